@@ -1,0 +1,35 @@
+-- cursor_commit-3.lua: record a consumer's acknowledged cursors, and release it when it leaves.
+-- KEYS[1] consumer rooms (hash room -> cursor)   KEYS[2] consumer node   KEYS[3] consumer inflight
+-- ARGV[1] ttl seconds   ARGV[2] node id to release ('' to keep the session)
+-- ARGV[3] inflight batch record to keep ('' for none)   ARGV[4..n] room, cursor, room, cursor, ...
+-- Returns: number of cursors that moved
+--
+-- A cursor only moves forward, and only for rooms the consumer is still in:
+-- a late write from a node that lost the consumer, or after a leave, changes nothing.
+local function newer(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b or '0-0', '^(%d+)-(%d+)$')
+  if bms == nil then return true end
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams > bms or (ams == bms and aseq > bseq)
+end
+local moved = 0
+for i = 4, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if current and newer(ARGV[i + 1], current) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    moved = moved + 1
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  if redis.call('GET', KEYS[2]) == ARGV[2] then
+    redis.call('DEL', KEYS[2])
+    if ARGV[3] ~= '' then
+      redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1])
+    else
+      redis.call('DEL', KEYS[3])
+    end
+  end
+end
+return moved

@@ -1,0 +1,49 @@
+/**
+ * What producers can ask of the broker: the contract between the producer
+ * side (TCP listener, HTTP publish API) and the Redis core. Transport code
+ * validates its input with the checks below, then calls these methods.
+ */
+export type Publication = readonly [room: string, message: string]
+
+/** A user's live connections by platform; key order is the original's. */
+export interface ConsumerCounts {
+  readonly length: number
+  readonly android: number
+  readonly ios: number
+  readonly web: number
+}
+
+export interface ProducerApi {
+  /**
+   * Appends every message to its room's log; per room, in the order given and
+   * after everything an earlier call handed over (the Redis commands are
+   * issued before this returns). Resolves with the number of messages once
+   * all of them are stored in Redis.
+   */
+  publish(publications: readonly Publication[]): Promise<number>
+  /** Joins a consumer (online or not) to a room; 1 if it was not a member. */
+  subscribe(room: string, consumerId: string): Promise<0 | 1>
+  /** Removes a consumer from a room; 1 if it was a member. */
+  unsubscribe(room: string, consumerId: string): Promise<0 | 1>
+  /** Live connections of a user, counted on every node. */
+  consumers(userId: string): Promise<ConsumerCounts>
+}
+
+export interface InputLimits {
+  /** Longest room name, UTF-8 bytes. */
+  readonly maxRoomBytes: number
+  /** Longest message, UTF-8 bytes. */
+  readonly maxMessageBytes: number
+}
+
+/** A non-empty string of at most maxBytes UTF-8 bytes. */
+export function isBoundedString(value: unknown, maxBytes: number): value is string {
+  // length ≤ bytes ≤ 3 × length: most strings are decided without encoding them.
+  if (typeof value !== 'string' || value.length === 0 || value.length > maxBytes) return false
+  return value.length * 3 <= maxBytes || Buffer.byteLength(value) <= maxBytes
+}
+
+/** A room and a message that the broker accepts (the original: both non-empty strings). */
+export function isValidPublication(room: unknown, message: unknown, limits: InputLimits): boolean {
+  return isBoundedString(room, limits.maxRoomBytes) && isBoundedString(message, limits.maxMessageBytes)
+}

@@ -1,0 +1,144 @@
+import { availableParallelism } from 'node:os'
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+export const TOKEN_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
+export type TokenAlgorithm = (typeof TOKEN_ALGORITHMS)[number]
+
+/** Where Redis is: one server, or the seed nodes of a Redis Cluster. */
+export type RedisTarget =
+  | { readonly kind: 'standalone'; readonly url: string }
+  | { readonly kind: 'cluster'; readonly nodes: readonly string[] }
+
+/**
+ * Every option of the broker, with its unit in its name and its default.
+ * The README's config section is generated from `OPTIONS` in `env.ts`, which
+ * documents each of these fields once more for operators.
+ */
+export interface Config {
+  /** Address every listener binds to. @default '0.0.0.0' */
+  readonly host: string
+  /** TCP port of the producer listener (RESP + JSON-RPC). @default 7700 */
+  readonly producerPort: number
+  /** Port of the consumer gateway of worker 0; worker i listens on gatewayPort + i. @default 7701 */
+  readonly gatewayPort: number
+  /** Port of the admin app (Koa: /stats, /metrics, HTTP publish API); 0 turns it off. @default 7702 */
+  readonly adminPort: number
+  /** Redis: one server, or a Redis Cluster. @default standalone redis://127.0.0.1:6379 */
+  readonly redis: RedisTarget
+  /** Prefix of every Redis key and channel. @default 'SNP' */
+  readonly redisPrefix: string
+  /** HMAC secrets; the first signs, all verify (rotation). Empty: a random one at start-up. @default [] */
+  readonly tokenSecrets: readonly string[]
+  /** JWS algorithm for the tokens the broker signs and accepts. @default 'HS256' */
+  readonly tokenAlgorithm: TokenAlgorithm
+  /** Node processes on this host (`snapper start`). @default one per core */
+  readonly workers: number
+  /** pino log level. @default 'info' */
+  readonly logLevel: LogLevel
+
+  /** Messages a room log keeps at most (older ones are trimmed). @default 10000 */
+  readonly roomLogMaxLen: number
+  /** How long a room log keeps a message, in seconds. @default 86400 */
+  readonly messageTtlSec: number
+  /** How long a consumer's rooms and cursors live after it was last seen, in seconds. @default 86400 */
+  readonly consumerTtlSec: number
+  /** Life of a consumer replaced by a new token from the same browser, in seconds. @default 300 */
+  readonly replacedConsumerTtlSec: number
+  /** Longest room name, in UTF-8 bytes. @default 1024 */
+  readonly maxRoomBytes: number
+  /** Longest message, in UTF-8 bytes. @default 262144 */
+  readonly maxMessageBytes: number
+
+  /** Largest producer RESP frame, in bytes; a larger one closes that connection. @default 1048576 */
+  readonly maxFrameBytes: number
+  /** Producer requests in flight per connection before the broker stops reading from it. @default 1024 */
+  readonly producerMaxPending: number
+  /** Time a new producer connection has to authenticate, in ms. @default 10000 */
+  readonly producerAuthTimeoutMs: number
+  /** Producer connections per node at most. @default 10000 */
+  readonly maxProducerConnections: number
+
+  /** Engine.IO pingInterval, in ms. @default 25000 */
+  readonly pingIntervalMs: number
+  /** Engine.IO pingTimeout, in ms. @default 20000 */
+  readonly pingTimeoutMs: number
+  /** Time a polling session has to finish its websocket upgrade, in ms. @default 10000 */
+  readonly upgradeTimeoutMs: number
+  /** Largest Engine.IO HTTP body or websocket message, in bytes (advertised as maxPayload). @default 1000000 */
+  readonly maxPayloadBytes: number
+  /** Longest query string of a consumer request, in bytes. @default 8192 */
+  readonly maxQueryBytes: number
+  /** Consumer sessions per node at most; further handshakes get 503. @default 100000 */
+  readonly maxSessions: number
+  /** Origins allowed to open sessions from a browser; empty allows any (echoed with credentials). @default [] */
+  readonly corsOrigins: readonly string[]
+  /** Messages per delivery batch (one JSON-RPC `publish`). @default 50 */
+  readonly batchMaxMessages: number
+  /** Messages held in memory per consumer; beyond, it reads from the room logs instead. @default 1000 */
+  readonly consumerMaxQueue: number
+  /** Bytes buffered towards one consumer before it is closed as too slow. @default 1048576 */
+  readonly consumerMaxBackpressureBytes: number
+  /** Time a consumer has to acknowledge a batch before its session is closed, in ms. @default 60000 */
+  readonly ackTimeoutMs: number
+
+  /** How often acknowledged cursors are written to Redis, in ms. @default 1000 */
+  readonly cursorFlushMs: number
+  /** A node that stops refreshing its liveness key for this long no longer counts its consumers, in ms. @default 10000 */
+  readonly nodeTtlMs: number
+  /** How often the stats counters are written to Redis, in ms. @default 1000 */
+  readonly statsFlushMs: number
+  /** Longest a graceful shutdown (SIGTERM) may take, in ms. @default 15000 */
+  readonly drainTimeoutMs: number
+  /** Consumers are closed spread over this window on shutdown, so they do not all reconnect at once, in ms. @default 2000 */
+  readonly drainSpreadMs: number
+
+  /** Largest body of an admin HTTP request, in bytes. @default 1048576 */
+  readonly adminMaxBodyBytes: number
+}
+
+export const defaults: Config = {
+  host: '0.0.0.0',
+  producerPort: 7700,
+  gatewayPort: 7701,
+  adminPort: 7702,
+  redis: { kind: 'standalone', url: 'redis://127.0.0.1:6379' },
+  redisPrefix: 'SNP',
+  tokenSecrets: [],
+  tokenAlgorithm: 'HS256',
+  workers: availableParallelism(),
+  logLevel: 'info',
+
+  roomLogMaxLen: 10_000,
+  messageTtlSec: 24 * 3600,
+  consumerTtlSec: 24 * 3600,
+  replacedConsumerTtlSec: 300,
+  maxRoomBytes: 1024,
+  maxMessageBytes: 256 * 1024,
+
+  maxFrameBytes: 1 << 20,
+  producerMaxPending: 1024,
+  producerAuthTimeoutMs: 10_000,
+  maxProducerConnections: 10_000,
+
+  pingIntervalMs: 25_000,
+  pingTimeoutMs: 20_000,
+  upgradeTimeoutMs: 10_000,
+  maxPayloadBytes: 1_000_000,
+  maxQueryBytes: 8192,
+  maxSessions: 100_000,
+  corsOrigins: [],
+  batchMaxMessages: 50,
+  consumerMaxQueue: 1000,
+  consumerMaxBackpressureBytes: 1 << 20,
+  ackTimeoutMs: 60_000,
+
+  cursorFlushMs: 1000,
+  nodeTtlMs: 10_000,
+  statsFlushMs: 1000,
+  drainTimeoutMs: 15_000,
+  drainSpreadMs: 2000,
+
+  adminMaxBodyBytes: 1 << 20,
+}

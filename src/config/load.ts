@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs'
+import { defaults, type Config } from './defaults.js'
+import { ConfigError, OPTIONS } from './env.js'
+
+export { ConfigError } from './env.js'
+export type { Config, RedisTarget, LogLevel } from './defaults.js'
+
+export interface LoadOptions {
+  /** Path of a JSON config file. */
+  readonly file?: string
+  /** The environment to read SNAPPER_* variables from (the CLI passes process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>
+  /** Values that win over everything else (command-line flags, tests). */
+  readonly overrides?: Partial<Config>
+}
+
+type Key = keyof Config
+const KEYS = Object.keys(OPTIONS) as Key[]
+
+/**
+ * defaults < config file < environment < overrides, each value validated by
+ * its option's parser. Throws a ConfigError naming the bad key. The result is
+ * frozen: nothing changes the config after start-up.
+ */
+export function loadConfig({ file, env = {}, overrides = {} }: LoadOptions = {}): Config {
+  const merged: Record<string, unknown> = { ...defaults }
+  if (file !== undefined) Object.assign(merged, parseLayer(readFile(file), `config file ${file}`))
+
+  const fromEnv: Record<string, unknown> = {}
+  for (const key of KEYS) {
+    const raw = env[OPTIONS[key].env]
+    if (raw !== undefined && raw !== '') fromEnv[key] = raw
+  }
+  Object.assign(merged, parseLayer(fromEnv, 'environment'))
+  Object.assign(merged, overrides)
+
+  const config = merged as unknown as Config
+  checkTogether(config)
+  return Object.freeze(config)
+}
+
+function readFile(file: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`)
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new ConfigError(`config file ${file} must hold a JSON object`)
+  return value as Record<string, unknown>
+}
+
+function parseLayer(raw: Record<string, unknown>, source: string): Partial<Config> {
+  const parsed: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(raw)) {
+    const option = (OPTIONS as Record<string, (typeof OPTIONS)[Key] | undefined>)[key]
+    if (!option) throw new ConfigError(`${source}: unknown option "${key}"`)
+    try {
+      parsed[key] = option.parse(value)
+    } catch (err) {
+      const where = source === 'environment' ? `${option.env} (${key})` : `"${key}"`
+      throw new ConfigError(`${source}: ${where}: ${(err as Error).message}`)
+    }
+  }
+  return parsed as Partial<Config>
+}
+
+/** Rules that tie two options together. */
+function checkTogether(config: Config): void {
+  if (config.batchMaxMessages > config.consumerMaxQueue)
+    throw new ConfigError('"batchMaxMessages" must not exceed "consumerMaxQueue"')
+  if (config.maxMessageBytes > config.maxFrameBytes)
+    throw new ConfigError('"maxMessageBytes" must not exceed "maxFrameBytes"')
+}

@@ -1,0 +1,53 @@
+/**
+ * The one table of errors a client can see. Codes are permanent strings; each
+ * boundary maps them to its own bytes exactly once (JSON-RPC in
+ * `producer/jsonrpc.ts`, HTTP status in the admin app). Anything thrown that is
+ * not a SnapperError is a bug: it is logged with its stack and answered as
+ * "Internal error", never with its own message.
+ *
+ * `rpc` and `text` of the first five are JSON-RPC 2.0's own and match the
+ * original broker byte for byte (it sent no `data` for them); the rest carry
+ * `data: {code}` so that a client can tell them apart.
+ */
+export const ERRORS = {
+  PARSE_ERROR: { rpc: -32700, http: 400, temporary: false, text: 'Parse error' },
+  INVALID_REQUEST: { rpc: -32600, http: 400, temporary: false, text: 'Invalid request' },
+  METHOD_NOT_FOUND: { rpc: -32601, http: 404, temporary: false, text: 'Method not found' },
+  INVALID_PARAMS: { rpc: -32602, http: 400, temporary: false, text: 'Invalid params' },
+  INTERNAL: { rpc: -32603, http: 500, temporary: false, text: 'Internal error' },
+  UNAUTHORIZED: { rpc: 401, http: 401, temporary: false, text: 'Unauthorized' },
+  FRAME_TOO_LARGE: { rpc: -32600, http: 413, temporary: false, text: 'Frame too large' },
+  BAD_FRAMING: { rpc: -32700, http: 400, temporary: false, text: 'Bad framing' },
+  STORE_UNAVAILABLE: { rpc: -32003, http: 503, temporary: true, text: 'Storage unavailable, retry' },
+  SHUTTING_DOWN: { rpc: -32004, http: 503, temporary: true, text: 'Shutting down, retry elsewhere' },
+} as const
+
+export type ErrorCode = keyof typeof ERRORS
+
+/** Codes whose JSON-RPC form is the standard one, sent without `data`. */
+export const STANDARD_RPC_CODES: ReadonlySet<ErrorCode> = new Set([
+  'PARSE_ERROR',
+  'INVALID_REQUEST',
+  'METHOD_NOT_FOUND',
+  'INVALID_PARAMS',
+  'INTERNAL',
+])
+
+export class SnapperError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string = ERRORS[code].text,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+    this.name = 'SnapperError'
+  }
+
+  get temporary(): boolean {
+    return ERRORS[this.code].temporary
+  }
+}
+
+export function isSnapperError(err: unknown, code?: ErrorCode): err is SnapperError {
+  return err instanceof SnapperError && (code === undefined || err.code === code)
+}

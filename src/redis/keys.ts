@@ -1,0 +1,72 @@
+/**
+ * Every Redis key and channel name. All keys that one script touches share one
+ * hash tag ({r:room}, {c:consumer}, {u:user}), so every script runs on a single
+ * hash slot: the same code serves one Redis and a Redis Cluster.
+ *
+ * Names are built by concatenation; the fixed suffixes (":log", ":head", ...)
+ * are not suffixes of each other, so two different names never give one key.
+ */
+export interface RoomKeys {
+  /** Stream: the room log, entry ids `<ms>-<seq>`, one field `m` (the message). */
+  readonly log: string
+  /** Hash {s: last seq, t: ms of the last append}. */
+  readonly head: string
+  /** Pub/sub channel (sharded on a cluster) announcing appends to the nodes. */
+  readonly channel: string
+}
+
+export interface ConsumerKeys {
+  /** Hash room → cursor (`<ms>-<seq>` of the last acknowledged message). */
+  readonly rooms: string
+  /** String: id of the node that holds the consumer's live session. */
+  readonly node: string
+  /** String: the batch that was unacknowledged when the consumer last went away. */
+  readonly inflight: string
+}
+
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  room(room: string): RoomKeys {
+    const tag = `${this.prefix}:{r:${room}}`
+    return { log: `${tag}:log`, head: `${tag}:head`, channel: `${tag}:ch` }
+  }
+
+  consumer(consumerId: string): ConsumerKeys {
+    const tag = `${this.prefix}:{c:${consumerId}}`
+    return { rooms: `${tag}:rooms`, node: `${tag}:node`, inflight: `${tag}:inflight` }
+  }
+
+  /** Hash consumerId → nodeId of a user's live connections. */
+  presence(userId: string): string {
+    return `${this.prefix}:{u:${userId}}:presence`
+  }
+
+  /** String with a TTL: present while the node is alive. */
+  nodeAlive(nodeId: string): string {
+    return `${this.prefix}:{n:${nodeId}}:alive`
+  }
+
+  /** Channel on which other nodes tell a node about joins, leaves and replaced sessions. */
+  nodeChannel(nodeId: string): string {
+    return `${this.prefix}:{n:${nodeId}}:ctl`
+  }
+
+  /** Hash of the original's totals: producerMessages, consumerMessages, consumers. */
+  get stats(): string {
+    return `${this.prefix}:stats`
+  }
+
+  /** HyperLogLog of the rooms ever published to. */
+  get statsRooms(): string {
+    return `${this.prefix}:stats:rooms`
+  }
+
+  /** Hash nodeName → live consumers on that node (the original's `current`). */
+  get statsNodes(): string {
+    return `${this.prefix}:stats:nodes`
+  }
+}
+
+/** The room every consumer joins on connect, as the original did. */
+export const userRoom = (userId: string): string => `user${userId}`

@@ -1,0 +1,56 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import type { ChainableCommander, Cluster, Redis } from 'ioredis'
+
+/** The folder of the Lua scripts, at the package root next to src/ and dist/. */
+export const LUA_DIR = new URL('../../../lua/', import.meta.url)
+
+type Reply<T> = Promise<T>
+type Arg = string | number
+
+/**
+ * The typed signatures of lua/*.lua as ioredis commands (KEYS first, then
+ * ARGV). The header of each file is its contract.
+ */
+export interface ScriptCommands {
+  roomAppend(log: string, head: string, channel: string, maxLen: number, ttlSec: number, publish: 'PUBLISH' | 'SPUBLISH', ...messages: string[]): Reply<[number, number]>
+  roomRead(log: string, cursor: string, count: number, ttlSec: number): Reply<string[]>
+  consumerJoin(rooms: string, node: string, room: string, cursor: string, ttlSec: number): Reply<[number, string | null]>
+  consumerLeave(rooms: string, node: string, room: string): Reply<[number, string | null]>
+  consumerConnect(rooms: string, node: string, inflight: string, nodeId: string, ttlSec: number, room: string, cursor: string): Reply<(string | null)[]>
+  cursorCommit(rooms: string, node: string, inflight: string, ttlSec: number, releaseNodeId: string, inflightRecord: string, ...roomCursorPairs: string[]): Reply<number>
+  presenceRemove(presence: string, consumerId: string, nodeId: string): Reply<number>
+}
+
+/** A command client (one Redis or a Cluster) that knows our scripts. */
+export type Commands = (Redis | Cluster) & ScriptCommands
+
+/** The same scripts queued on a pipeline. */
+export type PipelineScripts = {
+  [K in keyof ScriptCommands]: (...args: Parameters<ScriptCommands[K]>) => ScriptPipeline
+}
+export type ScriptPipeline = ChainableCommander & PipelineScripts
+
+/** `room_append-3.lua` → `roomAppend`, 3 keys. */
+function commandName(file: string): { name: string; numberOfKeys: number } | undefined {
+  const match = /^([a-z_]+)-(\d+)\.lua$/.exec(file)
+  if (!match) return undefined
+  const name = match[1]!.replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase())
+  return { name, numberOfKeys: Number(match[2]) }
+}
+
+/**
+ * Reads lua/ once and registers every script with ioredis `defineCommand`:
+ * it sends EVALSHA and falls back to EVAL on NOSCRIPT (after a restart or a
+ * failover), and on a Cluster routes by the first key's slot.
+ */
+export function defineScripts(client: Redis | Cluster): Commands {
+  for (const file of readdirSync(LUA_DIR).sort()) {
+    const command = commandName(file)
+    if (!command) continue
+    const lua = readFileSync(new URL(file, LUA_DIR), 'utf8')
+    client.defineCommand(command.name, { numberOfKeys: command.numberOfKeys, lua })
+  }
+  return client as Commands
+}
+
+export type { Arg }
