@@ -1,0 +1,47 @@
+import type { Keys } from '../redis/keys.js'
+import type { Commands } from '../redis/scripts.js'
+import { encodeControl, type ControlMessage } from './control.js'
+import { formatCursor } from './cursor.js'
+import type { RoomLog } from './room-log.js'
+
+/**
+ * Room membership, kept on the consumer's slot (hash room → cursor): joining
+ * records the room's head as the consumer's cursor, so it receives every
+ * message published after the join. If the consumer is online, the node
+ * holding it is told on its control channel; it does not need to be online.
+ */
+export class Membership {
+  readonly #redis: Commands
+  readonly #keys: Keys
+  readonly #log: RoomLog
+  readonly #ttlSec: number
+  readonly #publish: 'publish' | 'spublish'
+
+  constructor(redis: Commands, keys: Keys, log: RoomLog, options: { ttlSec: number; sharded: boolean }) {
+    this.#redis = redis
+    this.#keys = keys
+    this.#log = log
+    this.#ttlSec = options.ttlSec
+    this.#publish = options.sharded ? 'spublish' : 'publish'
+  }
+
+  async join(room: string, consumerId: string): Promise<0 | 1> {
+    const cursor = formatCursor(await this.#log.head(room))
+    const { rooms, node } = this.#keys.consumer(consumerId)
+    const [added, nodeId] = await this.#redis.consumerJoin(rooms, node, room, cursor, this.#ttlSec)
+    if (added === 1 && nodeId) await this.tell(nodeId, { type: 'join', consumerId, room, cursor })
+    return added === 1 ? 1 : 0
+  }
+
+  async leave(room: string, consumerId: string): Promise<0 | 1> {
+    const { rooms, node } = this.#keys.consumer(consumerId)
+    const [removed, nodeId] = await this.#redis.consumerLeave(rooms, node, room)
+    if (removed === 1 && nodeId) await this.tell(nodeId, { type: 'leave', consumerId, room })
+    return removed === 1 ? 1 : 0
+  }
+
+  /** Sends a control message to one node. */
+  tell(nodeId: string, message: ControlMessage): Promise<unknown> {
+    return this.#redis[this.#publish](this.#keys.nodeChannel(nodeId), encodeControl(message))
+  }
+}

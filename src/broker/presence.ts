@@ -1,0 +1,83 @@
+import { platformOf } from '../auth/token.js'
+import type { Keys } from '../redis/keys.js'
+import type { Commands } from '../redis/scripts.js'
+import type { ConsumerCounts } from './api.js'
+
+/** How long a node's liveness is trusted before it is read again, in ms. */
+const ALIVE_CACHE_MS = 500
+
+/**
+ * Who is online: per user, a hash consumerId → node id. A node refreshes its
+ * own liveness key; a consumer counts only while its node is alive, so a
+ * crashed node's consumers stop counting within nodeTtlMs.
+ */
+export class Presence {
+  readonly #redis: Commands
+  readonly #keys: Keys
+  readonly #ttlSec: number
+  readonly #alive = new Map<string, { alive: boolean; until: number }>()
+
+  constructor(redis: Commands, keys: Keys, ttlSec: number) {
+    this.#redis = redis
+    this.#keys = keys
+    this.#ttlSec = ttlSec
+  }
+
+  add(userId: string, consumerId: string, nodeId: string): Promise<unknown> {
+    const key = this.#keys.presence(userId)
+    return Promise.all([this.#redis.hset(key, consumerId, nodeId), this.#redis.expire(key, this.#ttlSec)])
+  }
+
+  /** Removes the consumer unless another node has taken it since. */
+  remove(userId: string, consumerId: string, nodeId: string): Promise<number> {
+    return this.#redis.presenceRemove(this.#keys.presence(userId), consumerId, nodeId)
+  }
+
+  async count(userId: string): Promise<ConsumerCounts> {
+    const key = this.#keys.presence(userId)
+    const entries = Object.entries(await this.#redis.hgetall(key))
+    const alive = await this.#aliveNodes(new Set(entries.map(([, node]) => node)))
+    const counts = { length: 0, android: 0, ios: 0, web: 0 }
+    const dead: string[] = []
+    for (const [consumerId, node] of entries) {
+      if (!alive.has(node)) {
+        dead.push(consumerId)
+        continue
+      }
+      counts.length++
+      counts[platformOf(consumerId)]++
+    }
+    // Entries of crashed nodes are dropped lazily; a failure here only delays that.
+    if (dead.length > 0) this.#redis.hdel(key, ...dead).catch(() => {})
+    return counts
+  }
+
+  /** Marks this node alive for ttlMs; call it every ttlMs / 3. */
+  touchNode(nodeId: string, ttlMs: number): Promise<unknown> {
+    return this.#redis.set(this.#keys.nodeAlive(nodeId), '1', 'PX', ttlMs)
+  }
+
+  dropNode(nodeId: string): Promise<unknown> {
+    return this.#redis.del(this.#keys.nodeAlive(nodeId))
+  }
+
+  async #aliveNodes(nodes: Set<string>): Promise<Set<string>> {
+    const now = Date.now()
+    const alive = new Set<string>()
+    const unknown: string[] = []
+    for (const node of nodes) {
+      const cached = this.#alive.get(node)
+      if (cached && cached.until > now) {
+        if (cached.alive) alive.add(node)
+      } else unknown.push(node)
+    }
+    const answers = await Promise.all(unknown.map(node => this.#redis.exists(this.#keys.nodeAlive(node))))
+    unknown.forEach((node, i) => {
+      const isAlive = answers[i] === 1
+      this.#alive.set(node, { alive: isAlive, until: now + ALIVE_CACHE_MS })
+      if (isAlive) alive.add(node)
+    })
+    if (this.#alive.size > 10_000) this.#alive.clear() // a bound, not a policy: stale nodes pile up otherwise
+    return alive
+  }
+}

@@ -1,0 +1,46 @@
+import { SnapperError } from '../errors.js'
+import type { Logger } from '../log.js'
+import type { ConsumerCounts, ProducerApi, Publication } from './api.js'
+import type { Membership } from './membership.js'
+import type { Presence } from './presence.js'
+import type { RoomLog } from './room-log.js'
+import type { StatsCounters } from './stats.js'
+
+/**
+ * The broker as producers see it. A batch is grouped by room: one script call
+ * per room (per chunk), all issued in the same tick, which ioredis sends as
+ * one pipeline.
+ */
+export function createProducerApi(deps: {
+  log: RoomLog
+  membership: Membership
+  presence: Presence
+  stats: StatsCounters
+  logger: Logger
+}): ProducerApi {
+  const { log, membership, presence, stats, logger } = deps
+  const storeError = (err: unknown): never => {
+    logger.error({ err }, 'redis command failed')
+    throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err })
+  }
+
+  return {
+    publish(publications: readonly Publication[]): Promise<number> {
+      const byRoom = new Map<string, string[]>()
+      for (const [room, message] of publications) {
+        const messages = byRoom.get(room)
+        if (messages) messages.push(message)
+        else byRoom.set(room, [message])
+      }
+      const appends: Promise<unknown>[] = []
+      for (const [room, messages] of byRoom) appends.push(log.append(room, messages))
+      return Promise.all(appends).then(() => {
+        stats.published(byRoom.keys(), publications.length)
+        return publications.length
+      }, storeError)
+    },
+    subscribe: (room, consumerId) => membership.join(room, consumerId).catch(storeError),
+    unsubscribe: (room, consumerId) => membership.leave(room, consumerId).catch(storeError),
+    consumers: (userId): Promise<ConsumerCounts> => presence.count(userId).catch(storeError),
+  }
+}

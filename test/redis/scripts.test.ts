@@ -1,0 +1,158 @@
+import test from 'ava'
+import { Redis } from 'ioredis'
+import { decodeAnnouncement } from '../../src/broker/control.js'
+import { Keys } from '../../src/redis/keys.js'
+import { defineScripts, type Commands } from '../../src/redis/scripts.js'
+import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+
+let server: RedisServer
+let redis: Commands
+
+test.before(async () => {
+  server = await startRedis()
+  redis = defineScripts(server.client())
+})
+test.after.always(() => server?.stop())
+
+const keysFor = () => new Keys(uniquePrefix())
+
+test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async t => {
+  const { log, head, channel } = keysFor().room('r')
+  const [ms1, first1] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'a', 'b')
+  const [ms2, first2] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'c')
+  t.is(first1, 1)
+  t.is(first2, 3)
+  t.true(ms2 >= ms1)
+  const entries = await redis.xrange(log, '-', '+')
+  t.deepEqual(
+    entries.map(([id, fields]) => [id.split('-')[1], fields]),
+    [
+      ['1', ['m', 'a']],
+      ['2', ['m', 'b']],
+      ['3', ['m', 'c']],
+    ],
+  )
+  t.is(entries[0]![0], `${ms1}-1`)
+  t.deepEqual(await redis.hgetall(head), { s: '3', t: String(ms2) })
+  t.true((await redis.ttl(log)) > 0 && (await redis.ttl(head)) > 0)
+})
+
+test('room_append keeps at most max length messages', async t => {
+  const { log, head, channel } = keysFor().room('bounded')
+  for (let i = 0; i < 5; i++) await redis.roomAppend(log, head, channel, 3, 60, 'PUBLISH', `m${i}a`, `m${i}b`)
+  const entries = await redis.xrange(log, '-', '+')
+  t.deepEqual(
+    entries.map(([id]) => Number(id.split('-')[1])),
+    [8, 9, 10],
+  )
+})
+
+test('room_append never lets ids go back when the clock does', async t => {
+  const { log, head, channel } = keysFor().room('clock')
+  const future = Date.now() + 3_600_000
+  await redis.hset(head, 's', 7, 't', future)
+  const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'x')
+  t.is(ms, future)
+  t.is(first, 8)
+})
+
+test('room_append announces the batch on the room channel', async t => {
+  const { log, head, channel } = keysFor().room('announced')
+  const subscriber = server.client()
+  await subscriber.subscribe(channel)
+  const received = new Promise<unknown>(resolve => subscriber.on('messageBuffer', (_, bytes: Buffer) => resolve(decodeAnnouncement(bytes))))
+  const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'é😀', '{"e":1}')
+  t.deepEqual(await received, { ms, first, messages: ['é😀', '{"e":1}'] })
+})
+
+test('room_read returns messages after a cursor, oldest first, at most count', async t => {
+  const { log, head, channel } = keysFor().room('read')
+  const [ms] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'a', 'b', 'c', 'd')
+  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60), [`${ms}-1`, 'a', `${ms}-2`, 'b', `${ms}-3`, 'c', `${ms}-4`, 'd'])
+  t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60), [`${ms}-3`, 'c'])
+  t.deepEqual(await redis.roomRead(log, `${ms}-4`, 10, 60), [])
+})
+
+test('room_read skips messages older than the ttl', async t => {
+  const { log } = keysFor().room('aged')
+  const old = Date.now() - 120_000
+  await redis.xadd(log, `${old}-1`, 'm', 'old')
+  await redis.xadd(log, `${Date.now()}-2`, 'm', 'new')
+  const flat = await redis.roomRead(log, '0-0', 10, 60)
+  t.deepEqual(flat.filter((_, i) => i % 2 === 1), ['new'])
+  t.deepEqual((await redis.roomRead(log, `${old - 1}-0`, 10, 600)).filter((_, i) => i % 2 === 1), ['old', 'new'])
+})
+
+test('consumer_join adds once and names the node holding the consumer', async t => {
+  const { rooms, node } = keysFor().consumer('t.c1')
+  t.deepEqual(await redis.consumerJoin(rooms, node, 'r', '5-1', 60), [1, null])
+  t.deepEqual(await redis.consumerJoin(rooms, node, 'r', '9-9', 60), [0, null])
+  await redis.set(node, 'node-a')
+  t.deepEqual(await redis.consumerJoin(rooms, node, 'r2', '0-0', 60), [1, 'node-a'])
+  t.deepEqual(await redis.hgetall(rooms), { r: '5-1', r2: '0-0' })
+  t.true((await redis.ttl(rooms)) > 0)
+})
+
+test('consumer_leave removes once', async t => {
+  const { rooms, node } = keysFor().consumer('t.c2')
+  await redis.consumerJoin(rooms, node, 'r', '0-0', 60)
+  await redis.set(node, 'node-b')
+  t.deepEqual(await redis.consumerLeave(rooms, node, 'r'), [1, 'node-b'])
+  t.deepEqual(await redis.consumerLeave(rooms, node, 'r'), [0, 'node-b'])
+})
+
+test('consumer_connect takes the session, joins the user room and reads the cursors', async t => {
+  const { rooms, node, inflight } = keysFor().consumer('t.c3')
+  await redis.consumerJoin(rooms, node, 'project', '7-3', 60)
+  t.deepEqual(await redis.consumerConnect(rooms, node, inflight, 'node-1', 60, 'user1', '9-9'), [
+    null,
+    null,
+    'project',
+    '7-3',
+    'user1',
+    '9-9',
+  ])
+  await redis.set(inflight, 'record')
+  const again = await redis.consumerConnect(rooms, node, inflight, 'node-2', 60, 'user1', '10-10')
+  t.deepEqual(again.slice(0, 2), ['node-1', 'record'])
+  t.is(await redis.hget(rooms, 'user1'), '9-9')
+  t.is(await redis.get(node), 'node-2')
+})
+
+test('cursor_commit moves cursors forward only, for rooms still joined', async t => {
+  const { rooms, node, inflight } = keysFor().consumer('t.c4')
+  await redis.consumerJoin(rooms, node, 'a', '10-5', 60)
+  await redis.consumerJoin(rooms, node, 'b', '10-5', 60)
+  const moved = await redis.cursorCommit(rooms, node, inflight, 60, '', '', 'a', '10-7', 'b', '10-4', 'gone', '99-1')
+  t.is(moved, 1)
+  t.deepEqual(await redis.hgetall(rooms), { a: '10-7', b: '10-5' })
+  t.is(await redis.cursorCommit(rooms, node, inflight, 60, '', '', 'a', '11-1'), 1, 'a later ms wins over a higher seq')
+})
+
+test('cursor_commit releases the session only for its own node, keeping the inflight record', async t => {
+  const { rooms, node, inflight } = keysFor().consumer('t.c5')
+  await redis.consumerConnect(rooms, node, inflight, 'node-2', 60, 'u', '0-0')
+  await redis.cursorCommit(rooms, node, inflight, 60, 'node-1', 'stale', 'u', '1-1')
+  t.is(await redis.get(node), 'node-2', 'another node holds it')
+  t.is(await redis.get(inflight), null)
+  await redis.cursorCommit(rooms, node, inflight, 60, 'node-2', 'batch-7', 'u', '1-2')
+  t.is(await redis.get(node), null)
+  t.is(await redis.get(inflight), 'batch-7')
+  t.is(await redis.hget(rooms, 'u'), '1-2')
+  await redis.consumerConnect(rooms, node, inflight, 'node-3', 60, 'u', '0-0')
+  await redis.cursorCommit(rooms, node, inflight, 60, 'node-3', '', 'u', '1-3')
+  t.is(await redis.get(inflight), null, 'a clean release drops the record')
+})
+
+test('presence_remove removes only when the node still holds the consumer', async t => {
+  const key = keysFor().presence('u1')
+  await redis.hset(key, 'w.c', 'node-2')
+  t.is(await redis.presenceRemove(key, 'w.c', 'node-1'), 0)
+  t.is(await redis.presenceRemove(key, 'w.c', 'node-2'), 1)
+  t.deepEqual(await redis.hgetall(key), {})
+})
+
+test('the test server is not the default port', t => {
+  t.not(server.port, 6379)
+  t.true(server.client() instanceof Redis)
+})
