@@ -1,0 +1,370 @@
+/**
+ * One producer connection: auth handshake, then frames served in arrival
+ * order with replies in request order (spec/producer-wire.md §4, §5).
+ *
+ *   socket ─▶ RespDecoder ─▶ pump ─▶ parseMessage ─▶ method (starts now) ─▶ Reply slot
+ *                              ▲                                              │ in order
+ *   resume ◀─ pending < max ───┘                   socket.write ◀─ per tick ◀─┘
+ *            && !writeBlocked
+ *
+ * Work is started as soon as a frame is read, without waiting for earlier
+ * frames to finish (publish issues its Redis commands synchronously, so the
+ * order is kept in Redis); replies wait in a FIFO of slots until every
+ * earlier one is done, and go out as one write per tick.
+ *
+ *   auth ──OK──▶ open ──close()/client FIN/framing error──▶ draining ──all answered──▶ ended
+ *     └──refused/timeout: 401 (frames behind it dropped)──────▶ draining
+ */
+import type { Socket } from 'node:net'
+import type { Tokens } from '../auth/token.js'
+import type { ErrorCode } from '../errors.js'
+import { truncate, type Logger } from '../log.js'
+import { encodeError, encodeSuccess, errorCodeOf, parseMessage, rpcError, toRpcError, type RpcError, type RpcId } from './jsonrpc.js'
+import type { Method } from './methods.js'
+import { encodeBulk, isFramingError, RespDecoder, type FramingError } from './resp.js'
+
+export interface ConnectionOptions {
+  /** Largest RESP payload, in bytes. */
+  readonly maxFrameBytes: number
+  /** Requests and publishes in flight before this connection stops reading. */
+  readonly producerMaxPending: number
+  /** Time to authenticate, in ms; never applies once authenticated. */
+  readonly producerAuthTimeoutMs: number
+}
+
+/** Counters shared by every connection of a listener; read by the metrics module. */
+export interface ProducerCounters {
+  /** Frames decoded. */
+  frames: number
+  /** Notifications ignored: unknown method, `publish` without params, a late `auth`. */
+  ignored: number
+  /** Requests and notifications in flight (answers not yet written, publishes not yet stored). */
+  pending: number
+  /** Connections not reading now, because of write backpressure or too much in flight. */
+  paused: number
+  /** Times a connection stopped reading for backpressure. */
+  pauses: number
+  /** Errors answered or logged, by code. */
+  readonly errors: Partial<Record<ErrorCode, number>>
+}
+
+export interface ConnectionDeps {
+  readonly options: ConnectionOptions
+  readonly tokens: Tokens
+  readonly methods: ReadonlyMap<string, Method>
+  readonly counters: ProducerCounters
+  readonly logger: Logger
+}
+
+/** A reply's place in line; `text` is set when its work is done. */
+interface Reply {
+  text: string | undefined
+}
+
+type State = 'auth' | 'open' | 'draining' | 'ended'
+
+/** After our FIN, how long the client has to close its side before the socket is destroyed, in ms. */
+const END_GRACE_MS = 5000
+
+export class ProducerConnection {
+  readonly #socket: Socket
+  readonly #deps: ConnectionDeps
+  readonly #log: Logger
+  readonly #decoder: RespDecoder
+  readonly #closed: Promise<void>
+  #state: State = 'auth'
+  /** No more frames will be served: the decoder failed, auth was refused, or draining emptied it. */
+  #isInputDone = false
+  #isWriteBlocked = false
+  #isPaused = false
+  /** Set while #pump runs, so that answers given inside it do not start a nested pump. */
+  #isPumping = false
+  readonly #replies: Reply[] = []
+  /** Notifications whose work is not finished (requests are counted by #replies). */
+  #notificationsInFlight = 0
+  #outgoing: string[] = []
+  #isFlushScheduled = false
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(socket: Socket, deps: ConnectionDeps) {
+    this.#socket = socket
+    this.#deps = deps
+    this.#log = deps.logger.child({ remote: `${socket.remoteAddress}:${socket.remotePort}` })
+    this.#decoder = new RespDecoder(deps.options.maxFrameBytes)
+    this.#closed = new Promise(resolve => socket.once('close', () => resolve()))
+
+    socket.setNoDelay(true) // replies are already coalesced per tick
+    socket.setKeepAlive(true) // finds dead peers; a live idle producer is never closed
+    socket.on('data', this.#onData)
+    socket.on('end', this.#onEnd)
+    socket.on('drain', this.#onDrain)
+    socket.on('error', this.#onError)
+    socket.once('close', this.#onClose)
+    this.#timer = setTimeout(this.#onAuthTimeout, deps.options.producerAuthTimeoutMs)
+  }
+
+  /** Resolves when the socket is closed. */
+  get closed(): Promise<void> {
+    return this.#closed
+  }
+
+  /** Requests and publishes in flight on this connection. */
+  get pending(): number {
+    return this.#replies.length + this.#notificationsInFlight
+  }
+
+  /** Bytes held for this connection: unread input, queued replies, the socket's write buffer. */
+  get bufferedBytes(): number {
+    let outgoing = 0
+    for (const text of this.#outgoing) outgoing += text.length
+    return this.#decoder.bufferedBytes + outgoing + this.#socket.writableLength
+  }
+
+  /**
+   * Graceful end (listener close): read nothing more from the socket, serve
+   * and answer every frame already received, then FIN. Resolves on close.
+   */
+  drain(): Promise<void> {
+    if (this.#state === 'auth') this.#refuse(null, 'Error: Server closing')
+    else this.#startDraining()
+    return this.#closed
+  }
+
+  #onData = (chunk: Buffer): void => {
+    if (this.#state === 'ended' || this.#isInputDone) return // after our FIN, or input refused: dropped
+    this.#decoder.push(chunk)
+    this.#pump()
+  }
+
+  /** Client FIN: what it sent is still served and answered (the server is allowHalfOpen). */
+  #onEnd = (): void => {
+    this.#startDraining()
+  }
+
+  #onDrain = (): void => {
+    this.#isWriteBlocked = false
+    this.#pump()
+  }
+
+  #onError = (err: Error): void => {
+    // Resets and broken pipes are the peer's business; 'close' follows and cleans up.
+    this.#log.debug({ err: err.message }, 'producer socket error')
+  }
+
+  #onClose = (): void => {
+    clearTimeout(this.#timer)
+    this.#setPaused(false)
+    this.#state = 'ended'
+    this.#decoder.discard()
+    this.#outgoing = []
+    // Work in flight still finishes in Redis; its answers have nowhere to go.
+    this.#deps.counters.pending -= this.pending
+    this.#replies.length = 0
+    this.#notificationsInFlight = 0
+  }
+
+  #onAuthTimeout = (): void => {
+    if (this.#state !== 'auth') return
+    this.#log.info('producer auth timeout')
+    this.#refuse(null, 'Error: Authentication timeout')
+  }
+
+  /** Serves decoded frames while allowed, then sets the socket's reading to match. */
+  #pump(): void {
+    if (this.#isPumping) return
+    this.#isPumping = true
+    while (!this.#isInputDone && this.#state !== 'ended' && this.#canTakeMore()) {
+      const frame = this.#decoder.next()
+      if (frame === undefined) {
+        if (this.#state === 'draining') this.#isInputDone = true // no more reads: what was received is served
+        break
+      }
+      if (isFramingError(frame)) this.#failFraming(frame)
+      else this.#serve(frame)
+    }
+    this.#isPumping = false
+    this.#setPaused(!this.#isInputDone && this.#state !== 'ended' && !this.#canTakeMore())
+    this.#endIfDone()
+  }
+
+  #canTakeMore(): boolean {
+    return !this.#isWriteBlocked && this.pending < this.#deps.options.producerMaxPending
+  }
+
+  #serve(payload: Buffer): void {
+    this.#deps.counters.frames++
+    const message = parseMessage(payload)
+    if (this.#state === 'auth') return this.#authenticate(message)
+    switch (message.kind) {
+      case 'invalid':
+        return this.#answerError(message.id, message.code)
+      case 'request': {
+        const method = message.method === 'auth' ? undefined : this.#deps.methods.get(message.method)
+        if (method === undefined) return this.#answerError(message.id, 'METHOD_NOT_FOUND')
+        return this.#startRequest(message.id, method, message.params)
+      }
+      case 'notification': {
+        const method = this.#deps.methods.get(message.method)
+        if (method === undefined || message.method === 'auth' || (message.method === 'publish' && message.params === undefined)) {
+          this.#deps.counters.ignored++
+          this.#log.debug({ method: truncate(message.method, 64) }, 'notification ignored')
+          return
+        }
+        return this.#startNotification(method, message.params)
+      }
+    }
+  }
+
+  #authenticate(message: ReturnType<typeof parseMessage>): void {
+    if (message.kind !== 'request' || message.method !== 'auth')
+      return this.#refuse(message.kind === 'notification' ? null : message.id, 'Error: Auth request expected')
+    const token = Array.isArray(message.params) ? (message.params as unknown[])[0] : undefined
+    const verified = this.#deps.tokens.verify(token)
+    if (!verified.ok) return this.#refuse(message.id, verified.reason)
+    clearTimeout(this.#timer)
+    this.#state = 'open'
+    this.#log.info({ producerId: verified.claims.id }, 'producer authenticated')
+    this.#answer(this.#openReply(), encodeSuccess(message.id, 'OK'))
+  }
+
+  /** 401 then FIN; frames sent behind the failed auth are dropped, as the original did. */
+  #refuse(id: RpcId | null, reason: string): void {
+    clearTimeout(this.#timer)
+    this.#count('UNAUTHORIZED')
+    this.#log.info({ reason }, 'producer refused')
+    this.#isInputDone = true
+    this.#decoder.discard()
+    this.#answer(this.#openReply(), encodeError(id, rpcError('UNAUTHORIZED', reason)))
+    this.#startDraining()
+  }
+
+  /** The stream cannot be resynchronised: answer it after what came before, then close. */
+  #failFraming(error: FramingError): void {
+    this.#log.info({ code: error.code, detail: error.detail }, 'producer framing error')
+    this.#isInputDone = true
+    this.#answerError(null, error.code)
+    this.#startDraining()
+  }
+
+  #startRequest(id: RpcId, method: Method, params: unknown): void {
+    const reply = this.#openReply()
+    invoke(method, params).then(
+      // The original answered every falsy result as null (`res || null`): a count of 0 is null.
+      result => this.#answer(reply, encodeSuccess(id, result || null)),
+      (err: unknown) => {
+        this.#count(errorCodeOf(err))
+        this.#answer(reply, encodeError(id, toRpcError(err, this.#log)))
+      },
+    )
+  }
+
+  #startNotification(method: Method, params: unknown): void {
+    this.#notificationsInFlight++
+    this.#deps.counters.pending++
+    invoke(method, params)
+      .catch((err: unknown) => {
+        // No id to answer: counted and logged (Redis faults are logged by ProducerApi too).
+        this.#count(errorCodeOf(err))
+        if (errorCodeOf(err) === 'INTERNAL') toRpcError(err, this.#log)
+      })
+      .finally(() => {
+        if (this.#state === 'ended') return // #onClose has already uncounted it
+        this.#notificationsInFlight--
+        this.#deps.counters.pending--
+        this.#pump()
+      })
+  }
+
+  #answerError(id: RpcId | null, code: ErrorCode): void {
+    this.#count(code)
+    this.#answer(this.#openReply(), encodeError(id, rpcError(code)))
+  }
+
+  #openReply(): Reply {
+    const reply: Reply = { text: undefined }
+    this.#replies.push(reply)
+    this.#deps.counters.pending++
+    return reply
+  }
+
+  /** Completes a slot and sends every completed reply at the head of the line. */
+  #answer(reply: Reply, json: string): void {
+    if (this.#state === 'ended') return
+    reply.text = encodeBulk(json)
+    let done = 0
+    while (done < this.#replies.length && this.#replies[done]!.text !== undefined) {
+      this.#outgoing.push(this.#replies[done]!.text!)
+      done++
+    }
+    if (done === 0) return
+    this.#replies.splice(0, done)
+    this.#deps.counters.pending -= done
+    if (!this.#isFlushScheduled) {
+      this.#isFlushScheduled = true
+      process.nextTick(this.#flush)
+    }
+    // Slots were freed: more frames may be served now.
+    if (this.#state !== 'auth') this.#pump()
+  }
+
+  /** One write for every reply completed in this tick. */
+  #flush = (): void => {
+    this.#isFlushScheduled = false
+    this.#write()
+    this.#pump()
+  }
+
+  #write(): void {
+    if (this.#outgoing.length === 0 || this.#state === 'ended') return
+    const text = this.#outgoing.length === 1 ? this.#outgoing[0]! : this.#outgoing.join('')
+    this.#outgoing = []
+    if (!this.#socket.write(text)) this.#isWriteBlocked = true
+  }
+
+  #startDraining(): void {
+    if (this.#state === 'ended' || this.#state === 'draining') return
+    this.#state = 'draining'
+    clearTimeout(this.#timer)
+    this.#socket.pause() // nothing more is read; what was received is still served
+    this.#pump()
+  }
+
+  /** Draining and nothing left to serve or answer: write the last replies, then FIN. */
+  #endIfDone(): void {
+    if (this.#state !== 'draining' || !this.#isInputDone || this.pending > 0) return
+    this.#write()
+    this.#state = 'ended'
+    this.#socket.end()
+    // Keep reading and dropping input: closing with unread bytes would send RST, which can destroy our last replies in flight.
+    this.#socket.resume()
+    this.#timer = setTimeout(() => this.#socket.destroy(), END_GRACE_MS).unref()
+  }
+
+  #setPaused(isPaused: boolean): void {
+    if (isPaused === this.#isPaused) return
+    this.#isPaused = isPaused
+    const counters = this.#deps.counters
+    if (isPaused) {
+      counters.paused++
+      counters.pauses++
+      this.#socket.pause()
+    } else {
+      counters.paused--
+      if (this.#state !== 'draining') this.#socket.resume()
+    }
+  }
+
+  #count(code: ErrorCode): void {
+    const errors = this.#deps.counters.errors
+    errors[code] = (errors[code] ?? 0) + 1
+  }
+}
+
+/** Runs a method; a synchronous throw (a bug) becomes a rejection like any other. */
+function invoke(method: Method, params: unknown): Promise<unknown> {
+  try {
+    return method(params)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The methods a producer may call, from checked params to ProducerApi
+ * (spec/producer-wire.md §5). Each one starts its work before returning:
+ * `publish` has issued its Redis commands by then, which is what keeps a
+ * connection's publish order when frames are served without waiting.
+ */
+import { isBoundedString, isValidPublication, type InputLimits, type ProducerApi, type Publication } from '../broker/api.js'
+import { SnapperError } from '../errors.js'
+
+/** A method's result is JSON; a refusal is a rejected SnapperError (a sync throw is a bug). */
+export type Method = (params: unknown) => Promise<unknown>
+
+export type MethodName = 'publish' | 'subscribe' | 'unsubscribe' | 'consumers' | 'echo'
+
+/**
+ * Rooms and ids must be non-empty strings, as in the original; rooms and
+ * consumer or user ids share the maxRoomBytes bound (real ids are under 30 bytes).
+ */
+export function createMethods(api: ProducerApi, limits: InputLimits): ReadonlyMap<string, Method> {
+  const isName = (value: unknown): value is string => isBoundedString(value, limits.maxRoomBytes)
+  const pairOf = (params: unknown): [string, string] => {
+    if (Array.isArray(params) && isName(params[0]) && isName(params[1])) return [params[0], params[1]]
+    throw new SnapperError('INVALID_PARAMS')
+  }
+
+  const methods: Record<MethodName, Method> = {
+    publish(params) {
+      const publications = toPublications(params, limits)
+      return publications.length === 0 ? Promise.resolve(0) : api.publish(publications)
+    },
+    async subscribe(params) {
+      const [room, consumerId] = pairOf(params)
+      return api.subscribe(room, consumerId)
+    },
+    async unsubscribe(params) {
+      const [room, consumerId] = pairOf(params)
+      return api.unsubscribe(room, consumerId)
+    },
+    async consumers(params) {
+      if (!Array.isArray(params) || !isName(params[0])) throw new SnapperError('INVALID_PARAMS')
+      // Rebuilt so the key order is the original's whatever the API returns.
+      const { length, android, ios, web } = await api.consumers(params[0])
+      return { length, android, ios, web }
+    },
+    echo: params => Promise.resolve(params ?? null),
+  }
+  return new Map(Object.entries(methods))
+}
+
+/**
+ * The accepted pairs of `publish` params, in order: the batch form
+ * `[[room, message], ...]`, or the single form `[room, message]` (told apart
+ * by params[0] not being an array). Pairs that are not two bounded non-empty
+ * strings are skipped silently, as the original did; the rest goes through.
+ */
+export function toPublications(params: unknown, limits: InputLimits): Publication[] {
+  if (!Array.isArray(params) || params.length === 0) return []
+  if (!Array.isArray(params[0])) return isValidPublication(params[0], params[1], limits) ? [[params[0], params[1]]] : []
+  const publications: Publication[] = []
+  for (const pair of params as unknown[]) {
+    if (Array.isArray(pair) && isValidPublication(pair[0], pair[1], limits)) publications.push([pair[0], pair[1]])
+  }
+  return publications
+}
