@@ -1,0 +1,93 @@
+import type { EncodedMessage, Revision } from './packet.js'
+import type { TransportName } from './transport.js'
+
+/** The engine's slice of the config. Every bound has a unit in its name. */
+export interface EngineOptions {
+  /** Endpoint prefix; requests match by prefix, trailing slash added. @default '/websocket/' */
+  readonly path: string
+  /** v3: how often the client pings; v4: how often the server pings, in ms. @default 25000 */
+  readonly pingIntervalMs: number
+  /** v3: slack after pingInterval before a silent client is closed; v4: time a pong may take, in ms. @default 20000 */
+  readonly pingTimeoutMs: number
+  /** Time a probed websocket has to send the upgrade packet `5`, in ms. @default 10000 */
+  readonly upgradeTimeoutMs: number
+  /** Largest POST body or websocket message, in bytes; advertised as maxPayload. @default 1000000 */
+  readonly maxPayloadBytes: number
+  /** Longest query string, in bytes; a longer one is refused before anything else. @default 8192 */
+  readonly maxQueryBytes: number
+  /** Live sessions at most; further handshakes get 503. @default 100000 */
+  readonly maxSessions: number
+  /** Bytes queued towards one session (websocket send buffer, or polling queue) before it is closed. @default 1048576 */
+  readonly maxBackpressureBytes: number
+  /** Name of the cookie carrying the sid on the polling handshake; null sends none. @default 'snapper.ws' */
+  readonly cookieName: string | null
+  /** Origins allowed to open sessions; empty allows any. @default [] */
+  readonly corsOrigins: readonly string[]
+}
+
+/** What the authorisation hook sees of a handshake request. */
+export interface Handshake {
+  /** The decoded query, like URLSearchParams (`+` is a space). */
+  readonly query: URLSearchParams
+  /** Every request header, lower-case names (cookie, origin, user-agent...). */
+  readonly headers: Readonly<Record<string, string>>
+  readonly remoteAddress: string
+}
+
+export type Authorization<T> =
+  | { readonly ok: true; readonly id: string; readonly data: T }
+  | { readonly ok: false; readonly status: 400 | 403 | 503; readonly code: number; readonly message: string }
+
+/**
+ * The broker's side of the engine. Handlers run synchronously inside uWS
+ * callbacks and must not throw; a throw is logged as a bug and closes the
+ * session ('internal error'), or refuses the handshake with a 500.
+ */
+export interface EngineHandlers<T> {
+  /** Decides a handshake. The id becomes the sid; an id already live replaces that session. */
+  authorize(handshake: Handshake): Authorization<T>
+  /**
+   * A session opened. `replaced` is the live session with the same id that this
+   * one replaces: the engine has already closed it, without calling close() for it.
+   * Sends from here go out right after the open packet.
+   */
+  open(session: Session<T>, replaced: Session<T> | undefined): void
+  /** One message packet from the client: text, or binary data in its own Buffer. */
+  message(session: Session<T>, data: string | Buffer): void
+  /** Exactly once per opened session, except sessions that were replaced. */
+  close(session: Session<T>, reason: string): void
+}
+
+/**
+ * One Engine.IO session. Sends on a closed session are ignored, and messages
+ * keep their order across the polling → websocket upgrade.
+ */
+export interface Session<T> {
+  readonly id: string
+  readonly protocol: Revision
+  /** The transport in use now: 'polling' until an upgrade completes. */
+  readonly transport: TransportName
+  readonly data: T
+  readonly isOpen: boolean
+  /** Sends one message packet (`'4' + text`). */
+  send(text: string): void
+  /** Sends a message encoded once for many sessions (see `encodeMessage`). */
+  sendEncoded(message: EncodedMessage): void
+  /** Sends one binary message (base64 for clients that asked for `b64`, and always on v4 polling). */
+  sendBinary(data: Buffer): void
+  /**
+   * Closes from the server: queued packets go out first, then a close packet
+   * (polling; kept for the next GET if none is pending) or a close frame
+   * without a code (websocket). @default reason 'forced close'
+   */
+  close(reason?: string): void
+}
+
+export interface Engine<T> {
+  /** Live sessions by id. */
+  readonly sessions: ReadonlyMap<string, Session<T>>
+  /** Closed polling sessions still holding their close packet for one last GET. */
+  readonly lingering: number
+  /** Closes every session (reason 'server shutdown') and refuses new handshakes with 503. */
+  close(): void
+}

@@ -1,0 +1,104 @@
+import type { Revision } from './packet.js'
+
+/**
+ * The Engine.IO heartbeat, which runs the other way round in the two
+ * revisions (spec §6):
+ *
+ *   v3  client: 2 ──▶ server: 3 at once      silence > pingInterval + pingTimeout ⇒ timeout
+ *   v4  server: 2 every pingInterval ──▶ client: 3 within pingTimeout, else ⇒ timeout
+ *
+ * The timers belong to the session, not to a transport, so they run on
+ * across the polling → websocket upgrade (engine.io 6 drops the v3 timer
+ * there and never re-arms it; we must not).
+ */
+export interface Heartbeat {
+  /** Any packet from the client (v3: proof of life). */
+  received(): void
+  /** A `3` from the client; false if this revision does not expect one. */
+  pong(): boolean
+  /** The session switched transports. */
+  rearm(): void
+  stop(): void
+}
+
+export interface HeartbeatTimes {
+  readonly pingIntervalMs: number
+  readonly pingTimeoutMs: number
+}
+
+export function startHeartbeat(
+  revision: Revision,
+  times: HeartbeatTimes,
+  ping: () => void,
+  timeout: () => void,
+): Heartbeat {
+  return revision === 3 ? new ClientPings(times, timeout) : new ServerPings(times, ping, timeout)
+}
+
+/** v3: one timer, refreshed (not reallocated) on every packet. */
+class ClientPings implements Heartbeat {
+  readonly #timer: NodeJS.Timeout
+
+  constructor(times: HeartbeatTimes, timeout: () => void) {
+    this.#timer = setTimeout(timeout, times.pingIntervalMs + times.pingTimeoutMs)
+  }
+
+  received(): void {
+    this.#timer.refresh()
+  }
+
+  pong(): boolean {
+    return false
+  }
+
+  rearm(): void {
+    this.#timer.refresh()
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer)
+  }
+}
+
+/** v4: wait pingInterval, ping, wait pingTimeout for the pong; a new timer per phase (one per interval). */
+class ServerPings implements Heartbeat {
+  readonly #times: HeartbeatTimes
+  readonly #ping: () => void
+  readonly #timeout: () => void
+  #timer: NodeJS.Timeout
+  #isAwaitingPong = false
+
+  constructor(times: HeartbeatTimes, ping: () => void, timeout: () => void) {
+    this.#times = times
+    this.#ping = ping
+    this.#timeout = timeout
+    this.#timer = setTimeout(this.#sendPing, times.pingIntervalMs)
+  }
+
+  readonly #sendPing = (): void => {
+    this.#isAwaitingPong = true
+    this.#timer = setTimeout(this.#timeout, this.#times.pingTimeoutMs)
+    this.#ping()
+  }
+
+  received(): void {
+    // v4 liveness is the pong alone.
+  }
+
+  pong(): boolean {
+    if (this.#isAwaitingPong) {
+      this.#isAwaitingPong = false
+      clearTimeout(this.#timer)
+      this.#timer = setTimeout(this.#sendPing, this.#times.pingIntervalMs)
+    }
+    return true
+  }
+
+  rearm(): void {
+    // The ping cycle is the session's and carries on over the new transport.
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer)
+  }
+}

@@ -1,0 +1,277 @@
+import { gzip } from 'node:zlib'
+import type { HttpResponse } from 'uWebSockets.js'
+import { SnapperError } from '../../errors.js'
+import { type Cors, type RequestInfo, statusLine, writeEmpty } from './http.js'
+import {
+  CLOSE,
+  type EncodedMessage,
+  NOOP,
+  type OutPacket,
+  type Revision,
+  decodeBinaryPayload,
+  decodeTextPayload,
+  encodeBinaryPayload,
+  encodeTextPayload,
+} from './packet.js'
+import type { Ending, Transport, TransportOwner } from './transport.js'
+
+export interface PollingSettings {
+  readonly revision: Revision
+  /** The handshake asked for `b64`: never send a binary body. */
+  readonly isB64: boolean
+  readonly maxPayloadBytes: number
+  readonly maxBackpressureBytes: number
+  /** How long a server-closed transport keeps its close packet for a next GET, in ms. */
+  readonly lingerMs: number
+  readonly cors: Cors
+}
+
+/** A held GET. `res` is valid until `isDone` (ended or aborted). */
+interface PendingGet {
+  readonly res: HttpResponse
+  readonly origin: string
+  readonly acceptsGzip: boolean
+  readonly setCookie: string | undefined
+  isDone: boolean
+}
+
+/** Responses of at least this many bytes are gzipped when the client accepts it (engine.io's threshold). */
+const GZIP_MIN_BYTES = 1024
+const TEXT_TYPE = 'text/plain; charset=UTF-8'
+const BINARY_TYPE = 'application/octet-stream'
+
+/**
+ * HTTP long-polling (spec §4). Packets queue here until a GET takes them all:
+ *
+ *   write() ─▶ queue ─▶ (a GET is held?) ─▶ one payload per tick ─▶ 200
+ *   POST ─▶ body, size-checked while it streams ─▶ decode ─▶ owner.receive() ─▶ 200 ok
+ *
+ * At most one GET and one POST at a time; a second of either closes the session.
+ */
+export class PollingTransport implements Transport {
+  readonly name = 'polling'
+  readonly #owner: TransportOwner
+  readonly #settings: PollingSettings
+  #queue: OutPacket[] = []
+  #queuedBytes = 0
+  #get: PendingGet | undefined
+  #isPosting = false
+  #isFlushScheduled = false
+  #state: 'open' | 'lingering' | 'ended' = 'open'
+  #lingerTimer: NodeJS.Timeout | undefined
+
+  constructor(owner: TransportOwner, settings: PollingSettings) {
+    this.#owner = owner
+    this.#settings = settings
+  }
+
+  write(packet: OutPacket): void {
+    this.#enqueue(packet, typeof packet === 'string' ? Buffer.byteLength(packet) : packet.length)
+  }
+
+  writeEncoded(message: EncodedMessage): void {
+    this.#enqueue(message.packet, message.bytes.length)
+  }
+
+  #enqueue(packet: OutPacket, byteLength: number): void {
+    if (this.#state !== 'open') return
+    this.#queue.push(packet)
+    this.#queuedBytes += byteLength
+    if (this.#queuedBytes > this.#settings.maxBackpressureBytes) {
+      this.#owner.fail(this, 'backpressure')
+      return
+    }
+    // Whatever else is sent in this tick goes in the same payload.
+    if (this.#get !== undefined && !this.#isFlushScheduled) {
+      this.#isFlushScheduled = true
+      queueMicrotask(this.#flush)
+    }
+  }
+
+  readonly #flush = (): void => {
+    this.#isFlushScheduled = false
+    const get = this.#get
+    if (get === undefined || this.#queue.length === 0) return
+    this.#get = undefined
+    this.#answer(get, this.#takeQueue())
+  }
+
+  #takeQueue(): OutPacket[] {
+    const packets = this.#queue
+    this.#queue = []
+    this.#queuedBytes = 0
+    return packets
+  }
+
+  /** During an upgrade: release a held GET with a noop so that the client can pause polling. */
+  nudge(): void {
+    if (this.#get !== undefined) this.#enqueue(NOOP, 1)
+  }
+
+  /** A GET: answered at once if packets wait, else held until some do. */
+  poll(res: HttpResponse, request: RequestInfo, setCookie?: string): void {
+    if (this.#state === 'ended') {
+      writeEmpty(res, 400, this.#settings.cors, request.origin) // the server routes none here; be safe
+      return
+    }
+    if (this.#get !== undefined) {
+      writeEmpty(res, 400, this.#settings.cors, request.origin)
+      this.#owner.fail(this, 'transport error')
+      return
+    }
+    const get: PendingGet = {
+      res,
+      origin: request.origin,
+      acceptsGzip: request.acceptsGzip,
+      setCookie,
+      isDone: false,
+    }
+    res.onAborted(() => {
+      if (get.isDone) return
+      get.isDone = true
+      if (this.#get === get) this.#get = undefined
+      // A lost poll may have carried packets (gzip in progress): the session cannot go on.
+      this.#owner.lost(this, 'transport error')
+    })
+    if (this.#state === 'lingering') {
+      this.#answer(get, this.#takeQueue())
+      this.#stopLingering()
+      return
+    }
+    this.#get = get
+    if (this.#queue.length > 0) this.#flush()
+  }
+
+  #answer(get: PendingGet, packets: OutPacket[]): void {
+    const { revision, isB64 } = this.#settings
+    const isBinary = revision === 3 && !isB64 && packets.some(packet => typeof packet !== 'string')
+    const body = isBinary ? encodeBinaryPayload(packets) : encodeTextPayload(packets, revision)
+    const type = isBinary ? BINARY_TYPE : TEXT_TYPE
+    if (get.acceptsGzip && body.length >= GZIP_MIN_BYTES) {
+      gzip(body, (err, zipped) => {
+        if (get.isDone) return
+        get.res.cork(() =>
+          err ? this.#writeBody(get, type, body, false) : this.#writeBody(get, type, zipped, true),
+        )
+      })
+      return
+    }
+    get.res.cork(() => this.#writeBody(get, type, body, false))
+  }
+
+  #writeBody(get: PendingGet, type: string, body: string | Buffer, isGzipped: boolean): void {
+    get.isDone = true
+    const { res } = get
+    res.writeStatus(statusLine(200))
+    this.#settings.cors.write(res, get.origin)
+    res.writeHeader('Content-Type', type).writeHeader('Cache-Control', 'no-store')
+    if (isGzipped) res.writeHeader('Content-Encoding', 'gzip')
+    if (get.setCookie !== undefined) res.writeHeader('Set-Cookie', get.setCookie)
+    res.end(body)
+  }
+
+  /** A POST: the body is read with a running size check, decoded, handed over, then answered `ok`. */
+  post(res: HttpResponse, request: RequestInfo): void {
+    const { cors, maxPayloadBytes, revision } = this.#settings
+    const { origin } = request
+    const isBinary = request.contentType.startsWith(BINARY_TYPE)
+    // Refusals before the body is read close the connection, so uWS stops reading it.
+    if (this.#isPosting || (isBinary && revision === 4)) {
+      writeEmpty(res, 400, cors, origin, true)
+      this.#owner.fail(this, 'transport error')
+      return
+    }
+    if (request.contentLength > maxPayloadBytes) {
+      writeEmpty(res, 413, cors, origin, true)
+      this.#owner.fail(this, 'transport error')
+      return
+    }
+    this.#isPosting = true
+    const chunks: Buffer[] = []
+    let size = 0
+    let isDone = false
+    res.onAborted(() => {
+      if (isDone) return
+      isDone = true
+      this.#isPosting = false
+      this.#owner.lost(this, 'transport error')
+    })
+    res.onData((chunk, isLast) => {
+      if (isDone) return
+      size += chunk.byteLength
+      if (size > maxPayloadBytes) {
+        isDone = true
+        this.#isPosting = false
+        writeEmpty(res, 413, cors, origin, true)
+        this.#owner.fail(this, 'transport error')
+        return
+      }
+      chunks.push(Buffer.from(new Uint8Array(chunk))) // a copy: uWS neuters `chunk` on return
+      if (!isLast) return
+      isDone = true
+      this.#isPosting = false
+      this.#deliver(Buffer.concat(chunks, size), isBinary)
+      res.cork(() => {
+        res.writeStatus(statusLine(200))
+        cors.write(res, origin)
+        res.writeHeader('Content-Type', 'text/html').end('ok')
+      })
+    })
+  }
+
+  #deliver(body: Buffer, isBinary: boolean): void {
+    const packets = isBinary
+      ? decodeBinaryPayload(body)
+      : decodeTextPayload(body.toString(), this.#settings.revision)
+    if (packets instanceof SnapperError) {
+      this.#owner.fail(this, 'parse error')
+      return
+    }
+    // The owner ignores what follows once a packet has closed the session.
+    for (const packet of packets) this.#owner.receive(packet, this)
+  }
+
+  /** The upgrade completed: hand the queue to the websocket and release a held GET. */
+  handOver(): OutPacket[] {
+    const packets = this.#takeQueue()
+    this.#end([NOOP])
+    return packets
+  }
+
+  end(ending: Ending): boolean {
+    if (this.#state !== 'open') return false
+    if (ending !== 'flush') {
+      this.#takeQueue()
+      this.#end(ending === 'close' ? [CLOSE] : [NOOP])
+      return false
+    }
+    this.#queue.push(CLOSE)
+    if (this.#get !== undefined) {
+      this.#end(this.#takeQueue())
+      return false
+    }
+    this.#state = 'lingering'
+    this.#lingerTimer = setTimeout(() => this.#stopLingering(), this.#settings.lingerMs)
+    return true
+  }
+
+  /** Stops now; a held GET gets `last`. */
+  #end(last: OutPacket[]): void {
+    this.#state = 'ended'
+    const get = this.#get
+    this.#get = undefined
+    if (get !== undefined) this.#answer(get, last)
+  }
+
+  /** The close packet was handed over, or nobody came for it, or the engine shuts down. */
+  stopLingering(): void {
+    if (this.#state === 'lingering') this.#stopLingering()
+  }
+
+  #stopLingering(): void {
+    this.#state = 'ended'
+    clearTimeout(this.#lingerTimer)
+    this.#takeQueue()
+    this.#owner.lingered(this)
+  }
+}

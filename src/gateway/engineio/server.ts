@@ -1,0 +1,329 @@
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js'
+import { type Logger, silentLogger } from '../../log.js'
+import type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, Session } from './api.js'
+import {
+  Cors,
+  ENGINE_ERRORS,
+  type Refusal,
+  type RequestInfo,
+  readHeaders,
+  readRequest,
+  refuseUpgrade,
+  remoteAddressOf,
+  writeEmpty,
+  writeRefusal,
+} from './http.js'
+import type { Revision } from './packet.js'
+import { PollingTransport } from './polling.js'
+import { EngineSession, type SessionHost } from './session.js'
+import type { TransportOwner } from './transport.js'
+import { loadUws } from './uws.js'
+import { WebSocketTransport } from './websocket.js'
+
+export type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, Session } from './api.js'
+export { EncodedMessage, encodeMessage } from './packet.js'
+export { assertNativeUws, loadUws } from './uws.js'
+
+/** What an accepted upgrade becomes once its socket opens. */
+type Ticket<T> =
+  | { readonly kind: 'handshake'; readonly revision: Revision; readonly id: string; readonly data: T }
+  | { readonly kind: 'probe'; readonly session: EngineSession<T> }
+  /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (spec §7). */
+  | { readonly kind: 'doomed' }
+
+/** The uWS user data of every socket, set once in the upgrade handler. */
+interface SocketData<T> {
+  readonly transport: WebSocketTransport
+  readonly ticket: Ticket<T>
+}
+
+type Route<T> =
+  | { readonly kind: 'refuse'; readonly refusal: Refusal }
+  | { readonly kind: 'preflight' | 'doomed' | 'bad-method' }
+  | { readonly kind: 'handshake'; readonly revision: Revision; readonly query: URLSearchParams }
+  | { readonly kind: 'poll' | 'post' | 'probe'; readonly session: EngineSession<T> }
+
+const refuse = (refusal: Refusal): Route<never> => ({ kind: 'refuse', refusal })
+const INTERNAL_ERROR: Refusal = { status: 500, code: 3, message: 'Internal error' }
+
+function revisionOf(eio: string | null): Revision | undefined {
+  return eio === '3' ? 3 : eio === '4' ? 4 : undefined
+}
+
+/**
+ * Serves Engine.IO revisions 3 and 4 on `app` under `options.path` (prefix
+ * match: `/websocket/...`, not `/websocket`), both transports and the upgrade.
+ * Nothing is served before this returns; the caller listens.
+ */
+export function attachEngine<T>(
+  app: TemplatedApp,
+  options: EngineOptions,
+  handlers: EngineHandlers<T>,
+  log: Logger = silentLogger,
+): Engine<T> {
+  loadUws() // refuses to run on the JavaScript fallback
+  return new EngineServer(app, options, handlers, log)
+}
+
+class EngineServer<T> implements Engine<T>, SessionHost<T> {
+  readonly options: EngineOptions
+  readonly #handlers: EngineHandlers<T>
+  readonly #log: Logger
+  readonly #cors: Cors
+  readonly #sessions = new Map<string, EngineSession<T>>()
+  readonly #lingering = new Map<string, EngineSession<T>>()
+  #isClosed = false
+
+  constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
+    this.options = options
+    this.#handlers = handlers
+    this.#log = log
+    this.#cors = new Cors(options.corsOrigins)
+    const pattern = `${options.path.replace(/\/+$/, '')}/*`
+    app.ws<SocketData<T>>(pattern, {
+      // Past our own bound, so that we read an oversized message and close with 1009 like
+      // engine.io; uWS cuts the connection without reading anything larger than this.
+      maxPayloadLength: 2 * options.maxPayloadBytes,
+      maxBackpressure: options.maxBackpressureBytes,
+      closeOnBackpressureLimit: 1, // typed as a number in this fork; any truthy value turns it on
+      idleTimeout: 0, // the Engine.IO heartbeat is the liveness check
+      sendPingsAutomatically: false,
+      upgrade: this.#onUpgrade,
+      open: this.#onOpen,
+      message: (ws, data, isBinary) => ws.getUserData().transport.received(data, isBinary),
+      close: ws => ws.getUserData().transport.closed(),
+    })
+    app.any(pattern, this.#onHttp)
+  }
+
+  get sessions(): ReadonlyMap<string, Session<T>> {
+    return this.#sessions
+  }
+
+  get lingering(): number {
+    return this.#lingering.size
+  }
+
+  close(): void {
+    this.#isClosed = true
+    for (const session of [...this.#sessions.values()]) session.shutdown()
+    for (const session of [...this.#lingering.values()]) session.polling?.stopLingering()
+  }
+
+  // Dispatch (spec §1.3), the same for plain requests and upgrades.
+
+  #route(request: RequestInfo, isUpgrade: boolean): Route<T> {
+    if (Buffer.byteLength(request.rawQuery) > this.options.maxQueryBytes)
+      return refuse(ENGINE_ERRORS.BAD_REQUEST)
+    if (!isUpgrade && request.method === 'options') return { kind: 'preflight' }
+    const query = new URLSearchParams(request.rawQuery)
+    // JSONP (`j`, v3 only, for browsers without CORS XHR) is not supported; spec §4.6 allows this refusal.
+    if (query.has('j')) return refuse(ENGINE_ERRORS.BAD_REQUEST)
+    const transport = query.get('transport')
+    if (transport !== 'polling' && transport !== 'websocket') return refuse(ENGINE_ERRORS.UNKNOWN_TRANSPORT)
+    const revision = revisionOf(query.get('EIO'))
+    const sid = query.get('sid')
+    if (sid !== null) {
+      const session = this.#sessions.get(sid)
+      if (session === undefined) {
+        const lingering = this.#lingering.get(sid)
+        const isLastPoll = !isUpgrade && request.method === 'get' && transport === 'polling'
+        if (lingering !== undefined && isLastPoll && revision === lingering.protocol)
+          return { kind: 'poll', session: lingering }
+        return refuse(ENGINE_ERRORS.UNKNOWN_SID)
+      }
+      if (revision !== session.protocol) return refuse(ENGINE_ERRORS.BAD_REQUEST)
+      if (isUpgrade) {
+        if (transport !== 'websocket') return refuse(ENGINE_ERRORS.BAD_REQUEST)
+        return session.polling === undefined || session.isUpgrading
+          ? { kind: 'doomed' }
+          : { kind: 'probe', session }
+      }
+      if (transport !== session.transport) return refuse(ENGINE_ERRORS.BAD_REQUEST)
+      if (request.method === 'get') return { kind: 'poll', session }
+      if (request.method === 'post') return { kind: 'post', session }
+      return { kind: 'bad-method' }
+    }
+    if (!isUpgrade && request.method !== 'get') return refuse(ENGINE_ERRORS.BAD_HANDSHAKE_METHOD)
+    if ((transport === 'websocket') !== isUpgrade) return refuse(ENGINE_ERRORS.BAD_REQUEST)
+    if (revision === undefined) return refuse(ENGINE_ERRORS.UNSUPPORTED_PROTOCOL_VERSION)
+    if (this.#isClosed) return refuse(ENGINE_ERRORS.SHUTTING_DOWN)
+    if (!this.#cors.isAllowed(request.origin)) return refuse(ENGINE_ERRORS.FORBIDDEN)
+    return { kind: 'handshake', revision, query }
+  }
+
+  readonly #onHttp = (res: HttpResponse, req: HttpRequest): void => {
+    const request = readRequest(req)
+    const route = this.#route(request, false)
+    const cors = this.#cors
+    switch (route.kind) {
+      case 'preflight':
+        return cors.writePreflight(res, request)
+      case 'refuse':
+        return writeRefusal(res, route.refusal, cors, request.origin)
+      case 'bad-method':
+        return writeEmpty(res, 500, cors, request.origin)
+      case 'poll':
+        return route.session.polling?.poll(res, request)
+      case 'post':
+        return route.session.polling?.post(res, request)
+      case 'handshake':
+        return this.#handshakePolling(res, req, request, route.revision, route.query)
+      default:
+        return writeRefusal(res, ENGINE_ERRORS.BAD_REQUEST, cors, request.origin) // probe/doomed need an upgrade
+    }
+  }
+
+  #handshakePolling(
+    res: HttpResponse,
+    req: HttpRequest,
+    request: RequestInfo,
+    revision: Revision,
+    query: URLSearchParams,
+  ): void {
+    const auth = this.#authorize(res, req, query)
+    if (!auth.ok) return writeRefusal(res, auth, this.#cors, request.origin)
+    const { options } = this
+    const session = this.#open(auth.id, auth.data, revision, owner => {
+      return new PollingTransport(owner, {
+        revision,
+        isB64: (query.get('b64') ?? '') !== '',
+        maxPayloadBytes: options.maxPayloadBytes,
+        maxBackpressureBytes: options.maxBackpressureBytes,
+        lingerMs: options.pingTimeoutMs, // a live client polls again at once; this is plenty
+        cors: this.#cors,
+      })
+    })
+    const cookie =
+      options.cookieName === null
+        ? undefined
+        : `${options.cookieName}=${encodeURIComponent(session.id)}; Path=/; HttpOnly; SameSite=Lax`
+    // The open packet, and whatever open() sent, answer this very request.
+    session.polling?.poll(res, request, cookie)
+  }
+
+  /** Runs the application's hook, then the session bound. */
+  #authorize(
+    res: HttpResponse,
+    req: HttpRequest,
+    query: URLSearchParams,
+  ): { ok: true; id: string; data: T } | ({ ok: false } & Refusal) {
+    const handshake: Handshake = { query, headers: readHeaders(req), remoteAddress: remoteAddressOf(res) }
+    let auth: Authorization<T>
+    try {
+      auth = this.#handlers.authorize(handshake)
+    } catch (err) {
+      this.#log.error({ err }, 'engine.io authorize hook failed')
+      return { ok: false, ...INTERNAL_ERROR }
+    }
+    if (!auth.ok) return auth
+    if (!this.#sessions.has(auth.id) && this.#sessions.size >= this.options.maxSessions)
+      return { ok: false, ...ENGINE_ERRORS.TOO_MANY_SESSIONS }
+    return auth
+  }
+
+  /** A new session under `id`; a live one with that id is replaced, a lingering one forgotten. */
+  #open(
+    id: string,
+    data: T,
+    revision: Revision,
+    createTransport: (owner: TransportOwner) => PollingTransport | WebSocketTransport,
+  ): EngineSession<T> {
+    this.#lingering.get(id)?.polling?.stopLingering()
+    const replaced = this.#sessions.get(id)
+    replaced?.replace()
+    const session = new EngineSession(this, id, revision, data, createTransport)
+    this.#sessions.set(id, session)
+    try {
+      this.#handlers.open(session, replaced)
+    } catch (err) {
+      this.#log.error({ err, sid: id }, 'engine.io open handler failed')
+      session.close('internal error')
+    }
+    return session
+  }
+
+  readonly #onUpgrade = (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
+    const request = readRequest(req)
+    const route = this.#route(request, true)
+    let ticket: Ticket<T>
+    let revision: Revision
+    let query: URLSearchParams | undefined
+    switch (route.kind) {
+      case 'handshake': {
+        const auth = this.#authorize(res, req, route.query)
+        // engine.io answers a refused upgrade with 400, code 4 (403) included (spec §5).
+        if (!auth.ok) return refuseUpgrade(res, auth.status === 403 ? { ...auth, status: 400 } : auth)
+        ticket = { kind: 'handshake', revision: route.revision, id: auth.id, data: auth.data }
+        revision = route.revision
+        query = route.query
+        break
+      }
+      case 'probe':
+        ticket = { kind: 'probe', session: route.session }
+        revision = route.session.protocol
+        break
+      case 'doomed':
+        ticket = { kind: 'doomed' }
+        revision = 4
+        break
+      case 'refuse':
+        return refuseUpgrade(res, route.refusal)
+      default:
+        return refuseUpgrade(res, ENGINE_ERRORS.BAD_REQUEST)
+    }
+    query ??= new URLSearchParams(request.rawQuery)
+    const transport = new WebSocketTransport({
+      revision,
+      isB64: (query.get('b64') ?? '') !== '',
+      maxPayloadBytes: this.options.maxPayloadBytes,
+    })
+    res.upgrade<SocketData<T>>(
+      { transport, ticket },
+      req.getHeader('sec-websocket-key'),
+      req.getHeader('sec-websocket-protocol'),
+      req.getHeader('sec-websocket-extensions'),
+      context,
+    )
+  }
+
+  readonly #onOpen = (ws: WebSocket<SocketData<T>>): void => {
+    const { transport, ticket } = ws.getUserData()
+    transport.opened(ws)
+    if (ticket.kind === 'probe') {
+      if (!ticket.session.probe(transport)) transport.end()
+    } else if (ticket.kind === 'handshake' && !this.#isClosed) {
+      this.#open(ticket.id, ticket.data, ticket.revision, owner => transport.bind(owner))
+    } else transport.end()
+  }
+
+  // SessionHost
+
+  message(session: EngineSession<T>, data: string | Buffer): void {
+    try {
+      this.#handlers.message(session, data)
+    } catch (err) {
+      this.#log.error({ err, sid: session.id }, 'engine.io message handler failed')
+      session.close('internal error')
+    }
+  }
+
+  ended(session: EngineSession<T>, reason: string, lingers: boolean, isReplaced: boolean): void {
+    if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id)
+    if (lingers) {
+      const previous = this.#lingering.get(session.id)
+      this.#lingering.set(session.id, session)
+      previous?.polling?.stopLingering()
+    }
+    if (isReplaced) return
+    try {
+      this.#handlers.close(session, reason)
+    } catch (err) {
+      this.#log.error({ err, sid: session.id }, 'engine.io close handler failed')
+    }
+  }
+
+  forgotten(session: EngineSession<T>): void {
+    if (this.#lingering.get(session.id) === session) this.#lingering.delete(session.id)
+  }
+}

@@ -1,0 +1,222 @@
+import type { EngineOptions, Session } from './api.js'
+import { type Heartbeat, startHeartbeat } from './heartbeat.js'
+import {
+  type EncodedMessage,
+  MESSAGE,
+  OPEN,
+  PING,
+  PONG,
+  PROBE,
+  type Packet,
+  type Revision,
+} from './packet.js'
+import { PollingTransport } from './polling.js'
+import type { Ending, Transport, TransportName, TransportOwner } from './transport.js'
+import type { WebSocketTransport } from './websocket.js'
+
+/** What a session needs from the engine that owns it. */
+export interface SessionHost<T> {
+  readonly options: EngineOptions
+  /** Hands one message to the application. */
+  message(session: EngineSession<T>, data: string | Buffer): void
+  /** The session closed; it may linger for a last GET; `isReplaced` skips the close handler. */
+  ended(session: EngineSession<T>, reason: string, lingers: boolean, isReplaced: boolean): void
+  /** A lingering session is done. */
+  forgotten(session: EngineSession<T>): void
+}
+
+/** Noops to a held GET during an upgrade, this often (engine.io's value, spec §7 rule 3). */
+const NUDGE_INTERVAL_MS = 100
+
+/**
+ * The session state machine (spec §3, §6, §7, §8):
+ *
+ *   polling ──probe opens──▶ probing ──`2probe`: `3probe`, noop the GET every 100 ms
+ *      ▲                       │  └──`5`──▶ websocket (queue flushed in order, heartbeat re-armed)
+ *      └─ timeout / other packet / probe closed: the probe socket closes, polling goes on
+ *
+ *   any state ──close()/timeout/error──▶ closed (once; the close handler runs once)
+ *
+ * The transports report to the session (`TransportOwner`), naming themselves,
+ * so a late report from a probe or a replaced transport is told apart.
+ */
+export class EngineSession<T> implements Session<T>, TransportOwner {
+  readonly id: string
+  readonly protocol: Revision
+  readonly data: T
+  readonly #host: SessionHost<T>
+  readonly #heartbeat: Heartbeat
+  #transport: PollingTransport | WebSocketTransport
+  #probe: WebSocketTransport | undefined
+  #upgradeTimer: NodeJS.Timeout | undefined
+  #nudgeTimer: NodeJS.Timeout | undefined
+  #isOpen = true
+
+  constructor(
+    host: SessionHost<T>,
+    id: string,
+    protocol: Revision,
+    data: T,
+    createTransport: (owner: TransportOwner) => PollingTransport | WebSocketTransport,
+  ) {
+    this.#host = host
+    this.id = id
+    this.protocol = protocol
+    this.data = data
+    this.#transport = createTransport(this)
+    const { options } = host
+    this.#transport.write(
+      OPEN +
+        JSON.stringify({
+          sid: id,
+          upgrades: this.#transport.name === 'polling' ? ['websocket'] : [],
+          pingInterval: options.pingIntervalMs,
+          pingTimeout: options.pingTimeoutMs,
+          maxPayload: options.maxPayloadBytes,
+        }),
+    )
+    this.#heartbeat = startHeartbeat(
+      protocol,
+      options,
+      () => this.#transport.write(PING),
+      () => this.#end('ping timeout', 'close'),
+    )
+  }
+
+  get transport(): TransportName {
+    return this.#transport.name
+  }
+
+  get isOpen(): boolean {
+    return this.#isOpen
+  }
+
+  /** The transport of polling requests, while the session polls. */
+  get polling(): PollingTransport | undefined {
+    return this.#transport instanceof PollingTransport ? this.#transport : undefined
+  }
+
+  /** True while a probe websocket is open and the session may still switch. */
+  get isUpgrading(): boolean {
+    return this.#probe !== undefined
+  }
+
+  send(text: string): void {
+    if (this.#isOpen) this.#transport.write(MESSAGE + text)
+  }
+
+  sendEncoded(message: EncodedMessage): void {
+    if (this.#isOpen) this.#transport.writeEncoded(message)
+  }
+
+  sendBinary(data: Buffer): void {
+    if (this.#isOpen) this.#transport.write(data)
+  }
+
+  close(reason = 'forced close'): void {
+    this.#end(reason, 'flush')
+  }
+
+  /** A newer session took this id: end it at once, without the close handler, keeping nothing. */
+  replace(): void {
+    this.#end('replaced', 'close', true)
+  }
+
+  /** A probe websocket opened for this session; false if it must be closed at once. */
+  probe(socket: WebSocketTransport): boolean {
+    if (!this.#isOpen || this.#probe !== undefined || this.polling === undefined) return false
+    this.#probe = socket.bind(this)
+    this.#upgradeTimer = setTimeout(() => this.#dropProbe(), this.#host.options.upgradeTimeoutMs)
+    return true
+  }
+
+  receive(packet: Packet, from: Transport): void {
+    if (!this.#isOpen) return
+    if (from === this.#probe) {
+      this.#receiveProbe(packet, this.#probe)
+      return
+    }
+    this.#heartbeat.received()
+    switch (packet.type) {
+      case 'message':
+        this.#host.message(this, packet.data)
+        break
+      case 'ping':
+        // v3 answers every ping, `2probe` on polling included, with a bare `3` (spec §6.1).
+        if (this.protocol === 3) this.#transport.write(PONG)
+        else this.#end('invalid heartbeat direction', 'close')
+        break
+      case 'pong':
+        if (!this.#heartbeat.pong()) this.#end('invalid heartbeat direction', 'close')
+        break
+      case 'close':
+        this.#end('transport close', 'noop')
+        break
+      default:
+      // open, upgrade and noop mean nothing on the transport in use; engine.io ignores them too.
+    }
+  }
+
+  #receiveProbe(packet: Packet, probe: WebSocketTransport): void {
+    if (packet.type === 'ping' && packet.data === PROBE) {
+      probe.write(PONG + PROBE)
+      this.#nudge()
+      clearInterval(this.#nudgeTimer)
+      this.#nudgeTimer = setInterval(this.#nudge, NUDGE_INTERVAL_MS)
+    } else if (packet.type === 'upgrade') this.#switchTo(probe)
+    else this.#dropProbe() // engine.io closes a probe that sends anything else
+  }
+
+  readonly #nudge = (): void => this.polling?.nudge()
+
+  #switchTo(probe: WebSocketTransport): void {
+    const polling = this.polling
+    this.#clearUpgrade()
+    if (polling === undefined) return
+    this.#transport = probe
+    probe.writeAll(polling.handOver())
+    this.#heartbeat.rearm()
+  }
+
+  #clearUpgrade(): void {
+    this.#probe = undefined
+    clearTimeout(this.#upgradeTimer)
+    clearInterval(this.#nudgeTimer)
+    this.#upgradeTimer = this.#nudgeTimer = undefined
+  }
+
+  /** Closes the probe socket only; the session goes on polling. */
+  #dropProbe(): void {
+    const probe = this.#probe
+    this.#clearUpgrade()
+    probe?.end()
+  }
+
+  fail(from: Transport, reason: string): void {
+    if (from === this.#transport) this.#end(reason, 'close')
+  }
+
+  lost(from: Transport, reason: string): void {
+    if (from === this.#probe) this.#clearUpgrade()
+    else if (from === this.#transport) this.#end(reason, 'silent')
+  }
+
+  lingered(): void {
+    this.#host.forgotten(this)
+  }
+
+  /** The engine shuts down: flush what is queued and the close packet, linger for nobody. */
+  shutdown(): void {
+    this.#end('server shutdown', 'flush')
+    this.polling?.stopLingering()
+  }
+
+  #end(reason: string, ending: Ending, isReplaced = false): void {
+    if (!this.#isOpen) return
+    this.#isOpen = false
+    this.#heartbeat.stop()
+    this.#dropProbe()
+    const lingers = this.#transport.end(ending)
+    this.#host.ended(this, reason, lingers, isReplaced)
+  }
+}

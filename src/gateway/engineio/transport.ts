@@ -1,0 +1,39 @@
+import type { EncodedMessage, OutPacket, Packet } from './packet.js'
+
+export type TransportName = 'polling' | 'websocket'
+
+/**
+ * How a transport ends when its session closes:
+ *
+ * - `flush`: the server closes: queued packets, then the close packet.
+ *   Polling without a pending GET keeps them for the next GET (it lingers).
+ * - `close`: an error closes: queued packets are dropped, a pending GET gets
+ *   the close packet.
+ * - `noop`: the client closed: a pending GET is released with a noop.
+ * - `silent`: the transport is gone (aborted GET, closed websocket), or the
+ *   engine shuts down: release what is pending, keep nothing.
+ */
+export type Ending = 'flush' | 'close' | 'noop' | 'silent'
+
+/** What a session asks of its transport. */
+export interface Transport {
+  readonly name: TransportName
+  /** Sends or queues one packet; `byteLength` is its UTF-8 size, for the backpressure bound. */
+  write(packet: OutPacket, byteLength: number): void
+  /** Sends a message encoded once for many sessions. */
+  writeEncoded(message: EncodedMessage): void
+  /** Ends the transport; true if it lingers to hand the close packet to a later GET. */
+  end(ending: Ending): boolean
+}
+
+/** What a transport tells its session. Every call names the transport, which may be a probe. */
+export interface TransportOwner {
+  /** One packet from the client, in order. */
+  receive(packet: Packet, from: Transport): void
+  /** The client broke the protocol or a bound; `reason` is the close reason. */
+  fail(from: Transport, reason: string): void
+  /** The connection went away (websocket closed, pending GET aborted). */
+  lost(from: Transport, reason: string): void
+  /** A lingering polling transport handed over its close packet, or gave up waiting. */
+  lingered(from: Transport): void
+}

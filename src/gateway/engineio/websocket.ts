@@ -1,0 +1,123 @@
+import type { WebSocket } from 'uWebSockets.js'
+import { SnapperError } from '../../errors.js'
+import {
+  type EncodedMessage,
+  type OutPacket,
+  type Revision,
+  decodeBinaryPacket,
+  decodeTextPacket,
+  encodeBinaryFrame,
+} from './packet.js'
+import type { Transport, TransportOwner } from './transport.js'
+
+export interface WebSocketSettings {
+  readonly revision: Revision
+  /** The upgrade request asked for `b64`: binary messages go as base64 text frames. */
+  readonly isB64: boolean
+  readonly maxPayloadBytes: number
+}
+
+/** uWS `send` result: the message was dropped, the socket is past maxBackpressure. */
+const DROPPED = 2
+/** WebSocket close code "message too big". */
+const MESSAGE_TOO_BIG = 1009
+
+/**
+ * One Engine.IO packet per websocket message (spec §5). Made in the upgrade
+ * handler, before the socket exists, and kept in the socket's user data; the
+ * session binds itself once the socket opens. Every way the socket ends goes
+ * through uWS's close handler, which reports `lost` to the owner once.
+ */
+export class WebSocketTransport implements Transport {
+  readonly name = 'websocket'
+  readonly #settings: WebSocketSettings
+  #ws: WebSocket<unknown> | undefined
+  #owner: TransportOwner | undefined
+  #closeReason = 'transport close'
+
+  constructor(settings: WebSocketSettings) {
+    this.#settings = settings
+  }
+
+  get isB64(): boolean {
+    return this.#settings.isB64
+  }
+
+  /** uWS `open`: the socket exists. */
+  opened(ws: WebSocket<unknown>): void {
+    this.#ws = ws
+  }
+
+  bind(owner: TransportOwner): this {
+    this.#owner = owner
+    return this
+  }
+
+  write(packet: OutPacket): void {
+    const ws = this.#ws
+    if (ws === undefined) return
+    if (typeof packet === 'string') this.#sent(ws.send(packet, false))
+    else {
+      const frame = encodeBinaryFrame(packet, this.#settings.revision, this.#settings.isB64)
+      this.#sent(ws.send(frame, typeof frame !== 'string'))
+    }
+  }
+
+  writeEncoded(message: EncodedMessage): void {
+    // The same bytes for every socket, sent as a text frame.
+    if (this.#ws !== undefined) this.#sent(this.#ws.send(message.bytes, false))
+  }
+
+  /** The packets polling held during the upgrade, in order, in one syscall. */
+  writeAll(packets: readonly OutPacket[]): void {
+    this.#ws?.cork(() => {
+      for (const packet of packets) this.write(packet)
+    })
+  }
+
+  #sent(status: number): void {
+    // A dropped message breaks the session's order, so the session cannot go on.
+    if (status === DROPPED) this.#close('backpressure', true)
+  }
+
+  /** uWS `message`: `data` dies when this returns, so it is decoded (copied) here. */
+  received(data: ArrayBuffer, isBinary: boolean): void {
+    const owner = this.#owner
+    if (owner === undefined || this.#ws === undefined) return
+    if (data.byteLength > this.#settings.maxPayloadBytes) {
+      this.#close('transport error', false, MESSAGE_TOO_BIG)
+      return
+    }
+    const { revision } = this.#settings
+    const packet = isBinary
+      ? decodeBinaryPacket(Buffer.from(new Uint8Array(data)), revision)
+      : decodeTextPacket(Buffer.from(data).toString(), revision)
+    if (packet instanceof SnapperError) this.#close('parse error')
+    else owner.receive(packet, this)
+  }
+
+  /** The session ended: a close frame without a code, as engine.io does (client sees 1005). */
+  end(): boolean {
+    this.#close('transport close')
+    return false
+  }
+
+  /**
+   * uWS calls its close handler synchronously from `end`/`close`, and the
+   * socket must not be touched after that; `reason` is what the owner hears.
+   */
+  #close(reason: string, isForced = false, code?: number): void {
+    const ws = this.#ws
+    if (ws === undefined) return
+    this.#closeReason = reason
+    if (isForced) ws.close()
+    else if (code === undefined) ws.end()
+    else ws.end(code)
+  }
+
+  /** uWS `close`: whoever closed it, the socket is gone now. */
+  closed(): void {
+    this.#ws = undefined
+    this.#owner?.lost(this, this.#closeReason)
+  }
+}
