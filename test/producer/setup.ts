@@ -1,0 +1,193 @@
+/**
+ * What the producer tests share: a listener on port 0 over the real
+ * Redis-backed ProducerApi (own key prefix per test, torn down with it), the
+ * real snapper-producer client, and a raw socket that reads exact bytes.
+ */
+import { once } from 'node:events'
+import { connect, type Socket } from 'node:net'
+import type { ExecutionContext } from 'ava'
+import type { Redis } from 'ioredis'
+import Producer from 'snapper-producer'
+import { Tokens } from '../../src/auth/token.js'
+import { createBrokerCore } from '../../src/broker/core.js'
+import { defaults, type Config } from '../../src/config/defaults.js'
+import { silentLogger } from '../../src/log.js'
+import { createProducerListener, type ProducerListener } from '../../src/producer/listener.js'
+import { createRedisClients } from '../../src/redis/connect.js'
+import { Keys } from '../../src/redis/keys.js'
+import { uniquePrefix, type RedisServer } from '../helpers/redis.js'
+
+export const SECRET = 'tokenSecretXXX'
+
+/** The spec's deterministic auth frame (exp 2100-01-01, secret tokenSecretXXX), id k5uu:1. */
+export const AUTH_FRAME =
+  '$169\r\n{"jsonrpc":"2.0","id":"k5uu:1","method":"auth","params":["eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDAsImlkIjoicHJvZC0xIn0.UDegbwpUkrlPY4iK0afhcnScd20G_G0CqcSL48xBxnE"]}\r\n'
+export const AUTH_OK = '$45\r\n{"jsonrpc":"2.0","id":"k5uu:1","result":"OK"}\r\n'
+
+export interface Harness {
+  readonly port: number
+  readonly listener: ProducerListener
+  readonly keys: Keys
+  /** A plain Redis client for assertions. */
+  readonly redis: Redis
+  readonly tokens: Tokens
+  /** The messages of a room's log, oldest first, with their seqs. */
+  roomLog(room: string): Promise<{ seq: number; message: string }[]>
+  /** A snapper-producer client, closed at teardown; resolves once authenticated. */
+  producer(options?: { secret?: string; wait?: boolean }): Promise<Producer>
+  /** A raw socket, destroyed at teardown. */
+  raw(): Promise<RawClient>
+  /** A raw socket that has authenticated with AUTH_FRAME. */
+  rawAuthed(): Promise<RawClient>
+}
+
+/** A listener with its own prefix on `server`; everything is closed when the test ends. */
+export async function startListener(
+  t: ExecutionContext,
+  server: RedisServer,
+  overrides: Partial<Config> = {},
+): Promise<Harness> {
+  const config: Config = { ...defaults, redisPrefix: uniquePrefix(), tokenSecrets: [SECRET], ...overrides }
+  const clients = createRedisClients({ kind: 'standalone', url: server.url }, silentLogger)
+  await clients.connect(5000)
+  const core = createBrokerCore(config, clients, silentLogger)
+  const tokens = new Tokens(config.tokenSecrets)
+  const listener = createProducerListener({ config, tokens, api: core.producerApi, logger: silentLogger })
+  const port = await listener.listen(0, '127.0.0.1')
+  const redis = server.client()
+  const closers: (() => void)[] = []
+  const raw = async (): Promise<RawClient> => {
+    const client = await RawClient.connect(port)
+    closers.push(() => client.socket.destroy())
+    return client
+  }
+  t.teardown(async () => {
+    for (const close of closers) close()
+    await listener.close()
+    await clients.quit()
+    redis.disconnect()
+  })
+
+  return {
+    port,
+    listener,
+    keys: core.keys,
+    redis,
+    tokens,
+    async roomLog(room) {
+      const entries = await redis.xrange(core.keys.room(room).log, '-', '+')
+      return entries.map(([id, fields]) => ({ seq: Number(id.split('-')[1]), message: fields[1]! }))
+    },
+    async producer({ secret = SECRET, wait = true } = {}) {
+      const producer = new Producer(port, '127.0.0.1', { secretKeys: [secret], producerId: 'test' })
+      closers.push(() => producer.close())
+      if (wait) await once(producer, 'connect')
+      return producer
+    },
+    raw,
+    async rawAuthed() {
+      const client = await raw()
+      client.send(AUTH_FRAME)
+      t.is(await client.read(AUTH_OK.length), AUTH_OK)
+      return client
+    },
+  }
+}
+
+/** Sends a toa-net thunk request and awaits its answer. */
+export function call<T = unknown>(thunk: ReturnType<Producer['request']>): Promise<T> {
+  return new Promise<T>((resolve, reject) => thunk((err, result) => (err ? reject(err) : resolve(result as T))))
+}
+
+/** A socket that collects what it receives and hands it out by exact length. */
+export class RawClient {
+  readonly socket: Socket
+  #received = Buffer.alloc(0)
+  #isEnded = false
+  #waiter: (() => void) | undefined
+
+  private constructor(socket: Socket) {
+    this.socket = socket
+    socket.on('data', chunk => {
+      this.#received = Buffer.concat([this.#received, chunk])
+      this.#wake()
+    })
+    socket.on('end', () => {
+      this.#isEnded = true
+      this.#wake()
+    })
+    socket.on('error', () => this.#wake()) // a reset shows as the end of input below
+    socket.on('close', () => {
+      this.#isEnded = true
+      this.#wake()
+    })
+  }
+
+  static async connect(port: number): Promise<RawClient> {
+    const socket = connect(port, '127.0.0.1')
+    await once(socket, 'connect')
+    return new RawClient(socket)
+  }
+
+  send(data: string | Buffer): void {
+    this.socket.write(data)
+  }
+
+  /** Bytes received and not yet read. */
+  get buffered(): number {
+    return this.#received.length
+  }
+
+  /** Exactly `bytes` bytes, as UTF-8 text; rejects if the server ends first. */
+  async read(bytes: number): Promise<string> {
+    while (this.#received.length < bytes) {
+      if (this.#isEnded) throw new Error(`ended after ${this.#received.length} of ${bytes} bytes: ${this.#received}`)
+      await new Promise<void>(resolve => (this.#waiter = resolve))
+    }
+    const text = this.#received.subarray(0, bytes).toString()
+    this.#received = this.#received.subarray(bytes)
+    return text
+  }
+
+  /** Reads exactly the bytes of `expected` (a frame) and returns them for t.is. */
+  expect(expected: string): Promise<string> {
+    return this.read(Buffer.byteLength(expected))
+  }
+
+  /** Resolves when the server has ended the connection; returns what came before the end, unread. */
+  async ended(): Promise<string> {
+    while (!this.#isEnded) await new Promise<void>(resolve => (this.#waiter = resolve))
+    const rest = this.#received.toString()
+    this.#received = Buffer.alloc(0)
+    return rest
+  }
+
+  get isEnded(): boolean {
+    return this.#isEnded
+  }
+
+  /** An echo round trip: proves this connection is still served, and that nothing else was answered before it. */
+  async echo(id: string): Promise<string> {
+    const request = `{"jsonrpc":"2.0","id":"${id}","method":"echo","params":["${id}"]}`
+    this.send(frame(request))
+    return this.expect(frame(`{"jsonrpc":"2.0","id":"${id}","result":["${id}"]}`))
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter
+    this.#waiter = undefined
+    waiter?.()
+  }
+}
+
+/** A RESP bulk frame around a text, with its UTF-8 byte length. */
+export const frame = (payload: string): string => `$${Buffer.byteLength(payload)}\r\n${payload}\r\n`
+
+/** Polls a condition that the code under test makes true by itself (no event to wait for). */
+export async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
