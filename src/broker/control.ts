@@ -6,12 +6,14 @@ const packr = new Packr({ int64AsType: 'number' })
 /**
  * Messages on a node's control channel: other nodes (or the producer side)
  * tell the node holding a consumer that it joined or left a room, or that
- * its session was taken over elsewhere.
+ * another node takes its session over (`kick`), which the old node answers
+ * with `released` once the consumer's cursors are in Redis.
  */
 export type ControlMessage =
   | { readonly type: 'join'; readonly consumerId: string; readonly room: string; readonly cursor: string }
   | { readonly type: 'leave'; readonly consumerId: string; readonly room: string }
   | { readonly type: 'kick'; readonly consumerId: string; readonly byNode: string }
+  | { readonly type: 'released'; readonly consumerId: string }
 
 export function encodeControl(message: ControlMessage): Buffer {
   switch (message.type) {
@@ -21,6 +23,8 @@ export function encodeControl(message: ControlMessage): Buffer {
       return packr.pack(['leave', message.consumerId, message.room])
     case 'kick':
       return packr.pack(['kick', message.consumerId, message.byNode])
+    case 'released':
+      return packr.pack(['released', message.consumerId])
   }
 }
 
@@ -34,7 +38,9 @@ export function decodeControl(bytes: Buffer): ControlMessage | undefined {
   }
   if (!Array.isArray(value) || !value.every(item => typeof item === 'string')) return undefined
   const [type, consumerId, a, b] = value as string[]
-  if (consumerId === undefined || a === undefined) return undefined
+  if (consumerId === undefined) return undefined
+  if (type === 'released') return { type, consumerId }
+  if (a === undefined) return undefined
   if (type === 'join' && b !== undefined) return { type, consumerId, room: a, cursor: b }
   if (type === 'leave') return { type, consumerId, room: a }
   if (type === 'kick') return { type, consumerId, byNode: a }

@@ -57,6 +57,10 @@ export class Presence {
     return this.#redis.set(this.#keys.nodeAlive(nodeId), '1', 'PX', ttlMs)
   }
 
+  async isNodeAlive(nodeId: string): Promise<boolean> {
+    return (await this.#aliveNodes(new Set([nodeId]))).has(nodeId)
+  }
+
   dropNode(nodeId: string): Promise<unknown> {
     return this.#redis.del(this.#keys.nodeAlive(nodeId))
   }

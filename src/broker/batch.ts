@@ -1,0 +1,64 @@
+import { randomBytes } from 'node:crypto'
+import type { Cursor } from './cursor.js'
+
+/**
+ * One message of one room, as a node holds it. Made once per announcement and
+ * shared by every local consumer of the room; its JSON form is made once too.
+ */
+export interface Entry extends Cursor {
+  readonly room: string
+  readonly message: string
+  /** JSON.stringify(message), made on first use. */
+  json?: string
+  /** The last batch that started with this entry: consumers in step reuse it. */
+  batch?: Batch
+}
+
+/**
+ * A delivery frame: the JSON-RPC request `publish` with the batch's messages,
+ * sent to a consumer and awaiting its `{"result":"OK"}`. The same Batch (same
+ * id, same bytes) goes to every consumer whose next messages are these, and a
+ * re-sent batch keeps its id, so snapper-consumer drops it if it had it.
+ */
+export interface Batch {
+  readonly id: string
+  readonly entries: readonly Entry[]
+  /** The JSON-RPC request text. */
+  readonly frame: string
+  /** Transport-specific encoding, made by the first session that sends it. */
+  encoded?: unknown
+}
+
+/**
+ * Batch ids are unique across nodes and restarts (`<process tag>:<counter>`),
+ * so a consumer that moves to another node never sees a new batch under the
+ * id of its last one — which its client would drop as a duplicate.
+ */
+export class BatchIds {
+  readonly #tag = randomBytes(4).toString('base64url')
+  #next = 0
+
+  next(): string {
+    return `${this.#tag}:${(++this.#next).toString(36)}`
+  }
+}
+
+export function makeBatch(id: string, entries: readonly Entry[]): Batch {
+  let params = ''
+  for (const entry of entries) {
+    entry.json ??= JSON.stringify(entry.message)
+    params += params === '' ? entry.json : `,${entry.json}`
+  }
+  return { id, entries, frame: `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"method":"publish","params":[${params}]}` }
+}
+
+/** The entries run in one room without a gap, so a batch of them is the same for everyone. */
+export function isOneRun(entries: readonly Entry[]): boolean {
+  const first = entries[0]
+  if (!first) return false
+  for (let i = 1; i < entries.length; i++) {
+    const entry = entries[i]!
+    if (entry.room !== first.room || entry.seq !== first.seq + i) return false
+  }
+  return true
+}

@@ -1,0 +1,101 @@
+import type { Cluster, Redis } from 'ioredis'
+import type { Logger } from '../log.js'
+import type { Keys } from '../redis/keys.js'
+import type { Batch, Entry } from './batch.js'
+import { decodeAnnouncement } from './control.js'
+import type { Outbox } from './outbox.js'
+
+interface LocalRoom {
+  readonly room: string
+  readonly channel: string
+  readonly members: Set<Outbox>
+  /** Resolves once the node receives the room's announcements. */
+  readonly subscribed: Promise<void>
+}
+
+/**
+ * Fan-out inside a node: the node subscribes to the announcement channel of
+ * every room one of its consumers is in, and hands each announced batch to
+ * every local member. An announcement is decoded once, its entries and its
+ * delivery frame are shared by all members that are in step.
+ */
+export class Fanout {
+  readonly #subscriber: Redis | Cluster
+  readonly #keys: Keys
+  readonly #sharded: boolean
+  readonly #batchMax: number
+  readonly #log: Logger
+  readonly #rooms = new Map<string, LocalRoom>()
+  readonly #byChannel = new Map<string, LocalRoom>()
+  /** Announcements that could not be decoded (not ours, or a bug). */
+  dropped = 0
+  /** Announcements received, for /metrics. */
+  announcements = 0
+
+  constructor(subscriber: Redis | Cluster, keys: Keys, options: { sharded: boolean; batchMaxMessages: number }, log: Logger) {
+    this.#subscriber = subscriber
+    this.#keys = keys
+    this.#sharded = options.sharded
+    this.#batchMax = options.batchMaxMessages
+    this.#log = log
+  }
+
+  get roomCount(): number {
+    return this.#rooms.size
+  }
+
+  /** Adds a local member; resolves once the room's announcements reach this node. */
+  join(room: string, outbox: Outbox): Promise<void> {
+    let local = this.#rooms.get(room)
+    if (!local) {
+      const channel = this.#keys.room(room).channel
+      const subscribing = this.#sharded ? this.#subscriber.ssubscribe(channel) : this.#subscriber.subscribe(channel)
+      // A failed subscribe still lets members read the log; the resync after the subscriber reconnects heals the rest.
+      const subscribed = subscribing.then(
+        () => {},
+        (err: unknown) => this.#log.warn({ err, room }, 'subscribe failed'),
+      )
+      local = { room, channel, members: new Set(), subscribed }
+      this.#rooms.set(room, local)
+      this.#byChannel.set(channel, local)
+    }
+    local.members.add(outbox)
+    return local.subscribed
+  }
+
+  leave(room: string, outbox: Outbox): void {
+    const local = this.#rooms.get(room)
+    if (!local || !local.members.delete(outbox) || local.members.size > 0) return
+    this.#rooms.delete(room)
+    this.#byChannel.delete(local.channel)
+    const unsubscribe = this.#sharded ? this.#subscriber.sunsubscribe(local.channel) : this.#subscriber.unsubscribe(local.channel)
+    unsubscribe.catch((err: unknown) => this.#log.warn({ err, room }, 'unsubscribe failed'))
+  }
+
+  /** An announcement from Redis: fan it out to the room's local members. */
+  announce(channel: string, bytes: Buffer): void {
+    const local = this.#byChannel.get(channel)
+    if (!local) return // unsubscribed meanwhile
+    const announcement = decodeAnnouncement(bytes)
+    if (!announcement) {
+      this.dropped++
+      this.#log.warn({ channel }, 'undecodable announcement dropped')
+      return
+    }
+    this.announcements++
+    const { ms, first, messages } = announcement
+    const { room, members } = local
+    for (let start = 0; start < messages.length; start += this.#batchMax) {
+      const chunk: Entry[] = []
+      const end = Math.min(messages.length, start + this.#batchMax)
+      for (let i = start; i < end; i++) chunk.push({ room, ms, seq: first + i, message: messages[i]! })
+      let batch: Batch | undefined
+      for (const outbox of members) outbox.offer(room, chunk, () => (batch ??= outbox.batchOf(chunk)))
+    }
+  }
+
+  /** Every local member of every room re-reads its log: announcements may have been lost. */
+  resyncAll(): void {
+    for (const { room, members } of this.#rooms.values()) for (const outbox of members) outbox.resync(room)
+  }
+}

@@ -1,0 +1,507 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { Config } from '../config/defaults.js'
+import type { Logger } from '../log.js'
+import { userRoom } from '../redis/keys.js'
+import { BatchIds, makeBatch, type Batch, type Entry } from './batch.js'
+import type { BrokerCore } from './core.js'
+import { decodeControl, type ControlMessage } from './control.js'
+import { formatCursor, isNext, parseCursor } from './cursor.js'
+import { Fanout } from './fanout.js'
+import { Outbox, type OutboxHost } from './outbox.js'
+import type { LogEntry } from './room-log.js'
+
+/** Longest a connecting consumer waits for the node that held it to persist its cursors, in ms. */
+const TAKEOVER_WAIT_MS = 1000
+
+export type NodeConfig = Pick<
+  Config,
+  | 'batchMaxMessages'
+  | 'consumerMaxQueue'
+  | 'consumerTtlSec'
+  | 'replacedConsumerTtlSec'
+  | 'cursorFlushMs'
+  | 'nodeTtlMs'
+  | 'statsFlushMs'
+  | 'ackTimeoutMs'
+>
+
+/** Where a node's batches go: the consumer's live session, adapted by the gateway. */
+export interface ConsumerSink {
+  send(batch: Batch): void
+  close(reason: string): void
+}
+
+/** Counters for /metrics. */
+export interface NodeCounters {
+  batchesSent: number
+  messagesAcked: number
+  logReads: number
+  logReadErrors: number
+  cursorCommits: number
+  redisErrors: number
+  ackTimeouts: number
+  kicks: number
+}
+
+/**
+ * One broker node: the consumers whose sessions it holds, their outboxes, the
+ * node-local fan-out, and the timers that persist cursors, refresh liveness
+ * and write stats. Transport-free: the gateway hands it sinks.
+ */
+export class BrokerNode implements OutboxHost {
+  readonly id: string
+  /** Name in the stats' `current` (host:port of the gateway, like the original). */
+  readonly name: string
+  readonly batchMaxMessages: number
+  readonly maxQueue: number
+  readonly counters: NodeCounters = {
+    batchesSent: 0,
+    messagesAcked: 0,
+    logReads: 0,
+    logReadErrors: 0,
+    cursorCommits: 0,
+    redisErrors: 0,
+    ackTimeouts: 0,
+    kicks: 0,
+  }
+
+  readonly #core: BrokerCore
+  readonly #config: NodeConfig
+  readonly #log: Logger
+  readonly #fanout: Fanout
+  readonly #batchIds = new BatchIds()
+  readonly #consumers = new Map<string, Outbox>()
+  readonly #connecting = new Map<Outbox, ControlMessage[]>()
+  readonly #changed = new Set<Outbox>()
+  readonly #reads = new Map<string, Promise<readonly LogEntry[]>>()
+  readonly #releases = new Set<Promise<unknown>>()
+  /** Consumers this node is taking over, waiting for the old node's `released`. */
+  readonly #takeovers = new Map<string, () => void>()
+  readonly #timers: NodeJS.Timeout[] = []
+  #stopped = false
+
+  constructor(core: BrokerCore, config: NodeConfig, log: Logger, name = `${hostname()}:${process.pid}`) {
+    this.#core = core
+    this.#config = config
+    this.#log = log
+    this.id = `${name}:${randomBytes(4).toString('base64url')}`
+    this.name = name
+    this.batchMaxMessages = config.batchMaxMessages
+    this.maxQueue = config.consumerMaxQueue
+    this.#fanout = new Fanout(core.redis.subscriber, core.keys, { sharded: core.redis.sharded, batchMaxMessages: config.batchMaxMessages }, log)
+  }
+
+  /** Live consumers on this node. */
+  get online(): number {
+    return this.#consumers.size
+  }
+
+  get roomCount(): number {
+    return this.#fanout.roomCount
+  }
+
+  get announcements(): number {
+    return this.#fanout.announcements
+  }
+
+  /** Messages waiting in this node's outboxes (not yet sent). */
+  backlog(): number {
+    let queued = 0
+    for (const outbox of this.#consumers.values()) queued += outbox.queued
+    return queued
+  }
+
+  /** Subscribes the control channel, marks the node alive, starts the timers. */
+  async start(): Promise<void> {
+    const { redis, keys, presence } = this.#core
+    const { subscriber, sharded } = redis
+    const control = keys.nodeChannel(this.id)
+    subscriber.on(sharded ? 'smessageBuffer' : 'messageBuffer', (channel: Buffer | string, bytes: Buffer) => {
+      const name = channel.toString()
+      if (name === control) this.#onControl(bytes)
+      else this.#fanout.announce(name, bytes)
+    })
+    // After a reconnect ioredis resubscribes, but what was published meanwhile is gone:
+    // joins and leaves are read again from Redis, and every room log from its cursor.
+    let ready = false
+    subscriber.on('ready', () => {
+      if (ready) this.#reconcile().catch((err: unknown) => this.#redisError(err, 'reconcile failed'))
+      ready = true
+    })
+    ready = subscriber.status === 'ready'
+    await (sharded ? subscriber.ssubscribe(control) : subscriber.subscribe(control))
+    await presence.touchNode(this.id, this.#config.nodeTtlMs)
+
+    const every = (ms: number, task: () => Promise<unknown> | void): void => {
+      const timer = setInterval(() => {
+        Promise.resolve(task()).catch((err: unknown) => this.#redisError(err, 'periodic task failed'))
+      }, ms)
+      timer.unref()
+      this.#timers.push(timer)
+    }
+    every(this.#config.cursorFlushMs, () => this.flushCursors())
+    every(Math.max(100, Math.floor(this.#config.nodeTtlMs / 3)), () => presence.touchNode(this.id, this.#config.nodeTtlMs))
+    every(this.#config.statsFlushMs, () => this.flushStats())
+    every(1000, () => this.#checkAckTimeouts())
+    every(Math.max(1000, (Math.min(this.#config.consumerTtlSec, this.#config.replacedConsumerTtlSec) * 1000) / 3), () =>
+      this.#keepConsumersAlive(),
+    )
+  }
+
+  /**
+   * A consumer's session opened here. Takes the consumer over from wherever it
+   * was, joins its user room, and starts delivering from its cursors. If the
+   * consumer is already live on this node, the new session replaces the old
+   * one and the batch in flight is sent again under the same id.
+   * `replaces`: a previous consumer id of the same browser (snapper.ws cookie).
+   */
+  async connect(consumerId: string, userId: string, sink: ConsumerSink, replaces?: string): Promise<Outbox> {
+    const live = this.#consumers.get(consumerId)
+    if (live) {
+      live.sink = sink
+      live.resend()
+      return live
+    }
+    const { log, keys, redis, presence, membership, stats } = this.#core
+    const outbox = new Outbox(this, consumerId, userId)
+    outbox.sink = sink
+    this.#consumers.set(consumerId, outbox)
+    this.#connecting.set(outbox, [])
+    stats.connected()
+
+    const ttl = this.#config.consumerTtlSec
+    const key = keys.consumer(consumerId)
+    const ownRoom = userRoom(userId)
+    if (replaces && replaces !== consumerId) this.#weaken(replaces)
+    try {
+      const [head, holder] = await Promise.all([log.head(ownRoom), redis.commands.get(key.node)])
+      if (holder && holder !== this.id && (await presence.isNodeAlive(holder))) await this.#takeOver(consumerId, holder)
+      const [previous, inflight, ...flat] = await redis.commands.consumerConnect(
+        key.rooms,
+        key.node,
+        key.inflight,
+        this.id,
+        ttl,
+        ownRoom,
+        formatCursor(head),
+      )
+      await presence.add(userId, consumerId, this.id)
+      if (previous && previous !== this.id && previous !== holder) {
+        // Taken over from a node that got it meanwhile: it closes its session without waiting.
+        membership.tell(previous, { type: 'kick', consumerId, byNode: this.id }).catch(err => this.#redisError(err, 'kick failed'))
+      }
+      for (let i = 0; i + 1 < flat.length; i += 2) outbox.addRoom(flat[i]!, parseCursor(flat[i + 1]!))
+      if (inflight) await this.#restoreInflight(outbox, inflight)
+    } catch (err) {
+      this.#redisError(err, 'consumer connect failed')
+    }
+    const queued = this.#connecting.get(outbox) ?? []
+    this.#connecting.delete(outbox)
+    if (this.#consumers.get(consumerId) !== outbox) return outbox // closed while connecting
+    for (const room of outbox.rooms) this.#follow(outbox, room)
+    for (const message of queued) this.#applyControl(outbox, message)
+    outbox.resend()
+    return outbox
+  }
+
+  /**
+   * The consumer's session closed. Unless a newer session of the same consumer
+   * took over, persist its cursors and its batch in flight, and release it.
+   */
+  disconnect(outbox: Outbox, sink: ConsumerSink): Promise<void> {
+    if (outbox.sink !== sink || this.#consumers.get(outbox.consumerId) !== outbox) return Promise.resolve()
+    this.#consumers.delete(outbox.consumerId)
+    this.#changed.delete(outbox)
+    outbox.close()
+    for (const room of outbox.rooms) this.#fanout.leave(room, outbox)
+    const { keys, redis, presence } = this.#core
+    const key = keys.consumer(outbox.consumerId)
+    const release = Promise.all([
+      redis.commands.cursorCommit(
+        key.rooms,
+        key.node,
+        key.inflight,
+        this.#config.consumerTtlSec,
+        this.id,
+        outbox.inflightRecord(),
+        ...outbox.allCursors(),
+      ),
+      presence.remove(outbox.userId, outbox.consumerId, this.id),
+    ]).then(
+      () => {},
+      err => this.#redisError(err, 'consumer release failed'),
+    )
+    this.#releases.add(release)
+    void release.finally(() => this.#releases.delete(release))
+    return release
+  }
+
+  /** The consumer acknowledged a batch; false if that id is not the batch in flight. */
+  ack(outbox: Outbox, batchId: unknown): boolean {
+    return outbox.ack(batchId)
+  }
+
+  /** The consumer answered a batch with an error: send it again (same id) shortly. */
+  nack(outbox: Outbox, batchId: unknown): boolean {
+    if (outbox.inflight?.id !== batchId) return false
+    setTimeout(() => outbox.resend(), 1000).unref()
+    return true
+  }
+
+  /** Writes the cursors acknowledged since the last flush, one script call per consumer. */
+  async flushCursors(): Promise<void> {
+    const { keys, redis } = this.#core
+    const writes: Promise<unknown>[] = []
+    for (const outbox of this.#changed) {
+      const pairs = outbox.takeChangedCursors()
+      if (pairs.length === 0) continue
+      const key = keys.consumer(outbox.consumerId)
+      this.counters.cursorCommits++
+      writes.push(redis.commands.cursorCommit(key.rooms, key.node, key.inflight, this.#config.consumerTtlSec, '', '', ...pairs))
+    }
+    this.#changed.clear()
+    await Promise.all(writes)
+  }
+
+  async flushStats(): Promise<void> {
+    const { stats, keys, redis } = this.#core
+    await Promise.all([stats.flush(redis.commands, keys), redis.commands.hset(keys.statsNodes, this.name, this.online)])
+  }
+
+  /**
+   * Closes every session (spread over `spreadMs` so they do not all reconnect
+   * at once), then persists what is left and stops the timers. Redis stays
+   * open: the caller quits it after the producer side is drained too.
+   */
+  async stop(spreadMs: number): Promise<void> {
+    if (this.#stopped) return
+    this.#stopped = true
+    const outboxes = [...this.#consumers.values()]
+    await Promise.all(
+      outboxes.map(
+        outbox =>
+          new Promise<void>(resolve => {
+            setTimeout(() => {
+              const sink = outbox.sink as ConsumerSink | undefined
+              if (sink) sink.close('server shutdown')
+              resolve()
+            }, Math.random() * spreadMs)
+          }),
+      ),
+    )
+    // Sessions whose transport did not report the close are released here.
+    for (const outbox of [...this.#consumers.values()]) await this.disconnect(outbox, outbox.sink as ConsumerSink)
+    await Promise.all(this.#releases)
+    for (const timer of this.#timers) clearInterval(timer)
+    await Promise.allSettled([this.flushCursors(), this.flushStats()])
+    const { presence, keys, redis } = this.#core
+    await Promise.allSettled([presence.dropNode(this.id), redis.commands.hdel(keys.statsNodes, this.name)])
+  }
+
+  // ---- OutboxHost ----
+
+  read(room: string, after: { ms: number; seq: number }, count: number): Promise<readonly LogEntry[]> {
+    // Consumers that reconnect together ask for the same range: one Redis read serves them all.
+    const key = `${count}:${formatCursor(after)}:${room}`
+    let read = this.#reads.get(key)
+    if (!read) {
+      this.counters.logReads++
+      read = this.#core.log.read(room, after, count)
+      this.#reads.set(key, read)
+      void read.finally(() => this.#reads.delete(key)).catch(() => {}) // the readers handle the error
+    }
+    return read
+  }
+
+  newBatchId(): string {
+    return this.#batchIds.next()
+  }
+
+  send(outbox: Outbox, batch: Batch): void {
+    this.counters.batchesSent++
+    ;(outbox.sink as ConsumerSink | undefined)?.send(batch)
+  }
+
+  acknowledged(outbox: Outbox, messages: number): void {
+    this.counters.messagesAcked += messages
+    this.#core.stats.delivered(messages)
+    this.#changed.add(outbox)
+  }
+
+  readFailed(outbox: Outbox, room: string, err: unknown): void {
+    this.counters.logReadErrors++
+    this.#log.warn({ err, consumerId: outbox.consumerId, room }, 'log read failed, retrying')
+  }
+
+  // ---- internals ----
+
+  /** Subscribes the room's announcements for this consumer, then reads its log from the cursor. */
+  #follow(outbox: Outbox, room: string): void {
+    void this.#fanout.join(room, outbox).then(() => outbox.resync(room))
+  }
+
+  #onControl(bytes: Buffer): void {
+    const message = decodeControl(bytes)
+    if (!message) {
+      this.#log.warn('undecodable control message dropped')
+      return
+    }
+    if (message.type === 'released') {
+      this.#takeovers.get(message.consumerId)?.()
+      return
+    }
+    if (message.type === 'kick') {
+      void this.#release(message.consumerId, message.byNode)
+      return
+    }
+    const outbox = this.#consumers.get(message.consumerId)
+    if (!outbox) return // gone meanwhile: its cursors in Redis already say it all
+    const queued = this.#connecting.get(outbox)
+    if (queued) queued.push(message) // applied once the rooms from Redis are in place
+    else this.#applyControl(outbox, message)
+  }
+
+  #applyControl(outbox: Outbox, message: ControlMessage): void {
+    switch (message.type) {
+      case 'join':
+        if (outbox.hasRoom(message.room)) return
+        outbox.addRoom(message.room, parseCursor(message.cursor))
+        this.#follow(outbox, message.room)
+        return
+      case 'leave':
+        outbox.removeRoom(message.room)
+        this.#fanout.leave(message.room, outbox)
+        return
+      case 'kick':
+      case 'released':
+        return // handled in #onControl, whatever the consumer's state here
+    }
+  }
+
+  /**
+   * Another node holds the session of a consumer that connects here: ask it to
+   * close and persist its cursors, and wait (a bounded time) until it has, so
+   * that this node reads cursors that include the last acknowledgements.
+   */
+  #takeOver(consumerId: string, holder: string): Promise<void> {
+    return new Promise<void>(resolve => {
+      const timer = setTimeout(done, TAKEOVER_WAIT_MS)
+      function done(): void {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.#takeovers.get(consumerId)?.()
+      this.#takeovers.set(consumerId, done)
+      this.#core.membership.tell(holder, { type: 'kick', consumerId, byNode: this.id }).catch(err => {
+        this.#redisError(err, 'kick failed')
+        done()
+      })
+    }).finally(() => this.#takeovers.delete(consumerId))
+  }
+
+  /** After the subscriber reconnected: membership from Redis, then every room log from its cursor. */
+  async #reconcile(): Promise<void> {
+    const { keys, redis } = this.#core
+    await Promise.all(
+      [...this.#consumers.values()].map(async outbox => {
+        const key = keys.consumer(outbox.consumerId)
+        const [holder, rooms] = await Promise.all([redis.commands.get(key.node), redis.commands.hgetall(key.rooms)])
+        if (this.#consumers.get(outbox.consumerId) !== outbox) return
+        if (holder !== this.id) {
+          ;(outbox.sink as ConsumerSink | undefined)?.close('taken over by another node')
+          return
+        }
+        for (const room of [...outbox.rooms]) if (!(room in rooms)) this.#applyControl(outbox, { type: 'leave', consumerId: outbox.consumerId, room })
+        for (const [room, cursor] of Object.entries(rooms))
+          if (!outbox.hasRoom(room)) this.#applyControl(outbox, { type: 'join', consumerId: outbox.consumerId, room, cursor })
+      }),
+    )
+    this.#fanout.resyncAll()
+  }
+
+  /** Closes the consumer's session here (if any), persists it, and tells the node taking it over. */
+  async #release(consumerId: string, byNode: string): Promise<void> {
+    const outbox = this.#consumers.get(consumerId)
+    if (outbox) {
+      this.counters.kicks++
+      const sink = outbox.sink as ConsumerSink | undefined
+      sink?.close('taken over by another node')
+      if (sink) await this.disconnect(outbox, sink)
+    }
+    await this.#core.membership
+      .tell(byNode, { type: 'released', consumerId })
+      .catch(err => this.#redisError(err, 'release notice failed'))
+  }
+
+  /**
+   * Rebuilds the batch that was in flight when the consumer left, from the
+   * room logs, so it goes out again under its old id: a client that had
+   * received it drops the copy. If the log no longer holds exactly those
+   * messages, the batch is forgotten and delivery goes on from the cursors.
+   */
+  async #restoreInflight(outbox: Outbox, record: string): Promise<void> {
+    let id: unknown, rooms: unknown, order: unknown
+    try {
+      ;[id, rooms, order] = JSON.parse(record) as unknown[]
+    } catch {
+      return // not a record we wrote: ignore it
+    }
+    if (typeof id !== 'string' || !Array.isArray(rooms) || !Array.isArray(order)) return
+    const reads = await Promise.all(
+      (rooms as unknown[]).map(async (room, index) => {
+        const acked = typeof room === 'string' ? outbox.ackedCursor(room) : undefined
+        const count = order.filter(i => i === index).length
+        if (acked === undefined || count === 0) return undefined
+        const entries = await this.#core.log.read(room as string, acked, count)
+        const first = entries[0]
+        return entries.length === count && first && isNext(acked, first) ? entries.map(e => ({ ...e, room: room as string })) : undefined
+      }),
+    )
+    if (reads.some(entries => entries === undefined)) return
+    const next = reads.map(() => 0)
+    const entries: Entry[] = []
+    for (const index of order as number[]) {
+      const entry = reads[index]?.[next[index]!++]
+      if (!entry) return
+      entries.push(entry)
+    }
+    outbox.restoreInflight(makeBatch(id, entries))
+  }
+
+  #weaken(consumerId: string): void {
+    const { keys, redis } = this.#core
+    const key = keys.consumer(consumerId)
+    const ttl = this.#config.replacedConsumerTtlSec
+    Promise.all([redis.commands.expire(key.rooms, ttl), redis.commands.expire(key.inflight, ttl)]).catch(err =>
+      this.#redisError(err, 'weaken failed'),
+    )
+  }
+
+  #checkAckTimeouts(): void {
+    const deadline = Date.now() - this.#config.ackTimeoutMs
+    for (const outbox of this.#consumers.values()) {
+      if (outbox.inflight !== undefined && outbox.inflightSince < deadline) {
+        this.counters.ackTimeouts++
+        ;(outbox.sink as ConsumerSink | undefined)?.close('ack timeout')
+      }
+    }
+  }
+
+  /** Live consumers' rooms and presence must not expire while they are connected. */
+  async #keepConsumersAlive(): Promise<void> {
+    const { keys, redis } = this.#core
+    const ttl = this.#config.consumerTtlSec
+    const writes: Promise<unknown>[] = []
+    for (const outbox of this.#consumers.values()) {
+      writes.push(redis.commands.expire(keys.consumer(outbox.consumerId).rooms, ttl))
+      writes.push(redis.commands.expire(keys.presence(outbox.userId), ttl))
+    }
+    await Promise.all(writes)
+  }
+
+  #redisError(err: unknown, message: string): void {
+    this.counters.redisErrors++
+    this.#log.warn({ err }, message)
+  }
+}

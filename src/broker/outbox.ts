@@ -1,0 +1,342 @@
+import { isOneRun, makeBatch, type Batch, type Entry } from './batch.js'
+import { formatCursor, isAfter, isNext, type Cursor } from './cursor.js'
+import type { LogEntry } from './room-log.js'
+
+/** What an outbox needs from its node. */
+export interface OutboxHost {
+  readonly batchMaxMessages: number
+  /** Messages held in memory per consumer; beyond, rooms fall back to reading the log. */
+  readonly maxQueue: number
+  /** Up to `count` messages of `room` after `after` (may be shared with other readers). */
+  read(room: string, after: Cursor, count: number): Promise<readonly LogEntry[]>
+  newBatchId(): string
+  /** Hands a batch to the consumer's session. */
+  send(outbox: Outbox, batch: Batch): void
+  /** Acknowledged cursors moved: schedule a commit. */
+  acknowledged(outbox: Outbox, messages: number): void
+  /** A log read failed (Redis down): it is retried later. */
+  readFailed(outbox: Outbox, room: string, err: unknown): void
+}
+
+/** Where a consumer stands in one room. */
+interface RoomState {
+  /** Last message the consumer acknowledged (what is persisted). */
+  acked: Cursor
+  /** Last message queued or sent: the next one must follow it. */
+  queued: Cursor
+  /**
+   *   behind ──resync / queue drained──▶ reading ──end of log──▶ live
+   *     ▲                                                           │
+   *     └───────── queue full ◀──────────── gap ▶ reading ◀─────────┘
+   *
+   * behind: announcements are ignored (the log has them); reading: they are
+   * held in `pending` and applied after the read; live: they are queued.
+   */
+  mode: 'live' | 'reading' | 'behind'
+  /** Announcements that arrived while reading, oldest first. */
+  pending: Entry[] | undefined
+  /** Read once more when the current read ends (announcements may have been missed). */
+  again: boolean
+}
+
+/** Most messages one log read asks for. */
+const READ_MAX = 500
+/** Delay before retrying a failed log read, in ms. */
+const READ_RETRY_MS = 500
+
+/**
+ * One consumer's delivery state: its rooms and cursors, the messages waiting
+ * for it, and the one batch it has not acknowledged yet.
+ *
+ * Messages come from two sources that this class merges into one ordered,
+ * gap-free stream per room: announcements (live, cheap) and log reads (after a
+ * gap, a (re)connect, a join, or a full queue). The log is the truth; the
+ * queue is a bounded cache of it.
+ */
+export class Outbox {
+  readonly consumerId: string
+  readonly userId: string
+  /** The live session's sink; undefined while there is none. */
+  sink: unknown
+  /** The unacknowledged batch, and when it was sent (ms). */
+  inflight: Batch | undefined
+  inflightSince = 0
+
+  readonly #host: OutboxHost
+  readonly #rooms = new Map<string, RoomState>()
+  readonly #queue = new Fifo<Entry>()
+  readonly #behind = new Set<string>()
+  readonly #changed = new Set<string>()
+  #closed = false
+
+  constructor(host: OutboxHost, consumerId: string, userId: string) {
+    this.#host = host
+    this.consumerId = consumerId
+    this.userId = userId
+  }
+
+  get rooms(): IterableIterator<string> {
+    return this.#rooms.keys()
+  }
+
+  get queued(): number {
+    return this.#queue.length
+  }
+
+  hasRoom(room: string): boolean {
+    return this.#rooms.has(room)
+  }
+
+  /** Adds a room at its acknowledged cursor; call resync() once its announcements are subscribed. */
+  addRoom(room: string, acked: Cursor): void {
+    if (this.#rooms.has(room)) return
+    this.#rooms.set(room, { acked, queued: acked, mode: 'behind', pending: undefined, again: false })
+  }
+
+  removeRoom(room: string): void {
+    if (!this.#rooms.delete(room)) return
+    this.#behind.delete(room)
+    this.#changed.delete(room)
+    this.#queue.removeWhere(entry => entry.room === room)
+  }
+
+  /** Reads a room's log from where it stands: after adding it, or when announcements may have been lost. */
+  resync(room: string): void {
+    const state = this.#rooms.get(room)
+    if (!state || this.#closed) return
+    if (state.mode === 'reading') state.again = true
+    else this.#read(room, state)
+  }
+
+  /**
+   * Live messages of a room (contiguous, oldest first). `shared` makes the
+   * batch of exactly these entries, the same object for every consumer.
+   */
+  offer(room: string, entries: readonly Entry[], shared?: () => Batch | undefined): void {
+    const state = this.#rooms.get(room)
+    const last = entries[entries.length - 1]
+    if (!state || !last || this.#closed) return
+    if (state.mode === 'reading') {
+      const pending = (state.pending ??= [])
+      if (pending.length + entries.length > this.#host.maxQueue) {
+        state.pending = undefined // too many to hold: read them from the log instead
+        state.again = true
+      } else pending.push(...entries)
+      return
+    }
+    if (state.mode === 'behind') return
+    let start = 0
+    while (start < entries.length && !isAfter(entries[start]!, state.queued)) start++ // had it already
+    if (start === entries.length) return
+    if (!isNext(state.queued, entries[start]!)) {
+      this.#read(room, state) // a gap: the log has what was missed
+      return
+    }
+    if (start === 0 && shared && this.inflight === undefined && this.#queue.length === 0 && this.sink !== undefined) {
+      const batch = shared()
+      if (batch) {
+        state.queued = last
+        this.#send(batch)
+        return
+      }
+    }
+    this.#enqueue(room, state, entries, start)
+    this.pump()
+  }
+
+  /** The consumer acknowledged a batch. False if it was not the batch in flight. */
+  ack(batchId: unknown): boolean {
+    const batch = this.inflight
+    if (batch === undefined || batch.id !== batchId) return false
+    for (const entry of batch.entries) {
+      const state = this.#rooms.get(entry.room)
+      if (state && isAfter(entry, state.acked)) {
+        state.acked = entry
+        this.#changed.add(entry.room)
+      }
+    }
+    this.inflight = undefined
+    this.#host.acknowledged(this, batch.entries.length)
+    this.#resumeBehind()
+    this.pump()
+    return true
+  }
+
+  /** Sends the next batch if nothing is in flight. */
+  pump(): void {
+    if (this.inflight !== undefined || this.sink === undefined || this.#queue.length === 0) return
+    this.#send(this.batchOf(this.#queue.take(this.#host.batchMaxMessages)))
+  }
+
+  /** Sends the batch in flight again, with the same id (a new session took over). */
+  resend(): void {
+    if (this.inflight !== undefined && this.sink !== undefined) this.#send(this.inflight)
+    else this.pump()
+  }
+
+  /** The batch of exactly these entries: shared with consumers in step when it can be. */
+  batchOf(entries: readonly Entry[]): Batch {
+    const first = entries[0]!
+    const cached = first.batch
+    const last = entries[entries.length - 1]
+    if (cached && cached.entries.length === entries.length && cached.entries[entries.length - 1] === last)
+      return cached
+    const batch = makeBatch(this.#host.newBatchId(), entries)
+    if (isOneRun(entries)) first.batch = batch
+    return batch
+  }
+
+  /** Cursors acknowledged since the last call, as `room, cursor` pairs for cursor_commit. */
+  takeChangedCursors(): string[] {
+    const pairs: string[] = []
+    for (const room of this.#changed) {
+      const state = this.#rooms.get(room)
+      if (state) pairs.push(room, formatCursor(state.acked))
+    }
+    this.#changed.clear()
+    return pairs
+  }
+
+  /** Every cursor, for the final commit when the consumer leaves this node. */
+  allCursors(): string[] {
+    this.#changed.clear()
+    const pairs: string[] = []
+    for (const [room, state] of this.#rooms) pairs.push(room, formatCursor(state.acked))
+    return pairs
+  }
+
+  /**
+   * The batch in flight, to be re-sent with the same id after a reconnect:
+   * `[id, rooms, room index of each entry]`. Each room's entries follow its
+   * acknowledged cursor without a gap, so the log can rebuild the batch exactly.
+   */
+  inflightRecord(): string {
+    const batch = this.inflight
+    if (batch === undefined) return ''
+    const rooms: string[] = []
+    const order = batch.entries.map(entry => {
+      const index = rooms.indexOf(entry.room)
+      return index >= 0 ? index : rooms.push(entry.room) - 1
+    })
+    return JSON.stringify([batch.id, rooms, order])
+  }
+
+  /** Where a room's acknowledged cursor stands. */
+  ackedCursor(room: string): Cursor | undefined {
+    return this.#rooms.get(room)?.acked
+  }
+
+  /** Installs a batch rebuilt from an inflight record as the one to send first. */
+  restoreInflight(batch: Batch): void {
+    for (const entry of batch.entries) {
+      const state = this.#rooms.get(entry.room)
+      if (state && isAfter(entry, state.queued)) state.queued = entry
+    }
+    this.inflight = batch
+  }
+
+  close(): void {
+    this.#closed = true
+    this.sink = undefined
+  }
+
+  #send(batch: Batch): void {
+    this.inflight = batch
+    this.inflightSince = Date.now()
+    this.#host.send(this, batch)
+  }
+
+  /** Queues entries[start..] of a room, as many as fit; the rest waits in the log. */
+  #enqueue(room: string, state: RoomState, entries: readonly Entry[], start: number): void {
+    const end = Math.min(entries.length, start + Math.max(0, this.#host.maxQueue - this.#queue.length))
+    for (let i = start; i < end; i++) this.#queue.push(entries[i]!)
+    if (end > start) state.queued = entries[end - 1]!
+    if (end < entries.length) {
+      state.mode = 'behind'
+      state.pending = undefined
+      this.#behind.add(room)
+    }
+  }
+
+  #resumeBehind(): void {
+    if (this.#behind.size === 0 || this.#queue.length > this.#host.maxQueue / 2) return
+    for (const room of [...this.#behind]) {
+      const state = this.#rooms.get(room)
+      if (state) this.#read(room, state)
+    }
+  }
+
+  #read(room: string, state: RoomState): void {
+    state.mode = 'reading'
+    state.again = false
+    this.#behind.delete(room)
+    const want = Math.min(READ_MAX, this.#host.maxQueue - this.#queue.length)
+    if (want <= 0) {
+      state.mode = 'behind'
+      state.pending = undefined
+      this.#behind.add(room)
+      return
+    }
+    const from = state.queued
+    this.#host.read(room, from, want).then(
+      logEntries => {
+        if (this.#closed || this.#rooms.get(room) !== state || state.mode !== 'reading') return
+        const entries: Entry[] = []
+        for (const entry of logEntries) if (isAfter(entry, state.queued)) entries.push({ ...entry, room })
+        this.#enqueue(room, state, entries, 0)
+        if (state.mode === 'reading') {
+          if (logEntries.length === want || state.again) this.#read(room, state)
+          else this.#goLive(room, state)
+        }
+        this.pump()
+      },
+      (err: unknown) => {
+        this.#host.readFailed(this, room, err)
+        setTimeout(() => {
+          if (!this.#closed && this.#rooms.get(room) === state && state.mode === 'reading') this.#read(room, state)
+        }, READ_RETRY_MS).unref()
+      },
+    )
+  }
+
+  /** The log is read to its end: apply what was announced meanwhile, then follow announcements. */
+  #goLive(room: string, state: RoomState): void {
+    const pending = state.pending
+    state.pending = undefined
+    state.mode = 'live'
+    if (pending) this.offer(room, pending)
+  }
+}
+
+/** A queue with O(1) push and take from the front, compacted now and then. */
+class Fifo<T> {
+  #items: T[] = []
+  #head = 0
+
+  get length(): number {
+    return this.#items.length - this.#head
+  }
+
+  push(item: T): void {
+    this.#items.push(item)
+  }
+
+  take(max: number): T[] {
+    const end = Math.min(this.#items.length, this.#head + max)
+    const taken = this.#items.slice(this.#head, end)
+    this.#head = end
+    if (this.#head === this.#items.length) {
+      this.#items = []
+      this.#head = 0
+    } else if (this.#head > 1024) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
+    }
+    return taken
+  }
+
+  removeWhere(predicate: (item: T) => boolean): void {
+    this.#items = this.#items.slice(this.#head).filter(item => !predicate(item))
+    this.#head = 0
+  }
+}

@@ -1,0 +1,107 @@
+import type { ExecutionContext } from 'ava'
+import { defaults, type Config } from '../../src/config/defaults.js'
+import type { Batch } from '../../src/broker/batch.js'
+import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
+import { BrokerNode, type ConsumerSink } from '../../src/broker/node.js'
+import type { Outbox } from '../../src/broker/outbox.js'
+import { silentLogger } from '../../src/log.js'
+import { createRedisClients } from '../../src/redis/connect.js'
+import { uniquePrefix } from './redis.js'
+
+/** A broker core and node on a real Redis, with a prefix of its own; stopped at the test's end. */
+export async function startTestNode(
+  t: ExecutionContext,
+  redisUrl: string,
+  overrides: Partial<Config> = {},
+): Promise<{ core: BrokerCore; node: BrokerNode; config: Config }> {
+  const config: Config = { ...defaults, redisPrefix: uniquePrefix(), ...overrides }
+  const redis = createRedisClients({ kind: 'standalone', url: redisUrl }, silentLogger)
+  await redis.connect(5000)
+  const core = createBrokerCore(config, redis, silentLogger)
+  const node = new BrokerNode(core, config, silentLogger)
+  await node.start()
+  t.teardown(async () => {
+    await node.stop(0)
+    await redis.quit()
+  })
+  return { core, node, config }
+}
+
+/**
+ * A consumer session in memory: records every batch it is sent, acks them
+ * (unless told not to), and lets a test wait for messages.
+ */
+export class RecordingSink implements ConsumerSink {
+  readonly batches: Batch[] = []
+  readonly messages: string[] = []
+  closed: string | undefined
+  outbox: Outbox | undefined
+  #waiters: { count: number; resolve: () => void }[] = []
+
+  constructor(
+    private readonly node: BrokerNode,
+    public autoAck = true,
+  ) {}
+
+  send(batch: Batch): void {
+    this.batches.push(batch)
+    // snapper-consumer delivers a batch only if its id differs from the previous one.
+    const previous = this.batches[this.batches.length - 2]
+    if (previous?.id !== batch.id) for (const entry of batch.entries) this.messages.push(entry.message)
+    if (this.autoAck) queueMicrotask(() => this.ack())
+    this.#wake()
+  }
+
+  close(reason: string): void {
+    this.closed = reason
+    if (this.outbox) void this.node.disconnect(this.outbox, this)
+  }
+
+  /** Acks the last batch received. */
+  ack(): boolean {
+    const last = this.batches[this.batches.length - 1]
+    return !!last && !!this.outbox && this.node.ack(this.outbox, last.id)
+  }
+
+  async connect(consumerId: string, userId: string): Promise<this> {
+    this.outbox = await this.node.connect(consumerId, userId, this)
+    return this
+  }
+
+  /** Resolves once at least `count` messages arrived (rejects after timeoutMs). */
+  waitFor(count: number, timeoutMs = 10_000): Promise<void> {
+    if (this.messages.length >= count) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`waited for ${count} messages, got ${this.messages.length}`)),
+        timeoutMs,
+      )
+      this.#waiters.push({
+        count,
+        resolve: () => {
+          clearTimeout(timer)
+          resolve()
+        },
+      })
+    })
+  }
+
+  #wake(): void {
+    this.#waiters = this.#waiters.filter(waiter => {
+      if (this.messages.length < waiter.count) return true
+      waiter.resolve()
+      return false
+    })
+  }
+}
+
+export const range = (n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => String(from + i))
+
+/** Resolves when `check` holds, polling every 10 ms (rejects after timeoutMs). */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
