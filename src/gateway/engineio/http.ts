@@ -149,12 +149,13 @@ export function writeEmpty(
 /**
  * Refuses a websocket upgrade before any 101, the way engine.io does: a plain
  * HTTP response with the message as a text/html body, then the connection
- * closes (spec §5).
+ * closes (uWS adds `Connection: close`). engine.io says 400 even for code 4
+ * (spec §5); we keep 503 for "full" and "shutting down", which tell a load
+ * balancer to try elsewhere.
  */
 export function refuseUpgrade(res: HttpResponse, refusal: Refusal): void {
   res
-    .writeStatus(statusLine(refusal.status))
-    .writeHeader('Connection', 'close')
+    .writeStatus(statusLine(refusal.status === 403 ? 400 : refusal.status))
     .writeHeader('Content-Type', 'text/html')
     .end(refusal.message, true)
 }

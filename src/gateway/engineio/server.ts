@@ -252,8 +252,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     switch (route.kind) {
       case 'handshake': {
         const auth = this.#authorize(res, req, route.query)
-        // engine.io answers a refused upgrade with 400, code 4 (403) included (spec §5).
-        if (!auth.ok) return refuseUpgrade(res, auth.status === 403 ? { ...auth, status: 400 } : auth)
+        if (!auth.ok) return refuseUpgrade(res, auth)
         ticket = { kind: 'handshake', revision: route.revision, id: auth.id, data: auth.data }
         revision = route.revision
         query = route.query

@@ -1,0 +1,248 @@
+import { EventEmitter, once } from 'node:events'
+import { type IncomingHttpHeaders, type OutgoingHttpHeaders, request as httpRequest } from 'node:http'
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js'
+import WebSocket from 'ws'
+import {
+  type Engine,
+  type EngineOptions,
+  type Handshake,
+  type Session,
+  attachEngine,
+  loadUws,
+} from '../../src/gateway/engineio/server.js'
+
+export const defaultOptions: EngineOptions = {
+  path: '/websocket/',
+  pingIntervalMs: 25_000,
+  pingTimeoutMs: 20_000,
+  upgradeTimeoutMs: 10_000,
+  maxPayloadBytes: 1_000_000,
+  maxQueryBytes: 8192,
+  maxSessions: 100_000,
+  maxBackpressureBytes: 1 << 20,
+  cookieName: 'snapper.ws',
+  corsOrigins: [],
+}
+
+export interface EchoData {
+  readonly n: number
+  readonly greet: string | null
+}
+
+export interface Closed {
+  readonly id: string
+  readonly reason: string
+}
+
+/**
+ * An echo server on port 0: `token=good` is accepted (id from `id=` or a
+ * counter), anything else refused with 403 code 4 "bad token". Text messages
+ * come back as `echo:<text>`, binary ones as they are. `greet=<text>` makes
+ * open() send a message right after the open packet. Other paths answer 404.
+ */
+export interface EchoServer {
+  readonly port: number
+  readonly base: string
+  readonly engine: Engine<EchoData>
+  readonly opened: Array<{ id: string; replaced: boolean }>
+  readonly closed: Closed[]
+  readonly received: Array<string | Buffer>
+  readonly handshakes: Handshake[]
+  /** Resolves with the close reason of the next (or an already recorded, unclaimed) close of `id`. */
+  closeOf(id: string): Promise<string>
+  openOf(id: string): Promise<Session<EchoData>>
+  url(query: string, scheme?: 'http' | 'ws'): string
+  stop(): Promise<void>
+}
+
+export async function startEcho(overrides: Partial<EngineOptions> = {}): Promise<EchoServer> {
+  const uWS = loadUws()
+  const app: TemplatedApp = uWS.App()
+  const events = new EventEmitter()
+  const opened: EchoServer['opened'] = []
+  const closed: Closed[] = []
+  const received: Array<string | Buffer> = []
+  const handshakes: Handshake[] = []
+  let counter = 0
+  const options = { ...defaultOptions, ...overrides }
+  const engine = attachEngine<EchoData>(app, options, {
+    authorize(handshake) {
+      handshakes.push(handshake)
+      if (handshake.query.get('token') !== 'good')
+        return { ok: false, status: 403, code: 4, message: 'bad token' }
+      counter++
+      const data = { n: counter, greet: handshake.query.get('greet') }
+      return { ok: true, id: handshake.query.get('id') ?? `sid-${counter}`, data }
+    },
+    open(session, replaced) {
+      opened.push({ id: session.id, replaced: replaced !== undefined })
+      if (session.data.greet !== null) session.send(session.data.greet)
+      events.emit(`open:${session.id}`, session)
+    },
+    message(session, data) {
+      received.push(data)
+      if (typeof data === 'string') session.send(`echo:${data}`)
+      else session.sendBinary(data)
+    },
+    close(session, reason) {
+      closed.push({ id: session.id, reason })
+      events.emit(`close:${session.id}`, reason)
+    },
+  })
+  app.any('/*', res => {
+    res.writeStatus('404 Not Found').end('not engine.io')
+  })
+  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) =>
+    app.listen('127.0.0.1', 0, socket => (socket ? resolve(socket) : reject(new Error('listen failed')))),
+  )
+  const port = uWS.us_socket_local_port(listenSocket)
+  const claimed = new Set<Closed>()
+  return {
+    port,
+    base: `http://127.0.0.1:${port}`,
+    engine,
+    opened,
+    closed,
+    received,
+    handshakes,
+    async closeOf(id) {
+      const seen = closed.find(entry => entry.id === id && !claimed.has(entry))
+      if (seen !== undefined) {
+        claimed.add(seen)
+        return seen.reason
+      }
+      const [reason] = (await once(events, `close:${id}`)) as [string]
+      const entry = closed.find(item => item.id === id && !claimed.has(item))
+      if (entry !== undefined) claimed.add(entry)
+      return reason
+    },
+    async openOf(id) {
+      const session = engine.sessions.get(id)
+      if (session !== undefined) return session
+      const [opened] = (await once(events, `open:${id}`)) as [Session<EchoData>]
+      return opened
+    },
+    url(query, scheme = 'http') {
+      return `${scheme}://127.0.0.1:${port}/websocket/?${query}`
+    },
+    async stop() {
+      engine.close()
+      uWS.us_listen_socket_close(listenSocket)
+      // Not in this fork's typings: closes every connection still open.
+      ;(app as unknown as { close(): void }).close()
+    },
+  }
+}
+
+/** A raw websocket and the messages it received, text as strings, binary as Buffers. */
+export interface RawSocket {
+  readonly ws: WebSocket
+  readonly messages: Array<string | Buffer>
+  /** The next message not yet taken. */
+  next(): Promise<string | Buffer>
+  /** The close code, once closed. */
+  closed: Promise<number>
+}
+
+export async function openSocket(url: string, options?: WebSocket.ClientOptions): Promise<RawSocket> {
+  const ws = new WebSocket(url, options)
+  const messages: Array<string | Buffer> = []
+  const inbox = new EventEmitter()
+  let taken = 0
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    messages.push(isBinary ? data : data.toString())
+    inbox.emit('message')
+  })
+  const closed = new Promise<number>(resolve => ws.once('close', code => resolve(code)))
+  await once(ws, 'open')
+  return {
+    ws,
+    messages,
+    closed,
+    async next() {
+      while (taken >= messages.length) {
+        const result = await Promise.race([once(inbox, 'message'), closed.then(() => 'closed' as const)])
+        if (result === 'closed' && taken >= messages.length) throw new Error('socket closed before a message')
+      }
+      return messages[taken++]!
+    },
+  }
+}
+
+/** Rejects a websocket upgrade and resolves with the raw status and body the server answered. */
+export async function refusedUpgrade(
+  url: string,
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  const ws = new WebSocket(url)
+  return new Promise((resolve, reject) => {
+    ws.on('open', () => {
+      ws.terminate()
+      reject(new Error('upgrade unexpectedly accepted'))
+    })
+    ws.on('error', () => {}) // unexpected-response below says it all
+    ws.on('unexpected-response', (_req, res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (body += chunk))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
+      res.on('error', reject)
+    })
+  })
+}
+
+export interface RawResponse {
+  readonly status: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: Buffer
+  readonly text: string
+}
+
+export interface RawRequest {
+  readonly method?: string
+  /** Sent as separate writes, a few ms apart, so the server reads them as separate chunks. */
+  readonly body?: string | Buffer | ReadonlyArray<string | Buffer>
+  readonly headers?: OutgoingHttpHeaders
+  readonly signal?: AbortSignal
+}
+
+/** One request on its own connection (no keep-alive pool), the body as bytes. */
+export async function request(url: string, init: RawRequest = {}): Promise<RawResponse> {
+  const parts =
+    init.body === undefined
+      ? []
+      : typeof init.body === 'string' || Buffer.isBuffer(init.body)
+        ? [init.body]
+        : init.body
+  const length = parts.reduce((sum, part) => sum + Buffer.byteLength(part), 0)
+  const headers: OutgoingHttpHeaders = { ...init.headers }
+  if (init.body !== undefined) headers['content-length'] ??= length
+  const req = httpRequest(url, { method: init.method ?? 'GET', headers, agent: false, signal: init.signal })
+  const response = new Promise<RawResponse>((resolve, reject) => {
+    req.on('error', reject)
+    req.on('response', res => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('error', reject)
+      res.on('end', () => {
+        const body = Buffer.concat(chunks)
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text: body.toString() })
+      })
+    })
+  })
+  req.flushHeaders()
+  for (const [i, part] of parts.entries()) {
+    if (i > 0) await new Promise(resolve => setTimeout(resolve, 5))
+    req.write(part)
+  }
+  req.end()
+  return response
+}
+
+/** Waits until `check` holds, polling every few ms; fails after `timeoutMs`. For state with no event to wait on. */
+export async function eventually(check: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
