@@ -215,7 +215,8 @@ export async function request(url: string, init: RawRequest = {}): Promise<RawRe
         : init.body
   const length = parts.reduce((sum, part) => sum + Buffer.byteLength(part), 0)
   const headers: OutgoingHttpHeaders = { ...init.headers }
-  if (init.body !== undefined) headers['content-length'] ??= length
+  if (init.body !== undefined && headers['transfer-encoding'] === undefined)
+    headers['content-length'] ??= length
   const req = httpRequest(url, { method: init.method ?? 'GET', headers, agent: false, signal: init.signal })
   const response = new Promise<RawResponse>((resolve, reject) => {
     req.on('error', reject)
