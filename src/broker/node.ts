@@ -10,6 +10,7 @@ import { formatCursor, isNext, parseCursor } from './cursor.js'
 import { Fanout } from './fanout.js'
 import { Outbox, type OutboxHost } from './outbox.js'
 import type { LogEntry } from './room-log.js'
+import { forgetNode, reportNode } from './stats.js'
 
 /** Longest a connecting consumer waits for the node that held it to persist its cursors, in ms. */
 const TAKEOVER_WAIT_MS = 1000
@@ -51,7 +52,7 @@ export interface NodeCounters {
  */
 export class BrokerNode implements OutboxHost {
   readonly id: string
-  /** Name in the stats' `current` (host:port of the gateway, like the original). */
+  /** Name in the stats' `current`: host:port of its gateway, like the original. */
   readonly name: string
   readonly batchMaxMessages: number
   readonly maxQueue: number
@@ -266,7 +267,7 @@ export class BrokerNode implements OutboxHost {
 
   async flushStats(): Promise<void> {
     const { stats, keys, redis } = this.#core
-    await Promise.all([stats.flush(redis.commands, keys), redis.commands.hset(keys.statsNodes, this.name, this.online)])
+    await Promise.all([stats.flush(redis.commands, keys), reportNode(redis.commands, keys, this.name, this.online)])
   }
 
   /**
@@ -296,7 +297,7 @@ export class BrokerNode implements OutboxHost {
     for (const timer of this.#timers) clearInterval(timer)
     await Promise.allSettled([this.flushCursors(), this.flushStats()])
     const { presence, keys, redis } = this.#core
-    await Promise.allSettled([presence.dropNode(this.id), redis.commands.hdel(keys.statsNodes, this.name)])
+    await Promise.allSettled([presence.dropNode(this.id), forgetNode(redis.commands, keys, this.name)])
   }
 
   // ---- OutboxHost ----

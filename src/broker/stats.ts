@@ -66,3 +66,49 @@ export class StatsCounters {
     await Promise.all(writes)
   }
 }
+
+/** The original's /stats `stats` object: totals, live consumers, and live consumers per node. */
+export interface StatsSnapshot {
+  readonly total: { producerMessages: number; consumerMessages: number; consumers: number; rooms: number }
+  /** Live consumers on every node that reported within the node ttl. */
+  readonly online: number
+  /** Live consumers per node name (the original's `current`). */
+  readonly current: Record<string, number>
+}
+
+/** Records a node's live consumer count (with the time, so that dead nodes drop out). */
+export function reportNode(redis: Commands, keys: Keys, name: string, online: number): Promise<unknown> {
+  return redis.hset(keys.statsNodes, name, `${online} ${Date.now()}`)
+}
+
+export function forgetNode(redis: Commands, keys: Keys, name: string): Promise<unknown> {
+  return redis.hdel(keys.statsNodes, name)
+}
+
+export async function readStats(redis: Commands, keys: Keys, nodeTtlMs: number): Promise<StatsSnapshot> {
+  const [totals, rooms, nodes] = await Promise.all([
+    redis.hgetall(keys.stats),
+    redis.pfcount(keys.statsRooms),
+    redis.hgetall(keys.statsNodes),
+  ])
+  const current: Record<string, number> = {}
+  let online = 0
+  const since = Date.now() - nodeTtlMs
+  for (const [name, value] of Object.entries(nodes)) {
+    const [count, at] = value.split(' ').map(Number)
+    if (count === undefined || at === undefined || !(at >= since)) continue
+    current[name] = count
+    online += count
+  }
+  const total = (field: string): number => Number(totals[field] ?? 0)
+  return {
+    total: {
+      producerMessages: total('producerMessages'),
+      consumerMessages: total('consumerMessages'),
+      consumers: total('consumers'),
+      rooms,
+    },
+    online,
+    current,
+  }
+}

@@ -1,0 +1,70 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdirSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { join } from 'node:path'
+import type { Logger } from '../log.js'
+
+/** Where `snapper start` keeps the Redis it runs itself (data, so a restart keeps messages). */
+const DATA_DIR = '.snapper/redis'
+
+/** Whether something accepts TCP connections on host:port. */
+export function isListening(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise(resolve => {
+    const socket = createConnection({ host, port })
+    const done = (ok: boolean): void => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+  })
+}
+
+const hasCommand = (command: string): boolean => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0
+
+/**
+ * Makes sure `redis-server` is on this machine: installs Debian's package when
+ * running as root with apt-get, otherwise says exactly what is missing.
+ */
+export function ensureRedisServer(log: Logger): void {
+  if (hasCommand('redis-server')) return
+  const isRoot = process.getuid?.() === 0
+  if (!isRoot || !hasCommand('apt-get'))
+    throw new Error(
+      'redis-server is not installed and no Redis is configured. Install it (Debian/Ubuntu: `sudo apt-get install -y redis-server`) or set SNAPPER_REDIS to a running Redis.',
+    )
+  log.warn('redis-server is missing: installing Debian package redis-server (apt-get)')
+  const install = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server'], {
+    stdio: 'inherit',
+  })
+  if (install.status !== 0 || !hasCommand('redis-server'))
+    throw new Error('installing redis-server failed: run `apt-get install -y redis-server` and try again')
+}
+
+/**
+ * Runs a redis-server of our own on 127.0.0.1:port with append-only
+ * persistence in .snapper/redis, for `snapper start` without a configured
+ * Redis. Resolves once it answers; it stops when this process exits.
+ */
+export async function spawnLocalRedis(port: number, log: Logger): Promise<ChildProcess> {
+  ensureRedisServer(log)
+  mkdirSync(DATA_DIR, { recursive: true })
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', join(process.cwd(), DATA_DIR), '--appendonly', 'yes', '--save', ''],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  )
+  const stop = (): void => {
+    child.kill('SIGTERM')
+  }
+  process.once('exit', stop)
+  const deadline = Date.now() + 10_000
+  while (!(await isListening('127.0.0.1', port))) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode}`)
+    if (Date.now() > deadline) throw new Error('redis-server did not start within 10 s')
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  log.info({ port, dir: DATA_DIR }, 'started a local redis-server (no Redis configured)')
+  return child
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+import cluster from 'node:cluster'
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { Tokens } from '../auth/token.js'
+import { ConfigError, loadConfig, type Config } from '../config/load.js'
+import { PACKAGE } from '../gateway/stats.js'
+import { createLogger } from '../log.js'
+import { nginxUpstream } from './nginx.js'
+import { start } from './start.js'
+import { runWorker } from './workers.js'
+
+const USAGE = `snapper ${PACKAGE.version}: push-messaging broker
+
+Usage:
+  snapper start [--config file.json] [--workers N]
+      Runs the broker in the foreground: N node processes (default: one per
+      core; 0 runs one node in this process), the producer listener, the
+      consumer gateways and the admin app. SIGTERM or Ctrl-C drains it.
+  snapper token (--user <userId> [--source web|ios|android] | --name snapper) [--expires-in seconds] [--config file.json]
+      Prints a token signed with the first configured secret: a consumer token
+      for a user, or the /stats token.
+  snapper nginx-conf [--workers N] [--config file.json]
+      Prints the nginx upstream block (ip_hash) for N gateway ports.
+
+Every option is also an environment variable (SNAPPER_*) and a key of the
+JSON config file; see the README's configuration section.`
+
+async function main(argv: string[]): Promise<number> {
+  if (cluster.isWorker) {
+    await runWorker()
+    return -1
+  }
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      workers: { type: 'string' },
+      user: { type: 'string' },
+      source: { type: 'string' },
+      name: { type: 'string' },
+      'expires-in': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  })
+  const command = positionals[0]
+  if (values.version) return print(PACKAGE.version)
+  if (values.help || command === undefined || command === 'help') return print(USAGE)
+
+  const workers = values.workers === undefined ? undefined : Number(values.workers)
+  if (workers !== undefined && !(Number.isInteger(workers) && workers >= 0))
+    throw new ConfigError(`--workers: expected a whole number, got ${values.workers}`)
+  const config = loadConfig({ file: values.config, env: process.env, overrides: workers === undefined ? {} : { workers } })
+
+  switch (command) {
+    case 'start':
+      await start(config, createLogger(config.logLevel), { isRedisConfigured: isRedisConfigured(values.config) })
+      return -1 // keeps running; the signal handlers exit
+    case 'token':
+      return print(signToken(config, values))
+    case 'nginx-conf':
+      return print(nginxUpstream(config))
+    default:
+      process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`)
+      return 2
+  }
+}
+
+function signToken(config: Config, values: { user?: string; source?: string; name?: string; 'expires-in'?: string }): string {
+  if (config.tokenSecrets.length === 0)
+    throw new ConfigError('no token secret configured: set SNAPPER_TOKEN_SECRETS (or "tokenSecrets" in the config file)')
+  const expiresIn = values['expires-in'] === undefined ? undefined : Number(values['expires-in'])
+  if (expiresIn !== undefined && !(Number.isInteger(expiresIn) && expiresIn > 0))
+    throw new ConfigError(`--expires-in: expected seconds, got ${values['expires-in']}`)
+  const tokens = new Tokens(config.tokenSecrets, config.tokenAlgorithm)
+  if (values.name !== undefined) return tokens.sign({ name: values.name }, expiresIn)
+  if (values.user === undefined || !/^[a-f0-9]{24}$/.test(values.user))
+    throw new ConfigError('token: --user <24 lowercase hex digits> or --name <name> is required')
+  return tokens.sign(values.source ? { userId: values.user, source: values.source } : { userId: values.user }, expiresIn)
+}
+
+/** Whether the operator named a Redis; if not, `start` may run one of its own. */
+function isRedisConfigured(configFile: string | undefined): boolean {
+  if (process.env.SNAPPER_REDIS) return true
+  if (configFile === undefined) return false
+  return Object.hasOwn(loadConfigKeys(configFile), 'redis')
+}
+
+/** The keys a config file sets (loadConfig has already validated it). */
+function loadConfigKeys(file: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+}
+
+function print(text: string): number {
+  process.stdout.write(`${text}\n`)
+  return 0
+}
+
+main(process.argv.slice(2)).then(
+  code => {
+    if (code >= 0) process.exitCode = code
+  },
+  (err: unknown) => {
+    const message = err instanceof ConfigError ? `configuration error: ${err.message}` : `snapper: ${(err as Error).message}`
+    process.stderr.write(`${message}\n`)
+    process.exitCode = 1
+  },
+)

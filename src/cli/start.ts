@@ -1,0 +1,81 @@
+import { randomBytes } from 'node:crypto'
+import { Tokens } from '../auth/token.js'
+import type { Config } from '../config/defaults.js'
+import type { Logger } from '../log.js'
+import { isListening, spawnLocalRedis } from './local-redis.js'
+import { startNode } from './node.js'
+import { runWorkers } from './workers.js'
+
+/**
+ * `snapper start`: makes sure there is a Redis and a token secret, then runs
+ * one node in this process (workers 0) or a primary with N worker nodes.
+ * SIGTERM and SIGINT drain gracefully; a second signal exits at once.
+ */
+export async function start(config: Config, log: Logger, options: { isRedisConfigured: boolean }): Promise<void> {
+  config = withSecret(config, log)
+  if (!options.isRedisConfigured) await ensureLocalRedis(config, log)
+  if (config.workers > 0) return runWorkers(config, log)
+
+  const running = await startNode(config, log)
+  onShutdown(log, config.drainTimeoutMs, () => running.stop())
+}
+
+/** Calls `drain` on SIGTERM/SIGINT, then exits 0; exits 1 if it takes longer than timeoutMs or on a second signal. */
+export function onShutdown(log: Logger, timeoutMs: number, drain: () => Promise<void>): void {
+  let draining = false
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (draining) {
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    draining = true
+    log.info({ signal, timeoutMs }, 'draining')
+    const timer = setTimeout(() => {
+      log.error({ timeoutMs }, 'drain timed out: exiting')
+      process.exit(1)
+    }, timeoutMs)
+    timer.unref()
+    drain().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'drain failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', shutdown)
+  process.on('SIGINT', shutdown)
+}
+
+/** Without a configured secret, a random one: printed with a warning, with tokens to try the broker. */
+function withSecret(config: Config, log: Logger): Config {
+  if (config.tokenSecrets.length > 0) return config
+  const secret = randomBytes(24).toString('base64url')
+  const tokens = new Tokens([secret], config.tokenAlgorithm)
+  const userId = '55a07f2dee06c78e1357b0ad'
+  log.warn('no token secret configured (SNAPPER_TOKEN_SECRETS): using a random one for this run only')
+  process.stderr.write(
+    [
+      '',
+      '  WARNING: no token secret configured. This run uses a random secret:',
+      `    SNAPPER_TOKEN_SECRETS=${secret}`,
+      '  Producers sign their auth with it (snapper-producer: secretKeys). Sample tokens:',
+      `    consumer (userId ${userId}): ${tokens.sign({ userId })}`,
+      `    /stats and admin API:                   ${tokens.sign({ name: 'snapper' })}`,
+      '',
+      '',
+    ].join('\n'),
+  )
+  return Object.freeze({ ...config, tokenSecrets: [secret] })
+}
+
+/** No Redis configured: use the one on 127.0.0.1:6379, or run one there. */
+async function ensureLocalRedis(config: Config, log: Logger): Promise<void> {
+  if (config.redis.kind !== 'standalone') return
+  const url = new URL(config.redis.url)
+  const host = url.hostname
+  const port = Number(url.port || 6379)
+  if (await isListening(host, port)) return
+  if (host !== '127.0.0.1' && host !== 'localhost') return // not ours to start: startNode reports it
+  await spawnLocalRedis(port, log)
+}

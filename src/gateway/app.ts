@@ -1,0 +1,115 @@
+import type { HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js'
+import type { Tokens } from '../auth/token.js'
+import type { BrokerCore } from '../broker/core.js'
+import type { BrokerNode } from '../broker/node.js'
+import type { Config } from '../config/defaults.js'
+import type { Logger } from '../log.js'
+import { createConsumerHandlers, type ConsumerCounters, type ConsumerLink } from './consumer.js'
+import { attachEngine, loadUws, type Engine } from './engineio/server.js'
+import { statsBody } from './stats.js'
+
+export type GatewayConfig = Pick<
+  Config,
+  | 'pingIntervalMs'
+  | 'pingTimeoutMs'
+  | 'upgradeTimeoutMs'
+  | 'maxPayloadBytes'
+  | 'maxQueryBytes'
+  | 'maxSessions'
+  | 'consumerMaxBackpressureBytes'
+  | 'corsOrigins'
+  | 'nodeTtlMs'
+>
+
+export interface Gateway {
+  readonly engine: Engine<ConsumerLink>
+  readonly counters: ConsumerCounters
+  /** Resolves with the port actually bound (0 picks a free one). */
+  listen(port: number, host: string): Promise<number>
+  /** Stops accepting connections; live sessions stay until the node closes them. */
+  stopListening(): void
+  /** Closes every session and the listener. */
+  close(): void
+}
+
+/**
+ * The consumer gateway of one node, on uWebSockets.js: Engine.IO at
+ * `/websocket/`, the original's `/stats`, and a small JSON answer elsewhere.
+ */
+export function createGateway(deps: {
+  config: GatewayConfig
+  core: BrokerCore
+  node: BrokerNode
+  tokens: Tokens
+  logger: Logger
+}): Gateway {
+  const { config, core, node, tokens, logger } = deps
+  const uws = loadUws()
+  const app: TemplatedApp = uws.App()
+  const counters: ConsumerCounters = { handshakes: 0, refused: 0, requests: 0, acks: 0, invalid: 0 }
+  const engine = attachEngine(
+    app,
+    {
+      path: '/websocket/',
+      pingIntervalMs: config.pingIntervalMs,
+      pingTimeoutMs: config.pingTimeoutMs,
+      upgradeTimeoutMs: config.upgradeTimeoutMs,
+      maxPayloadBytes: config.maxPayloadBytes,
+      maxQueryBytes: config.maxQueryBytes,
+      maxSessions: config.maxSessions,
+      maxBackpressureBytes: config.consumerMaxBackpressureBytes,
+      cookieName: 'snapper.ws',
+      corsOrigins: config.corsOrigins,
+    },
+    createConsumerHandlers(node, tokens, logger, counters),
+    logger,
+  )
+
+  app.get('/stats', (res, req) => {
+    const token = new URLSearchParams(req.getQuery()).get('token')
+    const verified = tokens.verify(token)
+    if (!verified.ok || verified.claims.name !== 'snapper') {
+      writeJson(res, '401 Unauthorized', { error: 'Unauthorized', message: 'a token with name "snapper" is required' })
+      return
+    }
+    let aborted = false
+    res.onAborted(() => {
+      aborted = true
+    })
+    statsBody(core, node, config.nodeTtlMs).then(
+      body => res.cork(() => !aborted && writeJson(res, '200 OK', body)),
+      (err: unknown) => {
+        logger.warn({ err }, 'stats unavailable')
+        res.cork(() => !aborted && writeJson(res, '503 Service Unavailable', { error: 'Storage unavailable, retry' }))
+      },
+    )
+  })
+  app.any('/*', res => writeJson(res, '404 Not Found', { error: 'Not found', server: 'snapper' }))
+
+  let listenSocket: us_listen_socket | undefined
+  return {
+    engine,
+    counters,
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        app.listen(host, port, socket => {
+          if (!socket) return reject(new Error(`consumer gateway cannot listen on ${host}:${port}`))
+          listenSocket = socket
+          resolve(uws.us_socket_local_port(socket as never))
+        })
+      })
+    },
+    stopListening() {
+      if (listenSocket) uws.us_listen_socket_close(listenSocket)
+      listenSocket = undefined
+    },
+    close() {
+      this.stopListening()
+      engine.close()
+    },
+  }
+}
+
+function writeJson(res: HttpResponse, status: string, body: unknown): void {
+  res.writeStatus(status).writeHeader('Content-Type', 'application/json').end(JSON.stringify(body))
+}

@@ -1,0 +1,159 @@
+import type { Tokens } from '../auth/token.js'
+import { consumerIdOf } from '../auth/token.js'
+import type { Batch } from '../broker/batch.js'
+import type { BrokerNode, ConsumerSink } from '../broker/node.js'
+import type { Outbox } from '../broker/outbox.js'
+import type { Logger } from '../log.js'
+import { encodeMessage, type Authorization, type EngineHandlers, type Handshake, type Session } from './engineio/server.js'
+
+/**
+ * A consumer's side of one Engine.IO session, set once at the handshake: the
+ * node delivers through it (it is the outbox's sink), the engine calls it
+ * back. Batches sent before the session exists (the handshake is still being
+ * answered) wait here and follow the open packet.
+ */
+export class ConsumerLink implements ConsumerSink {
+  outbox: Outbox | undefined
+  #session: Session<ConsumerLink> | undefined
+  #early: Batch[] = []
+  #closeReason: string | undefined
+
+  constructor(
+    readonly consumerId: string,
+    readonly userId: string,
+  ) {}
+
+  get session(): Session<ConsumerLink> | undefined {
+    return this.#session
+  }
+
+  /** The session opened: send what waited, or close it if that was asked meanwhile. */
+  attach(session: Session<ConsumerLink>): void {
+    this.#session = session
+    for (const batch of this.#early) this.send(batch)
+    this.#early = []
+    if (this.#closeReason !== undefined) session.close(this.#closeReason)
+  }
+
+  send(batch: Batch): void {
+    const session = this.#session
+    if (session === undefined) this.#early.push(batch)
+    else session.sendEncoded((batch.encoded ??= encodeMessage(batch.frame)) as ReturnType<typeof encodeMessage>)
+  }
+
+  close(reason: string): void {
+    if (this.#session) this.#session.close(reason)
+    else this.#closeReason = reason
+  }
+}
+
+/** The `snapper.ws` cookie names the consumer id this browser used before. */
+const PREVIOUS_ID = /(?:^|;\s*)snapper\.ws=([0-9a-zA-Z.~_-]{24,})/
+
+type RpcId = string | number
+const isRpcId = (value: unknown): value is RpcId =>
+  (typeof value === 'string' && value !== '') || Number.isSafeInteger(value)
+
+/** What a consumer sent, classified as jsonrpc-lite does. */
+type ConsumerMessage =
+  | { kind: 'request'; id: RpcId; params: unknown }
+  | { kind: 'success' | 'error'; id: RpcId }
+  | { kind: 'notification' | 'invalid' }
+
+function classify(value: unknown): ConsumerMessage {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { kind: 'invalid' }
+  const message = value as Record<string, unknown>
+  if (message.jsonrpc !== '2.0') return { kind: 'invalid' }
+  if (!Object.hasOwn(message, 'id')) return typeof message.method === 'string' ? { kind: 'notification' } : { kind: 'invalid' }
+  const { id } = message
+  if (!isRpcId(id)) return { kind: 'invalid' }
+  if (typeof message.method === 'string') return { kind: 'request', id, params: message.params }
+  if (Object.hasOwn(message, 'result')) return { kind: 'success', id }
+  if (typeof message.error === 'object' && message.error !== null) return { kind: 'error', id }
+  return { kind: 'invalid' }
+}
+
+/** The `invalid` notification the original sent back for anything it did not expect. */
+function invalidNotice(payload: unknown, kind: string): string {
+  return JSON.stringify({ jsonrpc: '2.0', method: 'invalid', params: [{ payload, type: kind }] })
+}
+
+export interface ConsumerCounters {
+  handshakes: number
+  refused: number
+  requests: number
+  acks: number
+  invalid: number
+}
+
+/**
+ * The Engine.IO handlers of the consumer gateway: token → consumer id, the
+ * session ↔ node wiring, and the consumer's JSON-RPC (acks of delivery
+ * batches, echo of requests, `invalid` for the rest).
+ */
+export function createConsumerHandlers(
+  node: BrokerNode,
+  tokens: Tokens,
+  log: Logger,
+  counters: ConsumerCounters,
+): EngineHandlers<ConsumerLink> {
+  return {
+    async authorize(handshake: Handshake): Promise<Authorization<ConsumerLink>> {
+      counters.handshakes++
+      const verified = tokens.verifyConsumer(handshake.query.get('token'))
+      if (!verified.ok) {
+        counters.refused++
+        log.debug({ reason: verified.reason, remoteAddress: handshake.remoteAddress }, 'consumer handshake refused')
+        return { ok: false, status: 403, code: 4, message: verified.reason }
+      }
+      const { claims } = verified
+      const consumerId = consumerIdOf(claims)
+      const previous = PREVIOUS_ID.exec(handshake.headers.cookie ?? '')?.[1]
+      const link = new ConsumerLink(consumerId, claims.userId)
+      link.outbox = await node.connect(consumerId, claims.userId, link, previous)
+      return { ok: true, id: consumerId, data: link }
+    },
+
+    abandon(link: ConsumerLink): void {
+      // The client went away before its handshake was answered.
+      if (link.outbox) void node.disconnect(link.outbox, link)
+    },
+
+    open(session: Session<ConsumerLink>): void {
+      session.data.attach(session)
+    },
+
+    message(session: Session<ConsumerLink>, data: string | Buffer): void {
+      const link = session.data
+      let value: unknown
+      try {
+        value = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'))
+      } catch {
+        counters.invalid++
+        session.send(invalidNotice({ message: 'Parse error', code: -32700 }, 'invalid'))
+        return
+      }
+      const message = classify(value)
+      if (message.kind === 'request') {
+        // The original echoed every consumer request; clients use it as a ping.
+        counters.requests++
+        session.send(`{"jsonrpc":"2.0","id":${JSON.stringify(message.id)},"result":${JSON.stringify(message.params ?? null)}}`)
+        return
+      }
+      const outbox = link.outbox
+      if (message.kind === 'success' && outbox && node.ack(outbox, message.id)) {
+        counters.acks++
+        return
+      }
+      if (message.kind === 'error' && outbox && node.nack(outbox, message.id)) return
+      counters.invalid++
+      session.send(invalidNotice(value, message.kind))
+    },
+
+    close(session: Session<ConsumerLink>, reason: string): void {
+      const link = session.data
+      log.debug({ consumerId: link.consumerId, reason }, 'consumer session closed')
+      if (link.outbox) void node.disconnect(link.outbox, link)
+    },
+  }
+}

@@ -1,0 +1,39 @@
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { freemem, networkInterfaces, totalmem } from 'node:os'
+import type { BrokerCore } from '../broker/core.js'
+import type { BrokerNode } from '../broker/node.js'
+import { readStats } from '../broker/stats.js'
+
+/** The package's name and version, as /stats and the CLI report them. */
+export const PACKAGE: { readonly name: string; readonly version: string } = JSON.parse(
+  readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
+) as { name: string; version: string }
+
+const addresses = Object.values(networkInterfaces())
+  .flat()
+  .flatMap(address => (address ? [address.address] : []))
+
+/** The original's server id: a hash of this host's addresses. */
+const serverId = createHash('md5').update(JSON.stringify(addresses)).digest('hex')
+
+const megabytes = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(2)} MB`
+
+/**
+ * The body of `GET /stats`: the original's fields (`server`, `version`, `net`,
+ * `serverId`, `mem`, `stats.total`, `stats.current`) plus `stats.online` and
+ * this node's own figures.
+ */
+export async function statsBody(core: BrokerCore, node: BrokerNode, nodeTtlMs: number): Promise<unknown> {
+  await node.flushStats() // this node's own counts are then exact; other nodes' lag by at most statsFlushMs
+  const stats = await readStats(core.redis.commands, core.keys, nodeTtlMs)
+  return {
+    server: PACKAGE.name,
+    version: PACKAGE.version,
+    net: addresses,
+    serverId,
+    mem: { free: megabytes(freemem()), total: megabytes(totalmem()) },
+    stats,
+    node: { id: node.id, name: node.name, online: node.online, rooms: node.roomCount, backlog: node.backlog() },
+  }
+}
