@@ -51,6 +51,11 @@ export interface EchoServer {
   /** Resolves with the close reason of the next (or an already recorded, unclaimed) close of `id`. */
   closeOf(id: string): Promise<string>
   openOf(id: string): Promise<Session<EchoData>>
+  /**
+   * Resolves once the engine has handled the next GET (or POST) request. A held
+   * poll shows no other sign of having arrived; call this before sending.
+   */
+  handled(method: 'get' | 'post'): Promise<void>
   url(query: string, scheme?: 'http' | 'ws'): string
   stop(): Promise<void>
 }
@@ -65,6 +70,12 @@ export async function startEcho(overrides: Partial<EngineOptions> = {}): Promise
   const handshakes: Handshake[] = []
   let counter = 0
   const options = { ...defaultOptions, ...overrides }
+  // A spy ahead of the engine's `any` route: it yields, so uWS hands the request on to the engine.
+  for (const method of ['get', 'post'] as const)
+    app[method]('/websocket/*', (_res, req) => {
+      req.setYield(true)
+      setImmediate(() => events.emit(`handled:${method}`))
+    })
   const engine = attachEngine<EchoData>(app, options, {
     authorize(handshake) {
       handshakes.push(handshake)
@@ -121,6 +132,9 @@ export async function startEcho(overrides: Partial<EngineOptions> = {}): Promise
       if (session !== undefined) return session
       const [opened] = (await once(events, `open:${id}`)) as [Session<EchoData>]
       return opened
+    },
+    async handled(method) {
+      await once(events, `handled:${method}`)
     },
     url(query, scheme = 'http') {
       return `${scheme}://127.0.0.1:${port}/websocket/?${query}`

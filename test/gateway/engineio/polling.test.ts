@@ -38,9 +38,6 @@ async function handshake(server: EchoServer, eio: 3 | 4, id: string, extra = '')
   return res
 }
 
-/** The server holds a GET without telling anyone; give the request time to arrive. */
-const arrive = (): Promise<void> => new Promise(resolve => setTimeout(resolve, 50))
-
 function assertOk(t: ExecutionContext, res: RawResponse): void {
   t.is(res.status, 200)
   t.is(res.headers['content-type'], 'text/html')
@@ -157,14 +154,16 @@ test('P3-11, P3-12, P4-7: the client closes; a held GET is released with a noop'
   t.is(await server.closeOf('a'), 'transport close')
 
   await handshake(server, 3, 'b', '&b64=1')
+  const handledV3 = server.handled('get')
   const heldV3 = client(server, 3, 'b').get()
-  await arrive()
+  await handledV3
   assertOk(t, await client(server, 3, 'b').post('1:1'))
   t.is((await heldV3).text, '1:6')
 
   await handshake(server, 4, 'c')
+  const handledV4 = server.handled('get')
   const heldV4 = client(server, 4, 'c').get()
-  await arrive()
+  await handledV4
   assertOk(t, await client(server, 4, 'c').post('1'))
   t.is((await heldV4).text, '6')
   t.is((await client(server, 4, 'c').get()).text, SID_UNKNOWN)
@@ -229,8 +228,9 @@ test('P4-4: a v4 octet-stream POST: 400 empty, session closed', async t => {
 test('P4-6: two GETs at once: the second 400 empty, the first gets the close packet', async t => {
   const server = await echo(t)
   await handshake(server, 4, 's')
+  const handled = server.handled('get')
   const first = client(server, 4, 's').get()
-  await arrive()
+  await handled
   const second = await client(server, 4, 's').get()
   t.is(second.status, 400)
   t.is(second.text, '')
@@ -244,8 +244,9 @@ test('two POSTs at once: the second 400 empty, the session closed', async t => {
   const server = await echo(t)
   await handshake(server, 4, 's')
   const c = client(server, 4, 's')
+  const handled = server.handled('post')
   const slow = c.post(['4a', ...Array.from({ length: 10 }, () => 'b')]) // ten writes, 5 ms apart
-  await arrive()
+  await handled
   const second = await c.post('4c')
   t.is(second.status, 400)
   t.is(second.text, '')
@@ -259,8 +260,9 @@ test('an aborted held GET closes the session', async t => {
   const server = await echo(t)
   await handshake(server, 4, 's')
   const abort = new AbortController()
+  const handled = server.handled('get')
   const held = client(server, 4, 's').get({ signal: abort.signal })
-  await arrive()
+  await handled
   abort.abort()
   await t.throwsAsync(held)
   t.is(await server.closeOf('s'), 'transport error')
@@ -339,8 +341,9 @@ test('a POST body split at every byte decodes the same (uWS hands it over in chu
 test('sends in one tick go out as one payload; order is kept', async t => {
   const server = await echo(t)
   await handshake(server, 4, 's')
+  const handled = server.handled('get')
   const held = client(server, 4, 's').get()
-  await arrive()
+  await handled
   const session = server.engine.sessions.get('s')!
   session.send('a')
   session.send('b')
@@ -351,8 +354,9 @@ test('sends in one tick go out as one payload; order is kept', async t => {
 test('the server closes with a held GET: it gets the queued packets and the close packet', async t => {
   const server = await echo(t)
   await handshake(server, 3, 's', '&b64=1')
+  const handled = server.handled('get')
   const held = client(server, 3, 's').get()
-  await arrive()
+  await handled
   const session = server.engine.sessions.get('s')!
   session.send('bye')
   session.close('done')
@@ -403,8 +407,9 @@ test('Engine.close(): held GETs get the close packet, nothing lingers, new hands
   const server = await echo(t)
   await handshake(server, 4, 'held')
   await handshake(server, 4, 'idle')
+  const handled = server.handled('get')
   const held = client(server, 4, 'held').get()
-  await arrive()
+  await handled
   server.engine.close()
   t.is((await held).text, '1')
   t.deepEqual(
@@ -420,8 +425,9 @@ test('Engine.close(): held GETs get the close packet, nothing lingers, new hands
 test('a replaced polling session: its held GET gets the close packet, close() is not called for it', async t => {
   const server = await echo(t)
   await handshake(server, 4, 'same')
+  const handled = server.handled('get')
   const held = client(server, 4, 'same').get()
-  await arrive()
+  await handled
   await handshake(server, 4, 'same')
   t.is((await held).text, '1')
   t.deepEqual(server.opened, [

@@ -222,15 +222,14 @@ async function pollingSession(server: EchoServer, eio: 3 | 4, id: string) {
   }
 }
 
-const arrive = (): Promise<void> => new Promise(resolve => setTimeout(resolve, 50))
-
 for (const eio of [3, 4] as const) {
   const noop = eio === 3 ? '1:6' : '6'
   test(`U-${eio - 2}: v${eio} upgrade: probe, noop to the held GET, switch, queued packets in order`, async t => {
     const server = await echo(t)
     const c = await pollingSession(server, eio, 'u')
+    const handledFirst = server.handled('get')
     const first = c.get()
-    await arrive()
+    await handledFirst
     const probe = await c.probe()
     t.teardown(() => probe.ws.terminate())
     const session = server.engine.sessions.get('u')!
@@ -240,8 +239,9 @@ for (const eio of [3, 4] as const) {
       eio === 3 ? '13:4before-probe' : '4before-probe',
       'polling still carries packets',
     )
+    const handled = server.handled('get')
     const held = c.get()
-    await arrive()
+    await handled
     probe.ws.send('2probe')
     t.is(await probe.next(), '3probe')
     t.is((await held).text, noop, 'the held GET is released so the client can pause')
