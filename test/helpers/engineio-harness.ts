@@ -4,6 +4,7 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js'
 import WebSocket from 'ws'
 import {
   type Engine,
+  type EngineHandlers,
   type EngineOptions,
   type Handshake,
   type Session,
@@ -60,7 +61,10 @@ export interface EchoServer {
   stop(): Promise<void>
 }
 
-export async function startEcho(overrides: Partial<EngineOptions> = {}): Promise<EchoServer> {
+export async function startEcho(
+  overrides: Partial<EngineOptions> = {},
+  handlerOverrides: Partial<EngineHandlers<EchoData>> = {},
+): Promise<EchoServer> {
   const uWS = loadUws()
   const app: TemplatedApp = uWS.App()
   const events = new EventEmitter()
@@ -99,6 +103,7 @@ export async function startEcho(overrides: Partial<EngineOptions> = {}): Promise
       closed.push({ id: session.id, reason })
       events.emit(`close:${session.id}`, reason)
     },
+    ...handlerOverrides,
   })
   app.any('/*', res => {
     res.writeStatus('404 Not Found').end('not engine.io')

@@ -278,3 +278,38 @@ test('the handshake hook sees the decoded query, lower-case headers and the addr
   t.is(await server.closeOf('a b/c€'), 'transport close')
   await eventually(() => server.engine.sessions.size === 0)
 })
+
+test('a handler that throws is a bug: logged, and answered 500 or the session closed', async t => {
+  const server = await startEcho(
+    {},
+    {
+      authorize: handshake => {
+        if (handshake.query.get('token') === 'boom') throw new Error('authorize bug')
+        return { ok: true, id: 'h', data: { n: 0, greet: null } }
+      },
+      message: () => {
+        throw new Error('message bug')
+      },
+    },
+  )
+  t.teardown(() => server.stop())
+  const refused = await request(server.url('EIO=4&transport=polling&token=boom'))
+  t.is(refused.status, 500)
+  t.is(refused.text, '{"code":3,"message":"Internal error"}')
+  const upgrade = await refusedUpgrade(server.url('EIO=4&transport=websocket&token=boom', 'ws'))
+  t.deepEqual([upgrade.status, upgrade.body], [500, 'Internal error'])
+  const socket = await openSocket(server.url('EIO=4&transport=websocket&token=any', 'ws'))
+  await socket.next()
+  socket.ws.send('4hi')
+  t.is(await socket.closed, 1005)
+  t.is(await server.closeOf('h'), 'internal error')
+  t.is(server.engine.sessions.size, 0)
+})
+
+test('an empty POST body is a parse error', async t => {
+  const server = await echo(t)
+  await request(server.url('EIO=3&transport=polling&token=good&id=e&b64=1'))
+  const res = await request(server.url('EIO=3&transport=polling&sid=e'), { method: 'POST', body: '' })
+  t.is(res.text, 'ok')
+  t.is(await server.closeOf('e'), 'parse error')
+})

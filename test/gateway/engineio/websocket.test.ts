@@ -64,11 +64,12 @@ test('W3-2, W4-2: b64 websockets get binary as base64 text', async t => {
 
 test('W4-1: v4 websocket: open, echo, raw binary, base64 binary; encodeMessage sends the same bytes', async t => {
   const server = await echo(t)
-  const c = await connect(t, server, 'EIO=4&id=w4')
+  const c = await connect(t, server, 'EIO=4&id=w4&greet=first')
   t.regex(
     (await c.next()) as string,
     /^0\{"sid":"w4","upgrades":\[\],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000\}$/,
   )
+  t.is(await c.next(), '4first', 'a send from open() follows the open packet')
   c.ws.send('4hi')
   t.is(await c.next(), '4echo:hi')
   c.ws.send(hex('01 02 03'))
