@@ -234,7 +234,7 @@ export class PollingTransport implements Transport {
   /** The upgrade completed: hand the queue to the websocket and release a held GET. */
   handOver(): OutPacket[] {
     const packets = this.#takeQueue()
-    this.#end([NOOP])
+    this.#finish([NOOP])
     return packets
   }
 
@@ -242,12 +242,12 @@ export class PollingTransport implements Transport {
     if (this.#state !== 'open') return false
     if (ending !== 'flush') {
       this.#takeQueue()
-      this.#end(ending === 'close' ? [CLOSE] : [NOOP])
+      this.#finish(ending === 'close' ? [CLOSE] : [NOOP])
       return false
     }
     this.#queue.push(CLOSE)
     if (this.#get !== undefined) {
-      this.#end(this.#takeQueue())
+      this.#finish(this.#takeQueue())
       return false
     }
     this.#state = 'lingering'
@@ -256,7 +256,7 @@ export class PollingTransport implements Transport {
   }
 
   /** Stops now; a held GET gets `last`. */
-  #end(last: OutPacket[]): void {
+  #finish(last: OutPacket[]): void {
     this.#state = 'ended'
     const get = this.#get
     this.#get = undefined

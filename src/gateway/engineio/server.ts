@@ -50,6 +50,11 @@ function revisionOf(eio: string | null): Revision | undefined {
   return eio === '3' ? 3 : eio === '4' ? 4 : undefined
 }
 
+/** `b64` with any non-empty value: the client cannot take binary (engine.io checks no more). */
+function asksB64(query: URLSearchParams): boolean {
+  return (query.get('b64') ?? '') !== ''
+}
+
 /**
  * Serves Engine.IO revisions 3 and 4 on `app` under `options.path` (prefix
  * match: `/websocket/...`, not `/websocket`), both transports and the upgrade.
@@ -187,7 +192,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     const session = this.#open(auth.id, auth.data, revision, owner => {
       return new PollingTransport(owner, {
         revision,
-        isB64: (query.get('b64') ?? '') !== '',
+        isB64: asksB64(query),
         maxPayloadBytes: options.maxPayloadBytes,
         maxBackpressureBytes: options.maxBackpressureBytes,
         lingerMs: options.pingTimeoutMs, // a live client polls again at once; this is plenty
@@ -274,7 +279,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     query ??= new URLSearchParams(request.rawQuery)
     const transport = new WebSocketTransport({
       revision,
-      isB64: (query.get('b64') ?? '') !== '',
+      isB64: asksB64(query),
       maxPayloadBytes: this.options.maxPayloadBytes,
     })
     res.upgrade<SocketData<T>>(

@@ -18,8 +18,8 @@ export type Ending = 'flush' | 'close' | 'noop' | 'silent'
 /** What a session asks of its transport. */
 export interface Transport {
   readonly name: TransportName
-  /** Sends or queues one packet; `byteLength` is its UTF-8 size, for the backpressure bound. */
-  write(packet: OutPacket, byteLength: number): void
+  /** Sends or queues one packet. */
+  write(packet: OutPacket): void
   /** Sends a message encoded once for many sessions. */
   writeEncoded(message: EncodedMessage): void
   /** Ends the transport; true if it lingers to hand the close packet to a later GET. */

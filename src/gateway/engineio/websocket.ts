@@ -39,10 +39,6 @@ export class WebSocketTransport implements Transport {
     this.#settings = settings
   }
 
-  get isB64(): boolean {
-    return this.#settings.isB64
-  }
-
   /** uWS `open`: the socket exists. */
   opened(ws: WebSocket<unknown>): void {
     this.#ws = ws
