@@ -5,11 +5,23 @@ import { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
 import { createGateway, type Gateway } from '../gateway/app.js'
 import type { Logger } from '../log.js'
+import { Registry, registerNodeMetrics, registerProcessMetrics, scrape } from '../metrics.js'
 import { createProducerListener, type ProducerListener } from '../producer/listener.js'
 import { createRedisClients } from '../redis/connect.js'
+import { startAdmin, type RunningAdmin } from './admin.js'
 
 /** How long start-up waits for Redis before it gives up with a clear message, in ms. */
 const REDIS_START_TIMEOUT_MS = 5000
+
+/**
+ * Where a node listens. 0 picks a free port (tests). `admin` absent: no admin
+ * app in this process (a cluster's workers; `adminPort: 0` in the config).
+ */
+export interface NodePorts {
+  readonly gateway: number
+  readonly producer: number
+  readonly admin?: number
+}
 
 export interface RunningNode {
   readonly core: BrokerCore
@@ -17,31 +29,48 @@ export interface RunningNode {
   readonly gateway: Gateway
   readonly producer: ProducerListener
   readonly tokens: Tokens
-  /** The ports actually bound (tests pass 0). */
-  readonly ports: { readonly gateway: number; readonly producer: number }
+  /** This node's metrics (and the admin app's, when it runs here). */
+  readonly registry: Registry
+  /** The ports actually bound (tests pass 0); `admin` only when the admin app runs here. */
+  readonly ports: { readonly gateway: number; readonly producer: number; readonly admin?: number }
   /**
-   * Graceful drain: stop accepting, store every producer message already
-   * received, close consumers (spread out) with their cursors persisted, then
-   * close Redis. Resolves when done.
+   * Graceful drain: /readyz turns 503, stop accepting, store every producer
+   * message already received, close consumers (spread out) with their cursors
+   * persisted, answer the admin requests in flight, then close Redis.
+   * Resolves when done.
    */
   stop(): Promise<void>
 }
 
+/** The ports of the config: `adminPort` 0 turns the admin app off. */
+export function configPorts(config: Pick<Config, 'gatewayPort' | 'producerPort' | 'adminPort'>): NodePorts {
+  return {
+    gateway: config.gatewayPort,
+    producer: config.producerPort,
+    ...(config.adminPort !== 0 && { admin: config.adminPort }),
+  }
+}
+
 /**
  * Starts one broker node in this process: Redis (fails fast if unreachable),
- * the node, its consumer gateway and the producer listener.
+ * the node, its consumer gateway, the producer listener, and (if `ports.admin`
+ * is set) the admin app. Metrics go on `options.registry` (a worker passes
+ * prom-client's global one, which the primary aggregates), else on a new one.
  */
 export async function startNode(
   config: Config,
   logger: Logger,
-  ports: { gateway: number; producer: number } = { gateway: config.gatewayPort, producer: config.producerPort },
+  ports: NodePorts = configPorts(config),
+  options: { registry?: Registry } = {},
 ): Promise<RunningNode> {
   const redis = createRedisClients(config.redis, logger)
   try {
     await redis.connect(REDIS_START_TIMEOUT_MS)
   } catch (err) {
     await redis.quit()
-    throw new Error(`cannot reach Redis at ${describeRedis(config)}: ${(err as Error).message}`, { cause: err })
+    throw new Error(`cannot reach Redis at ${describeRedis(config)}: ${(err as Error).message}`, {
+      cause: err,
+    })
   }
   const core = createBrokerCore(config, redis, logger)
   const tokens = new Tokens(config.tokenSecrets, config.tokenAlgorithm)
@@ -50,21 +79,59 @@ export async function startNode(
   await node.start()
   const gateway = createGateway({ config, core, node, tokens, logger })
   const producer = createProducerListener({ config, tokens, api: core.producerApi, logger })
+  const registry = options.registry ?? new Registry()
+  registerProcessMetrics(registry)
+  registerNodeMetrics(registry, {
+    core,
+    node,
+    sessions: gateway.engine.sessions,
+    gateway: gateway.counters,
+    producer,
+  })
   const bound = {
     gateway: await gateway.listen(ports.gateway, config.host),
     producer: await producer.listen(ports.producer, config.host),
   }
-  logger.info({ nodeId: node.id, ...bound }, 'node started')
+  let isDraining = false
+  const admin: RunningAdmin | undefined =
+    ports.admin === undefined
+      ? undefined
+      : await startAdmin({
+          config,
+          logger,
+          redis,
+          tokens,
+          port: ports.admin,
+          registry,
+          // The listeners are up by now: what remains is the drain.
+          readiness: () => (isDraining ? ['draining'] : []),
+          metrics: () => scrape(registry),
+          node,
+          gatewayPort: bound.gateway,
+        })
+  const running = { ...bound, ...(admin && { admin: admin.port }) }
+  logger.info({ nodeId: node.id, ...running }, 'node started')
 
   let stopping: Promise<void> | undefined
   const stop = async (): Promise<void> => {
+    isDraining = true
     gateway.stopListening()
     await Promise.all([producer.close(), node.stop(config.drainSpreadMs)])
+    await admin?.close()
     gateway.close()
     await redis.quit()
     logger.info({ nodeId: node.id }, 'node stopped')
   }
-  return { core, node, gateway, producer, tokens, ports: bound, stop: () => (stopping ??= stop()) }
+  return {
+    core,
+    node,
+    gateway,
+    producer,
+    tokens,
+    registry,
+    ports: running,
+    stop: () => (stopping ??= stop()),
+  }
 }
 
 export function describeRedis(config: Pick<Config, 'redis'>): string {

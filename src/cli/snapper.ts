@@ -13,10 +13,12 @@ import { runWorker } from './workers.js'
 const USAGE = `snapper ${PACKAGE.version}: push-messaging broker
 
 Usage:
-  snapper start [--config file.json] [--workers N]
+  snapper start [--config file.json] [--workers N] [--demo]
       Runs the broker in the foreground: N node processes (default: one per
       core; 0 runs one node in this process), the producer listener, the
       consumer gateways and the admin app. SIGTERM or Ctrl-C drains it.
+      --demo also serves a demo page at http://localhost:<adminPort>/demo/
+      (it signs consumer tokens for anyone: never in production).
   snapper token (--user <userId> [--source web|ios|android] | --name snapper) [--expires-in seconds] [--config file.json]
       Prints a token signed with the first configured secret: a consumer token
       for a user, or the /stats token.
@@ -37,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string' },
       workers: { type: 'string' },
+      demo: { type: 'boolean' },
       user: { type: 'string' },
       source: { type: 'string' },
       name: { type: 'string' },
@@ -52,11 +55,14 @@ async function main(argv: string[]): Promise<number> {
   const workers = values.workers === undefined ? undefined : Number(values.workers)
   if (workers !== undefined && !(Number.isInteger(workers) && workers >= 0))
     throw new ConfigError(`--workers: expected a whole number, got ${values.workers}`)
-  const config = loadConfig({ file: values.config, env: process.env, overrides: workers === undefined ? {} : { workers } })
+  const overrides = { ...(workers !== undefined && { workers }), ...(values.demo && { demo: true }) }
+  const config = loadConfig({ file: values.config, env: process.env, overrides })
 
   switch (command) {
     case 'start':
-      await start(config, createLogger(config.logLevel), { isRedisConfigured: isRedisConfigured(values.config) })
+      await start(config, createLogger(config.logLevel), {
+        isRedisConfigured: isRedisConfigured(values.config),
+      })
       return -1 // keeps running; the signal handlers exit
     case 'token':
       return print(signToken(config, values))
@@ -68,9 +74,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-function signToken(config: Config, values: { user?: string; source?: string; name?: string; 'expires-in'?: string }): string {
+function signToken(
+  config: Config,
+  values: { user?: string; source?: string; name?: string; 'expires-in'?: string },
+): string {
   if (config.tokenSecrets.length === 0)
-    throw new ConfigError('no token secret configured: set SNAPPER_TOKEN_SECRETS (or "tokenSecrets" in the config file)')
+    throw new ConfigError(
+      'no token secret configured: set SNAPPER_TOKEN_SECRETS (or "tokenSecrets" in the config file)',
+    )
   const expiresIn = values['expires-in'] === undefined ? undefined : Number(values['expires-in'])
   if (expiresIn !== undefined && !(Number.isInteger(expiresIn) && expiresIn > 0))
     throw new ConfigError(`--expires-in: expected seconds, got ${values['expires-in']}`)
@@ -78,7 +89,10 @@ function signToken(config: Config, values: { user?: string; source?: string; nam
   if (values.name !== undefined) return tokens.sign({ name: values.name }, expiresIn)
   if (values.user === undefined || !/^[a-f0-9]{24}$/.test(values.user))
     throw new ConfigError('token: --user <24 lowercase hex digits> or --name <name> is required')
-  return tokens.sign(values.source ? { userId: values.user, source: values.source } : { userId: values.user }, expiresIn)
+  return tokens.sign(
+    values.source ? { userId: values.user, source: values.source } : { userId: values.user },
+    expiresIn,
+  )
 }
 
 /** Whether the operator named a Redis; if not, `start` may run one of its own. */
@@ -103,7 +117,10 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code
   },
   (err: unknown) => {
-    const message = err instanceof ConfigError ? `configuration error: ${err.message}` : `snapper: ${(err as Error).message}`
+    const message =
+      err instanceof ConfigError
+        ? `configuration error: ${err.message}`
+        : `snapper: ${(err as Error).message}`
     process.stderr.write(`${message}\n`)
     process.exitCode = 1
   },

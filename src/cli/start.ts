@@ -11,7 +11,11 @@ import { runWorkers } from './workers.js'
  * one node in this process (workers 0) or a primary with N worker nodes.
  * SIGTERM and SIGINT drain gracefully; a second signal exits at once.
  */
-export async function start(config: Config, log: Logger, options: { isRedisConfigured: boolean }): Promise<void> {
+export async function start(
+  config: Config,
+  log: Logger,
+  options: { isRedisConfigured: boolean },
+): Promise<void> {
   config = withSecret(config, log)
   if (!options.isRedisConfigured) await ensureLocalRedis(config, log)
   if (config.workers > 0) return runWorkers(config, log)

@@ -96,6 +96,8 @@ export interface Config {
 
   /** Largest body of an admin HTTP request, in bytes. @default 1048576 */
   readonly adminMaxBodyBytes: number
+  /** Demo mode: the admin app serves /demo/ and hands out consumer tokens for random users. Never in production. @default false */
+  readonly demo: boolean
 }
 
 export const defaults: Config = {
@@ -141,4 +143,5 @@ export const defaults: Config = {
   drainSpreadMs: 2000,
 
   adminMaxBodyBytes: 1 << 20,
+  demo: false,
 }

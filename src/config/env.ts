@@ -35,6 +35,15 @@ const toList: Parser<readonly string[]> = raw => {
   return items.map(item => (item as string).trim()).filter(item => item !== '')
 }
 
+/** `true`/`false` (JSON), or `1`/`0`, `true`/`false`, `yes`/`no` from the environment. */
+const toFlag: Parser<boolean> = raw => {
+  if (typeof raw === 'boolean') return raw
+  const text = typeof raw === 'string' ? raw.trim().toLowerCase() : undefined
+  if (text === '1' || text === 'true' || text === 'yes') return true
+  if (text === '0' || text === 'false' || text === 'no') return false
+  return fail('true or false', raw)
+}
+
 function oneOf<T extends string>(values: readonly T[]): Parser<T> {
   return raw => (values.includes(raw as T) ? (raw as T) : fail(`one of ${values.join(', ')}`, raw))
 }
@@ -111,4 +120,5 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   drainSpreadMs: { env: 'SNAPPER_DRAIN_SPREAD_MS', parse: integer(0, 600_000), doc: 'consumers are closed spread over this window on shutdown' },
 
   adminMaxBodyBytes: { env: 'SNAPPER_ADMIN_MAX_BODY_BYTES', parse: toCount, doc: 'largest body of an admin HTTP request' },
+  demo: { env: 'SNAPPER_DEMO', parse: toFlag, doc: 'demo mode: the admin app serves /demo/ and signs consumer tokens for anyone; never in production' },
 }

@@ -21,11 +21,16 @@ const megabytes = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(2)
 
 /**
  * The body of `GET /stats`: the original's fields (`server`, `version`, `net`,
- * `serverId`, `mem`, `stats.total`, `stats.current`) plus `stats.online` and
- * this node's own figures.
+ * `serverId`, `mem`, `stats.total`, `stats.current`) plus `stats.online` and,
+ * when this process runs a node, that node's own figures. Without a node (the
+ * admin app in a cluster's primary) the totals lag by at most statsFlushMs.
  */
-export async function statsBody(core: BrokerCore, node: BrokerNode, nodeTtlMs: number): Promise<unknown> {
-  await node.flushStats() // this node's own counts are then exact; other nodes' lag by at most statsFlushMs
+export async function statsBody(
+  core: BrokerCore,
+  node: BrokerNode | undefined,
+  nodeTtlMs: number,
+): Promise<unknown> {
+  await node?.flushStats() // this node's own counts are then exact; other nodes' lag by at most statsFlushMs
   const stats = await readStats(core.redis.commands, core.keys, nodeTtlMs)
   return {
     server: PACKAGE.name,
@@ -34,6 +39,14 @@ export async function statsBody(core: BrokerCore, node: BrokerNode, nodeTtlMs: n
     serverId,
     mem: { free: megabytes(freemem()), total: megabytes(totalmem()) },
     stats,
-    node: { id: node.id, name: node.name, online: node.online, rooms: node.roomCount, backlog: node.backlog() },
+    ...(node && {
+      node: {
+        id: node.id,
+        name: node.name,
+        online: node.online,
+        rooms: node.roomCount,
+        backlog: node.backlog(),
+      },
+    }),
   }
 }

@@ -1,0 +1,77 @@
+/**
+ * The admin boundary's one translator: ERRORS → HTTP status + JSON. Every
+ * refusal of the admin app goes out as
+ *
+ *   { "error": { "code": <JSON-RPC code, as on TCP>, "message": <ERRORS text>,
+ *                "data": { "code": <ERRORS key>, "temporary"?: true, "reason"?: <why a token was refused> } } }
+ *
+ * with ERRORS[code].http as the status. Anything thrown that is not a
+ * SnapperError is a bug: logged with its stack, answered as 500 "Internal
+ * error", its message never echoed (koa's `expose`, decided here once).
+ */
+import type { Context, Middleware } from 'koa'
+import { ERRORS, isSnapperError, SnapperError, type ErrorCode } from '../errors.js'
+import type { Logger } from '../log.js'
+import type { AdminCounters } from '../metrics.js'
+
+export interface HttpErrorBody {
+  readonly error: {
+    readonly code: number
+    readonly message: string
+    readonly data: { readonly code: ErrorCode; readonly temporary?: true; readonly reason?: string }
+  }
+}
+
+/** The status and body of one of our codes. `reason` goes in `data` (token refusals say why, as on TCP). */
+export function httpError(code: ErrorCode, reason?: string): { status: number; body: HttpErrorBody } {
+  const { rpc, http, text, temporary } = ERRORS[code]
+  const data = { code, ...(temporary && { temporary }), ...(reason !== undefined && { reason }) }
+  return { status: http, body: { error: { code: rpc, message: text, data } } }
+}
+
+/** A refused token: its reason is ours (the verifier's), safe to show. */
+export class Unauthorized extends SnapperError {
+  constructor(readonly reason: string) {
+    super('UNAUTHORIZED')
+  }
+}
+
+function answer(ctx: Context, code: ErrorCode, counters: AdminCounters, reason?: string): void {
+  const { status, body } = httpError(code, reason)
+  ctx.status = status
+  ctx.body = body
+  if (code === 'STORE_UNAVAILABLE' || code === 'SHUTTING_DOWN') ctx.set('Retry-After', '1')
+  counters.errors[code] = (counters.errors[code] ?? 0) + 1
+}
+
+/**
+ * Outermost but the access log. Also answers what no route matched, so that
+ * every admin error, 404 included, has the one shape.
+ */
+export function errorBoundary(log: Logger, counters: AdminCounters): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next()
+      if (ctx.status === 404 && ctx.body === undefined) answer(ctx, 'METHOD_NOT_FOUND', counters)
+    } catch (err) {
+      if (isSnapperError(err)) {
+        answer(ctx, err.code, counters, err instanceof Unauthorized ? err.reason : undefined)
+        return
+      }
+      log.error({ err, method: ctx.method, path: ctx.path }, 'admin request failed unexpectedly')
+      answer(ctx, 'INTERNAL', counters)
+    }
+  }
+}
+
+/**
+ * What @koa/bodyparser (co-body, raw-body) throws, as our codes: a body over
+ * the limit is 413, anything unreadable as JSON is a parse error.
+ */
+export function bodyError(err: unknown): SnapperError {
+  const { status, type } = (err ?? {}) as { status?: unknown; type?: unknown }
+  if (status === 413 || type === 'entity.too.large')
+    return new SnapperError('FRAME_TOO_LARGE', undefined, { cause: err })
+  if (status === 415) return new SnapperError('INVALID_REQUEST', undefined, { cause: err }) // an unsupported charset
+  return new SnapperError('PARSE_ERROR', undefined, { cause: err })
+}

@@ -1,0 +1,93 @@
+/**
+ * The HTTP producer API, for producers that cannot keep a TCP connection. It
+ * is the TCP methods (spec/producer-wire.md §5) over HTTP, with the same
+ * checks and error codes; JSON in, `{"result": ...}` out.
+ *
+ *   POST /v1/publish                      {room, message} | [{room, message}, ...] → {result: <accepted>}
+ *   POST /v1/rooms/:room/subscribe        {consumerId}                              → {result: 1 | 0}
+ *   POST /v1/rooms/:room/unsubscribe      {consumerId}                              → {result: 1 | 0}
+ *   GET  /v1/users/:userId/consumers                                                → {result: {length, android, ios, web}}
+ *
+ * Rooms with `/` go URL-encoded in the path (`projects%2F1`). A publish
+ * answers once every accepted message is stored in Redis; items that are not
+ * a bounded non-empty `room` and `message` are skipped, as on TCP.
+ */
+import { Router } from '@koa/router'
+import type { Context, Middleware } from 'koa'
+import type { Tokens } from '../../auth/token.js'
+import { isBoundedString, isValidPublication, type InputLimits, type Publication } from '../../broker/api.js'
+import type { BrokerCore } from '../../broker/core.js'
+import { SnapperError } from '../../errors.js'
+import { verifyProducer } from '../auth.js'
+
+/** Refuses at once while Redis is down: the offline queue would hold the request until Redis is back. */
+export function requireStore(core: BrokerCore): void {
+  if (core.redis.commands.status !== 'ready') throw new SnapperError('STORE_UNAVAILABLE')
+}
+
+/** The accepted publications of a body, in order; skipped items are not an error. */
+export function toPublications(body: unknown, limits: InputLimits): Publication[] {
+  if (typeof body !== 'object' || body === null) throw new SnapperError('INVALID_PARAMS')
+  const items: unknown[] = Array.isArray(body) ? body : [body]
+  const publications: Publication[] = []
+  for (const item of items) {
+    if (typeof item !== 'object' || item === null) continue
+    const { room, message } = item as { room?: unknown; message?: unknown }
+    if (isValidPublication(room, message, limits)) publications.push([room as string, message as string])
+  }
+  return publications
+}
+
+/** `parseBody` runs after the token check: a stranger's body is never read. */
+export function publishRoutes(deps: {
+  core: BrokerCore
+  tokens: Tokens
+  limits: InputLimits
+  parseBody: Middleware
+}): Router {
+  const { core, tokens, limits, parseBody } = deps
+  const api = core.producerApi
+  const isName = (value: unknown): value is string => isBoundedString(value, limits.maxRoomBytes)
+  const nameParam = (value: unknown): string => {
+    if (!isName(value)) throw new SnapperError('INVALID_PARAMS')
+    return value
+  }
+  const consumerIdOf = (ctx: Context): string => {
+    const body = ctx.request.body as { consumerId?: unknown } | undefined
+    return nameParam(typeof body === 'object' && body !== null ? body.consumerId : undefined)
+  }
+
+  const router = new Router({ prefix: '/v1' })
+  router.use((ctx, next) => {
+    verifyProducer(tokens, ctx)
+    return next()
+  }, parseBody)
+
+  router.post('/publish', async ctx => {
+    const publications = toPublications(ctx.request.body, limits)
+    if (publications.length > 0) {
+      requireStore(core)
+      await api.publish(publications)
+    }
+    ctx.body = { result: publications.length }
+  })
+  router.post('/rooms/:room/subscribe', async ctx => {
+    const room = nameParam(ctx.params.room)
+    const consumerId = consumerIdOf(ctx)
+    requireStore(core)
+    ctx.body = { result: await api.subscribe(room, consumerId) }
+  })
+  router.post('/rooms/:room/unsubscribe', async ctx => {
+    const room = nameParam(ctx.params.room)
+    const consumerId = consumerIdOf(ctx)
+    requireStore(core)
+    ctx.body = { result: await api.unsubscribe(room, consumerId) }
+  })
+  router.get('/users/:userId/consumers', async ctx => {
+    const userId = nameParam(ctx.params.userId)
+    requireStore(core)
+    const { length, android, ios, web } = await api.consumers(userId)
+    ctx.body = { result: { length, android, ios, web } }
+  })
+  return router
+}

@@ -1,0 +1,71 @@
+import { createServer, type Server } from 'node:http'
+import { createAdminApp, type Readiness } from '../admin/app.js'
+import type { Tokens } from '../auth/token.js'
+import { createBrokerCore, type BrokerCore } from '../broker/core.js'
+import type { BrokerNode } from '../broker/node.js'
+import type { Config } from '../config/defaults.js'
+import type { Logger } from '../log.js'
+import { createAdminCounters, registerAdminMetrics, type MetricsText, type Registry } from '../metrics.js'
+import type { RedisClients } from '../redis/connect.js'
+
+export interface RunningAdmin {
+  /** The port actually bound. */
+  readonly port: number
+  /** Stops accepting, lets requests in flight finish, writes the last stats. Redis stays open. */
+  close(): Promise<void>
+}
+
+/**
+ * Runs the admin app on `port` (0 picks a free one) over `redis`, with a broker
+ * core of its own, so that its metrics (`snapper_http_*`) count only what came
+ * over HTTP, in one process as in a cluster's primary. Its metrics go on `registry`.
+ */
+export async function startAdmin(options: {
+  config: Config
+  logger: Logger
+  redis: RedisClients
+  tokens: Tokens
+  port: number
+  registry: Registry
+  readiness: Readiness
+  metrics: () => Promise<MetricsText>
+  node?: BrokerNode
+  details?: () => Record<string, unknown>
+  /** The gateway port the demo page connects to. */
+  gatewayPort: number
+}): Promise<RunningAdmin> {
+  const { config, logger, redis, registry } = options
+  const core: BrokerCore = createBrokerCore(config, redis, logger)
+  const counters = createAdminCounters()
+  registerAdminMetrics(registry, { core, counters })
+  const app = createAdminApp({ ...options, core, counters })
+
+  // Nobody else flushes this core's counters: a node flushes only its own.
+  const flushStats = (): Promise<void> =>
+    core.stats
+      .flush(redis.commands, core.keys)
+      .catch((err: unknown) => logger.warn({ err }, 'admin stats flush failed'))
+  const timer = setInterval(() => void flushStats(), config.statsFlushMs)
+  timer.unref()
+
+  const server: Server = createServer(app.callback())
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, config.host, () => {
+      server.off('error', reject)
+      const address = server.address()
+      resolve(typeof address === 'object' && address !== null ? address.port : options.port)
+    })
+  })
+  logger.info({ port, demo: config.demo }, 'admin app started')
+
+  let closing: Promise<void> | undefined
+  const close = async (): Promise<void> => {
+    clearInterval(timer)
+    const closed = new Promise<void>(resolve => server.close(() => resolve()))
+    server.closeIdleConnections() // keep-alive scrapers would otherwise hold close() open
+    await closed
+    await flushStats()
+  }
+  return { port, close: () => (closing ??= close()) }
+}

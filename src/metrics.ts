@@ -1,0 +1,290 @@
+/**
+ * Prometheus metrics, `snapper_*`. Every value is read from a counter the
+ * broker keeps anyway, in a `collect` callback that runs at scrape time: the
+ * hot paths are not touched, and a process nobody scrapes pays nothing. The
+ * one exception is the ack latency histogram, fed by `node.onAck` (one
+ * observation per acknowledged batch, not per message).
+ *
+ * Cluster mode: every worker registers on prom-client's global registry and
+ * answers the primary's requests (`AggregatorRegistry`, over the cluster IPC
+ * channel); the primary sums them with `clusterMetrics()` and appends its own
+ * registry, whose names (`snapper_http_*`, `snapper_primary_*`) no worker uses.
+ */
+import {
+  AggregatorRegistry,
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  register as globalRegistry,
+  type CollectFunction,
+} from 'prom-client'
+import type { BrokerCore } from './broker/core.js'
+import type { BrokerNode } from './broker/node.js'
+
+export { Registry } from 'prom-client'
+
+/** What a scrape returns: Prometheus text and its content type. */
+export interface MetricsText {
+  readonly contentType: string
+  readonly body: string
+}
+
+/** The parts of a node that metrics read; all optional but the node, so tests can pass what they have. */
+export interface NodeSources {
+  readonly core: BrokerCore
+  readonly node: BrokerNode
+  /** Engine.IO sessions of the consumer gateway. */
+  readonly sessions?: { readonly size: number }
+  /** Gateway counters (handshakes, refused...). */
+  readonly gateway?: { readonly handshakes: number; readonly refused: number; readonly invalid: number }
+  /** Producer listener snapshot. */
+  readonly producer?: {
+    readonly stats: {
+      readonly connections: number
+      readonly errors: Readonly<Record<string, number | undefined>>
+    }
+  }
+}
+
+/** Upper bounds of the ack latency buckets, in seconds: a LAN round trip up to a consumer near its ack timeout. */
+const ACK_LATENCY_BUCKETS_SEC = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+/** A counter whose value is read at scrape time from a monotonic number the broker keeps. */
+function counterOf(registry: Registry, name: string, help: string, read: () => number): void {
+  const collect: CollectFunction<Counter> = function () {
+    this.reset()
+    this.inc(read())
+  }
+  new Counter({ name, help, registers: [registry], collect })
+}
+
+/** A counter with one label, read at scrape time from a `{label value → count}` record. */
+function labelledCounterOf(
+  registry: Registry,
+  name: string,
+  help: string,
+  label: string,
+  read: () => Readonly<Record<string, number | undefined>>,
+): void {
+  const collect: CollectFunction<Counter<string>> = function () {
+    this.reset()
+    for (const [value, count] of Object.entries(read())) if (count) this.inc({ [label]: value }, count)
+  }
+  new Counter({ name, help, labelNames: [label], registers: [registry], collect })
+}
+
+function gaugeOf(registry: Registry, name: string, help: string, read: () => number): void {
+  const collect: CollectFunction<Gauge> = function () {
+    this.set(read())
+  }
+  new Gauge({ name, help, registers: [registry], collect })
+}
+
+/**
+ * The metrics of one broker node (consumer gateway, producer listener, Redis
+ * core), on `registry`. Sets `node.onAck` (the latency histogram). Register
+ * a node once per registry: names are unique within one.
+ */
+export function registerNodeMetrics(registry: Registry, sources: NodeSources): void {
+  const { core, node, sessions, gateway, producer } = sources
+  const { totals } = core.stats
+  const counters = node.counters
+
+  gaugeOf(
+    registry,
+    'snapper_consumer_sessions',
+    'Engine.IO sessions open on the consumer gateway.',
+    () => sessions?.size ?? 0,
+  )
+  gaugeOf(
+    registry,
+    'snapper_consumers_online',
+    'Consumers whose live session this node holds.',
+    () => node.online,
+  )
+  gaugeOf(
+    registry,
+    'snapper_rooms_followed',
+    'Rooms this node follows for its consumers.',
+    () => node.roomCount,
+  )
+  gaugeOf(
+    registry,
+    'snapper_backlog_messages',
+    'Messages waiting in outboxes, not yet sent to their consumer.',
+    () => node.backlog(),
+  )
+  gaugeOf(
+    registry,
+    'snapper_producer_connections',
+    'Producer TCP connections open.',
+    () => producer?.stats.connections ?? 0,
+  )
+
+  counterOf(
+    registry,
+    'snapper_messages_published_total',
+    'Messages from producer TCP connections stored in Redis.',
+    () => totals.producerMessages,
+  )
+  counterOf(
+    registry,
+    'snapper_messages_delivered_total',
+    'Messages delivered to consumers and acknowledged by them.',
+    () => totals.consumerMessages,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_connects_total',
+    'Consumer sessions opened on this node.',
+    () => totals.consumers,
+  )
+  counterOf(
+    registry,
+    'snapper_batches_sent_total',
+    'Delivery batches sent to consumers (resends included).',
+    () => counters.batchesSent,
+  )
+  counterOf(
+    registry,
+    'snapper_log_reads_total',
+    'Room log reads from Redis (catch-up, gaps, reconnects).',
+    () => counters.logReads,
+  )
+  counterOf(
+    registry,
+    'snapper_log_read_errors_total',
+    'Room log reads that failed and were retried.',
+    () => counters.logReadErrors,
+  )
+  counterOf(registry, 'snapper_cursor_commits_total', 'Cursor writes to Redis.', () => counters.cursorCommits)
+  counterOf(
+    registry,
+    'snapper_redis_errors_total',
+    'Redis commands of the node that failed (retried or logged).',
+    () => counters.redisErrors,
+  )
+  counterOf(
+    registry,
+    'snapper_ack_timeouts_total',
+    'Consumer sessions closed because a batch was not acknowledged in time.',
+    () => counters.ackTimeouts,
+  )
+  counterOf(
+    registry,
+    'snapper_kicks_total',
+    'Consumer sessions handed over to another node.',
+    () => counters.kicks,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_handshakes_total',
+    'Consumer handshakes received.',
+    () => gateway?.handshakes ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_handshakes_refused_total',
+    'Consumer handshakes refused (bad token).',
+    () => gateway?.refused ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_invalid_messages_total',
+    'Consumer messages that were not acks or requests.',
+    () => gateway?.invalid ?? 0,
+  )
+  labelledCounterOf(
+    registry,
+    'snapper_producer_errors_total',
+    'Errors answered to producers, by code.',
+    'code',
+    () => producer?.stats.errors ?? {},
+  )
+
+  const ackLatency = new Histogram({
+    name: 'snapper_ack_latency_seconds',
+    help: 'Time from sending a delivery batch to its acknowledgement.',
+    buckets: ACK_LATENCY_BUCKETS_SEC,
+    registers: [registry],
+  })
+  node.onAck = latencyMs => ackLatency.observe(latencyMs / 1000)
+}
+
+/** Counters of the admin app, kept by it and read by its metrics. */
+export interface AdminCounters {
+  /** Responses by HTTP status code. */
+  readonly responses: Record<string, number>
+  /** Error answers by ERRORS code. */
+  readonly errors: Record<string, number>
+}
+
+export const createAdminCounters = (): AdminCounters => ({ responses: {}, errors: {} })
+
+/**
+ * The admin app's metrics. `core` is the admin app's own broker core: its
+ * totals count only what the HTTP API published.
+ */
+export function registerAdminMetrics(
+  registry: Registry,
+  sources: { core: BrokerCore; counters: AdminCounters },
+): void {
+  const { core, counters } = sources
+  counterOf(
+    registry,
+    'snapper_http_published_messages_total',
+    'Messages from the HTTP publish API stored in Redis.',
+    () => core.stats.totals.producerMessages,
+  )
+  labelledCounterOf(
+    registry,
+    'snapper_http_responses_total',
+    'Admin HTTP responses, by status code.',
+    'status',
+    () => counters.responses,
+  )
+  labelledCounterOf(
+    registry,
+    'snapper_http_errors_total',
+    'Admin HTTP error answers, by error code.',
+    'code',
+    () => counters.errors,
+  )
+}
+
+/** prom-client's process metrics (event-loop lag, heap, GC, CPU...), optionally prefixed. */
+export function registerProcessMetrics(registry: Registry, prefix = ''): void {
+  collectDefaultMetrics({ register: registry, prefix })
+}
+
+/** A scrape of one registry. */
+export async function scrape(registry: Registry): Promise<MetricsText> {
+  return { contentType: registry.contentType, body: await registry.metrics() }
+}
+
+/**
+ * In a worker: metrics go on the global registry, which the primary's
+ * AggregatorRegistry asks for over IPC. Constructing an AggregatorRegistry
+ * installs that answering listener (prom-client does it in the constructor only).
+ */
+export function workerRegistry(): Registry {
+  new AggregatorRegistry()
+  return globalRegistry
+}
+
+/**
+ * In the primary: the workers' metrics summed (gauges and counters add up,
+ * process metrics follow prom-client's per-metric aggregators), followed by
+ * the primary's own registry. A worker that does not answer within
+ * prom-client's 5 s fails the scrape: better no answer than a silently partial one.
+ */
+export function clusterScraper(own: Registry): () => Promise<MetricsText> {
+  const aggregator = new AggregatorRegistry()
+  return async () => {
+    const [workers, primary] = await Promise.all([aggregator.clusterMetrics(), own.metrics()])
+    const body = workers === '' || workers.endsWith('\n') ? workers + primary : `${workers}\n${primary}`
+    return { contentType: aggregator.contentType, body }
+  }
+}
