@@ -4,6 +4,7 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js'
 import WebSocket from 'ws'
 import {
   type Engine,
+  type Authorization,
   type EngineHandlers,
   type EngineOptions,
   type Handshake,
@@ -37,7 +38,8 @@ export interface Closed {
 
 /**
  * An echo server on port 0: `token=good` is accepted (id from `id=` or a
- * counter), anything else refused with 403 code 4 "bad token". Text messages
+ * counter), anything else refused with 403 code 4 "bad token"; `delay=<ms>`
+ * makes authorize() answer with a promise that long after. Text messages
  * come back as `echo:<text>`, binary ones as they are. `greet=<text>` makes
  * open() send a message right after the open packet. Other paths answer 404.
  */
@@ -49,6 +51,8 @@ export interface EchoServer {
   readonly closed: Closed[]
   readonly received: Array<string | Buffer>
   readonly handshakes: Handshake[]
+  /** Authorizations that never became sessions. */
+  readonly abandoned: EchoData[]
   /** Resolves with the close reason of the next (or an already recorded, unclaimed) close of `id`. */
   closeOf(id: string): Promise<string>
   openOf(id: string): Promise<Session<EchoData>>
@@ -72,6 +76,7 @@ export async function startEcho(
   const closed: Closed[] = []
   const received: Array<string | Buffer> = []
   const handshakes: Handshake[] = []
+  const abandoned: EchoData[] = []
   let counter = 0
   const options = { ...defaultOptions, ...overrides }
   // A spy ahead of the engine's `any` route: it yields, so uWS hands the request on to the engine.
@@ -83,11 +88,21 @@ export async function startEcho(
   const engine = attachEngine<EchoData>(app, options, {
     authorize(handshake) {
       handshakes.push(handshake)
-      if (handshake.query.get('token') !== 'good')
-        return { ok: false, status: 403, code: 4, message: 'bad token' }
-      counter++
-      const data = { n: counter, greet: handshake.query.get('greet') }
-      return { ok: true, id: handshake.query.get('id') ?? `sid-${counter}`, data }
+      const decide = (): Authorization<EchoData> => {
+        if (handshake.query.get('token') !== 'good')
+          return { ok: false, status: 403, code: 4, message: 'bad token' }
+        counter++
+        const data = { n: counter, greet: handshake.query.get('greet') }
+        return { ok: true, id: handshake.query.get('id') ?? `sid-${counter}`, data }
+      }
+      // `delay=<ms>`: decide later, like a hook that asks Redis first.
+      const delayMs = handshake.query.get('delay')
+      if (delayMs === null) return decide()
+      return new Promise(resolve => setTimeout(() => resolve(decide()), Number(delayMs)))
+    },
+    abandon(data) {
+      abandoned.push(data)
+      events.emit('abandon', data)
     },
     open(session, replaced) {
       opened.push({ id: session.id, replaced: replaced !== undefined })
@@ -121,6 +136,7 @@ export async function startEcho(
     closed,
     received,
     handshakes,
+    abandoned,
     async closeOf(id) {
       const seen = closed.find(entry => entry.id === id && !claimed.has(entry))
       if (seen !== undefined) {

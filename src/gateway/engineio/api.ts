@@ -39,13 +39,24 @@ export type Authorization<T> =
   | { readonly ok: false; readonly status: 400 | 403 | 503; readonly code: number; readonly message: string }
 
 /**
- * The broker's side of the engine. Handlers run synchronously inside uWS
- * callbacks and must not throw; a throw is logged as a bug and closes the
- * session ('internal error'), or refuses the handshake with a 500.
+ * The broker's side of the engine. Handlers run inside uWS callbacks and must
+ * not throw; a throw (or a rejected authorize) is logged as a bug and closes
+ * the session ('internal error'), or refuses the handshake with a 500.
  */
 export interface EngineHandlers<T> {
-  /** Decides a handshake. The id becomes the sid; an id already live replaces that session. */
-  authorize(handshake: Handshake): Authorization<T>
+  /**
+   * Decides a handshake, at once or later (the request is held meanwhile, and
+   * its abort watched). The id becomes the sid; an id already live replaces
+   * that session.
+   */
+  authorize(handshake: Handshake): Authorization<T> | Promise<Authorization<T>>
+  /**
+   * Optional. An accepted authorization that will never become a session: the
+   * client went away while authorize() was pending, or the engine closed or
+   * filled up meanwhile. Release what authorize() took; open() and close() are
+   * not called for it.
+   */
+  abandon?(data: T): void
   /**
    * A session opened. `replaced` is the live session with the same id that this
    * one replaces: the engine has already closed it, without calling close() for it.

@@ -39,9 +39,25 @@ interface SocketData<T> {
 
 type Route<T> =
   | { readonly kind: 'refuse'; readonly refusal: Refusal }
-  | { readonly kind: 'preflight' | 'doomed' | 'bad-method' }
+  | { readonly kind: 'preflight' | 'bad-method' }
+  | { readonly kind: 'doomed'; readonly query: URLSearchParams }
   | { readonly kind: 'handshake'; readonly revision: Revision; readonly query: URLSearchParams }
-  | { readonly kind: 'poll' | 'post' | 'probe'; readonly session: EngineSession<T> }
+  | {
+      readonly kind: 'poll' | 'post' | 'probe'
+      readonly session: EngineSession<T>
+      readonly query: URLSearchParams
+    }
+
+type Decision<T> =
+  { readonly ok: true; readonly id: string; readonly data: T } | ({ readonly ok: false } & Refusal)
+
+/** What an upgrade needs from its request, copied before the callback returns. */
+interface UpgradeHeaders {
+  readonly key: string
+  readonly protocol: string
+  readonly extensions: string
+  readonly context: us_socket_context_t
+}
 
 const refuse = (refusal: Refusal): Route<never> => ({ kind: 'refuse', refusal })
 const INTERNAL_ERROR: Refusal = { status: 500, code: 3, message: 'Internal error' }
@@ -134,19 +150,19 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
         const lingering = this.#lingering.get(sid)
         const isLastPoll = !isUpgrade && request.method === 'get' && transport === 'polling'
         if (lingering !== undefined && isLastPoll && revision === lingering.protocol)
-          return { kind: 'poll', session: lingering }
+          return { kind: 'poll', session: lingering, query }
         return refuse(ENGINE_ERRORS.UNKNOWN_SID)
       }
       if (revision !== session.protocol) return refuse(ENGINE_ERRORS.BAD_REQUEST)
       if (isUpgrade) {
         if (transport !== 'websocket') return refuse(ENGINE_ERRORS.BAD_REQUEST)
         return session.polling === undefined || session.isUpgrading
-          ? { kind: 'doomed' }
-          : { kind: 'probe', session }
+          ? { kind: 'doomed', query }
+          : { kind: 'probe', session, query }
       }
       if (transport !== session.transport) return refuse(ENGINE_ERRORS.BAD_REQUEST)
-      if (request.method === 'get') return { kind: 'poll', session }
-      if (request.method === 'post') return { kind: 'post', session }
+      if (request.method === 'get') return { kind: 'poll', session, query }
+      if (request.method === 'post') return { kind: 'post', session, query }
       return { kind: 'bad-method' }
     }
     if (!isUpgrade && request.method !== 'get') return refuse(ENGINE_ERRORS.BAD_HANDSHAKE_METHOD)
@@ -186,45 +202,84 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     revision: Revision,
     query: URLSearchParams,
   ): void {
-    const auth = this.#authorize(res, req, query)
-    if (!auth.ok) return writeRefusal(res, auth, this.#cors, request.origin)
-    const { options } = this
-    const session = this.#open(auth.id, auth.data, revision, owner => {
-      return new PollingTransport(owner, {
-        revision,
-        isB64: asksB64(query),
-        maxPayloadBytes: options.maxPayloadBytes,
-        maxBackpressureBytes: options.maxBackpressureBytes,
-        lingerMs: options.pingTimeoutMs, // a live client polls again at once; this is plenty
-        cors: this.#cors,
+    this.#authorize(res, req, query, decision => {
+      if (!decision.ok) return writeRefusal(res, decision, this.#cors, request.origin)
+      const { options } = this
+      const session = this.#open(decision.id, decision.data, revision, owner => {
+        return new PollingTransport(owner, {
+          revision,
+          isB64: asksB64(query),
+          maxPayloadBytes: options.maxPayloadBytes,
+          maxBackpressureBytes: options.maxBackpressureBytes,
+          lingerMs: options.pingTimeoutMs, // a live client polls again at once; this is plenty
+          cors: this.#cors,
+        })
       })
+      const cookie =
+        options.cookieName === null
+          ? undefined
+          : `${options.cookieName}=${encodeURIComponent(session.id)}; Path=/; HttpOnly; SameSite=Lax`
+      // The open packet, and whatever open() sent, answer this very request.
+      session.polling?.poll(res, request, cookie)
     })
-    const cookie =
-      options.cookieName === null
-        ? undefined
-        : `${options.cookieName}=${encodeURIComponent(session.id)}; Path=/; HttpOnly; SameSite=Lax`
-    // The open packet, and whatever open() sent, answer this very request.
-    session.polling?.poll(res, request, cookie)
   }
 
-  /** Runs the application's hook, then the session bound. */
+  /**
+   * Runs the application's hook, then the engine's own bounds, and hands the
+   * decision to `decided`: at once when the hook is synchronous; otherwise
+   * once it settles, corked, and only if the request is still there (an
+   * accepted authorization whose client left is abandoned).
+   */
   #authorize(
     res: HttpResponse,
     req: HttpRequest,
     query: URLSearchParams,
-  ): { ok: true; id: string; data: T } | ({ ok: false } & Refusal) {
+    decided: (decision: Decision<T>) => void,
+  ): void {
     const handshake: Handshake = { query, headers: readHeaders(req), remoteAddress: remoteAddressOf(res) }
-    let auth: Authorization<T>
+    let result: Authorization<T> | Promise<Authorization<T>>
     try {
-      auth = this.#handlers.authorize(handshake)
+      result = this.#handlers.authorize(handshake)
     } catch (err) {
       this.#log.error({ err }, 'engine.io authorize hook failed')
-      return { ok: false, ...INTERNAL_ERROR }
+      return decided({ ok: false, ...INTERNAL_ERROR })
     }
+    if (!(result instanceof Promise)) return decided(this.#bound(result))
+    let isAborted = false
+    res.onAborted(() => {
+      isAborted = true
+    })
+    result.then(
+      auth => {
+        if (!isAborted) res.cork(() => decided(this.#bound(auth)))
+        else if (auth.ok) this.#abandon(auth.data)
+      },
+      (err: unknown) => {
+        this.#log.error({ err }, 'engine.io authorize hook failed')
+        if (!isAborted) res.cork(() => decided({ ok: false, ...INTERNAL_ERROR }))
+      },
+    )
+  }
+
+  /** The engine's own say after the hook's: not while shutting down, not past maxSessions (a replacement is fine). */
+  #bound(auth: Authorization<T>): Decision<T> {
     if (!auth.ok) return auth
-    if (!this.#sessions.has(auth.id) && this.#sessions.size >= this.options.maxSessions)
-      return { ok: false, ...ENGINE_ERRORS.TOO_MANY_SESSIONS }
-    return auth
+    const refusal = this.#isClosed
+      ? ENGINE_ERRORS.SHUTTING_DOWN
+      : !this.#sessions.has(auth.id) && this.#sessions.size >= this.options.maxSessions
+        ? ENGINE_ERRORS.TOO_MANY_SESSIONS
+        : undefined
+    if (refusal === undefined) return auth
+    this.#abandon(auth.data)
+    return { ok: false, ...refusal }
+  }
+
+  #abandon(data: T): void {
+    try {
+      this.#handlers.abandon?.(data)
+    } catch (err) {
+      this.#log.error({ err }, 'engine.io abandon hook failed')
+    }
   }
 
   /** A new session under `id`; a live one with that id is replaced, a lingering one forgotten. */
@@ -251,32 +306,47 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
   readonly #onUpgrade = (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
     const request = readRequest(req)
     const route = this.#route(request, true)
-    let ticket: Ticket<T>
-    let revision: Revision
-    let query: URLSearchParams | undefined
+    // Read now: `req` dies when this callback returns, and authorize() may take longer.
+    const headers: UpgradeHeaders = {
+      key: req.getHeader('sec-websocket-key'),
+      protocol: req.getHeader('sec-websocket-protocol'),
+      extensions: req.getHeader('sec-websocket-extensions'),
+      context,
+    }
     switch (route.kind) {
-      case 'handshake': {
-        const auth = this.#authorize(res, req, route.query)
-        if (!auth.ok) return refuseUpgrade(res, auth)
-        ticket = { kind: 'handshake', revision: route.revision, id: auth.id, data: auth.data }
-        revision = route.revision
-        query = route.query
-        break
-      }
+      case 'handshake':
+        return this.#authorize(res, req, route.query, decision => {
+          if (!decision.ok) return refuseUpgrade(res, decision)
+          const { id, data } = decision
+          this.#upgrade(res, headers, route.query, route.revision, {
+            kind: 'handshake',
+            revision: route.revision,
+            id,
+            data,
+          })
+        })
       case 'probe':
-        ticket = { kind: 'probe', session: route.session }
-        revision = route.session.protocol
-        break
+        return this.#upgrade(res, headers, route.query, route.session.protocol, {
+          kind: 'probe',
+          session: route.session,
+        })
       case 'doomed':
-        ticket = { kind: 'doomed' }
-        revision = 4
-        break
+        return this.#upgrade(res, headers, route.query, 4, { kind: 'doomed' }) // sends nothing: any revision
       case 'refuse':
         return refuseUpgrade(res, route.refusal)
       default:
         return refuseUpgrade(res, ENGINE_ERRORS.BAD_REQUEST)
     }
-    query ??= new URLSearchParams(request.rawQuery)
+  }
+
+  /** Completes an upgrade; uWS runs `open` (below) before this returns. */
+  #upgrade(
+    res: HttpResponse,
+    headers: UpgradeHeaders,
+    query: URLSearchParams,
+    revision: Revision,
+    ticket: Ticket<T>,
+  ): void {
     const transport = new WebSocketTransport({
       revision,
       isB64: asksB64(query),
@@ -284,10 +354,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     })
     res.upgrade<SocketData<T>>(
       { transport, ticket },
-      req.getHeader('sec-websocket-key'),
-      req.getHeader('sec-websocket-protocol'),
-      req.getHeader('sec-websocket-extensions'),
-      context,
+      headers.key,
+      headers.protocol,
+      headers.extensions,
+      headers.context,
     )
   }
 
@@ -296,7 +366,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     transport.opened(ws)
     if (ticket.kind === 'probe') {
       if (!ticket.session.probe(transport)) transport.end()
-    } else if (ticket.kind === 'handshake' && !this.#isClosed) {
+    } else if (ticket.kind === 'handshake') {
       this.#open(ticket.id, ticket.data, ticket.revision, owner => transport.bind(owner))
     } else transport.end()
   }

@@ -313,3 +313,64 @@ test('an empty POST body is a parse error', async t => {
   t.is(res.text, 'ok')
   t.is(await server.closeOf('e'), 'parse error')
 })
+
+test('an asynchronous authorize(): accepted and refused, on both transports', async t => {
+  const server = await echo(t)
+  const polling = await request(server.url('EIO=4&transport=polling&token=good&id=p&delay=20&greet=hi'))
+  t.is(polling.status, 200)
+  t.regex(polling.text, /^0\{"sid":"p",.*\}\x1e4hi$/)
+  t.deepEqual(polling.headers['set-cookie'], ['snapper.ws=p; Path=/; HttpOnly; SameSite=Lax'])
+  const socket = await openSocket(server.url('EIO=3&transport=websocket&token=good&id=w&delay=20', 'ws'))
+  t.regex((await socket.next()) as string, /^0\{"sid":"w","upgrades":\[\]/)
+  socket.ws.send('4hi')
+  t.is(await socket.next(), '4echo:hi')
+  const refused = await request(server.url('EIO=4&transport=polling&token=bad&delay=20'))
+  t.is(refused.status, 403)
+  t.is(refused.text, '{"code":4,"message":"bad token"}')
+  const upgrade = await refusedUpgrade(server.url('EIO=4&transport=websocket&token=bad&delay=20', 'ws'))
+  t.deepEqual([upgrade.status, upgrade.body], [400, 'bad token'])
+  t.deepEqual([...server.engine.sessions.keys()].sort(), ['p', 'w'])
+  t.deepEqual(server.abandoned, [])
+})
+
+test('a client gone while authorize() is pending: the authorization is abandoned, no session opens', async t => {
+  const server = await echo(t)
+  const abort = new AbortController()
+  const handled = server.handled('get')
+  const polling = request(server.url('EIO=4&transport=polling&token=good&id=p&delay=100'), {
+    signal: abort.signal,
+  })
+  await handled
+  abort.abort()
+  await t.throwsAsync(polling)
+  const ws = new WebSocket(server.url('EIO=4&transport=websocket&token=good&id=w&delay=100', 'ws'))
+  ws.on('error', () => {}) // terminated on purpose
+  setTimeout(() => ws.terminate(), 20)
+  await eventually(() => server.abandoned.length === 2)
+  t.deepEqual(server.abandoned.map(data => data.n).sort(), [1, 2])
+  t.deepEqual(server.opened, [])
+  t.is(server.engine.sessions.size, 0)
+})
+
+test('the engine closing or filling up while authorize() is pending: 503, abandoned', async t => {
+  const server = await echo(t, { maxSessions: 1 })
+  const late = request(server.url('EIO=4&transport=polling&token=good&id=late&delay=50'))
+  t.is((await request(server.url('EIO=4&transport=polling&token=good&id=first'))).status, 200)
+  const full = await late
+  t.deepEqual([full.status, full.text], [503, '{"code":3,"message":"Too many sessions"}'])
+  const closing = request(server.url('EIO=4&transport=polling&token=good&id=first&delay=50'))
+  const closingWs = refusedUpgrade(server.url('EIO=4&transport=websocket&token=good&id=first&delay=50', 'ws'))
+  await new Promise(resolve => setTimeout(resolve, 10))
+  server.engine.close()
+  t.deepEqual([(await closing).status, (await closing).text], [503, '{"code":3,"message":"Shutting down"}'])
+  t.deepEqual([(await closingWs).status, (await closingWs).body], [503, 'Shutting down'])
+  t.is(server.abandoned.length, 3)
+  t.is(server.engine.sessions.size, 0)
+})
+
+test('a rejected authorize() promise is a bug: 500', async t => {
+  const server = await startEcho({}, { authorize: () => Promise.reject(new Error('redis down, and a bug')) })
+  t.teardown(() => server.stop())
+  const res = await request(server.url('EIO=4&transport=polling&token=good'))
+  t.deepEqual([res.status, res.text], [500, '{"code":3,"message":"Internal error"}'])
+})

@@ -1,0 +1,76 @@
+import test from 'ava'
+import { eventually, openSocket, request, startEcho } from '../../helpers/engineio-harness.js'
+
+/** Node timers alive in this process (the engine's heartbeat, upgrade, nudge and linger timers among them). */
+const liveTimers = (): number => process.getActiveResourcesInfo().filter(kind => kind === 'Timeout').length
+
+// Alone in its file and serial, so that the timer count is this test's only.
+test.serial('no session and no timer outlives any way a session ends', async t => {
+  const server = await startEcho({ pingIntervalMs: 300, pingTimeoutMs: 200, upgradeTimeoutMs: 100 })
+  t.teardown(() => server.stop())
+  const baseline = liveTimers()
+  const poll = (eio: 3 | 4, sid: string, init?: Parameters<typeof request>[1]) =>
+    request(server.url(`EIO=${eio}&transport=polling&sid=${sid}`), init)
+  const open = (eio: 3 | 4, id: string) =>
+    request(server.url(`EIO=${eio}&transport=polling&token=good&id=${id}&b64=1`))
+
+  // Overlapping GETs.
+  await open(4, 'overlap')
+  let handled = server.handled('get')
+  const first = poll(4, 'overlap')
+  await handled
+  await poll(4, 'overlap')
+  await first
+  // An aborted GET.
+  await open(3, 'abort')
+  const abort = new AbortController()
+  handled = server.handled('get')
+  const aborted = poll(3, 'abort', { signal: abort.signal })
+  await handled
+  abort.abort()
+  await t.throwsAsync(aborted)
+  // An upgrade that times out, then one that completes, then the client leaves.
+  await open(4, 'upgrade')
+  const late = await openSocket(server.url('EIO=4&transport=websocket&sid=upgrade', 'ws'))
+  late.ws.send('2probe')
+  await late.next()
+  await late.closed
+  const probe = await openSocket(server.url('EIO=4&transport=websocket&sid=upgrade', 'ws'))
+  probe.ws.send('2probe')
+  await probe.next()
+  probe.ws.send('5')
+  await eventually(() => server.engine.sessions.get('upgrade')?.transport === 'websocket')
+  probe.ws.close()
+  // A session closed while probing.
+  await open(3, 'probing')
+  const doomed = await openSocket(server.url('EIO=3&transport=websocket&sid=probing', 'ws'))
+  doomed.ws.send('2probe')
+  await doomed.next()
+  server.engine.sessions.get('probing')?.close()
+  await doomed.closed
+  // A replaced websocket session, a v3 session left to time out, a close nobody polls for.
+  const old = await openSocket(server.url('EIO=4&transport=websocket&token=good&id=same', 'ws'))
+  const fresh = await openSocket(server.url('EIO=4&transport=websocket&token=good&id=same', 'ws'))
+  await old.closed
+  await open(3, 'silent')
+  await open(4, 'unpolled')
+  server.engine.sessions.get('unpolled')?.close()
+  await server.closeOf('silent')
+  // Live sessions of every kind, closed by the engine.
+  await open(4, 'live-polling')
+  handled = server.handled('get')
+  const held = poll(4, 'live-polling')
+  await handled
+  server.engine.close()
+  t.is((await held).text, '1')
+  await fresh.closed
+
+  await eventually(() => server.engine.sessions.size === 0 && server.engine.lingering === 0)
+  t.deepEqual(
+    server.closed.map(closed => closed.id).sort(),
+    ['abort', 'live-polling', 'overlap', 'probing', 'same', 'silent', 'unpolled', 'upgrade'],
+    'close() once per session, the replaced one aside',
+  )
+  // At once: a forgotten heartbeat timer would fire later and vanish by itself.
+  t.true(liveTimers() <= baseline, `${liveTimers()} timers, ${baseline} before`)
+})
