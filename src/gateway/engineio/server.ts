@@ -83,6 +83,7 @@ export function attachEngine<T>(
   log: Logger = silentLogger,
 ): Engine<T> {
   loadUws() // refuses to run on the JavaScript fallback
+  if (!options.path.startsWith('/')) throw new Error(`engine.io path must start with '/': ${options.path}`)
   return new EngineServer(app, options, handlers, log)
 }
 

@@ -374,3 +374,13 @@ test('a rejected authorize() promise is a bug: 500', async t => {
   const res = await request(server.url('EIO=4&transport=polling&token=good'))
   t.deepEqual([res.status, res.text], [500, '{"code":3,"message":"Internal error"}'])
 })
+
+test('the path is configurable, with or without its trailing slash', async t => {
+  const server = await echo(t, { path: '/engine.io' })
+  const res = await request(`${server.base}/engine.io/?EIO=4&transport=polling&token=good&id=x`)
+  t.is(res.status, 200)
+  t.true(res.text.startsWith('0{"sid":"x"'))
+  t.is((await request(server.url('EIO=4&transport=polling&token=good'))).status, 404)
+  const error = await startEcho({ path: 'engine.io' }).catch((err: unknown) => err)
+  t.true(error instanceof Error && error.message.includes("must start with '/'"))
+})
