@@ -2,6 +2,7 @@ import { EventEmitter, once } from 'node:events'
 import { type IncomingHttpHeaders, type OutgoingHttpHeaders, request as httpRequest } from 'node:http'
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js'
 import WebSocket from 'ws'
+import { defaults } from '../../src/config/defaults.js'
 import {
   type Engine,
   type Authorization,
@@ -13,17 +14,18 @@ import {
   loadUws,
 } from '../../src/gateway/engineio/server.js'
 
+/** The broker's own defaults, so that vectors with default timers (P3-2) check what ships. */
 export const defaultOptions: EngineOptions = {
   path: '/websocket/',
-  pingIntervalMs: 25_000,
-  pingTimeoutMs: 20_000,
-  upgradeTimeoutMs: 10_000,
-  maxPayloadBytes: 1_000_000,
-  maxQueryBytes: 8192,
-  maxSessions: 100_000,
-  maxBackpressureBytes: 1 << 20,
+  pingIntervalMs: defaults.pingIntervalMs,
+  pingTimeoutMs: defaults.pingTimeoutMs,
+  upgradeTimeoutMs: defaults.upgradeTimeoutMs,
+  maxPayloadBytes: defaults.maxPayloadBytes,
+  maxQueryBytes: defaults.maxQueryBytes,
+  maxSessions: defaults.maxSessions,
+  maxBackpressureBytes: defaults.consumerMaxBackpressureBytes,
   cookieName: 'snapper.ws',
-  corsOrigins: [],
+  corsOrigins: defaults.corsOrigins,
 }
 
 export interface EchoData {
