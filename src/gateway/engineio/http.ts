@@ -1,4 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
+import type { Revision } from './packet.js'
 
 /**
  * Engine.IO's numbered HTTP errors (spec §9.1): protocol constants, so they
@@ -66,6 +67,16 @@ export function readRequest(req: HttpRequest): RequestInfo {
     acceptsGzip: /\bgzip\b/.test(req.getHeader('accept-encoding')),
     requestedHeaders: req.getHeader('access-control-request-headers'),
   }
+}
+
+/** `EIO`: 3 or 4; anything else, or none, is unsupported (spec §1.2). */
+export function revisionOf(eio: string | null): Revision | undefined {
+  return eio === '3' ? 3 : eio === '4' ? 4 : undefined
+}
+
+/** `b64` with any non-empty value: the client cannot take binary (engine.io checks no more). */
+export function asksB64(query: URLSearchParams): boolean {
+  return (query.get('b64') ?? '') !== ''
 }
 
 /** Every header of a request, lower-case keys: for the handshake hook. */

@@ -6,10 +6,12 @@ import {
   ENGINE_ERRORS,
   type Refusal,
   type RequestInfo,
+  asksB64,
   readHeaders,
   readRequest,
   refuseUpgrade,
   remoteAddressOf,
+  revisionOf,
   writeEmpty,
   writeRefusal,
 } from './http.js'
@@ -61,15 +63,6 @@ interface UpgradeHeaders {
 
 const refuse = (refusal: Refusal): Route<never> => ({ kind: 'refuse', refusal })
 const INTERNAL_ERROR: Refusal = { status: 500, code: 3, message: 'Internal error' }
-
-function revisionOf(eio: string | null): Revision | undefined {
-  return eio === '3' ? 3 : eio === '4' ? 4 : undefined
-}
-
-/** `b64` with any non-empty value: the client cannot take binary (engine.io checks no more). */
-function asksB64(query: URLSearchParams): boolean {
-  return (query.get('b64') ?? '') !== ''
-}
 
 /**
  * Serves Engine.IO revisions 3 and 4 on `app` under `options.path` (prefix

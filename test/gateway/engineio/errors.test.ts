@@ -337,15 +337,16 @@ test('a client gone while authorize() is pending: the authorization is abandoned
   const server = await echo(t)
   const abort = new AbortController()
   const handled = server.handled('get')
-  const polling = request(server.url('EIO=4&transport=polling&token=good&id=p&delay=100'), {
+  const polling = request(server.url('EIO=4&transport=polling&token=good&id=p&delay=300'), {
     signal: abort.signal,
   })
   await handled
   abort.abort()
   await t.throwsAsync(polling)
-  const ws = new WebSocket(server.url('EIO=4&transport=websocket&token=good&id=w&delay=100', 'ws'))
+  const ws = new WebSocket(server.url('EIO=4&transport=websocket&token=good&id=w&delay=300', 'ws'))
   ws.on('error', () => {}) // terminated on purpose
-  setTimeout(() => ws.terminate(), 20)
+  await eventually(() => server.handshakes.length === 2) // pending in authorize()
+  ws.terminate()
   await eventually(() => server.abandoned.length === 2)
   t.deepEqual(server.abandoned.map(data => data.n).sort(), [1, 2])
   t.deepEqual(server.opened, [])
@@ -354,17 +355,21 @@ test('a client gone while authorize() is pending: the authorization is abandoned
 
 test('the engine closing or filling up while authorize() is pending: 503, abandoned', async t => {
   const server = await echo(t, { maxSessions: 1 })
-  const late = request(server.url('EIO=4&transport=polling&token=good&id=late&delay=50'))
+  const late = request(server.url('EIO=4&transport=polling&token=good&id=late&delay=300'))
+  await eventually(() => server.handshakes.length === 1) // pending in authorize()
   t.is((await request(server.url('EIO=4&transport=polling&token=good&id=first'))).status, 200)
   const full = await late
   t.deepEqual([full.status, full.text], [503, '{"code":3,"message":"Too many sessions"}'])
-  const closing = request(server.url('EIO=4&transport=polling&token=good&id=first&delay=50'))
-  const closingWs = refusedUpgrade(server.url('EIO=4&transport=websocket&token=good&id=first&delay=50', 'ws'))
-  await new Promise(resolve => setTimeout(resolve, 10))
+  const closing = request(server.url('EIO=4&transport=polling&token=good&id=first&delay=300'))
+  const closingWs = refusedUpgrade(
+    server.url('EIO=4&transport=websocket&token=good&id=first&delay=300', 'ws'),
+  )
+  await eventually(() => server.handshakes.length === 4)
   server.engine.close()
-  t.deepEqual([(await closing).status, (await closing).text], [503, '{"code":3,"message":"Shutting down"}'])
-  t.deepEqual([(await closingWs).status, (await closingWs).body], [503, 'Shutting down'])
-  t.is(server.abandoned.length, 3)
+  const [polling, upgrade] = await Promise.all([closing, closingWs])
+  t.deepEqual([polling.status, polling.text], [503, '{"code":3,"message":"Shutting down"}'])
+  t.deepEqual([upgrade.status, upgrade.body], [503, 'Shutting down'])
+  t.deepEqual(server.abandoned.map(data => data.n).sort(), [2, 3, 4]) // n counts decisions: 'first' was decided first
   t.is(server.engine.sessions.size, 0)
 })
 
