@@ -94,6 +94,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
 
   gaugeOf(
     registry,
+    'snapper_nodes',
+    'Broker nodes in this scrape: 1 per process, summed over a cluster.',
+    () => 1,
+  )
+  gaugeOf(
+    registry,
     'snapper_consumer_sessions',
     'Engine.IO sessions open on the consumer gateway.',
     () => sessions?.size ?? 0,

@@ -88,27 +88,35 @@ export async function startNode(
     gateway: gateway.counters,
     producer,
   })
-  const bound = {
-    gateway: await gateway.listen(ports.gateway, config.host),
-    producer: await producer.listen(ports.producer, config.host),
-  }
   let isDraining = false
-  const admin: RunningAdmin | undefined =
-    ports.admin === undefined
-      ? undefined
-      : await startAdmin({
-          config,
-          logger,
-          redis,
-          tokens,
-          port: ports.admin,
-          registry,
-          // The listeners are up by now: what remains is the drain.
-          readiness: () => (isDraining ? ['draining'] : []),
-          metrics: () => scrape(registry),
-          node,
-          gatewayPort: bound.gateway,
-        })
+  let bound: { gateway: number; producer: number }
+  let admin: RunningAdmin | undefined
+  try {
+    bound = {
+      gateway: await gateway.listen(ports.gateway, config.host),
+      producer: await producer.listen(ports.producer, config.host),
+    }
+    if (ports.admin !== undefined)
+      admin = await startAdmin({
+        config,
+        logger,
+        redis,
+        tokens,
+        port: ports.admin,
+        registry,
+        // The listeners are up by now: what remains is the drain.
+        readiness: () => (isDraining ? ['draining'] : []),
+        metrics: () => scrape(registry),
+        node,
+        gatewayPort: bound.gateway,
+      })
+  } catch (err) {
+    // A port taken: leave nothing behind (no stale node entry in the stats, no open Redis).
+    gateway.close()
+    await Promise.allSettled([producer.close(), node.stop(0)])
+    await redis.quit()
+    throw err
+  }
   const running = { ...bound, ...(admin && { admin: admin.port }) }
   logger.info({ nodeId: node.id, ...running }, 'node started')
 

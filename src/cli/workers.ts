@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { Tokens } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
+import { ConfigError } from '../config/env.js'
 import { createLogger, type Logger } from '../log.js'
 import { clusterScraper, Registry, registerProcessMetrics, workerRegistry } from '../metrics.js'
 import { createRedisClients, type RedisClients } from '../redis/connect.js'
@@ -38,6 +39,7 @@ interface Slot {
  * /readyz is ready once every worker reported ready and Redis answers.
  */
 export async function runWorkers(config: Config, log: Logger): Promise<void> {
+  checkPorts(config)
   const slots: Slot[] = []
   let shuttingDown = false
 
@@ -133,6 +135,20 @@ export async function runWorkers(config: Config, log: Logger): Promise<void> {
     await Promise.all(slots.flatMap(slot => (slot.worker ? [stopWorker(slot.worker)] : [])))
     await admin?.close()
   })
+}
+
+/** Worker i's gateway takes gatewayPort + i: no other listener may sit in that range. */
+export function checkPorts(
+  config: Pick<Config, 'gatewayPort' | 'producerPort' | 'adminPort' | 'workers'>,
+): void {
+  const last = config.gatewayPort + config.workers - 1
+  for (const key of ['producerPort', 'adminPort'] as const) {
+    const port = config[key]
+    if (port !== 0 && port >= config.gatewayPort && port <= last)
+      throw new ConfigError(
+        `"${key}" ${port} is one of the gateway ports ${config.gatewayPort}..${last} (gatewayPort + worker index): choose a port outside it`,
+      )
+  }
 }
 
 /**

@@ -23,7 +23,10 @@ export interface Config {
   readonly producerPort: number
   /** Port of the consumer gateway of worker 0; worker i listens on gatewayPort + i. @default 7701 */
   readonly gatewayPort: number
-  /** Port of the admin app (Koa: /stats, /metrics, HTTP publish API); 0 turns it off. @default 7702 */
+  /**
+   * Port of the admin app (Koa: /stats, /metrics, HTTP publish API); 0 turns it off. Below the
+   * producer port, because worker i's gateway takes gatewayPort + i. @default 7699
+   */
   readonly adminPort: number
   /** Redis: one server, or a Redis Cluster. @default standalone redis://127.0.0.1:6379 */
   readonly redis: RedisTarget
@@ -104,7 +107,7 @@ export const defaults: Config = {
   host: '0.0.0.0',
   producerPort: 7700,
   gatewayPort: 7701,
-  adminPort: 7702,
+  adminPort: 7699,
   redis: { kind: 'standalone', url: 'redis://127.0.0.1:6379' },
   redisPrefix: 'SNP',
   tokenSecrets: [],
