@@ -67,6 +67,9 @@ export class BrokerNode implements OutboxHost {
     kicks: 0,
   }
 
+  /** Called with the time from sending a batch to its ack, in ms (the metrics histogram). */
+  onAck: ((latencyMs: number) => void) | undefined
+
   readonly #core: BrokerCore
   readonly #config: NodeConfig
   readonly #log: Logger
@@ -326,6 +329,7 @@ export class BrokerNode implements OutboxHost {
 
   acknowledged(outbox: Outbox, messages: number): void {
     this.counters.messagesAcked += messages
+    this.onAck?.(Date.now() - outbox.inflightSince)
     this.#core.stats.delivered(messages)
     this.#changed.add(outbox)
   }
