@@ -1,0 +1,172 @@
+/**
+ * What the admin tests share: the admin app over a real Redis-backed core
+ * (own key prefix per test), served by node:http on port 0, torn down with
+ * the test; tokens of every kind; and a small fetch that keeps status, headers
+ * and the parsed JSON body.
+ */
+import { createServer } from 'node:http'
+import type { ExecutionContext } from 'ava'
+import { createAdminApp, type Readiness } from '../../src/admin/app.js'
+import { Tokens } from '../../src/auth/token.js'
+import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
+import { defaults, type Config } from '../../src/config/defaults.js'
+import { silentLogger, type Logger } from '../../src/log.js'
+import { createAdminCounters, Registry, registerAdminMetrics, scrape } from '../../src/metrics.js'
+import { createRedisClients } from '../../src/redis/connect.js'
+import { uniquePrefix } from '../helpers/redis.js'
+
+export const SECRET = 'admin-test-secret'
+export const USER = '55a07f2dee06c78e1357b0ad'
+
+const tokens = new Tokens([SECRET])
+const strangers = new Tokens(['another-secret'])
+
+/** Tokens as snapper-producer, an operator, a browser and a stranger would hold them. */
+export const TOKENS = {
+  producer: tokens.sign({ id: 'prod-1' }),
+  operator: tokens.sign({ name: 'snapper' }),
+  consumer: tokens.sign({ userId: USER }),
+  /** A consumer token that also carries `id`: still a consumer's. */
+  consumerWithId: tokens.sign({ userId: USER, id: 'prod-1' }),
+  /** Valid signature, but neither a producer's nor an operator's. */
+  nobody: tokens.sign({ role: 'x' }),
+  wrongSecret: strangers.sign({ id: 'prod-1' }),
+  expired: tokens.sign({ id: 'prod-1' }, -10),
+} as const
+
+export interface AdminHarness {
+  readonly base: string
+  readonly core: BrokerCore
+  readonly config: Config
+  readonly registry: Registry
+  /** The messages of a room's log, oldest first (XRANGE on the room's stream). */
+  roomLog(room: string): Promise<string[]>
+}
+
+export interface HarnessOptions {
+  readonly overrides?: Partial<Config>
+  readonly readiness?: Readiness
+  readonly logger?: Logger
+}
+
+export async function startAdminApp(
+  t: ExecutionContext,
+  redisUrl: string,
+  options: HarnessOptions = {},
+): Promise<AdminHarness> {
+  const config: Config = {
+    ...defaults,
+    redisPrefix: uniquePrefix(),
+    tokenSecrets: [SECRET],
+    ...options.overrides,
+  }
+  const redis = createRedisClients({ kind: 'standalone', url: redisUrl }, silentLogger)
+  await redis.connect(5000)
+  const core = createBrokerCore(config, redis, silentLogger)
+  const counters = createAdminCounters()
+  const registry = new Registry()
+  registerAdminMetrics(registry, { core, counters })
+  const app = createAdminApp({
+    config,
+    core,
+    tokens,
+    logger: options.logger ?? silentLogger,
+    counters,
+    readiness: options.readiness ?? (() => []),
+    metrics: () => scrape(registry),
+    gatewayPort: 7701,
+  })
+  const server = createServer(app.callback())
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  const port = typeof address === 'object' && address ? address.port : 0
+  t.teardown(async () => {
+    server.closeAllConnections()
+    await new Promise(resolve => server.close(resolve))
+    await redis.quit()
+  })
+  return {
+    base: `http://127.0.0.1:${port}`,
+    core,
+    config,
+    registry,
+    async roomLog(room) {
+      const entries = await redis.commands.xrange(core.keys.room(room).log, '-', '+')
+      return entries.map(([, fields]) => fields[1]!)
+    },
+  }
+}
+
+export interface Answer {
+  readonly status: number
+  readonly headers: Headers
+  readonly text: string
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  readonly json: unknown
+}
+
+/** fetch, with the body read and parsed; `token` goes in `Authorization: Bearer`. */
+export async function call(
+  url: string,
+  init: {
+    method?: string
+    token?: string
+    body?: unknown
+    raw?: string | Buffer
+    headers?: Record<string, string>
+  } = {},
+): Promise<Answer> {
+  const headers: Record<string, string> = { ...init.headers }
+  if (init.token !== undefined) headers.authorization = `Bearer ${init.token}`
+  let body: string | Buffer | undefined = init.raw
+  if (init.body !== undefined) {
+    body = JSON.stringify(init.body)
+    headers['content-type'] ??= 'application/json'
+  }
+  const res = await fetch(url, {
+    method: init.method ?? (body === undefined ? 'GET' : 'POST'),
+    headers,
+    body,
+    redirect: 'manual',
+  })
+  const text = await res.text()
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    json = undefined
+  }
+  return { status: res.status, headers: res.headers, text, json }
+}
+
+/** The body of an admin error, as every refusal carries it. */
+export const errorBody = (
+  code: number,
+  message: string,
+  key: string,
+  extra: Record<string, unknown> = {},
+) => ({
+  error: { code, message, data: { code: key, ...extra } },
+})
+
+/** The value of one sample in Prometheus text (`name` or `name{labels}`), or undefined. */
+export function sample(text: string, series: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1))
+  }
+  return undefined
+}
+
+/** Resolves when `check` holds, polling every 20 ms (rejects after timeoutMs). */
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined && value !== false) return value
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * /metrics of one process as `snapper start --workers 0` wires it (startNode
+ * with an admin port): real node, gateway, producer listener, admin app.
+ */
+import { once } from 'node:events'
+import test, { type ExecutionContext } from 'ava'
+import Producer from 'snapper-producer'
+import { startNode, type RunningNode } from '../../src/cli/node.js'
+import { defaults, type Config } from '../../src/config/defaults.js'
+import { silentLogger } from '../../src/log.js'
+import { userRoom } from '../../src/redis/keys.js'
+import { RecordingSink } from '../helpers/broker.js'
+import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { call, eventually, sample, SECRET, TOKENS, USER } from './harness.js'
+
+let server: RedisServer
+test.before(async () => {
+  server = await startRedis()
+})
+test.after.always(() => server?.stop())
+
+async function startOne(t: ExecutionContext): Promise<{ running: RunningNode; base: string }> {
+  const config: Config = {
+    ...defaults,
+    host: '127.0.0.1',
+    redis: { kind: 'standalone', url: server.url },
+    redisPrefix: uniquePrefix(),
+    tokenSecrets: [SECRET],
+    drainSpreadMs: 0,
+  }
+  const running = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  t.teardown(() => running.stop())
+  t.true(running.ports.admin! > 0)
+  return { running, base: `http://127.0.0.1:${running.ports.admin}` }
+}
+
+const NAMES = [
+  'snapper_nodes',
+  'snapper_consumer_sessions',
+  'snapper_consumers_online',
+  'snapper_rooms_followed',
+  'snapper_backlog_messages',
+  'snapper_producer_connections',
+  'snapper_messages_published_total',
+  'snapper_messages_delivered_total',
+  'snapper_consumer_connects_total',
+  'snapper_batches_sent_total',
+  'snapper_log_reads_total',
+  'snapper_log_read_errors_total',
+  'snapper_cursor_commits_total',
+  'snapper_redis_errors_total',
+  'snapper_ack_timeouts_total',
+  'snapper_kicks_total',
+  'snapper_consumer_handshakes_total',
+  'snapper_consumer_handshakes_refused_total',
+  'snapper_consumer_invalid_messages_total',
+  'snapper_producer_errors_total',
+  'snapper_ack_latency_seconds',
+  'snapper_http_published_messages_total',
+  'snapper_http_responses_total',
+  'snapper_http_errors_total',
+  // prom-client's process metrics
+  'nodejs_eventloop_lag_seconds',
+  'process_resident_memory_bytes',
+]
+
+test('metrics: Prometheus text with every snapper_* family and the process metrics', async t => {
+  const { base } = await startOne(t)
+  const answer = await call(`${base}/metrics`)
+  t.is(answer.status, 200)
+  t.regex(answer.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+  for (const name of NAMES) t.true(answer.text.includes(`# TYPE ${name} `), name)
+  t.is(sample(answer.text, 'snapper_nodes'), 1)
+})
+
+test('metrics move: HTTP and TCP publishes, deliveries, batches, ack latency, connections', async t => {
+  const { running, base } = await startOne(t)
+  const scrape = async () => (await call(`${base}/metrics`)).text
+  const before = await scrape()
+  t.is(sample(before, 'snapper_messages_published_total'), 0)
+  t.is(sample(before, 'snapper_http_published_messages_total'), 0)
+
+  const sink = await new RecordingSink(running.node).connect('w.metrics-consumer', USER)
+  const room = userRoom(USER)
+  const http = await call(`${base}/v1/publish`, {
+    token: TOKENS.producer,
+    body: [
+      { room, message: 'h1' },
+      { room, message: 'h2' },
+    ],
+  })
+  t.deepEqual(http.json, { result: 2 })
+
+  const producer = new Producer(running.ports.producer, '127.0.0.1', {
+    secretKeys: [SECRET],
+    producerId: 'metrics',
+  })
+  t.teardown(() => producer.close())
+  await once(producer, 'connect')
+  for (const message of ['t1', 't2', 't3']) producer.sendMessage(room, message)
+  await sink.waitFor(5)
+
+  const after = await eventually(async () => {
+    const text = await scrape()
+    return sample(text, 'snapper_messages_delivered_total') === 5 && text
+  })
+  t.is(sample(after, 'snapper_http_published_messages_total'), 2)
+  t.is(
+    sample(after, 'snapper_messages_published_total'),
+    3,
+    'TCP only: HTTP publishes have their own counter',
+  )
+  t.is(sample(after, 'snapper_producer_connections'), 1)
+  t.is(sample(after, 'snapper_consumers_online'), 1)
+  t.is(sample(after, 'snapper_consumer_connects_total'), 1)
+  t.true(sample(after, 'snapper_batches_sent_total')! >= 1)
+  t.is(sample(after, 'snapper_ack_latency_seconds_count'), sample(after, 'snapper_batches_sent_total'))
+  // A response is counted once it is complete: a scrape sees the ones before it.
+  const responses = sample(after, 'snapper_http_responses_total{status="200"}')!
+  t.true(responses >= 2, 'the first scrape and the publish')
+  t.is(sample(await scrape(), 'snapper_http_responses_total{status="200"}'), responses + 1)
+})

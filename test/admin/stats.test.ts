@@ -1,0 +1,86 @@
+import test from 'ava'
+import { Tokens } from '../../src/auth/token.js'
+import { reportNode } from '../../src/broker/stats.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { call, errorBody, startAdminApp, TOKENS } from './harness.js'
+
+let server: RedisServer
+test.before(async () => {
+  server = await startRedis()
+})
+test.after.always(() => server?.stop())
+
+const UNAUTHORIZED = (reason: string) => errorBody(401, 'Unauthorized', 'UNAUTHORIZED', { reason })
+
+test('stats: 401 without a token, with a wrong secret, or with a token that is not name "snapper"', async t => {
+  const h = await startAdminApp(t, server.url)
+  const none = await call(`${h.base}/stats`)
+  t.is(none.status, 401)
+  t.deepEqual(
+    none.json,
+    UNAUTHORIZED('a token with name "snapper" is required (?token= or Authorization: Bearer)'),
+  )
+
+  const wrongSecret = new Tokens(['not-ours']).sign({ name: 'snapper' })
+  for (const url of [`${h.base}/stats?token=${wrongSecret}`, `${h.base}/stats?token=garbage`]) {
+    const answer = await call(url)
+    t.is(answer.status, 401)
+    t.deepEqual(answer.json, UNAUTHORIZED('Error: Invalid signature'))
+  }
+  for (const token of [TOKENS.producer, TOKENS.consumer]) {
+    const answer = await call(`${h.base}/stats`, { token })
+    t.is(answer.status, 401)
+    t.deepEqual(answer.json, UNAUTHORIZED('a token with name "snapper" is required'))
+  }
+})
+
+test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTTP publishes counted at once, every node', async t => {
+  const h = await startAdminApp(t, server.url)
+  await call(`${h.base}/v1/publish`, {
+    token: TOKENS.producer,
+    body: [
+      { room: 'a', message: '1' },
+      { room: 'b', message: '2' },
+    ],
+  })
+  const { redis, keys } = h.core
+  await reportNode(redis.commands, keys, 'host:7701', 3)
+  await redis.commands.hset(keys.statsNodes, 'host:7702', `5 ${Date.now() - h.config.nodeTtlMs - 1000}`)
+
+  const byQuery = await call(`${h.base}/stats?token=${TOKENS.operator}`)
+  t.is(byQuery.status, 200)
+  const body = byQuery.json as Record<string, unknown>
+  t.like(body, {
+    server: 'snapper',
+    stats: {
+      total: { producerMessages: 2, consumerMessages: 0, consumers: 0, rooms: 2 },
+      online: 3,
+      current: { 'host:7701': 3 },
+    },
+  })
+  for (const field of ['version', 'net', 'serverId', 'mem']) t.true(field in body, field)
+  t.false('node' in body, 'no node in this process')
+  const nodes = body.nodes as { name: string; online: number; isAlive: boolean; reportedMsAgo: number }[]
+  t.deepEqual(
+    nodes.map(({ name, online, isAlive }) => ({ name, online, isAlive })),
+    [
+      { name: 'host:7701', online: 3, isAlive: true },
+      { name: 'host:7702', online: 5, isAlive: false },
+    ],
+  )
+  t.true(nodes[0]!.reportedMsAgo >= 0)
+
+  const byHeader = await call(`${h.base}/stats`, { token: TOKENS.operator })
+  t.is(byHeader.status, 200)
+  t.like(byHeader.json, { stats: { total: { producerMessages: 2 } } })
+})
+
+test('the dashboard: GET / is a page that polls /stats with the token in a header', async t => {
+  const h = await startAdminApp(t, server.url)
+  const page = await call(`${h.base}/`)
+  t.is(page.status, 200)
+  t.regex(page.headers.get('content-type') ?? '', /^text\/html/)
+  t.is(page.headers.get('referrer-policy'), 'no-referrer')
+  t.regex(page.text, /fetch\('\/stats', \{ headers: \{ Authorization: 'Bearer ' \+ token \}/)
+  t.regex(page.text, /history\.replaceState/)
+})
