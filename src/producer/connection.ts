@@ -19,7 +19,15 @@ import type { Socket } from 'node:net'
 import type { Tokens } from '../auth/token.js'
 import type { ErrorCode } from '../errors.js'
 import { truncate, type Logger } from '../log.js'
-import { encodeError, encodeSuccess, errorCodeOf, parseMessage, rpcError, toRpcError, type RpcError, type RpcId } from './jsonrpc.js'
+import {
+  encodeError,
+  encodeSuccess,
+  errorCodeOf,
+  parseMessage,
+  rpcError,
+  toRpcError,
+  type RpcId,
+} from './jsonrpc.js'
 import type { Method } from './methods.js'
 import { encodeBulk, isFramingError, RespDecoder, type FramingError } from './resp.js'
 
@@ -205,7 +213,11 @@ export class ProducerConnection {
       }
       case 'notification': {
         const method = this.#deps.methods.get(message.method)
-        if (method === undefined || message.method === 'auth' || (message.method === 'publish' && message.params === undefined)) {
+        if (
+          method === undefined ||
+          message.method === 'auth' ||
+          (message.method === 'publish' && message.params === undefined)
+        ) {
           this.#deps.counters.ignored++
           this.#log.debug({ method: truncate(message.method, 64) }, 'notification ignored')
           return

@@ -61,7 +61,8 @@ export function classifyMessage(value: unknown): RpcMessage {
     (!hasId || id !== null) &&
     typeof method === 'string' &&
     method !== '' &&
-    (params === undefined || (typeof params === 'object' && params !== null && isShallow(params, MAX_PARAMS_DEPTH)))
+    (params === undefined ||
+      (typeof params === 'object' && params !== null && isShallow(params, MAX_PARAMS_DEPTH)))
   if (!isValid) return { kind: 'invalid', id, code: 'INVALID_REQUEST' }
   return id === null ? { kind: 'notification', method, params } : { kind: 'request', id, method, params }
 }

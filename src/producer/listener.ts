@@ -78,13 +78,22 @@ export function createProducerListener(deps: {
   const accept = (socket: Socket): void => {
     if (connections.size >= config.maxProducerConnections) {
       refused++
-      log.warn({ limit: config.maxProducerConnections, remote: socket.remoteAddress }, 'producer connection refused: too many')
+      log.warn(
+        { limit: config.maxProducerConnections, remote: socket.remoteAddress },
+        'producer connection refused: too many',
+      )
       socket.on('error', () => {}) // destroyed right away: a reset from the peer is expected and irrelevant
       socket.destroy()
       return
     }
     accepted++
-    const connection = new ProducerConnection(socket, { options: config, tokens, methods, counters, logger: log })
+    const connection = new ProducerConnection(socket, {
+      options: config,
+      tokens,
+      methods,
+      counters,
+      logger: log,
+    })
     connections.add(connection)
     void connection.closed.then(() => connections.delete(connection))
   }

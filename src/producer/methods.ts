@@ -4,7 +4,13 @@
  * `publish` has issued its Redis commands by then, which is what keeps a
  * connection's publish order when frames are served without waiting.
  */
-import { isBoundedString, isValidPublication, type InputLimits, type ProducerApi, type Publication } from '../broker/api.js'
+import {
+  isBoundedString,
+  isValidPublication,
+  type InputLimits,
+  type ProducerApi,
+  type Publication,
+} from '../broker/api.js'
 import { SnapperError } from '../errors.js'
 
 /** A method's result is JSON; a refusal is a rejected SnapperError (a sync throw is a bug). */
@@ -55,10 +61,12 @@ export function createMethods(api: ProducerApi, limits: InputLimits): ReadonlyMa
  */
 export function toPublications(params: unknown, limits: InputLimits): Publication[] {
   if (!Array.isArray(params) || params.length === 0) return []
-  if (!Array.isArray(params[0])) return isValidPublication(params[0], params[1], limits) ? [[params[0], params[1]]] : []
+  if (!Array.isArray(params[0]))
+    return isValidPublication(params[0], params[1], limits) ? [[params[0], params[1]]] : []
   const publications: Publication[] = []
   for (const pair of params as unknown[]) {
-    if (Array.isArray(pair) && isValidPublication(pair[0], pair[1], limits)) publications.push([pair[0], pair[1]])
+    if (Array.isArray(pair) && isValidPublication(pair[0], pair[1], limits))
+      publications.push([pair[0], pair[1]])
   }
   return publications
 }

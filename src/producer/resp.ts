@@ -40,7 +40,12 @@ const enum Stage {
 }
 
 /** RESP type bytes snapper-producer never sends: named in the log to tell a wrong client from noise. */
-const OTHER_TYPES: Readonly<Record<number, string>> = { 0x2b: 'simple string', 0x2d: 'error', 0x3a: 'integer', 0x2a: 'array' }
+const OTHER_TYPES: Readonly<Record<number, string>> = {
+  0x2b: 'simple string',
+  0x2d: 'error',
+  0x3a: 'integer',
+  0x2a: 'array',
+}
 
 export class RespDecoder {
   readonly #maxFrameBytes: number
@@ -124,7 +129,11 @@ export class RespDecoder {
       switch (this.#stage) {
         case Stage.Type:
           if (byte === DOLLAR) this.#stage = Stage.Length
-          else this.#fail('BAD_FRAMING', `${OTHER_TYPES[byte] ?? `byte 0x${byte.toString(16)}`} at a frame start`)
+          else
+            this.#fail(
+              'BAD_FRAMING',
+              `${OTHER_TYPES[byte] ?? `byte 0x${byte.toString(16)}`} at a frame start`,
+            )
           break
         case Stage.Length:
         case Stage.LengthMore:

@@ -25,15 +25,27 @@ const recordingLog = () => {
 
 // Reply bytes exactly as in the spec's dumps (§4.3, §5, §6, §8).
 const replies: [string, () => string, string][] = [
-  ['auth OK', () => encodeSuccess('k5uu:1', 'OK'), '$45\r\n{"jsonrpc":"2.0","id":"k5uu:1","result":"OK"}\r\n'],
+  [
+    'auth OK',
+    () => encodeSuccess('k5uu:1', 'OK'),
+    '$45\r\n{"jsonrpc":"2.0","id":"k5uu:1","result":"OK"}\r\n',
+  ],
   ['subscribe 1', () => encodeSuccess('k5uu:2', 1), '$42\r\n{"jsonrpc":"2.0","id":"k5uu:2","result":1}\r\n'],
   [
     'consumers',
     () => encodeSuccess('k5uu:4', { length: 0, android: 0, ios: 0, web: 0 }),
     '$81\r\n{"jsonrpc":"2.0","id":"k5uu:4","result":{"length":0,"android":0,"ios":0,"web":0}}\r\n',
   ],
-  ['echo', () => encodeSuccess('k5uu:5', ['producer']), '$53\r\n{"jsonrpc":"2.0","id":"k5uu:5","result":["producer"]}\r\n'],
-  ['echo split', () => encodeSuccess('a:7', ['split']), '$47\r\n{"jsonrpc":"2.0","id":"a:7","result":["split"]}\r\n'],
+  [
+    'echo',
+    () => encodeSuccess('k5uu:5', ['producer']),
+    '$53\r\n{"jsonrpc":"2.0","id":"k5uu:5","result":["producer"]}\r\n',
+  ],
+  [
+    'echo split',
+    () => encodeSuccess('a:7', ['split']),
+    '$47\r\n{"jsonrpc":"2.0","id":"a:7","result":["split"]}\r\n',
+  ],
   [
     'Method not found',
     () => encodeError('k5uu:6', rpcError('METHOD_NOT_FOUND')),
@@ -59,7 +71,10 @@ const replies: [string, () => string, string][] = [
     () =>
       encodeError(
         'a:1',
-        rpcError('UNAUTHORIZED', 'Error: Expired: Thu Jan 01 1970 00:16:40 GMT+0000 (Coordinated Universal Time)'),
+        rpcError(
+          'UNAUTHORIZED',
+          'Error: Expired: Thu Jan 01 1970 00:16:40 GMT+0000 (Coordinated Universal Time)',
+        ),
       ),
     '$162\r\n{"jsonrpc":"2.0","id":"a:1","error":{"message":"Unauthorized","code":401,"data":"Error: Expired: Thu Jan 01 1970 00:16:40 GMT+0000 (Coordinated Universal Time)"}}\r\n',
   ],
@@ -78,8 +93,16 @@ const replies: [string, () => string, string][] = [
     () => encodeError(7, rpcError('STORE_UNAVAILABLE')),
     '$140\r\n{"jsonrpc":"2.0","id":7,"error":{"message":"Storage unavailable, retry","code":-32003,"data":{"code":"STORE_UNAVAILABLE","temporary":true}}}\r\n',
   ],
-  ['a numeric id is echoed as a number', () => encodeSuccess(14, {}), '$37\r\n{"jsonrpc":"2.0","id":14,"result":{}}\r\n'],
-  ['undefined result is null', () => encodeSuccess('x:1', undefined), '$42\r\n{"jsonrpc":"2.0","id":"x:1","result":null}\r\n'],
+  [
+    'a numeric id is echoed as a number',
+    () => encodeSuccess(14, {}),
+    '$37\r\n{"jsonrpc":"2.0","id":14,"result":{}}\r\n',
+  ],
+  [
+    'undefined result is null',
+    () => encodeSuccess('x:1', undefined),
+    '$42\r\n{"jsonrpc":"2.0","id":"x:1","result":null}\r\n',
+  ],
 ]
 for (const [title, build, bytes] of replies) {
   test(`reply bytes: ${title}`, t => {
@@ -104,7 +127,10 @@ test('every code of the table gives a reply the client accepts: standard ones wi
 
 test('toRpcError: a SnapperError is its table entry, not logged', t => {
   const log = recordingLog()
-  t.deepEqual(toRpcError(new SnapperError('INVALID_PARAMS'), log), { message: 'Invalid params', code: -32602 })
+  t.deepEqual(toRpcError(new SnapperError('INVALID_PARAMS'), log), {
+    message: 'Invalid params',
+    code: -32602,
+  })
   t.deepEqual(toRpcError(new SnapperError('STORE_UNAVAILABLE', 'ECONNREFUSED 10.0.0.1'), log), {
     message: 'Storage unavailable, retry',
     code: -32003,
@@ -128,8 +154,16 @@ const cases: [string, string, unknown][] = [
     '{"jsonrpc":"2.0","id":"k5uu:2","method":"subscribe","params":["projects/5","t.VaB"]}',
     { kind: 'request', id: 'k5uu:2', method: 'subscribe', params: ['projects/5', 't.VaB'] },
   ],
-  ['a request without params', '{"jsonrpc":"2.0","id":3,"method":"echo"}', { kind: 'request', id: 3, method: 'echo', params: undefined }],
-  ['id 0 is valid', '{"jsonrpc":"2.0","id":0,"method":"echo","params":{}}', { kind: 'request', id: 0, method: 'echo', params: {} }],
+  [
+    'a request without params',
+    '{"jsonrpc":"2.0","id":3,"method":"echo"}',
+    { kind: 'request', id: 3, method: 'echo', params: undefined },
+  ],
+  [
+    'id 0 is valid',
+    '{"jsonrpc":"2.0","id":0,"method":"echo","params":{}}',
+    { kind: 'request', id: 0, method: 'echo', params: {} },
+  ],
   [
     'a notification (no id key)',
     '{"jsonrpc":"2.0","method":"publish","params":[["r","m"]]}',
@@ -137,21 +171,73 @@ const cases: [string, string, unknown][] = [
   ],
   ['invalid JSON', '{not json', { kind: 'invalid', id: null, code: 'PARSE_ERROR' }],
   ['an empty payload', '', { kind: 'invalid', id: null, code: 'PARSE_ERROR' }],
-  ['a batch (array)', '[{"jsonrpc":"2.0","id":1,"method":"echo"}]', { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }],
+  [
+    'a batch (array)',
+    '[{"jsonrpc":"2.0","id":1,"method":"echo"}]',
+    { kind: 'invalid', id: null, code: 'INVALID_REQUEST' },
+  ],
   ['a number', '1', { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }],
   ['null', 'null', { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }],
-  ['no jsonrpc, id recovered', '{"id":"x:1","method":"echo"}', { kind: 'invalid', id: 'x:1', code: 'INVALID_REQUEST' }],
-  ['jsonrpc 1.0', '{"jsonrpc":"1.0","id":"x:1","method":"echo"}', { kind: 'invalid', id: 'x:1', code: 'INVALID_REQUEST' }],
-  ['params a string', '{"jsonrpc":"2.0","id":"x:2","method":"echo","params":"s"}', { kind: 'invalid', id: 'x:2', code: 'INVALID_REQUEST' }],
-  ['params null', '{"jsonrpc":"2.0","id":"x:3","method":"echo","params":null}', { kind: 'invalid', id: 'x:3', code: 'INVALID_REQUEST' }],
-  ['method empty', '{"jsonrpc":"2.0","id":"x:4","method":""}', { kind: 'invalid', id: 'x:4', code: 'INVALID_REQUEST' }],
-  ['method a number', '{"jsonrpc":"2.0","id":"x:5","method":5}', { kind: 'invalid', id: 'x:5', code: 'INVALID_REQUEST' }],
-  ['a success (we never ask)', '{"jsonrpc":"2.0","id":"x:6","result":1}', { kind: 'invalid', id: 'x:6', code: 'INVALID_REQUEST' }],
-  ['id "" is not an id', '{"jsonrpc":"2.0","id":"","method":"echo"}', { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }],
-  ['id 1.5 is not an id', '{"jsonrpc":"2.0","id":1.5,"method":"echo"}', { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }],
-  ['id null is not an id', '{"jsonrpc":"2.0","id":null,"method":"echo"}', { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }],
-  ['id an object', '{"jsonrpc":"2.0","id":{},"method":"echo"}', { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }],
-  ['a notification of a bad shape', '{"jsonrpc":"2.0","method":7}', { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }],
+  [
+    'no jsonrpc, id recovered',
+    '{"id":"x:1","method":"echo"}',
+    { kind: 'invalid', id: 'x:1', code: 'INVALID_REQUEST' },
+  ],
+  [
+    'jsonrpc 1.0',
+    '{"jsonrpc":"1.0","id":"x:1","method":"echo"}',
+    { kind: 'invalid', id: 'x:1', code: 'INVALID_REQUEST' },
+  ],
+  [
+    'params a string',
+    '{"jsonrpc":"2.0","id":"x:2","method":"echo","params":"s"}',
+    { kind: 'invalid', id: 'x:2', code: 'INVALID_REQUEST' },
+  ],
+  [
+    'params null',
+    '{"jsonrpc":"2.0","id":"x:3","method":"echo","params":null}',
+    { kind: 'invalid', id: 'x:3', code: 'INVALID_REQUEST' },
+  ],
+  [
+    'method empty',
+    '{"jsonrpc":"2.0","id":"x:4","method":""}',
+    { kind: 'invalid', id: 'x:4', code: 'INVALID_REQUEST' },
+  ],
+  [
+    'method a number',
+    '{"jsonrpc":"2.0","id":"x:5","method":5}',
+    { kind: 'invalid', id: 'x:5', code: 'INVALID_REQUEST' },
+  ],
+  [
+    'a success (we never ask)',
+    '{"jsonrpc":"2.0","id":"x:6","result":1}',
+    { kind: 'invalid', id: 'x:6', code: 'INVALID_REQUEST' },
+  ],
+  [
+    'id "" is not an id',
+    '{"jsonrpc":"2.0","id":"","method":"echo"}',
+    { kind: 'invalid', id: null, code: 'INVALID_REQUEST' },
+  ],
+  [
+    'id 1.5 is not an id',
+    '{"jsonrpc":"2.0","id":1.5,"method":"echo"}',
+    { kind: 'invalid', id: null, code: 'INVALID_REQUEST' },
+  ],
+  [
+    'id null is not an id',
+    '{"jsonrpc":"2.0","id":null,"method":"echo"}',
+    { kind: 'invalid', id: null, code: 'INVALID_REQUEST' },
+  ],
+  [
+    'id an object',
+    '{"jsonrpc":"2.0","id":{},"method":"echo"}',
+    { kind: 'invalid', id: null, code: 'INVALID_REQUEST' },
+  ],
+  [
+    'a notification of a bad shape',
+    '{"jsonrpc":"2.0","method":7}',
+    { kind: 'invalid', id: null, code: 'INVALID_REQUEST' },
+  ],
 ]
 for (const [title, text, expected] of cases) {
   test(`classifies ${title}`, t => {
@@ -162,12 +248,17 @@ for (const [title, text, expected] of cases) {
 
 test('params deeper than the limit are refused; at the limit they pass', t => {
   const nest = (depth: number): unknown => (depth === 1 ? [] : [nest(depth - 1)])
-  t.like(classifyMessage({ jsonrpc: '2.0', id: 'd', method: 'echo', params: nest(MAX_PARAMS_DEPTH) }), { kind: 'request' })
-  t.deepEqual(classifyMessage({ jsonrpc: '2.0', id: 'd', method: 'echo', params: nest(MAX_PARAMS_DEPTH + 1) }), {
-    kind: 'invalid',
-    id: 'd',
-    code: 'INVALID_REQUEST',
+  t.like(classifyMessage({ jsonrpc: '2.0', id: 'd', method: 'echo', params: nest(MAX_PARAMS_DEPTH) }), {
+    kind: 'request',
   })
+  t.deepEqual(
+    classifyMessage({ jsonrpc: '2.0', id: 'd', method: 'echo', params: nest(MAX_PARAMS_DEPTH + 1) }),
+    {
+      kind: 'invalid',
+      id: 'd',
+      code: 'INVALID_REQUEST',
+    },
+  )
   // 100 000 levels: JSON.parse copes, the check is bounded, nothing throws.
   const deep = `{"jsonrpc":"2.0","id":"d","method":"echo","params":${'['.repeat(100_000)}${']'.repeat(100_000)}}`
   t.deepEqual(parseMessage(deep), { kind: 'invalid', id: 'd', code: 'INVALID_REQUEST' })
@@ -185,6 +276,9 @@ test('any JSON value classifies without throwing, and a served one re-encodes', 
     }),
     { numRuns: 2000 },
   )
-  fc.assert(fc.property(fc.string(), text => void parseMessage(text)), { numRuns: 2000 })
+  fc.assert(
+    fc.property(fc.string(), text => void parseMessage(text)),
+    { numRuns: 2000 },
+  )
   t.pass()
 })

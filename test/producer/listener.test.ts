@@ -95,7 +95,12 @@ test('echo returns params, or null without them', async t => {
 test('publish as a request: the count of accepted pairs, null for none', async t => {
   const h = await startListener(t, server)
   const producer = await h.producer()
-  const batch = [['room1', 'm1'], ['room2', 'm2'], ['room3', 3], ['', 'x']]
+  const batch = [
+    ['room1', 'm1'],
+    ['room2', 'm2'],
+    ['room3', 3],
+    ['', 'x'],
+  ]
   t.is(await call(producer.request('publish', batch)), 2)
   t.is(await call(producer.request('publish', ['room1', 'flat form'])), 1)
   t.is(await call(producer.request('publish', [[1, 2]])), null)
@@ -208,8 +213,12 @@ test('close() answers every request already received, stores its publishes, then
   await until(() => h.listener.stats.frames >= 51, 'the server to read every frame')
   await h.listener.close()
   let answered = ''
-  for (let i = 0; i < 50; i++) answered += await client.expect(frame(`{"jsonrpc":"2.0","id":"c:${i}","result":1}`))
-  t.is(answered, Array.from({ length: 50 }, (_, i) => frame(`{"jsonrpc":"2.0","id":"c:${i}","result":1}`)).join(''))
+  for (let i = 0; i < 50; i++)
+    answered += await client.expect(frame(`{"jsonrpc":"2.0","id":"c:${i}","result":1}`))
+  t.is(
+    answered,
+    Array.from({ length: 50 }, (_, i) => frame(`{"jsonrpc":"2.0","id":"c:${i}","result":1}`)).join(''),
+  )
   t.is(await client.ended(), '')
   t.is((await h.roomLog('drain')).length, 50)
 })

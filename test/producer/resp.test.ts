@@ -49,7 +49,9 @@ test(
   Buffer.from(
     '$129\r\n{"jsonrpc":"2.0","method":"publish","params":[["user55a07f2dee06c78e1357b0ad","{\\"e\\":\\":change:task\\",\\"d\\":{\\"_id\\":\\"1\\"}}"]]}\r\n',
   ),
-  ['{"jsonrpc":"2.0","method":"publish","params":[["user55a07f2dee06c78e1357b0ad","{\\"e\\":\\":change:task\\",\\"d\\":{\\"_id\\":\\"1\\"}}"]]}'],
+  [
+    '{"jsonrpc":"2.0","method":"publish","params":[["user55a07f2dee06c78e1357b0ad","{\\"e\\":\\":change:task\\",\\"d\\":{\\"_id\\":\\"1\\"}}"]]}',
+  ],
 )
 test(
   'the UTF-8 length vector $71',
@@ -132,7 +134,8 @@ test('a 1 MiB frame in 64 KiB chunks is assembled once, and buffered bytes are c
       if (isFramingError(item)) return t.fail(item.detail)
       frames.push(item)
     }
-    if (frames.length === 0) t.is(decoder.bufferedBytes, Math.min(at + 65536, bytes.length) - `$${MAX}\r\n`.length)
+    if (frames.length === 0)
+      t.is(decoder.bufferedBytes, Math.min(at + 65536, bytes.length) - `$${MAX}\r\n`.length)
   }
   t.is(frames.length, 2)
   t.true(frames[0]!.equals(body))
@@ -148,16 +151,21 @@ test('encodeBulk counts UTF-8 bytes: the $71 vector', t => {
 
 test('arbitrary bytes never throw: they yield frames or an error value', t => {
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(300), fc.integer({ min: 0, max: 64 }), (bytes, cut, max) => {
-      const buffer = Buffer.from(bytes)
-      const decoder = new RespDecoder(max)
-      decoder.push(buffer.subarray(0, cut))
-      decoder.push(buffer.subarray(cut))
-      for (let item = decoder.next(), n = 0; item !== undefined; item = decoder.next(), n++) {
-        if (isFramingError(item)) return
-        if (n > bytes.length) throw new Error('more frames than bytes')
-      }
-    }),
+    fc.property(
+      fc.uint8Array({ maxLength: 300 }),
+      fc.nat(300),
+      fc.integer({ min: 0, max: 64 }),
+      (bytes, cut, max) => {
+        const buffer = Buffer.from(bytes)
+        const decoder = new RespDecoder(max)
+        decoder.push(buffer.subarray(0, cut))
+        decoder.push(buffer.subarray(cut))
+        for (let item = decoder.next(), n = 0; item !== undefined; item = decoder.next(), n++) {
+          if (isFramingError(item)) return
+          if (n > bytes.length) throw new Error('more frames than bytes')
+        }
+      },
+    ),
     { numRuns: 5000 },
   )
   t.pass()
@@ -186,7 +194,8 @@ test('any payloads, encoded and cut anywhere, decode to themselves', t => {
         const decoded = decodeChunks(chunks)
         // Lone surrogates do not survive UTF-8; compare with what encoding them gives.
         const expected = payloads.map(payload => Buffer.from(payload).toString())
-        if (JSON.stringify(decoded) !== JSON.stringify(expected)) throw new Error(`${JSON.stringify(decoded)}`)
+        if (JSON.stringify(decoded) !== JSON.stringify(expected))
+          throw new Error(`${JSON.stringify(decoded)}`)
       },
     ),
     { numRuns: 2000 },

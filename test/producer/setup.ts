@@ -96,7 +96,9 @@ export async function startListener(
 
 /** Sends a toa-net thunk request and awaits its answer. */
 export function call<T = unknown>(thunk: ReturnType<Producer['request']>): Promise<T> {
-  return new Promise<T>((resolve, reject) => thunk((err, result) => (err ? reject(err) : resolve(result as T))))
+  return new Promise<T>((resolve, reject) =>
+    thunk((err, result) => (err ? reject(err) : resolve(result as T))),
+  )
 }
 
 /** A socket that collects what it receives and hands it out by exact length. */
@@ -141,7 +143,8 @@ export class RawClient {
   /** Exactly `bytes` bytes, as UTF-8 text; rejects if the server ends first. */
   async read(bytes: number): Promise<string> {
     while (this.#received.length < bytes) {
-      if (this.#isEnded) throw new Error(`ended after ${this.#received.length} of ${bytes} bytes: ${this.#received}`)
+      if (this.#isEnded)
+        throw new Error(`ended after ${this.#received.length} of ${bytes} bytes: ${this.#received}`)
       await new Promise<void>(resolve => (this.#waiter = resolve))
     }
     const text = this.#received.subarray(0, bytes).toString()

@@ -3,7 +3,9 @@ declare module 'snapper-producer' {
   import { EventEmitter } from 'node:events'
 
   /** toa-net's thunk: call it with a Node-style callback to send the request. */
-  type Thunk<T> = (callback: (err: (Error & { code?: number; data?: unknown }) | null, result: T) => void) => void
+  type Thunk<T> = (
+    callback: (err: (Error & { code?: number; data?: unknown }) | null, result: T) => void,
+  ) => void
 
   interface ProducerOptions {
     secretKeys: string | string[]
