@@ -13,7 +13,8 @@
  * earlier one is done, and go out as one write per tick.
  *
  *   auth ──OK──▶ open ──close()/client FIN/framing error──▶ draining ──all answered──▶ ended
- *     └──refused/timeout: 401 (frames behind it dropped)──────▶ draining
+ *     ├──refused/timeout: 401 (frames behind it dropped)──────▶ draining
+ *     └──client FIN: draining, but frames still face auth (#isAuthenticated)
  */
 import type { Socket } from 'node:net'
 import type { Tokens } from '../auth/token.js'
@@ -81,6 +82,8 @@ export class ProducerConnection {
   readonly #decoder: RespDecoder
   readonly #closed: Promise<void>
   #state: State = 'auth'
+  /** Separate from #state: a client FIN before auth drains the connection, and its frames must still face auth. */
+  #isAuthenticated = false
   /** No more frames will be served: the decoder failed, auth was refused, or draining emptied it. */
   #isInputDone = false
   #isWriteBlocked = false
@@ -133,8 +136,13 @@ export class ProducerConnection {
    * and answer every frame already received, then FIN. Resolves on close.
    */
   drain(): Promise<void> {
-    if (this.#state === 'auth') this.#refuse(null, 'Error: Server closing')
-    else this.#startDraining()
+    if (!this.#isAuthenticated && this.#state !== 'ended') {
+      // Not a 401: the client would give up for good; with id null it ignores this and reconnects.
+      this.#isInputDone = true
+      this.#decoder.discard()
+      this.#answerError(null, 'SHUTTING_DOWN')
+    }
+    this.#startDraining()
     return this.#closed
   }
 
@@ -172,7 +180,7 @@ export class ProducerConnection {
   }
 
   #onAuthTimeout = (): void => {
-    if (this.#state !== 'auth') return
+    if (this.#isAuthenticated || this.#state === 'ended') return
     this.#log.info('producer auth timeout')
     this.#refuse(null, 'Error: Authentication timeout')
   }
@@ -202,7 +210,7 @@ export class ProducerConnection {
   #serve(payload: Buffer): void {
     this.#deps.counters.frames++
     const message = parseMessage(payload)
-    if (this.#state === 'auth') return this.#authenticate(message)
+    if (!this.#isAuthenticated) return this.#authenticate(message)
     switch (message.kind) {
       case 'invalid':
         return this.#answerError(message.id, message.code)
@@ -234,12 +242,18 @@ export class ProducerConnection {
     const verified = this.#deps.tokens.verify(token)
     if (!verified.ok) return this.#refuse(message.id, verified.reason)
     clearTimeout(this.#timer)
-    this.#state = 'open'
+    this.#isAuthenticated = true
+    if (this.#state === 'auth') this.#state = 'open'
     this.#log.info({ producerId: verified.claims.id }, 'producer authenticated')
     this.#answer(this.#openReply(), encodeSuccess(message.id, 'OK'))
   }
 
-  /** 401 then FIN; frames sent behind the failed auth are dropped, as the original did. */
+  /**
+   * 401 then FIN; frames sent behind the failed auth are dropped, as the
+   * original did. With the auth request's id, snapper-producer gives up for
+   * good (a bad secret will not heal); with id null (timeout, no auth request)
+   * it ignores the reply and reconnects.
+   */
   #refuse(id: RpcId | null, reason: string): void {
     clearTimeout(this.#timer)
     this.#count('UNAUTHORIZED')
@@ -316,7 +330,7 @@ export class ProducerConnection {
       process.nextTick(this.#flush)
     }
     // Slots were freed: more frames may be served now.
-    if (this.#state !== 'auth') this.#pump()
+    this.#pump()
   }
 
   /** One write for every reply completed in this tick. */

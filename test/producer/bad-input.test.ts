@@ -8,7 +8,17 @@ import test, { type ExecutionContext } from 'ava'
 import jwt from 'jsonwebtoken'
 import { isFramingError, RespDecoder } from '../../src/producer/resp.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
-import { AUTH_FRAME, call, frame, RawClient, SECRET, startListener, until, type Harness } from './setup.js'
+import {
+  AUTH_FRAME,
+  AUTH_OK,
+  call,
+  frame,
+  RawClient,
+  SECRET,
+  startListener,
+  until,
+  type Harness,
+} from './setup.js'
 
 let server: RedisServer
 
@@ -303,6 +313,40 @@ test(
   frame('{nope'),
   unauthorized(null, 'Error: Auth request expected'),
 )
+
+test('frames then FIN without auth: refused, never served', async t => {
+  const h = await startListener(t, server)
+  const client = await h.raw()
+  client.socket.end(request('n:1', 'publish', [['sneaky', 'm']]) + request('n:2', 'echo', ['x']))
+  const reply = unauthorized('n:1', 'Error: Auth request expected')
+  t.is(await client.expect(reply), reply)
+  t.is(await client.ended(), '')
+  t.deepEqual(await h.roomLog('sneaky'), [])
+})
+
+test('auth, a request, then FIN in one write: all served, then the server ends', async t => {
+  const h = await startListener(t, server)
+  const client = await h.raw()
+  client.socket.end(AUTH_FRAME + request('f:2', 'publish', [['quick', 'm']]))
+  const replies = AUTH_OK + frame('{"jsonrpc":"2.0","id":"f:2","result":1}')
+  t.is(await client.expect(replies), replies)
+  t.is(await client.ended(), '')
+  t.deepEqual(await h.roomLog('quick'), [{ seq: 1, message: 'm' }])
+})
+
+test('close() with a socket not yet authenticated: SHUTTING_DOWN with id null (the client reconnects), then FIN', async t => {
+  const h = await startListener(t, server)
+  const client = await h.raw()
+  client.send(AUTH_FRAME.slice(0, 20))
+  await until(() => h.listener.stats.bufferedBytes > 0, 'the partial auth to be read')
+  await h.listener.close()
+  const reply = error(null, 'Shutting down, retry elsewhere', -32004, {
+    code: 'SHUTTING_DOWN',
+    temporary: true,
+  })
+  t.is(await client.expect(reply), reply)
+  t.is(await client.ended(), '')
+})
 
 test('frames behind a failed auth are dropped, even a publish in the same chunk', async t => {
   const h = await startListener(t, server)
