@@ -6,6 +6,8 @@ import { BrokerNode, type ConsumerSink } from '../../src/broker/node.js'
 import type { Outbox } from '../../src/broker/outbox.js'
 import { silentLogger } from '../../src/log.js'
 import { createRedisClients } from '../../src/redis/connect.js'
+import { startNode, type RunningNode } from '../../src/cli/node.js'
+import Producer from 'snapper-producer'
 import { uniquePrefix } from './redis.js'
 
 /** A broker core and node on a real Redis, with a prefix of its own; stopped at the test's end. */
@@ -105,3 +107,45 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     await new Promise(resolve => setTimeout(resolve, 10))
   }
 }
+
+/** A whole node (gateway, producer listener) on free ports, with a known token secret. */
+export async function startBroker(
+  t: ExecutionContext,
+  redisUrl: string,
+  overrides: Partial<Config> = {},
+): Promise<RunningNode & { config: Config }> {
+  const config: Config = {
+    ...defaults,
+    redis: { kind: 'standalone', url: redisUrl },
+    redisPrefix: uniquePrefix(),
+    tokenSecrets: [TEST_SECRET],
+    drainSpreadMs: 0,
+    ...overrides,
+  }
+  const running = await startNode(config, silentLogger, { gateway: 0, producer: 0 })
+  t.teardown(() => running.stop())
+  return { ...running, config }
+}
+
+export const TEST_SECRET = 'tokenSecretXXX'
+
+/** A connected snapper-producer@2.1.1; closed at the test's end. */
+export async function connectProducer(t: ExecutionContext, port: number, secret = TEST_SECRET): Promise<Producer> {
+  const producer = new Producer(port, { secretKeys: [secret], producerId: 'test' })
+  producer.on('error', () => {}) // tests that expect errors listen themselves
+  t.teardown(() => producer.close())
+  await new Promise<void>((resolve, reject) => {
+    producer.once('connect', resolve)
+    producer.once('close', () => reject(new Error('producer closed before connecting')))
+  })
+  return producer
+}
+
+/** The promise form of snapper-producer's thunks. */
+export function call<T>(thunk: (callback: (err: unknown, result: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => thunk((err, result) => (err ? reject(err) : resolve(result))))
+}
+
+let userCounter = 0
+/** A fresh 24-hex-digit user id. */
+export const newUserId = (): string => (Date.now().toString(16) + (++userCounter).toString(16).padStart(8, '0') + 'a'.repeat(24)).slice(0, 24)

@@ -1,0 +1,167 @@
+import { createRequire } from 'node:module'
+import { Socket as Eio6Socket } from 'engine.io-client'
+
+const require = createRequire(import.meta.url)
+
+/** snapper-consumer@1.3.6 (engine.io-client 3, EIO=3), unchanged. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const SnapperConsumer = require('snapper-consumer') as new (url: string, options: object) => SnapperConsumerInstance
+
+interface SnapperConsumerInstance {
+  consumerId: string | null
+  onopen: () => void
+  onclose: () => void
+  onerror: (error: unknown) => void
+  onmessage: (event: { type: string; data: { method?: string; params?: unknown } }) => void
+  connect(): SnapperConsumerInstance
+  close(): void
+  request(method: string, params: unknown, callback: (err: unknown, result: unknown) => void): void
+}
+
+/** The kinds of client the delivery suites run with. */
+export const CLIENT_KINDS = ['v3 default', 'v3 websocket', 'v4 default', 'v4 websocket'] as const
+export type ClientKind = (typeof CLIENT_KINDS)[number]
+
+/**
+ * A consumer as a test sees it: what it received (the messages of every
+ * `publish` it delivered to its application), its consumer id, its errors.
+ */
+export interface TestConsumer {
+  readonly kind: ClientKind
+  readonly messages: string[]
+  readonly errors: unknown[]
+  readonly id: string | undefined
+  /** Resolves on open, rejects on the first error before it. */
+  opened(): Promise<string>
+  /** Resolves once at least `count` messages arrived. */
+  waitFor(count: number, timeoutMs?: number): Promise<void>
+  /** A JSON-RPC request from the consumer (answered by the broker's echo). */
+  request(method: string, params: unknown): Promise<unknown>
+  close(): void
+}
+
+export function connectConsumer(kind: ClientKind, port: number, token: string): TestConsumer {
+  return kind.startsWith('v3') ? snapperConsumer(kind, port, token) : eio6Consumer(kind, port, token)
+}
+
+abstract class Recorder {
+  readonly messages: string[] = []
+  readonly errors: unknown[] = []
+  id: string | undefined
+  #waiters = new Set<() => void>()
+  #open: { resolve: (id: string) => void; reject: (err: unknown) => void } | undefined
+  #opened: Promise<string>
+
+  constructor() {
+    this.#opened = new Promise((resolve, reject) => (this.#open = { resolve, reject }))
+    this.#opened.catch(() => {}) // observed through opened()
+  }
+
+  opened(): Promise<string> {
+    return this.#opened
+  }
+
+  protected didOpen(id: string): void {
+    this.id = id
+    this.#open?.resolve(id)
+  }
+
+  protected didFail(err: unknown): void {
+    this.errors.push(err)
+    this.#open?.reject(err)
+  }
+
+  protected received(messages: readonly string[]): void {
+    this.messages.push(...messages)
+    for (const wake of this.#waiters) wake()
+  }
+
+  waitFor(count: number, timeoutMs = 20_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (this.messages.length < count) return
+        this.#waiters.delete(check)
+        clearTimeout(timer)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check)
+        reject(new Error(`waited for ${count} messages, got ${this.messages.length}`))
+      }, timeoutMs)
+      this.#waiters.add(check)
+      check()
+    })
+  }
+}
+
+function snapperConsumer(kind: ClientKind, port: number, token: string): TestConsumer {
+  const consumer = new SnapperConsumer(`http://127.0.0.1:${port}`, {
+    path: '/websocket',
+    token,
+    ...(kind === 'v3 websocket' && { transports: ['websocket'] }),
+  })
+  const recorder = new (class extends Recorder {
+    readonly kind = kind
+    request(method: string, params: unknown): Promise<unknown> {
+      return new Promise((resolve, reject) =>
+        consumer.request(method, params, (err, result) => (err ? reject(err) : resolve(result))),
+      )
+    }
+    close(): void {
+      // snapper-consumer reconnects 11-60 s after any close, even a failed handshake: not in a test.
+      consumer.connect = () => consumer
+      consumer.close()
+    }
+    hook(): void {
+      consumer.onopen = () => this.didOpen(consumer.consumerId ?? '')
+      consumer.onerror = err => this.didFail(err)
+      consumer.onmessage = event => {
+        // snapper-consumer acks a request itself and hands it over once (same id twice: once).
+        if (event.type === 'request' && event.data.method === 'publish') this.received(event.data.params as string[])
+      }
+    }
+  })()
+  recorder.hook()
+  consumer.connect()
+  return recorder
+}
+
+function eio6Consumer(kind: ClientKind, port: number, token: string): TestConsumer {
+  const socket = new Eio6Socket(`http://127.0.0.1:${port}`, {
+    path: '/websocket',
+    query: { token },
+    ...(kind === 'v4 websocket' && { transports: ['websocket'] }),
+  })
+  const pending = new Map<string, (result: unknown) => void>()
+  let lastBatchId: unknown
+  let requestId = 0
+  const recorder = new (class extends Recorder {
+    readonly kind = kind
+    request(method: string, params: unknown): Promise<unknown> {
+      const id = `t:${++requestId}`
+      socket.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }))
+      return new Promise(resolve => pending.set(id, resolve))
+    }
+    close(): void {
+      socket.close()
+    }
+    hook(): void {
+      socket.on('open', () => this.didOpen(socket.id ?? ''))
+      socket.on('error', err => this.didFail(err))
+      socket.on('message', data => {
+        const message = JSON.parse(String(data)) as { id?: unknown; method?: string; params?: unknown; result?: unknown }
+        if (message.method === 'publish') {
+          // What snapper-consumer does: ack at once, deliver unless it is the same id again.
+          socket.send(JSON.stringify({ jsonrpc: '2.0', id: message.id, result: 'OK' }))
+          if (message.id !== lastBatchId) this.received(message.params as string[])
+          lastBatchId = message.id
+        } else if (typeof message.id === 'string' && pending.has(message.id)) {
+          pending.get(message.id)!(message.result)
+          pending.delete(message.id)
+        }
+      })
+    }
+  })()
+  recorder.hook()
+  return recorder
+}
