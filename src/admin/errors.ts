@@ -66,12 +66,11 @@ export function errorBoundary(log: Logger, counters: AdminCounters): Middleware 
 
 /**
  * What @koa/bodyparser (co-body, raw-body) throws, as our codes: a body over
- * the limit is 413, anything unreadable as JSON is a parse error.
+ * the limit is 413; anything else (not JSON, not an object or array, a body
+ * cut short) is a parse error. The body is always read as UTF-8.
  */
 export function bodyError(err: unknown): SnapperError {
   const { status, type } = (err ?? {}) as { status?: unknown; type?: unknown }
-  if (status === 413 || type === 'entity.too.large')
-    return new SnapperError('FRAME_TOO_LARGE', undefined, { cause: err })
-  if (status === 415) return new SnapperError('INVALID_REQUEST', undefined, { cause: err }) // an unsupported charset
-  return new SnapperError('PARSE_ERROR', undefined, { cause: err })
+  const code = status === 413 || type === 'entity.too.large' ? 'FRAME_TOO_LARGE' : 'PARSE_ERROR'
+  return new SnapperError(code, undefined, { cause: err })
 }

@@ -9,6 +9,8 @@ import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import Producer from 'snapper-producer'
+import { checkPorts } from '../../src/cli/workers.js'
+import { ConfigError } from '../../src/config/load.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { call, eventually, sample, SECRET, TOKENS } from './harness.js'
@@ -125,4 +127,16 @@ test('cluster: /metrics of the primary sums both workers; SIGTERM drains and exi
   t.is(code, 0, output)
   t.is(signal, null)
   t.deepEqual(workerPids.filter(isAlive), [], 'no worker outlives the primary')
+})
+
+test('cluster: a listener inside the gateway range (gatewayPort + worker index) stops start-up, naming it', t => {
+  const ports = { gatewayPort: 7701, producerPort: 7700, adminPort: 7699, workers: 8 }
+  t.notThrows(() => checkPorts(ports))
+  t.notThrows(() => checkPorts({ ...ports, adminPort: 7709 }))
+  const error = t.throws(() => checkPorts({ ...ports, adminPort: 7702 }), { instanceOf: ConfigError })
+  t.is(
+    error.message,
+    '"adminPort" 7702 is one of the gateway ports 7701..7708 (gatewayPort + worker index): choose a port outside it',
+  )
+  t.throws(() => checkPorts({ ...ports, producerPort: 7708 }), { message: /^"producerPort" 7708/ })
 })

@@ -1,5 +1,6 @@
 import test from 'ava'
 import { consumerIdOf, Tokens } from '../../src/auth/token.js'
+import { ConfigError, loadConfig } from '../../src/config/load.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { call, errorBody, SECRET, startAdminApp, TOKENS, USER } from './harness.js'
@@ -86,4 +87,12 @@ test('demo publish: only with the demo consumer token, only to its own user room
   t.is(empty.status, 400)
   t.deepEqual(empty.json, errorBody(-32602, 'Invalid params', 'INVALID_PARAMS'))
   t.deepEqual(await h.roomLog(demo.room), ['hi there'])
+})
+
+test('the demo option: off by default, SNAPPER_DEMO=1/true/yes turns it on, anything else is refused by name', t => {
+  t.false(loadConfig().demo)
+  for (const on of ['1', 'true', 'YES']) t.true(loadConfig({ env: { SNAPPER_DEMO: on } }).demo, on)
+  for (const off of ['0', 'false', 'no']) t.false(loadConfig({ env: { SNAPPER_DEMO: off } }).demo, off)
+  const error = t.throws(() => loadConfig({ env: { SNAPPER_DEMO: 'maybe' } }), { instanceOf: ConfigError })
+  t.regex(error.message, /SNAPPER_DEMO \(demo\): expected true or false/)
 })
