@@ -35,9 +35,13 @@ export function ensureRedisServer(log: Logger): void {
       'redis-server is not installed and no Redis is configured. Install it (Debian/Ubuntu: `sudo apt-get install -y redis-server`) or set SNAPPER_REDIS to a running Redis.',
     )
   log.warn('redis-server is missing: installing Debian package redis-server (apt-get)')
-  const install = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server'], {
-    stdio: 'inherit',
-  })
+  const install = spawnSync(
+    'sh',
+    ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server'],
+    {
+      stdio: 'inherit',
+    },
+  )
   if (install.status !== 0 || !hasCommand('redis-server'))
     throw new Error('installing redis-server failed: run `apt-get install -y redis-server` and try again')
 }
@@ -52,7 +56,18 @@ export async function spawnLocalRedis(port: number, log: Logger): Promise<ChildP
   mkdirSync(DATA_DIR, { recursive: true })
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', join(process.cwd(), DATA_DIR), '--appendonly', 'yes', '--save', ''],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      join(process.cwd(), DATA_DIR),
+      '--appendonly',
+      'yes',
+      '--save',
+      '',
+    ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   )
   const stop = (): void => {

@@ -7,6 +7,9 @@ import type { Config } from '../config/defaults.js'
  */
 export function nginxUpstream(config: Pick<Config, 'gatewayPort' | 'workers'>, host = '127.0.0.1'): string {
   const count = Math.max(1, config.workers)
-  const servers = Array.from({ length: count }, (_, i) => `    server ${host}:${config.gatewayPort + i} max_fails=0;`)
+  const servers = Array.from(
+    { length: count },
+    (_, i) => `    server ${host}:${config.gatewayPort + i} max_fails=0;`,
+  )
   return ['upstream snapper_gateways {', '    ip_hash;', ...servers, '    keepalive 64;', '}'].join('\n')
 }

@@ -55,13 +55,16 @@ export function configPorts(config: Pick<Config, 'gatewayPort' | 'producerPort' 
  * Starts one broker node in this process: Redis (fails fast if unreachable),
  * the node, its consumer gateway, the producer listener, and (if `ports.admin`
  * is set) the admin app. Metrics go on `options.registry` (a worker passes
- * prom-client's global one, which the primary aggregates), else on a new one.
+ * prom-client's global one, which the primary aggregates), else on a new one;
+ * `options.processMetrics` adds prom-client's process metrics (event-loop
+ * lag, heap, GC) to it: once per process, so the CLI sets it, tests that
+ * start many nodes in one process do not.
  */
 export async function startNode(
   config: Config,
   logger: Logger,
   ports: NodePorts = configPorts(config),
-  options: { registry?: Registry } = {},
+  options: { registry?: Registry; processMetrics?: boolean } = {},
 ): Promise<RunningNode> {
   const redis = createRedisClients(config.redis, logger)
   try {
@@ -80,7 +83,7 @@ export async function startNode(
   const gateway = createGateway({ config, core, node, tokens, logger })
   const producer = createProducerListener({ config, tokens, api: core.producerApi, logger })
   const registry = options.registry ?? new Registry()
-  registerProcessMetrics(registry)
+  if (options.processMetrics) registerProcessMetrics(registry)
   registerNodeMetrics(registry, {
     core,
     node,

@@ -3,7 +3,7 @@ import { Tokens } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import { isListening, spawnLocalRedis } from './local-redis.js'
-import { startNode } from './node.js'
+import { configPorts, startNode } from './node.js'
 import { runWorkers } from './workers.js'
 
 /**
@@ -20,7 +20,7 @@ export async function start(
   if (!options.isRedisConfigured) await ensureLocalRedis(config, log)
   if (config.workers > 0) return runWorkers(config, log)
 
-  const running = await startNode(config, log)
+  const running = await startNode(config, log, configPorts(config), { processMetrics: true })
   onShutdown(log, config.drainTimeoutMs, () => running.stop())
 }
 

@@ -225,7 +225,7 @@ export async function runWorker(): Promise<void> {
     config,
     log,
     { gateway: config.gatewayPort + index, producer: config.producerPort },
-    { registry: workerRegistry() },
+    { registry: workerRegistry(), processMetrics: true },
   )
   onShutdown(log, config.drainTimeoutMs, () => running.stop())
   const ready: WorkerMessage = { type: 'ready', ...running.ports }

@@ -28,7 +28,12 @@ async function startOne(t: ExecutionContext): Promise<{ running: RunningNode; ba
     tokenSecrets: [SECRET],
     drainSpreadMs: 0,
   }
-  const running = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  const running = await startNode(
+    config,
+    silentLogger,
+    { gateway: 0, producer: 0, admin: 0 },
+    { processMetrics: true },
+  )
   t.teardown(() => running.stop())
   t.true(running.ports.admin! > 0)
   return { running, base: `http://127.0.0.1:${running.ports.admin}` }
