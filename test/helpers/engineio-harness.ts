@@ -41,7 +41,8 @@ export interface Closed {
 /**
  * An echo server on port 0: `token=good` is accepted (id from `id=` or a
  * counter), anything else refused with 403 code 4 "bad token"; `delay=<ms>`
- * makes authorize() answer with a promise that long after. Text messages
+ * makes authorize() answer with a promise that long after, `gate=1` once the
+ * test calls openGate(). Text messages
  * come back as `echo:<text>`, binary ones as they are. `greet=<text>` makes
  * open() send a message right after the open packet. Other paths answer 404.
  */
@@ -63,6 +64,8 @@ export interface EchoServer {
    * poll shows no other sign of having arrived; call this before sending.
    */
   handled(method: 'get' | 'post'): Promise<void>
+  /** Lets every `gate=1` authorization pending so far decide, in arrival order. */
+  openGate(): void
   url(query: string, scheme?: 'http' | 'ws'): string
   stop(): Promise<void>
 }
@@ -79,6 +82,7 @@ export async function startEcho(
   const received: Array<string | Buffer> = []
   const handshakes: Handshake[] = []
   const abandoned: EchoData[] = []
+  const gated: Array<() => void> = []
   let counter = 0
   const options = { ...defaultOptions, ...overrides }
   // A spy ahead of the engine's `any` route: it yields, so uWS hands the request on to the engine.
@@ -97,8 +101,9 @@ export async function startEcho(
         const data = { n: counter, greet: handshake.query.get('greet') }
         return { ok: true, id: handshake.query.get('id') ?? `sid-${counter}`, data }
       }
-      // `delay=<ms>`: decide later, like a hook that asks Redis first.
+      // `delay=<ms>`: decide later, like a hook that asks Redis first; `gate=1`: when the test says so.
       const delayMs = handshake.query.get('delay')
+      if (handshake.query.has('gate')) return new Promise(resolve => gated.push(() => resolve(decide())))
       if (delayMs === null) return decide()
       return new Promise(resolve => setTimeout(() => resolve(decide()), Number(delayMs)))
     },
@@ -156,6 +161,9 @@ export async function startEcho(
       const [opened] = (await once(events, `open:${id}`)) as [Session<EchoData>]
       return opened
     },
+    openGate() {
+      for (const release of gated.splice(0)) release()
+    },
     async handled(method) {
       await once(events, `handled:${method}`)
     },
@@ -190,7 +198,14 @@ export async function openSocket(url: string, options?: WebSocket.ClientOptions)
     messages.push(isBinary ? data : data.toString())
     inbox.emit('message')
   })
-  const closed = new Promise<number>(resolve => ws.once('close', code => resolve(code)))
+  let closeReason = ''
+  ws.on('error', err => (closeReason = err.message))
+  const closed = new Promise<number>(resolve =>
+    ws.once('close', (code, reason) => {
+      closeReason = `code ${code} ${reason.toString()} ${closeReason}`
+      resolve(code)
+    }),
+  )
   await once(ws, 'open')
   return {
     ws,
@@ -199,7 +214,8 @@ export async function openSocket(url: string, options?: WebSocket.ClientOptions)
     async next() {
       while (taken >= messages.length) {
         const result = await Promise.race([once(inbox, 'message'), closed.then(() => 'closed' as const)])
-        if (result === 'closed' && taken >= messages.length) throw new Error('socket closed before a message')
+        if (result === 'closed' && taken >= messages.length)
+          throw new Error(`socket closed before a message: ${closeReason}`)
       }
       return messages[taken++]!
     },

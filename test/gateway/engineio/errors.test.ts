@@ -355,21 +355,21 @@ test('a client gone while authorize() is pending: the authorization is abandoned
 
 test('the engine closing or filling up while authorize() is pending: 503, abandoned', async t => {
   const server = await echo(t, { maxSessions: 1 })
-  const late = request(server.url('EIO=4&transport=polling&token=good&id=late&delay=300'))
+  const late = request(server.url('EIO=4&transport=polling&token=good&id=late&gate=1'))
   await eventually(() => server.handshakes.length === 1) // pending in authorize()
   t.is((await request(server.url('EIO=4&transport=polling&token=good&id=first'))).status, 200)
+  server.openGate()
   const full = await late
   t.deepEqual([full.status, full.text], [503, '{"code":3,"message":"Too many sessions"}'])
-  const closing = request(server.url('EIO=4&transport=polling&token=good&id=first&delay=300'))
-  const closingWs = refusedUpgrade(
-    server.url('EIO=4&transport=websocket&token=good&id=first&delay=300', 'ws'),
-  )
+  const closing = request(server.url('EIO=4&transport=polling&token=good&id=first&gate=1'))
+  const closingWs = refusedUpgrade(server.url('EIO=4&transport=websocket&token=good&id=first&gate=1', 'ws'))
   await eventually(() => server.handshakes.length === 4)
   server.engine.close()
+  server.openGate()
   const [polling, upgrade] = await Promise.all([closing, closingWs])
   t.deepEqual([polling.status, polling.text], [503, '{"code":3,"message":"Shutting down"}'])
   t.deepEqual([upgrade.status, upgrade.body], [503, 'Shutting down'])
-  t.deepEqual(server.abandoned.map(data => data.n).sort(), [2, 3, 4]) // n counts decisions: 'first' was decided first
+  t.deepEqual(server.abandoned.map(data => data.n).sort(), [2, 3, 4]) // n counts decisions: 'first' came first
   t.is(server.engine.sessions.size, 0)
 })
 
