@@ -62,3 +62,19 @@ export function isOneRun(entries: readonly Entry[]): boolean {
   }
   return true
 }
+
+/**
+ * How many entries, from the first, make one batch: at most `maxMessages`, and
+ * no more than `maxBytes` of messages (counted in UTF-16 units, which is the
+ * byte count for ASCII), but always at least one.
+ */
+export function batchLength(at: (index: number) => Entry | undefined, maxMessages: number, maxBytes: number): number {
+  let bytes = 0
+  let count = 0
+  for (let entry = at(0); entry !== undefined && count < maxMessages; entry = at(count)) {
+    bytes += entry.message.length
+    if (count > 0 && bytes > maxBytes) break
+    count++
+  }
+  return count
+}

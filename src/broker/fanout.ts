@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { Logger } from '../log.js'
 import type { Keys } from '../redis/keys.js'
-import type { Batch, Entry } from './batch.js'
+import { batchLength, type Batch, type Entry } from './batch.js'
 import { decodeAnnouncement } from './control.js'
 import type { Outbox } from './outbox.js'
 
@@ -24,6 +24,7 @@ export class Fanout {
   readonly #keys: Keys
   readonly #sharded: boolean
   readonly #batchMax: number
+  readonly #batchMaxBytes: number
   readonly #log: Logger
   readonly #rooms = new Map<string, LocalRoom>()
   readonly #byChannel = new Map<string, LocalRoom>()
@@ -32,11 +33,17 @@ export class Fanout {
   /** Announcements received, for /metrics. */
   announcements = 0
 
-  constructor(subscriber: Redis | Cluster, keys: Keys, options: { sharded: boolean; batchMaxMessages: number }, log: Logger) {
+  constructor(
+    subscriber: Redis | Cluster,
+    keys: Keys,
+    options: { sharded: boolean; batchMaxMessages: number; batchMaxBytes: number },
+    log: Logger,
+  ) {
     this.#subscriber = subscriber
     this.#keys = keys
     this.#sharded = options.sharded
     this.#batchMax = options.batchMaxMessages
+    this.#batchMaxBytes = options.batchMaxBytes
     this.#log = log
   }
 
@@ -85,10 +92,12 @@ export class Fanout {
     this.announcements++
     const { ms, first, messages } = announcement
     const { room, members } = local
-    for (let start = 0; start < messages.length; start += this.#batchMax) {
-      const chunk: Entry[] = []
-      const end = Math.min(messages.length, start + this.#batchMax)
-      for (let i = start; i < end; i++) chunk.push({ room, ms, seq: first + i, message: messages[i]! })
+    const entries = messages.map((message, i): Entry => ({ room, ms, seq: first + i, message }))
+    // Cut where a consumer's batch would be cut, so that in-step consumers share each batch.
+    for (let start = 0; start < entries.length; ) {
+      const count = batchLength(i => entries[start + i], this.#batchMax, this.#batchMaxBytes)
+      const chunk = entries.slice(start, start + count)
+      start += count
       let batch: Batch | undefined
       for (const outbox of members) outbox.offer(room, chunk, () => (batch ??= outbox.batchOf(chunk)))
     }

@@ -18,6 +18,7 @@ const TAKEOVER_WAIT_MS = 1000
 export type NodeConfig = Pick<
   Config,
   | 'batchMaxMessages'
+  | 'batchMaxBytes'
   | 'consumerMaxQueue'
   | 'consumerTtlSec'
   | 'replacedConsumerTtlSec'
@@ -55,6 +56,7 @@ export class BrokerNode implements OutboxHost {
   /** Name in the stats' `current`: host:port of its gateway, like the original. */
   readonly name: string
   readonly batchMaxMessages: number
+  readonly batchMaxBytes: number
   readonly maxQueue: number
   readonly counters: NodeCounters = {
     batchesSent: 0,
@@ -92,8 +94,13 @@ export class BrokerNode implements OutboxHost {
     this.id = `${name}:${randomBytes(4).toString('base64url')}`
     this.name = name
     this.batchMaxMessages = config.batchMaxMessages
+    this.batchMaxBytes = config.batchMaxBytes
     this.maxQueue = config.consumerMaxQueue
-    this.#fanout = new Fanout(core.redis.subscriber, core.keys, { sharded: core.redis.sharded, batchMaxMessages: config.batchMaxMessages }, log)
+    this.#fanout = new Fanout(core.redis.subscriber, core.keys, {
+      sharded: core.redis.sharded,
+      batchMaxMessages: config.batchMaxMessages,
+      batchMaxBytes: config.batchMaxBytes,
+    }, log)
   }
 
   /** Live consumers on this node. */

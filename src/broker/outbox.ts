@@ -1,10 +1,11 @@
-import { isOneRun, makeBatch, type Batch, type Entry } from './batch.js'
+import { batchLength, isOneRun, makeBatch, type Batch, type Entry } from './batch.js'
 import { formatCursor, isAfter, isNext, type Cursor } from './cursor.js'
 import type { LogEntry } from './room-log.js'
 
 /** What an outbox needs from its node. */
 export interface OutboxHost {
   readonly batchMaxMessages: number
+  readonly batchMaxBytes: number
   /** Messages held in memory per consumer; beyond, rooms fall back to reading the log. */
   readonly maxQueue: number
   /** Up to `count` messages of `room` after `after` (may be shared with other readers). */
@@ -165,7 +166,9 @@ export class Outbox {
   /** Sends the next batch if nothing is in flight. */
   pump(): void {
     if (this.inflight !== undefined || this.sink === undefined || this.#queue.length === 0) return
-    this.#send(this.batchOf(this.#queue.take(this.#host.batchMaxMessages)))
+    const queue = this.#queue
+    const count = batchLength(i => queue.at(i), this.#host.batchMaxMessages, this.#host.batchMaxBytes)
+    this.#send(this.batchOf(queue.take(count)))
   }
 
   /** Sends the batch in flight again, with the same id (a new session took over). */
@@ -319,6 +322,11 @@ class Fifo<T> {
 
   push(item: T): void {
     this.#items.push(item)
+  }
+
+  /** The item `index` places from the front. */
+  at(index: number): T | undefined {
+    return this.#items[this.#head + index]
   }
 
   take(max: number): T[] {

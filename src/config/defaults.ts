@@ -79,6 +79,8 @@ export interface Config {
   readonly corsOrigins: readonly string[]
   /** Messages per delivery batch (one JSON-RPC `publish`). @default 50 */
   readonly batchMaxMessages: number
+  /** Bytes of messages per delivery batch (a batch always holds at least one message). @default 262144 */
+  readonly batchMaxBytes: number
   /** Messages held in memory per consumer; beyond, it reads from the room logs instead. @default 1000 */
   readonly consumerMaxQueue: number
   /** Bytes buffered towards one consumer before it is closed as too slow. @default 1048576 */
@@ -135,6 +137,7 @@ export const defaults: Config = {
   maxSessions: 100_000,
   corsOrigins: [],
   batchMaxMessages: 50,
+  batchMaxBytes: 256 * 1024,
   consumerMaxQueue: 1000,
   consumerMaxBackpressureBytes: 1 << 20,
   ackTimeoutMs: 60_000,

@@ -109,6 +109,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   maxSessions: { env: 'SNAPPER_MAX_SESSIONS', parse: toCount, doc: 'consumer sessions per node; further handshakes get 503' },
   corsOrigins: { env: 'SNAPPER_CORS_ORIGINS', parse: toList, doc: 'comma-separated origins allowed to open sessions from a browser; empty allows any' },
   batchMaxMessages: { env: 'SNAPPER_BATCH_MAX_MESSAGES', parse: toCount, doc: 'messages per delivery batch (one JSON-RPC `publish` awaiting its ack)' },
+  batchMaxBytes: {
+    env: 'SNAPPER_BATCH_MAX_BYTES',
+    parse: toCount,
+    doc: 'bytes of messages per delivery batch (at least one message goes, whatever its size)',
+  },
   consumerMaxQueue: { env: 'SNAPPER_CONSUMER_MAX_QUEUE', parse: toCount, doc: 'messages held in memory per consumer; beyond that it reads from the room logs' },
   consumerMaxBackpressureBytes: { env: 'SNAPPER_CONSUMER_MAX_BACKPRESSURE_BYTES', parse: toCount, doc: 'bytes buffered towards one consumer before it is closed as too slow' },
   ackTimeoutMs: { env: 'SNAPPER_ACK_TIMEOUT_MS', parse: toMs, doc: 'time a consumer has to acknowledge a batch before its session is closed' },

@@ -76,6 +76,8 @@ function parseLayer(raw: Record<string, unknown>, source: string): Partial<Confi
 function checkTogether(config: Config): void {
   if (config.batchMaxMessages > config.consumerMaxQueue)
     throw new ConfigError('"batchMaxMessages" must not exceed "consumerMaxQueue"')
+  if (config.batchMaxBytes * 2 > config.consumerMaxBackpressureBytes)
+    throw new ConfigError('"batchMaxBytes" must be at most half of "consumerMaxBackpressureBytes"')
   if (config.maxMessageBytes > config.maxFrameBytes)
     throw new ConfigError('"maxMessageBytes" must not exceed "maxFrameBytes"')
 }
