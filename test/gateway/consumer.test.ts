@@ -1,0 +1,257 @@
+/**
+ * The consumer gateway on the wire, with a whole node on a real Redis:
+ * handshake refusals before any upgrade, the snapper.ws cookie, the consumer's
+ * JSON-RPC (ack, invalid), a session replaced by the same token, a slow
+ * consumer closed without slowing anyone, and an ack that never comes.
+ */
+import test from 'ava'
+import { WebSocket } from 'ws'
+import { consumerIdOf, Tokens } from '../../src/auth/token.js'
+import { call, connectProducer, eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+
+let server: RedisServer
+test.before(async () => {
+  server = await startRedis()
+})
+test.after.always(() => server?.stop())
+
+const tokens = new Tokens([TEST_SECRET])
+
+/** A raw Engine.IO 4 websocket consumer that answers pings and records the JSON-RPC it gets. */
+class RawConsumer {
+  readonly frames: { id?: string; method?: string; params?: string[]; result?: unknown }[] = []
+  readonly socket: WebSocket
+  closed = false
+  #waiters = new Set<() => void>()
+
+  constructor(port: number, token: string) {
+    this.socket = new WebSocket(`ws://127.0.0.1:${port}/websocket/?EIO=4&transport=websocket&token=${token}`)
+    this.socket.on('message', data => {
+      const text = String(data)
+      if (text === '2') this.socket.send('3')
+      else if (text.startsWith('4')) this.frames.push(JSON.parse(text.slice(1)) as RawConsumer['frames'][number])
+      for (const wake of this.#waiters) wake()
+    })
+    this.socket.on('close', () => {
+      this.closed = true
+      for (const wake of this.#waiters) wake()
+    })
+  }
+
+  get batches(): { id: string; params: string[] }[] {
+    return this.frames.filter(f => f.method === 'publish') as { id: string; params: string[] }[]
+  }
+
+  opened(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.socket.once('open', () => resolve())
+      this.socket.once('error', reject)
+    })
+  }
+
+  send(value: unknown): void {
+    this.socket.send(`4${JSON.stringify(value)}`)
+  }
+
+  /** An echo round trip. */
+  request(text: string): Promise<unknown> {
+    const id = `q${this.frames.length}:${text}`
+    this.send({ jsonrpc: '2.0', id, method: 'echo', params: [text] })
+    return this.until(() => this.frames.some(f => f.id === id)).then(() => this.frames.find(f => f.id === id)?.result)
+  }
+
+  ack(id: string): void {
+    this.send({ jsonrpc: '2.0', id, result: 'OK' })
+  }
+
+  until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const wake = (): void => {
+        if (!check()) return
+        this.#waiters.delete(wake)
+        clearTimeout(timer)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        this.#waiters.delete(wake)
+        reject(new Error('condition not met in time'))
+      }, timeoutMs)
+      this.#waiters.add(wake)
+      wake()
+    })
+  }
+}
+
+test('refusals come before any upgrade, with the Engine.IO status and code', async t => {
+  const { ports } = await startBroker(t, server.url)
+  const base = `http://127.0.0.1:${ports.gateway}/websocket/`
+  const user = newUserId()
+  const cases: [token: string, eio: string, status: number, body: Record<string, unknown>][] = [
+    ['garbage', '3', 403, { code: 4, message: 'Error: Invalid signature' }],
+    [new Tokens(['unknown secret']).sign({ userId: user }), '4', 403, { code: 4, message: 'Error: Invalid signature' }],
+    [tokens.sign({ name: 'snapper' }), '3', 403, { code: 4, message: 'userId is required' }],
+    [tokens.sign({ userId: 'not-hex' }), '4', 403, { code: 4, message: 'userId is required' }],
+    [tokens.sign({ userId: user }), '5', 400, { code: 5, message: 'Unsupported protocol version' }],
+  ]
+  for (const [token, eio, status, body] of cases) {
+    const response = await fetch(`${base}?EIO=${eio}&transport=polling&token=${token}`)
+    t.is(response.status, status)
+    t.deepEqual(await response.json(), body)
+  }
+  const expired = await fetch(`${base}?EIO=4&transport=polling&token=${tokens.sign({ userId: user }, -5)}`)
+  t.is(expired.status, 403)
+  t.regex(((await expired.json()) as { message: string }).message, /^Error: Expired: /)
+
+  for (const token of ['garbage', tokens.sign({ name: 'snapper' })]) {
+    const socket = new WebSocket(`ws://127.0.0.1:${ports.gateway}/websocket/?EIO=4&transport=websocket&token=${token}`)
+    const status = await new Promise<number>((resolve, reject) => {
+      socket.once('unexpected-response', (_, response) => resolve(response.statusCode ?? 0))
+      socket.once('open', () => reject(new Error('upgraded with a bad token')))
+      socket.once('error', () => {})
+    })
+    t.is(status, 400, 'refused before 101')
+  }
+})
+
+test('the polling handshake sets the snapper.ws cookie; a new token from the same browser weakens the old consumer', async t => {
+  const broker = await startBroker(t, server.url)
+  const userId = newUserId()
+  const oldToken = tokens.sign({ userId }, 3600)
+  const oldId = consumerIdOf({ userId, exp: Math.floor(Date.now() / 1000) + 3600 })
+  const first = await fetch(`http://127.0.0.1:${broker.ports.gateway}/websocket/?EIO=3&transport=polling&token=${oldToken}`)
+  t.is(first.headers.get('set-cookie'), `snapper.ws=${encodeURIComponent(oldId)}; Path=/; HttpOnly; SameSite=Lax`)
+  t.true((await first.text()).includes(`"sid":"${oldId}"`))
+  const redis = server.client()
+  const oldRooms = broker.core.keys.consumer(oldId).rooms
+  t.true((await redis.ttl(oldRooms)) > 300)
+
+  const newToken = tokens.sign({ userId }, 7200)
+  const second = await fetch(`http://127.0.0.1:${broker.ports.gateway}/websocket/?EIO=3&transport=polling&token=${newToken}`, {
+    headers: { cookie: `other=1; snapper.ws=${oldId}` },
+  })
+  t.is(second.status, 200)
+  await eventually(async () => {
+    const ttl = await redis.ttl(oldRooms)
+    return ttl > 0 && ttl <= 300
+  })
+  t.pass()
+})
+
+test('an unexpected response gets the original invalid notification; a request is echoed', async t => {
+  const { ports } = await startBroker(t, server.url)
+  const consumer = new RawConsumer(ports.gateway, tokens.sign({ userId: newUserId() }))
+  t.teardown(() => consumer.socket.close())
+  await consumer.opened()
+  consumer.send({ jsonrpc: '2.0', id: 'zzz', result: 'OK' })
+  consumer.send({ jsonrpc: '2.0', id: 'r:1', method: 'echo', params: [1, 2, 3] })
+  await consumer.until(() => consumer.frames.length === 2)
+  t.deepEqual(consumer.frames, [
+    { jsonrpc: '2.0', method: 'invalid', params: [{ payload: { jsonrpc: '2.0', id: 'zzz', result: 'OK' }, type: 'success' }] },
+    { jsonrpc: '2.0', id: 'r:1', result: [1, 2, 3] },
+  ] as never)
+})
+
+test('a session replaced by the same token gets the batch in flight again, under the same id', async t => {
+  const broker = await startBroker(t, server.url)
+  const producer = await connectProducer(t, broker.ports.producer)
+  const userId = newUserId()
+  const token = tokens.sign({ userId })
+  const first = new RawConsumer(broker.ports.gateway, token)
+  await first.opened()
+  producer.sendMessage(`user${userId}`, 'a').sendMessage(`user${userId}`, 'b')
+  await first.until(() => first.batches.length === 1)
+  const inflight = first.batches[0]!
+
+  const second = new RawConsumer(broker.ports.gateway, token)
+  t.teardown(() => second.socket.close())
+  await second.opened()
+  await first.until(() => first.closed)
+  await second.until(() => second.batches.length === 1)
+  t.deepEqual(second.batches[0], inflight)
+  producer.sendMessage(`user${userId}`, 'c')
+  t.deepEqual(await receiveAll(second, 3), ['a', 'b', 'c'], 'nothing lost, nothing twice beyond the resent batch')
+  t.is(broker.gateway.engine.sessions.size, 1)
+})
+
+test('a consumer that does not acknowledge is closed after ackTimeoutMs; on reconnect it gets that batch again, same id', async t => {
+  const broker = await startBroker(t, server.url, { ackTimeoutMs: 500 })
+  const producer = await connectProducer(t, broker.ports.producer)
+  const userId = newUserId()
+  const token = tokens.sign({ userId })
+  const silent = new RawConsumer(broker.ports.gateway, token)
+  await silent.opened()
+  producer.sendMessage(`user${userId}`, 'x')
+  await silent.until(() => silent.batches.length === 1)
+  await silent.until(() => silent.closed, 5000)
+  t.is(broker.node.counters.ackTimeouts, 1)
+  await eventually(() => broker.node.online === 0)
+
+  const again = new RawConsumer(broker.ports.gateway, token)
+  t.teardown(() => again.socket.close())
+  await again.opened()
+  await again.until(() => again.batches.length === 1)
+  t.deepEqual(again.batches[0], silent.batches[0])
+})
+
+test('a consumer that stops reading never slows the others; the heartbeat closes it and its messages wait in Redis', async t => {
+  const broker = await startBroker(t, server.url, { pingIntervalMs: 300, pingTimeoutMs: 300 })
+  const producer = await connectProducer(t, broker.ports.producer)
+  const [slowToken, fastToken] = [tokens.sign({ userId: newUserId() }), tokens.sign({ userId: newUserId() })]
+  const slow = new RawConsumer(broker.ports.gateway, slowToken)
+  const fast = new RawConsumer(broker.ports.gateway, fastToken)
+  t.teardown(() => fast.socket.close())
+  await Promise.all([slow.opened(), fast.opened()])
+  const slowId = consumerIdOf(claimsOf(slowToken))
+  await call(producer.joinRoom('busy', slowId))
+  await call(producer.joinRoom('busy', consumerIdOf(claimsOf(fastToken))))
+
+  ;(slow.socket as unknown as { _socket: { pause(): void } })._socket.pause()
+  const messages = Array.from({ length: 2000 }, (_, i) => `${i}:${'x'.repeat(1000)}`)
+  await broker.core.producerApi.publish(messages.map(message => ['busy', message] as const))
+  t.deepEqual(await receiveAll(fast, messages.length), messages, 'the other consumer gets everything meanwhile')
+  t.true(broker.node.backlog() <= broker.config.consumerMaxQueue, 'what waits in memory is bounded')
+  await eventually(() => !broker.gateway.engine.sessions.has(slowId), 5000)
+
+  slow.socket.terminate()
+  const back = new RawConsumer(broker.ports.gateway, slowToken)
+  t.teardown(() => back.socket.close())
+  await back.opened()
+  t.deepEqual(await receiveAll(back, messages.length), messages, 'after reconnecting, everything from Redis, in order')
+})
+
+test('a consumer whose buffered replies pass the backpressure limit is closed', async t => {
+  const broker = await startBroker(t, server.url, { consumerMaxBackpressureBytes: 256 * 1024, batchMaxBytes: 64 * 1024 })
+  const flooder = new RawConsumer(broker.ports.gateway, tokens.sign({ userId: newUserId() }))
+  const calm = new RawConsumer(broker.ports.gateway, tokens.sign({ userId: newUserId() }))
+  t.teardown(() => calm.socket.close())
+  await Promise.all([flooder.opened(), calm.opened()])
+  // Asks for 40 MB of echoes without reading any: the kernel's buffers fill, then the broker's.
+  ;(flooder.socket as unknown as { _socket: { pause(): void } })._socket.pause()
+  const params = ['y'.repeat(4000)]
+  for (let i = 0; i < 10_000; i++) flooder.send({ jsonrpc: '2.0', id: i + 1, method: 'echo', params })
+  await eventually(() => broker.gateway.engine.sessions.size === 1, 20_000)
+  t.deepEqual(await calm.request('still here'), ['still here'])
+  flooder.socket.terminate()
+})
+
+/** Acks every batch as it comes until `count` messages arrived; returns them. */
+async function receiveAll(consumer: RawConsumer, count: number): Promise<string[]> {
+  const received: string[] = []
+  let acked = 0
+  await consumer.until(() => {
+    while (acked < consumer.batches.length) {
+      const batch = consumer.batches[acked++]!
+      received.push(...batch.params)
+      consumer.ack(batch.id)
+    }
+    return received.length >= count
+  }, 20_000)
+  return received
+}
+
+function claimsOf(token: string): { userId: string; exp: number } {
+  const verified = tokens.verifyConsumer(token)
+  if (!verified.ok) throw new Error('test token does not verify')
+  return verified.claims
+}
