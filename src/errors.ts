@@ -51,3 +51,20 @@ export class SnapperError extends Error {
 export function isSnapperError(err: unknown, code?: ErrorCode): err is SnapperError {
   return err instanceof SnapperError && (code === undefined || err.code === code)
 }
+
+/** The JSON body of an HTTP refusal (admin app, gateway /stats): the JSON-RPC code and text, our code in data. */
+export interface HttpErrorBody {
+  readonly error: {
+    readonly code: number
+    readonly message: string
+    readonly data: { readonly code: ErrorCode; readonly temporary?: true; readonly reason?: string }
+  }
+}
+
+/** The status and body of one of our codes. `reason` goes in `data` (token refusals say why, as on TCP). */
+export function httpError(code: ErrorCode, reason?: string): { status: number; body: HttpErrorBody } {
+  const { rpc, http, text, temporary } = ERRORS[code]
+  const data = { code, ...(temporary && { temporary }), ...(reason !== undefined && { reason }) }
+  return { status: http, body: { error: { code: rpc, message: text, data } } }
+}
+

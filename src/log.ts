@@ -10,7 +10,20 @@ export type { Logger } from 'pino'
  * and fixed, and payloads are never logged at info or above.
  */
 export function createLogger(level: LogLevel, bindings: Record<string, unknown> = {}): Logger {
-  return pino({ level, base: { pid: process.pid, ...bindings } })
+  return pino({ level, base: { pid: process.pid, ...bindings }, serializers: { err: serializeError } })
+}
+
+/**
+ * pino's error serializer, minus the failed command's arguments that ioredis
+ * attaches to its errors: they hold message bodies and tokens.
+ */
+export function serializeError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err
+  const serialized = pino.stdSerializers.err(err) as unknown as Record<string, unknown>
+  const command = serialized.command as { name?: unknown } | undefined
+  if (command !== undefined) serialized.command = { name: command?.name }
+  delete serialized.args
+  return serialized
 }
 
 /** A logger that drops everything: for tests and tools that want silence. */

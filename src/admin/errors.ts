@@ -10,24 +10,9 @@
  * error", its message never echoed (koa's `expose`, decided here once).
  */
 import type { Context, Middleware } from 'koa'
-import { ERRORS, isSnapperError, SnapperError, type ErrorCode } from '../errors.js'
+import { httpError, isSnapperError, SnapperError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters } from '../metrics.js'
-
-export interface HttpErrorBody {
-  readonly error: {
-    readonly code: number
-    readonly message: string
-    readonly data: { readonly code: ErrorCode; readonly temporary?: true; readonly reason?: string }
-  }
-}
-
-/** The status and body of one of our codes. `reason` goes in `data` (token refusals say why, as on TCP). */
-export function httpError(code: ErrorCode, reason?: string): { status: number; body: HttpErrorBody } {
-  const { rpc, http, text, temporary } = ERRORS[code]
-  const data = { code, ...(temporary && { temporary }), ...(reason !== undefined && { reason }) }
-  return { status: http, body: { error: { code: rpc, message: text, data } } }
-}
 
 /** A refused token: its reason is ours (the verifier's), safe to show. */
 export class Unauthorized extends SnapperError {

@@ -3,6 +3,7 @@ import type { Tokens } from '../auth/token.js'
 import type { BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
+import { httpError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { createConsumerHandlers, type ConsumerCounters, type ConsumerLink } from './consumer.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
@@ -69,7 +70,8 @@ export function createGateway(deps: {
     const token = new URLSearchParams(req.getQuery()).get('token')
     const verified = tokens.verify(token)
     if (!verified.ok || verified.claims.name !== 'snapper') {
-      writeJson(res, '401 Unauthorized', { error: 'Unauthorized', message: 'a token with name "snapper" is required' })
+      const { body } = httpError('UNAUTHORIZED', verified.ok ? 'a token with name "snapper" is required' : verified.reason)
+      writeJson(res, '401 Unauthorized', body)
       return
     }
     let aborted = false
@@ -80,11 +82,11 @@ export function createGateway(deps: {
       body => res.cork(() => !aborted && writeJson(res, '200 OK', body)),
       (err: unknown) => {
         logger.warn({ err }, 'stats unavailable')
-        res.cork(() => !aborted && writeJson(res, '503 Service Unavailable', { error: 'Storage unavailable, retry' }))
+        res.cork(() => !aborted && writeJson(res, '503 Service Unavailable', httpError('STORE_UNAVAILABLE').body))
       },
     )
   })
-  app.any('/*', res => writeJson(res, '404 Not Found', { error: 'Not found', server: 'snapper' }))
+  app.any('/*', res => writeJson(res, '404 Not Found', httpError('METHOD_NOT_FOUND').body))
 
   let listenSocket: us_listen_socket | undefined
   return {

@@ -21,6 +21,8 @@ export class ConsumerLink implements ConsumerSink {
   constructor(
     readonly consumerId: string,
     readonly userId: string,
+    /** The handshake's token: every later request of the session must carry it too. */
+    readonly token: string,
   ) {}
 
   get session(): Session<ConsumerLink> | undefined {
@@ -109,7 +111,7 @@ export function createConsumerHandlers(
       const { claims } = verified
       const consumerId = consumerIdOf(claims)
       const previous = PREVIOUS_ID.exec(handshake.headers.cookie ?? '')?.[1]
-      const link = new ConsumerLink(consumerId, claims.userId)
+      const link = new ConsumerLink(consumerId, claims.userId, handshake.query.get('token') ?? '')
       link.outbox = await node.connect(consumerId, claims.userId, link, previous)
       return { ok: true, id: consumerId, data: link }
     },
@@ -122,6 +124,10 @@ export function createConsumerHandlers(
     open(session: Session<ConsumerLink>): void {
       session.data.attach(session)
     },
+
+    // The sid is derived from the token's userId and exp, so it can be guessed: both
+    // clients send the token on every request, and only the handshake's token is let in.
+    admits: (session, query) => query.get('token') === session.data.token,
 
     message(session: Session<ConsumerLink>, data: string | Buffer): void {
       const link = session.data

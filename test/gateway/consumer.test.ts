@@ -255,3 +255,32 @@ function claimsOf(token: string): { userId: string; exp: number } {
   if (!verified.ok) throw new Error('test token does not verify')
   return verified.claims
 }
+
+test('a session answers only requests that carry its own token: a guessed sid is an unknown sid', async t => {
+  const { ports } = await startBroker(t, server.url)
+  const userId = newUserId()
+  const token = tokens.sign({ userId })
+  const base = `http://127.0.0.1:${ports.gateway}/websocket/?EIO=4&transport=polling`
+  const handshake = await fetch(`${base}&token=${token}`)
+  const sid = (JSON.parse((await handshake.text()).slice(1)) as { sid: string }).sid
+  t.is(sid, consumerIdOf(claimsOf(token)))
+
+  const otherToken = tokens.sign({ userId: newUserId() })
+  for (const query of [`&sid=${sid}`, `&sid=${sid}&token=${otherToken}`]) {
+    const poll = await fetch(`${base}${query}`)
+    t.is(poll.status, 400)
+    t.deepEqual(await poll.json(), { code: 1, message: 'Session ID unknown' })
+    const post = await fetch(`${base}${query}`, { method: 'POST', body: '1' })
+    t.is(post.status, 400)
+  }
+  const probe = new WebSocket(`ws://127.0.0.1:${ports.gateway}/websocket/?EIO=4&transport=websocket&sid=${sid}&token=${otherToken}`)
+  const status = await new Promise<number>((resolve, reject) => {
+    probe.once('unexpected-response', (_, response) => resolve(response.statusCode ?? 0))
+    probe.once('open', () => reject(new Error('a foreign token upgraded the session')))
+    probe.once('error', () => {})
+  })
+  t.is(status, 400)
+
+  const own = await fetch(`${base}&sid=${sid}&token=${token}`, { method: 'POST', body: '1' })
+  t.is(own.status, 200, 'the session itself is untouched: its own close goes through')
+})

@@ -63,6 +63,13 @@ export interface EngineHandlers<T> {
    * Sends from here go out right after the open packet.
    */
   open(session: Session<T>, replaced: Session<T> | undefined): void
+  /**
+   * Whether a later request of a session (poll, post, upgrade probe) may use
+   * it: sids can be guessed, so the application can ask for the same
+   * credentials as the handshake. False answers 400 "Session ID unknown".
+   * @default every request is admitted
+   */
+  admits?(session: Session<T>, query: URLSearchParams): boolean
   /** One message packet from the client: text, or binary data in its own Buffer. */
   message(session: Session<T>, data: string | Buffer): void
   /** Exactly once per opened session, except sessions that were replaced. */

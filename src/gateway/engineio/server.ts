@@ -143,10 +143,12 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
       if (session === undefined) {
         const lingering = this.#lingering.get(sid)
         const isLastPoll = !isUpgrade && request.method === 'get' && transport === 'polling'
-        if (lingering !== undefined && isLastPoll && revision === lingering.protocol)
+        if (lingering !== undefined && isLastPoll && revision === lingering.protocol && this.#admits(lingering, query))
           return { kind: 'poll', session: lingering, query }
         return refuse(ENGINE_ERRORS.UNKNOWN_SID)
       }
+      // A sid is not a credential: a request that fails the session's own check looks like an unknown sid.
+      if (!this.#admits(session, query)) return refuse(ENGINE_ERRORS.UNKNOWN_SID)
       if (revision !== session.protocol) return refuse(ENGINE_ERRORS.BAD_REQUEST)
       if (isUpgrade) {
         if (transport !== 'websocket') return refuse(ENGINE_ERRORS.BAD_REQUEST)
@@ -165,6 +167,15 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     if (this.#isClosed) return refuse(ENGINE_ERRORS.SHUTTING_DOWN)
     if (!this.#cors.isAllowed(request.origin)) return refuse(ENGINE_ERRORS.FORBIDDEN)
     return { kind: 'handshake', revision, query }
+  }
+
+  #admits(session: EngineSession<T>, query: URLSearchParams): boolean {
+    try {
+      return this.#handlers.admits?.(session, query) ?? true
+    } catch (err) {
+      this.#log.error({ err, sid: session.id }, 'engine.io admits hook failed')
+      return false
+    }
   }
 
   readonly #onHttp = (res: HttpResponse, req: HttpRequest): void => {
