@@ -67,4 +67,3 @@ export function httpError(code: ErrorCode, reason?: string): { status: number; b
   const data = { code, ...(temporary && { temporary }), ...(reason !== undefined && { reason }) }
   return { status: http, body: { error: { code: rpc, message: text, data } } }
 }
-

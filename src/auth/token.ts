@@ -9,7 +9,8 @@ export interface ConsumerClaims {
   readonly [claim: string]: unknown
 }
 
-export type Verified<T> = { readonly ok: true; readonly claims: T } | { readonly ok: false; readonly reason: string }
+export type Verified<T> =
+  { readonly ok: true; readonly claims: T } | { readonly ok: false; readonly reason: string }
 
 const USER_ID = /^[a-f0-9]{24}$/
 

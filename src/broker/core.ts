@@ -25,7 +25,11 @@ export interface BrokerCore {
 export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger: Logger): BrokerCore {
   const keys = new Keys(config.redisPrefix)
   const { commands, sharded } = redis
-  const log = new RoomLog(commands, keys, { maxLen: config.roomLogMaxLen, ttlSec: config.messageTtlSec, sharded })
+  const log = new RoomLog(commands, keys, {
+    maxLen: config.roomLogMaxLen,
+    ttlSec: config.messageTtlSec,
+    sharded,
+  })
   const membership = new Membership(commands, keys, log, { ttlSec: config.consumerTtlSec, sharded })
   const presence = new Presence(commands, keys, config.consumerTtlSec)
   const stats = new StatsCounters()

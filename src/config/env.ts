@@ -79,51 +79,179 @@ interface Option<K extends keyof Config> {
  */
 export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   host: { env: 'SNAPPER_HOST', parse: toText, doc: 'address every listener binds to' },
-  producerPort: { env: 'SNAPPER_PRODUCER_PORT', parse: toPort, doc: 'producer listener (TCP, RESP + JSON-RPC 2.0)' },
-  gatewayPort: { env: 'SNAPPER_GATEWAY_PORT', parse: toPort, doc: 'consumer gateway of worker 0 (Engine.IO, /stats); worker i uses port + i' },
-  adminPort: { env: 'SNAPPER_ADMIN_PORT', parse: toPort, doc: 'admin app: /stats, /healthz, /readyz, /metrics, HTTP publish API; 0 turns it off' },
-  redis: { env: 'SNAPPER_REDIS', parse: toRedis, doc: 'one Redis URL, or comma-separated Redis Cluster nodes (`{"cluster": [...]}` in the file)' },
+  producerPort: {
+    env: 'SNAPPER_PRODUCER_PORT',
+    parse: toPort,
+    doc: 'producer listener (TCP, RESP + JSON-RPC 2.0)',
+  },
+  gatewayPort: {
+    env: 'SNAPPER_GATEWAY_PORT',
+    parse: toPort,
+    doc: 'consumer gateway of worker 0 (Engine.IO, /stats); worker i uses port + i',
+  },
+  adminPort: {
+    env: 'SNAPPER_ADMIN_PORT',
+    parse: toPort,
+    doc: 'admin app: /stats, /healthz, /readyz, /metrics, HTTP publish API; 0 turns it off',
+  },
+  redis: {
+    env: 'SNAPPER_REDIS',
+    parse: toRedis,
+    doc: 'one Redis URL, or comma-separated Redis Cluster nodes (`{"cluster": [...]}` in the file)',
+  },
   redisPrefix: { env: 'SNAPPER_REDIS_PREFIX', parse: toText, doc: 'prefix of every Redis key and channel' },
-  tokenSecrets: { env: 'SNAPPER_TOKEN_SECRETS', parse: toList, doc: 'comma-separated HMAC secrets: the first signs, all verify; unset: a random one, printed with a warning' },
-  tokenAlgorithm: { env: 'SNAPPER_TOKEN_ALGORITHM', parse: oneOf(TOKEN_ALGORITHMS), doc: 'JWS algorithm of producer and consumer tokens' },
-  workers: { env: 'SNAPPER_WORKERS', parse: integer(0, 1024), doc: 'node processes on this host; 0 runs one node in the main process' },
+  tokenSecrets: {
+    env: 'SNAPPER_TOKEN_SECRETS',
+    parse: toList,
+    doc: 'comma-separated HMAC secrets: the first signs, all verify; unset: a random one, printed with a warning',
+  },
+  tokenAlgorithm: {
+    env: 'SNAPPER_TOKEN_ALGORITHM',
+    parse: oneOf(TOKEN_ALGORITHMS),
+    doc: 'JWS algorithm of producer and consumer tokens',
+  },
+  workers: {
+    env: 'SNAPPER_WORKERS',
+    parse: integer(0, 1024),
+    doc: 'node processes on this host; 0 runs one node in the main process',
+  },
   logLevel: { env: 'SNAPPER_LOG_LEVEL', parse: oneOf(LOG_LEVELS), doc: 'log level (JSON lines on stdout)' },
 
-  roomLogMaxLen: { env: 'SNAPPER_ROOM_LOG_MAX_LEN', parse: toCount, doc: 'messages a room log keeps at most' },
-  messageTtlSec: { env: 'SNAPPER_MESSAGE_TTL_SEC', parse: toCount, doc: 'how long a room log keeps a message (a consumer may be away this long)' },
-  consumerTtlSec: { env: 'SNAPPER_CONSUMER_TTL_SEC', parse: toCount, doc: "how long a consumer's rooms and cursors live after it was last seen" },
-  replacedConsumerTtlSec: { env: 'SNAPPER_REPLACED_CONSUMER_TTL_SEC', parse: toCount, doc: 'life left to a consumer that the same browser replaced with a new token (`snapper.ws` cookie)' },
+  roomLogMaxLen: {
+    env: 'SNAPPER_ROOM_LOG_MAX_LEN',
+    parse: toCount,
+    doc: 'messages a room log keeps at most',
+  },
+  messageTtlSec: {
+    env: 'SNAPPER_MESSAGE_TTL_SEC',
+    parse: toCount,
+    doc: 'how long a room log keeps a message (a consumer may be away this long)',
+  },
+  consumerTtlSec: {
+    env: 'SNAPPER_CONSUMER_TTL_SEC',
+    parse: toCount,
+    doc: "how long a consumer's rooms and cursors live after it was last seen",
+  },
+  replacedConsumerTtlSec: {
+    env: 'SNAPPER_REPLACED_CONSUMER_TTL_SEC',
+    parse: toCount,
+    doc: 'life left to a consumer that the same browser replaced with a new token (`snapper.ws` cookie)',
+  },
   maxRoomBytes: { env: 'SNAPPER_MAX_ROOM_BYTES', parse: toCount, doc: 'longest room name (UTF-8 bytes)' },
-  maxMessageBytes: { env: 'SNAPPER_MAX_MESSAGE_BYTES', parse: toCount, doc: 'longest message (UTF-8 bytes); longer ones are not accepted' },
+  maxMessageBytes: {
+    env: 'SNAPPER_MAX_MESSAGE_BYTES',
+    parse: toCount,
+    doc: 'longest message (UTF-8 bytes); longer ones are not accepted',
+  },
 
-  maxFrameBytes: { env: 'SNAPPER_MAX_FRAME_BYTES', parse: toCount, doc: 'largest producer RESP frame; a larger one gets an error and closes that connection' },
-  producerMaxPending: { env: 'SNAPPER_PRODUCER_MAX_PENDING', parse: toCount, doc: 'producer requests in flight per connection before the broker pauses reading it' },
-  producerAuthTimeoutMs: { env: 'SNAPPER_PRODUCER_AUTH_TIMEOUT_MS', parse: toMs, doc: 'time a producer has to send `auth` after connecting' },
-  maxProducerConnections: { env: 'SNAPPER_MAX_PRODUCER_CONNECTIONS', parse: toCount, doc: 'producer connections per node' },
+  maxFrameBytes: {
+    env: 'SNAPPER_MAX_FRAME_BYTES',
+    parse: toCount,
+    doc: 'largest producer RESP frame; a larger one gets an error and closes that connection',
+  },
+  producerMaxPending: {
+    env: 'SNAPPER_PRODUCER_MAX_PENDING',
+    parse: toCount,
+    doc: 'producer requests in flight per connection before the broker pauses reading it',
+  },
+  producerAuthTimeoutMs: {
+    env: 'SNAPPER_PRODUCER_AUTH_TIMEOUT_MS',
+    parse: toMs,
+    doc: 'time a producer has to send `auth` after connecting',
+  },
+  maxProducerConnections: {
+    env: 'SNAPPER_MAX_PRODUCER_CONNECTIONS',
+    parse: toCount,
+    doc: 'producer connections per node',
+  },
 
   pingIntervalMs: { env: 'SNAPPER_PING_INTERVAL_MS', parse: toMs, doc: 'Engine.IO pingInterval' },
   pingTimeoutMs: { env: 'SNAPPER_PING_TIMEOUT_MS', parse: toMs, doc: 'Engine.IO pingTimeout' },
-  upgradeTimeoutMs: { env: 'SNAPPER_UPGRADE_TIMEOUT_MS', parse: toMs, doc: 'time a polling session has to finish its websocket upgrade' },
-  maxPayloadBytes: { env: 'SNAPPER_MAX_PAYLOAD_BYTES', parse: toCount, doc: 'largest Engine.IO HTTP body or websocket message (advertised as maxPayload)' },
-  maxQueryBytes: { env: 'SNAPPER_MAX_QUERY_BYTES', parse: toCount, doc: 'longest query string of a consumer request' },
-  maxSessions: { env: 'SNAPPER_MAX_SESSIONS', parse: toCount, doc: 'consumer sessions per node; further handshakes get 503' },
-  corsOrigins: { env: 'SNAPPER_CORS_ORIGINS', parse: toList, doc: 'comma-separated origins allowed to open sessions from a browser; empty allows any' },
-  batchMaxMessages: { env: 'SNAPPER_BATCH_MAX_MESSAGES', parse: toCount, doc: 'messages per delivery batch (one JSON-RPC `publish` awaiting its ack)' },
+  upgradeTimeoutMs: {
+    env: 'SNAPPER_UPGRADE_TIMEOUT_MS',
+    parse: toMs,
+    doc: 'time a polling session has to finish its websocket upgrade',
+  },
+  maxPayloadBytes: {
+    env: 'SNAPPER_MAX_PAYLOAD_BYTES',
+    parse: toCount,
+    doc: 'largest Engine.IO HTTP body or websocket message (advertised as maxPayload)',
+  },
+  maxQueryBytes: {
+    env: 'SNAPPER_MAX_QUERY_BYTES',
+    parse: toCount,
+    doc: 'longest query string of a consumer request',
+  },
+  maxSessions: {
+    env: 'SNAPPER_MAX_SESSIONS',
+    parse: toCount,
+    doc: 'consumer sessions per node; further handshakes get 503',
+  },
+  corsOrigins: {
+    env: 'SNAPPER_CORS_ORIGINS',
+    parse: toList,
+    doc: 'comma-separated origins allowed to open sessions from a browser; empty allows any',
+  },
+  batchMaxMessages: {
+    env: 'SNAPPER_BATCH_MAX_MESSAGES',
+    parse: toCount,
+    doc: 'messages per delivery batch (one JSON-RPC `publish` awaiting its ack)',
+  },
   batchMaxBytes: {
     env: 'SNAPPER_BATCH_MAX_BYTES',
     parse: toCount,
     doc: 'bytes of messages per delivery batch (at least one message goes, whatever its size)',
   },
-  consumerMaxQueue: { env: 'SNAPPER_CONSUMER_MAX_QUEUE', parse: toCount, doc: 'messages held in memory per consumer; beyond that it reads from the room logs' },
-  consumerMaxBackpressureBytes: { env: 'SNAPPER_CONSUMER_MAX_BACKPRESSURE_BYTES', parse: toCount, doc: 'bytes buffered towards one consumer before it is closed as too slow' },
-  ackTimeoutMs: { env: 'SNAPPER_ACK_TIMEOUT_MS', parse: toMs, doc: 'time a consumer has to acknowledge a batch before its session is closed' },
+  consumerMaxQueue: {
+    env: 'SNAPPER_CONSUMER_MAX_QUEUE',
+    parse: toCount,
+    doc: 'messages held in memory per consumer; beyond that it reads from the room logs',
+  },
+  consumerMaxBackpressureBytes: {
+    env: 'SNAPPER_CONSUMER_MAX_BACKPRESSURE_BYTES',
+    parse: toCount,
+    doc: 'bytes buffered towards one consumer before it is closed as too slow',
+  },
+  ackTimeoutMs: {
+    env: 'SNAPPER_ACK_TIMEOUT_MS',
+    parse: toMs,
+    doc: 'time a consumer has to acknowledge a batch before its session is closed',
+  },
 
-  cursorFlushMs: { env: 'SNAPPER_CURSOR_FLUSH_MS', parse: toMs, doc: 'how often acknowledged cursors are written to Redis' },
-  nodeTtlMs: { env: 'SNAPPER_NODE_TTL_MS', parse: toMs, doc: 'a node that stops refreshing its liveness for this long no longer counts its consumers' },
-  statsFlushMs: { env: 'SNAPPER_STATS_FLUSH_MS', parse: toMs, doc: 'how often the stats counters are written to Redis' },
-  drainTimeoutMs: { env: 'SNAPPER_DRAIN_TIMEOUT_MS', parse: toMs, doc: 'longest a graceful shutdown (SIGTERM) may take' },
-  drainSpreadMs: { env: 'SNAPPER_DRAIN_SPREAD_MS', parse: integer(0, 600_000), doc: 'consumers are closed spread over this window on shutdown' },
+  cursorFlushMs: {
+    env: 'SNAPPER_CURSOR_FLUSH_MS',
+    parse: toMs,
+    doc: 'how often acknowledged cursors are written to Redis',
+  },
+  nodeTtlMs: {
+    env: 'SNAPPER_NODE_TTL_MS',
+    parse: toMs,
+    doc: 'a node that stops refreshing its liveness for this long no longer counts its consumers',
+  },
+  statsFlushMs: {
+    env: 'SNAPPER_STATS_FLUSH_MS',
+    parse: toMs,
+    doc: 'how often the stats counters are written to Redis',
+  },
+  drainTimeoutMs: {
+    env: 'SNAPPER_DRAIN_TIMEOUT_MS',
+    parse: toMs,
+    doc: 'longest a graceful shutdown (SIGTERM) may take',
+  },
+  drainSpreadMs: {
+    env: 'SNAPPER_DRAIN_SPREAD_MS',
+    parse: integer(0, 600_000),
+    doc: 'consumers are closed spread over this window on shutdown',
+  },
 
-  adminMaxBodyBytes: { env: 'SNAPPER_ADMIN_MAX_BODY_BYTES', parse: toCount, doc: 'largest body of an admin HTTP request' },
-  demo: { env: 'SNAPPER_DEMO', parse: toFlag, doc: 'demo mode: the admin app serves /demo/ and signs consumer tokens for anyone; never in production' },
+  adminMaxBodyBytes: {
+    env: 'SNAPPER_ADMIN_MAX_BODY_BYTES',
+    parse: toCount,
+    doc: 'largest body of an admin HTTP request',
+  },
+  demo: {
+    env: 'SNAPPER_DEMO',
+    parse: toFlag,
+    doc: 'demo mode: the admin app serves /demo/ and signs consumer tokens for anyone; never in production',
+  },
 }

@@ -70,7 +70,10 @@ export function createGateway(deps: {
     const token = new URLSearchParams(req.getQuery()).get('token')
     const verified = tokens.verify(token)
     if (!verified.ok || verified.claims.name !== 'snapper') {
-      const { body } = httpError('UNAUTHORIZED', verified.ok ? 'a token with name "snapper" is required' : verified.reason)
+      const { body } = httpError(
+        'UNAUTHORIZED',
+        verified.ok ? 'a token with name "snapper" is required' : verified.reason,
+      )
       writeJson(res, '401 Unauthorized', body)
       return
     }
@@ -82,7 +85,9 @@ export function createGateway(deps: {
       body => res.cork(() => !aborted && writeJson(res, '200 OK', body)),
       (err: unknown) => {
         logger.warn({ err }, 'stats unavailable')
-        res.cork(() => !aborted && writeJson(res, '503 Service Unavailable', httpError('STORE_UNAVAILABLE').body))
+        res.cork(
+          () => !aborted && writeJson(res, '503 Service Unavailable', httpError('STORE_UNAVAILABLE').body),
+        )
       },
     )
   })

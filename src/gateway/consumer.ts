@@ -4,7 +4,13 @@ import type { Batch } from '../broker/batch.js'
 import type { BrokerNode, ConsumerSink } from '../broker/node.js'
 import type { Outbox } from '../broker/outbox.js'
 import type { Logger } from '../log.js'
-import { encodeMessage, type Authorization, type EngineHandlers, type Handshake, type Session } from './engineio/server.js'
+import {
+  encodeMessage,
+  type Authorization,
+  type EngineHandlers,
+  type Handshake,
+  type Session,
+} from './engineio/server.js'
 
 /**
  * A consumer's side of one Engine.IO session, set once at the handshake: the
@@ -40,7 +46,8 @@ export class ConsumerLink implements ConsumerSink {
   send(batch: Batch): void {
     const session = this.#session
     if (session === undefined) this.#early.push(batch)
-    else session.sendEncoded((batch.encoded ??= encodeMessage(batch.frame)) as ReturnType<typeof encodeMessage>)
+    else
+      session.sendEncoded((batch.encoded ??= encodeMessage(batch.frame)) as ReturnType<typeof encodeMessage>)
   }
 
   close(reason: string): void {
@@ -66,7 +73,8 @@ function classify(value: unknown): ConsumerMessage {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { kind: 'invalid' }
   const message = value as Record<string, unknown>
   if (message.jsonrpc !== '2.0') return { kind: 'invalid' }
-  if (!Object.hasOwn(message, 'id')) return typeof message.method === 'string' ? { kind: 'notification' } : { kind: 'invalid' }
+  if (!Object.hasOwn(message, 'id'))
+    return typeof message.method === 'string' ? { kind: 'notification' } : { kind: 'invalid' }
   const { id } = message
   if (!isRpcId(id)) return { kind: 'invalid' }
   if (typeof message.method === 'string') return { kind: 'request', id, params: message.params }
@@ -105,7 +113,10 @@ export function createConsumerHandlers(
       const verified = tokens.verifyConsumer(handshake.query.get('token'))
       if (!verified.ok) {
         counters.refused++
-        log.debug({ reason: verified.reason, remoteAddress: handshake.remoteAddress }, 'consumer handshake refused')
+        log.debug(
+          { reason: verified.reason, remoteAddress: handshake.remoteAddress },
+          'consumer handshake refused',
+        )
         return { ok: false, status: 403, code: 4, message: verified.reason }
       }
       const { claims } = verified
@@ -143,7 +154,9 @@ export function createConsumerHandlers(
       if (message.kind === 'request') {
         // The original echoed every consumer request; clients use it as a ping.
         counters.requests++
-        session.send(`{"jsonrpc":"2.0","id":${JSON.stringify(message.id)},"result":${JSON.stringify(message.params ?? null)}}`)
+        session.send(
+          `{"jsonrpc":"2.0","id":${JSON.stringify(message.id)},"result":${JSON.stringify(message.params ?? null)}}`,
+        )
         return
       }
       const outbox = link.outbox

@@ -30,7 +30,8 @@ class RawConsumer {
     this.socket.on('message', data => {
       const text = String(data)
       if (text === '2') this.socket.send('3')
-      else if (text.startsWith('4')) this.frames.push(JSON.parse(text.slice(1)) as RawConsumer['frames'][number])
+      else if (text.startsWith('4'))
+        this.frames.push(JSON.parse(text.slice(1)) as RawConsumer['frames'][number])
       for (const wake of this.#waiters) wake()
     })
     this.socket.on('close', () => {
@@ -58,7 +59,9 @@ class RawConsumer {
   request(text: string): Promise<unknown> {
     const id = `q${this.frames.length}:${text}`
     this.send({ jsonrpc: '2.0', id, method: 'echo', params: [text] })
-    return this.until(() => this.frames.some(f => f.id === id)).then(() => this.frames.find(f => f.id === id)?.result)
+    return this.until(() => this.frames.some(f => f.id === id)).then(
+      () => this.frames.find(f => f.id === id)?.result,
+    )
   }
 
   ack(id: string): void {
@@ -89,7 +92,12 @@ test('refusals come before any upgrade, with the Engine.IO status and code', asy
   const user = newUserId()
   const cases: [token: string, eio: string, status: number, body: Record<string, unknown>][] = [
     ['garbage', '3', 403, { code: 4, message: 'Error: Invalid signature' }],
-    [new Tokens(['unknown secret']).sign({ userId: user }), '4', 403, { code: 4, message: 'Error: Invalid signature' }],
+    [
+      new Tokens(['unknown secret']).sign({ userId: user }),
+      '4',
+      403,
+      { code: 4, message: 'Error: Invalid signature' },
+    ],
     [tokens.sign({ name: 'snapper' }), '3', 403, { code: 4, message: 'userId is required' }],
     [tokens.sign({ userId: 'not-hex' }), '4', 403, { code: 4, message: 'userId is required' }],
     [tokens.sign({ userId: user }), '5', 400, { code: 5, message: 'Unsupported protocol version' }],
@@ -104,7 +112,9 @@ test('refusals come before any upgrade, with the Engine.IO status and code', asy
   t.regex(((await expired.json()) as { message: string }).message, /^Error: Expired: /)
 
   for (const token of ['garbage', tokens.sign({ name: 'snapper' })]) {
-    const socket = new WebSocket(`ws://127.0.0.1:${ports.gateway}/websocket/?EIO=4&transport=websocket&token=${token}`)
+    const socket = new WebSocket(
+      `ws://127.0.0.1:${ports.gateway}/websocket/?EIO=4&transport=websocket&token=${token}`,
+    )
     const status = await new Promise<number>((resolve, reject) => {
       socket.once('unexpected-response', (_, response) => resolve(response.statusCode ?? 0))
       socket.once('open', () => reject(new Error('upgraded with a bad token')))
@@ -119,17 +129,25 @@ test('the polling handshake sets the snapper.ws cookie; a new token from the sam
   const userId = newUserId()
   const oldToken = tokens.sign({ userId }, 3600)
   const oldId = consumerIdOf({ userId, exp: Math.floor(Date.now() / 1000) + 3600 })
-  const first = await fetch(`http://127.0.0.1:${broker.ports.gateway}/websocket/?EIO=3&transport=polling&token=${oldToken}`)
-  t.is(first.headers.get('set-cookie'), `snapper.ws=${encodeURIComponent(oldId)}; Path=/; HttpOnly; SameSite=Lax`)
+  const first = await fetch(
+    `http://127.0.0.1:${broker.ports.gateway}/websocket/?EIO=3&transport=polling&token=${oldToken}`,
+  )
+  t.is(
+    first.headers.get('set-cookie'),
+    `snapper.ws=${encodeURIComponent(oldId)}; Path=/; HttpOnly; SameSite=Lax`,
+  )
   t.true((await first.text()).includes(`"sid":"${oldId}"`))
   const redis = server.client()
   const oldRooms = broker.core.keys.consumer(oldId).rooms
   t.true((await redis.ttl(oldRooms)) > 300)
 
   const newToken = tokens.sign({ userId }, 7200)
-  const second = await fetch(`http://127.0.0.1:${broker.ports.gateway}/websocket/?EIO=3&transport=polling&token=${newToken}`, {
-    headers: { cookie: `other=1; snapper.ws=${oldId}` },
-  })
+  const second = await fetch(
+    `http://127.0.0.1:${broker.ports.gateway}/websocket/?EIO=3&transport=polling&token=${newToken}`,
+    {
+      headers: { cookie: `other=1; snapper.ws=${oldId}` },
+    },
+  )
   t.is(second.status, 200)
   await eventually(async () => {
     const ttl = await redis.ttl(oldRooms)
@@ -147,7 +165,11 @@ test('an unexpected response gets the original invalid notification; a request i
   consumer.send({ jsonrpc: '2.0', id: 'r:1', method: 'echo', params: [1, 2, 3] })
   await consumer.until(() => consumer.frames.length === 2)
   t.deepEqual(consumer.frames, [
-    { jsonrpc: '2.0', method: 'invalid', params: [{ payload: { jsonrpc: '2.0', id: 'zzz', result: 'OK' }, type: 'success' }] },
+    {
+      jsonrpc: '2.0',
+      method: 'invalid',
+      params: [{ payload: { jsonrpc: '2.0', id: 'zzz', result: 'OK' }, type: 'success' }],
+    },
     { jsonrpc: '2.0', id: 'r:1', result: [1, 2, 3] },
   ] as never)
 })
@@ -170,7 +192,11 @@ test('a session replaced by the same token gets the batch in flight again, under
   await second.until(() => second.batches.length === 1)
   t.deepEqual(second.batches[0], inflight)
   producer.sendMessage(`user${userId}`, 'c')
-  t.deepEqual(await receiveAll(second, 3), ['a', 'b', 'c'], 'nothing lost, nothing twice beyond the resent batch')
+  t.deepEqual(
+    await receiveAll(second, 3),
+    ['a', 'b', 'c'],
+    'nothing lost, nothing twice beyond the resent batch',
+  )
   t.is(broker.gateway.engine.sessions.size, 1)
 })
 
@@ -209,7 +235,11 @@ test('a consumer that stops reading never slows the others; the heartbeat closes
   ;(slow.socket as unknown as { _socket: { pause(): void } })._socket.pause()
   const messages = Array.from({ length: 2000 }, (_, i) => `${i}:${'x'.repeat(1000)}`)
   await broker.core.producerApi.publish(messages.map(message => ['busy', message] as const))
-  t.deepEqual(await receiveAll(fast, messages.length), messages, 'the other consumer gets everything meanwhile')
+  t.deepEqual(
+    await receiveAll(fast, messages.length),
+    messages,
+    'the other consumer gets everything meanwhile',
+  )
   t.true(broker.node.backlog() <= broker.config.consumerMaxQueue, 'what waits in memory is bounded')
   await eventually(() => !broker.gateway.engine.sessions.has(slowId), 5000)
 
@@ -217,11 +247,18 @@ test('a consumer that stops reading never slows the others; the heartbeat closes
   const back = new RawConsumer(broker.ports.gateway, slowToken)
   t.teardown(() => back.socket.close())
   await back.opened()
-  t.deepEqual(await receiveAll(back, messages.length), messages, 'after reconnecting, everything from Redis, in order')
+  t.deepEqual(
+    await receiveAll(back, messages.length),
+    messages,
+    'after reconnecting, everything from Redis, in order',
+  )
 })
 
 test('a consumer whose buffered replies pass the backpressure limit is closed', async t => {
-  const broker = await startBroker(t, server.url, { consumerMaxBackpressureBytes: 256 * 1024, batchMaxBytes: 64 * 1024 })
+  const broker = await startBroker(t, server.url, {
+    consumerMaxBackpressureBytes: 256 * 1024,
+    batchMaxBytes: 64 * 1024,
+  })
   const flooder = new RawConsumer(broker.ports.gateway, tokens.sign({ userId: newUserId() }))
   const calm = new RawConsumer(broker.ports.gateway, tokens.sign({ userId: newUserId() }))
   t.teardown(() => calm.socket.close())
@@ -273,7 +310,9 @@ test('a session answers only requests that carry its own token: a guessed sid is
     const post = await fetch(`${base}${query}`, { method: 'POST', body: '1' })
     t.is(post.status, 400)
   }
-  const probe = new WebSocket(`ws://127.0.0.1:${ports.gateway}/websocket/?EIO=4&transport=websocket&sid=${sid}&token=${otherToken}`)
+  const probe = new WebSocket(
+    `ws://127.0.0.1:${ports.gateway}/websocket/?EIO=4&transport=websocket&sid=${sid}&token=${otherToken}`,
+  )
   const status = await new Promise<number>((resolve, reject) => {
     probe.once('unexpected-response', (_, response) => resolve(response.statusCode ?? 0))
     probe.once('open', () => reject(new Error('a foreign token upgraded the session')))

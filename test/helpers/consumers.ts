@@ -5,7 +5,10 @@ const require = createRequire(import.meta.url)
 
 /** snapper-consumer@1.3.6 (engine.io-client 3, EIO=3), unchanged. */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const SnapperConsumer = require('snapper-consumer') as new (url: string, options: object) => SnapperConsumerInstance
+const SnapperConsumer = require('snapper-consumer') as new (
+  url: string,
+  options: object,
+) => SnapperConsumerInstance
 
 interface SnapperConsumerInstance {
   consumerId: string | null
@@ -117,7 +120,8 @@ function snapperConsumer(kind: ClientKind, port: number, token: string): TestCon
       consumer.onerror = err => this.didFail(err)
       consumer.onmessage = event => {
         // snapper-consumer acks a request itself and hands it over once (same id twice: once).
-        if (event.type === 'request' && event.data.method === 'publish') this.received(event.data.params as string[])
+        if (event.type === 'request' && event.data.method === 'publish')
+          this.received(event.data.params as string[])
       }
     }
   })()
@@ -149,7 +153,12 @@ function eio6Consumer(kind: ClientKind, port: number, token: string): TestConsum
       socket.on('open', () => this.didOpen(socket.id ?? ''))
       socket.on('error', err => this.didFail(err))
       socket.on('message', data => {
-        const message = JSON.parse(String(data)) as { id?: unknown; method?: string; params?: unknown; result?: unknown }
+        const message = JSON.parse(String(data)) as {
+          id?: unknown
+          method?: string
+          params?: unknown
+          result?: unknown
+        }
         if (message.method === 'publish') {
           // What snapper-consumer does: ack at once, deliver unless it is the same id again.
           socket.send(JSON.stringify({ jsonrpc: '2.0', id: message.id, result: 'OK' }))

@@ -31,7 +31,19 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   const launch = async (): Promise<void> => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        ...extraArgs,
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     )
     const exited = new Promise<never>((_, reject) =>
@@ -73,7 +85,11 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
 async function waitForPing(port: number): Promise<void> {
   const deadline = Date.now() + 10_000
   for (;;) {
-    const client = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    const client = new Redis(port, '127.0.0.1', {
+      lazyConnect: true,
+      retryStrategy: () => null,
+      maxRetriesPerRequest: 0,
+    })
     client.on('error', () => {})
     try {
       await client.connect()

@@ -60,7 +60,9 @@ test('room_append announces the batch on the room channel', async t => {
   const { log, head, channel } = keysFor().room('announced')
   const subscriber = server.client()
   await subscriber.subscribe(channel)
-  const received = new Promise<unknown>(resolve => subscriber.on('messageBuffer', (_, bytes: Buffer) => resolve(decodeAnnouncement(bytes))))
+  const received = new Promise<unknown>(resolve =>
+    subscriber.on('messageBuffer', (_, bytes: Buffer) => resolve(decodeAnnouncement(bytes))),
+  )
   const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'é😀', '{"e":1}')
   t.deepEqual(await received, { ms, first, messages: ['é😀', '{"e":1}'] })
 })
@@ -68,7 +70,16 @@ test('room_append announces the batch on the room channel', async t => {
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
   const { log, head, channel } = keysFor().room('read')
   const [ms] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'a', 'b', 'c', 'd')
-  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60), [`${ms}-1`, 'a', `${ms}-2`, 'b', `${ms}-3`, 'c', `${ms}-4`, 'd'])
+  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60), [
+    `${ms}-1`,
+    'a',
+    `${ms}-2`,
+    'b',
+    `${ms}-3`,
+    'c',
+    `${ms}-4`,
+    'd',
+  ])
   t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60), [`${ms}-3`, 'c'])
   t.deepEqual(await redis.roomRead(log, `${ms}-4`, 10, 60), [])
 })
@@ -79,8 +90,14 @@ test('room_read skips messages older than the ttl', async t => {
   await redis.xadd(log, `${old}-1`, 'm', 'old')
   await redis.xadd(log, `${Date.now()}-2`, 'm', 'new')
   const flat = await redis.roomRead(log, '0-0', 10, 60)
-  t.deepEqual(flat.filter((_, i) => i % 2 === 1), ['new'])
-  t.deepEqual((await redis.roomRead(log, `${old - 1}-0`, 10, 600)).filter((_, i) => i % 2 === 1), ['old', 'new'])
+  t.deepEqual(
+    flat.filter((_, i) => i % 2 === 1),
+    ['new'],
+  )
+  t.deepEqual(
+    (await redis.roomRead(log, `${old - 1}-0`, 10, 600)).filter((_, i) => i % 2 === 1),
+    ['old', 'new'],
+  )
 })
 
 test('consumer_join adds once and names the node holding the consumer', async t => {
@@ -123,10 +140,27 @@ test('cursor_commit moves cursors forward only, for rooms still joined', async t
   const { rooms, node, inflight } = keysFor().consumer('t.c4')
   await redis.consumerJoin(rooms, node, 'a', '10-5', 60)
   await redis.consumerJoin(rooms, node, 'b', '10-5', 60)
-  const moved = await redis.cursorCommit(rooms, node, inflight, 60, '', '', 'a', '10-7', 'b', '10-4', 'gone', '99-1')
+  const moved = await redis.cursorCommit(
+    rooms,
+    node,
+    inflight,
+    60,
+    '',
+    '',
+    'a',
+    '10-7',
+    'b',
+    '10-4',
+    'gone',
+    '99-1',
+  )
   t.is(moved, 1)
   t.deepEqual(await redis.hgetall(rooms), { a: '10-7', b: '10-5' })
-  t.is(await redis.cursorCommit(rooms, node, inflight, 60, '', '', 'a', '11-1'), 1, 'a later ms wins over a higher seq')
+  t.is(
+    await redis.cursorCommit(rooms, node, inflight, 60, '', '', 'a', '11-1'),
+    1,
+    'a later ms wins over a higher seq',
+  )
 })
 
 test('cursor_commit releases the session only for its own node, keeping the inflight record', async t => {

@@ -14,13 +14,18 @@ const NEEDED = [
 ] as const
 
 const has = (command: string, path?: string): boolean =>
-  spawnSync('sh', ['-c', `command -v ${command} || test -x ${path ?? '/nonexistent'}`], { stdio: 'ignore' }).status === 0
+  spawnSync('sh', ['-c', `command -v ${command} || test -x ${path ?? '/nonexistent'}`], { stdio: 'ignore' })
+    .status === 0
 
 const missing = NEEDED.filter(need => !has(need.command, 'path' in need ? need.path : undefined))
 if (missing.length > 0) {
   const packages = [...new Set(missing.map(need => need.package))].join(' ')
   const isRoot = process.getuid?.() === 0
-  const sudo = isRoot ? '' : spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore' }).status === 0 ? 'sudo ' : undefined
+  const sudo = isRoot
+    ? ''
+    : spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore' }).status === 0
+      ? 'sudo '
+      : undefined
   const canInstall = sudo !== undefined && has('apt-get')
   if (!canInstall) {
     process.stderr.write(
@@ -32,7 +37,10 @@ if (missing.length > 0) {
   process.stderr.write(`Installing ${packages} (apt-get) for the test suite...\n`)
   const install = spawnSync(
     'sh',
-    ['-c', `${sudo}apt-get update -qq && ${sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${packages}`],
+    [
+      '-c',
+      `${sudo}apt-get update -qq && ${sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${packages}`,
+    ],
     { stdio: 'inherit' },
   )
   const still = NEEDED.filter(need => !has(need.command, 'path' in need ? need.path : undefined))

@@ -143,7 +143,12 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
       if (session === undefined) {
         const lingering = this.#lingering.get(sid)
         const isLastPoll = !isUpgrade && request.method === 'get' && transport === 'polling'
-        if (lingering !== undefined && isLastPoll && revision === lingering.protocol && this.#admits(lingering, query))
+        if (
+          lingering !== undefined &&
+          isLastPoll &&
+          revision === lingering.protocol &&
+          this.#admits(lingering, query)
+        )
           return { kind: 'poll', session: lingering, query }
         return refuse(ENGINE_ERRORS.UNKNOWN_SID)
       }
