@@ -12,9 +12,14 @@
  * order is kept in Redis); replies wait in a FIFO of slots until every
  * earlier one is done, and go out as one write per tick.
  *
- *   auth ──OK──▶ open ──close()/client FIN/framing error──▶ draining ──all answered──▶ ended
+ *   auth ──OK──▶ open ──close()/client FIN/framing error──▶ draining ──all answered, FIN──▶ closing ──▶ ended
  *     ├──refused/timeout: 401 (frames behind it dropped)──────▶ draining
  *     └──client FIN: draining, but frames still face auth (#isAuthenticated)
+ *
+ * closing: our FIN is sent, but what the client wrote before it saw the FIN
+ * still arrives. Its `publish` notifications (what `sendMessage` sends) are
+ * stored, so a graceful close loses none; a request can no longer be
+ * answered, so it is not served (the client's retry is then the only copy).
  */
 import type { Socket } from 'node:net'
 import type { Tokens } from '../auth/token.js'
@@ -70,10 +75,14 @@ interface Reply {
   text: string | undefined
 }
 
-type State = 'auth' | 'open' | 'draining' | 'ended'
+type State = 'auth' | 'open' | 'draining' | 'closing' | 'ended'
 
 /** After our FIN, how long the client has to close its side before the socket is destroyed, in ms. */
 const END_GRACE_MS = 5000
+/** A graceful close sends its FIN after the client has been silent this long, in ms... */
+const DRAIN_QUIET_MS = 25
+/** ...or after this long, silent or not, in ms. */
+const DRAIN_WAIT_MS = 2000
 
 export class ProducerConnection {
   readonly #socket: Socket
@@ -86,6 +95,8 @@ export class ProducerConnection {
   #isAuthenticated = false
   /** No more frames will be served: the decoder failed, auth was refused, or draining emptied it. */
   #isInputDone = false
+  /** The decoder failed: nothing more can be read from this stream. */
+  #isFramingBroken = false
   #isWriteBlocked = false
   #isPaused = false
   /** Set while #pump runs, so that answers given inside it do not start a nested pump. */
@@ -96,6 +107,7 @@ export class ProducerConnection {
   #outgoing: string[] = []
   #isFlushScheduled = false
   #timer: NodeJS.Timeout | undefined
+  #lastDataAt = 0
 
   constructor(socket: Socket, deps: ConnectionDeps) {
     this.#socket = socket
@@ -141,15 +153,54 @@ export class ProducerConnection {
       this.#isInputDone = true
       this.#decoder.discard()
       this.#answerError(null, 'SHUTTING_DOWN')
-    }
-    this.#startDraining()
+      this.#startDraining()
+    } else this.#drainWhenQuiet(Date.now())
     return this.#closed
   }
 
+  /**
+   * Our FIN races with the client's writes: snapper-producer keeps writing
+   * until it has processed the FIN, and what it writes in between is lost on
+   * its side. So the FIN waits for a pause in the client's traffic (at most
+   * DRAIN_WAIT_MS), while everything that arrives meanwhile is served as usual.
+   */
+  #drainWhenQuiet(since: number): void {
+    if (this.#state !== 'open') return this.#startDraining()
+    const now = Date.now()
+    if (now - this.#lastDataAt >= DRAIN_QUIET_MS || now - since >= DRAIN_WAIT_MS) return this.#startDraining()
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => this.#drainWhenQuiet(since), DRAIN_QUIET_MS)
+  }
+
   #onData = (chunk: Buffer): void => {
-    if (this.#state === 'ended' || this.#isInputDone) return // after our FIN, or input refused: dropped
+    this.#lastDataAt = Date.now()
+    if (this.#state === 'closing') return this.#serveLate(chunk)
+    if (this.#state === 'ended' || this.#isInputDone) return // input refused: dropped
     this.#decoder.push(chunk)
     this.#pump()
+  }
+
+  /** After our FIN: store the publish notifications the client sent before it saw it. */
+  #serveLate(chunk: Buffer): void {
+    if (!this.#isAuthenticated || this.#isFramingBroken) return
+    this.#decoder.push(chunk)
+    for (let frame = this.#decoder.next(); frame !== undefined; frame = this.#decoder.next()) {
+      if (isFramingError(frame)) {
+        this.#isFramingBroken = true
+        return
+      }
+      this.#deps.counters.frames++
+      const message = parseMessage(frame)
+      const method = this.#deps.methods.get('publish')
+      if (
+        message.kind === 'notification' &&
+        message.method === 'publish' &&
+        message.params !== undefined &&
+        method
+      )
+        this.#startNotification(method, message.params)
+      else this.#deps.counters.ignored++
+    }
   }
 
   /** Client FIN: what it sent is still served and answered (the server is allowHalfOpen). */
@@ -187,7 +238,7 @@ export class ProducerConnection {
 
   /** Serves decoded frames while allowed, then sets the socket's reading to match. */
   #pump(): void {
-    if (this.#isPumping) return
+    if (this.#isPumping || this.#state === 'closing') return
     this.#isPumping = true
     while (!this.#isInputDone && this.#state !== 'ended' && this.#canTakeMore()) {
       const frame = this.#decoder.next()
@@ -268,6 +319,7 @@ export class ProducerConnection {
   #failFraming(error: FramingError): void {
     this.#log.info({ code: error.code, detail: error.detail }, 'producer framing error')
     this.#isInputDone = true
+    this.#isFramingBroken = true
     this.#answerError(null, error.code)
     this.#startDraining()
   }
@@ -315,7 +367,7 @@ export class ProducerConnection {
 
   /** Completes a slot and sends every completed reply at the head of the line. */
   #answer(reply: Reply, json: string): void {
-    if (this.#state === 'ended') return
+    if (this.#state === 'ended' || this.#state === 'closing') return
     reply.text = encodeBulk(json)
     let done = 0
     while (done < this.#replies.length && this.#replies[done]!.text !== undefined) {
@@ -341,14 +393,14 @@ export class ProducerConnection {
   }
 
   #write(): void {
-    if (this.#outgoing.length === 0 || this.#state === 'ended') return
+    if (this.#outgoing.length === 0 || this.#state === 'ended' || this.#state === 'closing') return
     const text = this.#outgoing.length === 1 ? this.#outgoing[0]! : this.#outgoing.join('')
     this.#outgoing = []
     if (!this.#socket.write(text)) this.#isWriteBlocked = true
   }
 
   #startDraining(): void {
-    if (this.#state === 'ended' || this.#state === 'draining') return
+    if (this.#state === 'ended' || this.#state === 'draining' || this.#state === 'closing') return
     this.#state = 'draining'
     clearTimeout(this.#timer)
     this.#socket.pause() // nothing more is read; what was received is still served
@@ -359,9 +411,10 @@ export class ProducerConnection {
   #endIfDone(): void {
     if (this.#state !== 'draining' || !this.#isInputDone || this.pending > 0) return
     this.#write()
-    this.#state = 'ended'
+    this.#state = 'closing'
     this.#socket.end()
-    // Keep reading and dropping input: closing with unread bytes would send RST, which can destroy our last replies in flight.
+    // Keep reading: late publishes are stored, and closing with unread bytes would send RST,
+    // which can destroy our last replies in flight.
     this.#socket.resume()
     this.#timer = setTimeout(() => this.#socket.destroy(), END_GRACE_MS).unref()
   }
