@@ -1,3 +1,4 @@
+import { Agent } from 'node:http'
 import { createRequire } from 'node:module'
 import { Socket as Eio6Socket } from 'engine.io-client'
 
@@ -12,6 +13,9 @@ const SnapperConsumer = require('snapper-consumer') as new (
 
 interface SnapperConsumerInstance {
   consumerId: string | null
+  reconnectionTime: number
+  /** The engine.io-client 3 socket of the current connection. */
+  connection: { transport?: { name: string } } | null
   onopen: () => void
   onclose: () => void
   onerror: (error: unknown) => void
@@ -34,6 +38,8 @@ export interface TestConsumer {
   readonly messages: string[]
   readonly errors: unknown[]
   readonly id: string | undefined
+  /** The Engine.IO transport in use now ('polling' until an upgrade). */
+  readonly transport: string | undefined
   /** Resolves on open, rejects on the first error before it. */
   opened(): Promise<string>
   /** Resolves once at least `count` messages arrived. */
@@ -43,8 +49,27 @@ export interface TestConsumer {
   close(): void
 }
 
-export function connectConsumer(kind: ClientKind, port: number, token: string): TestConsumer {
-  return kind.startsWith('v3') ? snapperConsumer(kind, port, token) : eio6Consumer(kind, port, token)
+/** How a test consumer reaches the broker. */
+export interface ConnectOptions {
+  /** Connect from this loopback address (nginx's ip_hash tells clients apart by address). */
+  readonly localAddress?: string
+  /** snapper-consumer only: reconnect this soon after a close, in ms (its own default is 11-60 s). */
+  readonly reconnectMs?: number
+}
+
+export function connectConsumer(
+  kind: ClientKind,
+  port: number,
+  token: string,
+  options: ConnectOptions = {},
+): TestConsumer {
+  const from = options.localAddress
+  const transport = from
+    ? { agent: new Agent({ localAddress: from, keepAlive: true }), localAddress: from }
+    : {}
+  return kind.startsWith('v3')
+    ? snapperConsumer(kind, port, token, transport, options.reconnectMs)
+    : eio6Consumer(kind, port, token, transport)
 }
 
 abstract class Recorder {
@@ -97,14 +122,24 @@ abstract class Recorder {
   }
 }
 
-function snapperConsumer(kind: ClientKind, port: number, token: string): TestConsumer {
+function snapperConsumer(
+  kind: ClientKind,
+  port: number,
+  token: string,
+  transport: object,
+  reconnectMs: number | undefined,
+): TestConsumer {
   const consumer = new SnapperConsumer(`http://127.0.0.1:${port}`, {
     path: '/websocket',
     token,
+    ...transport,
     ...(kind === 'v3 websocket' && { transports: ['websocket'] }),
   })
   const recorder = new (class extends Recorder {
     readonly kind = kind
+    get transport(): string | undefined {
+      return consumer.connection?.transport?.name
+    }
     request(method: string, params: unknown): Promise<unknown> {
       return new Promise((resolve, reject) =>
         consumer.request(method, params, (err, result) => (err ? reject(err) : resolve(result))),
@@ -116,7 +151,11 @@ function snapperConsumer(kind: ClientKind, port: number, token: string): TestCon
       consumer.close()
     }
     hook(): void {
-      consumer.onopen = () => this.didOpen(consumer.consumerId ?? '')
+      consumer.onopen = () => {
+        // reconnectionTime is the client's own public field, reset to 11-60 s on every open.
+        if (reconnectMs !== undefined) consumer.reconnectionTime = reconnectMs
+        this.didOpen(consumer.consumerId ?? '')
+      }
       consumer.onerror = err => this.didFail(err)
       consumer.onmessage = event => {
         // snapper-consumer acks a request itself and hands it over once (same id twice: once).
@@ -130,10 +169,11 @@ function snapperConsumer(kind: ClientKind, port: number, token: string): TestCon
   return recorder
 }
 
-function eio6Consumer(kind: ClientKind, port: number, token: string): TestConsumer {
+function eio6Consumer(kind: ClientKind, port: number, token: string, transport: object): TestConsumer {
   const socket = new Eio6Socket(`http://127.0.0.1:${port}`, {
     path: '/websocket',
     query: { token },
+    ...transport,
     ...(kind === 'v4 websocket' && { transports: ['websocket'] }),
   })
   const pending = new Map<string, (result: unknown) => void>()
@@ -141,6 +181,9 @@ function eio6Consumer(kind: ClientKind, port: number, token: string): TestConsum
   let requestId = 0
   const recorder = new (class extends Recorder {
     readonly kind = kind
+    get transport(): string | undefined {
+      return socket.transport?.name
+    }
     request(method: string, params: unknown): Promise<unknown> {
       const id = `t:${++requestId}`
       socket.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }))
