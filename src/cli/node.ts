@@ -7,7 +7,7 @@ import { createGateway, type Gateway } from '../gateway/app.js'
 import type { Logger } from '../log.js'
 import { Registry, registerNodeMetrics, registerProcessMetrics, scrape } from '../metrics.js'
 import { createProducerListener, type ProducerListener } from '../producer/listener.js'
-import { createRedisClients } from '../redis/connect.js'
+import { createRedisClients, type RedisClients } from '../redis/connect.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
 
 /** How long start-up waits for Redis before it gives up with a clear message, in ms. */
@@ -66,15 +66,7 @@ export async function startNode(
   ports: NodePorts = configPorts(config),
   options: { registry?: Registry; processMetrics?: boolean } = {},
 ): Promise<RunningNode> {
-  const redis = createRedisClients(config.redis, logger)
-  try {
-    await redis.connect(REDIS_START_TIMEOUT_MS)
-  } catch (err) {
-    await redis.quit()
-    throw new Error(`cannot reach Redis at ${describeRedis(config)}: ${(err as Error).message}`, {
-      cause: err,
-    })
-  }
+  const redis = await connectRedis(config, logger)
   const core = createBrokerCore(config, redis, logger)
   const tokens = new Tokens(config.tokenSecrets, config.tokenAlgorithm)
   const name = ports.gateway === 0 ? undefined : `${hostname()}:${ports.gateway}`
@@ -143,6 +135,20 @@ export async function startNode(
     ports: running,
     stop: () => (stopping ??= stop()),
   }
+}
+
+/** Connects to Redis, or fails within REDIS_START_TIMEOUT_MS saying where it looked. */
+export async function connectRedis(config: Pick<Config, 'redis'>, logger: Logger): Promise<RedisClients> {
+  const redis = createRedisClients(config.redis, logger)
+  try {
+    await redis.connect(REDIS_START_TIMEOUT_MS)
+  } catch (err) {
+    await redis.quit()
+    throw new Error(`cannot reach Redis at ${describeRedis(config)}: ${(err as Error).message}`, {
+      cause: err,
+    })
+  }
+  return redis
 }
 
 export function describeRedis(config: Pick<Config, 'redis'>): string {

@@ -4,9 +4,9 @@ import type { Config } from '../config/defaults.js'
 import { ConfigError } from '../config/env.js'
 import { createLogger, type Logger } from '../log.js'
 import { clusterScraper, Registry, registerProcessMetrics, workerRegistry } from '../metrics.js'
-import { createRedisClients, type RedisClients } from '../redis/connect.js'
+import type { RedisClients } from '../redis/connect.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
-import { describeRedis, startNode } from './node.js'
+import { connectRedis, startNode } from './node.js'
 import { onShutdown } from './start.js'
 
 /** Messages a worker sends to the primary. */
@@ -15,8 +15,6 @@ type WorkerMessage = { readonly type: 'ready'; readonly gateway: number; readonl
 /** A worker that dies sooner than this after its start counts as crash-looping, in ms. */
 const STABLE_AFTER_MS = 5000
 const MAX_RESTART_DELAY_MS = 30_000
-/** How long the primary waits for Redis at start-up (its admin app's connection), in ms. */
-const REDIS_START_TIMEOUT_MS = 5000
 
 /** What the primary knows of one worker slot; /stats shows it as `workers`. */
 interface Slot {
@@ -94,12 +92,20 @@ export async function runWorkers(config: Config, log: Logger): Promise<void> {
       worker.process.kill('SIGTERM')
     })
 
+  // Fails fast, before any worker is forked, if Redis cannot be reached.
+  const redis = await connectRedis(config, log)
   const admin =
-    config.adminPort === 0 ? undefined : await startPrimaryAdmin(config, log, slots, () => shuttingDown)
+    config.adminPort === 0
+      ? undefined
+      : await startPrimaryAdmin(config, log, redis, slots, () => shuttingDown)
+  if (!admin) await redis.quit()
   try {
     await Promise.all(Array.from({ length: config.workers }, (_, i) => fork(i)))
   } catch (err) {
-    await admin?.close() // its listener would keep this failed start running
+    // A failed start: no restarts, nothing left running.
+    shuttingDown = true
+    await Promise.all(slots.flatMap(slot => (slot.worker ? [stopWorker(slot.worker)] : [])))
+    await admin?.close()
     throw err
   }
   log.info(
@@ -159,18 +165,10 @@ export function checkPorts(
 async function startPrimaryAdmin(
   config: Config,
   log: Logger,
+  redis: RedisClients,
   slots: readonly Slot[],
   isShuttingDown: () => boolean,
 ): Promise<{ close(): Promise<void> }> {
-  const redis: RedisClients = createRedisClients(config.redis, log)
-  try {
-    await redis.connect(REDIS_START_TIMEOUT_MS)
-  } catch (err) {
-    await redis.quit()
-    throw new Error(`cannot reach Redis at ${describeRedis(config)}: ${(err as Error).message}`, {
-      cause: err,
-    })
-  }
   const registry = new Registry()
   // Prefixed: the workers' process metrics carry the plain names, and the two texts are concatenated.
   registerProcessMetrics(registry, 'snapper_primary_')

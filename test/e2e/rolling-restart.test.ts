@@ -1,0 +1,92 @@
+/**
+ * Operations under load, with the real CLI: a rolling restart of every
+ * worker (SIGHUP) while a producer publishes and consumers receive loses no
+ * message and delivers none twice; SIGTERM drains and exits 0.
+ */
+import test from 'ava'
+import Producer from 'snapper-producer'
+import { Tokens } from '../../src/auth/token.js'
+import { call, newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { startCli } from '../helpers/cli.js'
+import { connectConsumer } from '../helpers/consumers.js'
+import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+
+let server: RedisServer
+test.before(async () => {
+  server = await startRedis()
+})
+test.after.always(() => server?.stop())
+
+const tokens = new Tokens([TEST_SECRET])
+
+test('a rolling restart of all workers under load loses no message and duplicates none', async t => {
+  const cli = await startCli(t, {
+    workers: 2,
+    env: {
+      SNAPPER_REDIS: server.url,
+      SNAPPER_REDIS_PREFIX: uniquePrefix(),
+      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
+      SNAPPER_LOG_LEVEL: 'info',
+      SNAPPER_DRAIN_SPREAD_MS: '300',
+    },
+  })
+  const statsToken = tokens.sign({ name: 'snapper' })
+  const before = await cli.workerPids(statsToken)
+  t.is(before.length, 2)
+
+  // Consumers on both workers' ports; snapper-consumer reconnects 100 ms after a close here.
+  const consumers = Array.from({ length: 20 }, (_, i) =>
+    connectConsumer(
+      i % 2 === 0 ? 'v3 websocket' : 'v3 default',
+      cli.ports.gateway + (i % 2),
+      tokens.sign({ userId: newUserId() }),
+      {
+        reconnectMs: 100,
+      },
+    ),
+  )
+  t.teardown(() => consumers.forEach(consumer => consumer.close()))
+  const ids = await Promise.all(consumers.map(consumer => consumer.opened()))
+  const producer = new Producer(cli.ports.producer, '127.0.0.1', {
+    secretKeys: [TEST_SECRET],
+    producerId: 'load',
+  })
+  producer.on('error', () => {})
+  t.teardown(() => producer.close())
+  await new Promise(resolve => producer.once('connect', resolve))
+  await Promise.all(ids.map(id => call(producer.joinRoom('rolling', id))))
+
+  // Traffic in bursts, as from an API server, through the whole restart.
+  let sent = 0
+  let stop = false
+  const publishing = (async () => {
+    while (!stop) {
+      for (let i = 0; i < 10; i++) producer.sendMessage('rolling', String(sent++))
+      await new Promise(resolve => setTimeout(resolve, 40))
+    }
+  })()
+  await new Promise(resolve => setTimeout(resolve, 500))
+  cli.signal('SIGHUP')
+  const deadline = Date.now() + 60_000
+  while (!cli.output().includes('rolling restart done')) {
+    if (Date.now() > deadline) throw new Error(`no rolling restart:\n${cli.output()}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  await new Promise(resolve => setTimeout(resolve, 500))
+  stop = true
+  await publishing
+
+  const after = await cli.workerPids(statsToken)
+  t.is(after.length, 2)
+  t.false(
+    after.some(pid => before.includes(pid)),
+    'every worker was replaced',
+  )
+  const expected = Array.from({ length: sent }, (_, i) => String(i))
+  await Promise.all(consumers.map(consumer => consumer.waitFor(sent, 30_000)))
+  await new Promise(resolve => setTimeout(resolve, 300)) // a duplicate would arrive now
+  for (const consumer of consumers) t.deepEqual(consumer.messages, expected)
+
+  cli.signal('SIGTERM')
+  t.is(await cli.exited, 0)
+})
