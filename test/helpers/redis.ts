@@ -13,6 +13,8 @@ export interface RedisServer {
   client(): Redis
   /** SIGKILL (crash) or SIGTERM; the port stays reserved for restart(). */
   kill(signal?: NodeJS.Signals): Promise<void>
+  /** Sends a signal without waiting for an exit (SIGSTOP freezes it, SIGCONT thaws it). */
+  signal(signal: NodeJS.Signals): void
   /** Starts the server again on the same port (after kill). */
   restart(): Promise<void>
   stop(): Promise<void>
@@ -73,6 +75,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
       return client
     },
     kill,
+    signal: signal => void child?.kill(signal),
     restart: launch,
     async stop() {
       for (const client of clients) client.disconnect()
