@@ -1,0 +1,40 @@
+# Snapper: a push-messaging broker. Untested here (no Docker engine on the
+# build machine): kept plain on purpose. Redis is not included; point
+# SNAPPER_REDIS at yours. uWebSockets.js ships glibc binaries, hence Debian,
+# not Alpine.
+
+# --- build: compile TypeScript with the dev dependencies -------------------
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts
+COPY tsconfig.json ./
+COPY src ./src
+COPY test ./test
+COPY bench ./bench
+RUN npx tsc -p .
+
+# --- production dependencies only ------------------------------------------
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts
+
+# --- runtime -----------------------------------------------------------------
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production \
+    SNAPPER_HOST=0.0.0.0
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+COPY package.json ./
+COPY lua ./lua
+USER node
+# 7700 producers (TCP), 7701 + i consumer gateway of worker i, 7699 admin (keep it private).
+EXPOSE 7700 7701 7702 7699
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:' + (process.env.SNAPPER_ADMIN_PORT || 7699) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+# SIGTERM drains gracefully (set the container's stop timeout above SNAPPER_DRAIN_TIMEOUT_MS).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "dist/src/cli/snapper.js"]
+CMD ["start"]
