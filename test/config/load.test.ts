@@ -1,0 +1,94 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import test from 'ava'
+import { defaults } from '../../src/config/defaults.js'
+import { OPTIONS } from '../../src/config/env.js'
+import { ConfigError, loadConfig } from '../../src/config/load.js'
+
+const fileWith = (value: unknown): string => {
+  const file = join(mkdtempSync(join(tmpdir(), 'snapper-config-')), 'config.json')
+  writeFileSync(file, typeof value === 'string' ? value : JSON.stringify(value))
+  return file
+}
+
+test('defaults < file < environment < overrides, frozen', t => {
+  const file = fileWith({ producerPort: 8800, gatewayPort: 8801, redisPrefix: 'FILE' })
+  const config = loadConfig({
+    file,
+    env: { SNAPPER_GATEWAY_PORT: '9901', SNAPPER_LOG_LEVEL: 'debug', UNRELATED: 'x' },
+    overrides: { logLevel: 'warn' },
+  })
+  t.is(config.producerPort, 8800)
+  t.is(config.gatewayPort, 9901)
+  t.is(config.redisPrefix, 'FILE')
+  t.is(config.logLevel, 'warn')
+  t.is(config.adminPort, defaults.adminPort)
+  t.true(Object.isFrozen(config))
+})
+
+test('the DEVELOPERS.md defaults', t => {
+  const config = loadConfig()
+  t.is(config.producerPort, 7700)
+  t.is(config.gatewayPort, 7701)
+  t.deepEqual(config.redis, { kind: 'standalone', url: 'redis://127.0.0.1:6379' })
+  t.deepEqual(config.tokenSecrets, [])
+  t.is(config.redisPrefix, 'SNP')
+  t.is(config.logLevel, 'info')
+  t.true(config.workers >= 1)
+})
+
+test('redis: one URL, several (a cluster), or {"cluster": [...]}', t => {
+  t.deepEqual(loadConfig({ env: { SNAPPER_REDIS: 'redis://h:1' } }).redis, {
+    kind: 'standalone',
+    url: 'redis://h:1',
+  })
+  t.deepEqual(loadConfig({ env: { SNAPPER_REDIS: 'h:1, h:2,h:3' } }).redis, {
+    kind: 'cluster',
+    nodes: ['h:1', 'h:2', 'h:3'],
+  })
+  t.deepEqual(loadConfig({ file: fileWith({ redis: { cluster: ['a:7000'] } }) }).redis, {
+    kind: 'cluster',
+    nodes: ['a:7000'],
+  })
+  t.deepEqual(loadConfig({ file: fileWith({ redis: ['a:1', 'b:2'] }) }).redis, {
+    kind: 'cluster',
+    nodes: ['a:1', 'b:2'],
+  })
+})
+
+test('token secrets are a list: the first signs, all verify', t => {
+  t.deepEqual(loadConfig({ env: { SNAPPER_TOKEN_SECRETS: 'new,old' } }).tokenSecrets, ['new', 'old'])
+  t.deepEqual(loadConfig({ file: fileWith({ tokenSecrets: ['a', 'b'] }) }).tokenSecrets, ['a', 'b'])
+})
+
+test('a bad value or an unknown key stops start-up and names itself', t => {
+  const cases: [Parameters<typeof loadConfig>[0], RegExp][] = [
+    [
+      { env: { SNAPPER_PRODUCER_PORT: '70000' } },
+      /SNAPPER_PRODUCER_PORT \(producerPort\).*0 to 65535.*"70000"/,
+    ],
+    [{ env: { SNAPPER_LOG_LEVEL: 'loud' } }, /SNAPPER_LOG_LEVEL \(logLevel\): expected one of fatal, error/],
+    [{ file: fileWith({ prducerPort: 1 }) }, /unknown option "prducerPort"/],
+    [{ file: fileWith({ batchMaxMessages: 0 }) }, /"batchMaxMessages": expected an integer from 1/],
+    [{ file: fileWith({ redis: [] }) }, /"redis": expected at least one Redis address/],
+    [{ file: fileWith('{not json') }, /is not valid JSON/],
+    [{ file: fileWith([1, 2]) }, /must hold a JSON object/],
+    [{ file: '/nonexistent/snapper.json' }, /cannot read config file/],
+    [
+      { overrides: { batchMaxMessages: 2000, consumerMaxQueue: 1000 } },
+      /"batchMaxMessages" must not exceed "consumerMaxQueue"/,
+    ],
+  ]
+  for (const [options, message] of cases)
+    t.throws(() => loadConfig(options), { instanceOf: ConfigError, message })
+})
+
+test("the README's configuration section lists every option with its variable and default", t => {
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+  for (const [key, option] of Object.entries(OPTIONS)) {
+    const row = readme.split('\n').find(line => line.startsWith(`| \`${key}\` |`))
+    t.truthy(row, `README row for ${key}`)
+    t.true(row!.includes(`\`${option.env}\``), `${key}: ${option.env}`)
+  }
+})
