@@ -5,7 +5,6 @@ import { Socket as Eio6Socket } from 'engine.io-client'
 const require = createRequire(import.meta.url)
 
 /** snapper-consumer@1.3.6 (engine.io-client 3, EIO=3), unchanged. */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const SnapperConsumer = require('snapper-consumer') as new (
   url: string,
   options: object,
