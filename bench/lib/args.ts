@@ -1,0 +1,77 @@
+/**
+ * `npm run bench -- [scenario...] [--workers N] [--json out.json] [--runs 3] [--smoke]`
+ * plus: `--threads N` (consumer worker threads), `--targets a,b` (a subset of
+ * snapper, socketio, uws), `--profile DIR` (node --cpu-prof for every server
+ * process), `--no-record` (no RESULTS.md section, no chart), `--quiet`.
+ */
+import { availableParallelism } from 'node:os'
+import type { TargetName } from '../servers/targets.js'
+
+export interface BenchArgs {
+  readonly scenarios: readonly string[]
+  readonly workers: number
+  readonly json: string | undefined
+  readonly runs: number
+  readonly smoke: boolean
+  readonly threads: number
+  readonly targets: readonly TargetName[] | undefined
+  readonly profileDir: string | undefined
+  /** Append to RESULTS.md and draw the chart. Off for --smoke. */
+  readonly record: boolean
+  readonly quiet: boolean
+}
+
+const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws']
+
+export function parseArgs(argv: readonly string[], known: readonly string[]): BenchArgs {
+  const scenarios: string[] = []
+  let workers = 1
+  let json: string | undefined
+  let runs: number | undefined
+  let smoke = false
+  let threads = Math.max(1, Math.min(4, availableParallelism()))
+  let targets: TargetName[] | undefined
+  let profileDir: string | undefined
+  let record: boolean | undefined
+  let quiet = false
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    const value = (): string => {
+      const next = argv[++i]
+      if (next === undefined) throw new Error(`${arg} needs a value`)
+      return next
+    }
+    const count = (min: number): number => {
+      const n = Number(value())
+      if (!Number.isInteger(n) || n < min) throw new Error(`${arg} needs an integer ≥ ${min}`)
+      return n
+    }
+    if (arg === '--workers') workers = count(1)
+    else if (arg === '--json') json = value()
+    else if (arg === '--runs') runs = count(1)
+    else if (arg === '--smoke') smoke = true
+    else if (arg === '--threads') threads = count(1)
+    else if (arg === '--profile') profileDir = value()
+    else if (arg === '--no-record') record = false
+    else if (arg === '--quiet') quiet = true
+    else if (arg === '--targets') {
+      targets = value().split(',') as TargetName[]
+      for (const target of targets)
+        if (!TARGETS.includes(target)) throw new Error(`unknown target ${target} (${TARGETS.join(', ')})`)
+    } else if (arg.startsWith('--')) throw new Error(`unknown option ${arg}`)
+    else if (!known.includes(arg)) throw new Error(`unknown scenario ${arg} (${known.join(', ')})`)
+    else scenarios.push(arg)
+  }
+  return {
+    scenarios: scenarios.length > 0 ? scenarios : known,
+    workers,
+    json,
+    runs: runs ?? (smoke ? 1 : 3),
+    smoke,
+    threads,
+    targets,
+    profileDir,
+    record: record ?? !smoke,
+    quiet,
+  }
+}

@@ -1,0 +1,88 @@
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { availableParallelism, cpus, release } from 'node:os'
+
+/** Linux clock ticks per second for /proc/<pid>/stat (sysconf(_SC_CLK_TCK), 100 on every Linux we run). */
+const TICKS_PER_SEC = 100
+const PAGE_BYTES = 4096
+
+/** CPU seconds (user + system) a process has used so far; 0 once it is gone. 10 ms resolution. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SEC
+  } catch {
+    return 0 // the process exited: it uses no more CPU
+  }
+}
+
+/** Resident set size of a process, in bytes; 0 once it is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * PAGE_BYTES
+  } catch {
+    return 0 // the process exited
+  }
+}
+
+/** CPU time of a set of processes over a window: start() then stop() gives seconds used. */
+export class CpuMeter {
+  readonly #pids: () => readonly number[]
+  #start = new Map<number, number>()
+
+  constructor(pids: () => readonly number[]) {
+    this.#pids = pids
+  }
+
+  start(): void {
+    this.#start = new Map(this.#pids().map(pid => [pid, cpuSeconds(pid)]))
+  }
+
+  /** Seconds of CPU since start(). */
+  read(): number {
+    let total = 0
+    for (const pid of this.#pids()) total += cpuSeconds(pid) - (this.#start.get(pid) ?? 0)
+    return total
+  }
+}
+
+/** This process (the load generator: main thread and every worker thread), in seconds. */
+export function ownCpuSeconds(): number {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1e6
+}
+
+export interface Machine {
+  readonly cores: number
+  readonly cpu: string
+  readonly node: string
+  readonly redis: string
+  readonly kernel: string
+  readonly memoryGb: number
+}
+
+export function describeMachine(redisVersion: string): Machine {
+  const meminfo = readFileSync('/proc/meminfo', 'utf8')
+  const totalKb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0)
+  return {
+    cores: availableParallelism(),
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    node: process.version,
+    redis: redisVersion,
+    kernel: release(),
+    memoryGb: Math.round(totalKb / 1024 / 1024),
+  }
+}
+
+/** The 1-minute load average when the run started: other work on the machine shows up here. */
+export function loadAverage(): number {
+  return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0])
+}
+
+/** `redis-server --version`'s version number. */
+export function redisServerVersion(): string {
+  const text = execFileSync('redis-server', ['--version'], { encoding: 'utf8' })
+  return /v=([\d.]+)/.exec(text)?.[1] ?? text.trim()
+}

@@ -1,0 +1,208 @@
+/**
+ * What a scenario is, what it gets for one run against one target, and the
+ * steps most scenarios share (connect consumers, join them, warm up, wait
+ * for deliveries). One scenario per file in bench/scenarios/.
+ */
+import type { Config } from '../../src/config/defaults.js'
+import type { ConsumerPool, PoolReport } from '../load/consumer-pool.js'
+import { makeMessage, nowUs } from '../load/message.js'
+import type { Publisher } from '../load/publisher.js'
+import type { BenchUser, RunningTarget, TargetName } from '../servers/targets.js'
+import { CpuMeter, ownCpuSeconds } from './proc.js'
+import type { BenchRedis } from './redis-server.js'
+
+export interface MetricDef {
+  readonly key: string
+  readonly label: string
+  readonly unit: string
+  /** Which way is better; ratios and the chart use it. */
+  readonly better: 'higher' | 'lower' | 'none'
+  readonly digits?: number
+}
+
+export type Metrics = Record<string, number>
+
+export interface Check {
+  readonly label: string
+  readonly ok: boolean
+  readonly detail: string
+}
+
+/** Medians per target (and `noise`: the baseline run a second time). */
+export type Medians = Partial<Record<TargetName | 'noise', Metrics>>
+
+export interface Scenario {
+  readonly name: string
+  readonly title: string
+  /** Targets in run order; the first is the baseline that runs twice for the noise row. */
+  readonly targets: readonly TargetName[]
+  readonly noise: boolean
+  readonly metrics: readonly MetricDef[]
+  /** The metric the chart and the summary show. */
+  readonly headline: string
+  readonly snapperConfig?: Partial<Config>
+  run(ctx: RunContext): Promise<Metrics>
+  checks(medians: Medians, ctx: { smoke: boolean }): Check[]
+}
+
+export interface RunContext {
+  readonly target: RunningTarget
+  readonly redis: BenchRedis
+  readonly pool: ConsumerPool
+  readonly smoke: boolean
+  /** Source addresses for consumers (127.0.0.2 …). */
+  readonly localAddresses: readonly string[]
+  /** Shown on the progress bar. */
+  phase(text: string): void
+  /** A line for the JSON and RESULTS.md (a breakdown, an observation). */
+  note(text: string): void
+  /** Starts the CPU window of the run (servers, Redis, this generator). */
+  startMeasuring(): void
+  /** Ends it: CPU seconds of each party, and the window in seconds. */
+  stopMeasuring(): { brokerCpuS: number; redisCpuS: number; genCpuS: number; windowS: number }
+}
+
+/** Makes the CPU meters a run needs. */
+export function cpuWindow(
+  target: RunningTarget,
+  redis: BenchRedis,
+): Pick<RunContext, 'startMeasuring' | 'stopMeasuring'> {
+  const broker = new CpuMeter(() => target.pids)
+  const redisCpu = new CpuMeter(() => [redis.pid])
+  let genStart = 0
+  let startedUs = 0
+  return {
+    startMeasuring() {
+      broker.start()
+      redisCpu.start()
+      genStart = ownCpuSeconds()
+      startedUs = nowUs()
+    },
+    stopMeasuring() {
+      return {
+        brokerCpuS: broker.read(),
+        redisCpuS: redisCpu.read(),
+        genCpuS: ownCpuSeconds() - genStart,
+        windowS: (nowUs() - startedUs) / 1e6,
+      }
+    },
+  }
+}
+
+let userCounter = 0
+/** `count` fresh users (24 hex digits, unique in this process) with the given rooms. */
+export function makeUsers(count: number, rooms: readonly string[] = []): BenchUser[] {
+  const stamp = Date.now().toString(16).padStart(12, '0').slice(-12)
+  return Array.from({ length: count }, () => ({
+    userId: stamp + (++userCounter).toString(16).padStart(12, '0'),
+    rooms,
+  }))
+}
+
+/** Adds and connects the users' consumers; fails the run if any does not open. */
+export async function connectUsers(
+  ctx: RunContext,
+  users: readonly BenchUser[],
+  concurrency = 500,
+): Promise<void> {
+  const first = ctx.pool.size
+  await ctx.pool.add(users.map((user, i) => ctx.target.consumerSpec(first + i, user)))
+  ctx.phase(`connecting ${users.length} consumers`)
+  const result = await ctx.pool.connect(concurrency, ctx.localAddresses)
+  if (result.failed > 0)
+    throw new Error(`${result.failed} consumers did not open: ${result.failures.join('; ')}`)
+}
+
+/** Snapper: `subscribe` each user's consumer to the room (peers joined it in the handshake). */
+export async function joinRoom(
+  ctx: RunContext,
+  publisher: Publisher,
+  room: string,
+  users: readonly BenchUser[],
+): Promise<void> {
+  if (!ctx.target.joinsThroughProducer) return
+  ctx.phase(`joining ${users.length} consumers to ${room}`)
+  await publisher.subscribe(
+    room,
+    users.map(user => ctx.target.credentials(user).consumerId),
+  )
+}
+
+/**
+ * One seq-0 message to each room, and waits until `expected` consumers have
+ * it: every subscription is in place and every connection warm before the
+ * clock starts. Then the counters are zeroed.
+ */
+export async function warmUp(
+  ctx: RunContext,
+  publisher: Publisher,
+  rooms: readonly string[],
+  expected: number,
+): Promise<void> {
+  ctx.phase('warming up')
+  const pairs = rooms.map(room => [room, makeMessage(0, nowUs(), 16)] as const)
+  for (let start = 0; start < pairs.length; start += 50) {
+    if (!publisher.publish(pairs.slice(start, start + 50))) await publisher.drain()
+  }
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const report = await ctx.pool.report()
+    if (report.warmups >= expected) break
+    if (Date.now() > deadline) throw new Error(`warm-up: ${report.warmups} of ${expected} consumers reached`)
+    await sleep(20)
+  }
+  await ctx.pool.reset()
+}
+
+/**
+ * Polls the consumers until `expected` messages arrived, or nothing arrived
+ * for `idleMs` (then the rest counts as lost), or `timeoutMs` passed.
+ * Returns the detailed report (latencies, per-consumer counts).
+ */
+export async function waitForDeliveries(
+  ctx: RunContext,
+  expected: number,
+  options: { idleMs?: number; timeoutMs?: number } = {},
+): Promise<PoolReport> {
+  const { idleMs = 5000, timeoutMs = 90_000 } = options
+  const started = Date.now()
+  let last = -1
+  let lastChange = Date.now()
+  for (;;) {
+    const report = await ctx.pool.report()
+    ctx.phase(`delivered ${report.received.toLocaleString('en')} / ${expected.toLocaleString('en')}`)
+    if (report.received !== last) {
+      last = report.received
+      lastChange = Date.now()
+    }
+    const now = Date.now()
+    if (report.received - report.dups >= expected || now - lastChange > idleMs || now - started > timeoutMs)
+      break
+    await sleep(report.received === 0 ? 5 : 25)
+  }
+  return ctx.pool.report(true)
+}
+
+/** Publishes `pairs` flat out as notifications of `batch` pairs, honouring socket backpressure. */
+export async function publishFlatOut(
+  publisher: Publisher,
+  count: number,
+  pair: (i: number) => readonly [string, string],
+  batch = 50,
+): Promise<void> {
+  for (let start = 0; start < count; start += batch) {
+    const pairs: (readonly [string, string])[] = []
+    for (let i = start; i < Math.min(count, start + batch); i++) pairs.push(pair(i))
+    if (!publisher.publish(pairs)) await publisher.drain()
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+
+/** Messages received once, and the ones that never came. */
+export function lossOf(report: PoolReport, expected: number): { lost: number; dups: number } {
+  return { lost: Math.max(0, expected - (report.received - report.dups)), dups: report.dups }
+}
+
+/** µs → ms, rounded to 0.01. */
+export const ms = (us: number): number => Math.round(us / 10) / 100

@@ -1,0 +1,153 @@
+/**
+ * The main thread's handle on the consumer threads: consumers are dealt
+ * round-robin over `threads` worker_threads, commands go to every thread,
+ * and their replies are merged (sums, the latest time, merged histograms).
+ */
+import { Worker } from 'node:worker_threads'
+import { Histogram } from '../lib/histogram.js'
+import type { ConsumerSpec } from './consumer.js'
+import type { ConnectResult, WorkerCommand, WorkerReport } from './consumer-worker.js'
+
+export interface PoolReport extends Omit<WorkerReport, 'latency' | 'perConsumer' | 'closeReasons'> {
+  readonly latency: Histogram
+  /** Per consumer, in the order added (only with detail). */
+  readonly received: number
+  readonly perConsumer?: { readonly received: number[]; readonly dups: number[]; readonly sids: string[] }
+  readonly closeReasons: Record<string, number>
+}
+
+export interface PoolConnectResult {
+  readonly opened: number
+  readonly failed: number
+  readonly connectUs: Histogram
+  /** From the first handshake started to the last session open, in µs. */
+  readonly elapsedUs: number
+  readonly failures: readonly string[]
+}
+
+/** Sources for consumers when one address runs out of ephemeral ports: 127.0.0.2 … */
+export function loopbackAddresses(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `127.0.0.${i + 2}`)
+}
+
+export class ConsumerPool {
+  readonly #threads: Worker[]
+  readonly #waiting = new Map<number, (reply: unknown) => void>()
+  /** Which thread holds consumer i, and where among that thread's consumers. */
+  readonly #placement: { thread: number; index: number }[] = []
+  #seq = 0
+
+  constructor(threads: number) {
+    this.#threads = Array.from({ length: threads }, () => {
+      const worker = new Worker(new URL('./consumer-worker.js', import.meta.url))
+      worker.on('message', (message: { seq: number; reply: unknown }) => {
+        this.#waiting.get(message.seq)?.(message.reply)
+        this.#waiting.delete(message.seq)
+      })
+      worker.on('error', err => {
+        throw err // a bug in the load generator: stop the bench loudly
+      })
+      return worker
+    })
+  }
+
+  get size(): number {
+    return this.#placement.length
+  }
+
+  #send<T>(thread: number, command: WorkerCommand): Promise<T> {
+    const seq = ++this.#seq
+    return new Promise<T>(resolve => {
+      this.#waiting.set(seq, resolve as (reply: unknown) => void)
+      this.#threads[thread]!.postMessage({ seq, command })
+    })
+  }
+
+  #all<T>(command: (thread: number) => WorkerCommand): Promise<T[]> {
+    return Promise.all(this.#threads.map((_, thread) => this.#send<T>(thread, command(thread))))
+  }
+
+  /** Adds consumers (not connected yet), dealt round-robin over the threads. */
+  async add(specs: readonly ConsumerSpec[]): Promise<void> {
+    const perThread: ConsumerSpec[][] = this.#threads.map(() => [])
+    const counts = await this.#all<number>(() => ({ op: 'report', detail: false })).then(reports =>
+      reports.map(report => (report as unknown as WorkerReport).consumers),
+    )
+    for (const spec of specs) {
+      const thread = this.#placement.length % this.#threads.length
+      this.#placement.push({ thread, index: counts[thread]! + perThread[thread]!.length })
+      perThread[thread]!.push(spec)
+    }
+    await this.#all(thread => ({ op: 'add', specs: perThread[thread]! }))
+  }
+
+  /** Connects every consumer not open; `concurrency` handshakes in flight in all. */
+  async connect(concurrency: number, localAddresses: readonly string[] = []): Promise<PoolConnectResult> {
+    const share = Math.max(1, Math.ceil(concurrency / this.#threads.length))
+    const results = await this.#all<ConnectResult>(() => ({
+      op: 'connect',
+      concurrency: share,
+      localAddresses,
+    }))
+    const connectUs = new Histogram()
+    for (const result of results) connectUs.add(result.connectUs)
+    const started = results.filter(r => r.firstStartUs > 0).map(r => r.firstStartUs)
+    const first = started.length > 0 ? Math.min(...started) : 0
+    const last = Math.max(...results.map(r => r.lastOpenUs))
+    return {
+      opened: results.reduce((sum, r) => sum + r.opened, 0),
+      failed: results.reduce((sum, r) => sum + r.failed, 0),
+      connectUs,
+      elapsedUs: last > first ? last - first : 0,
+      failures: results.flatMap(r => r.failures).slice(0, 5),
+    }
+  }
+
+  async report(detail = false): Promise<PoolReport> {
+    const reports = await this.#all<WorkerReport>(() => ({ op: 'report', detail }))
+    const latency = new Histogram()
+    const closeReasons: Record<string, number> = {}
+    let perConsumer: PoolReport['perConsumer']
+    if (detail) {
+      perConsumer = { received: [], dups: [], sids: [] }
+      for (const { thread, index } of this.#placement) {
+        const own = reports[thread]!.perConsumer!
+        perConsumer.received.push(own.received[index]!)
+        perConsumer.dups.push(own.dups[index]!)
+        perConsumer.sids.push(own.sids[index]!)
+      }
+    }
+    for (const report of reports) {
+      if (report.latency) latency.add(report.latency)
+      for (const [reason, n] of Object.entries(report.closeReasons))
+        closeReasons[reason] = (closeReasons[reason] ?? 0) + n
+    }
+    const sum = (field: 'consumers' | 'open' | 'received' | 'dups' | 'gaps' | 'warmups' | 'closes'): number =>
+      reports.reduce((total, report) => total + report[field], 0)
+    return {
+      consumers: sum('consumers'),
+      open: sum('open'),
+      received: sum('received'),
+      dups: sum('dups'),
+      gaps: sum('gaps'),
+      warmups: sum('warmups'),
+      closes: sum('closes'),
+      lastAt: Math.max(...reports.map(report => report.lastAt)),
+      latency,
+      closeReasons,
+      ...(perConsumer && { perConsumer }),
+    }
+  }
+
+  async reset(): Promise<void> {
+    await this.#all(() => ({ op: 'reset' }))
+  }
+
+  async close(): Promise<void> {
+    await this.#all(() => ({ op: 'close' }))
+  }
+
+  async terminate(): Promise<void> {
+    await Promise.all(this.#threads.map(worker => worker.terminate()))
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * A worker thread running thousands of lean consumers. The main thread sends
+ * commands (see `WorkerCommand`) and gets one reply per command, tagged with
+ * the command's `seq`. Counters live in the consumers; a report sums them.
+ */
+import { parentPort } from 'node:worker_threads'
+import { Histogram, type HistogramData } from '../lib/histogram.js'
+import { LeanConsumer, type ConsumerHost, type ConsumerSpec } from './consumer.js'
+
+export type WorkerCommand =
+  | { readonly op: 'add'; readonly specs: readonly ConsumerSpec[] }
+  /** Connects every consumer that is not open, at most `concurrency` handshakes at a time. */
+  | { readonly op: 'connect'; readonly concurrency: number; readonly localAddresses: readonly string[] }
+  | { readonly op: 'report'; readonly detail: boolean }
+  /** Zeroes counters and latencies (seqs and batch ids stay: they are the consumers' memory). */
+  | { readonly op: 'reset' }
+  /** Closes every open consumer (client close) and waits until all are closed. */
+  | { readonly op: 'close' }
+
+export interface ConnectResult {
+  readonly opened: number
+  readonly failed: number
+  readonly connectUs: HistogramData
+  readonly firstStartUs: number
+  readonly lastOpenUs: number
+  readonly failures: readonly string[]
+}
+
+export interface WorkerReport {
+  readonly consumers: number
+  readonly open: number
+  readonly received: number
+  readonly dups: number
+  readonly gaps: number
+  readonly warmups: number
+  readonly closes: number
+  readonly lastAt: number
+  readonly latency?: HistogramData
+  /** Per consumer, in the order added: messages received and duplicates. */
+  readonly perConsumer?: { readonly received: number[]; readonly dups: number[]; readonly sids: string[] }
+  readonly closeReasons: Readonly<Record<string, number>>
+}
+
+const consumers: LeanConsumer[] = []
+const latency = new Histogram()
+const closeReasons = new Map<string, number>()
+let hasV3 = false
+
+/** The connect in progress: consumers waiting to start, and how to report. */
+let connecting:
+  | {
+      queue: LeanConsumer[]
+      inFlight: number
+      concurrency: number
+      addresses: readonly string[]
+      started: number
+      opened: number
+      failed: number
+      histogram: Histogram
+      firstStartUs: number
+      lastOpenUs: number
+      failures: string[]
+      pending: Set<LeanConsumer>
+      done: (result: ConnectResult) => void
+    }
+  | undefined
+
+let closing: { left: number; done: () => void } | undefined
+
+const host: ConsumerHost = {
+  latency,
+  opened(consumer) {
+    const run = connecting
+    if (!run || !run.pending.delete(consumer)) return
+    run.opened++
+    run.lastOpenUs = Math.max(run.lastOpenUs, consumer.openUs)
+    run.histogram.record(consumer.openUs - consumer.connectStartUs)
+    run.inFlight--
+    pumpConnects()
+  },
+  closed(consumer, reason) {
+    closeReasons.set(reason, (closeReasons.get(reason) ?? 0) + 1)
+    const run = connecting
+    if (run && run.pending.delete(consumer)) {
+      run.failed++
+      if (run.failures.length < 5) run.failures.push(reason)
+      run.inFlight--
+      pumpConnects()
+    }
+    if (closing && --closing.left === 0) {
+      closing.done()
+      closing = undefined
+    }
+  },
+}
+
+function pumpConnects(): void {
+  const run = connecting
+  if (!run) return
+  while (run.inFlight < run.concurrency && run.queue.length > 0) {
+    const consumer = run.queue.pop()!
+    run.inFlight++
+    run.pending.add(consumer)
+    const address = run.addresses.length > 0 ? run.addresses[run.started % run.addresses.length] : undefined
+    run.started++
+    consumer.connect(address)
+    if (run.firstStartUs === 0) run.firstStartUs = consumer.connectStartUs
+  }
+  if (run.inFlight === 0 && run.queue.length === 0) {
+    connecting = undefined
+    run.done({
+      opened: run.opened,
+      failed: run.failed,
+      connectUs: run.histogram.toData(),
+      firstStartUs: run.firstStartUs,
+      lastOpenUs: run.lastOpenUs,
+      failures: run.failures,
+    })
+  }
+}
+
+function connectAll(concurrency: number, addresses: readonly string[]): Promise<ConnectResult> {
+  return new Promise(done => {
+    connecting = {
+      queue: consumers.filter(consumer => !consumer.isOpen).reverse(),
+      inFlight: 0,
+      concurrency,
+      addresses,
+      started: 0,
+      opened: 0,
+      failed: 0,
+      histogram: new Histogram(),
+      firstStartUs: 0,
+      lastOpenUs: 0,
+      failures: [],
+      pending: new Set(),
+      done,
+    }
+    pumpConnects()
+  })
+}
+
+function closeAll(): Promise<void> {
+  const open = consumers.filter(consumer => consumer.isOpen)
+  if (open.length === 0) return Promise.resolve()
+  return new Promise(done => {
+    closing = { left: open.length, done }
+    for (const consumer of open) consumer.close()
+  })
+}
+
+function report(detail: boolean): WorkerReport {
+  let open = 0
+  let received = 0
+  let dups = 0
+  let gaps = 0
+  let warmups = 0
+  let closes = 0
+  let lastAt = 0
+  for (const consumer of consumers) {
+    if (consumer.isOpen) open++
+    received += consumer.received
+    dups += consumer.dups
+    gaps += consumer.gaps
+    warmups += consumer.warmups
+    closes += consumer.closes
+    if (consumer.lastAt > lastAt) lastAt = consumer.lastAt
+  }
+  return {
+    consumers: consumers.length,
+    open,
+    received,
+    dups,
+    gaps,
+    warmups,
+    closes,
+    lastAt,
+    closeReasons: Object.fromEntries(closeReasons),
+    ...(detail && {
+      latency: latency.toData(),
+      perConsumer: {
+        received: consumers.map(consumer => consumer.received),
+        dups: consumers.map(consumer => consumer.dups),
+        sids: consumers.map(consumer => consumer.sid),
+      },
+    }),
+  }
+}
+
+function reset(): void {
+  latency.reset()
+  closeReasons.clear()
+  for (const consumer of consumers) {
+    consumer.received =
+      consumer.dups =
+      consumer.gaps =
+      consumer.warmups =
+      consumer.closes =
+      consumer.lastAt =
+        0
+  }
+}
+
+// v3 clients ping on their own; one sweep a second covers thousands of them.
+setInterval(() => {
+  if (!hasV3) return
+  const now = Date.now()
+  for (const consumer of consumers) consumer.heartbeat(now)
+}, 1000).unref()
+
+parentPort!.on('message', async (message: { seq: number; command: WorkerCommand }) => {
+  const { seq, command } = message
+  let reply: unknown
+  switch (command.op) {
+    case 'add':
+      for (const spec of command.specs) {
+        consumers.push(new LeanConsumer(spec, host))
+        if (spec.eio === 3) hasV3 = true
+      }
+      reply = consumers.length
+      break
+    case 'connect':
+      reply = await connectAll(command.concurrency, command.localAddresses)
+      break
+    case 'report':
+      reply = report(command.detail)
+      break
+    case 'reset':
+      reset()
+      break
+    case 'close':
+      await closeAll()
+      break
+  }
+  parentPort!.postMessage({ seq, reply })
+})

@@ -1,0 +1,167 @@
+/**
+ * A lean consumer: Engine.IO over a direct websocket (`transport=websocket`,
+ * EIO=4 or 3, no polling first), speaking either snapper's consumer JSON-RPC
+ * exactly as snapper-consumer@1.3.6 does, or Socket.IO 4 (for the peer).
+ *
+ * snapper: every `publish` request is acked at once with
+ * `{"jsonrpc":"2.0","id":<id>,"result":"OK"}` (jsonrpc-lite's key order), and
+ * its messages are delivered unless its id equals the previous request's id
+ * (a re-sent batch), which survives reconnects as in snapper-consumer.
+ * Socket.IO: CONNECT `40` after the open packet, then every EVENT
+ * `42["m","<message>"]` delivers one message.
+ *
+ * Heartbeats: EIO=4 answers the server's `2` with `3`; EIO=3 pings itself
+ * every pingInterval (the worker's sweep calls heartbeat()).
+ */
+import type { Histogram } from '../lib/histogram.js'
+import { nowUs, seqOf, sentUsOf } from './message.js'
+import { LeanWebSocket, type WsHandler, type WsTarget } from './ws-client.js'
+
+export type ConsumerProtocol = 'snapper' | 'socketio'
+
+export interface ConsumerSpec {
+  readonly host: string
+  readonly port: number
+  /** Path and query, `EIO` and `transport=websocket` included. */
+  readonly path: string
+  readonly localAddress?: string
+  readonly protocol: ConsumerProtocol
+  readonly eio: 3 | 4
+}
+
+/** What a consumer tells the thread that runs it. */
+export interface ConsumerHost {
+  readonly latency: Histogram
+  opened(consumer: LeanConsumer): void
+  closed(consumer: LeanConsumer, reason: string): void
+}
+
+export class LeanConsumer implements WsHandler {
+  readonly spec: ConsumerSpec
+  readonly #host: ConsumerHost
+  #ws: LeanWebSocket | undefined
+  /** The Engine.IO sid: for snapper, the consumer id derived from the token. */
+  sid = ''
+  isOpen = false
+  /** Messages handed to the application (re-sent batches skipped, as the client does). */
+  received = 0
+  /** Messages whose seq was not above the last one: delivered twice or out of order. */
+  dups = 0
+  /** Seqs skipped over (a later message came first, or a message never came). */
+  gaps = 0
+  lastSeq = 0
+  /** Warm-up messages (seq 0) seen: the bench waits for them before it measures. */
+  warmups = 0
+  /** When the last counted message arrived, µs CLOCK_MONOTONIC. */
+  lastAt = 0
+  connectStartUs = 0
+  openUs = 0
+  closes = 0
+  lastCloseReason = ''
+  /** The last `publish` request id, kept across reconnects like snapper-consumer's lastResponseId. */
+  #lastBatchId: unknown = undefined
+  #pingIntervalMs = 25_000
+  #nextPingAt = 0
+
+  constructor(spec: ConsumerSpec, host: ConsumerHost) {
+    this.spec = spec
+    this.#host = host
+  }
+
+  connect(localAddress?: string): void {
+    this.connectStartUs = nowUs()
+    const target: WsTarget = { ...this.spec, localAddress: localAddress ?? this.spec.localAddress }
+    this.#ws = new LeanWebSocket(target, this)
+  }
+
+  /** A client close (close frame, then FIN). */
+  close(): void {
+    this.#ws?.close()
+  }
+
+  /** v3 only: pings when due; returns false when not open. */
+  heartbeat(nowMs: number): void {
+    if (!this.isOpen || this.spec.eio !== 3 || nowMs < this.#nextPingAt) return
+    this.#nextPingAt = nowMs + this.#pingIntervalMs
+    this.#ws?.send('2')
+  }
+
+  wsOpen(): void {
+    // The websocket is up; the session opens with the Engine.IO open packet.
+  }
+
+  wsText(ws: LeanWebSocket, text: string): void {
+    const type = text.charCodeAt(0)
+    if (type === 0x34)
+      this.#message(ws, text) // '4'
+    else if (type === 0x32)
+      ws.send('3') // '2': v4 server ping
+    else if (type === 0x30)
+      this.#openPacket(ws, text) // '0'
+    else if (type === 0x31) ws.close() // '1': close
+    // '3' pong, '6' noop: nothing to do.
+  }
+
+  wsClose(_ws: LeanWebSocket, reason: string): void {
+    const wasOpen = this.isOpen
+    this.isOpen = false
+    this.#ws = undefined
+    this.closes++
+    this.lastCloseReason = reason
+    this.#host.closed(this, wasOpen ? reason : `never opened: ${reason}`)
+  }
+
+  #openPacket(ws: LeanWebSocket, text: string): void {
+    const open = JSON.parse(text.slice(1)) as { sid: string; pingInterval: number }
+    this.sid = open.sid
+    this.#pingIntervalMs = open.pingInterval
+    this.#nextPingAt = Date.now() + open.pingInterval
+    if (this.spec.protocol === 'socketio')
+      ws.send('40') // Socket.IO CONNECT to the main namespace
+    else this.#opened()
+  }
+
+  #opened(): void {
+    this.isOpen = true
+    this.openUs = nowUs()
+    this.#host.opened(this)
+  }
+
+  #message(ws: LeanWebSocket, text: string): void {
+    if (this.spec.protocol === 'socketio') {
+      // '42[…]' EVENT, '40{…}' CONNECT answer; anything else (errors, acks) is not bench traffic.
+      if (text.charCodeAt(1) === 0x32) this.#deliverOne((JSON.parse(text.slice(2)) as [string, string])[1])
+      else if (text.charCodeAt(1) === 0x30 && !this.isOpen) this.#opened()
+      return
+    }
+    const rpc = JSON.parse(text.slice(1)) as { id?: unknown; method?: string; params?: unknown }
+    if (rpc.method !== 'publish' || rpc.id === undefined) return // echo answers, `invalid` notices
+    // What snapper-consumer does: ack first, then deliver unless it is the previous request again.
+    ws.send(`4{"jsonrpc":"2.0","id":${JSON.stringify(rpc.id)},"result":"OK"}`)
+    if (rpc.id === this.#lastBatchId) return
+    this.#lastBatchId = rpc.id
+    const messages = rpc.params as string[]
+    const now = nowUs()
+    for (let i = 0; i < messages.length; i++) this.#count(messages[i]!, now)
+  }
+
+  #deliverOne(message: string): void {
+    this.#count(message, nowUs())
+  }
+
+  #count(message: string, now: number): void {
+    const seq = seqOf(message)
+    if (seq === 0) {
+      this.warmups++
+      return
+    }
+    this.received++
+    this.lastAt = now
+    if (seq <= this.lastSeq) this.dups++
+    else {
+      if (seq !== this.lastSeq + 1) this.gaps += seq - this.lastSeq - 1
+      this.lastSeq = seq
+    }
+    this.#host.latency.record(now - sentUsOf(message))
+  }
+}

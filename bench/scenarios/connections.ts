@@ -1,0 +1,67 @@
+/**
+ * connections: 10,000 idle consumers connect as fast as the server takes
+ * them (1,000 handshakes in flight), from several loopback source addresses.
+ * A connect counts from the TCP connect to the session being usable (the
+ * Engine.IO open packet; for Socket.IO, its CONNECT answer). Memory is the
+ * servers' RSS after a full GC, before and after, divided by the consumers.
+ */
+import { makeUsers, ms, sleep, type Scenario } from '../lib/scenario.js'
+
+export const connections: Scenario = {
+  name: 'connections',
+  title: 'connections: 10,000 idle consumers',
+  targets: ['socketio', 'snapper', 'uws'],
+  noise: true,
+  headline: 'connectsPerSec',
+  metrics: [
+    { key: 'connectsPerSec', label: 'connects/s', unit: '/s', better: 'higher' },
+    { key: 'connectP50Ms', label: 'connect p50', unit: 'ms', better: 'lower', digits: 1 },
+    { key: 'connectP99Ms', label: 'connect p99', unit: 'ms', better: 'lower', digits: 1 },
+    { key: 'rssPerConnKb', label: 'RSS/conn', unit: 'KB', better: 'lower', digits: 2 },
+    { key: 'rssMb', label: 'RSS at 10k', unit: 'MB', better: 'lower', digits: 0 },
+  ],
+  async run(ctx) {
+    const consumers = ctx.smoke ? 100 : 10_000
+    const users = makeUsers(consumers)
+    const before = await ctx.target.rssAfterGc()
+    await ctx.pool.add(users.map((user, i) => ctx.target.consumerSpec(i, user)))
+    ctx.phase(`connecting ${consumers} consumers`)
+    ctx.startMeasuring()
+    const result = await ctx.pool.connect(1000, ctx.localAddresses)
+    const cpu = ctx.stopMeasuring()
+    if (result.failed > 0)
+      throw new Error(`${result.failed} consumers did not open: ${result.failures.join('; ')}`)
+    ctx.phase('idle')
+    await sleep(ctx.smoke ? 200 : 2000) // whatever a session does after its open packet (Redis replies, timers) settles
+    const after = await ctx.target.rssAfterGc()
+    const report = await ctx.pool.report()
+    if (report.open !== consumers)
+      throw new Error(
+        `${consumers - report.open} consumers closed while idle: ${JSON.stringify(report.closeReasons)}`,
+      )
+    return {
+      connectsPerSec: Math.round(result.opened / (result.elapsedUs / 1e6)),
+      connectP50Ms: ms(result.connectUs.quantile(0.5)),
+      connectP99Ms: ms(result.connectUs.quantile(0.99)),
+      rssPerConnKb: Math.round(((after - before) / consumers / 1024) * 100) / 100,
+      rssMb: Math.round(after / 1024 / 1024),
+      ...cpu,
+    }
+  },
+  checks(medians, { smoke }) {
+    const snapper = medians.snapper
+    if (!snapper || smoke) return []
+    return [
+      {
+        label: 'connections ≤ 8 KB RSS per idle connection',
+        ok: snapper.rssPerConnKb! <= 8,
+        detail: `${snapper.rssPerConnKb} KB`,
+      },
+      {
+        label: 'connections ≥ 4,000 connects/s',
+        ok: snapper.connectsPerSec! >= 4000,
+        detail: `${Math.round(snapper.connectsPerSec!).toLocaleString('en')}/s`,
+      },
+    ]
+  },
+}

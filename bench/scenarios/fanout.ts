@@ -1,0 +1,90 @@
+/**
+ * fanout: 500 consumers in one room, 2,000 messages published flat out (as
+ * snapper-producer sends when busy: notifications of 50). Measures
+ * deliveries per second from the first publish to the last delivery, the
+ * time to full delivery, and loss.
+ */
+import { makeMessage, nowUs } from '../load/message.js'
+import { Publisher } from '../load/publisher.js'
+import {
+  connectUsers,
+  joinRoom,
+  lossOf,
+  makeUsers,
+  ms,
+  publishFlatOut,
+  waitForDeliveries,
+  warmUp,
+  type Scenario,
+} from '../lib/scenario.js'
+
+const ROOM = 'fanout'
+
+export const fanout: Scenario = {
+  name: 'fanout',
+  title: 'fan-out: 500 consumers in one room, 2,000 messages flat out',
+  targets: ['socketio', 'snapper', 'uws'],
+  noise: true,
+  headline: 'deliveriesPerSec',
+  metrics: [
+    { key: 'deliveriesPerSec', label: 'deliveries/s', unit: '/s', better: 'higher' },
+    { key: 'fullDeliveryMs', label: 'full delivery', unit: 'ms', better: 'lower' },
+    { key: 'p99Ms', label: 'p99 publish→ack', unit: 'ms', better: 'lower', digits: 1 },
+    { key: 'lost', label: 'lost', unit: '', better: 'lower' },
+    { key: 'dups', label: 'dups', unit: '', better: 'lower' },
+  ],
+  async run(ctx) {
+    const consumers = ctx.smoke ? 20 : 500
+    const messages = ctx.smoke ? 100 : 2000
+    const users = makeUsers(consumers, [ROOM])
+    await connectUsers(ctx, users)
+    const publisher = await Publisher.open(ctx.target)
+    try {
+      await joinRoom(ctx, publisher, ROOM, users)
+      await warmUp(ctx, publisher, [ROOM], consumers)
+      ctx.phase('publishing')
+      ctx.startMeasuring()
+      const startUs = nowUs()
+      await publishFlatOut(publisher, messages, i => [ROOM, makeMessage(i + 1, nowUs(), 100)])
+      const report = await waitForDeliveries(ctx, consumers * messages)
+      const cpu = ctx.stopMeasuring()
+      const elapsedUs = report.lastAt - startUs
+      return {
+        deliveriesPerSec: Math.round((report.received - report.dups) / (elapsedUs / 1e6)),
+        fullDeliveryMs: ms(elapsedUs),
+        p99Ms: ms(report.latency.quantile(0.99)),
+        ...lossOf(report, consumers * messages),
+        ...cpu,
+      }
+    } finally {
+      publisher.close()
+    }
+  },
+  checks(medians, { smoke }) {
+    const snapper = medians.snapper
+    if (!snapper) return []
+    const checks = [
+      {
+        label: 'fanout: zero loss',
+        ok: snapper.lost === 0 && snapper.dups === 0,
+        detail: `lost ${snapper.lost}, dups ${snapper.dups}`,
+      },
+    ]
+    if (smoke) return checks
+    const sio = medians.socketio?.deliveriesPerSec
+    const uws = medians.uws?.deliveriesPerSec
+    if (sio)
+      checks.push({
+        label: 'fanout ≥ 3× Socket.IO',
+        ok: snapper.deliveriesPerSec! >= 3 * sio,
+        detail: `${(snapper.deliveriesPerSec! / sio).toFixed(2)}×`,
+      })
+    if (uws)
+      checks.push({
+        label: 'fanout ≥ 50% of uWS ceiling',
+        ok: snapper.deliveriesPerSec! >= 0.5 * uws,
+        detail: `${((100 * snapper.deliveriesPerSec!) / uws).toFixed(0)}%`,
+      })
+    return checks
+  },
+}

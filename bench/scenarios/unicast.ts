@@ -1,0 +1,96 @@
+/**
+ * unicast: 5,000 consumers, each in its own user room (`user<userId>`, which
+ * Snapper joins on connect), and 20,000 messages to users drawn at random
+ * (the same seeded draw for every target), flat out in notifications of 50.
+ * Every message is its own room's append: nothing to share, nothing to batch
+ * in Redis but the pipeline.
+ */
+import { makeMessage, nowUs } from '../load/message.js'
+import { Publisher } from '../load/publisher.js'
+import {
+  connectUsers,
+  lossOf,
+  makeUsers,
+  ms,
+  publishFlatOut,
+  waitForDeliveries,
+  warmUp,
+  type Scenario,
+} from '../lib/scenario.js'
+
+/** mulberry32: a tiny seeded PRNG, so every target gets the same sequence of users. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export const unicast: Scenario = {
+  name: 'unicast',
+  title: 'unicast: 5,000 consumers in their own rooms, 20,000 messages to random users',
+  targets: ['socketio', 'snapper', 'uws'],
+  noise: true,
+  headline: 'deliveriesPerSec',
+  metrics: [
+    { key: 'deliveriesPerSec', label: 'deliveries/s', unit: '/s', better: 'higher' },
+    { key: 'fullDeliveryMs', label: 'full delivery', unit: 'ms', better: 'lower' },
+    { key: 'p99Ms', label: 'p99 publish→ack', unit: 'ms', better: 'lower', digits: 1 },
+    { key: 'lost', label: 'lost', unit: '', better: 'lower' },
+    { key: 'dups', label: 'dups', unit: '', better: 'lower' },
+  ],
+  async run(ctx) {
+    const consumers = ctx.smoke ? 50 : 5000
+    const messages = ctx.smoke ? 500 : 20_000
+    const users = makeUsers(consumers)
+    await connectUsers(ctx, users)
+    const rooms = users.map(user => `user${user.userId}`)
+    const publisher = await Publisher.open(ctx.target)
+    try {
+      await warmUp(ctx, publisher, rooms, consumers)
+      const random = seededRandom(42)
+      const seqs = new Int32Array(consumers)
+      ctx.phase('publishing')
+      ctx.startMeasuring()
+      const startUs = nowUs()
+      await publishFlatOut(publisher, messages, () => {
+        const user = Math.floor(random() * consumers)
+        return [rooms[user]!, makeMessage(++seqs[user]!, nowUs(), 100)]
+      })
+      const report = await waitForDeliveries(ctx, messages)
+      const cpu = ctx.stopMeasuring()
+      const elapsedUs = report.lastAt - startUs
+      return {
+        deliveriesPerSec: Math.round((report.received - report.dups) / (elapsedUs / 1e6)),
+        fullDeliveryMs: ms(elapsedUs),
+        p99Ms: ms(report.latency.quantile(0.99)),
+        ...lossOf(report, messages),
+        ...cpu,
+      }
+    } finally {
+      publisher.close()
+    }
+  },
+  checks(medians, { smoke }) {
+    const snapper = medians.snapper
+    if (!snapper) return []
+    const checks = [
+      {
+        label: 'unicast: zero loss',
+        ok: snapper.lost === 0 && snapper.dups === 0,
+        detail: `lost ${snapper.lost}, dups ${snapper.dups}`,
+      },
+    ]
+    if (!smoke)
+      checks.push({
+        label: 'unicast ≥ 40,000 deliveries/s',
+        ok: snapper.deliveriesPerSec! >= 40_000,
+        detail: `${Math.round(snapper.deliveriesPerSec!).toLocaleString('en')}/s`,
+      })
+    return checks
+  },
+}

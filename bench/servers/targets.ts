@@ -1,0 +1,191 @@
+/**
+ * The servers a scenario runs against, each as N child processes (`--workers
+ * N`): Snapper nodes (the real startNode), the Socket.IO + redis-adapter
+ * peer, and the bare uWS ceiling. One interface for all three: where
+ * consumers connect, how they join rooms, where producers publish, and the
+ * processes whose CPU and memory the bench reads.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdirSync } from 'node:fs'
+import { consumerIdOf, Tokens } from '../../src/auth/token.js'
+import type { Config } from '../../src/config/defaults.js'
+import { rssBytes } from '../lib/proc.js'
+import type { ConsumerSpec } from '../load/consumer.js'
+import { LeanProducer } from '../load/producer.js'
+import type { FromChild, ServerOptions, ToChild } from './child.js'
+
+export type TargetName = 'snapper' | 'socketio' | 'uws'
+
+export const TARGET_LABELS: Readonly<Record<TargetName, string>> = {
+  snapper: 'Snapper',
+  socketio: 'Socket.IO 4 + redis-adapter',
+  uws: 'bare uWS (ceiling)',
+}
+
+export interface TargetOptions {
+  readonly workers: number
+  readonly redisUrl: string
+  readonly secret: string
+  /** Key prefix of this run (every run gets a new one; Redis is also flushed). */
+  readonly prefix: string
+  /** Writes a V8 CPU profile of every server process here (`node --cpu-prof`). */
+  readonly profileDir?: string
+  /** Config overrides for Snapper nodes. */
+  readonly snapperConfig?: Partial<Config>
+}
+
+/** A bench consumer: who it is, and where its messages come from. */
+export interface BenchUser {
+  readonly userId: string
+  /** Rooms besides its own `user<userId>`. */
+  readonly rooms: readonly string[]
+  readonly eio?: 3 | 4
+  /** The token's source claim (snapper consumer id prefix). */
+  readonly source?: string
+}
+
+const ENTRIES: Readonly<Record<TargetName, string>> = {
+  snapper: './snapper-node.js',
+  socketio: './socketio-node.js',
+  uws: './uws-node.js',
+}
+
+export class RunningTarget {
+  readonly name: TargetName
+  readonly #children: ChildProcess[]
+  readonly gatewayPorts: readonly number[]
+  readonly producerPorts: readonly number[]
+  readonly #tokens: Tokens
+  readonly #secret: string
+
+  private constructor(name: TargetName, children: ChildProcess[], ready: FromChild[], secret: string) {
+    this.name = name
+    this.#children = children
+    this.gatewayPorts = ready.map(r => (r.type === 'ready' ? r.gatewayPort : 0))
+    this.producerPorts = ready.map(r => (r.type === 'ready' ? r.producerPort : 0))
+    this.#secret = secret
+    this.#tokens = new Tokens([secret])
+  }
+
+  static async start(name: TargetName, options: TargetOptions): Promise<RunningTarget> {
+    const children: ChildProcess[] = []
+    const ready = await Promise.all(
+      Array.from({ length: options.workers }, (_, index) => {
+        const server: ServerOptions = {
+          redisUrl: options.redisUrl,
+          secret: options.secret,
+          index,
+          prefix: options.prefix,
+        }
+        const execArgv = ['--expose-gc']
+        if (options.profileDir) {
+          mkdirSync(options.profileDir, { recursive: true })
+          execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`)
+        }
+        const child = fork(new URL(ENTRIES[name], import.meta.url), [], {
+          execArgv,
+          env: {
+            ...process.env,
+            BENCH_SERVER: JSON.stringify(server),
+            BENCH_SNAPPER_CONFIG: JSON.stringify(options.snapperConfig ?? {}),
+          },
+          stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        })
+        children.push(child)
+        return new Promise<FromChild>((resolve, reject) => {
+          child.once('message', (message: FromChild) => resolve(message))
+          child.once('exit', code =>
+            reject(new Error(`${name} server ${index} exited with ${code} before it was ready`)),
+          )
+        })
+      }),
+    ).catch(async (err: unknown) => {
+      for (const child of children) child.kill('SIGKILL')
+      throw err
+    })
+    return new RunningTarget(name, children, ready, options.secret)
+  }
+
+  get pids(): number[] {
+    return this.#children.map(child => child.pid!)
+  }
+
+  /** Snapper joins rooms through producers (`subscribe`); the peers take them from the handshake. */
+  get joinsThroughProducer(): boolean {
+    return this.name === 'snapper'
+  }
+
+  /** The uWS ceiling shares nothing between processes: every publish goes to every process. */
+  get publishesToAll(): boolean {
+    return this.name === 'uws'
+  }
+
+  /** The consumer id Snapper gives this user's connection (the Engine.IO sid), and its token. */
+  credentials(user: BenchUser, expSec = 4_102_444_800): { token: string; consumerId: string } {
+    const claims = { userId: user.userId, exp: expSec, ...(user.source && { source: user.source }) }
+    const token = this.#tokens.sign(claims, expSec - Math.floor(Date.now() / 1000))
+    return { token, consumerId: consumerIdOf(claims) }
+  }
+
+  /** Where consumer `index` connects: the gateways take turns (as nginx would spread them). */
+  consumerSpec(index: number, user: BenchUser): ConsumerSpec {
+    const port = this.gatewayPorts[index % this.gatewayPorts.length]!
+    const eio = this.name === 'snapper' ? (user.eio ?? 4) : 4
+    let query = `EIO=${eio}&transport=websocket`
+    if (this.name === 'snapper') query += `&token=${this.credentials(user).token}`
+    else query += `&uid=${user.userId}&rooms=${encodeURIComponent(user.rooms.join(','))}`
+    return {
+      host: '127.0.0.1',
+      port,
+      path: `/websocket/?${query}`,
+      protocol: this.name === 'socketio' ? 'socketio' : 'snapper',
+      eio,
+    }
+  }
+
+  /** Producer connection `index` (each node gets its share). */
+  async producer(index: number): Promise<LeanProducer> {
+    return LeanProducer.connect(
+      '127.0.0.1',
+      this.producerPorts[index % this.producerPorts.length]!,
+      this.#secret,
+    )
+  }
+
+  /** Resident memory of every server process, after a full GC in each. */
+  async rssAfterGc(): Promise<number> {
+    await Promise.all(
+      this.#children.map(
+        child =>
+          new Promise<void>(resolve => {
+            const onMessage = (message: FromChild): void => {
+              if (message.type !== 'gc-done') return
+              child.off('message', onMessage)
+              resolve()
+            }
+            child.on('message', onMessage)
+            child.send({ type: 'gc' } satisfies ToChild)
+          }),
+      ),
+    )
+    return this.pids.reduce((sum, pid) => sum + rssBytes(pid), 0)
+  }
+
+  /** Graceful stop (a profile is written on exit); SIGKILL after 15 s. */
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.#children.map(
+        child =>
+          new Promise<void>(resolve => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve()
+            const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+            child.once('exit', () => {
+              clearTimeout(timer)
+              resolve()
+            })
+            child.send({ type: 'stop' } satisfies ToChild)
+          }),
+      ),
+    )
+  }
+}
