@@ -11,6 +11,8 @@ interface LocalRoom {
   readonly members: Set<Outbox>
   /** Resolves once the node receives the room's announcements. */
   readonly subscribed: Promise<void>
+  /** The tick of the room's last announcement or resync (see readEpoch). */
+  epoch: number
 }
 
 /**
@@ -32,6 +34,8 @@ export class Fanout {
   dropped = 0
   /** Announcements received, for /metrics. */
   announcements = 0
+  /** Counts announcements, joins and resyncs, in the order they reach this node. */
+  #ticks = 0
 
   constructor(
     subscriber: Redis | Cluster,
@@ -62,7 +66,7 @@ export class Fanout {
         () => {},
         (err: unknown) => this.#log.warn({ err, room }, 'subscribe failed'),
       )
-      local = { room, channel, members: new Set(), subscribed }
+      local = { room, channel, members: new Set(), subscribed, epoch: ++this.#ticks }
       this.#rooms.set(room, local)
       this.#byChannel.set(channel, local)
     }
@@ -83,6 +87,7 @@ export class Fanout {
   announce(channel: string, bytes: Buffer): void {
     const local = this.#byChannel.get(channel)
     if (!local) return // unsubscribed meanwhile
+    local.epoch = ++this.#ticks
     const announcement = decodeAnnouncement(bytes)
     if (!announcement) {
       this.dropped++
@@ -103,8 +108,21 @@ export class Fanout {
     }
   }
 
+  /**
+   * Two log reads of a room can be shared only if no announcement of it (nor
+   * a resync) reached this node between them: a member that ignored an
+   * announcement (it was behind) needs a read issued after that announcement,
+   * and an older read still in flight may lack its messages.
+   */
+  readEpoch(room: string): number {
+    return this.#rooms.get(room)?.epoch ?? 0
+  }
+
   /** Every local member of every room re-reads its log: announcements may have been lost. */
   resyncAll(): void {
-    for (const { room, members } of this.#rooms.values()) for (const outbox of members) outbox.resync(room)
+    for (const local of this.#rooms.values()) {
+      local.epoch = ++this.#ticks
+      for (const outbox of local.members) outbox.resync(local.room)
+    }
   }
 }

@@ -313,8 +313,9 @@ export class BrokerNode implements OutboxHost {
   // ---- OutboxHost ----
 
   read(room: string, after: { ms: number; seq: number }, count: number): Promise<readonly LogEntry[]> {
-    // Consumers that reconnect together ask for the same range: one Redis read serves them all.
-    const key = `${count}:${formatCursor(after)}:${room}`
+    // Consumers that reconnect together ask for the same range: one Redis read serves them all,
+    // unless an announcement of the room came in since that read was issued (it may lack it).
+    const key = `${count}:${formatCursor(after)}:${this.#fanout.readEpoch(room)}:${room}`
     let read = this.#reads.get(key)
     if (!read) {
       this.counters.logReads++
