@@ -60,7 +60,9 @@ export class Fanout {
     let local = this.#rooms.get(room)
     if (!local) {
       const channel = this.#keys.room(room).channel
-      const subscribing = this.#sharded ? this.#subscriber.ssubscribe(channel) : this.#subscriber.subscribe(channel)
+      const subscribing = this.#sharded
+        ? this.#subscriber.ssubscribe(channel)
+        : this.#subscriber.subscribe(channel)
       // A failed subscribe still lets members read the log; the resync after the subscriber reconnects heals the rest.
       const subscribed = subscribing.then(
         () => {},
@@ -79,7 +81,9 @@ export class Fanout {
     if (!local || !local.members.delete(outbox) || local.members.size > 0) return
     this.#rooms.delete(room)
     this.#byChannel.delete(local.channel)
-    const unsubscribe = this.#sharded ? this.#subscriber.sunsubscribe(local.channel) : this.#subscriber.unsubscribe(local.channel)
+    const unsubscribe = this.#sharded
+      ? this.#subscriber.sunsubscribe(local.channel)
+      : this.#subscriber.unsubscribe(local.channel)
     unsubscribe.catch((err: unknown) => this.#log.warn({ err, room }, 'unsubscribe failed'))
   }
 
@@ -99,7 +103,7 @@ export class Fanout {
     const { room, members } = local
     const entries = messages.map((message, i): Entry => ({ room, ms, seq: first + i, message }))
     // Cut where a consumer's batch would be cut, so that in-step consumers share each batch.
-    for (let start = 0; start < entries.length; ) {
+    for (let start = 0; start < entries.length;) {
       const count = batchLength(i => entries[start + i], this.#batchMax, this.#batchMaxBytes)
       const chunk = entries.slice(start, start + count)
       start += count
