@@ -3,15 +3,12 @@
  * the primary, /metrics summed over both workers by prom-client's
  * AggregatorRegistry, then SIGTERM and exit code 0 with no worker left.
  */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
-import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import Producer from 'snapper-producer'
 import { checkPorts } from '../../src/cli/workers.js'
 import { ConfigError } from '../../src/config/load.js'
-import { freePort } from '../helpers/ports.js'
+import { isAlive, startCli } from '../helpers/cli.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { call, eventually, sample, SECRET, TOKENS } from './harness.js'
 
@@ -21,71 +18,22 @@ test.before(async () => {
 })
 test.after.always(() => server?.stop())
 
-const CLI = fileURLToPath(new URL('../../src/cli/snapper.js', import.meta.url))
-
-const isFree = (port: number): Promise<boolean> =>
-  new Promise(resolve => {
-    const probe = createServer()
-    probe.once('error', () => resolve(false))
-    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)))
-  })
-
-/** `count` consecutive free ports (worker i's gateway listens on gatewayPort + i). */
-async function freePorts(count: number): Promise<number> {
-  for (;;) {
-    const first = await freePort()
-    let isRun = true
-    for (let i = 1; i < count && isRun; i++) isRun = await isFree(first + i)
-    if (isRun) return first
-  }
-}
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false // ESRCH: gone
-  }
-}
-
 test('cluster: /metrics of the primary sums both workers; SIGTERM drains and exits 0', async t => {
-  const [gateway, producerPort, adminPort] = [await freePorts(2), await freePort(), await freePort()]
-  const child = spawn(process.execPath, [CLI, 'start', '--workers', '2'], {
+  const cli = await startCli(t, {
+    workers: 2,
     env: {
-      ...process.env,
-      SNAPPER_HOST: '127.0.0.1',
       SNAPPER_REDIS: server.url,
       SNAPPER_REDIS_PREFIX: uniquePrefix(),
       SNAPPER_TOKEN_SECRETS: SECRET,
-      SNAPPER_GATEWAY_PORT: String(gateway),
-      SNAPPER_PRODUCER_PORT: String(producerPort),
-      SNAPPER_ADMIN_PORT: String(adminPort),
-      SNAPPER_LOG_LEVEL: 'warn',
       SNAPPER_DRAIN_SPREAD_MS: '0',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk))
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk))
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-  const workerPids: number[] = []
-  t.teardown(() => {
-    // Only if the test failed half-way: nothing may outlive it.
-    for (const pid of workerPids) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  const base = `http://127.0.0.1:${adminPort}`
-
-  await eventually(async () => {
-    if (child.exitCode !== null) throw new Error(`snapper exited with ${child.exitCode}:\n${output}`)
-    return (await call(`${base}/readyz`).catch(() => undefined))?.status === 200
-  }, 15_000)
+  const base = `http://127.0.0.1:${cli.ports.admin}`
+  const producerPort = cli.ports.producer
   const stats = (await call(`${base}/stats`, { token: TOKENS.operator })).json as {
     workers: { pid: number; isReady: boolean }[]
   }
-  workerPids.push(...stats.workers.map(worker => worker.pid))
+  const workerPids = await cli.workerPids(TOKENS.operator)
   t.is(workerPids.length, 2)
   t.true(stats.workers.every(worker => worker.isReady))
 
@@ -122,10 +70,8 @@ test('cluster: /metrics of the primary sums both workers; SIGTERM drains and exi
   t.is(sample(moved, 'snapper_nodes'), 2)
 
   for (const producer of producers) producer.close()
-  child.kill('SIGTERM')
-  const [code, signal] = await exited
-  t.is(code, 0, output)
-  t.is(signal, null)
+  cli.signal('SIGTERM')
+  t.is(await cli.exited, 0, cli.output())
   t.deepEqual(workerPids.filter(isAlive), [], 'no worker outlives the primary')
 })
 

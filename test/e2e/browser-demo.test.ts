@@ -5,19 +5,15 @@
  * another port (cross-origin polling with credentials, then the websocket
  * upgrade), and shows what its form publishes.
  */
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import { chromium, type BrowserContext } from 'playwright-core'
-import { freePort } from '../helpers/ports.js'
+import { startCli } from '../helpers/cli.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 
 const CHROMIUM = '/usr/bin/chromium'
-const CLI = fileURLToPath(new URL('../../src/cli/snapper.js', import.meta.url))
 
 let server: RedisServer
 test.before(async () => {
@@ -25,62 +21,29 @@ test.before(async () => {
 })
 test.after.always(() => server?.stop())
 
-/** Waits until `url` answers 200, or the process died, or timeoutMs passed. */
-async function waitReady(url: string, hasExited: () => string | undefined, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const exit = hasExited()
-    if (exit !== undefined) throw new Error(exit)
-    const status = await fetch(url).then(
-      res => res.status,
-      () => 0, // not listening yet
-    )
-    if (status === 200) return
-    if (Date.now() > deadline) throw new Error(`${url} not ready within ${timeoutMs} ms`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
-
 test('demo: a browser consumer connects, publishes from the form, and sees its message', async t => {
   if (!existsSync(CHROMIUM))
     return t.fail(
       `Chromium is not installed at ${CHROMIUM}: run \`apt-get install -y chromium\` (CI installs it)`,
     )
 
-  const [gatewayPort, producerPort, adminPort] = [await freePort(), await freePort(), await freePort()]
-  const child = spawn(process.execPath, [CLI, 'start', '--workers', '0', '--demo'], {
+  const cli = await startCli(t, {
+    workers: 0,
+    args: ['--demo'],
     env: {
-      ...process.env,
-      SNAPPER_HOST: '127.0.0.1',
       SNAPPER_REDIS: server.url,
       SNAPPER_REDIS_PREFIX: uniquePrefix(),
       SNAPPER_TOKEN_SECRETS: 'browser-demo-secret',
-      SNAPPER_GATEWAY_PORT: String(gatewayPort),
-      SNAPPER_PRODUCER_PORT: String(producerPort),
-      SNAPPER_ADMIN_PORT: String(adminPort),
-      SNAPPER_LOG_LEVEL: 'warn',
       SNAPPER_DRAIN_SPREAD_MS: '0',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk))
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk))
-  const exited = once(child, 'exit')
   const userDataDir = mkdtempSync(join(tmpdir(), 'snapper-chromium-'))
   let browser: BrowserContext | undefined
   t.teardown(async () => {
     await browser?.close()
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
     rmSync(userDataDir, { recursive: true, force: true })
   })
-
-  const base = `http://127.0.0.1:${adminPort}`
-  await waitReady(
-    `${base}/readyz`,
-    () => (child.exitCode === null ? undefined : `snapper exited with ${child.exitCode}:\n${output}`),
-    10_000,
-  )
+  const base = `http://127.0.0.1:${cli.ports.admin}`
 
   // A fresh profile, removed at teardown.
   browser = await chromium.launchPersistentContext(userDataDir, {
@@ -112,7 +75,7 @@ test('demo: a browser consumer connects, publishes from the form, and sees its m
     await status.filter({ hasText: /^connected$/ }).waitFor({ timeout: 10_000 })
   } catch (err) {
     throw new Error(
-      `the page did not connect: status "${await status.textContent()}"; ${problems.join('; ')}\n${output}`,
+      `the page did not connect: status "${await status.textContent()}"; ${problems.join('; ')}\n${cli.output()}`,
       {
         cause: err,
       },
@@ -136,7 +99,6 @@ test('demo: a browser consumer connects, publishes from the form, and sees its m
 
   await browser.close()
   browser = undefined
-  child.kill('SIGTERM')
-  const [code] = (await exited) as [number | null]
-  t.is(code, 0, output)
+  cli.signal('SIGTERM')
+  t.is(await cli.exited, 0, cli.output())
 })
