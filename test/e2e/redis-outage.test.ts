@@ -7,12 +7,11 @@
  */
 import { once } from 'node:events'
 import test from 'ava'
-import Producer from 'snapper-producer'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode } from '../../src/cli/node.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
-import { call, eventually, newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, eventually, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { CLI } from '../helpers/cli.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { freePort } from '../helpers/ports.js'
@@ -68,13 +67,7 @@ test('through a Redis outage consumers stay connected, /readyz turns false, and 
   ).map(kind => connectConsumer(kind, node.ports.gateway, tokens.sign({ userId: newUserId() })))
   t.teardown(() => consumers.forEach(consumer => consumer.close()))
   const ids = await Promise.all(consumers.map(consumer => consumer.opened()))
-  const producer = new Producer(node.ports.producer, '127.0.0.1', {
-    secretKeys: [TEST_SECRET],
-    producerId: 'outage',
-  })
-  producer.on('error', () => {})
-  t.teardown(() => producer.close())
-  await once(producer, 'connect')
+  const producer = await connectProducer(t, node.ports.producer)
   await Promise.all(ids.map(id => call(producer.joinRoom('weather', id))))
   for (let i = 0; i < 10; i++) producer.sendMessage('weather', `before ${i}`)
   await Promise.all(consumers.map(consumer => consumer.waitFor(10)))

@@ -4,9 +4,8 @@
  * message and delivers none twice; SIGTERM drains and exits 0.
  */
 import test from 'ava'
-import Producer from 'snapper-producer'
 import { Tokens } from '../../src/auth/token.js'
-import { call, newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { startCli } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
@@ -47,13 +46,7 @@ test('a rolling restart of all workers under load loses no message and duplicate
   )
   t.teardown(() => consumers.forEach(consumer => consumer.close()))
   const ids = await Promise.all(consumers.map(consumer => consumer.opened()))
-  const producer = new Producer(cli.ports.producer, '127.0.0.1', {
-    secretKeys: [TEST_SECRET],
-    producerId: 'load',
-  })
-  producer.on('error', () => {})
-  t.teardown(() => producer.close())
-  await new Promise(resolve => producer.once('connect', resolve))
+  const producer = await connectProducer(t, cli.ports.producer)
   await Promise.all(ids.map(id => call(producer.joinRoom('rolling', id))))
 
   // Traffic in bursts, as from an API server, through the whole restart.
