@@ -57,7 +57,10 @@ export function summarize(profile: Profile, top: number): string {
       .filter(([name]) => !name.startsWith('(idle)') && !name.startsWith('(root)'))
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([name, us]) => `${((100 * us) / busy).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${name}`)
+      .map(
+        ([name, us]) =>
+          `${((100 * us) / busy).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${name}`,
+      )
       .join('\n')
   return (
     `busy ${(busy / 1000).toFixed(0)} ms of ${(totalUs / 1000).toFixed(0)} ms profiled\n\n` +

@@ -92,7 +92,7 @@ async function runOnce(
     secret,
     prefix: `B${randomBytes(3).toString('hex')}`,
     profileDir: args.profileDir,
-    snapperConfig: scenario.snapperConfig,
+    snapperConfig: { ...scenario.snapperConfig, ...args.snapperConfig },
   })
   const pool = new ConsumerPool(args.threads)
   let timer: NodeJS.Timeout | undefined

@@ -19,6 +19,7 @@ export interface BenchArgs {
   /** Append to RESULTS.md and draw the chart. Off for --smoke. */
   readonly record: boolean
   readonly quiet: boolean
+  readonly snapperConfig: Record<string, unknown>
 }
 
 const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws']
@@ -34,6 +35,7 @@ export function parseArgs(argv: readonly string[], known: readonly string[]): Be
   let profileDir: string | undefined
   let record: boolean | undefined
   let quiet = false
+  let snapperConfig: Record<string, unknown> = {}
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     const value = (): string => {
@@ -54,6 +56,7 @@ export function parseArgs(argv: readonly string[], known: readonly string[]): Be
     else if (arg === '--profile') profileDir = value()
     else if (arg === '--no-record') record = false
     else if (arg === '--quiet') quiet = true
+    else if (arg === '--config') snapperConfig = JSON.parse(value()) as Record<string, unknown>
     else if (arg === '--targets') {
       targets = value().split(',') as TargetName[]
       for (const target of targets)
@@ -73,5 +76,6 @@ export function parseArgs(argv: readonly string[], known: readonly string[]): Be
     profileDir,
     record: record ?? !smoke,
     quiet,
+    snapperConfig,
   }
 }

@@ -89,7 +89,7 @@ export class RunningTarget {
             BENCH_SERVER: JSON.stringify(server),
             BENCH_SNAPPER_CONFIG: JSON.stringify(options.snapperConfig ?? {}),
           },
-          stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+          stdio: ['ignore', process.env.BENCH_SERVER_LOGS ? 'inherit' : 'ignore', 'inherit', 'ipc'],
         })
         children.push(child)
         return new Promise<FromChild>((resolve, reject) => {
