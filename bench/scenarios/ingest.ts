@@ -29,7 +29,9 @@ async function produce(ctx: RunContext, producers: number, seconds: number): Pro
             const pairs: (readonly [string, string])[] = []
             for (let i = 0; i < BATCH; i++)
               pairs.push([`ingest${Math.floor(random() * ROOMS)}`, makeMessage(1, nowUs(), 100)])
-            count += await publisher.publishStored(pairs)
+            // Not `count += await …`: that reads `count` before the await and loses the other loops' adds.
+            const stored = await publisher.publishStored(pairs)
+            count += stored
           }
         }
         await Promise.all(Array.from({ length: WINDOW }, loop))
