@@ -9,7 +9,7 @@
  * Exit code 1 if a run failed or, with --smoke, if a check failed.
  */
 import { randomBytes } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { SingleBar } from 'cli-progress'
 import { parseArgs } from './lib/args.js'
@@ -85,13 +85,17 @@ async function runOnce(
   notes: string[],
 ): Promise<Metrics> {
   await redis.reset()
+  let profileBase: string | undefined
+  if (args.profileDir) {
+    mkdirSync(args.profileDir, { recursive: true })
+    profileBase = `${args.profileDir}/${scenario.name}-${target}-${new Date().toISOString().replace(/[:.]/g, '')}`
+  }
   const secret = randomBytes(12).toString('base64url')
   const running = await RunningTarget.start(target, {
     workers: args.workers,
     redisUrl: redis.url,
     secret,
     prefix: `B${randomBytes(3).toString('hex')}`,
-    profileDir: args.profileDir,
     snapperConfig: { ...scenario.snapperConfig, ...args.snapperConfig },
   })
   const pool = new ConsumerPool(args.threads)
@@ -107,7 +111,7 @@ async function runOnce(
       note: text => {
         if (!notes.includes(text)) notes.push(`${TARGET_LABELS[target]}: ${text}`)
       },
-      ...cpuWindow(running, redis),
+      ...cpuWindow(running, redis, profileBase),
     })
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(

@@ -1,8 +1,11 @@
 /**
  * `npm run bench -- [scenario...] [--workers N] [--json out.json] [--runs 3] [--smoke]`
  * plus: `--threads N` (consumer worker threads), `--targets a,b` (a subset of
- * snapper, socketio, uws), `--profile DIR` (node --cpu-prof for every server
- * process), `--no-record` (no RESULTS.md section, no chart), `--quiet`.
+ * snapper, socketio, uws), `--profile DIR` (a V8 CPU profile of every server
+ * process over each measured window, not start-up; `node dist/bench/profile.js
+ * FILE` summarises one), `--no-record` (no RESULTS.md section, no chart), `--quiet`,
+ * `--config JSON` (Snapper config overrides for every node, e.g.
+ * `'{"consumerMaxQueue":5000}'`: to try a setting).
  */
 import { availableParallelism } from 'node:os'
 import type { TargetName } from '../servers/targets.js'

@@ -56,35 +56,42 @@ export interface RunContext {
   phase(text: string): void
   /** A line for the JSON and RESULTS.md (a breakdown, an observation). */
   note(text: string): void
-  /** Starts the CPU window of the run (servers, Redis, this generator). */
-  startMeasuring(): void
+  /** Starts the CPU window of the run (servers, Redis, this generator), and the servers' profiles with --profile. */
+  startMeasuring(): Promise<void>
   /** Ends it: CPU seconds of each party, and the window in seconds. */
-  stopMeasuring(): { brokerCpuS: number; redisCpuS: number; genCpuS: number; windowS: number }
+  stopMeasuring(): Promise<{ brokerCpuS: number; redisCpuS: number; genCpuS: number; windowS: number }>
 }
 
-/** Makes the CPU meters a run needs. */
+/**
+ * Makes the CPU meters a run needs; with `profileBase`, every server process
+ * is profiled over the same window (`<profileBase>-<i>.cpuprofile`).
+ */
 export function cpuWindow(
   target: RunningTarget,
   redis: BenchRedis,
+  profileBase?: string,
 ): Pick<RunContext, 'startMeasuring' | 'stopMeasuring'> {
   const broker = new CpuMeter(() => target.pids)
   const redisCpu = new CpuMeter(() => [redis.pid])
   let genStart = 0
   let startedUs = 0
   return {
-    startMeasuring() {
+    async startMeasuring() {
+      if (profileBase) await target.startProfile()
       broker.start()
       redisCpu.start()
       genStart = ownCpuSeconds()
       startedUs = nowUs()
     },
-    stopMeasuring() {
-      return {
+    async stopMeasuring() {
+      const cpu = {
         brokerCpuS: broker.read(),
         redisCpuS: redisCpu.read(),
         genCpuS: ownCpuSeconds() - genStart,
         windowS: (nowUs() - startedUs) / 1e6,
       }
+      if (profileBase) await target.stopProfile(profileBase)
+      return cpu
     },
   }
 }

@@ -53,13 +53,13 @@ export const catchup: Scenario = {
       await publisher.settle()
       await ctx.pool.reset()
       ctx.phase('reconnecting')
-      ctx.startMeasuring()
+      await ctx.startMeasuring()
       const startUs = nowUs()
       const reconnect = await ctx.pool.connect(consumers, ctx.localAddresses)
       if (reconnect.failed > 0)
         throw new Error(`${reconnect.failed} consumers did not reopen: ${reconnect.failures.join('; ')}`)
       const report = await waitForDeliveries(ctx, consumers * missed)
-      const cpu = ctx.stopMeasuring()
+      const cpu = await ctx.stopMeasuring()
       const lastOpenUs = startUs + reconnect.elapsedUs
       return {
         catchupMs: ms(report.lastAt - startUs),

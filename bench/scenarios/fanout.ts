@@ -43,11 +43,11 @@ export const fanout: Scenario = {
       await joinRoom(ctx, publisher, ROOM, users)
       await warmUp(ctx, publisher, [ROOM], consumers)
       ctx.phase('publishing')
-      ctx.startMeasuring()
+      await ctx.startMeasuring()
       const startUs = nowUs()
       await publishFlatOut(publisher, messages, i => [ROOM, makeMessage(i + 1, nowUs(), 100)])
       const report = await waitForDeliveries(ctx, consumers * messages)
-      const cpu = ctx.stopMeasuring()
+      const cpu = await ctx.stopMeasuring()
       const elapsedUs = report.lastAt - startUs
       return {
         deliveriesPerSec: Math.round((report.received - report.dups) / (elapsedUs / 1e6)),

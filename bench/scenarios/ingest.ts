@@ -58,12 +58,12 @@ export const ingest: Scenario = {
   async run(ctx) {
     const seconds = ctx.smoke ? 0.3 : 5
     ctx.phase('1 producer')
-    ctx.startMeasuring()
+    await ctx.startMeasuring()
     const oneProducer = await produce(ctx, 1, seconds)
     await sleep(200)
     ctx.phase('4 producers')
     const fourProducers = await produce(ctx, 4, seconds)
-    const cpu = ctx.stopMeasuring()
+    const cpu = await ctx.stopMeasuring()
     return { oneProducer, fourProducers, ...cpu }
   },
   checks(medians) {

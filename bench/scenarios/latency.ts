@@ -46,7 +46,7 @@ export const latency: Scenario = {
       await joinRoom(ctx, publisher, ROOM, users)
       await warmUp(ctx, publisher, [ROOM], consumers)
       ctx.phase(`publishing ${rate}/s for ${seconds} s`)
-      ctx.startMeasuring()
+      await ctx.startMeasuring()
       const startUs = nowUs()
       let sent = 0
       while (sent < total) {
@@ -57,7 +57,7 @@ export const latency: Scenario = {
       }
       const sendUs = nowUs() - startUs
       const report = await waitForDeliveries(ctx, consumers * total, { idleMs: 3000 })
-      const cpu = ctx.stopMeasuring()
+      const cpu = await ctx.stopMeasuring()
       const q = (p: number): number => ms(report.latency.quantile(p))
       return {
         p50Ms: q(0.5),

@@ -55,14 +55,14 @@ export const unicast: Scenario = {
       const random = seededRandom(42)
       const seqs = new Int32Array(consumers)
       ctx.phase('publishing')
-      ctx.startMeasuring()
+      await ctx.startMeasuring()
       const startUs = nowUs()
       await publishFlatOut(publisher, messages, () => {
         const user = Math.floor(random() * consumers)
         return [rooms[user]!, makeMessage(++seqs[user]!, nowUs(), 100)]
       })
       const report = await waitForDeliveries(ctx, messages)
-      const cpu = ctx.stopMeasuring()
+      const cpu = await ctx.stopMeasuring()
       const elapsedUs = report.lastAt - startUs
       return {
         deliveriesPerSec: Math.round((report.received - report.dups) / (elapsedUs / 1e6)),

@@ -1,13 +1,24 @@
 /**
  * The IPC contract between the bench and a server it runs in a child process
  * (snapper node, Socket.IO peer, uWS ceiling): the child says `ready` with
- * its ports; the bench may ask for a GC (before reading RSS) and for a stop.
+ * its ports; the bench may ask for a GC (before reading RSS), for a V8 CPU
+ * profile of the measured window only (not of start-up and connects), and
+ * for a stop.
  */
-export type ToChild = { readonly type: 'gc' } | { readonly type: 'stop' }
+import { writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector'
+
+export type ToChild =
+  | { readonly type: 'gc' }
+  | { readonly type: 'stop' }
+  | { readonly type: 'profile-start' }
+  | { readonly type: 'profile-stop'; readonly file: string }
 
 export type FromChild =
   | { readonly type: 'ready'; readonly gatewayPort: number; readonly producerPort: number }
   | { readonly type: 'gc-done' }
+  | { readonly type: 'profile-started' }
+  | { readonly type: 'profile-written' }
 
 /** Options every server child gets in `BENCH_SERVER` (JSON). */
 export interface ServerOptions {
@@ -32,8 +43,21 @@ export function serveChild(
   const send = (message: FromChild): void => {
     process.send?.(message)
   }
+  let inspector: Session | undefined
   process.on('message', (message: ToChild) => {
-    if (message.type === 'gc') {
+    if (message.type === 'profile-start') {
+      inspector ??= new Session()
+      inspector.connect()
+      inspector.post('Profiler.enable', () =>
+        inspector!.post('Profiler.start', () => send({ type: 'profile-started' })),
+      )
+    } else if (message.type === 'profile-stop') {
+      inspector?.post('Profiler.stop', (err, result) => {
+        if (!err) writeFileSync(message.file, JSON.stringify(result.profile))
+        inspector?.disconnect()
+        send({ type: 'profile-written' })
+      })
+    } else if (message.type === 'gc') {
       ;(globalThis as { gc?: () => void }).gc?.()
       send({ type: 'gc-done' })
     } else if (message.type === 'stop') {

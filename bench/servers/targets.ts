@@ -6,7 +6,6 @@
  * processes whose CPU and memory the bench reads.
  */
 import { fork, type ChildProcess } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
 import { consumerIdOf, Tokens } from '../../src/auth/token.js'
 import type { Config } from '../../src/config/defaults.js'
 import { rssBytes } from '../lib/proc.js'
@@ -28,8 +27,6 @@ export interface TargetOptions {
   readonly secret: string
   /** Key prefix of this run (every run gets a new one; Redis is also flushed). */
   readonly prefix: string
-  /** Writes a V8 CPU profile of every server process here (`node --cpu-prof`). */
-  readonly profileDir?: string
   /** Config overrides for Snapper nodes. */
   readonly snapperConfig?: Partial<Config>
 }
@@ -78,10 +75,6 @@ export class RunningTarget {
           prefix: options.prefix,
         }
         const execArgv = ['--expose-gc']
-        if (options.profileDir) {
-          mkdirSync(options.profileDir, { recursive: true })
-          execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.profileDir}`)
-        }
         const child = fork(new URL(ENTRIES[name], import.meta.url), [], {
           execArgv,
           env: {
@@ -152,23 +145,41 @@ export class RunningTarget {
     )
   }
 
-  /** Resident memory of every server process, after a full GC in each. */
-  async rssAfterGc(): Promise<number> {
-    await Promise.all(
+  /** Sends `request` to every server process and waits for each one's `answer`. */
+  #ask(request: (index: number) => ToChild, answer: FromChild['type']): Promise<void> {
+    return Promise.all(
       this.#children.map(
-        child =>
+        (child, index) =>
           new Promise<void>(resolve => {
             const onMessage = (message: FromChild): void => {
-              if (message.type !== 'gc-done') return
+              if (message.type !== answer) return
               child.off('message', onMessage)
               resolve()
             }
             child.on('message', onMessage)
-            child.send({ type: 'gc' } satisfies ToChild)
+            child.send(request(index))
           }),
       ),
-    )
+    ).then(() => {})
+  }
+
+  /** Resident memory of every server process, after a full GC in each. */
+  async rssAfterGc(): Promise<number> {
+    await this.#ask(() => ({ type: 'gc' }), 'gc-done')
     return this.pids.reduce((sum, pid) => sum + rssBytes(pid), 0)
+  }
+
+  /** Starts a V8 CPU profile in every server process (node:inspector). */
+  startProfile(): Promise<void> {
+    return this.#ask(() => ({ type: 'profile-start' }), 'profile-started')
+  }
+
+  /** Stops the profiles and writes `<base>-<process index>.cpuprofile`. */
+  stopProfile(base: string): Promise<void> {
+    return this.#ask(
+      index => ({ type: 'profile-stop', file: `${base}-${index}.cpuprofile` }),
+      'profile-written',
+    )
   }
 
   /** Graceful stop (a profile is written on exit); SIGKILL after 15 s. */
