@@ -96,11 +96,16 @@ export class BrokerNode implements OutboxHost {
     this.batchMaxMessages = config.batchMaxMessages
     this.batchMaxBytes = config.batchMaxBytes
     this.maxQueue = config.consumerMaxQueue
-    this.#fanout = new Fanout(core.redis.subscriber, core.keys, {
-      sharded: core.redis.sharded,
-      batchMaxMessages: config.batchMaxMessages,
-      batchMaxBytes: config.batchMaxBytes,
-    }, log)
+    this.#fanout = new Fanout(
+      core.redis.subscriber,
+      core.keys,
+      {
+        sharded: core.redis.sharded,
+        batchMaxMessages: config.batchMaxMessages,
+        batchMaxBytes: config.batchMaxBytes,
+      },
+      log,
+    )
   }
 
   /** Live consumers on this node. */
@@ -152,11 +157,14 @@ export class BrokerNode implements OutboxHost {
       this.#timers.push(timer)
     }
     every(this.#config.cursorFlushMs, () => this.flushCursors())
-    every(Math.max(100, Math.floor(this.#config.nodeTtlMs / 3)), () => presence.touchNode(this.id, this.#config.nodeTtlMs))
+    every(Math.max(100, Math.floor(this.#config.nodeTtlMs / 3)), () =>
+      presence.touchNode(this.id, this.#config.nodeTtlMs),
+    )
     every(this.#config.statsFlushMs, () => this.flushStats())
     every(1000, () => this.#checkAckTimeouts())
-    every(Math.max(1000, (Math.min(this.#config.consumerTtlSec, this.#config.replacedConsumerTtlSec) * 1000) / 3), () =>
-      this.#keepConsumersAlive(),
+    every(
+      Math.max(1000, (Math.min(this.#config.consumerTtlSec, this.#config.replacedConsumerTtlSec) * 1000) / 3),
+      () => this.#keepConsumersAlive(),
     )
   }
 
@@ -187,7 +195,8 @@ export class BrokerNode implements OutboxHost {
     if (replaces && replaces !== consumerId) this.#weaken(replaces)
     try {
       const [head, holder] = await Promise.all([log.head(ownRoom), redis.commands.get(key.node)])
-      if (holder && holder !== this.id && (await presence.isNodeAlive(holder))) await this.#takeOver(consumerId, holder)
+      if (holder && holder !== this.id && (await presence.isNodeAlive(holder)))
+        await this.#takeOver(consumerId, holder)
       const [previous, inflight, ...flat] = await redis.commands.consumerConnect(
         key.rooms,
         key.node,
@@ -200,7 +209,9 @@ export class BrokerNode implements OutboxHost {
       await presence.add(userId, consumerId, this.id)
       if (previous && previous !== this.id && previous !== holder) {
         // Taken over from a node that got it meanwhile: it closes its session without waiting.
-        membership.tell(previous, { type: 'kick', consumerId, byNode: this.id }).catch(err => this.#redisError(err, 'kick failed'))
+        membership
+          .tell(previous, { type: 'kick', consumerId, byNode: this.id })
+          .catch(err => this.#redisError(err, 'kick failed'))
       }
       for (let i = 0; i + 1 < flat.length; i += 2) outbox.addRoom(flat[i]!, parseCursor(flat[i + 1]!))
       if (inflight) await this.#restoreInflight(outbox, inflight)
@@ -269,7 +280,17 @@ export class BrokerNode implements OutboxHost {
       if (pairs.length === 0) continue
       const key = keys.consumer(outbox.consumerId)
       this.counters.cursorCommits++
-      writes.push(redis.commands.cursorCommit(key.rooms, key.node, key.inflight, this.#config.consumerTtlSec, '', '', ...pairs))
+      writes.push(
+        redis.commands.cursorCommit(
+          key.rooms,
+          key.node,
+          key.inflight,
+          this.#config.consumerTtlSec,
+          '',
+          '',
+          ...pairs,
+        ),
+      )
     }
     this.#changed.clear()
     await Promise.all(writes)
@@ -277,7 +298,10 @@ export class BrokerNode implements OutboxHost {
 
   async flushStats(): Promise<void> {
     const { stats, keys, redis } = this.#core
-    await Promise.all([stats.flush(redis.commands, keys), reportNode(redis.commands, keys, this.name, this.online)])
+    await Promise.all([
+      stats.flush(redis.commands, keys),
+      reportNode(redis.commands, keys, this.name, this.online),
+    ])
   }
 
   /**
@@ -302,7 +326,8 @@ export class BrokerNode implements OutboxHost {
       ),
     )
     // Sessions whose transport did not report the close are released here.
-    for (const outbox of [...this.#consumers.values()]) await this.disconnect(outbox, outbox.sink as ConsumerSink)
+    for (const outbox of [...this.#consumers.values()])
+      await this.disconnect(outbox, outbox.sink as ConsumerSink)
     await Promise.all(this.#releases)
     for (const timer of this.#timers) clearInterval(timer)
     await Promise.allSettled([this.flushCursors(), this.flushStats()])
@@ -371,7 +396,8 @@ export class BrokerNode implements OutboxHost {
     const outbox = this.#consumers.get(message.consumerId)
     if (!outbox) return // gone meanwhile: its cursors in Redis already say it all
     const queued = this.#connecting.get(outbox)
-    if (queued) queued.push(message) // applied once the rooms from Redis are in place
+    if (queued)
+      queued.push(message) // applied once the rooms from Redis are in place
     else this.#applyControl(outbox, message)
   }
 
@@ -419,15 +445,21 @@ export class BrokerNode implements OutboxHost {
     await Promise.all(
       [...this.#consumers.values()].map(async outbox => {
         const key = keys.consumer(outbox.consumerId)
-        const [holder, rooms] = await Promise.all([redis.commands.get(key.node), redis.commands.hgetall(key.rooms)])
+        const [holder, rooms] = await Promise.all([
+          redis.commands.get(key.node),
+          redis.commands.hgetall(key.rooms),
+        ])
         if (this.#consumers.get(outbox.consumerId) !== outbox) return
         if (holder !== this.id) {
           ;(outbox.sink as ConsumerSink | undefined)?.close('taken over by another node')
           return
         }
-        for (const room of [...outbox.rooms]) if (!(room in rooms)) this.#applyControl(outbox, { type: 'leave', consumerId: outbox.consumerId, room })
+        for (const room of [...outbox.rooms])
+          if (!(room in rooms))
+            this.#applyControl(outbox, { type: 'leave', consumerId: outbox.consumerId, room })
         for (const [room, cursor] of Object.entries(rooms))
-          if (!outbox.hasRoom(room)) this.#applyControl(outbox, { type: 'join', consumerId: outbox.consumerId, room, cursor })
+          if (!outbox.hasRoom(room))
+            this.#applyControl(outbox, { type: 'join', consumerId: outbox.consumerId, room, cursor })
       }),
     )
     this.#fanout.resyncAll()
@@ -468,7 +500,9 @@ export class BrokerNode implements OutboxHost {
         if (acked === undefined || count === 0) return undefined
         const entries = await this.#core.log.read(room as string, acked, count)
         const first = entries[0]
-        return entries.length === count && first && isNext(acked, first) ? entries.map(e => ({ ...e, room: room as string })) : undefined
+        return entries.length === count && first && isNext(acked, first)
+          ? entries.map(e => ({ ...e, room: room as string }))
+          : undefined
       }),
     )
     if (reads.some(entries => entries === undefined)) return
@@ -486,8 +520,8 @@ export class BrokerNode implements OutboxHost {
     const { keys, redis } = this.#core
     const key = keys.consumer(consumerId)
     const ttl = this.#config.replacedConsumerTtlSec
-    Promise.all([redis.commands.expire(key.rooms, ttl), redis.commands.expire(key.inflight, ttl)]).catch(err =>
-      this.#redisError(err, 'weaken failed'),
+    Promise.all([redis.commands.expire(key.rooms, ttl), redis.commands.expire(key.inflight, ttl)]).catch(
+      err => this.#redisError(err, 'weaken failed'),
     )
   }
 

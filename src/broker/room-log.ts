@@ -56,9 +56,15 @@ export class RoomLog {
 
   /** Up to `count` messages after `after`, oldest first; none older than the ttl. */
   async read(room: string, after: Cursor, count: number): Promise<LogEntry[]> {
-    const flat = await this.#redis.roomRead(this.#keys.room(room).log, formatCursor(after), count, this.#options.ttlSec)
+    const flat = await this.#redis.roomRead(
+      this.#keys.room(room).log,
+      formatCursor(after),
+      count,
+      this.#options.ttlSec,
+    )
     const entries: LogEntry[] = []
-    for (let i = 0; i + 1 < flat.length; i += 2) entries.push({ ...parseCursor(flat[i]!), message: flat[i + 1]! })
+    for (let i = 0; i + 1 < flat.length; i += 2)
+      entries.push({ ...parseCursor(flat[i]!), message: flat[i + 1]! })
     return entries
   }
 

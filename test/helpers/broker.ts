@@ -130,7 +130,11 @@ export async function startBroker(
 export const TEST_SECRET = 'tokenSecretXXX'
 
 /** A connected snapper-producer@2.1.1; closed at the test's end. */
-export async function connectProducer(t: ExecutionContext, port: number, secret = TEST_SECRET): Promise<Producer> {
+export async function connectProducer(
+  t: ExecutionContext,
+  port: number,
+  secret = TEST_SECRET,
+): Promise<Producer> {
   const producer = new Producer(port, { secretKeys: [secret], producerId: 'test' })
   producer.on('error', () => {}) // tests that expect errors listen themselves
   t.teardown(() => producer.close())
@@ -148,4 +152,5 @@ export function call<T>(thunk: (callback: (err: unknown, result: T) => void) => 
 
 let userCounter = 0
 /** A fresh 24-hex-digit user id. */
-export const newUserId = (): string => (Date.now().toString(16) + (++userCounter).toString(16).padStart(8, '0') + 'a'.repeat(24)).slice(0, 24)
+export const newUserId = (): string =>
+  (Date.now().toString(16) + (++userCounter).toString(16).padStart(8, '0') + 'a'.repeat(24)).slice(0, 24)
