@@ -9,7 +9,13 @@ import { createProducerApi } from './producer-api.js'
 import { RoomLog } from './room-log.js'
 import { StatsCounters } from './stats.js'
 
-export type CoreConfig = Pick<Config, 'redisPrefix' | 'roomLogMaxLen' | 'messageTtlSec' | 'consumerTtlSec'>
+export type CoreConfig = Pick<
+  Config,
+  'redisPrefix' | 'redisReplicaAcks' | 'roomLogMaxLen' | 'messageTtlSec' | 'consumerTtlSec'
+>
+
+/** Longest a publish waits for its replicas to confirm (redisReplicaAcks > 0), in ms. */
+export const REPLICA_ACK_TIMEOUT_MS = 1000
 
 /** The Redis data model, shared by every part of a node. */
 export interface BrokerCore {
@@ -25,10 +31,14 @@ export interface BrokerCore {
 export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger: Logger): BrokerCore {
   const keys = new Keys(config.redisPrefix)
   const { commands, sharded } = redis
+  const acks = config.redisReplicaAcks
   const log = new RoomLog(commands, keys, {
     maxLen: config.roomLogMaxLen,
     ttlSec: config.messageTtlSec,
     sharded,
+    ...(acks > 0 && {
+      replicas: { acks, timeoutMs: REPLICA_ACK_TIMEOUT_MS, writer: redis.replicatedWriter() },
+    }),
   })
   const membership = new Membership(commands, keys, log, { ttlSec: config.consumerTtlSec, sharded })
   const presence = new Presence(commands, keys, config.consumerTtlSec)

@@ -86,6 +86,10 @@ export class BrokerNode implements OutboxHost {
   readonly #takeovers = new Map<string, () => void>()
   readonly #timers: NodeJS.Timeout[] = []
   #stopped = false
+  #reconciling: Promise<void> | undefined
+  #reconcileAgain = false
+  /** Joins and leaves told per consumer, so a reconcile knows its read may be older than one of them. */
+  readonly #told = new WeakMap<Outbox, number>()
 
   constructor(core: BrokerCore, config: NodeConfig, log: Logger, name = `${hostname()}:${process.pid}`) {
     this.#core = core
@@ -142,10 +146,15 @@ export class BrokerNode implements OutboxHost {
     // joins and leaves are read again from Redis, and every room log from its cursor.
     let ready = false
     subscriber.on('ready', () => {
-      if (ready) this.#reconcile().catch((err: unknown) => this.#redisError(err, 'reconcile failed'))
+      if (ready) this.#resync()
       ready = true
     })
     ready = subscriber.status === 'ready'
+    // On a cluster each master has its own subscriber connection; the cluster client stays
+    // ready while one of them drops or its master fails over. ioredis makes it again for the
+    // master that serves its slots now, resubscribes, and says so with `subscribersReady`
+    // (also after attempts that failed, while a failover is still going on).
+    if (sharded) subscriber.on('subscribersReady', () => this.#resync())
     await (sharded ? subscriber.ssubscribe(control) : subscriber.subscribe(control))
     await presence.touchNode(this.id, this.#config.nodeTtlMs)
 
@@ -395,6 +404,7 @@ export class BrokerNode implements OutboxHost {
     }
     const outbox = this.#consumers.get(message.consumerId)
     if (!outbox) return // gone meanwhile: its cursors in Redis already say it all
+    this.#told.set(outbox, (this.#told.get(outbox) ?? 0) + 1)
     const queued = this.#connecting.get(outbox)
     if (queued)
       queued.push(message) // applied once the rooms from Redis are in place
@@ -439,16 +449,44 @@ export class BrokerNode implements OutboxHost {
     }).finally(() => this.#takeovers.delete(consumerId))
   }
 
-  /** After the subscriber reconnected: membership from Redis, then every room log from its cursor. */
+  /** Runs #reconcile; asked again while it runs, runs it once more after (a failover says so several times). */
+  #resync(): void {
+    if (this.#stopped) return
+    if (this.#reconciling) {
+      this.#reconcileAgain = true
+      return
+    }
+    this.#reconciling = this.#reconcile()
+      .catch((err: unknown) => this.#redisError(err, 'reconcile failed'))
+      .finally(() => {
+        this.#reconciling = undefined
+        if (!this.#reconcileAgain) return
+        this.#reconcileAgain = false
+        this.#resync()
+      })
+  }
+
+  /**
+   * After the subscriber reconnected: membership from Redis, then every room log
+   * from its cursor, even if the membership of some consumers could not be read.
+   * A consumer whose node key names another node was taken over meanwhile.
+   */
   async #reconcile(): Promise<void> {
     const { keys, redis } = this.#core
-    await Promise.all(
-      [...this.#consumers.values()].map(async outbox => {
+    // A consumer still connecting reads its rooms itself, and its node key may not name this node yet.
+    const connected = [...this.#consumers.values()].filter(outbox => !this.#connecting.has(outbox))
+    const reads = await Promise.allSettled(
+      connected.map(async outbox => {
         const key = keys.consumer(outbox.consumerId)
-        const [holder, rooms] = await Promise.all([
-          redis.commands.get(key.node),
-          redis.commands.hgetall(key.rooms),
-        ])
+        const read = (): Promise<[string | null, Record<string, string>]> =>
+          Promise.all([redis.commands.get(key.node), redis.commands.hgetall(key.rooms)])
+        // A join or leave told while reading may be newer than what was read: read again.
+        let told = this.#told.get(outbox)
+        let [holder, rooms] = await read()
+        for (let again = 0; again < 3 && this.#told.get(outbox) !== told; again++) {
+          told = this.#told.get(outbox)
+          ;[holder, rooms] = await read()
+        }
         if (this.#consumers.get(outbox.consumerId) !== outbox) return
         if (holder !== this.id) {
           ;(outbox.sink as ConsumerSink | undefined)?.close('taken over by another node')
@@ -463,6 +501,8 @@ export class BrokerNode implements OutboxHost {
       }),
     )
     this.#fanout.resyncAll()
+    const failed = reads.find(read => read.status === 'rejected')
+    if (failed) throw failed.reason
   }
 
   /** Closes the consumer's session here (if any), persists it, and tells the node taking it over. */

@@ -9,7 +9,8 @@ import type { StatsCounters } from './stats.js'
 /**
  * The broker as producers see it. A batch is grouped by room: one script call
  * per room (per chunk), all issued in the same tick, which ioredis sends as
- * one pipeline.
+ * one pipeline; with redisReplicaAcks, one pipeline per server, each ending
+ * with WAIT, and the batch is answered once the replicas have it.
  */
 export function createProducerApi(deps: {
   log: RoomLog
@@ -32,9 +33,7 @@ export function createProducerApi(deps: {
         if (messages) messages.push(message)
         else byRoom.set(room, [message])
       }
-      const appends: Promise<unknown>[] = []
-      for (const [room, messages] of byRoom) appends.push(log.append(room, messages))
-      return Promise.all(appends).then(() => {
+      return log.appendAll(byRoom).then(() => {
         stats.published(byRoom.keys(), publications.length)
         return publications.length
       }, storeError)

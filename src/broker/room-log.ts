@@ -1,5 +1,6 @@
+import type { ReplicatedWriter } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
-import type { Commands } from '../redis/scripts.js'
+import type { Commands, ScriptPipeline } from '../redis/scripts.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
 
 export interface LogEntry extends Cursor {
@@ -13,6 +14,11 @@ export interface RoomLogOptions {
   readonly ttlSec: number
   /** Announce with SPUBLISH (Redis Cluster) instead of PUBLISH. */
   readonly sharded: boolean
+  /**
+   * Replicas that must have a batch before it counts as stored (WAIT on each
+   * server the batch went to, through `writer`). Absent: the master's reply is enough.
+   */
+  readonly replicas?: { readonly acks: number; readonly timeoutMs: number; readonly writer: ReplicatedWriter }
 }
 
 /** Messages per script call: a huge batch for one room must not stall Redis for long. */
@@ -54,6 +60,48 @@ export class RoomLog {
     })
   }
 
+  /**
+   * Appends a producer batch, grouped by room: `append` for each room, or, when
+   * replicas must confirm, one pipeline per server (every room's script calls,
+   * then one WAIT). Rejects if any append fails or if fewer replicas than asked
+   * confirmed in time: the messages may then be stored or not, and a retry may
+   * store them twice. The script calls are issued before this returns.
+   */
+  appendAll(byRoom: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    const replicas = this.#options.replicas
+    if (!replicas)
+      return Promise.all(Array.from(byRoom, ([room, messages]) => this.append(room, messages))).then(() => {})
+    const { maxLen, ttlSec, sharded } = this.#options
+    const publish = sharded ? 'SPUBLISH' : 'PUBLISH'
+    const { writer, acks, timeoutMs } = replicas
+    const pipelines = new Map<string, ScriptPipeline>()
+    for (const [room, messages] of byRoom) {
+      const { log, head, channel } = this.#keys.room(room)
+      const server = writer.serverOf(log)
+      let pipeline = pipelines.get(server)
+      if (!pipeline) pipelines.set(server, (pipeline = writer.client.pipeline() as ScriptPipeline))
+      for (let start = 0; start < messages.length; start += APPEND_CHUNK)
+        pipeline.roomAppend(
+          log,
+          head,
+          channel,
+          maxLen,
+          ttlSec,
+          publish,
+          ...messages.slice(start, start + APPEND_CHUNK),
+        )
+    }
+    const waits: Promise<void>[] = []
+    for (const pipeline of pipelines.values())
+      waits.push(
+        pipeline
+          .wait(acks, timeoutMs)
+          .exec()
+          .then(results => checkWait(results, acks)),
+      )
+    return Promise.all(waits).then(() => {})
+  }
+
   /** Up to `count` messages after `after`, oldest first; none older than the ttl. */
   async read(room: string, after: Cursor, count: number): Promise<LogEntry[]> {
     const flat = await this.#redis.roomRead(
@@ -73,4 +121,13 @@ export class RoomLog {
     const [seq, ms] = await this.#redis.hmget(this.#keys.room(room).head, 's', 't')
     return seq && ms ? { ms: Number(ms), seq: Number(seq) } : ORIGIN
   }
+}
+
+/** The replies of one server's pipeline: every append stored, and the final WAIT saw enough replicas. */
+function checkWait(results: [error: Error | null, result: unknown][] | null, acks: number): void {
+  if (!results) throw new Error('pipeline discarded')
+  for (const [err] of results) if (err) throw err
+  const replicas = results[results.length - 1]?.[1]
+  if (typeof replicas !== 'number' || replicas < acks)
+    throw new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)
 }

@@ -32,6 +32,12 @@ export interface Config {
   readonly redis: RedisTarget
   /** Prefix of every Redis key and channel. @default 'SNP' */
   readonly redisPrefix: string
+  /**
+   * Replicas that must confirm a publish before it is answered (WAIT on the room's master, at most
+   * 1 s; fewer in time: the publish fails with STORE_UNAVAILABLE). 0: the master's reply is enough,
+   * and a failover may lose what its replica had not received yet. @default 0
+   */
+  readonly redisReplicaAcks: number
   /** HMAC secrets; the first signs, all verify (rotation). Empty: a random one at start-up. @default [] */
   readonly tokenSecrets: readonly string[]
   /** JWS algorithm for the tokens the broker signs and accepts. @default 'HS256' */
@@ -112,6 +118,7 @@ export const defaults: Config = {
   adminPort: 7699,
   redis: { kind: 'standalone', url: 'redis://127.0.0.1:6379' },
   redisPrefix: 'SNP',
+  redisReplicaAcks: 0,
   tokenSecrets: [],
   tokenAlgorithm: 'HS256',
   workers: availableParallelism(),

@@ -27,6 +27,16 @@ const toMs = integer(1, 2 ** 31 - 1)
 const toText: Parser<string> = raw =>
   typeof raw === 'string' && raw.trim() !== '' ? raw.trim() : fail('a non-empty string', raw)
 
+/**
+ * The key prefix: no `{` or `}`, which would make Redis Cluster hash the
+ * prefix instead of each key's own `{tag}` (all on one slot, or one script's
+ * keys on several).
+ */
+const toPrefix: Parser<string> = raw => {
+  const text = toText(raw)
+  return /[{}]/.test(text) ? fail('a prefix without { or }', raw) : text
+}
+
 /** A comma-separated string, or a JSON array of strings. */
 const toList: Parser<readonly string[]> = raw => {
   const items = typeof raw === 'string' ? raw.split(',') : raw
@@ -99,7 +109,16 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toRedis,
     doc: 'one Redis URL, or comma-separated Redis Cluster nodes (`{"cluster": [...]}` in the file)',
   },
-  redisPrefix: { env: 'SNAPPER_REDIS_PREFIX', parse: toText, doc: 'prefix of every Redis key and channel' },
+  redisPrefix: {
+    env: 'SNAPPER_REDIS_PREFIX',
+    parse: toPrefix,
+    doc: 'prefix of every Redis key and channel (no `{` or `}`)',
+  },
+  redisReplicaAcks: {
+    env: 'SNAPPER_REDIS_REPLICA_ACKS',
+    parse: integer(0, 16),
+    doc: 'replicas that must confirm a publish (WAIT, at most 1 s) before it is answered; fewer: STORE_UNAVAILABLE. 0: a failover may lose what the replicas had not received yet',
+  },
   tokenSecrets: {
     env: 'SNAPPER_TOKEN_SECRETS',
     parse: toList,

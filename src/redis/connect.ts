@@ -2,6 +2,7 @@ import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import { defineScripts, type Commands } from './scripts.js'
+import { slotOf } from './slot.js'
 
 /** Backoff between reconnects: 50 ms growing to 2 s, for ever (an outage must heal by itself). */
 const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2000)
@@ -15,50 +16,115 @@ const baseOptions: RedisOptions = {
   lazyConnect: true,
 }
 
+/**
+ * How often a cluster client reads the slot map again, in ms: how soon it finds
+ * a promoted replica when nothing else told it (a MOVED reply, a lost node).
+ */
+const SLOTS_REFRESH_MS = 2000
+
 /** Parses `host:port` or `redis://host:port` into a cluster node. */
 function clusterNode(address: string): ClusterNode {
   const url = new URL(address.includes('://') ? address : `redis://${address}`)
   return { host: url.hostname, port: Number(url.port || 6379) }
 }
 
+/**
+ * Writes that count only once replicas have them (redisReplicaAcks > 0): the
+ * appends to one server go in one pipeline that ends with WAIT.
+ */
+export interface ReplicatedWriter {
+  /**
+   * A client of its own: WAIT holds its connection until the replicas answer,
+   * which must not delay reads and cursor writes. It never sends a command
+   * again after its connection dropped (the script may have run, and a second
+   * run would store the messages twice): the write fails, and the producer
+   * decides whether to retry.
+   */
+  readonly client: Commands
+  /** Names the server that serves `key` now (one name on a single Redis), to group appends by server. */
+  serverOf(key: string): string
+}
+
 export interface RedisClients {
   /** Commands and scripts; auto-pipelined. */
   readonly commands: Commands
-  /** A connection in subscriber mode (on a Cluster: sharded subscribers, one per master). */
+  /**
+   * A connection in subscriber mode. On a Cluster: sharded subscribers, one per
+   * master that serves a subscribed channel; ioredis makes them again after a
+   * failover or a dropped connection, resubscribes, then emits `subscribersReady`.
+   */
   readonly subscriber: Redis | Cluster
   /** On a cluster, announcements use SPUBLISH/SSUBSCRIBE so each reaches only its shard. */
   readonly sharded: boolean
+  /** The writer for appends that wait for replicas; made (and connected) on the first call. */
+  replicatedWriter(): ReplicatedWriter
   /** Resolves once both connections are up; rejects if Redis cannot be reached within timeoutMs. */
   connect(timeoutMs: number): Promise<void>
   quit(): Promise<void>
 }
 
+/**
+ * The writer's options on top of the others: a command whose connection drops
+ * fails at once instead of being sent again after the reconnect (ioredis'
+ * `maxRetriesPerRequest: 0`) or on the node that took over (the cluster's
+ * `retryDelayOnFailover: 0`). Redirections (MOVED, ASK, TRYAGAIN,
+ * CLUSTERDOWN) are still followed: Redis answers those without running the
+ * command.
+ */
+const writerOptions: RedisOptions = { ...baseOptions, maxRetriesPerRequest: 0 }
+
 export function createRedisClients(target: RedisTarget, log: Logger): RedisClients {
   const sharded = target.kind === 'cluster'
-  const make = (role: string): Redis | Cluster => {
-    const client =
-      target.kind === 'standalone'
-        ? new Redis(target.url, { ...baseOptions, enableAutoPipelining: role === 'commands' })
-        : new Cluster(target.nodes.map(clusterNode), {
-            redisOptions: baseOptions,
-            lazyConnect: true,
-            enableOfflineQueue: true,
-            enableAutoPipelining: role === 'commands',
-            clusterRetryStrategy: retryStrategy,
-            shardedSubscribers: role === 'subscriber',
-            slotsRefreshInterval: 2000,
-          })
+  const timers: NodeJS.Timeout[] = []
+  const make = (role: 'commands' | 'subscriber' | 'writer'): Redis | Cluster => {
+    const options = role === 'writer' ? writerOptions : baseOptions
+    let client: Redis | Cluster
+    if (target.kind === 'standalone') {
+      client = new Redis(target.url, { ...options, enableAutoPipelining: role === 'commands' })
+    } else {
+      const cluster = new Cluster(target.nodes.map(clusterNode), {
+        redisOptions: options,
+        lazyConnect: true,
+        enableOfflineQueue: true,
+        enableAutoPipelining: role === 'commands',
+        clusterRetryStrategy: retryStrategy,
+        shardedSubscribers: role === 'subscriber',
+        ...(role === 'writer' && { retryDelayOnFailover: 0 }),
+      })
+      // Not ioredis' slotsRefreshInterval: a refresh still running when the client quits
+      // re-arms its timer, for ever. This one stops with quit() and never holds the process.
+      const timer = setInterval(() => cluster.refreshSlotsCache(), SLOTS_REFRESH_MS)
+      timer.unref()
+      timers.push(timer)
+      client = cluster
+    }
     // Every client has an error listener: ioredis retries, the log says why.
     client.on('error', (err: Error) => log.warn({ err: err.message, role }, 'redis connection error'))
     return client
   }
   const commands = defineScripts(make('commands'))
   const subscriber = make('subscriber')
+  let writer: ReplicatedWriter | undefined
 
   return {
     commands,
     subscriber,
     sharded,
+    replicatedWriter() {
+      if (writer) return writer
+      const client = defineScripts(make('writer'))
+      client.connect().catch((err: unknown) => log.warn({ err, role: 'writer' }, 'redis connect failed')) // commands wait in the offline queue
+      writer = {
+        client,
+        serverOf(key) {
+          if (!(client instanceof Cluster)) return 'main'
+          // Before the slot map is known, one group per slot is always right.
+          const slot = slotOf(key)
+          return client.slots[slot]?.[0] ?? `slot ${slot}`
+        },
+      }
+      return writer
+    },
     async connect(timeoutMs) {
       let timer: NodeJS.Timeout | undefined
       const timeout = new Promise<never>((_, reject) => {
@@ -71,7 +137,8 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       }
     },
     async quit() {
-      await Promise.allSettled([commands.quit(), subscriber.quit()])
+      for (const timer of timers) clearInterval(timer)
+      await Promise.allSettled([commands.quit(), subscriber.quit(), writer?.client.quit()])
     },
   }
 }

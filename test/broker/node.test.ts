@@ -1,187 +1,216 @@
 import test from 'ava'
+import type { Redis } from 'ioredis'
 import { userRoom } from '../../src/redis/keys.js'
 import { eventually, range, RecordingSink, startTestNode } from '../helpers/broker.js'
-import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { startRedis } from '../helpers/redis.js'
+import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 
-let server: RedisServer
-test.before(async () => {
-  server = await startRedis()
-})
-test.after.always(() => server?.stop())
+const redis = redisPerFile(test)
 
 const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
 const consumerId = () => `t.consumer${++n}`
-const publishAll = (api: { publish: (p: [string, string][]) => Promise<number> }, room: string, messages: string[]) =>
-  api.publish(messages.map(m => [room, m] as [string, string]))
+const publishAll = (
+  api: { publish: (p: [string, string][]) => Promise<number> },
+  room: string,
+  messages: string[],
+) => api.publish(messages.map(m => [room, m] as [string, string]))
 
-test('messages to the user room arrive in order, in batches of at most 50, one in flight', async t => {
-  const { node, core } = await startTestNode(t, server.url)
-  const sink = await new RecordingSink(node).connect(consumerId(), USER)
-  await publishAll(core.producerApi, userRoom(USER), range(120))
-  await sink.waitFor(120)
-  t.deepEqual(sink.messages, range(120))
-  t.true(sink.batches.every(batch => batch.entries.length <= 50))
-  t.is(new Set(sink.batches.map(b => b.id)).size, sink.batches.length, 'every batch has its own id')
-})
+for (const topology of TOPOLOGIES) {
+  test(`${topology}: messages to the user room arrive in order, in batches of at most 50, one in flight`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const sink = await new RecordingSink(node).connect(consumerId(), USER)
+    await publishAll(core.producerApi, userRoom(USER), range(120))
+    await sink.waitFor(120)
+    t.deepEqual(sink.messages, range(120))
+    t.true(sink.batches.every(batch => batch.entries.length <= 50))
+    t.is(new Set(sink.batches.map(b => b.id)).size, sink.batches.length, 'every batch has its own id')
+  })
 
-test('nothing more is sent until the batch in flight is acknowledged', async t => {
-  const { node, core } = await startTestNode(t, server.url)
-  const sink = await new RecordingSink(node, false).connect(consumerId(), USER)
-  await publishAll(core.producerApi, userRoom(USER), range(60))
-  await sink.waitFor(1)
-  await new Promise(resolve => setTimeout(resolve, 100))
-  t.is(sink.batches.length, 1)
-  const firstId = sink.batches[0]!.id
-  t.false(node.ack(sink.outbox!, 'not-the-id'))
-  t.true(node.ack(sink.outbox!, firstId))
-  t.false(node.ack(sink.outbox!, firstId), 'that id is not in flight any more')
-  await eventually(() => sink.batches.length === 2)
-  sink.ack()
-  await sink.waitFor(60)
-  t.deepEqual(sink.messages, range(60))
-})
+  test(`${topology}: nothing more is sent until the batch in flight is acknowledged`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const sink = await new RecordingSink(node, false).connect(consumerId(), USER)
+    await publishAll(core.producerApi, userRoom(USER), range(60))
+    await sink.waitFor(1)
+    await new Promise(resolve => setTimeout(resolve, 100))
+    t.is(sink.batches.length, 1)
+    const firstId = sink.batches[0]!.id
+    t.false(node.ack(sink.outbox!, 'not-the-id'))
+    t.true(node.ack(sink.outbox!, firstId))
+    t.false(node.ack(sink.outbox!, firstId), 'that id is not in flight any more')
+    await eventually(() => sink.batches.length === 2)
+    sink.ack()
+    await sink.waitFor(60)
+    t.deepEqual(sink.messages, range(60))
+  })
 
-test('a subscribe from the producer side reaches the online consumer; messages after the join arrive', async t => {
-  const { node, core } = await startTestNode(t, server.url)
-  const id = consumerId()
-  const sink = await new RecordingSink(node).connect(id, USER)
-  await publishAll(core.producerApi, 'project', ['before'])
-  t.is(await core.producerApi.subscribe('project', id), 1)
-  t.is(await core.producerApi.subscribe('project', id), 0)
-  await publishAll(core.producerApi, 'project', ['a', 'b', 'c'])
-  await sink.waitFor(3)
-  t.deepEqual(sink.messages, ['a', 'b', 'c'])
-  t.is(await core.producerApi.unsubscribe('project', id), 1)
-  await publishAll(core.producerApi, 'project', ['after leave'])
-  await publishAll(core.producerApi, userRoom(USER), ['marker'])
-  await sink.waitFor(4)
-  t.deepEqual(sink.messages, ['a', 'b', 'c', 'marker'])
-})
+  test(`${topology}: a subscribe from the producer side reaches the online consumer; messages after the join arrive`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const id = consumerId()
+    const sink = await new RecordingSink(node).connect(id, USER)
+    await publishAll(core.producerApi, 'project', ['before'])
+    t.is(await core.producerApi.subscribe('project', id), 1)
+    t.is(await core.producerApi.subscribe('project', id), 0)
+    await publishAll(core.producerApi, 'project', ['a', 'b', 'c'])
+    await sink.waitFor(3)
+    t.deepEqual(sink.messages, ['a', 'b', 'c'])
+    t.is(await core.producerApi.unsubscribe('project', id), 1)
+    await publishAll(core.producerApi, 'project', ['after leave'])
+    await publishAll(core.producerApi, userRoom(USER), ['marker'])
+    await sink.waitFor(4)
+    t.deepEqual(sink.messages, ['a', 'b', 'c', 'marker'])
+  })
 
-test('a consumer that was away gets every missed message once, in order', async t => {
-  const { node, core } = await startTestNode(t, server.url)
-  const id = consumerId()
-  const first = await new RecordingSink(node).connect(id, USER)
-  await core.producerApi.subscribe('room', id)
-  await publishAll(core.producerApi, 'room', range(10))
-  await first.waitFor(10)
-  await node.flushCursors()
-  await node.disconnect(first.outbox!, first)
-  await publishAll(core.producerApi, 'room', range(300, 10))
-  const second = await new RecordingSink(node).connect(id, USER)
-  await second.waitFor(300)
-  await new Promise(resolve => setTimeout(resolve, 50))
-  t.deepEqual(second.messages, range(300, 10))
-})
+  test(`${topology}: a consumer that was away gets every missed message once, in order`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const id = consumerId()
+    const first = await new RecordingSink(node).connect(id, USER)
+    await core.producerApi.subscribe('room', id)
+    await publishAll(core.producerApi, 'room', range(10))
+    await first.waitFor(10)
+    await node.flushCursors()
+    await node.disconnect(first.outbox!, first)
+    await publishAll(core.producerApi, 'room', range(300, 10))
+    const second = await new RecordingSink(node).connect(id, USER)
+    await second.waitFor(300)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    t.deepEqual(second.messages, range(300, 10))
+  })
 
-test('the batch in flight at a disconnect is sent again under the same id', async t => {
-  const { node, core } = await startTestNode(t, server.url)
-  const id = consumerId()
-  const first = await new RecordingSink(node, false).connect(id, USER)
-  await publishAll(core.producerApi, userRoom(USER), range(3))
-  await first.waitFor(3)
-  const unacked = first.batches[0]!
-  await node.disconnect(first.outbox!, first)
-  const second = await new RecordingSink(node).connect(id, USER)
-  await eventually(() => second.batches.length > 0)
-  t.is(second.batches[0]!.id, unacked.id)
-  t.deepEqual(
-    second.batches[0]!.entries.map(e => e.message),
-    range(3),
+  test(`${topology}: the batch in flight at a disconnect is sent again under the same id`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const id = consumerId()
+    const first = await new RecordingSink(node, false).connect(id, USER)
+    await publishAll(core.producerApi, userRoom(USER), range(3))
+    await first.waitFor(3)
+    const unacked = first.batches[0]!
+    await node.disconnect(first.outbox!, first)
+    const second = await new RecordingSink(node).connect(id, USER)
+    await eventually(() => second.batches.length > 0)
+    t.is(second.batches[0]!.id, unacked.id)
+    t.deepEqual(
+      second.batches[0]!.entries.map(e => e.message),
+      range(3),
+    )
+  })
+
+  test(`${topology}: a slow consumer overflows to the log and still gets everything in order`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology), {
+      consumerMaxQueue: 60,
+      batchMaxMessages: 20,
+    })
+    const sink = await new RecordingSink(node, false).connect(consumerId(), USER)
+    for (let i = 0; i < 10; i++) await publishAll(core.producerApi, userRoom(USER), range(50, i * 50))
+    await sink.waitFor(1)
+    t.true(sink.outbox!.queued <= 60)
+    sink.autoAck = true
+    sink.ack()
+    await sink.waitFor(500)
+    t.deepEqual(sink.messages, range(500))
+  })
+
+  test(`${topology}: a lost announcement is healed from the log at the next one`, async t => {
+    const { node, core, config } = await startTestNode(t, redis.target(topology))
+    const sink = await new RecordingSink(node).connect(consumerId(), USER)
+    await publishAll(core.producerApi, userRoom(USER), ['1'])
+    await sink.waitFor(1)
+    const keys = core.keys.room(userRoom(USER))
+    // Appended, but announced where nobody listens (a channel on the room's slot):
+    const publish = core.redis.sharded ? 'SPUBLISH' : 'PUBLISH'
+    await core.redis.commands.roomAppend(
+      keys.log,
+      keys.head,
+      `${keys.channel}:nowhere`,
+      config.roomLogMaxLen,
+      60,
+      publish,
+      '2',
+      '3',
+    )
+    await publishAll(core.producerApi, userRoom(USER), ['4'])
+    await sink.waitFor(4)
+    t.deepEqual(sink.messages, ['1', '2', '3', '4'])
+  })
+
+  // CLIENT KILL must not hit the other tests' subscribers: on its own Redis, or alone on the cluster
+  // (serial tests run before the others). On a cluster every master's subscriber connection drops.
+  ;(topology === 'cluster' ? test.serial : test)(
+    `${topology}: announcements and joins lost while the subscriber was disconnected are read after it reconnects`,
+    async t => {
+      let admins: Redis[]
+      let target = redis.target(topology)
+      if (topology === 'standalone') {
+        const own = await startRedis()
+        t.teardown(() => own.stop())
+        admins = [own.client()]
+        target = { kind: 'standalone', url: own.url }
+      } else admins = redis.cluster.nodes.map(({ port }) => redis.cluster.nodeClient(port))
+      const { node, core } = await startTestNode(t, target)
+      const id = consumerId()
+      const sink = await new RecordingSink(node).connect(id, USER)
+      await core.producerApi.subscribe('left', id)
+      await publishAll(core.producerApi, userRoom(USER), ['1'])
+      await sink.waitFor(1)
+      const subscriber = core.redis.subscriber
+      // ioredis: the client closes (standalone); a sharded subscriber's node leaves the group (cluster).
+      const down = new Promise(resolve =>
+        subscriber.once(topology === 'standalone' ? 'close' : '-node', resolve),
+      )
+      await Promise.all(admins.map(admin => admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')))
+      await down
+      await core.producerApi.subscribe('joined', id)
+      await core.producerApi.unsubscribe('left', id)
+      await publishAll(core.producerApi, userRoom(USER), ['2', '3'])
+      await publishAll(core.producerApi, 'joined', ['4'])
+      await publishAll(core.producerApi, 'left', ['not for me'])
+      await sink.waitFor(4)
+      await publishAll(core.producerApi, userRoom(USER), ['5'])
+      await sink.waitFor(5)
+      t.deepEqual(sink.messages, ['1', '2', '3', '4', '5'])
+    },
   )
-})
 
-test('a slow consumer overflows to the log and still gets everything in order', async t => {
-  const { node, core } = await startTestNode(t, server.url, { consumerMaxQueue: 60, batchMaxMessages: 20 })
-  const sink = await new RecordingSink(node, false).connect(consumerId(), USER)
-  for (let i = 0; i < 10; i++) await publishAll(core.producerApi, userRoom(USER), range(50, i * 50))
-  await sink.waitFor(1)
-  t.true(sink.outbox!.queued <= 60)
-  sink.autoAck = true
-  sink.ack()
-  await sink.waitFor(500)
-  t.deepEqual(sink.messages, range(500))
-})
+  test(`${topology}: two nodes: a join made through one reaches the consumer on the other; a takeover kicks`, async t => {
+    const a = await startTestNode(t, redis.target(topology))
+    const b = await startTestNode(t, redis.target(topology), { redisPrefix: a.config.redisPrefix })
+    const id = consumerId()
+    const onA = await new RecordingSink(a.node).connect(id, USER)
+    t.is(await b.core.producerApi.subscribe('shared', id), 1)
+    await publishAll(b.core.producerApi, 'shared', ['x', 'y'])
+    await onA.waitFor(2)
+    t.deepEqual(onA.messages, ['x', 'y'])
+    t.deepEqual(await b.core.producerApi.consumers(USER), { length: 1, android: 0, ios: 0, web: 1 })
 
-test('a lost announcement is healed from the log at the next one', async t => {
-  const { node, core, config } = await startTestNode(t, server.url)
-  const sink = await new RecordingSink(node).connect(consumerId(), USER)
-  await publishAll(core.producerApi, userRoom(USER), ['1'])
-  await sink.waitFor(1)
-  const keys = core.keys.room(userRoom(USER))
-  // Appended, but announced where nobody listens:
-  await core.redis.commands.roomAppend(keys.log, keys.head, 'nowhere', config.roomLogMaxLen, 60, 'PUBLISH', '2', '3')
-  await publishAll(core.producerApi, userRoom(USER), ['4'])
-  await sink.waitFor(4)
-  t.deepEqual(sink.messages, ['1', '2', '3', '4'])
-})
+    const onB = await new RecordingSink(b.node).connect(id, USER)
+    t.is(onA.closed, 'taken over by another node', 'closed before the new session starts')
+    await publishAll(a.core.producerApi, 'shared', ['z'])
+    await onB.waitFor(1)
+    t.deepEqual(onB.messages, ['z'], 'acknowledged messages are not sent again')
+    t.deepEqual(await a.core.producerApi.consumers(USER), { length: 1, android: 0, ios: 0, web: 1 })
+  })
 
-test('announcements and joins lost while the subscriber was disconnected are read after it reconnects', async t => {
-  const own = await startRedis() // CLIENT KILL must not hit the other tests' subscribers
-  t.teardown(() => own.stop())
-  const { node, core } = await startTestNode(t, own.url)
-  const id = consumerId()
-  const sink = await new RecordingSink(node).connect(id, USER)
-  await core.producerApi.subscribe('left', id)
-  await publishAll(core.producerApi, userRoom(USER), ['1'])
-  await sink.waitFor(1)
-  const admin = own.client()
-  const subscriber = core.redis.subscriber
-  const down = new Promise(resolve => subscriber.once('close', resolve))
-  await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
-  await down
-  await core.producerApi.subscribe('joined', id)
-  await core.producerApi.unsubscribe('left', id)
-  await publishAll(core.producerApi, userRoom(USER), ['2', '3'])
-  await publishAll(core.producerApi, 'joined', ['4'])
-  await publishAll(core.producerApi, 'left', ['not for me'])
-  await sink.waitFor(4)
-  await publishAll(core.producerApi, userRoom(USER), ['5'])
-  await sink.waitFor(5)
-  t.deepEqual(sink.messages, ['1', '2', '3', '4', '5'])
-})
+  test(`${topology}: presence counts by platform and drops a consumer at once when it leaves`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const user = 'ffffffffffffffffffffffff'
+    const ids = ['a.one', 'i.two', 'w.three', 't.four']
+    const sinks = await Promise.all(ids.map(id => new RecordingSink(node).connect(id, user)))
+    t.deepEqual(await core.producerApi.consumers(user), { length: 4, android: 1, ios: 1, web: 2 })
+    await node.disconnect(sinks[0]!.outbox!, sinks[0]!)
+    t.deepEqual(await core.producerApi.consumers(user), { length: 3, android: 0, ios: 1, web: 2 })
+  })
 
-test('two nodes: a join made through one reaches the consumer on the other; a takeover kicks', async t => {
-  const a = await startTestNode(t, server.url)
-  const b = await startTestNode(t, server.url, { redisPrefix: a.config.redisPrefix })
-  const id = consumerId()
-  const onA = await new RecordingSink(a.node).connect(id, USER)
-  t.is(await b.core.producerApi.subscribe('shared', id), 1)
-  await publishAll(b.core.producerApi, 'shared', ['x', 'y'])
-  await onA.waitFor(2)
-  t.deepEqual(onA.messages, ['x', 'y'])
-  t.deepEqual(await b.core.producerApi.consumers(USER), { length: 1, android: 0, ios: 0, web: 1 })
-
-  const onB = await new RecordingSink(b.node).connect(id, USER)
-  t.is(onA.closed, 'taken over by another node', 'closed before the new session starts')
-  await publishAll(a.core.producerApi, 'shared', ['z'])
-  await onB.waitFor(1)
-  t.deepEqual(onB.messages, ['z'], 'acknowledged messages are not sent again')
-  t.deepEqual(await a.core.producerApi.consumers(USER), { length: 1, android: 0, ios: 0, web: 1 })
-})
-
-test('presence counts by platform and drops a consumer at once when it leaves', async t => {
-  const { node, core } = await startTestNode(t, server.url)
-  const user = 'ffffffffffffffffffffffff'
-  const ids = ['a.one', 'i.two', 'w.three', 't.four']
-  const sinks = await Promise.all(ids.map(id => new RecordingSink(node).connect(id, user)))
-  t.deepEqual(await core.producerApi.consumers(user), { length: 4, android: 1, ios: 1, web: 2 })
-  await node.disconnect(sinks[0]!.outbox!, sinks[0]!)
-  t.deepEqual(await core.producerApi.consumers(user), { length: 3, android: 0, ios: 1, web: 2 })
-})
-
-test('cursors are persisted: a second node resumes where the first left off', async t => {
-  const a = await startTestNode(t, server.url)
-  const b = await startTestNode(t, server.url, { redisPrefix: a.config.redisPrefix })
-  const id = consumerId()
-  const onA = await new RecordingSink(a.node).connect(id, USER)
-  await publishAll(a.core.producerApi, userRoom(USER), range(5))
-  await onA.waitFor(5)
-  await a.node.disconnect(onA.outbox!, onA)
-  await publishAll(a.core.producerApi, userRoom(USER), range(5, 5))
-  const onB = await new RecordingSink(b.node).connect(id, USER)
-  await onB.waitFor(5)
-  await new Promise(resolve => setTimeout(resolve, 50))
-  t.deepEqual(onB.messages, range(5, 5))
-})
+  test(`${topology}: cursors are persisted: a second node resumes where the first left off`, async t => {
+    const a = await startTestNode(t, redis.target(topology))
+    const b = await startTestNode(t, redis.target(topology), { redisPrefix: a.config.redisPrefix })
+    const id = consumerId()
+    const onA = await new RecordingSink(a.node).connect(id, USER)
+    await publishAll(a.core.producerApi, userRoom(USER), range(5))
+    await onA.waitFor(5)
+    await a.node.disconnect(onA.outbox!, onA)
+    await publishAll(a.core.producerApi, userRoom(USER), range(5, 5))
+    const onB = await new RecordingSink(b.node).connect(id, USER)
+    await onB.waitFor(5)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    t.deepEqual(onB.messages, range(5, 5))
+  })
+}

@@ -1,5 +1,5 @@
 import type { ExecutionContext } from 'ava'
-import { defaults, type Config } from '../../src/config/defaults.js'
+import { defaults, type Config, type RedisTarget } from '../../src/config/defaults.js'
 import type { Batch } from '../../src/broker/batch.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { BrokerNode, type ConsumerSink } from '../../src/broker/node.js'
@@ -10,14 +10,23 @@ import { startNode, type RunningNode } from '../../src/cli/node.js'
 import Producer from 'snapper-producer'
 import { uniquePrefix } from './redis.js'
 
+/** A Redis target; a bare URL is one standalone server. */
+export const asTarget = (redis: RedisTarget | string): RedisTarget =>
+  typeof redis === 'string' ? { kind: 'standalone', url: redis } : redis
+
 /** A broker core and node on a real Redis, with a prefix of its own; stopped at the test's end. */
 export async function startTestNode(
   t: ExecutionContext,
-  redisUrl: string,
+  redisTarget: RedisTarget | string,
   overrides: Partial<Config> = {},
 ): Promise<{ core: BrokerCore; node: BrokerNode; config: Config }> {
-  const config: Config = { ...defaults, redisPrefix: uniquePrefix(), ...overrides }
-  const redis = createRedisClients({ kind: 'standalone', url: redisUrl }, silentLogger)
+  const config: Config = {
+    ...defaults,
+    redis: asTarget(redisTarget),
+    redisPrefix: uniquePrefix(),
+    ...overrides,
+  }
+  const redis = createRedisClients(config.redis, silentLogger)
   await redis.connect(5000)
   const core = createBrokerCore(config, redis, silentLogger)
   const node = new BrokerNode(core, config, silentLogger)
@@ -111,12 +120,12 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
 /** A whole node (gateway, producer listener) on free ports, with a known token secret. */
 export async function startBroker(
   t: ExecutionContext,
-  redisUrl: string,
+  redisTarget: RedisTarget | string,
   overrides: Partial<Config> = {},
 ): Promise<RunningNode & { config: Config }> {
   const config: Config = {
     ...defaults,
-    redis: { kind: 'standalone', url: redisUrl },
+    redis: asTarget(redisTarget),
     redisPrefix: uniquePrefix(),
     tokenSecrets: [TEST_SECRET],
     drainSpreadMs: 0,

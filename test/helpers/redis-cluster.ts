@@ -1,0 +1,273 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { Cluster, Redis } from 'ioredis'
+import type { RedisTarget } from '../../src/config/defaults.js'
+import { slotOf } from '../../src/redis/slot.js'
+import { freePort } from './ports.js'
+
+const run = promisify(execFile)
+
+export interface ClusterNodeInfo {
+  readonly port: number
+  /** `127.0.0.1:port`, as the cluster announces it. */
+  readonly address: string
+}
+
+export interface RedisCluster {
+  /** Every node's address (masters and replicas): the seed list a broker is given. */
+  readonly nodes: readonly ClusterNodeInfo[]
+  readonly target: RedisTarget
+  /** A cluster client for assertions; closed by stop(). */
+  client(): Cluster
+  /** A plain connection to one node (CLIENT KILL, INFO); closed by stop(). */
+  nodeClient(port: number): Redis
+  /** The node that serves a slot (or a key's slot) now. */
+  masterOf(slotOrKey: number | string): Promise<ClusterNodeInfo>
+  /**
+   * SIGKILLs the master that serves the slot (or the key's slot) and resolves
+   * once one of its replicas has taken over: the cluster is ok again on every
+   * live node, and every live node names the new master for that slot.
+   */
+  killMaster(slotOrKey: number | string): Promise<{ killed: ClusterNodeInfo; promoted: ClusterNodeInfo }>
+  /** Kills every node and removes their directories. */
+  stop(): Promise<void>
+}
+
+export interface ClusterOptions {
+  /** cluster-node-timeout: how long a master may be silent before it is failed over, in ms. @default 1000 */
+  readonly nodeTimeoutMs?: number
+}
+
+/** Nodes that did not stop with their test file (ava ended the worker): killed when the process exits. */
+const everyChild = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of everyChild) child.kill('SIGKILL')
+})
+
+/**
+ * Starts a Redis Cluster of 3 masters with one replica each, on free ports
+ * (each node's bus port, port + 10000, free too), every node in its own
+ * directory with its own cluster-config-file and no persistence. Resolves once
+ * every node says `cluster_state:ok` and every replica is in sync with its
+ * master. One per test file: start it in `test.before`, stop it in
+ * `test.after.always`, and give every test its own key prefix.
+ */
+export async function startRedisCluster({
+  nodeTimeoutMs = 1000,
+}: ClusterOptions = {}): Promise<RedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'snapper-cluster-'))
+  const children = new Map<number, ChildProcess>()
+  const clients: (Redis | Cluster)[] = []
+  const ports: number[] = []
+  for (let i = 0; i < 6; i++) ports.push(await clusterPort())
+  const nodes = ports.map(port => ({ port, address: `127.0.0.1:${port}` }))
+
+  const admins = new Map<number, Redis>()
+  /** One plain connection per node, made again once it has ended (a node that was not up yet). */
+  const admin = (port: number): Redis => {
+    const current = admins.get(port)
+    if (current && current.status !== 'end') return current
+    const client = new Redis(port, '127.0.0.1', {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    })
+    client.on('error', () => {}) // a killed node: its commands reject, which the callers handle
+    clients.push(client)
+    admins.set(port, client)
+    return client
+  }
+  const stop = async (): Promise<void> => {
+    for (const client of clients) client.disconnect()
+    await Promise.all([...children.values()].map(child => killChild(child)))
+    rmSync(dir, { recursive: true, force: true })
+  }
+
+  try {
+    for (const { port } of nodes) {
+      const child = spawn(
+        'redis-server',
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          join(dir),
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          `nodes-${port}.conf`,
+          '--cluster-node-timeout',
+          String(nodeTimeoutMs),
+          // A replica fails over however long it was cut off: the tests decide when a master dies.
+          '--cluster-replica-validity-factor',
+          '0',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          // Full syncs start at once instead of after Redis's 5 s diskless-sync delay.
+          '--repl-diskless-sync-delay',
+          '0',
+          '--logfile',
+          join(dir, `${port}.log`),
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      )
+      children.set(port, child)
+      everyChild.add(child)
+      child.once('exit', () => everyChild.delete(child))
+    }
+    await Promise.all(nodes.map(({ port }) => until(() => ping(admin(port)), `node ${port} answers PING`)))
+    await run(
+      'redis-cli',
+      ['--cluster', 'create', ...nodes.map(n => n.address), '--cluster-replicas', '1', '--cluster-yes'],
+      {
+        timeout: 30_000,
+      },
+    )
+    const everyone = nodes.map(({ port }) => admin(port))
+    await until(
+      async () => (await Promise.all(everyone.map(isHealthy))).every(Boolean),
+      'cluster ok and replicas in sync',
+    )
+  } catch (err) {
+    await stop()
+    throw err
+  }
+
+  const live = (): Redis[] =>
+    nodes.filter(({ port }) => isRunning(children.get(port))).map(({ port }) => admin(port))
+  const byAddress = (address: string): ClusterNodeInfo => {
+    const node = nodes.find(n => n.address === address)
+    if (!node) throw new Error(`unknown cluster node ${address}`)
+    return node
+  }
+  const masterOf = async (slotOrKey: number | string): Promise<ClusterNodeInfo> => {
+    const slot = typeof slotOrKey === 'number' ? slotOrKey : slotOf(slotOrKey)
+    const [first] = live()
+    if (!first) throw new Error('no live cluster node')
+    const owner = ownerOf(await clusterSlots(first), slot)
+    if (!owner) throw new Error(`no node serves slot ${slot}`)
+    return byAddress(owner.master)
+  }
+
+  return {
+    nodes,
+    target: { kind: 'cluster', nodes: nodes.map(n => n.address) },
+    client() {
+      const client = new Cluster(
+        nodes.map(({ port }) => ({ host: '127.0.0.1', port })),
+        { redisOptions: { maxRetriesPerRequest: 1 } },
+      )
+      client.on('error', () => {}) // assertions see failures through rejected commands
+      clients.push(client)
+      return client
+    },
+    nodeClient: admin,
+    masterOf,
+    async killMaster(slotOrKey) {
+      const slot = typeof slotOrKey === 'number' ? slotOrKey : slotOf(slotOrKey)
+      const [first] = live()
+      if (!first) throw new Error('no live cluster node')
+      const owner = ownerOf(await clusterSlots(first), slot)
+      if (!owner || owner.replicas.length === 0) throw new Error(`slot ${slot} has no master with a replica`)
+      const killed = byAddress(owner.master)
+      await killChild(children.get(killed.port))
+      let promoted: ClusterNodeInfo | undefined
+      await until(async () => {
+        const survivors = live()
+        const views = await Promise.all(
+          survivors.map(async client => ({
+            info: await clusterInfo(client),
+            slots: await clusterSlots(client),
+          })),
+        )
+        const masters = new Set(views.map(view => ownerOf(view.slots, slot)?.master))
+        const [master] = masters
+        if (masters.size !== 1 || !master || !owner.replicas.includes(master)) return false
+        if (!views.every(view => view.info.includes('cluster_state:ok'))) return false
+        promoted = byAddress(master)
+        return (await role(admin(promoted.port))) === 'master'
+      }, `a replica of ${killed.address} serves slot ${slot}`)
+      return { killed, promoted: promoted! }
+    },
+    stop,
+  }
+}
+
+/** A free port whose cluster bus port (port + 10000) is free too. */
+async function clusterPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort()
+    if (await isFree(port + 10000)) return port
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise(resolve => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+}
+
+const isRunning = (child: ChildProcess | undefined): child is ChildProcess =>
+  !!child && child.exitCode === null && child.signalCode === null
+
+function killChild(child: ChildProcess | undefined): Promise<void> {
+  if (!isRunning(child)) return Promise.resolve()
+  return new Promise(resolve => {
+    child.once('exit', () => resolve())
+    child.kill('SIGKILL')
+  })
+}
+
+async function ping(client: Redis): Promise<boolean> {
+  if (client.status === 'wait') await client.connect() // refused while the node starts: `until` asks again
+  return (await client.ping()) === 'PONG'
+}
+
+/** Every node reports cluster_state:ok with 6 known nodes; a replica, that its link is up and synced. */
+async function isHealthy(client: Redis): Promise<boolean> {
+  const info = await clusterInfo(client)
+  if (!info.includes('cluster_state:ok') || !info.includes('cluster_known_nodes:6')) return false
+  const replication = await client.info('replication')
+  if (!replication.includes('role:slave')) return true
+  return replication.includes('master_link_status:up') && replication.includes('master_sync_in_progress:0')
+}
+
+const clusterInfo = (client: Redis): Promise<string> => client.call('CLUSTER', 'INFO') as Promise<string>
+
+async function role(client: Redis): Promise<string> {
+  const [name] = (await client.call('ROLE')) as [string]
+  return name
+}
+
+type SlotRange = [number, number, [string, number, ...unknown[]], ...[string, number, ...unknown[]][]]
+
+async function clusterSlots(client: Redis): Promise<SlotRange[]> {
+  return (await client.call('CLUSTER', 'SLOTS')) as SlotRange[]
+}
+
+function ownerOf(ranges: SlotRange[], slot: number): { master: string; replicas: string[] } | undefined {
+  const range = ranges.find(([from, to]) => from <= slot && slot <= to)
+  if (!range) return undefined
+  const [, , master, ...replicas] = range
+  return { master: `${master[0]}:${master[1]}`, replicas: replicas.map(([host, port]) => `${host}:${port}`) }
+}
+
+/** Polls `check` every 50 ms until it holds (errors count as "not yet"); fails after timeoutMs. */
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await check().catch(() => false)) return
+    if (Date.now() > deadline) throw new Error(`Redis Cluster: timed out waiting until ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Single-slot by construction: every key a script touches (and the channel it
+ * announces on) hashes to one Redis Cluster slot, whatever the room, consumer
+ * and user names and whatever prefix the config accepts. Slots by the function
+ * ioredis routes with (cluster-key-slot), and by Redis itself: our slotOf
+ * (src/redis/slot.ts), checked here against `CLUSTER KEYSLOT` of a real
+ * cluster-enabled redis-server.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import test from 'ava'
+import fc from 'fast-check'
+import { Redis } from 'ioredis'
+import { ConfigError, loadConfig } from '../../src/config/load.js'
+import { Keys } from '../../src/redis/keys.js'
+import { LUA_DIR } from '../../src/redis/scripts.js'
+import { slotOf } from '../../src/redis/slot.js'
+import { freePort } from '../helpers/ports.js'
+
+const require = createRequire(import.meta.url)
+/** The slot function of ioredis' own dependency: the routing our commands get. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const calculateSlot = require('cluster-key-slot') as (key: string) => number
+
+interface Names {
+  readonly prefix: string
+  readonly room: string
+  readonly consumerId: string
+  readonly userId: string
+  readonly nodeId: string
+}
+
+/**
+ * The KEYS of every script in lua/, as the broker builds them (room-log.ts,
+ * membership.ts, node.ts, presence.ts). A test below checks that this table
+ * names every script with its key count.
+ */
+const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
+  'room_append-3.lua': (keys, n) => {
+    const { log, head, channel } = keys.room(n.room)
+    return [log, head, channel]
+  },
+  'room_read-1.lua': (keys, n) => [keys.room(n.room).log],
+  'consumer_join-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
+  'consumer_leave-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
+  'consumer_connect-3.lua': (keys, n) => {
+    const { rooms, node, inflight } = keys.consumer(n.consumerId)
+    return [rooms, node, inflight]
+  },
+  'cursor_commit-3.lua': (keys, n) => {
+    const { rooms, node, inflight } = keys.consumer(n.consumerId)
+    return [rooms, node, inflight]
+  },
+  'presence_remove-1.lua': (keys, n) => [keys.presence(n.userId)],
+}
+
+/** Any text, with the characters that make or break a hash tag common. */
+const text = fc.oneof(
+  fc.string({ minLength: 1, maxLength: 30 }),
+  fc.string({ unit: fc.constantFrom('{', '}', 'a', ':', 'é', '😀'), minLength: 1, maxLength: 12 }),
+  fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }),
+)
+/** A prefix the config accepts: no braces. */
+const prefix = text.map(value => value.replace(/[{}]/g, '') || 'P')
+const names = fc.record({ prefix, room: text, consumerId: text, userId: text, nodeId: text })
+
+/** Redis' own answer: one cluster-enabled node (no slots needed) for CLUSTER KEYSLOT. */
+let keyslot: (key: string) => Promise<number>
+let server: ChildProcess | undefined
+let client: Redis | undefined
+const dir = mkdtempSync(join(tmpdir(), 'snapper-keyslot-'))
+test.before(async () => {
+  const port = await freePort()
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+  ]
+  server = spawn(
+    'redis-server',
+    [...args, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  )
+  client = new Redis(port, '127.0.0.1', { retryStrategy: times => (times < 100 ? 20 : null) })
+  client.on('error', () => {}) // refused until the server listens; commands wait for the connection
+  const redis = client
+  keyslot = async key => (await redis.call('CLUSTER', 'KEYSLOT', key)) as number
+  await redis.ping()
+})
+test.after.always(async () => {
+  client?.disconnect()
+  if (server && server.exitCode === null) {
+    const exited = new Promise(resolve => server!.once('exit', resolve))
+    server.kill('SIGKILL')
+    await exited
+  }
+  rmSync(dir, { recursive: true, force: true })
+})
+
+test('the table names every script in lua/ with its key count', t => {
+  const files = readdirSync(LUA_DIR).filter(file => file.endsWith('.lua'))
+  t.deepEqual(Object.keys(SCRIPT_KEYS).sort(), files.sort())
+  const sample: Names = { prefix: 'SNP', room: 'r', consumerId: 'c', userId: 'u', nodeId: 'n' }
+  for (const [file, keysOf] of Object.entries(SCRIPT_KEYS)) {
+    const count = Number(/-(\d+)\.lua$/.exec(file)?.[1])
+    t.is(keysOf(new Keys(sample.prefix), sample).length, count, file)
+  }
+})
+
+test('every script touches one slot, for any names, as ioredis routes and as Redis hashes', t => {
+  fc.assert(
+    fc.property(names, n => {
+      const keys = new Keys(n.prefix)
+      for (const [file, keysOf] of Object.entries(SCRIPT_KEYS)) {
+        const scriptKeys = keysOf(keys, n)
+        if (new Set(scriptKeys.map(calculateSlot)).size !== 1)
+          throw new Error(`${file}: ioredis routes to 2 slots`)
+        if (new Set(scriptKeys.map(slotOf)).size !== 1) throw new Error(`${file}: Redis sees 2 slots`)
+        if (calculateSlot(scriptKeys[0]!) !== slotOf(scriptKeys[0]!))
+          throw new Error(`${file}: routed off its slot`)
+      }
+    }),
+    { numRuns: 3000 },
+  )
+  t.pass()
+})
+
+test('a room announces on its log slot; a node hears its control channel on its own slot', t => {
+  fc.assert(
+    fc.property(names, n => {
+      const keys = new Keys(n.prefix)
+      const room = keys.room(n.room)
+      // SPUBLISH inside room_append stays on the script's slot, and nodes SSUBSCRIBE there.
+      if (calculateSlot(room.channel) !== calculateSlot(room.log)) throw new Error('channel off the log slot')
+      if (calculateSlot(keys.nodeChannel(n.nodeId)) !== calculateSlot(keys.nodeAlive(n.nodeId)))
+        throw new Error('control channel off the node slot')
+    }),
+    { numRuns: 3000 },
+  )
+  t.pass()
+})
+
+test('slotOf (which groups appends by server) is CLUSTER KEYSLOT', async t => {
+  const samples = fc.sample(fc.oneof(text, fc.string({ unit: 'binary', maxLength: 40 })), 500)
+  // Redis' hash tag rules; `{}` hashes the whole key (where cluster-key-slot 1.1 differs).
+  samples.push('foo', '{user1000}.following', 'foo{}{bar}', 'foo{{bar}}zap', 'foo{bar}{zap}', '{}}{', '')
+  const redis = await Promise.all(samples.map(keyslot))
+  t.deepEqual(samples.map(slotOf), redis)
+})
+
+test('the config refuses a key prefix with a brace', t => {
+  for (const bad of ['a{b}', '{', 'x}'])
+    t.throws(() => loadConfig({ env: { SNAPPER_REDIS_PREFIX: bad } }), { instanceOf: ConfigError })
+  t.is(loadConfig({ env: { SNAPPER_REDIS_PREFIX: 'app:snapper' } }).redisPrefix, 'app:snapper')
+})
