@@ -12,6 +12,12 @@ export interface Entry extends Cursor {
   json?: string
   /** The last batch that started with this entry: consumers in step reuse it. */
   batch?: Batch
+  /**
+   * The last entry of an announcement's chunk. A consumer's batch ends at the
+   * last such entry that fits, so consumers at the same place cut the same
+   * batches (and share them) however many messages each had queued.
+   */
+  isChunkEnd?: boolean
 }
 
 /**
@@ -49,7 +55,11 @@ export function makeBatch(id: string, entries: readonly Entry[]): Batch {
     entry.json ??= JSON.stringify(entry.message)
     params += params === '' ? entry.json : `,${entry.json}`
   }
-  return { id, entries, frame: `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"method":"publish","params":[${params}]}` }
+  return {
+    id,
+    entries,
+    frame: `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"method":"publish","params":[${params}]}`,
+  }
 }
 
 /** The entries run in one room without a gap, so a batch of them is the same for everyone. */
@@ -66,15 +76,22 @@ export function isOneRun(entries: readonly Entry[]): boolean {
 /**
  * How many entries, from the first, make one batch: at most `maxMessages`, and
  * no more than `maxBytes` of messages (counted in UTF-16 units, which is the
- * byte count for ASCII), but always at least one.
+ * byte count for ASCII), but always at least one; and, if one of them ends an
+ * announcement's chunk, up to the last such one (see Entry.isChunkEnd).
  */
-export function batchLength(at: (index: number) => Entry | undefined, maxMessages: number, maxBytes: number): number {
+export function batchLength(
+  at: (index: number) => Entry | undefined,
+  maxMessages: number,
+  maxBytes: number,
+): number {
   let bytes = 0
   let count = 0
+  let chunkEnds = 0
   for (let entry = at(0); entry !== undefined && count < maxMessages; entry = at(count)) {
     bytes += entry.message.length
     if (count > 0 && bytes > maxBytes) break
     count++
+    if (entry.isChunkEnd) chunkEnds = count
   }
-  return count
+  return chunkEnds > 0 ? chunkEnds : count
 }

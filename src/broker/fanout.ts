@@ -3,7 +3,9 @@ import type { Logger } from '../log.js'
 import type { Keys } from '../redis/keys.js'
 import { batchLength, type Batch, type Entry } from './batch.js'
 import { decodeAnnouncement } from './control.js'
+import type { Cursor } from './cursor.js'
 import type { Outbox } from './outbox.js'
+import { RecentMessages, type RecentBudget } from './recent.js'
 
 interface LocalRoom {
   readonly room: string
@@ -13,6 +15,20 @@ interface LocalRoom {
   readonly subscribed: Promise<void>
   /** The tick of the room's last announcement or resync (see readEpoch). */
   epoch: number
+  /** Its last announced messages, for members that fell behind or (re)join. */
+  readonly recent: RecentMessages
+}
+
+export interface FanoutOptions {
+  readonly sharded: boolean
+  readonly batchMaxMessages: number
+  readonly batchMaxBytes: number
+  /** Messages a room keeps in memory for members that fall behind; 0 keeps none. */
+  readonly recentMessages: number
+  /** Bytes of messages one room keeps in memory. */
+  readonly recentBytesPerRoom: number
+  /** Bytes of messages all rooms keep in memory together. */
+  readonly recentBytes: number
 }
 
 /**
@@ -27,6 +43,9 @@ export class Fanout {
   readonly #sharded: boolean
   readonly #batchMax: number
   readonly #batchMaxBytes: number
+  readonly #recentMessages: number
+  readonly #recentBytesPerRoom: number
+  readonly #recentBudget: RecentBudget
   readonly #log: Logger
   readonly #rooms = new Map<string, LocalRoom>()
   readonly #byChannel = new Map<string, LocalRoom>()
@@ -37,18 +56,26 @@ export class Fanout {
   /** Counts announcements, joins and resyncs, in the order they reach this node. */
   #ticks = 0
 
-  constructor(
-    subscriber: Redis | Cluster,
-    keys: Keys,
-    options: { sharded: boolean; batchMaxMessages: number; batchMaxBytes: number },
-    log: Logger,
-  ) {
+  constructor(subscriber: Redis | Cluster, keys: Keys, options: FanoutOptions, log: Logger) {
     this.#subscriber = subscriber
     this.#keys = keys
     this.#sharded = options.sharded
     this.#batchMax = options.batchMaxMessages
     this.#batchMaxBytes = options.batchMaxBytes
+    this.#recentMessages = options.recentMessages
+    this.#recentBytesPerRoom = options.recentBytesPerRoom
+    this.#recentBudget = { maxBytes: options.recentBytes, bytes: 0 }
     this.#log = log
+    // Announcements made while the subscriber is down never arrive: a window could then end
+    // before the log does, and a member at its end would wrongly believe it is up to date.
+    subscriber.on('close', () => {
+      for (const local of this.#rooms.values()) local.recent.clear()
+    })
+  }
+
+  /** Bytes of recent messages held for all rooms. */
+  get recentBytes(): number {
+    return this.#recentBudget.bytes
   }
 
   get roomCount(): number {
@@ -68,7 +95,14 @@ export class Fanout {
         () => {},
         (err: unknown) => this.#log.warn({ err, room }, 'subscribe failed'),
       )
-      local = { room, channel, members: new Set(), subscribed, epoch: ++this.#ticks }
+      local = {
+        room,
+        channel,
+        members: new Set(),
+        subscribed,
+        epoch: ++this.#ticks,
+        recent: new RecentMessages(this.#recentMessages, this.#recentBytesPerRoom, this.#recentBudget),
+      }
       this.#rooms.set(room, local)
       this.#byChannel.set(channel, local)
     }
@@ -81,6 +115,7 @@ export class Fanout {
     if (!local || !local.members.delete(outbox) || local.members.size > 0) return
     this.#rooms.delete(room)
     this.#byChannel.delete(local.channel)
+    local.recent.clear()
     const unsubscribe = this.#sharded
       ? this.#subscriber.sunsubscribe(local.channel)
       : this.#subscriber.unsubscribe(local.channel)
@@ -103,13 +138,29 @@ export class Fanout {
     const { room, members } = local
     const entries = messages.map((message, i): Entry => ({ room, ms, seq: first + i, message }))
     // Cut where a consumer's batch would be cut, so that in-step consumers share each batch.
+    const chunks: Entry[][] = []
     for (let start = 0; start < entries.length;) {
       const count = batchLength(i => entries[start + i], this.#batchMax, this.#batchMaxBytes)
       const chunk = entries.slice(start, start + count)
+      chunk[chunk.length - 1]!.isChunkEnd = true
+      chunks.push(chunk)
       start += count
+    }
+    // Before offering: a member that finds a gap reads, and must find these here.
+    local.recent.append(entries)
+    for (const chunk of chunks) {
       let batch: Batch | undefined
       for (const outbox of members) outbox.offer(room, chunk, () => (batch ??= outbox.batchOf(chunk)))
     }
+  }
+
+  /**
+   * Up to `count` messages of a room right after `cursor`, from memory, as the
+   * entries the members in step were offered; undefined when the room's
+   * window does not reach back that far (read the log).
+   */
+  recentAfter(room: string, cursor: Cursor, count: number): Entry[] | undefined {
+    return this.#rooms.get(room)?.recent.after(cursor, count)
   }
 
   /**
@@ -126,6 +177,7 @@ export class Fanout {
   resyncAll(): void {
     for (const local of this.#rooms.values()) {
       local.epoch = ++this.#ticks
+      local.recent.clear()
       for (const outbox of local.members) outbox.resync(local.room)
     }
   }

@@ -14,6 +14,13 @@ import { forgetNode, reportNode } from './stats.js'
 
 /** Longest a connecting consumer waits for the node that held it to persist its cursors, in ms. */
 const TAKEOVER_WAIT_MS = 1000
+/**
+ * Recent messages kept in memory per room for members that fall behind (a burst
+ * larger than their queue) or (re)join: as many as two full queues, 4 MiB per
+ * room, 64 MiB for all rooms. Beyond, they read the room log in Redis.
+ */
+const RECENT_BYTES_PER_ROOM = 4 << 20
+const RECENT_BYTES = 64 << 20
 
 export type NodeConfig = Pick<
   Config,
@@ -107,6 +114,9 @@ export class BrokerNode implements OutboxHost {
         sharded: core.redis.sharded,
         batchMaxMessages: config.batchMaxMessages,
         batchMaxBytes: config.batchMaxBytes,
+        recentMessages: 2 * config.consumerMaxQueue,
+        recentBytesPerRoom: RECENT_BYTES_PER_ROOM,
+        recentBytes: RECENT_BYTES,
       },
       log,
     )
@@ -347,6 +357,9 @@ export class BrokerNode implements OutboxHost {
   // ---- OutboxHost ----
 
   read(room: string, after: { ms: number; seq: number }, count: number): Promise<readonly LogEntry[]> {
+    // Recent enough to be in memory: the shared entries, and no Redis round trip.
+    const recent = this.#fanout.recentAfter(room, after, count)
+    if (recent) return Promise.resolve(recent)
     // Consumers that reconnect together ask for the same range: one Redis read serves them all,
     // unless an announcement of the room came in since that read was issued (it may lack it).
     const key = `${count}:${formatCursor(after)}:${this.#fanout.readEpoch(room)}:${room}`

@@ -133,7 +133,13 @@ export class Outbox {
       this.#read(room, state) // a gap: the log has what was missed
       return
     }
-    if (start === 0 && shared && this.inflight === undefined && this.#queue.length === 0 && this.sink !== undefined) {
+    if (
+      start === 0 &&
+      shared &&
+      this.inflight === undefined &&
+      this.#queue.length === 0 &&
+      this.sink !== undefined
+    ) {
       const batch = shared()
       if (batch) {
         state.queued = last
@@ -285,7 +291,11 @@ export class Outbox {
       logEntries => {
         if (this.#closed || this.#rooms.get(room) !== state || state.mode !== 'reading') return
         const entries: Entry[] = []
-        for (const entry of logEntries) if (isAfter(entry, state.queued)) entries.push({ ...entry, room })
+        for (const entry of logEntries) {
+          // Entries from the node's memory are the shared ones (with their batches); the log's get their room.
+          if (isAfter(entry, state.queued))
+            entries.push((entry as Partial<Entry>).room === room ? (entry as Entry) : { ...entry, room })
+        }
         this.#enqueue(room, state, entries, 0)
         if (state.mode === 'reading') {
           if (logEntries.length === want || state.again) this.#read(room, state)
@@ -296,7 +306,8 @@ export class Outbox {
       (err: unknown) => {
         this.#host.readFailed(this, room, err)
         setTimeout(() => {
-          if (!this.#closed && this.#rooms.get(room) === state && state.mode === 'reading') this.#read(room, state)
+          if (!this.#closed && this.#rooms.get(room) === state && state.mode === 'reading')
+            this.#read(room, state)
         }, READ_RETRY_MS).unref()
       },
     )

@@ -1,0 +1,97 @@
+import type { Entry } from './batch.js'
+import { isNext, type Cursor } from './cursor.js'
+
+/** Bytes of recent messages all rooms of a node may hold together. */
+export interface RecentBudget {
+  readonly maxBytes: number
+  bytes: number
+}
+
+/**
+ * The last messages announced in one room, as the very Entry objects its
+ * local members were offered: contiguous, oldest first, bounded in count and
+ * in bytes (the node's budget is shared by its rooms).
+ *
+ * A member that fell behind (its queue was full) or (re)joined reads from
+ * here instead of Redis when its cursor is inside the window: no round trip,
+ * and it gets the shared entries, so its batches are the ones the members in
+ * step already made and encoded.
+ *
+ *   [head … end)   ◀── append(announced entries); a gap (lost announcement,
+ *    ▲ trimmed         a new log incarnation) starts the window again
+ *    └── after(cursor): the entries after it, if the cursor is in the window
+ */
+export class RecentMessages {
+  readonly #maxMessages: number
+  readonly #maxBytes: number
+  readonly #budget: RecentBudget
+  #entries: Entry[] = []
+  #head = 0
+  #bytes = 0
+
+  constructor(maxMessages: number, maxBytes: number, budget: RecentBudget) {
+    this.#maxMessages = maxMessages
+    this.#maxBytes = maxBytes
+    this.#budget = budget
+  }
+
+  get size(): number {
+    return this.#entries.length - this.#head
+  }
+
+  /** Entries just announced, in order. */
+  append(entries: readonly Entry[]): void {
+    const first = entries[0]
+    if (first === undefined || this.#maxMessages === 0) return
+    const last = this.#entries[this.#entries.length - 1]
+    if (last !== undefined && this.size > 0 && !isNext(last, first)) this.clear() // a gap: what came before is not followed by this
+    for (const entry of entries) {
+      this.#entries.push(entry)
+      this.#bytes += entry.message.length
+      this.#budget.bytes += entry.message.length
+    }
+    // Over the node's budget, the room that grows gives back half its window.
+    const overBudget = this.#budget.bytes > this.#budget.maxBytes
+    const keep = overBudget ? Math.floor(this.size / 2) : this.#maxMessages
+    while (this.size > 0 && (this.size > keep || this.#bytes > this.#maxBytes)) this.#drop()
+    if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
+      this.#entries = this.#entries.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  /**
+   * Up to `count` entries right after `cursor`, shared; [] if the cursor is the
+   * last entry announced; undefined if the window does not reach back to it
+   * (then the log must be read).
+   */
+  after(cursor: Cursor, count: number): Entry[] | undefined {
+    const size = this.size
+    if (size === 0) return undefined
+    const first = this.#entries[this.#head]!
+    let from: number
+    if (isNext(cursor, first)) from = 0
+    else {
+      const index = cursor.seq - first.seq
+      const entry = index >= 0 && index < size ? this.#entries[this.#head + index] : undefined
+      if (entry === undefined || entry.seq !== cursor.seq || entry.ms !== cursor.ms) return undefined
+      from = index + 1
+    }
+    return this.#entries.slice(this.#head + from, this.#head + Math.min(size, from + count))
+  }
+
+  /** Forgets every entry (announcements may have been lost: the window could miss its newest). */
+  clear(): void {
+    this.#budget.bytes -= this.#bytes
+    this.#entries = []
+    this.#head = 0
+    this.#bytes = 0
+  }
+
+  #drop(): void {
+    const entry = this.#entries[this.#head]!
+    this.#entries[this.#head++] = undefined as unknown as Entry // let it go before compaction
+    this.#bytes -= entry.message.length
+    this.#budget.bytes -= entry.message.length
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * A room's recent messages in memory (RecentMessages) and the batch cut at
+ * announcement chunk ends (batchLength): pure, no Redis.
+ */
+import test from 'ava'
+import { batchLength, type Entry } from '../../src/broker/batch.js'
+import { RecentMessages, type RecentBudget } from '../../src/broker/recent.js'
+
+const entry = (seq: number, ms = 1000, message = `m${seq}`): Entry => ({ room: 'r', ms, seq, message })
+const run = (from: number, to: number, ms = 1000): Entry[] => {
+  const entries: Entry[] = []
+  for (let seq = from; seq <= to; seq++) entries.push(entry(seq, ms))
+  return entries
+}
+const budget = (maxBytes = 1 << 20): RecentBudget => ({ maxBytes, bytes: 0 })
+
+test('after() gives the shared entries after a cursor inside the window, [] at its end', t => {
+  const recent = new RecentMessages(100, 1 << 20, budget())
+  const entries = run(1, 10)
+  recent.append(entries)
+  t.is(recent.after({ ms: 1000, seq: 4 }, 3)![0], entries[4], 'the very objects, not copies')
+  t.deepEqual(
+    recent.after({ ms: 1000, seq: 4 }, 3)!.map(e => e.seq),
+    [5, 6, 7],
+  )
+  t.deepEqual(recent.after({ ms: 900, seq: 0 }, 100)!.length, 10, 'the cursor right before the window')
+  t.deepEqual(recent.after({ ms: 1000, seq: 10 }, 5), [], 'up to date')
+})
+
+test('after() is undefined when the window does not reach back to the cursor', t => {
+  const recent = new RecentMessages(5, 1 << 20, budget())
+  recent.append(run(1, 10))
+  t.is(recent.size, 5)
+  t.is(recent.after({ ms: 1000, seq: 2 }, 5), undefined, 'trimmed away')
+  t.deepEqual(
+    recent.after({ ms: 1000, seq: 5 }, 5)!.map(e => e.seq),
+    [6, 7, 8, 9, 10],
+  )
+  t.is(recent.after({ ms: 999, seq: 7 }, 5), undefined, 'same seq, another log incarnation')
+  t.is(new RecentMessages(5, 1 << 20, budget()).after({ ms: 0, seq: 0 }, 5), undefined, 'empty')
+})
+
+test('a gap starts the window again; clear() empties it', t => {
+  const recent = new RecentMessages(100, 1 << 20, budget())
+  recent.append(run(1, 3))
+  recent.append(run(7, 8)) // 4..6 never announced here
+  t.is(recent.size, 2)
+  t.is(recent.after({ ms: 1000, seq: 3 }, 5), undefined)
+  recent.append(run(1, 2, 2000)) // the log started again (expired)
+  t.deepEqual(
+    recent.after({ ms: 0, seq: 0 }, 5)!.map(e => e.ms),
+    [2000, 2000],
+  )
+  recent.clear()
+  t.is(recent.size, 0)
+})
+
+test('bounds: bytes per room, and a node budget shared by rooms', t => {
+  const ten = (from: number, to: number): Entry[] =>
+    run(from, to).map(e => ({ ...e, message: 'x'.repeat(10) }))
+  const shared = budget(300)
+  const a = new RecentMessages(1000, 100, shared)
+  a.append(ten(1, 20))
+  t.is(a.size, 10, '100 bytes per room')
+  t.is(shared.bytes, 100)
+  const b = new RecentMessages(1000, 1000, shared)
+  b.append(ten(1, 30)) // 400 bytes with a's: over the budget, b gives back half
+  t.is(b.size, 15)
+  t.is(shared.bytes, 250)
+  a.clear()
+  b.clear()
+  t.is(shared.bytes, 0)
+})
+
+test('batchLength cuts after the last chunk end that fits, else at the bounds', t => {
+  const entries = run(1, 120)
+  for (const end of [30, 80, 100]) entries[end - 1]!.isChunkEnd = true
+  const from = (start: number) => (i: number) => entries[start + i]
+  t.is(batchLength(from(0), 50, 1 << 20), 30)
+  t.is(batchLength(from(30), 50, 1 << 20), 50, 'the chunk end at 80 is the 50th')
+  t.is(batchLength(from(35), 50, 1 << 20), 45, 'up to 80')
+  t.is(batchLength(from(100), 50, 1 << 20), 20, 'no chunk end: all that is there')
+  t.is(batchLength(from(0), 50, 10), 5, 'bytes first: m1..m5 is 10 bytes, m6 passes')
+  const log = run(1, 60) // read from Redis: no chunk ends
+  t.is(
+    batchLength(i => log[i], 50, 1 << 20),
+    50,
+  )
+})
