@@ -18,12 +18,13 @@ export const connections: Scenario = {
     { key: 'connectP50Ms', label: 'connect p50', unit: 'ms', better: 'lower', digits: 1 },
     { key: 'connectP99Ms', label: 'connect p99', unit: 'ms', better: 'lower', digits: 1 },
     { key: 'rssPerConnKb', label: 'RSS/conn', unit: 'KB', better: 'lower', digits: 2 },
+    { key: 'heapPerConnKb', label: 'JS heap/conn', unit: 'KB', better: 'lower', digits: 2 },
     { key: 'rssMb', label: 'RSS at 10k', unit: 'MB', better: 'lower', digits: 0 },
   ],
   async run(ctx) {
     const consumers = ctx.smoke ? 100 : 10_000
     const users = makeUsers(consumers)
-    const before = await ctx.target.rssAfterGc()
+    const before = await ctx.target.memoryAfterGc()
     await ctx.pool.add(users.map((user, i) => ctx.target.consumerSpec(i, user)))
     ctx.phase(`connecting ${consumers} consumers`)
     await ctx.startMeasuring()
@@ -33,7 +34,7 @@ export const connections: Scenario = {
       throw new Error(`${result.failed} consumers did not open: ${result.failures.join('; ')}`)
     ctx.phase('idle')
     await sleep(ctx.smoke ? 200 : 2000) // whatever a session does after its open packet (Redis replies, timers) settles
-    const after = await ctx.target.rssAfterGc()
+    const after = await ctx.target.memoryAfterGc()
     const report = await ctx.pool.report()
     if (report.open !== consumers)
       throw new Error(
@@ -43,8 +44,9 @@ export const connections: Scenario = {
       connectsPerSec: Math.round(result.opened / (result.elapsedUs / 1e6)),
       connectP50Ms: ms(result.connectUs.quantile(0.5)),
       connectP99Ms: ms(result.connectUs.quantile(0.99)),
-      rssPerConnKb: Math.round(((after - before) / consumers / 1024) * 100) / 100,
-      rssMb: Math.round(after / 1024 / 1024),
+      rssPerConnKb: Math.round(((after.rss - before.rss) / consumers / 1024) * 100) / 100,
+      heapPerConnKb: Math.round(((after.heapUsed - before.heapUsed) / consumers / 1024) * 100) / 100,
+      rssMb: Math.round(after.rss / 1024 / 1024),
       ...cpu,
     }
   },

@@ -16,7 +16,7 @@ export type ToChild =
 
 export type FromChild =
   | { readonly type: 'ready'; readonly gatewayPort: number; readonly producerPort: number }
-  | { readonly type: 'gc-done' }
+  | { readonly type: 'gc-done'; readonly heapUsed: number; readonly external: number }
   | { readonly type: 'profile-started' }
   | { readonly type: 'profile-written' }
 
@@ -59,7 +59,8 @@ export function serveChild(
       })
     } else if (message.type === 'gc') {
       ;(globalThis as { gc?: () => void }).gc?.()
-      send({ type: 'gc-done' })
+      const { heapUsed, external } = process.memoryUsage()
+      send({ type: 'gc-done', heapUsed, external })
     } else if (message.type === 'stop') {
       stop().then(
         () => process.exit(0),

@@ -146,37 +146,44 @@ export class RunningTarget {
   }
 
   /** Sends `request` to every server process and waits for each one's `answer`. */
-  #ask(request: (index: number) => ToChild, answer: FromChild['type']): Promise<void> {
+  #ask(request: (index: number) => ToChild, answer: FromChild['type']): Promise<FromChild[]> {
     return Promise.all(
       this.#children.map(
         (child, index) =>
-          new Promise<void>(resolve => {
+          new Promise<FromChild>(resolve => {
             const onMessage = (message: FromChild): void => {
               if (message.type !== answer) return
               child.off('message', onMessage)
-              resolve()
+              resolve(message)
             }
             child.on('message', onMessage)
             child.send(request(index))
           }),
       ),
-    ).then(() => {})
+    )
   }
 
-  /** Resident memory of every server process, after a full GC in each. */
-  async rssAfterGc(): Promise<number> {
-    await this.#ask(() => ({ type: 'gc' }), 'gc-done')
-    return this.pids.reduce((sum, pid) => sum + rssBytes(pid), 0)
+  /** Memory of every server process after a full GC in each: resident, and the JS heap's share. */
+  async memoryAfterGc(): Promise<{ rss: number; heapUsed: number; external: number }> {
+    const replies = await this.#ask(() => ({ type: 'gc' }), 'gc-done')
+    let heapUsed = 0
+    let external = 0
+    for (const reply of replies) {
+      if (reply.type !== 'gc-done') continue
+      heapUsed += reply.heapUsed
+      external += reply.external
+    }
+    return { rss: this.pids.reduce((sum, pid) => sum + rssBytes(pid), 0), heapUsed, external }
   }
 
   /** Starts a V8 CPU profile in every server process (node:inspector). */
-  startProfile(): Promise<void> {
-    return this.#ask(() => ({ type: 'profile-start' }), 'profile-started')
+  async startProfile(): Promise<void> {
+    await this.#ask(() => ({ type: 'profile-start' }), 'profile-started')
   }
 
   /** Stops the profiles and writes `<base>-<process index>.cpuprofile`. */
-  stopProfile(base: string): Promise<void> {
-    return this.#ask(
+  async stopProfile(base: string): Promise<void> {
+    await this.#ask(
       index => ({ type: 'profile-stop', file: `${base}-${index}.cpuprofile` }),
       'profile-written',
     )
