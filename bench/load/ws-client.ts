@@ -7,7 +7,7 @@
  *
  *   connecting ──101 + right accept──▶ open ──close frame / FIN / error──▶ closed (onClose once)
  */
-import { createHash, randomBytes, randomFillSync } from 'node:crypto'
+import { createHash, randomFillSync } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 
 export interface WsTarget {
@@ -35,17 +35,21 @@ const OP_PING = 0x9
 const OP_PONG = 0xa
 const HEADER_END = Buffer.from('\r\n\r\n')
 
-/** Mask keys come from a pool refilled in bulk: one crypto call per 1,024 frames, not one per frame. */
-const maskPool = Buffer.alloc(4096)
-let maskAt = maskPool.length
+/**
+ * Mask keys and handshake keys come from a pool refilled in bulk: one crypto
+ * call per 16,384 masks, not one per frame or connection (a small
+ * randomBytes() in a worker thread cost ~50 µs, as much as the connect).
+ */
+const randomPool = Buffer.alloc(64 * 1024)
+let randomAt = randomPool.length
 
-function nextMask(): number {
-  if (maskAt === maskPool.length) {
-    randomFillSync(maskPool)
-    maskAt = 0
+function nextRandom(bytes: number): number {
+  if (randomAt + bytes > randomPool.length) {
+    randomFillSync(randomPool)
+    randomAt = 0
   }
-  const at = maskAt
-  maskAt += 4
+  const at = randomAt
+  randomAt += bytes
   return at
 }
 
@@ -62,7 +66,8 @@ export class LeanWebSocket {
 
   constructor(target: WsTarget, handler: WsHandler) {
     this.#handler = handler
-    this.#key = randomBytes(16).toString('base64')
+    const keyAt = nextRandom(16)
+    this.#key = randomPool.toString('base64', keyAt, keyAt + 16)
     this.#socket = connect({
       host: target.host,
       port: target.port,
@@ -223,12 +228,12 @@ function encodeFrame(opcode: number, payload: Buffer): Buffer {
     frame[1] = 0x80 | 127
     frame.writeBigUInt64BE(BigInt(length), 2)
   }
-  const mask = nextMask()
-  maskPool.copy(frame, header, mask, mask + 4)
-  const m0 = maskPool[mask]!
-  const m1 = maskPool[mask + 1]!
-  const m2 = maskPool[mask + 2]!
-  const m3 = maskPool[mask + 3]!
+  const mask = nextRandom(4)
+  randomPool.copy(frame, header, mask, mask + 4)
+  const m0 = randomPool[mask]!
+  const m1 = randomPool[mask + 1]!
+  const m2 = randomPool[mask + 2]!
+  const m3 = randomPool[mask + 3]!
   const start = header + 4
   for (let i = 0; i < length; i += 4) {
     frame[start + i] = payload[i]! ^ m0
