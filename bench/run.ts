@@ -28,24 +28,8 @@ import {
 } from './lib/report.js'
 import { cpuWindow, type Metrics, type Scenario } from './lib/scenario.js'
 import { ConsumerPool, loopbackAddresses } from './load/consumer-pool.js'
-import { catchup } from './scenarios/catchup.js'
-import { connections } from './scenarios/connections.js'
-import { fanout } from './scenarios/fanout.js'
-import { ingest } from './scenarios/ingest.js'
-import { latency } from './scenarios/latency.js'
-import { redisWork } from './scenarios/redis-work.js'
-import { unicast } from './scenarios/unicast.js'
+import { SCENARIOS } from './scenarios/index.js'
 import { RunningTarget, TARGET_LABELS, type TargetName } from './servers/targets.js'
-
-export const SCENARIOS: readonly Scenario[] = [
-  fanout,
-  latency,
-  unicast,
-  connections,
-  catchup,
-  ingest,
-  redisWork,
-]
 
 const BENCH_DIR = fileURLToPath(new URL('../../bench/', import.meta.url))
 /** Source addresses for consumers: 10,000 connections × 3 runs × 4 targets would exhaust one address's ports. */
@@ -96,7 +80,11 @@ async function runOnce(
     redisUrl: redis.url,
     secret,
     prefix: `B${randomBytes(3).toString('hex')}`,
-    snapperConfig: { ...scenario.snapperConfig, ...args.snapperConfig },
+    snapperConfig: {
+      ...scenario.snapperConfig,
+      ...(args.smoke && scenario.smokeConfig),
+      ...args.snapperConfig,
+    },
   })
   const pool = new ConsumerPool(args.threads)
   let timer: NodeJS.Timeout | undefined

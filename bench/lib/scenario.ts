@@ -41,6 +41,8 @@ export interface Scenario {
   /** The metric the chart and the summary show. */
   readonly headline: string
   readonly snapperConfig?: Partial<Config>
+  /** Overrides for --smoke only (shorter timers, so the CI run stays short). */
+  readonly smokeConfig?: Partial<Config>
   run(ctx: RunContext): Promise<Metrics>
   checks(medians: Medians, ctx: { smoke: boolean }): Check[]
 }

@@ -44,7 +44,7 @@ export const catchup: Scenario = {
       await warmUp(ctx, publisher, rooms, consumers)
       ctx.phase('disconnecting')
       await ctx.pool.close()
-      await sleep(1000) // the node persists each leaving consumer's cursors
+      await sleep(ctx.smoke ? 200 : 1000) // the node persists each leaving consumer's cursors
       ctx.phase(`publishing ${missed} messages to each of ${consumers} rooms`)
       await publishFlatOut(publisher, consumers * missed, i => [
         rooms[i % consumers]!,

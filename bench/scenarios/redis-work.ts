@@ -36,6 +36,7 @@ export const redisWork: Scenario = {
   title: 'Redis calls per published message at room sizes 10, 100, 1,000',
   targets: ['snapper'],
   noise: false,
+  smokeConfig: { cursorFlushMs: 200 },
   headline: 'callsPerMessage1000',
   metrics: [
     { key: 'callsPerMessage10', label: 'calls/msg, 10', unit: '', better: 'lower', digits: 2 },
@@ -48,6 +49,7 @@ export const redisWork: Scenario = {
     const sizes = ctx.smoke ? [2, 5, 10] : [10, 100, 1000]
     const messages = ctx.smoke ? 50 : 1000
     const rate = 1000
+    const flushWaitMs = ctx.smoke ? 300 : 1500 // past one cursor flush (cursorFlushMs: 1,000; 200 in smoke)
     const publisher = await Publisher.open(ctx.target)
     const result: Record<string, number> = { lost: 0 }
     const breakdown: string[] = []
@@ -58,7 +60,7 @@ export const redisWork: Scenario = {
         await connectUsers(ctx, users)
         await joinRoom(ctx, publisher, room, users)
         await warmUp(ctx, publisher, [room], size)
-        await sleep(1500) // the warm-up's cursors are flushed before the count starts
+        await sleep(flushWaitMs) // the warm-up's cursors are flushed before the count starts
         await ctx.redis.client.config('RESETSTAT')
         ctx.phase(`room of ${size}: publishing ${messages} at ${rate}/s`)
         const startUs = nowUs()
@@ -70,7 +72,7 @@ export const redisWork: Scenario = {
           await sleep(1)
         }
         const report = await waitForDeliveries(ctx, size * messages)
-        await sleep(1500) // one more cursor flush: the last acks are persisted too
+        await sleep(flushWaitMs) // one more cursor flush: the last acks are persisted too
         const calls = await ctx.redis.commandCalls()
         let total = 0
         for (const [command, n] of calls) if (!BENCH_COMMANDS.has(command)) total += n

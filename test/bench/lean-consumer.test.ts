@@ -1,0 +1,126 @@
+/**
+ * The bench's lean consumer must be a faithful consumer: against a real node,
+ * it gets exactly what snapper-consumer@1.3.6 gets (same messages, same
+ * order), over EIO=4 and EIO=3, acking every batch (more than one batch in
+ * flight would be refused, fewer acks would stall delivery), and an EIO=3
+ * lean consumer keeps its session alive by pinging.
+ */
+import test from 'ava'
+import { Tokens } from '../../src/auth/token.js'
+import { LeanConsumer, type ConsumerHost } from '../../bench/load/consumer.js'
+import { Histogram } from '../../bench/lib/histogram.js'
+import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { connectConsumer } from '../helpers/consumers.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+
+let server: RedisServer
+test.before(async () => {
+  server = await startRedis()
+})
+test.after.always(() => server?.stop())
+
+const tokens = new Tokens([TEST_SECRET])
+
+/** A lean consumer run the way a bench thread runs it, recording what it delivers. */
+function leanConsumer(port: number, token: string, eio: 3 | 4) {
+  let opened: () => void
+  let failed: (reason: Error) => void
+  const isOpen = new Promise<void>((resolve, reject) => {
+    opened = resolve
+    failed = reject
+  })
+  const closes: string[] = []
+  const host: ConsumerHost = {
+    latency: new Histogram(),
+    opened: () => opened(),
+    closed: (_consumer, reason) => {
+      closes.push(reason)
+      failed(new Error(reason))
+    },
+  }
+  const consumer = new LeanConsumer(
+    {
+      host: '127.0.0.1',
+      port,
+      path: `/websocket/?EIO=${eio}&transport=websocket&token=${token}`,
+      protocol: 'snapper',
+      eio,
+    },
+    host,
+  )
+  consumer.recorded = []
+  consumer.connect()
+  const heartbeat = setInterval(() => consumer.heartbeat(Date.now()), 50)
+  return {
+    consumer,
+    isOpen,
+    closes,
+    close() {
+      clearInterval(heartbeat)
+      consumer.close()
+    },
+  }
+}
+
+async function until(check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('not in time')
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+test('lean consumers (EIO 4 and 3) get what snapper-consumer gets: the same messages in the same order', async t => {
+  // Short heartbeats: the EIO=3 lean consumer must ping to stay connected through the test.
+  const broker = await startBroker(t, server.url, { pingIntervalMs: 300, pingTimeoutMs: 300 })
+  const producer = await connectProducer(t, broker.ports.producer)
+  const users = [newUserId(), newUserId(), newUserId()]
+  const reference = connectConsumer('v3 websocket', broker.ports.gateway, tokens.sign({ userId: users[0]! }))
+  t.teardown(() => reference.close())
+  const lean4 = leanConsumer(broker.ports.gateway, tokens.sign({ userId: users[1]! }), 4)
+  const lean3 = leanConsumer(broker.ports.gateway, tokens.sign({ userId: users[2]! }), 3)
+  t.teardown(() => {
+    lean4.close()
+    lean3.close()
+  })
+  const ids = [await reference.opened()]
+  await Promise.all([lean4.isOpen, lean3.isOpen])
+  ids.push(lean4.consumer.sid, lean3.consumer.sid)
+  for (const id of ids) t.is(await call(producer.joinRoom('shared', id)), 1)
+
+  // Odd messages, one by one and in bursts bigger than a batch (50), to the shared room and to each user room.
+  const odd = [
+    'plain',
+    '{"e":":change","d":{"_id":"1"}}',
+    'ré任务😀\u2028',
+    '"quoted"',
+    '\\',
+    '0',
+    'false',
+    'x'.repeat(5000),
+  ]
+  const expected: string[] = []
+  const send = (message: string): void => {
+    producer.sendMessage('shared', message)
+    expected.push(message)
+  }
+  for (const message of odd) send(message)
+  for (let i = 0; i < 300; i++) send(`burst ${i}`)
+  await new Promise(resolve => setTimeout(resolve, 700)) // past a heartbeat interval and its timeout
+  for (let i = 0; i < 120; i++) send(`after ${i}`)
+  for (const user of users) producer.sendMessage(`user${user}`, `own ${user}`)
+
+  const total = expected.length + 1
+  await reference.waitFor(total)
+  await until(() => lean4.consumer.recorded!.length >= total && lean3.consumer.recorded!.length >= total)
+  await new Promise(resolve => setTimeout(resolve, 200)) // nothing more, nothing twice
+  const own = (messages: readonly string[]): string[] => messages.filter(m => m.startsWith('own '))
+  const shared = (messages: readonly string[]): string[] => messages.filter(m => !m.startsWith('own '))
+  t.deepEqual(shared(reference.messages), expected)
+  t.deepEqual(shared(lean4.consumer.recorded!), shared(reference.messages))
+  t.deepEqual(shared(lean3.consumer.recorded!), shared(reference.messages))
+  t.deepEqual(own(lean4.consumer.recorded!), [`own ${users[1]}`])
+  t.deepEqual(own(lean3.consumer.recorded!), [`own ${users[2]}`])
+  t.deepEqual([lean4.closes, lean3.closes], [[], []], 'both sessions stayed up (the EIO=3 one by pinging)')
+  t.true(lean4.consumer.isOpen && lean3.consumer.isOpen)
+})

@@ -1,0 +1,50 @@
+/**
+ * The bench end to end, in seconds (`--smoke`: tiny counts, one run): every
+ * scenario against every target it has (Snapper, Socket.IO + redis-adapter,
+ * bare uWS) runs, nothing is lost or delivered twice anywhere, and the JSON
+ * it writes has every number, so the suite cannot rot unnoticed.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import test from 'ava'
+import type { BenchResult } from '../../bench/lib/report.js'
+import { SCENARIO_NAMES } from '../../bench/scenarios/index.js'
+
+const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url))
+
+test('npm run bench -- --smoke: every scenario and target, zero loss', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'snapper-bench-smoke-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const json = join(dir, 'smoke.json')
+  const child = spawn(process.execPath, [RUN, '--smoke', '--quiet', '--json', json], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
+  t.is(code, 0, output)
+
+  const bench = JSON.parse(readFileSync(json, 'utf8')) as BenchResult
+  t.true(bench.smoke)
+  t.deepEqual(
+    bench.scenarios.map(s => s.name),
+    [...SCENARIO_NAMES],
+  )
+  for (const scenario of bench.scenarios) {
+    t.deepEqual(scenario.errors, [], scenario.name)
+    for (const target of scenario.targets) {
+      const metrics = scenario.medians[target]
+      t.truthy(metrics, `${scenario.name}: ${target} ran`)
+      if (!metrics) continue
+      for (const metric of scenario.metrics)
+        t.true(Number.isFinite(metrics[metric.key]), `${scenario.name} ${target} ${metric.key}`)
+      if ('lost' in metrics) t.is(metrics.lost, 0, `${scenario.name} ${target} lost nothing`)
+      if ('dups' in metrics) t.is(metrics.dups, 0, `${scenario.name} ${target} delivered nothing twice`)
+    }
+    for (const check of scenario.checks) t.true(check.ok, `${check.label}: ${check.detail}`)
+  }
+})
