@@ -6,7 +6,7 @@ import { userRoom } from '../redis/keys.js'
 import { BatchIds, makeBatch, type Batch, type Entry } from './batch.js'
 import type { BrokerCore } from './core.js'
 import { decodeControl, type ControlMessage } from './control.js'
-import { formatCursor, isNext, parseCursor } from './cursor.js'
+import { formatCursor, isAfter, isNext, parseCursor, type Cursor } from './cursor.js'
 import { Fanout } from './fanout.js'
 import { Outbox, type OutboxHost } from './outbox.js'
 import type { LogEntry } from './room-log.js'
@@ -232,7 +232,11 @@ export class BrokerNode implements OutboxHost {
           .tell(previous, { type: 'kick', consumerId, byNode: this.id })
           .catch(err => this.#redisError(err, 'kick failed'))
       }
-      for (let i = 0; i + 1 < flat.length; i += 2) outbox.addRoom(flat[i]!, parseCursor(flat[i + 1]!))
+      const rooms: [string, Cursor][] = []
+      for (let i = 0; i + 1 < flat.length; i += 2) rooms.push([flat[i]!, parseCursor(flat[i + 1]!)])
+      // Not released by the node that held it (a crash): what it acknowledged since is in the rooms' progress.
+      if (previous) await this.#readProgress(outbox, rooms)
+      for (const [room, cursor] of rooms) outbox.addRoom(room, cursor)
       if (inflight) await this.#restoreInflight(outbox, inflight)
     } catch (err) {
       this.#redisError(err, 'consumer connect failed')
@@ -258,16 +262,22 @@ export class BrokerNode implements OutboxHost {
     for (const room of outbox.rooms) this.#fanout.leave(room, outbox)
     const { keys, redis, presence } = this.#core
     const key = keys.consumer(outbox.consumerId)
+    const progress = [...outbox.progressRooms]
     const release = Promise.all([
-      redis.commands.cursorCommit(
-        key.rooms,
-        key.node,
-        key.inflight,
-        this.#config.consumerTtlSec,
-        this.id,
-        outbox.inflightRecord(),
-        ...outbox.allCursors(),
-      ),
+      redis.commands
+        .cursorCommit(
+          key.rooms,
+          key.node,
+          key.inflight,
+          this.#config.consumerTtlSec,
+          this.id,
+          outbox.inflightRecord(),
+          ...outbox.allCursors(),
+        )
+        // The consumer's own cursors are the truth now; its entries in the rooms' progress can go.
+        .then(() =>
+          Promise.all(progress.map(room => redis.commands.hdel(keys.room(room).progress, outbox.consumerId))),
+        ),
       presence.remove(outbox.userId, outbox.consumerId, this.id),
     ]).then(
       () => {},
@@ -290,28 +300,36 @@ export class BrokerNode implements OutboxHost {
     return true
   }
 
-  /** Writes the cursors acknowledged since the last flush, one script call per consumer. */
+  /**
+   * Writes the cursors acknowledged since the last flush to the rooms' progress
+   * hashes: one HSET (and its EXPIRE) per room for all its local members, so
+   * the Redis work of a flush grows with rooms, not with members. A consumer's
+   * own hash gets its cursors when it is released; the progress is read only
+   * if it never is (a crashed node).
+   */
   async flushCursors(): Promise<void> {
     const { keys, redis } = this.#core
-    const writes: Promise<unknown>[] = []
+    const byRoom = new Map<string, string[]>()
     for (const outbox of this.#changed) {
       const pairs = outbox.takeChangedCursors()
-      if (pairs.length === 0) continue
-      const key = keys.consumer(outbox.consumerId)
-      this.counters.cursorCommits++
-      writes.push(
-        redis.commands.cursorCommit(
-          key.rooms,
-          key.node,
-          key.inflight,
-          this.#config.consumerTtlSec,
-          '',
-          '',
-          ...pairs,
-        ),
-      )
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        const room = pairs[i]!
+        const fields = byRoom.get(room)
+        if (fields) fields.push(outbox.consumerId, pairs[i + 1]!)
+        else byRoom.set(room, [outbox.consumerId, pairs[i + 1]!])
+        outbox.progressRooms.add(room)
+      }
     }
     this.#changed.clear()
+    const writes: Promise<unknown>[] = []
+    for (const [room, fields] of byRoom) {
+      const { progress } = keys.room(room)
+      this.counters.cursorCommits++
+      writes.push(
+        redis.commands.hset(progress, ...fields),
+        redis.commands.expire(progress, this.#config.consumerTtlSec),
+      )
+    }
     await Promise.all(writes)
   }
 
@@ -395,6 +413,25 @@ export class BrokerNode implements OutboxHost {
   }
 
   // ---- internals ----
+
+  /**
+   * A consumer whose last node did not release it: each room's cursor is the
+   * later of its own (last release or join) and its progress entry (last
+   * flush of that node). The entries are dropped when this node releases it.
+   */
+  async #readProgress(outbox: Outbox, rooms: [string, Cursor][]): Promise<void> {
+    const { keys, redis } = this.#core
+    const progress = await Promise.all(
+      rooms.map(([room]) => redis.commands.hget(keys.room(room).progress, outbox.consumerId)),
+    )
+    progress.forEach((text, i) => {
+      const entry = rooms[i]!
+      if (text === null) return
+      outbox.progressRooms.add(entry[0])
+      const cursor = parseCursor(text)
+      if (isAfter(cursor, entry[1])) entry[1] = cursor
+    })
+  }
 
   /** Subscribes the room's announcements for this consumer, then reads its log from the cursor. */
   #follow(outbox: Outbox, room: string): void {

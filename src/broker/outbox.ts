@@ -62,6 +62,8 @@ export class Outbox {
   /** The unacknowledged batch, and when it was sent (ms). */
   inflight: Batch | undefined
   inflightSince = 0
+  /** Rooms whose progress hash holds a cursor of this consumer (cleared when it is released). */
+  readonly progressRooms = new Set<string>()
 
   readonly #host: OutboxHost
   readonly #rooms = new Map<string, RoomState>()

@@ -13,6 +13,12 @@ export interface RoomKeys {
   readonly head: string
   /** Pub/sub channel (sharded on a cluster) announcing appends to the nodes. */
   readonly channel: string
+  /**
+   * Hash consumerId → cursor: what live members acknowledged, written by their
+   * node once per flush for all of them (one write per room, whatever its
+   * size); read only when a consumer's last node did not release it (crash).
+   */
+  readonly progress: string
 }
 
 export interface ConsumerKeys {
@@ -29,7 +35,7 @@ export class Keys {
 
   room(room: string): RoomKeys {
     const tag = `${this.prefix}:{r:${room}}`
-    return { log: `${tag}:log`, head: `${tag}:head`, channel: `${tag}:ch` }
+    return { log: `${tag}:log`, head: `${tag}:head`, channel: `${tag}:ch`, progress: `${tag}:progress` }
   }
 
   consumer(consumerId: string): ConsumerKeys {
