@@ -1,9 +1,10 @@
 /**
- * `node dist/bench/profile.js <file.cpuprofile> [top]`: the functions that
- * used the most CPU in a V8 profile (`npm run bench -- … --profile DIR` writes
- * one per server process), by self time and by total time (self + callees),
- * as text: the quick look before opening the profile in a flame graph viewer
- * (Chrome DevTools, speedscope).
+ * `node dist/bench/profile.js <file.cpuprofile|file.heapprofile> [top]`: the
+ * functions that used the most CPU in a V8 profile (`npm run bench -- …
+ * --profile DIR` writes one per server process), by self time and by total
+ * time (self + callees); or, for an allocation-sampling profile, the
+ * functions that allocated the most: the quick look before opening them in a
+ * flame graph viewer (Chrome DevTools, speedscope).
  */
 import { readFileSync } from 'node:fs'
 
@@ -68,11 +69,41 @@ export function summarize(profile: Profile, top: number): string {
   )
 }
 
+interface HeapNode {
+  readonly callFrame: ProfileNode['callFrame']
+  readonly selfSize: number
+  readonly children: readonly HeapNode[]
+}
+
+/** Bytes allocated (sampled) per function, from `HeapProfiler.stopSampling`. */
+export function summarizeHeap(root: { head: HeapNode }, top: number): string {
+  const self = new Map<string, number>()
+  let total = 0
+  const walk = (node: HeapNode): void => {
+    const name = nameOf({ id: 0, callFrame: node.callFrame })
+    self.set(name, (self.get(name) ?? 0) + node.selfSize)
+    total += node.selfSize
+    for (const child of node.children) walk(child)
+  }
+  walk(root.head)
+  const rows = [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(
+      ([name, bytes]) =>
+        `${((100 * bytes) / total).toFixed(1).padStart(5)}%  ${(bytes / 1048576).toFixed(1).padStart(7)} MB  ${name}`,
+    )
+  return `allocated (sampled) ${(total / 1048576).toFixed(1)} MB\n\n${rows.join('\n')}\n`
+}
+
 if (process.argv[1]?.endsWith('profile.js')) {
   const [file, top = '30'] = process.argv.slice(2)
   if (!file) {
-    process.stderr.write('usage: node dist/bench/profile.js <file.cpuprofile> [top]\n')
+    process.stderr.write('usage: node dist/bench/profile.js <file.cpuprofile|file.heapprofile> [top]\n')
     process.exit(2)
   }
-  process.stdout.write(summarize(JSON.parse(readFileSync(file, 'utf8')) as Profile, Number(top)))
+  const data = JSON.parse(readFileSync(file, 'utf8')) as Profile & { head: HeapNode }
+  process.stdout.write(
+    file.endsWith('.heapprofile') ? summarizeHeap(data, Number(top)) : summarize(data, Number(top)),
+  )
 }

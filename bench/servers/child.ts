@@ -48,14 +48,29 @@ export function serveChild(
     if (message.type === 'profile-start') {
       inspector ??= new Session()
       inspector.connect()
+      // CPU samples, and allocation samples (where the garbage comes from), over the same window.
       inspector.post('Profiler.enable', () =>
-        inspector!.post('Profiler.start', () => send({ type: 'profile-started' })),
+        inspector!.post('Profiler.start', () =>
+          inspector!.post(
+            'HeapProfiler.startSampling',
+            {
+              samplingInterval: 32768,
+              includeObjectsCollectedByMajorGC: true,
+              includeObjectsCollectedByMinorGC: true,
+            },
+            () => send({ type: 'profile-started' }),
+          ),
+        ),
       )
     } else if (message.type === 'profile-stop') {
       inspector?.post('Profiler.stop', (err, result) => {
         if (!err) writeFileSync(message.file, JSON.stringify(result.profile))
-        inspector?.disconnect()
-        send({ type: 'profile-written' })
+        inspector?.post('HeapProfiler.stopSampling', (heapErr, heap) => {
+          if (!heapErr)
+            writeFileSync(message.file.replace(/\.cpuprofile$/, '.heapprofile'), JSON.stringify(heap.profile))
+          inspector?.disconnect()
+          send({ type: 'profile-written' })
+        })
       })
     } else if (message.type === 'gc') {
       ;(globalThis as { gc?: () => void }).gc?.()
