@@ -50,11 +50,13 @@ export class BatchIds {
 }
 
 export function makeBatch(id: string, entries: readonly Entry[]): Batch {
-  let params = ''
-  for (const entry of entries) {
-    entry.json ??= JSON.stringify(entry.message)
-    params += params === '' ? entry.json : `,${entry.json}`
+  // One join, not a string grown 50 times (each step a rope V8 must flatten before sending).
+  const jsons = new Array<string>(entries.length)
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!
+    jsons[i] = entry.json ??= JSON.stringify(entry.message)
   }
+  const params = jsons.join(',')
   return {
     id,
     entries,

@@ -293,11 +293,8 @@ export class Outbox {
       logEntries => {
         if (this.#closed || this.#rooms.get(room) !== state || state.mode !== 'reading') return
         const entries: Entry[] = []
-        for (const entry of logEntries) {
-          // Entries from the node's memory are the shared ones (with their batches); the log's get their room.
-          if (isAfter(entry, state.queued))
-            entries.push((entry as Partial<Entry>).room === room ? (entry as Entry) : { ...entry, room })
-        }
+        // Queued as they are: from the node's memory they are the shared entries (with their batches).
+        for (const entry of logEntries) if (isAfter(entry, state.queued)) entries.push(entry as Entry)
         this.#enqueue(room, state, entries, 0)
         if (state.mode === 'reading') {
           if (logEntries.length === want || state.again) this.#read(room, state)

@@ -3,7 +3,9 @@ import type { Keys } from '../redis/keys.js'
 import type { Commands, ScriptPipeline } from '../redis/scripts.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
 
+/** A message read from a room log; made with the shape of the fan-out's entries, so outboxes queue it as is. */
 export interface LogEntry extends Cursor {
+  readonly room: string
   readonly message: string
 }
 
@@ -111,8 +113,10 @@ export class RoomLog {
       this.#options.ttlSec,
     )
     const entries: LogEntry[] = []
-    for (let i = 0; i + 1 < flat.length; i += 2)
-      entries.push({ ...parseCursor(flat[i]!), message: flat[i + 1]! })
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const { ms, seq } = parseCursor(flat[i]!)
+      entries.push({ room, ms, seq, message: flat[i + 1]! })
+    }
     return entries
   }
 

@@ -44,12 +44,15 @@ const MAX_LENGTH_DIGITS = 10
 
 /**
  * One message made once and sent to many sessions: the text packet, and its
- * UTF-8 bytes made on first use so that every websocket sends the same Buffer.
+ * UTF-8 bytes made on the second send, so that every further websocket sends
+ * the same Buffer. Most messages go to one session only (a user's room, a
+ * catch-up read): those never get a Buffer of their own.
  */
 export class EncodedMessage {
   /** The text packet: `'4' + text`. */
   readonly packet: string
   #bytes: Buffer | undefined
+  #isSent = false
 
   constructor(text: string) {
     this.packet = MESSAGE + text
@@ -58,6 +61,24 @@ export class EncodedMessage {
   /** The packet's UTF-8 bytes, encoded once. */
   get bytes(): Buffer {
     return (this.#bytes ??= Buffer.from(this.packet))
+  }
+
+  /** The packet's size in UTF-8 bytes (from the bytes if they exist; no Buffer made for it). */
+  get byteLength(): number {
+    return this.#bytes?.length ?? Buffer.byteLength(this.packet)
+  }
+
+  /**
+   * What a websocket sends: the text the first time (uWS writes a string's
+   * UTF-8 straight into its send buffer), the shared bytes from then on.
+   */
+  wire(): string | Buffer {
+    if (this.#bytes !== undefined) return this.#bytes
+    if (!this.#isSent) {
+      this.#isSent = true
+      return this.packet
+    }
+    return this.bytes
   }
 }
 

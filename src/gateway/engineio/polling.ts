@@ -70,7 +70,7 @@ export class PollingTransport implements Transport {
   }
 
   writeEncoded(message: EncodedMessage): void {
-    this.#enqueue(message.packet, message.bytes.length)
+    this.#enqueue(message.packet, message.byteLength)
   }
 
   #enqueue(packet: OutPacket, byteLength: number): void {

@@ -61,7 +61,7 @@ export class WebSocketTransport implements Transport {
 
   writeEncoded(message: EncodedMessage): void {
     // The same bytes for every socket, sent as a text frame.
-    if (this.#ws !== undefined) this.#sent(this.#ws.send(message.bytes, false))
+    if (this.#ws !== undefined) this.#sent(this.#ws.send(message.wire(), false))
   }
 
   /** The packets polling held during the upgrade, in order, in one syscall. */
