@@ -64,11 +64,11 @@ export const redisWork: Scenario = {
         await ctx.redis.client.config('RESETSTAT')
         ctx.phase(`room of ${size}: publishing ${messages} at ${rate}/s`)
         const startUs = nowUs()
+        // One message per publish, whatever the timing: the append calls per message stay the same,
+        // so only what the room's size changes shows.
         for (let sent = 0; sent < messages;) {
           const due = Math.min(messages, Math.floor(((nowUs() - startUs) / 1e6) * rate) + 1)
-          const pairs: (readonly [string, string])[] = []
-          while (sent < due) pairs.push([room, makeMessage(++sent, nowUs(), 100)])
-          if (pairs.length > 0) publisher.publish(pairs)
+          while (sent < due) publisher.publish([[room, makeMessage(++sent, nowUs(), 100)]])
           await sleep(1)
         }
         const report = await waitForDeliveries(ctx, size * messages)
@@ -95,16 +95,18 @@ export const redisWork: Scenario = {
       publisher.close()
     }
   },
-  checks(medians) {
+  checks(medians, { smoke }) {
     const snapper = medians.snapper
     if (!snapper) return []
+    const loss = { label: 'redis-work: zero loss', ok: snapper.lost === 0, detail: `lost ${snapper.lost}` }
+    if (smoke) return [loss]
     return [
       {
         label: 'Redis calls per message flat in room size (1,000 vs 10 within 10%)',
         ok: snapper.growth! <= 1.1,
         detail: `${snapper.callsPerMessage10} → ${snapper.callsPerMessage100} → ${snapper.callsPerMessage1000} calls/msg`,
       },
-      { label: 'redis-work: zero loss', ok: snapper.lost === 0, detail: `lost ${snapper.lost}` },
+      loss,
     ]
   },
 }
