@@ -5,7 +5,8 @@
  * process over each measured window, not start-up; `node dist/bench/profile.js
  * FILE` summarises one), `--no-record` (no RESULTS.md section, no chart), `--quiet`,
  * `--config JSON` (Snapper config overrides for every node, e.g.
- * `'{"consumerMaxQueue":5000}'`: to try a setting).
+ * `'{"consumerMaxQueue":5000}'`: to try a setting), `--node-flags "…"` (Node/V8
+ * flags for Snapper's processes, e.g. `--max-semi-space-size=64`).
  */
 import { availableParallelism } from 'node:os'
 import type { TargetName } from '../servers/targets.js'
@@ -23,6 +24,7 @@ export interface BenchArgs {
   readonly record: boolean
   readonly quiet: boolean
   readonly snapperConfig: Record<string, unknown>
+  readonly nodeFlags: readonly string[]
 }
 
 const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws']
@@ -39,6 +41,7 @@ export function parseArgs(argv: readonly string[], known: readonly string[]): Be
   let record: boolean | undefined
   let quiet = false
   let snapperConfig: Record<string, unknown> = {}
+  let nodeFlags: string[] = []
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     const value = (): string => {
@@ -60,6 +63,7 @@ export function parseArgs(argv: readonly string[], known: readonly string[]): Be
     else if (arg === '--no-record') record = false
     else if (arg === '--quiet') quiet = true
     else if (arg === '--config') snapperConfig = JSON.parse(value()) as Record<string, unknown>
+    else if (arg === '--node-flags') nodeFlags = value().split(' ').filter(Boolean)
     else if (arg === '--targets') {
       targets = value().split(',') as TargetName[]
       for (const target of targets)
@@ -80,5 +84,6 @@ export function parseArgs(argv: readonly string[], known: readonly string[]): Be
     record: record ?? !smoke,
     quiet,
     snapperConfig,
+    nodeFlags,
   }
 }

@@ -27,6 +27,8 @@ export interface TargetOptions {
   readonly secret: string
   /** Key prefix of this run (every run gets a new one; Redis is also flushed). */
   readonly prefix: string
+  /** Node/V8 flags for Snapper's processes (e.g. --max-semi-space-size=64), to try them. */
+  readonly nodeFlags?: readonly string[]
   /** Config overrides for Snapper nodes. */
   readonly snapperConfig?: Partial<Config>
 }
@@ -74,7 +76,7 @@ export class RunningTarget {
           index,
           prefix: options.prefix,
         }
-        const execArgv = ['--expose-gc']
+        const execArgv = ['--expose-gc', ...(name === 'snapper' ? (options.nodeFlags ?? []) : [])]
         const child = fork(new URL(ENTRIES[name], import.meta.url), [], {
           execArgv,
           env: {
