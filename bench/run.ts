@@ -80,6 +80,7 @@ async function runOnce(
     redisUrl: redis.url,
     secret,
     prefix: `B${randomBytes(3).toString('hex')}`,
+    nodeFlags: args.nodeFlags,
     snapperConfig: {
       ...scenario.snapperConfig,
       ...(args.smoke && scenario.smokeConfig),
