@@ -76,6 +76,22 @@ export function describeMachine(redisVersion: string): Machine {
   }
 }
 
+/**
+ * Microseconds some task has waited for a CPU since boot (Linux PSI,
+ * /proc/pressure/cpu `some total`); undefined where PSI is not available.
+ * Over a window, its growth divided by the window is the share of time the
+ * cores were oversubscribed: by the bench itself, or by anything else.
+ */
+export function cpuStallUs(): number | undefined {
+  try {
+    const some = readFileSync('/proc/pressure/cpu', 'utf8').split('\n')[0] ?? ''
+    const total = /total=(\d+)/.exec(some)?.[1]
+    return total === undefined ? undefined : Number(total)
+  } catch {
+    return undefined // no PSI on this kernel: the column stays empty
+  }
+}
+
 /** The 1-minute load average when the run started: other work on the machine shows up here. */
 export function loadAverage(): number {
   return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0])

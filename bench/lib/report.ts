@@ -43,6 +43,7 @@ export const CPU_METRICS: readonly MetricDef[] = [
   { key: 'redisCpuS', label: 'CPU Redis', unit: 's', better: 'none', digits: 2 },
   { key: 'genCpuS', label: 'CPU load gen', unit: 's', better: 'none', digits: 2 },
   { key: 'windowS', label: 'window', unit: 's', better: 'none', digits: 2 },
+  { key: 'cpuStallPct', label: 'CPU stall', unit: '%', better: 'none', digits: 0 },
 ]
 
 export function median(values: readonly number[]): number {
@@ -149,7 +150,9 @@ export function machineLine(bench: BenchResult): string {
     `${machine.cores} cores (${machine.cpu}), ${machine.memoryGb} GB, Linux ${machine.kernel}, Node ${machine.node}, ` +
     `Redis ${machine.redis}; no nginx (consumers connect straight to the gateway); the load generator ` +
     `(${bench.threads} consumer threads + producers) runs on the same cores; ${bench.workers} server process(es) per target; ` +
-    `load average ${bench.loadAverage} when the run started.`
+    `load average ${bench.loadAverage} when the run started. CPU columns: seconds used in each run's measured ` +
+    `window by the server processes, Redis and the load generator; CPU stall: the share of that window in which ` +
+    `some task waited for a core (Linux PSI), from the bench itself or from other work on the machine.`
   )
 }
 

@@ -8,7 +8,7 @@ import type { ConsumerPool, PoolReport } from '../load/consumer-pool.js'
 import { makeMessage, nowUs } from '../load/message.js'
 import type { Publisher } from '../load/publisher.js'
 import type { BenchUser, RunningTarget, TargetName } from '../servers/targets.js'
-import { CpuMeter, ownCpuSeconds } from './proc.js'
+import { CpuMeter, cpuStallUs, ownCpuSeconds } from './proc.js'
 import type { BenchRedis } from './redis-server.js'
 
 export interface MetricDef {
@@ -61,7 +61,13 @@ export interface RunContext {
   /** Starts the CPU window of the run (servers, Redis, this generator), and the servers' profiles with --profile. */
   startMeasuring(): Promise<void>
   /** Ends it: CPU seconds of each party, and the window in seconds. */
-  stopMeasuring(): Promise<{ brokerCpuS: number; redisCpuS: number; genCpuS: number; windowS: number }>
+  stopMeasuring(): Promise<{
+    brokerCpuS: number
+    redisCpuS: number
+    genCpuS: number
+    windowS: number
+    cpuStallPct: number
+  }>
 }
 
 /**
@@ -77,20 +83,28 @@ export function cpuWindow(
   const redisCpu = new CpuMeter(() => [redis.pid])
   let genStart = 0
   let startedUs = 0
+  let stallStart: number | undefined
   return {
     async startMeasuring() {
       if (profileBase) await target.startProfile()
       broker.start()
       redisCpu.start()
       genStart = ownCpuSeconds()
+      stallStart = cpuStallUs()
       startedUs = nowUs()
     },
     async stopMeasuring() {
+      const windowUs = nowUs() - startedUs
+      const stall = cpuStallUs()
       const cpu = {
         brokerCpuS: broker.read(),
         redisCpuS: redisCpu.read(),
         genCpuS: ownCpuSeconds() - genStart,
-        windowS: (nowUs() - startedUs) / 1e6,
+        windowS: windowUs / 1e6,
+        cpuStallPct:
+          stall !== undefined && stallStart !== undefined
+            ? Math.round((100 * (stall - stallStart)) / windowUs)
+            : NaN,
       }
       if (profileBase) await target.stopProfile(profileBase)
       return cpu
