@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -40,6 +40,8 @@ export interface RedisCluster {
 export interface ClusterOptions {
   /** cluster-node-timeout: how long a master may be silent before it is failed over, in ms. @default 1000 */
   readonly nodeTimeoutMs?: number
+  /** Replicas of each of the 3 masters; 2 leave the promoted one a replica of its own. @default 1 */
+  readonly replicasPerMaster?: number
 }
 
 /** Nodes that did not stop with their test file (ava ended the worker): killed when the process exits. */
@@ -49,7 +51,7 @@ process.once('exit', () => {
 })
 
 /**
- * Starts a Redis Cluster of 3 masters with one replica each, on free ports
+ * Starts a Redis Cluster of 3 masters with one replica each (or more), on free ports
  * (each node's bus port, port + 10000, free too), every node in its own
  * directory with its own cluster-config-file and no persistence. Resolves once
  * every node says `cluster_state:ok` and every replica is in sync with its
@@ -58,12 +60,14 @@ process.once('exit', () => {
  */
 export async function startRedisCluster({
   nodeTimeoutMs = 1000,
+  replicasPerMaster = 1,
 }: ClusterOptions = {}): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'snapper-cluster-'))
   const children = new Map<number, ChildProcess>()
   const clients: (Redis | Cluster)[] = []
   const ports: number[] = []
-  for (let i = 0; i < 6; i++) ports.push(await clusterPort())
+  const size = 3 * (1 + replicasPerMaster)
+  for (let i = 0; i < size; i++) ports.push(await clusterPort())
   const nodes = ports.map(port => ({ port, address: `127.0.0.1:${port}` }))
 
   const admins = new Map<number, Redis>()
@@ -89,36 +93,19 @@ export async function startRedisCluster({
 
   try {
     for (const { port } of nodes) {
-      const child = spawn(
-        'redis-server',
-        [
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--dir',
-          join(dir),
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          `nodes-${port}.conf`,
-          '--cluster-node-timeout',
-          String(nodeTimeoutMs),
-          // A replica fails over however long it was cut off: the tests decide when a master dies.
-          '--cluster-replica-validity-factor',
-          '0',
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          // Full syncs start at once instead of after Redis's 5 s diskless-sync delay.
-          '--repl-diskless-sync-delay',
-          '0',
-          '--logfile',
-          join(dir, `${port}.log`),
-        ],
-        { stdio: ['ignore', 'ignore', 'inherit'] },
-      )
+      const child = spawnNode([
+        ...['--port', String(port), '--bind', '127.0.0.1', '--dir', dir],
+        ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
+        ...['--cluster-node-timeout', String(nodeTimeoutMs)],
+        // A replica fails over however long it was cut off: the tests decide when a master dies.
+        ...['--cluster-replica-validity-factor', '0'],
+        ...['--save', '', '--appendonly', 'no'],
+        // Full syncs start at once instead of after Redis's 5 s diskless-sync delay.
+        ...['--repl-diskless-sync-delay', '0'],
+        // CLUSTER SLOTS lists a replica once its offset moved: the master's pings move it, every 1 s, not 10.
+        ...['--repl-ping-replica-period', '1'],
+        ...['--logfile', join(dir, `${port}.log`)],
+      ])
       children.set(port, child)
       everyChild.add(child)
       child.once('exit', () => everyChild.delete(child))
@@ -126,14 +113,21 @@ export async function startRedisCluster({
     await Promise.all(nodes.map(({ port }) => until(() => ping(admin(port)), `node ${port} answers PING`)))
     await run(
       'redis-cli',
-      ['--cluster', 'create', ...nodes.map(n => n.address), '--cluster-replicas', '1', '--cluster-yes'],
+      [
+        '--cluster',
+        'create',
+        ...nodes.map(n => n.address),
+        '--cluster-replicas',
+        String(replicasPerMaster),
+        '--cluster-yes',
+      ],
       {
         timeout: 30_000,
       },
     )
     const everyone = nodes.map(({ port }) => admin(port))
     await until(
-      async () => (await Promise.all(everyone.map(isHealthy))).every(Boolean),
+      async () => (await Promise.all(everyone.map(client => isHealthy(client, size)))).every(Boolean),
       'cluster ok and replicas in sync',
     )
   } catch (err) {
@@ -176,8 +170,15 @@ export async function startRedisCluster({
       const [first] = live()
       if (!first) throw new Error('no live cluster node')
       const owner = ownerOf(await clusterSlots(first), slot)
-      if (!owner || owner.replicas.length === 0) throw new Error(`slot ${slot} has no master with a replica`)
+      if (!owner) throw new Error(`no node serves slot ${slot}`)
       const killed = byAddress(owner.master)
+      // Its replicas by their own word (ROLE), not by some node's gossip.
+      const replicas: string[] = []
+      for (const node of nodes) {
+        const [name, host, port] = (await admin(node.port).call('ROLE')) as [string, string, number]
+        if (name === 'slave' && `${host}:${port}` === killed.address) replicas.push(node.address)
+      }
+      if (replicas.length === 0) throw new Error(`${killed.address} (slot ${slot}) has no replica`)
       await killChild(children.get(killed.port))
       let promoted: ClusterNodeInfo | undefined
       await until(async () => {
@@ -190,7 +191,7 @@ export async function startRedisCluster({
         )
         const masters = new Set(views.map(view => ownerOf(view.slots, slot)?.master))
         const [master] = masters
-        if (masters.size !== 1 || !master || !owner.replicas.includes(master)) return false
+        if (masters.size !== 1 || !master || !replicas.includes(master)) return false
         if (!views.every(view => view.info.includes('cluster_state:ok'))) return false
         promoted = byAddress(master)
         return (await role(admin(promoted.port))) === 'master'
@@ -200,6 +201,20 @@ export async function startRedisCluster({
     stop,
   }
 }
+
+/**
+ * Starts redis-server, under `setpriv --pdeathsig KILL` where util-linux has it:
+ * a node must not outlive a test worker that ava killed (on its timeout) before
+ * `test.after.always` and the exit handler could run. Its output goes to its
+ * log file, so an orphan never holds the worker's stderr (ava waits for it).
+ */
+function spawnNode(args: string[]): ChildProcess {
+  const [command, prefix] = existsSync(SETPRIV)
+    ? [SETPRIV, ['--pdeathsig', 'KILL', 'redis-server']]
+    : ['redis-server', []]
+  return spawn(command, [...prefix, ...args], { stdio: 'ignore' })
+}
+const SETPRIV = '/usr/bin/setpriv'
 
 /** A free port whose cluster bus port (port + 10000) is free too. */
 async function clusterPort(): Promise<number> {
@@ -233,10 +248,15 @@ async function ping(client: Redis): Promise<boolean> {
   return (await client.ping()) === 'PONG'
 }
 
-/** Every node reports cluster_state:ok with 6 known nodes; a replica, that its link is up and synced. */
-async function isHealthy(client: Redis): Promise<boolean> {
+/**
+ * A node reports cluster_state:ok, knows every node, and lists every master's
+ * replicas in CLUSTER SLOTS; a replica, that its link is up and synced.
+ */
+async function isHealthy(client: Redis, size: number): Promise<boolean> {
   const info = await clusterInfo(client)
-  if (!info.includes('cluster_state:ok') || !info.includes('cluster_known_nodes:6')) return false
+  if (!info.includes('cluster_state:ok') || !info.includes(`cluster_known_nodes:${size}\r`)) return false
+  const listed = (await clusterSlots(client)).reduce((sum, range) => sum + range.length - 2, 0)
+  if (listed < size) return false // every master and replica in some range (3 ranges when fresh)
   const replication = await client.info('replication')
   if (!replication.includes('role:slave')) return true
   return replication.includes('master_link_status:up') && replication.includes('master_sync_in_progress:0')
