@@ -22,7 +22,6 @@ import { freePort } from '../helpers/ports.js'
 
 const require = createRequire(import.meta.url)
 /** The slot function of ioredis' own dependency: the routing our commands get. */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const calculateSlot = require('cluster-key-slot') as (key: string) => number
 
 interface Names {
