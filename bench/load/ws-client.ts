@@ -93,7 +93,7 @@ export class LeanWebSocket {
   /** Sends one text frame; ignored once closed. */
   send(text: string): void {
     if (!this.#isOpen) return
-    this.#socket.write(encodeFrame(OP_TEXT, Buffer.from(text)))
+    this.#socket.write(encodeTextFrame(text))
   }
 
   /** A close frame (1000), then FIN; the server's close frame or FIN ends it. */
@@ -214,11 +214,25 @@ export class LeanWebSocket {
   }
 }
 
+/** A masked text frame, the text written straight into it (acks: one allocation per frame). */
+function encodeTextFrame(text: string): Buffer {
+  const length = Buffer.byteLength(text)
+  const header = length < 126 ? 2 : length < 65536 ? 4 : 10
+  const frame = Buffer.allocUnsafe(header + 4 + length)
+  frame.write(text, header + 4)
+  return maskFrame(frame, OP_TEXT, header, length, frame)
+}
+
 /** One masked client frame (RFC 6455 §5.2): header, mask key, payload XOR the key. */
 function encodeFrame(opcode: number, payload: Buffer): Buffer {
   const length = payload.length
   const header = length < 126 ? 2 : length < 65536 ? 4 : 10
-  const frame = Buffer.allocUnsafe(header + 4 + length)
+  return maskFrame(Buffer.allocUnsafe(header + 4 + length), opcode, header, length, payload)
+}
+
+/** Fills in the header and mask key, and writes `payload` (which may be the frame's own tail) masked. */
+function maskFrame(frame: Buffer, opcode: number, header: number, length: number, payload: Buffer): Buffer {
+  const at = payload === frame ? header + 4 : 0
   frame[0] = 0x80 | opcode
   if (header === 2) frame[1] = 0x80 | length
   else if (header === 4) {
@@ -236,10 +250,10 @@ function encodeFrame(opcode: number, payload: Buffer): Buffer {
   const m3 = randomPool[mask + 3]!
   const start = header + 4
   for (let i = 0; i < length; i += 4) {
-    frame[start + i] = payload[i]! ^ m0
-    if (i + 1 < length) frame[start + i + 1] = payload[i + 1]! ^ m1
-    if (i + 2 < length) frame[start + i + 2] = payload[i + 2]! ^ m2
-    if (i + 3 < length) frame[start + i + 3] = payload[i + 3]! ^ m3
+    frame[start + i] = payload[at + i]! ^ m0
+    if (i + 1 < length) frame[start + i + 1] = payload[at + i + 1]! ^ m1
+    if (i + 2 < length) frame[start + i + 2] = payload[at + i + 2]! ^ m2
+    if (i + 3 < length) frame[start + i + 3] = payload[at + i + 3]! ^ m3
   }
   return frame
 }
