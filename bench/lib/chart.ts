@@ -3,6 +3,7 @@
  * render, `View.toSVG()`): one panel per scenario with its headline metric
  * per target, medians, value labels on the bars.
  */
+import { readFileSync, writeFileSync } from 'node:fs'
 import * as vega from 'vega'
 import * as vl from 'vega-lite'
 import { TARGET_LABELS } from '../servers/targets.js'
@@ -47,7 +48,7 @@ export async function renderChart(bench: BenchResult): Promise<string> {
       subtitle: `median of ${bench.runs}; ${bench.machine.cores} cores, ${bench.machine.cpu}`,
     },
     data: { values: rowsOf(bench) as unknown as Record<string, unknown>[] },
-    facet: { field: 'panel', type: 'nominal', title: null, header: { labelFontSize: 11, labelLimit: 360 } },
+    facet: { field: 'panel', type: 'nominal', title: null, header: { labelFontSize: 11, labelLimit: 0 } },
     columns: 3,
     spec: {
       width: 260,
@@ -56,7 +57,7 @@ export async function renderChart(bench: BenchResult): Promise<string> {
         {
           mark: { type: 'bar' },
           encoding: {
-            y: { field: 'series', type: 'nominal', title: null, sort: null, axis: { labelLimit: 180 } },
+            y: { field: 'series', type: 'nominal', title: null, sort: null, axis: { labelLimit: 0 } },
             x: { field: 'value', type: 'quantitative', title: null },
             color: { field: 'series', type: 'nominal', legend: null },
           },
@@ -77,4 +78,10 @@ export async function renderChart(bench: BenchResult): Promise<string> {
   const svg = await view.toSVG()
   view.finalize()
   return svg
+}
+
+// `node dist/bench/lib/chart.js results.json out.svg`: draws the chart of a run's JSON again.
+if (process.argv[1]?.endsWith('chart.js') && process.argv[2] && process.argv[3]) {
+  const bench = JSON.parse(readFileSync(process.argv[2], 'utf8')) as BenchResult
+  writeFileSync(process.argv[3], await renderChart(bench))
 }

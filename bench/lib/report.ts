@@ -182,8 +182,8 @@ export function appendResults(path: string, section: string): void {
   if (!existsSync(path))
     writeFileSync(
       path,
-      '# Bench results\n\nEach section is one `npm run bench` run, appended by the tool itself: the command, the date, the machine, ' +
-        'medians of the runs, and ratios against the peers measured in the same run. See the end of the file for what was tried.\n',
+      '# Bench results\n\nEach dated section is one `npm run bench` run, appended by the tool itself: the command, the date, ' +
+        'the machine, medians of the runs, and ratios against the peers measured in the same run.\n',
     )
   appendFileSync(path, section)
 }
