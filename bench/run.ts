@@ -175,6 +175,11 @@ async function main(): Promise<number> {
   )
   const load = loadAverage()
   const redis = await startBenchRedis()
+  // Interrupted (Ctrl-C, a CI timeout): take redis-server along; the servers exit when their IPC channel closes.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => {
+      void redis.stop().finally(() => process.exit(130))
+    })
   const bench: BenchResult = {
     command: commandLine(),
     date: new Date().toISOString().replace('T', ' ').slice(0, 16) + ' UTC',
