@@ -98,7 +98,8 @@ async function runOnce(
       localAddresses: SOURCE_ADDRESSES,
       phase: text => progress.update({ phase: text }),
       note: text => {
-        if (!notes.includes(text)) notes.push(`${TARGET_LABELS[target]}: ${text}`)
+        const line = `${TARGET_LABELS[target]}: ${text}`
+        if (!notes.includes(line)) notes.push(line) // the same observation in every run is said once
       },
       ...cpuWindow(running, redis, profileBase),
     })
