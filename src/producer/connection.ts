@@ -44,6 +44,8 @@ export interface ConnectionOptions {
   readonly producerMaxPending: number
   /** Time to authenticate, in ms; never applies once authenticated. */
   readonly producerAuthTimeoutMs: number
+  /** The whole graceful shutdown's budget, in ms: a drain waits up to half of it for a pause in the traffic. */
+  readonly drainTimeoutMs: number
 }
 
 /** Counters shared by every connection of a listener; read by the metrics module. */
@@ -79,10 +81,8 @@ type State = 'auth' | 'open' | 'draining' | 'closing' | 'ended'
 
 /** After our FIN, how long the client has to close its side before the socket is destroyed, in ms. */
 const END_GRACE_MS = 5000
-/** A graceful close sends its FIN after the client has been silent this long, in ms... */
+/** A graceful close sends its FIN after the client has been silent this long (or after half the drain budget), in ms. */
 const DRAIN_QUIET_MS = 25
-/** ...or after this long, silent or not, in ms. */
-const DRAIN_WAIT_MS = 2000
 
 export class ProducerConnection {
   readonly #socket: Socket
@@ -162,12 +162,13 @@ export class ProducerConnection {
    * Our FIN races with the client's writes: snapper-producer keeps writing
    * until it has processed the FIN, and what it writes in between is lost on
    * its side. So the FIN waits for a pause in the client's traffic (at most
-   * DRAIN_WAIT_MS), while everything that arrives meanwhile is served as usual.
+   * half of drainTimeoutMs), while everything that arrives meanwhile is served as usual.
    */
   #drainWhenQuiet(since: number): void {
     if (this.#state !== 'open') return this.#startDraining()
     const now = Date.now()
-    if (now - this.#lastDataAt >= DRAIN_QUIET_MS || now - since >= DRAIN_WAIT_MS) return this.#startDraining()
+    const waitMs = this.#deps.options.drainTimeoutMs / 2
+    if (now - this.#lastDataAt >= DRAIN_QUIET_MS || now - since >= waitMs) return this.#startDraining()
     clearTimeout(this.#timer)
     this.#timer = setTimeout(() => this.#drainWhenQuiet(since), DRAIN_QUIET_MS)
   }

@@ -18,6 +18,7 @@ export type ProducerListenerConfig = Pick<
   | 'maxFrameBytes'
   | 'producerMaxPending'
   | 'producerAuthTimeoutMs'
+  | 'drainTimeoutMs'
   | 'maxProducerConnections'
   | 'maxRoomBytes'
   | 'maxMessageBytes'
