@@ -17,10 +17,12 @@ const baseOptions: RedisOptions = {
 }
 
 /**
- * How often a cluster client reads the slot map again, in ms: how soon it finds
- * a promoted replica when nothing else told it (a MOVED reply, a lost node).
+ * How often a cluster client reads the slot map again, in ms, when nothing
+ * told it to (a MOVED reply, a lost node or subscriber do): a backstop for a
+ * failover that left the old master up. Each read costs ioredis 5-20 ms of
+ * CPU (it maps all 16384 slots), so not every second.
  */
-const SLOTS_REFRESH_MS = 2000
+const SLOTS_REFRESH_MS = 5000
 
 /** Parses `host:port` or `redis://host:port` into a cluster node. */
 function clusterNode(address: string): ClusterNode {
@@ -88,6 +90,9 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
         enableOfflineQueue: true,
         enableAutoPipelining: role === 'commands',
         clusterRetryStrategy: retryStrategy,
+        // CLUSTER SLOTS answers in a millisecond, but a busy event loop can make ioredis' 1 s
+        // default expire first: the client then counts every node as failed and reconnects.
+        slotsRefreshTimeout: 5000,
         shardedSubscribers: role === 'subscriber',
         ...(role === 'writer' && { retryDelayOnFailover: 0 }),
       })
@@ -96,6 +101,9 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       const timer = setInterval(() => cluster.refreshSlotsCache(), SLOTS_REFRESH_MS)
       timer.unref()
       timers.push(timer)
+      // The writer does not retry on the node that took over, so nothing would make it look:
+      // each failed reconnect to a lost node reads the slot map (a promoted replica shows up).
+      if (role === 'writer') cluster.on('node error', () => cluster.refreshSlotsCache())
       client = cluster
     }
     // Every client has an error listener: ioredis retries, the log says why.

@@ -1,0 +1,83 @@
+/**
+ * redisReplicaAcks: a publish is answered only once WAIT on each master the
+ * batch went to saw that many replicas take it; fewer in time (1 s) fail the
+ * publish with STORE_UNAVAILABLE instead of acknowledging it.
+ */
+import test from 'ava'
+import { SnapperError } from '../../src/errors.js'
+import { startTestNode } from '../helpers/broker.js'
+import { startRedis } from '../helpers/redis.js'
+import { redisPerFile } from '../helpers/topology.js'
+
+const redis = redisPerFile(test)
+
+const batch = (rooms: string[], perRoom: number): [string, string][] =>
+  rooms.flatMap(room => Array.from({ length: perRoom }, (_, i): [string, string] => [room, `${room}:${i}`]))
+
+test('cluster: a batch over rooms of every master is answered once their replicas have it', async t => {
+  const { core, config } = await startTestNode(t, redis.target('cluster'), { redisReplicaAcks: 1 })
+  const rooms = Array.from({ length: 30 }, (_, i) => `acked-${i}`)
+  const masters = new Set(
+    await Promise.all(rooms.map(async room => (await redis.cluster.masterOf(core.keys.room(room).log)).port)),
+  )
+  t.is(masters.size, 3, 'the batch spans the three masters (one WAIT each)')
+  t.is(await core.producerApi.publish(batch(rooms, 3)), 90)
+  for (const room of rooms)
+    t.deepEqual(
+      (await core.log.read(room, { ms: 0, seq: 0 }, 10)).map(entry => entry.message),
+      [0, 1, 2].map(i => `${room}:${i}`),
+    )
+  t.is(config.redisReplicaAcks, 1)
+})
+
+test('cluster: more acks than replicas: the publish fails with STORE_UNAVAILABLE', async t => {
+  const { core } = await startTestNode(t, redis.target('cluster'), { redisReplicaAcks: 2 })
+  const err = await t.throwsAsync(core.producerApi.publish([['two-replicas', 'm']]), {
+    instanceOf: SnapperError,
+  })
+  t.is(err?.code, 'STORE_UNAVAILABLE')
+})
+
+test('standalone without a replica: the publish fails with STORE_UNAVAILABLE after the WAIT timeout', async t => {
+  const { core } = await startTestNode(t, redis.target('standalone'), { redisReplicaAcks: 1 })
+  const started = Date.now()
+  const err = await t.throwsAsync(core.producerApi.publish([['alone', 'm']]), { instanceOf: SnapperError })
+  t.is(err?.code, 'STORE_UNAVAILABLE')
+  t.true(Date.now() - started >= 900, 'WAIT waited for its timeout')
+})
+
+test('standalone with a replica: the answer comes once the replica holds the messages', async t => {
+  // Its own master: a full sync starts at once instead of after Redis's 5 s diskless-sync delay.
+  const master = await startRedis(['--repl-diskless-sync-delay', '0'])
+  t.teardown(() => master.stop())
+  const replica = await startRedis([
+    '--replicaof',
+    '127.0.0.1',
+    String(master.port),
+    '--enable-debug-command',
+    'yes',
+  ])
+  t.teardown(() => replica.stop())
+  const replicaClient = replica.client()
+  // Start once the replication stream flows: a write that WAIT sees the replica confirm.
+  const masterClient = master.client()
+  for (;;) {
+    await masterClient.set('probe', 'x')
+    if ((await masterClient.wait(1, 1000)) === 1) break
+  }
+  const { core } = await startTestNode(t, master.url, { redisReplicaAcks: 1 })
+  // The replica stalls for 0.5 s (sent before the publish, so it stalls before it replicates).
+  const stalled = replicaClient.call('DEBUG', 'SLEEP', '0.5')
+  const started = Date.now()
+  t.is(await core.producerApi.publish(batch(['one', 'two'], 5)), 10)
+  t.true(Date.now() - started >= 400, 'answered only after the replica woke up and confirmed')
+  await stalled
+  // No waiting here: the answer itself says the replica has them.
+  for (const room of ['one', 'two']) {
+    const entries = await replicaClient.xrange(core.keys.room(room).log, '-', '+')
+    t.deepEqual(
+      entries.map(([, fields]) => fields[1]),
+      [0, 1, 2, 3, 4].map(i => `${room}:${i}`),
+    )
+  }
+})
