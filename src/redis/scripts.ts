@@ -12,12 +12,42 @@ type Arg = string | number
  * ARGV). The header of each file is its contract.
  */
 export interface ScriptCommands {
-  roomAppend(log: string, head: string, channel: string, maxLen: number, ttlSec: number, publish: 'PUBLISH' | 'SPUBLISH', ...messages: string[]): Reply<[number, number]>
+  roomAppend(
+    log: string,
+    head: string,
+    channel: string,
+    maxLen: number,
+    ttlSec: number,
+    publish: 'PUBLISH' | 'SPUBLISH',
+    ...messages: string[]
+  ): Reply<[number, number]>
   roomRead(log: string, cursor: string, count: number, ttlSec: number): Reply<string[]>
-  consumerJoin(rooms: string, node: string, room: string, cursor: string, ttlSec: number): Reply<[number, string | null]>
+  consumerJoin(
+    rooms: string,
+    node: string,
+    room: string,
+    cursor: string,
+    ttlSec: number,
+  ): Reply<[number, string | null]>
   consumerLeave(rooms: string, node: string, room: string): Reply<[number, string | null]>
-  consumerConnect(rooms: string, node: string, inflight: string, nodeId: string, ttlSec: number, room: string, cursor: string): Reply<(string | null)[]>
-  cursorCommit(rooms: string, node: string, inflight: string, ttlSec: number, releaseNodeId: string, inflightRecord: string, ...roomCursorPairs: string[]): Reply<number>
+  consumerConnect(
+    rooms: string,
+    node: string,
+    inflight: string,
+    nodeId: string,
+    ttlSec: number,
+    room: string,
+    cursor: string,
+  ): Reply<(string | null)[]>
+  cursorCommit(
+    rooms: string,
+    node: string,
+    inflight: string,
+    ttlSec: number,
+    releaseNodeId: string,
+    inflightRecord: string,
+    ...roomCursorPairs: string[]
+  ): Reply<number>
   presenceRemove(presence: string, consumerId: string, nodeId: string): Reply<number>
 }
 
