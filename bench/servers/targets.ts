@@ -7,7 +7,6 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { consumerIdOf, Tokens } from '../../src/auth/token.js'
-import { WORKER_V8_FLAGS } from '../../src/cli/v8-flags.js'
 import type { Config } from '../../src/config/defaults.js'
 import { rssBytes } from '../lib/proc.js'
 import type { ConsumerSpec } from '../load/consumer.js'
@@ -77,9 +76,7 @@ export class RunningTarget {
           index,
           prefix: options.prefix,
         }
-        // Snapper's processes run as `snapper start` runs its workers, plus --node-flags.
-        const snapperFlags = [...WORKER_V8_FLAGS, ...(options.nodeFlags ?? [])]
-        const execArgv = ['--expose-gc', ...(name === 'snapper' ? snapperFlags : [])]
+        const execArgv = ['--expose-gc', ...(name === 'snapper' ? (options.nodeFlags ?? []) : [])]
         const child = fork(new URL(ENTRIES[name], import.meta.url), [], {
           execArgv,
           env: {

@@ -8,7 +8,6 @@ import type { RedisClients } from '../redis/connect.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
 import { connectRedis, startNode } from './node.js'
 import { onShutdown } from './start.js'
-import { WORKER_V8_FLAGS } from './v8-flags.js'
 
 /** Messages a worker sends to the primary. */
 type WorkerMessage = { readonly type: 'ready'; readonly gateway: number; readonly producer: number }
@@ -42,7 +41,6 @@ export async function runWorkers(config: Config, log: Logger): Promise<void> {
   const slots: Slot[] = []
   let shuttingDown = false
 
-  cluster.setupPrimary({ execArgv: [...process.execArgv, ...WORKER_V8_FLAGS] })
   const fork = (index: number): Promise<Worker> => {
     const worker = cluster.fork({
       SNAPPER_WORKER_INDEX: String(index),
