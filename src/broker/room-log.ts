@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { ReplicatedWriter } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
 import type { Commands, ScriptPipeline } from '../redis/scripts.js'
@@ -35,31 +36,48 @@ export class RoomLog {
   readonly #redis: Commands
   readonly #keys: Keys
   readonly #options: RoomLogOptions
+  /**
+   * Numbers every script call, so that a call ioredis sends again after a lost
+   * reply is stored once (room_append-3.lua). Not on a Redis Cluster: a call
+   * retried on the master that took over may run after later ones, and its
+   * number would then skip a call that was never stored.
+   */
+  readonly #writer: string
+  #calls = 0
 
   constructor(redis: Commands, keys: Keys, options: RoomLogOptions) {
     this.#redis = redis
     this.#keys = keys
     this.#options = options
+    this.#writer = options.sharded ? '' : randomBytes(9).toString('base64url')
   }
 
   /**
    * Appends messages to one room, in order. The script calls are issued before
    * this returns, so calls made one after another keep their order.
-   * Resolves with the cursor of the first message.
    */
-  append(room: string, messages: readonly string[]): Promise<Cursor> {
+  append(room: string, messages: readonly string[]): Promise<void> {
     const { log, head, channel } = this.#keys.room(room)
     const { maxLen, ttlSec, sharded } = this.#options
     const publish = sharded ? 'SPUBLISH' : 'PUBLISH'
-    const calls: Promise<[number, number]>[] = []
+    const calls: Promise<unknown>[] = []
     for (let start = 0; start < messages.length; start += APPEND_CHUNK) {
       const chunk = messages.slice(start, start + APPEND_CHUNK)
-      calls.push(this.#redis.roomAppend(log, head, channel, maxLen, ttlSec, publish, ...chunk))
+      calls.push(
+        this.#redis.roomAppend(
+          log,
+          head,
+          channel,
+          maxLen,
+          ttlSec,
+          publish,
+          this.#writer,
+          ++this.#calls,
+          ...chunk,
+        ),
+      )
     }
-    return Promise.all(calls).then(results => {
-      const [ms, seq] = results[0] ?? [0, 0]
-      return { ms, seq }
-    })
+    return Promise.all(calls).then(() => {})
   }
 
   /**
@@ -90,6 +108,8 @@ export class RoomLog {
           maxLen,
           ttlSec,
           publish,
+          this.#writer,
+          ++this.#calls,
           ...messages.slice(start, start + APPEND_CHUNK),
         )
     }

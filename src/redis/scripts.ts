@@ -19,8 +19,10 @@ export interface ScriptCommands {
     maxLen: number,
     ttlSec: number,
     publish: 'PUBLISH' | 'SPUBLISH',
+    writer: string,
+    call: number,
     ...messages: string[]
-  ): Reply<[number, number]>
+  ): Reply<[ms: number, first: number, stored: 0 | 1]>
   roomRead(log: string, cursor: string, count: number, ttlSec: number): Reply<string[]>
   consumerJoin(
     rooms: string,

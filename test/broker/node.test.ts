@@ -124,6 +124,8 @@ for (const topology of TOPOLOGIES) {
       config.roomLogMaxLen,
       60,
       publish,
+      '',
+      0,
       '2',
       '3',
     )

@@ -18,8 +18,8 @@ const keysFor = () => new Keys(uniquePrefix())
 
 test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async t => {
   const { log, head, channel } = keysFor().room('r')
-  const [ms1, first1] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'a', 'b')
-  const [ms2, first2] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'c')
+  const [ms1, first1] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'a', 'b')
+  const [ms2, first2] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'c')
   t.is(first1, 1)
   t.is(first2, 3)
   t.true(ms2 >= ms1)
@@ -39,7 +39,8 @@ test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async 
 
 test('room_append keeps at most max length messages', async t => {
   const { log, head, channel } = keysFor().room('bounded')
-  for (let i = 0; i < 5; i++) await redis.roomAppend(log, head, channel, 3, 60, 'PUBLISH', `m${i}a`, `m${i}b`)
+  for (let i = 0; i < 5; i++)
+    await redis.roomAppend(log, head, channel, 3, 60, 'PUBLISH', '', 0, `m${i}a`, `m${i}b`)
   const entries = await redis.xrange(log, '-', '+')
   t.deepEqual(
     entries.map(([id]) => Number(id.split('-')[1])),
@@ -51,7 +52,7 @@ test('room_append never lets ids go back when the clock does', async t => {
   const { log, head, channel } = keysFor().room('clock')
   const future = Date.now() + 3_600_000
   await redis.hset(head, 's', 7, 't', future)
-  const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'x')
+  const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'x')
   t.is(ms, future)
   t.is(first, 8)
 })
@@ -63,13 +64,71 @@ test('room_append announces the batch on the room channel', async t => {
   const received = new Promise<unknown>(resolve =>
     subscriber.on('messageBuffer', (_, bytes: Buffer) => resolve(decodeAnnouncement(bytes))),
   )
-  const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'é😀', '{"e":1}')
+  const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'é😀', '{"e":1}')
   t.deepEqual(await received, { ms, first, messages: ['é😀', '{"e":1}'] })
+})
+
+test('room_append stores a numbered call once: a call sent again after a lost reply appends and announces nothing', async t => {
+  const { log, head, channel } = keysFor().room('resent')
+  const subscriber = server.client()
+  await subscriber.subscribe(channel)
+  const announced: unknown[] = []
+  subscriber.on('messageBuffer', (_, bytes: Buffer) => announced.push(decodeAnnouncement(bytes)))
+  const [ms, first, stored] = await redis.roomAppend(
+    log,
+    head,
+    channel,
+    100,
+    60,
+    'PUBLISH',
+    'w1',
+    1,
+    'a',
+    'b',
+  )
+  t.deepEqual([first, stored], [1, 1])
+  t.deepEqual(await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'w1', 1, 'a', 'b'), [ms, 1, 0])
+  // Calls of one writer run in their order: a lower number was stored before the higher one.
+  await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'w1', 2, 'c')
+  t.is((await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'w1', 1, 'a', 'b'))[2], 0)
+  // Another writer numbers its own calls.
+  t.is((await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'w2', 1, 'd'))[2], 1)
+  t.deepEqual(
+    (await redis.xrange(log, '-', '+')).map(([, fields]) => fields[1]),
+    ['a', 'b', 'c', 'd'],
+  )
+  t.is((await redis.hmget(head, 's'))[0], '4')
+  // Announcements arrive in order: once d's is here, every earlier one is too.
+  const messagesOf = (a: unknown) => (a as { messages: string[] }).messages
+  while (!announced.some(a => messagesOf(a).includes('d')))
+    await new Promise(resolve => setTimeout(resolve, 5))
+  t.deepEqual(announced.map(messagesOf), [['a', 'b'], ['c'], ['d']])
+  subscriber.disconnect()
+})
+
+test('room_append: unnumbered calls (writer "") are all stored and leave no writer field', async t => {
+  const { log, head, channel } = keysFor().room('unnumbered')
+  await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'a')
+  await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'a')
+  t.is(await redis.xlen(log), 2)
+  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['s', 't'])
+})
+
+test('room_append: a new writer drops the fields of writers silent for longer than the ttl', async t => {
+  const { log, head, channel } = keysFor().room('writers')
+  const old = Date.now() - 120_000
+  for (let i = 0; i < 20; i++) await redis.hset(head, `w:old${i}`, `5 ${old} 1`)
+  await redis.hset(head, 'w:recent', `9 ${Date.now()} 1`, 's', 0, 't', old)
+  await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'new', 1, 'x')
+  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['s', 't', 'w:new', 'w:recent'])
+  // The survivor still recognises its calls.
+  t.is((await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'recent', 9, 'y'))[2], 0)
+  t.is(await redis.xlen(log), 1)
 })
 
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
   const { log, head, channel } = keysFor().room('read')
-  const [ms] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'a', 'b', 'c', 'd')
+  const [ms] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'a', 'b', 'c', 'd')
   t.deepEqual(await redis.roomRead(log, '0-0', 10, 60), [
     `${ms}-1`,
     'a',
