@@ -24,8 +24,13 @@ export async function start(
   onShutdown(log, config.drainTimeoutMs, () => running.stop())
 }
 
-/** Calls `drain` on SIGTERM/SIGINT, then exits 0; exits 1 if it takes longer than timeoutMs or on a second signal. */
-export function onShutdown(log: Logger, timeoutMs: number, drain: () => Promise<void>): void {
+/** Calls `drain` on any of `signals`, then exits 0; exits 1 if it takes longer than timeoutMs or on a second signal. */
+export function onShutdown(
+  log: Logger,
+  timeoutMs: number,
+  drain: () => Promise<void>,
+  signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'],
+): void {
   let draining = false
   const shutdown = (signal: NodeJS.Signals): void => {
     if (draining) {
@@ -47,8 +52,7 @@ export function onShutdown(log: Logger, timeoutMs: number, drain: () => Promise<
       },
     )
   }
-  process.on('SIGTERM', shutdown)
-  process.on('SIGINT', shutdown)
+  for (const signal of signals) process.on(signal, shutdown)
 }
 
 /** Without a configured secret, a random one: printed with a warning, with tokens to try the broker. */

@@ -225,7 +225,10 @@ export async function runWorker(): Promise<void> {
     { gateway: config.gatewayPort + index, producer: config.producerPort },
     { registry: workerRegistry(), processMetrics: true },
   )
-  onShutdown(log, config.drainTimeoutMs, () => running.stop())
+  // Ctrl-C sends SIGINT to the whole process group, and the primary passes it on as SIGTERM:
+  // a worker that took both would count the second as "exit now" and skip its drain.
+  process.on('SIGINT', () => {})
+  onShutdown(log, config.drainTimeoutMs, () => running.stop(), ['SIGTERM'])
   const ready: WorkerMessage = { type: 'ready', ...running.ports }
   process.send?.(ready)
 }

@@ -74,6 +74,25 @@ test('SIGTERM drains: exit 0, and the next node sends nothing that was acknowled
   t.is(await second.exited, 0)
 })
 
+test('Ctrl-C (SIGINT to the whole process group) drains every worker once: exit 0, all delivered', async t => {
+  const prefix = uniquePrefix()
+  const cli = await startCli(t, { workers: 2, env: envFor(prefix, { SNAPPER_DRAIN_SPREAD_MS: '200' }) })
+  const userId = newUserId()
+  const producer = await connectProducer(t, cli.ports.producer)
+  const consumer = connectConsumer('v4 websocket', cli.ports.gateway + 1, tokens.sign({ userId }))
+  t.teardown(() => consumer.close())
+  await consumer.opened()
+  for (let i = 0; i < 100; i++) producer.sendMessage(`user${userId}`, String(i))
+  await consumer.waitFor(100)
+  cli.signalGroup('SIGINT')
+  t.is(await cli.exited, 0)
+  t.false(cli.output().includes('second signal'), cli.output())
+  t.deepEqual(
+    consumer.messages,
+    Array.from({ length: 100 }, (_, i) => String(i)),
+  )
+})
+
 test('a drain that cannot finish ends within drainTimeoutMs, exit code 1', async t => {
   const frozen = await startRedis()
   t.teardown(() => frozen.stop())

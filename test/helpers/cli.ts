@@ -45,6 +45,8 @@ export interface RunningCli {
   workerPids(statsToken: string): Promise<number[]>
   /** Sends a signal to the primary. */
   signal(signal: NodeJS.Signals): void
+  /** Sends a signal to its whole process group, as Ctrl-C in a terminal does. */
+  signalGroup(signal: NodeJS.Signals): void
 }
 
 /**
@@ -75,6 +77,7 @@ export async function startCli(
         ...options.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // a process group of its own, for signalGroup
     },
   )
   let output = ''
@@ -95,6 +98,7 @@ export async function startCli(
       return pids
     },
     signal: signal => child.kill(signal),
+    signalGroup: signal => process.kill(-child.pid!, signal),
   }
   t.teardown(async () => {
     // Only if the test failed half-way: nothing may outlive it.
