@@ -28,8 +28,42 @@ export interface Check {
   readonly detail: string
 }
 
+/** What the delivery scenarios (fanout, unicast) report. */
+export const DELIVERY_METRICS: readonly MetricDef[] = [
+  { key: 'deliveriesPerSec', label: 'deliveries/s', unit: '/s', better: 'higher' },
+  { key: 'fullDeliveryMs', label: 'full delivery', unit: 'ms', better: 'lower' },
+  { key: 'p99Ms', label: 'p99 publish→ack', unit: 'ms', better: 'lower', digits: 1 },
+  { key: 'lost', label: 'lost', unit: '', better: 'lower' },
+  { key: 'dups', label: 'dups', unit: '', better: 'lower' },
+]
+
+/** The check of every run, --smoke too: nothing lost, and nothing twice where duplicates are counted. */
+function zeroLoss(scenario: string, snapper: Metrics): Check {
+  const { lost, dups } = snapper
+  return {
+    label: `${scenario}: zero loss`,
+    ok: lost === 0 && (dups ?? 0) === 0,
+    detail: dups === undefined ? `lost ${lost}` : `lost ${lost}, dups ${dups}`,
+  }
+}
+
 /** Medians per target (and `noise`: the baseline run a second time). */
 export type Medians = Partial<Record<TargetName | 'noise', Metrics>>
+
+/**
+ * Snapper's checks in a scenario: zero loss in every run, and the performance
+ * targets unless --smoke (whose counts are too small to mean anything).
+ */
+export function snapperChecks(
+  scenario: string,
+  medians: Medians,
+  smoke: boolean,
+  targets: (snapper: Metrics) => Check[],
+): Check[] {
+  const snapper = medians.snapper
+  if (!snapper) return []
+  return smoke ? [zeroLoss(scenario, snapper)] : [zeroLoss(scenario, snapper), ...targets(snapper)]
+}
 
 export interface Scenario {
   readonly name: string

@@ -13,10 +13,11 @@ import {
   makeUsers,
   ms,
   publishFlatOut,
+  type Scenario,
   sleep,
+  snapperChecks,
   waitForDeliveries,
   warmUp,
-  type Scenario,
 } from '../lib/scenario.js'
 
 export const catchup: Scenario = {
@@ -73,22 +74,12 @@ export const catchup: Scenario = {
       publisher.close()
     }
   },
-  checks(medians, { smoke }) {
-    const snapper = medians.snapper
-    if (!snapper) return []
-    const checks = [
+  checks: (medians, { smoke }) =>
+    snapperChecks('catchup', medians, smoke, snapper => [
       {
-        label: 'catchup: zero loss, no duplicates',
-        ok: snapper.lost === 0 && snapper.dups === 0,
-        detail: `lost ${snapper.lost}, dups ${snapper.dups}`,
-      },
-    ]
-    if (!smoke)
-      checks.push({
         label: 'catchup 100,000 missed messages to 1,000 consumers ≤ 1.5 s',
         ok: snapper.catchupMs! <= 1500,
         detail: `${snapper.catchupMs} ms from the first reconnect (${snapper.afterReconnectMs} ms after the last open)`,
-      })
-    return checks
-  },
+      },
+    ]),
 }

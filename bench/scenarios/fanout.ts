@@ -7,15 +7,18 @@
 import { makeMessage, nowUs } from '../load/message.js'
 import { Publisher } from '../load/publisher.js'
 import {
+  type Check,
   connectUsers,
+  DELIVERY_METRICS,
   joinRoom,
   lossOf,
   makeUsers,
   ms,
   publishFlatOut,
+  type Scenario,
+  snapperChecks,
   waitForDeliveries,
   warmUp,
-  type Scenario,
 } from '../lib/scenario.js'
 
 const ROOM = 'fanout'
@@ -26,13 +29,7 @@ export const fanout: Scenario = {
   targets: ['socketio', 'snapper', 'uws'],
   noise: true,
   headline: 'deliveriesPerSec',
-  metrics: [
-    { key: 'deliveriesPerSec', label: 'deliveries/s', unit: '/s', better: 'higher' },
-    { key: 'fullDeliveryMs', label: 'full delivery', unit: 'ms', better: 'lower' },
-    { key: 'p99Ms', label: 'p99 publish→ack', unit: 'ms', better: 'lower', digits: 1 },
-    { key: 'lost', label: 'lost', unit: '', better: 'lower' },
-    { key: 'dups', label: 'dups', unit: '', better: 'lower' },
-  ],
+  metrics: DELIVERY_METRICS,
   async run(ctx) {
     const consumers = ctx.smoke ? 20 : 500
     const messages = ctx.smoke ? 100 : 2000
@@ -60,31 +57,23 @@ export const fanout: Scenario = {
       publisher.close()
     }
   },
-  checks(medians, { smoke }) {
-    const snapper = medians.snapper
-    if (!snapper) return []
-    const checks = [
-      {
-        label: 'fanout: zero loss',
-        ok: snapper.lost === 0 && snapper.dups === 0,
-        detail: `lost ${snapper.lost}, dups ${snapper.dups}`,
-      },
-    ]
-    if (smoke) return checks
-    const sio = medians.socketio?.deliveriesPerSec
-    const uws = medians.uws?.deliveriesPerSec
-    if (sio)
-      checks.push({
-        label: 'fanout ≥ 3× Socket.IO',
-        ok: snapper.deliveriesPerSec! >= 3 * sio,
-        detail: `${(snapper.deliveriesPerSec! / sio).toFixed(2)}×`,
-      })
-    if (uws)
-      checks.push({
-        label: 'fanout ≥ 50% of uWS ceiling',
-        ok: snapper.deliveriesPerSec! >= 0.5 * uws,
-        detail: `${((100 * snapper.deliveriesPerSec!) / uws).toFixed(0)}%`,
-      })
-    return checks
-  },
+  checks: (medians, { smoke }) =>
+    snapperChecks('fanout', medians, smoke, snapper => {
+      const sio = medians.socketio?.deliveriesPerSec
+      const uws = medians.uws?.deliveriesPerSec
+      const checks: Check[] = []
+      if (sio)
+        checks.push({
+          label: 'fanout ≥ 3× Socket.IO',
+          ok: snapper.deliveriesPerSec! >= 3 * sio,
+          detail: `${(snapper.deliveriesPerSec! / sio).toFixed(2)}×`,
+        })
+      if (uws)
+        checks.push({
+          label: 'fanout ≥ 50% of uWS ceiling',
+          ok: snapper.deliveriesPerSec! >= 0.5 * uws,
+          detail: `${((100 * snapper.deliveriesPerSec!) / uws).toFixed(0)}%`,
+        })
+      return checks
+    }),
 }

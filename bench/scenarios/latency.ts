@@ -12,10 +12,11 @@ import {
   lossOf,
   makeUsers,
   ms,
+  type Scenario,
   sleep,
+  snapperChecks,
   waitForDeliveries,
   warmUp,
-  type Scenario,
 } from '../lib/scenario.js'
 
 const ROOM = 'latency'
@@ -72,16 +73,12 @@ export const latency: Scenario = {
       publisher.close()
     }
   },
-  checks(medians, { smoke }) {
-    const snapper = medians.snapper
-    if (!snapper) return []
-    const checks = [{ label: 'latency: zero loss', ok: snapper.lost === 0, detail: `lost ${snapper.lost}` }]
-    if (!smoke)
-      checks.push({
+  checks: (medians, { smoke }) =>
+    snapperChecks('latency', medians, smoke, snapper => [
+      {
         label: 'latency p99 ≤ 25 ms at 100,000 deliveries/s',
         ok: snapper.p99Ms! <= 25 && snapper.deliveriesPerSec! >= 95_000,
         detail: `p99 ${snapper.p99Ms} ms at ${Math.round(snapper.deliveriesPerSec!).toLocaleString('en')}/s`,
-      })
-    return checks
-  },
+      },
+    ]),
 }

@@ -15,10 +15,11 @@ import {
   joinRoom,
   lossOf,
   makeUsers,
+  type Scenario,
   sleep,
+  snapperChecks,
   waitForDeliveries,
   warmUp,
-  type Scenario,
 } from '../lib/scenario.js'
 
 const BENCH_COMMANDS = new Set([
@@ -95,18 +96,12 @@ export const redisWork: Scenario = {
       publisher.close()
     }
   },
-  checks(medians, { smoke }) {
-    const snapper = medians.snapper
-    if (!snapper) return []
-    const loss = { label: 'redis-work: zero loss', ok: snapper.lost === 0, detail: `lost ${snapper.lost}` }
-    if (smoke) return [loss]
-    return [
+  checks: (medians, { smoke }) =>
+    snapperChecks('redis-work', medians, smoke, snapper => [
       {
         label: 'Redis calls per message flat in room size (1,000 vs 10 within 10%)',
         ok: snapper.growth! <= 1.1,
         detail: `${snapper.callsPerMessage10} → ${snapper.callsPerMessage100} → ${snapper.callsPerMessage1000} calls/msg`,
       },
-      loss,
-    ]
-  },
+    ]),
 }

@@ -9,13 +9,15 @@ import { makeMessage, nowUs } from '../load/message.js'
 import { Publisher } from '../load/publisher.js'
 import {
   connectUsers,
+  DELIVERY_METRICS,
   lossOf,
   makeUsers,
   ms,
   publishFlatOut,
+  type Scenario,
+  snapperChecks,
   waitForDeliveries,
   warmUp,
-  type Scenario,
 } from '../lib/scenario.js'
 
 /** mulberry32: a tiny seeded PRNG, so every target gets the same sequence of users. */
@@ -36,13 +38,7 @@ export const unicast: Scenario = {
   targets: ['socketio', 'snapper', 'uws'],
   noise: true,
   headline: 'deliveriesPerSec',
-  metrics: [
-    { key: 'deliveriesPerSec', label: 'deliveries/s', unit: '/s', better: 'higher' },
-    { key: 'fullDeliveryMs', label: 'full delivery', unit: 'ms', better: 'lower' },
-    { key: 'p99Ms', label: 'p99 publish→ack', unit: 'ms', better: 'lower', digits: 1 },
-    { key: 'lost', label: 'lost', unit: '', better: 'lower' },
-    { key: 'dups', label: 'dups', unit: '', better: 'lower' },
-  ],
+  metrics: DELIVERY_METRICS,
   async run(ctx) {
     const consumers = ctx.smoke ? 50 : 5000
     const messages = ctx.smoke ? 500 : 20_000
@@ -75,22 +71,12 @@ export const unicast: Scenario = {
       publisher.close()
     }
   },
-  checks(medians, { smoke }) {
-    const snapper = medians.snapper
-    if (!snapper) return []
-    const checks = [
+  checks: (medians, { smoke }) =>
+    snapperChecks('unicast', medians, smoke, snapper => [
       {
-        label: 'unicast: zero loss',
-        ok: snapper.lost === 0 && snapper.dups === 0,
-        detail: `lost ${snapper.lost}, dups ${snapper.dups}`,
-      },
-    ]
-    if (!smoke)
-      checks.push({
         label: 'unicast ≥ 40,000 deliveries/s',
         ok: snapper.deliveriesPerSec! >= 40_000,
         detail: `${Math.round(snapper.deliveriesPerSec!).toLocaleString('en')}/s`,
-      })
-    return checks
-  },
+      },
+    ]),
 }

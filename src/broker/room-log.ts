@@ -57,26 +57,7 @@ export class RoomLog {
    * this returns, so calls made one after another keep their order.
    */
   append(room: string, messages: readonly string[]): Promise<void> {
-    const { log, head, channel } = this.#keys.room(room)
-    const { maxLen, ttlSec, sharded } = this.#options
-    const publish = sharded ? 'SPUBLISH' : 'PUBLISH'
-    const calls: Promise<unknown>[] = []
-    for (let start = 0; start < messages.length; start += APPEND_CHUNK) {
-      const chunk = messages.slice(start, start + APPEND_CHUNK)
-      calls.push(
-        this.#redis.roomAppend(
-          log,
-          head,
-          channel,
-          maxLen,
-          ttlSec,
-          publish,
-          this.#writer,
-          ++this.#calls,
-          ...chunk,
-        ),
-      )
-    }
+    const calls = this.#appendCalls(room, messages).map(args => this.#redis.roomAppend(...args))
     return Promise.all(calls).then(() => {})
   }
 
@@ -91,27 +72,13 @@ export class RoomLog {
     const replicas = this.#options.replicas
     if (!replicas)
       return Promise.all(Array.from(byRoom, ([room, messages]) => this.append(room, messages))).then(() => {})
-    const { maxLen, ttlSec, sharded } = this.#options
-    const publish = sharded ? 'SPUBLISH' : 'PUBLISH'
     const { writer, acks, timeoutMs } = replicas
     const pipelines = new Map<string, ScriptPipeline>()
     for (const [room, messages] of byRoom) {
-      const { log, head, channel } = this.#keys.room(room)
-      const server = writer.serverOf(log)
+      const server = writer.serverOf(this.#keys.room(room).log)
       let pipeline = pipelines.get(server)
       if (!pipeline) pipelines.set(server, (pipeline = writer.client.pipeline() as ScriptPipeline))
-      for (let start = 0; start < messages.length; start += APPEND_CHUNK)
-        pipeline.roomAppend(
-          log,
-          head,
-          channel,
-          maxLen,
-          ttlSec,
-          publish,
-          this.#writer,
-          ++this.#calls,
-          ...messages.slice(start, start + APPEND_CHUNK),
-        )
+      for (const args of this.#appendCalls(room, messages)) pipeline.roomAppend(...args)
     }
     const waits: Promise<void>[] = []
     for (const pipeline of pipelines.values())
@@ -122,6 +89,19 @@ export class RoomLog {
           .then(results => checkWait(results, acks)),
       )
     return Promise.all(waits).then(() => {})
+  }
+
+  /** The arguments of the script calls that append `messages` to `room`, each call numbered. */
+  #appendCalls(room: string, messages: readonly string[]): Parameters<Commands['roomAppend']>[] {
+    const { log, head, channel } = this.#keys.room(room)
+    const { maxLen, ttlSec, sharded } = this.#options
+    const publish = sharded ? 'SPUBLISH' : 'PUBLISH'
+    const calls: Parameters<Commands['roomAppend']>[] = []
+    for (let start = 0; start < messages.length; start += APPEND_CHUNK) {
+      const chunk = messages.slice(start, start + APPEND_CHUNK)
+      calls.push([log, head, channel, maxLen, ttlSec, publish, this.#writer, ++this.#calls, ...chunk])
+    }
+    return calls
   }
 
   /** Up to `count` messages after `after`, oldest first; none older than the ttl. */
