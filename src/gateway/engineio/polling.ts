@@ -54,6 +54,8 @@ export class PollingTransport implements Transport {
   readonly #settings: PollingSettings
   #queue: OutPacket[] = []
   #queuedBytes = 0
+  /** The largest packet in the queue, in bytes: it does not count against maxBackpressureBytes. */
+  #largestBytes = 0
   #get: PendingGet | undefined
   #isPosting = false
   #isFlushScheduled = false
@@ -77,7 +79,12 @@ export class PollingTransport implements Transport {
     if (this.#state !== 'open') return
     this.#queue.push(packet)
     this.#queuedBytes += byteLength
-    if (this.#queuedBytes > this.#settings.maxBackpressureBytes) {
+    this.#largestBytes = Math.max(this.#largestBytes, byteLength)
+    // One packet may be bigger than the limit on its own (a batch of short messages that JSON
+    // escapes six-fold, say): it goes out whole in one response, as uWS sends one websocket
+    // message past maxBackpressure. Refusing it would close the session, and the batch would come
+    // back after the open packet of the next handshake, forever. What queues besides it is bounded.
+    if (this.#queuedBytes - this.#largestBytes > this.#settings.maxBackpressureBytes) {
       this.#owner.fail(this, 'backpressure')
       return
     }
@@ -99,7 +106,7 @@ export class PollingTransport implements Transport {
   #takeQueue(): OutPacket[] {
     const packets = this.#queue
     this.#queue = []
-    this.#queuedBytes = 0
+    this.#queuedBytes = this.#largestBytes = 0
     return packets
   }
 

@@ -1,9 +1,10 @@
 import { gunzipSync } from 'node:zlib'
 import test, { type ExecutionContext } from 'ava'
-import type { EngineOptions } from '../../../src/gateway/engineio/server.js'
+import { type EngineOptions, encodeMessage } from '../../../src/gateway/engineio/server.js'
 import {
   type EchoServer,
   type RawResponse,
+  defaultOptions,
   eventually,
   request,
   startEcho,
@@ -403,6 +404,55 @@ test('a polling queue past maxBackpressureBytes closes the session ("backpressur
   t.is(await server.closeOf('s'), 'backpressure')
   t.is((await client(server, 4, 's').get()).text, SID_UNKNOWN)
   assertGone(t, server)
+})
+
+test('one packet past maxBackpressureBytes goes out whole in one response; the session goes on', async t => {
+  const server = await echo(t)
+  await handshake(server, 4, 's')
+  const session = server.engine.sessions.get('s')!
+  const c = client(server, 4, 's')
+  // The reviewer's batch: 262,144 characters (batchMaxBytes) that JSON escapes to 6 bytes each.
+  const frame = `{"params":[${JSON.stringify('\u0001'.repeat(256 * 1024))}]}`
+  const big = encodeMessage(frame)
+  t.true(big.byteLength > defaultOptions.maxBackpressureBytes)
+
+  const handled = server.handled('get')
+  const held = c.get()
+  await handled
+  session.sendEncoded(big)
+  t.is((await held).text, `4${frame}`, 'to a held GET')
+  t.true(session.isOpen)
+
+  session.sendEncoded(big) // no GET held: it waits, and a little may queue behind it
+  session.send('after')
+  t.is((await c.get()).text, `4${frame}\x1e4after`, 'to the next GET')
+  assertOk(t, await c.post('4hello'))
+  t.is((await c.get()).text, '4echo:hello')
+  t.true(session.isOpen)
+  t.deepEqual(server.closed, [])
+})
+
+test('what queues behind an oversized packet is still bounded by maxBackpressureBytes', async t => {
+  const server = await echo(t, { maxBackpressureBytes: 1000 })
+  await handshake(server, 4, 's')
+  const session = server.engine.sessions.get('s')!
+  session.send('x'.repeat(5000))
+  t.true(session.isOpen)
+  let sent = 0
+  for (; sent < 20 && session.isOpen; sent++) session.send('x'.repeat(100))
+  t.is(sent, 10, 'the tenth 101-byte packet behind it passes the limit')
+  t.is(await server.closeOf('s'), 'backpressure')
+})
+
+test('open() sending one packet past maxBackpressureBytes: the handshake answers it with the open packet', async t => {
+  const server = await echo(t, { maxBackpressureBytes: 1000 })
+  const greet = 'g'.repeat(3000)
+  const res = await handshake(server, 3, 's', `&b64=1&greet=${greet}`)
+  t.regex(res.text, new RegExp(`^\\d+:0\\{"sid":"s",[^}]*\\}3001:4${greet}$`))
+  const c = client(server, 3, 's', '&b64=1')
+  assertOk(t, await c.post('3:4hi'))
+  t.is((await c.get()).text, '8:4echo:hi')
+  t.true(server.engine.sessions.get('s')!.isOpen)
 })
 
 test('Engine.close(): held GETs get the close packet, nothing lingers, new handshakes get 503', async t => {
