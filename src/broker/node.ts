@@ -88,7 +88,8 @@ export class BrokerNode implements OutboxHost {
   readonly #connecting = new Map<Outbox, ControlMessage[]>()
   readonly #changed = new Set<Outbox>()
   readonly #reads = new Map<string, Promise<readonly LogEntry[]>>()
-  readonly #releases = new Set<Promise<unknown>>()
+  /** Releases under way, by outbox: a second disconnect of one returns its promise. */
+  readonly #releases = new Map<Outbox, Promise<void>>()
   /** Consumers this node is taking over, waiting for the old node's `released`. */
   readonly #takeovers = new Map<string, () => void>()
   readonly #timers: NodeJS.Timeout[] = []
@@ -188,19 +189,17 @@ export class BrokerNode implements OutboxHost {
   }
 
   /**
-   * A consumer's session opened here. Takes the consumer over from wherever it
-   * was, joins its user room, and starts delivering from its cursors. If the
-   * consumer is already live on this node, the new session replaces the old
-   * one and the batch in flight is sent again under the same id.
+   * A consumer's handshake came in here. Takes the consumer over from wherever
+   * it was, joins its user room, and starts delivering from its cursors to
+   * `sink`. If the consumer is already live on this node, its outbox is
+   * returned as it is: the new session gets it in attach(), once it opens.
    * `replaces`: a previous consumer id of the same browser (snapper.ws cookie).
    */
   async connect(consumerId: string, userId: string, sink: ConsumerSink, replaces?: string): Promise<Outbox> {
+    // Not `live.sink = sink`: two handshakes of one consumer open in any order, and the engine
+    // keeps the session that opens last, so only its open may claim the outbox.
     const live = this.#consumers.get(consumerId)
-    if (live) {
-      live.sink = sink
-      live.resend()
-      return live
-    }
+    if (live) return live
     const { log, keys, redis, presence, membership, stats } = this.#core
     const outbox = new Outbox(this, consumerId, userId)
     outbox.sink = sink
@@ -243,7 +242,13 @@ export class BrokerNode implements OutboxHost {
     }
     const queued = this.#connecting.get(outbox) ?? []
     this.#connecting.delete(outbox)
-    if (this.#consumers.get(consumerId) !== outbox) return outbox // closed while connecting
+    if (this.#consumers.get(consumerId) !== outbox) {
+      // Released while connecting (a kick, a close): the writes above may have come after that
+      // release (node key, presence), so release once more; it touches only what names this node,
+      // which a newer connect of the consumer here may have written for itself.
+      if (!this.#consumers.has(consumerId)) await this.#persist(outbox)
+      return outbox
+    }
     for (const room of outbox.rooms) this.#follow(outbox, room)
     for (const message of queued) this.#applyControl(outbox, message)
     outbox.resend()
@@ -255,37 +260,27 @@ export class BrokerNode implements OutboxHost {
    * took over, persist its cursors and its batch in flight, and release it.
    */
   disconnect(outbox: Outbox, sink: ConsumerSink): Promise<void> {
+    // A kick closes the sink, whose close handler starts the release: #release then waits for that one.
+    const releasing = this.#releases.get(outbox)
+    if (releasing) return releasing
     if (outbox.sink !== sink || this.#consumers.get(outbox.consumerId) !== outbox) return Promise.resolve()
     this.#consumers.delete(outbox.consumerId)
     this.#changed.delete(outbox)
     outbox.close()
     for (const room of outbox.rooms) this.#fanout.leave(room, outbox)
-    const { keys, redis, presence } = this.#core
-    const key = keys.consumer(outbox.consumerId)
-    const progress = [...outbox.progressRooms]
-    const release = Promise.all([
-      redis.commands
-        .cursorCommit(
-          key.rooms,
-          key.node,
-          key.inflight,
-          this.#config.consumerTtlSec,
-          this.id,
-          outbox.inflightRecord(),
-          ...outbox.allCursors(),
-        )
-        // The consumer's own cursors are the truth now; its entries in the rooms' progress can go.
-        .then(() =>
-          Promise.all(progress.map(room => redis.commands.hdel(keys.room(room).progress, outbox.consumerId))),
-        ),
-      presence.remove(outbox.userId, outbox.consumerId, this.id),
-    ]).then(
-      () => {},
-      err => this.#redisError(err, 'consumer release failed'),
-    )
-    this.#releases.add(release)
-    void release.finally(() => this.#releases.delete(release))
-    return release
+    return this.#persist(outbox)
+  }
+
+  /**
+   * The session of `sink` opened: deliver through it from now on (the batch in
+   * flight again, same id). The engine has closed any older session of the
+   * consumer. False if the outbox was released meanwhile: close the session.
+   */
+  attach(outbox: Outbox, sink: ConsumerSink): boolean {
+    if (this.#consumers.get(outbox.consumerId) !== outbox) return false
+    outbox.sink = sink
+    outbox.resend()
+    return true
   }
 
   /** The consumer acknowledged a batch; false if that id is not the batch in flight. */
@@ -293,10 +288,17 @@ export class BrokerNode implements OutboxHost {
     return outbox.ack(batchId)
   }
 
-  /** The consumer answered a batch with an error: send it again (same id) shortly. */
+  /**
+   * The consumer answered a batch with an error: send its messages again
+   * shortly under a new id, since clients drop a batch whose id they just saw.
+   */
   nack(outbox: Outbox, batchId: unknown): boolean {
-    if (outbox.inflight?.id !== batchId) return false
-    setTimeout(() => outbox.resend(), 1000).unref()
+    const { inflight, sink } = outbox
+    if (inflight?.id !== batchId) return false
+    setTimeout(() => {
+      // Unless it was acknowledged or went to a new session (which got it again, same id) meanwhile.
+      if (outbox.inflight === inflight && outbox.sink === sink) outbox.retry()
+    }, 1000).unref()
     return true
   }
 
@@ -365,7 +367,7 @@ export class BrokerNode implements OutboxHost {
     // Sessions whose transport did not report the close are released here.
     for (const outbox of [...this.#consumers.values()])
       await this.disconnect(outbox, outbox.sink as ConsumerSink)
-    await Promise.all(this.#releases)
+    await Promise.all(this.#releases.values())
     for (const timer of this.#timers) clearInterval(timer)
     await Promise.allSettled([this.flushCursors(), this.flushStats()])
     const { presence, keys, redis } = this.#core
@@ -413,6 +415,38 @@ export class BrokerNode implements OutboxHost {
   }
 
   // ---- internals ----
+
+  /** Commits the outbox's cursors and batch in flight, and drops its node key and presence. */
+  #persist(outbox: Outbox): Promise<void> {
+    const { keys, redis, presence } = this.#core
+    const key = keys.consumer(outbox.consumerId)
+    const progress = [...outbox.progressRooms]
+    const release = Promise.all([
+      redis.commands
+        .cursorCommit(
+          key.rooms,
+          key.node,
+          key.inflight,
+          this.#config.consumerTtlSec,
+          this.id,
+          outbox.inflightRecord(),
+          ...outbox.allCursors(),
+        )
+        // The consumer's own cursors are the truth now; its entries in the rooms' progress can go.
+        .then(() =>
+          Promise.all(progress.map(room => redis.commands.hdel(keys.room(room).progress, outbox.consumerId))),
+        ),
+      presence.remove(outbox.userId, outbox.consumerId, this.id),
+    ]).then(
+      () => {},
+      err => this.#redisError(err, 'consumer release failed'),
+    )
+    this.#releases.set(outbox, release)
+    void release.finally(() => {
+      if (this.#releases.get(outbox) === release) this.#releases.delete(outbox)
+    })
+    return release
+  }
 
   /**
    * A consumer whose last node did not release it: each room's cursor is the

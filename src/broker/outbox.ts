@@ -197,6 +197,13 @@ export class Outbox {
     return batch
   }
 
+  /** The batch in flight failed at the client: its messages again, under a new id (clients drop a repeated id). */
+  retry(): void {
+    const batch = this.inflight
+    if (batch !== undefined && this.sink !== undefined)
+      this.#send(makeBatch(this.#host.newBatchId(), batch.entries))
+  }
+
   /** Cursors acknowledged since the last call, as `room, cursor` pairs for cursor_commit. */
   takeChangedCursors(): string[] {
     const pairs: string[] = []

@@ -15,13 +15,12 @@ import {
 /**
  * A consumer's side of one Engine.IO session, set once at the handshake: the
  * node delivers through it (it is the outbox's sink), the engine calls it
- * back. Batches sent before the session exists (the handshake is still being
- * answered) wait here and follow the open packet.
+ * back. A batch sent before the session exists (the handshake is still being
+ * answered) is dropped: node.attach() sends the batch in flight again when it opens.
  */
 export class ConsumerLink implements ConsumerSink {
   outbox: Outbox | undefined
   #session: Session<ConsumerLink> | undefined
-  #early: Batch[] = []
   #closeReason: string | undefined
 
   constructor(
@@ -35,19 +34,16 @@ export class ConsumerLink implements ConsumerSink {
     return this.#session
   }
 
-  /** The session opened: send what waited, or close it if that was asked meanwhile. */
+  /** The session opened: close it if that was asked meanwhile. */
   attach(session: Session<ConsumerLink>): void {
     this.#session = session
-    for (const batch of this.#early) this.send(batch)
-    this.#early = []
     if (this.#closeReason !== undefined) session.close(this.#closeReason)
   }
 
   send(batch: Batch): void {
-    const session = this.#session
-    if (session === undefined) this.#early.push(batch)
-    else
-      session.sendEncoded((batch.encoded ??= encodeMessage(batch.frame)) as ReturnType<typeof encodeMessage>)
+    this.#session?.sendEncoded(
+      (batch.encoded ??= encodeMessage(batch.frame)) as ReturnType<typeof encodeMessage>,
+    )
   }
 
   close(reason: string): void {
@@ -147,8 +143,15 @@ export function createConsumerHandlers(
       if (link.outbox) void node.disconnect(link.outbox, link)
     },
 
-    open(session: Session<ConsumerLink>): void {
-      session.data.attach(session)
+    // The engine keeps the session of a consumer that opens last, whatever order the handshakes
+    // came in: so this one takes the outbox now, not when it was authorized.
+    open(session: Session<ConsumerLink>, replaced: Session<ConsumerLink> | undefined): void {
+      const link = session.data
+      link.attach(session)
+      if (!link.outbox || !node.attach(link.outbox, link)) session.close('consumer released meanwhile')
+      // The engine calls no close() for a replaced session: release its outbox here, unless this session took it.
+      const old = replaced?.data
+      if (old?.outbox) void node.disconnect(old.outbox, old)
     },
 
     // The sid is derived from the token's userId and exp, so it can be guessed: both

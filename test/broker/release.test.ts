@@ -1,0 +1,68 @@
+/**
+ * Releasing a consumer on a kick: the `released` notice follows the cursor
+ * commit, and a kick while the consumer is still connecting leaves no trace.
+ */
+import test from 'ava'
+import { formatCursor } from '../../src/broker/cursor.js'
+import { userRoom } from '../../src/redis/keys.js'
+import { eventually, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
+
+const redis = redisPerFile(test)
+
+const USER = '55a07f2dee06c78e1357b0ad'
+let n = 0
+const consumerId = (): string => `t.release${++n}`
+
+// Only on a cluster can the notice overtake the commit: on one Redis both go down one connection, in order.
+// Serial: CLIENT PAUSE holds every client of that master.
+test.serial('cluster: the released notice is sent only once the cursors are committed', async t => {
+  const { node, core } = await startTestNode(t, redis.target('cluster'), { cursorFlushMs: 600_000 })
+  const { cluster } = redis
+  const watcher = 'watcher'
+  const notices = core.keys.nodeChannel(watcher)
+  // The consumer's keys on a master that neither control channel uses, so that pausing it holds the commit only.
+  const busy = new Set([
+    (await cluster.masterOf(notices)).port,
+    (await cluster.masterOf(core.keys.nodeChannel(node.id))).port,
+  ])
+  let id = consumerId()
+  while (busy.has((await cluster.masterOf(core.keys.consumer(id).rooms)).port)) id = consumerId()
+  const { rooms } = core.keys.consumer(id)
+  const paused = cluster.nodeClient((await cluster.masterOf(rooms)).port)
+
+  const sink = await new RecordingSink(node).connect(id, USER)
+  await core.producerApi.publish(range(3).map(m => [userRoom(USER), m] as [string, string]))
+  await sink.waitFor(3)
+  await eventually(() => sink.outbox!.inflight === undefined) // acknowledged, not flushed
+  const last = sink.batches[sink.batches.length - 1]!.entries.at(-1)!
+
+  const listener = cluster.nodeClient((await cluster.masterOf(notices)).port)
+  const cursorAtNotice = new Promise<string | null>(resolve => {
+    listener.on('smessageBuffer', () => resolve(paused.hget(rooms, userRoom(USER))))
+  })
+  await listener.ssubscribe(notices)
+  await paused.call('CLIENT', 'PAUSE', '500', 'WRITE')
+  await core.membership.tell(node.id, { type: 'kick', consumerId: id, byNode: watcher })
+  t.is(await cursorAtNotice, formatCursor(last))
+})
+
+for (const topology of TOPOLOGIES) {
+  test(`${topology}: a kick while the consumer is still connecting leaves it neither counted nor held`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const id = consumerId()
+    const { node: nodeKey } = core.keys.consumer(id)
+    // A live node holds the consumer but never answers: connect() waits TAKEOVER_WAIT_MS for it.
+    await core.presence.touchNode('ghost', 60_000)
+    await core.redis.commands.set(nodeKey, 'ghost')
+    const sink = new RecordingSink(node)
+    const connecting = node.connect(id, USER, sink)
+    await core.membership.tell(node.id, { type: 'kick', consumerId: id, byNode: 'elsewhere' })
+    await eventually(() => node.counters.kicks === 1)
+    await connecting
+    t.is(sink.closed, 'taken over by another node')
+    t.is(node.online, 0)
+    t.deepEqual(await core.producerApi.consumers(USER), { length: 0, android: 0, ios: 0, web: 0 })
+    t.is(await core.redis.commands.get(nodeKey), null)
+  })
+}
