@@ -124,6 +124,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   )
   gaugeOf(
     registry,
+    'snapper_recent_bytes',
+    'Bytes of recent room messages held in memory for consumers that fall behind or rejoin.',
+    () => node.recentBytes,
+  )
+  gaugeOf(
+    registry,
     'snapper_producer_connections',
     'Producer TCP connections open.',
     () => producer?.stats.connections ?? 0,
@@ -164,6 +170,18 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_log_read_errors_total',
     'Room log reads that failed and were retried.',
     () => counters.logReadErrors,
+  )
+  counterOf(
+    registry,
+    'snapper_announcements_total',
+    'Room announcements received from Redis pub/sub.',
+    () => node.announcements.received,
+  )
+  counterOf(
+    registry,
+    'snapper_announcements_dropped_total',
+    'Room announcements that could not be decoded: dropped, their messages read from the log at the next one.',
+    () => node.announcements.dropped,
   )
   counterOf(registry, 'snapper_cursor_commits_total', 'Cursor writes to Redis.', () => counters.cursorCommits)
   counterOf(

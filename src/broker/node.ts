@@ -132,8 +132,14 @@ export class BrokerNode implements OutboxHost {
     return this.#fanout.roomCount
   }
 
-  get announcements(): number {
-    return this.#fanout.announcements
+  /** Room announcements received, and those dropped as undecodable. */
+  get announcements(): { readonly received: number; readonly dropped: number } {
+    return { received: this.#fanout.announcements, dropped: this.#fanout.dropped }
+  }
+
+  /** Bytes of recent messages this node holds in memory for members that fall behind. */
+  get recentBytes(): number {
+    return this.#fanout.recentBytes
   }
 
   /** Messages waiting in this node's outboxes (not yet sent). */

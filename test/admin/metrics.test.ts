@@ -53,6 +53,9 @@ const NAMES = [
   'snapper_log_reads_total',
   'snapper_log_read_errors_total',
   'snapper_cursor_commits_total',
+  'snapper_announcements_total',
+  'snapper_announcements_dropped_total',
+  'snapper_recent_bytes',
   'snapper_redis_errors_total',
   'snapper_ack_timeouts_total',
   'snapper_kicks_total',
@@ -119,6 +122,9 @@ test('metrics move: HTTP and TCP publishes, deliveries, batches, ack latency, co
   t.is(sample(after, 'snapper_consumers_online'), 1)
   t.is(sample(after, 'snapper_consumer_connects_total'), 1)
   t.true(sample(after, 'snapper_batches_sent_total')! >= 1)
+  t.true(sample(after, 'snapper_announcements_total')! >= 2, 'the HTTP batch and the TCP messages')
+  t.is(sample(after, 'snapper_announcements_dropped_total'), 0)
+  t.true(sample(after, 'snapper_recent_bytes')! >= 'h1h2t1t2t3'.length)
   t.is(sample(after, 'snapper_ack_latency_seconds_count'), sample(after, 'snapper_batches_sent_total'))
   // A response is counted once it is complete: a scrape sees the ones before it.
   const responses = sample(after, 'snapper_http_responses_total{status="200"}')!
