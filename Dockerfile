@@ -32,9 +32,13 @@ COPY lua ./lua
 USER node
 # 7700 producers (TCP), 7701 + i consumer gateway of worker i, 7699 admin (keep it private).
 EXPOSE 7700 7701 7702 7699
+# The check reads the admin port from SNAPPER_ADMIN_PORT only: in this image set it there (not
+# in a --config file), and never to 0 (no admin app: the container would stay unhealthy).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:' + (process.env.SNAPPER_ADMIN_PORT || 7699) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
-# SIGTERM drains gracefully (set the container's stop timeout above SNAPPER_DRAIN_TIMEOUT_MS).
+# SIGTERM drains gracefully: the workers within SNAPPER_DRAIN_TIMEOUT_MS, the primary within 2 s
+# more. Set the container's stop timeout above drainTimeoutMs + 2 s (default 15 s: e.g. 20 s;
+# Docker's own default, 10 s, would SIGKILL a drain midway).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "dist/src/cli/snapper.js"]
 CMD ["start"]

@@ -49,7 +49,17 @@ export function ensureRedisServer(log: Logger): void {
 /**
  * Runs a redis-server of our own on 127.0.0.1:port with append-only
  * persistence in .snapper/redis, for `snapper start` without a configured
- * Redis. Resolves once it answers; it stops when this process exits.
+ * Redis. Resolves once it answers.
+ *
+ * Lifetime: it outlives the drain and no more. It runs in a process group of
+ * its own, so the SIGINT that Ctrl-C sends to our group does not stop it while
+ * the drain still writes cursors and messages to it; it gets SIGTERM (Redis
+ * then finishes its append-only file and exits) from our `exit` hook, which
+ * runs on every way out but a fatal signal: process.exit (drain done, drain
+ * timed out, start failed) and an uncaught exception. The
+ * fatal signals are covered by start(), which handles SIGINT, SIGTERM and
+ * SIGHUP from the start; only SIGKILL leaves it running (the next
+ * `snapper start` then finds it on the port and uses it).
  */
 export async function spawnLocalRedis(port: number, log: Logger): Promise<ChildProcess> {
   ensureRedisServer(log)
@@ -68,7 +78,7 @@ export async function spawnLocalRedis(port: number, log: Logger): Promise<ChildP
       '--save',
       '',
     ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+    { stdio: ['ignore', 'ignore', 'inherit'], detached: true },
   )
   const stop = (): void => {
     child.kill('SIGTERM')

@@ -121,7 +121,9 @@ main(process.argv.slice(2)).then(
       err instanceof ConfigError
         ? `configuration error: ${err.message}`
         : `snapper: ${(err as Error).message}`
-    process.stderr.write(`${message}\n`)
-    process.exitCode = 1
+    process.stderr.write(`${message}\n`) // synchronous on Linux: written before the exit
+    // Exit now rather than set exitCode: after a failed start something may still hold the event
+    // loop (the Redis we started, a worker's IPC channel), and exit runs the hook that stops that Redis.
+    process.exit(1)
   },
 )

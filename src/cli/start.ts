@@ -6,10 +6,15 @@ import { isListening, spawnLocalRedis } from './local-redis.js'
 import { configPorts, startNode } from './node.js'
 import { runWorkers } from './workers.js'
 
+/** The signals whose default action would end this process without its `exit` hooks. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
 /**
  * `snapper start`: makes sure there is a Redis and a token secret, then runs
  * one node in this process (workers 0) or a primary with N worker nodes.
- * SIGTERM and SIGINT drain gracefully; a second signal exits at once.
+ * SIGTERM and SIGINT drain gracefully; a second signal exits at once. SIGHUP
+ * is a rolling restart with workers; with a single node it drains like SIGTERM.
+ * A start that fails rejects; the caller must then exit (process.exit).
  */
 export async function start(
   config: Config,
@@ -17,11 +22,23 @@ export async function start(
   options: { isRedisConfigured: boolean },
 ): Promise<void> {
   config = withSecret(config, log)
-  if (!options.isRedisConfigured) await ensureLocalRedis(config, log)
-  if (config.workers > 0) return runWorkers(config, log)
+  // Until the drain handlers are in place, a signal ends start-up through process.exit: the
+  // signal's default action would skip the `exit` hook that stops the Redis we may have started.
+  const abort = (signal: NodeJS.Signals): void => {
+    log.warn({ signal }, 'signal during start-up: exiting')
+    process.exit(1)
+  }
+  for (const signal of STOP_SIGNALS) process.on(signal, abort)
+  try {
+    if (!options.isRedisConfigured) await ensureLocalRedis(config, log)
+    if (config.workers > 0) return await runWorkers(config, log)
 
-  const running = await startNode(config, log, configPorts(config), { processMetrics: true })
-  onShutdown(log, config.drainTimeoutMs, () => running.stop())
+    const running = await startNode(config, log, configPorts(config), { processMetrics: true })
+    // One process has nothing to restart in turn; SIGHUP's default action would exit without draining.
+    onShutdown(log, config.drainTimeoutMs, () => running.stop(), STOP_SIGNALS)
+  } finally {
+    for (const signal of STOP_SIGNALS) process.off(signal, abort)
+  }
 }
 
 /** Calls `drain` on any of `signals`, then exits 0; exits 1 if it takes longer than timeoutMs or on a second signal. */

@@ -2,7 +2,8 @@
  * A node's life seen from outside, with the real CLI (one node, --workers 0):
  * a node that crashes stops counting its consumers within nodeTtlMs; SIGTERM
  * drains and exits 0, and what it acknowledged is not delivered again by the
- * next node; a drain that cannot finish (Redis frozen) still ends, within
+ * next node; SIGHUP does the same in a single process (only a primary has
+ * workers to restart in turn); a drain that cannot finish (Redis frozen) still ends, within
  * drainTimeoutMs, with exit code 1.
  */
 import test from 'ava'
@@ -63,6 +64,34 @@ test('SIGTERM drains: exit 0, and the next node sends nothing that was acknowled
 
   const second = await startCli(t, { workers: 0, env: envFor(prefix) })
   const again = connectConsumer('v3 websocket', second.ports.gateway, token)
+  t.teardown(() => again.close())
+  await again.opened()
+  const producer2 = await connectProducer(t, second.ports.producer)
+  producer2.sendMessage(`user${userId}`, 'next')
+  await again.waitFor(1)
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.deepEqual(again.messages, ['next'])
+  second.signal('SIGTERM')
+  t.is(await second.exited, 0)
+})
+
+test('SIGHUP with --workers 0 drains like SIGTERM: exit 0, nothing acknowledged is sent again', async t => {
+  const prefix = uniquePrefix()
+  const first = await startCli(t, { workers: 0, env: envFor(prefix, { SNAPPER_DRAIN_SPREAD_MS: '200' }) })
+  const userId = newUserId()
+  const token = tokens.sign({ userId })
+  const producer = await connectProducer(t, first.ports.producer)
+  const consumer = connectConsumer('v4 websocket', first.ports.gateway, token)
+  t.teardown(() => consumer.close())
+  await consumer.opened()
+  for (let i = 0; i < 20; i++) producer.sendMessage(`user${userId}`, String(i))
+  await consumer.waitFor(20)
+  first.signal('SIGHUP') // a single process has nothing to restart in turn
+  t.is(await first.exited, 0, first.output())
+  consumer.close()
+
+  const second = await startCli(t, { workers: 0, env: envFor(prefix) })
+  const again = connectConsumer('v4 websocket', second.ports.gateway, token)
   t.teardown(() => again.close())
   await again.opened()
   const producer2 = await connectProducer(t, second.ports.producer)
