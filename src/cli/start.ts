@@ -35,22 +35,29 @@ export async function start(
 
     const running = await startNode(config, log, configPorts(config), { processMetrics: true })
     // One process has nothing to restart in turn; SIGHUP's default action would exit without draining.
-    onShutdown(log, config.drainTimeoutMs, () => running.stop(), STOP_SIGNALS)
+    onShutdown(log, config.drainTimeoutMs, () => running.stop(), { signals: STOP_SIGNALS })
   } finally {
     for (const signal of STOP_SIGNALS) process.off(signal, abort)
   }
 }
 
-/** Calls `drain` on any of `signals`, then exits 0; exits 1 if it takes longer than timeoutMs or on a second signal. */
+/**
+ * Calls `drain` on any of `signals`, then exits 0; exits 1 if it takes longer
+ * than timeoutMs, or on a second signal unless `repeatExits` is false.
+ */
 export function onShutdown(
   log: Logger,
   timeoutMs: number,
   drain: () => Promise<void>,
-  signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'],
+  {
+    signals = ['SIGTERM', 'SIGINT'],
+    repeatExits = true,
+  }: { signals?: readonly NodeJS.Signals[]; repeatExits?: boolean } = {},
 ): void {
   let draining = false
   const shutdown = (signal: NodeJS.Signals): void => {
     if (draining) {
+      if (!repeatExits) return log.info({ signal }, 'already draining')
       log.warn({ signal }, 'second signal: exiting now')
       process.exit(1)
     }

@@ -287,13 +287,13 @@ export async function runWorker(): Promise<void> {
     process.send(failed, undefined, undefined, () => process.exit(1))
     return
   }
-  // Ctrl-C sends SIGINT to the whole process group, and the primary passes it on as SIGTERM:
-  // a worker that took both would count the second as "exit now" and skip its drain. SIGHUP to
-  // the group (a closed terminal) is the primary's rolling restart; its default action here
-  // would kill the worker undrained.
-  process.on('SIGINT', () => {})
+  // A stop signal often reaches a worker twice: Ctrl-C (SIGINT) and systemd's stop (SIGTERM) go
+  // to the whole process group, and the primary passes them on as SIGTERM. So a worker drains
+  // once and never takes a repeat as "exit now": the drain timeout bounds it. SIGHUP to the
+  // group (a closed terminal) is the primary's rolling restart; its default action here would
+  // kill the worker undrained.
   process.on('SIGHUP', () => {})
-  onShutdown(log, config.drainTimeoutMs, () => running.stop(), ['SIGTERM'])
+  onShutdown(log, config.drainTimeoutMs, () => running.stop(), { repeatExits: false })
   const ready: WorkerMessage = { type: 'ready', ...running.ports }
   process.send?.(ready)
 }

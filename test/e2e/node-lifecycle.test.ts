@@ -103,24 +103,46 @@ test('SIGHUP with --workers 0 drains like SIGTERM: exit 0, nothing acknowledged 
   t.is(await second.exited, 0)
 })
 
-test('Ctrl-C (SIGINT to the whole process group) drains every worker once: exit 0, all delivered', async t => {
-  const prefix = uniquePrefix()
-  const cli = await startCli(t, { workers: 2, env: envFor(prefix, { SNAPPER_DRAIN_SPREAD_MS: '200' }) })
-  const userId = newUserId()
-  const producer = await connectProducer(t, cli.ports.producer)
-  const consumer = connectConsumer('v4 websocket', cli.ports.gateway + 1, tokens.sign({ userId }))
-  t.teardown(() => consumer.close())
-  await consumer.opened()
-  for (let i = 0; i < 100; i++) producer.sendMessage(`user${userId}`, String(i))
-  await consumer.waitFor(100)
-  cli.signalGroup('SIGINT')
-  t.is(await cli.exited, 0)
-  t.false(cli.output().includes('second signal'), cli.output())
-  t.deepEqual(
-    consumer.messages,
-    Array.from({ length: 100 }, (_, i) => String(i)),
-  )
-})
+// Ctrl-C, and systemd's stop (KillMode=control-group), signal every process of the group: the
+// workers get the signal twice (once from the primary). Each must still drain, once.
+for (const [signal, how] of [
+  ['SIGINT', 'Ctrl-C'],
+  ['SIGTERM', "systemd's stop"],
+] as const) {
+  test(`${how} (${signal} to the whole process group) drains every worker once: exit 0, cursors persisted`, async t => {
+    const prefix = uniquePrefix()
+    const cli = await startCli(t, { workers: 2, env: envFor(prefix, { SNAPPER_DRAIN_SPREAD_MS: '200' }) })
+    const userId = newUserId()
+    const token = tokens.sign({ userId })
+    const producer = await connectProducer(t, cli.ports.producer)
+    const consumer = connectConsumer('v4 websocket', cli.ports.gateway + 1, token)
+    t.teardown(() => consumer.close())
+    await consumer.opened()
+    for (let i = 0; i < 100; i++) producer.sendMessage(`user${userId}`, String(i))
+    await consumer.waitFor(100)
+    cli.signalGroup(signal)
+    t.is(await cli.exited, 0)
+    t.false(cli.output().includes('second signal'), cli.output())
+    t.deepEqual(
+      consumer.messages,
+      Array.from({ length: 100 }, (_, i) => String(i)),
+    )
+    consumer.close()
+
+    // The drain persisted the cursors: the next node sends nothing that was acknowledged.
+    const next = await startCli(t, { workers: 0, env: envFor(prefix) })
+    const again = connectConsumer('v4 websocket', next.ports.gateway, token)
+    t.teardown(() => again.close())
+    await again.opened()
+    const producer2 = await connectProducer(t, next.ports.producer)
+    producer2.sendMessage(`user${userId}`, 'next')
+    await again.waitFor(1)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    t.deepEqual(again.messages, ['next'])
+    next.signal('SIGTERM')
+    t.is(await next.exited, 0)
+  })
+}
 
 test('a drain that cannot finish ends within drainTimeoutMs, exit code 1', async t => {
   const frozen = await startRedis()
