@@ -42,10 +42,6 @@ export class SnapperError extends Error {
     super(message, options)
     this.name = 'SnapperError'
   }
-
-  get temporary(): boolean {
-    return ERRORS[this.code].temporary
-  }
 }
 
 export function isSnapperError(err: unknown, code?: ErrorCode): err is SnapperError {

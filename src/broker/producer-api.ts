@@ -11,6 +11,11 @@ import type { StatsCounters } from './stats.js'
  * per room (per chunk), all issued in the same tick, which ioredis sends as
  * one pipeline; with redisReplicaAcks, one pipeline per server, each ending
  * with WAIT, and the batch is answered once the replicas have it.
+ *
+ * subscribe and unsubscribe take several round trips and resolve once the
+ * consumer's node has been told; calls made before that may take effect in
+ * either order. Callers that need order wait for them: a producer connection
+ * serves them alone, an HTTP client awaits the response.
  */
 export function createProducerApi(deps: {
   log: RoomLog

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { ReplicatedWriter } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
 import type { Commands, ScriptPipeline } from '../redis/scripts.js'
@@ -28,6 +29,13 @@ export interface RoomLogOptions {
 const APPEND_CHUNK = 256
 
 /**
+ * While the replicated writer is not connected, how often an append looks
+ * again, in ms. A poll, not an event: a cluster does not pass on its node
+ * connections' events, and the server of a room may change meanwhile.
+ */
+const RECONNECT_POLL_MS = 20
+
+/**
  * The per-room log in Redis: a stream bounded by length and age, whose ids
  * carry a contiguous sequence number. One append is one script call on the
  * room's slot, whatever the room's size: fan-out happens in the nodes.
@@ -44,6 +52,9 @@ export class RoomLog {
    */
   readonly #writer: string
   #calls = 0
+  /** Replicated appends waiting for the writer to connect, and when the last of them will have been sent. */
+  #waiting = 0
+  #line: Promise<void> = Promise.resolve()
 
   constructor(redis: Commands, keys: Keys, options: RoomLogOptions) {
     this.#redis = redis
@@ -66,18 +77,61 @@ export class RoomLog {
    * replicas must confirm, one pipeline per server (every room's script calls,
    * then one WAIT). Rejects if any append fails or if fewer replicas than asked
    * confirmed in time: the messages may then be stored or not, and a retry may
-   * store them twice. The script calls are issued before this returns.
+   * store them twice. The script calls are issued before this returns; or, with
+   * replicas, while a server they go to is not connected, they wait in line
+   * and are sent in order once it is (as ioredis holds the others' commands
+   * through an outage).
+   *
+   *   appendAll ─▶ nobody waiting && servers connected ─yes─▶ send now
+   *                        │ no
+   *                        ▼
+   *               line (FIFO) ─▶ head polls until connected ─▶ send, next
    */
   appendAll(byRoom: ReadonlyMap<string, readonly string[]>): Promise<void> {
     const replicas = this.#options.replicas
     if (!replicas)
       return Promise.all(Array.from(byRoom, ([room, messages]) => this.append(room, messages))).then(() => {})
-    const { writer, acks, timeoutMs } = replicas
+    if (this.#waiting === 0) {
+      const stored = this.#sendToReplicas(byRoom, replicas)
+      if (stored) return stored
+    }
+    this.#waiting++
+    const sent = this.#line.then(() => this.#sendWhenConnected(byRoom, replicas))
+    const next = (): void => void this.#waiting--
+    this.#line = sent.then(next, next)
+    return sent.then(({ stored }) => stored)
+  }
+
+  /** Sends a batch once every server it goes to is connected; resolves (with its outcome) once sent. */
+  async #sendWhenConnected(
+    byRoom: ReadonlyMap<string, readonly string[]>,
+    replicas: NonNullable<RoomLogOptions['replicas']>,
+  ): Promise<{ stored: Promise<void> }> {
+    for (;;) {
+      const stored = this.#sendToReplicas(byRoom, replicas)
+      if (stored) return { stored }
+      await sleep(RECONNECT_POLL_MS)
+    }
+  }
+
+  /**
+   * Sends a batch through the replicated writer, one pipeline per server;
+   * resolves once stored and confirmed. Sends nothing and returns undefined if
+   * one of those servers is not connected (the call numbers it took are
+   * skipped: numbers only need to grow).
+   */
+  #sendToReplicas(
+    byRoom: ReadonlyMap<string, readonly string[]>,
+    { writer, acks, timeoutMs }: NonNullable<RoomLogOptions['replicas']>,
+  ): Promise<void> | undefined {
     const pipelines = new Map<string, ScriptPipeline>()
     for (const [room, messages] of byRoom) {
       const server = writer.serverOf(this.#keys.room(room).log)
       let pipeline = pipelines.get(server)
-      if (!pipeline) pipelines.set(server, (pipeline = writer.client.pipeline() as ScriptPipeline))
+      if (!pipeline) {
+        if (!writer.isConnected(server)) return undefined
+        pipelines.set(server, (pipeline = writer.client.pipeline() as ScriptPipeline))
+      }
       for (const args of this.#appendCalls(room, messages)) pipeline.roomAppend(...args)
     }
     const waits: Promise<void>[] = []

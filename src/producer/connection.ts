@@ -5,12 +5,16 @@
  *   socket ─▶ RespDecoder ─▶ pump ─▶ parseMessage ─▶ method (starts now) ─▶ Reply slot
  *                              ▲                                              │ in order
  *   resume ◀─ pending < max ───┘                   socket.write ◀─ per tick ◀─┘
- *            && !writeBlocked
+ *            && !writeBlocked && no subscribe/unsubscribe waiting or running
  *
  * Work is started as soon as a frame is read, without waiting for earlier
  * frames to finish (publish issues its Redis commands synchronously, so the
  * order is kept in Redis); replies wait in a FIFO of slots until every
- * earlier one is done, and go out as one write per tick.
+ * earlier one is done, and go out as one write per tick. `subscribe` and
+ * `unsubscribe` are the exception (SERVED_ALONE): each one waits until every
+ * earlier frame's work is done, and no later frame starts until its own is,
+ * so a publish right after a subscribe reaches the consumer and one right
+ * after an unsubscribe does not.
  *
  *   auth ──OK──▶ open ──close()/client FIN/framing error──▶ draining ──all answered, FIN──▶ closing ──▶ ended
  *     ├──refused/timeout: 401 (frames behind it dropped)──────▶ draining
@@ -34,7 +38,7 @@ import {
   toRpcError,
   type RpcId,
 } from './jsonrpc.js'
-import type { Method } from './methods.js'
+import { SERVED_ALONE, type Method } from './methods.js'
 import { encodeBulk, isFramingError, RespDecoder, type FramingError } from './resp.js'
 
 export interface ConnectionOptions {
@@ -56,9 +60,9 @@ export interface ProducerCounters {
   ignored: number
   /** Requests and notifications in flight (answers not yet written, publishes not yet stored). */
   pending: number
-  /** Connections not reading now, because of write backpressure or too much in flight. */
+  /** Connections not reading now: write backpressure, too much in flight, or a subscribe/unsubscribe served alone. */
   paused: number
-  /** Times a connection stopped reading for backpressure. */
+  /** Times a connection stopped reading (same reasons). */
   pauses: number
   /** Errors answered or logged, by code. */
   readonly errors: Partial<Record<ErrorCode, number>>
@@ -104,6 +108,13 @@ export class ProducerConnection {
   readonly #replies: Reply[] = []
   /** Notifications whose work is not finished (requests are counted by #replies). */
   #notificationsInFlight = 0
+  /**
+   * A SERVED_ALONE frame was read and nothing after it has started since:
+   * nothing more is read until `pending` is 0 (then #held starts, if any).
+   */
+  #isAlone = false
+  /** The SERVED_ALONE frame read while earlier work was in flight; it starts once that is done. */
+  #held: { readonly id: RpcId | undefined; readonly method: Method; readonly params: unknown } | undefined
   #outgoing: string[] = []
   #isFlushScheduled = false
   #timer: NodeJS.Timeout | undefined
@@ -229,6 +240,7 @@ export class ProducerConnection {
     this.#deps.counters.pending -= this.pending
     this.#replies.length = 0
     this.#notificationsInFlight = 0
+    this.#held = undefined
   }
 
   #onAuthTimeout = (): void => {
@@ -241,6 +253,12 @@ export class ProducerConnection {
   #pump(): void {
     if (this.#isPumping || this.#state === 'closing') return
     this.#isPumping = true
+    if (this.#isAlone && this.pending === 0 && this.#state !== 'ended') {
+      const held = this.#held
+      this.#held = undefined
+      if (held) this.#start(held.id, held.method, held.params)
+      else this.#isAlone = false
+    }
     while (!this.#isInputDone && this.#state !== 'ended' && this.#canTakeMore()) {
       const frame = this.#decoder.next()
       if (frame === undefined) {
@@ -256,7 +274,7 @@ export class ProducerConnection {
   }
 
   #canTakeMore(): boolean {
-    return !this.#isWriteBlocked && this.pending < this.#deps.options.producerMaxPending
+    return !this.#isWriteBlocked && !this.#isAlone && this.pending < this.#deps.options.producerMaxPending
   }
 
   #serve(payload: Buffer): void {
@@ -269,7 +287,7 @@ export class ProducerConnection {
       case 'request': {
         const method = message.method === 'auth' ? undefined : this.#deps.methods.get(message.method)
         if (method === undefined) return this.#answerError(message.id, 'METHOD_NOT_FOUND')
-        return this.#startRequest(message.id, method, message.params)
+        return this.#startInTurn(message.id, message.method, method, message.params)
       }
       case 'notification': {
         const method = this.#deps.methods.get(message.method)
@@ -282,9 +300,23 @@ export class ProducerConnection {
           this.#log.debug({ method: truncate(message.method, 64) }, 'notification ignored')
           return
         }
-        return this.#startNotification(method, message.params)
+        return this.#startInTurn(undefined, message.method, method, message.params)
       }
     }
+  }
+
+  /** Starts a request (with an id) or a notification now, or, if it is served alone, once nothing else is in flight. */
+  #startInTurn(id: RpcId | undefined, name: string, method: Method, params: unknown): void {
+    if (SERVED_ALONE.has(name)) {
+      this.#isAlone = true
+      if (this.pending > 0) return void (this.#held = { id, method, params })
+    }
+    this.#start(id, method, params)
+  }
+
+  #start(id: RpcId | undefined, method: Method, params: unknown): void {
+    if (id === undefined) this.#startNotification(method, params)
+    else this.#startRequest(id, method, params)
   }
 
   #authenticate(message: ReturnType<typeof parseMessage>): void {

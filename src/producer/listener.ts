@@ -38,9 +38,9 @@ export interface ProducerStats {
   readonly ignored: number
   /** Requests and publishes in flight, all connections. */
   readonly pending: number
-  /** Connections not reading now because of backpressure. */
+  /** Connections not reading now: backpressure, or a subscribe/unsubscribe served alone. */
   readonly paused: number
-  /** Times a connection stopped reading for backpressure. */
+  /** Times a connection stopped reading (same reasons). */
   readonly pauses: number
   /** Bytes held for producers: unread input, queued replies, socket write buffers. */
   readonly bufferedBytes: number

@@ -1,8 +1,11 @@
 /**
  * The methods a producer may call, from checked params to ProducerApi
- * (spec/producer-wire.md §5). Each one starts its work before returning:
- * `publish` has issued its Redis commands by then, which is what keeps a
- * connection's publish order when frames are served without waiting.
+ * (spec/producer-wire.md §5). `publish` has issued its Redis commands (or
+ * queued them in order) before it returns, which is what keeps a connection's
+ * publish order when frames are served without waiting. `subscribe` and
+ * `unsubscribe` have not: they take several round trips (read the room's
+ * head, then write the membership, then tell the consumer's node), so a
+ * connection serves them alone (SERVED_ALONE).
  */
 import {
   isBoundedString,
@@ -17,6 +20,16 @@ import { SnapperError } from '../errors.js'
 export type Method = (params: unknown) => Promise<unknown>
 
 export type MethodName = 'publish' | 'subscribe' | 'unsubscribe' | 'consumers' | 'echo'
+
+/**
+ * Methods a connection serves alone: one starts once every earlier frame's
+ * work is done, and later frames wait until it is done. So a subscribe then
+ * an unsubscribe of the same consumer leave it out; a publish right after a
+ * subscribe is delivered to the consumer, and one right after an unsubscribe
+ * is not (the consumer's node has been told by then). They are rare next to
+ * publishes, so the wait costs little.
+ */
+export const SERVED_ALONE: ReadonlySet<string> = new Set<MethodName>(['subscribe', 'unsubscribe'])
 
 /**
  * Rooms and ids must be non-empty strings, as in the original; rooms and

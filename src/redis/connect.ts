@@ -40,11 +40,19 @@ export interface ReplicatedWriter {
    * which must not delay reads and cursor writes. It never sends a command
    * again after its connection dropped (the script may have run, and a second
    * run would store the messages twice): the write fails, and the producer
-   * decides whether to retry.
+   * decides whether to retry. Send to a server only while `isConnected`.
    */
   readonly client: Commands
   /** Names the server that serves `key` now (one name on a single Redis), to group appends by server. */
   serverOf(key: string): string
+  /**
+   * Whether a pipeline for `server` would be written to its socket now. If
+   * not, ioredis would hold it in an offline queue, and the setting that
+   * keeps it from sending a command twice also fails that queue, commands
+   * never sent included, at each failed reconnect: so wait instead. True
+   * once the writer has quit (the write then fails at once).
+   */
+  isConnected(server: string): boolean
 }
 
 export interface RedisClients {
@@ -71,7 +79,8 @@ export interface RedisClients {
  * `maxRetriesPerRequest: 0`) or on the node that took over (the cluster's
  * `retryDelayOnFailover: 0`). Redirections (MOVED, ASK, TRYAGAIN,
  * CLUSTERDOWN) are still followed: Redis answers those without running the
- * command.
+ * command. `maxRetriesPerRequest: 0` also fails the offline queue at each
+ * failed reconnect, hence ReplicatedWriter.isConnected.
  */
 const writerOptions: RedisOptions = { ...baseOptions, maxRetriesPerRequest: 0 }
 
@@ -125,7 +134,13 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
     replicatedWriter() {
       if (writer) return writer
       const client = defineScripts(make('writer'))
-      client.connect().catch((err: unknown) => log.warn({ err, role: 'writer' }, 'redis connect failed')) // commands wait in the offline queue
+      client.connect().catch((err: unknown) => log.warn({ err, role: 'writer' }, 'redis connect failed')) // ioredis retries
+      // A cluster's connection to each node, by the name its slot map uses; made again when they change.
+      let nodes: Map<string, Redis> | undefined
+      if (client instanceof Cluster) {
+        const forget = (): void => void (nodes = undefined)
+        client.on('+node', forget).on('-node', forget)
+      }
       writer = {
         client,
         serverOf(key) {
@@ -133,6 +148,19 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
           // Before the slot map is known, one group per slot is always right.
           const slot = slotOf(key)
           return client.slots[slot]?.[0] ?? `slot ${slot}`
+        },
+        isConnected(server) {
+          if (client.status === 'end') return true
+          if (!(client instanceof Cluster)) return client.status === 'ready'
+          if (client.status !== 'ready') return false
+          nodes ??= new Map(
+            client.nodes('all').map(node => [`${node.options.host}:${node.options.port}`, node]),
+          )
+          const node = nodes.get(server)
+          // A cluster connects to a node on its first command (a promoted replica, say): ask it now.
+          if (node?.status === 'wait')
+            node.connect().catch((err: unknown) => log.warn({ err, role: 'writer' }, 'redis connect failed'))
+          return node?.status === 'ready'
         },
       }
       return writer
