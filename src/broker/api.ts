@@ -17,7 +17,8 @@ export interface ProducerApi {
   /**
    * Appends every message to its room's log; per room, in the order given and
    * after everything an earlier call handed over (the Redis commands are
-   * issued before this returns). Resolves with the number of messages once
+   * issued, or queued in order during an outage, before this returns).
+   * Resolves with the number of messages once
    * all of them are stored in Redis.
    */
   publish(publications: readonly Publication[]): Promise<number>
