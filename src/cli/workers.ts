@@ -132,8 +132,14 @@ export async function runWorkers(config: Config, log: Logger): Promise<void> {
     }
     return stopped
   }
-  const stopAll = (): Promise<(number | null)[]> =>
-    Promise.all(Object.values(cluster.workers ?? {}).flatMap(worker => (worker ? [stopWorker(worker)] : [])))
+  /** Stops every worker; resolves with the exit codes of those that were serving (in a slot). */
+  const stopAll = async (): Promise<(number | null)[]> => {
+    // One that never became ready has said why already; its exit code says nothing of the drain.
+    const serving = new Set(slots.map(slot => slot.worker))
+    const workers = Object.values(cluster.workers ?? {}).filter(worker => worker !== undefined)
+    const codes = await Promise.all(workers.map(stopWorker))
+    return codes.filter((_, i) => serving.has(workers[i]))
+  }
 
   // Fails fast, before any worker is forked, if Redis cannot be reached.
   const redis = await connectRedis(config, log)

@@ -85,8 +85,13 @@ type State = 'auth' | 'open' | 'draining' | 'closing' | 'ended'
 
 /** After our FIN, how long the client has to close its side before the socket is destroyed, in ms. */
 const END_GRACE_MS = 5000
-/** A graceful close sends its FIN after the client has been silent this long (or after half the drain budget), in ms. */
-const DRAIN_QUIET_MS = 25
+/**
+ * A graceful close sends its FIN after the client has been silent this long
+ * (or after half the drain budget), in ms. Long enough that a client stalled
+ * by a busy machine is not mistaken for one between bursts (25 ms lost a
+ * burst of a tight stream under load).
+ */
+const DRAIN_QUIET_MS = 200
 
 export class ProducerConnection {
   readonly #socket: Socket

@@ -25,7 +25,7 @@ test.after.always(() => server?.stop())
 
 for (const [pattern, burst, pauseMs] of [
   ['a tight stream', 20, 0],
-  ['bursts with pauses', 50, 30],
+  ['bursts with pauses', 300, 250],
 ] as const) {
   test(`${pattern}: messages sent while the listener drains are stored by it or the next one, each once, in order`, async t => {
     const config: Config = { ...defaults, redisPrefix: uniquePrefix(), tokenSecrets: [SECRET] }
