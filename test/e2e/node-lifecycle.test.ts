@@ -6,11 +6,11 @@
  * workers to restart in turn); a drain that cannot finish (Redis frozen) still ends, within
  * drainTimeoutMs, with exit code 1.
  */
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { call, connectProducer, eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { startCli } from '../helpers/cli.js'
-import { connectConsumer } from '../helpers/consumers.js'
+import { connectConsumer, type ClientKind } from '../helpers/consumers.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 
 let server: RedisServer
@@ -26,6 +26,29 @@ const envFor = (prefix: string, extra: Record<string, string> = {}): Record<stri
   SNAPPER_TOKEN_SECRETS: TEST_SECRET,
   ...extra,
 })
+
+/**
+ * After a drain: a new node on the same Redis sends the consumer nothing it
+ * acknowledged before (its cursors were persisted), only what comes next.
+ */
+async function nextNodeSendsOnlyNew(
+  t: ExecutionContext,
+  prefix: string,
+  userId: string,
+  kind: ClientKind,
+): Promise<void> {
+  const next = await startCli(t, { workers: 0, env: envFor(prefix) })
+  const again = connectConsumer(kind, next.ports.gateway, tokens.sign({ userId }))
+  t.teardown(() => again.close())
+  await again.opened()
+  const producer = await connectProducer(t, next.ports.producer)
+  producer.sendMessage(`user${userId}`, 'next')
+  await again.waitFor(1)
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.deepEqual(again.messages, ['next'])
+  next.signal('SIGTERM')
+  t.is(await next.exited, 0)
+}
 
 test('a crashed node stops counting its consumers within nodeTtlMs', async t => {
   const prefix = uniquePrefix()
@@ -62,17 +85,7 @@ test('SIGTERM drains: exit 0, and the next node sends nothing that was acknowled
   t.is(await first.exited, 0)
   consumer.close()
 
-  const second = await startCli(t, { workers: 0, env: envFor(prefix) })
-  const again = connectConsumer('v3 websocket', second.ports.gateway, token)
-  t.teardown(() => again.close())
-  await again.opened()
-  const producer2 = await connectProducer(t, second.ports.producer)
-  producer2.sendMessage(`user${userId}`, 'next')
-  await again.waitFor(1)
-  await new Promise(resolve => setTimeout(resolve, 200))
-  t.deepEqual(again.messages, ['next'])
-  second.signal('SIGTERM')
-  t.is(await second.exited, 0)
+  await nextNodeSendsOnlyNew(t, prefix, userId, 'v3 websocket')
 })
 
 test('SIGHUP with --workers 0 drains like SIGTERM: exit 0, nothing acknowledged is sent again', async t => {
@@ -90,17 +103,7 @@ test('SIGHUP with --workers 0 drains like SIGTERM: exit 0, nothing acknowledged 
   t.is(await first.exited, 0, first.output())
   consumer.close()
 
-  const second = await startCli(t, { workers: 0, env: envFor(prefix) })
-  const again = connectConsumer('v4 websocket', second.ports.gateway, token)
-  t.teardown(() => again.close())
-  await again.opened()
-  const producer2 = await connectProducer(t, second.ports.producer)
-  producer2.sendMessage(`user${userId}`, 'next')
-  await again.waitFor(1)
-  await new Promise(resolve => setTimeout(resolve, 200))
-  t.deepEqual(again.messages, ['next'])
-  second.signal('SIGTERM')
-  t.is(await second.exited, 0)
+  await nextNodeSendsOnlyNew(t, prefix, userId, 'v4 websocket')
 })
 
 // Ctrl-C, and systemd's stop (KillMode=control-group), signal every process of the group: the
@@ -130,17 +133,7 @@ for (const [signal, how] of [
     consumer.close()
 
     // The drain persisted the cursors: the next node sends nothing that was acknowledged.
-    const next = await startCli(t, { workers: 0, env: envFor(prefix) })
-    const again = connectConsumer('v4 websocket', next.ports.gateway, token)
-    t.teardown(() => again.close())
-    await again.opened()
-    const producer2 = await connectProducer(t, next.ports.producer)
-    producer2.sendMessage(`user${userId}`, 'next')
-    await again.waitFor(1)
-    await new Promise(resolve => setTimeout(resolve, 200))
-    t.deepEqual(again.messages, ['next'])
-    next.signal('SIGTERM')
-    t.is(await next.exited, 0)
+    await nextNodeSendsOnlyNew(t, prefix, userId, 'v4 websocket')
   })
 }
 
