@@ -4,9 +4,9 @@
  * batch the client answers with an error.
  */
 import test from 'ava'
-import { WebSocket } from 'ws'
 import { Tokens } from '../../src/auth/token.js'
 import { eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { RawConsumer } from '../helpers/raw-consumer.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 let server: RedisServer
@@ -16,57 +16,6 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 const tokens = new Tokens([TEST_SECRET])
-
-/** A raw Engine.IO 4 websocket consumer: answers pings, records the batches it is sent. */
-class RawConsumer {
-  readonly batches: { id: string; params: string[] }[] = []
-  readonly socket: WebSocket
-  isOpen = false
-  isClosed = false
-  #waiters = new Set<() => void>()
-
-  constructor(port: number, token: string) {
-    this.socket = new WebSocket(`ws://127.0.0.1:${port}/websocket/?EIO=4&transport=websocket&token=${token}`)
-    this.socket.on('open', () => (this.isOpen = true))
-    this.socket.on('message', data => {
-      const text = String(data)
-      if (text === '2') this.socket.send('3')
-      if (!text.startsWith('4')) return
-      const frame = JSON.parse(text.slice(1)) as { id: string; method?: string; params: string[] }
-      if (frame.method === 'publish') this.batches.push({ id: frame.id, params: frame.params })
-      for (const wake of this.#waiters) wake()
-    })
-    this.socket.on('close', () => {
-      this.isClosed = true
-      for (const wake of this.#waiters) wake()
-    })
-  }
-
-  opened(): Promise<void> {
-    return this.isOpen ? Promise.resolve() : new Promise(resolve => this.socket.once('open', () => resolve()))
-  }
-
-  answer(reply: Record<string, unknown>): void {
-    this.socket.send(`4${JSON.stringify({ jsonrpc: '2.0', ...reply })}`)
-  }
-
-  until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const wake = (): void => {
-        if (!check()) return
-        this.#waiters.delete(wake)
-        clearTimeout(timer)
-        resolve()
-      }
-      const timer = setTimeout(() => {
-        this.#waiters.delete(wake)
-        reject(new Error('condition not met in time'))
-      }, timeoutMs)
-      this.#waiters.add(wake)
-      wake()
-    })
-  }
-}
 
 // CLIENT PAUSE holds every client of this file's Redis: no other test may run meanwhile.
 test.serial(
@@ -86,12 +35,12 @@ test.serial(
     await second.opened()
     t.false(first.isOpen, 'the first handshake is still waiting on Redis')
     await first.opened()
-    await second.until(() => second.isClosed)
+    await second.until(() => second.closed)
 
     await broker.core.producerApi.publish([[`user${userId}`, 'hello']])
     await first.until(() => first.batches.length === 1)
     t.deepEqual(first.batches[0]!.params, ['hello'])
-    first.answer({ id: first.batches[0]!.id, result: 'OK' })
+    first.ack(first.batches[0]!.id)
 
     first.socket.close()
     await eventually(() => broker.node.online === 0)
@@ -111,13 +60,13 @@ test('a batch answered with an error comes again under a new id, so a client tha
   ])
   await consumer.until(() => consumer.batches.length === 1)
   const failed = consumer.batches[0]!
-  consumer.answer({ id: failed.id, error: { code: -32000, message: 'busy' } })
+  consumer.send({ jsonrpc: '2.0', id: failed.id, error: { code: -32000, message: 'busy' } })
   await consumer.until(() => consumer.batches.length === 2)
   const again = consumer.batches[1]!
   t.not(again.id, failed.id)
   t.deepEqual(again.params, ['a', 'b'])
 
-  consumer.answer({ id: again.id, result: 'OK' })
+  consumer.ack(again.id)
   await broker.core.producerApi.publish([[`user${userId}`, 'c']])
   await consumer.until(() => consumer.batches.length === 3)
   t.deepEqual(consumer.batches[2]!.params, ['c'], 'the acknowledged retry is not sent once more')

@@ -8,6 +8,7 @@ import test from 'ava'
 import { WebSocket } from 'ws'
 import { consumerIdOf, Tokens } from '../../src/auth/token.js'
 import { call, connectProducer, eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { RawConsumer } from '../helpers/raw-consumer.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 let server: RedisServer
@@ -17,74 +18,6 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 const tokens = new Tokens([TEST_SECRET])
-
-/** A raw Engine.IO 4 websocket consumer that answers pings and records the JSON-RPC it gets. */
-class RawConsumer {
-  readonly frames: { id?: string; method?: string; params?: string[]; result?: unknown }[] = []
-  readonly socket: WebSocket
-  closed = false
-  #waiters = new Set<() => void>()
-
-  constructor(port: number, token: string) {
-    this.socket = new WebSocket(`ws://127.0.0.1:${port}/websocket/?EIO=4&transport=websocket&token=${token}`)
-    this.socket.on('message', data => {
-      const text = String(data)
-      if (text === '2') this.socket.send('3')
-      else if (text.startsWith('4'))
-        this.frames.push(JSON.parse(text.slice(1)) as RawConsumer['frames'][number])
-      for (const wake of this.#waiters) wake()
-    })
-    this.socket.on('close', () => {
-      this.closed = true
-      for (const wake of this.#waiters) wake()
-    })
-  }
-
-  get batches(): { id: string; params: string[] }[] {
-    return this.frames.filter(f => f.method === 'publish') as { id: string; params: string[] }[]
-  }
-
-  opened(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.socket.once('open', () => resolve())
-      this.socket.once('error', reject)
-    })
-  }
-
-  send(value: unknown): void {
-    this.socket.send(`4${JSON.stringify(value)}`)
-  }
-
-  /** An echo round trip. */
-  request(text: string): Promise<unknown> {
-    const id = `q${this.frames.length}:${text}`
-    this.send({ jsonrpc: '2.0', id, method: 'echo', params: [text] })
-    return this.until(() => this.frames.some(f => f.id === id)).then(
-      () => this.frames.find(f => f.id === id)?.result,
-    )
-  }
-
-  ack(id: string): void {
-    this.send({ jsonrpc: '2.0', id, result: 'OK' })
-  }
-
-  until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const wake = (): void => {
-        if (!check()) return
-        this.#waiters.delete(wake)
-        clearTimeout(timer)
-        resolve()
-      }
-      const timer = setTimeout(() => {
-        this.#waiters.delete(wake)
-        reject(new Error('condition not met in time'))
-      }, timeoutMs)
-      this.#waiters.add(wake)
-      wake()
-    })
-  }
-}
 
 test('refusals come before any upgrade, with the Engine.IO status and code', async t => {
   const { ports } = await startBroker(t, server.url)
