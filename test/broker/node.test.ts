@@ -1,7 +1,7 @@
 import test from 'ava'
 import type { Redis } from 'ioredis'
 import { userRoom } from '../../src/redis/keys.js'
-import { eventually, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { eventually, publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 
@@ -10,11 +10,6 @@ const redis = redisPerFile(test)
 const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
 const consumerId = () => `t.consumer${++n}`
-const publishAll = (
-  api: { publish: (p: [string, string][]) => Promise<number> },
-  room: string,
-  messages: string[],
-) => api.publish(messages.map(m => [room, m] as [string, string]))
 
 for (const topology of TOPOLOGIES) {
   test(`${topology}: messages to the user room arrive in order, in batches of at most 50, one in flight`, async t => {

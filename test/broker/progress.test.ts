@@ -6,18 +6,13 @@
  */
 import test from 'ava'
 import { uniquePrefix } from '../helpers/redis.js'
-import { range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 
 const redis = redisPerFile(test)
 const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
 const consumerId = (): string => `t.progress${++n}`
-const publishAll = (
-  api: { publish: (p: [string, string][]) => Promise<number> },
-  room: string,
-  messages: string[],
-) => api.publish(messages.map(m => [room, m] as [string, string]))
 
 for (const topology of TOPOLOGIES) {
   test(`${topology}: after a crash, the next node resumes from the last flushed progress: nothing lost, only the unflushed again`, async t => {

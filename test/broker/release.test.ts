@@ -5,7 +5,7 @@
 import test from 'ava'
 import { formatCursor } from '../../src/broker/cursor.js'
 import { userRoom } from '../../src/redis/keys.js'
-import { eventually, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { eventually, publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 
 const redis = redisPerFile(test)
@@ -32,7 +32,7 @@ test.serial('cluster: the released notice is sent only once the cursors are comm
   const paused = cluster.nodeClient((await cluster.masterOf(rooms)).port)
 
   const sink = await new RecordingSink(node).connect(id, USER)
-  await core.producerApi.publish(range(3).map(m => [userRoom(USER), m] as [string, string]))
+  await publishAll(core.producerApi, userRoom(USER), range(3))
   await sink.waitFor(3)
   await eventually(() => sink.outbox!.inflight === undefined) // acknowledged, not flushed
   const last = sink.batches[sink.batches.length - 1]!.entries.at(-1)!

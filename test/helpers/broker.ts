@@ -1,5 +1,6 @@
 import type { ExecutionContext } from 'ava'
 import { defaults, type Config, type RedisTarget } from '../../src/config/defaults.js'
+import type { ProducerApi } from '../../src/broker/api.js'
 import type { Batch } from '../../src/broker/batch.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { BrokerNode, type ConsumerSink } from '../../src/broker/node.js'
@@ -126,6 +127,10 @@ export class RecordingSink implements ConsumerSink {
 }
 
 export const range = (n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => String(from + i))
+
+/** Publishes `messages` to one room through a core's producer API, in one batch. */
+export const publishAll = (api: ProducerApi, room: string, messages: readonly string[]): Promise<number> =>
+  api.publish(messages.map(message => [room, message] as const))
 
 /** Resolves when `check` holds, polling every 10 ms (rejects after timeoutMs). */
 export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
