@@ -7,13 +7,10 @@
 import { once } from 'node:events'
 import { createServer, connect, type Socket } from 'node:net'
 import test from 'ava'
-import { Tokens } from '../../src/auth/token.js'
 import { ORIGIN } from '../../src/broker/cursor.js'
-import { silentLogger } from '../../src/log.js'
-import { createProducerListener } from '../../src/producer/listener.js'
 import { eventually, startTestNode } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
-import { AUTH_FRAME, AUTH_OK, frame, RawClient, SECRET } from '../producer/setup.js'
+import { authedRawProducer, frame, SECRET } from '../producer/setup.js'
 
 interface OutageProxy {
   readonly url: string
@@ -85,18 +82,7 @@ test('standalone with a replica: a publish request and a notification sent durin
   const proxy = await startOutageProxy(master.port)
   t.teardown(() => proxy.close())
   const { core, config } = await startTestNode(t, proxy.url, { redisReplicaAcks: 1, tokenSecrets: [SECRET] })
-  const listener = createProducerListener({
-    config,
-    tokens: new Tokens(config.tokenSecrets),
-    api: core.producerApi,
-    logger: silentLogger,
-  })
-  const port = await listener.listen(0, '127.0.0.1')
-  t.teardown(() => listener.close())
-  const producer = await RawClient.connect(port)
-  t.teardown(() => producer.socket.destroy())
-  producer.send(AUTH_FRAME)
-  t.is(await producer.expect(AUTH_OK), AUTH_OK)
+  const { listener, producer } = await authedRawProducer(t, core, config)
   producer.send(publish('before', 'r', 'before'))
   t.is(await producer.expect(reply('before', 1)), reply('before', 1))
 

@@ -5,15 +5,12 @@
  * original broker. On every Redis setup, with and without replica acks.
  */
 import test, { type ExecutionContext } from 'ava'
-import { Tokens } from '../../src/auth/token.js'
 import type { BrokerCore } from '../../src/broker/core.js'
 import type { BrokerNode } from '../../src/broker/node.js'
-import { silentLogger } from '../../src/log.js'
-import { createProducerListener } from '../../src/producer/listener.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { eventually, newUserId, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, type Topology } from '../helpers/topology.js'
-import { AUTH_FRAME, AUTH_OK, frame, RawClient, SECRET } from './setup.js'
+import { authedRawProducer, frame, type RawClient, SECRET } from './setup.js'
 
 const redis = redisPerFile(test)
 
@@ -36,14 +33,7 @@ async function start(
     tokenSecrets: [SECRET],
     redisReplicaAcks: setup.redisReplicaAcks,
   })
-  const tokens = new Tokens(config.tokenSecrets)
-  const listener = createProducerListener({ config, tokens, api: core.producerApi, logger: silentLogger })
-  const port = await listener.listen(0, '127.0.0.1')
-  t.teardown(() => listener.close())
-  const producer = await RawClient.connect(port)
-  t.teardown(() => producer.socket.destroy())
-  producer.send(AUTH_FRAME)
-  t.is(await producer.expect(AUTH_OK), AUTH_OK)
+  const { producer } = await authedRawProducer(t, core, config)
   return { core, node, producer }
 }
 

@@ -9,7 +9,7 @@ import type { ExecutionContext } from 'ava'
 import type { Redis } from 'ioredis'
 import Producer from 'snapper-producer'
 import { Tokens } from '../../src/auth/token.js'
-import { createBrokerCore } from '../../src/broker/core.js'
+import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
 import { createProducerListener, type ProducerListener } from '../../src/producer/listener.js'
@@ -92,6 +92,23 @@ export async function startListener(
       return client
     },
   }
+}
+
+/** A producer listener over `core` and a raw socket authenticated to it, both closed at teardown. */
+export async function authedRawProducer(
+  t: ExecutionContext,
+  core: BrokerCore,
+  config: Config,
+): Promise<{ listener: ProducerListener; producer: RawClient }> {
+  const tokens = new Tokens(config.tokenSecrets)
+  const listener = createProducerListener({ config, tokens, api: core.producerApi, logger: silentLogger })
+  const port = await listener.listen(0, '127.0.0.1')
+  t.teardown(() => listener.close())
+  const producer = await RawClient.connect(port)
+  t.teardown(() => producer.socket.destroy())
+  producer.send(AUTH_FRAME)
+  t.is(await producer.expect(AUTH_OK), AUTH_OK)
+  return { listener, producer }
 }
 
 /** Sends a toa-net thunk request and awaits its answer. */
