@@ -4,10 +4,10 @@
  * again after the reconnect, and each message is still stored, announced and
  * delivered once (room_append-3.lua numbers each call of a writer).
  */
-import { createServer, connect, type Server, type Socket } from 'node:net'
 import test from 'ava'
 import { userRoom } from '../../src/redis/keys.js'
 import { range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { startRedisProxy } from '../helpers/redis-proxy.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 let redis: RedisServer
@@ -16,67 +16,10 @@ test.before(async () => {
 })
 test.after.always(() => redis?.stop())
 
-interface ReplyLosingProxy {
-  readonly url: string
-  /**
-   * The next request that contains `marker` reaches Redis; at the next bytes
-   * Redis sends back on that connection (Redis has run it), every connection
-   * is cut and those bytes are lost.
-   */
-  loseReplyTo(marker: string): void
-  readonly cuts: number
-  close(): void
-}
-
-/** A TCP proxy in front of Redis that loses replies on demand. */
-async function startReplyLosingProxy(redisPort: number): Promise<ReplyLosingProxy> {
-  const sockets = new Set<Socket>()
-  let marker: string | undefined
-  let cuts = 0
-  const track = (socket: Socket): Socket => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-    socket.on('error', () => {})
-    return socket
-  }
-  const server: Server = createServer(client => {
-    track(client)
-    const upstream = track(connect(redisPort, '127.0.0.1'))
-    let losing = false
-    client.on('data', (chunk: Buffer) => {
-      if (marker !== undefined && chunk.includes(marker)) {
-        marker = undefined
-        losing = true
-      }
-      upstream.write(chunk)
-    })
-    upstream.on('data', (chunk: Buffer) => {
-      if (!losing) return void client.write(chunk)
-      cuts++
-      for (const socket of sockets) socket.destroy()
-    })
-    client.on('close', () => upstream.destroy())
-    upstream.on('close', () => client.destroy())
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    loseReplyTo: (text: string) => void (marker = text),
-    get cuts() {
-      return cuts
-    },
-    close: () => {
-      server.close()
-      for (const socket of sockets) socket.destroy()
-    },
-  }
-}
-
 const USER = '55a07f2dee06c78e1357b0ad'
 
 test('appends whose replies were lost are sent again and stored once: log, announcements and delivery exactly once, in order', async t => {
-  const proxy = await startReplyLosingProxy(redis.port)
+  const proxy = await startRedisProxy(redis.port)
   t.teardown(() => proxy.close())
   const { node, core } = await startTestNode(t, proxy.url)
   const sink = await new RecordingSink(node).connect('t.lost-replies', USER)

@@ -4,59 +4,12 @@
  * (as without replica acks), instead of failing at the writer's first failed
  * reconnect. Only appends already written to the socket may fail.
  */
-import { once } from 'node:events'
-import { createServer, connect, type Socket } from 'node:net'
 import test from 'ava'
 import { ORIGIN } from '../../src/broker/cursor.js'
 import { eventually, startTestNode } from '../helpers/broker.js'
+import { startRedisProxy } from '../helpers/redis-proxy.js'
 import { startRedis } from '../helpers/redis.js'
 import { authedRawProducer, frame, SECRET } from '../producer/setup.js'
-
-interface OutageProxy {
-  readonly url: string
-  /** Cuts every connection, and every new one at once, until up(). */
-  down(): void
-  up(): void
-  close(): void
-}
-
-/** A TCP proxy in front of Redis that can play an outage (Redis itself and its replica are untouched). */
-async function startOutageProxy(redisPort: number): Promise<OutageProxy> {
-  const sockets = new Set<Socket>()
-  let isDown = false
-  const track = (socket: Socket): Socket => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-    socket.on('error', () => {})
-    return socket
-  }
-  const server = createServer(client => {
-    track(client)
-    if (isDown) return void client.destroy()
-    const upstream = track(connect(redisPort, '127.0.0.1'))
-    client.pipe(upstream).pipe(client)
-    client.on('close', () => upstream.destroy())
-    upstream.on('close', () => client.destroy())
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  const cutAll = (): void => {
-    for (const socket of sockets) socket.destroy()
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    down() {
-      isDown = true
-      cutAll()
-    },
-    up: () => void (isDown = false),
-    close() {
-      server.close()
-      cutAll()
-    },
-  }
-}
 
 const publish = (id: string | undefined, room: string, message: string): string =>
   frame(
@@ -79,7 +32,7 @@ test('standalone with a replica: a publish request and a notification sent durin
     await masterClient.set('probe', 'x')
     if ((await masterClient.wait(1, 1000)) === 1) break
   }
-  const proxy = await startOutageProxy(master.port)
+  const proxy = await startRedisProxy(master.port)
   t.teardown(() => proxy.close())
   const { core, config } = await startTestNode(t, proxy.url, { redisReplicaAcks: 1, tokenSecrets: [SECRET] })
   const { listener, producer } = await authedRawProducer(t, core, config)
