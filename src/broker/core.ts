@@ -30,17 +30,18 @@ export interface BrokerCore {
 
 export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger: Logger): BrokerCore {
   const keys = new Keys(config.redisPrefix)
-  const { commands, sharded } = redis
+  const { commands, pubsub } = redis
   const acks = config.redisReplicaAcks
   const log = new RoomLog(commands, keys, {
     maxLen: config.roomLogMaxLen,
     ttlSec: config.messageTtlSec,
-    sharded,
+    publishCommand: pubsub.publishCommand,
+    resendsInOrder: redis.resendsInOrder,
     ...(acks > 0 && {
       replicas: { acks, timeoutMs: REPLICA_ACK_TIMEOUT_MS, writer: redis.replicatedWriter() },
     }),
   })
-  const membership = new Membership(commands, keys, log, { ttlSec: config.consumerTtlSec, sharded })
+  const membership = new Membership(commands, pubsub, keys, log, { ttlSec: config.consumerTtlSec })
   const presence = new Presence(commands, keys, config.consumerTtlSec)
   const stats = new StatsCounters()
   const producerApi = createProducerApi({ log, membership, presence, stats, logger })

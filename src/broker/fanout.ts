@@ -1,6 +1,6 @@
-import type { Cluster, Redis } from 'ioredis'
 import type { Logger } from '../log.js'
 import type { Keys } from '../redis/keys.js'
+import type { PubSub } from '../redis/pubsub.js'
 import { batchLength, type Batch, type Entry } from './batch.js'
 import { decodeAnnouncement } from './control.js'
 import type { Cursor } from './cursor.js'
@@ -20,7 +20,6 @@ interface LocalRoom {
 }
 
 export interface FanoutOptions {
-  readonly sharded: boolean
   readonly batchMaxMessages: number
   readonly batchMaxBytes: number
   /** Messages a room keeps in memory for members that fall behind; 0 keeps none. */
@@ -38,9 +37,8 @@ export interface FanoutOptions {
  * delivery frame are shared by all members that are in step.
  */
 export class Fanout {
-  readonly #subscriber: Redis | Cluster
+  readonly #pubsub: PubSub
   readonly #keys: Keys
-  readonly #sharded: boolean
   readonly #batchMax: number
   readonly #batchMaxBytes: number
   readonly #recentMessages: number
@@ -56,10 +54,9 @@ export class Fanout {
   /** Counts announcements, joins and resyncs, in the order they reach this node. */
   #ticks = 0
 
-  constructor(subscriber: Redis | Cluster, keys: Keys, options: FanoutOptions, log: Logger) {
-    this.#subscriber = subscriber
+  constructor(pubsub: PubSub, keys: Keys, options: FanoutOptions, log: Logger) {
+    this.#pubsub = pubsub
     this.#keys = keys
-    this.#sharded = options.sharded
     this.#batchMax = options.batchMaxMessages
     this.#batchMaxBytes = options.batchMaxBytes
     this.#recentMessages = options.recentMessages
@@ -68,7 +65,7 @@ export class Fanout {
     this.#log = log
     // Announcements made while the subscriber is down never arrive: a window could then end
     // before the log does, and a member at its end would wrongly believe it is up to date.
-    subscriber.on('close', () => {
+    pubsub.onClose(() => {
       for (const local of this.#rooms.values()) local.recent.clear()
     })
   }
@@ -87,11 +84,8 @@ export class Fanout {
     let local = this.#rooms.get(room)
     if (!local) {
       const channel = this.#keys.room(room).channel
-      const subscribing = this.#sharded
-        ? this.#subscriber.ssubscribe(channel)
-        : this.#subscriber.subscribe(channel)
       // A failed subscribe still lets members read the log; the resync after the subscriber reconnects heals the rest.
-      const subscribed = subscribing.then(
+      const subscribed = this.#pubsub.subscribe(channel).then(
         () => {},
         (err: unknown) => this.#log.warn({ err, room }, 'subscribe failed'),
       )
@@ -116,10 +110,9 @@ export class Fanout {
     this.#rooms.delete(room)
     this.#byChannel.delete(local.channel)
     local.recent.clear()
-    const unsubscribe = this.#sharded
-      ? this.#subscriber.sunsubscribe(local.channel)
-      : this.#subscriber.unsubscribe(local.channel)
-    unsubscribe.catch((err: unknown) => this.#log.warn({ err, room }, 'unsubscribe failed'))
+    this.#pubsub
+      .unsubscribe(local.channel)
+      .catch((err: unknown) => this.#log.warn({ err, room }, 'unsubscribe failed'))
   }
 
   /** An announcement from Redis: fan it out to the room's local members. */

@@ -1,4 +1,5 @@
 import type { Keys } from '../redis/keys.js'
+import type { PubSub } from '../redis/pubsub.js'
 import type { Commands } from '../redis/scripts.js'
 import { encodeControl, type ControlMessage } from './control.js'
 import { formatCursor } from './cursor.js'
@@ -14,15 +15,15 @@ export class Membership {
   readonly #redis: Commands
   readonly #keys: Keys
   readonly #log: RoomLog
+  readonly #pubsub: PubSub
   readonly #ttlSec: number
-  readonly #publish: 'publish' | 'spublish'
 
-  constructor(redis: Commands, keys: Keys, log: RoomLog, options: { ttlSec: number; sharded: boolean }) {
+  constructor(redis: Commands, pubsub: PubSub, keys: Keys, log: RoomLog, options: { ttlSec: number }) {
     this.#redis = redis
+    this.#pubsub = pubsub
     this.#keys = keys
     this.#log = log
     this.#ttlSec = options.ttlSec
-    this.#publish = options.sharded ? 'spublish' : 'publish'
   }
 
   async join(room: string, consumerId: string): Promise<0 | 1> {
@@ -42,6 +43,6 @@ export class Membership {
 
   /** Sends a control message to one node. */
   tell(nodeId: string, message: ControlMessage): Promise<unknown> {
-    return this.#redis[this.#publish](this.#keys.nodeChannel(nodeId), encodeControl(message))
+    return this.#pubsub.publish(this.#keys.nodeChannel(nodeId), encodeControl(message))
   }
 }

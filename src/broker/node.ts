@@ -109,10 +109,9 @@ export class BrokerNode implements OutboxHost {
     this.batchMaxBytes = config.batchMaxBytes
     this.maxQueue = config.consumerMaxQueue
     this.#fanout = new Fanout(
-      core.redis.subscriber,
+      core.redis.pubsub,
       core.keys,
       {
-        sharded: core.redis.sharded,
         batchMaxMessages: config.batchMaxMessages,
         batchMaxBytes: config.batchMaxBytes,
         recentMessages: 2 * config.consumerMaxQueue,
@@ -152,27 +151,16 @@ export class BrokerNode implements OutboxHost {
   /** Subscribes the control channel, marks the node alive, starts the timers. */
   async start(): Promise<void> {
     const { redis, keys, presence } = this.#core
-    const { subscriber, sharded } = redis
+    const { pubsub } = redis
     const control = keys.nodeChannel(this.id)
-    subscriber.on(sharded ? 'smessageBuffer' : 'messageBuffer', (channel: Buffer | string, bytes: Buffer) => {
-      const name = channel.toString()
-      if (name === control) this.#onControl(bytes)
-      else this.#fanout.announce(name, bytes)
+    pubsub.onMessage((channel, bytes) => {
+      if (channel === control) this.#onControl(bytes)
+      else this.#fanout.announce(channel, bytes)
     })
-    // After a reconnect ioredis resubscribes, but what was published meanwhile is gone:
-    // joins and leaves are read again from Redis, and every room log from its cursor.
-    let ready = false
-    subscriber.on('ready', () => {
-      if (ready) this.#resync()
-      ready = true
-    })
-    ready = subscriber.status === 'ready'
-    // On a cluster each master has its own subscriber connection; the cluster client stays
-    // ready while one of them drops or its master fails over. ioredis makes it again for the
-    // master that serves its slots now, resubscribes, and says so with `subscribersReady`
-    // (also after attempts that failed, while a failover is still going on).
-    if (sharded) subscriber.on('subscribersReady', () => this.#resync())
-    await (sharded ? subscriber.ssubscribe(control) : subscriber.subscribe(control))
+    // What was published while the subscriber was away is gone: joins and leaves are
+    // read again from Redis, and every room log from its cursor.
+    pubsub.onResubscribed(() => this.#resync())
+    await pubsub.subscribe(control)
     await presence.touchNode(this.id, this.#config.nodeTtlMs)
 
     const every = (ms: number, task: () => Promise<unknown> | void): void => {

@@ -16,8 +16,10 @@ export interface RoomLogOptions {
   readonly maxLen: number
   /** How long a room keeps a message, in seconds. */
   readonly ttlSec: number
-  /** Announce with SPUBLISH (Redis Cluster) instead of PUBLISH. */
-  readonly sharded: boolean
+  /** The command the append script announces with (PubSub.publishCommand). */
+  readonly publishCommand: 'PUBLISH' | 'SPUBLISH'
+  /** Whether a call ioredis sends again runs before later ones (RedisClients.resendsInOrder). */
+  readonly resendsInOrder: boolean
   /**
    * Replicas that must have a batch before it counts as stored (WAIT on each
    * server the batch went to, through `writer`). Absent: the master's reply is enough.
@@ -46,9 +48,9 @@ export class RoomLog {
   readonly #options: RoomLogOptions
   /**
    * Numbers every script call, so that a call ioredis sends again after a lost
-   * reply is stored once (room_append-3.lua). Not on a Redis Cluster: a call
-   * retried on the master that took over may run after later ones, and its
-   * number would then skip a call that was never stored.
+   * reply is stored once (room_append-3.lua). Only where resent calls keep
+   * their order: a call retried after later ones ran would see a higher
+   * number stored and be skipped, though it never was.
    */
   readonly #writer: string
   #calls = 0
@@ -60,7 +62,7 @@ export class RoomLog {
     this.#redis = redis
     this.#keys = keys
     this.#options = options
-    this.#writer = options.sharded ? '' : randomBytes(9).toString('base64url')
+    this.#writer = options.resendsInOrder ? randomBytes(9).toString('base64url') : ''
   }
 
   /**
@@ -148,12 +150,11 @@ export class RoomLog {
   /** The arguments of the script calls that append `messages` to `room`, each call numbered. */
   #appendCalls(room: string, messages: readonly string[]): Parameters<Commands['roomAppend']>[] {
     const { log, head, channel } = this.#keys.room(room)
-    const { maxLen, ttlSec, sharded } = this.#options
-    const publish = sharded ? 'SPUBLISH' : 'PUBLISH'
+    const { maxLen, ttlSec, publishCommand } = this.#options
     const calls: Parameters<Commands['roomAppend']>[] = []
     for (let start = 0; start < messages.length; start += APPEND_CHUNK) {
       const chunk = messages.slice(start, start + APPEND_CHUNK)
-      calls.push([log, head, channel, maxLen, ttlSec, publish, this.#writer, ++this.#calls, ...chunk])
+      calls.push([log, head, channel, maxLen, ttlSec, publishCommand, this.#writer, ++this.#calls, ...chunk])
     }
     return calls
   }

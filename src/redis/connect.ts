@@ -1,6 +1,7 @@
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '../config/defaults.js'
 import type { Logger } from '../log.js'
+import { createPubSub, type PubSub } from './pubsub.js'
 import { defineScripts, type Commands } from './scripts.js'
 import { slotOf } from './slot.js'
 
@@ -58,14 +59,21 @@ export interface ReplicatedWriter {
 export interface RedisClients {
   /** Commands and scripts; auto-pipelined on a cluster. */
   readonly commands: Commands
+  /** Publish and subscribe, plain on one Redis, sharded on a Cluster. */
+  readonly pubsub: PubSub
   /**
-   * A connection in subscriber mode. On a Cluster: sharded subscribers, one per
-   * master that serves a subscribed channel; ioredis makes them again after a
-   * failover or a dropped connection, resubscribes, then emits `subscribersReady`.
+   * The connection in subscriber mode behind `pubsub` (on a Cluster: sharded
+   * subscribers, one per master that serves a subscribed channel). Only for
+   * tests that cut it; everything else goes through `pubsub`.
    */
   readonly subscriber: Redis | Cluster
-  /** On a cluster, announcements use SPUBLISH/SSUBSCRIBE so each reaches only its shard. */
-  readonly sharded: boolean
+  /**
+   * Whether a command that ioredis sends again after a lost reply still runs
+   * before every command issued after it: on one Redis, yes (one connection,
+   * in order); on a Cluster, no (it may be retried on the master that took
+   * over, after later commands ran there).
+   */
+  readonly resendsInOrder: boolean
   /** The writer for appends that wait for replicas; made (and connected) on the first call. */
   replicatedWriter(): ReplicatedWriter
   /** Resolves once both connections are up; rejects if Redis cannot be reached within timeoutMs. */
@@ -129,8 +137,9 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
 
   return {
     commands,
+    pubsub: createPubSub(commands, subscriber, sharded),
     subscriber,
-    sharded,
+    resendsInOrder: !sharded,
     replicatedWriter() {
       if (writer) return writer
       const client = defineScripts(make('writer'))

@@ -111,14 +111,13 @@ for (const topology of TOPOLOGIES) {
     await sink.waitFor(1)
     const keys = core.keys.room(userRoom(USER))
     // Appended, but announced where nobody listens (a channel on the room's slot):
-    const publish = core.redis.sharded ? 'SPUBLISH' : 'PUBLISH'
     await core.redis.commands.roomAppend(
       keys.log,
       keys.head,
       `${keys.channel}:nowhere`,
       config.roomLogMaxLen,
       60,
-      publish,
+      core.redis.pubsub.publishCommand,
       '',
       0,
       '2',

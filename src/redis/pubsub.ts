@@ -1,0 +1,112 @@
+import type { Cluster, Redis } from 'ioredis'
+import type { Commands } from './scripts.js'
+
+/**
+ * Redis pub/sub as the broker uses it, whatever the topology. On one Redis:
+ * plain channels (SUBSCRIBE, PUBLISH). On a Redis Cluster: sharded channels
+ * (SSUBSCRIBE, SPUBLISH), so that a message travels only within the shard
+ * that serves its channel's slot, not to every server of the cluster. The
+ * broker talks to this interface and never names either.
+ */
+export interface PubSub {
+  /** The command a Lua script announces with (room_append-3.lua ARGV[3]). */
+  readonly publishCommand: 'PUBLISH' | 'SPUBLISH'
+  /** Publishes on the command connection. */
+  publish(channel: string, message: Buffer): Promise<unknown>
+  subscribe(channel: string): Promise<unknown>
+  unsubscribe(channel: string): Promise<unknown>
+  /** Every message of every subscribed channel, as ioredis received it (the Buffer is the listener's to keep). */
+  onMessage(listener: (channel: string, message: Buffer) => void): void
+  /**
+   * The subscriber is back after a lost connection (on a Cluster: one of its
+   * shard connections, after a failover too) and ioredis has subscribed its
+   * channels again; what was published meanwhile never arrives.
+   */
+  onResubscribed(listener: () => void): void
+  /** The subscriber connection closed: messages may be lost from now until onResubscribed. */
+  onClose(listener: () => void): void
+}
+
+/** What both kinds share: the subscriber connection's events. */
+abstract class SubscriberEvents {
+  constructor(
+    protected readonly commands: Commands,
+    protected readonly subscriber: Redis | Cluster,
+  ) {}
+
+  onResubscribed(listener: () => void): void {
+    // `ready` also comes with the first connection, which is not a resubscription.
+    let wasReady = this.subscriber.status === 'ready'
+    this.subscriber.on('ready', () => {
+      if (wasReady) listener()
+      wasReady = true
+    })
+  }
+
+  onClose(listener: () => void): void {
+    this.subscriber.on('close', listener)
+  }
+}
+
+/** SUBSCRIBE / PUBLISH: one Redis. */
+class PlainPubSub extends SubscriberEvents implements PubSub {
+  readonly publishCommand = 'PUBLISH'
+
+  publish(channel: string, message: Buffer): Promise<unknown> {
+    return this.commands.publish(channel, message)
+  }
+
+  subscribe(channel: string): Promise<unknown> {
+    return this.subscriber.subscribe(channel)
+  }
+
+  unsubscribe(channel: string): Promise<unknown> {
+    return this.subscriber.unsubscribe(channel)
+  }
+
+  onMessage(listener: (channel: string, message: Buffer) => void): void {
+    this.subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) =>
+      listener(channel.toString(), message),
+    )
+  }
+}
+
+/**
+ * SSUBSCRIBE / SPUBLISH: a Redis Cluster whose client runs sharded
+ * subscribers, one connection per master that serves a subscribed channel.
+ */
+class ShardedPubSub extends SubscriberEvents implements PubSub {
+  readonly publishCommand = 'SPUBLISH'
+
+  publish(channel: string, message: Buffer): Promise<unknown> {
+    return this.commands.spublish(channel, message)
+  }
+
+  subscribe(channel: string): Promise<unknown> {
+    return this.subscriber.ssubscribe(channel)
+  }
+
+  unsubscribe(channel: string): Promise<unknown> {
+    return this.subscriber.sunsubscribe(channel)
+  }
+
+  onMessage(listener: (channel: string, message: Buffer) => void): void {
+    this.subscriber.on('smessageBuffer', (channel: Buffer, message: Buffer) =>
+      listener(channel.toString(), message),
+    )
+  }
+
+  override onResubscribed(listener: () => void): void {
+    super.onResubscribed(listener)
+    // The cluster client stays ready while one shard connection drops or its master fails
+    // over: ioredis makes that connection again, for the master that serves its slots now,
+    // resubscribes, and says so with `subscribersReady` (also after attempts that failed,
+    // while a failover is still going on).
+    this.subscriber.on('subscribersReady', listener)
+  }
+}
+
+/** Sharded on a Cluster (whose subscriber must be made with `shardedSubscribers`), plain on one Redis. */
+export function createPubSub(commands: Commands, subscriber: Redis | Cluster, sharded: boolean): PubSub {
+  return sharded ? new ShardedPubSub(commands, subscriber) : new PlainPubSub(commands, subscriber)
+}

@@ -1,0 +1,58 @@
+/**
+ * One pub/sub interface over both topologies: plain channels on one Redis,
+ * sharded channels on a Cluster (channels on different masters included).
+ */
+import test from 'ava'
+import { silentLogger } from '../../src/log.js'
+import { createRedisClients, type RedisClients } from '../../src/redis/connect.js'
+import { Keys } from '../../src/redis/keys.js'
+import { eventually } from '../helpers/broker.js'
+import { uniquePrefix } from '../helpers/redis.js'
+import { redisPerFile, TOPOLOGIES, type Topology } from '../helpers/topology.js'
+
+const redis = redisPerFile(test)
+
+async function connect(
+  topology: Topology,
+  t: { teardown(fn: () => Promise<void>): void },
+): Promise<RedisClients> {
+  const clients = createRedisClients(redis.target(topology), silentLogger)
+  t.teardown(() => clients.quit())
+  await clients.connect(5000)
+  return clients
+}
+
+for (const topology of TOPOLOGIES) {
+  test(`${topology}: what is published on a subscribed channel arrives with its channel, until unsubscribed`, async t => {
+    const { pubsub } = await connect(topology, t)
+    const keys = new Keys(uniquePrefix())
+    // Rooms on several slots: on a cluster, channels served by different masters.
+    const channels = ['a', 'b', 'c', 'd'].map(room => keys.room(room).channel)
+    const received: [string, string][] = []
+    pubsub.onMessage((channel, message) => received.push([channel, message.toString()]))
+    await Promise.all(channels.map(channel => pubsub.subscribe(channel)))
+    for (const channel of channels) await pubsub.publish(channel, Buffer.from(`to ${channel}`))
+    await eventually(() => received.length === channels.length)
+    t.deepEqual(
+      received.sort(),
+      channels.map(channel => [channel, `to ${channel}`]),
+    )
+
+    await pubsub.unsubscribe(channels[0]!)
+    await pubsub.publish(channels[0]!, Buffer.from('not heard'))
+    await pubsub.publish(channels[1]!, Buffer.from('heard'))
+    await eventually(() => received.length === channels.length + 1)
+    t.deepEqual(received.at(-1), [channels[1]!, 'heard'])
+  })
+
+  test(`${topology}: the append script announces with the interface's publish command`, async t => {
+    const { pubsub, commands } = await connect(topology, t)
+    const { log, head, channel } = new Keys(uniquePrefix()).room('r')
+    const received: string[] = []
+    pubsub.onMessage(name => received.push(name))
+    await pubsub.subscribe(channel)
+    await commands.roomAppend(log, head, channel, 10, 60, pubsub.publishCommand, '', 0, 'm')
+    await eventually(() => received.length === 1)
+    t.deepEqual(received, [channel])
+  })
+}
