@@ -16,6 +16,8 @@ export const ERRORS = {
   INVALID_PARAMS: { rpc: -32602, http: 400, temporary: false, text: 'Invalid params' },
   INTERNAL: { rpc: -32603, http: 500, temporary: false, text: 'Internal error' },
   UNAUTHORIZED: { rpc: 401, http: 401, temporary: false, text: 'Unauthorized' },
+  /** An authentic, current token of another role (the original's /stats answered it with 400). */
+  WRONG_ROLE: { rpc: 400, http: 400, temporary: false, text: 'Token not allowed here' },
   FRAME_TOO_LARGE: { rpc: -32600, http: 413, temporary: false, text: 'Frame too large' },
   BAD_FRAMING: { rpc: -32700, http: 400, temporary: false, text: 'Bad framing' },
   STORE_UNAVAILABLE: { rpc: -32003, http: 503, temporary: true, text: 'Storage unavailable, retry' },

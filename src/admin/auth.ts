@@ -1,19 +1,13 @@
 /**
- * Who may call what on the admin app. Every token is a JWS signed with the
- * broker's secrets (Tokens.verify); what it may do depends on its claims:
- *
- * | token                          | claims                  | may                          |
- * | ------------------------------ | ----------------------- | ---------------------------- |
- * | producer (snapper-producer's)  | `id`, no `userId`       | /v1/* (publish, subscribe...) |
- * | operator                       | `name: 'snapper'`       | /stats, and /v1/*             |
- * | consumer                       | `userId`                | nothing here                 |
- *
- * Consumer tokens are signed with the same secrets and handed to browsers, so
- * anything carrying `userId` is refused here, whatever else it carries.
+ * Who may call what on the admin app: the roles of `auth/token.ts`. The /v1
+ * API takes a producer token (any valid token without `userId`) or an
+ * operator token; /stats and the dashboard take an operator token only. A
+ * missing, malformed, forged or expired token is 401; an authentic token of
+ * another role (a consumer's, say) is 400, as the original's /stats answered.
  */
 import type { Context } from 'koa'
-import type { Tokens } from '../auth/token.js'
-import { Unauthorized } from './errors.js'
+import type { Claims, Tokens } from '../auth/token.js'
+import { TokenRefused } from './errors.js'
 
 /** The token of `Authorization: Bearer <token>`, if any. */
 export function bearerToken(ctx: Context): string | undefined {
@@ -21,27 +15,30 @@ export function bearerToken(ctx: Context): string | undefined {
   return match?.[1]
 }
 
-/** The claims of a producer or operator token from the Authorization header; throws Unauthorized. */
-export function verifyProducer(tokens: Tokens, ctx: Context): Record<string, unknown> {
+/** The claims of a producer or operator token from the Authorization header; throws TokenRefused. */
+export function verifyProducer(tokens: Tokens, ctx: Context): Claims {
   const token = bearerToken(ctx)
-  if (token === undefined) throw new Unauthorized('Authorization: Bearer <producer token> is required')
-  const verified = tokens.verify(token)
-  if (!verified.ok) throw new Unauthorized(verified.reason)
-  const { claims } = verified
-  if (claims.userId !== undefined) throw new Unauthorized('a consumer token cannot call the producer API')
-  const isProducer = typeof claims.id === 'string' && claims.id !== ''
-  if (!isProducer && claims.name !== 'snapper')
-    throw new Unauthorized('a producer token (with "id") is required')
-  return claims
+  if (token === undefined)
+    throw new TokenRefused({
+      reason: 'Authorization: Bearer <producer token> is required',
+      isWrongRole: false,
+    })
+  const asProducer = tokens.verifyProducer(token)
+  if (asProducer.ok) return asProducer.claims
+  const asOperator = tokens.verifyOperator(token)
+  if (asOperator.ok) return asOperator.claims
+  throw new TokenRefused(asProducer)
 }
 
-/** The operator token (`name: 'snapper'`) from `?token=` or the Authorization header; throws Unauthorized. */
+/** The operator token (`name: 'snapper'`) from `?token=` or the Authorization header; throws TokenRefused. */
 export function verifyOperator(tokens: Tokens, ctx: Context): void {
   const query = ctx.query.token
   const token = typeof query === 'string' && query !== '' ? query : bearerToken(ctx)
   if (token === undefined)
-    throw new Unauthorized('a token with name "snapper" is required (?token= or Authorization: Bearer)')
-  const verified = tokens.verify(token)
-  if (!verified.ok) throw new Unauthorized(verified.reason)
-  if (verified.claims.name !== 'snapper') throw new Unauthorized('a token with name "snapper" is required')
+    throw new TokenRefused({
+      reason: 'a token with name "snapper" is required (?token= or Authorization: Bearer)',
+      isWrongRole: false,
+    })
+  const verified = tokens.verifyOperator(token)
+  if (!verified.ok) throw new TokenRefused(verified)
 }

@@ -10,14 +10,18 @@
  * error", its message never echoed (koa's `expose`, decided here once).
  */
 import type { Context, Middleware } from 'koa'
+import { refusalCode, type Refusal } from '../auth/token.js'
 import { httpError, isSnapperError, SnapperError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters } from '../metrics.js'
 
-/** A refused token: its reason is ours (the verifier's), safe to show. */
-export class Unauthorized extends SnapperError {
-  constructor(readonly reason: string) {
-    super('UNAUTHORIZED')
+/** A refused token (401), or one of another role (400): its reason is ours (the verifier's), safe to show. */
+export class TokenRefused extends SnapperError {
+  readonly reason: string
+
+  constructor(refusal: Pick<Refusal, 'reason' | 'isWrongRole'>) {
+    super(refusalCode(refusal))
+    this.reason = refusal.reason
   }
 }
 
@@ -40,7 +44,7 @@ export function errorBoundary(log: Logger, counters: AdminCounters): Middleware 
       if (ctx.status === 404 && ctx.body === undefined) answer(ctx, 'METHOD_NOT_FOUND', counters)
     } catch (err) {
       if (isSnapperError(err)) {
-        answer(ctx, err.code, counters, err instanceof Unauthorized ? err.reason : undefined)
+        answer(ctx, err.code, counters, err instanceof TokenRefused ? err.reason : undefined)
         return
       }
       log.error({ err, method: ctx.method, path: ctx.path }, 'admin request failed unexpectedly')

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os'
-import { Tokens } from '../auth/token.js'
+import { tokensOf, type Tokens } from '../auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../broker/core.js'
 import { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
@@ -68,7 +68,7 @@ export async function startNode(
 ): Promise<RunningNode> {
   const redis = await connectRedis(config, logger)
   const core = createBrokerCore(config, redis, logger)
-  const tokens = new Tokens(config.tokenSecrets, config.tokenAlgorithm)
+  const tokens = tokensOf(config)
   const name = ports.gateway === 0 ? undefined : `${hostname()}:${ports.gateway}`
   const node = new BrokerNode(core, config, logger, name)
   await node.start()

@@ -2,7 +2,7 @@
 import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { Tokens } from '../auth/token.js'
+import { tokensOf } from '../auth/token.js'
 import { ConfigError, loadConfig, type Config } from '../config/load.js'
 import { PACKAGE } from '../gateway/stats.js'
 import { createLogger } from '../log.js'
@@ -85,7 +85,8 @@ function signToken(
   const expiresIn = values['expires-in'] === undefined ? undefined : Number(values['expires-in'])
   if (expiresIn !== undefined && !(Number.isInteger(expiresIn) && expiresIn > 0))
     throw new ConfigError(`--expires-in: expected seconds, got ${values['expires-in']}`)
-  const tokens = new Tokens(config.tokenSecrets, config.tokenAlgorithm)
+  const tokens = tokensOf(config)
+  if (values.name === 'snapper') return tokens.signOperator(expiresIn)
   if (values.name !== undefined) return tokens.sign({ name: values.name }, expiresIn)
   if (values.user === undefined || !/^[a-f0-9]{24}$/.test(values.user))
     throw new ConfigError('token: --user <24 lowercase hex digits> or --name <name> is required')

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { Tokens } from '../auth/token.js'
+import { tokensOf } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import { isListening, spawnLocalRedis } from './local-redis.js'
@@ -83,7 +83,7 @@ export function onShutdown(
 function withSecret(config: Config, log: Logger): Config {
   if (config.tokenSecrets.length > 0) return config
   const secret = randomBytes(24).toString('base64url')
-  const tokens = new Tokens([secret], config.tokenAlgorithm)
+  const tokens = tokensOf({ ...config, tokenSecrets: [secret] })
   const userId = '55a07f2dee06c78e1357b0ad'
   log.warn('no token secret configured (SNAPPER_TOKEN_SECRETS): using a random one for this run only')
   process.stderr.write(
@@ -93,7 +93,7 @@ function withSecret(config: Config, log: Logger): Config {
       `    SNAPPER_TOKEN_SECRETS=${secret}`,
       '  Producers sign their auth with it (snapper-producer: secretKeys). Sample tokens:',
       `    consumer (userId ${userId}): ${tokens.sign({ userId })}`,
-      `    /stats and admin API:                   ${tokens.sign({ name: 'snapper' })}`,
+      `    /stats and admin API:                   ${tokens.signOperator()}`,
       '',
       '',
     ].join('\n'),

@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
-import { Tokens } from '../auth/token.js'
+import { tokensOf } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
 import { ConfigError } from '../config/env.js'
 import { createLogger, type Logger } from '../log.js'
@@ -233,7 +233,7 @@ async function startPrimaryAdmin(
       config,
       logger: log,
       redis,
-      tokens: new Tokens(config.tokenSecrets, config.tokenAlgorithm),
+      tokens: tokensOf(config),
       port: config.adminPort,
       registry,
       readiness: () => {

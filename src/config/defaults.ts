@@ -38,10 +38,22 @@ export interface Config {
    * and a failover may lose what its replica had not received yet. @default 0
    */
   readonly redisReplicaAcks: number
-  /** HMAC secrets; the first signs, all verify (rotation). Empty: a random one at start-up. @default [] */
+  /**
+   * HMAC secrets of producer and consumer tokens; the first signs, all verify (rotation). Required
+   * by `snapper start` (`--demo` makes a random one). @default []
+   */
   readonly tokenSecrets: readonly string[]
-  /** JWS algorithm for the tokens the broker signs and accepts. @default 'HS256' */
+  /** JWS algorithm for the tokens the broker signs and accepts; any other is refused. @default 'HS256' */
   readonly tokenAlgorithm: TokenAlgorithm
+  /**
+   * HMAC secrets of operator tokens (`name: 'snapper'`: /stats, dashboard); the first signs, all
+   * verify. Empty: the token secrets. @default []
+   */
+  readonly operatorSecrets: readonly string[]
+  /** Leeway for a token's `exp` and `nbf` against this host's clock, in seconds. @default 0 */
+  readonly tokenClockSkewSec: number
+  /** Refuse tokens that expire more than this far ahead, in seconds; 0: no bound. @default 0 */
+  readonly tokenMaxLifetimeSec: number
   /** Node processes on this host (`snapper start`). @default one per core */
   readonly workers: number
   /** pino log level. @default 'info' */
@@ -121,6 +133,9 @@ export const defaults: Config = {
   redisReplicaAcks: 0,
   tokenSecrets: [],
   tokenAlgorithm: 'HS256',
+  operatorSecrets: [],
+  tokenClockSkewSec: 0,
+  tokenMaxLifetimeSec: 0,
   workers: availableParallelism(),
   logLevel: 'info',
 

@@ -122,12 +122,27 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   tokenSecrets: {
     env: 'SNAPPER_TOKEN_SECRETS',
     parse: toList,
-    doc: 'comma-separated HMAC secrets: the first signs, all verify; unset: a random one, printed with a warning',
+    doc: 'comma-separated HMAC secrets of producer and consumer tokens: the first signs, all verify. Required (`snapper start` refuses to run without; `--demo` makes a random one); at least 32 bytes each',
   },
   tokenAlgorithm: {
     env: 'SNAPPER_TOKEN_ALGORITHM',
     parse: oneOf(TOKEN_ALGORITHMS),
-    doc: 'JWS algorithm of producer and consumer tokens',
+    doc: 'JWS algorithm of every token; a token with any other `alg` (`none` included) is refused',
+  },
+  operatorSecrets: {
+    env: 'SNAPPER_OPERATOR_SECRETS',
+    parse: toList,
+    doc: 'comma-separated HMAC secrets of operator tokens (`name: "snapper"`: /stats, dashboard): the first signs, all verify; empty: the token secrets. Separate ones keep a leaked producer secret out of the admin app',
+  },
+  tokenClockSkewSec: {
+    env: 'SNAPPER_TOKEN_CLOCK_SKEW_SEC',
+    parse: integer(0, 3600),
+    doc: "leeway for a token's `exp` and `nbf` against this host's clock",
+  },
+  tokenMaxLifetimeSec: {
+    env: 'SNAPPER_TOKEN_MAX_LIFETIME_SEC',
+    parse: integer(0, 2 ** 31 - 1),
+    doc: 'refuse tokens whose `exp` lies further ahead than this; 0: no bound (snapper-producer signs 2 days)',
   },
   workers: {
     env: 'SNAPPER_WORKERS',

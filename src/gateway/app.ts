@@ -1,5 +1,5 @@
 import type { HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js'
-import type { Tokens } from '../auth/token.js'
+import { refusalCode, type Tokens } from '../auth/token.js'
 import type { BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
@@ -67,14 +67,11 @@ export function createGateway(deps: {
   )
 
   app.get('/stats', (res, req) => {
-    const token = new URLSearchParams(req.getQuery()).get('token')
-    const verified = tokens.verify(token)
-    if (!verified.ok || verified.claims.name !== 'snapper') {
-      const { body } = httpError(
-        'UNAUTHORIZED',
-        verified.ok ? 'a token with name "snapper" is required' : verified.reason,
-      )
-      writeJson(res, '401 Unauthorized', body)
+    const verified = tokens.verifyOperator(new URLSearchParams(req.getQuery()).get('token'))
+    if (!verified.ok) {
+      // 400 for a token of another role, 401 for a bad or missing one, as the original answered.
+      const { body } = httpError(refusalCode(verified), verified.reason)
+      writeJson(res, verified.isWrongRole ? '400 Bad Request' : '401 Unauthorized', body)
       return
     }
     let aborted = false

@@ -328,12 +328,16 @@ export class ProducerConnection {
     if (message.kind !== 'request' || message.method !== 'auth')
       return this.#refuse(message.kind === 'notification' ? null : message.id, 'Error: Auth request expected')
     const token = Array.isArray(message.params) ? (message.params as unknown[])[0] : undefined
-    const verified = this.#deps.tokens.verify(token)
+    const verified = this.#deps.tokens.verifyProducer(token)
     if (!verified.ok) return this.#refuse(message.id, verified.reason)
     clearTimeout(this.#timer)
     this.#isAuthenticated = true
     if (this.#state === 'auth') this.#state = 'open'
-    this.#log.info({ producerId: verified.claims.id }, 'producer authenticated')
+    const { id } = verified.claims
+    this.#log.info(
+      { producerId: typeof id === 'string' ? truncate(id, 64) : undefined },
+      'producer authenticated',
+    )
     this.#answer(this.#openReply(), encodeSuccess(message.id, 'OK'))
   }
 

@@ -81,8 +81,13 @@ test('demo publish: only with the demo consumer token, only to its own user room
   const none = await call(`${h.base}/demo/publish`, { body: { message: 'x' } })
   t.is(none.status, 401)
   const producer = await call(`${h.base}/demo/publish`, { token: TOKENS.producer, body: { message: 'x' } })
-  t.is(producer.status, 401)
-  t.deepEqual(producer.json, errorBody(401, 'Unauthorized', 'UNAUTHORIZED', { reason: 'userId is required' }))
+  t.is(producer.status, 400)
+  t.deepEqual(
+    producer.json,
+    errorBody(400, 'Token not allowed here', 'WRONG_ROLE', {
+      reason: 'Error: Not a consumer token: userId (24 lowercase hex digits) is required',
+    }),
+  )
   const empty = await call(`${h.base}/demo/publish`, { token: demo.token, body: { message: '' } })
   t.is(empty.status, 400)
   t.deepEqual(empty.json, errorBody(-32602, 'Invalid params', 'INVALID_PARAMS'))

@@ -28,8 +28,8 @@ export const TOKENS = {
   consumer: tokens.sign({ userId: USER }),
   /** A consumer token that also carries `id`: still a consumer's. */
   consumerWithId: tokens.sign({ userId: USER, id: 'prod-1' }),
-  /** Valid signature, but neither a producer's nor an operator's. */
-  nobody: tokens.sign({ role: 'x' }),
+  /** A consumer token that also claims to be an operator's: still a consumer's. */
+  operatorWithUserId: tokens.sign({ name: 'snapper', userId: USER }),
   wrongSecret: strangers.sign({ id: 'prod-1' }),
   expired: tokens.sign({ id: 'prod-1' }, -10),
 } as const

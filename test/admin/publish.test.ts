@@ -9,6 +9,7 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 const UNAUTHORIZED = (reason: string) => errorBody(401, 'Unauthorized', 'UNAUTHORIZED', { reason })
+const WRONG_ROLE = (reason: string) => errorBody(400, 'Token not allowed here', 'WRONG_ROLE', { reason })
 const INVALID_PARAMS = errorBody(-32602, 'Invalid params', 'INVALID_PARAMS')
 
 test('publish one {room, message}: 1, once it is in the room log', async t => {
@@ -90,7 +91,7 @@ test('the body is read as JSON whatever its Content-Type', async t => {
   t.deepEqual(await h.roomLog('r'), ['plain'])
 })
 
-test('tokens: none, a wrong secret, expired, a consumer token, neither producer nor operator: 401, nothing stored', async t => {
+test('tokens: none, a wrong secret or expired: 401; a consumer token, even claiming name "snapper": 400; nothing stored', async t => {
   const h = await startAdminApp(t, server.url)
   const publish = (token?: string, headers: Record<string, string> = {}) =>
     call(`${h.base}/v1/publish`, { token, body: { room: 'r', message: 'm' }, headers })
@@ -108,15 +109,14 @@ test('tokens: none, a wrong secret, expired, a consumer token, neither producer 
   t.is(expired.status, 401)
   t.regex((expired.json as { error: { data: { reason: string } } }).error.data.reason, /^Error: Expired: /)
 
-  for (const token of [TOKENS.consumer, TOKENS.consumerWithId]) {
+  for (const token of [TOKENS.consumer, TOKENS.consumerWithId, TOKENS.operatorWithUserId]) {
     const consumer = await publish(token)
-    t.is(consumer.status, 401)
-    t.deepEqual(consumer.json, UNAUTHORIZED('a consumer token cannot call the producer API'))
+    t.is(consumer.status, 400)
+    t.deepEqual(
+      consumer.json,
+      WRONG_ROLE('Error: Consumer token: a token with userId cannot act as a producer'),
+    )
   }
-
-  const nobody = await publish(TOKENS.nobody)
-  t.is(nobody.status, 401)
-  t.deepEqual(nobody.json, UNAUTHORIZED('a producer token (with "id") is required'))
 
   const refusedElsewhere = [
     await call(`${h.base}/v1/rooms/r/subscribe`, { token: TOKENS.consumer, body: { consumerId: 't.x' } }),
@@ -125,12 +125,12 @@ test('tokens: none, a wrong secret, expired, a consumer token, neither producer 
   ]
   t.deepEqual(
     refusedElsewhere.map(answer => answer.status),
-    [401, 401, 401],
+    [400, 401, 400],
   )
   t.deepEqual(await h.roomLog('r'), [])
 })
 
-test('the token is checked before the body is read: a stranger gets 401, not 413 or 400', async t => {
+test('the token is checked before the body is read: a stranger gets 401 (not 413), a consumer WRONG_ROLE (not a parse error)', async t => {
   const h = await startAdminApp(t, server.url, { overrides: { adminMaxBodyBytes: 64 } })
   const big = await call(`${h.base}/v1/publish`, {
     raw: 'x'.repeat(1000),
@@ -138,7 +138,8 @@ test('the token is checked before the body is read: a stranger gets 401, not 413
   })
   t.is(big.status, 401)
   const bad = await call(`${h.base}/v1/publish`, { token: TOKENS.consumer, raw: '{not json' })
-  t.is(bad.status, 401)
+  t.is(bad.status, 400)
+  t.is((bad.json as { error: { data: { code: string } } }).error.data.code, 'WRONG_ROLE')
 })
 
 test('a body over adminMaxBodyBytes: 413 FRAME_TOO_LARGE, nothing stored', async t => {

@@ -12,7 +12,7 @@ test.after.always(() => server?.stop())
 
 const UNAUTHORIZED = (reason: string) => errorBody(401, 'Unauthorized', 'UNAUTHORIZED', { reason })
 
-test('stats: 401 without a token, with a wrong secret, or with a token that is not name "snapper"', async t => {
+test('stats: 401 without a token, with a wrong secret or garbage; 400 with a valid token of another role', async t => {
   const h = await startAdminApp(t, server.url)
   const none = await call(`${h.base}/stats`)
   t.is(none.status, 401)
@@ -21,16 +21,26 @@ test('stats: 401 without a token, with a wrong secret, or with a token that is n
     UNAUTHORIZED('a token with name "snapper" is required (?token= or Authorization: Bearer)'),
   )
 
-  const wrongSecret = new Tokens(['not-ours']).sign({ name: 'snapper' })
-  for (const url of [`${h.base}/stats?token=${wrongSecret}`, `${h.base}/stats?token=garbage`]) {
-    const answer = await call(url)
-    t.is(answer.status, 401)
-    t.deepEqual(answer.json, UNAUTHORIZED('Error: Invalid signature'))
-  }
-  for (const token of [TOKENS.producer, TOKENS.consumer]) {
+  const wrongSecret = new Tokens(['not-ours']).signOperator()
+  const wrong = await call(`${h.base}/stats?token=${wrongSecret}`)
+  t.is(wrong.status, 401)
+  t.deepEqual(wrong.json, UNAUTHORIZED('Error: Invalid signature'))
+  const garbage = await call(`${h.base}/stats?token=garbage`)
+  t.is(garbage.status, 401)
+  t.deepEqual(
+    garbage.json,
+    UNAUTHORIZED('Error: Malformed token: not a compact JWS (header.payload.signature)'),
+  )
+
+  const roles: [string, string][] = [
+    [TOKENS.producer, 'Error: Not an operator token: name "snapper" is required'],
+    [TOKENS.consumer, 'Error: Not an operator token: name "snapper" is required'],
+    [TOKENS.operatorWithUserId, 'Error: Not an operator token: an operator token cannot carry userId'],
+  ]
+  for (const [token, reason] of roles) {
     const answer = await call(`${h.base}/stats`, { token })
-    t.is(answer.status, 401)
-    t.deepEqual(answer.json, UNAUTHORIZED('a token with name "snapper" is required'))
+    t.is(answer.status, 400)
+    t.deepEqual(answer.json, errorBody(400, 'Token not allowed here', 'WRONG_ROLE', { reason }))
   }
 })
 

@@ -18,21 +18,27 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 const tokens = new Tokens([TEST_SECRET])
+const NOT_A_CONSUMER = 'Error: Not a consumer token: userId (24 lowercase hex digits) is required'
 
 test('refusals come before any upgrade, with the Engine.IO status and code', async t => {
   const { ports } = await startBroker(t, server.url)
   const base = `http://127.0.0.1:${ports.gateway}/websocket/`
   const user = newUserId()
   const cases: [token: string, eio: string, status: number, body: Record<string, unknown>][] = [
-    ['garbage', '3', 403, { code: 4, message: 'Error: Invalid signature' }],
+    [
+      'garbage',
+      '3',
+      403,
+      { code: 4, message: 'Error: Malformed token: not a compact JWS (header.payload.signature)' },
+    ],
     [
       new Tokens(['unknown secret']).sign({ userId: user }),
       '4',
       403,
       { code: 4, message: 'Error: Invalid signature' },
     ],
-    [tokens.sign({ name: 'snapper' }), '3', 403, { code: 4, message: 'userId is required' }],
-    [tokens.sign({ userId: 'not-hex' }), '4', 403, { code: 4, message: 'userId is required' }],
+    [tokens.sign({ name: 'snapper' }), '3', 403, { code: 4, message: NOT_A_CONSUMER }],
+    [tokens.sign({ userId: 'not-hex' }), '4', 403, { code: 4, message: NOT_A_CONSUMER }],
     [tokens.sign({ userId: user }), '5', 400, { code: 5, message: 'Unsupported protocol version' }],
   ]
   for (const [token, eio, status, body] of cases) {

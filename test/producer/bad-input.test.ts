@@ -281,19 +281,31 @@ test(
   'a token without exp',
   refusedAuth,
   authWith(jwt.sign({ id: 'p' }, SECRET, { noTimestamp: true })),
-  unauthorized('a:1', `Error: Expired: ${new Date(0).toString()}`),
+  unauthorized('a:1', 'Error: No expiry: the token has no exp claim'),
 )
 test(
   'garbage for a token',
   refusedAuth,
   authWith('not.a.token'),
-  unauthorized('a:1', 'Error: Invalid signature'),
+  unauthorized('a:1', 'Error: Malformed token: the header is not a JSON object'),
+)
+test(
+  'a token whose payload is not JSON (it used to throw out of the data handler and end the process)',
+  refusedAuth,
+  authWith('e30.eA.'),
+  unauthorized('a:1', 'Error: Malformed token: not a compact JWS (header.payload.signature)'),
+)
+test(
+  "a consumer token (it carries userId): a browser's token cannot publish",
+  refusedAuth,
+  authWith(jwt.sign({ exp: 4102444800, userId: '55a07f2dee06c78e1357b0ad' }, SECRET)),
+  unauthorized('a:1', 'Error: Consumer token: a token with userId cannot act as a producer'),
 )
 test(
   'auth with object params',
   refusedAuth,
   request('a:1', 'auth', {}),
-  unauthorized('a:1', 'Error: Invalid signature'),
+  unauthorized('a:1', 'Error: Token required'),
 )
 test(
   'a first frame that is another method: 401 with its id',

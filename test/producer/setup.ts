@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net'
 import type { ExecutionContext } from 'ava'
 import type { Redis } from 'ioredis'
 import Producer from 'snapper-producer'
-import { Tokens } from '../../src/auth/token.js'
+import { tokensOf, type Tokens } from '../../src/auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
@@ -51,7 +51,7 @@ export async function startListener(
   const clients = createRedisClients({ kind: 'standalone', url: server.url }, silentLogger)
   await clients.connect(5000)
   const core = createBrokerCore(config, clients, silentLogger)
-  const tokens = new Tokens(config.tokenSecrets)
+  const tokens = tokensOf(config)
   const listener = createProducerListener({ config, tokens, api: core.producerApi, logger: silentLogger })
   const port = await listener.listen(0, '127.0.0.1')
   const redis = server.client()
@@ -100,7 +100,7 @@ export async function authedRawProducer(
   core: BrokerCore,
   config: Config,
 ): Promise<{ listener: ProducerListener; producer: RawClient }> {
-  const tokens = new Tokens(config.tokenSecrets)
+  const tokens = tokensOf(config)
   const listener = createProducerListener({ config, tokens, api: core.producerApi, logger: silentLogger })
   const port = await listener.listen(0, '127.0.0.1')
   t.teardown(() => listener.close())

@@ -23,7 +23,7 @@ import type { Logger } from '../../log.js'
 import { userRoom } from '../../redis/keys.js'
 import { bearerToken } from '../auth.js'
 import { DEMO_HTML } from '../dashboard/demo-page.js'
-import { Unauthorized } from '../errors.js'
+import { TokenRefused } from '../errors.js'
 import { requireStore } from './publish.js'
 
 /** Life of a demo consumer token, in seconds. */
@@ -95,7 +95,7 @@ export function demoRoutes(deps: {
     '/demo/publish',
     (ctx, next) => {
       const verified = tokens.verifyConsumer(bearerToken(ctx))
-      if (!verified.ok) throw new Unauthorized(verified.reason)
+      if (!verified.ok) throw new TokenRefused(verified)
       ctx.state.userId = verified.claims.userId
       return next()
     },
