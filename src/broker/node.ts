@@ -200,6 +200,7 @@ export class BrokerNode implements OutboxHost {
     this.#consumers.set(consumerId, outbox)
     this.#connecting.set(outbox, [])
     stats.connected()
+    stats.joined(userRoom(userId))
 
     const ttl = this.#config.consumerTtlSec
     const key = keys.consumer(consumerId)

@@ -39,11 +39,15 @@ export function createProducerApi(deps: {
         else byRoom.set(room, [message])
       }
       return log.appendAll(byRoom).then(() => {
-        stats.published(byRoom.keys(), publications.length)
+        stats.published(publications.length)
         return publications.length
       }, storeError)
     },
-    subscribe: (room, consumerId) => membership.join(room, consumerId).catch(storeError),
+    subscribe: (room, consumerId) =>
+      membership.join(room, consumerId).then(joined => {
+        stats.joined(room)
+        return joined
+      }, storeError),
     unsubscribe: (room, consumerId) => membership.leave(room, consumerId).catch(storeError),
     consumers: (userId): Promise<ConsumerCounts> => presence.count(userId).catch(storeError),
   }

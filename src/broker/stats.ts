@@ -15,9 +15,13 @@ export class StatsCounters {
   /** Totals since this process started, for /metrics. */
   readonly totals: Record<Counter, number> = { producerMessages: 0, consumerMessages: 0, consumers: 0 }
 
-  published(rooms: Iterable<string>, count: number): void {
+  published(count: number): void {
     this.#add('producerMessages', count)
-    for (const room of rooms) this.#rooms.add(room)
+  }
+
+  /** `total.rooms` counts distinct rooms joined, as the original did: a consumer's own room on connect, and every subscribe. */
+  joined(room: string): void {
+    this.#rooms.add(room)
   }
 
   delivered(count: number): void {

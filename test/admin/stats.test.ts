@@ -44,7 +44,7 @@ test('stats: 401 without a token, with a wrong secret or garbage; 400 with a val
   }
 })
 
-test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTTP publishes counted at once, every node', async t => {
+test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTTP calls counted at once, every node', async t => {
   const h = await startAdminApp(t, server.url)
   await call(`${h.base}/v1/publish`, {
     token: TOKENS.producer,
@@ -53,6 +53,12 @@ test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTT
       { room: 'b', message: '2' },
     ],
   })
+  // total.rooms counts rooms joined, as the original did: 'a' and 'c', not 'b' (only published to).
+  for (const room of ['a', 'c', 'a'])
+    await call(`${h.base}/v1/rooms/${room}/subscribe`, {
+      token: TOKENS.producer,
+      body: { consumerId: 't.x' },
+    })
   const { redis, keys } = h.core
   await reportNode(redis.commands, keys, 'host:7701', 3)
   await redis.commands.hset(keys.statsNodes, 'host:7702', `5 ${Date.now() - h.config.nodeTtlMs - 1000}`)

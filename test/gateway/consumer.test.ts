@@ -95,6 +95,26 @@ test('the polling handshake sets the snapper.ws cookie; a new token from the sam
   t.pass()
 })
 
+test("/stats total.rooms counts distinct rooms joined, each consumer's own room included, as the original did", async t => {
+  const broker = await startBroker(t, server.url)
+  const producer = await connectProducer(t, broker.ports.producer)
+  const [alice, bob] = [newUserId(), newUserId()]
+  const claims = [alice, alice, bob].map((userId, i) => ({
+    userId,
+    exp: Math.floor(Date.now() / 1000) + 3600 + i,
+  }))
+  const consumers = claims.map(claim => new RawConsumer(broker.ports.gateway, tokens.sign(claim)))
+  t.teardown(() => consumers.forEach(consumer => consumer.socket.close()))
+  await Promise.all(consumers.map(consumer => consumer.opened()))
+  for (const claim of claims) await call(producer.joinRoom('crowd', consumerIdOf(claim)))
+  await call(producer.request('publish', ['unjoined', 'm']))
+  const response = await fetch(
+    `http://127.0.0.1:${broker.ports.gateway}/stats?token=${tokens.signOperator()}`,
+  )
+  const body = (await response.json()) as { stats: { total: { rooms: number; consumers: number } } }
+  t.like(body.stats.total, { rooms: 3, consumers: 3 }, "alice's room, bob's room, crowd")
+})
+
 test('an unexpected response gets the original invalid notification; a request is echoed', async t => {
   const { ports } = await startBroker(t, server.url)
   const consumer = new RawConsumer(ports.gateway, tokens.sign({ userId: newUserId() }))
