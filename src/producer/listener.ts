@@ -10,7 +10,8 @@ import type { ProducerApi } from '../broker/api.js'
 import type { Config } from '../config/defaults.js'
 import type { ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
-import { ProducerConnection, type ProducerCounters } from './connection.js'
+import { ProducerConnection } from './connection.js'
+import { createCounters } from './counters.js'
 import { createMethods } from './methods.js'
 
 export type ProducerListenerConfig = Pick<
@@ -71,7 +72,7 @@ export function createProducerListener(deps: {
   const { config, tokens, logger } = deps
   const log = logger.child({ module: 'producer' })
   const methods = createMethods(deps.api, config)
-  const counters: ProducerCounters = { frames: 0, ignored: 0, pending: 0, paused: 0, pauses: 0, errors: {} }
+  const counters = createCounters()
   const connections = new Set<ProducerConnection>()
   let accepted = 0
   let refused = 0
