@@ -3,6 +3,7 @@ import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { tokensOf } from '../auth/token.js'
+import { OPTIONS } from '../config/env.js'
 import { ConfigError, loadConfig, type Config } from '../config/load.js'
 import { PACKAGE } from '../gateway/stats.js'
 import { createLogger } from '../log.js'
@@ -17,8 +18,11 @@ Usage:
       Runs the broker in the foreground: N node processes (default: one per
       core; 0 runs one node in this process), the producer listener, the
       consumer gateways and the admin app. SIGTERM or Ctrl-C drains it.
+      A token secret is required (SNAPPER_TOKEN_SECRETS).
       --demo also serves a demo page at http://localhost:<adminPort>/demo/
-      (it signs consumer tokens for anyone: never in production).
+      (it signs consumer tokens for anyone: never in production); without a
+      secret it makes a random one, and it listens on 127.0.0.1 unless
+      SNAPPER_HOST is set.
   snapper token (--user <userId> [--source web|ios|android] | --name snapper) [--expires-in seconds] [--config file.json]
       Prints a token signed with the first configured secret: a consumer token
       for a user, or the /stats token.
@@ -61,7 +65,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'start':
       await start(config, createLogger(config.logLevel), {
-        isRedisConfigured: isRedisConfigured(values.config),
+        isRedisConfigured: isConfigured('redis', values.config),
+        isHostConfigured: isConfigured('host', values.config),
       })
       return -1 // keeps running; the signal handlers exit
     case 'token':
@@ -96,11 +101,11 @@ function signToken(
   )
 }
 
-/** Whether the operator named a Redis; if not, `start` may run one of its own. */
-function isRedisConfigured(configFile: string | undefined): boolean {
-  if (process.env.SNAPPER_REDIS) return true
+/** Whether the operator set `key` (environment or config file): a Redis to use, a host to bind to. */
+function isConfigured(key: 'redis' | 'host', configFile: string | undefined): boolean {
+  if (process.env[OPTIONS[key].env]) return true
   if (configFile === undefined) return false
-  return Object.hasOwn(loadConfigKeys(configFile), 'redis')
+  return Object.hasOwn(loadConfigKeys(configFile), key)
 }
 
 /** The keys a config file sets (loadConfig has already validated it). */

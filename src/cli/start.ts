@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { tokensOf } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
+import { ConfigError } from '../config/env.js'
 import type { Logger } from '../log.js'
 import { isListening, spawnLocalRedis } from './local-redis.js'
 import { configPorts, startNode } from './node.js'
@@ -19,9 +20,9 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 export async function start(
   config: Config,
   log: Logger,
-  options: { isRedisConfigured: boolean },
+  options: { isRedisConfigured: boolean; isHostConfigured: boolean },
 ): Promise<void> {
-  config = withSecret(config, log)
+  config = secured(config, log, options.isHostConfigured)
   // Until the drain handlers are in place, a signal ends start-up through process.exit: the
   // signal's default action would skip the `exit` hook that stops the Redis we may have started.
   const abort = (signal: NodeJS.Signals): void => {
@@ -79,21 +80,55 @@ export function onShutdown(
   for (const signal of signals) process.on(signal, shutdown)
 }
 
-/** Without a configured secret, a random one: printed with a warning, with tokens to try the broker. */
-function withSecret(config: Config, log: Logger): Config {
-  if (config.tokenSecrets.length > 0) return config
-  const secret = randomBytes(24).toString('base64url')
+/** Secrets shorter than this get a warning: an HMAC key should hold as many bytes as its hash (RFC 7518 §3.2). */
+const MIN_SECRET_BYTES = 32
+
+/**
+ * Safe defaults: no start without a token secret, except in demo mode, which
+ * makes a random one and, unless a host is configured, listens on 127.0.0.1
+ * only (its /demo/token signs consumer tokens for anyone who asks).
+ */
+function secured(config: Config, log: Logger, isHostConfigured: boolean): Config {
+  for (const [key, secrets] of [
+    ['tokenSecrets', config.tokenSecrets],
+    ['operatorSecrets', config.operatorSecrets],
+  ] as const) {
+    const short = secrets.filter(secret => Buffer.byteLength(secret) < MIN_SECRET_BYTES).length
+    if (short > 0)
+      log.warn(
+        { key, short, minBytes: MIN_SECRET_BYTES },
+        'token secret shorter than 32 bytes: easier to guess',
+      )
+  }
+  if (!config.demo) {
+    if (config.tokenSecrets.length === 0)
+      throw new ConfigError(
+        'no token secret configured: set SNAPPER_TOKEN_SECRETS (or "tokenSecrets" in the config file) ' +
+          'to at least 32 random bytes, e.g. `openssl rand -base64 32`; `snapper start --demo` tries Snapper with a random one',
+      )
+    return config
+  }
+  if (!isHostConfigured) config = Object.freeze({ ...config, host: '127.0.0.1' })
+  return config.tokenSecrets.length > 0 ? config : withRandomSecret(config, log)
+}
+
+/** Demo mode without a configured secret: a random one, printed with a warning, with tokens to try the broker. */
+function withRandomSecret(config: Config, log: Logger): Config {
+  const secret = randomBytes(32).toString('base64url')
   const tokens = tokensOf({ ...config, tokenSecrets: [secret] })
   const userId = '55a07f2dee06c78e1357b0ad'
-  log.warn('no token secret configured (SNAPPER_TOKEN_SECRETS): using a random one for this run only')
+  log.warn(
+    'no token secret configured (SNAPPER_TOKEN_SECRETS): demo mode uses a random one for this run only',
+  )
   process.stderr.write(
     [
       '',
-      '  WARNING: no token secret configured. This run uses a random secret:',
+      '  WARNING: no token secret configured. This demo run uses a random secret:',
       `    SNAPPER_TOKEN_SECRETS=${secret}`,
       '  Producers sign their auth with it (snapper-producer: secretKeys). Sample tokens:',
       `    consumer (userId ${userId}): ${tokens.sign({ userId })}`,
       `    /stats and admin API:                   ${tokens.signOperator()}`,
+      `  Listening on ${config.host} only${config.host === '127.0.0.1' ? ' (set SNAPPER_HOST to open it up)' : ''}.`,
       '',
       '',
     ].join('\n'),

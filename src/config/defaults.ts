@@ -17,7 +17,7 @@ export type RedisTarget =
  * documents each of these fields once more for operators.
  */
 export interface Config {
-  /** Address every listener binds to. @default '0.0.0.0' */
+  /** Address every listener binds to; `snapper start --demo` binds 127.0.0.1 unless it is set. @default '0.0.0.0' */
   readonly host: string
   /** TCP port of the producer listener (RESP + JSON-RPC). @default 7700 */
   readonly producerPort: number
@@ -119,7 +119,11 @@ export interface Config {
 
   /** Largest body of an admin HTTP request, in bytes. @default 1048576 */
   readonly adminMaxBodyBytes: number
-  /** Demo mode: the admin app serves /demo/ and hands out consumer tokens for random users. Never in production. @default false */
+  /**
+   * Demo mode: the admin app serves /demo/ and hands out consumer tokens for random users; `snapper
+   * start` then makes a random token secret if none is set and binds 127.0.0.1 unless `host` is
+   * set. Never in production. @default false
+   */
   readonly demo: boolean
 }
 

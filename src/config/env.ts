@@ -88,7 +88,11 @@ interface Option<K extends keyof Config> {
  * means. This table is the README's config reference (a test keeps them in step).
  */
 export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
-  host: { env: 'SNAPPER_HOST', parse: toText, doc: 'address every listener binds to' },
+  host: {
+    env: 'SNAPPER_HOST',
+    parse: toText,
+    doc: 'address every listener binds to (demo mode: 127.0.0.1 unless set)',
+  },
   producerPort: {
     env: 'SNAPPER_PRODUCER_PORT',
     parse: toPort,
@@ -286,6 +290,6 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   demo: {
     env: 'SNAPPER_DEMO',
     parse: toFlag,
-    doc: 'demo mode: the admin app serves /demo/ and signs consumer tokens for anyone; never in production',
+    doc: 'demo mode: the admin app serves /demo/ and signs consumer tokens for anyone; a random token secret if none is set; listens on 127.0.0.1 unless `host` is set. Never in production',
   },
 }

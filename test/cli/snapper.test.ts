@@ -1,7 +1,18 @@
 import { spawnSync } from 'node:child_process'
+import { createConnection } from 'node:net'
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { CLI } from '../helpers/cli.js'
+import { CLI, startCli } from '../helpers/cli.js'
+import { startRedis } from '../helpers/redis.js'
+
+const connectTo = (host: string, port: number): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const socket = createConnection({ host, port }, () => {
+      socket.destroy()
+      resolve()
+    })
+    socket.once('error', reject)
+  })
 
 const SECRET = 'cli test secret'
 const run = (args: string[], env: Record<string, string> = {}) =>
@@ -36,6 +47,57 @@ test('snapper token refuses clearly without a secret or a valid user id', t => {
   const badUser = run(['token', '--user', 'bob'])
   t.is(badUser.status, 1)
   t.regex(badUser.stderr, /--user <24 lowercase hex digits>/)
+})
+
+test('snapper start without a token secret refuses to start and says what to set', t => {
+  const result = run(['start', '--workers', '0'], { SNAPPER_TOKEN_SECRETS: '' })
+  t.is(result.status, 1)
+  t.regex(
+    result.stderr,
+    /^configuration error: no token secret configured: set SNAPPER_TOKEN_SECRETS \(or "tokenSecrets" in the config file\) to at least 32 random bytes/,
+  )
+})
+
+test('--demo without a secret: a random one, printed; it listens on 127.0.0.1 only unless a host is configured', async t => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const demo = await startCli(t, {
+    workers: 0,
+    args: ['--demo'],
+    env: {
+      SNAPPER_REDIS: redis.url,
+      SNAPPER_TOKEN_SECRETS: '',
+      SNAPPER_HOST: '',
+      SNAPPER_DRAIN_SPREAD_MS: '0',
+    },
+  })
+  const secret = /SNAPPER_TOKEN_SECRETS=(\S+)/.exec(demo.output())?.[1]
+  t.is(Buffer.from(secret ?? '', 'base64url').length, 32)
+  const operator = /\/stats and admin API: +(\S+)/.exec(demo.output())?.[1]
+  t.true(new Tokens([secret!]).verifyOperator(operator).ok)
+  // All of 127/8 is loopback: a listener on 0.0.0.0 would answer 127.0.0.2 too.
+  for (const port of Object.values(demo.ports))
+    await t.throwsAsync(connectTo('127.0.0.2', port), { code: 'ECONNREFUSED' }, `port ${port}`)
+  t.is((await fetch(`http://127.0.0.1:${demo.ports.admin}/demo/token`)).status, 200)
+})
+
+test('a token secret shorter than 32 bytes: a warning at start', async t => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const cli = await startCli(t, {
+    workers: 0,
+    env: {
+      SNAPPER_REDIS: redis.url,
+      SNAPPER_TOKEN_SECRETS: 'short,a secret long enough: 32 bytes..',
+      SNAPPER_DRAIN_SPREAD_MS: '0',
+    },
+  })
+  const warning = cli
+    .output()
+    .split('\n')
+    .find(line => line.includes('token secret shorter than 32 bytes'))
+  t.like(JSON.parse(warning ?? '{}'), { level: 40, key: 'tokenSecrets', short: 1, minBytes: 32 })
+  t.false(cli.output().includes('short,'), 'the secret itself is never logged')
 })
 
 test('a bad environment value stops the CLI and names the variable', t => {
