@@ -1,9 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Redis } from 'ioredis'
+import { startRedis } from '../../test/helpers/redis.js'
 
 export interface BenchRedis {
   readonly port: number
@@ -18,69 +14,16 @@ export interface BenchRedis {
   stop(): Promise<void>
 }
 
-/** A free TCP port on 127.0.0.1 now (for servers that need it before they start). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
-    })
-  })
-}
-
-/** Resolves once something accepts TCP connections on the port (redis-server takes a few ms to start). */
-async function listening(port: number): Promise<void> {
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    const isUp = await new Promise<boolean>(resolve => {
-      const socket = connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.on('error', () => resolve(false))
-    })
-    if (isUp) return
-    if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
-
 /** A throwaway redis-server on a free port: no persistence, its own directory, enough clients for 10,000 consumers' peers. */
 export async function startBenchRedis(): Promise<BenchRedis> {
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'snapper-bench-redis-'))
-  const child: ChildProcess = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-      '--maxclients',
-      '20000',
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  )
-  const exited = new Promise<never>((_, reject) =>
-    child.once('exit', code => reject(new Error(`redis-server exited with ${code}`))),
-  )
-  exited.catch(() => {}) // observed through the race below while starting; a later exit fails the run's commands
-  await Promise.race([listening(port), exited])
-  const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 })
+  const server = await startRedis(['--maxclients', '20000'])
+  const client = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 1 })
   client.on('error', () => {}) // a failed command rejects; the bench reports that
   await client.ping()
   return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    pid: child.pid!,
+    port: server.port,
+    url: server.url,
+    pid: server.pid,
     client,
     async reset() {
       await client.flushall()
@@ -95,13 +38,7 @@ export async function startBenchRedis(): Promise<BenchRedis> {
     },
     async stop() {
       client.disconnect()
-      if (child.exitCode === null && child.signalCode === null) {
-        await new Promise<void>(resolve => {
-          child.once('exit', () => resolve())
-          child.kill('SIGKILL')
-        })
-      }
-      rmSync(dir, { recursive: true, force: true })
+      await server.stop()
     },
   }
 }

@@ -5,15 +5,13 @@
  * cannot start keeps the old ones serving (and drains them at the end); a
  * drain that fails in the workers makes the primary exit 1.
  */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { connectProducer, eventually, newUserId, TEST_SECRET } from '../helpers/broker.js'
-import { CLI, freePorts, isAlive, startCli } from '../helpers/cli.js'
+import { freePorts, isAlive, startCli } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { freePort } from '../helpers/ports.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
 
 const tokens = new Tokens([TEST_SECRET])
@@ -90,32 +88,22 @@ test('workers whose drain times out make the primary exit 1', async t => {
   t.teardown(() => frozen.stop())
   // The admin app off: the primary then holds no Redis connection of its own, so only the
   // workers' drains can fail. Without the admin's /readyz, "broker started" says ready.
-  const child = spawn(process.execPath, [CLI, 'start', '--workers', '2'], {
+  const cli = await startCli(t, {
+    workers: 2,
     env: {
-      ...process.env,
-      SNAPPER_HOST: '127.0.0.1',
       SNAPPER_REDIS: frozen.url,
       SNAPPER_TOKEN_SECRETS: TEST_SECRET,
-      SNAPPER_GATEWAY_PORT: String(await freePorts(2)),
-      SNAPPER_PRODUCER_PORT: String(await freePort()),
       SNAPPER_ADMIN_PORT: '0',
       SNAPPER_DRAIN_TIMEOUT_MS: '1000',
       SNAPPER_LOG_LEVEL: 'info',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   })
-  t.teardown(() => child.kill('SIGKILL'))
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk))
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk))
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
-  await eventually(() => output.includes('"broker started"'), 20_000)
 
   frozen.signal('SIGSTOP') // Redis hangs: the workers cannot persist anything
   t.teardown(() => frozen.signal('SIGCONT'))
   const started = Date.now()
-  child.kill('SIGTERM')
-  t.is(await exited, 1, output)
-  t.regex(output, /2 of 2 workers did not drain cleanly/)
+  cli.signal('SIGTERM')
+  t.is(await cli.exited, 1, cli.output())
+  t.regex(cli.output(), /2 of 2 workers did not drain cleanly/)
   t.true(Date.now() - started < 1000 + 2000, 'the workers time out first, not the primary')
 })

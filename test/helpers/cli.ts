@@ -1,24 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import type { ExecutionContext } from 'ava'
-import { freePort } from './ports.js'
+import { freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 
 /** The compiled CLI, as `npm start` and `snapper` run it. */
 export const CLI = fileURLToPath(new URL('../../src/cli/snapper.js', import.meta.url))
 
-const isFree = (port: number): Promise<boolean> =>
-  new Promise(resolve => {
-    const probe = createServer()
-    probe.once('error', () => resolve(false))
-    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)))
-  })
-
 /** `count` consecutive free ports (worker i's gateway listens on gatewayPort + i). */
-export async function freePorts(count: number): Promise<number> {
+export async function freePorts(count: number, choosePort: PortChooser = freePort): Promise<number> {
   for (;;) {
-    const first = await freePort()
+    const first = await choosePort()
     let isRun = true
     for (let i = 1; i < count && isRun; i++) isRun = await isFree(first + i)
     if (isRun) return first
@@ -49,37 +41,61 @@ export interface RunningCli {
   signalGroup(signal: NodeJS.Signals): void
 }
 
+export interface CliOptions {
+  readonly workers: number
+  /** SNAPPER_* settings; a port set here is the caller's, never replaced. */
+  readonly env: Record<string, string>
+  readonly args?: string[]
+  /** Chooses the ports the env does not set. @default freePort */
+  readonly choosePort?: PortChooser
+}
+
+/** Where startCli registers what must be undone when the test ends (ava's `t` is one). */
+export interface Teardowns {
+  teardown(fn: () => unknown): void
+}
+
 /**
  * Runs `snapper start --workers N` as a child process on free ports and waits
- * until the admin app says it is ready. Killed (with its workers) at the end
- * of the test if it is still running.
+ * until the admin app says it is ready (with SNAPPER_ADMIN_PORT 0, until it
+ * logs "broker started": give it SNAPPER_LOG_LEVEL info). If a port it chose
+ * was taken before the CLI could bind it, runs it again on others. Killed
+ * (with its workers) at the end of the test if it is still running.
  */
-export async function startCli(
-  t: ExecutionContext,
-  options: { workers: number; env: Record<string, string>; args?: string[] },
+export function startCli(t: Teardowns, options: CliOptions): Promise<RunningCli> {
+  return startOnFreePorts(() => launchCli(t, options))
+}
+
+async function launchCli(
+  t: Teardowns,
+  { workers, env, args = [], choosePort = freePort }: CliOptions,
 ): Promise<RunningCli> {
-  const ports = {
-    gateway: await freePorts(Math.max(1, options.workers)),
-    producer: await freePort(),
-    admin: await freePort(),
+  const given = (name: string): number | undefined =>
+    env[name] === undefined ? undefined : Number(env[name])
+  const chosen = new Set<number>()
+  const choose = async (count = 1): Promise<number> => {
+    const first = await freePorts(count, choosePort)
+    for (let i = 0; i < count; i++) chosen.add(first + i)
+    return first
   }
-  const child = spawn(
-    process.execPath,
-    [CLI, 'start', '--workers', String(options.workers), ...(options.args ?? [])],
-    {
-      env: {
-        ...process.env,
-        SNAPPER_HOST: '127.0.0.1',
-        SNAPPER_GATEWAY_PORT: String(ports.gateway),
-        SNAPPER_PRODUCER_PORT: String(ports.producer),
-        SNAPPER_ADMIN_PORT: String(ports.admin),
-        SNAPPER_LOG_LEVEL: 'warn',
-        ...options.env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // a process group of its own, for signalGroup
+  const ports = {
+    gateway: given('SNAPPER_GATEWAY_PORT') ?? (await choose(Math.max(1, workers))),
+    producer: given('SNAPPER_PRODUCER_PORT') ?? (await choose()),
+    admin: given('SNAPPER_ADMIN_PORT') ?? (await choose()),
+  }
+  const child = spawn(process.execPath, [CLI, 'start', '--workers', String(workers), ...args], {
+    env: {
+      ...process.env,
+      SNAPPER_HOST: '127.0.0.1',
+      SNAPPER_LOG_LEVEL: 'warn',
+      ...env,
+      SNAPPER_GATEWAY_PORT: String(ports.gateway),
+      SNAPPER_PRODUCER_PORT: String(ports.producer),
+      SNAPPER_ADMIN_PORT: String(ports.admin),
     },
-  )
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // a process group of its own, for signalGroup
+  })
   let output = ''
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk))
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk))
@@ -106,15 +122,51 @@ export async function startCli(
     for (const pid of seenPids) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
   })
 
+  // The admin port answering may be another's server, until this process holds it.
+  const isReady = async (): Promise<boolean> =>
+    ports.admin === 0
+      ? output.includes('"broker started"')
+      : isListeningIn(child.pid!, ports.admin) &&
+        fetch(`http://127.0.0.1:${ports.admin}/readyz`).then(
+          response => response.status === 200,
+          () => false,
+        )
   const deadline = Date.now() + 30_000
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`snapper exited with ${child.exitCode}:\n${output}`)
-    const ready = await fetch(`http://127.0.0.1:${ports.admin}/readyz`).then(
-      response => response.status === 200,
-      () => false,
-    )
-    if (ready) return running
+    if (child.exitCode !== null) {
+      const taken = [...output.matchAll(BIND_FAILED_ON)].map(match => Number(match[1]))
+      const ours = taken.find(port => chosen.has(port))
+      if (ours !== undefined) throw new PortTaken('snapper', ours)
+      throw new Error(`snapper exited with ${child.exitCode}:\n${output}`)
+    }
+    if (await isReady()) return running
     if (Date.now() > deadline) throw new Error(`snapper not ready within 30 s:\n${output}`)
     await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
+/** How the CLI names a port it could not listen on (Node's EADDRINUSE, the gateway's own words). */
+const BIND_FAILED_ON = /(?:EADDRINUSE|cannot listen on)[^\n]*?127\.0\.0\.1:(\d+)/g
+
+/** Whether process `pid` holds the listening TCP socket of `port` (Linux: /proc/net/tcp and its fds). */
+function isListeningIn(pid: number, port: number): boolean {
+  const portHex = `:${port.toString(16).toUpperCase().padStart(4, '0')} `
+  const inodes = new Set<string>()
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
+    const fields = line.trim().split(/\s+/)
+    // local_address, rem_address, st (0A = LISTEN) … inode (the 10th field)
+    if (`${fields[1]} `.endsWith(portHex) && fields[3] === '0A' && fields[9])
+      inodes.add(`socket:[${fields[9]}]`)
+  }
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some(fd => {
+      try {
+        return inodes.has(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      } catch {
+        return false // closed while we looked
+      }
+    })
+  } catch {
+    return false // the process is gone: the exit check reports it
   }
 }

@@ -1,13 +1,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Cluster, Redis } from 'ioredis'
 import type { RedisTarget } from '../../src/config/defaults.js'
 import { slotOf } from '../../src/redis/slot.js'
-import { freePort } from './ports.js'
+import { BIND_FAILED, freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
+import { waitForRedis } from './redis.js'
 
 const run = promisify(execFile)
 
@@ -42,6 +42,8 @@ export interface ClusterOptions {
   readonly nodeTimeoutMs?: number
   /** Replicas of each of the 3 masters; 2 leave the promoted one a replica of its own. @default 1 */
   readonly replicasPerMaster?: number
+  /** Chooses each node's port; its bus port is port + 10000. @default a free pair */
+  readonly choosePort?: PortChooser
 }
 
 /** Nodes that did not stop with their test file (ava ended the worker): killed when the process exits. */
@@ -61,15 +63,13 @@ process.once('exit', () => {
 export async function startRedisCluster({
   nodeTimeoutMs = 1000,
   replicasPerMaster = 1,
+  choosePort = clusterPort,
 }: ClusterOptions = {}): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'snapper-cluster-'))
   const children = new Map<number, ChildProcess>()
   const clients: (Redis | Cluster)[] = []
-  const ports: number[] = []
   const size = 3 * (1 + replicasPerMaster)
-  for (let i = 0; i < size; i++) ports.push(await clusterPort())
-  const nodes = ports.map(port => ({ port, address: `127.0.0.1:${port}` }))
-
+  const nodes: ClusterNodeInfo[] = []
   const admins = new Map<number, Redis>()
   /** One plain connection per node, made again once it has ended (a node that was not up yet). */
   const admin = (port: number): Redis => {
@@ -91,8 +91,11 @@ export async function startRedisCluster({
     rmSync(dir, { recursive: true, force: true })
   }
 
-  try {
-    for (const { port } of nodes) {
+  /** One node on a port of its own (another one when its port or bus port was taken). */
+  const startNode = (): Promise<ClusterNodeInfo> =>
+    startOnFreePorts(async () => {
+      const port = await choosePort()
+      const logFile = join(dir, `${port}.log`)
       const child = spawnNode([
         ...['--port', String(port), '--bind', '127.0.0.1', '--dir', dir],
         ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
@@ -104,13 +107,36 @@ export async function startRedisCluster({
         ...['--repl-diskless-sync-delay', '0'],
         // CLUSTER SLOTS lists a replica once its offset moved: the master's pings move it, every 1 s, not 10.
         ...['--repl-ping-replica-period', '1'],
-        ...['--logfile', join(dir, `${port}.log`)],
+        ...['--logfile', logFile],
       ])
       children.set(port, child)
       everyChild.add(child)
-      child.once('exit', () => everyChild.delete(child))
-    }
-    await Promise.all(nodes.map(({ port }) => until(() => ping(admin(port)), `node ${port} answers PING`)))
+      const exited = new Promise<never>((_, reject) =>
+        child.once('exit', code => {
+          everyChild.delete(child)
+          const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''
+          reject(
+            BIND_FAILED.test(log)
+              ? new PortTaken('Redis Cluster node', port)
+              : new Error(`Redis Cluster node ${port} exited with ${code}: ${log.slice(-500)}`),
+          )
+        }),
+      )
+      exited.catch(() => {}) // observed through the race while starting; later exits are killMaster's
+      try {
+        await Promise.race([waitForRedis(port, child), exited])
+      } catch (err) {
+        await killChild(child)
+        children.delete(port)
+        throw err
+      }
+      return { port, address: `127.0.0.1:${port}` }
+    })
+
+  try {
+    const started = await Promise.allSettled(Array.from({ length: size }, startNode))
+    for (const result of started) if (result.status === 'rejected') throw result.reason
+    for (const result of started) if (result.status === 'fulfilled') nodes.push(result.value)
     await run(
       'redis-cli',
       [
@@ -217,19 +243,11 @@ function spawnNode(args: string[]): ChildProcess {
 const SETPRIV = '/usr/bin/setpriv'
 
 /** A free port whose cluster bus port (port + 10000) is free too. */
-async function clusterPort(): Promise<number> {
+export async function clusterPort(): Promise<number> {
   for (;;) {
     const port = await freePort()
     if (await isFree(port + 10000)) return port
   }
-}
-
-function isFree(port: number): Promise<boolean> {
-  return new Promise(resolve => {
-    const server = createServer()
-    server.once('error', () => resolve(false))
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
-  })
 }
 
 const isRunning = (child: ChildProcess | undefined): child is ChildProcess =>
@@ -241,11 +259,6 @@ function killChild(child: ChildProcess | undefined): Promise<void> {
     child.once('exit', () => resolve())
     child.kill('SIGKILL')
   })
-}
-
-async function ping(client: Redis): Promise<boolean> {
-  if (client.status === 'wait') await client.connect() // refused while the node starts: `until` asks again
-  return (await client.ping()) === 'PONG'
 }
 
 /**

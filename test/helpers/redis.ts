@@ -1,14 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { freePort } from './ports.js'
+import { BIND_FAILED, freePort, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 
 export interface RedisServer {
   readonly port: number
   readonly url: string
+  /** The running server's pid (a new one after restart()). */
+  readonly pid: number
   /** A plain client for assertions; closed by stop(). */
   client(): Redis
   /** SIGKILL (crash) or SIGTERM; the port stays reserved for restart(). */
@@ -23,15 +25,29 @@ export interface RedisServer {
 /**
  * Starts a throwaway redis-server on a free port (never 6379): no
  * persistence, its own directory. Call stop() in `test.after.always`.
+ * A port taken before the server could bind it is replaced by another one;
+ * `choosePort` lets a test choose (and take away) the ports.
  */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
-  const port = await freePort()
+export async function startRedis(
+  extraArgs: string[] = [],
+  { choosePort = freePort }: { choosePort?: PortChooser } = {},
+): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'snapper-redis-'))
   const clients: Redis[] = []
   let child: ChildProcess | undefined
 
-  const launch = async (): Promise<void> => {
-    child = spawn(
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+    const proc = child
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
+    await new Promise<void>(resolve => {
+      proc.once('exit', () => resolve())
+      proc.kill(signal)
+    })
+  }
+
+  const launch = async (port: number): Promise<void> => {
+    const logFile = join(dir, `redis-${port}.log`)
+    const proc = spawn(
       'redis-server',
       [
         '--port',
@@ -44,30 +60,41 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
         'no',
         '--dir',
         dir,
+        '--logfile',
+        logFile,
         ...extraArgs,
       ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     )
+    child = proc
     const exited = new Promise<never>((_, reject) =>
-      child!.once('exit', code => reject(new Error(`redis-server exited with ${code}`))),
+      proc.once('exit', code =>
+        reject(
+          BIND_FAILED.test(readLog(logFile))
+            ? new PortTaken('redis-server', port)
+            : new Error(`redis-server exited with ${code}: ${readLog(logFile).slice(-500)}`),
+        ),
+      ),
     )
-    exited.catch(() => {})
-    await Promise.race([waitForPing(port), exited])
+    exited.catch(() => {}) // observed through the race while starting; later exits are the test's doing
+    await Promise.race([waitForRedis(port, proc), exited])
   }
-  await launch()
-
-  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
-    const proc = child
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
-    await new Promise<void>(resolve => {
-      proc.once('exit', () => resolve())
-      proc.kill(signal)
-    })
-  }
+  const port = await startOnFreePorts(async () => {
+    const port = await choosePort()
+    await launch(port)
+    return port
+  }).catch(async (err: unknown) => {
+    await kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+    throw err
+  })
 
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return child!.pid!
+    },
     client() {
       const client = new Redis(port, '127.0.0.1', { lazyConnect: false })
       client.on('error', () => {}) // assertions see failures through rejected commands
@@ -76,7 +103,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
     },
     kill,
     signal: signal => void child?.kill(signal),
-    restart: launch,
+    restart: () => launch(port),
     async stop() {
       for (const client of clients) client.disconnect()
       await kill('SIGKILL')
@@ -85,19 +112,34 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   }
 }
 
-async function waitForPing(port: number): Promise<void> {
+/** The server's log so far ('' before it wrote one). */
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return '' // it exited before opening its log: nothing to say about the port
+  }
+}
+
+/**
+ * Resolves once this redis-server answers on the port: not another server
+ * that took the port while ours failed to bind it. Gives up once it exited.
+ */
+export async function waitForRedis(port: number, server: ChildProcess): Promise<void> {
   const deadline = Date.now() + 10_000
   for (;;) {
+    if (server.exitCode !== null || server.signalCode !== null) throw new Error('redis-server exited')
     const client = new Redis(port, '127.0.0.1', {
       lazyConnect: true,
       retryStrategy: () => null,
       maxRetriesPerRequest: 0,
+      commandTimeout: 1000, // a listener that is not Redis never answers
     })
     client.on('error', () => {})
     try {
       await client.connect()
-      await client.ping()
-      return
+      if ((await client.info('server')).includes(`process_id:${server.pid}\r`)) return
+      throw new Error(`another server answers on port ${port}`)
     } catch (err) {
       if (Date.now() > deadline) throw err
       await new Promise(resolve => setTimeout(resolve, 25))

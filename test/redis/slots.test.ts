@@ -6,19 +6,15 @@
  * (src/redis/slot.ts), checked here against `CLUSTER KEYSLOT` of a real
  * cluster-enabled redis-server.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import test from 'ava'
 import fc from 'fast-check'
-import { Redis } from 'ioredis'
 import { ConfigError, loadConfig } from '../../src/config/load.js'
 import { Keys } from '../../src/redis/keys.js'
 import { LUA_DIR } from '../../src/redis/scripts.js'
 import { slotOf } from '../../src/redis/slot.js'
-import { freePort } from '../helpers/ports.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 const require = createRequire(import.meta.url)
 /** The slot function of ioredis' own dependency: the routing our commands get. */
@@ -68,45 +64,13 @@ const names = fc.record({ prefix, room: text, consumerId: text, userId: text, no
 
 /** Redis' own answer: one cluster-enabled node (no slots needed) for CLUSTER KEYSLOT. */
 let keyslot: (key: string) => Promise<number>
-let server: ChildProcess | undefined
-let client: Redis | undefined
-const dir = mkdtempSync(join(tmpdir(), 'snapper-keyslot-'))
+let server: RedisServer | undefined
 test.before(async () => {
-  const port = await freePort()
-  const args = [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--dir',
-    dir,
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-  ]
-  server = spawn(
-    'redis-server',
-    [...args, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'],
-    {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  )
-  client = new Redis(port, '127.0.0.1', { retryStrategy: times => (times < 100 ? 20 : null) })
-  client.on('error', () => {}) // refused until the server listens; commands wait for the connection
-  const redis = client
+  server = await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'])
+  const redis = server.client()
   keyslot = async key => (await redis.call('CLUSTER', 'KEYSLOT', key)) as number
-  await redis.ping()
 })
-test.after.always(async () => {
-  client?.disconnect()
-  if (server && server.exitCode === null) {
-    const exited = new Promise(resolve => server!.once('exit', resolve))
-    server.kill('SIGKILL')
-    await exited
-  }
-  rmSync(dir, { recursive: true, force: true })
-})
+test.after.always(() => server?.stop())
 
 test('the table names every script in lua/ with its key count', t => {
   const files = readdirSync(LUA_DIR).filter(file => file.endsWith('.lua'))
