@@ -56,10 +56,10 @@ export function ensureRedisServer(log: Logger): void {
  * the drain still writes cursors and messages to it; it gets SIGTERM (Redis
  * then finishes its append-only file and exits) from our `exit` hook, which
  * runs on every way out but a fatal signal: process.exit (drain done, drain
- * timed out, start failed) and an uncaught exception. The
- * fatal signals are covered by start(), which handles SIGINT, SIGTERM and
- * SIGHUP from the start; only SIGKILL leaves it running (the next
- * `snapper start` then finds it on the port and uses it).
+ * timed out, start failed) and an uncaught exception. The fatal signals
+ * are covered by cli/snapper.ts, which handles SIGINT, SIGTERM and SIGHUP
+ * from the start; only SIGKILL leaves it running (the next `snapper start`
+ * then finds it on the port and uses it).
  */
 export async function spawnLocalRedis(port: number, log: Logger): Promise<ChildProcess> {
   ensureRedisServer(log)

@@ -6,10 +6,10 @@ import { tokensOf } from '../auth/token.js'
 import { OPTIONS } from '../config/env.js'
 import { ConfigError, loadConfig, type Config } from '../config/load.js'
 import { PACKAGE } from '../gateway/stats.js'
-import { createLogger } from '../log.js'
+import { createLogger, type Logger } from '../log.js'
 import { nginxUpstream } from './nginx.js'
-import { start } from './start.js'
-import { runWorker } from './workers.js'
+import { start, type Broker, type StartOptions } from './start.js'
+import { reportStartFailure, startWorker, type RunningWorker } from './worker.js'
 
 const USAGE = `snapper ${PACKAGE.version}: push-messaging broker
 
@@ -31,6 +31,9 @@ Usage:
 
 Every option is also an environment variable (SNAPPER_*) and a key of the
 JSON config file; see the README's configuration section.`
+
+/** The signals whose default action would end this process without its `exit` hooks. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
 async function main(argv: string[]): Promise<number> {
   if (cluster.isWorker) {
@@ -64,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'start':
-      await start(config, createLogger(config.logLevel), {
+      await runBroker(config, createLogger(config.logLevel), {
         isRedisConfigured: isConfigured('redis', values.config),
         isHostConfigured: isConfigured('host', values.config),
       })
@@ -77,6 +80,97 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`)
       return 2
   }
+}
+
+/**
+ * `snapper start` in this process. SIGTERM and SIGINT drain gracefully; a
+ * second signal exits at once. SIGHUP is a rolling restart with workers; with
+ * a single node it drains like SIGTERM.
+ */
+async function runBroker(config: Config, log: Logger, options: StartOptions): Promise<void> {
+  // Until the drain handlers are in place, a signal ends start-up through process.exit: the
+  // signal's default action would skip the `exit` hook that stops the Redis we may have started.
+  const abort = (signal: NodeJS.Signals): void => {
+    log.warn({ signal }, 'signal during start-up: exiting')
+    process.exit(1)
+  }
+  for (const signal of STOP_SIGNALS) process.on(signal, abort)
+  let broker: Broker
+  try {
+    broker = await start(config, log, options)
+  } finally {
+    for (const signal of STOP_SIGNALS) process.off(signal, abort)
+  }
+  const { rollingRestart } = broker
+  if (rollingRestart) process.on('SIGHUP', rollingRestart)
+  // One process has nothing to restart in turn; SIGHUP's default action would exit without draining.
+  exitAfterDrain(log, broker, { signals: rollingRestart ? ['SIGTERM', 'SIGINT'] : STOP_SIGNALS })
+}
+
+/**
+ * A worker process of `snapper start --workers N`. If it cannot start, it
+ * tells the primary why and exits 1.
+ */
+async function runWorker(): Promise<void> {
+  let worker: RunningWorker
+  try {
+    worker = await startWorker(process.env)
+  } catch (err) {
+    if (!(await reportStartFailure(err))) throw err // not forked by a primary: nobody to tell
+    process.exit(1)
+  }
+  // A stop signal often reaches a worker twice: Ctrl-C (SIGINT) and systemd's stop (SIGTERM) go
+  // to the whole process group, and the primary passes them on as SIGTERM. So a worker drains
+  // once and never takes a repeat as "exit now": the drain timeout bounds it. SIGHUP to the
+  // group (a closed terminal) is the primary's rolling restart; its default action here would
+  // kill the worker undrained.
+  process.on('SIGHUP', () => {})
+  const { node, config, log } = worker
+  exitAfterDrain(
+    log,
+    { drain: () => node.stop(), drainTimeoutMs: config.drainTimeoutMs },
+    { repeatExits: false },
+  )
+  worker.announceReady()
+}
+
+/**
+ * Drains on any of `signals`, then exits 0; exits 1 if the drain fails or
+ * takes longer than drainTimeoutMs, or on a second signal unless
+ * `repeatExits` is false.
+ */
+function exitAfterDrain(
+  log: Logger,
+  broker: Pick<Broker, 'drain' | 'drainTimeoutMs'>,
+  {
+    signals = ['SIGTERM', 'SIGINT'],
+    repeatExits = true,
+  }: { signals?: readonly NodeJS.Signals[]; repeatExits?: boolean },
+): void {
+  const timeoutMs = broker.drainTimeoutMs
+  let isDraining = false
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (isDraining) {
+      if (!repeatExits) return log.info({ signal }, 'already draining')
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    isDraining = true
+    log.info({ signal, timeoutMs }, 'draining')
+    const timer = setTimeout(() => {
+      log.error({ timeoutMs }, 'drain timed out: exiting')
+      process.exit(1)
+    }, timeoutMs)
+    timer.unref()
+    broker.drain().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'drain failed')
+        process.exit(1)
+      },
+    )
+  }
+  for (const signal of signals) process.on(signal, shutdown)
 }
 
 function signToken(

@@ -5,79 +5,45 @@ import { ConfigError } from '../config/env.js'
 import type { Logger } from '../log.js'
 import { isListening, spawnLocalRedis } from './local-redis.js'
 import { configPorts, startNode } from './node.js'
-import { runWorkers } from './workers.js'
+import { Primary } from './primary.js'
 
-/** The signals whose default action would end this process without its `exit` hooks. */
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+/** A started broker, as the process that runs it sees it. */
+export interface Broker {
+  /** Graceful drain; rejects if part of it did not finish cleanly. */
+  drain(): Promise<void>
+  /** How long the drain may take before the process gives up on it, in ms. */
+  readonly drainTimeoutMs: number
+  /** Restarts the workers one by one; undefined with a single node, which has nothing to restart in turn. */
+  readonly rollingRestart: (() => void) | undefined
+}
+
+/** What the operator set explicitly (environment or config file), as opposed to a default. */
+export interface StartOptions {
+  /** A Redis to use; if not, `start` may run one of its own. */
+  readonly isRedisConfigured: boolean
+  /** A host to bind to; if not, demo mode binds 127.0.0.1. */
+  readonly isHostConfigured: boolean
+}
 
 /**
  * `snapper start`: makes sure there is a Redis and a token secret, then runs
  * one node in this process (workers 0) or a primary with N worker nodes.
- * SIGTERM and SIGINT drain gracefully; a second signal exits at once. SIGHUP
- * is a rolling restart with workers; with a single node it drains like SIGTERM.
- * A start that fails rejects; the caller must then exit (process.exit).
+ * Resolves once it serves; a start that fails rejects. Signals and the exit
+ * are the caller's (cli/snapper.ts).
  */
-export async function start(
-  config: Config,
-  log: Logger,
-  options: { isRedisConfigured: boolean; isHostConfigured: boolean },
-): Promise<void> {
+export async function start(config: Config, log: Logger, options: StartOptions): Promise<Broker> {
   config = secured(config, log, options.isHostConfigured)
-  // Until the drain handlers are in place, a signal ends start-up through process.exit: the
-  // signal's default action would skip the `exit` hook that stops the Redis we may have started.
-  const abort = (signal: NodeJS.Signals): void => {
-    log.warn({ signal }, 'signal during start-up: exiting')
-    process.exit(1)
-  }
-  for (const signal of STOP_SIGNALS) process.on(signal, abort)
-  try {
-    if (!options.isRedisConfigured) await ensureLocalRedis(config, log)
-    if (config.workers > 0) return await runWorkers(config, log)
-
-    const running = await startNode(config, log, configPorts(config), { processMetrics: true })
-    // One process has nothing to restart in turn; SIGHUP's default action would exit without draining.
-    onShutdown(log, config.drainTimeoutMs, () => running.stop(), { signals: STOP_SIGNALS })
-  } finally {
-    for (const signal of STOP_SIGNALS) process.off(signal, abort)
-  }
-}
-
-/**
- * Calls `drain` on any of `signals`, then exits 0; exits 1 if it takes longer
- * than timeoutMs, or on a second signal unless `repeatExits` is false.
- */
-export function onShutdown(
-  log: Logger,
-  timeoutMs: number,
-  drain: () => Promise<void>,
-  {
-    signals = ['SIGTERM', 'SIGINT'],
-    repeatExits = true,
-  }: { signals?: readonly NodeJS.Signals[]; repeatExits?: boolean } = {},
-): void {
-  let draining = false
-  const shutdown = (signal: NodeJS.Signals): void => {
-    if (draining) {
-      if (!repeatExits) return log.info({ signal }, 'already draining')
-      log.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
+  if (!options.isRedisConfigured) await ensureLocalRedis(config, log)
+  if (config.workers > 0) {
+    const primary = await Primary.start(config, log)
+    return {
+      drain: () => primary.drain(),
+      drainTimeoutMs: primary.drainTimeoutMs,
+      rollingRestart: () => primary.rollingRestart(),
     }
-    draining = true
-    log.info({ signal, timeoutMs }, 'draining')
-    const timer = setTimeout(() => {
-      log.error({ timeoutMs }, 'drain timed out: exiting')
-      process.exit(1)
-    }, timeoutMs)
-    timer.unref()
-    drain().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'drain failed')
-        process.exit(1)
-      },
-    )
   }
-  for (const signal of signals) process.on(signal, shutdown)
+  const running = await startNode(config, log, configPorts(config), { processMetrics: true })
+  return { drain: () => running.stop(), drainTimeoutMs: config.drainTimeoutMs, rollingRestart: undefined }
 }
 
 /** Secrets shorter than this get a warning: an HMAC key should hold as many bytes as its hash (RFC 7518 §3.2). */

@@ -61,11 +61,13 @@ function oneOf<T extends string>(values: readonly T[]): Parser<T> {
 /**
  * `"redis://host:6379"` is one server. Several (a list, or comma-separated) or
  * `{"cluster": ["host:port", ...]}` are the seed nodes of a Redis Cluster.
+ * A parsed RedisTarget (`{kind, url}` or `{kind, nodes}`) reads back as itself.
  */
 const toRedis: Parser<RedisTarget> = raw => {
   if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
-    const { cluster, url } = raw as { cluster?: unknown; url?: unknown }
-    if (cluster !== undefined) return { kind: 'cluster', nodes: nonEmpty(toList(cluster), raw) }
+    const { cluster, nodes, url } = raw as { cluster?: unknown; nodes?: unknown; url?: unknown }
+    const seeds = cluster ?? nodes
+    if (seeds !== undefined) return { kind: 'cluster', nodes: nonEmpty(toList(seeds), raw) }
     if (url !== undefined) return { kind: 'standalone', url: toText(url) }
     return fail('{"cluster": [...]} or {"url": "..."}', raw)
   }

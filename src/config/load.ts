@@ -34,6 +34,20 @@ export function loadConfig({ file, env = {}, overrides = {} }: LoadOptions = {})
   Object.assign(merged, parseLayer(fromEnv, 'environment'))
   Object.assign(merged, overrides)
 
+  return checked(merged)
+}
+
+/**
+ * A whole config from one JSON value, over the defaults, every key validated
+ * as in a config file: how a worker reads the config its primary hands it.
+ * Every parser accepts its own output, so a Config written as JSON reads back
+ * as itself.
+ */
+export function parseConfig(value: unknown, source: string): Config {
+  return checked({ ...defaults, ...parseLayer(asObject(value, source), source) })
+}
+
+function checked(merged: Record<string, unknown>): Config {
   const config = merged as unknown as Config
   checkTogether(config)
   return Object.freeze(config)
@@ -52,8 +66,12 @@ function readFile(file: string): Record<string, unknown> {
   } catch (err) {
     throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`)
   }
+  return asObject(value, `config file ${file}`)
+}
+
+function asObject(value: unknown, source: string): Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value))
-    throw new ConfigError(`config file ${file} must hold a JSON object`)
+    throw new ConfigError(`${source} must hold a JSON object`)
   return value as Record<string, unknown>
 }
 

@@ -6,7 +6,7 @@
 import { once } from 'node:events'
 import test from 'ava'
 import Producer from 'snapper-producer'
-import { checkPorts } from '../../src/cli/workers.js'
+import { checkPorts } from '../../src/cli/primary.js'
 import { ConfigError } from '../../src/config/load.js'
 import { isAlive, startCli } from '../helpers/cli.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
