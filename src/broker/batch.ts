@@ -31,8 +31,12 @@ export interface Batch {
   readonly entries: readonly Entry[]
   /** The JSON-RPC request text. */
   readonly frame: string
-  /** Transport-specific encoding, made by the first session that sends it. */
+  /** Transport-specific encodings, each made by the first session that sends it in that format. */
   encoded?: unknown
+  /** The `codec=json` frame (with rooms and seqs). */
+  jsonFrame?: unknown
+  /** The `codec=msgpack` frame. */
+  msgpackFrame?: unknown
 }
 
 /**

@@ -105,6 +105,13 @@ export interface Config {
   readonly consumerMaxBackpressureBytes: number
   /** Time a consumer has to acknowledge a batch before its session is closed, in ms. @default 60000 */
   readonly ackTimeoutMs: number
+  /**
+   * What a node that refuses a handshake with 503 (full, draining) tells clients to wait before
+   * they try again, in ms (Retry-After, and `retryAfterMs` in the polling body). @default 5000
+   */
+  readonly consumerRetryAfterMs: number
+  /** Offer permessage-deflate on consumer websockets (uWS's shared compressor): fewer bytes, more CPU. @default false */
+  readonly wsCompression: boolean
 
   /** How often acknowledged cursors are written to Redis, in ms. @default 1000 */
   readonly cursorFlushMs: number
@@ -167,6 +174,8 @@ export const defaults: Config = {
   consumerMaxQueue: 1000,
   consumerMaxBackpressureBytes: 1 << 20,
   ackTimeoutMs: 60_000,
+  consumerRetryAfterMs: 5000,
+  wsCompression: false,
 
   cursorFlushMs: 1000,
   nodeTtlMs: 10_000,

@@ -257,6 +257,16 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMs,
     doc: 'time a consumer has to acknowledge a batch before its session is closed',
   },
+  consumerRetryAfterMs: {
+    env: 'SNAPPER_CONSUMER_RETRY_AFTER_MS',
+    parse: toMs,
+    doc: 'what a node refusing a handshake with 503 (full, draining) tells clients to wait: `Retry-After`, and `retryAfterMs` in the polling body',
+  },
+  wsCompression: {
+    env: 'SNAPPER_WS_COMPRESSION',
+    parse: toFlag,
+    doc: "offer permessage-deflate on consumer websockets (uWS's shared compressor): fewer bytes on the wire, more CPU per message",
+  },
 
   cursorFlushMs: {
     env: 'SNAPPER_CURSOR_FLUSH_MS',

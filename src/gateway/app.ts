@@ -20,6 +20,8 @@ export type GatewayConfig = Pick<
   | 'consumerMaxBackpressureBytes'
   | 'corsOrigins'
   | 'nodeTtlMs'
+  | 'consumerRetryAfterMs'
+  | 'wsCompression'
 >
 
 export interface Gateway {
@@ -61,6 +63,8 @@ export function createGateway(deps: {
       maxBackpressureBytes: config.consumerMaxBackpressureBytes,
       cookieName: 'snapper.ws',
       corsOrigins: config.corsOrigins,
+      retryAfterMs: config.consumerRetryAfterMs,
+      compression: config.wsCompression,
     },
     createConsumerHandlers(node, tokens, logger, counters),
     logger,

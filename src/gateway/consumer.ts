@@ -5,12 +5,15 @@ import type { BrokerNode, ConsumerSink } from '../broker/node.js'
 import type { Outbox } from '../broker/outbox.js'
 import type { Logger } from '../log.js'
 import {
-  encodeMessage,
-  type Authorization,
-  type EngineHandlers,
-  type Handshake,
-  type Session,
-} from './engineio/server.js'
+  decodeFromClient,
+  encodeObject,
+  formatOf,
+  jsonFrame,
+  legacyFrame,
+  msgpackFrame,
+  type DeliveryFormat,
+} from './delivery.js'
+import type { Authorization, EngineHandlers, Handshake, Session } from './engineio/server.js'
 
 /**
  * A consumer's side of one Engine.IO session, set once at the handshake: the
@@ -28,6 +31,8 @@ export class ConsumerLink implements ConsumerSink {
     readonly userId: string,
     /** The handshake's token: every later request of the session must carry it too. */
     readonly token: string,
+    /** What the handshake's `codec` asked for (see delivery.ts). */
+    readonly format: DeliveryFormat = 'legacy',
   ) {}
 
   get session(): Session<ConsumerLink> | undefined {
@@ -41,12 +46,29 @@ export class ConsumerLink implements ConsumerSink {
   }
 
   send(batch: Batch): void {
-    this.#session?.sendEncoded(
-      (batch.encoded ??= encodeMessage(batch.frame)) as ReturnType<typeof encodeMessage>,
-    )
+    const session = this.#session
+    if (session === undefined) return
+    if (this.format === 'legacy') session.sendEncoded(legacyFrame(batch))
+    else if (this.format === 'json') session.sendEncoded(jsonFrame(batch))
+    else session.sendBinary(msgpackFrame(batch))
   }
 
-  close(reason: string): void {
+  /** A JSON-RPC object (a reply, a notice) in the session's format. */
+  sendObject(value: object): void {
+    const session = this.#session
+    if (session === undefined) return
+    const encoded = encodeObject(this.format, value)
+    if (typeof encoded === 'string') session.send(encoded)
+    else session.sendBinary(encoded)
+  }
+
+  /**
+   * Closes the session. `retryAfterMs`: a codec session is first told, with
+   * the `reconnect` notice, when to come back (0: at once, elsewhere).
+   */
+  close(reason: string, retryAfterMs?: number): void {
+    if (retryAfterMs !== undefined && this.format !== 'legacy')
+      this.sendObject({ jsonrpc: '2.0', method: 'reconnect', params: [{ retryAfterMs }] })
     if (this.#session) this.#session.close(reason)
     else this.#closeReason = reason
   }
@@ -95,8 +117,8 @@ export function plainAckId(text: string): string | undefined {
 }
 
 /** The `invalid` notification the original sent back for anything it did not expect. */
-function invalidNotice(payload: unknown, kind: string): string {
-  return JSON.stringify({ jsonrpc: '2.0', method: 'invalid', params: [{ payload, type: kind }] })
+function invalidNotice(payload: unknown, kind: string): object {
+  return { jsonrpc: '2.0', method: 'invalid', params: [{ payload, type: kind }] }
 }
 
 export interface ConsumerCounters {
@@ -130,10 +152,15 @@ export function createConsumerHandlers(
         )
         return { ok: false, status: 403, code: 4, message: verified.reason }
       }
+      const format = formatOf(handshake.query.get('codec'))
+      if (format === undefined) {
+        counters.refused++
+        return { ok: false, status: 400, code: 3, message: 'Unknown codec: use json or msgpack' }
+      }
       const { claims } = verified
       const consumerId = consumerIdOf(claims)
       const previous = PREVIOUS_ID.exec(handshake.headers.cookie ?? '')?.[1]
-      const link = new ConsumerLink(consumerId, claims.userId, handshake.query.get('token') ?? '')
+      const link = new ConsumerLink(consumerId, claims.userId, handshake.query.get('token') ?? '', format)
       link.outbox = await node.connect(consumerId, claims.userId, link, previous)
       return { ok: true, id: consumerId, data: link }
     },
@@ -167,19 +194,18 @@ export function createConsumerHandlers(
       }
       let value: unknown
       try {
-        value = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'))
+        value = decodeFromClient(link.format, data)
       } catch {
         counters.invalid++
-        session.send(invalidNotice({ message: 'Parse error', code: -32700 }, 'invalid'))
+        link.sendObject(invalidNotice({ message: 'Parse error', code: -32700 }, 'invalid'))
         return
       }
       const message = classify(value)
       if (message.kind === 'request') {
         // The original echoed every consumer request; clients use it as a ping.
         counters.requests++
-        session.send(
-          `{"jsonrpc":"2.0","id":${JSON.stringify(message.id)},"result":${JSON.stringify(message.params ?? null)}}`,
-        )
+        const reply = { jsonrpc: '2.0', id: message.id, result: message.params ?? null }
+        link.sendObject(reply)
         return
       }
       const outbox = link.outbox
@@ -189,7 +215,7 @@ export function createConsumerHandlers(
       }
       if (message.kind === 'error' && outbox && node.nack(outbox, message.id)) return
       counters.invalid++
-      session.send(invalidNotice(value, message.kind))
+      link.sendObject(invalidNotice(value, message.kind))
     },
 
     close(session: Session<ConsumerLink>, reason: string): void {

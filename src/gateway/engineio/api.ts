@@ -23,6 +23,13 @@ export interface EngineOptions {
   readonly cookieName: string | null
   /** Origins allowed to open sessions; empty allows any. @default [] */
   readonly corsOrigins: readonly string[]
+  /**
+   * What a 503 refusal (full, shutting down) tells the client to wait, in ms:
+   * a Retry-After header, and `retryAfterMs` in the polling body. @default none
+   */
+  readonly retryAfterMs?: number
+  /** Offer permessage-deflate (uWS's shared compressor) and compress messages sent on websockets. @default false */
+  readonly compression?: boolean
 }
 
 /** What the authorisation hook sees of a handshake request. */

@@ -25,6 +25,8 @@ export interface Refusal {
   readonly status: number
   readonly code: number
   readonly message: string
+  /** When to come back, in ms: a Retry-After header (seconds, rounded up) and, on polling, a body field. */
+  readonly retryAfterMs?: number
 }
 
 const STATUS_LINES: Readonly<Record<number, string>> = {
@@ -134,11 +136,17 @@ export class Cors {
 
 /** A numbered error on a polling request: JSON body, CORS headers. */
 export function writeRefusal(res: HttpResponse, refusal: Refusal, cors: Cors, origin: string): void {
+  const { code, message, retryAfterMs } = refusal
   res.writeStatus(statusLine(refusal.status))
   cors.write(res, origin)
+  writeRetryAfter(res, retryAfterMs)
   res
     .writeHeader('Content-Type', 'application/json')
-    .end(JSON.stringify({ code: refusal.code, message: refusal.message }))
+    .end(JSON.stringify(retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs }))
+}
+
+function writeRetryAfter(res: HttpResponse, retryAfterMs: number | undefined): void {
+  if (retryAfterMs !== undefined) res.writeHeader('Retry-After', String(Math.ceil(retryAfterMs / 1000)))
 }
 
 /**
@@ -165,8 +173,7 @@ export function writeEmpty(
  * balancer to try elsewhere.
  */
 export function refuseUpgrade(res: HttpResponse, refusal: Refusal): void {
-  res
-    .writeStatus(statusLine(refusal.status === 403 ? 400 : refusal.status))
-    .writeHeader('Content-Type', 'text/html')
-    .end(refusal.message, true)
+  res.writeStatus(statusLine(refusal.status === 403 ? 400 : refusal.status))
+  writeRetryAfter(res, refusal.retryAfterMs)
+  res.writeHeader('Content-Type', 'text/html').end(refusal.message, true)
 }

@@ -103,6 +103,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
       closeOnBackpressureLimit: 1, // typed as a number in this fork; any truthy value turns it on
       idleTimeout: 0, // the Engine.IO heartbeat is the liveness check
       sendPingsAutomatically: false,
+      compression: options.compression ? loadUws().SHARED_COMPRESSOR : loadUws().DISABLED,
       upgrade: this.#onUpgrade,
       open: this.#onOpen,
       message: (ws, data, isBinary) => ws.getUserData().transport.received(data, isBinary),
@@ -169,7 +170,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     if (!isUpgrade && request.method !== 'get') return refuse(ENGINE_ERRORS.BAD_HANDSHAKE_METHOD)
     if ((transport === 'websocket') !== isUpgrade) return refuse(ENGINE_ERRORS.BAD_REQUEST)
     if (revision === undefined) return refuse(ENGINE_ERRORS.UNSUPPORTED_PROTOCOL_VERSION)
-    if (this.#isClosed) return refuse(ENGINE_ERRORS.SHUTTING_DOWN)
+    if (this.#isClosed) return refuse(this.#paced(ENGINE_ERRORS.SHUTTING_DOWN))
     if (!this.#cors.isAllowed(request.origin)) return refuse(ENGINE_ERRORS.FORBIDDEN)
     return { kind: 'handshake', revision, query }
   }
@@ -281,7 +282,13 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
         : undefined
     if (refusal === undefined) return auth
     this.#abandon(auth.data)
-    return { ok: false, ...refusal }
+    return { ok: false, ...this.#paced(refusal) }
+  }
+
+  /** A 503 says when to come back, if the engine was told. */
+  #paced(refusal: Refusal): Refusal {
+    const { retryAfterMs } = this.options
+    return retryAfterMs === undefined ? refusal : { ...refusal, retryAfterMs }
   }
 
   #abandon(data: T): void {
@@ -361,6 +368,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
       revision,
       isB64: asksB64(query),
       maxPayloadBytes: this.options.maxPayloadBytes,
+      compresses: this.options.compression ?? false,
     })
     res.upgrade<SocketData<T>>(
       { transport, ticket },

@@ -15,6 +15,8 @@ export interface WebSocketSettings {
   /** The upgrade request asked for `b64`: binary messages go as base64 text frames. */
   readonly isB64: boolean
   readonly maxPayloadBytes: number
+  /** Ask uWS to compress messages (it does where the client accepted permessage-deflate). */
+  readonly compresses: boolean
 }
 
 /** uWS `send` result: the message was dropped, the socket is past maxBackpressure. */
@@ -52,16 +54,18 @@ export class WebSocketTransport implements Transport {
   write(packet: OutPacket): void {
     const ws = this.#ws
     if (ws === undefined) return
-    if (typeof packet === 'string') this.#sent(ws.send(packet, false))
+    const { compresses } = this.#settings
+    // Heartbeats and other one-character packets are not worth deflating.
+    if (typeof packet === 'string') this.#sent(ws.send(packet, false, compresses && packet.length > 1))
     else {
       const frame = encodeBinaryFrame(packet, this.#settings.revision, this.#settings.isB64)
-      this.#sent(ws.send(frame, typeof frame !== 'string'))
+      this.#sent(ws.send(frame, typeof frame !== 'string', compresses))
     }
   }
 
   writeEncoded(message: EncodedMessage): void {
     // The same bytes for every socket, sent as a text frame.
-    if (this.#ws !== undefined) this.#sent(this.#ws.send(message.wire(), false))
+    if (this.#ws !== undefined) this.#sent(this.#ws.send(message.wire(), false, this.#settings.compresses))
   }
 
   /** The packets polling held during the upgrade, in order, in one syscall. */

@@ -1,0 +1,274 @@
+/**
+ * The consumer SDK, for browsers and Node: one Engine.IO 4 session at a time
+ * to a Snapper gateway, in the delivery format it asks for with `codec=`,
+ * kept up by reconnecting.
+ *
+ *   idle ─connect()─▶ connecting ─open─▶ open ─lost─▶ reconnecting ─open─▶ open
+ *                          │                               │
+ *                          └── refused (400/403), close() ─┴──▶ closed
+ *
+ * Each attempt tries the transports in order (websocket, then polling): a
+ * websocket that does not open is followed at once by a polling handshake,
+ * whose HTTP answer also says why a handshake was refused. Between attempts
+ * the delay is the server's when it gave one (a `reconnect` notice before a
+ * drain, `retryAfterMs` on a 503), else a jittered exponential backoff.
+ *
+ * Deliveries are acknowledged here, after the listeners ran. A message whose
+ * (room, storedAtMs, seq) is not after the last one this consumer handed out
+ * for that room is dropped: a batch sent again after a reconnect or a node
+ * crash reaches the application once.
+ */
+import { Backoff, jittered } from '../backoff.js'
+import { Emitter } from '../emitter.js'
+import { SDK_ERRORS, SnapperError } from '../errors.js'
+import { asRun, CODECS, decodeFrame, encodeAck, type Codec } from './codec.js'
+import { engineUrl, type Ending, type Link, type Platform, type TransportName } from './link.js'
+import { PollingLink } from './polling-link.js'
+import { WebSocketLink } from './websocket-link.js'
+
+export interface ConsumerOptions {
+  /** A consumer token (`{userId, exp, source?}` signed with a broker secret: `producer.signConsumerToken`). */
+  readonly token: string
+  /** Delivery format: JSON text, or msgpack binary frames (smaller, no escaping). @default 'json' */
+  readonly codec?: Codec
+  /** The gateway's Engine.IO path. @default '/websocket/' */
+  readonly path?: string
+  /** Transports to try, in order, on every attempt. @default ['websocket', 'polling'] */
+  readonly transports?: readonly TransportName[]
+  /** First reconnect delay, in ms (doubling, jittered). @default 500 */
+  readonly reconnectMinMs?: number
+  /** Longest reconnect delay, in ms. @default 30000 */
+  readonly reconnectMaxMs?: number
+}
+
+/** Where a message comes from. */
+export interface MessageMeta {
+  readonly room: string
+  /** Its sequence number in the room: seq + 1 follows seq. */
+  readonly seq: number
+  /** When the broker stored it (Redis time, never going back within a room), in ms since the epoch. */
+  readonly storedAtMs: number
+}
+
+/** Messages of a room that this consumer will never get: the room log no longer had them. */
+export interface Gap {
+  readonly room: string
+  /** How many, when the broker knows. */
+  readonly missed: number | null
+}
+
+export type ConsumerState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+export interface StateDetails {
+  /** The transport of the open session. */
+  readonly transport?: TransportName
+  /** Why the last session or attempt ended. */
+  readonly reason?: string
+  /** When the next attempt starts, in ms from now. */
+  readonly retryInMs?: number
+  /** Why the consumer closed, when it was not close(). */
+  readonly error?: SnapperError
+}
+
+export interface ConsumerEvents {
+  message: [message: string, meta: MessageMeta]
+  gap: [gap: Gap]
+  state: [state: ConsumerState, details: StateDetails]
+  /** A listener threw, or the broker sent something unreadable; the consumer goes on. */
+  error: [error: unknown]
+}
+
+/** Handshake refusals that no retry can fix: a bad token (403), a bad request (400). */
+const isFatal = (status: number): boolean => status === 400 || status === 403
+
+/** Where a consumer stands in one room: the last message handed out. */
+interface Position {
+  storedAtMs: number
+  seq: number
+}
+
+export class ConsumerCore extends Emitter<ConsumerEvents> {
+  readonly #url: string
+  readonly #token: string
+  readonly #codec: Codec
+  readonly #path: string
+  readonly #transports: readonly TransportName[]
+  readonly #platform: Platform
+  readonly #backoff: Backoff
+  readonly #positions = new Map<string, Position>()
+  #state: ConsumerState = 'idle'
+  #id: string | undefined
+  #link: Link | undefined
+  #timer: ReturnType<typeof setTimeout> | undefined
+  /** The server's `reconnect` notice: the next attempt waits this long. */
+  #retryAfterMs: number | undefined
+  #connected: Promise<void> | undefined
+  #settleConnected: { resolve: () => void; reject: (error: SnapperError) => void } | undefined
+
+  constructor(url: string, options: ConsumerOptions, platform: Platform) {
+    super()
+    if (typeof options.token !== 'string' || options.token === '')
+      throw new TypeError('Consumer: `token` is required')
+    const codec = options.codec ?? 'json'
+    if (!CODECS.includes(codec)) throw new TypeError(`Consumer: codec must be 'json' or 'msgpack'`)
+    const transports = options.transports ?? ['websocket', 'polling']
+    if (transports.length === 0 || transports.some(name => name !== 'websocket' && name !== 'polling'))
+      throw new TypeError(`Consumer: transports must be 'websocket' and/or 'polling'`)
+    new URL(url) // throws a TypeError now for a URL that cannot work
+    this.#url = url
+    this.#token = options.token
+    this.#codec = codec
+    this.#path = options.path ?? '/websocket/'
+    this.#transports = transports
+    this.#platform = platform
+    this.#backoff = new Backoff(options.reconnectMinMs ?? 500, options.reconnectMaxMs ?? 30_000)
+  }
+
+  /** The consumer id (the Engine.IO sid), once a session opened: what a producer subscribes to rooms. */
+  get id(): string | undefined {
+    return this.#id
+  }
+
+  get state(): ConsumerState {
+    return this.#state
+  }
+
+  /** The transport of the open session. */
+  get transport(): TransportName | undefined {
+    return this.#state === 'open' ? this.#link?.transport : undefined
+  }
+
+  /**
+   * Opens the session. Resolves once it is open (`id` is set); rejects with a
+   * SnapperError if the gateway refused the handshake for good (403: the
+   * token; 400: a bad request) or close() came first. Unreachable gateways
+   * and full or draining nodes are retried meanwhile (see the `state` event).
+   */
+  connect(): Promise<void> {
+    if (this.#state === 'closed')
+      return Promise.reject(new SnapperError(SDK_ERRORS.CLOSED, 'the consumer is closed'))
+    if (this.#connected) return this.#connected
+    this.#connected = new Promise((resolve, reject) => {
+      this.#settleConnected = { resolve, reject }
+    })
+    this.#connected.catch(() => {}) // the caller of connect() gets the rejection
+    this.#setState('connecting', {})
+    this.#open(0)
+    return this.#connected
+  }
+
+  /** Closes the session and stops reconnecting. */
+  close(): void {
+    if (this.#state === 'closed') return
+    this.#link?.close()
+    this.#link = undefined
+    this.#finish(new SnapperError(SDK_ERRORS.CLOSED, 'the consumer is closed'), false)
+  }
+
+  #setState(state: ConsumerState, details: StateDetails): void {
+    this.#state = state
+    this.emit('state', state, details)
+  }
+
+  /** Tries the transport at `index`; the next one if it does not open. */
+  #open(index: number): void {
+    this.#timer = undefined
+    const transport = this.#transports[index]!
+    const query = { token: this.#token, codec: this.#codec }
+    const url = engineUrl(this.#url, this.#path, transport, query)
+    const handlers = {
+      opened: (sid: string): void => {
+        if (this.#link !== link) return
+        this.#id = sid
+        this.#backoff.reset()
+        this.#setState('open', { transport })
+        this.#settleConnected?.resolve()
+        this.#settleConnected = undefined
+      },
+      message: (data: string | Uint8Array): void => {
+        if (this.#link === link) this.#receive(link, data)
+      },
+      ended: (ending: Ending): void => {
+        if (this.#link !== link) return
+        this.#link = undefined
+        this.#ended(index, ending)
+      },
+    }
+    const link: Link =
+      transport === 'websocket'
+        ? new WebSocketLink(url, this.#platform, handlers)
+        : new PollingLink(url, this.#platform, handlers)
+    this.#link = link
+    link.start()
+  }
+
+  #ended(index: number, ending: Ending): void {
+    const { refusal, reason } = ending
+    if (!ending.wasOpen && !refusal && index + 1 < this.#transports.length) return this.#open(index + 1)
+    if (refusal && isFatal(refusal.status)) {
+      const error = new SnapperError(refusal.status, `handshake refused: ${refusal.message}`, {
+        reason: refusal.message,
+      })
+      return this.#finish(error, true)
+    }
+    const askedMs = refusal?.retryAfterMs ?? this.#retryAfterMs
+    this.#retryAfterMs = undefined
+    const retryInMs = askedMs !== undefined ? jittered(askedMs) : this.#backoff.next()
+    this.#setState('reconnecting', { reason, retryInMs })
+    this.#timer = setTimeout(() => this.#open(0), retryInMs)
+  }
+
+  #finish(error: SnapperError, isFailure: boolean): void {
+    clearTimeout(this.#timer)
+    this.#settleConnected?.reject(error)
+    this.#settleConnected = undefined
+    this.#setState('closed', isFailure ? { error, reason: error.message } : { reason: 'closed' })
+  }
+
+  #receive(link: Link, data: string | Uint8Array): void {
+    let frame: { id?: unknown; method?: unknown; params?: unknown }
+    try {
+      frame = decodeFrame(data) as typeof frame
+    } catch (err) {
+      this.emit('error', new SnapperError(SDK_ERRORS.PROTOCOL, 'undecodable frame', {}, { cause: err }))
+      return
+    }
+    if (typeof frame !== 'object' || frame === null) return
+    const { id, method, params } = frame
+    if (!Array.isArray(params)) return
+    if (method === 'deliver' && (typeof id === 'string' || typeof id === 'number')) {
+      this.#deliver(params)
+      // After the listeners: one that closed the consumer leaves the batch unacknowledged, to come again.
+      if (this.#link === link) link.send(encodeAck(this.#codec, id))
+    } else if (method === 'gap') {
+      for (const gap of params as { room?: unknown; missed?: unknown }[])
+        if (typeof gap?.room === 'string')
+          this.emit('gap', { room: gap.room, missed: typeof gap.missed === 'number' ? gap.missed : null })
+    } else if (method === 'reconnect') {
+      const retryAfterMs = (params[0] as { retryAfterMs?: unknown } | undefined)?.retryAfterMs
+      if (typeof retryAfterMs === 'number' && retryAfterMs >= 0) this.#retryAfterMs = retryAfterMs
+    }
+  }
+
+  #deliver(runs: readonly unknown[]): void {
+    for (const value of runs) {
+      const run = asRun(value)
+      if (!run) continue
+      const [room, storedAtMs, seq, messages] = run
+      let position = this.#positions.get(room)
+      for (let i = 0; i < messages.length; i++) {
+        const message = messages[i]!
+        const at = seq + i
+        // (storedAtMs, seq) orders a room's messages, also across a room log that expired and restarted at 1.
+        if (position && (storedAtMs < position.storedAtMs || (storedAtMs === position.storedAtMs && at <= position.seq)))
+          continue
+        if (position) {
+          position.storedAtMs = storedAtMs
+          position.seq = at
+        } else this.#positions.set(room, (position = { storedAtMs, seq: at }))
+        this.emit('message', message, { room, seq: at, storedAtMs })
+        if (this.#state === 'closed') return
+      }
+    }
+  }
+}

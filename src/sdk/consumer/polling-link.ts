@@ -1,0 +1,163 @@
+import {
+  fromBase64,
+  parseOpen,
+  toBase64,
+  Watchdog,
+  type Link,
+  type LinkHandlers,
+  type Platform,
+  type FetchResponse,
+  type Refusal,
+} from './link.js'
+
+/** v4 payload separator (ASCII record separator). */
+const SEPARATOR = '\x1e'
+
+/**
+ * An Engine.IO 4 session over HTTP long-polling, with fetch:
+ *
+ *   GET (handshake) ─▶ GET ─▶ GET ...   one held at a time; each answer is packets joined by \x1e
+ *   send() ─▶ queue ─▶ POST             one at a time; what queues meanwhile goes in the next
+ *
+ * Binary messages travel as `b<base64>` packets both ways. A handshake
+ * answered with an error status ends the link with its refusal, so the
+ * consumer can tell a bad token (stop) from a full node (come back later).
+ */
+export class PollingLink implements Link {
+  readonly transport = 'polling'
+  readonly #url: URL
+  readonly #platform: Platform
+  readonly #handlers: LinkHandlers
+  readonly #abort = new AbortController()
+  readonly #watchdog = new Watchdog(() => this.#end('ping timeout'))
+  #sid: string | undefined
+  #outbox: string[] = []
+  #isPosting = false
+  #isDone = false
+
+  constructor(url: URL, platform: Platform, handlers: LinkHandlers) {
+    this.#url = url
+    this.#platform = platform
+    this.#handlers = handlers
+  }
+
+  start(): void {
+    void this.#poll()
+  }
+
+  send(data: string | Uint8Array): void {
+    if (this.#isDone || this.#sid === undefined) return
+    this.#outbox.push(typeof data === 'string' ? `4${data}` : `b${toBase64(data)}`)
+    if (!this.#isPosting) void this.#post()
+  }
+
+  close(): void {
+    if (this.#isDone) return
+    this.#isDone = true
+    this.#watchdog.stop()
+    // Tell the server now rather than let it time the session out; nobody waits for the answer.
+    if (this.#sid !== undefined)
+      this.#platform
+        .fetch(this.#sessionUrl(), { method: 'POST', body: '1', headers: { 'Content-Type': 'text/plain' } })
+        .catch(() => {}) // the session is being dropped either way
+    this.#abort.abort()
+  }
+
+  #sessionUrl(): string {
+    const url = new URL(this.#url)
+    if (this.#sid !== undefined) url.searchParams.set('sid', this.#sid)
+    return url.href
+  }
+
+  async #poll(): Promise<void> {
+    while (!this.#isDone) {
+      let body: string
+      try {
+        // The gateway answers polls with Cache-Control: no-store.
+        const response = await this.#platform.fetch(this.#sessionUrl(), { signal: this.#abort.signal })
+        if (response.status !== 200) {
+          const refusal = this.#sid === undefined ? await readRefusal(response) : undefined
+          return this.#end(`poll answered ${response.status}`, refusal)
+        }
+        body = await response.text()
+      } catch (err) {
+        return this.#end(`poll failed: ${String(err)}`)
+      }
+      for (const packet of body.split(SEPARATOR)) {
+        this.#receive(packet)
+        if (this.#isDone) return
+      }
+    }
+  }
+
+  #receive(packet: string): void {
+    this.#watchdog.heard()
+    switch (packet.charAt(0)) {
+      case '0': {
+        const open = parseOpen(packet.slice(1))
+        if (!open || this.#sid !== undefined) return this.#end('bad open packet')
+        this.#sid = open.sid
+        this.#watchdog.arm(open)
+        return this.#handlers.opened(open.sid)
+      }
+      case '2':
+        this.#outbox.push('3')
+        if (!this.#isPosting) void this.#post()
+        return
+      case '4':
+        return this.#handlers.message(packet.slice(1))
+      case 'b':
+        return this.#handlers.message(fromBase64(packet.slice(1)))
+      case '1':
+        return this.#end('server close')
+      default:
+      // noop (6): the server released the GET; poll again
+    }
+  }
+
+  async #post(): Promise<void> {
+    this.#isPosting = true
+    try {
+      while (this.#outbox.length > 0 && !this.#isDone) {
+        const body = this.#outbox.join(SEPARATOR)
+        this.#outbox = []
+        const response = await this.#platform.fetch(this.#sessionUrl(), {
+          method: 'POST',
+          body,
+          headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
+          signal: this.#abort.signal,
+        })
+        await response.text()
+        if (response.status !== 200) return this.#end(`post answered ${response.status}`)
+      }
+    } catch (err) {
+      this.#end(`post failed: ${String(err)}`)
+    } finally {
+      this.#isPosting = false
+    }
+  }
+
+  #end(reason: string, refusal?: Refusal): void {
+    if (this.#isDone) return
+    this.#isDone = true
+    this.#watchdog.stop()
+    this.#abort.abort()
+    this.#handlers.ended({ reason, wasOpen: this.#sid !== undefined, ...(refusal && { refusal }) })
+  }
+}
+
+/** The status, message and `retryAfterMs` (or Retry-After) of a refused handshake. */
+async function readRefusal(response: FetchResponse): Promise<Refusal> {
+  let message = `HTTP ${response.status}`
+  let retryAfterMs: number | undefined
+  try {
+    const body = (await response.json()) as { message?: unknown; retryAfterMs?: unknown }
+    if (typeof body.message === 'string') message = body.message
+    if (typeof body.retryAfterMs === 'number') retryAfterMs = body.retryAfterMs
+  } catch {
+    // No JSON body (a proxy's error page): the status says enough.
+  }
+  const header = Number(response.headers.get('retry-after'))
+  if (retryAfterMs === undefined && header > 0) retryAfterMs = header * 1000
+  return { status: response.status, message, retryAfterMs }
+}

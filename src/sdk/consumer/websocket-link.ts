@@ -1,0 +1,96 @@
+import {
+  parseOpen,
+  Watchdog,
+  type Link,
+  type LinkHandlers,
+  type Platform,
+  type WebSocketLike,
+} from './link.js'
+
+/**
+ * An Engine.IO 4 session over one websocket: text frames are packets
+ * (`0{open}`, `2` ping, `4<message>`, `1` close), binary frames are messages.
+ * A websocket that closes before the open packet ends with `wasOpen: false`,
+ * which is the consumer's cue to try polling.
+ */
+export class WebSocketLink implements Link {
+  readonly transport = 'websocket'
+  readonly #url: URL
+  readonly #platform: Platform
+  readonly #handlers: LinkHandlers
+  readonly #watchdog = new Watchdog(() => this.#end('ping timeout'))
+  #ws: WebSocketLike | undefined
+  #isOpen = false
+  #isDone = false
+
+  constructor(url: URL, platform: Platform, handlers: LinkHandlers) {
+    this.#url = url
+    this.#platform = platform
+    this.#handlers = handlers
+  }
+
+  start(): void {
+    let ws: WebSocketLike
+    try {
+      ws = new this.#platform.WebSocket(this.#url.href)
+    } catch (err) {
+      queueMicrotask(() => this.#end(`websocket refused: ${String(err)}`))
+      return
+    }
+    this.#ws = ws
+    ws.binaryType = 'arraybuffer'
+    ws.onmessage = event => this.#receive(event.data)
+    ws.onclose = event => this.#end(`websocket closed (${event.code})`)
+    ws.onerror = () => {} // a close follows every error, and ends the link there
+  }
+
+  send(data: string | Uint8Array): void {
+    if (this.#isOpen && !this.#isDone) this.#ws?.send(typeof data === 'string' ? `4${data}` : data)
+  }
+
+  close(): void {
+    this.#isDone = true
+    this.#watchdog.stop()
+    this.#ws?.close()
+  }
+
+  #receive(data: unknown): void {
+    if (this.#isDone) return
+    this.#watchdog.heard()
+    if (typeof data !== 'string') {
+      if (data instanceof ArrayBuffer) this.#handlers.message(new Uint8Array(data))
+      return
+    }
+    switch (data.charAt(0)) {
+      case '0': {
+        const open = parseOpen(data.slice(1))
+        if (!open || this.#isOpen) return this.#end('bad open packet')
+        this.#isOpen = true
+        this.#watchdog.arm(open)
+        return this.#handlers.opened(open.sid)
+      }
+      case '2':
+        this.#ws?.send('3')
+        return
+      case '4':
+        if (this.#isOpen) this.#handlers.message(data.slice(1))
+        return
+      case '1':
+        return this.#end('server close')
+      default:
+      // noop (6) and anything unknown: nothing to do
+    }
+  }
+
+  #end(reason: string): void {
+    if (this.#isDone) return
+    this.#isDone = true
+    this.#watchdog.stop()
+    const ws = this.#ws
+    if (ws) {
+      ws.onmessage = ws.onclose = null
+      ws.close()
+    }
+    this.#handlers.ended({ reason, wasOpen: this.#isOpen })
+  }
+}

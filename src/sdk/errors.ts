@@ -1,0 +1,54 @@
+/**
+ * The SDK's one error type. `code` says what went wrong as a number: the
+ * broker's JSON-RPC error code (401, -32602, -32003, ...), the HTTP status of
+ * a refused consumer handshake (400, 403, 503), or one of the SDK's own
+ * negative codes below. `reason` is what the broker said beyond its message.
+ */
+export class SnapperError extends Error {
+  override readonly name = 'SnapperError'
+  readonly code: number
+  /** The broker's reason: a 401's cause ("Error: Invalid signature"), the code name of our own errors (`STORE_UNAVAILABLE`), a refused handshake's message. */
+  readonly reason: string | undefined
+  /** Whether the same call may succeed later (the broker said so, or the connection dropped). */
+  readonly isTemporary: boolean
+
+  constructor(
+    code: number,
+    message: string,
+    details: { readonly reason?: string; readonly isTemporary?: boolean } = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+    this.code = code
+    this.reason = details.reason
+    this.isTemporary = details.isTemporary ?? false
+  }
+}
+
+/** The SDK's own codes, outside JSON-RPC's and HTTP's ranges. */
+export const SDK_ERRORS = {
+  /** close() was called before the call could be answered. */
+  CLOSED: -1,
+  /** No answer within the request timeout. */
+  TIMEOUT: -2,
+  /** The input cannot be sent (too large for one frame, not a valid token claim, ...). */
+  BAD_INPUT: -3,
+  /** The broker sent something the SDK cannot read. */
+  PROTOCOL: -4,
+} as const
+
+/** The `error` member of a JSON-RPC reply, as a SnapperError. */
+export function fromRpcError(error: unknown): SnapperError {
+  const { code, message, data } = (typeof error === 'object' && error !== null ? error : {}) as {
+    code?: unknown
+    message?: unknown
+    data?: unknown
+  }
+  const fields = (typeof data === 'object' && data !== null ? data : {}) as { code?: unknown; temporary?: unknown }
+  const reason = typeof data === 'string' ? data : typeof fields.code === 'string' ? fields.code : undefined
+  return new SnapperError(
+    typeof code === 'number' ? code : SDK_ERRORS.PROTOCOL,
+    typeof message === 'string' ? message : 'error without a message',
+    { ...(reason !== undefined && { reason }), isTemporary: fields.temporary === true },
+  )
+}

@@ -1,0 +1,465 @@
+/**
+ * The producer SDK: one TCP connection to a broker's producer port, speaking
+ * RESP-framed JSON-RPC 2.0 (docs/producer-protocol.md), with every call a
+ * promise.
+ *
+ *   call ─▶ waiting (FIFO) ─▶ sent (≤ maxInFlight) ─▶ answer ─▶ resolve / reject
+ *                 ▲                │
+ *                 └── connection lost: everything sent but unanswered goes
+ *                     again, first and in order, once the next connection is in
+ *
+ *   idle ─connect()─▶ connecting ─auth OK─▶ open ─lost─▶ reconnecting ─auth OK─▶ open
+ *                        │                                    │
+ *                        └──────── 401 / close() ─────────────┴──▶ closed
+ *
+ * A call past maxInFlight waits for a slot: its promise settles later, which
+ * is the backpressure. Every call settles within requestTimeoutMs.
+ */
+import { connect as connectTcp, type Socket } from 'node:net'
+import { Tokens } from '../../auth/token.js'
+import { encodeBulk, isFramingError, RespDecoder } from '../../producer/resp.js'
+import { Backoff } from '../backoff.js'
+import { Emitter } from '../emitter.js'
+import { fromRpcError, SDK_ERRORS, SnapperError } from '../errors.js'
+
+export interface ProducerOptions {
+  /** The broker's producer host. @default '127.0.0.1' */
+  readonly host?: string
+  /** The broker's producer port. @default 7700 */
+  readonly port?: number
+  /** One of the broker's token secrets: signs this producer's auth token, and consumer tokens. Give this or `token`. */
+  readonly secret?: string
+  /** A producer token (`{id, exp}` signed with a broker secret), used as it is. Give this or `secret`. */
+  readonly token?: string
+  /** This producer's name, in its auth token. */
+  readonly id: string
+  /** The broker's `tokenAlgorithm`. @default 'HS256' */
+  readonly algorithm?: 'HS256' | 'HS384' | 'HS512'
+  /** Calls sent and not yet answered, at most; more wait for a slot. @default 1024 */
+  readonly maxInFlight?: number
+  /** Time a call may take, from the call to its answer, in ms. @default 120000 */
+  readonly requestTimeoutMs?: number
+  /** The broker's `maxFrameBytes`: larger publish batches are split, a larger single call is refused. @default 1048576 */
+  readonly maxFrameBytes?: number
+  /** First reconnect delay, in ms (doubling, jittered). @default 100 */
+  readonly reconnectMinMs?: number
+  /** Longest reconnect delay, in ms. @default 10000 */
+  readonly reconnectMaxMs?: number
+}
+
+/** A room and a message. */
+export type Publication = readonly [room: string, message: string]
+
+/** A user's live connections, on every node. */
+export interface ConsumerCounts {
+  readonly length: number
+  readonly android: number
+  readonly ios: number
+  readonly web: number
+}
+
+export interface TrackOptions {
+  /** Escalate (the broker's webhook) when no consumer acknowledged it within this many ms. */
+  readonly escalateAfterMs?: number
+}
+
+/** A tracked message: the id to ask its receipt with. */
+export interface Tracked {
+  readonly id: string
+}
+
+/** One consumer that acknowledged a tracked message. */
+export interface ReceiptAck {
+  readonly consumerId: string
+  readonly userId: string
+  readonly platform: 'web' | 'ios' | 'android'
+  /** When it acknowledged, in ms since the epoch. */
+  readonly ackedAt: number
+}
+
+export interface Receipt {
+  readonly acked: readonly ReceiptAck[]
+  /** Whether the message was escalated (nobody acknowledged it in time). */
+  readonly escalated: boolean
+}
+
+export interface ConsumerTokenClaims {
+  /** The user, 24 lowercase hex digits. */
+  readonly userId: string
+  /** The platform: 'android', 'ios', 'web' (the consumer id starts with its first letter). */
+  readonly source?: string
+  /** Life of the token, in seconds. @default 172800 (2 days) */
+  readonly expiresInSec?: number
+}
+
+export type ProducerState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+export interface ProducerEvents {
+  /** The connection's state changed. */
+  state: [state: ProducerState]
+  /** A connection attempt or the connection failed; the producer goes on unless the state is `closed`. */
+  error: [error: SnapperError]
+}
+
+/** One call: its frame is made once, and sent again as it is after a reconnect. */
+interface Call {
+  readonly id: number
+  readonly frame: string
+  readonly resolve: (result: unknown) => void
+  readonly reject: (error: SnapperError) => void
+  readonly timer: ReturnType<typeof setTimeout>
+}
+
+const AUTH_ID = 'auth'
+const USER_ID = /^[a-f0-9]{24}$/
+/** Life of the auth token signed for each connection, in seconds. */
+const AUTH_TOKEN_TTL_SEC = 3600
+const DEFAULT_CONSUMER_TOKEN_TTL_SEC = 2 * 24 * 3600
+/** Bytes of a publish frame besides its pairs: the JSON-RPC envelope and the RESP header. */
+const FRAME_OVERHEAD_BYTES = 128
+
+export class Producer extends Emitter<ProducerEvents> {
+  readonly #host: string
+  readonly #port: number
+  readonly #id: string
+  readonly #tokens: Tokens | undefined
+  readonly #token: string | undefined
+  readonly #maxInFlight: number
+  readonly #requestTimeoutMs: number
+  readonly #maxFrameBytes: number
+  readonly #backoff: Backoff
+  readonly #waiting: Call[] = []
+  /** Sent and unanswered, in the order sent (a Map keeps insertion order). */
+  readonly #inFlight = new Map<number, Call>()
+  #state: ProducerState = 'idle'
+  #socket: Socket | undefined
+  #isAuthenticated = false
+  #nextId = 1
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined
+  #opened: Promise<void> | undefined
+  #settleOpened: { resolve: () => void; reject: (error: SnapperError) => void } | undefined
+  #closing: Promise<void> | undefined
+  #idle: (() => void) | undefined
+
+  constructor(options: ProducerOptions) {
+    super()
+    if (typeof options.id !== 'string' || options.id === '') throw new TypeError('Producer: `id` is required')
+    if ((options.secret === undefined) === (options.token === undefined))
+      throw new TypeError('Producer: give either `secret` or `token`')
+    this.#host = options.host ?? '127.0.0.1'
+    this.#port = options.port ?? 7700
+    this.#id = options.id
+    this.#tokens =
+      options.secret === undefined ? undefined : new Tokens([options.secret], options.algorithm ?? 'HS256')
+    this.#token = options.token
+    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1024)
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 120_000
+    this.#maxFrameBytes = options.maxFrameBytes ?? 1 << 20
+    this.#backoff = new Backoff(options.reconnectMinMs ?? 100, options.reconnectMaxMs ?? 10_000)
+  }
+
+  get state(): ProducerState {
+    return this.#state
+  }
+
+  /** Calls sent and not answered yet, and calls waiting for a slot. */
+  get pending(): { readonly inFlight: number; readonly waiting: number } {
+    return { inFlight: this.#inFlight.size, waiting: this.#waiting.length }
+  }
+
+  /**
+   * Connects and authenticates. Resolves once the broker accepted the token;
+   * rejects with SnapperError 401 if it refused it (the producer is then
+   * closed), or CLOSED if close() came first. A broker that cannot be reached
+   * is retried with backoff meanwhile. Calls made before need not wait for it.
+   */
+  connect(): Promise<void> {
+    if (this.#state === 'closed') return Promise.reject(closedError())
+    if (this.#opened) return this.#opened
+    this.#opened = new Promise((resolve, reject) => {
+      this.#settleOpened = { resolve, reject }
+    })
+    this.#opened.catch(() => {}) // the caller of connect() gets the rejection; this is not unhandled
+    this.#dial()
+    return this.#opened
+  }
+
+  /** Publishes one message. Resolves with 1 once it is stored in Redis. */
+  publish(room: string, message: string): Promise<number>
+  /**
+   * Publishes a batch, per room in the order given. Resolves with the number
+   * stored (pairs that are not two non-empty strings within the broker's
+   * limits are skipped). A batch larger than one frame goes in several.
+   */
+  publish(batch: readonly Publication[]): Promise<number>
+  async publish(roomOrBatch: string | readonly Publication[], message?: string): Promise<number> {
+    if (typeof roomOrBatch === 'string') {
+      const count = await this.#call('publish', [roomOrBatch, message])
+      if (count !== 1)
+        throw new SnapperError(-32602, 'Invalid params', {
+          reason: 'room and message must be non-empty strings within the broker limits',
+        })
+      return 1
+    }
+    const counts = await Promise.all(this.#chunks(roomOrBatch).map(chunk => this.#call('publish', chunk)))
+    return counts.reduce<number>((sum, count) => sum + (typeof count === 'number' ? count : 0), 0)
+  }
+
+  /** Joins a consumer to a room: 1 if it joined, null if it was in already. */
+  async subscribe(room: string, consumerId: string): Promise<1 | null> {
+    return (await this.#call('subscribe', [room, consumerId])) === 1 ? 1 : null
+  }
+
+  /** Takes a consumer out of a room: 1 if it left, null if it was not in. */
+  async unsubscribe(room: string, consumerId: string): Promise<1 | null> {
+    return (await this.#call('unsubscribe', [room, consumerId])) === 1 ? 1 : null
+  }
+
+  /** A user's live connections, on every node. */
+  async consumers(userId: string): Promise<ConsumerCounts> {
+    return (await this.#call('consumers', [userId])) as ConsumerCounts
+  }
+
+  /** Publishes a message whose acknowledgements the broker records; resolves once it is stored. */
+  async track(room: string, message: string, options: TrackOptions = {}): Promise<Tracked> {
+    return (await this.#call('track', [room, message, options])) as Tracked
+  }
+
+  /** Who acknowledged a tracked message so far, and whether it was escalated. */
+  async receipt(id: string): Promise<Receipt> {
+    return (await this.#call('receipt', [id])) as Receipt
+  }
+
+  /** A consumer token for `new Consumer(url, {token})`, signed with this producer's secret. */
+  signConsumerToken(claims: ConsumerTokenClaims): string {
+    if (!this.#tokens)
+      throw new SnapperError(SDK_ERRORS.BAD_INPUT, 'a producer made with `token` cannot sign: give `secret`')
+    if (typeof claims.userId !== 'string' || !USER_ID.test(claims.userId))
+      throw new SnapperError(SDK_ERRORS.BAD_INPUT, 'userId must be 24 lowercase hex digits')
+    const payload: Record<string, unknown> = { userId: claims.userId }
+    if (claims.source !== undefined) payload.source = claims.source
+    return this.#tokens.sign(payload, claims.expiresInSec ?? DEFAULT_CONSUMER_TOKEN_TTL_SEC)
+  }
+
+  /**
+   * Waits until every call made so far is answered (while connected), then
+   * closes the connection. Calls that cannot be answered (no connection, or
+   * made after close()) are rejected with SDK_ERRORS.CLOSED.
+   */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing
+    this.#closing = (async () => {
+      if (this.#state === 'open' && this.#inFlight.size + this.#waiting.length > 0)
+        await new Promise<void>(resolve => (this.#idle = resolve))
+      this.#shut(closedError())
+    })()
+    return this.#closing
+  }
+
+  // ---- calls ----
+
+  #call(method: string, params: unknown): Promise<unknown> {
+    if (this.#state === 'closed' || this.#closing) return Promise.reject(closedError())
+    const id = this.#nextId++
+    const payload = JSON.stringify({ jsonrpc: '2.0', id, method, params })
+    if (payload.length * 3 > this.#maxFrameBytes && Buffer.byteLength(payload) > this.#maxFrameBytes)
+      return Promise.reject(
+        new SnapperError(SDK_ERRORS.BAD_INPUT, 'Frame too large', {
+          reason: `the call is larger than maxFrameBytes (${this.#maxFrameBytes})`,
+        }),
+      )
+    if (this.#state === 'idle') void this.connect().catch(() => {}) // its error rejects this call too
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => this.#timeout(id), this.#requestTimeoutMs)
+      this.#waiting.push({ id, frame: encodeBulk(payload), resolve, reject, timer })
+      this.#pump()
+    })
+  }
+
+  /** Splits a batch into publish params that each fit in one frame. */
+  #chunks(batch: readonly Publication[]): (readonly Publication[])[] {
+    // JSON escapes a character into 6 bytes at most: most batches fit without measuring each pair.
+    let length = 0
+    for (const [room, message] of batch) length += room.length + message.length + 8
+    if (length * 6 + FRAME_OVERHEAD_BYTES <= this.#maxFrameBytes) return [batch]
+    const chunks: Publication[][] = []
+    let chunk: Publication[] = []
+    let bytes = FRAME_OVERHEAD_BYTES
+    for (const pair of batch) {
+      const size = 8 + Buffer.byteLength(JSON.stringify(pair))
+      if (chunk.length > 0 && bytes + size > this.#maxFrameBytes) {
+        chunks.push(chunk)
+        chunk = []
+        bytes = FRAME_OVERHEAD_BYTES
+      }
+      chunk.push(pair)
+      bytes += size
+    }
+    if (chunk.length > 0) chunks.push(chunk)
+    return chunks
+  }
+
+  /** Sends waiting calls while the connection is up and slots are free. */
+  #pump(): void {
+    const socket = this.#socket
+    if (!socket || !this.#isAuthenticated) return
+    let frames = ''
+    while (this.#waiting.length > 0 && this.#inFlight.size < this.#maxInFlight) {
+      const call = this.#waiting.shift()!
+      this.#inFlight.set(call.id, call)
+      frames += call.frame
+    }
+    if (frames !== '') socket.write(frames)
+  }
+
+  #settle(id: number, reply: { result?: unknown; error?: unknown }): void {
+    const call = this.#inFlight.get(id)
+    if (!call) return // timed out meanwhile
+    this.#inFlight.delete(id)
+    clearTimeout(call.timer)
+    if (reply.error !== undefined) call.reject(fromRpcError(reply.error))
+    else call.resolve(reply.result)
+    this.#pump()
+    this.#checkIdle()
+  }
+
+  /** close() waits for this: nothing in flight, nothing waiting. */
+  #checkIdle(): void {
+    if (this.#idle && this.#inFlight.size + this.#waiting.length === 0) this.#idle()
+  }
+
+  #timeout(id: number): void {
+    const call = this.#inFlight.get(id) ?? this.#waiting.find(waiting => waiting.id === id)
+    if (!call) return
+    this.#inFlight.delete(id)
+    const index = this.#waiting.indexOf(call)
+    if (index >= 0) this.#waiting.splice(index, 1)
+    call.reject(
+      new SnapperError(SDK_ERRORS.TIMEOUT, `no answer within ${this.#requestTimeoutMs} ms`, {
+        isTemporary: true,
+      }),
+    )
+    this.#pump()
+    this.#checkIdle()
+  }
+
+  // ---- the connection ----
+
+  #setState(state: ProducerState): void {
+    if (this.#state === state) return
+    this.#state = state
+    this.emit('state', state)
+  }
+
+  #dial(): void {
+    this.#reconnectTimer = undefined
+    if (this.#state === 'closed') return
+    this.#setState(this.#state === 'idle' || this.#state === 'connecting' ? 'connecting' : 'reconnecting')
+    const socket = connectTcp({ host: this.#host, port: this.#port })
+    const decoder = new RespDecoder(Math.max(this.#maxFrameBytes, 1 << 20) * 4)
+    this.#socket = socket
+    this.#isAuthenticated = false
+    socket.setNoDelay(true)
+    socket.setKeepAlive(true)
+    socket.on('connect', () => {
+      const token = this.#tokens ? this.#tokens.sign({ id: this.#id }, AUTH_TOKEN_TTL_SEC) : this.#token
+      socket.write(encodeBulk(JSON.stringify({ jsonrpc: '2.0', id: AUTH_ID, method: 'auth', params: [token] })))
+    })
+    socket.on('data', chunk => this.#onData(socket, decoder, chunk))
+    socket.on('error', err => {
+      this.emit('error', new SnapperError(SDK_ERRORS.PROTOCOL, err.message, { isTemporary: true }, { cause: err }))
+    })
+    socket.on('close', () => this.#onClose(socket))
+  }
+
+  #onData(socket: Socket, decoder: RespDecoder, chunk: Buffer): void {
+    if (socket !== this.#socket) return
+    decoder.push(chunk)
+    for (let frame = decoder.next(); frame !== undefined; frame = decoder.next()) {
+      if (isFramingError(frame)) {
+        this.#fail(socket, new SnapperError(SDK_ERRORS.PROTOCOL, `bad frame from the broker: ${frame.detail}`))
+        return
+      }
+      let reply: { id?: unknown; result?: unknown; error?: unknown }
+      try {
+        reply = JSON.parse(frame.toString('utf8')) as typeof reply
+      } catch {
+        this.#fail(socket, new SnapperError(SDK_ERRORS.PROTOCOL, 'a frame from the broker is not JSON'))
+        return
+      }
+      if (reply.id === AUTH_ID) this.#onAuth(reply)
+      else if (typeof reply.id === 'number') this.#settle(reply.id, reply)
+      else if (reply.error !== undefined) {
+        // id null: the broker refused something it could not tie to a call (a drain before auth, say).
+        const error = fromRpcError(reply.error)
+        this.emit('error', error)
+        if (error.code === 401) this.#shut(error)
+      }
+      if (socket !== this.#socket) return
+    }
+  }
+
+  #onAuth(reply: { result?: unknown; error?: unknown }): void {
+    if (reply.error !== undefined) {
+      // A refused token does not get better by retrying: the producer stops, every call fails with it.
+      const error = fromRpcError(reply.error)
+      this.emit('error', error)
+      this.#shut(error)
+      return
+    }
+    this.#isAuthenticated = true
+    this.#backoff.reset()
+    this.#setState('open')
+    this.#settleOpened?.resolve()
+    this.#settleOpened = undefined
+    // What the last connection left unanswered goes first, in its order.
+    const resend = [...this.#inFlight.values()]
+    this.#inFlight.clear()
+    this.#waiting.unshift(...resend)
+    this.#pump()
+    this.#checkIdle()
+  }
+
+  /** A broken stream: drop this connection; the next one resends. */
+  #fail(socket: Socket, error: SnapperError): void {
+    this.emit('error', error)
+    socket.destroy()
+  }
+
+  #onClose(socket: Socket): void {
+    if (socket !== this.#socket) return
+    this.#socket = undefined
+    this.#isAuthenticated = false
+    if (this.#state === 'closed') return
+    if (this.#closing) {
+      this.#shut(closedError())
+      return
+    }
+    this.#setState('reconnecting')
+    this.#reconnectTimer = setTimeout(() => this.#dial(), this.#backoff.next())
+  }
+
+  /** Closes for good: every call not answered is rejected with `error`. */
+  #shut(error: SnapperError): void {
+    if (this.#state === 'closed') return
+    this.#setState('closed')
+    clearTimeout(this.#reconnectTimer)
+    const socket = this.#socket
+    this.#socket = undefined
+    socket?.end()
+    socket?.setTimeout(5000, () => socket.destroy())
+    this.#settleOpened?.reject(error)
+    this.#settleOpened = undefined
+    for (const call of [...this.#inFlight.values(), ...this.#waiting]) {
+      clearTimeout(call.timer)
+      call.reject(error)
+    }
+    this.#inFlight.clear()
+    this.#waiting.length = 0
+    this.#idle?.()
+  }
+}
+
+function closedError(): SnapperError {
+  return new SnapperError(SDK_ERRORS.CLOSED, 'the producer is closed')
+}
