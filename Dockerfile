@@ -8,11 +8,11 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.sdk.json ./
 COPY src ./src
 COPY test ./test
 COPY bench ./bench
-RUN npx tsc -p .
+RUN npm run build
 
 # --- production dependencies only ------------------------------------------
 FROM node:20-bookworm-slim AS deps
@@ -27,6 +27,7 @@ ENV NODE_ENV=production \
     SNAPPER_HOST=0.0.0.0
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/sdk ./dist/sdk
 COPY package.json ./
 COPY lua ./lua
 USER node

@@ -5,6 +5,8 @@
  *
  *   request → access log (debug) → error boundary (the one translator) → routes
  *
+ * It also serves the consumer SDK's browser bundle at /sdk/consumer.js.
+ *
  * Bodies are read only by the routes that take one, after their token check,
  * always as JSON (whatever the Content-Type), at most adminMaxBodyBytes.
  */
@@ -22,6 +24,7 @@ import { demoRoutes } from './routes/demo.js'
 import { healthRoutes, type Readiness } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { publishRoutes } from './routes/publish.js'
+import { sdkRoutes } from './routes/sdk.js'
 import { statsRoutes } from './routes/stats.js'
 
 export type { Readiness } from './routes/health.js'
@@ -103,6 +106,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
     metricsRoutes(deps.metrics),
     statsRoutes({ core, tokens, nodeTtlMs: config.nodeTtlMs, node: deps.node, details: deps.details }),
     publishRoutes({ core, tokens, limits: config, parseBody }),
+    sdkRoutes(log),
   ]
   if (config.demo) {
     if (deps.gatewayPort === undefined) throw new Error('demo mode needs the gateway port')

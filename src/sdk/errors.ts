@@ -44,7 +44,10 @@ export function fromRpcError(error: unknown): SnapperError {
     message?: unknown
     data?: unknown
   }
-  const fields = (typeof data === 'object' && data !== null ? data : {}) as { code?: unknown; temporary?: unknown }
+  const fields = (typeof data === 'object' && data !== null ? data : {}) as {
+    code?: unknown
+    temporary?: unknown
+  }
   const reason = typeof data === 'string' ? data : typeof fields.code === 'string' ? fields.code : undefined
   return new SnapperError(
     typeof code === 'number' ? code : SDK_ERRORS.PROTOCOL,

@@ -1,9 +1,10 @@
 /**
  * The demo in a real browser: `snapper start --workers 0 --demo` (the real
- * CLI), Debian's Chromium driven by playwright-core. The page loads the
- * published snapper-consumer browser build, connects to the gateway on
- * another port (cross-origin polling with credentials, then the websocket
- * upgrade), and shows what its form publishes.
+ * CLI), Debian's Chromium driven by playwright-core. The page connects to the
+ * gateway on another port with the SDK's bundle from /sdk/consumer.js (both
+ * codecs, both transports), or with the published snapper-consumer browser build
+ * (cross-origin polling with credentials, then the websocket upgrade), and
+ * shows what its form publishes.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -21,7 +22,7 @@ test.before(async () => {
 })
 test.after.always(() => server?.stop())
 
-test('demo: a browser consumer connects, publishes from the form, and sees its message', async t => {
+test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, snapper-consumer) connects, publishes from the form, and sees its messages', async t => {
   if (!existsSync(CHROMIUM))
     return t.fail(
       `Chromium is not installed at ${CHROMIUM}: run \`apt-get install -y chromium\` (CI installs it)`,
@@ -59,43 +60,48 @@ test('demo: a browser consumer connects, publishes from the form, and sees its m
       '--disable-sync',
     ],
   })
-  const page = await browser.newPage()
-  const problems: string[] = []
-  page.on('pageerror', err => problems.push(`page error: ${err.message}`))
-  page.on('response', res => {
-    if (res.status() >= 400) problems.push(`HTTP ${res.status()} ${res.url()}`)
-  })
-  page.on('console', message => {
-    if (message.type() === 'error') problems.push(`console: ${message.text()}`)
-  })
+  for (const variant of ['?codec=json', '?codec=msgpack&transport=polling', '?client=snapper-consumer']) {
+    const page = await browser.newPage()
+    const problems: string[] = []
+    page.on('pageerror', err => problems.push(`page error: ${err.message}`))
+    page.on('response', res => {
+      if (res.status() >= 400) problems.push(`HTTP ${res.status()} ${res.url()}`)
+    })
+    page.on('console', message => {
+      if (message.type() === 'error') problems.push(`console: ${message.text()}`)
+    })
 
-  await page.goto(`${base}/demo/`)
-  const status = page.locator('#status')
-  try {
-    await status.filter({ hasText: /^connected$/ }).waitFor({ timeout: 10_000 })
-  } catch (err) {
-    throw new Error(
-      `the page did not connect: status "${await status.textContent()}"; ${problems.join('; ')}\n${cli.output()}`,
-      {
-        cause: err,
-      },
-    )
-  }
+    await page.goto(`${base}/demo/${variant}`)
+    const status = page.locator('#status')
+    try {
+      await status.filter({ hasText: /^connected$/ }).waitFor({ timeout: 10_000 })
+    } catch (err) {
+      throw new Error(
+        `${variant}: the page did not connect: status "${await status.textContent()}"; ${problems.join('; ')}\n${cli.output()}`,
+        { cause: err },
+      )
+    }
 
-  const messages = ['hello from the browser', 'second <b>not html</b>']
-  for (const message of messages) {
-    await page.fill('#message', message)
-    await page.click('#send')
-    await page.locator('#messages li', { hasText: message }).waitFor({ timeout: 10_000 })
+    const messages = ['hello from the browser', 'second <b>not html</b>']
+    for (const message of messages) {
+      await page.fill('#message', message)
+      await page.click('#send')
+      await page.locator('#messages li', { hasText: message }).waitFor({ timeout: 10_000 })
+    }
+    const items = page.locator('#messages li')
+    t.deepEqual(await items.allTextContents(), messages, `${variant}: in order, once each, shown as text`)
+    t.is(await page.locator('#messages b').count(), 0, 'never parsed as HTML')
+    if (variant.startsWith('?codec')) {
+      // The SDK hands out each message's room and its consecutive seq.
+      const seqs = await items.evaluateAll(nodes =>
+        nodes.map(node => (node as unknown as { dataset: { seq: string } }).dataset.seq),
+      )
+      t.deepEqual(seqs, ['1', '2'], variant)
+    }
+    t.is(await status.textContent(), 'connected')
+    t.deepEqual(problems, [], variant)
+    await page.close()
   }
-  t.deepEqual(
-    await page.locator('#messages li').allTextContents(),
-    messages,
-    'in order, once each, shown as text',
-  )
-  t.is(await page.locator('#messages b').count(), 0, 'never parsed as HTML')
-  t.is(await status.textContent(), 'connected')
-  t.deepEqual(problems, [])
 
   await browser.close()
   browser = undefined

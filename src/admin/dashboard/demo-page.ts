@@ -1,10 +1,12 @@
 /**
- * The demo page (GET /demo/): plain HTML and JS, no build step. It loads the
- * published snapper-consumer browser build (served next to it), asks for a
- * token of a fresh demo user, connects to the gateway (another port: polling
- * is cross-origin with credentials, and the gateway echoes the Origin), and
- * lists what arrives. The form publishes to that user's own room through
- * POST /demo/publish. Everything shown goes through textContent, never HTML.
+ * The demo page (GET /demo/): plain HTML and JS, no build step. It asks for a
+ * token of a fresh demo user, connects to the gateway (another port) with the
+ * SDK's browser bundle (/sdk/consumer.js; `?codec=msgpack` for binary
+ * frames, `&transport=polling` to skip the websocket), or with the published snapper-consumer (`?client=snapper-consumer`,
+ * its browser build served next to the page: cross-origin polling with
+ * credentials, then the upgrade), and lists what arrives. The form publishes
+ * to that user's own room through POST /demo/publish. Everything shown goes
+ * through textContent, never HTML.
  */
 export const DEMO_HTML = `<!doctype html>
 <html lang="en">
@@ -32,73 +34,102 @@ export const DEMO_HTML = `<!doctype html>
   <input id="message" name="message" autocomplete="off" placeholder="Type a message" required maxlength="2000">
   <button id="send" type="submit">Publish</button>
 </form>
-<p class="muted" id="note">The page's consumer (snapper-consumer, Engine.IO 3) receives every message published to its room <code id="room"></code>, in order.</p>
+<p class="muted" id="note">The page's consumer (<span id="client"></span>) receives every message published to its room <code id="room"></code>, in order, once.</p>
 <h2>Received</h2>
 <ol id="messages"></ol>
-<script src="jsonrpc.js"></script>
-<script src="engine.io.js"></script>
-<script src="consumer.js"></script>
-<script>
-(function () {
-  'use strict'
-  var statusEl = document.getElementById('status')
-  var list = document.getElementById('messages')
-  function setStatus (text, kind) {
-    statusEl.textContent = text
-    statusEl.className = kind || ''
-  }
-  function show (message) {
-    var item = document.createElement('li')
-    item.textContent = message
-    list.appendChild(item)
-  }
-  if (typeof window.Consumer !== 'function') {
-    setStatus('client files missing (npm install snapper-consumer)', 'problem')
-    return
-  }
+<script type="module">
+const statusEl = document.getElementById('status')
+const list = document.getElementById('messages')
+const params = new URLSearchParams(location.search)
+const isLegacy = params.get('client') === 'snapper-consumer'
+const codec = params.get('codec') === 'msgpack' ? 'msgpack' : 'json'
+const transports = params.get('transport') === 'polling' ? ['polling'] : undefined
 
-  fetch('token', { cache: 'no-store' })
-    .then(function (res) {
-      if (!res.ok) throw new Error('token: HTTP ' + res.status)
-      return res.json()
-    })
-    .then(start)
-    .catch(function (err) { setStatus(String(err.message || err), 'problem') })
-
-  function start (demo) {
-    document.getElementById('who').textContent = '(user ' + demo.userId + ')'
-    document.getElementById('room').textContent = demo.room
-    var consumer = new window.Consumer()
-    consumer.onopen = function () { setStatus('connected', 'connected') }
-    consumer.onclose = function () { setStatus('disconnected, reconnecting', 'problem') }
-    consumer.onerror = function (err) { console.warn('snapper consumer', err) }
-    // A delivery batch is a JSON-RPC request "publish" whose params are the messages.
-    consumer.onmessage = function (event) {
-      if (event.type !== 'request' || event.data.method !== 'publish') return
-      var params = event.data.params || []
-      for (var i = 0; i < params.length; i++) show(params[i])
-    }
-    consumer._join = function () {} // rooms are joined by producers; this user only has its own room
-    var gateway = location.protocol + '//' + location.hostname + ':' + demo.gatewayPort
-    setStatus('connecting')
-    consumer.connect(gateway, { path: '/websocket', token: demo.token })
-
-    document.getElementById('publish').addEventListener('submit', function (event) {
-      event.preventDefault()
-      var input = document.getElementById('message')
-      var message = input.value
-      if (!message) return
-      fetch('publish', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + demo.token },
-        body: JSON.stringify({ message: message })
-      }).then(function (res) {
-        if (!res.ok) throw new Error('publish: HTTP ' + res.status)
-        input.value = ''
-      }).catch(function (err) { setStatus(String(err.message || err), 'problem') })
-    })
+function setStatus (text, kind) {
+  statusEl.textContent = text
+  statusEl.className = kind || ''
+}
+function show (message, meta) {
+  const item = document.createElement('li')
+  item.textContent = message
+  if (meta) {
+    item.dataset.room = meta.room
+    item.dataset.seq = String(meta.seq)
+    item.title = meta.room + ' #' + meta.seq
   }
-})()
+  list.appendChild(item)
+}
+function loadScript (src) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement('script')
+    script.src = src
+    script.onload = resolve
+    script.onerror = () => reject(new Error('client files missing: ' + src + ' (npm install snapper-consumer)'))
+    document.head.appendChild(script)
+  })
+}
+
+/** The SDK: messages with their room and seq, acknowledged, deduplicated, reconnecting by itself. */
+async function startSdk (gateway, demo) {
+  const { Consumer } = await import('/sdk/consumer.js')
+  const consumer = new Consumer(gateway, { token: demo.token, codec, transports })
+  consumer.on('state', (state, details) => {
+    if (state === 'open') setStatus('connected', 'connected')
+    else if (state === 'reconnecting') setStatus('disconnected, reconnecting', 'problem')
+    else if (state === 'closed') setStatus(details.reason || 'closed', 'problem')
+  })
+  consumer.on('message', show)
+  consumer.on('gap', gap => show('(' + (gap.missed ?? 'some') + ' messages of ' + gap.room + ' were lost)'))
+  consumer.on('error', err => console.warn('snapper consumer', err))
+  await consumer.connect()
+}
+
+/** The published snapper-consumer (Engine.IO 3): a delivery is a JSON-RPC request "publish" of messages. */
+async function startLegacy (gateway, demo) {
+  for (const file of ['jsonrpc.js', 'engine.io.js', 'consumer.js']) await loadScript(file)
+  const consumer = new window.Consumer()
+  consumer.onopen = () => setStatus('connected', 'connected')
+  consumer.onclose = () => setStatus('disconnected, reconnecting', 'problem')
+  consumer.onerror = err => console.warn('snapper consumer', err)
+  consumer.onmessage = event => {
+    if (event.type !== 'request' || event.data.method !== 'publish') return
+    for (const message of event.data.params || []) show(message)
+  }
+  consumer._join = () => {} // rooms are joined by producers; this user only has its own room
+  consumer.connect(gateway, { path: '/websocket', token: demo.token })
+}
+
+async function start () {
+  const res = await fetch('token', { cache: 'no-store' })
+  if (!res.ok) throw new Error('token: HTTP ' + res.status)
+  const demo = await res.json()
+  document.getElementById('who').textContent = '(user ' + demo.userId + ')'
+  document.getElementById('room').textContent = demo.room
+  document.getElementById('client').textContent = isLegacy
+    ? 'snapper-consumer, Engine.IO 3'
+    : 'the Snapper SDK, Engine.IO 4, codec ' + codec + (transports ? ', polling' : '')
+
+  document.getElementById('publish').addEventListener('submit', event => {
+    event.preventDefault()
+    const input = document.getElementById('message')
+    const message = input.value
+    if (!message) return
+    fetch('publish', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + demo.token },
+      body: JSON.stringify({ message })
+    }).then(res => {
+      if (!res.ok) throw new Error('publish: HTTP ' + res.status)
+      input.value = ''
+    }).catch(err => setStatus(String(err.message || err), 'problem'))
+  })
+
+  const gateway = location.protocol + '//' + location.hostname + ':' + demo.gatewayPort
+  setStatus('connecting')
+  await (isLegacy ? startLegacy(gateway, demo) : startSdk(gateway, demo))
+}
+
+start().catch(err => setStatus(String(err.message || err), 'problem'))
 </script>
 </body>
 </html>

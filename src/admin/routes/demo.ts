@@ -1,13 +1,13 @@
 /**
- * The demo (`snapper start --demo`): a page where a browser consumer, the
- * published snapper-consumer client, connects to the gateway, and a form that
- * publishes to that consumer's own room. Only mounted in demo mode: it signs
- * consumer tokens for anyone who asks.
+ * The demo (`snapper start --demo`): a page where a browser consumer (the
+ * SDK's bundle from /sdk/consumer.js, or the published snapper-consumer)
+ * connects to the gateway, and a form that publishes to that consumer's own
+ * room. Only mounted in demo mode: it signs consumer tokens for anyone who asks.
  *
  *   GET  /demo/                  the page
  *   GET  /demo/token             {token, userId, room, gatewayPort} for a new random user
  *   POST /demo/publish           {message}, `Authorization: Bearer <that token>` → {result: 1}
- *   GET  /demo/jsonrpc.js, /demo/engine.io.js, /demo/consumer.js   the client's browser build
+ *   GET  /demo/jsonrpc.js, /demo/engine.io.js, /demo/consumer.js   snapper-consumer's browser build
  */
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'

@@ -11,7 +11,8 @@ const globals = globalThis as unknown as { WebSocket?: WebSocketConstructor; fet
 
 export class Consumer extends ConsumerCore {
   constructor(url: string, options: ConsumerOptions) {
-    if (!globals.WebSocket || !globals.fetch) throw new TypeError('Consumer: this runtime has no WebSocket or fetch')
+    if (!globals.WebSocket || !globals.fetch)
+      throw new TypeError('Consumer: this runtime has no WebSocket or fetch')
     const platform: Platform = { WebSocket: globals.WebSocket, fetch: globals.fetch.bind(globalThis) }
     super(url, options, platform)
   }

@@ -260,7 +260,10 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
         const message = messages[i]!
         const at = seq + i
         // (storedAtMs, seq) orders a room's messages, also across a room log that expired and restarted at 1.
-        if (position && (storedAtMs < position.storedAtMs || (storedAtMs === position.storedAtMs && at <= position.seq)))
+        if (
+          position &&
+          (storedAtMs < position.storedAtMs || (storedAtMs === position.storedAtMs && at <= position.seq))
+        )
           continue
         if (position) {
           position.storedAtMs = storedAtMs

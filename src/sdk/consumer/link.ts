@@ -134,14 +134,14 @@ export function engineUrl(
   path: string,
   transport: TransportName,
   query: Readonly<Record<string, string>>,
-): URL {
+): string {
   const url = new URL(path, base)
   const isSecure = url.protocol === 'https:' || url.protocol === 'wss:'
   url.protocol = transport === 'websocket' ? (isSecure ? 'wss:' : 'ws:') : isSecure ? 'https:' : 'http:'
   url.searchParams.set('EIO', '4')
   url.searchParams.set('transport', transport)
   for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value)
-  return url
+  return url.href
 }
 
 export function toBase64(bytes: Uint8Array): string {

@@ -25,7 +25,7 @@ const SEPARATOR = '\x1e'
  */
 export class PollingLink implements Link {
   readonly transport = 'polling'
-  readonly #url: URL
+  readonly #url: string
   readonly #platform: Platform
   readonly #handlers: LinkHandlers
   readonly #abort = new AbortController()
@@ -35,7 +35,7 @@ export class PollingLink implements Link {
   #isPosting = false
   #isDone = false
 
-  constructor(url: URL, platform: Platform, handlers: LinkHandlers) {
+  constructor(url: string, platform: Platform, handlers: LinkHandlers) {
     this.#url = url
     this.#platform = platform
     this.#handlers = handlers

@@ -15,7 +15,7 @@ import {
  */
 export class WebSocketLink implements Link {
   readonly transport = 'websocket'
-  readonly #url: URL
+  readonly #url: string
   readonly #platform: Platform
   readonly #handlers: LinkHandlers
   readonly #watchdog = new Watchdog(() => this.#end('ping timeout'))
@@ -23,7 +23,7 @@ export class WebSocketLink implements Link {
   #isOpen = false
   #isDone = false
 
-  constructor(url: URL, platform: Platform, handlers: LinkHandlers) {
+  constructor(url: string, platform: Platform, handlers: LinkHandlers) {
     this.#url = url
     this.#platform = platform
     this.#handlers = handlers
@@ -32,7 +32,7 @@ export class WebSocketLink implements Link {
   start(): void {
     let ws: WebSocketLike
     try {
-      ws = new this.#platform.WebSocket(this.#url.href)
+      ws = new this.#platform.WebSocket(this.#url)
     } catch (err) {
       queueMicrotask(() => this.#end(`websocket refused: ${String(err)}`))
       return

@@ -363,11 +363,16 @@ export class Producer extends Emitter<ProducerEvents> {
     socket.setKeepAlive(true)
     socket.on('connect', () => {
       const token = this.#tokens ? this.#tokens.sign({ id: this.#id }, AUTH_TOKEN_TTL_SEC) : this.#token
-      socket.write(encodeBulk(JSON.stringify({ jsonrpc: '2.0', id: AUTH_ID, method: 'auth', params: [token] })))
+      socket.write(
+        encodeBulk(JSON.stringify({ jsonrpc: '2.0', id: AUTH_ID, method: 'auth', params: [token] })),
+      )
     })
     socket.on('data', chunk => this.#onData(socket, decoder, chunk))
     socket.on('error', err => {
-      this.emit('error', new SnapperError(SDK_ERRORS.PROTOCOL, err.message, { isTemporary: true }, { cause: err }))
+      this.emit(
+        'error',
+        new SnapperError(SDK_ERRORS.PROTOCOL, err.message, { isTemporary: true }, { cause: err }),
+      )
     })
     socket.on('close', () => this.#onClose(socket))
   }
@@ -377,7 +382,10 @@ export class Producer extends Emitter<ProducerEvents> {
     decoder.push(chunk)
     for (let frame = decoder.next(); frame !== undefined; frame = decoder.next()) {
       if (isFramingError(frame)) {
-        this.#fail(socket, new SnapperError(SDK_ERRORS.PROTOCOL, `bad frame from the broker: ${frame.detail}`))
+        this.#fail(
+          socket,
+          new SnapperError(SDK_ERRORS.PROTOCOL, `bad frame from the broker: ${frame.detail}`),
+        )
         return
       }
       let reply: { id?: unknown; result?: unknown; error?: unknown }

@@ -1,0 +1,169 @@
+/**
+ * The consumer SDK against a whole node on a real Redis: both codecs on both
+ * transports get every message with its room and seq, in order; the SDK's
+ * producer feeds them. Refusals come back as SnapperErrors.
+ */
+import { createServer } from 'node:http'
+import test from 'ava'
+import { startBroker, newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { Consumer, SnapperError, type MessageMeta } from '../../src/sdk/consumer/node.js'
+import { Producer } from '../../src/sdk/producer/index.js'
+import { collect, consumerFor } from './helpers.js'
+
+let server: RedisServer
+test.before(async () => {
+  server = await startRedis()
+})
+test.after.always(() => server?.stop())
+
+for (const codec of ['json', 'msgpack'] as const) {
+  for (const transport of ['websocket', 'polling'] as const) {
+    test(`${codec} over ${transport}: messages arrive in order with their room and seq`, async t => {
+      const broker = await startBroker(t, server.url)
+      const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'sdk-test' })
+      t.teardown(() => producer.close())
+      const userId = newUserId()
+      const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId }), {
+        codec,
+        transports: [transport],
+      })
+      const received = collect(consumer)
+      await consumer.connect()
+      t.is(consumer.transport, transport)
+      t.regex(consumer.id ?? '', /^t\./)
+      t.is(await producer.subscribe('project', consumer.id!), 1)
+      // Escapes, quotes and non-ASCII travel intact in both codecs.
+      const messages = ['{"e":"change","d":{"title":"\\"quoted\\" ü 🚀"}}', 'two', 'three\n']
+      t.is(await producer.publish(messages.map(message => ['project', message] as const)), 3)
+      t.is(await producer.publish(`user${userId}`, 'own room'), 1)
+      await received.waitFor(4)
+      const inProject = received.all.filter(([, meta]) => meta.room === 'project')
+      t.deepEqual(
+        inProject.map(([message]) => message),
+        messages,
+      )
+      const seqs = inProject.map(([, meta]) => meta.seq)
+      t.deepEqual(seqs, [seqs[0]!, seqs[0]! + 1, seqs[0]! + 2])
+      const own = received.all.find(([, meta]) => meta.room === `user${userId}`)
+      t.is(own?.[0], 'own room')
+      t.true(Math.abs((own?.[1] as MessageMeta).storedAtMs - Date.now()) < 60_000)
+    })
+  }
+}
+
+test('behind a proxy that passes no websocket, the consumer falls back to polling', async t => {
+  const broker = await startBroker(t, server.url)
+  const proxy = await httpOnlyProxy(broker.ports.gateway)
+  t.teardown(() => proxy.close())
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'x' })
+  t.teardown(() => producer.close())
+  const userId = newUserId()
+  const consumer = consumerFor(t, proxy.port, producer.signConsumerToken({ userId }), { codec: 'msgpack' })
+  const received = collect(consumer)
+  await consumer.connect()
+  t.is(consumer.transport, 'polling')
+  await producer.publish(`user${userId}`, 'through the proxy')
+  await received.waitFor(1)
+  t.deepEqual(received.messages(), ['through the proxy'])
+})
+
+test('a bad token: connect() rejects with SnapperError 403 and the reason, and the consumer stops', async t => {
+  const broker = await startBroker(t, server.url)
+  const token = new Producer({ secret: 'not the broker secret', id: 'x' }).signConsumerToken({
+    userId: newUserId(),
+  })
+  const consumer = consumerFor(t, broker.ports.gateway, token)
+  const error = await t.throwsAsync(consumer.connect(), { instanceOf: SnapperError })
+  t.is(error?.code, 403)
+  t.is(error?.reason, 'Error: Invalid signature')
+  t.is(consumer.state, 'closed')
+})
+
+test('websocket only and a bad token: the consumer keeps trying (a refused upgrade says nothing why)', async t => {
+  const broker = await startBroker(t, server.url)
+  const token = new Producer({ secret: 'other', id: 'x' }).signConsumerToken({ userId: newUserId() })
+  const consumer = consumerFor(t, broker.ports.gateway, token, {
+    transports: ['websocket'],
+    reconnectMinMs: 50,
+  })
+  const retried = new Promise<number | undefined>(resolve =>
+    consumer.on('state', (state, details) => {
+      if (state === 'reconnecting') resolve(details.retryInMs)
+    }),
+  )
+  void consumer.connect().catch(() => {})
+  t.true(((await retried) ?? -1) >= 0)
+  consumer.close()
+})
+
+test('an unknown codec is refused with 400 and a message saying which ones exist', async t => {
+  const broker = await startBroker(t, server.url)
+  const token = new Producer({ secret: TEST_SECRET, id: 'x' }).signConsumerToken({ userId: newUserId() })
+  const query = new URLSearchParams({ EIO: '4', transport: 'polling', token, codec: 'xml' })
+  const response = await fetch(`http://127.0.0.1:${broker.ports.gateway}/websocket/?${query}`)
+  t.is(response.status, 400)
+  t.deepEqual(await response.json(), { code: 3, message: 'Unknown codec: use json or msgpack' })
+  // The SDK refuses such a codec itself, before any request.
+  t.throws(() => new Consumer('http://127.0.0.1:1', { token, codec: 'xml' as 'json' }), {
+    instanceOf: TypeError,
+  })
+})
+
+test('a full node answers 503 with Retry-After and retryAfterMs, and the consumer waits that long', async t => {
+  const broker = await startBroker(t, server.url, { maxSessions: 1, consumerRetryAfterMs: 1500 })
+  const producer = new Producer({ secret: TEST_SECRET, id: 'x' })
+  const first = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId: newUserId() }))
+  await first.connect()
+  const query = new URLSearchParams({
+    EIO: '4',
+    transport: 'polling',
+    token: producer.signConsumerToken({ userId: newUserId() }),
+  })
+  const response = await fetch(`http://127.0.0.1:${broker.ports.gateway}/websocket/?${query}`)
+  t.is(response.status, 503)
+  t.is(response.headers.get('retry-after'), '2')
+  t.deepEqual(await response.json(), { code: 3, message: 'Too many sessions', retryAfterMs: 1500 })
+
+  const second = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId: newUserId() }))
+  const paced = new Promise<number | undefined>(resolve =>
+    second.on('state', (state, details) => {
+      if (state === 'reconnecting') resolve(details.retryInMs)
+    }),
+  )
+  const connected = second.connect()
+  const retryInMs = (await paced) ?? 0
+  t.true(retryInMs >= 1500 && retryInMs <= 2250, `waits what the node said, jittered: ${retryInMs}`)
+  first.close()
+  await connected
+  t.is(second.state, 'open')
+})
+
+/** An HTTP proxy to the gateway that drops websocket upgrades, as some corporate proxies do. */
+async function httpOnlyProxy(gatewayPort: number): Promise<{ port: number; close(): void }> {
+  const proxy = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => {
+      const body = req.method === 'POST' ? Buffer.concat(chunks) : undefined
+      fetch(`http://127.0.0.1:${gatewayPort}${req.url ?? '/'}`, {
+        method: req.method,
+        body,
+        headers: { 'content-type': req.headers['content-type'] ?? 'text/plain' },
+      }).then(
+        async answer => {
+          res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'text/plain' })
+          res.end(Buffer.from(await answer.arrayBuffer()))
+        },
+        () => res.writeHead(502).end(),
+      )
+    })
+  })
+  proxy.on('upgrade', (_req, socket) => socket.destroy())
+  await new Promise<void>(resolve => proxy.listen(0, '127.0.0.1', resolve))
+  const address = proxy.address()
+  return {
+    port: typeof address === 'object' && address ? address.port : 0,
+    close: () => proxy.close(),
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The producer SDK against a whole node on a real Redis: every method's
+ * answer, its errors as SnapperErrors with the broker's code and reason,
+ * batches split to fit the broker's frame limit, the in-flight bound, and a
+ * call resent over a new connection when its answer was lost.
+ */
+import test from 'ava'
+import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { startRedisProxy } from '../helpers/redis-proxy.js'
+import { Producer, SDK_ERRORS, SnapperError } from '../../src/sdk/producer/index.js'
+import { collect, consumerFor } from './helpers.js'
+
+let server: RedisServer
+test.before(async () => {
+  server = await startRedis()
+})
+test.after.always(() => server?.stop())
+
+test('a wrong secret: connect() and every call reject with SnapperError 401 and the reason', async t => {
+  const broker = await startBroker(t, server.url)
+  const producer = new Producer({ port: broker.ports.producer, secret: 'wrong', id: 'p' })
+  const publishing = producer.publish('room', 'message')
+  const error = await t.throwsAsync(producer.connect(), { instanceOf: SnapperError })
+  t.is(error?.code, 401)
+  t.is(error?.message, 'Unauthorized')
+  t.is(error?.reason, 'Error: Invalid signature')
+  t.is((await t.throwsAsync(publishing, { instanceOf: SnapperError }))?.code, 401)
+  t.is(producer.state, 'closed')
+})
+
+test('publish, subscribe, unsubscribe, consumers: the answers a user reads', async t => {
+  const broker = await startBroker(t, server.url)
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p' })
+  t.teardown(() => producer.close())
+  await producer.connect()
+  t.is(producer.state, 'open')
+  const userId = newUserId()
+  const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId, source: 'ios' }))
+  const received = collect(consumer)
+  await consumer.connect()
+  t.regex(consumer.id!, /^i\./)
+  t.deepEqual(await producer.consumers(userId), { length: 1, android: 0, ios: 1, web: 0 })
+  t.is(await producer.subscribe('team', consumer.id!), 1)
+  t.is(await producer.subscribe('team', consumer.id!), null)
+  t.is(await producer.publish('team', 'one'), 1)
+  t.is(
+    await producer.publish([
+      ['team', 'two'],
+      ['', 'skipped: no room'],
+      ['team', 'three'],
+    ]),
+    2,
+  )
+  t.is(await producer.publish([]), 0)
+  await received.waitFor(3)
+  t.deepEqual(received.messages(), ['one', 'two', 'three'])
+  t.is(await producer.unsubscribe('team', consumer.id!), 1)
+  t.is(await producer.unsubscribe('team', consumer.id!), null)
+})
+
+test('bad input: the broker code, message and reason, and the producer goes on', async t => {
+  const broker = await startBroker(t, server.url)
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p' })
+  t.teardown(() => producer.close())
+  const invalid = await t.throwsAsync(producer.subscribe('room', ''), { instanceOf: SnapperError })
+  t.deepEqual([invalid?.code, invalid?.message], [-32602, 'Invalid params'])
+  const empty = await t.throwsAsync(producer.publish('', 'no room'), { instanceOf: SnapperError })
+  t.is(empty?.code, -32602)
+  t.throws(() => producer.signConsumerToken({ userId: 'not hex' }), { instanceOf: SnapperError })
+  t.is(await producer.publish('room', 'still fine'), 1)
+})
+
+test('a batch larger than one frame goes in several, in order; a message larger than a frame is refused', async t => {
+  const maxFrameBytes = 4096
+  const broker = await startBroker(t, server.url, { maxFrameBytes })
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p', maxFrameBytes })
+  t.teardown(() => producer.close())
+  const userId = newUserId()
+  const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId }))
+  const received = collect(consumer)
+  await consumer.connect()
+  const messages = Array.from({ length: 100 }, (_, i) => `${i}:${'x'.repeat(200)}`)
+  t.is(await producer.publish(messages.map(message => [`user${userId}`, message] as const)), 100)
+  await received.waitFor(100)
+  t.deepEqual(received.messages(), messages)
+  const tooLarge = await t.throwsAsync(producer.publish('room', 'y'.repeat(maxFrameBytes)), {
+    instanceOf: SnapperError,
+  })
+  t.is(tooLarge?.code, SDK_ERRORS.BAD_INPUT)
+  t.is(await producer.publish('room', 'the connection is still up'), 1)
+})
+
+test('no more than maxInFlight calls wait for answers; the rest wait for a slot', async t => {
+  const broker = await startBroker(t, server.url)
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p', maxInFlight: 3 })
+  t.teardown(() => producer.close())
+  await producer.connect()
+  const calls = Array.from({ length: 20 }, (_, i) => producer.publish('bound', String(i)))
+  t.deepEqual(producer.pending, { inFlight: 3, waiting: 17 })
+  t.deepEqual(await Promise.all(calls), Array<number>(20).fill(1))
+  t.deepEqual(producer.pending, { inFlight: 0, waiting: 0 })
+})
+
+test('a lost answer: the call goes again over the next connection; close() waits for answers', async t => {
+  const broker = await startBroker(t, server.url)
+  const proxy = await startRedisProxy(broker.ports.producer) // a plain TCP proxy
+  t.teardown(() => proxy.close())
+  const port = Number(new URL(proxy.url).port)
+  const producer = new Producer({ port, secret: TEST_SECRET, id: 'p', reconnectMinMs: 20 })
+  const states: string[] = []
+  producer.on('state', state => states.push(state))
+  await producer.connect()
+  const userId = newUserId()
+  const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId }))
+  const received = collect(consumer)
+  await consumer.connect()
+  proxy.loseReplyTo('lost answer') // stored, but the connection drops before its answer arrives
+  t.is(await producer.publish(`user${userId}`, 'lost answer'), 1)
+  t.is(proxy.cuts, 1)
+  t.deepEqual(states, ['connecting', 'open', 'reconnecting', 'open'])
+  const last = producer.publish(`user${userId}`, 'last')
+  await producer.close()
+  t.is(await last, 1)
+  t.is(producer.state, 'closed')
+  const closed = await t.throwsAsync(producer.publish('room', 'late'), { instanceOf: SnapperError })
+  t.is(closed?.code, SDK_ERRORS.CLOSED)
+  // Sent again because its answer was lost, it is stored twice: at least once, like every retrying client.
+  await received.waitFor(3)
+  t.deepEqual(received.messages(), ['lost answer', 'lost answer', 'last'])
+})
