@@ -38,8 +38,7 @@ export type NodeConfig = Pick<
 /** Where a node's batches go: the consumer's live session, adapted by the gateway. */
 export interface ConsumerSink {
   send(batch: Batch): void
-  /** `retryAfterMs`: tell the client when to come back, if its protocol can carry it. */
-  close(reason: string, retryAfterMs?: number): void
+  close(reason: string): void
 }
 
 /** Counters for /metrics. */
@@ -354,8 +353,7 @@ export class BrokerNode implements OutboxHost {
           new Promise<void>(resolve => {
             setTimeout(() => {
               const sink = outbox.sink as ConsumerSink | undefined
-              // Come back at once: the closes are already spread, and another node can take it.
-              if (sink) sink.close('server shutdown', 0)
+              if (sink) sink.close('server shutdown')
               resolve()
             }, Math.random() * spreadMs)
           }),

@@ -33,10 +33,9 @@ test('demo on: the page, the three client files, and a consumer token for a fres
   const page = await call(`${h.base}/demo/`)
   t.is(page.status, 200)
   t.regex(page.headers.get('content-type') ?? '', /^text\/html/)
-  t.regex(
-    page.text,
-    /<script src="jsonrpc.js"><\/script>\s*<script src="engine.io.js"><\/script>\s*<script src="consumer.js"><\/script>/,
-  )
+  // The SDK's bundle by default; snapper-consumer's three files, in this order, with ?client=snapper-consumer.
+  t.regex(page.text, /await import\('\/sdk\/consumer\.js'\)/)
+  t.regex(page.text, /\['jsonrpc\.js', 'engine\.io\.js', 'consumer\.js'\]/)
 
   const files = {
     'jsonrpc.js': /root\.jsonrpc = factory\(\)/,
@@ -65,6 +64,17 @@ test('demo on: the page, the three client files, and a consumer token for a fres
   if (!verified.ok) return t.fail(verified.reason)
   t.is(verified.claims.userId, first.userId)
   t.regex(consumerIdOf(verified.claims), /^w\./)
+})
+
+test('/sdk/consumer.js: the SDK bundle as an ES module any origin may load, demo or not', async t => {
+  const h = await startAdminApp(t, server.url)
+  const bundle = await call(`${h.base}/sdk/consumer.js`)
+  t.is(bundle.status, 200)
+  t.regex(bundle.headers.get('content-type') ?? '', /^application\/javascript/)
+  t.is(bundle.headers.get('access-control-allow-origin'), '*')
+  t.regex(bundle.text, /export\{[^}]*\bConsumer\b/)
+  t.is((await call(`${h.base}/sdk/consumer.js.map`)).status, 200)
+  t.is((await call(`${h.base}/sdk/other.js`)).status, 404)
 })
 
 test('demo publish: only with the demo consumer token, only to its own user room', async t => {

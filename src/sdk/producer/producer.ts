@@ -150,7 +150,9 @@ export class Producer extends Emitter<ProducerEvents> {
     this.#port = options.port ?? 7700
     this.#id = options.id
     this.#tokens =
-      options.secret === undefined ? undefined : new Tokens([options.secret], options.algorithm ?? 'HS256')
+      options.secret === undefined
+        ? undefined
+        : new Tokens([options.secret], { algorithm: options.algorithm ?? 'HS256' })
     this.#token = options.token
     this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1024)
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 120_000
