@@ -1,7 +1,7 @@
 /**
  * The one table of errors a client can see. Codes are permanent strings; each
  * boundary maps them to its own bytes exactly once (JSON-RPC in
- * `producer/jsonrpc.ts`, HTTP status in the admin app). Anything thrown that is
+ * `jsonrpc.ts`, HTTP status in the admin app). Anything thrown that is
  * not a SnapperError is a bug: it is logged with its stack and answered as
  * "Internal error", never with its own message.
  *

@@ -3,6 +3,7 @@ import { consumerIdOf } from '../auth/token.js'
 import type { Batch } from '../broker/batch.js'
 import type { BrokerNode, ConsumerSink } from '../broker/node.js'
 import type { Outbox } from '../broker/outbox.js'
+import { classifyMessage } from '../jsonrpc.js'
 import type { Logger } from '../log.js'
 import {
   decodeFromClient,
@@ -76,30 +77,6 @@ export class ConsumerLink implements ConsumerSink {
 
 /** The `snapper.ws` cookie names the consumer id this browser used before. */
 const PREVIOUS_ID = /(?:^|;\s*)snapper\.ws=([0-9a-zA-Z.~_-]{24,})/
-
-type RpcId = string | number
-const isRpcId = (value: unknown): value is RpcId =>
-  (typeof value === 'string' && value !== '') || Number.isSafeInteger(value)
-
-/** What a consumer sent, classified as jsonrpc-lite does. */
-type ConsumerMessage =
-  | { kind: 'request'; id: RpcId; params: unknown }
-  | { kind: 'success' | 'error'; id: RpcId }
-  | { kind: 'notification' | 'invalid' }
-
-function classify(value: unknown): ConsumerMessage {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { kind: 'invalid' }
-  const message = value as Record<string, unknown>
-  if (message.jsonrpc !== '2.0') return { kind: 'invalid' }
-  if (!Object.hasOwn(message, 'id'))
-    return typeof message.method === 'string' ? { kind: 'notification' } : { kind: 'invalid' }
-  const { id } = message
-  if (!isRpcId(id)) return { kind: 'invalid' }
-  if (typeof message.method === 'string') return { kind: 'request', id, params: message.params }
-  if (Object.hasOwn(message, 'result')) return { kind: 'success', id }
-  if (typeof message.error === 'object' && message.error !== null) return { kind: 'error', id }
-  return { kind: 'invalid' }
-}
 
 const ACK_HEAD = '{"jsonrpc":"2.0","id":"'
 const ACK_TAIL = '","result":"OK"}'
@@ -200,7 +177,7 @@ export function createConsumerHandlers(
         link.sendObject(invalidNotice({ message: 'Parse error', code: -32700 }, 'invalid'))
         return
       }
-      const message = classify(value)
+      const message = classifyMessage(value)
       if (message.kind === 'request') {
         // The original echoed every consumer request; clients use it as a ping.
         counters.requests++
@@ -213,7 +190,7 @@ export function createConsumerHandlers(
         counters.acks++
         return
       }
-      if (message.kind === 'error' && outbox && node.nack(outbox, message.id)) return
+      if (message.kind === 'error' && message.id !== null && outbox && node.nack(outbox, message.id)) return
       counters.invalid++
       link.sendObject(invalidNotice(value, message.kind))
     },

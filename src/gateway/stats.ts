@@ -1,14 +1,9 @@
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { freemem, networkInterfaces, totalmem } from 'node:os'
 import type { BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
 import { readStats } from '../broker/stats.js'
-
-/** The package's name and version, as /stats and the CLI report them. */
-export const PACKAGE: { readonly name: string; readonly version: string } = JSON.parse(
-  readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-) as { name: string; version: string }
+import { PACKAGE } from '../package.js'
 
 const addresses = Object.values(networkInterfaces())
   .flat()

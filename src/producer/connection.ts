@@ -27,7 +27,7 @@ import {
 } from './connection-state.js'
 import type { ProducerCounters } from './counters.js'
 import { InFlight } from './in-flight.js'
-import { parseMessage, type RpcId, type RpcMessage } from './jsonrpc.js'
+import { parseMessage, type RpcId, type RpcMessage } from '../jsonrpc.js'
 import type { Method } from './methods.js'
 import { isFramingError, RespDecoder, type FramingError } from './resp.js'
 

@@ -21,7 +21,7 @@ import {
   toRpcError,
   type RpcId,
   type RpcMessage,
-} from './jsonrpc.js'
+} from '../jsonrpc.js'
 import { SERVED_ALONE, type Method } from './methods.js'
 import { ReplyLine, type ReplySlot } from './reply-line.js'
 import { encodeBulk } from './resp.js'
@@ -81,6 +81,9 @@ export class InFlight {
     switch (message.kind) {
       case 'invalid':
         return this.answerError(message.id, message.code)
+      case 'success':
+      case 'error':
+        return this.answerError(message.id, 'INVALID_REQUEST') // we never ask a producer anything
       case 'request': {
         const method = message.method === 'auth' ? undefined : this.#deps.methods.get(message.method)
         if (method === undefined) return this.answerError(message.id, 'METHOD_NOT_FOUND')

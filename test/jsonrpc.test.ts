@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import test from 'ava'
 import fc from 'fast-check'
-import { ERRORS, SnapperError, type ErrorCode } from '../../src/errors.js'
+import { ERRORS, SnapperError, type ErrorCode } from '../src/errors.js'
 import {
   classifyMessage,
   encodeError,
@@ -10,8 +10,8 @@ import {
   parseMessage,
   rpcError,
   toRpcError,
-} from '../../src/producer/jsonrpc.js'
-import { encodeBulk } from '../../src/producer/resp.js'
+} from '../src/jsonrpc.js'
+import { encodeBulk } from '../src/producer/resp.js'
 
 /** The very jsonrpc-lite that snapper-producer's toa-net parses our replies with. */
 const requireFromToaNet = createRequire(createRequire(import.meta.url).resolve('toa-net'))
@@ -209,9 +209,34 @@ const cases: [string, string, unknown][] = [
     { kind: 'invalid', id: 'x:5', code: 'INVALID_REQUEST' },
   ],
   [
-    'a success (we never ask)',
-    '{"jsonrpc":"2.0","id":"x:6","result":1}',
-    { kind: 'invalid', id: 'x:6', code: 'INVALID_REQUEST' },
+    'a success (a consumer acks a batch)',
+    '{"jsonrpc":"2.0","id":"x:6","result":"OK"}',
+    { kind: 'success', id: 'x:6', result: 'OK' },
+  ],
+  [
+    'an error (a consumer nacks a batch)',
+    '{"jsonrpc":"2.0","id":"x:7","error":{"message":"no","code":1}}',
+    { kind: 'error', id: 'x:7', error: { message: 'no', code: 1 } },
+  ],
+  [
+    'an error with id null',
+    '{"jsonrpc":"2.0","id":null,"error":{"message":"no","code":1}}',
+    { kind: 'error', id: null, error: { message: 'no', code: 1 } },
+  ],
+  [
+    'a success with id null',
+    '{"jsonrpc":"2.0","id":null,"result":"OK"}',
+    { kind: 'invalid', id: null, code: 'INVALID_REQUEST' },
+  ],
+  [
+    'an error that is not an object',
+    '{"jsonrpc":"2.0","id":"x:8","error":"no"}',
+    { kind: 'invalid', id: 'x:8', code: 'INVALID_REQUEST' },
+  ],
+  [
+    'an id with neither method, result nor error',
+    '{"jsonrpc":"2.0","id":"x:9"}',
+    { kind: 'invalid', id: 'x:9', code: 'INVALID_REQUEST' },
   ],
   [
     'id "" is not an id',
@@ -243,8 +268,34 @@ for (const [title, text, expected] of cases) {
   test(`classifies ${title}`, t => {
     t.deepEqual(parseMessage(text), expected)
     t.deepEqual(parseMessage(Buffer.from(text)), expected)
+    // A batch is jsonrpc-lite's array of results; we take none (the clients never send one).
+    if (!text.startsWith('['))
+      t.is(clientParser.parse(text).type, parseMessage(text).kind as string, 'as jsonrpc-lite')
   })
 }
+
+test('any message of the usual keys classifies as jsonrpc-lite does (except error objects, not checked)', t => {
+  const absent = fc.constant(undefined)
+  const message = fc.record({
+    jsonrpc: fc.oneof(fc.constant('2.0'), fc.constant('1.0'), absent),
+    id: fc.oneof(fc.string(), fc.integer(), fc.double(), fc.constant(null), fc.object(), absent),
+    method: fc.oneof(fc.string(), fc.integer(), fc.constant(null), absent),
+    params: fc.oneof(fc.jsonValue(), absent),
+    result: fc.oneof(fc.jsonValue(), absent),
+    error: fc.oneof(fc.record({ message: fc.string(), code: fc.integer() }), fc.jsonValue(), absent),
+  })
+  fc.assert(
+    fc.property(message, fields => {
+      const text = JSON.stringify(fields)
+      const ours = parseMessage(text).kind
+      const theirs = clientParser.parse(text).type
+      const isLenientError = ours === 'error' && theirs === 'invalid'
+      if (ours !== theirs && !isLenientError) throw new Error(`${text}: ours ${ours}, jsonrpc-lite ${theirs}`)
+    }),
+    { numRuns: 3000 },
+  )
+  t.pass()
+})
 
 test('params deeper than the limit are refused; at the limit they pass', t => {
   const nest = (depth: number): unknown => (depth === 1 ? [] : [nest(depth - 1)])

@@ -1,11 +1,13 @@
 /**
- * JSON-RPC 2.0 as snapper-producer speaks it (jsonrpc-lite 1.3.1 rules, see
- * spec/producer-wire.md §3): classify what a producer sent, and build replies
- * with the exact key order the client was observed to receive.
+ * JSON-RPC 2.0 as both published clients speak it (jsonrpc-lite rules, see
+ * spec/producer-wire.md §3): classify what a producer or a consumer sent,
+ * and build messages with the exact key order the clients were observed to
+ * receive. A producer sends requests and notifications; a consumer also
+ * answers our `publish` requests with a success or an error.
  *
  * Pure: imports nothing but errors.ts, so it can be fuzzed alone.
  */
-import { ERRORS, isSnapperError, STANDARD_RPC_CODES, type ErrorCode } from '../errors.js'
+import { ERRORS, isSnapperError, STANDARD_RPC_CODES, type ErrorCode } from './errors.js'
 
 /** A request id as jsonrpc-lite accepts it: a non-empty string or a safe integer. */
 export type RpcId = string | number
@@ -13,6 +15,10 @@ export type RpcId = string | number
 export type RpcMessage =
   | { readonly kind: 'request'; readonly id: RpcId; readonly method: string; readonly params: unknown }
   | { readonly kind: 'notification'; readonly method: string; readonly params: unknown }
+  /** A response to one of our requests (a consumer's ack). */
+  | { readonly kind: 'success'; readonly id: RpcId; readonly result: unknown }
+  /** An error response (a consumer's nack); `id` null when the peer could not tell which request. */
+  | { readonly kind: 'error'; readonly id: RpcId | null; readonly error: object }
   /** Not something we can serve; `id` is the request's when it could be recovered. */
   | { readonly kind: 'invalid'; readonly id: RpcId | null; readonly code: 'PARSE_ERROR' | 'INVALID_REQUEST' }
 
@@ -48,23 +54,40 @@ export function parseMessage(payload: Buffer | string): RpcMessage {
   return classifyMessage(value)
 }
 
-/** Classifies a parsed JSON value: in jsonrpc-lite's order, id first, then method. */
+/**
+ * Classifies a parsed JSON value in jsonrpc-lite's order: no `id` is a
+ * notification; with an id, a `method` makes a request, then `result` a
+ * success, then `error` an error response. A request or notification needs a
+ * non-empty method and, if any, object or array params.
+ */
 export function classifyMessage(value: unknown): RpcMessage {
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    return { kind: 'invalid', id: null, code: 'INVALID_REQUEST' }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return invalid(null)
   const object = value as Record<string, unknown>
   const hasId = Object.hasOwn(object, 'id')
   const id = hasId && isRpcId(object.id) ? object.id : null
+  if (object.jsonrpc !== '2.0') return invalid(id)
   const { method, params } = object
-  const isValid =
-    object.jsonrpc === '2.0' &&
-    (!hasId || id !== null) &&
-    typeof method === 'string' &&
-    method !== '' &&
-    (params === undefined ||
-      (typeof params === 'object' && params !== null && isShallow(params, MAX_PARAMS_DEPTH)))
-  if (!isValid) return { kind: 'invalid', id, code: 'INVALID_REQUEST' }
-  return id === null ? { kind: 'notification', method, params } : { kind: 'request', id, method, params }
+  const isCall = typeof method === 'string' && method !== '' && isParams(params)
+  if (!hasId) return isCall ? { kind: 'notification', method, params } : invalid(null)
+  if (Object.hasOwn(object, 'method'))
+    return isCall && id !== null ? { kind: 'request', id, method, params } : invalid(id)
+  if (Object.hasOwn(object, 'result'))
+    return id === null ? invalid(null) : { kind: 'success', id, result: object.result }
+  const { error } = object
+  // Its message and code are not checked: a nack is a nack.
+  if ((id !== null || object.id === null) && typeof error === 'object' && error !== null)
+    return { kind: 'error', id, error }
+  return invalid(id)
+}
+
+const invalid = (id: RpcId | null): RpcMessage => ({ kind: 'invalid', id, code: 'INVALID_REQUEST' })
+
+/** Params are absent, or an object or array no deeper than MAX_PARAMS_DEPTH. */
+function isParams(params: unknown): boolean {
+  return (
+    params === undefined ||
+    (typeof params === 'object' && params !== null && isShallow(params, MAX_PARAMS_DEPTH))
+  )
 }
 
 /** Whether a parsed JSON value nests no deeper than `depth` (recursion bounded by `depth`). */
