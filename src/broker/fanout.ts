@@ -1,11 +1,12 @@
-import type { Logger } from '../log.js'
 import type { Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
 import { batchLength, type Batch, type Entry } from './batch.js'
 import { decodeAnnouncement } from './control.js'
-import type { Cursor } from './cursor.js'
+import { formatCursor, type Cursor } from './cursor.js'
+import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
 import { RecentMessages, type RecentBudget } from './recent.js'
+import type { LogEntry, RoomLog } from './room-log.js'
 
 interface LocalRoom {
   readonly room: string
@@ -34,19 +35,25 @@ export interface FanoutOptions {
  * Fan-out inside a node: the node subscribes to the announcement channel of
  * every room one of its consumers is in, and hands each announced batch to
  * every local member. An announcement is decoded once, its entries and its
- * delivery frame are shared by all members that are in step.
+ * delivery frame are shared by all members that are in step. Members that
+ * read the room's log read through here too: from the room's recent
+ * messages in memory when they reach back far enough, else from Redis, one
+ * read for all members that ask for the same range.
  */
 export class Fanout {
   readonly #pubsub: PubSub
   readonly #keys: Keys
+  readonly #roomLog: RoomLog
+  readonly #context: NodeContext
   readonly #batchMax: number
   readonly #batchMaxBytes: number
   readonly #recentMessages: number
   readonly #recentBytesPerRoom: number
   readonly #recentBudget: RecentBudget
-  readonly #log: Logger
   readonly #rooms = new Map<string, LocalRoom>()
   readonly #byChannel = new Map<string, LocalRoom>()
+  /** Log reads in flight, by range and read epoch: members that ask for one range share it. */
+  readonly #reads = new Map<string, Promise<readonly LogEntry[]>>()
   /** Announcements that could not be decoded (not ours, or a bug). */
   dropped = 0
   /** Announcements received, for /metrics. */
@@ -54,15 +61,16 @@ export class Fanout {
   /** Counts announcements, joins and resyncs, in the order they reach this node. */
   #ticks = 0
 
-  constructor(pubsub: PubSub, keys: Keys, options: FanoutOptions, log: Logger) {
+  constructor(pubsub: PubSub, keys: Keys, roomLog: RoomLog, options: FanoutOptions, context: NodeContext) {
     this.#pubsub = pubsub
     this.#keys = keys
+    this.#roomLog = roomLog
+    this.#context = context
     this.#batchMax = options.batchMaxMessages
     this.#batchMaxBytes = options.batchMaxBytes
     this.#recentMessages = options.recentMessages
     this.#recentBytesPerRoom = options.recentBytesPerRoom
     this.#recentBudget = { maxBytes: options.recentBytes, bytes: 0 }
-    this.#log = log
     // Announcements made while the subscriber is down never arrive: a window could then end
     // before the log does, and a member at its end would wrongly believe it is up to date.
     pubsub.onClose(() => {
@@ -79,15 +87,24 @@ export class Fanout {
     return this.#rooms.size
   }
 
+  /**
+   * Adds a local member (already in the room at its cursor, Outbox.addRoom)
+   * and, once the room's announcements reach this node, has it read the log
+   * from its cursor: what was announced before that is in the log.
+   */
+  follow(room: string, outbox: Outbox): void {
+    void this.#join(room, outbox).then(() => outbox.resync(room))
+  }
+
   /** Adds a local member; resolves once the room's announcements reach this node. */
-  join(room: string, outbox: Outbox): Promise<void> {
+  #join(room: string, outbox: Outbox): Promise<void> {
     let local = this.#rooms.get(room)
     if (!local) {
       const channel = this.#keys.room(room).channel
       // A failed subscribe still lets members read the log; the resync after the subscriber reconnects heals the rest.
       const subscribed = this.#pubsub.subscribe(channel).then(
         () => {},
-        (err: unknown) => this.#log.warn({ err, room }, 'subscribe failed'),
+        (err: unknown) => this.#context.log.warn({ err, room }, 'subscribe failed'),
       )
       local = {
         room,
@@ -112,7 +129,7 @@ export class Fanout {
     local.recent.clear()
     this.#pubsub
       .unsubscribe(local.channel)
-      .catch((err: unknown) => this.#log.warn({ err, room }, 'unsubscribe failed'))
+      .catch((err: unknown) => this.#context.log.warn({ err, room }, 'unsubscribe failed'))
   }
 
   /** An announcement from Redis: fan it out to the room's local members. */
@@ -123,7 +140,7 @@ export class Fanout {
     const announcement = decodeAnnouncement(bytes)
     if (!announcement) {
       this.dropped++
-      this.#log.warn({ channel }, 'undecodable announcement dropped')
+      this.#context.log.warn({ channel }, 'undecodable announcement dropped')
       return
     }
     this.announcements++
@@ -147,23 +164,33 @@ export class Fanout {
     }
   }
 
-  /**
-   * Up to `count` messages of a room right after `cursor`, from memory, as the
-   * entries the members in step were offered; undefined when the room's
-   * window does not reach back that far (read the log).
-   */
-  recentAfter(room: string, cursor: Cursor, count: number): Entry[] | undefined {
-    return this.#rooms.get(room)?.recent.after(cursor, count)
+  /** Stops fanning out to `outbox` in every room (it was released). */
+  leaveAll(outbox: Outbox): void {
+    for (const room of outbox.rooms) this.leave(room, outbox)
   }
 
   /**
-   * Two log reads of a room can be shared only if no announcement of it (nor
-   * a resync) reached this node between them: a member that ignored an
-   * announcement (it was behind) needs a read issued after that announcement,
-   * and an older read still in flight may lack its messages.
+   * Up to `count` messages of `room` after `after` (OutboxHost.read): the
+   * entries the members in step were offered, if the room's recent messages
+   * reach back that far; else a log read, shared by members that ask for
+   * the same range at the same read epoch.
    */
-  readEpoch(room: string): number {
-    return this.#rooms.get(room)?.epoch ?? 0
+  read(room: string, after: Cursor, count: number): Promise<readonly LogEntry[]> {
+    const local = this.#rooms.get(room)
+    const recent = local?.recent.after(after, count)
+    if (recent) return Promise.resolve(recent)
+    // Two reads of a room can be shared only if no announcement of it (nor a resync) reached
+    // this node between them: a member that ignored an announcement (it was behind) needs a
+    // read issued after that announcement, and an older read still in flight may lack it.
+    const key = `${count}:${formatCursor(after)}:${local?.epoch ?? 0}:${room}`
+    let read = this.#reads.get(key)
+    if (!read) {
+      this.#context.counters.logReads++
+      read = this.#roomLog.read(room, after, count)
+      this.#reads.set(key, read)
+      void read.finally(() => this.#reads.delete(key)).catch(() => {}) // the readers handle the error
+    }
+    return read
   }
 
   /** Every local member of every room re-reads its log: announcements may have been lost. */

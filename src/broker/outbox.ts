@@ -2,8 +2,14 @@ import { batchLength, isOneRun, makeBatch, type Batch, type Entry } from './batc
 import { formatCursor, isAfter, isNext, type Cursor } from './cursor.js'
 import type { LogEntry } from './room-log.js'
 
-/** What an outbox needs from its node. */
-export interface OutboxHost {
+/** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */
+export interface ConsumerSink {
+  send(batch: Batch): void
+  close(reason: string): void
+}
+
+/** What an outbox needs from its node (the node's wiring implements it; see docs/ARCHITECTURE.md). */
+export interface OutboxHost<S extends ConsumerSink> {
   readonly batchMaxMessages: number
   readonly batchMaxBytes: number
   /** Messages held in memory per consumer; beyond, rooms fall back to reading the log. */
@@ -12,11 +18,11 @@ export interface OutboxHost {
   read(room: string, after: Cursor, count: number): Promise<readonly LogEntry[]>
   newBatchId(): string
   /** Hands a batch to the consumer's session. */
-  send(outbox: Outbox, batch: Batch): void
+  send(outbox: Outbox<S>, batch: Batch): void
   /** Acknowledged cursors moved: schedule a commit. */
-  acknowledged(outbox: Outbox, messages: number): void
+  acknowledged(outbox: Outbox<S>, messages: number): void
   /** A log read failed (Redis down): it is retried later. */
-  readFailed(outbox: Outbox, room: string, err: unknown): void
+  readFailed(outbox: Outbox<S>, room: string, err: unknown): void
 }
 
 /** Where a consumer stands in one room. */
@@ -54,25 +60,23 @@ const READ_RETRY_MS = 500
  * gap, a (re)connect, a join, or a full queue). The log is the truth; the
  * queue is a bounded cache of it.
  */
-export class Outbox {
+export class Outbox<S extends ConsumerSink = ConsumerSink> {
   readonly consumerId: string
   readonly userId: string
   /** The live session's sink; undefined while there is none. */
-  sink: unknown
+  sink: S | undefined
   /** The unacknowledged batch, and when it was sent (ms). */
   inflight: Batch | undefined
   inflightSince = 0
-  /** Rooms whose progress hash holds a cursor of this consumer (cleared when it is released). */
-  readonly progressRooms = new Set<string>()
 
-  readonly #host: OutboxHost
+  readonly #host: OutboxHost<S>
   readonly #rooms = new Map<string, RoomState>()
   readonly #queue = new Fifo<Entry>()
   readonly #behind = new Set<string>()
   readonly #changed = new Set<string>()
   #closed = false
 
-  constructor(host: OutboxHost, consumerId: string, userId: string) {
+  constructor(host: OutboxHost<S>, consumerId: string, userId: string) {
     this.#host = host
     this.consumerId = consumerId
     this.userId = userId

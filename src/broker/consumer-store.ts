@@ -1,0 +1,280 @@
+import type { Config } from '../config/defaults.js'
+import { makeBatch, type Entry } from './batch.js'
+import type { BrokerCore } from './core.js'
+import { formatCursor, isAfter, isNext, parseCursor, type Cursor } from './cursor.js'
+import type { NodeContext } from './node-context.js'
+import type { Outbox } from './outbox.js'
+
+export type StoreConfig = Pick<Config, 'consumerTtlSec' | 'replacedConsumerTtlSec' | 'cursorFlushMs'>
+
+/** Where a consumer stands when a node takes its session (consumer_connect-3.lua). */
+export interface TakenConsumer {
+  /** The node that held its session last, unless that expired. */
+  readonly previous: string | null
+  /** Each of its rooms, at its acknowledged cursor. */
+  readonly rooms: [room: string, cursor: Cursor][]
+  /** The record of its batch in flight when it left (see Outbox.inflightRecord). */
+  readonly inflight: string | null
+}
+
+/**
+ * What a node keeps in Redis for the consumers it holds: taking a session
+ * (consumer_connect-3.lua), the acknowledged cursors (flushed to the rooms'
+ * progress hashes while live, committed to the consumer's own hash on
+ * release, cursor_commit-3.lua), the batch in flight across a reconnect, and
+ * the ttls that keep a live consumer's keys. The invariants it keeps are in
+ * docs/ARCHITECTURE.md (cursors).
+ */
+export class ConsumerStore {
+  readonly #core: BrokerCore
+  readonly nodeId: string
+  readonly #config: StoreConfig
+  readonly #context: NodeContext
+  readonly #live: () => Iterable<Outbox>
+  /** Outboxes with acknowledgements not flushed yet. */
+  readonly #changed = new Set<Outbox>()
+  /** Rooms whose progress hash holds a cursor of the consumer, dropped when it is released. */
+  readonly #progressRooms = new WeakMap<Outbox, Set<string>>()
+  /** Releases under way: a second disconnect of one outbox waits for the first. */
+  readonly #releases = new Map<Outbox, Promise<void>>()
+  readonly #timers: NodeJS.Timeout[] = []
+
+  constructor(
+    core: BrokerCore,
+    nodeId: string,
+    config: StoreConfig,
+    context: NodeContext,
+    live: () => Iterable<Outbox>,
+  ) {
+    this.#core = core
+    this.nodeId = nodeId
+    this.#config = config
+    this.#context = context
+    this.#live = live
+  }
+
+  /** Starts flushing cursors, and refreshing the ttls of the live consumers' keys. */
+  start(): void {
+    const { cursorFlushMs, consumerTtlSec, replacedConsumerTtlSec } = this.#config
+    this.#timers.push(
+      this.#context.every(cursorFlushMs, () => this.flushCursors(), 'cursor flush failed'),
+      this.#context.every(
+        Math.max(1000, (Math.min(consumerTtlSec, replacedConsumerTtlSec) * 1000) / 3),
+        () => this.#keepAlive(),
+        'consumer ttl refresh failed',
+      ),
+    )
+  }
+
+  /** Stops the timers; flush once more, and wait for settled(), to lose nothing. */
+  stop(): void {
+    for (const timer of this.#timers) clearInterval(timer)
+  }
+
+  /** The node that holds the consumer's session now, if any. */
+  holder(consumerId: string): Promise<string | null> {
+    return this.#core.redis.commands.get(this.#core.keys.consumer(consumerId).node)
+  }
+
+  /** The node that holds the consumer's session, and its rooms with their cursors. */
+  readMembership(consumerId: string): Promise<[holder: string | null, rooms: Record<string, string>]> {
+    const { redis, keys } = this.#core
+    const key = keys.consumer(consumerId)
+    return Promise.all([redis.commands.get(key.node), redis.commands.hgetall(key.rooms)])
+  }
+
+  /**
+   * Takes the consumer's session for this node, joins it to `ownRoom` (at
+   * `head`) if it is not in it, counts it as present, and reads where it stands.
+   */
+  async take(outbox: Outbox, ownRoom: string, head: Cursor): Promise<TakenConsumer> {
+    const { redis, keys, presence } = this.#core
+    const key = keys.consumer(outbox.consumerId)
+    const [previous, inflight, ...flat] = await redis.commands.consumerConnect(
+      key.rooms,
+      key.node,
+      key.inflight,
+      this.nodeId,
+      this.#config.consumerTtlSec,
+      ownRoom,
+      formatCursor(head),
+    )
+    await presence.add(outbox.userId, outbox.consumerId, this.nodeId)
+    const rooms: [string, Cursor][] = []
+    for (let i = 0; i + 1 < flat.length; i += 2) rooms.push([flat[i]!, parseCursor(flat[i + 1]!)])
+    return { previous: previous ?? null, rooms, inflight: inflight ?? null }
+  }
+
+  /**
+   * A consumer whose last node did not release it (a crash): each room's
+   * cursor becomes the later of its own (last release or join) and its
+   * progress entry (that node's last flush). The entries go on release.
+   */
+  async readProgress(outbox: Outbox, rooms: [string, Cursor][]): Promise<void> {
+    const { keys, redis } = this.#core
+    const progress = await Promise.all(
+      rooms.map(([room]) => redis.commands.hget(keys.room(room).progress, outbox.consumerId)),
+    )
+    progress.forEach((text, i) => {
+      const entry = rooms[i]!
+      if (text === null) return
+      this.#progressRoomsOf(outbox).add(entry[0])
+      const cursor = parseCursor(text)
+      if (isAfter(cursor, entry[1])) entry[1] = cursor
+    })
+  }
+
+  /**
+   * Rebuilds the batch that was in flight when the consumer left, from the
+   * room logs, so it goes out again under its old id: a client that had
+   * received it drops the copy. If the log no longer holds exactly those
+   * messages, the batch is forgotten and delivery goes on from the cursors.
+   */
+  async restoreInflight(outbox: Outbox, record: string): Promise<void> {
+    let id: unknown, rooms: unknown, order: unknown
+    try {
+      ;[id, rooms, order] = JSON.parse(record) as unknown[]
+    } catch {
+      return // not a record we wrote: ignore it
+    }
+    if (typeof id !== 'string' || !Array.isArray(rooms) || !Array.isArray(order)) return
+    const reads = await Promise.all(
+      (rooms as unknown[]).map(async (room, index) => {
+        const acked = typeof room === 'string' ? outbox.ackedCursor(room) : undefined
+        const count = order.filter(i => i === index).length
+        if (acked === undefined || count === 0) return undefined
+        const entries = await this.#core.log.read(room as string, acked, count)
+        const first = entries[0]
+        return entries.length === count && first && isNext(acked, first)
+          ? entries.map(e => ({ ...e, room: room as string }))
+          : undefined
+      }),
+    )
+    if (reads.some(entries => entries === undefined)) return
+    const next = reads.map(() => 0)
+    const entries: Entry[] = []
+    for (const index of order as number[]) {
+      const entry = reads[index]?.[next[index]!++]
+      if (!entry) return
+      entries.push(entry)
+    }
+    outbox.restoreInflight(makeBatch(id, entries))
+  }
+
+  /** The consumer acknowledged messages: its cursors go out with the next flush. */
+  acknowledged(outbox: Outbox): void {
+    this.#changed.add(outbox)
+  }
+
+  /**
+   * Writes the cursors acknowledged since the last flush to the rooms' progress
+   * hashes: one HSET (and its EXPIRE) per room for all its local members, so
+   * the Redis work of a flush grows with rooms, not with members. A consumer's
+   * own hash gets its cursors when it is released; the progress is read only
+   * if it never is (a crashed node).
+   */
+  async flushCursors(): Promise<void> {
+    const { keys, redis } = this.#core
+    const byRoom = new Map<string, string[]>()
+    for (const outbox of this.#changed) {
+      const pairs = outbox.takeChangedCursors()
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        const room = pairs[i]!
+        const fields = byRoom.get(room)
+        if (fields) fields.push(outbox.consumerId, pairs[i + 1]!)
+        else byRoom.set(room, [outbox.consumerId, pairs[i + 1]!])
+        this.#progressRoomsOf(outbox).add(room)
+      }
+    }
+    this.#changed.clear()
+    const writes: Promise<unknown>[] = []
+    for (const [room, fields] of byRoom) {
+      const { progress } = keys.room(room)
+      this.#context.counters.cursorCommits++
+      writes.push(
+        redis.commands.hset(progress, ...fields),
+        redis.commands.expire(progress, this.#config.consumerTtlSec),
+      )
+    }
+    await Promise.all(writes)
+  }
+
+  /**
+   * Commits the outbox's cursors and batch in flight to the consumer's own
+   * keys, then drops its progress entries; drops its node key and presence
+   * where they still name this node. Never rejects (a failure is reported).
+   */
+  release(outbox: Outbox): Promise<void> {
+    const { keys, redis, presence } = this.#core
+    this.#changed.delete(outbox)
+    const key = keys.consumer(outbox.consumerId)
+    const progress = [...(this.#progressRooms.get(outbox) ?? [])]
+    const release = Promise.all([
+      redis.commands
+        .cursorCommit(
+          key.rooms,
+          key.node,
+          key.inflight,
+          this.#config.consumerTtlSec,
+          this.nodeId,
+          outbox.inflightRecord(),
+          ...outbox.allCursors(),
+        )
+        // The consumer's own cursors are the truth now; its entries in the rooms' progress can go.
+        .then(() =>
+          Promise.all(progress.map(room => redis.commands.hdel(keys.room(room).progress, outbox.consumerId))),
+        ),
+      presence.remove(outbox.userId, outbox.consumerId, this.nodeId),
+    ]).then(
+      () => {},
+      err => this.#context.redisError(err, 'consumer release failed'),
+    )
+    this.#releases.set(outbox, release)
+    void release.finally(() => {
+      if (this.#releases.get(outbox) === release) this.#releases.delete(outbox)
+    })
+    return release
+  }
+
+  /** The release of `outbox` under way, if any. */
+  releasing(outbox: Outbox): Promise<void> | undefined {
+    return this.#releases.get(outbox)
+  }
+
+  /** Resolves once every release under way is done. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#releases.values())
+  }
+
+  /**
+   * The browser connected again under a new consumer id (the snapper.ws
+   * cookie named the old one): the old id's rooms and batch live only
+   * replacedConsumerTtlSec more, instead of consumerTtlSec.
+   */
+  weaken(consumerId: string): void {
+    const { keys, redis } = this.#core
+    const key = keys.consumer(consumerId)
+    const ttl = this.#config.replacedConsumerTtlSec
+    Promise.all([redis.commands.expire(key.rooms, ttl), redis.commands.expire(key.inflight, ttl)]).catch(
+      err => this.#context.redisError(err, 'weaken failed'),
+    )
+  }
+
+  #progressRoomsOf(outbox: Outbox): Set<string> {
+    let rooms = this.#progressRooms.get(outbox)
+    if (!rooms) this.#progressRooms.set(outbox, (rooms = new Set()))
+    return rooms
+  }
+
+  /** Live consumers' rooms and presence must not expire while they are connected. */
+  async #keepAlive(): Promise<void> {
+    const { keys, redis } = this.#core
+    const ttl = this.#config.consumerTtlSec
+    const writes: Promise<unknown>[] = []
+    for (const outbox of this.#live()) {
+      writes.push(redis.commands.expire(keys.consumer(outbox.consumerId).rooms, ttl))
+      writes.push(redis.commands.expire(keys.presence(outbox.userId), ttl))
+    }
+    await Promise.all(writes)
+  }
+}

@@ -1,0 +1,96 @@
+import type { BrokerCore } from './core.js'
+import type { Hub } from './hub.js'
+import type { NodeContext } from './node-context.js'
+import type { ConsumerSink, Outbox } from './outbox.js'
+
+/** Longest a connecting consumer waits for the node that held it to persist its cursors, in ms. */
+const TAKEOVER_WAIT_MS = 1000
+
+/**
+ * Moving a consumer's live session from one node to another, over the nodes'
+ * control channels, so that the new node reads cursors that include the
+ * last acknowledgements made on the old one:
+ *
+ *   new node (connect)                      old node
+ *     holder alive? ── kick(consumer) ────▶ close the session, commit its
+ *     wait ≤ TAKEOVER_WAIT_MS               cursors and batch in flight
+ *          ◀──────────── released(consumer) ┘
+ *     consumer_connect-3.lua: read the cursors, name this node
+ *
+ * A node that took the session between the look and the script is kicked
+ * without waiting: it closes its session at once. See docs/ARCHITECTURE.md.
+ */
+export class Handoff<S extends ConsumerSink> {
+  readonly #nodeId: string
+  readonly #core: Pick<BrokerCore, 'membership' | 'presence'>
+  readonly #hub: Hub<S>
+  readonly #disconnect: (outbox: Outbox<S>, sink: S) => Promise<void>
+  readonly #context: NodeContext
+  /** Consumers this node is taking over, waiting for the old node's `released`. */
+  readonly #takeovers = new Map<string, () => void>()
+
+  constructor(
+    nodeId: string,
+    core: Pick<BrokerCore, 'membership' | 'presence'>,
+    hub: Hub<S>,
+    /** Releases a closed session's outbox; resolves once its cursors are committed. */
+    disconnect: (outbox: Outbox<S>, sink: S) => Promise<void>,
+    context: NodeContext,
+  ) {
+    this.#nodeId = nodeId
+    this.#core = core
+    this.#hub = hub
+    this.#disconnect = disconnect
+    this.#context = context
+  }
+
+  /**
+   * `holder` holds the session of a consumer that connects here: unless it
+   * is this node or dead, ask it to release the consumer, and wait (a
+   * bounded time) until it has.
+   */
+  async takeOver(consumerId: string, holder: string | null): Promise<void> {
+    if (!holder || holder === this.#nodeId || !(await this.#core.presence.isNodeAlive(holder))) return
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(done, TAKEOVER_WAIT_MS)
+      function done(): void {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.#takeovers.get(consumerId)?.()
+      this.#takeovers.set(consumerId, done)
+      this.#sendKick(holder, consumerId).catch(err => {
+        this.#context.redisError(err, 'kick failed')
+        done()
+      })
+    }).finally(() => this.#takeovers.delete(consumerId))
+  }
+
+  /** `node` took the consumer's session meanwhile: it closes it without waiting for anything. */
+  kick(node: string, consumerId: string): void {
+    this.#sendKick(node, consumerId).catch(err => this.#context.redisError(err, 'kick failed'))
+  }
+
+  /** A `kick` for this node: close the consumer's session here (if any), commit it, and say so. */
+  async onKick(consumerId: string, byNode: string): Promise<void> {
+    const outbox = this.#hub.get(consumerId)
+    if (outbox) {
+      this.#context.counters.kicks++
+      const sink = outbox.sink
+      sink?.close('taken over by another node')
+      if (sink) await this.#disconnect(outbox, sink)
+    }
+    await this.#core.membership
+      .tell(byNode, { type: 'released', consumerId })
+      .catch(err => this.#context.redisError(err, 'release notice failed'))
+  }
+
+  /** A `released` for this node: the takeover of that consumer may go on. */
+  onReleased(consumerId: string): void {
+    this.#takeovers.get(consumerId)?.()
+  }
+
+  #sendKick(node: string, consumerId: string): Promise<unknown> {
+    return this.#core.membership.tell(node, { type: 'kick', consumerId, byNode: this.#nodeId })
+  }
+}

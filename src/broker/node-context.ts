@@ -1,0 +1,52 @@
+import type { Logger } from '../log.js'
+
+/** Counters for /metrics; each part of the node bumps its own. */
+export interface NodeCounters {
+  batchesSent: number
+  messagesAcked: number
+  logReads: number
+  logReadErrors: number
+  cursorCommits: number
+  redisErrors: number
+  ackTimeouts: number
+  kicks: number
+}
+
+/**
+ * What the parts of one node share (hub, fan-out, store, handoff, room sync):
+ * its counters, its logger, and how a failed Redis command is reported. Such
+ * a failure is never thrown: the work is retried, or healed later by a read.
+ */
+export class NodeContext {
+  readonly counters: NodeCounters = {
+    batchesSent: 0,
+    messagesAcked: 0,
+    logReads: 0,
+    logReadErrors: 0,
+    cursorCommits: 0,
+    redisErrors: 0,
+    ackTimeouts: 0,
+    kicks: 0,
+  }
+
+  constructor(readonly log: Logger) {}
+
+  redisError(err: unknown, message: string): void {
+    this.counters.redisErrors++
+    this.log.warn({ err }, message)
+  }
+
+  /**
+   * Runs a Redis task every `ms` until the timer is cleared; it never holds
+   * the process open, and a failure is reported as `what`.
+   */
+  every(ms: number, task: () => Promise<unknown>, what: string): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      void Promise.resolve()
+        .then(task)
+        .catch((err: unknown) => this.redisError(err, what))
+    }, ms)
+    timer.unref()
+    return timer
+  }
+}

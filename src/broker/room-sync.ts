@@ -1,0 +1,136 @@
+import type { ConsumerStore } from './consumer-store.js'
+import type { ControlMessage } from './control.js'
+import { parseCursor } from './cursor.js'
+import type { Fanout } from './fanout.js'
+import type { Hub } from './hub.js'
+import type { NodeContext } from './node-context.js'
+import type { ConsumerSink, Outbox } from './outbox.js'
+
+/** A join or a leave, told to the node that holds the consumer (Membership.join / leave). */
+export type RoomChange = Extract<ControlMessage, { type: 'join' | 'leave' }>
+
+/** Most times a reconcile reads a consumer's rooms again because a change was told meanwhile. */
+const REREADS = 3
+
+/**
+ * Keeps the rooms of the consumers this node holds in step with their
+ * membership in Redis. Joins and leaves are told on the node's control
+ * channel; while a consumer is still connecting they are held back until
+ * the rooms it read from Redis are in place. After the subscriber lost its
+ * connection, what was told meanwhile is lost: every consumer's rooms are
+ * read again, and every room log from its cursor (reconcile).
+ */
+export class RoomSync<S extends ConsumerSink> {
+  readonly #hub: Hub<S>
+  readonly #fanout: Fanout
+  readonly #store: ConsumerStore
+  readonly #context: NodeContext
+  /** Consumers still connecting, with the changes told to them meanwhile. */
+  readonly #connecting = new Map<Outbox<S>, RoomChange[]>()
+  /** Changes told per consumer, so a reconcile knows its read may be older than one of them. */
+  readonly #told = new WeakMap<Outbox<S>, number>()
+  #reconciling: Promise<void> | undefined
+  #reconcileAgain = false
+  #stopped = false
+
+  constructor(hub: Hub<S>, fanout: Fanout, store: ConsumerStore, context: NodeContext) {
+    this.#hub = hub
+    this.#fanout = fanout
+    this.#store = store
+    this.#context = context
+  }
+
+  /** The consumer is connecting: hold its joins and leaves until connected(). */
+  connecting(outbox: Outbox<S>): void {
+    this.#connecting.set(outbox, [])
+  }
+
+  /**
+   * The consumer's rooms from Redis are in its outbox: unless it was released
+   * meanwhile (then false), follow them, and apply the changes told since.
+   */
+  connected(outbox: Outbox<S>): boolean {
+    const told = this.#connecting.get(outbox) ?? []
+    this.#connecting.delete(outbox)
+    if (!this.#hub.holds(outbox)) return false
+    for (const room of outbox.rooms) this.#fanout.follow(room, outbox)
+    for (const change of told) this.#apply(outbox, change)
+    return true
+  }
+
+  /** A join or leave arrived on the control channel. */
+  told(change: RoomChange): void {
+    const outbox = this.#hub.get(change.consumerId)
+    if (!outbox) return // gone meanwhile: its cursors in Redis already say it all
+    this.#told.set(outbox, (this.#told.get(outbox) ?? 0) + 1)
+    const held = this.#connecting.get(outbox)
+    if (held) held.push(change)
+    else this.#apply(outbox, change)
+  }
+
+  /** Reconciles with Redis; asked again while it runs, does it once more after (a failover asks several times). */
+  resync(): void {
+    if (this.#stopped) return
+    if (this.#reconciling) {
+      this.#reconcileAgain = true
+      return
+    }
+    this.#reconciling = this.#reconcile()
+      .catch((err: unknown) => this.#context.redisError(err, 'reconcile failed'))
+      .finally(() => {
+        this.#reconciling = undefined
+        if (!this.#reconcileAgain) return
+        this.#reconcileAgain = false
+        this.resync()
+      })
+  }
+
+  stop(): void {
+    this.#stopped = true
+  }
+
+  #apply(outbox: Outbox<S>, change: RoomChange): void {
+    if (change.type === 'join') {
+      if (outbox.hasRoom(change.room)) return
+      outbox.addRoom(change.room, parseCursor(change.cursor))
+      this.#fanout.follow(change.room, outbox)
+    } else {
+      outbox.removeRoom(change.room)
+      this.#fanout.leave(change.room, outbox)
+    }
+  }
+
+  /**
+   * Every consumer's rooms from Redis, then every room log from its cursor,
+   * even if the rooms of some consumers could not be read. A consumer whose
+   * node key names another node was taken over meanwhile: its session closes.
+   */
+  async #reconcile(): Promise<void> {
+    // A consumer still connecting reads its rooms itself, and its node key may not name this node yet.
+    const connected = [...this.#hub.values()].filter(outbox => !this.#connecting.has(outbox))
+    const reads = await Promise.allSettled(
+      connected.map(async outbox => {
+        const { consumerId } = outbox
+        let told = this.#told.get(outbox)
+        let [holder, rooms] = await this.#store.readMembership(consumerId)
+        // A change told while reading may be newer than what was read: read again.
+        for (let again = 0; again < REREADS && this.#told.get(outbox) !== told; again++) {
+          told = this.#told.get(outbox)
+          ;[holder, rooms] = await this.#store.readMembership(consumerId)
+        }
+        if (!this.#hub.holds(outbox)) return
+        if (holder !== this.#store.nodeId) {
+          outbox.sink?.close('taken over by another node')
+          return
+        }
+        for (const room of [...outbox.rooms])
+          if (!(room in rooms)) this.#apply(outbox, { type: 'leave', consumerId, room })
+        for (const [room, cursor] of Object.entries(rooms))
+          if (!outbox.hasRoom(room)) this.#apply(outbox, { type: 'join', consumerId, room, cursor })
+      }),
+    )
+    this.#fanout.resyncAll()
+    const failed = reads.find(read => read.status === 'rejected')
+    if (failed) throw failed.reason
+  }
+}

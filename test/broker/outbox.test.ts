@@ -1,0 +1,222 @@
+/**
+ * One consumer's outbox against a node in memory (test/helpers/outbox-host.ts):
+ * the behind → reading → live transitions of a room, the merge of log reads
+ * with announcements, acks and cursors, read failures. Against Redis, the
+ * same paths run in node.test.ts.
+ */
+import test from 'ava'
+import { makeBatch, type Batch } from '../../src/broker/batch.js'
+import { ORIGIN } from '../../src/broker/cursor.js'
+import { batchMessages, FakeHost, FakeSink, settle } from '../helpers/outbox-host.js'
+
+const range = (n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => `m${from + i}`)
+
+test('a room added at its cursor reads the log from there, then sends what is announced, one batch in flight', async t => {
+  const host = new FakeHost()
+  host.append('r', 'a', 'b')
+  const outbox = host.outbox()
+  const sink = outbox.sink!
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  t.deepEqual(batchMessages(sink), [['a', 'b']])
+  t.is(host.reads, 1)
+
+  outbox.offer('r', host.append('r', 'c', 'd', 'e'))
+  t.is(sink.batches.length, 1, 'nothing more while a batch is in flight')
+  t.is(outbox.queued, 3)
+  t.true(outbox.ack(sink.batches[0]!.id))
+  t.deepEqual(batchMessages(sink), [
+    ['a', 'b'],
+    ['c', 'd', 'e'],
+  ])
+  t.is(host.reads, 1, 'live: announcements need no read')
+  t.is(host.acknowledgedMessages, 2)
+})
+
+test('announcements during a log read are held, then merged: each message once, in order', async t => {
+  for (const answer of ['answer', 'answerNow'] as const) {
+    const host = new FakeHost({ batchMaxMessages: 10 })
+    host.autoAnswer = false
+    host.append('r', 'a', 'b')
+    const outbox = host.outbox()
+    outbox.addRoom('r', ORIGIN)
+    outbox.resync('r')
+    outbox.offer('r', host.append('r', 'c'))
+    outbox.offer('r', host.append('r', 'd'))
+    t.is(outbox.sink!.batches.length, 0, 'reading: announcements wait for the read')
+    // The read may have been served before or after the announced messages were appended.
+    host.pending.shift()![answer]()
+    await settle()
+    t.deepEqual(batchMessages(outbox.sink!), [['a', 'b', 'c', 'd']], answer)
+    outbox.offer('r', host.append('r', 'e'))
+    outbox.sink!.ack()
+    t.deepEqual(outbox.sink!.messages, ['a', 'b', 'c', 'd', 'e'], `${answer}: live after the read`)
+  }
+})
+
+test('a gap in the announcements (one was lost) is read from the log', async t => {
+  const host = new FakeHost()
+  const outbox = host.outbox('c1', new FakeSink(true))
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  outbox.offer('r', host.append('r', 'a'))
+  host.append('r', 'b', 'c') // never announced
+  const reads = host.reads
+  outbox.offer('r', host.append('r', 'd'))
+  await settle()
+  t.is(host.reads, reads + 1)
+  t.deepEqual(outbox.sink!.messages, ['a', 'b', 'c', 'd'])
+  outbox.offer('r', host.logs.get('r')!.slice(-2)) // c and d again
+  outbox.offer('r', host.append('r', 'e'))
+  await settle()
+  t.deepEqual(outbox.sink!.messages, ['a', 'b', 'c', 'd', 'e'], 'what it had already is skipped')
+})
+
+test('a full queue leaves the room behind: announcements are ignored, the rest is read once acks drain it', async t => {
+  const host = new FakeHost({ maxQueue: 4, batchMaxMessages: 2 })
+  const outbox = host.outbox()
+  const sink = outbox.sink!
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  const reads = host.reads
+  outbox.offer('r', host.append('r', ...range(10)))
+  outbox.offer('r', host.append('r', ...range(2, 10)))
+  t.is(outbox.queued, 2, 'four taken, two of them in flight; the rest stays in the log')
+  t.is(host.reads, reads, 'behind: no read while the queue is full')
+  sink.autoAck = true
+  sink.ack()
+  for (let i = 0; i < 20 && sink.messages.length < 12; i++) await settle()
+  t.deepEqual(sink.messages, range(12))
+  t.true(sink.maxQueued <= 4)
+  t.true(host.reads > reads, 'the rest came from the log')
+})
+
+test('reading: more announcements than a queue holds are dropped and read from the log instead', async t => {
+  const host = new FakeHost({ maxQueue: 4, batchMaxMessages: 10 })
+  host.autoAnswer = false
+  const outbox = host.outbox('c1', new FakeSink(true))
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  outbox.offer('r', host.append('r', ...range(3)))
+  outbox.offer('r', host.append('r', ...range(3, 3)))
+  host.autoAnswer = true
+  host.pending.shift()!.answer() // the log before any of them
+  for (let i = 0; i < 10 && outbox.sink!.messages.length < 6; i++) await settle()
+  t.deepEqual(outbox.sink!.messages, range(6))
+})
+
+test('acks: only the batch in flight; acknowledged cursors are handed out once', async t => {
+  const host = new FakeHost()
+  host.append('r', 'a', 'b')
+  host.append('s', 'x')
+  const outbox = host.outbox()
+  for (const room of ['r', 's']) {
+    outbox.addRoom(room, ORIGIN)
+    outbox.resync(room)
+  }
+  await settle()
+  const [first] = outbox.sink!.batches
+  t.false(outbox.ack('not-the-id'))
+  t.deepEqual(outbox.takeChangedCursors(), [])
+  t.true(outbox.ack(first!.id))
+  t.false(outbox.ack(first!.id), 'that id is not in flight any more')
+  t.deepEqual(outbox.takeChangedCursors(), ['r', '1-2'])
+  t.deepEqual(outbox.takeChangedCursors(), [])
+  t.true(outbox.sink!.ack())
+  t.deepEqual(outbox.takeChangedCursors(), ['s', '1-1'])
+  t.deepEqual(outbox.allCursors(), ['r', '1-2', 's', '1-1'])
+  t.is(host.acknowledgedMessages, 3)
+})
+
+test('a failed log read is reported and tried again', async t => {
+  const host = new FakeHost()
+  host.failReads = 1
+  host.append('r', 'a')
+  const outbox = host.outbox()
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  t.deepEqual(host.readFailures, ['r'])
+  t.is(outbox.sink!.batches.length, 0)
+  await new Promise(resolve => setTimeout(resolve, 700))
+  t.deepEqual(outbox.sink!.messages, ['a'])
+})
+
+test('members in step share the batch of one announcement: made once, whoever sends it', async t => {
+  const host = new FakeHost()
+  const [a, b, late] = ['a', 'b', 'late'].map(id => host.outbox(id))
+  for (const outbox of [a!, b!, late!]) {
+    outbox.addRoom('r', ORIGIN)
+    outbox.resync('r')
+  }
+  await settle()
+  const lateSink = late!.sink!
+  late!.sink = undefined // its session is not open yet: the announcement waits in its queue
+  const chunk = host.append('r', 'x', 'y')
+  let shared: Batch | undefined
+  for (const outbox of [a!, b!, late!]) outbox.offer('r', chunk, () => (shared ??= outbox.batchOf(chunk)))
+  t.is(a!.sink!.batches[0], b!.sink!.batches[0])
+  t.is(lateSink.batches.length, 0)
+  late!.sink = lateSink
+  late!.resend()
+  t.is(lateSink.batches[0], a!.sink!.batches[0], 'queued, then cut as the same batch')
+})
+
+test('the batch in flight at a disconnect goes again under its id; the log is read after it', async t => {
+  const host = new FakeHost()
+  host.append('r', 'a', 'b')
+  const before = host.outbox()
+  before.addRoom('r', ORIGIN)
+  before.resync('r')
+  await settle()
+  const unacked = before.sink!.batches[0]!
+  t.deepEqual(JSON.parse(before.inflightRecord()), [unacked.id, ['r'], [0, 0]])
+  before.close()
+  host.append('r', 'c')
+
+  const after = host.outbox() // another node: rebuilt from the record and the log (ConsumerStore)
+  after.addRoom('r', ORIGIN)
+  after.restoreInflight(makeBatch(unacked.id, host.logs.get('r')!.slice(0, 2)))
+  after.resync('r')
+  await settle()
+  after.resend()
+  t.is(after.sink!.batches[0]!.id, unacked.id)
+  after.sink!.ack()
+  t.deepEqual(after.sink!.messages, ['a', 'b', 'c'])
+})
+
+test('a room removed drops its queued messages; the other rooms keep theirs', async t => {
+  const host = new FakeHost({ batchMaxMessages: 1 })
+  const outbox = host.outbox()
+  for (const room of ['r', 's']) {
+    outbox.addRoom(room, ORIGIN)
+    outbox.resync(room)
+  }
+  await settle()
+  outbox.offer('r', host.append('r', 'r1', 'r2'))
+  outbox.offer('s', host.append('s', 's1'))
+  outbox.removeRoom('r')
+  t.false(outbox.hasRoom('r'))
+  outbox.offer('r', host.append('r', 'r3'))
+  outbox.sink!.autoAck = true
+  outbox.sink!.ack()
+  await settle()
+  t.deepEqual(outbox.sink!.messages, ['r1', 's1'])
+})
+
+test('a closed outbox sends nothing and reads nothing', async t => {
+  const host = new FakeHost()
+  host.append('r', 'a')
+  const outbox = host.outbox()
+  const sink = outbox.sink!
+  outbox.addRoom('r', ORIGIN)
+  outbox.close()
+  outbox.resync('r')
+  outbox.offer('r', host.append('r', 'b'))
+  await settle()
+  t.is(host.reads, 0)
+  t.is(sink.batches.length, 0)
+})
