@@ -7,7 +7,7 @@ import { Membership } from './membership.js'
 import { Presence } from './presence.js'
 import { createProducerApi } from './producer-api.js'
 import { RoomLog } from './room-log.js'
-import { StatsCounters } from './stats.js'
+import { Stats } from './stats.js'
 
 export type CoreConfig = Pick<
   Config,
@@ -24,7 +24,8 @@ export interface BrokerCore {
   readonly log: RoomLog
   readonly membership: Membership
   readonly presence: Presence
-  readonly stats: StatsCounters
+  /** The /stats figures: this process's counts, and every node's in Redis. */
+  readonly stats: Stats
   readonly producerApi: ProducerApi
 }
 
@@ -43,7 +44,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   })
   const membership = new Membership(commands, pubsub, keys, log, { ttlSec: config.consumerTtlSec })
   const presence = new Presence(commands, keys, config.consumerTtlSec)
-  const stats = new StatsCounters()
+  const stats = new Stats(commands, keys)
   const producerApi = createProducerApi({ log, membership, presence, stats, logger })
   return { redis, keys, log, membership, presence, stats, producerApi }
 }

@@ -13,7 +13,6 @@ import { Hub } from './hub.js'
 import { NodeContext, type NodeCounters } from './node-context.js'
 import { Outbox, type ConsumerSink, type OutboxHost } from './outbox.js'
 import { RoomSync } from './room-sync.js'
-import { forgetNode, reportNode } from './stats.js'
 
 export type { ConsumerSink } from './outbox.js'
 export type { NodeCounters } from './node-context.js'
@@ -236,11 +235,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
   }
 
   async flushStats(): Promise<void> {
-    const { stats, keys, redis } = this.#core
-    await Promise.all([
-      stats.flush(redis.commands, keys),
-      reportNode(redis.commands, keys, this.name, this.online),
-    ])
+    const { stats } = this.#core
+    await Promise.all([stats.flush(), stats.report(this.name, this.online)])
   }
 
   /**
@@ -260,8 +256,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#hub.stop()
     this.#store.stop()
     await Promise.allSettled([this.flushCursors(), this.flushStats()])
-    const { presence, keys, redis } = this.#core
-    await Promise.allSettled([presence.dropNode(this.id), forgetNode(redis.commands, keys, this.name)])
+    const { presence, stats } = this.#core
+    await Promise.allSettled([presence.dropNode(this.id), stats.forget(this.name)])
   }
 
   /** Stops delivering to the outbox, then commits its cursors and batch in flight. */

@@ -4,7 +4,7 @@ import type { ConsumerCounts, ProducerApi, Publication } from './api.js'
 import type { Membership } from './membership.js'
 import type { Presence } from './presence.js'
 import type { RoomLog } from './room-log.js'
-import type { StatsCounters } from './stats.js'
+import type { Stats } from './stats.js'
 
 /**
  * The broker as producers see it. A batch is grouped by room: one script call
@@ -21,7 +21,7 @@ export function createProducerApi(deps: {
   log: RoomLog
   membership: Membership
   presence: Presence
-  stats: StatsCounters
+  stats: Stats
   logger: Logger
 }): ProducerApi {
   const { log, membership, presence, stats, logger } = deps

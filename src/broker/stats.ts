@@ -4,16 +4,25 @@ import type { Commands } from '../redis/scripts.js'
 type Counter = 'producerMessages' | 'consumerMessages' | 'consumers'
 
 /**
- * The original's counters, summed in memory and written to Redis once per
- * flush (one HINCRBY per field, one PFADD), so the shared stats keys cost
- * Redis a few commands per node per second, not some per message.
+ * The original's /stats figures. Counted in memory and written to Redis once
+ * per flush (one HINCRBY per field, one PFADD), so the shared stats keys cost
+ * Redis a few commands per node per second, not some per message; read back
+ * summed over every node. This class alone knows the format of the stats
+ * keys (keys.stats, keys.statsRooms, keys.statsNodes).
  */
-export class StatsCounters {
+export class Stats {
+  readonly #redis: Commands
+  readonly #keys: Keys
   #pending: Record<Counter, number> = { producerMessages: 0, consumerMessages: 0, consumers: 0 }
   #rooms = new Set<string>()
 
   /** Totals since this process started, for /metrics. */
   readonly totals: Record<Counter, number> = { producerMessages: 0, consumerMessages: 0, consumers: 0 }
+
+  constructor(redis: Commands, keys: Keys) {
+    this.#redis = redis
+    this.#keys = keys
+  }
 
   published(count: number): void {
     this.#add('producerMessages', count)
@@ -38,7 +47,9 @@ export class StatsCounters {
   }
 
   /** Writes what accumulated; what fails to be written is kept for the next flush. */
-  async flush(redis: Commands, keys: Keys): Promise<void> {
+  async flush(): Promise<void> {
+    const redis = this.#redis
+    const keys = this.#keys
     const pending = this.#pending
     const rooms = this.#rooms
     this.#pending = { producerMessages: 0, consumerMessages: 0, consumers: 0 }
@@ -69,6 +80,79 @@ export class StatsCounters {
       )
     await Promise.all(writes)
   }
+
+  /** Records a node's live consumer count, with the time, so that dead nodes drop out. */
+  report(name: string, online: number): Promise<unknown> {
+    return this.#redis.hset(this.#keys.statsNodes, name, `${online} ${Date.now()}`)
+  }
+
+  /** Drops a node's report (it stopped). */
+  forget(name: string): Promise<unknown> {
+    return this.#redis.hdel(this.#keys.statsNodes, name)
+  }
+
+  /** The figures of every node, as written by their last flush. */
+  async read(nodeTtlMs: number): Promise<StatsSnapshot> {
+    const [totals, rooms, nodes] = await Promise.all([
+      this.#redis.hgetall(this.#keys.stats),
+      this.#redis.pfcount(this.#keys.statsRooms),
+      this.#readReports(),
+    ])
+    const current: Record<string, number> = {}
+    let online = 0
+    const since = Date.now() - nodeTtlMs
+    for (const { name, online: count, at } of nodes) {
+      if (!(at >= since)) continue
+      current[name] = count
+      online += count
+    }
+    const total = (field: string): number => Number(totals[field] ?? 0)
+    return {
+      total: {
+        producerMessages: total('producerMessages'),
+        consumerMessages: total('consumerMessages'),
+        consumers: total('consumers'),
+        rooms,
+      },
+      online,
+      current,
+    }
+  }
+
+  /** Every node's last report, alive or not (a dead one stays until its entry is dropped), by name. */
+  async nodeReports(nodeTtlMs: number): Promise<NodeReport[]> {
+    const now = Date.now()
+    const reports = (await this.#readReports()).map(({ name, online, at }) => ({
+      name,
+      online,
+      reportedMsAgo: now - at,
+      isAlive: now - at <= nodeTtlMs,
+    }))
+    return reports.sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /** The reports in `stats:nodes`, "<online> <ms>" each; malformed ones are skipped. */
+  async #readReports(): Promise<{ name: string; online: number; at: number }[]> {
+    const raw = await this.#redis.hgetall(this.#keys.statsNodes)
+    const reports: { name: string; online: number; at: number }[] = []
+    for (const [name, value] of Object.entries(raw)) {
+      const [online, at] = value.split(' ').map(Number)
+      if (online === undefined || at === undefined || !Number.isFinite(online) || !Number.isFinite(at))
+        continue
+      reports.push({ name, online, at })
+    }
+    return reports
+  }
+}
+
+/** One node's last report (written every statsFlushMs). */
+export interface NodeReport {
+  readonly name: string
+  readonly online: number
+  /** How long ago the node reported, in ms. */
+  readonly reportedMsAgo: number
+  /** Whether it reported within nodeTtlMs (only those count in `stats.online`). */
+  readonly isAlive: boolean
 }
 
 /** The original's /stats `stats` object: totals, live consumers, and live consumers per node. */
@@ -78,41 +162,4 @@ export interface StatsSnapshot {
   readonly online: number
   /** Live consumers per node name (the original's `current`). */
   readonly current: Record<string, number>
-}
-
-/** Records a node's live consumer count (with the time, so that dead nodes drop out). */
-export function reportNode(redis: Commands, keys: Keys, name: string, online: number): Promise<unknown> {
-  return redis.hset(keys.statsNodes, name, `${online} ${Date.now()}`)
-}
-
-export function forgetNode(redis: Commands, keys: Keys, name: string): Promise<unknown> {
-  return redis.hdel(keys.statsNodes, name)
-}
-
-export async function readStats(redis: Commands, keys: Keys, nodeTtlMs: number): Promise<StatsSnapshot> {
-  const [totals, rooms, nodes] = await Promise.all([
-    redis.hgetall(keys.stats),
-    redis.pfcount(keys.statsRooms),
-    redis.hgetall(keys.statsNodes),
-  ])
-  const current: Record<string, number> = {}
-  let online = 0
-  const since = Date.now() - nodeTtlMs
-  for (const [name, value] of Object.entries(nodes)) {
-    const [count, at] = value.split(' ').map(Number)
-    if (count === undefined || at === undefined || !(at >= since)) continue
-    current[name] = count
-    online += count
-  }
-  const total = (field: string): number => Number(totals[field] ?? 0)
-  return {
-    total: {
-      producerMessages: total('producerMessages'),
-      consumerMessages: total('consumerMessages'),
-      consumers: total('consumers'),
-      rooms,
-    },
-    online,
-    current,
-  }
 }

@@ -42,9 +42,7 @@ export async function startAdmin(options: {
 
   // Nobody else flushes this core's counters: a node flushes only its own.
   const flushStats = (): Promise<void> =>
-    core.stats
-      .flush(redis.commands, core.keys)
-      .catch((err: unknown) => logger.warn({ err }, 'admin stats flush failed'))
+    core.stats.flush().catch((err: unknown) => logger.warn({ err }, 'admin stats flush failed'))
   const timer = setInterval(() => void flushStats(), config.statsFlushMs)
   timer.unref()
 

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto'
 import { freemem, networkInterfaces, totalmem } from 'node:os'
 import type { BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
-import { readStats } from '../broker/stats.js'
 import { PACKAGE } from '../package.js'
 
 const addresses = Object.values(networkInterfaces())
@@ -26,7 +25,7 @@ export async function statsBody(
   nodeTtlMs: number,
 ): Promise<unknown> {
   await node?.flushStats() // this node's own counts are then exact; other nodes' lag by at most statsFlushMs
-  const stats = await readStats(core.redis.commands, core.keys, nodeTtlMs)
+  const stats = await core.stats.read(nodeTtlMs)
   return {
     server: PACKAGE.name,
     version: PACKAGE.version,

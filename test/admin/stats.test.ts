@@ -1,6 +1,5 @@
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { reportNode } from '../../src/broker/stats.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { call, errorBody, startAdminApp, TOKENS } from './harness.js'
 
@@ -60,7 +59,7 @@ test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTT
       body: { consumerId: 't.x' },
     })
   const { redis, keys } = h.core
-  await reportNode(redis.commands, keys, 'host:7701', 3)
+  await h.core.stats.report('host:7701', 3)
   await redis.commands.hset(keys.statsNodes, 'host:7702', `5 ${Date.now() - h.config.nodeTtlMs - 1000}`)
 
   const byQuery = await call(`${h.base}/stats?token=${TOKENS.operator}`)

@@ -7,33 +7,11 @@ import { Router } from '@koa/router'
 import type { Tokens } from '../../auth/token.js'
 import type { BrokerCore } from '../../broker/core.js'
 import type { BrokerNode } from '../../broker/node.js'
+import type { NodeReport } from '../../broker/stats.js'
 import { SnapperError } from '../../errors.js'
 import { statsBody } from '../../gateway/stats.js'
 import { verifyOperator } from '../auth.js'
 import { requireStore } from './publish.js'
-
-/** One node's last report in Redis (`stats:nodes`, written every statsFlushMs). */
-export interface NodeReport {
-  readonly name: string
-  readonly online: number
-  /** How long ago the node reported, in ms. */
-  readonly reportedMsAgo: number
-  /** Whether it reported within nodeTtlMs (only those count in `stats.online`). */
-  readonly isAlive: boolean
-}
-
-/** Every node's last report, alive or not (a dead one stays until its entry is dropped). */
-export async function readNodeReports(core: BrokerCore, nodeTtlMs: number): Promise<NodeReport[]> {
-  const raw = await core.redis.commands.hgetall(core.keys.statsNodes)
-  const now = Date.now()
-  const reports: NodeReport[] = []
-  for (const [name, value] of Object.entries(raw)) {
-    const [online, at] = value.split(' ').map(Number) // "<online> <ms>", see broker/stats.ts reportNode
-    if (online === undefined || at === undefined || !Number.isFinite(online) || !Number.isFinite(at)) continue
-    reports.push({ name, online, reportedMsAgo: now - at, isAlive: now - at <= nodeTtlMs })
-  }
-  return reports.sort((a, b) => a.name.localeCompare(b.name))
-}
 
 export function statsRoutes(deps: {
   core: BrokerCore
@@ -49,8 +27,8 @@ export function statsRoutes(deps: {
     requireStore(core)
     const read = async (): Promise<[unknown, NodeReport[]]> => {
       // What this process's HTTP API published counts at once, like the node's own figures.
-      await core.stats.flush(core.redis.commands, core.keys)
-      return Promise.all([statsBody(core, node, nodeTtlMs), readNodeReports(core, nodeTtlMs)])
+      await core.stats.flush()
+      return Promise.all([statsBody(core, node, nodeTtlMs), core.stats.nodeReports(nodeTtlMs)])
     }
     const [body, nodes] = await read().catch((err: unknown) => {
       throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err })
