@@ -280,6 +280,13 @@ export function consumerIdOf(claims: Pick<ConsumerClaims, 'userId' | 'exp' | 'so
   return `${platform}.${base64.replace(/\//g, '_').replace(/\+/g, '-').replace(/=/g, '~')}`
 }
 
+/** The user id inside a consumer id (consumerIdOf, read back), or undefined if it holds none. */
+export function userIdOf(consumerId: string): string | undefined {
+  const base64 = consumerId.slice(2).replace(/_/g, '/').replace(/-/g, '+').replace(/~/g, '=')
+  const bytes = Buffer.from(base64, 'base64')
+  return bytes.length > 12 ? bytes.subarray(0, 12).toString('hex') : undefined
+}
+
 /** The platform a consumer id counts under in `consumers`. */
 export function platformOf(consumerId: string): 'android' | 'ios' | 'web' {
   if (consumerId.startsWith('a.')) return 'android'

@@ -1,3 +1,4 @@
+import { guard } from '../guard.js'
 import type { NodeContext } from './node-context.js'
 import type { ConsumerSink, Outbox } from './outbox.js'
 
@@ -79,10 +80,13 @@ export class Hub<S extends ConsumerSink> {
   nack(outbox: Outbox<S>, batchId: unknown): boolean {
     const { inflight, sink } = outbox
     if (inflight?.id !== batchId) return false
-    setTimeout(() => {
-      // Unless it was acknowledged or went to a new session (which got it again, same id) meanwhile.
-      if (outbox.inflight === inflight && outbox.sink === sink) outbox.retry()
-    }, NACK_RETRY_MS).unref()
+    setTimeout(
+      guard(this.#context.log, 'nack retry', () => {
+        // Unless it was acknowledged or went to a new session (which got it again, same id) meanwhile.
+        if (outbox.inflight === inflight && outbox.sink === sink) outbox.retry()
+      }),
+      NACK_RETRY_MS,
+    ).unref()
     return true
   }
 
@@ -117,8 +121,9 @@ export class Hub<S extends ConsumerSink> {
     const closing = [...this.#outboxes.values()].map(
       outbox =>
         new Promise<void>(resolve => {
+          const close = guard(this.#context.log, 'drain close', () => outbox.sink?.close(reason))
           setTimeout(() => {
-            outbox.sink?.close(reason)
+            close()
             resolve()
           }, Math.random() * spreadMs)
         }),

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Config } from '../config/defaults.js'
+import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { userRoom } from '../redis/keys.js'
 import { BatchIds } from './batch.js'
@@ -133,10 +134,12 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     const { redis, keys, presence } = this.#core
     const { nodeTtlMs, statsFlushMs } = this.#config
     const control = keys.nodeChannel(this.id)
-    redis.pubsub.onMessage((channel, bytes) => {
-      if (channel === control) this.#onControl(bytes)
-      else this.#fanout.announce(channel, bytes)
-    })
+    redis.pubsub.onMessage(
+      guard(this.#context.log, 'announcement', (channel: string, bytes: Buffer) => {
+        if (channel === control) this.#onControl(bytes)
+        else this.#fanout.announce(channel, bytes)
+      }),
+    )
     // What was published while the subscriber was away is gone: joins and leaves are
     // read again from Redis, and every room log from its cursor.
     redis.pubsub.onResubscribed(() => this.#rooms.resync())

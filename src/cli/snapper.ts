@@ -138,6 +138,11 @@ async function runWorker(): Promise<void> {
  * Drains on any of `signals`, then exits 0; exits 1 if the drain fails or
  * takes longer than drainTimeoutMs, or on a second signal unless
  * `repeatExits` is false.
+ *
+ * Also the last resort: an exception or rejection that no handler caught (a
+ * bug: every socket, request and timer handler catches its own) is logged as
+ * fatal, and the process drains and exits 1 rather than serve on in an
+ * unknown state or die without a word; a worker is then restarted.
  */
 function exitAfterDrain(
   log: Logger,
@@ -149,7 +154,8 @@ function exitAfterDrain(
 ): void {
   const timeoutMs = broker.drainTimeoutMs
   let isDraining = false
-  const shutdown = (signal: NodeJS.Signals): void => {
+  let exitCode = 0
+  const shutdown = (signal: NodeJS.Signals | 'fatal'): void => {
     if (isDraining) {
       if (!repeatExits) return log.info({ signal }, 'already draining')
       log.warn({ signal }, 'second signal: exiting now')
@@ -163,7 +169,7 @@ function exitAfterDrain(
     }, timeoutMs)
     timer.unref()
     broker.drain().then(
-      () => process.exit(0),
+      () => process.exit(exitCode),
       (err: unknown) => {
         log.error({ err }, 'drain failed')
         process.exit(1)
@@ -171,6 +177,13 @@ function exitAfterDrain(
     )
   }
   for (const signal of signals) process.on(signal, shutdown)
+  const fatal = (err: unknown, origin: string): void => {
+    log.fatal({ err, origin }, 'uncaught exception: draining, then exiting 1')
+    exitCode = 1
+    if (!isDraining) shutdown('fatal')
+  }
+  process.on('uncaughtException', fatal)
+  process.on('unhandledRejection', reason => fatal(reason, 'unhandledRejection'))
 }
 
 function signToken(

@@ -1,9 +1,10 @@
-import type { HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js'
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js'
 import { refusalCode, type Tokens } from '../auth/token.js'
 import type { BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
 import { httpError } from '../errors.js'
+import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { createConsumerHandlers, type ConsumerCounters, type ConsumerLink } from './consumer.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
@@ -70,7 +71,7 @@ export function createGateway(deps: {
     logger,
   )
 
-  app.get('/stats', (res, req) => {
+  const serveStats = (res: HttpResponse, req: HttpRequest): void => {
     const verified = tokens.verifyOperator(new URLSearchParams(req.getQuery()).get('token'))
     if (!verified.ok) {
       // 400 for a token of another role, 401 for a bad or missing one, as the original answered.
@@ -78,21 +79,40 @@ export function createGateway(deps: {
       writeJson(res, verified.isWrongRole ? '400 Bad Request' : '401 Unauthorized', body)
       return
     }
-    let aborted = false
+    let isAborted = false
     res.onAborted(() => {
-      aborted = true
+      isAborted = true
     })
+    const answer = (status: string, body: unknown): void => {
+      if (!isAborted) res.cork(() => writeJson(res, status, body))
+    }
     statsBody(core, node, config.nodeTtlMs).then(
-      body => res.cork(() => !aborted && writeJson(res, '200 OK', body)),
-      (err: unknown) => {
+      guard(
+        logger,
+        'gateway /stats',
+        (body: unknown) => answer('200 OK', body),
+        () => answer(...INTERNAL),
+      ),
+      guard(logger, 'gateway /stats', (err: unknown) => {
         logger.warn({ err }, 'stats unavailable')
-        res.cork(
-          () => !aborted && writeJson(res, '503 Service Unavailable', httpError('STORE_UNAVAILABLE').body),
-        )
-      },
+        answer('503 Service Unavailable', httpError('STORE_UNAVAILABLE').body)
+      }),
     )
-  })
-  app.any('/*', res => writeJson(res, '404 Not Found', httpError('METHOD_NOT_FOUND').body))
+  }
+  // Guarded: a bug answers 500 (uWS would abort the process on a handler that throws unanswered).
+  app.get(
+    '/stats',
+    guard(logger, 'gateway /stats', serveStats, res => failRequest(res, logger)),
+  )
+  app.any(
+    '/*',
+    guard(
+      logger,
+      'gateway request',
+      (res: HttpResponse) => writeJson(res, '404 Not Found', httpError('METHOD_NOT_FOUND').body),
+      res => failRequest(res, logger),
+    ),
+  )
 
   let listenSocket: us_listen_socket | undefined
   return {
@@ -115,6 +135,18 @@ export function createGateway(deps: {
       this.stopListening()
       engine.close()
     },
+  }
+}
+
+const INTERNAL: [string, unknown] = ['500 Internal Server Error', httpError('INTERNAL').body]
+
+/** After a handler threw: 500, unless the request was answered or aborted already. */
+function failRequest(res: HttpResponse, logger: Logger): void {
+  try {
+    writeJson(res, ...INTERNAL)
+  } catch {
+    // uWS refuses a second answer and any answer after an abort: there is nobody left to tell.
+    logger.debug('a failed request could not be answered: answered or aborted already')
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Tokens } from '../auth/token.js'
-import { consumerIdOf } from '../auth/token.js'
+import { consumerIdOf, userIdOf } from '../auth/token.js'
 import type { Batch } from '../broker/batch.js'
 import type { BrokerNode, ConsumerSink } from '../broker/node.js'
 import type { Outbox } from '../broker/outbox.js'
@@ -78,6 +78,16 @@ export class ConsumerLink implements ConsumerSink {
 /** The `snapper.ws` cookie names the consumer id this browser used before. */
 const PREVIOUS_ID = /(?:^|;\s*)snapper\.ws=([0-9a-zA-Z.~_-]{24,})/
 
+/**
+ * The consumer this browser used before, to be retired early: only one of the
+ * same user. Ids can be guessed (userId + exp), so a cookie naming another
+ * user's consumer is ignored, or anyone could cut a stranger's consumer short.
+ */
+function previousConsumer(cookie: string | undefined, userId: string): string | undefined {
+  const previous = PREVIOUS_ID.exec(cookie ?? '')?.[1]
+  return previous !== undefined && userIdOf(previous) === userId ? previous : undefined
+}
+
 const ACK_HEAD = '{"jsonrpc":"2.0","id":"'
 const ACK_TAIL = '","result":"OK"}'
 
@@ -136,7 +146,7 @@ export function createConsumerHandlers(
       }
       const { claims } = verified
       const consumerId = consumerIdOf(claims)
-      const previous = PREVIOUS_ID.exec(handshake.headers.cookie ?? '')?.[1]
+      const previous = previousConsumer(handshake.headers.cookie, claims.userId)
       const link = new ConsumerLink(consumerId, claims.userId, handshake.query.get('token') ?? '', format)
       link.outbox = await node.connect(consumerId, claims.userId, link, previous)
       return { ok: true, id: consumerId, data: link }

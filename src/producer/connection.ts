@@ -17,6 +17,7 @@
  */
 import type { Socket } from 'node:net'
 import type { Tokens } from '../auth/token.js'
+import { guard } from '../guard.js'
 import { truncate, type Logger } from '../log.js'
 import {
   nextState,
@@ -97,12 +98,16 @@ export class ProducerConnection {
 
     socket.setNoDelay(true) // replies are already coalesced per tick
     socket.setKeepAlive(true) // finds dead peers; a live idle producer is never closed
+    this.#onData = this.#guard('producer data', this.#serveData)
     socket.on('data', this.#onData)
-    socket.on('end', this.#onEnd)
-    socket.on('drain', this.#onDrain)
+    socket.on('end', this.#guard('producer end', this.#onEnd))
+    socket.on('drain', this.#guard('producer drain', this.#onDrain))
     socket.on('error', this.#onError)
-    socket.once('close', this.#onClose)
-    this.#authTimer = setTimeout(this.#onAuthTimeout, deps.options.producerAuthTimeoutMs)
+    socket.once('close', this.#guard('producer close', this.#onClose))
+    this.#authTimer = setTimeout(
+      this.#guard('producer auth timeout', this.#onAuthTimeout),
+      deps.options.producerAuthTimeoutMs,
+    )
   }
 
   /** Resolves when the socket is closed. */
@@ -164,9 +169,9 @@ export class ProducerConnection {
   #enter(state: ConnectionState): void {
     switch (state) {
       case 'awaiting-pause':
-        this.#quietTimer = setInterval(this.#checkQuiet, DRAIN_QUIET_MS)
+        this.#quietTimer = setInterval(this.#guard('producer quiet check', this.#checkQuiet), DRAIN_QUIET_MS)
         this.#drainWaitTimer = setTimeout(
-          () => this.#on('drainWaitOver'),
+          this.#guard('producer drain wait', () => this.#on('drainWaitOver')),
           this.#deps.options.drainTimeoutMs / 2,
         )
         return this.#checkQuiet()
@@ -191,7 +196,30 @@ export class ProducerConnection {
     if (Date.now() - this.#lastDataAt >= DRAIN_QUIET_MS) this.#on('clientPaused')
   }
 
-  #onData = (chunk: Buffer): void => {
+  /**
+   * Wraps a callback of the event loop (socket listener, timer): a throw, a
+   * bug, is logged and closes this connection only (#failInternal).
+   */
+  #guard<A extends unknown[]>(site: string, fn: (...args: A) => void): (...args: A) => void {
+    return guard(this.#log, site, fn, this.#failInternal)
+  }
+
+  /** After a bug: an internal error (id null) and a graceful close; if even that throws, the socket is destroyed. */
+  #failInternal = (): void => {
+    try {
+      this.#refuseInput()
+      this.#work.answerError(null, 'INTERNAL')
+      this.#on('inputRefused')
+    } catch (err) {
+      this.#socket.destroy()
+      throw err // logged by guard() as a failed recovery
+    }
+  }
+
+  /** The guarded data listener, kept to be removed when input is refused. */
+  readonly #onData: (chunk: Buffer) => void
+
+  #serveData = (chunk: Buffer): void => {
     this.#lastDataAt = Date.now()
     if (this.#state === 'closing') return this.#serveLate(chunk)
     if (!SERVES_FRAMES.has(this.#state)) return // answering or ended: nothing more is served

@@ -9,6 +9,7 @@ import type { Tokens } from '../auth/token.js'
 import type { ProducerApi } from '../broker/api.js'
 import type { Config } from '../config/defaults.js'
 import type { ErrorCode } from '../errors.js'
+import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { ProducerConnection } from './connection.js'
 import { createCounters } from './counters.js'
@@ -101,7 +102,10 @@ export function createProducerListener(deps: {
   }
 
   // allowHalfOpen: a producer's FIN must not cut the answers to what it sent before it.
-  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, accept)
+  const server: Server = createServer(
+    { allowHalfOpen: true, pauseOnConnect: false },
+    guard(log, 'producer accept', accept, socket => socket.destroy()),
+  )
   server.on('error', (err: Error) => log.error({ err }, 'producer listener error'))
 
   return {

@@ -6,7 +6,7 @@
 import { createHmac } from 'node:crypto'
 import test from 'ava'
 import jwt from 'jsonwebtoken'
-import { consumerIdOf, refusalCode, Tokens, tokensOf, type Refusal } from '../../src/auth/token.js'
+import { consumerIdOf, refusalCode, Tokens, tokensOf, userIdOf, type Refusal } from '../../src/auth/token.js'
 import { defaults } from '../../src/config/defaults.js'
 
 const SECRET = 'a secret of at least thirty-two bytes'
@@ -204,4 +204,12 @@ test('consumerIdOf: the original ids; a source that is not a string counts as "t
   t.is(consumerIdOf({ userId: USER, exp }), 't.VaB_Le4Gx44TV7Ct9IZXAA~~')
   const hostile = { userId: USER, exp, source: JSON.parse('{"toString": 1}') as string }
   t.is(consumerIdOf(hostile), 't.VaB_Le4Gx44TV7Ct9IZXAA~~')
+})
+
+test('userIdOf reads the user id back out of a consumer id, whatever the exp and platform', t => {
+  for (const exp of [1, 255, 4102444800, 2 ** 40 + 1])
+    for (const source of ['ios', 'android', 'web', undefined])
+      t.is(userIdOf(consumerIdOf({ userId: USER, exp, source })), USER, `${exp} ${source}`)
+  t.is(userIdOf('w.short'), undefined)
+  t.is(userIdOf(''), undefined)
 })

@@ -115,6 +115,23 @@ test("/stats total.rooms counts distinct rooms joined, each consumer's own room 
   t.like(body.stats.total, { rooms: 3, consumers: 3 }, "alice's room, bob's room, crowd")
 })
 
+test("a snapper.ws cookie naming another user's consumer is ignored: that consumer keeps its life", async t => {
+  const broker = await startBroker(t, server.url)
+  const base = `http://127.0.0.1:${broker.ports.gateway}/websocket/?EIO=3&transport=polling`
+  const victim = { userId: newUserId(), exp: Math.floor(Date.now() / 1000) + 3600 }
+  t.is((await fetch(`${base}&token=${tokens.sign(victim)}`)).status, 200)
+  const victimRooms = broker.core.keys.consumer(consumerIdOf(victim)).rooms
+  const redis = server.client()
+  t.true((await redis.ttl(victimRooms)) > 300)
+
+  // Same redis connection as the weakening would use: once the handshake is answered, it would have run.
+  const attack = await fetch(`${base}&token=${tokens.sign({ userId: newUserId() })}`, {
+    headers: { cookie: `snapper.ws=${consumerIdOf(victim)}` },
+  })
+  t.is(attack.status, 200)
+  t.true((await redis.ttl(victimRooms)) > 300, "the victim's consumer is not cut short")
+})
+
 test('an unexpected response gets the original invalid notification; a request is echoed', async t => {
   const { ports } = await startBroker(t, server.url)
   const consumer = new RawConsumer(ports.gateway, tokens.sign({ userId: newUserId() }))

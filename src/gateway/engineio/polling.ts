@@ -1,6 +1,8 @@
 import { gzip } from 'node:zlib'
 import type { HttpResponse } from 'uWebSockets.js'
 import { SnapperError } from '../../errors.js'
+import { guard } from '../../guard.js'
+import type { Logger } from '../../log.js'
 import { type Cors, type RequestInfo, statusLine, writeEmpty } from './http.js'
 import {
   CLOSE,
@@ -24,6 +26,8 @@ export interface PollingSettings {
   /** How long a server-closed transport keeps its close packet for a next GET, in ms. */
   readonly lingerMs: number
   readonly cors: Cors
+  /** Where a callback that throws (a bug) is logged; the session then closes. */
+  readonly log: Logger
 }
 
 /** A held GET. `res` is valid until `isDone` (ended or aborted). */
@@ -65,6 +69,16 @@ export class PollingTransport implements Transport {
   constructor(owner: TransportOwner, settings: PollingSettings) {
     this.#owner = owner
     this.#settings = settings
+    this.#flush = this.#guard('polling flush', this.#flushNow)
+  }
+
+  /**
+   * Callbacks the event loop or uWS calls (the flush microtask, the linger
+   * timer, gzip's callback, onData, onAborted) are guarded: a throw fails this
+   * session, never the process.
+   */
+  #guard<A extends unknown[]>(site: string, fn: (...args: A) => void): (...args: A) => void {
+    return guard(this.#settings.log, site, fn, () => this.#owner.fail(this, 'internal error'))
   }
 
   write(packet: OutPacket): void {
@@ -95,7 +109,9 @@ export class PollingTransport implements Transport {
     }
   }
 
-  readonly #flush = (): void => {
+  readonly #flush: () => void
+
+  readonly #flushNow = (): void => {
     this.#isFlushScheduled = false
     const get = this.#get
     if (get === undefined || this.#queue.length === 0) return
@@ -133,13 +149,15 @@ export class PollingTransport implements Transport {
       setCookie,
       isDone: false,
     }
-    res.onAborted(() => {
-      if (get.isDone) return
-      get.isDone = true
-      if (this.#get === get) this.#get = undefined
-      // A lost poll may have carried packets (gzip in progress): the session cannot go on.
-      this.#owner.lost(this, 'transport error')
-    })
+    res.onAborted(
+      this.#guard('polling GET aborted', () => {
+        if (get.isDone) return
+        get.isDone = true
+        if (this.#get === get) this.#get = undefined
+        // A lost poll may have carried packets (gzip in progress): the session cannot go on.
+        this.#owner.lost(this, 'transport error')
+      }),
+    )
     if (this.#state === 'lingering') {
       this.#answer(get, this.#takeQueue())
       this.#stopLingering()
@@ -155,12 +173,15 @@ export class PollingTransport implements Transport {
     const body = isBinary ? encodeBinaryPayload(packets) : encodeTextPayload(packets, revision)
     const type = isBinary ? BINARY_TYPE : TEXT_TYPE
     if (get.acceptsGzip && body.length >= GZIP_MIN_BYTES) {
-      gzip(body, (err, zipped) => {
-        if (get.isDone) return
-        get.res.cork(() =>
-          err ? this.#writeBody(get, type, body, false) : this.#writeBody(get, type, zipped, true),
-        )
-      })
+      gzip(
+        body,
+        this.#guard('polling gzip', (err: Error | null, zipped: Buffer) => {
+          if (get.isDone) return
+          get.res.cork(() =>
+            err ? this.#writeBody(get, type, body, false) : this.#writeBody(get, type, zipped, true),
+          )
+        }),
+      )
       return
     }
     get.res.cork(() => this.#writeBody(get, type, body, false))
@@ -197,13 +218,15 @@ export class PollingTransport implements Transport {
     const chunks: Buffer[] = []
     let size = 0
     let isDone = false
-    res.onAborted(() => {
-      if (isDone) return
-      isDone = true
-      this.#isPosting = false
-      this.#owner.lost(this, 'transport error')
-    })
-    res.onData((chunk, isLast) => {
+    res.onAborted(
+      this.#guard('polling POST aborted', () => {
+        if (isDone) return
+        isDone = true
+        this.#isPosting = false
+        this.#owner.lost(this, 'transport error')
+      }),
+    )
+    const onData = (chunk: ArrayBuffer, isLast: boolean): void => {
       if (isDone) return
       size += chunk.byteLength
       if (size > maxPayloadBytes) {
@@ -223,7 +246,16 @@ export class PollingTransport implements Transport {
         cors.write(res, origin)
         res.writeHeader('Content-Type', 'text/html').end('ok')
       })
-    })
+    }
+    // A throw fails the session; the request, not yet answered, gets a 500.
+    res.onData(
+      guard(this.#settings.log, 'polling POST data', onData, () => {
+        if (!isDone) writeEmpty(res, 500, cors, origin, true)
+        isDone = true
+        this.#isPosting = false
+        this.#owner.fail(this, 'internal error')
+      }),
+    )
   }
 
   #deliver(body: Buffer, isBinary: boolean): void {
@@ -258,7 +290,10 @@ export class PollingTransport implements Transport {
       return false
     }
     this.#state = 'lingering'
-    this.#lingerTimer = setTimeout(() => this.#stopLingering(), this.#settings.lingerMs)
+    this.#lingerTimer = setTimeout(
+      this.#guard('polling linger', () => this.#stopLingering()),
+      this.#settings.lingerMs,
+    )
     return true
   }
 

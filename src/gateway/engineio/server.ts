@@ -1,4 +1,5 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js'
+import { guard } from '../../guard.js'
 import { type Logger, silentLogger } from '../../log.js'
 import type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, Session } from './api.js'
 import {
@@ -62,6 +63,8 @@ interface UpgradeHeaders {
 }
 
 const refuse = (refusal: Refusal): Route<never> => ({ kind: 'refuse', refusal })
+/** A socket whose handler threw: closed with 1011 (internal error), as the one socket concerned. */
+const closeWithError = (ws: WebSocket<unknown>): void => ws.end(1011, 'internal error')
 const INTERNAL_ERROR: Refusal = { status: 500, code: 3, message: 'Internal error' }
 
 /**
@@ -104,12 +107,39 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
       idleTimeout: 0, // the Engine.IO heartbeat is the liveness check
       sendPingsAutomatically: false,
       compression: options.compression ? loadUws().SHARED_COMPRESSOR : loadUws().DISABLED,
-      upgrade: this.#onUpgrade,
-      open: this.#onOpen,
-      message: (ws, data, isBinary) => ws.getUserData().transport.received(data, isBinary),
-      close: ws => ws.getUserData().transport.closed(),
+      // Every handler is guarded: a bug answers 500 or closes that one socket (1011), never the process.
+      upgrade: guard(log, 'engine.io upgrade', this.#onUpgrade, res => this.#failRequest(res, true)),
+      open: guard(log, 'engine.io open', this.#onOpen, closeWithError),
+      message: guard(
+        log,
+        'engine.io message',
+        (ws: WebSocket<SocketData<T>>, data: ArrayBuffer, isBinary: boolean) =>
+          ws.getUserData().transport.received(data, isBinary),
+        closeWithError,
+      ),
+      close: guard(log, 'engine.io close', (ws: WebSocket<SocketData<T>>) =>
+        ws.getUserData().transport.closed(),
+      ),
     })
-    app.any(pattern, this.#onHttp)
+    app.any(
+      pattern,
+      guard(log, 'engine.io request', this.#onHttp, res => this.#failRequest(res, false)),
+    )
+  }
+
+  get log(): Logger {
+    return this.#log
+  }
+
+  /** After a handler threw: 500, unless the request was answered or aborted already. */
+  #failRequest(res: HttpResponse, isUpgrade: boolean): void {
+    try {
+      if (isUpgrade) refuseUpgrade(res, INTERNAL_ERROR)
+      else writeRefusal(res, INTERNAL_ERROR, this.#cors, '')
+    } catch {
+      // uWS refuses a second answer and any answer after an abort: there is nobody left to tell.
+      this.#log.debug('a failed request could not be answered: answered or aborted already')
+    }
   }
 
   get sessions(): ReadonlyMap<string, Session<T>> {
@@ -224,6 +254,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
           maxBackpressureBytes: options.maxBackpressureBytes,
           lingerMs: options.pingTimeoutMs, // a live client polls again at once; this is plenty
           cors: this.#cors,
+          log: this.#log,
         })
       })
       const cookie =
@@ -260,15 +291,29 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     res.onAborted(() => {
       isAborted = true
     })
+    // Answered from promise callbacks: guarded too, so that a bug answers 500 instead of rejecting into the void.
+    const answerInternal = (): void => {
+      if (!isAborted) res.cork(() => decided({ ok: false, ...INTERNAL_ERROR }))
+    }
     result.then(
-      auth => {
-        if (!isAborted) res.cork(() => decided(this.#bound(auth)))
-        else if (auth.ok) this.#abandon(auth.data)
-      },
-      (err: unknown) => {
-        this.#log.error({ err }, 'engine.io authorize hook failed')
-        if (!isAborted) res.cork(() => decided({ ok: false, ...INTERNAL_ERROR }))
-      },
+      guard(
+        this.#log,
+        'engine.io handshake',
+        (auth: Authorization<T>) => {
+          if (!isAborted) res.cork(() => decided(this.#bound(auth)))
+          else if (auth.ok) this.#abandon(auth.data)
+        },
+        answerInternal,
+      ),
+      guard(
+        this.#log,
+        'engine.io handshake',
+        (err: unknown) => {
+          this.#log.error({ err }, 'engine.io authorize hook failed')
+          answerInternal()
+        },
+        answerInternal,
+      ),
     )
   }
 

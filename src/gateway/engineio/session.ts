@@ -1,3 +1,5 @@
+import { guard } from '../../guard.js'
+import type { Logger } from '../../log.js'
 import type { EngineOptions, Session } from './api.js'
 import { type Heartbeat, startHeartbeat } from './heartbeat.js'
 import {
@@ -17,6 +19,8 @@ import type { WebSocketTransport } from './websocket.js'
 /** What a session needs from the engine that owns it. */
 export interface SessionHost<T> {
   readonly options: EngineOptions
+  /** Where a timer of the session that throws (a bug) is logged. */
+  readonly log: Logger
   /** Hands one message to the application. */
   message(session: EngineSession<T>, data: string | Buffer): void
   /** The session closed; it may linger for a last GET; `isReplaced` skips the close handler. */
@@ -50,6 +54,8 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
   #probe: WebSocketTransport | undefined
   #upgradeTimer: NodeJS.Timeout | undefined
   #nudgeTimer: NodeJS.Timeout | undefined
+  readonly #dropProbeLater: () => void
+  readonly #nudge: () => void
   #isOpen = true
 
   constructor(
@@ -75,12 +81,16 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
           maxPayload: options.maxPayloadBytes,
         }),
     )
+    // The heartbeat and upgrade timers are called by the event loop: a throw closes this session only.
+    const fail = (): void => this.#end('internal error', 'close')
     this.#heartbeat = startHeartbeat(
       protocol,
       options,
-      () => this.#transport.write(PING),
-      () => this.#end('ping timeout', 'close'),
+      guard(host.log, 'engine.io ping', () => this.#transport.write(PING), fail),
+      guard(host.log, 'engine.io ping timeout', () => this.#end('ping timeout', 'close'), fail),
     )
+    this.#dropProbeLater = guard(host.log, 'engine.io upgrade timeout', () => this.#dropProbe(), fail)
+    this.#nudge = guard(host.log, 'engine.io upgrade nudge', () => this.polling?.nudge(), fail)
   }
 
   get transport(): TransportName {
@@ -126,7 +136,7 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
   probe(socket: WebSocketTransport): boolean {
     if (!this.#isOpen || this.#probe !== undefined || this.polling === undefined) return false
     this.#probe = socket.bind(this)
-    this.#upgradeTimer = setTimeout(() => this.#dropProbe(), this.#host.options.upgradeTimeoutMs)
+    this.#upgradeTimer = setTimeout(this.#dropProbeLater, this.#host.options.upgradeTimeoutMs)
     return true
   }
 
@@ -166,8 +176,6 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
     } else if (packet.type === 'upgrade') this.#switchTo(probe)
     else this.#dropProbe() // engine.io closes a probe that sends anything else
   }
-
-  readonly #nudge = (): void => this.polling?.nudge()
 
   #switchTo(probe: WebSocketTransport): void {
     const polling = this.polling

@@ -1,0 +1,31 @@
+import type { Logger } from './log.js'
+
+/**
+ * The last line against our own bugs. Some functions are called by the event
+ * loop itself: uWebSockets.js handlers, socket listeners, timers. A throw out
+ * of one of them reaches `uncaughtException`, and uWS even aborts the
+ * process when a request handler throws before answering. So each of them
+ * goes through guard(): a throw is logged once, with its stack and `site`;
+ * `recover` reports it where it can (a 500, an error reply, a closed
+ * socket); and the process keeps serving everyone else.
+ */
+export function guard<A extends unknown[]>(
+  log: Logger,
+  site: string,
+  fn: (...args: A) => void,
+  recover?: (...args: A) => void,
+): (...args: A) => void {
+  return (...args: A): void => {
+    try {
+      fn(...args)
+    } catch (err) {
+      log.error({ err, site }, 'handler failed unexpectedly')
+      if (recover === undefined) return
+      try {
+        recover(...args)
+      } catch (again) {
+        log.error({ err: again, site }, 'handler failed unexpectedly, and so did its recovery')
+      }
+    }
+  }
+}
