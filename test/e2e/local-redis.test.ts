@@ -28,6 +28,8 @@ interface NamespacedCli {
   output(): string
   /** Pids of the redis-server processes whose data directory is this CLI's. */
   redisPids(): number[]
+  /** Resolves once the CLI runs in its own namespaces (before that, nsenter cannot join them). */
+  readonly inNamespace: Promise<void>
 }
 
 /** `snapper start` in a network namespace of its own, in a fresh working directory (its .snapper/redis). */
@@ -74,7 +76,22 @@ function startInNamespace(t: ExecutionContext, args: string[], env: Record<strin
     for (const pid of redisPids()) process.kill(pid, 'SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   })
-  return { child, exited, output: () => output, redisPids }
+  return { child, exited, output: () => output, redisPids, inNamespace: namespaceReady(child) }
+}
+
+/**
+ * Resolves once `unshare` has made the child's namespaces: nsenter before that
+ * would join our own user namespace and fail (EINVAL), which a loaded machine shows.
+ */
+async function namespaceReady(child: ChildProcess): Promise<void> {
+  const ours = readlinkSync('/proc/self/ns/net')
+  await eventually(() => {
+    try {
+      return readlinkSync(`/proc/${child.pid}/ns/net`) !== ours
+    } catch {
+      return true // it exited already: what it printed tells why
+    }
+  }, 10_000)
 }
 
 const testIf = canUnshare ? test : test.skip
@@ -86,6 +103,7 @@ for (const workers of [0, 2]) {
       SNAPPER_DRAIN_TIMEOUT_MS: '3000',
     })
     // The consumer and producer, inside the CLI's namespace.
+    await cli.inNamespace
     const client = spawn(
       'nsenter',
       [
