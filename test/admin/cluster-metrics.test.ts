@@ -10,7 +10,8 @@ import { checkPorts } from '../../src/cli/primary.js'
 import { ConfigError } from '../../src/config/load.js'
 import { isAlive, startCli } from '../helpers/cli.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
-import { call, eventually, sample, SECRET, TOKENS } from './harness.js'
+import { call, sample, SECRET, TOKENS } from './harness.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {

@@ -156,17 +156,3 @@ export function sample(text: string, series: string): number | undefined {
   }
   return undefined
 }
-
-/** Resolves when `check` holds, polling every 20 ms (rejects after timeoutMs). */
-export async function eventually<T>(
-  check: () => Promise<T | undefined | false>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined && value !== false) return value
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}

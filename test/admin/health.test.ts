@@ -1,7 +1,8 @@
 import test from 'ava'
 import { pino } from 'pino'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
-import { call, errorBody, eventually, startAdminApp } from './harness.js'
+import { call, errorBody, startAdminApp } from './harness.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {

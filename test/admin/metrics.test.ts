@@ -11,7 +11,8 @@ import { silentLogger } from '../../src/log.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { RecordingSink } from '../helpers/broker.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
-import { call, eventually, sample, SECRET, TOKENS, USER } from './harness.js'
+import { call, sample, SECRET, TOKENS, USER } from './harness.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {

@@ -12,6 +12,7 @@ import { Histogram } from '../../bench/lib/histogram.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { eventually, holdsFor, pause } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -62,14 +63,6 @@ function leanConsumer(port: number, token: string, eio: 3 | 4) {
   }
 }
 
-async function until(check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('not in time')
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-}
-
 test('lean consumers (EIO 4 and 3) get what snapper-consumer gets: the same messages in the same order', async t => {
   // Short heartbeats: the EIO=3 lean consumer must ping to stay connected through the test.
   const broker = await startBroker(t, server.url, { pingIntervalMs: 300, pingTimeoutMs: 300 })
@@ -106,14 +99,24 @@ test('lean consumers (EIO 4 and 3) get what snapper-consumer gets: the same mess
   }
   for (const message of odd) send(message)
   for (let i = 0; i < 300; i++) send(`burst ${i}`)
-  await new Promise(resolve => setTimeout(resolve, 700)) // past a heartbeat interval and its timeout
+  await pause(700) // past a heartbeat interval and its timeout: the sessions must stay up
   for (let i = 0; i < 120; i++) send(`after ${i}`)
   for (const user of users) producer.sendMessage(`user${user}`, `own ${user}`)
 
   const total = expected.length + 1
   await reference.waitFor(total)
-  await until(() => lean4.consumer.recorded!.length >= total && lean3.consumer.recorded!.length >= total)
-  await new Promise(resolve => setTimeout(resolve, 200)) // nothing more, nothing twice
+  await eventually(
+    () => lean4.consumer.recorded!.length >= total && lean3.consumer.recorded!.length >= total,
+    {
+      what: 'every message at both lean consumers',
+      timeoutMs: 20_000,
+    },
+  )
+  await holdsFor(
+    () => lean4.consumer.recorded!.length === total && lean3.consumer.recorded!.length === total,
+    200,
+    'nothing more, nothing twice',
+  )
   const own = (messages: readonly string[]): string[] => messages.filter(m => m.startsWith('own '))
   const shared = (messages: readonly string[]): string[] => messages.filter(m => !m.startsWith('own '))
   t.deepEqual(shared(reference.messages), expected)

@@ -8,6 +8,7 @@ import { Hub } from '../../src/broker/hub.js'
 import { NodeContext } from '../../src/broker/node-context.js'
 import { silentLogger } from '../../src/log.js'
 import { FakeHost, FakeSink, settle } from '../helpers/outbox-host.js'
+import { pause } from '../helpers/eventually.js'
 
 /** A hub with one outbox whose batch of `messages` is in flight. */
 async function hubWithBatch(
@@ -66,7 +67,7 @@ test('nack: the same messages again under a new id, a second later, unless ackno
   t.true(nacked.hub.nack(nacked.outbox, batch!.id))
   t.true(acked.hub.nack(acked.outbox, acked.outbox.sink!.batches[0]!.id))
   t.true(acked.outbox.sink!.ack())
-  await new Promise(resolve => setTimeout(resolve, 1100))
+  await pause(1100) // past the second a nack waits
   const again = nacked.outbox.sink!.batches[1]!
   t.not(again.id, batch!.id)
   t.deepEqual(
@@ -82,7 +83,7 @@ test('a batch unacknowledged past the ack timeout closes its session, and is cou
   hub.add(idle)
   hub.closeOverdue()
   t.is(outbox.sink!.closed, undefined, 'not yet')
-  await new Promise(resolve => setTimeout(resolve, 40))
+  await pause(40) // past the 20 ms ack timeout
   hub.closeOverdue()
   t.is(outbox.sink!.closed, 'ack timeout')
   t.is(idle.sink!.closed, undefined, 'nothing in flight')

@@ -9,6 +9,7 @@ import { userRoom } from '../../src/redis/keys.js'
 import { range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { startRedisProxy } from '../helpers/redis-proxy.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { holdsFor } from '../helpers/eventually.js'
 
 let redis: RedisServer
 test.before(async () => {
@@ -46,6 +47,6 @@ test('appends whose replies were lost are sent again and stored once: log, annou
     'contiguous sequence numbers',
   )
   await sink.waitFor(200)
-  await new Promise(resolve => setTimeout(resolve, 200)) // a duplicate would be on its way by now
+  await holdsFor(() => sink.messages.length === messages.length, 200, 'no duplicate')
   t.deepEqual(sink.messages, messages)
 })

@@ -1,9 +1,10 @@
 import test from 'ava'
 import type { Redis } from 'ioredis'
 import { userRoom } from '../../src/redis/keys.js'
-import { eventually, publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
+import { eventually, holdsFor } from '../helpers/eventually.js'
 
 const redis = redisPerFile(test)
 
@@ -27,8 +28,7 @@ for (const topology of TOPOLOGIES) {
     const sink = await new RecordingSink(node, false).connect(consumerId(), USER)
     await publishAll(core.producerApi, userRoom(USER), range(60))
     await sink.waitFor(1)
-    await new Promise(resolve => setTimeout(resolve, 100))
-    t.is(sink.batches.length, 1)
+    await holdsFor(() => sink.batches.length === 1, 100, 'no second batch before the ack')
     const firstId = sink.batches[0]!.id
     t.false(node.ack(sink.outbox!, 'not-the-id'))
     t.true(node.ack(sink.outbox!, firstId))
@@ -68,7 +68,7 @@ for (const topology of TOPOLOGIES) {
     await publishAll(core.producerApi, 'room', range(300, 10))
     const second = await new RecordingSink(node).connect(id, USER)
     await second.waitFor(300)
-    await new Promise(resolve => setTimeout(resolve, 50))
+    await holdsFor(() => second.messages.length === 300, 50, 'nothing more, nothing twice')
     t.deepEqual(second.messages, range(300, 10))
   })
 
@@ -206,7 +206,7 @@ for (const topology of TOPOLOGIES) {
     await publishAll(a.core.producerApi, userRoom(USER), range(5, 5))
     const onB = await new RecordingSink(b.node).connect(id, USER)
     await onB.waitFor(5)
-    await new Promise(resolve => setTimeout(resolve, 50))
+    await holdsFor(() => onB.messages.length === 5, 50, 'nothing more, nothing twice')
     t.deepEqual(onB.messages, range(5, 5))
   })
 }

@@ -8,6 +8,7 @@ import test from 'ava'
 import { makeBatch, type Batch } from '../../src/broker/batch.js'
 import { ORIGIN } from '../../src/broker/cursor.js'
 import { batchMessages, FakeHost, FakeSink, settle } from '../helpers/outbox-host.js'
+import { eventually } from '../helpers/eventually.js'
 
 const range = (n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => `m${from + i}`)
 
@@ -141,7 +142,7 @@ test('a failed log read is reported and tried again', async t => {
   await settle()
   t.deepEqual(host.readFailures, ['r'])
   t.is(outbox.sink!.batches.length, 0)
-  await new Promise(resolve => setTimeout(resolve, 700))
+  await eventually(() => outbox.sink!.messages.length > 0, { what: 'the read to be retried' })
   t.deepEqual(outbox.sink!.messages, ['a'])
 })
 

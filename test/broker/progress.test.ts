@@ -8,6 +8,7 @@ import test from 'ava'
 import { uniquePrefix } from '../helpers/redis.js'
 import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
+import { holdsFor } from '../helpers/eventually.js'
 
 const redis = redisPerFile(test)
 const USER = '55a07f2dee06c78e1357b0ad'
@@ -35,7 +36,7 @@ for (const topology of TOPOLOGIES) {
     const second = await new RecordingSink(next.node).connect(id, USER)
     await publishAll(next.core.producerApi, 'room', range(5, 15))
     await second.waitFor(10)
-    await new Promise(resolve => setTimeout(resolve, 100))
+    await holdsFor(() => second.messages.length === 10, 100, 'nothing more, nothing twice')
     t.deepEqual(
       second.messages,
       range(10, 10),
@@ -52,7 +53,7 @@ for (const topology of TOPOLOGIES) {
     const third = await new RecordingSink(next.node).connect(id, USER)
     await publishAll(next.core.producerApi, 'room', ['last'])
     await third.waitFor(1)
-    await new Promise(resolve => setTimeout(resolve, 100))
+    await holdsFor(() => third.messages.length === 1, 100, 'nothing more, nothing twice')
     t.deepEqual(third.messages, ['last'])
   })
 }

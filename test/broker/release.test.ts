@@ -5,8 +5,9 @@
 import test from 'ava'
 import { formatCursor } from '../../src/broker/cursor.js'
 import { userRoom } from '../../src/redis/keys.js'
-import { eventually, publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
+import { eventually } from '../helpers/eventually.js'
 
 const redis = redisPerFile(test)
 

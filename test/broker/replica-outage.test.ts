@@ -6,10 +6,11 @@
  */
 import test from 'ava'
 import { ORIGIN } from '../../src/broker/cursor.js'
-import { eventually, startTestNode } from '../helpers/broker.js'
+import { startTestNode } from '../helpers/broker.js'
 import { startRedisProxy } from '../helpers/redis-proxy.js'
 import { startRedis } from '../helpers/redis.js'
 import { authedRawProducer, frame, SECRET } from '../producer/setup.js'
+import { eventually } from '../helpers/eventually.js'
 
 const publish = (id: string | undefined, room: string, message: string): string =>
   frame(

@@ -10,9 +10,10 @@
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { Keys } from '../../src/redis/keys.js'
-import { call, connectProducer, eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
+import { eventually, pause } from '../helpers/eventually.js'
 
 let cluster: RedisCluster | undefined
 test.before(async () => {
@@ -22,7 +23,6 @@ test.before(async () => {
 test.after.always(() => cluster?.stop())
 
 const tokens = new Tokens([TEST_SECRET])
-const delay = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 /** Rejects after ms: the test then counts the request as failed (it may still be stored). */
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
@@ -106,7 +106,7 @@ test('a master fails over mid-stream: every answered message arrives once, in or
           errors.set(reason, (errors.get(reason) ?? 0) + 1)
           if (Date.now() > deadline)
             throw new Error(`${room} ${first} never answered: ${JSON.stringify([...errors])}`)
-          await delay(50)
+          await pause(50) // before the retry
         }
       }
       stream.answered += numbers.length
@@ -124,7 +124,7 @@ test('a master fails over mid-stream: every answered message arrives once, in or
   for (const consumer of consumers) {
     // Wait until every answered message arrived at least once (or give up and show what is missing).
     const total = streams.reduce((sum, stream) => sum + stream.answered, 0)
-    await eventually(() => new Set(consumer.messages).size >= total, 30_000).catch(() => {})
+    await eventually(() => new Set(consumer.messages).size >= total, { timeoutMs: 30_000 }).catch(() => {})
     const byRoom = splitByRoom(consumer, streams)
     for (const stream of streams) {
       const received = byRoom.get(stream.room) ?? []

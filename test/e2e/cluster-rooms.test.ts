@@ -7,9 +7,10 @@
  */
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { call, connectProducer, eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
+import { eventually, holdsFor } from '../helpers/eventually.js'
 
 let cluster: RedisCluster | undefined
 test.before(async () => {
@@ -65,7 +66,9 @@ test('2,000 messages over 200 rooms reach 50 consumers in every room, in order p
     await call(producer.request('echo', [])) // the burst is stored before the next one starts
   }
 
-  await Promise.all(consumers.map(consumer => eventually(() => consumer.messages.length >= 2000, 60_000)))
+  await Promise.all(
+    consumers.map(consumer => eventually(() => consumer.messages.length >= 2000, { timeoutMs: 60_000 })),
+  )
   for (const [index, consumer] of consumers.entries()) {
     const byRoom = new Map<string, number[]>()
     for (const message of consumer.messages) {
@@ -80,10 +83,10 @@ test('2,000 messages over 200 rooms reach 50 consumers in every room, in order p
       t.deepEqual(byRoom.get(room) ?? [], expected, `consumer ${index} (${consumer.kind}), ${room}`)
     }
   }
-  // Nothing arrives late: a second look finds no extra copies.
-  await new Promise(resolve => setTimeout(resolve, 200))
-  t.true(
-    consumers.every(consumer => consumer.messages.length === 2000),
+  // Nothing arrives late: no extra copies.
+  await holdsFor(
+    () => consumers.every(consumer => consumer.messages.length === 2000),
+    200,
     'no message twice',
   )
 })

@@ -9,8 +9,9 @@
  */
 import Producer from 'snapper-producer'
 import { Tokens } from '../../src/auth/token.js'
-import { eventually, newUserId } from '../helpers/broker.js'
+import { newUserId } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
+import { eventually } from '../helpers/eventually.js'
 
 const [adminPort, gatewayPort, producerPort, count] = [2, 3, 4, 6].map(i => Number(process.argv[i]))
 const secret = process.argv[5] ?? ''
@@ -20,7 +21,7 @@ const isReady = (): Promise<boolean> =>
     response => response.status === 200,
     () => false,
   )
-await eventually(isReady, 30_000)
+await eventually(isReady, { timeoutMs: 30_000 })
 
 const userId = newUserId()
 const consumer = connectConsumer('v4 websocket', gatewayPort!, new Tokens([secret]).sign({ userId }))

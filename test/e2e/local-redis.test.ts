@@ -14,8 +14,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import test, { type ExecutionContext } from 'ava'
-import { eventually, TEST_SECRET } from '../helpers/broker.js'
+import { TEST_SECRET } from '../helpers/broker.js'
 import { CLI } from '../helpers/cli.js'
+import { eventually, pause } from '../helpers/eventually.js'
 
 const CLIENT = fileURLToPath(new URL('local-redis-client.js', import.meta.url))
 // Any ports: the namespace is empty. Not the defaults, so that a mistake cannot reach the host's.
@@ -85,13 +86,16 @@ function startInNamespace(t: ExecutionContext, args: string[], env: Record<strin
  */
 async function namespaceReady(child: ChildProcess): Promise<void> {
   const ours = readlinkSync('/proc/self/ns/net')
-  await eventually(() => {
-    try {
-      return readlinkSync(`/proc/${child.pid}/ns/net`) !== ours
-    } catch {
-      return true // it exited already: what it printed tells why
-    }
-  }, 10_000)
+  await eventually(
+    () => {
+      try {
+        return readlinkSync(`/proc/${child.pid}/ns/net`) !== ours
+      } catch {
+        return true // it exited already: what it printed tells why
+      }
+    },
+    { what: 'the CLI in its own namespaces' },
+  )
 }
 
 const testIf = canUnshare ? test : test.skip
@@ -125,25 +129,24 @@ for (const workers of [0, 2]) {
     t.teardown(() => client.kill('SIGKILL'))
     let clientOutput = ''
     client.stdout.on('data', (chunk: Buffer) => (clientOutput += chunk))
-    await eventually(() => clientOutput.includes('delivered') || client.exitCode !== null, 40_000)
+    await eventually(() => clientOutput.includes('delivered') || client.exitCode !== null, {
+      timeoutMs: 40_000,
+    })
     t.is(clientOutput, 'delivered\n', cli.output())
     t.is(cli.redisPids().length, 1)
 
     process.kill(-cli.child.pid!, 'SIGINT') // Ctrl-C: the whole process group
     t.is(await cli.exited, 0, cli.output())
     t.notRegex(cli.output(), /drain timed out/)
-    await eventually(() => cli.redisPids().length === 0, 5000)
+    await eventually(() => cli.redisPids().length === 0, { timeoutMs: 5000 })
   })
 }
 
 testIf('a failed start stops the local Redis and exits 1', async t => {
   // The producer port is the one the local Redis takes: start fails after Redis is up.
   const cli = startInNamespace(t, ['--workers', '0'], { SNAPPER_PRODUCER_PORT: '6379' })
-  const code = await Promise.race([
-    cli.exited,
-    new Promise(resolve => setTimeout(resolve, 15_000, 'still running after 15 s')),
-  ])
+  const code = await Promise.race([cli.exited, pause(15_000).then(() => 'still running after 15 s')])
   t.is(code, 1, cli.output())
   t.regex(cli.output(), /snapper: .*EADDRINUSE/)
-  await eventually(() => cli.redisPids().length === 0, 5000)
+  await eventually(() => cli.redisPids().length === 0, { timeoutMs: 5000 })
 })

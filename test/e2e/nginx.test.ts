@@ -8,11 +8,12 @@
 import test from 'ava'
 import Producer from 'snapper-producer'
 import { Tokens } from '../../src/auth/token.js'
-import { call, eventually, newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { call, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { startCli } from '../helpers/cli.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { startNginx } from '../helpers/nginx.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -67,7 +68,7 @@ test('nginx ip_hash over 3 workers: sessions stick, upgrades work, any producer 
     const response = await fetch(`http://127.0.0.1:${cli.ports.admin}/stats?token=${statsToken}`)
     current = ((await response.json()) as { stats: { current: Record<string, number> } }).stats.current
     return Object.values(current).reduce((sum, online) => sum + online, 0) >= consumers.length
-  }, 10_000)
+  })
   const busyWorkers = Object.values(current).filter(online => online > 0)
   t.true(busyWorkers.length >= 2, `consumers spread over the workers: ${JSON.stringify(current)}`)
 

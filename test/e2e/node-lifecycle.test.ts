@@ -8,10 +8,11 @@
  */
 import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { call, connectProducer, eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { startCli } from '../helpers/cli.js'
 import { connectConsumer, type ClientKind } from '../helpers/consumers.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { eventually, holdsFor } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -44,7 +45,7 @@ async function nextNodeSendsOnlyNew(
   const producer = await connectProducer(t, next.ports.producer)
   producer.sendMessage(`user${userId}`, 'next')
   await again.waitFor(1)
-  await new Promise(resolve => setTimeout(resolve, 200))
+  await holdsFor(() => again.messages.length === 1, 200, 'nothing acknowledged sent again')
   t.deepEqual(again.messages, ['next'])
   next.signal('SIGTERM')
   t.is(await next.exited, 0)
@@ -66,7 +67,7 @@ test('a crashed node stops counting its consumers within nodeTtlMs', async t => 
   cli.signal('SIGKILL')
   await cli.exited
   const killedAt = Date.now()
-  await eventually(async () => (await count()) === 0, 5000)
+  await eventually(async () => (await count()) === 0, { timeoutMs: 5000 })
   t.true(Date.now() - killedAt < 2500, 'within nodeTtlMs (1 s) plus the liveness cache')
 })
 

@@ -11,12 +11,13 @@ import { Tokens } from '../../src/auth/token.js'
 import { startNode } from '../../src/cli/node.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
-import { call, connectProducer, eventually, newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { CLI } from '../helpers/cli.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { spawn } from 'node:child_process'
+import { eventually, holdsFor } from '../helpers/eventually.js'
 
 const tokens = new Tokens([TEST_SECRET])
 
@@ -74,20 +75,22 @@ test('through a Redis outage consumers stay connected, /readyz turns false, and 
   t.is(await readyz(), 200)
 
   await redis.kill('SIGKILL')
-  await eventually(async () => (await readyz()) === 503, 5000)
+  await eventually(async () => (await readyz()) === 503, { timeoutMs: 5000 })
   for (let i = 0; i < 10; i++) producer.sendMessage('weather', `during ${i}`)
-  // Several heartbeat periods without Redis: the sessions live on.
-  await new Promise(resolve => setTimeout(resolve, 2500))
-  t.is(node.gateway.engine.sessions.size, consumers.length)
-  t.true(consumers.every(consumer => consumer.errors.length === 0))
+  await holdsFor(
+    () =>
+      node.gateway.engine.sessions.size === consumers.length && consumers.every(c => c.errors.length === 0),
+    2500,
+    'several heartbeat periods without Redis: the sessions live on',
+  )
 
   await redis.restart()
-  await eventually(async () => (await readyz()) === 200, 15_000)
+  await eventually(async () => (await readyz()) === 200, { timeoutMs: 15_000 })
   for (let i = 0; i < 10; i++) producer.sendMessage('weather', `after ${i}`)
   const expected = ['before', 'during', 'after'].flatMap(phase =>
     Array.from({ length: 10 }, (_, i) => `${phase} ${i}`),
   )
   await Promise.all(consumers.map(consumer => consumer.waitFor(expected.length, 20_000)))
-  await new Promise(resolve => setTimeout(resolve, 200))
+  await holdsFor(() => consumers.every(c => c.messages.length === expected.length), 200, 'nothing twice')
   for (const consumer of consumers) t.deepEqual(consumer.messages, expected)
 })

@@ -9,6 +9,7 @@ import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker
 import { startCli } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { eventually, holdsFor, pause } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -55,17 +56,17 @@ test('a rolling restart of all workers under load loses no message and duplicate
   const publishing = (async () => {
     while (!stop) {
       for (let i = 0; i < 10; i++) producer.sendMessage('rolling', String(sent++))
-      await new Promise(resolve => setTimeout(resolve, 40))
+      await pause(40)
     }
   })()
-  await new Promise(resolve => setTimeout(resolve, 500))
+  await pause(500) // traffic before the restart
   cli.signal('SIGHUP')
-  const deadline = Date.now() + 60_000
-  while (!cli.output().includes('rolling restart done')) {
-    if (Date.now() > deadline) throw new Error(`no rolling restart:\n${cli.output()}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  await new Promise(resolve => setTimeout(resolve, 500))
+  await eventually(() => cli.output().includes('rolling restart done'), {
+    what: () => `the rolling restart:\n${cli.output()}`,
+    timeoutMs: 60_000,
+    everyMs: 100,
+  })
+  await pause(500) // and after it
   stop = true
   await publishing
 
@@ -77,7 +78,7 @@ test('a rolling restart of all workers under load loses no message and duplicate
   )
   const expected = Array.from({ length: sent }, (_, i) => String(i))
   await Promise.all(consumers.map(consumer => consumer.waitFor(sent, 30_000)))
-  await new Promise(resolve => setTimeout(resolve, 300)) // a duplicate would arrive now
+  await holdsFor(() => consumers.every(c => c.messages.length === sent), 300, 'no duplicate')
   for (const consumer of consumers) t.deepEqual(consumer.messages, expected)
 
   cli.signal('SIGTERM')

@@ -9,10 +9,11 @@ import { once } from 'node:events'
 import { createServer } from 'node:net'
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { connectProducer, eventually, newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { connectProducer, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { freePorts, isAlive, startCli } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
+import { eventually } from '../helpers/eventually.js'
 
 const tokens = new Tokens([TEST_SECRET])
 const statsToken = tokens.sign({ name: 'snapper' })
@@ -65,7 +66,7 @@ test('a rolling restart whose new workers cannot start keeps the old ones servin
   // the new ones cannot start.
   await redis.client().config('SET', 'requirepass', 'rolled')
   cli.signal('SIGHUP')
-  await eventually(() => cli.output().includes('rolling restart failed'), 20_000)
+  await eventually(() => cli.output().includes('rolling restart failed'), { timeoutMs: 20_000 })
   t.regex(cli.output(), /worker 0 could not start: cannot reach Redis/)
 
   t.deepEqual(await cli.workerPids(statsToken), before)

@@ -5,9 +5,10 @@
  */
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { RawConsumer } from '../helpers/raw-consumer.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {

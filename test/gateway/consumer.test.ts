@@ -7,9 +7,10 @@
 import test from 'ava'
 import { WebSocket } from 'ws'
 import { consumerIdOf, Tokens } from '../../src/auth/token.js'
-import { call, connectProducer, eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { RawConsumer } from '../helpers/raw-consumer.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -217,7 +218,7 @@ test('a consumer that stops reading never slows the others; the heartbeat closes
     'the other consumer gets everything meanwhile',
   )
   t.true(broker.node.backlog() <= broker.config.consumerMaxQueue, 'what waits in memory is bounded')
-  await eventually(() => !broker.gateway.engine.sessions.has(slowId), 5000)
+  await eventually(() => !broker.gateway.engine.sessions.has(slowId), { timeoutMs: 5000 })
 
   slow.socket.terminate()
   const back = new RawConsumer(broker.ports.gateway, slowToken)
@@ -243,7 +244,7 @@ test('a consumer whose buffered replies pass the backpressure limit is closed', 
   ;(flooder.socket as unknown as { _socket: { pause(): void } })._socket.pause()
   const params = ['y'.repeat(4000)]
   for (let i = 0; i < 10_000; i++) flooder.send({ jsonrpc: '2.0', id: i + 1, method: 'echo', params })
-  await eventually(() => broker.gateway.engine.sessions.size === 1, 20_000)
+  await eventually(() => broker.gateway.engine.sessions.size === 1, { timeoutMs: 20_000 })
   t.deepEqual(await calm.request('still here'), ['still here'])
   flooder.socket.terminate()
 })

@@ -7,9 +7,10 @@
  */
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { call, connectProducer, eventually, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { CLIENT_KINDS, connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
+import { eventually } from '../helpers/eventually.js'
 
 const redis = redisPerFile(test)
 

@@ -132,15 +132,6 @@ export const range = (n: number, from = 0): string[] => Array.from({ length: n }
 export const publishAll = (api: ProducerApi, room: string, messages: readonly string[]): Promise<number> =>
   api.publish(messages.map(message => [room, message] as const))
 
-/** Resolves when `check` holds, polling every 10 ms (rejects after timeoutMs). */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}
-
 /** A whole node (gateway, producer listener) on free ports, with a known token secret. */
 export async function startBroker(
   t: ExecutionContext,

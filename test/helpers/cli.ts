@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
+import { eventually } from './eventually.js'
 
 /** The compiled CLI, as `npm start` and `snapper` run it. */
 export const CLI = fileURLToPath(new URL('../../src/cli/snapper.js', import.meta.url))
@@ -131,18 +132,17 @@ async function launchCli(
           response => response.status === 200,
           () => false,
         )
-  const deadline = Date.now() + 30_000
-  for (;;) {
+  const isUp = async (): Promise<boolean> => {
     if (child.exitCode !== null) {
       const taken = [...output.matchAll(BIND_FAILED_ON)].map(match => Number(match[1]))
       const ours = taken.find(port => chosen.has(port))
       if (ours !== undefined) throw new PortTaken('snapper', ours)
       throw new Error(`snapper exited with ${child.exitCode}:\n${output}`)
     }
-    if (await isReady()) return running
-    if (Date.now() > deadline) throw new Error(`snapper not ready within 30 s:\n${output}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
+    return isReady()
   }
+  await eventually(isUp, { what: () => `snapper to be ready:\n${output}`, timeoutMs: 30_000, everyMs: 100 })
+  return running
 }
 
 /** How the CLI names a port it could not listen on (Node's EADDRINUSE, the gateway's own words). */

@@ -13,6 +13,7 @@ import {
   attachEngine,
   loadUws,
 } from '../../src/gateway/engineio/server.js'
+import { pause } from './eventually.js'
 
 /** The broker's own defaults, so that vectors with default timers (P3-2) check what ships. */
 export const defaultOptions: EngineOptions = {
@@ -285,18 +286,9 @@ export async function request(url: string, init: RawRequest = {}): Promise<RawRe
   })
   req.flushHeaders()
   for (const [i, part] of parts.entries()) {
-    if (i > 0) await new Promise(resolve => setTimeout(resolve, 5))
+    if (i > 0) await pause(5) // parts arrive apart, not coalesced
     req.write(part)
   }
   req.end()
   return response
-}
-
-/** Waits until `check` holds, polling every few ms; fails after `timeoutMs`. For state with no event to wait on. */
-export async function eventually(check: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
 }

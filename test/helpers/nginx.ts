@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { nginxUpstream } from '../../src/cli/nginx.js'
 import { BIND_FAILED, freePort, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
+import { eventually } from './eventually.js'
 
 /** Debian's nginx (npm test installs it: nginx-light). */
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(path => spawnSync(path, ['-v']).status === 0)
@@ -57,17 +58,16 @@ export async function startNginx(
     let errors = ''
     proc.stderr.on('data', (chunk: Buffer) => (errors += chunk))
     // nginx writes its pid file once it holds its listening sockets (a listener there may be another's).
-    const deadline = Date.now() + 10_000
-    while (readText(pidFile).trim() !== String(proc.pid)) {
+    const holdsItsPorts = async (): Promise<boolean> => {
       if (BIND_FAILED.test(errors)) {
         proc.kill('SIGKILL')
         await once(proc, 'exit')
         throw new PortTaken('nginx', port)
       }
       if (proc.exitCode !== null) throw new Error(`nginx exited with ${proc.exitCode}: ${errors}`)
-      if (Date.now() > deadline) throw new Error('nginx did not start within 10 s')
-      await new Promise(resolve => setTimeout(resolve, 50))
+      return readText(pidFile).trim() === String(proc.pid)
     }
+    await eventually(holdsItsPorts, { what: () => `nginx to start: ${errors}`, everyMs: 50 })
     return port
   }
   const port = await startOnFreePorts(launch).catch(async (err: unknown) => {

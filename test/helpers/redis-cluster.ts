@@ -8,6 +8,7 @@ import type { RedisTarget } from '../../src/config/defaults.js'
 import { slotOf } from '../../src/redis/slot.js'
 import { BIND_FAILED, freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 import { waitForRedis } from './redis.js'
+import { eventually } from './eventually.js'
 
 const run = promisify(execFile)
 
@@ -152,10 +153,13 @@ export async function startRedisCluster({
       },
     )
     const everyone = nodes.map(({ port }) => admin(port))
-    await until(
-      async () => (await Promise.all(everyone.map(client => isHealthy(client, size)))).every(Boolean),
-      'cluster ok and replicas in sync',
-    )
+    const isSettled = async (): Promise<boolean> =>
+      (await Promise.all(everyone.map(client => isHealthy(client, size)))).every(Boolean)
+    // A node still starting may not answer: not yet.
+    await eventually(() => isSettled().catch(() => false), {
+      what: 'cluster ok and replicas in sync',
+      ...SETTLING,
+    })
   } catch (err) {
     await stop()
     throw err
@@ -206,8 +210,8 @@ export async function startRedisCluster({
       }
       if (replicas.length === 0) throw new Error(`${killed.address} (slot ${slot}) has no replica`)
       await killChild(children.get(killed.port))
-      let promoted: ClusterNodeInfo | undefined
-      await until(async () => {
+      /** The replica that serves the slot, once every survivor says so. */
+      const promotion = async (): Promise<ClusterNodeInfo | false> => {
         const survivors = live()
         const views = await Promise.all(
           survivors.map(async client => ({
@@ -219,10 +223,15 @@ export async function startRedisCluster({
         const [master] = masters
         if (masters.size !== 1 || !master || !replicas.includes(master)) return false
         if (!views.every(view => view.info.includes('cluster_state:ok'))) return false
-        promoted = byAddress(master)
-        return (await role(admin(promoted.port))) === 'master'
-      }, `a replica of ${killed.address} serves slot ${slot}`)
-      return { killed, promoted: promoted! }
+        const promoted = byAddress(master)
+        return (await role(admin(promoted.port))) === 'master' && promoted
+      }
+      // A node mid-failover may not answer: not yet.
+      const promoted = await eventually(() => promotion().catch(() => false as const), {
+        what: `a replica of ${killed.address} serving slot ${slot}`,
+        ...SETTLING,
+      })
+      return { killed, promoted }
     },
     stop,
   }
@@ -295,12 +304,5 @@ function ownerOf(ranges: SlotRange[], slot: number): { master: string; replicas:
   return { master: `${master[0]}:${master[1]}`, replicas: replicas.map(([host, port]) => `${host}:${port}`) }
 }
 
-/** Polls `check` every 50 ms until it holds (errors count as "not yet"); fails after timeoutMs. */
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await check().catch(() => false)) return
-    if (Date.now() > deadline) throw new Error(`Redis Cluster: timed out waiting until ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
+/** How long the cluster may take to settle (create, failover), polled every 50 ms. */
+const SETTLING = { timeoutMs: 30_000, everyMs: 50 } as const

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { BIND_FAILED, freePort, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
+import { eventually } from './eventually.js'
 
 export interface RedisServer {
   readonly port: number
@@ -126,8 +127,8 @@ function readLog(file: string): string {
  * that took the port while ours failed to bind it. Gives up once it exited.
  */
 export async function waitForRedis(port: number, server: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 10_000
-  for (;;) {
+  let answer = 'nothing'
+  const isOurs = async (): Promise<boolean> => {
     if (server.exitCode !== null || server.signalCode !== null) throw new Error('redis-server exited')
     const client = new Redis(port, '127.0.0.1', {
       lazyConnect: true,
@@ -135,18 +136,18 @@ export async function waitForRedis(port: number, server: ChildProcess): Promise<
       maxRetriesPerRequest: 0,
       commandTimeout: 1000, // a listener that is not Redis never answers
     })
-    client.on('error', () => {})
+    client.on('error', () => {}) // not listening yet: connect() rejects
     try {
       await client.connect()
-      if ((await client.info('server')).includes(`process_id:${server.pid}\r`)) return
-      throw new Error(`another server answers on port ${port}`)
-    } catch (err) {
-      if (Date.now() > deadline) throw err
-      await new Promise(resolve => setTimeout(resolve, 25))
+      answer = 'another server'
+      return (await client.info('server')).includes(`process_id:${server.pid}\r`)
+    } catch {
+      return false
     } finally {
       client.disconnect()
     }
   }
+  await eventually(isOurs, { what: () => `redis-server on port ${port} (${answer} answers)`, everyMs: 25 })
 }
 
 /** A key prefix no other test uses, so tests can share one server concurrently. */

@@ -8,17 +8,8 @@ import test, { type ExecutionContext } from 'ava'
 import jwt from 'jsonwebtoken'
 import { isFramingError, RespDecoder } from '../../src/producer/resp.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
-import {
-  AUTH_FRAME,
-  AUTH_OK,
-  call,
-  frame,
-  RawClient,
-  SECRET,
-  startListener,
-  until,
-  type Harness,
-} from './setup.js'
+import { AUTH_FRAME, AUTH_OK, call, frame, RawClient, SECRET, startListener, type Harness } from './setup.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 
@@ -213,9 +204,9 @@ test('a socket cut mid-frame disturbs nobody', async t => {
   const witness = await h.producer()
   const client = await h.rawAuthed()
   client.send('$100\r\n{"jsonrpc":"2.0","id":"cut')
-  await until(() => h.listener.stats.frames >= 2, 'the witness auth and the raw auth')
+  await eventually(() => h.listener.stats.frames >= 2, { what: 'the witness auth and the raw auth' })
   client.socket.destroy()
-  await until(() => h.listener.connections === 1, 'the cut connection to go')
+  await eventually(() => h.listener.connections === 1, { what: 'the cut connection to go' })
   await assertWitnessServed(t, witness)
   t.is(h.listener.stats.pending, 0)
 })
@@ -244,7 +235,9 @@ test('a Redis error surfaces as STORE_UNAVAILABLE (temporary); the socket is kep
   })
   t.is(await client.expect(reply), reply)
   t.truthy(await client.echo('after:1'))
-  await until(() => h.listener.stats.errors.STORE_UNAVAILABLE === 2, 'the notification to fail too')
+  await eventually(() => h.listener.stats.errors.STORE_UNAVAILABLE === 2, {
+    what: 'the notification to fail too',
+  })
   await assertWitnessServed(t, witness)
 })
 
@@ -350,7 +343,7 @@ test('close() with a socket not yet authenticated: SHUTTING_DOWN with id null (t
   const h = await startListener(t, server)
   const client = await h.raw()
   client.send(AUTH_FRAME.slice(0, 20))
-  await until(() => h.listener.stats.bufferedBytes > 0, 'the partial auth to be read')
+  await eventually(() => h.listener.stats.bufferedBytes > 0, { what: 'the partial auth to be read' })
   await h.listener.close()
   const reply = error(null, 'Shutting down, retry elsewhere', -32004, {
     code: 'SHUTTING_DOWN',
@@ -410,7 +403,7 @@ test('maxProducerConnections: a further connection is closed at once; the others
   t.truthy(await first.echo('one:1'))
   t.truthy(await second.echo('two:1'))
   first.socket.destroy()
-  await until(() => h.listener.connections === 1, 'the first connection to go')
+  await eventually(() => h.listener.connections === 1, { what: 'the first connection to go' })
   const fourth = await h.rawAuthed()
   t.truthy(await fourth.echo('four:1'))
 })
@@ -430,10 +423,9 @@ test.serial(
         ['stored', 'm2'],
       ]) + request('p:2', 'echo', ['behind']),
     )
-    await until(
-      () => h.listener.stats.frames === 3 && h.listener.stats.pending === 2,
-      'both requests to be read',
-    )
+    await eventually(() => h.listener.stats.frames === 3 && h.listener.stats.pending === 2, {
+      what: 'both requests to be read',
+    })
     await new Promise(resolve => setImmediate(resolve))
     t.is(client.buffered, 0, 'no reply while Redis cannot store, not even the finished echo')
     await h.redis.call('CLIENT', 'UNPAUSE')
@@ -461,7 +453,7 @@ test.serial(
     let requests = ''
     for (let i = 0; i < 100; i++) requests += request(`q:${i}`, 'publish', [['limited', `m${i}`]])
     client.send(requests)
-    await until(() => h.listener.stats.paused === 1, 'reading to pause')
+    await eventually(() => h.listener.stats.paused === 1, { what: 'reading to pause' })
     t.is(h.listener.stats.pending, 8, 'exactly the limit in flight')
     t.is(h.listener.stats.frames - framesBefore, 8, 'nothing read beyond it')
     await h.redis.call('CLIENT', 'UNPAUSE')
@@ -484,7 +476,7 @@ test.serial('close() waits for publishes in flight: stored, answered, then FIN',
   await h.redis.call('CLIENT', 'PAUSE', '10000', 'WRITE')
   t.teardown(() => h.redis.call('CLIENT', 'UNPAUSE'))
   client.send(request('z:1', 'publish', [['closing', 'm1']]) + notification('publish', [['closing', 'm2']]))
-  await until(() => h.listener.stats.pending === 2, 'both publishes in flight')
+  await eventually(() => h.listener.stats.pending === 2, { what: 'both publishes in flight' })
   let isClosed = false
   const closing = h.listener.close().then(() => (isClosed = true))
   await t.throwsAsync(RawClient.connect(h.port), { code: 'ECONNREFUSED' }, 'no longer accepting')
@@ -516,7 +508,7 @@ test('a client that never reads: the server stops reading, memory stays bounded,
       batch = ''
     }
   }
-  await until(() => h.listener.stats.paused === 1, 'the server to stop reading')
+  await eventually(() => h.listener.stats.paused === 1, { what: 'the server to stop reading' })
   const { frames, bufferedBytes, pending, pauses } = h.listener.stats
   t.log(`paused after ${frames} of ${count} frames, holding ${bufferedBytes} bytes, ${pending} in flight`)
   t.true(pauses >= 1)
@@ -543,5 +535,7 @@ test('a client that never reads: the server stops reading, memory stays bounded,
     client.socket.resume()
   })
   t.is(next, count)
-  await until(() => h.listener.stats.pending === 0 && h.listener.stats.paused === 0, 'the queue to empty')
+  await eventually(() => h.listener.stats.pending === 0 && h.listener.stats.paused === 0, {
+    what: 'the queue to empty',
+  })
 })

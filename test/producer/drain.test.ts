@@ -16,6 +16,7 @@ import { createProducerListener } from '../../src/producer/listener.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { AUTH_FRAME, SECRET } from './setup.js'
+import { eventually, pause } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -53,7 +54,7 @@ for (const [pattern, burst, pauseMs] of [
     const sending = (async () => {
       while (sent < total) {
         for (let i = 0; i < burst && sent < total; i++) producer.sendMessage('drained', String(sent++))
-        await new Promise(resolve => (pauseMs === 0 ? setImmediate(resolve) : setTimeout(resolve, pauseMs)))
+        await (pauseMs === 0 ? new Promise(resolve => setImmediate(resolve)) : pause(pauseMs))
       }
     })()
     while (sent < total / 3) await new Promise(resolve => setImmediate(resolve))
@@ -67,9 +68,10 @@ for (const [pattern, burst, pauseMs] of [
     const redis = server.client()
     const stored = async (): Promise<string[]> =>
       (await redis.xrange(log, '-', '+')).map(([, fields]) => fields[1]!)
-    const deadline = Date.now() + 15_000
-    while ((await stored()).length < total && Date.now() < deadline)
-      await new Promise(resolve => setTimeout(resolve, 50))
+    // Or give up: the assertion below shows what is missing.
+    await eventually(async () => (await stored()).length >= total, { timeoutMs: 15_000, everyMs: 50 }).catch(
+      () => {},
+    )
     t.deepEqual(
       await stored(),
       Array.from({ length: total }, (_, i) => String(i)),

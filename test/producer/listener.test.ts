@@ -2,7 +2,8 @@ import { once } from 'node:events'
 import test from 'ava'
 import { consumerIdOf } from '../../src/auth/token.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
-import { AUTH_FRAME, AUTH_OK, call, frame, startListener, until } from './setup.js'
+import { AUTH_FRAME, AUTH_OK, call, frame, startListener } from './setup.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 
@@ -210,7 +211,7 @@ test('close() answers every request already received, stores its publishes, then
     frame(`{"jsonrpc":"2.0","id":"c:${i}","method":"publish","params":[["drain","m${i}"]]}`),
   )
   client.send(requests.join(''))
-  await until(() => h.listener.stats.frames >= 51, 'the server to read every frame')
+  await eventually(() => h.listener.stats.frames >= 51, { what: 'the server to read every frame' })
   await h.listener.close()
   let answered = ''
   for (let i = 0; i < 50; i++)

@@ -8,9 +8,10 @@ import test, { type ExecutionContext } from 'ava'
 import type { BrokerCore } from '../../src/broker/core.js'
 import type { BrokerNode } from '../../src/broker/node.js'
 import { userRoom } from '../../src/redis/keys.js'
-import { eventually, newUserId, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { newUserId, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, type Topology } from '../helpers/topology.js'
 import { authedRawProducer, frame, type RawClient, SECRET } from './setup.js'
+import { eventually } from '../helpers/eventually.js'
 
 const redis = redisPerFile(test)
 

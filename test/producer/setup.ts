@@ -202,12 +202,3 @@ export class RawClient {
 
 /** A RESP bulk frame around a text, with its UTF-8 byte length. */
 export const frame = (payload: string): string => `$${Buffer.byteLength(payload)}\r\n${payload}\r\n`
-
-/** Polls a condition that the code under test makes true by itself (no event to wait for). */
-export async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-}

@@ -6,9 +6,9 @@ import test from 'ava'
 import { silentLogger } from '../../src/log.js'
 import { createRedisClients, type RedisClients } from '../../src/redis/connect.js'
 import { Keys } from '../../src/redis/keys.js'
-import { eventually } from '../helpers/broker.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES, type Topology } from '../helpers/topology.js'
+import { eventually } from '../helpers/eventually.js'
 
 const redis = redisPerFile(test)
 

@@ -4,6 +4,7 @@ import { decodeAnnouncement } from '../../src/broker/control.js'
 import { Keys } from '../../src/redis/keys.js'
 import { defineScripts, type Commands } from '../../src/redis/scripts.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
 let redis: Commands
@@ -100,8 +101,7 @@ test('room_append stores a numbered call once: a call sent again after a lost re
   t.is((await redis.hmget(head, 's'))[0], '4')
   // Announcements arrive in order: once d's is here, every earlier one is too.
   const messagesOf = (a: unknown) => (a as { messages: string[] }).messages
-  while (!announced.some(a => messagesOf(a).includes('d')))
-    await new Promise(resolve => setTimeout(resolve, 5))
+  await eventually(() => announced.some(a => messagesOf(a).includes('d')), { what: "d's announcement" })
   t.deepEqual(announced.map(messagesOf), [['a', 'b'], ['c'], ['d']])
   subscriber.disconnect()
 })

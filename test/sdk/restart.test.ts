@@ -13,6 +13,7 @@ import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { Producer } from '../../src/sdk/producer/index.js'
 import { collect, consumerFor } from './helpers.js'
 import type { ExecutionContext } from 'ava'
+import { holdsFor, pause } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -72,12 +73,12 @@ test('a node restart under load: every message once, in order, on both codecs an
       second = first.exited.then(() => restartOn(t, first, prefix))
     }
     t.is(await producer.publish('stream', String(i)), 1)
-    if (i % 10 === 0) await new Promise(resolve => setTimeout(resolve, 5))
+    if (i % 10 === 0) await pause(5) // spread over the restart
   }
   t.is(await first.exited, 0)
   const next = await second!
   await Promise.all(received.map(r => r.waitFor(total, 20_000)))
-  await new Promise(resolve => setTimeout(resolve, 300)) // anything repeated would arrive by now
+  await holdsFor(() => received.every(r => r.messages().length === total), 300, 'nothing repeated')
   for (const [i, r] of received.entries()) t.deepEqual(r.messages(), numbers(total), kinds[i]!.codec)
   next.signal('SIGTERM')
   t.is(await next.exited, 0)
@@ -107,7 +108,7 @@ test('SIGKILL: the next node sends again what the dead one delivered; the SDK ha
   await reopened
   t.is(await producer.publish('crash', '100'), 1)
   await received.waitFor(101)
-  await new Promise(resolve => setTimeout(resolve, 300))
+  await holdsFor(() => received.messages().length === 101, 300, 'none of it twice')
   t.deepEqual(received.messages(), numbers(101))
   next.signal('SIGTERM')
   t.is(await next.exited, 0)

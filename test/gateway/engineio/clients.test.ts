@@ -2,7 +2,8 @@ import { EventEmitter, once } from 'node:events'
 import { createRequire } from 'node:module'
 import test, { type ExecutionContext } from 'ava'
 import { Socket as Socket6 } from 'engine.io-client'
-import { type EchoServer, eventually, startEcho } from '../../helpers/engineio-harness.js'
+import { type EchoServer, startEcho } from '../../helpers/engineio-harness.js'
+import { eventually, holdsFor } from '../../helpers/eventually.js'
 
 // engine.io-client 3.5.6 exactly as snapper-consumer@1.3.6 bundles it.
 const consumerRequire = createRequire(createRequire(import.meta.url).resolve('snapper-consumer'))
@@ -94,11 +95,11 @@ for (const version of [3, 6] as const) {
     await upgraded
     t.is(phase, 'after')
     t.is(socket.transport.name, 'websocket')
-    await eventually(() => received.filter(m => m.startsWith('echo:')).length === 15, 5000)
-    await eventually(() => ticksVia.websocket >= 5, 5000)
+    await eventually(() => received.filter(m => m.startsWith('echo:')).length === 15, { timeoutMs: 5000 })
+    await eventually(() => ticksVia.websocket >= 5, { timeoutMs: 5000 })
     clearInterval(ticker)
     const ticks = ticksVia.polling + ticksVia.websocket
-    await eventually(() => received.filter(m => m.startsWith('tick-')).length === ticks, 5000)
+    await eventually(() => received.filter(m => m.startsWith('tick-')).length === ticks, { timeoutMs: 5000 })
 
     t.deepEqual(server.received, sent, 'client → server in order')
     t.deepEqual(
@@ -120,7 +121,7 @@ for (const version of [3, 6] as const) {
       t.is(socket.transport.name, transports)
       const texts = ['€', '😀', 'a\u2028b\u2029c', `big:${'€😀x'.repeat(25_000)}`, 'plain']
       for (const text of texts) socket.send(text)
-      await eventually(() => received.length === texts.length, 5000)
+      await eventually(() => received.length === texts.length, { timeoutMs: 5000 })
       t.deepEqual(
         received,
         texts.map(text => `echo:${text}`),
@@ -155,7 +156,7 @@ for (const version of [3, 6] as const) {
       socket.close()
       t.is(await server.closeOf(id), 'transport close', transports)
     }
-    await new Promise(resolve => setTimeout(resolve, 100))
+    await holdsFor(() => server.closed.length === 3, 100, 'no second close')
     t.deepEqual(
       server.closed.map(closed => closed.id),
       [`cc${version}default`, `cc${version}websocket`, `cc${version}polling`],

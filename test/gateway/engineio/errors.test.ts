@@ -4,13 +4,13 @@ import WebSocket from 'ws'
 import {
   type EchoServer,
   type RawResponse,
-  eventually,
   openSocket,
   refusedUpgrade,
   request,
   startEcho,
 } from '../../helpers/engineio-harness.js'
 import type { EngineOptions } from '../../../src/gateway/engineio/server.js'
+import { eventually } from '../../helpers/eventually.js'
 
 async function echo(t: ExecutionContext, options: Partial<EngineOptions> = {}): Promise<EchoServer> {
   const server = await startEcho(options)

@@ -1,5 +1,6 @@
 import test from 'ava'
-import { eventually, openSocket, request, startEcho } from '../../helpers/engineio-harness.js'
+import { openSocket, request, startEcho } from '../../helpers/engineio-harness.js'
+import { eventually } from '../../helpers/eventually.js'
 
 /** Node timers alive in this process (the engine's heartbeat, upgrade, nudge and linger timers among them). */
 const liveTimers = (): number => process.getActiveResourcesInfo().filter(kind => kind === 'Timeout').length

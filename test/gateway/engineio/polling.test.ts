@@ -5,10 +5,10 @@ import {
   type EchoServer,
   type RawResponse,
   defaultOptions,
-  eventually,
   request,
   startEcho,
 } from '../../helpers/engineio-harness.js'
+import { eventually, pause } from '../../helpers/eventually.js'
 
 /** Short timers, with a pingTimeout that a busy CI machine still meets: a client gets 1 s to answer. */
 const SHORT = { pingIntervalMs: 300, pingTimeoutMs: 1000 }
@@ -195,7 +195,7 @@ test('v3: any packet restarts the timeout, pings are answered', async t => {
   await handshake(server, 3, 'live', '&b64=1')
   const c = client(server, 3, 'live')
   for (let i = 0; i < 6; i++) {
-    await new Promise(resolve => setTimeout(resolve, 250))
+    await pause(250) // traffic every 250 ms keeps a 1.3 s timeout from firing
     assertOk(t, await c.post(i % 2 === 0 ? '1:2' : '2:4x'))
     t.regex((await c.get()).text, /^(1:3|7:4echo:x)$/)
   }
@@ -390,7 +390,7 @@ test('a close packet nobody comes for is forgotten after pingTimeout', async t =
   await handshake(server, 4, 's')
   server.engine.sessions.get('s')!.close()
   t.is(server.engine.lingering, 1)
-  await eventually(() => server.engine.lingering === 0, 5000)
+  await eventually(() => server.engine.lingering === 0, { timeoutMs: 5000 })
   t.is((await client(server, 4, 's').get()).text, SID_UNKNOWN)
   assertGone(t, server)
 })

@@ -4,11 +4,11 @@ import { encodeMessage } from '../../../src/gateway/engineio/server.js'
 import {
   type EchoServer,
   type RawSocket,
-  eventually,
   openSocket,
   request,
   startEcho,
 } from '../../helpers/engineio-harness.js'
+import { eventually, pause } from '../../helpers/eventually.js'
 
 /** Short timers, with a pingTimeout that a busy CI machine still meets: a client gets 1 s to answer. */
 const SHORT = { pingIntervalMs: 300, pingTimeoutMs: 1000 }
@@ -111,7 +111,7 @@ test('v3 websocket: silence past pingInterval + pingTimeout closes; pings keep i
   await c.next()
   let started = 0
   for (let i = 0; i < 3; i++) {
-    await new Promise(resolve => setTimeout(resolve, 250))
+    await pause(250) // a ping every 250 ms keeps a 1.3 s timeout from firing
     started = Date.now() // before the ping that restarts the server's timer
     c.ws.send('2')
     t.is(await c.next(), '3')

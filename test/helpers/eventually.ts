@@ -1,0 +1,58 @@
+/**
+ * Waiting in tests, by what is waited for. Wait for an event where there is
+ * one (`once()`, a client's `waitFor`); `eventually` for state that changes
+ * with no event to wait on; `holdsFor` for "nothing more happens" (no
+ * duplicate, no second close); `pause` only where time itself is under test
+ * (traffic spaced out, a heartbeat kept or missed).
+ */
+
+/** What `eventually` takes for "not yet". */
+type NotYet = false | undefined | null
+
+export interface WaitOptions {
+  /** Named in the error if time runs out (a function is called then: to show output so far). */
+  readonly what?: string | (() => string)
+  /** @default 10000 */
+  readonly timeoutMs?: number
+  /** How often `check` is called, in ms. @default 10 */
+  readonly everyMs?: number
+}
+
+/**
+ * Calls `check` until it returns something other than false, undefined or
+ * null, and resolves with that value. A throw fails at once (wrap the check
+ * if an error means "not yet"). Rejects after `timeoutMs`, naming `what`.
+ */
+export async function eventually<T>(
+  check: () => T | NotYet | Promise<T | NotYet>,
+  { what = 'a condition', timeoutMs = 10_000, everyMs = 10 }: WaitOptions = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== false && value !== undefined && value !== null) return value
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`,
+      )
+    await pause(everyMs)
+  }
+}
+
+/**
+ * Resolves after `ms` if `check` held all that time (looked at every 10 ms),
+ * rejects as soon as it does not: nothing more arrived, nothing twice.
+ */
+export async function holdsFor(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  do {
+    if (!check()) throw new Error(`no longer true within ${ms} ms: ${what}`)
+    await pause(Math.min(10, Math.max(0, deadline - Date.now())))
+  } while (Date.now() < deadline)
+  if (!check()) throw new Error(`no longer true within ${ms} ms: ${what}`)
+}
+
+/** Lets `ms` pass, for tests where time itself is under test; never to wait for something to happen. */
+export function pause(ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms))
+}
