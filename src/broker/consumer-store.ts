@@ -22,8 +22,8 @@ export interface TakenConsumer {
  * (consumer_connect-3.lua), the acknowledged cursors (flushed to the rooms'
  * progress hashes while live, committed to the consumer's own hash on
  * release, cursor_commit-3.lua), the batch in flight across a reconnect, and
- * the ttls that keep a live consumer's keys. The invariants it keeps are in
- * docs/ARCHITECTURE.md (cursors).
+ * the ttls that keep a live consumer's keys. The invariants it keeps:
+ * docs/ARCHITECTURE.md, Invariants, Cursors.
  */
 export class ConsumerStore {
   readonly #core: BrokerCore

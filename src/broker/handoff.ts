@@ -18,7 +18,8 @@ const TAKEOVER_WAIT_MS = 1000
  *     consumer_connect-3.lua: read the cursors, name this node
  *
  * A node that took the session between the look and the script is kicked
- * without waiting: it closes its session at once. See docs/ARCHITECTURE.md.
+ * without waiting: it closes its session at once. The invariants it keeps:
+ * docs/ARCHITECTURE.md, Invariants, Handoff.
  */
 export class Handoff<S extends ConsumerSink> {
   readonly #nodeId: string

@@ -8,7 +8,7 @@ export interface ConsumerSink {
   close(reason: string): void
 }
 
-/** What an outbox needs from its node (the node's wiring implements it; see docs/ARCHITECTURE.md). */
+/** What an outbox needs from its node: a private object of BrokerNode (docs/ARCHITECTURE.md, Inside a node). */
 export interface OutboxHost<S extends ConsumerSink> {
   readonly batchMaxMessages: number
   readonly batchMaxBytes: number
@@ -58,7 +58,8 @@ const READ_RETRY_MS = 500
  * Messages come from two sources that this class merges into one ordered,
  * gap-free stream per room: announcements (live, cheap) and log reads (after a
  * gap, a (re)connect, a join, or a full queue). The log is the truth; the
- * queue is a bounded cache of it.
+ * queue is a bounded cache of it. The rules it keeps: docs/ARCHITECTURE.md,
+ * Invariants, Order and Once.
  */
 export class Outbox<S extends ConsumerSink = ConsumerSink> {
   readonly consumerId: string

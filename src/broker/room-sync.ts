@@ -18,7 +18,8 @@ const REREADS = 3
  * channel; while a consumer is still connecting they are held back until
  * the rooms it read from Redis are in place. After the subscriber lost its
  * connection, what was told meanwhile is lost: every consumer's rooms are
- * read again, and every room log from its cursor (reconcile).
+ * read again, and every room log from its cursor (reconcile; see
+ * docs/ARCHITECTURE.md, Invariants, Handoff).
  */
 export class RoomSync<S extends ConsumerSink> {
   readonly #hub: Hub<S>

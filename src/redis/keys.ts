@@ -1,5 +1,6 @@
 /**
- * Every Redis key and channel name. All keys that one script touches share one
+ * Every Redis key and channel name (who writes and reads each one:
+ * docs/ARCHITECTURE.md, Redis keys). All keys that one script touches share one
  * hash tag ({r:room}, {c:consumer}, {u:user}), so every script runs on a single
  * hash slot: the same code serves one Redis and a Redis Cluster.
  *
