@@ -122,8 +122,9 @@ export class ConsumerPool {
       for (const [reason, n] of Object.entries(report.closeReasons))
         closeReasons[reason] = (closeReasons[reason] ?? 0) + n
     }
-    const sum = (field: 'consumers' | 'open' | 'received' | 'dups' | 'gaps' | 'warmups' | 'closes'): number =>
-      reports.reduce((total, report) => total + report[field], 0)
+    const sum = (
+      field: 'consumers' | 'open' | 'received' | 'dups' | 'gaps' | 'warmups' | 'closes' | 'wireBytes',
+    ): number => reports.reduce((total, report) => total + report[field], 0)
     return {
       consumers: sum('consumers'),
       open: sum('open'),
@@ -132,6 +133,7 @@ export class ConsumerPool {
       gaps: sum('gaps'),
       warmups: sum('warmups'),
       closes: sum('closes'),
+      wireBytes: sum('wireBytes'),
       lastAt: Math.max(...reports.map(report => report.lastAt)),
       latency,
       closeReasons,

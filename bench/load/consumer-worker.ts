@@ -35,6 +35,8 @@ export interface WorkerReport {
   readonly warmups: number
   readonly closes: number
   readonly lastAt: number
+  /** Bytes the consumers received on the wire since the last reset. */
+  readonly wireBytes: number
   readonly latency?: HistogramData
   /** Per consumer, in the order added: messages received and duplicates. */
   readonly perConsumer?: { readonly received: number[]; readonly dups: number[]; readonly sids: string[] }
@@ -157,7 +159,9 @@ function report(detail: boolean): WorkerReport {
   let warmups = 0
   let closes = 0
   let lastAt = 0
+  let wireBytes = 0
   for (const consumer of consumers) {
+    wireBytes += consumer.wireBytes - consumer.wireBytesBase
     if (consumer.isOpen) open++
     received += consumer.received
     dups += consumer.dups
@@ -175,6 +179,7 @@ function report(detail: boolean): WorkerReport {
     warmups,
     closes,
     lastAt,
+    wireBytes,
     closeReasons: Object.fromEntries(closeReasons),
     ...(detail && {
       latency: latency.toData(),
@@ -191,6 +196,7 @@ function reset(): void {
   latency.reset()
   closeReasons.clear()
   for (const consumer of consumers) {
+    consumer.wireBytesBase = consumer.wireBytes
     consumer.received =
       consumer.dups =
       consumer.gaps =

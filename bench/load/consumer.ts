@@ -10,9 +10,14 @@
  * Socket.IO: CONNECT `40` after the open packet, then every EVENT
  * `42["m","<message>"]` delivers one message.
  *
+ * With a `codec` (json, msgpack) it asks for the SDK's delivery format and
+ * reads `deliver` runs, as text or msgpack binary, acking in kind; with
+ * `deflate` it offers permessage-deflate. It counts the bytes it receives.
+ *
  * Heartbeats: EIO=4 answers the server's `2` with `3`; EIO=3 pings itself
  * every pingInterval (the worker's sweep calls heartbeat()).
  */
+import { Packr } from 'msgpackr'
 import type { Histogram } from '../lib/histogram.js'
 import { nowUs, seqOf, sentUsOf } from './message.js'
 import { LeanWebSocket, type WsHandler, type WsTarget } from './ws-client.js'
@@ -27,7 +32,15 @@ export interface ConsumerSpec {
   readonly localAddress?: string
   readonly protocol: ConsumerProtocol
   readonly eio: 3 | 4
+  /** The SDK's delivery format (`codec=` is in the path too); none: the original's. */
+  readonly codec?: 'json' | 'msgpack'
+  /** Offer permessage-deflate. */
+  readonly deflate?: boolean
 }
+
+const packr = new Packr({ useRecords: false, int64AsType: 'number' })
+
+type Run = [room: string, storedAtMs: number, seq: number, messages: string[]]
 
 /** What a consumer tells the thread that runs it. */
 export interface ConsumerHost {
@@ -60,6 +73,10 @@ export class LeanConsumer implements WsHandler {
   openUs = 0
   closes = 0
   lastCloseReason = ''
+  /** Bytes received by connections already closed. */
+  #closedBytes = 0
+  /** wireBytes at the last reset. */
+  wireBytesBase = 0
   /** The last `publish` request id, kept across reconnects like snapper-consumer's lastResponseId. */
   #lastBatchId: unknown = undefined
   #pingIntervalMs = 25_000
@@ -68,6 +85,11 @@ export class LeanConsumer implements WsHandler {
   constructor(spec: ConsumerSpec, host: ConsumerHost) {
     this.spec = spec
     this.#host = host
+  }
+
+  /** Bytes received on the wire, every connection of this consumer together. */
+  get wireBytes(): number {
+    return this.#closedBytes + (this.#ws?.bytesRead ?? 0)
   }
 
   connect(localAddress?: string): void {
@@ -104,7 +126,13 @@ export class LeanConsumer implements WsHandler {
     // '3' pong, '6' noop: nothing to do.
   }
 
-  wsClose(_ws: LeanWebSocket, reason: string): void {
+  wsBinary(ws: LeanWebSocket, bytes: Buffer): void {
+    // msgpack deliveries: the same object as the json codec's text.
+    this.#deliverRpc(ws, packr.unpack(bytes) as { id?: unknown; method?: string; params?: unknown })
+  }
+
+  wsClose(ws: LeanWebSocket, reason: string): void {
+    this.#closedBytes += ws.bytesRead
     const wasOpen = this.isOpen
     this.isOpen = false
     this.#ws = undefined
@@ -137,6 +165,7 @@ export class LeanConsumer implements WsHandler {
       return
     }
     const rpc = JSON.parse(text.slice(1)) as { id?: unknown; method?: string; params?: unknown }
+    if (this.spec.codec !== undefined) return this.#deliverRpc(ws, rpc)
     if (rpc.method !== 'publish' || rpc.id === undefined) return // echo answers, `invalid` notices
     // What snapper-consumer does: ack first, then deliver unless it is the previous request again.
     ws.send(`4{"jsonrpc":"2.0","id":${JSON.stringify(rpc.id)},"result":"OK"}`)
@@ -145,6 +174,15 @@ export class LeanConsumer implements WsHandler {
     const messages = rpc.params as string[]
     const now = nowUs()
     for (let i = 0; i < messages.length; i++) this.#count(messages[i]!, now)
+  }
+
+  /** A codec session's delivery: runs of messages; acked in the session's codec. */
+  #deliverRpc(ws: LeanWebSocket, rpc: { id?: unknown; method?: string; params?: unknown }): void {
+    if (rpc.method !== 'deliver' || rpc.id === undefined) return
+    if (this.spec.codec === 'msgpack') ws.sendBinary(packr.pack({ jsonrpc: '2.0', id: rpc.id, result: 'OK' }))
+    else ws.send(`4{"jsonrpc":"2.0","id":${JSON.stringify(rpc.id)},"result":"OK"}`)
+    const now = nowUs()
+    for (const run of rpc.params as Run[]) for (const message of run[3]) this.#count(message, now)
   }
 
   #deliverOne(message: string): void {

@@ -1,14 +1,17 @@
 /**
  * A lean RFC 6455 client on a raw TCP socket, for thousands of connections
  * per thread: no EventEmitter per socket, no per-frame promise, one Buffer
- * per outgoing frame. Text frames only (the bench never sends binary), masked
- * with a random key as clients must; fragmented and control frames from the
- * server are handled; permessage-deflate is not offered.
+ * per outgoing frame, masked with a random key as clients must; fragmented
+ * and control frames from the server are handled. permessage-deflate is
+ * offered only when asked (`deflate`), without context takeover either way,
+ * so each compressed message inflates on its own; what we send is never
+ * compressed.
  *
  *   connecting ──101 + right accept──▶ open ──close frame / FIN / error──▶ closed (onClose once)
  */
 import { createHash, randomFillSync } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
+import { constants, inflateRawSync } from 'node:zlib'
 
 export interface WsTarget {
   readonly host: string
@@ -17,12 +20,15 @@ export interface WsTarget {
   readonly path: string
   /** Source address (127.0.0.2, …) when one address runs out of ephemeral ports. */
   readonly localAddress?: string
+  /** Offer permessage-deflate. */
+  readonly deflate?: boolean
 }
 
 /** What a connection reports; one object per connection, no closures per frame. */
 export interface WsHandler {
   wsOpen(ws: LeanWebSocket): void
   wsText(ws: LeanWebSocket, text: string): void
+  wsBinary(ws: LeanWebSocket, bytes: Buffer): void
   wsClose(ws: LeanWebSocket, reason: string): void
 }
 
@@ -34,6 +40,9 @@ const OP_CLOSE = 0x8
 const OP_PING = 0x9
 const OP_PONG = 0xa
 const HEADER_END = Buffer.from('\r\n\r\n')
+/** RFC 7692 §7.2.2: the tail a sender strips from each compressed message, appended again to inflate it. */
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff])
+const DEFLATE_OFFER = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover'
 
 /**
  * Mask keys and handshake keys come from a pool refilled in bulk: one crypto
@@ -63,6 +72,12 @@ export class LeanWebSocket {
   #pending: Buffer | undefined
   /** Payloads of a fragmented message so far. */
   #fragments: Buffer[] | undefined
+  /** The server accepted permessage-deflate. */
+  #isDeflated = false
+  /** The message being received is compressed (RSV1 of its first frame). */
+  #isCompressed = false
+  /** The message being received is binary (opcode of its first frame). */
+  #isBinary = false
 
   constructor(target: WsTarget, handler: WsHandler) {
     this.#handler = handler
@@ -78,7 +93,8 @@ export class LeanWebSocket {
     this.#socket.once('connect', () => {
       this.#socket.write(
         `GET ${target.path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${this.#key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+          `Sec-WebSocket-Key: ${this.#key}\r\nSec-WebSocket-Version: 13\r\n` +
+          (target.deflate ? `Sec-WebSocket-Extensions: ${DEFLATE_OFFER}\r\n\r\n` : '\r\n'),
       )
     })
     this.#socket.on('data', this.#onData)
@@ -88,6 +104,22 @@ export class LeanWebSocket {
 
   get isOpen(): boolean {
     return this.#isOpen
+  }
+
+  /** Bytes received on the TCP connection so far: the bytes on the wire, after compression. */
+  get bytesRead(): number {
+    return this.#socket.bytesRead
+  }
+
+  /** Whether the server compresses (permessage-deflate accepted). */
+  get isDeflated(): boolean {
+    return this.#isDeflated
+  }
+
+  /** Sends one binary frame; ignored once closed. */
+  sendBinary(bytes: Buffer): void {
+    if (!this.#isOpen) return
+    this.#socket.write(encodeFrame(OP_BINARY, bytes))
   }
 
   /** Sends one text frame; ignored once closed. */
@@ -136,6 +168,7 @@ export class LeanWebSocket {
       this.#fail(`upgrade refused: ${status}`)
       return false
     }
+    this.#isDeflated = /\r\nsec-websocket-extensions:[^\r]*permessage-deflate/i.test(head)
     this.#isOpen = true
     this.#handler.wsOpen(this)
     return true
@@ -171,14 +204,23 @@ export class LeanWebSocket {
     const isFin = (b0 & 0x80) !== 0
     const opcode = b0 & 0x0f
     if (opcode === OP_TEXT || opcode === OP_BINARY || opcode === OP_CONTINUATION) {
+      if (opcode !== OP_CONTINUATION) {
+        this.#isCompressed = (b0 & 0x40) !== 0
+        this.#isBinary = opcode === OP_BINARY
+      }
       if (!isFin || this.#fragments !== undefined) {
         ;(this.#fragments ??= []).push(Buffer.from(payload))
         if (!isFin) return
         payload = Buffer.concat(this.#fragments)
         this.#fragments = undefined
       }
-      // Binary frames carry no Engine.IO packet this bench expects; they are read as text and ignored upstream.
-      this.#handler.wsText(this, payload.toString('utf8'))
+      // A sync-flushed stream without its final block: inflate up to the flush, do not wait for an end.
+      if (this.#isCompressed)
+        payload = inflateRawSync(Buffer.concat([payload, DEFLATE_TAIL]), {
+          finishFlush: constants.Z_SYNC_FLUSH,
+        })
+      if (this.#isBinary) this.#handler.wsBinary(this, Buffer.from(payload))
+      else this.#handler.wsText(this, payload.toString('utf8'))
     } else if (opcode === OP_PING) {
       if (this.#isOpen) this.#socket.write(encodeFrame(OP_PONG, payload))
     } else if (opcode === OP_CLOSE) {

@@ -1,6 +1,7 @@
 /** Every scenario, in the order the bench runs them by default. */
 import type { Scenario } from '../lib/scenario.js'
 import { catchup } from './catchup.js'
+import { codecs } from './codecs.js'
 import { connections } from './connections.js'
 import { fanout } from './fanout.js'
 import { ingest } from './ingest.js'
@@ -16,6 +17,7 @@ export const SCENARIOS: readonly Scenario[] = [
   catchup,
   ingest,
   redisWork,
+  codecs,
 ]
 
 export const SCENARIO_NAMES: readonly string[] = SCENARIOS.map(scenario => scenario.name)

@@ -41,6 +41,10 @@ export interface BenchUser {
   readonly eio?: 3 | 4
   /** The token's source claim (snapper consumer id prefix). */
   readonly source?: string
+  /** Snapper: the SDK's delivery format (`codec=`). */
+  readonly codec?: 'json' | 'msgpack'
+  /** Offer permessage-deflate. */
+  readonly deflate?: boolean
 }
 
 const ENTRIES: Readonly<Record<TargetName, string>> = {
@@ -127,14 +131,20 @@ export class RunningTarget {
     const port = this.gatewayPorts[index % this.gatewayPorts.length]!
     const eio = this.name === 'snapper' ? (user.eio ?? 4) : 4
     let query = `EIO=${eio}&transport=websocket`
-    if (this.name === 'snapper') query += `&token=${this.credentials(user).token}`
-    else query += `&uid=${user.userId}&rooms=${encodeURIComponent(user.rooms.join(','))}`
+    if (this.name !== 'snapper')
+      query += `&uid=${user.userId}&rooms=${encodeURIComponent(user.rooms.join(','))}`
+    else {
+      query += `&token=${this.credentials(user).token}`
+      if (user.codec) query += `&codec=${user.codec}`
+    }
     return {
       host: '127.0.0.1',
       port,
       path: `/websocket/?${query}`,
       protocol: this.name === 'socketio' ? 'socketio' : 'snapper',
       eio,
+      ...(user.codec && { codec: user.codec }),
+      ...(user.deflate && { deflate: true }),
     }
   }
 

@@ -3,7 +3,9 @@
  * it gets exactly what snapper-consumer@1.3.6 gets (same messages, same
  * order), over EIO=4 and EIO=3, acking every batch (more than one batch in
  * flight would be refused, fewer acks would stall delivery), and an EIO=3
- * lean consumer keeps its session alive by pinging.
+ * lean consumer keeps its session alive by pinging. With the SDK's codecs
+ * and permessage-deflate it gets the same messages, and counts fewer bytes
+ * when they are compressed.
  */
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
@@ -23,7 +25,12 @@ test.after.always(() => server?.stop())
 const tokens = new Tokens([TEST_SECRET])
 
 /** A lean consumer run the way a bench thread runs it, recording what it delivers. */
-function leanConsumer(port: number, token: string, eio: 3 | 4) {
+function leanConsumer(
+  port: number,
+  token: string,
+  eio: 3 | 4,
+  options: { codec?: 'json' | 'msgpack'; deflate?: boolean } = {},
+) {
   let opened: () => void
   let failed: (reason: Error) => void
   const isOpen = new Promise<void>((resolve, reject) => {
@@ -43,9 +50,10 @@ function leanConsumer(port: number, token: string, eio: 3 | 4) {
     {
       host: '127.0.0.1',
       port,
-      path: `/websocket/?EIO=${eio}&transport=websocket&token=${token}`,
+      path: `/websocket/?EIO=${eio}&transport=websocket&token=${token}${options.codec ? `&codec=${options.codec}` : ''}`,
       protocol: 'snapper',
       eio,
+      ...options,
     },
     host,
   )
@@ -126,4 +134,34 @@ test('lean consumers (EIO 4 and 3) get what snapper-consumer gets: the same mess
   t.deepEqual(own(lean3.consumer.recorded!), [`own ${users[2]}`])
   t.deepEqual([lean4.closes, lean3.closes], [[], []], 'both sessions stayed up (the EIO=3 one by pinging)')
   t.true(lean4.consumer.isOpen && lean3.consumer.isOpen)
+})
+
+test('lean consumers with codec json and msgpack, with and without deflate, get the same messages', async t => {
+  const broker = await startBroker(t, server.url, { wsCompression: true })
+  const producer = await connectProducer(t, broker.ports.producer)
+  const variants = [
+    { codec: 'json', deflate: false },
+    { codec: 'msgpack', deflate: false },
+    { codec: 'json', deflate: true },
+    { codec: 'msgpack', deflate: true },
+  ] as const
+  const leans = variants.map(variant =>
+    leanConsumer(broker.ports.gateway, tokens.sign({ userId: newUserId() }), 4, variant),
+  )
+  t.teardown(() => leans.forEach(lean => lean.close()))
+  await Promise.all(leans.map(lean => lean.isOpen))
+  for (const lean of leans) t.is(await call(producer.joinRoom('codecs', lean.consumer.sid)), 1)
+  const expected = Array.from(
+    { length: 120 },
+    (_, i) => `{"e":"change","d":{"n":${i},"text":"${'ab'.repeat(50)}"}}`,
+  )
+  for (const message of expected) producer.sendMessage('codecs', message)
+  await until(() => leans.every(lean => lean.consumer.recorded!.length >= expected.length))
+  for (const [i, lean] of leans.entries()) t.deepEqual(lean.consumer.recorded, expected, variants[i]!.codec)
+  const bytes = leans.map(lean => lean.consumer.wireBytes)
+  t.true(
+    bytes[2]! < bytes[0]! / 2 && bytes[3]! < bytes[1]! / 2,
+    `deflated reads fewer bytes: ${bytes.join(', ')}`,
+  )
+  t.true(bytes[1]! < bytes[0]!, `msgpack reads fewer bytes than json: ${bytes.join(', ')}`)
 })
