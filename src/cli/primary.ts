@@ -210,10 +210,13 @@ export class Primary {
     setTimeout(() => {
       // Draining: nothing to restart. A worker in the slot: a rolling restart filled it meanwhile.
       if (this.#isShuttingDown || slot.worker) return
-      this.#fork(index).catch((err: unknown) => {
-        const retryInMs = this.#restartLater(index, true)
-        this.#log.error({ err, worker: index, restartInMs: retryInMs }, 'worker restart failed')
-      })
+      // Through a promise: a fork that throws (out of processes, say) is retried like one that fails.
+      Promise.resolve(index)
+        .then(i => this.#fork(i))
+        .catch((err: unknown) => {
+          const retryInMs = this.#restartLater(index, true)
+          this.#log.error({ err, worker: index, restartInMs: retryInMs }, 'worker restart failed')
+        })
     }, delayMs)
     return delayMs
   }
