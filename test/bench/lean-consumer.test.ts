@@ -156,7 +156,9 @@ test('lean consumers with codec json and msgpack, with and without deflate, get 
     (_, i) => `{"e":"change","d":{"n":${i},"text":"${'ab'.repeat(50)}"}}`,
   )
   for (const message of expected) producer.sendMessage('codecs', message)
-  await until(() => leans.every(lean => lean.consumer.recorded!.length >= expected.length))
+  await eventually(() => leans.every(lean => lean.consumer.recorded!.length >= expected.length), {
+    what: 'every message at every lean consumer',
+  })
   for (const [i, lean] of leans.entries()) t.deepEqual(lean.consumer.recorded, expected, variants[i]!.codec)
   const bytes = leans.map(lean => lean.consumer.wireBytes)
   t.true(
