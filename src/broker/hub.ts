@@ -116,12 +116,17 @@ export class Hub<S extends ConsumerSink> {
     }
   }
 
-  /** Closes every session, spread over `spreadMs` so that they do not all reconnect at once. */
-  closeAll(reason: string, spreadMs: number): Promise<void> {
+  /**
+   * Closes every session, spread over `spreadMs` so that they do not all
+   * reconnect at once; `retryAfterMs` goes to clients that can hear it.
+   */
+  closeAll(reason: string, spreadMs: number, retryAfterMs?: number): Promise<void> {
     const closing = [...this.#outboxes.values()].map(
       outbox =>
         new Promise<void>(resolve => {
-          const close = guard(this.#context.log, 'drain close', () => outbox.sink?.close(reason))
+          const close = guard(this.#context.log, 'drain close', () =>
+            outbox.sink?.close(reason, retryAfterMs),
+          )
           setTimeout(() => {
             close()
             resolve()

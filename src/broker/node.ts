@@ -251,7 +251,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     if (this.#stopped) return
     this.#stopped = true
     this.#rooms.stop()
-    await this.#hub.closeAll('server shutdown', spreadMs)
+    // Come back at once: the closes are already spread, and another node can take the consumer.
+    await this.#hub.closeAll('server shutdown', spreadMs, 0)
     // Sessions whose transport did not report the close are released here.
     for (const outbox of [...this.#hub.values()]) await this.#release(outbox)
     await this.#store.settled()

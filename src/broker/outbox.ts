@@ -5,7 +5,8 @@ import type { LogEntry } from './room-log.js'
 /** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */
 export interface ConsumerSink {
   send(batch: Batch): void
-  close(reason: string): void
+  /** `retryAfterMs`: tell the client when to come back, where its protocol can say so. */
+  close(reason: string, retryAfterMs?: number): void
 }
 
 /** What an outbox needs from its node: a private object of BrokerNode (docs/ARCHITECTURE.md, Inside a node). */

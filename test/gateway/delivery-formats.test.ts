@@ -3,7 +3,7 @@
  * where it matters: without `codec` a session gets exactly the original's
  * frames; `codec=json` text frames with runs of [room, storedAtMs, seq,
  * messages]; `codec=msgpack` the same object as a binary frame, and binary
- * acks and replies.
+ * acks and replies. A draining node tells codec sessions when to come back.
  */
 import test from 'ava'
 import { unpack, pack } from 'msgpackr'
@@ -164,6 +164,23 @@ test('codec=msgpack: binary deliveries, binary acks, binary echo replies', async
   consumer.socket.send(pack({ jsonrpc: '2.0', id: 7, method: 'echo', params: ['ping'] }))
   await consumer.until(() => consumer.messages.length === count + 1)
   t.deepEqual(unpack(consumer.messages[count] as Buffer), { jsonrpc: '2.0', id: 7, result: ['ping'] })
+})
+
+test('a draining node tells codec sessions to come back at once; old clients get no notice', async t => {
+  const broker = await startBroker(t, server.url)
+  const json = new WireConsumer(broker.ports.gateway, tokens.sign({ userId: newUserId() }), 'json')
+  const packed = new WireConsumer(broker.ports.gateway, tokens.sign({ userId: newUserId() }), 'msgpack')
+  const legacy = new WireConsumer(broker.ports.gateway, tokens.sign({ userId: newUserId() }))
+  await Promise.all([json.opened(), packed.opened(), legacy.opened()])
+  await broker.stop()
+  await Promise.all([json, packed, legacy].map(consumer => consumer.until(() => consumer.closed)))
+  const notice = { jsonrpc: '2.0', method: 'reconnect', params: [{ retryAfterMs: 0 }] }
+  t.deepEqual(json.messages, [JSON.stringify(notice)])
+  t.deepEqual(
+    packed.messages.map(m => unpack(m as Buffer) as unknown),
+    [notice],
+  )
+  t.deepEqual(legacy.messages, [])
 })
 
 function jwtExp(token: string): number {

@@ -2,7 +2,7 @@
  * The SDK across a node's end, with the real CLI (`--workers 0`): a graceful
  * restart (SIGTERM, then a new node on the same ports) under a stream of
  * answered publishes loses and repeats nothing, for both codecs on both
- * transports; after a SIGKILL the new node sends again what the dead one
+ * transports, and the draining node's `reconnect` notice skips the backoff; after a SIGKILL the new node sends again what the dead one
  * had delivered (its acknowledgements were never written), and the SDK
  * consumer hands none of it out twice.
  */
@@ -62,6 +62,13 @@ test('a node restart under load: every message once, in order, on both codecs an
     }),
   )
   const received = consumers.map(collect)
+  // The draining node says "come back at once" (the `reconnect` notice): no backoff before the first retry.
+  const firstRetries = consumers.map(
+    consumer =>
+      new Promise<number | undefined>(resolve =>
+        consumer.on('state', (state, details) => state === 'reconnecting' && resolve(details.retryInMs)),
+      ),
+  )
   await Promise.all(consumers.map(consumer => consumer.connect()))
   for (const consumer of consumers) t.is(await producer.subscribe('stream', consumer.id!), 1)
 
@@ -76,6 +83,7 @@ test('a node restart under load: every message once, in order, on both codecs an
     if (i % 10 === 0) await pause(5) // spread over the restart
   }
   t.is(await first.exited, 0)
+  t.deepEqual(await Promise.all(firstRetries), [0, 0])
   const next = await second!
   await Promise.all(received.map(r => r.waitFor(total, 20_000)))
   await holdsFor(() => received.every(r => r.messages().length === total), 300, 'nothing repeated')
