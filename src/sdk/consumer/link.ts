@@ -97,6 +97,9 @@ export function parseOpen(data: string): OpenPacket | undefined {
   }
 }
 
+/** Longest wait for a session's open packet, in ms. */
+const OPEN_TIMEOUT_MS = 20_000
+
 /**
  * The v4 heartbeat seen from the client: the server pings every
  * pingInterval; a session that hears nothing for pingInterval + pingTimeout
@@ -109,6 +112,12 @@ export class Watchdog {
 
   constructor(onSilence: () => void) {
     this.#onSilence = onSilence
+  }
+
+  /** Until the open packet: a handshake that hangs (a proxy holding it, say) ends too. */
+  armForOpen(): void {
+    this.#ms = OPEN_TIMEOUT_MS
+    this.heard()
   }
 
   arm(open: OpenPacket): void {

@@ -29,7 +29,9 @@ export class PollingLink implements Link {
   readonly #platform: Platform
   readonly #handlers: LinkHandlers
   readonly #abort = new AbortController()
-  readonly #watchdog = new Watchdog(() => this.#end('ping timeout'))
+  readonly #watchdog = new Watchdog(() =>
+    this.#end(this.#sid === undefined ? 'open timeout' : 'ping timeout'),
+  )
   #sid: string | undefined
   #outbox: string[] = []
   #isPosting = false
@@ -42,6 +44,7 @@ export class PollingLink implements Link {
   }
 
   start(): void {
+    this.#watchdog.armForOpen()
     void this.#poll()
   }
 

@@ -18,7 +18,7 @@ export class WebSocketLink implements Link {
   readonly #url: string
   readonly #platform: Platform
   readonly #handlers: LinkHandlers
-  readonly #watchdog = new Watchdog(() => this.#end('ping timeout'))
+  readonly #watchdog = new Watchdog(() => this.#end(this.#isOpen ? 'ping timeout' : 'open timeout'))
   #ws: WebSocketLike | undefined
   #isOpen = false
   #isDone = false
@@ -38,6 +38,7 @@ export class WebSocketLink implements Link {
       return
     }
     this.#ws = ws
+    this.#watchdog.armForOpen()
     ws.binaryType = 'arraybuffer'
     ws.onmessage = event => this.#receive(event.data)
     ws.onclose = event => this.#end(`websocket closed (${event.code})`)
