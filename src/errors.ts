@@ -22,6 +22,15 @@ export const ERRORS = {
   BAD_FRAMING: { rpc: -32700, http: 400, temporary: false, text: 'Bad framing' },
   STORE_UNAVAILABLE: { rpc: -32003, http: 503, temporary: true, text: 'Storage unavailable, retry' },
   SHUTTING_DOWN: { rpc: -32004, http: 503, temporary: true, text: 'Shutting down, retry elsewhere' },
+  /** A publish naming more distinct rooms than maxRoomsPerPublish: none of it is stored. */
+  TOO_MANY_ROOMS: { rpc: -32005, http: 413, temporary: false, text: 'Too many rooms in one publish' },
+  /** Past a producer connection limit (unauthenticated per address or in all, or every connection). */
+  TOO_MANY_CONNECTIONS: {
+    rpc: -32006,
+    http: 503,
+    temporary: true,
+    text: 'Too many connections, retry later',
+  },
 } as const
 
 export type ErrorCode = keyof typeof ERRORS
@@ -36,13 +45,17 @@ export const STANDARD_RPC_CODES: ReadonlySet<ErrorCode> = new Set([
 ])
 
 export class SnapperError extends Error {
+  /** Why, in words safe to show the client (a refused token, a full Redis); sent as `data.reason`. */
+  readonly reason: string | undefined
+
   constructor(
     readonly code: ErrorCode,
     message: string = ERRORS[code].text,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { readonly reason?: string },
   ) {
     super(message, options)
     this.name = 'SnapperError'
+    this.reason = options?.reason
   }
 }
 

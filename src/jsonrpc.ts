@@ -119,14 +119,16 @@ export function encodeError(id: RpcId | null, error: RpcError): string {
 /**
  * The error a client sees for one of our codes. JSON-RPC's own codes go out
  * without `data`, byte for byte as the original sent them; ours carry
- * `data: {code}` (plus `temporary: true` when retrying helps). 401 carries
- * the reason string instead, as the original's did.
+ * `data: {code}` (plus `temporary: true` when retrying helps, and `reason`
+ * when there is one). 401 carries the reason string instead, as the
+ * original's did.
  */
 export function rpcError(code: ErrorCode, reason?: string): RpcError {
   const { rpc, text, temporary } = ERRORS[code]
   if (code === 'UNAUTHORIZED') return { message: text, code: rpc, data: reason }
   if (STANDARD_RPC_CODES.has(code)) return { message: text, code: rpc }
-  return { message: text, code: rpc, data: temporary ? { code, temporary } : { code } }
+  const data = { code, ...(temporary && { temporary }), ...(reason !== undefined && { reason }) }
+  return { message: text, code: rpc, data }
 }
 
 /** The little of a logger this module needs (pino's fits). */
@@ -140,7 +142,7 @@ export interface ErrorLog {
  * "Internal error", its message never echoed.
  */
 export function toRpcError(err: unknown, log: ErrorLog): RpcError {
-  if (isSnapperError(err)) return rpcError(err.code)
+  if (isSnapperError(err)) return rpcError(err.code, err.reason)
   log.error({ err }, 'producer method failed unexpectedly')
   return rpcError('INTERNAL')
 }

@@ -39,10 +39,13 @@ export interface NodeSources {
   readonly sessions?: { readonly size: number }
   /** Gateway counters (handshakes, refused...). */
   readonly gateway?: { readonly handshakes: number; readonly refused: number; readonly invalid: number }
+  /** The gateway's Engine.IO server. */
+  readonly engine?: { readonly handshakesRateLimited: number }
   /** Producer listener snapshot. */
   readonly producer?: {
     readonly stats: {
       readonly connections: number
+      readonly unauthenticated: number
       readonly errors: Readonly<Record<string, number | undefined>>
     }
   }
@@ -88,7 +91,7 @@ function gaugeOf(registry: Registry, name: string, help: string, read: () => num
  * a node once per registry: names are unique within one.
  */
 export function registerNodeMetrics(registry: Registry, sources: NodeSources): void {
-  const { core, node, sessions, gateway, producer } = sources
+  const { core, node, sessions, gateway, engine, producer } = sources
   const { totals } = core.stats
   const counters = node.counters
 
@@ -133,6 +136,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_producer_connections',
     'Producer TCP connections open.',
     () => producer?.stats.connections ?? 0,
+  )
+  gaugeOf(
+    registry,
+    'snapper_producer_unauthenticated_connections',
+    'Producer TCP connections that have not authenticated yet.',
+    () => producer?.stats.unauthenticated ?? 0,
   )
 
   counterOf(
@@ -213,6 +222,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_consumer_handshakes_refused_total',
     'Consumer handshakes refused (bad token).',
     () => gateway?.refused ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_handshakes_rate_limited_total',
+    'Consumer handshakes refused with 429: their address was over maxHandshakesPerAddressPerSec.',
+    () => engine?.handshakesRateLimited ?? 0,
   )
   counterOf(
     registry,

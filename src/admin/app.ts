@@ -31,7 +31,7 @@ export type { Readiness } from './routes/health.js'
 
 export type AdminConfig = Pick<
   Config,
-  'adminMaxBodyBytes' | 'nodeTtlMs' | 'maxRoomBytes' | 'maxMessageBytes' | 'demo'
+  'adminMaxBodyBytes' | 'nodeTtlMs' | 'maxRoomBytes' | 'maxMessageBytes' | 'maxRoomsPerPublish' | 'demo'
 >
 
 export interface AdminDeps {

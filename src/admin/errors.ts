@@ -17,11 +17,8 @@ import type { AdminCounters } from '../metrics.js'
 
 /** A refused token (401), or one of another role (400): its reason is ours (the verifier's), safe to show. */
 export class TokenRefused extends SnapperError {
-  readonly reason: string
-
   constructor(refusal: Pick<Refusal, 'reason' | 'isWrongRole'>) {
-    super(refusalCode(refusal))
-    this.reason = refusal.reason
+    super(refusalCode(refusal), undefined, { reason: refusal.reason })
   }
 }
 
@@ -44,7 +41,7 @@ export function errorBoundary(log: Logger, counters: AdminCounters): Middleware 
       if (ctx.status === 404 && ctx.body === undefined) answer(ctx, 'METHOD_NOT_FOUND', counters)
     } catch (err) {
       if (isSnapperError(err)) {
-        answer(ctx, err.code, counters, err instanceof TokenRefused ? err.reason : undefined)
+        answer(ctx, err.code, counters, err.reason)
         return
       }
       log.error({ err, method: ctx.method, path: ctx.path }, 'admin request failed unexpectedly')

@@ -3,6 +3,8 @@
  * side (TCP listener, HTTP publish API) and the Redis core. Transport code
  * validates its input with the checks below, then calls these methods.
  */
+import { SnapperError } from '../errors.js'
+
 export type Publication = readonly [room: string, message: string]
 
 /** A user's live connections by platform; key order is the original's. */
@@ -35,6 +37,8 @@ export interface InputLimits {
   readonly maxRoomBytes: number
   /** Longest message, UTF-8 bytes. */
   readonly maxMessageBytes: number
+  /** Distinct rooms one publish may name. */
+  readonly maxRoomsPerPublish: number
 }
 
 /** A non-empty string of at most maxBytes UTF-8 bytes. */
@@ -42,6 +46,20 @@ export function isBoundedString(value: unknown, maxBytes: number): value is stri
   // length ≤ bytes ≤ 3 × length: most strings are decided without encoding them.
   if (typeof value !== 'string' || value.length === 0 || value.length > maxBytes) return false
   return value.length * 3 <= maxBytes || Buffer.byteLength(value) <= maxBytes
+}
+
+/**
+ * Refuses a whole publish that names more distinct rooms than
+ * maxRoomsPerPublish: each new room is a Redis stream kept for messageTtlSec,
+ * so one frame must not create thousands.
+ */
+export function checkRoomCount(publications: readonly Publication[], limits: InputLimits): void {
+  if (publications.length <= limits.maxRoomsPerPublish) return
+  const rooms = new Set<string>()
+  for (const [room] of publications) {
+    rooms.add(room)
+    if (rooms.size > limits.maxRoomsPerPublish) throw new SnapperError('TOO_MANY_ROOMS')
+  }
 }
 
 /** A room and a message that the broker accepts (the original: both non-empty strings). */

@@ -27,7 +27,7 @@ export function createProducerApi(deps: {
   const { log, membership, presence, stats, logger } = deps
   const storeError = (err: unknown): never => {
     logger.error({ err }, 'redis command failed')
-    throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err })
+    throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err, reason: storeReason(err) })
   }
 
   return {
@@ -51,4 +51,15 @@ export function createProducerApi(deps: {
     unsubscribe: (room, consumerId) => membership.leave(room, consumerId).catch(storeError),
     consumers: (userId): Promise<ConsumerCounts> => presence.count(userId).catch(storeError),
   }
+}
+
+/**
+ * Why Redis refused, when a client can act on it: a full Redis (`maxmemory`
+ * with `noeviction`) answers every write with an OOM error, which stays so
+ * until memory is freed. Connection trouble needs no words: it heals itself.
+ */
+export function storeReason(err: unknown): string | undefined {
+  return err instanceof Error && /\bOOM\b/.test(err.message)
+    ? 'Redis is out of memory (maxmemory reached): nothing was stored'
+    : undefined
 }

@@ -49,7 +49,9 @@ export function ensureRedisServer(log: Logger): void {
 /**
  * Runs a redis-server of our own on 127.0.0.1:port with append-only
  * persistence in .snapper/redis, for `snapper start` without a configured
- * Redis. Resolves once it answers.
+ * Redis. Resolves once it answers. Its memory is bounded (`maxmemory`) with
+ * `noeviction`: when full it refuses writes, which producers get as
+ * STORE_UNAVAILABLE, rather than evicting keys (room logs, cursors) silently.
  *
  * Lifetime: it outlives the drain and no more. It runs in a process group of
  * its own, so the SIGINT that Ctrl-C sends to our group does not stop it while
@@ -61,7 +63,11 @@ export function ensureRedisServer(log: Logger): void {
  * from the start; only SIGKILL leaves it running (the next `snapper start`
  * then finds it on the port and uses it).
  */
-export async function spawnLocalRedis(port: number, log: Logger): Promise<ChildProcess> {
+export async function spawnLocalRedis(
+  port: number,
+  maxMemoryBytes: number,
+  log: Logger,
+): Promise<ChildProcess> {
   ensureRedisServer(log)
   mkdirSync(DATA_DIR, { recursive: true })
   const child = spawn(
@@ -77,6 +83,10 @@ export async function spawnLocalRedis(port: number, log: Logger): Promise<ChildP
       'yes',
       '--save',
       '',
+      '--maxmemory',
+      String(maxMemoryBytes),
+      '--maxmemory-policy',
+      'noeviction',
     ],
     { stdio: ['ignore', 'ignore', 'inherit'], detached: true },
   )
@@ -90,6 +100,6 @@ export async function spawnLocalRedis(port: number, log: Logger): Promise<ChildP
     if (Date.now() > deadline) throw new Error('redis-server did not start within 10 s')
     await new Promise(resolve => setTimeout(resolve, 50))
   }
-  log.info({ port, dir: DATA_DIR }, 'started a local redis-server (no Redis configured)')
+  log.info({ port, dir: DATA_DIR, maxMemoryBytes }, 'started a local redis-server (no Redis configured)')
   return child
 }

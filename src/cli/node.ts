@@ -81,6 +81,7 @@ export async function startNode(
     node,
     sessions: gateway.engine.sessions,
     gateway: gateway.counters,
+    engine: gateway.engine,
     producer,
   })
   let isDraining = false

@@ -110,5 +110,5 @@ async function ensureLocalRedis(config: Config, log: Logger): Promise<void> {
   const port = Number(url.port || 6379)
   if (await isListening(host, port)) return
   if (host !== '127.0.0.1' && host !== 'localhost') return // not ours to start: startNode reports it
-  await spawnLocalRedis(port, log)
+  await spawnLocalRedis(port, config.localRedisMaxMemoryBytes, log)
 }

@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os'
+import { availableParallelism, totalmem } from 'node:os'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -30,6 +30,12 @@ export interface Config {
   readonly adminPort: number
   /** Redis: one server, or a Redis Cluster. @default standalone redis://127.0.0.1:6379 */
   readonly redis: RedisTarget
+  /**
+   * `maxmemory` of the redis-server that `snapper start` runs itself when no Redis is configured,
+   * in bytes, with `noeviction`: a full Redis refuses writes (STORE_UNAVAILABLE) instead of
+   * dropping messages. @default a quarter of this host's memory
+   */
+  readonly localRedisMaxMemoryBytes: number
   /** Prefix of every Redis key and channel. @default 'SNP' */
   readonly redisPrefix: string
   /**
@@ -80,6 +86,17 @@ export interface Config {
   readonly producerAuthTimeoutMs: number
   /** Producer connections per node at most. @default 10000 */
   readonly maxProducerConnections: number
+  /**
+   * Largest first frame of a producer connection (its `auth` request), in bytes: a stranger
+   * cannot make the broker buffer a maxFrameBytes frame. @default 8192
+   */
+  readonly maxAuthFrameBytes: number
+  /** Producer connections per node that have not authenticated yet, from all addresses. @default 1000 */
+  readonly maxUnauthenticatedProducers: number
+  /** Producer connections per node that have not authenticated yet, from one client address. @default 20 */
+  readonly maxUnauthenticatedProducersPerAddress: number
+  /** Distinct rooms one publish may name (TCP frame or HTTP body): each is a Redis stream kept messageTtlSec. @default 1000 */
+  readonly maxRoomsPerPublish: number
 
   /** Engine.IO pingInterval, in ms. @default 25000 */
   readonly pingIntervalMs: number
@@ -93,6 +110,17 @@ export interface Config {
   readonly maxQueryBytes: number
   /** Consumer sessions per node at most; further handshakes get 503. @default 100000 */
   readonly maxSessions: number
+  /**
+   * New consumer sessions (handshakes) one client address may open per second per node; further
+   * ones get 429. 0: no limit. Behind a proxy, set trustedProxies, or every client counts as the
+   * proxy's address. @default 0
+   */
+  readonly maxHandshakesPerAddressPerSec: number
+  /**
+   * Addresses (or CIDR ranges) of proxies whose X-Forwarded-For / X-Real-IP names the consumer's
+   * address; from anyone else these headers are ignored. @default []
+   */
+  readonly trustedProxies: readonly string[]
   /** Origins allowed to open sessions from a browser; empty allows any (echoed with credentials). @default [] */
   readonly corsOrigins: readonly string[]
   /** Messages per delivery batch (one JSON-RPC `publish`). @default 50 */
@@ -140,6 +168,7 @@ export const defaults: Config = {
   gatewayPort: 7701,
   adminPort: 7699,
   redis: { kind: 'standalone', url: 'redis://127.0.0.1:6379' },
+  localRedisMaxMemoryBytes: Math.floor(totalmem() / 4),
   redisPrefix: 'SNP',
   redisReplicaAcks: 0,
   tokenSecrets: [],
@@ -161,6 +190,10 @@ export const defaults: Config = {
   producerMaxPending: 1024,
   producerAuthTimeoutMs: 10_000,
   maxProducerConnections: 10_000,
+  maxAuthFrameBytes: 8192,
+  maxUnauthenticatedProducers: 1000,
+  maxUnauthenticatedProducersPerAddress: 20,
+  maxRoomsPerPublish: 1000,
 
   pingIntervalMs: 25_000,
   pingTimeoutMs: 20_000,
@@ -168,6 +201,8 @@ export const defaults: Config = {
   maxPayloadBytes: 1_000_000,
   maxQueryBytes: 8192,
   maxSessions: 100_000,
+  maxHandshakesPerAddressPerSec: 0,
+  trustedProxies: [],
   corsOrigins: [],
   batchMaxMessages: 50,
   batchMaxBytes: 256 * 1024,

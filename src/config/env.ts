@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { LOG_LEVELS, TOKEN_ALGORITHMS, type Config, type RedisTarget } from './defaults.js'
 
 /** A value from the config file (any JSON) or the environment (a string). */
@@ -52,6 +53,19 @@ const toFlag: Parser<boolean> = raw => {
   if (text === '1' || text === 'true' || text === 'yes') return true
   if (text === '0' || text === 'false' || text === 'no') return false
   return fail('true or false', raw)
+}
+
+/** IP addresses or CIDR ranges (`10.0.0.0/8`, `::1`), as a list like toList's. */
+const toAddressRanges: Parser<readonly string[]> = raw => {
+  const items = toList(raw)
+  for (const item of items) {
+    const [address = '', prefix, ...rest] = item.split('/')
+    const family = isIP(address)
+    const maxPrefix = family === 6 ? 128 : 32
+    const isPrefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= maxPrefix)
+    if (family === 0 || !isPrefixOk || rest.length > 0) fail('IP addresses or CIDR ranges', raw)
+  }
+  return items
 }
 
 function oneOf<T extends string>(values: readonly T[]): Parser<T> {
@@ -114,6 +128,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     env: 'SNAPPER_REDIS',
     parse: toRedis,
     doc: 'one Redis URL, or comma-separated Redis Cluster nodes (`{"cluster": [...]}` in the file)',
+  },
+  localRedisMaxMemoryBytes: {
+    env: 'SNAPPER_LOCAL_REDIS_MAX_MEMORY_BYTES',
+    parse: toCount,
+    doc: '`maxmemory` (policy `noeviction`) of the redis-server `snapper start` runs when no Redis is configured: when full, publishes get STORE_UNAVAILABLE instead of messages being evicted',
   },
   redisPrefix: {
     env: 'SNAPPER_REDIS_PREFIX',
@@ -204,6 +223,26 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'producer connections per node',
   },
+  maxAuthFrameBytes: {
+    env: 'SNAPPER_MAX_AUTH_FRAME_BYTES',
+    parse: toCount,
+    doc: 'largest first frame (the `auth` request) of a producer connection; a larger one gets FRAME_TOO_LARGE and the connection closes',
+  },
+  maxUnauthenticatedProducers: {
+    env: 'SNAPPER_MAX_UNAUTHENTICATED_PRODUCERS',
+    parse: toCount,
+    doc: 'producer connections per node that have not authenticated yet; further ones get TOO_MANY_CONNECTIONS and are closed',
+  },
+  maxUnauthenticatedProducersPerAddress: {
+    env: 'SNAPPER_MAX_UNAUTHENTICATED_PRODUCERS_PER_ADDRESS',
+    parse: toCount,
+    doc: 'the same, from one client address (the TCP peer)',
+  },
+  maxRoomsPerPublish: {
+    env: 'SNAPPER_MAX_ROOMS_PER_PUBLISH',
+    parse: toCount,
+    doc: 'distinct rooms one publish (TCP frame or HTTP body) may name; more: TOO_MANY_ROOMS, nothing of it stored',
+  },
 
   pingIntervalMs: { env: 'SNAPPER_PING_INTERVAL_MS', parse: toMs, doc: 'Engine.IO pingInterval' },
   pingTimeoutMs: { env: 'SNAPPER_PING_TIMEOUT_MS', parse: toMs, doc: 'Engine.IO pingTimeout' },
@@ -226,6 +265,16 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     env: 'SNAPPER_MAX_SESSIONS',
     parse: toCount,
     doc: 'consumer sessions per node; further handshakes get 503',
+  },
+  maxHandshakesPerAddressPerSec: {
+    env: 'SNAPPER_MAX_HANDSHAKES_PER_ADDRESS_PER_SEC',
+    parse: integer(0, 2 ** 31 - 1),
+    doc: 'new consumer sessions one client address may open per second per node; further ones get 429. 0: no limit. Behind a proxy, set `trustedProxies`',
+  },
+  trustedProxies: {
+    env: 'SNAPPER_TRUSTED_PROXIES',
+    parse: toAddressRanges,
+    doc: "comma-separated addresses or CIDR ranges of proxies (nginx) whose `X-Forwarded-For` / `X-Real-IP` names the consumer's address; empty: these headers are ignored",
   },
   corsOrigins: {
     env: 'SNAPPER_CORS_ORIGINS',

@@ -96,6 +96,8 @@ function checkTogether(config: Config): void {
     throw new ConfigError('"batchMaxMessages" must not exceed "consumerMaxQueue"')
   if (config.batchMaxBytes * 2 > config.consumerMaxBackpressureBytes)
     throw new ConfigError('"batchMaxBytes" must be at most half of "consumerMaxBackpressureBytes"')
+  if (config.maxAuthFrameBytes > config.maxFrameBytes)
+    throw new ConfigError('"maxAuthFrameBytes" must not exceed "maxFrameBytes"')
   if (config.maxMessageBytes > config.maxFrameBytes)
     throw new ConfigError('"maxMessageBytes" must not exceed "maxFrameBytes"')
 }

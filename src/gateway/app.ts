@@ -20,6 +20,8 @@ export type GatewayConfig = Pick<
   | 'maxSessions'
   | 'consumerMaxBackpressureBytes'
   | 'corsOrigins'
+  | 'maxHandshakesPerAddressPerSec'
+  | 'trustedProxies'
   | 'nodeTtlMs'
   | 'consumerRetryAfterMs'
   | 'wsCompression'
@@ -66,6 +68,8 @@ export function createGateway(deps: {
       corsOrigins: config.corsOrigins,
       retryAfterMs: config.consumerRetryAfterMs,
       compression: config.wsCompression,
+      maxHandshakesPerAddressPerSec: config.maxHandshakesPerAddressPerSec,
+      trustedProxies: config.trustedProxies,
     },
     createConsumerHandlers(node, tokens, logger, counters),
     logger,

@@ -35,6 +35,8 @@ import { isFramingError, RespDecoder, type FramingError } from './resp.js'
 export interface ConnectionOptions {
   /** Largest RESP payload, in bytes. */
   readonly maxFrameBytes: number
+  /** Largest first payload (the auth request), in bytes: a stranger's frame is never buffered past it. */
+  readonly maxAuthFrameBytes: number
   /** Requests and publishes in flight before this connection stops reading. */
   readonly producerMaxPending: number
   /** Time to authenticate, in ms; never applies once authenticated. */
@@ -49,6 +51,8 @@ export interface ConnectionDeps {
   readonly methods: ReadonlyMap<string, Method>
   readonly counters: ProducerCounters
   readonly logger: Logger
+  /** Called once when the connection leaves `authenticating` (authenticated, refused or closed). */
+  readonly onAuthenticationEnd: () => void
 }
 
 /** After our FIN, how long the client has to close its side before the socket is destroyed, in ms. */
@@ -86,7 +90,7 @@ export class ProducerConnection {
     this.#socket = socket
     this.#deps = deps
     this.#log = deps.logger.child({ remote: `${socket.remoteAddress}:${socket.remotePort}` })
-    this.#decoder = new RespDecoder(deps.options.maxFrameBytes)
+    this.#decoder = new RespDecoder(deps.options.maxAuthFrameBytes)
     this.#closed = new Promise(resolve => socket.once('close', () => resolve()))
     this.#work = new InFlight({
       methods: deps.methods,
@@ -157,7 +161,8 @@ export class ProducerConnection {
   #exit(state: ConnectionState): void {
     switch (state) {
       case 'authenticating':
-        return clearTimeout(this.#authTimer)
+        clearTimeout(this.#authTimer)
+        return this.#deps.onAuthenticationEnd()
       case 'awaiting-pause':
         clearInterval(this.#quietTimer)
         return clearTimeout(this.#drainWaitTimer)
@@ -168,6 +173,8 @@ export class ProducerConnection {
 
   #enter(state: ConnectionState): void {
     switch (state) {
+      case 'open':
+        return this.#decoder.setMaxFrameBytes(this.#deps.options.maxFrameBytes)
       case 'awaiting-pause':
         this.#quietTimer = setInterval(this.#guard('producer quiet check', this.#checkQuiet), DRAIN_QUIET_MS)
         this.#drainWaitTimer = setTimeout(

@@ -11,8 +11,11 @@ import type { Config } from '../config/defaults.js'
 import type { ErrorCode } from '../errors.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
+import { UnauthenticatedProducers } from './admission.js'
 import { ProducerConnection } from './connection.js'
-import { createCounters } from './counters.js'
+import { countError, createCounters } from './counters.js'
+import { encodeError, rpcError } from './jsonrpc.js'
+import { encodeBulk } from './resp.js'
 import { createMethods } from './methods.js'
 
 export type ProducerListenerConfig = Pick<
@@ -22,8 +25,12 @@ export type ProducerListenerConfig = Pick<
   | 'producerAuthTimeoutMs'
   | 'drainTimeoutMs'
   | 'maxProducerConnections'
+  | 'maxAuthFrameBytes'
+  | 'maxUnauthenticatedProducers'
+  | 'maxUnauthenticatedProducersPerAddress'
   | 'maxRoomBytes'
   | 'maxMessageBytes'
+  | 'maxRoomsPerPublish'
 >
 
 /** A snapshot of the listener's counters, for /metrics and tests. */
@@ -32,7 +39,9 @@ export interface ProducerStats {
   readonly connections: number
   /** Connections accepted since start. */
   readonly accepted: number
-  /** Connections refused because maxProducerConnections were open. */
+  /** Connections not authenticated yet. */
+  readonly unauthenticated: number
+  /** Connections refused: maxProducerConnections open, or too many not authenticated yet (in all or from one address). */
   readonly refused: number
   /** Frames decoded. */
   readonly frames: number
@@ -75,19 +84,21 @@ export function createProducerListener(deps: {
   const methods = createMethods(deps.api, config)
   const counters = createCounters()
   const connections = new Set<ProducerConnection>()
+  const unauthenticated = new UnauthenticatedProducers(config)
   let accepted = 0
   let refused = 0
 
   const accept = (socket: Socket): void => {
-    if (connections.size >= config.maxProducerConnections) {
+    const address = socket.remoteAddress ?? ''
+    const full =
+      connections.size >= config.maxProducerConnections
+        ? 'maxProducerConnections'
+        : unauthenticated.admit(address)
+    if (full !== undefined) {
       refused++
-      log.warn(
-        { limit: config.maxProducerConnections, remote: socket.remoteAddress },
-        'producer connection refused: too many',
-      )
-      socket.on('error', () => {}) // destroyed right away: a reset from the peer is expected and irrelevant
-      socket.destroy()
-      return
+      countError(counters, 'TOO_MANY_CONNECTIONS')
+      log.warn({ limit: full, remote: address }, 'producer connection refused: too many')
+      return refuseConnection(socket)
     }
     accepted++
     const connection = new ProducerConnection(socket, {
@@ -96,6 +107,7 @@ export function createProducerListener(deps: {
       methods,
       counters,
       logger: log,
+      onAuthenticationEnd: () => unauthenticated.release(address),
     })
     connections.add(connection)
     void connection.closed.then(() => connections.delete(connection))
@@ -142,6 +154,7 @@ export function createProducerListener(deps: {
       return {
         connections: connections.size,
         accepted,
+        unauthenticated: unauthenticated.total,
         refused,
         frames: counters.frames,
         ignored: counters.ignored,
@@ -153,4 +166,21 @@ export function createProducerListener(deps: {
       }
     },
   }
+}
+
+const TOO_MANY_CONNECTIONS = encodeBulk(encodeError(null, rpcError('TOO_MANY_CONNECTIONS')))
+/** How long a refused client has to close its side after our answer, in ms. */
+const REFUSAL_GRACE_MS = 1000
+
+/**
+ * Answers TOO_MANY_CONNECTIONS (id null: snapper-producer reconnects later)
+ * and ends the connection. What the client sends meanwhile is read and
+ * dropped: closing with unread input would reset the connection, and the
+ * reset could destroy the answer.
+ */
+function refuseConnection(socket: Socket): void {
+  socket.on('error', () => {}) // a reset from a peer we are turning away is of no interest
+  socket.resume()
+  socket.end(TOO_MANY_CONNECTIONS)
+  setTimeout(() => socket.destroy(), REFUSAL_GRACE_MS).unref()
 }

@@ -8,6 +8,7 @@
  * connection serves them alone (SERVED_ALONE).
  */
 import {
+  checkRoomCount,
   isBoundedString,
   isValidPublication,
   type InputLimits,
@@ -70,7 +71,8 @@ export function createMethods(api: ProducerApi, limits: InputLimits): ReadonlyMa
  * The accepted pairs of `publish` params, in order: the batch form
  * `[[room, message], ...]`, or the single form `[room, message]` (told apart
  * by params[0] not being an array). Pairs that are not two bounded non-empty
- * strings are skipped silently, as the original did; the rest goes through.
+ * strings are skipped silently, as the original did; the rest goes through,
+ * unless it names more than maxRoomsPerPublish rooms (then none of it does).
  */
 export function toPublications(params: unknown, limits: InputLimits): Publication[] {
   if (!Array.isArray(params) || params.length === 0) return []
@@ -81,5 +83,6 @@ export function toPublications(params: unknown, limits: InputLimits): Publicatio
     if (Array.isArray(pair) && isValidPublication(pair[0], pair[1], limits))
       publications.push([pair[0], pair[1]])
   }
+  checkRoomCount(publications, limits)
   return publications
 }

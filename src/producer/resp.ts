@@ -48,7 +48,7 @@ const OTHER_TYPES: Readonly<Record<number, string>> = {
 }
 
 export class RespDecoder {
-  readonly #maxFrameBytes: number
+  #maxFrameBytes: number
   /** Unread input; the first chunk is read from #offset. */
   readonly #chunks: Buffer[] = []
   #offset = 0
@@ -67,6 +67,11 @@ export class RespDecoder {
 
   /** @param maxFrameBytes largest payload accepted; a larger one is refused from its header alone. */
   constructor(maxFrameBytes: number) {
+    this.#maxFrameBytes = maxFrameBytes
+  }
+
+  /** Changes the largest payload accepted, from the frame being read on (a connection's first frame has its own). */
+  setMaxFrameBytes(maxFrameBytes: number): void {
     this.#maxFrameBytes = maxFrameBytes
   }
 

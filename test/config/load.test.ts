@@ -57,6 +57,11 @@ test('redis: one URL, several (a cluster), or {"cluster": [...]}', t => {
   })
 })
 
+test('trusted proxies: addresses and CIDR ranges, IPv4 and IPv6', t => {
+  const config = loadConfig({ env: { SNAPPER_TRUSTED_PROXIES: '127.0.0.1, 10.0.0.0/8,::1,fd00::/8' } })
+  t.deepEqual(config.trustedProxies, ['127.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8'])
+})
+
 test('token secrets are a list: the first signs, all verify', t => {
   t.deepEqual(loadConfig({ env: { SNAPPER_TOKEN_SECRETS: 'new,old' } }).tokenSecrets, ['new', 'old'])
   t.deepEqual(loadConfig({ file: fileWith({ tokenSecrets: ['a', 'b'] }) }).tokenSecrets, ['a', 'b'])
@@ -79,6 +84,12 @@ test('a bad value or an unknown key stops start-up and names itself', t => {
       { overrides: { batchMaxMessages: 2000, consumerMaxQueue: 1000 } },
       /"batchMaxMessages" must not exceed "consumerMaxQueue"/,
     ],
+    [
+      { env: { SNAPPER_TRUSTED_PROXIES: '127.0.0.1,10.0.0.0/33' } },
+      /SNAPPER_TRUSTED_PROXIES \(trustedProxies\): expected IP addresses or CIDR ranges/,
+    ],
+    [{ env: { SNAPPER_TRUSTED_PROXIES: 'nginx.local' } }, /expected IP addresses or CIDR ranges/],
+    [{ overrides: { maxAuthFrameBytes: 2 << 20 } }, /"maxAuthFrameBytes" must not exceed "maxFrameBytes"/],
   ]
   for (const [options, message] of cases)
     t.throws(() => loadConfig(options), { instanceOf: ConfigError, message })

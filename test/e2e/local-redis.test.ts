@@ -5,7 +5,8 @@
  * (`unshare -rn`), where 6379 is free and invisible from outside; the
  * consumer side runs in that namespace too (nsenter, local-redis-client.ts).
  * Ctrl-C drains with that Redis still up, and the Redis never outlives the
- * CLI: not after a drain, not after a failed start.
+ * CLI: not after a drain, not after a failed start. Its memory is bounded
+ * (maxmemory, noeviction).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -105,6 +106,7 @@ for (const workers of [0, 2]) {
     const cli = startInNamespace(t, ['--workers', String(workers)], {
       SNAPPER_DRAIN_SPREAD_MS: '300',
       SNAPPER_DRAIN_TIMEOUT_MS: '3000',
+      SNAPPER_LOCAL_REDIS_MAX_MEMORY_BYTES: String(64 << 20),
     })
     // The consumer and producer, inside the CLI's namespace.
     await cli.inNamespace
@@ -134,6 +136,20 @@ for (const workers of [0, 2]) {
     })
     t.is(clientOutput, 'delivered\n', cli.output())
     t.is(cli.redisPids().length, 1)
+    // Its memory is bounded, and full means refusing writes, not evicting messages.
+    const config = spawnSync(
+      'nsenter',
+      [
+        ...['-t', String(cli.child.pid), '-U', '-n', '--preserve-credentials'],
+        'redis-cli',
+        'CONFIG',
+        'GET',
+        'maxmemory*',
+      ],
+      { encoding: 'utf8' },
+    )
+    t.regex(config.stdout, new RegExp(`^maxmemory\n${64 << 20}\n`, 'm'), config.stderr)
+    t.regex(config.stdout, /^maxmemory-policy\nnoeviction\n/m)
 
     process.kill(-cli.child.pid!, 'SIGINT') // Ctrl-C: the whole process group
     t.is(await cli.exited, 0, cli.output())

@@ -27,6 +27,8 @@ export const defaultOptions: EngineOptions = {
   maxBackpressureBytes: defaults.consumerMaxBackpressureBytes,
   cookieName: 'snapper.ws',
   corsOrigins: defaults.corsOrigins,
+  maxHandshakesPerAddressPerSec: defaults.maxHandshakesPerAddressPerSec,
+  trustedProxies: defaults.trustedProxies,
 }
 
 export interface EchoData {
@@ -226,8 +228,9 @@ export async function openSocket(url: string, options?: WebSocket.ClientOptions)
 /** Rejects a websocket upgrade and resolves with the raw status and body the server answered. */
 export async function refusedUpgrade(
   url: string,
+  options?: WebSocket.ClientOptions,
 ): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
-  const ws = new WebSocket(url)
+  const ws = new WebSocket(url, options)
   return new Promise((resolve, reject) => {
     ws.on('open', () => {
       ws.terminate()
@@ -257,6 +260,8 @@ export interface RawRequest {
   readonly body?: string | Buffer | ReadonlyArray<string | Buffer>
   readonly headers?: OutgoingHttpHeaders
   readonly signal?: AbortSignal
+  /** Send from this loopback address (Linux: any of 127.0.0.0/8), to be another client. */
+  readonly localAddress?: string
 }
 
 /** One request on its own connection (no keep-alive pool), the body as bytes. */
@@ -271,7 +276,13 @@ export async function request(url: string, init: RawRequest = {}): Promise<RawRe
   const headers: OutgoingHttpHeaders = { ...init.headers }
   if (init.body !== undefined && headers['transfer-encoding'] === undefined)
     headers['content-length'] ??= length
-  const req = httpRequest(url, { method: init.method ?? 'GET', headers, agent: false, signal: init.signal })
+  const req = httpRequest(url, {
+    method: init.method ?? 'GET',
+    headers,
+    agent: false,
+    signal: init.signal,
+    localAddress: init.localAddress,
+  })
   const response = new Promise<RawResponse>((resolve, reject) => {
     req.on('error', reject)
     req.on('response', res => {

@@ -8,7 +8,19 @@ import test, { type ExecutionContext } from 'ava'
 import jwt from 'jsonwebtoken'
 import { isFramingError, RespDecoder } from '../../src/producer/resp.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
-import { AUTH_FRAME, AUTH_OK, call, frame, RawClient, SECRET, startListener, type Harness } from './setup.js'
+import {
+  AUTH_FRAME,
+  AUTH_OK,
+  call,
+  error,
+  frame,
+  notification,
+  RawClient,
+  request,
+  SECRET,
+  startListener,
+  type Harness,
+} from './setup.js'
 import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
@@ -18,22 +30,9 @@ test.before(async () => {
 })
 test.after.always(() => server?.stop())
 
-const error = (id: string | null, message: string, code: number, data?: unknown): string =>
-  frame(
-    JSON.stringify({
-      jsonrpc: '2.0',
-      id,
-      error: data === undefined ? { message, code } : { message, code, data },
-    }),
-  )
 const PARSE_ERROR = error(null, 'Parse error', -32700)
 const BAD_FRAMING = error(null, 'Bad framing', -32700, { code: 'BAD_FRAMING' })
 const FRAME_TOO_LARGE = error(null, 'Frame too large', -32600, { code: 'FRAME_TOO_LARGE' })
-const request = (id: string, method: string, params?: unknown): string =>
-  frame(JSON.stringify({ jsonrpc: '2.0', id, method, params }))
-const notification = (method: string, params?: unknown): string =>
-  frame(JSON.stringify({ jsonrpc: '2.0', method, params }))
-
 /** An already-connected snapper-producer still gets answers: the bad client affected only itself. */
 async function assertWitnessServed(
   t: ExecutionContext,
@@ -390,22 +389,6 @@ test('auth timeout: an unauthenticated socket is answered 401 and closed; an aut
   t.false(authed.isEnded)
   t.truthy(await authed.echo('idle:1'))
   t.is(h.listener.stats.errors.UNAUTHORIZED, 2)
-})
-
-test('maxProducerConnections: a further connection is closed at once; the others go on', async t => {
-  const h = await startListener(t, server, { maxProducerConnections: 2 })
-  const first = await h.rawAuthed()
-  const second = await h.rawAuthed()
-  const third = await h.raw()
-  third.send(AUTH_FRAME)
-  t.is(await third.ended(), '', 'closed without a reply')
-  t.is(h.listener.stats.refused, 1)
-  t.truthy(await first.echo('one:1'))
-  t.truthy(await second.echo('two:1'))
-  first.socket.destroy()
-  await eventually(() => h.listener.connections === 1, { what: 'the first connection to go' })
-  const fourth = await h.rawAuthed()
-  t.truthy(await fourth.echo('four:1'))
 })
 
 // Backpressure and the publish contract, against a paused Redis.

@@ -35,8 +35,8 @@ export interface Harness {
   roomLog(room: string): Promise<{ seq: number; message: string }[]>
   /** A snapper-producer client, closed at teardown; resolves once authenticated. */
   producer(options?: { secret?: string; wait?: boolean }): Promise<Producer>
-  /** A raw socket, destroyed at teardown. */
-  raw(): Promise<RawClient>
+  /** A raw socket (from `localAddress`, default 127.0.0.1), destroyed at teardown. */
+  raw(localAddress?: string): Promise<RawClient>
   /** A raw socket that has authenticated with AUTH_FRAME. */
   rawAuthed(): Promise<RawClient>
 }
@@ -56,8 +56,8 @@ export async function startListener(
   const port = await listener.listen(0, '127.0.0.1')
   const redis = server.client()
   const closers: (() => void)[] = []
-  const raw = async (): Promise<RawClient> => {
-    const client = await RawClient.connect(port)
+  const raw = async (localAddress?: string): Promise<RawClient> => {
+    const client = await RawClient.connect(port, localAddress)
     closers.push(() => client.socket.destroy())
     return client
   }
@@ -142,8 +142,9 @@ export class RawClient {
     })
   }
 
-  static async connect(port: number): Promise<RawClient> {
-    const socket = connect(port, '127.0.0.1')
+  /** @param localAddress the client's own address: any of 127.0.0.0/8 on Linux, to be another peer */
+  static async connect(port: number, localAddress?: string): Promise<RawClient> {
+    const socket = connect({ port, host: '127.0.0.1', localAddress })
     await once(socket, 'connect')
     return new RawClient(socket)
   }
@@ -202,3 +203,17 @@ export class RawClient {
 
 /** A RESP bulk frame around a text, with its UTF-8 byte length. */
 export const frame = (payload: string): string => `$${Buffer.byteLength(payload)}\r\n${payload}\r\n`
+
+/** The frame of an error reply, key order as the broker writes it. */
+export const error = (id: string | null, message: string, code: number, data?: unknown): string =>
+  frame(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id,
+      error: data === undefined ? { message, code } : { message, code, data },
+    }),
+  )
+export const request = (id: string, method: string, params?: unknown): string =>
+  frame(JSON.stringify({ jsonrpc: '2.0', id, method, params }))
+export const notification = (method: string, params?: unknown): string =>
+  frame(JSON.stringify({ jsonrpc: '2.0', method, params }))

@@ -15,7 +15,13 @@
 import { Router } from '@koa/router'
 import type { Context, Middleware } from 'koa'
 import type { Tokens } from '../../auth/token.js'
-import { isBoundedString, isValidPublication, type InputLimits, type Publication } from '../../broker/api.js'
+import {
+  checkRoomCount,
+  isBoundedString,
+  isValidPublication,
+  type InputLimits,
+  type Publication,
+} from '../../broker/api.js'
 import type { BrokerCore } from '../../broker/core.js'
 import { SnapperError } from '../../errors.js'
 import { verifyProducer } from '../auth.js'
@@ -25,7 +31,7 @@ export function requireStore(core: BrokerCore): void {
   if (core.redis.commands.status !== 'ready') throw new SnapperError('STORE_UNAVAILABLE')
 }
 
-/** The accepted publications of a body, in order; skipped items are not an error. */
+/** The accepted publications of a body, in order; skipped items are not an error, too many rooms is. */
 export function toPublications(body: unknown, limits: InputLimits): Publication[] {
   if (typeof body !== 'object' || body === null) throw new SnapperError('INVALID_PARAMS')
   const items: unknown[] = Array.isArray(body) ? body : [body]
@@ -35,6 +41,7 @@ export function toPublications(body: unknown, limits: InputLimits): Publication[
     const { room, message } = item as { room?: unknown; message?: unknown }
     if (isValidPublication(room, message, limits)) publications.push([room as string, message as string])
   }
+  checkRoomCount(publications, limits)
   return publications
 }
 

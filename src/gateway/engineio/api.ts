@@ -30,6 +30,10 @@ export interface EngineOptions {
   readonly retryAfterMs?: number
   /** Offer permessage-deflate (uWS's shared compressor) and compress messages sent on websockets. @default false */
   readonly compression?: boolean
+  /** New sessions one client address may open per second; further handshakes get 429. 0: no limit. @default 0 */
+  readonly maxHandshakesPerAddressPerSec: number
+  /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For / X-Real-IP names the client. @default [] */
+  readonly trustedProxies: readonly string[]
 }
 
 /** What the authorisation hook sees of a handshake request. */
@@ -38,6 +42,7 @@ export interface Handshake {
   readonly query: URLSearchParams
   /** Every request header, lower-case names (cookie, origin, user-agent...). */
   readonly headers: Readonly<Record<string, string>>
+  /** The client's address: the TCP peer's, or what a trusted proxy says it is. */
   readonly remoteAddress: string
 }
 
@@ -113,6 +118,8 @@ export interface Engine<T> {
   readonly sessions: ReadonlyMap<string, Session<T>>
   /** Closed polling sessions still holding their close packet for one last GET. */
   readonly lingering: number
+  /** Handshakes refused since start because their address was over maxHandshakesPerAddressPerSec. */
+  readonly handshakesRateLimited: number
   /** Closes every session (reason 'server shutdown') and refuses new handshakes with 503. */
   close(): void
 }

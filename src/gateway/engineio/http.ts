@@ -16,6 +16,8 @@ export const ENGINE_ERRORS = {
   UNSUPPORTED_PROTOCOL_VERSION: { status: 400, code: 5, message: 'Unsupported protocol version' },
   /** Ours: past maxSessions. A 503 tells load balancers and operators "retry elsewhere". */
   TOO_MANY_SESSIONS: { status: 503, code: 3, message: 'Too many sessions' },
+  /** Ours: past maxHandshakesPerAddressPerSec; clients reconnect after their back-off. */
+  TOO_MANY_HANDSHAKES: { status: 429, code: 3, message: 'Too many handshakes from this address' },
   /** Ours: after Engine.close(). */
   SHUTTING_DOWN: { status: 503, code: 3, message: 'Shutting down' },
 } as const
@@ -35,6 +37,7 @@ const STATUS_LINES: Readonly<Record<number, string>> = {
   400: '400 Bad Request',
   403: '403 Forbidden',
   413: '413 Payload Too Large',
+  429: '429 Too Many Requests',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 }

@@ -17,6 +17,7 @@ import {
   writeRefusal,
 } from './http.js'
 import type { Revision } from './packet.js'
+import { HandshakeRate, TrustedProxies } from './peer.js'
 import { PollingTransport } from './polling.js'
 import { EngineSession, type SessionHost } from './session.js'
 import type { TransportOwner } from './transport.js'
@@ -90,6 +91,9 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
   readonly #cors: Cors
   readonly #sessions = new Map<string, EngineSession<T>>()
   readonly #lingering = new Map<string, EngineSession<T>>()
+  readonly #proxies: TrustedProxies
+  readonly #handshakeRate: HandshakeRate
+  #handshakesRateLimited = 0
   #isClosed = false
 
   constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
@@ -97,6 +101,8 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     this.#handlers = handlers
     this.#log = log
     this.#cors = new Cors(options.corsOrigins)
+    this.#proxies = new TrustedProxies(options.trustedProxies)
+    this.#handshakeRate = new HandshakeRate(options.maxHandshakesPerAddressPerSec)
     const pattern = `${options.path.replace(/\/+$/, '')}/*`
     app.ws<SocketData<T>>(pattern, {
       // Past our own bound, so that we read an oversized message and close with 1009 like
@@ -148,6 +154,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
 
   get lingering(): number {
     return this.#lingering.size
+  }
+
+  get handshakesRateLimited(): number {
+    return this.#handshakesRateLimited
   }
 
   close(): void {
@@ -278,7 +288,18 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     query: URLSearchParams,
     decided: (decision: Decision<T>) => void,
   ): void {
-    const handshake: Handshake = { query, headers: readHeaders(req), remoteAddress: remoteAddressOf(res) }
+    const headers = readHeaders(req)
+    const remoteAddress = this.#proxies.clientAddress(
+      remoteAddressOf(res),
+      headers['x-forwarded-for'] ?? '',
+      headers['x-real-ip'] ?? '',
+    )
+    // Before the hook: a flood is refused without verifying its tokens.
+    if (!this.#handshakeRate.admits(remoteAddress)) {
+      this.#handshakesRateLimited++
+      return decided({ ok: false, ...ENGINE_ERRORS.TOO_MANY_HANDSHAKES })
+    }
+    const handshake: Handshake = { query, headers, remoteAddress }
     let result: Authorization<T> | Promise<Authorization<T>>
     try {
       result = this.#handlers.authorize(handshake)
