@@ -24,6 +24,8 @@ function integer(min: number, max: number): Parser<number> {
 const toPort = integer(0, 65535)
 const toCount = integer(1, 2 ** 31 - 1)
 const toMs = integer(1, 2 ** 31 - 1)
+/** Memory sizes may pass 2 GiB. */
+const toMemoryBytes = integer(1, Number.MAX_SAFE_INTEGER)
 
 const toText: Parser<string> = raw =>
   typeof raw === 'string' && raw.trim() !== '' ? raw.trim() : fail('a non-empty string', raw)
@@ -131,7 +133,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   },
   localRedisMaxMemoryBytes: {
     env: 'SNAPPER_LOCAL_REDIS_MAX_MEMORY_BYTES',
-    parse: toCount,
+    parse: toMemoryBytes,
     doc: '`maxmemory` (policy `noeviction`) of the redis-server `snapper start` runs when no Redis is configured: when full, publishes get STORE_UNAVAILABLE instead of messages being evicted',
   },
   redisPrefix: {

@@ -14,7 +14,7 @@ import type { Logger } from '../log.js'
 import { UnauthenticatedProducers } from './admission.js'
 import { ProducerConnection } from './connection.js'
 import { countError, createCounters } from './counters.js'
-import { encodeError, rpcError } from './jsonrpc.js'
+import { encodeError, rpcError } from '../jsonrpc.js'
 import { encodeBulk } from './resp.js'
 import { createMethods } from './methods.js'
 

@@ -294,10 +294,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
       headers['x-forwarded-for'] ?? '',
       headers['x-real-ip'] ?? '',
     )
-    // Before the hook: a flood is refused without verifying its tokens.
+    // Before the hook: a flood is refused without verifying its tokens. The next window opens within 1 s.
     if (!this.#handshakeRate.admits(remoteAddress)) {
       this.#handshakesRateLimited++
-      return decided({ ok: false, ...ENGINE_ERRORS.TOO_MANY_HANDSHAKES })
+      return decided({ ok: false, ...ENGINE_ERRORS.TOO_MANY_HANDSHAKES, retryAfterMs: 1000 })
     }
     const handshake: Handshake = { query, headers, remoteAddress }
     let result: Authorization<T> | Promise<Authorization<T>>

@@ -21,7 +21,7 @@ async function echo(t: ExecutionContext, options: Partial<EngineOptions>): Promi
   return server
 }
 
-const TOO_MANY = '{"code":3,"message":"Too many handshakes from this address"}'
+const TOO_MANY = '{"code":3,"message":"Too many handshakes from this address","retryAfterMs":1000}'
 const handshake = (server: EchoServer, localAddress: string, headers = {}) =>
   request(server.url('EIO=4&transport=polling&token=good'), { localAddress, headers })
 
@@ -33,10 +33,12 @@ test('past maxHandshakesPerAddressPerSec: 429 on polling and on an upgrade; othe
   const refused = await handshake(server, '127.0.0.2')
   t.is(refused.status, 429)
   t.is(refused.text, TOO_MANY)
+  t.is(refused.headers['retry-after'], '1')
   const upgrade = await refusedUpgrade(server.url('EIO=4&transport=websocket&token=good', 'ws'), {
     localAddress: '127.0.0.2',
   })
   t.deepEqual([upgrade.status, upgrade.body], [429, 'Too many handshakes from this address'])
+  t.is(upgrade.headers['retry-after'], '1')
   t.is(server.handshakes.length, 2, 'the authorize hook never saw the refused ones')
 
   // Another address has its own allowance; a session already open goes on polling and upgrading.
