@@ -74,7 +74,8 @@ test('nginx starts on another port when its port is taken', async t => {
   const started = Date.now()
   const nginx = await startNginx(await freePort(), 1, { choosePort })
   t.teardown(() => nginx.stop())
-  t.true(Date.now() - started < 2000, 'not after nginx retried its bind for 2.5 s')
+  // nginx itself gives up on a taken port only after retrying for 2.5 s.
+  t.true(Date.now() - started < 2500, `started in ${Date.now() - started} ms: not after nginx's own retries`)
   t.not(nginx.port, taken[0])
   const response = await fetch(`http://127.0.0.1:${nginx.port}/`)
   t.regex(response.headers.get('server') ?? '', /^nginx/)
