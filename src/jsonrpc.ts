@@ -1,6 +1,6 @@
 /**
  * JSON-RPC 2.0 as both published clients speak it (jsonrpc-lite rules, see
- * spec/producer-wire.md §3): classify what a producer or a consumer sent,
+ * docs/producer-protocol.md §3): classify what a producer or a consumer sent,
  * and build messages with the exact key order the clients were observed to
  * receive. A producer sends requests and notifications; a consumer also
  * answers our `publish` requests with a success or an error.

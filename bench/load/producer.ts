@@ -1,5 +1,5 @@
 /**
- * A lean producer on the real TCP protocol (spec/producer-wire.md): RESP bulk
+ * A lean producer on the real TCP protocol (docs/producer-protocol.md): RESP bulk
  * strings carrying JSON-RPC 2.0, an `auth` request first (HS256 JWS), then
  * pipelined `publish` notifications (as snapper-producer sends them) or
  * requests (to learn when Redis has stored them), without waiting for

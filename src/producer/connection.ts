@@ -1,6 +1,6 @@
 /**
  * One producer connection: the auth handshake, then frames read, served
- * and answered in order (spec/producer-wire.md §4, §5), until a graceful end.
+ * and answered in order (docs/producer-protocol.md §4, §5, §8), until a graceful end.
  *
  *   socket ─▶ RespDecoder ─▶ pump ─▶ parseMessage ─▶ InFlight: method starts ─▶ reply line
  *                              ▲                                                 │ in order

@@ -1,6 +1,6 @@
 /**
  * The methods a producer may call, from checked params to ProducerApi
- * (spec/producer-wire.md §5). `publish` has issued its Redis commands (or
+ * (docs/producer-protocol.md §5). `publish` has issued its Redis commands (or
  * queued them in order) before it returns, which is what keeps a connection's
  * publish order when frames are served without waiting. `subscribe` and
  * `unsubscribe` have not: they take several round trips (read the room's

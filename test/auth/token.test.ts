@@ -1,12 +1,13 @@
 /**
  * The token verifier: what each role accepts and refuses, with the exact
  * reason, for tokens signed here, by jsonwebtoken and by snapper-producer's
- * published signer (the spec's vector).
+ * published signer (docs/producer-protocol.md §4).
  */
 import { createHmac } from 'node:crypto'
 import test from 'ava'
 import jwt from 'jsonwebtoken'
 import { consumerIdOf, refusalCode, Tokens, tokensOf, userIdOf, type Refusal } from '../../src/auth/token.js'
+import { docVectors } from '../helpers/doc-vectors.js'
 import { defaults } from '../../src/config/defaults.js'
 
 const SECRET = 'a secret of at least thirty-two bytes'
@@ -25,7 +26,7 @@ function forge(header: unknown, payload: unknown, secret = SECRET, hash = 'sha25
 const refused = (reason: string, isWrongRole = false): Refusal => ({ ok: false, reason, isWrongRole })
 const MALFORMED = 'Error: Malformed token: not a compact JWS (header.payload.signature)'
 
-test('signed here, by jsonwebtoken, or by snapper-producer (the spec vector): verified with its claims', t => {
+test('signed here, by jsonwebtoken, or by snapper-producer (docs/producer-protocol.md §4): verified with its claims', t => {
   t.deepEqual(tokens.verify(tokens.sign({ id: 'p' }, 60)), { ok: true, claims: { exp: inSec(60), id: 'p' } })
   const byJwt = jwt.sign({ userId: USER }, SECRET, { expiresIn: 60 })
   t.like(tokens.verifyConsumer(byJwt), { ok: true, claims: { userId: USER } })
@@ -198,7 +199,18 @@ test('operatorSecrets: operator tokens verify with them only; a producer secret 
   t.is(tokensOf({ ...defaults, tokenSecrets: [SECRET] }).verifyOperator(tokens.signOperator()).ok, true)
 })
 
-test('consumerIdOf: the original ids; a source that is not a string counts as "t" and cannot throw', t => {
+test('consumerIdOf: the original ids (docs/consumer-protocol.md §11)', t => {
+  for (const [userId, exp, source, id] of docVectors('consumer-protocol', 'consumer-ids')) {
+    const claims = {
+      userId: userId as string,
+      exp: exp as number,
+      ...(source !== null && { source: source as string }),
+    }
+    t.is(consumerIdOf(claims), id as string, JSON.stringify(claims))
+  }
+})
+
+test('consumerIdOf: a source that is not a string counts as "t" and cannot throw', t => {
   const exp = 4102444800
   t.is(consumerIdOf({ userId: USER, exp, source: 'ios' }), 'i.VaB_Le4Gx44TV7Ct9IZXAA~~')
   t.is(consumerIdOf({ userId: USER, exp }), 't.VaB_Le4Gx44TV7Ct9IZXAA~~')

@@ -12,6 +12,7 @@ import { consumerIdOf, Tokens } from '../../src/auth/token.js'
 import { makeBatch } from '../../src/broker/batch.js'
 import { jsonFrame, legacyFrame, msgpackFrame } from '../../src/gateway/delivery.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { docVectors } from '../helpers/doc-vectors.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 let server: RedisServer
@@ -110,33 +111,18 @@ test('codec=json: a run of [room, storedAtMs, seq, messages]; the ack is the usu
   t.regex(consumer.messages[1] as string, /"params":\[\["alpha",\d+,3,\["a3"\]\]\]\}$/)
 })
 
-test('a batch over rooms and appends: one run per room and store time, the same object in both codecs', t => {
-  const entries = [
-    { room: 'a', ms: 1000, seq: 7, message: 'a7' },
-    { room: 'a', ms: 1000, seq: 8, message: 'a"8' },
-    { room: 'b', ms: 1000, seq: 1, message: 'b1' },
-    { room: 'a', ms: 1005, seq: 9, message: 'a9' },
-    { room: 'a', ms: 1005, seq: 11, message: 'a11' },
-  ]
-  const expected = {
-    jsonrpc: '2.0',
-    id: 'n:1',
-    method: 'deliver',
-    params: [
-      ['a', 1000, 7, ['a7', 'a"8']],
-      ['b', 1000, 1, ['b1']],
-      ['a', 1005, 9, ['a9']],
-      ['a', 1005, 11, ['a11']],
-    ],
-  }
-  const batch = makeBatch('n:1', entries)
-  const json = jsonFrame(batch)
-  t.is(json.packet, `4${JSON.stringify(expected)}`)
-  t.is(jsonFrame(batch), json, 'made once per batch')
-  t.deepEqual(unpack(msgpackFrame(batch)), expected)
-  t.is(msgpackFrame(batch), msgpackFrame(batch))
-  t.is(legacyFrame(batch).packet, `4${batch.frame}`)
-})
+// docs/consumer-protocol.md §12: a batch id, its entries, the frame without codec, the frame with codec=json.
+for (const [title, id, entries, legacy, json] of docVectors('consumer-protocol', 'delivery-frames')) {
+  test(`${String(title)}: the frame in each format, made once per batch`, t => {
+    const batch = makeBatch(id as string, entries as Parameters<typeof makeBatch>[1])
+    t.is(legacyFrame(batch).packet, `4${JSON.stringify(legacy)}`)
+    const frame = jsonFrame(batch)
+    t.is(frame.packet, `4${JSON.stringify(json)}`)
+    t.is(jsonFrame(batch), frame, 'made once per batch')
+    t.deepEqual(unpack(msgpackFrame(batch)), json, 'msgpack: the same object')
+    t.is(msgpackFrame(batch), msgpackFrame(batch))
+  })
+}
 
 test('codec=msgpack: binary deliveries, binary acks, binary echo replies', async t => {
   const broker = await startBroker(t, server.url)

@@ -21,6 +21,7 @@ import {
   startListener,
   type Harness,
 } from './setup.js'
+import { docVectors, wireText } from '../helpers/doc-vectors.js'
 import { eventually } from '../helpers/eventually.js'
 
 let server: RedisServer
@@ -30,9 +31,7 @@ test.before(async () => {
 })
 test.after.always(() => server?.stop())
 
-const PARSE_ERROR = error(null, 'Parse error', -32700)
 const BAD_FRAMING = error(null, 'Bad framing', -32700, { code: 'BAD_FRAMING' })
-const FRAME_TOO_LARGE = error(null, 'Frame too large', -32600, { code: 'FRAME_TOO_LARGE' })
 /** An already-connected snapper-producer still gets answers: the bad client affected only itself. */
 async function assertWitnessServed(
   t: ExecutionContext,
@@ -57,121 +56,15 @@ const afterAuth = test.macro(async (t, input: string | Buffer, reply: string, st
   await assertWitnessServed(t, witness)
 })
 
-test('invalid JSON: Parse error, id null, socket kept', afterAuth, frame('{not json'), PARSE_ERROR, true)
-test('an empty bulk: Parse error, socket kept', afterAuth, '$0\r\n\r\n', PARSE_ERROR, true)
-test(
-  'JSON without jsonrpc: Invalid request with the recovered id',
-  afterAuth,
-  frame('{"id":"x:1","method":"echo"}'),
-  error('x:1', 'Invalid request', -32600),
-  true,
-)
-test(
-  'params a string: Invalid request with the id',
-  afterAuth,
-  frame('{"jsonrpc":"2.0","id":"x:2","method":"echo","params":"s"}'),
-  error('x:2', 'Invalid request', -32600),
-  true,
-)
-test(
-  'a JSON-RPC batch: Invalid request, id null',
-  afterAuth,
-  frame('[{"jsonrpc":"2.0","id":"x:3","method":"echo"}]'),
-  error(null, 'Invalid request', -32600),
-  true,
-)
-test(
-  'a success object from the client: Invalid request',
-  afterAuth,
-  frame('{"jsonrpc":"2.0","id":"x:4","result":"OK"}'),
-  error('x:4', 'Invalid request', -32600),
-  true,
-)
+// docs/producer-protocol.md §6: a title, what the client sends, the answer, whether the socket is kept.
+for (const [title, input, reply, after] of docVectors('producer-protocol', 'bad-input'))
+  test(String(title), afterAuth, wireText(input), wireText(reply), after === 'kept')
 test(
   'deep JSON (100 000 levels): Invalid request, no crash',
   afterAuth,
   frame(`{"jsonrpc":"2.0","id":"x:5","method":"echo","params":${'['.repeat(100_000)}${']'.repeat(100_000)}}`),
   error('x:5', 'Invalid request', -32600),
   true,
-)
-test(
-  'subscribe with object params: Invalid params',
-  afterAuth,
-  request('x:6', 'subscribe', {}),
-  error('x:6', 'Invalid params', -32602),
-  true,
-)
-test(
-  'subscribe without params: Invalid params',
-  afterAuth,
-  request('x:7', 'subscribe'),
-  error('x:7', 'Invalid params', -32602),
-  true,
-)
-test(
-  'unsubscribe with numbers: Invalid params',
-  afterAuth,
-  request('x:8', 'unsubscribe', [1, 2]),
-  error('x:8', 'Invalid params', -32602),
-  true,
-)
-test(
-  'consumers of a number: Invalid params',
-  afterAuth,
-  request('x:9', 'consumers', [5]),
-  error('x:9', 'Invalid params', -32602),
-  true,
-)
-test(
-  'publish of wrong-typed pairs: null',
-  afterAuth,
-  request('x:10', 'publish', [[1, 2], 'x', null, [['nested']]]),
-  frame('{"jsonrpc":"2.0","id":"x:10","result":null}'),
-  true,
-)
-test(
-  'an unknown method: Method not found, no data',
-  afterAuth,
-  request('x:11', 'nope', []),
-  error('x:11', 'Method not found', -32601),
-  true,
-)
-test(
-  'a second auth: Method not found',
-  afterAuth,
-  AUTH_FRAME,
-  error('k5uu:1', 'Method not found', -32601),
-  true,
-)
-test(
-  'a numeric id is echoed as a number',
-  afterAuth,
-  frame('{"jsonrpc":"2.0","id":14,"method":"echo"}'),
-  frame('{"jsonrpc":"2.0","id":14,"result":null}'),
-  true,
-)
-test(
-  'a frame over maxFrameBytes, from its header alone: -32600, id null, closed',
-  afterAuth,
-  '$2000000\r\n',
-  FRAME_TOO_LARGE,
-  false,
-)
-test('bytes that are not RESP: Bad framing, closed', afterAuth, 'hello\r\n', BAD_FRAMING, false)
-test('a RESP simple string: Bad framing, closed', afterAuth, '+PING\r\n', BAD_FRAMING, false)
-test('a RESP integer: Bad framing, closed', afterAuth, ':1\r\n', BAD_FRAMING, false)
-test('a RESP array: Bad framing, closed', afterAuth, `*1\r\n${frame('{}')}`, BAD_FRAMING, false)
-test('a null bulk: Bad framing, closed', afterAuth, '$-1\r\n', BAD_FRAMING, false)
-test('a bad length: Bad framing, closed', afterAuth, '$abc\r\n', BAD_FRAMING, false)
-test('a bulk longer than its length: Bad framing, closed', afterAuth, '$3\r\nabcd\r\n', BAD_FRAMING, false)
-test(
-  'requests before a framing error are answered first, then the error, then FIN',
-  afterAuth,
-  request('y:1', 'echo', ['first']) + request('y:2', 'publish', [['r', 'm']]) + 'hello',
-  frame('{"jsonrpc":"2.0","id":"y:1","result":["first"]}') +
-    frame('{"jsonrpc":"2.0","id":"y:2","result":1}') +
-    BAD_FRAMING,
-  false,
 )
 
 test('a 900 KB echo (under the limit) comes back whole', async t => {
@@ -258,7 +151,7 @@ const authWith = (token: unknown, id = 'a:1'): string => request(id, 'auth', [to
 const unauthorized = (id: string | null, reason: string): string => error(id, 'Unauthorized', 401, reason)
 
 test(
-  'a token signed with another secret (the spec bytes, $108)',
+  'a token signed with another secret (the $108 bytes of docs/producer-protocol.md §4)',
   refusedAuth,
   authWith(jwt.sign({ exp: 4102444800, id: 'p' }, 'another secret', { noTimestamp: true })),
   '$108\r\n{"jsonrpc":"2.0","id":"a:1","error":{"message":"Unauthorized","code":401,"data":"Error: Invalid signature"}}\r\n',

@@ -1,7 +1,7 @@
 import test from 'ava'
 import fc from 'fast-check'
 import { encodeBulk, isFramingError, RespDecoder } from '../../src/producer/resp.js'
-import { AUTH_FRAME } from './setup.js'
+import { docVectors, wireText } from '../helpers/doc-vectors.js'
 
 const MAX = 1 << 20
 
@@ -22,8 +22,6 @@ function decodeChunks(chunks: readonly Buffer[], maxFrameBytes = MAX): (string |
   return out
 }
 
-const wire = (text: string): Buffer => Buffer.from(text, 'latin1') // escapes below are raw bytes
-
 /** Whole, byte by byte, and split in two at every byte. */
 const anySplit = test.macro({
   exec(t, bytes: Buffer, expected: (string | { error: string })[]) {
@@ -36,65 +34,16 @@ const anySplit = test.macro({
   title: (title = '') => `${title}: whole, byte by byte, split at every byte`,
 })
 
-const auth = JSON.parse(AUTH_FRAME.split('\r\n')[1]!) as unknown
 const publishUtf8 = '{"jsonrpc":"2.0","method":"publish","params":[["ré","任务😀\u2028"]]}'
 
-test('the auth frame', anySplit, Buffer.from(AUTH_FRAME), [JSON.stringify(auth)])
-test('the auth reply', anySplit, Buffer.from('$45\r\n{"jsonrpc":"2.0","id":"k5uu:1","result":"OK"}\r\n'), [
-  '{"jsonrpc":"2.0","id":"k5uu:1","result":"OK"}',
-])
-test(
-  'a publish notification',
-  anySplit,
-  Buffer.from(
-    '$129\r\n{"jsonrpc":"2.0","method":"publish","params":[["user55a07f2dee06c78e1357b0ad","{\\"e\\":\\":change:task\\",\\"d\\":{\\"_id\\":\\"1\\"}}"]]}\r\n',
-  ),
-  [
-    '{"jsonrpc":"2.0","method":"publish","params":[["user55a07f2dee06c78e1357b0ad","{\\"e\\":\\":change:task\\",\\"d\\":{\\"_id\\":\\"1\\"}}"]]}',
-  ],
-)
-test(
-  'the UTF-8 length vector $71',
-  anySplit,
-  wire(
-    '$71\r\n{"jsonrpc":"2.0","method":"publish","params":[["r\xc3\xa9","\xe4\xbb\xbb\xe5\x8a\xa1\xf0\x9f\x98\x80\xe2\x80\xa8"]]}\r\n',
-  ),
-  [publishUtf8],
-)
-test(
-  'three coalesced frames (auth, publish, echo: 319 bytes)',
-  anySplit,
-  Buffer.from(
-    AUTH_FRAME +
-      '$62\r\n{"jsonrpc":"2.0","method":"publish","params":[["r","early1"]]}\r\n' +
-      '$66\r\n{"jsonrpc":"2.0","id":"k9fs:2","method":"echo","params":["early"]}\r\n',
-  ),
-  [
-    JSON.stringify(auth),
-    '{"jsonrpc":"2.0","method":"publish","params":[["r","early1"]]}',
-    '{"jsonrpc":"2.0","id":"k9fs:2","method":"echo","params":["early"]}',
-  ],
-)
-test('an empty bulk', anySplit, Buffer.from('$0\r\n\r\n$2\r\n{}\r\n'), ['', '{}'])
-test('a payload holding CRLF and $', anySplit, Buffer.from('$6\r\n$1\r\n\r\n\r\n'), ['$1\r\n\r\n'])
-test('a simple string is refused', anySplit, Buffer.from('+OK\r\n'), [{ error: 'BAD_FRAMING' }])
-test('an integer is refused', anySplit, Buffer.from(':1\r\n'), [{ error: 'BAD_FRAMING' }])
-test('an error is refused', anySplit, Buffer.from('-ERR boom\r\n'), [{ error: 'BAD_FRAMING' }])
-test('an array is refused', anySplit, Buffer.from('*2\r\n$1\r\na\r\n$1\r\nb\r\n'), [{ error: 'BAD_FRAMING' }])
-test('a null bulk is refused', anySplit, Buffer.from('$-1\r\n'), [{ error: 'BAD_FRAMING' }])
-test('non-RESP bytes are refused', anySplit, Buffer.from('hello\r\n'), [{ error: 'BAD_FRAMING' }])
-test('a length with no digits is refused', anySplit, Buffer.from('$\r\n\r\n'), [{ error: 'BAD_FRAMING' }])
-test('a length with letters is refused', anySplit, Buffer.from('$1a\r\nx\r\n'), [{ error: 'BAD_FRAMING' }])
-test('a header without LF is refused', anySplit, Buffer.from('$1\rxx\r\n'), [{ error: 'BAD_FRAMING' }])
-test('a body longer than its length is refused', anySplit, Buffer.from('$2\r\n{}\r\n$3\r\nabcd\r\n'), [
-  '{}',
-  { error: 'BAD_FRAMING' },
-])
-test('a valid frame before garbage is still served', anySplit, Buffer.from('$2\r\n[]\r\nhello'), [
-  '[]',
-  { error: 'BAD_FRAMING' },
-])
-test('a partial frame waits for more', anySplit, Buffer.from('$5\r\nhel'), [])
+// docs/producer-protocol.md §2: a title, the wire, the payloads, the framing error that stops the stream.
+for (const [title, wire, payloads, error] of docVectors('producer-protocol', 'resp-frames')) {
+  const expected: (string | { error: string })[] = (payloads as unknown[]).map(payload =>
+    typeof payload === 'string' ? payload : JSON.stringify(payload),
+  )
+  if (error !== undefined) expected.push({ error: error as string })
+  test(String(title), anySplit, Buffer.from(wireText(wire)), expected)
+}
 
 test('the error is sticky: later input is not read', t => {
   const decoder = new RespDecoder(MAX)

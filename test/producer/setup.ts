@@ -15,14 +15,15 @@ import { silentLogger } from '../../src/log.js'
 import { createProducerListener, type ProducerListener } from '../../src/producer/listener.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { Keys } from '../../src/redis/keys.js'
+import { docVectors, wireText } from '../helpers/doc-vectors.js'
 import { uniquePrefix, type RedisServer } from '../helpers/redis.js'
 
 export const SECRET = 'tokenSecretXXX'
 
-/** The spec's deterministic auth frame (exp 2100-01-01, secret tokenSecretXXX), id k5uu:1. */
-export const AUTH_FRAME =
-  '$169\r\n{"jsonrpc":"2.0","id":"k5uu:1","method":"auth","params":["eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDAsImlkIjoicHJvZC0xIn0.UDegbwpUkrlPY4iK0afhcnScd20G_G0CqcSL48xBxnE"]}\r\n'
-export const AUTH_OK = '$45\r\n{"jsonrpc":"2.0","id":"k5uu:1","result":"OK"}\r\n'
+/** The auth vectors of docs/producer-protocol.md §4: a request signed with SECRET (exp 2100-01-01, id k5uu:1), its answer. */
+const [authRequest, authAnswer] = docVectors('producer-protocol', 'auth')
+export const AUTH_FRAME = wireText(authRequest![1])
+export const AUTH_OK = wireText(authAnswer![1])
 
 export interface Harness {
   readonly port: number

@@ -1,6 +1,6 @@
 /**
  * The HTTP producer API, for producers that cannot keep a TCP connection. It
- * is the TCP methods (spec/producer-wire.md §5) over HTTP, with the same
+ * is the TCP methods (docs/producer-protocol.md §5) over HTTP, with the same
  * checks and error codes; JSON in, `{"result": ...}` out.
  *
  *   POST /v1/publish                      {room, message} | [{room, message}, ...] → {result: <accepted>}

@@ -2,7 +2,7 @@ import type { Revision } from './packet.js'
 
 /**
  * The Engine.IO heartbeat, which runs the other way round in the two
- * revisions (spec §6):
+ * revisions (docs/consumer-protocol.md §6):
  *
  *   v3  client: 2 ──▶ server: 3 at once      silence > pingInterval + pingTimeout ⇒ timeout
  *   v4  server: 2 every pingInterval ──▶ client: 3 within pingTimeout, else ⇒ timeout

@@ -2,7 +2,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
 import type { Revision } from './packet.js'
 
 /**
- * Engine.IO's numbered HTTP errors (spec §9.1): protocol constants, so they
+ * Engine.IO's numbered HTTP errors (docs/consumer-protocol.md §9): protocol constants, so they
  * live at this boundary rather than in the broker's own error table. Clients
  * never read these bodies; only the status (polling) or the missing 101
  * (websocket) matters to them, but the bytes match engine.io for operators.
@@ -74,7 +74,7 @@ export function readRequest(req: HttpRequest): RequestInfo {
   }
 }
 
-/** `EIO`: 3 or 4; anything else, or none, is unsupported (spec §1.2). */
+/** `EIO`: 3 or 4; anything else, or none, is unsupported (docs/consumer-protocol.md §1). */
 export function revisionOf(eio: string | null): Revision | undefined {
   return eio === '3' ? 3 : eio === '4' ? 4 : undefined
 }
@@ -98,7 +98,7 @@ export function remoteAddressOf(res: HttpResponse): string {
 }
 
 /**
- * CORS for polling responses (spec §11): the request's Origin echoed with
+ * CORS for polling responses (docs/consumer-protocol.md §10): the request's Origin echoed with
  * credentials (engine.io-client 3 in a browser sends `withCredentials`), or
  * `*` without an Origin. With an allow-list, an origin not on it is not
  * echoed, so a browser page from elsewhere cannot read any response.
@@ -172,7 +172,7 @@ export function writeEmpty(
  * Refuses a websocket upgrade before any 101, the way engine.io does: a plain
  * HTTP response with the message as a text/html body, then the connection
  * closes (uWS adds `Connection: close`). engine.io says 400 even for code 4
- * (spec §5); we keep 503 for "full" and "shutting down", which tell a load
+ * (docs/consumer-protocol.md §5); we keep 503 for "full" and "shutting down", which tell a load
  * balancer to try elsewhere.
  */
 export function refuseUpgrade(res: HttpResponse, refusal: Refusal): void {

@@ -2,7 +2,7 @@ import { SnapperError } from '../../errors.js'
 
 /**
  * Engine.IO packet and payload codecs for protocol revisions 3 and 4
- * (spec/engine-io.md §2, §4.2–4.4). Pure: no I/O, no state. Decoders never
+ * (docs/consumer-protocol.md §2, §4.1–4.3). Pure: no I/O, no state. Decoders never
  * throw on client input; they return a SnapperError('PARSE_ERROR') instead,
  * which the session turns into the close reason "parse error".
  */
@@ -154,7 +154,7 @@ export function encodeTextPayload(packets: readonly OutPacket[], revision: Revis
   let payload = ''
   for (const packet of packets) {
     const text = typeof packet === 'string' ? packet : base64Packet(packet, 3)
-    payload += `${text.length}:${text}` // String length: UTF-16 units, as the spec requires
+    payload += `${text.length}:${text}` // String length: UTF-16 units (docs/consumer-protocol.md §4.1)
   }
   return payload
 }
@@ -182,7 +182,7 @@ export function encodeBinaryPayload(packets: readonly OutPacket[]): Buffer {
   return Buffer.concat(parts)
 }
 
-/** Decodes a text polling payload (§4.2 for v3, §4.4 for v4). An empty payload is an error. */
+/** Decodes a text polling payload (docs/consumer-protocol.md §4.1 for v3, §4.3 for v4). An empty payload is an error. */
 export function decodeTextPayload(payload: string, revision: Revision): Packet[] | SnapperError {
   if (payload === '') return parseError('empty payload')
   return revision === 4 ? decodeV4Payload(payload) : decodeV3Payload(payload)
@@ -221,7 +221,7 @@ function decodeV3Payload(payload: string): Packet[] | SnapperError {
   return packets
 }
 
-/** Decodes a v3 binary payload (§4.3). `body` must be the caller's own copy. */
+/** Decodes a v3 binary payload (docs/consumer-protocol.md §4.2). `body` must be the caller's own copy. */
 export function decodeBinaryPayload(body: Buffer): Packet[] | SnapperError {
   if (body.length === 0) return parseError('empty payload')
   const packets: Packet[] = []

@@ -45,7 +45,7 @@ const TEXT_TYPE = 'text/plain; charset=UTF-8'
 const BINARY_TYPE = 'application/octet-stream'
 
 /**
- * HTTP long-polling (spec §4). Packets queue here until a GET takes them all:
+ * HTTP long-polling (docs/consumer-protocol.md §4). Packets queue here until a GET takes them all:
  *
  *   write() ─▶ queue ─▶ (a GET is held?) ─▶ one payload per tick ─▶ 200
  *   POST ─▶ body, size-checked while it streams ─▶ decode ─▶ owner.receive() ─▶ 200 ok

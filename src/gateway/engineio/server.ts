@@ -32,7 +32,7 @@ export { assertNativeUws, loadUws } from './uws.js'
 type Ticket<T> =
   | { readonly kind: 'handshake'; readonly revision: Revision; readonly id: string; readonly data: T }
   | { readonly kind: 'probe'; readonly session: EngineSession<T> }
-  /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (spec §7). */
+  /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (docs/consumer-protocol.md §7). */
   | { readonly kind: 'doomed' }
 
 /** The uWS user data of every socket, set once in the upgrade handler. */
@@ -166,14 +166,14 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     for (const session of [...this.#lingering.values()]) session.polling?.stopLingering()
   }
 
-  // Dispatch (spec §1.3), the same for plain requests and upgrades.
+  // Dispatch (docs/consumer-protocol.md §1), the same for plain requests and upgrades.
 
   #route(request: RequestInfo, isUpgrade: boolean): Route<T> {
     if (Buffer.byteLength(request.rawQuery) > this.options.maxQueryBytes)
       return refuse(ENGINE_ERRORS.BAD_REQUEST)
     if (!isUpgrade && request.method === 'options') return { kind: 'preflight' }
     const query = new URLSearchParams(request.rawQuery)
-    // JSONP (`j`, v3 only, for browsers without CORS XHR) is not supported; spec §4.6 allows this refusal.
+    // JSONP (`j`, v3 only, for browsers without CORS XHR) is not supported (docs/consumer-protocol.md §1).
     if (query.has('j')) return refuse(ENGINE_ERRORS.BAD_REQUEST)
     const transport = query.get('transport')
     if (transport !== 'polling' && transport !== 'websocket') return refuse(ENGINE_ERRORS.UNKNOWN_TRANSPORT)

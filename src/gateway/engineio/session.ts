@@ -29,11 +29,11 @@ export interface SessionHost<T> {
   forgotten(session: EngineSession<T>): void
 }
 
-/** Noops to a held GET during an upgrade, this often (engine.io's value, spec §7 rule 3). */
+/** Noops to a held GET during an upgrade, this often (engine.io's value; docs/consumer-protocol.md §7). */
 const NUDGE_INTERVAL_MS = 100
 
 /**
- * The session state machine (spec §3, §6, §7, §8):
+ * The session state machine (docs/consumer-protocol.md §3, §6, §7, §8):
  *
  *   polling ──probe opens──▶ probing ──`2probe`: `3probe`, noop the GET every 100 ms
  *      ▲                       │  └──`5`──▶ websocket (queue flushed in order, heartbeat re-armed)
@@ -152,7 +152,7 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
         this.#host.message(this, packet.data)
         break
       case 'ping':
-        // v3 answers every ping, `2probe` on polling included, with a bare `3` (spec §6.1).
+        // v3 answers every ping, `2probe` on polling included, with a bare `3` (docs/consumer-protocol.md §6).
         if (this.protocol === 3) this.#transport.write(PONG)
         else this.#end('invalid heartbeat direction', 'close')
         break

@@ -25,7 +25,7 @@ const DROPPED = 2
 const MESSAGE_TOO_BIG = 1009
 
 /**
- * One Engine.IO packet per websocket message (spec §5). Made in the upgrade
+ * One Engine.IO packet per websocket message (docs/consumer-protocol.md §5). Made in the upgrade
  * handler, before the socket exists, and kept in the socket's user data; the
  * session binds itself once the socket opens. Every way the socket ends goes
  * through uWS's close handler, which reports `lost` to the owner once.

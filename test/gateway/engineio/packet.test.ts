@@ -15,100 +15,67 @@ import {
   encodeMessage,
   encodeTextPayload,
 } from '../../../src/gateway/engineio/packet.js'
+import { docVectors } from '../../helpers/doc-vectors.js'
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex')
 const message = (data: string | Buffer): Packet => ({ type: 'message', data })
 
-// §2.2 text packets
+/** A packet as the vectors write it: a text packet, or `{"bytes": hex}` binary data. */
+const outPacket = (value: unknown): OutPacket =>
+  typeof value === 'string' ? value : hex((value as { bytes: string }).bytes)
+const dataOf = (value: unknown): string | Buffer =>
+  typeof value === 'string' ? value : hex((value as { bytes: string }).bytes)
 
-test('text packets: type digit and data', t => {
-  t.deepEqual(decodeTextPacket('4hello', 4), message('hello'))
-  t.deepEqual(decodeTextPacket('2', 3), { type: 'ping', data: '' })
-  t.deepEqual(decodeTextPacket('3probe', 4), { type: 'pong', data: 'probe' })
-  t.deepEqual(decodeTextPacket('2probe', 3), { type: 'ping', data: 'probe' })
-  t.deepEqual(decodeTextPacket('5', 4), { type: 'upgrade', data: '' })
-  t.deepEqual(decodeTextPacket('6', 3), { type: 'noop', data: '' })
-  t.deepEqual(decodeTextPacket('0{"sid":"x"}', 4), { type: 'open', data: '{"sid":"x"}' })
+// docs/consumer-protocol.md §2: the text, the revision, the packet's type and data.
+test('text packets: type digit and data; b for base64 binary', t => {
+  for (const [text, revision, type, data] of docVectors('consumer-protocol', 'eio-text-packets'))
+    t.deepEqual(
+      decodeTextPacket(text as string, revision as Revision),
+      { type, data: dataOf(data) } as Packet,
+      String(text),
+    )
 })
 
-test('text packets: a first character outside 0-6 is a parse error (spec §2.2 `abc`)', t => {
-  for (const text of ['abc', '', '7', '9x', ' 4hi', '/', ':'])
-    for (const revision of [3, 4] as const)
-      t.true(decodeTextPacket(text, revision) instanceof SnapperError, `${JSON.stringify(text)} v${revision}`)
+test('text packets: a first character outside 0-6 is a parse error (docs/consumer-protocol.md §2)', t => {
+  for (const [text] of docVectors('consumer-protocol', 'eio-bad-text-packets'))
+    for (const revision of text === 'bxAQID' ? ([3] as const) : ([3, 4] as const))
+      t.true(
+        decodeTextPacket(text as string, revision) instanceof SnapperError,
+        `${JSON.stringify(text)} v${revision}`,
+      )
   t.is((decodeTextPacket('abc', 4) as SnapperError).code, 'PARSE_ERROR')
 })
 
-// §2.3 binary data
-
-test('v3 binary: websocket frame = type byte + data; base64 form b<type><b64> (W3-1, W3-2)', t => {
+// docs/consumer-protocol.md §2: binary data as sent, and back
+test('binary data: the websocket frame or its base64 form, per revision and b64 (W3-1, W3-2, W4-1, W4-2)', t => {
+  for (const [title, revision, isB64, data, frame] of docVectors('consumer-protocol', 'eio-binary-frames')) {
+    const sent = encodeBinaryFrame(hex(data as string), revision as Revision, isB64 as boolean)
+    t.deepEqual(sent, dataOf(frame), String(title))
+    const decoded =
+      typeof sent === 'string'
+        ? decodeTextPacket(sent, revision as Revision)
+        : decodeBinaryPacket(sent, revision as Revision)
+    t.deepEqual(decoded, message(hex(data as string)), String(title))
+  }
   t.deepEqual(decodeBinaryPacket(hex('04 01 02 03'), 3), message(hex('01 02 03')))
-  t.deepEqual(encodeBinaryFrame(hex('01 02 03'), 3, false), hex('04 01 02 03'))
-  t.deepEqual(decodeTextPacket('b4AQIDBA==', 3), message(hex('01 02 03 04')))
-  t.deepEqual(decodeTextPacket('b4AQID', 3), message(hex('01 02 03')))
-  t.is(encodeBinaryFrame(hex('09 08'), 3, true), 'b4CQg=')
   t.true(decodeBinaryPacket(hex('09 01'), 3) instanceof SnapperError)
   t.true(decodeBinaryPacket(Buffer.alloc(0), 3) instanceof SnapperError)
-  t.true(decodeTextPacket('bxAQID', 3) instanceof SnapperError)
-})
-
-test('v4 binary: websocket frame = raw data; base64 form b<b64> (W4-1, W4-2)', t => {
-  t.deepEqual(decodeBinaryPacket(hex('01 02 03'), 4), message(hex('01 02 03')))
-  t.deepEqual(encodeBinaryFrame(hex('01 02 03'), 4, false), hex('01 02 03'))
-  t.deepEqual(decodeTextPacket('bAQIDBA==', 4), message(hex('01 02 03 04')))
-  t.deepEqual(decodeTextPacket('bAQID', 4), message(hex('01 02 03')))
-  t.is(encodeBinaryFrame(hex('09 08'), 4, true), 'bCQg=')
   t.deepEqual(decodeBinaryPacket(Buffer.alloc(0), 4), message(Buffer.alloc(0)))
 })
 
-// §4.2 v3 text payloads: lengths in UTF-16 code units
+// docs/consumer-protocol.md §4.1: v3 text payloads, lengths in UTF-16 code units
 
-const v3Vectors: Array<[string, string, OutPacket[]]> = [
-  ['P3-3 POST', '6:4hello2:4€', ['4hello', '4€']],
-  ['P3-4 GET', '11:4echo:hello7:4echo:€', ['4echo:hello', '4echo:€']],
-  ['P3-8 POST (2 UTF-16 units)', '3:4😀', ['4😀']],
-  ['P3-8 GET', '8:4echo:😀', ['4echo:😀']],
-  [
-    '§4.2 publish frame',
-    '81:4{"jsonrpc":"2.0","id":"pvtt:1","method":"publish","params":["{\\"e\\":\\"任务😀\\"}"]}',
-    ['4{"jsonrpc":"2.0","id":"pvtt:1","method":"publish","params":["{\\"e\\":\\"任务😀\\"}"]}'],
-  ],
-  ['P3-7 binary, b64', '10:b4AQIDBA==', [hex('01 02 03 04')]],
-  ['P3-5 ping', '1:2', ['2']],
-  ['P3-5 pong', '1:3', ['3']],
-  ['P3-12 noop', '1:6', ['6']],
-  ['P3-13 close', '1:1', ['1']],
-  ['§3.2 open, then a message', '5:0{}ab6:4hello', ['0{}ab', '4hello']],
-  [
-    'P3-2 handshake',
-    '124:0{"sid":"t.VaB_Le4Gx44TV7Ct9IZXAA~~","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}',
-    [
-      '0{"sid":"t.VaB_Le4Gx44TV7Ct9IZXAA~~","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}',
-    ],
-  ],
-]
-
-for (const [name, wire, packets] of v3Vectors) {
-  test(`v3 text payload ${name}: encodes and decodes`, t => {
-    t.is(encodeTextPayload(packets, 3), wire)
-    t.deepEqual(decodeTextPayload(wire, 3), packets.map(toPacket))
+for (const [name, wire, packets] of docVectors('consumer-protocol', 'eio-v3-text-payloads')) {
+  const out = (packets as unknown[]).map(outPacket)
+  test(`v3 text payload ${String(name)}: encodes and decodes`, t => {
+    t.is(encodeTextPayload(out, 3), wire as string)
+    t.deepEqual(decodeTextPayload(wire as string, 3), out.map(toPacket))
   })
 }
 
 test('v3 text payload: bad lengths, empty payloads and bad packets are parse errors', t => {
-  for (const wire of [
-    '',
-    'abc',
-    '6:4hello2:4',
-    '3:4€',
-    ':4',
-    'x:4a',
-    '1:',
-    '3:4😀1',
-    '1:7',
-    '99999999999:4',
-    '-1:4',
-  ])
-    t.true(decodeTextPayload(wire, 3) instanceof SnapperError, JSON.stringify(wire))
+  for (const [wire] of docVectors('consumer-protocol', 'eio-v3-bad-text-payloads'))
+    t.true(decodeTextPayload(wire as string, 3) instanceof SnapperError, JSON.stringify(wire))
   t.deepEqual(
     decodeTextPayload('0:2:4a', 3),
     [message('a')],
@@ -116,56 +83,37 @@ test('v3 text payload: bad lengths, empty payloads and bad packets are parse err
   )
 })
 
-// §4.3 v3 binary payloads: lengths in bytes
+// docs/consumer-protocol.md §4.2: v3 binary payloads, lengths in bytes
 
-const binaryVectors: Array<[string, string, OutPacket[]]> = [
-  ['P3-9 POST', '00 06 ff 34 68 65 6c 6c 6f  01 05 ff 04 01 02 03 04', ['4hello', hex('01 02 03 04')]],
-  [
-    'P3-9 GET',
-    '00 01 01 ff 34 65 63 68 6f 3a 68 65 6c 6c 6f  01 05 ff 04 01 02 03 04',
-    ['4echo:hello', hex('01020304')],
-  ],
-  ['§4.3 € POST', '00 04 ff 34 e2 82 ac  01 02 ff 04 09', ['4€', hex('09')]],
-  ['§4.3 € GET', '00 09 ff 34 65 63 68 6f 3a e2 82 ac  01 02 ff 04 09', ['4echo:€', hex('09')]],
-]
-
-for (const [name, wire, packets] of binaryVectors) {
-  test(`v3 binary payload ${name}: encodes and decodes`, t => {
-    t.deepEqual(encodeBinaryPayload(packets), hex(wire))
-    t.deepEqual(decodeBinaryPayload(hex(wire)), packets.map(toPacket))
+for (const [name, wire, packets] of docVectors('consumer-protocol', 'eio-v3-binary-payloads')) {
+  const out = (packets as unknown[]).map(outPacket)
+  test(`v3 binary payload ${String(name)}: encodes and decodes`, t => {
+    t.deepEqual(encodeBinaryPayload(out), hex(wire as string))
+    t.deepEqual(decodeBinaryPayload(hex(wire as string)), out.map(toPacket))
   })
 }
 
 test('v3 binary payload: broken items are parse errors', t => {
-  for (const wire of [
-    '',
-    '02 01 ff 34',
-    '00 ff 34',
-    '00 01',
-    '00 05 ff 34',
-    '00 0a ff 34',
-    '01 01 ff 09',
-    '00 01 ff 37',
-  ])
-    t.true(decodeBinaryPayload(hex(wire)) instanceof SnapperError, wire)
+  for (const [wire] of docVectors('consumer-protocol', 'eio-v3-bad-binary-payloads'))
+    t.true(decodeBinaryPayload(hex(wire as string)) instanceof SnapperError, wire as string)
   t.true(
     decodeBinaryPayload(Buffer.concat([hex('00'), Buffer.alloc(11, 1), hex('ff')])) instanceof SnapperError,
   )
 })
 
-// §4.4 v4 payloads: record-separated, binary always base64
+// docs/consumer-protocol.md §4.3: record-separated, binary always base64
 
-test('v4 payload: P4-2 and P4-3', t => {
-  t.deepEqual(decodeTextPayload('4hello\x1e4€', 4), [message('hello'), message('€')])
-  t.is(encodeTextPayload(['4echo:hello', '4echo:€'], 4), '4echo:hello\x1e4echo:€')
-  t.deepEqual(decodeTextPayload('bAQIDBA==', 4), [message(hex('01 02 03 04'))])
-  t.is(encodeTextPayload([hex('01 02 03 04')], 4), 'bAQIDBA==')
-  t.is(encodeTextPayload(['0{}', '4a', '2', '6'], 4), '0{}\x1e4a\x1e2\x1e6')
-})
+for (const [name, wire, packets] of docVectors('consumer-protocol', 'eio-v4-payloads')) {
+  const out = (packets as unknown[]).map(outPacket)
+  test(`v4 payload ${String(name)}: encodes and decodes`, t => {
+    t.is(encodeTextPayload(out, 4), wire as string)
+    t.deepEqual(decodeTextPayload(wire as string, 4), out.map(toPacket))
+  })
+}
 
 test('v4 payload: an empty payload or any bad packet is a parse error', t => {
-  for (const wire of ['', '4a\x1e', '\x1e4a', '4a\x1eabc', 'x', '4a\x1e\x1e4b'])
-    t.true(decodeTextPayload(wire, 4) instanceof SnapperError, JSON.stringify(wire))
+  for (const [wire] of docVectors('consumer-protocol', 'eio-v4-bad-payloads'))
+    t.true(decodeTextPayload(wire as string, 4) instanceof SnapperError, JSON.stringify(wire))
 })
 
 test('encodeMessage: the packet text, and its UTF-8 bytes made once', t => {

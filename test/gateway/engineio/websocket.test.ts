@@ -214,7 +214,7 @@ test('a replaced websocket session is closed; open() gets it as `replaced`; no c
   t.is(server.engine.sessions.get('same')?.protocol, 3)
 })
 
-// Upgrade, polling → websocket (spec §7)
+// Upgrade, polling → websocket (docs/consumer-protocol.md §7)
 
 async function pollingSession(server: EchoServer, eio: 3 | 4, id: string) {
   const b64 = eio === 3 ? '&b64=1' : ''
