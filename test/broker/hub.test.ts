@@ -78,12 +78,13 @@ test('nack: the same messages again under a new id, a second later, unless ackno
 })
 
 test('a batch unacknowledged past the ack timeout closes its session, and is counted', async t => {
-  const { hub, host, context, outbox } = await hubWithBatch(['a'], 20)
+  // Long enough that the set-up on a loaded machine does not pass it before the "not yet" check.
+  const { hub, host, context, outbox } = await hubWithBatch(['a'], 300)
   const idle = host.outbox('idle')
   hub.add(idle)
   hub.closeOverdue()
   t.is(outbox.sink!.closed, undefined, 'not yet')
-  await pause(40) // past the 20 ms ack timeout
+  await pause(350) // past the 300 ms ack timeout
   hub.closeOverdue()
   t.is(outbox.sink!.closed, 'ack timeout')
   t.is(idle.sink!.closed, undefined, 'nothing in flight')
