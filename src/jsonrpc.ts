@@ -91,7 +91,7 @@ function isParams(params: unknown): boolean {
 }
 
 /** Whether a parsed JSON value nests no deeper than `depth` (recursion bounded by `depth`). */
-function isShallow(value: object, depth: number): boolean {
+export function isShallow(value: object, depth: number): boolean {
   if (depth === 0) return false
   if (Array.isArray(value)) {
     for (const member of value as unknown[])

@@ -3,7 +3,7 @@ import { consumerIdOf, userIdOf } from '../auth/token.js'
 import type { Batch } from '../broker/batch.js'
 import type { BrokerNode, ConsumerSink } from '../broker/node.js'
 import type { Outbox } from '../broker/outbox.js'
-import { classifyMessage } from '../jsonrpc.js'
+import { classifyMessage, isShallow, MAX_PARAMS_DEPTH } from '../jsonrpc.js'
 import type { Logger } from '../log.js'
 import {
   decodeFromClient,
@@ -103,8 +103,14 @@ export function plainAckId(text: string): string | undefined {
   return id !== '' && !id.includes('"') && !id.includes('\\') ? id : undefined
 }
 
-/** The `invalid` notification the original sent back for anything it did not expect. */
+/**
+ * The `invalid` notification the original sent back for anything it did not
+ * expect, echoing it. A value nested too deep to serialise (JSON.stringify
+ * overflows the stack) is not echoed: the notice says so instead.
+ */
 function invalidNotice(payload: unknown, kind: string): object {
+  const echoable = typeof payload !== 'object' || payload === null || isShallow(payload, MAX_PARAMS_DEPTH + 1)
+  if (!echoable) payload = { message: 'Nested too deeply', code: -32600 }
   return { jsonrpc: '2.0', method: 'invalid', params: [{ payload, type: kind }] }
 }
 

@@ -151,6 +151,34 @@ test('an unexpected response gets the original invalid notification; a request i
   ] as never)
 })
 
+test('a message nested too deeply to echo gets an invalid notice without the echo; the session goes on', async t => {
+  const { ports } = await startBroker(t, server.url)
+  const consumer = new RawConsumer(ports.gateway, tokens.sign({ userId: newUserId() }))
+  t.teardown(() => consumer.socket.close())
+  await consumer.opened()
+  const deep = '['.repeat(5000) + ']'.repeat(5000) // JSON.stringify overflows the stack on it
+  for (const text of [
+    `{"jsonrpc":"2.0","id":"zzz","result":${deep}}`,
+    `{"jsonrpc":"2.0","id":"r:0","method":"echo","params":${deep}}`,
+    `{"jsonrpc":"2.0","id":"zzz","error":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`,
+  ])
+    consumer.sendText(text)
+  consumer.send({ jsonrpc: '2.0', id: 'r:1', method: 'echo', params: [1] })
+  await consumer.until(() => consumer.frames.length === 4)
+  const notice = (type: string): unknown => ({
+    jsonrpc: '2.0',
+    method: 'invalid',
+    params: [{ payload: { message: 'Nested too deeply', code: -32600 }, type }],
+  })
+  t.deepEqual(consumer.frames, [
+    notice('success'),
+    notice('invalid'),
+    notice('error'),
+    { jsonrpc: '2.0', id: 'r:1', result: [1] },
+  ] as never)
+  t.false(consumer.closed)
+})
+
 test('a session replaced by the same token gets the batch in flight again, under the same id', async t => {
   const broker = await startBroker(t, server.url)
   const producer = await connectProducer(t, broker.ports.producer)

@@ -38,7 +38,12 @@ export class RawConsumer {
   }
 
   send(value: unknown): void {
-    this.socket.send(`4${JSON.stringify(value)}`)
+    this.sendText(JSON.stringify(value))
+  }
+
+  /** An Engine.IO message packet with this text, sent as it is. */
+  sendText(text: string): void {
+    this.socket.send(`4${text}`)
   }
 
   /** An echo round trip. */
