@@ -19,8 +19,8 @@ import type { Authorization, EngineHandlers, Handshake, Session } from './engine
 /**
  * A consumer's side of one Engine.IO session, set once at the handshake: the
  * node delivers through it (it is the outbox's sink), the engine calls it
- * back. A batch sent before the session exists (the handshake is still being
- * answered) is dropped: node.attach() sends the batch in flight again when it opens.
+ * back. A batch sent before the session exists (the node is still taking the
+ * consumer over) is dropped: node.attach() sends the batch in flight again when it opens.
  */
 export class ConsumerLink implements ConsumerSink {
   outbox: Outbox | undefined
@@ -34,6 +34,8 @@ export class ConsumerLink implements ConsumerSink {
     readonly token: string,
     /** What the handshake's `codec` asked for (see delivery.ts). */
     readonly format: DeliveryFormat = 'legacy',
+    /** The consumer id this browser used before (the `snapper.ws` cookie), to be retired early. */
+    readonly replaces?: string,
   ) {}
 
   get session(): Session<ConsumerLink> | undefined {
@@ -134,7 +136,7 @@ export function createConsumerHandlers(
   counters: ConsumerCounters,
 ): EngineHandlers<ConsumerLink> {
   return {
-    async authorize(handshake: Handshake): Promise<Authorization<ConsumerLink>> {
+    authorize(handshake: Handshake): Authorization<ConsumerLink> {
       counters.handshakes++
       const verified = tokens.verifyConsumer(handshake.query.get('token'))
       if (!verified.ok) {
@@ -153,13 +155,21 @@ export function createConsumerHandlers(
       const { claims } = verified
       const consumerId = consumerIdOf(claims)
       const previous = previousConsumer(handshake.headers.cookie, claims.userId)
-      const link = new ConsumerLink(consumerId, claims.userId, handshake.query.get('token') ?? '', format)
-      link.outbox = await node.connect(consumerId, claims.userId, link, previous)
-      return { ok: true, id: consumerId, data: link }
+      const token = handshake.query.get('token') ?? ''
+      return {
+        ok: true,
+        id: consumerId,
+        data: new ConsumerLink(consumerId, claims.userId, token, format, previous),
+      }
+    },
+
+    // The node takes the consumer over before its session opens: the open packet says it is ready.
+    async prepare(link: ConsumerLink): Promise<void> {
+      link.outbox = await node.connect(link.consumerId, link.userId, link, link.replaces)
     },
 
     abandon(link: ConsumerLink): void {
-      // The client went away before its handshake was answered.
+      // The client went away before its session opened.
       if (link.outbox) void node.disconnect(link.outbox, link)
     },
 

@@ -5,7 +5,6 @@ import WebSocket from 'ws'
 import { defaults } from '../../src/config/defaults.js'
 import {
   type Engine,
-  type Authorization,
   type EngineHandlers,
   type EngineOptions,
   type Handshake,
@@ -13,6 +12,7 @@ import {
   attachEngine,
   loadUws,
 } from '../../src/gateway/engineio/server.js'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { pause } from './eventually.js'
 
 /** The broker's own defaults, so that vectors with default timers (P3-2) check what ships. */
@@ -34,6 +34,10 @@ export const defaultOptions: EngineOptions = {
 export interface EchoData {
   readonly n: number
   readonly greet: string | null
+  /** `delay=<ms>`: prepare() takes that long. */
+  readonly delayMs: number | undefined
+  /** `gate=1`: prepare() waits for openGate(). */
+  readonly isGated: boolean
 }
 
 export interface Closed {
@@ -44,8 +48,9 @@ export interface Closed {
 /**
  * An echo server on port 0: `token=good` is accepted (id from `id=` or a
  * counter), anything else refused with 403 code 4 "bad token"; `delay=<ms>`
- * makes authorize() answer with a promise that long after, `gate=1` once the
- * test calls openGate(). Text messages
+ * makes prepare() take that long, so the session opens (and the polling
+ * handshake is answered) that long after; `gate=1` once the test calls
+ * openGate(). Text messages
  * come back as `echo:<text>`, binary ones as they are. `greet=<text>` makes
  * open() send a message right after the open packet. Other paths answer 404.
  */
@@ -67,7 +72,7 @@ export interface EchoServer {
    * poll shows no other sign of having arrived; call this before sending.
    */
   handled(method: 'get' | 'post'): Promise<void>
-  /** Lets every `gate=1` authorization pending so far decide, in arrival order. */
+  /** Lets every `gate=1` session preparing so far open, in arrival order. */
   openGate(): void
   url(query: string, scheme?: 'http' | 'ws'): string
   stop(): Promise<void>
@@ -97,18 +102,21 @@ export async function startEcho(
   const engine = attachEngine<EchoData>(app, options, {
     authorize(handshake) {
       handshakes.push(handshake)
-      const decide = (): Authorization<EchoData> => {
-        if (handshake.query.get('token') !== 'good')
-          return { ok: false, status: 403, code: 4, message: 'bad token' }
-        counter++
-        const data = { n: counter, greet: handshake.query.get('greet') }
-        return { ok: true, id: handshake.query.get('id') ?? `sid-${counter}`, data }
+      if (handshake.query.get('token') !== 'good')
+        return { ok: false, status: 403, code: 4, message: 'bad token' }
+      counter++
+      const data = {
+        n: counter,
+        greet: handshake.query.get('greet'),
+        delayMs: handshake.query.has('delay') ? Number(handshake.query.get('delay')) : undefined,
+        isGated: handshake.query.has('gate'),
       }
-      // `delay=<ms>`: decide later, like a hook that asks Redis first; `gate=1`: when the test says so.
-      const delayMs = handshake.query.get('delay')
-      if (handshake.query.has('gate')) return new Promise(resolve => gated.push(() => resolve(decide())))
-      if (delayMs === null) return decide()
-      return new Promise(resolve => setTimeout(() => resolve(decide()), Number(delayMs)))
+      return { ok: true, id: handshake.query.get('id') ?? `sid-${counter}`, data }
+    },
+    // `delay=<ms>`: the session opens that long after, like a hook that asks Redis first; `gate=1`: when the test says so.
+    prepare(data) {
+      if (data.isGated) return new Promise(resolve => gated.push(resolve))
+      return data.delayMs === undefined ? Promise.resolve() : sleep(data.delayMs).then(() => {})
     },
     abandon(data) {
       abandoned.push(data)

@@ -6,16 +6,17 @@ type Frame = { id?: string; method?: string; params?: string[]; result?: unknown
 export class RawConsumer {
   readonly frames: Frame[] = []
   readonly socket: WebSocket
+  /** The Engine.IO open packet came: the session is ready (the websocket itself opens earlier). */
   isOpen = false
   closed = false
   #waiters = new Set<() => void>()
 
   constructor(port: number, token: string) {
     this.socket = new WebSocket(`ws://127.0.0.1:${port}/websocket/?EIO=4&transport=websocket&token=${token}`)
-    this.socket.on('open', () => (this.isOpen = true))
     this.socket.on('message', data => {
       const text = String(data)
-      if (text === '2') this.socket.send('3')
+      if (text.startsWith('0')) this.isOpen = true
+      else if (text === '2') this.socket.send('3')
       else if (text.startsWith('4')) this.frames.push(JSON.parse(text.slice(1)) as Frame)
       for (const wake of this.#waiters) wake()
     })
@@ -30,10 +31,12 @@ export class RawConsumer {
   }
 
   opened(): Promise<void> {
-    if (this.isOpen) return Promise.resolve()
     return new Promise((resolve, reject) => {
-      this.socket.once('open', () => resolve())
       this.socket.once('error', reject)
+      this.until(() => this.isOpen || this.closed).then(
+        () => (this.isOpen ? resolve() : reject(new Error('closed before its open packet'))),
+        reject,
+      )
     })
   }
 

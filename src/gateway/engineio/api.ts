@@ -52,21 +52,37 @@ export type Authorization<T> =
 
 /**
  * The broker's side of the engine. Handlers run inside uWS callbacks and must
- * not throw; a throw (or a rejected authorize) is logged as a bug and closes
+ * not throw; a throw (or a rejected prepare) is logged as a bug and closes
  * the session ('internal error'), or refuses the handshake with a 500.
+ *
+ *   handshake ─▶ authorize (synchronous) ─▶ websocket upgraded at once
+ *                     │ accepted
+ *                     ▼
+ *               prepare (may wait) ─▶ open: the open packet, then open()
+ *                     │ client gone / engine closed meanwhile
+ *                     ▼
+ *                  abandon
  */
 export interface EngineHandlers<T> {
   /**
-   * Decides a handshake, at once or later (the request is held meanwhile, and
-   * its abort watched). The id becomes the sid; an id already live replaces
-   * that session.
+   * Decides a handshake from the request alone, at once: a websocket is then
+   * upgraded inside uWS's upgrade handler (uWS 20.30 may drop a socket
+   * upgraded later). The id becomes the sid; an id already live replaces that
+   * session.
    */
-  authorize(handshake: Handshake): Authorization<T> | Promise<Authorization<T>>
+  authorize(handshake: Handshake): Authorization<T>
+  /**
+   * Optional. What must be done before an accepted session opens (the broker
+   * takes the consumer over): the open packet waits until this settles, a
+   * polling handshake is answered then. A rejection is a bug: the handshake
+   * gets a 500, or the websocket closes with 1011. @default open at once
+   */
+  prepare?(data: T): Promise<void>
   /**
    * Optional. An accepted authorization that will never become a session: the
-   * client went away while authorize() was pending, or the engine closed or
-   * filled up meanwhile. Release what authorize() took; open() and close() are
-   * not called for it.
+   * client went away while prepare() was pending, prepare() failed, or the
+   * engine closed meanwhile. Release what authorize() and prepare() took;
+   * open() and close() are not called for it.
    */
   abandon?(data: T): void
   /**

@@ -28,9 +28,21 @@ export type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, S
 export { EncodedMessage, encodeMessage } from './packet.js'
 export { assertNativeUws, loadUws } from './uws.js'
 
+/**
+ * Whether an accepted handshake may open: undefined at once (no prepare
+ * hook), else once prepare() settles, false if it failed.
+ */
+type Preparation = Promise<boolean> | undefined
+
 /** What an accepted upgrade becomes once its socket opens. */
 type Ticket<T> =
-  | { readonly kind: 'handshake'; readonly revision: Revision; readonly id: string; readonly data: T }
+  | {
+      readonly kind: 'handshake'
+      readonly revision: Revision
+      readonly id: string
+      readonly data: T
+      readonly prepared: Preparation
+    }
   | { readonly kind: 'probe'; readonly session: EngineSession<T> }
   /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (docs/consumer-protocol.md §7). */
   | { readonly kind: 'doomed' }
@@ -94,6 +106,8 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
   readonly #proxies: TrustedProxies
   readonly #handshakeRate: HandshakeRate
   #handshakesRateLimited = 0
+  /** Accepted handshakes whose prepare() has not settled: they count against maxSessions. */
+  #preparing = 0
   #isClosed = false
 
   constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
@@ -253,10 +267,12 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     revision: Revision,
     query: URLSearchParams,
   ): void {
-    this.#authorize(res, req, query, decision => {
-      if (!decision.ok) return writeRefusal(res, decision, this.#cors, request.origin)
+    const decision = this.#authorize(res, req, query)
+    if (!decision.ok) return writeRefusal(res, decision, this.#cors, request.origin)
+    const { id, data } = decision
+    const open = (): void => {
       const { options } = this
-      const session = this.#open(decision.id, decision.data, revision, owner => {
+      const session = this.#open(id, data, revision, owner => {
         return new PollingTransport(owner, {
           revision,
           isB64: asksB64(query),
@@ -273,21 +289,37 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
           : `${options.cookieName}=${encodeURIComponent(session.id)}; Path=/; HttpOnly; SameSite=Lax`
       // The open packet, and whatever open() sent, answer this very request.
       session.polling?.poll(res, request, cookie)
+    }
+    const prepared = this.#prepare(data)
+    if (prepared === undefined) return open()
+    let isAborted = false
+    res.onAborted(() => {
+      isAborted = true
     })
+    // Answered from a promise callback: guarded, so that a bug answers 500 instead of rejecting into the void.
+    const answerInternal = (): void => {
+      if (!isAborted) res.cork(() => writeRefusal(res, INTERNAL_ERROR, this.#cors, request.origin))
+    }
+    void prepared.then(
+      guard(
+        this.#log,
+        'engine.io handshake',
+        (isReady: boolean) => {
+          if (isAborted) return this.#abandon(data) // the client went away meanwhile
+          const refusal = this.#unpreparedRefusal(isReady)
+          if (refusal !== undefined) this.#abandon(data)
+          res.cork(() => (refusal ? writeRefusal(res, refusal, this.#cors, request.origin) : open()))
+        },
+        answerInternal,
+      ),
+    )
   }
 
   /**
-   * Runs the application's hook, then the engine's own bounds, and hands the
-   * decision to `decided`: at once when the hook is synchronous; otherwise
-   * once it settles, corked, and only if the request is still there (an
-   * accepted authorization whose client left is abandoned).
+   * The application's hook, then the engine's own bounds: synchronous, so
+   * that an accepted websocket is upgraded inside uWS's upgrade handler.
    */
-  #authorize(
-    res: HttpResponse,
-    req: HttpRequest,
-    query: URLSearchParams,
-    decided: (decision: Decision<T>) => void,
-  ): void {
+  #authorize(res: HttpResponse, req: HttpRequest, query: URLSearchParams): Decision<T> {
     const headers = readHeaders(req)
     const remoteAddress = this.#proxies.clientAddress(
       remoteAddressOf(res),
@@ -297,53 +329,60 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     // Before the hook: a flood is refused without verifying its tokens. The next window opens within 1 s.
     if (!this.#handshakeRate.admits(remoteAddress)) {
       this.#handshakesRateLimited++
-      return decided({ ok: false, ...ENGINE_ERRORS.TOO_MANY_HANDSHAKES, retryAfterMs: 1000 })
+      return { ok: false, ...ENGINE_ERRORS.TOO_MANY_HANDSHAKES, retryAfterMs: 1000 }
     }
     const handshake: Handshake = { query, headers, remoteAddress }
-    let result: Authorization<T> | Promise<Authorization<T>>
     try {
-      result = this.#handlers.authorize(handshake)
+      return this.#bound(this.#handlers.authorize(handshake))
     } catch (err) {
       this.#log.error({ err }, 'engine.io authorize hook failed')
-      return decided({ ok: false, ...INTERNAL_ERROR })
+      return { ok: false, ...INTERNAL_ERROR }
     }
-    if (!(result instanceof Promise)) return decided(this.#bound(result))
-    let isAborted = false
-    res.onAborted(() => {
-      isAborted = true
-    })
-    // Answered from promise callbacks: guarded too, so that a bug answers 500 instead of rejecting into the void.
-    const answerInternal = (): void => {
-      if (!isAborted) res.cork(() => decided({ ok: false, ...INTERNAL_ERROR }))
+  }
+
+  /**
+   * Runs the prepare hook of an accepted handshake: undefined if there is
+   * none (open at once), else resolves true once the session may open,
+   * false if the hook failed (a bug, logged). Never rejects.
+   */
+  #prepare(data: T): Preparation {
+    const prepare = this.#handlers.prepare
+    if (prepare === undefined) return undefined
+    this.#preparing++
+    let prepared: Promise<void>
+    try {
+      prepared = prepare.call(this.#handlers, data)
+    } catch (err) {
+      prepared = Promise.reject(err)
     }
-    result.then(
-      guard(
-        this.#log,
-        'engine.io handshake',
-        (auth: Authorization<T>) => {
-          if (!isAborted) res.cork(() => decided(this.#bound(auth)))
-          else if (auth.ok) this.#abandon(auth.data)
-        },
-        answerInternal,
-      ),
-      guard(
-        this.#log,
-        'engine.io handshake',
-        (err: unknown) => {
-          this.#log.error({ err }, 'engine.io authorize hook failed')
-          answerInternal()
-        },
-        answerInternal,
-      ),
+    return prepared.then(
+      () => {
+        this.#preparing--
+        return true
+      },
+      (err: unknown) => {
+        this.#preparing--
+        this.#log.error({ err }, 'engine.io prepare hook failed')
+        return false
+      },
     )
   }
 
-  /** The engine's own say after the hook's: not while shutting down, not past maxSessions (a replacement is fine). */
+  /** Why a prepared handshake may not open after all (its hook failed, or the engine closed meanwhile). */
+  #unpreparedRefusal(isReady: boolean): Refusal | undefined {
+    if (!isReady) return INTERNAL_ERROR
+    return this.#isClosed ? this.#paced(ENGINE_ERRORS.SHUTTING_DOWN) : undefined
+  }
+
+  /**
+   * The engine's say after the hook's: not while shutting down, not past
+   * maxSessions, handshakes still preparing included (a replacement is fine).
+   */
   #bound(auth: Authorization<T>): Decision<T> {
     if (!auth.ok) return auth
     const refusal = this.#isClosed
       ? ENGINE_ERRORS.SHUTTING_DOWN
-      : !this.#sessions.has(auth.id) && this.#sessions.size >= this.options.maxSessions
+      : !this.#sessions.has(auth.id) && this.#sessions.size + this.#preparing >= this.options.maxSessions
         ? ENGINE_ERRORS.TOO_MANY_SESSIONS
         : undefined
     if (refusal === undefined) return auth
@@ -389,7 +428,6 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
   readonly #onUpgrade = (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
     const request = readRequest(req)
     const route = this.#route(request, true)
-    // Read now: `req` dies when this callback returns, and authorize() may take longer.
     const headers: UpgradeHeaders = {
       key: req.getHeader('sec-websocket-key'),
       protocol: req.getHeader('sec-websocket-protocol'),
@@ -397,17 +435,19 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
       context,
     }
     switch (route.kind) {
-      case 'handshake':
-        return this.#authorize(res, req, route.query, decision => {
-          if (!decision.ok) return refuseUpgrade(res, decision)
-          const { id, data } = decision
-          this.#upgrade(res, headers, route.query, route.revision, {
-            kind: 'handshake',
-            revision: route.revision,
-            id,
-            data,
-          })
+      case 'handshake': {
+        // Decided and upgraded here and now; what the session waits for (prepare) delays its open packet only.
+        const decision = this.#authorize(res, req, route.query)
+        if (!decision.ok) return refuseUpgrade(res, decision)
+        const { id, data } = decision
+        return this.#upgrade(res, headers, route.query, route.revision, {
+          kind: 'handshake',
+          revision: route.revision,
+          id,
+          data,
+          prepared: this.#prepare(data),
         })
+      }
       case 'probe':
         return this.#upgrade(res, headers, route.query, route.session.protocol, {
           kind: 'probe',
@@ -451,7 +491,26 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     if (ticket.kind === 'probe') {
       if (!ticket.session.probe(transport)) transport.end()
     } else if (ticket.kind === 'handshake') {
-      this.#open(ticket.id, ticket.data, ticket.revision, owner => transport.bind(owner))
+      const { id, data, revision, prepared } = ticket
+      const open = (): void => void this.#open(id, data, revision, owner => transport.bind(owner))
+      if (prepared === undefined) return open()
+      void prepared.then(
+        guard(
+          this.#log,
+          'engine.io open',
+          (isReady: boolean) => {
+            if (!transport.isOpen) return this.#abandon(data) // the client went away meanwhile
+            const refusal = this.#unpreparedRefusal(isReady)
+            // The open packet and what open() sends go out in one write.
+            if (refusal === undefined) return transport.cork(open)
+            this.#abandon(data)
+            if (isReady)
+              transport.end() // shutting down: a plain close, the client comes back elsewhere
+            else transport.fail()
+          },
+          () => transport.fail(),
+        ),
+      )
     } else transport.end()
   }
 

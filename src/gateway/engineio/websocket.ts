@@ -23,6 +23,8 @@ export interface WebSocketSettings {
 const DROPPED = 2
 /** WebSocket close code "message too big". */
 const MESSAGE_TOO_BIG = 1009
+/** WebSocket close code "internal error". */
+const INTERNAL_ERROR = 1011
 
 /**
  * One Engine.IO packet per websocket message (docs/consumer-protocol.md §5). Made in the upgrade
@@ -44,6 +46,17 @@ export class WebSocketTransport implements Transport {
   /** uWS `open`: the socket exists. */
   opened(ws: WebSocket<unknown>): void {
     this.#ws = ws
+  }
+
+  /** Until uWS reports the socket closed. */
+  get isOpen(): boolean {
+    return this.#ws !== undefined
+  }
+
+  /** Runs `send` with the socket corked: its writes go out in one syscall. */
+  cork(send: () => void): void {
+    if (this.#ws === undefined) send()
+    else this.#ws.cork(send)
   }
 
   bind(owner: TransportOwner): this {
@@ -70,7 +83,7 @@ export class WebSocketTransport implements Transport {
 
   /** The packets polling held during the upgrade, in order, in one syscall. */
   writeAll(packets: readonly OutPacket[]): void {
-    this.#ws?.cork(() => {
+    this.cork(() => {
       for (const packet of packets) this.write(packet)
     })
   }
@@ -94,6 +107,11 @@ export class WebSocketTransport implements Transport {
       : decodeTextPacket(Buffer.from(data).toString(), revision)
     if (packet instanceof SnapperError) this.#close('parse error')
     else owner.receive(packet, this)
+  }
+
+  /** Closes with 1011 (internal error): the session could not open. */
+  fail(): void {
+    this.#close('internal error', false, INTERNAL_ERROR)
   }
 
   /** The session ended: a close frame without a code, as engine.io does (client sees 1005). */

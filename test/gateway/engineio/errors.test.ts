@@ -285,7 +285,7 @@ test('a handler that throws is a bug: logged, and answered 500 or the session cl
     {
       authorize: handshake => {
         if (handshake.query.get('token') === 'boom') throw new Error('authorize bug')
-        return { ok: true, id: 'h', data: { n: 0, greet: null } }
+        return { ok: true, id: 'h', data: { n: 0, greet: null, delayMs: undefined, isGated: false } }
       },
       message: () => {
         throw new Error('message bug')
@@ -314,26 +314,33 @@ test('an empty POST body is a parse error', async t => {
   t.is(await server.closeOf('e'), 'parse error')
 })
 
-test('an asynchronous authorize(): accepted and refused, on both transports', async t => {
+test('a session that prepares first: its open packet waits, refusals do not; both transports', async t => {
   const server = await echo(t)
-  const polling = await request(server.url('EIO=4&transport=polling&token=good&id=p&delay=20&greet=hi'))
+  const startedMs = Date.now()
+  const polling = await request(server.url('EIO=4&transport=polling&token=good&id=p&delay=50&greet=hi'))
+  t.true(Date.now() - startedMs >= 45, 'answered once prepared')
   t.is(polling.status, 200)
   t.regex(polling.text, /^0\{"sid":"p",.*\}\x1e4hi$/)
   t.deepEqual(polling.headers['set-cookie'], ['snapper.ws=p; Path=/; HttpOnly; SameSite=Lax'])
-  const socket = await openSocket(server.url('EIO=3&transport=websocket&token=good&id=w&delay=20', 'ws'))
+  // The socket is upgraded at once; the open packet comes when the session is ready.
+  const socket = await openSocket(
+    server.url('EIO=3&transport=websocket&token=good&id=w&delay=50&greet=hi', 'ws'),
+  )
+  t.false(server.engine.sessions.has('w'), 'not open while preparing')
   t.regex((await socket.next()) as string, /^0\{"sid":"w","upgrades":\[\]/)
+  t.is(await socket.next(), '4hi')
   socket.ws.send('4hi')
   t.is(await socket.next(), '4echo:hi')
-  const refused = await request(server.url('EIO=4&transport=polling&token=bad&delay=20'))
+  const refused = await request(server.url('EIO=4&transport=polling&token=bad&delay=50'))
   t.is(refused.status, 403)
   t.is(refused.text, '{"code":4,"message":"bad token"}')
-  const upgrade = await refusedUpgrade(server.url('EIO=4&transport=websocket&token=bad&delay=20', 'ws'))
+  const upgrade = await refusedUpgrade(server.url('EIO=4&transport=websocket&token=bad&delay=50', 'ws'))
   t.deepEqual([upgrade.status, upgrade.body], [400, 'bad token'])
   t.deepEqual([...server.engine.sessions.keys()].sort(), ['p', 'w'])
   t.deepEqual(server.abandoned, [])
 })
 
-test('a client gone while authorize() is pending: the authorization is abandoned, no session opens', async t => {
+test('a client gone while its session prepares: abandoned, no session opens', async t => {
   const server = await echo(t)
   const abort = new AbortController()
   const handled = server.handled('get')
@@ -343,41 +350,45 @@ test('a client gone while authorize() is pending: the authorization is abandoned
   await handled
   abort.abort()
   await t.throwsAsync(polling)
-  const ws = new WebSocket(server.url('EIO=4&transport=websocket&token=good&id=w&delay=300', 'ws'))
-  ws.on('error', () => {}) // terminated on purpose
-  await eventually(() => server.handshakes.length === 2) // pending in authorize()
-  ws.terminate()
+  const socket = await openSocket(server.url('EIO=4&transport=websocket&token=good&id=w&delay=300', 'ws'))
+  socket.ws.terminate()
   await eventually(() => server.abandoned.length === 2)
   t.deepEqual(server.abandoned.map(data => data.n).sort(), [1, 2])
   t.deepEqual(server.opened, [])
   t.is(server.engine.sessions.size, 0)
 })
 
-test('the engine closing or filling up while authorize() is pending: 503, abandoned', async t => {
+test('sessions still preparing count against maxSessions; closing meanwhile: 503 or a closed socket, abandoned', async t => {
   const server = await echo(t, { maxSessions: 1 })
-  const late = request(server.url('EIO=4&transport=polling&token=good&id=late&gate=1'))
-  await eventually(() => server.handshakes.length === 1) // pending in authorize()
-  t.is((await request(server.url('EIO=4&transport=polling&token=good&id=first'))).status, 200)
-  server.openGate()
-  const full = await late
+  const early = request(server.url('EIO=4&transport=polling&token=good&id=early&gate=1'))
+  await eventually(() => server.handshakes.length === 1) // preparing
+  const full = await request(server.url('EIO=4&transport=polling&token=good&id=second'))
   t.deepEqual([full.status, full.text], [503, '{"code":3,"message":"Too many sessions"}'])
-  const closing = request(server.url('EIO=4&transport=polling&token=good&id=first&gate=1'))
-  const closingWs = refusedUpgrade(server.url('EIO=4&transport=websocket&token=good&id=first&gate=1', 'ws'))
+  server.openGate()
+  t.is((await early).status, 200)
+  const closing = request(server.url('EIO=4&transport=polling&token=good&id=early&gate=1'))
+  const socket = await openSocket(server.url('EIO=4&transport=websocket&token=good&id=early&gate=1', 'ws'))
   await eventually(() => server.handshakes.length === 4)
   server.engine.close()
   server.openGate()
-  const [polling, upgrade] = await Promise.all([closing, closingWs])
+  const polling = await closing
   t.deepEqual([polling.status, polling.text], [503, '{"code":3,"message":"Shutting down"}'])
-  t.deepEqual([upgrade.status, upgrade.body], [503, 'Shutting down'])
-  t.deepEqual(server.abandoned.map(data => data.n).sort(), [2, 3, 4]) // n counts decisions: 'first' came first
+  t.is(await socket.closed, 1005, 'a plain close, no open packet')
+  t.deepEqual(socket.messages, [])
+  t.deepEqual(server.abandoned.map(data => data.n).sort(), [2, 3, 4]) // n counts the hook's acceptances
   t.is(server.engine.sessions.size, 0)
 })
 
-test('a rejected authorize() promise is a bug: 500', async t => {
-  const server = await startEcho({}, { authorize: () => Promise.reject(new Error('redis down, and a bug')) })
+test('a rejected prepare() is a bug: 500, or the websocket closes with 1011', async t => {
+  const server = await startEcho({}, { prepare: () => Promise.reject(new Error('redis down, and a bug')) })
   t.teardown(() => server.stop())
   const res = await request(server.url('EIO=4&transport=polling&token=good'))
   t.deepEqual([res.status, res.text], [500, '{"code":3,"message":"Internal error"}'])
+  const socket = await openSocket(server.url('EIO=4&transport=websocket&token=good', 'ws'))
+  t.is(await socket.closed, 1011)
+  t.deepEqual(socket.messages, [])
+  t.is(server.abandoned.length, 2)
+  t.is(server.engine.sessions.size, 0)
 })
 
 test('the path is configurable, with or without its trailing slash', async t => {
