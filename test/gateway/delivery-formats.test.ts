@@ -27,6 +27,8 @@ const tokens = new Tokens([TEST_SECRET])
 class WireConsumer {
   readonly messages: (string | Buffer)[] = []
   readonly socket: WebSocket
+  /** The Engine.IO open packet came (the websocket itself opens before the session is ready). */
+  isOpen = false
   closed = false
   #wake = (): void => {}
 
@@ -34,7 +36,8 @@ class WireConsumer {
     const query = new URLSearchParams({ EIO: '4', transport: 'websocket', token, ...(codec && { codec }) })
     this.socket = new WebSocket(`ws://127.0.0.1:${port}/websocket/?${query}`)
     this.socket.on('message', (data: Buffer, isBinary) => {
-      if (!isBinary && String(data) === '2') this.socket.send('3')
+      if (!isBinary && String(data).startsWith('0')) this.isOpen = true
+      else if (!isBinary && String(data) === '2') this.socket.send('3')
       else if (isBinary) this.messages.push(data)
       else if (String(data).startsWith('4')) this.messages.push(String(data).slice(1))
       this.#wake()
@@ -47,8 +50,11 @@ class WireConsumer {
 
   opened(): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.socket.once('open', () => resolve())
       this.socket.once('error', reject)
+      this.until(() => this.isOpen || this.closed).then(
+        () => (this.isOpen ? resolve() : reject(new Error('closed before its open packet'))),
+        reject,
+      )
     })
   }
 
