@@ -266,13 +266,14 @@ export class ConsumerStore {
     return rooms
   }
 
-  /** Live consumers' rooms and presence must not expire while they are connected. */
+  /** Live consumers' rooms, node key and presence must not expire while they are connected. */
   async #keepAlive(): Promise<void> {
     const { keys, redis } = this.#core
     const ttl = this.#config.consumerTtlSec
     const writes: Promise<unknown>[] = []
     for (const outbox of this.#live()) {
-      writes.push(redis.commands.expire(keys.consumer(outbox.consumerId).rooms, ttl))
+      const { rooms, node } = keys.consumer(outbox.consumerId)
+      writes.push(redis.commands.consumerTouch(rooms, node, this.nodeId, ttl))
       writes.push(redis.commands.expire(keys.presence(outbox.userId), ttl))
     }
     await Promise.all(writes)

@@ -37,7 +37,8 @@ export interface RunningNode {
    * Graceful drain: /readyz turns 503, stop accepting, store every producer
    * message already received, close consumers (spread out) with their cursors
    * persisted, answer the admin requests in flight, then close Redis.
-   * Resolves when done.
+   * Resolves when done; rejects if that took longer than drainTimeoutMs
+   * (Redis down: what still waited for it is given up, the connections dropped).
    */
   stop(): Promise<void>
 }
@@ -117,13 +118,25 @@ export async function startNode(
   logger.info({ nodeId: node.id, ...running }, 'node started')
 
   let stopping: Promise<void> | undefined
-  const stop = async (): Promise<void> => {
-    isDraining = true
-    gateway.stopListening()
+  const drain = async (): Promise<void> => {
     await Promise.all([producer.close(), node.stop(config.drainSpreadMs)])
     await admin?.close()
     gateway.close()
     await redis.quit()
+  }
+  const stop = async (): Promise<void> => {
+    isDraining = true
+    gateway.stopListening()
+    // Through a Redis outage the drain's writes (cursors, releases, appends) wait for Redis:
+    // past its budget the drain gives up on them rather than wait for ever.
+    if (!(await settlesWithin(drain(), config.drainTimeoutMs))) {
+      const redisStatus = redis.commands.status
+      gateway.close()
+      void admin?.close()
+      redis.disconnect()
+      logger.error({ nodeId: node.id, redisStatus }, 'node drain timed out')
+      throw new Error(`drain not done within ${config.drainTimeoutMs} ms (Redis connection ${redisStatus})`)
+    }
     logger.info({ nodeId: node.id }, 'node stopped')
   }
   return {
@@ -135,6 +148,17 @@ export async function startNode(
     registry,
     ports: running,
     stop: () => (stopping ??= stop()),
+  }
+}
+
+/** Whether `work` settles within `ms`; its rejection is passed on. */
+async function settlesWithin(work: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<false>(resolve => (timer = setTimeout(() => resolve(false), ms)))
+  try {
+    return await Promise.race([work.then(() => true as const), late])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -78,7 +78,10 @@ export interface RedisClients {
   replicatedWriter(): ReplicatedWriter
   /** Resolves once both connections are up; rejects if Redis cannot be reached within timeoutMs. */
   connect(timeoutMs: number): Promise<void>
+  /** Closes the connections once the commands sent are answered (waits for Redis if it is down). */
   quit(): Promise<void>
+  /** Drops the connections now: commands still waiting for Redis fail. */
+  disconnect(): void
 }
 
 /**
@@ -188,6 +191,10 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
     async quit() {
       for (const timer of timers) clearInterval(timer)
       await Promise.allSettled([commands.quit(), subscriber.quit(), writer?.client.quit()])
+    },
+    disconnect() {
+      for (const timer of timers) clearInterval(timer)
+      for (const client of [commands, subscriber, writer?.client]) client?.disconnect()
     },
   }
 }

@@ -41,6 +41,7 @@ export interface ScriptCommands {
     room: string,
     cursor: string,
   ): Reply<(string | null)[]>
+  consumerTouch(rooms: string, node: string, nodeId: string, ttlSec: number): Reply<0 | 1>
   cursorCommit(
     rooms: string,
     node: string,

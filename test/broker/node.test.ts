@@ -4,7 +4,7 @@ import { userRoom } from '../../src/redis/keys.js'
 import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
-import { eventually, holdsFor } from '../helpers/eventually.js'
+import { eventually, holdsFor, pause } from '../helpers/eventually.js'
 
 const redis = redisPerFile(test)
 
@@ -54,6 +54,18 @@ for (const topology of TOPOLOGIES) {
     await publishAll(core.producerApi, userRoom(USER), ['marker'])
     await sink.waitFor(4)
     t.deepEqual(sink.messages, ['a', 'b', 'c', 'marker'])
+  })
+
+  test(`${topology}: a consumer connected for longer than consumerTtlSec is still found by joins`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology), { consumerTtlSec: 2 })
+    const id = consumerId()
+    const sink = await new RecordingSink(node).connect(id, USER)
+    await pause(2600) // time under test: past the ttl its keys got at connect
+    t.is(await core.redis.commands.get(core.keys.consumer(id).node), node.id, 'its node key names its node')
+    t.is(await core.producerApi.subscribe('later', id), 1)
+    await publishAll(core.producerApi, 'later', ['told'])
+    await sink.waitFor(1)
+    t.deepEqual(sink.messages, ['told'])
   })
 
   test(`${topology}: a consumer that was away gets every missed message once, in order`, async t => {

@@ -3,7 +3,8 @@
  * says where it looked), and an outage that starts later (redis-server
  * killed, then started again on its append-only file): consumers stay
  * connected, /readyz says not ready, and everything published before and
- * during the outage is delivered once Redis is back, in order, once.
+ * during the outage is delivered once Redis is back, in order, once; a
+ * drain while Redis stays down ends after its budget.
  */
 import { once } from 'node:events'
 import test from 'ava'
@@ -17,7 +18,7 @@ import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { spawn } from 'node:child_process'
-import { eventually, holdsFor } from '../helpers/eventually.js'
+import { eventually, holdsFor, within } from '../helpers/eventually.js'
 
 const tokens = new Tokens([TEST_SECRET])
 
@@ -55,27 +56,39 @@ test('through a Redis outage consumers stay connected, /readyz turns false, and 
     redisPrefix: uniquePrefix(),
     tokenSecrets: [TEST_SECRET],
     drainSpreadMs: 0,
-    pingIntervalMs: 500,
-    pingTimeoutMs: 500,
+    // A failure leaves Redis down: the teardown's drain gives up after this.
+    drainTimeoutMs: 3000,
+    // Heartbeats every 300 ms, a dead one found within 1.8 s: the outage below spans several,
+    // and a loaded machine's pauses of a second do not end a session.
+    pingIntervalMs: 300,
+    pingTimeoutMs: 1500,
   }
   const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
   t.teardown(() => node.stop())
   const readyz = async (): Promise<number> =>
-    (await fetch(`http://127.0.0.1:${node.ports.admin}/readyz`)).status
+    (await fetch(`http://127.0.0.1:${node.ports.admin}/readyz`, { signal: AbortSignal.timeout(3000) })).status
 
   const consumers: TestConsumer[] = (
     ['v3 default', 'v3 websocket', 'v4 default', 'v4 websocket'] as const
   ).map(kind => connectConsumer(kind, node.ports.gateway, tokens.sign({ userId: newUserId() })))
   t.teardown(() => consumers.forEach(consumer => consumer.close()))
-  const ids = await Promise.all(consumers.map(consumer => consumer.opened()))
+  const ids = await within(
+    Promise.all(consumers.map(consumer => consumer.opened())),
+    10_000,
+    'the four consumers to open',
+  )
   const producer = await connectProducer(t, node.ports.producer)
-  await Promise.all(ids.map(id => call(producer.joinRoom('weather', id))))
+  await within(
+    Promise.all(ids.map(id => call(producer.joinRoom('weather', id)))),
+    10_000,
+    'the joins to be answered',
+  )
   for (let i = 0; i < 10; i++) producer.sendMessage('weather', `before ${i}`)
   await Promise.all(consumers.map(consumer => consumer.waitFor(10)))
   t.is(await readyz(), 200)
 
-  await redis.kill('SIGKILL')
-  await eventually(async () => (await readyz()) === 503, { timeoutMs: 5000 })
+  await within(redis.kill('SIGKILL'), 5000, 'redis-server to exit')
+  await eventually(async () => (await readyz()) === 503, { timeoutMs: 5000, what: '/readyz 503' })
   for (let i = 0; i < 10; i++) producer.sendMessage('weather', `during ${i}`)
   await holdsFor(
     () =>
@@ -85,7 +98,7 @@ test('through a Redis outage consumers stay connected, /readyz turns false, and 
   )
 
   await redis.restart()
-  await eventually(async () => (await readyz()) === 200, { timeoutMs: 15_000 })
+  await eventually(async () => (await readyz()) === 200, { timeoutMs: 15_000, what: '/readyz 200' })
   for (let i = 0; i < 10; i++) producer.sendMessage('weather', `after ${i}`)
   const expected = ['before', 'during', 'after'].flatMap(phase =>
     Array.from({ length: 10 }, (_, i) => `${phase} ${i}`),
@@ -93,4 +106,30 @@ test('through a Redis outage consumers stay connected, /readyz turns false, and 
   await Promise.all(consumers.map(consumer => consumer.waitFor(expected.length, 20_000)))
   await holdsFor(() => consumers.every(c => c.messages.length === expected.length), 200, 'nothing twice')
   for (const consumer of consumers) t.deepEqual(consumer.messages, expected)
+})
+
+test('a drain while Redis is down gives up after drainTimeoutMs and says so', async t => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const config: Config = {
+    ...defaults,
+    redis: { kind: 'standalone', url: redis.url },
+    redisPrefix: uniquePrefix(),
+    tokenSecrets: [TEST_SECRET],
+    drainSpreadMs: 0,
+    drainTimeoutMs: 1000,
+  }
+  const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId: newUserId() }))
+  t.teardown(() => consumer.close())
+  await within(consumer.opened(), 10_000, 'the consumer to open')
+  await within(redis.kill('SIGKILL'), 5000, 'redis-server to exit')
+  // Its release (cursors, presence) now waits for Redis, which does not come back.
+  const started = Date.now()
+  const error = await t.throwsAsync(within(node.stop(), 10_000, 'the drain to end'))
+  t.regex(
+    error?.message ?? '',
+    /^drain not done within 1000 ms \(Redis connection (reconnecting|connecting|close)\)$/,
+  )
+  t.true(Date.now() - started < 3000, `gave up after ${Date.now() - started} ms`)
 })

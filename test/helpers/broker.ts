@@ -10,6 +10,7 @@ import { createRedisClients } from '../../src/redis/connect.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import Producer from 'snapper-producer'
 import { uniquePrefix } from './redis.js'
+import { within } from './eventually.js'
 
 /** A Redis target; a bare URL is one standalone server. */
 export const asTarget = (redis: RedisTarget | string): RedisTarget =>
@@ -164,10 +165,14 @@ export async function connectProducer(
   const producer = new Producer(port, { secretKeys: [secret], producerId: 'test' })
   producer.on('error', () => {}) // tests that expect errors listen themselves
   t.teardown(() => producer.close())
-  await new Promise<void>((resolve, reject) => {
-    producer.once('connect', resolve)
-    producer.once('close', () => reject(new Error('producer closed before connecting')))
-  })
+  await within(
+    new Promise<void>((resolve, reject) => {
+      producer.once('connect', resolve)
+      producer.once('close', () => reject(new Error('producer closed before connecting')))
+    }),
+    10_000,
+    `snapper-producer to connect to port ${port}`,
+  )
   return producer
 }
 

@@ -72,6 +72,7 @@ export function connectConsumer(
 }
 
 abstract class Recorder {
+  abstract readonly kind: ClientKind
   readonly messages: string[] = []
   readonly errors: unknown[] = []
   id: string | undefined
@@ -113,7 +114,11 @@ abstract class Recorder {
       }
       const timer = setTimeout(() => {
         this.#waiters.delete(check)
-        reject(new Error(`waited for ${count} messages, got ${this.messages.length}`))
+        reject(
+          new Error(
+            `${this.kind} consumer ${this.id}: waited for ${count} messages, got ${this.messages.length}`,
+          ),
+        )
       }, timeoutMs)
       this.#waiters.add(check)
       check()

@@ -2,8 +2,9 @@
  * Waiting in tests, by what is waited for. Wait for an event where there is
  * one (`once()`, a client's `waitFor`); `eventually` for state that changes
  * with no event to wait on; `holdsFor` for "nothing more happens" (no
- * duplicate, no second close); `pause` only where time itself is under test
- * (traffic spaced out, a heartbeat kept or missed).
+ * duplicate, no second close); `within` for one step that could wait for
+ * ever; `pause` only where time itself is under test (traffic spaced out, a
+ * heartbeat kept or missed).
  */
 
 /** What `eventually` takes for "not yet". */
@@ -55,4 +56,23 @@ export async function holdsFor(check: () => boolean, ms: number, what: string): 
 /** Lets `ms` pass, for tests where time itself is under test; never to wait for something to happen. */
 export function pause(ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/**
+ * Resolves or rejects as `work` does, or rejects after `timeoutMs` naming
+ * `what`: for one awaited step that has no timeout of its own.
+ */
+export async function within<T>(work: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    )
+  })
+  try {
+    return await Promise.race([work, late])
+  } finally {
+    clearTimeout(timer)
+  }
 }

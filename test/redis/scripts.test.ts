@@ -195,6 +195,22 @@ test('consumer_connect takes the session, joins the user room and reads the curs
   t.is(await redis.get(node), 'node-2')
 })
 
+test('consumer_touch keeps the keys of the node that holds the session, and names it again if its key expired', async t => {
+  const { rooms, node } = keysFor().consumer('t.touch')
+  await redis.consumerJoin(rooms, node, 'r', '1-1', 60)
+  await redis.set(node, 'node-1', 'EX', 5)
+  t.is(await redis.consumerTouch(rooms, node, 'node-1', 600), 1)
+  t.true((await redis.ttl(node)) > 500)
+  t.true((await redis.ttl(rooms)) > 500)
+  await redis.del(node)
+  t.is(await redis.consumerTouch(rooms, node, 'node-1', 600), 1)
+  t.is(await redis.get(node), 'node-1')
+  await redis.set(node, 'node-2', 'EX', 5)
+  t.is(await redis.consumerTouch(rooms, node, 'node-1', 600), 0, 'another node took the session')
+  t.is(await redis.get(node), 'node-2')
+  t.true((await redis.ttl(node)) <= 5)
+})
+
 test('cursor_commit moves cursors forward only, for rooms still joined', async t => {
   const { rooms, node, inflight } = keysFor().consumer('t.c4')
   await redis.consumerJoin(rooms, node, 'a', '10-5', 60)

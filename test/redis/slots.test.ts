@@ -45,6 +45,7 @@ const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
     const { rooms, node, inflight } = keys.consumer(n.consumerId)
     return [rooms, node, inflight]
   },
+  'consumer_touch-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
   'cursor_commit-3.lua': (keys, n) => {
     const { rooms, node, inflight } = keys.consumer(n.consumerId)
     return [rooms, node, inflight]
