@@ -1,3 +1,4 @@
+import { guard } from '../guard.js'
 import type { BrokerCore } from './core.js'
 import type { Hub } from './hub.js'
 import type { NodeContext } from './node-context.js'
@@ -53,7 +54,7 @@ export class Handoff<S extends ConsumerSink> {
   async takeOver(consumerId: string, holder: string | null): Promise<void> {
     if (!holder || holder === this.#nodeId || !(await this.#core.presence.isNodeAlive(holder))) return
     await new Promise<void>(resolve => {
-      const timer = setTimeout(done, TAKEOVER_WAIT_MS)
+      const timer = setTimeout(guard(this.#context.log, 'takeover wait', done), TAKEOVER_WAIT_MS)
       function done(): void {
         clearTimeout(timer)
         resolve()

@@ -92,13 +92,10 @@ export class Hub<S extends ConsumerSink> {
 
   /** Starts holding batches in flight against the ack timeout. */
   start(): void {
-    this.#timer ??= setInterval(() => {
-      try {
-        this.closeOverdue()
-      } catch (err) {
-        this.#context.log.error({ err }, 'ack timeout check failed')
-      }
-    }, ACK_CHECK_MS).unref()
+    this.#timer ??= setInterval(
+      guard(this.#context.log, 'ack timeout check', () => this.closeOverdue()),
+      ACK_CHECK_MS,
+    ).unref()
   }
 
   stop(): void {

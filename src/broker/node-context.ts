@@ -1,3 +1,4 @@
+import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 
 /** Counters for /metrics; each part of the node bumps its own. */
@@ -41,11 +42,12 @@ export class NodeContext {
    * the process open, and a failure is reported as `what`.
    */
   every(ms: number, task: () => Promise<unknown>, what: string): NodeJS.Timeout {
-    const timer = setInterval(() => {
-      void Promise.resolve()
-        .then(task)
-        .catch((err: unknown) => this.redisError(err, what))
-    }, ms)
+    const timer = setInterval(
+      guard(this.log, what, () => {
+        task().catch((err: unknown) => this.redisError(err, what))
+      }),
+      ms,
+    )
     timer.unref()
     return timer
   }

@@ -295,6 +295,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       batchMaxMessages: this.#config.batchMaxMessages,
       batchMaxBytes: this.#config.batchMaxBytes,
       maxQueue: this.#config.consumerMaxQueue,
+      log,
       read: (room, after, count) => fanout.read(room, after, count),
       newBatchId: () => batchIds.next(),
       send: (outbox, batch) => {

@@ -1,3 +1,5 @@
+import { guard } from '../guard.js'
+import type { Logger } from '../log.js'
 import { batchLength, isOneRun, makeBatch, type Batch, type Entry } from './batch.js'
 import { formatCursor, isAfter, isNext, type Cursor } from './cursor.js'
 import type { LogEntry } from './room-log.js'
@@ -15,6 +17,8 @@ export interface OutboxHost<S extends ConsumerSink> {
   readonly batchMaxBytes: number
   /** Messages held in memory per consumer; beyond, rooms fall back to reading the log. */
   readonly maxQueue: number
+  /** Where a throw out of an outbox's timer is logged (a bug). */
+  readonly log: Logger
   /** Up to `count` messages of `room` after `after` (may be shared with other readers). */
   read(room: string, after: Cursor, count: number): Promise<readonly LogEntry[]>
   newBatchId(): string
@@ -317,10 +321,13 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
       },
       (err: unknown) => {
         this.#host.readFailed(this, room, err)
-        setTimeout(() => {
-          if (!this.#closed && this.#rooms.get(room) === state && state.mode === 'reading')
-            this.#read(room, state)
-        }, READ_RETRY_MS).unref()
+        setTimeout(
+          guard(this.#host.log, 'log read retry', () => {
+            if (!this.#closed && this.#rooms.get(room) === state && state.mode === 'reading')
+              this.#read(room, state)
+          }),
+          READ_RETRY_MS,
+        ).unref()
       },
     )
   }

@@ -5,6 +5,7 @@
  * same paths run in node.test.ts.
  */
 import test from 'ava'
+import { pino } from 'pino'
 import { makeBatch, type Batch } from '../../src/broker/batch.js'
 import { ORIGIN } from '../../src/broker/cursor.js'
 import { batchMessages, FakeHost, FakeSink, settle } from '../helpers/outbox-host.js'
@@ -144,6 +145,26 @@ test('a failed log read is reported and tried again', async t => {
   t.is(outbox.sink!.batches.length, 0)
   await eventually(() => outbox.sink!.messages.length > 0, { what: 'the read to be retried' })
   t.deepEqual(outbox.sink!.messages, ['a'])
+})
+
+test('a throw out of the read retry (a bug) is logged, not thrown out of the timer', async t => {
+  const host = new FakeHost()
+  const lines: Record<string, unknown>[] = []
+  host.log = pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  host.failReads = 1
+  const outbox = host.outbox()
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  host.read = () => {
+    throw new Error('bug in read')
+  }
+  await eventually(() => lines.length > 0, { what: 'the retry to fail' })
+  t.like(lines[0], {
+    site: 'log read retry',
+    msg: 'handler failed unexpectedly',
+    err: { message: 'bug in read' },
+  })
 })
 
 test('members in step share the batch of one announcement: made once, whoever sends it', async t => {

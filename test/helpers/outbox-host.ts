@@ -7,6 +7,7 @@
 import type { Batch, Entry } from '../../src/broker/batch.js'
 import { isAfter, type Cursor } from '../../src/broker/cursor.js'
 import { Outbox, type ConsumerSink, type OutboxHost } from '../../src/broker/outbox.js'
+import { silentLogger, type Logger } from '../../src/log.js'
 
 /** A session: records the batches it is sent; acks each at once if `autoAck`. */
 export class FakeSink implements ConsumerSink {
@@ -57,6 +58,7 @@ export class FakeHost implements OutboxHost<FakeSink> {
   batchMaxMessages = 3
   batchMaxBytes = 1 << 20
   maxQueue = 10
+  log: Logger = silentLogger
   readonly logs = new Map<string, Entry[]>()
   /** Reads not answered yet (when `autoAnswer` is off), oldest first. */
   readonly pending: PendingRead[] = []
