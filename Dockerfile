@@ -30,6 +30,7 @@ COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/sdk ./dist/sdk
 COPY package.json ./
 COPY lua ./lua
+COPY web ./web
 USER node
 # 7700 producers (TCP), 7701 + i consumer gateway of worker i, 7699 admin (keep it private).
 EXPOSE 7700 7701 7702 7699

@@ -31,6 +31,8 @@ export const ERRORS = {
     temporary: true,
     text: 'Too many connections, retry later',
   },
+  UNKNOWN_ID: { rpc: -32007, http: 404, temporary: false, text: 'Unknown or expired id' },
+  NO_ESCALATION: { rpc: -32008, http: 400, temporary: false, text: 'No escalation webhook configured' },
 } as const
 
 export type ErrorCode = keyof typeof ERRORS

@@ -3,7 +3,8 @@
  * broker keeps anyway, in a `collect` callback that runs at scrape time: the
  * hot paths are not touched, and a process nobody scrapes pays nothing. The
  * one exception is the ack latency histogram, fed by `node.onAck` (one
- * observation per acknowledged batch, not per message).
+ * observation per acknowledged batch, not per message); the delivery latency
+ * histogram is read from the counts the node keeps per platform.
  *
  * Cluster mode: every worker registers on prom-client's global registry and
  * answers the primary's requests (`AggregatorRegistry`, over the cluster IPC
@@ -21,6 +22,8 @@ import {
   type CollectFunction,
 } from 'prom-client'
 import type { BrokerCore } from './broker/core.js'
+import type { EscalationCounters } from './broker/escalation.js'
+import { DELIVERY_LATENCY_BUCKETS_SEC, PLATFORMS, type DeliveryLatency } from './broker/latency.js'
 import type { BrokerNode } from './broker/node.js'
 
 export { Registry } from 'prom-client'
@@ -41,6 +44,8 @@ export interface NodeSources {
   readonly gateway?: { readonly handshakes: number; readonly refused: number; readonly invalid: number }
   /** The gateway's Engine.IO server. */
   readonly engine?: { readonly handshakesRateLimited: number }
+  /** The node's escalator, when a webhook is configured. */
+  readonly escalations?: EscalationCounters
   /** Producer listener snapshot. */
   readonly producer?: {
     readonly stats: {
@@ -78,6 +83,32 @@ function labelledCounterOf(
   new Counter({ name, help, labelNames: [label], registers: [registry], collect })
 }
 
+/**
+ * The delivery latency histogram, read at scrape time from the node's own
+ * counts (DeliveryLatency): prom-client's text and cluster aggregation see an
+ * ordinary histogram, labelled by platform.
+ */
+function deliveryLatencyOf(registry: Registry, latency: DeliveryLatency): void {
+  const name = 'snapper_delivery_latency_seconds'
+  const help = 'Time from a message being stored to its acknowledgement by a consumer, by platform.'
+  const get = () => {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = []
+    for (const platform of PLATFORMS) {
+      const { buckets, sum, count } = latency.of(platform)
+      let cumulative = 0
+      DELIVERY_LATENCY_BUCKETS_SEC.forEach((le, i) => {
+        cumulative += buckets[i]!
+        values.push({ labels: { le, platform }, value: cumulative, metricName: `${name}_bucket` })
+      })
+      values.push({ labels: { le: '+Inf', platform }, value: count, metricName: `${name}_bucket` })
+      values.push({ labels: { platform }, value: sum, metricName: `${name}_sum` })
+      values.push({ labels: { platform }, value: count, metricName: `${name}_count` })
+    }
+    return { name, help, type: 'histogram' as const, values, aggregator: 'sum' as const }
+  }
+  registry.registerMetric({ name, help, type: 'histogram', aggregator: 'sum', get, reset: () => {} } as never)
+}
+
 function gaugeOf(registry: Registry, name: string, help: string, read: () => number): void {
   const collect: CollectFunction<Gauge> = function () {
     this.set(read())
@@ -91,7 +122,7 @@ function gaugeOf(registry: Registry, name: string, help: string, read: () => num
  * a node once per registry: names are unique within one.
  */
 export function registerNodeMetrics(registry: Registry, sources: NodeSources): void {
-  const { core, node, sessions, gateway, engine, producer } = sources
+  const { core, node, sessions, gateway, engine, producer, escalations } = sources
   const { totals } = core.stats
   const counters = node.counters
 
@@ -235,6 +266,30 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'Consumer messages that were not acks or requests.',
     () => gateway?.invalid ?? 0,
   )
+  counterOf(
+    registry,
+    'snapper_tracked_messages_total',
+    'Tracked messages (producer method track) stored in Redis.',
+    () => core.tracking.counters.tracked,
+  )
+  counterOf(
+    registry,
+    'snapper_receipts_total',
+    'Acknowledgements of tracked messages recorded as receipts.',
+    () => core.tracking.counters.receipts,
+  )
+  labelledCounterOf(
+    registry,
+    'snapper_escalations_total',
+    'Escalations of tracked messages, by result: sent (the webhook answered 2xx), failed (an attempt, retried later), abandoned (failed for escalationRetrySec), acknowledged (in time: no webhook).',
+    'result',
+    () => {
+      if (!escalations) return {}
+      const { sent, failed, abandoned, acknowledged } = escalations
+      return { sent, failed, abandoned, acknowledged }
+    },
+  )
+  deliveryLatencyOf(registry, node.deliveryLatency)
   labelledCounterOf(
     registry,
     'snapper_producer_errors_total',
@@ -276,6 +331,12 @@ export function registerAdminMetrics(
     'snapper_http_published_messages_total',
     'Messages from the HTTP publish API stored in Redis.',
     () => core.stats.totals.producerMessages,
+  )
+  counterOf(
+    registry,
+    'snapper_http_tracked_messages_total',
+    'Tracked messages from the HTTP API (POST /v1/track) stored in Redis.',
+    () => core.tracking.counters.tracked,
   )
   labelledCounterOf(
     registry,

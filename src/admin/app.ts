@@ -18,8 +18,9 @@ import type { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters, MetricsText } from '../metrics.js'
-import { DASHBOARD_HTML } from './dashboard/operator-page.js'
 import { bodyError, errorBoundary } from './errors.js'
+import type { LiveSeries } from './live-series.js'
+import { dashboardRoutes } from './routes/dashboard.js'
 import { demoRoutes } from './routes/demo.js'
 import { healthRoutes, type Readiness } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
@@ -53,6 +54,8 @@ export interface AdminDeps {
   readonly node?: BrokerNode
   /** More of this process for /stats (a primary: `{workers: [...]}`). */
   readonly details?: () => Record<string, unknown>
+  /** The dashboard's charts, sampled by the caller (who starts and stops it). */
+  readonly series: LiveSeries
   /** Demo mode: the gateway port that the demo page's consumer connects to. */
   readonly gatewayPort?: number
 }
@@ -107,6 +110,13 @@ export function createAdminApp(deps: AdminDeps): Koa {
     statsRoutes({ core, tokens, nodeTtlMs: config.nodeTtlMs, node: deps.node, details: deps.details }),
     publishRoutes({ core, tokens, limits: config, parseBody }),
     sdkRoutes(log),
+    dashboardRoutes({
+      core,
+      tokens,
+      series: deps.series,
+      maxRoomBytes: config.maxRoomBytes,
+      nodeTtlMs: config.nodeTtlMs,
+    }),
   ]
   if (config.demo) {
     if (deps.gatewayPort === undefined) throw new Error('demo mode needs the gateway port')
@@ -123,11 +133,5 @@ export function createAdminApp(deps: AdminDeps): Koa {
     log.warn('demo mode: /demo/ signs consumer tokens for anyone; never run it in production')
   }
   for (const router of routers) app.use(router.routes() as Middleware)
-  app.use(async (ctx, next) => {
-    if (ctx.method !== 'GET' || ctx.path !== '/') return next()
-    ctx.type = 'html'
-    ctx.set('Cache-Control', 'no-store')
-    ctx.body = DASHBOARD_HTML
-  })
   return app
 }

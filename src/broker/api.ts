@@ -4,6 +4,9 @@
  * validates its input with the checks below, then calls these methods.
  */
 import { SnapperError } from '../errors.js'
+import type { Receipt } from './tracking.js'
+
+export type { AckReceipt, Receipt } from './tracking.js'
 
 export type Publication = readonly [room: string, message: string]
 
@@ -30,6 +33,14 @@ export interface ProducerApi {
   unsubscribe(room: string, consumerId: string): Promise<0 | 1>
   /** Live connections of a user, counted on every node. */
   consumers(userId: string): Promise<ConsumerCounts>
+  /**
+   * Publishes one tracked message (delivered like any other); resolves with
+   * its id once it is stored. With `escalateAfterMs`, the escalation webhook
+   * gets it if no consumer acknowledged it by then.
+   */
+  track(room: string, message: string, escalateAfterMs?: number): Promise<string>
+  /** Who acknowledged a tracked message, and whether it was escalated. */
+  receipt(id: string): Promise<Receipt>
 }
 
 export interface InputLimits {
@@ -65,4 +76,25 @@ export function checkRoomCount(publications: readonly Publication[], limits: Inp
 /** A room and a message that the broker accepts (the original: both non-empty strings). */
 export function isValidPublication(room: unknown, message: unknown, limits: InputLimits): boolean {
   return isBoundedString(room, limits.maxRoomBytes) && isBoundedString(message, limits.maxMessageBytes)
+}
+
+/**
+ * The `escalateAfterMs` of track's options: absent or null options, or an
+ * object with that one key (whose range the broker checks). Anything else is
+ * refused, so that a misspelt option is not silently ignored.
+ */
+export function escalateAfterMsOf(options: unknown): number | undefined {
+  if (options === undefined || options === null) return undefined
+  if (typeof options !== 'object' || Array.isArray(options)) throw new SnapperError('INVALID_PARAMS')
+  const { escalateAfterMs, ...others } = options as { escalateAfterMs?: unknown }
+  if (Object.keys(others).length > 0) throw new SnapperError('INVALID_PARAMS')
+  if (escalateAfterMs === undefined || escalateAfterMs === null) return undefined
+  if (typeof escalateAfterMs !== 'number') throw new SnapperError('INVALID_PARAMS')
+  return escalateAfterMs
+}
+
+/** A string that may be a track id: the broker answers UNKNOWN_ID for one it did not make. */
+export function isTrackId(value: unknown, limits: InputLimits): value is string {
+  // The id holds the room in base64url (4/3 of its bytes) and a 17-character nonce.
+  return isBoundedString(value, 2 * limits.maxRoomBytes + 32)
 }

@@ -8,6 +8,8 @@ import type { Cursor } from './cursor.js'
 export interface Entry extends Cursor {
   readonly room: string
   readonly message: string
+  /** The nonce of a tracked message: its ack is recorded as a receipt. Undefined for the others. */
+  readonly track: string | undefined
   /** JSON.stringify(message), made on first use. */
   json?: string
   /** The last batch that started with this entry: consumers in step reuse it. */
@@ -29,6 +31,8 @@ export interface Entry extends Cursor {
 export interface Batch {
   readonly id: string
   readonly entries: readonly Entry[]
+  /** One of the entries is tracked: its ack records receipts (for the others it costs nothing). */
+  readonly hasTracked: boolean
   /** The JSON-RPC request text. */
   readonly frame: string
   /** Transport-specific encodings, each made by the first session that sends it in that format. */
@@ -56,14 +60,17 @@ export class BatchIds {
 export function makeBatch(id: string, entries: readonly Entry[]): Batch {
   // One join, not a string grown 50 times (each step a rope V8 must flatten before sending).
   const jsons = new Array<string>(entries.length)
+  let hasTracked = false
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i]!
     jsons[i] = entry.json ??= JSON.stringify(entry.message)
+    if (entry.track !== undefined) hasTracked = true
   }
   const params = jsons.join(',')
   return {
     id,
     entries,
+    hasTracked,
     frame: `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"method":"publish","params":[${params}]}`,
   }
 }

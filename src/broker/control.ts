@@ -47,11 +47,13 @@ export function decodeControl(bytes: Buffer): ControlMessage | undefined {
   return undefined
 }
 
-/** The announcement of an append on a room channel: ms, first seq, the messages (room_append-3.lua). */
+/** The announcement of an append on a room channel: ms, first seq, the messages (room_append-4.lua). */
 export interface Announcement {
   readonly ms: number
   readonly first: number
   readonly messages: readonly string[]
+  /** The nonce of a tracked append (one message); undefined for a plain one. */
+  readonly track: string | undefined
 }
 
 export function decodeAnnouncement(bytes: Buffer): Announcement | undefined {
@@ -61,10 +63,11 @@ export function decodeAnnouncement(bytes: Buffer): Announcement | undefined {
   } catch {
     return undefined // not msgpack: not an announcement
   }
-  if (!Array.isArray(value) || value.length !== 3) return undefined
-  const [ms, first, messages] = value as unknown[]
+  if (!Array.isArray(value) || value.length < 3 || value.length > 4) return undefined
+  const [ms, first, messages, track] = value as unknown[]
   if (typeof ms !== 'number' || typeof first !== 'number' || !Array.isArray(messages)) return undefined
+  if (track !== undefined && (typeof track !== 'string' || messages.length !== 1)) return undefined
   // cmsgpack packs an empty Lua table as a map; an announcement always has messages.
   if (!messages.every(message => typeof message === 'string')) return undefined
-  return { ms, first, messages }
+  return { ms, first, messages, track }
 }

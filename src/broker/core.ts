@@ -8,10 +8,16 @@ import { Presence } from './presence.js'
 import { createProducerApi } from './producer-api.js'
 import { RoomLog } from './room-log.js'
 import { Stats } from './stats.js'
+import { Tracking } from './tracking.js'
 
 export type CoreConfig = Pick<
   Config,
-  'redisPrefix' | 'redisReplicaAcks' | 'roomLogMaxLen' | 'messageTtlSec' | 'consumerTtlSec'
+  | 'redisPrefix'
+  | 'redisReplicaAcks'
+  | 'roomLogMaxLen'
+  | 'messageTtlSec'
+  | 'consumerTtlSec'
+  | 'escalationWebhookUrl'
 >
 
 /** Longest a publish waits for its replicas to confirm (redisReplicaAcks > 0), in ms. */
@@ -26,6 +32,7 @@ export interface BrokerCore {
   readonly presence: Presence
   /** The /stats figures: this process's counts, and every node's in Redis. */
   readonly stats: Stats
+  readonly tracking: Tracking
   readonly producerApi: ProducerApi
 }
 
@@ -45,6 +52,10 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   const membership = new Membership(commands, pubsub, keys, log, { ttlSec: config.consumerTtlSec })
   const presence = new Presence(commands, keys, config.consumerTtlSec)
   const stats = new Stats(commands, keys)
-  const producerApi = createProducerApi({ log, membership, presence, stats, logger })
-  return { redis, keys, log, membership, presence, stats, producerApi }
+  const tracking = new Tracking(commands, keys, log, {
+    ttlSec: config.messageTtlSec,
+    canEscalate: config.escalationWebhookUrl !== '',
+  })
+  const producerApi = createProducerApi({ log, membership, presence, stats, tracking, logger })
+  return { redis, keys, log, membership, presence, stats, tracking, producerApi }
 }

@@ -8,6 +8,8 @@ import type { Outbox } from './outbox.js'
 import { RecentMessages, type RecentBudget } from './recent.js'
 import type { LogEntry, RoomLog } from './room-log.js'
 
+const NO_MEMBERS: ReadonlySet<Outbox> = new Set()
+
 interface LocalRoom {
   readonly room: string
   readonly channel: string
@@ -144,9 +146,9 @@ export class Fanout {
       return
     }
     this.announcements++
-    const { ms, first, messages } = announcement
+    const { ms, first, messages, track } = announcement
     const { room, members } = local
-    const entries = messages.map((message, i): Entry => ({ room, ms, seq: first + i, message }))
+    const entries = messages.map((message, i): Entry => ({ room, ms, seq: first + i, message, track }))
     // Cut where a consumer's batch would be cut, so that in-step consumers share each batch.
     const chunks: Entry[][] = []
     for (let start = 0; start < entries.length;) {
@@ -165,6 +167,11 @@ export class Fanout {
   }
 
   /** Stops fanning out to `outbox` in every room (it was released). */
+  /** The consumers of a room whose sessions this node holds. */
+  members(room: string): ReadonlySet<Outbox> {
+    return this.#rooms.get(room)?.members ?? NO_MEMBERS
+  }
+
   leaveAll(outbox: Outbox): void {
     for (const room of outbox.rooms) this.leave(room, outbox)
   }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
+import { platformOf } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
@@ -11,8 +12,10 @@ import type { BrokerCore } from './core.js'
 import { Fanout } from './fanout.js'
 import { Handoff } from './handoff.js'
 import { Hub } from './hub.js'
+import { DeliveryLatency } from './latency.js'
 import { NodeContext, type NodeCounters } from './node-context.js'
 import { Outbox, type ConsumerSink, type OutboxHost } from './outbox.js'
+import { answerRoomMembers, decodeQuestion } from './room-members.js'
 import { RoomSync } from './room-sync.js'
 
 export type { ConsumerSink } from './outbox.js'
@@ -59,6 +62,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
 
   /** Called with the time from sending a batch to its ack, in ms (the metrics histogram). */
   onAck: ((latencyMs: number) => void) | undefined
+  /** Time from each message being stored to its ack, per platform (metrics, node report). */
+  readonly deliveryLatency = new DeliveryLatency()
 
   readonly #core: BrokerCore
   readonly #config: NodeConfig
@@ -134,16 +139,18 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     const { redis, keys, presence } = this.#core
     const { nodeTtlMs, statsFlushMs } = this.#config
     const control = keys.nodeChannel(this.id)
+    const questions = keys.queries.channel
     redis.pubsub.onMessage(
       guard(this.#context.log, 'announcement', (channel: string, bytes: Buffer) => {
         if (channel === control) this.#onControl(bytes)
+        else if (channel === questions) this.#onQuestion(bytes)
         else this.#fanout.announce(channel, bytes)
       }),
     )
     // What was published while the subscriber was away is gone: joins and leaves are
     // read again from Redis, and every room log from its cursor.
     redis.pubsub.onResubscribed(() => this.#rooms.resync())
-    await redis.pubsub.subscribe(control)
+    await Promise.all([redis.pubsub.subscribe(control), redis.pubsub.subscribe(questions)])
     await presence.touchNode(this.id, nodeTtlMs)
     this.#timers.push(
       this.#context.every(
@@ -239,7 +246,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
 
   async flushStats(): Promise<void> {
     const { stats } = this.#core
-    await Promise.all([stats.flush(), stats.report(this.name, this.online)])
+    await Promise.all([stats.flush(), stats.report(this.name, this.online, this.deliveryLatency.total())])
   }
 
   /**
@@ -280,6 +287,17 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     else this.#rooms.told(message)
   }
 
+  /** An operator asks every node who is in a room (room-members.ts): answer with this node's members. */
+  #onQuestion(bytes: Buffer): void {
+    const question = decodeQuestion(bytes)
+    if (!question) return
+    const { redis, keys } = this.#core
+    const members = this.#fanout.members(question.room)
+    answerRoomMembers(redis.commands, keys, this, question.queryId, members).catch((err: unknown) =>
+      this.#context.redisError(err, 'room members answer failed'),
+    )
+  }
+
   /**
    * What the outboxes ask of their node: log reads (through the fan-out's
    * memory), batch ids, the consumer's sink, and the store for acknowledged
@@ -287,7 +305,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
    */
   #outboxHost(): OutboxHost<S> {
     const { counters, log } = this.#context
-    const { stats } = this.#core
+    const { stats, tracking } = this.#core
+    const latency = this.deliveryLatency
     const fanout = this.#fanout
     const store = this.#store
     const batchIds = new BatchIds()
@@ -302,11 +321,18 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
         counters.batchesSent++
         outbox.sink?.send(batch)
       },
-      acknowledged: (outbox, messages) => {
-        counters.messagesAcked += messages
-        this.onAck?.(Date.now() - outbox.inflightSince)
-        stats.delivered(messages)
+      acknowledged: (outbox, { entries, hasTracked }) => {
+        const now = Date.now()
+        counters.messagesAcked += entries.length
+        this.onAck?.(now - outbox.inflightSince)
+        latency.recordBatch(platformOf(outbox.consumerId), entries, now)
+        stats.delivered(entries.length)
         store.acknowledged(outbox)
+        // Only a batch with a tracked message costs Redis anything here (its receipts).
+        if (hasTracked)
+          tracking
+            .recordAcks(outbox.consumerId, outbox.userId, entries, now)
+            .catch((err: unknown) => this.#context.redisError(err, 'receipt write failed'))
       },
       readFailed: (outbox, room, err) => {
         counters.logReadErrors++

@@ -25,7 +25,7 @@ export interface OutboxHost<S extends ConsumerSink> {
   /** Hands a batch to the consumer's session. */
   send(outbox: Outbox<S>, batch: Batch): void
   /** Acknowledged cursors moved: schedule a commit. */
-  acknowledged(outbox: Outbox<S>, messages: number): void
+  acknowledged(outbox: Outbox<S>, batch: Batch): void
   /** A log read failed (Redis down): it is retried later. */
   readFailed(outbox: Outbox<S>, room: string, err: unknown): void
 }
@@ -175,7 +175,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
       }
     }
     this.inflight = undefined
-    this.#host.acknowledged(this, batch.entries.length)
+    this.#host.acknowledged(this, batch)
     this.#resumeBehind()
     this.pump()
     return true

@@ -52,6 +52,13 @@ export class Presence {
     return counts
   }
 
+  /** A user's connections with the node holding each, and whether that node is alive (for operators). */
+  async list(userId: string): Promise<{ consumerId: string; nodeId: string; isAlive: boolean }[]> {
+    const entries = Object.entries(await this.#redis.hgetall(this.#keys.presence(userId)))
+    const alive = await this.#aliveNodes(new Set(entries.map(([, node]) => node)))
+    return entries.map(([consumerId, nodeId]) => ({ consumerId, nodeId, isAlive: alive.has(nodeId) }))
+  }
+
   /** Marks this node alive for ttlMs; call it every ttlMs / 3. */
   touchNode(nodeId: string, ttlMs: number): Promise<unknown> {
     return this.#redis.set(this.#keys.nodeAlive(nodeId), '1', 'PX', ttlMs)

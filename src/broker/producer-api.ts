@@ -5,6 +5,7 @@ import type { Membership } from './membership.js'
 import type { Presence } from './presence.js'
 import type { RoomLog } from './room-log.js'
 import type { Stats } from './stats.js'
+import type { Tracking } from './tracking.js'
 
 /**
  * The broker as producers see it. A batch is grouped by room: one script call
@@ -22,10 +23,12 @@ export function createProducerApi(deps: {
   membership: Membership
   presence: Presence
   stats: Stats
+  tracking: Tracking
   logger: Logger
 }): ProducerApi {
-  const { log, membership, presence, stats, logger } = deps
+  const { log, membership, presence, stats, tracking, logger } = deps
   const storeError = (err: unknown): never => {
+    if (err instanceof SnapperError) throw err // a refusal, not Redis
     logger.error({ err }, 'redis command failed')
     throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err, reason: storeReason(err) })
   }
@@ -50,6 +53,13 @@ export function createProducerApi(deps: {
       }, storeError),
     unsubscribe: (room, consumerId) => membership.leave(room, consumerId).catch(storeError),
     consumers: (userId): Promise<ConsumerCounts> => presence.count(userId).catch(storeError),
+    track(room, message, escalateAfterMs) {
+      return tracking.track(room, message, escalateAfterMs).then(id => {
+        stats.published(1)
+        return id
+      }, storeError)
+    },
+    receipt: id => tracking.receipt(id).catch(storeError),
   }
 }
 

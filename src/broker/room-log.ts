@@ -9,7 +9,12 @@ import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
 export interface LogEntry extends Cursor {
   readonly room: string
   readonly message: string
+  /** The nonce of a tracked message (its receipts are recorded on ack); undefined for the others. */
+  readonly track: string | undefined
 }
+
+/** The arguments of one room_append call. */
+type AppendCall = Parameters<Commands['roomAppend']>
 
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
@@ -48,7 +53,7 @@ export class RoomLog {
   readonly #options: RoomLogOptions
   /**
    * Numbers every script call, so that a call ioredis sends again after a lost
-   * reply is stored once (room_append-3.lua). Only where resent calls keep
+   * reply is stored once (room_append-4.lua). Only where resent calls keep
    * their order: a call retried after later ones ran would see a higher
    * number stored and be skipped, though it never was.
    */
@@ -66,75 +71,81 @@ export class RoomLog {
   }
 
   /**
-   * Appends messages to one room, in order. The script calls are issued before
-   * this returns, so calls made one after another keep their order.
+   * Appends a producer batch, grouped by room; per room, in order. Rejects if
+   * any append fails or if fewer replicas than asked confirmed in time: the
+   * messages may then be stored or not, and a retry may store them twice.
    */
-  append(room: string, messages: readonly string[]): Promise<void> {
-    const calls = this.#appendCalls(room, messages).map(args => this.#redis.roomAppend(...args))
-    return Promise.all(calls).then(() => {})
+  appendAll(byRoom: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    const calls: AppendCall[] = []
+    for (const [room, messages] of byRoom) calls.push(...this.#appendCalls(room, messages, ''))
+    return this.#store(calls)
   }
 
   /**
-   * Appends a producer batch, grouped by room: `append` for each room, or, when
-   * replicas must confirm, one pipeline per server (every room's script calls,
-   * then one WAIT). Rejects if any append fails or if fewer replicas than asked
-   * confirmed in time: the messages may then be stored or not, and a retry may
-   * store them twice. The script calls are issued before this returns; or, with
+   * Appends one tracked message: its log entry and its announcement carry
+   * `nonce`, and its track hash is made with it (room_append-4.lua).
+   */
+  appendTracked(room: string, message: string, nonce: string): Promise<void> {
+    return this.#store(this.#appendCalls(room, [message], nonce))
+  }
+
+  /**
+   * Sends script calls: at once, or, when replicas must confirm, one pipeline
+   * per server (every call for it, then one WAIT). The calls are issued before
+   * this returns, so calls made one after another keep their order; or, with
    * replicas, while a server they go to is not connected, they wait in line
    * and are sent in order once it is (as ioredis holds the others' commands
    * through an outage).
    *
-   *   appendAll ─▶ nobody waiting && servers connected ─yes─▶ send now
-   *                        │ no
-   *                        ▼
-   *               line (FIFO) ─▶ head polls until connected ─▶ send, next
+   *   #store ─▶ nobody waiting && servers connected ─yes─▶ send now
+   *                     │ no
+   *                     ▼
+   *            line (FIFO) ─▶ head polls until connected ─▶ send, next
    */
-  appendAll(byRoom: ReadonlyMap<string, readonly string[]>): Promise<void> {
+  #store(calls: readonly AppendCall[]): Promise<void> {
     const replicas = this.#options.replicas
-    if (!replicas)
-      return Promise.all(Array.from(byRoom, ([room, messages]) => this.append(room, messages))).then(() => {})
+    if (!replicas) return Promise.all(calls.map(args => this.#redis.roomAppend(...args))).then(() => {})
     if (this.#waiting === 0) {
-      const stored = this.#sendToReplicas(byRoom, replicas)
+      const stored = this.#sendToReplicas(calls, replicas)
       if (stored) return stored
     }
     this.#waiting++
-    const sent = this.#line.then(() => this.#sendWhenConnected(byRoom, replicas))
+    const sent = this.#line.then(() => this.#sendWhenConnected(calls, replicas))
     const next = (): void => void this.#waiting--
     this.#line = sent.then(next, next)
     return sent.then(({ stored }) => stored)
   }
 
-  /** Sends a batch once every server it goes to is connected; resolves (with its outcome) once sent. */
+  /** Sends calls once every server they go to is connected; resolves (with their outcome) once sent. */
   async #sendWhenConnected(
-    byRoom: ReadonlyMap<string, readonly string[]>,
+    calls: readonly AppendCall[],
     replicas: NonNullable<RoomLogOptions['replicas']>,
   ): Promise<{ stored: Promise<void> }> {
     for (;;) {
-      const stored = this.#sendToReplicas(byRoom, replicas)
+      const stored = this.#sendToReplicas(calls, replicas)
       if (stored) return { stored }
       await sleep(RECONNECT_POLL_MS)
     }
   }
 
   /**
-   * Sends a batch through the replicated writer, one pipeline per server;
+   * Sends calls through the replicated writer, one pipeline per server;
    * resolves once stored and confirmed. Sends nothing and returns undefined if
-   * one of those servers is not connected (the call numbers it took are
-   * skipped: numbers only need to grow).
+   * one of those servers is not connected.
    */
   #sendToReplicas(
-    byRoom: ReadonlyMap<string, readonly string[]>,
+    calls: readonly AppendCall[],
     { writer, acks, timeoutMs }: NonNullable<RoomLogOptions['replicas']>,
   ): Promise<void> | undefined {
     const pipelines = new Map<string, ScriptPipeline>()
-    for (const [room, messages] of byRoom) {
-      const server = writer.serverOf(this.#keys.room(room).log)
+    for (const args of calls) {
+      const server = writer.serverOf(args[0]) // the log key: every key of a call is on its slot
       let pipeline = pipelines.get(server)
       if (!pipeline) {
         if (!writer.isConnected(server)) return undefined
         pipelines.set(server, (pipeline = writer.client.pipeline() as ScriptPipeline))
       }
-      for (const args of this.#appendCalls(room, messages)) pipeline.roomAppend(...args)
+      pipeline.roomAppend(...args)
     }
     const waits: Promise<void>[] = []
     for (const pipeline of pipelines.values())
@@ -148,13 +159,26 @@ export class RoomLog {
   }
 
   /** The arguments of the script calls that append `messages` to `room`, each call numbered. */
-  #appendCalls(room: string, messages: readonly string[]): Parameters<Commands['roomAppend']>[] {
+  #appendCalls(room: string, messages: readonly string[], nonce: string): AppendCall[] {
     const { log, head, channel } = this.#keys.room(room)
+    const track = this.#keys.track(room, nonce)
     const { maxLen, ttlSec, publishCommand } = this.#options
-    const calls: Parameters<Commands['roomAppend']>[] = []
+    const calls: AppendCall[] = []
     for (let start = 0; start < messages.length; start += APPEND_CHUNK) {
       const chunk = messages.slice(start, start + APPEND_CHUNK)
-      calls.push([log, head, channel, maxLen, ttlSec, publishCommand, this.#writer, ++this.#calls, ...chunk])
+      calls.push([
+        log,
+        head,
+        channel,
+        track,
+        maxLen,
+        ttlSec,
+        publishCommand,
+        this.#writer,
+        ++this.#calls,
+        nonce,
+        ...chunk,
+      ])
     }
     return calls
   }
@@ -168,11 +192,16 @@ export class RoomLog {
       this.#options.ttlSec,
     )
     const entries: LogEntry[] = []
-    for (let i = 0; i + 1 < flat.length; i += 2) {
+    for (let i = 0; i + 2 < flat.length; i += 3) {
       const { ms, seq } = parseCursor(flat[i]!)
-      entries.push({ room, ms, seq, message: flat[i + 1]! })
+      entries.push({ room, ms, seq, message: flat[i + 1]!, track: flat[i + 2] || undefined })
     }
     return entries
+  }
+
+  /** Messages the room's log holds now. */
+  length(room: string): Promise<number> {
+    return this.#redis.xlen(this.#keys.room(room).log)
   }
 
   /** The cursor of the newest message ever appended (ORIGIN for an empty room). */

@@ -81,9 +81,13 @@ export class Stats {
     await Promise.all(writes)
   }
 
-  /** Records a node's live consumer count, with the time, so that dead nodes drop out. */
-  report(name: string, online: number): Promise<unknown> {
-    return this.#redis.hset(this.#keys.statsNodes, name, `${online} ${Date.now()}`)
+  /**
+   * Records a node's live consumer count, with the time, so that dead nodes
+   * drop out, and its delivery latency bucket counts since it started (the
+   * dashboard's quantiles): `"<online> <ms> <count,count,...>"`.
+   */
+  report(name: string, online: number, latency: readonly number[] = []): Promise<unknown> {
+    return this.#redis.hset(this.#keys.statsNodes, name, `${online} ${Date.now()} ${latency.join(',')}`)
   }
 
   /** Drops a node's report (it stopped). */
@@ -131,18 +135,51 @@ export class Stats {
     return reports.sort((a, b) => a.name.localeCompare(b.name))
   }
 
-  /** The reports in `stats:nodes`, "<online> <ms>" each; malformed ones are skipped. */
-  async #readReports(): Promise<{ name: string; online: number; at: number }[]> {
+  /** What the dashboard charts each second: the cluster's totals, and the live nodes' latency counts. */
+  async figures(nodeTtlMs: number): Promise<ClusterFigures> {
+    const [totals, reports] = await Promise.all([this.#redis.hgetall(this.#keys.stats), this.#readReports()])
+    const since = Date.now() - nodeTtlMs
+    let online = 0
+    const latency = new Map<string, readonly number[]>()
+    for (const report of reports) {
+      if (!(report.at >= since)) continue
+      online += report.online
+      if (report.latency.length > 0) latency.set(report.name, report.latency)
+    }
+    return {
+      published: Number(totals.producerMessages ?? 0),
+      delivered: Number(totals.consumerMessages ?? 0),
+      online,
+      latency,
+    }
+  }
+
+  /** The reports in `stats:nodes` (see report()); malformed ones are skipped, a missing latency is []. */
+  async #readReports(): Promise<{ name: string; online: number; at: number; latency: number[] }[]> {
     const raw = await this.#redis.hgetall(this.#keys.statsNodes)
-    const reports: { name: string; online: number; at: number }[] = []
+    const reports: { name: string; online: number; at: number; latency: number[] }[] = []
     for (const [name, value] of Object.entries(raw)) {
-      const [online, at] = value.split(' ').map(Number)
-      if (online === undefined || at === undefined || !Number.isFinite(online) || !Number.isFinite(at))
-        continue
-      reports.push({ name, online, at })
+      const [onlineText, atText, latencyText] = value.split(' ')
+      const online = Number(onlineText)
+      const at = Number(atText)
+      if (!Number.isFinite(online) || !Number.isFinite(at)) continue
+      const latency = latencyText ? latencyText.split(',').map(Number) : []
+      reports.push({ name, online, at, latency: latency.every(Number.isFinite) ? latency : [] })
     }
     return reports
   }
+}
+
+/** The cluster's figures at one moment (Stats.figures), for the dashboard's series. */
+export interface ClusterFigures {
+  /** Messages stored since the cluster's stats began (all nodes, HTTP included). */
+  readonly published: number
+  /** Messages acknowledged by consumers, likewise. */
+  readonly delivered: number
+  /** Live consumers on the nodes that reported within nodeTtlMs. */
+  readonly online: number
+  /** Each live node's delivery latency bucket counts since it started (DeliveryLatency.total()). */
+  readonly latency: ReadonlyMap<string, readonly number[]>
 }
 
 /** One node's last report (written every statsFlushMs). */

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http'
 import { createAdminApp, type Readiness } from '../admin/app.js'
+import { LiveSeries } from '../admin/live-series.js'
 import type { Tokens } from '../auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
@@ -7,6 +8,10 @@ import type { Config } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import { createAdminCounters, registerAdminMetrics, type MetricsText, type Registry } from '../metrics.js'
 import type { RedisClients } from '../redis/connect.js'
+
+/** The dashboard's charts: a point a second for the last 15 minutes. */
+const SERIES_INTERVAL_MS = 1000
+const SERIES_WINDOW_SEC = 15 * 60
 
 export interface RunningAdmin {
   /** The port actually bound. */
@@ -38,7 +43,13 @@ export async function startAdmin(options: {
   const core: BrokerCore = createBrokerCore(config, redis, logger)
   const counters = createAdminCounters()
   registerAdminMetrics(registry, { core, counters })
-  const app = createAdminApp({ ...options, core, counters })
+  const series = new LiveSeries(() => core.stats.figures(config.nodeTtlMs), {
+    intervalMs: SERIES_INTERVAL_MS,
+    windowSec: SERIES_WINDOW_SEC,
+    onError: err => logger.debug({ err }, 'dashboard sample failed'),
+  })
+  series.start()
+  const app = createAdminApp({ ...options, core, counters, series })
 
   // Nobody else flushes this core's counters: a node flushes only its own.
   const flushStats = (): Promise<void> =>
@@ -60,6 +71,7 @@ export async function startAdmin(options: {
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
     clearInterval(timer)
+    series.stop()
     const closed = new Promise<void>(resolve => server.close(() => resolve()))
     server.closeIdleConnections() // keep-alive scrapers would otherwise hold close() open
     await closed

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import { tokensOf, type Tokens } from '../auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../broker/core.js'
+import { Escalator, escalatorOptions } from '../broker/escalation.js'
 import { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
 import { createGateway, type Gateway } from '../gateway/app.js'
@@ -26,6 +27,8 @@ export interface NodePorts {
 export interface RunningNode {
   readonly core: BrokerCore
   readonly node: BrokerNode
+  /** Sends the escalations that fell due (with escalationWebhookUrl set). */
+  readonly escalator: Escalator | undefined
   readonly gateway: Gateway
   readonly producer: ProducerListener
   readonly tokens: Tokens
@@ -73,6 +76,7 @@ export async function startNode(
   const name = ports.gateway === 0 ? undefined : `${hostname()}:${ports.gateway}`
   const node = new BrokerNode(core, config, logger, name)
   await node.start()
+  const escalator = startEscalator(config, core, logger)
   const gateway = createGateway({ config, core, node, tokens, logger })
   const producer = createProducerListener({ config, tokens, api: core.producerApi, logger })
   const registry = options.registry ?? new Registry()
@@ -84,6 +88,7 @@ export async function startNode(
     gateway: gateway.counters,
     engine: gateway.engine,
     producer,
+    escalations: escalator?.counters,
   })
   let isDraining = false
   let bound: { gateway: number; producer: number }
@@ -110,7 +115,7 @@ export async function startNode(
   } catch (err) {
     // A port taken: leave nothing behind (no stale node entry in the stats, no open Redis).
     gateway.close()
-    await Promise.allSettled([producer.close(), node.stop(0)])
+    await Promise.allSettled([producer.close(), node.stop(0), escalator?.stop()])
     await redis.quit()
     throw err
   }
@@ -119,7 +124,7 @@ export async function startNode(
 
   let stopping: Promise<void> | undefined
   const drain = async (): Promise<void> => {
-    await Promise.all([producer.close(), node.stop(config.drainSpreadMs)])
+    await Promise.all([producer.close(), node.stop(config.drainSpreadMs), escalator?.stop()])
     await admin?.close()
     gateway.close()
     await redis.quit()
@@ -142,6 +147,7 @@ export async function startNode(
   return {
     core,
     node,
+    escalator,
     gateway,
     producer,
     tokens,
@@ -160,6 +166,15 @@ async function settlesWithin(work: Promise<void>, ms: number): Promise<boolean> 
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** Every node with a webhook configured sends escalations; Redis leases each to one of them. */
+function startEscalator(config: Config, core: BrokerCore, logger: Logger): Escalator | undefined {
+  if (config.escalationWebhookUrl === '') return undefined
+  const log = logger.child({ module: 'escalation' })
+  const escalator = new Escalator(core.redis.commands, core.keys, escalatorOptions(config), log)
+  escalator.start()
+  return escalator
 }
 
 /** Connects to Redis, or fails within REDIS_START_TIMEOUT_MS saying where it looked. */

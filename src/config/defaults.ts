@@ -152,6 +152,20 @@ export interface Config {
   /** Consumers are closed spread over this window on shutdown, so they do not all reconnect at once, in ms. @default 2000 */
   readonly drainSpreadMs: number
 
+  /**
+   * Where tracked messages that nobody acknowledged within their `escalateAfterMs` are POSTed
+   * (http or https URL); empty: escalation is off and `track` refuses `escalateAfterMs`. @default ''
+   */
+  readonly escalationWebhookUrl: string
+  /** HMAC-SHA256 secret that signs each webhook request (X-Snapper-Signature); required with the URL. @default '' */
+  readonly escalationWebhookSecret: string
+  /** Longest a webhook request may take before it counts as failed, in ms. @default 5000 */
+  readonly escalationTimeoutMs: number
+  /** How long failed webhook requests are retried (with backoff) after the escalation fell due, in seconds. @default 600 */
+  readonly escalationRetrySec: number
+  /** How often each node looks for escalations that fell due, in ms (their timing is this precise). @default 250 */
+  readonly escalationPollMs: number
+
   /** Largest body of an admin HTTP request, in bytes. @default 1048576 */
   readonly adminMaxBodyBytes: number
   /**
@@ -217,6 +231,12 @@ export const defaults: Config = {
   statsFlushMs: 1000,
   drainTimeoutMs: 15_000,
   drainSpreadMs: 2000,
+
+  escalationWebhookUrl: '',
+  escalationWebhookSecret: '',
+  escalationTimeoutMs: 5000,
+  escalationRetrySec: 600,
+  escalationPollMs: 250,
 
   adminMaxBodyBytes: 1 << 20,
   demo: false,

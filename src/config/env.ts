@@ -70,6 +70,22 @@ const toAddressRanges: Parser<readonly string[]> = raw => {
   return items
 }
 
+/** '' (off), or an http or https URL. */
+const toWebhookUrl: Parser<string> = raw => {
+  if (raw === '') return ''
+  const text = toText(raw)
+  let url: URL | undefined
+  try {
+    url = new URL(text)
+  } catch {
+    url = undefined
+  }
+  return url && (url.protocol === 'http:' || url.protocol === 'https:') ? text : fail('an http(s) URL', raw)
+}
+
+/** Any string, '' included (a secret that may be unset). */
+const toSecret: Parser<string> = raw => (typeof raw === 'string' ? raw : fail('a string', raw))
+
 function oneOf<T extends string>(values: readonly T[]): Parser<T> {
   return raw => (values.includes(raw as T) ? (raw as T) : fail(`one of ${values.join(', ')}`, raw))
 }
@@ -343,6 +359,32 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     env: 'SNAPPER_DRAIN_SPREAD_MS',
     parse: integer(0, 600_000),
     doc: 'consumers are closed spread over this window on shutdown',
+  },
+
+  escalationWebhookUrl: {
+    env: 'SNAPPER_ESCALATION_WEBHOOK_URL',
+    parse: toWebhookUrl,
+    doc: 'URL that tracked messages nobody acknowledged within their `escalateAfterMs` are POSTed to; unset: escalation is off',
+  },
+  escalationWebhookSecret: {
+    env: 'SNAPPER_ESCALATION_WEBHOOK_SECRET',
+    parse: toSecret,
+    doc: 'HMAC-SHA256 secret that signs every webhook request (`X-Snapper-Signature`); required with the URL',
+  },
+  escalationTimeoutMs: {
+    env: 'SNAPPER_ESCALATION_TIMEOUT_MS',
+    parse: toMs,
+    doc: 'longest a webhook request may take before it counts as failed',
+  },
+  escalationRetrySec: {
+    env: 'SNAPPER_ESCALATION_RETRY_SEC',
+    parse: toCount,
+    doc: 'how long a failing webhook is retried (with backoff, up to 1 min apart) after the escalation fell due',
+  },
+  escalationPollMs: {
+    env: 'SNAPPER_ESCALATION_POLL_MS',
+    parse: toMs,
+    doc: 'how often each node looks for escalations that fell due (their timing is this precise)',
   },
 
   adminMaxBodyBytes: {

@@ -100,4 +100,6 @@ function checkTogether(config: Config): void {
     throw new ConfigError('"maxAuthFrameBytes" must not exceed "maxFrameBytes"')
   if (config.maxMessageBytes > config.maxFrameBytes)
     throw new ConfigError('"maxMessageBytes" must not exceed "maxFrameBytes"')
+  if (config.escalationWebhookUrl !== '' && config.escalationWebhookSecret === '')
+    throw new ConfigError('"escalationWebhookUrl" needs "escalationWebhookSecret", which signs the requests')
 }

@@ -2,14 +2,16 @@
  * The methods a producer may call, from checked params to ProducerApi
  * (docs/producer-protocol.md §5). `publish` has issued its Redis commands (or
  * queued them in order) before it returns, which is what keeps a connection's
- * publish order when frames are served without waiting. `subscribe` and
+ * publish order when frames are served without waiting; so has `track`. `subscribe` and
  * `unsubscribe` have not: they take several round trips (read the room's
  * head, then write the membership, then tell the consumer's node), so a
  * connection serves them alone (SERVED_ALONE).
  */
 import {
   checkRoomCount,
+  escalateAfterMsOf,
   isBoundedString,
+  isTrackId,
   isValidPublication,
   type InputLimits,
   type ProducerApi,
@@ -20,7 +22,7 @@ import { SnapperError } from '../errors.js'
 /** A method's result is JSON; a refusal is a rejected SnapperError (a sync throw is a bug). */
 export type Method = (params: unknown) => Promise<unknown>
 
-export type MethodName = 'publish' | 'subscribe' | 'unsubscribe' | 'consumers' | 'echo'
+export type MethodName = 'publish' | 'subscribe' | 'unsubscribe' | 'consumers' | 'track' | 'receipt' | 'echo'
 
 /**
  * Methods a connection serves alone: one starts once every earlier frame's
@@ -61,6 +63,18 @@ export function createMethods(api: ProducerApi, limits: InputLimits): ReadonlyMa
       // Rebuilt so the key order is the original's whatever the API returns.
       const { length, android, ios, web } = await api.consumers(params[0])
       return { length, android, ios, web }
+    },
+    // Async, yet its Redis commands are issued before it returns (an async body runs up to its first await).
+    async track(params) {
+      if (!Array.isArray(params) || params.length > 3 || !isValidPublication(params[0], params[1], limits))
+        throw new SnapperError('INVALID_PARAMS')
+      const [room, message, options] = params as [string, string, unknown]
+      return { id: await api.track(room, message, escalateAfterMsOf(options)) }
+    },
+    async receipt(params) {
+      if (!Array.isArray(params) || !isTrackId(params[0], limits)) throw new SnapperError('INVALID_PARAMS')
+      const { acked, escalated } = await api.receipt(params[0])
+      return { acked, escalated }
     },
     echo: params => Promise.resolve(params ?? null),
   }

@@ -44,6 +44,31 @@ export class Keys {
     return { rooms: `${tag}:rooms`, node: `${tag}:node`, inflight: `${tag}:inflight` }
   }
 
+  /**
+   * Hash of one tracked message (room_append-4.lua, track_ack-1.lua): its log
+   * entry id, its receipts, whether it was escalated. On the room's slot, so
+   * the append makes it atomically. `nonce` is base64url: no `:` or `}`.
+   */
+  track(room: string, nonce: string): string {
+    return `${this.prefix}:{r:${room}}:t:${nonce}`
+  }
+
+  /** The escalations waiting for their time (escalation_*.lua): one slot for all of them. */
+  get escalations(): { readonly due: string; readonly info: string } {
+    const tag = `${this.prefix}:{esc}`
+    return { due: `${tag}:due`, info: `${tag}:info` }
+  }
+
+  /**
+   * Operators' questions to every node (room-members.ts): the channel all
+   * nodes hear, and the hash where one question's answers gather (node name →
+   * answer), on the same slot.
+   */
+  get queries(): { readonly channel: string; answers(queryId: string): string } {
+    const tag = `${this.prefix}:{q}`
+    return { channel: `${tag}:ch`, answers: queryId => `${tag}:a:${queryId}` }
+  }
+
   /** Hash consumerId → nodeId of a user's live connections. */
   presence(userId: string): string {
     return `${this.prefix}:{u:${userId}}:presence`

@@ -16,14 +16,21 @@ export interface ScriptCommands {
     log: string,
     head: string,
     channel: string,
+    track: string,
     maxLen: number,
     ttlSec: number,
     publish: 'PUBLISH' | 'SPUBLISH',
     writer: string,
     call: number,
+    trackNonce: string,
     ...messages: string[]
   ): Reply<[ms: number, first: number, stored: 0 | 1]>
   roomRead(log: string, cursor: string, count: number, ttlSec: number): Reply<string[]>
+  trackAck(track: string, consumerId: string, receipt: string): Reply<0 | 1>
+  escalationSchedule(due: string, info: string, id: string, delayMs: number, message: string): Reply<number>
+  escalationClaim(due: string, info: string, leaseMs: number, max: number): Reply<(string | number)[]>
+  escalationRetry(due: string, info: string, id: string, leaseEnd: number, delayMs: number): Reply<0 | 1>
+  escalationDone(due: string, info: string, id: string, leaseEnd: number): Reply<0 | 1>
   consumerJoin(
     rooms: string,
     node: string,
@@ -63,7 +70,7 @@ export type PipelineScripts = {
 }
 export type ScriptPipeline = ChainableCommander & PipelineScripts
 
-/** `room_append-3.lua` → `roomAppend`, 3 keys. */
+/** `room_append-4.lua` → `roomAppend`, 4 keys. */
 function commandName(file: string): { name: string; numberOfKeys: number } | undefined {
   const match = /^([a-z_]+)-(\d+)\.lua$/.exec(file)
   if (!match) return undefined

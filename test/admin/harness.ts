@@ -7,6 +7,7 @@
 import { createServer } from 'node:http'
 import type { ExecutionContext } from 'ava'
 import { createAdminApp, type Readiness } from '../../src/admin/app.js'
+import { LiveSeries } from '../../src/admin/live-series.js'
 import { Tokens } from '../../src/auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
@@ -39,6 +40,8 @@ export interface AdminHarness {
   readonly core: BrokerCore
   readonly config: Config
   readonly registry: Registry
+  /** The dashboard's series: not started; a test samples it when it wants a point. */
+  readonly series: LiveSeries
   /** The messages of a room's log, oldest first (XRANGE on the room's stream). */
   roomLog(room: string): Promise<string[]>
 }
@@ -66,6 +69,11 @@ export async function startAdminApp(
   const counters = createAdminCounters()
   const registry = new Registry()
   registerAdminMetrics(registry, { core, counters })
+  const series = new LiveSeries(() => core.stats.figures(config.nodeTtlMs), {
+    intervalMs: 1000,
+    windowSec: 60,
+    onError: () => {},
+  })
   const app = createAdminApp({
     config,
     core,
@@ -74,6 +82,7 @@ export async function startAdminApp(
     counters,
     readiness: options.readiness ?? (() => []),
     metrics: () => scrape(registry),
+    series,
     gatewayPort: 7701,
   })
   const server = createServer(app.callback())
@@ -90,6 +99,7 @@ export async function startAdminApp(
     core,
     config,
     registry,
+    series,
     async roomLog(room) {
       const entries = await redis.commands.xrange(core.keys.room(room).log, '-', '+')
       return entries.map(([, fields]) => fields[1]!)

@@ -89,13 +89,3 @@ test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTT
   t.is(byHeader.status, 200)
   t.like(byHeader.json, { stats: { total: { producerMessages: 2 } } })
 })
-
-test('the dashboard: GET / is a page that polls /stats with the token in a header', async t => {
-  const h = await startAdminApp(t, server.url)
-  const page = await call(`${h.base}/`)
-  t.is(page.status, 200)
-  t.regex(page.headers.get('content-type') ?? '', /^text\/html/)
-  t.is(page.headers.get('referrer-policy'), 'no-referrer')
-  t.regex(page.text, /fetch\('\/stats', \{ headers: \{ Authorization: 'Bearer ' \+ token \}/)
-  t.regex(page.text, /history\.replaceState/)
-})

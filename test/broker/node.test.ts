@@ -127,11 +127,13 @@ for (const topology of TOPOLOGIES) {
       keys.log,
       keys.head,
       `${keys.channel}:nowhere`,
+      core.keys.track(userRoom(USER), ''),
       config.roomLogMaxLen,
       60,
       core.redis.pubsub.publishCommand,
       '',
       0,
+      '',
       '2',
       '3',
     )

@@ -6,7 +6,13 @@ import test from 'ava'
 import { batchLength, type Entry } from '../../src/broker/batch.js'
 import { RecentMessages, type RecentBudget } from '../../src/broker/recent.js'
 
-const entry = (seq: number, ms = 1000, message = `m${seq}`): Entry => ({ room: 'r', ms, seq, message })
+const entry = (seq: number, ms = 1000, message = `m${seq}`): Entry => ({
+  room: 'r',
+  ms,
+  seq,
+  message,
+  track: undefined,
+})
 const run = (from: number, to: number, ms = 1000): Entry[] => {
   const entries: Entry[] = []
   for (let seq = from; seq <= to; seq++) entries.push(entry(seq, ms))

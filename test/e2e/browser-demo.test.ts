@@ -6,15 +6,10 @@
  * (cross-origin polling with credentials, then the websocket upgrade), and
  * shows what its form publishes.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import test from 'ava'
-import { chromium, type BrowserContext } from 'playwright-core'
+import { launchChromium, watchPage } from '../helpers/chromium.js'
 import { startCli } from '../helpers/cli.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
-
-const CHROMIUM = '/usr/bin/chromium'
 
 let server: RedisServer
 test.before(async () => {
@@ -23,11 +18,6 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, snapper-consumer) connects, publishes from the form, and sees its messages', async t => {
-  if (!existsSync(CHROMIUM))
-    return t.fail(
-      `Chromium is not installed at ${CHROMIUM}: run \`apt-get install -y chromium\` (CI installs it)`,
-    )
-
   const cli = await startCli(t, {
     workers: 0,
     args: ['--demo'],
@@ -38,38 +28,11 @@ test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, s
       SNAPPER_DRAIN_SPREAD_MS: '0',
     },
   })
-  const userDataDir = mkdtempSync(join(tmpdir(), 'snapper-chromium-'))
-  let browser: BrowserContext | undefined
-  t.teardown(async () => {
-    await browser?.close()
-    rmSync(userDataDir, { recursive: true, force: true })
-  })
   const base = `http://127.0.0.1:${cli.ports.admin}`
-
-  // A fresh profile, removed at teardown.
-  browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
+  const browser = await launchChromium(t)
   for (const variant of ['?codec=json', '?codec=msgpack&transport=polling', '?client=snapper-consumer']) {
     const page = await browser.newPage()
-    const problems: string[] = []
-    page.on('pageerror', err => problems.push(`page error: ${err.message}`))
-    page.on('response', res => {
-      if (res.status() >= 400) problems.push(`HTTP ${res.status()} ${res.url()}`)
-    })
-    page.on('console', message => {
-      if (message.type() === 'error') problems.push(`console: ${message.text()}`)
-    })
+    const problems = watchPage(page)
 
     await page.goto(`${base}/demo/${variant}`)
     const status = page.locator('#status')
@@ -104,7 +67,6 @@ test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, s
   }
 
   await browser.close()
-  browser = undefined
   cli.signal('SIGTERM')
   t.is(await cli.exited, 0, cli.output())
 })

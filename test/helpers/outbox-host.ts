@@ -88,7 +88,13 @@ export class FakeHost implements OutboxHost<FakeSink> {
   append(room: string, ...messages: string[]): Entry[] {
     const log = this.logs.get(room) ?? []
     this.logs.set(room, log)
-    const entries = messages.map((message, i): Entry => ({ room, ms: 1, seq: log.length + i + 1, message }))
+    const entries = messages.map((message, i): Entry => ({
+      room,
+      ms: 1,
+      seq: log.length + i + 1,
+      message,
+      track: undefined,
+    }))
     log.push(...entries)
     entries.at(-1)!.isChunkEnd = true
     return entries
@@ -125,8 +131,8 @@ export class FakeHost implements OutboxHost<FakeSink> {
     outbox.sink?.send(batch)
   }
 
-  acknowledged(_outbox: Outbox<FakeSink>, messages: number): void {
-    this.acknowledgedMessages += messages
+  acknowledged(_outbox: Outbox<FakeSink>, batch: Batch): void {
+    this.acknowledgedMessages += batch.entries.length
   }
 
   readFailed(_outbox: Outbox<FakeSink>, room: string): void {

@@ -47,11 +47,24 @@ for (const topology of TOPOLOGIES) {
 
   test(`${topology}: the append script announces with the interface's publish command`, async t => {
     const { pubsub, commands } = await connect(topology, t)
-    const { log, head, channel } = new Keys(uniquePrefix()).room('r')
+    const keys = new Keys(uniquePrefix())
+    const { log, head, channel } = keys.room('r')
     const received: string[] = []
     pubsub.onMessage(name => received.push(name))
     await pubsub.subscribe(channel)
-    await commands.roomAppend(log, head, channel, 10, 60, pubsub.publishCommand, '', 0, 'm')
+    await commands.roomAppend(
+      log,
+      head,
+      channel,
+      keys.track('r', ''),
+      10,
+      60,
+      pubsub.publishCommand,
+      '',
+      0,
+      '',
+      'm',
+    )
     await eventually(() => received.length === 1)
     t.deepEqual(received, [channel])
   })

@@ -16,11 +16,30 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 const keysFor = () => new Keys(uniquePrefix())
+/**
+ * A room's keys, and room_append on them: `append` plain and unnumbered,
+ * `appendAs` numbered by a writer (100 messages kept for 60 s either way).
+ */
+const roomKeysFor = (room: string) => {
+  const keys = keysFor()
+  const { log, head, channel } = keys.room(room)
+  const track = keys.track(room, '') // what a plain append passes, and never touches
+  const appendAs = (writer: string, call: number, ...messages: string[]) =>
+    redis.roomAppend(log, head, channel, track, 100, 60, 'PUBLISH', writer, call, '', ...messages)
+  return {
+    log,
+    head,
+    channel,
+    track,
+    appendAs,
+    append: (...messages: string[]) => appendAs('', 0, ...messages),
+  }
+}
 
 test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async t => {
-  const { log, head, channel } = keysFor().room('r')
-  const [ms1, first1] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'a', 'b')
-  const [ms2, first2] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'c')
+  const { log, head, append } = roomKeysFor('r')
+  const [ms1, first1] = await append('a', 'b')
+  const [ms2, first2] = await append('c')
   t.is(first1, 1)
   t.is(first2, 3)
   t.true(ms2 >= ms1)
@@ -39,9 +58,9 @@ test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async 
 })
 
 test('room_append keeps at most max length messages', async t => {
-  const { log, head, channel } = keysFor().room('bounded')
+  const { log, head, channel, track } = roomKeysFor('bounded')
   for (let i = 0; i < 5; i++)
-    await redis.roomAppend(log, head, channel, 3, 60, 'PUBLISH', '', 0, `m${i}a`, `m${i}b`)
+    await redis.roomAppend(log, head, channel, track, 3, 60, 'PUBLISH', '', 0, '', `m${i}a`, `m${i}b`)
   const entries = await redis.xrange(log, '-', '+')
   t.deepEqual(
     entries.map(([id]) => Number(id.split('-')[1])),
@@ -50,50 +69,39 @@ test('room_append keeps at most max length messages', async t => {
 })
 
 test('room_append never lets ids go back when the clock does', async t => {
-  const { log, head, channel } = keysFor().room('clock')
+  const { head, append } = roomKeysFor('clock')
   const future = Date.now() + 3_600_000
   await redis.hset(head, 's', 7, 't', future)
-  const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'x')
+  const [ms, first] = await append('x')
   t.is(ms, future)
   t.is(first, 8)
 })
 
 test('room_append announces the batch on the room channel', async t => {
-  const { log, head, channel } = keysFor().room('announced')
+  const { channel, append } = roomKeysFor('announced')
   const subscriber = server.client()
   await subscriber.subscribe(channel)
   const received = new Promise<unknown>(resolve =>
     subscriber.on('messageBuffer', (_, bytes: Buffer) => resolve(decodeAnnouncement(bytes))),
   )
-  const [ms, first] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'é😀', '{"e":1}')
-  t.deepEqual(await received, { ms, first, messages: ['é😀', '{"e":1}'] })
+  const [ms, first] = await append('é😀', '{"e":1}')
+  t.deepEqual(await received, { ms, first, messages: ['é😀', '{"e":1}'], track: undefined })
 })
 
 test('room_append stores a numbered call once: a call sent again after a lost reply appends and announces nothing', async t => {
-  const { log, head, channel } = keysFor().room('resent')
+  const { log, head, channel, appendAs } = roomKeysFor('resent')
   const subscriber = server.client()
   await subscriber.subscribe(channel)
   const announced: unknown[] = []
   subscriber.on('messageBuffer', (_, bytes: Buffer) => announced.push(decodeAnnouncement(bytes)))
-  const [ms, first, stored] = await redis.roomAppend(
-    log,
-    head,
-    channel,
-    100,
-    60,
-    'PUBLISH',
-    'w1',
-    1,
-    'a',
-    'b',
-  )
+  const [ms, first, stored] = await appendAs('w1', 1, 'a', 'b')
   t.deepEqual([first, stored], [1, 1])
-  t.deepEqual(await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'w1', 1, 'a', 'b'), [ms, 1, 0])
+  t.deepEqual(await appendAs('w1', 1, 'a', 'b'), [ms, 1, 0])
   // Calls of one writer run in their order: a lower number was stored before the higher one.
-  await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'w1', 2, 'c')
-  t.is((await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'w1', 1, 'a', 'b'))[2], 0)
+  await appendAs('w1', 2, 'c')
+  t.is((await appendAs('w1', 1, 'a', 'b'))[2], 0)
   // Another writer numbers its own calls.
-  t.is((await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'w2', 1, 'd'))[2], 1)
+  t.is((await appendAs('w2', 1, 'd'))[2], 1)
   t.deepEqual(
     (await redis.xrange(log, '-', '+')).map(([, fields]) => fields[1]),
     ['a', 'b', 'c', 'd'],
@@ -107,39 +115,43 @@ test('room_append stores a numbered call once: a call sent again after a lost re
 })
 
 test('room_append: unnumbered calls (writer "") are all stored and leave no writer field', async t => {
-  const { log, head, channel } = keysFor().room('unnumbered')
-  await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'a')
-  await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'a')
+  const { log, head, append } = roomKeysFor('unnumbered')
+  await append('a')
+  await append('a')
   t.is(await redis.xlen(log), 2)
   t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['s', 't'])
 })
 
 test('room_append: a new writer drops the fields of writers silent for longer than the ttl', async t => {
-  const { log, head, channel } = keysFor().room('writers')
+  const { log, head, appendAs } = roomKeysFor('writers')
   const old = Date.now() - 120_000
   for (let i = 0; i < 20; i++) await redis.hset(head, `w:old${i}`, `5 ${old} 1`)
   await redis.hset(head, 'w:recent', `9 ${Date.now()} 1`, 's', 0, 't', old)
-  await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'new', 1, 'x')
+  await appendAs('new', 1, 'x')
   t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['s', 't', 'w:new', 'w:recent'])
   // The survivor still recognises its calls.
-  t.is((await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', 'recent', 9, 'y'))[2], 0)
+  t.is((await appendAs('recent', 9, 'y'))[2], 0)
   t.is(await redis.xlen(log), 1)
 })
 
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
-  const { log, head, channel } = keysFor().room('read')
-  const [ms] = await redis.roomAppend(log, head, channel, 100, 60, 'PUBLISH', '', 0, 'a', 'b', 'c', 'd')
+  const { log, append } = roomKeysFor('read')
+  const [ms] = await append('a', 'b', 'c', 'd')
   t.deepEqual(await redis.roomRead(log, '0-0', 10, 60), [
     `${ms}-1`,
     'a',
+    '',
     `${ms}-2`,
     'b',
+    '',
     `${ms}-3`,
     'c',
+    '',
     `${ms}-4`,
     'd',
+    '',
   ])
-  t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60), [`${ms}-3`, 'c'])
+  t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60), [`${ms}-3`, 'c', ''])
   t.deepEqual(await redis.roomRead(log, `${ms}-4`, 10, 60), [])
 })
 
@@ -150,13 +162,96 @@ test('room_read skips messages older than the ttl', async t => {
   await redis.xadd(log, `${Date.now()}-2`, 'm', 'new')
   const flat = await redis.roomRead(log, '0-0', 10, 60)
   t.deepEqual(
-    flat.filter((_, i) => i % 2 === 1),
+    flat.filter((_, i) => i % 3 === 1),
     ['new'],
   )
   t.deepEqual(
-    (await redis.roomRead(log, `${old - 1}-0`, 10, 600)).filter((_, i) => i % 2 === 1),
+    (await redis.roomRead(log, `${old - 1}-0`, 10, 600)).filter((_, i) => i % 3 === 1),
     ['old', 'new'],
   )
+})
+
+test('room_append of a tracked message: the nonce goes with it into the log, the read and the announcement, and its track hash lives as long as the message', async t => {
+  const keys = keysFor()
+  const { log, head, channel } = keys.room('tracked')
+  const track = keys.track('tracked', 'nonce1')
+  const subscriber = server.client()
+  await subscriber.subscribe(channel)
+  const received = new Promise<unknown>(resolve =>
+    subscriber.on('messageBuffer', (_, bytes: Buffer) => resolve(decodeAnnouncement(bytes))),
+  )
+  const [ms, first] = await redis.roomAppend(
+    log,
+    head,
+    channel,
+    track,
+    100,
+    60,
+    'PUBLISH',
+    '',
+    0,
+    'nonce1',
+    'hi',
+  )
+  t.deepEqual(await received, { ms, first, messages: ['hi'], track: 'nonce1' })
+  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60), [`${ms}-1`, 'hi', 'nonce1'])
+  t.deepEqual(await redis.hgetall(track), { s: `${ms}-1` })
+  const ttl = await redis.ttl(track)
+  t.true(ttl > 0 && ttl <= 60)
+  subscriber.disconnect()
+})
+
+test('track_ack records each consumer once, counts them, and never revives an expired track', async t => {
+  const keys = keysFor()
+  const track = keys.track('r', 'n1')
+  t.is(await redis.trackAck(track, 'w.c1', 'u1 1000'), 0, 'no track hash: not recorded')
+  t.is(await redis.exists(track), 0)
+  await redis.hset(track, 's', '5-1')
+  await redis.expire(track, 60)
+  t.is(await redis.trackAck(track, 'w.c1', 'u1 1000'), 1)
+  t.is(
+    await redis.trackAck(track, 'w.c1', 'u1 2000'),
+    0,
+    'acked again after a reconnect: the first time stays',
+  )
+  t.is(await redis.trackAck(track, 'i.c2', 'u2 3000'), 1)
+  t.deepEqual(await redis.hgetall(track), { s: '5-1', 'c:w.c1': 'u1 1000', n: '2', 'c:i.c2': 'u2 3000' })
+  t.true((await redis.ttl(track)) > 0)
+})
+
+test('escalation scripts: due ids are leased to one claimer, which alone may retry or finish them', async t => {
+  const { due, info } = keysFor().escalations
+  const before = Date.now()
+  const dueAt = await redis.escalationSchedule(due, info, 'id1', 0, 'm1')
+  await redis.escalationSchedule(due, info, 'later', 60_000, 'm2')
+  t.true(dueAt >= before - 1000 && dueAt <= Date.now() + 1000, 'Redis clock')
+  const [now, leaseEnd, ...claimed] = await redis.escalationClaim(due, info, 5000, 10)
+  t.deepEqual(claimed, ['id1', 'm1', dueAt, 0])
+  t.is(leaseEnd, Number(now) + 5000)
+  t.deepEqual((await redis.escalationClaim(due, info, 5000, 10)).slice(2), [], 'leased: nobody else gets it')
+  t.is(
+    await redis.escalationRetry(due, info, 'id1', Number(leaseEnd) + 1, 0),
+    0,
+    'not our lease: nothing changes',
+  )
+  t.is(await redis.escalationRetry(due, info, 'id1', Number(leaseEnd), 0), 1)
+  const [, lease2, ...again] = await redis.escalationClaim(due, info, 5000, 10)
+  t.deepEqual(again, ['id1', 'm1', dueAt, 1], 'due again, one failed attempt counted')
+  t.is(await redis.escalationDone(due, info, 'id1', Number(leaseEnd)), 0, 'a lapsed lease cannot finish it')
+  t.is(await redis.escalationDone(due, info, 'id1', Number(lease2)), 1)
+  t.deepEqual(await redis.zrange(due, '0', '-1'), ['later'])
+  t.deepEqual(Object.keys(await redis.hgetall(info)).sort(), ['d:later', 'm:later', 'n:later'])
+})
+
+test('escalation_claim: a lease that ran out (its node died) lets another claimer take it', async t => {
+  const { due, info } = keysFor().escalations
+  await redis.escalationSchedule(due, info, 'id', 0, 'm')
+  const [, first] = await redis.escalationClaim(due, info, 50, 10)
+  await new Promise(resolve => setTimeout(resolve, 80))
+  const [, second, ...claimed] = await redis.escalationClaim(due, info, 50, 10)
+  t.is(claimed[0], 'id')
+  t.true(Number(second) > Number(first))
+  t.is(await redis.escalationDone(due, info, 'id', Number(first)), 0)
 })
 
 test('consumer_join adds once and names the node holding the consumer', async t => {

@@ -26,18 +26,25 @@ interface Names {
   readonly consumerId: string
   readonly userId: string
   readonly nodeId: string
+  /** A track nonce: base64url, possibly empty (a plain append's track key). */
+  readonly nonce: string
 }
 
 /**
  * The KEYS of every script in lua/, as the broker builds them (room-log.ts,
- * membership.ts, node.ts, presence.ts). A test below checks that this table
+ * membership.ts, node.ts, presence.ts, tracking.ts, escalation.ts). A test below checks that this table
  * names every script with its key count.
  */
 const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
-  'room_append-3.lua': (keys, n) => {
+  'room_append-4.lua': (keys, n) => {
     const { log, head, channel } = keys.room(n.room)
-    return [log, head, channel]
+    return [log, head, channel, keys.track(n.room, n.nonce)]
   },
+  'track_ack-1.lua': (keys, n) => [keys.track(n.room, n.nonce)],
+  'escalation_schedule-2.lua': keys => [keys.escalations.due, keys.escalations.info],
+  'escalation_claim-2.lua': keys => [keys.escalations.due, keys.escalations.info],
+  'escalation_retry-2.lua': keys => [keys.escalations.due, keys.escalations.info],
+  'escalation_done-2.lua': keys => [keys.escalations.due, keys.escalations.info],
   'room_read-1.lua': (keys, n) => [keys.room(n.room).log],
   'consumer_join-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
   'consumer_leave-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
@@ -61,7 +68,10 @@ const text = fc.oneof(
 )
 /** A prefix the config accepts: no braces. */
 const prefix = text.map(value => value.replace(/[{}]/g, '') || 'P')
-const names = fc.record({ prefix, room: text, consumerId: text, userId: text, nodeId: text })
+const nonce = fc
+  .base64String({ maxLength: 24 })
+  .map(value => value.replace(/=/g, '').replace(/\+/g, '-').replace(/\//g, '_'))
+const names = fc.record({ prefix, room: text, consumerId: text, userId: text, nodeId: text, nonce })
 
 /** Redis' own answer: one cluster-enabled node (no slots needed) for CLUSTER KEYSLOT. */
 let keyslot: (key: string) => Promise<number>
@@ -76,7 +86,7 @@ test.after.always(() => server?.stop())
 test('the table names every script in lua/ with its key count', t => {
   const files = readdirSync(LUA_DIR).filter(file => file.endsWith('.lua'))
   t.deepEqual(Object.keys(SCRIPT_KEYS).sort(), files.sort())
-  const sample: Names = { prefix: 'SNP', room: 'r', consumerId: 'c', userId: 'u', nodeId: 'n' }
+  const sample: Names = { prefix: 'SNP', room: 'r', consumerId: 'c', userId: 'u', nodeId: 'n', nonce: 'x' }
   for (const [file, keysOf] of Object.entries(SCRIPT_KEYS)) {
     const count = Number(/-(\d+)\.lua$/.exec(file)?.[1])
     t.is(keysOf(new Keys(sample.prefix), sample).length, count, file)

@@ -7,6 +7,8 @@
  *   POST /v1/rooms/:room/subscribe        {consumerId}                              → {result: 1 | 0}
  *   POST /v1/rooms/:room/unsubscribe      {consumerId}                              → {result: 1 | 0}
  *   GET  /v1/users/:userId/consumers                                                → {result: {length, android, ios, web}}
+ *   POST /v1/track                        {room, message, escalateAfterMs?}         → {result: {id}}
+ *   GET  /v1/receipts/:id                                                           → {result: {acked, escalated}}
  *
  * Rooms with `/` go URL-encoded in the path (`projects%2F1`). A publish
  * answers once every accepted message is stored in Redis; items that are not
@@ -17,7 +19,9 @@ import type { Context, Middleware } from 'koa'
 import type { Tokens } from '../../auth/token.js'
 import {
   checkRoomCount,
+  escalateAfterMsOf,
   isBoundedString,
+  isTrackId,
   isValidPublication,
   type InputLimits,
   type Publication,
@@ -95,6 +99,24 @@ export function publishRoutes(deps: {
     requireStore(core)
     const { length, android, ios, web } = await api.consumers(userId)
     ctx.body = { result: { length, android, ios, web } }
+  })
+  router.post('/track', async ctx => {
+    const body = ctx.request.body
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new SnapperError('INVALID_PARAMS')
+    const { room, message, ...options } = body as { room?: unknown; message?: unknown }
+    if (!isValidPublication(room, message, limits)) throw new SnapperError('INVALID_PARAMS')
+    const escalateAfterMs = escalateAfterMsOf(options)
+    requireStore(core)
+    ctx.body = { result: { id: await api.track(room as string, message as string, escalateAfterMs) } }
+  })
+  router.get('/receipts/:id', async ctx => {
+    const id = ctx.params.id
+    if (!isTrackId(id, limits)) throw new SnapperError('INVALID_PARAMS')
+    requireStore(core)
+    const { acked, escalated } = await api.receipt(id)
+    ctx.set('Cache-Control', 'no-store')
+    ctx.body = { result: { acked, escalated } }
   })
   return router
 }

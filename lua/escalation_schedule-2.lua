@@ -1,0 +1,14 @@
+-- escalation_schedule-2.lua: schedule a tracked message's escalation (webhook) for later.
+-- KEYS[1] due (sorted set id -> ms it is due, or ms its claim ends)
+-- KEYS[2] info (hash m:<id> message, d:<id> ms it fell due, n:<id> failed attempts)
+-- ARGV[1] id   ARGV[2] delay ms   ARGV[3] message
+-- Returns: the ms it is due (Redis' clock, which every node's claims read too)
+--
+-- Sent before the message's append: an escalation whose message was never
+-- stored finds no track hash and is dropped when due (escalation.ts).
+local time = redis.call('TIME')
+local due = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + tonumber(ARGV[2])
+local stamp = string.format('%.0f', due)
+redis.call('ZADD', KEYS[1], stamp, ARGV[1])
+redis.call('HSET', KEYS[2], 'm:' .. ARGV[1], ARGV[3], 'd:' .. ARGV[1], stamp, 'n:' .. ARGV[1], 0)
+return due

@@ -1,0 +1,237 @@
+import type { Config } from '../config/defaults.js'
+import type { Logger } from '../log.js'
+import type { Keys } from '../redis/keys.js'
+import type { Commands } from '../redis/scripts.js'
+import { parseCursor } from './cursor.js'
+import { parseTrackId } from './tracking.js'
+import { postEscalation, type EscalationPayload, type WebhookResult, type WebhookTarget } from './webhook.js'
+
+export interface EscalatorOptions extends WebhookTarget {
+  /** How long failed attempts are retried after the escalation fell due, in seconds. */
+  readonly retrySec: number
+  /** How often the node looks for escalations that fell due, in ms. */
+  readonly pollMs: number
+  /** How long a tracked message lives, in seconds (its track hash expires then). */
+  readonly ttlSec: number
+}
+
+/** The escalator's options from the config. */
+export function escalatorOptions(
+  config: Pick<
+    Config,
+    | 'escalationWebhookUrl'
+    | 'escalationWebhookSecret'
+    | 'escalationTimeoutMs'
+    | 'escalationRetrySec'
+    | 'escalationPollMs'
+    | 'messageTtlSec'
+  >,
+): EscalatorOptions {
+  return {
+    url: config.escalationWebhookUrl,
+    secret: config.escalationWebhookSecret,
+    timeoutMs: config.escalationTimeoutMs,
+    retrySec: config.escalationRetrySec,
+    pollMs: config.escalationPollMs,
+    ttlSec: config.messageTtlSec,
+  }
+}
+
+/** Counters for /metrics (`snapper_escalations_total{result}`). */
+export interface EscalationCounters {
+  /** The webhook answered 2xx. */
+  sent: number
+  /** An attempt failed (no answer, not 2xx); it is tried again later. */
+  failed: number
+  /** Given up after retrySec (or never stored). */
+  abandoned: number
+  /** Acknowledged in time: no webhook. */
+  acknowledged: number
+  /** Redis commands of the escalator that failed (the lease makes the work come back). */
+  redisErrors: number
+}
+
+/** Escalations one claim takes at most; more are claimed at once if it was full. */
+const CLAIM_MAX = 32
+/** Retry delays double from 1 s up to 1 min. */
+const RETRY_BASE_MS = 1000
+const RETRY_MAX_MS = 60_000
+
+/** One claimed escalation (escalation_claim-2.lua). */
+interface Claim {
+  readonly id: string
+  readonly message: string
+  /** When it fell due, ms (Redis' clock). */
+  readonly dueAt: number
+  /** Attempts that failed so far. */
+  readonly attempts: number
+  /** The claim's lease end: our fence for escalation_done / escalation_retry. */
+  readonly leaseEnd: number
+  /** Redis' clock at the claim, ms. */
+  readonly now: number
+}
+
+/**
+ * Runs on every node with a webhook configured: claims the escalations that
+ * fell due (escalation_claim-2.lua leases each to one node), checks the
+ * message's track hash, and POSTs those that nobody acknowledged.
+ *
+ *   due ──claim (lease)──▶ acked? ──yes──▶ done
+ *                            │ no
+ *                            ▼
+ *                     POST ──2xx──▶ mark escalated (track hash), done
+ *                            │ failed
+ *                            ▼
+ *          past retrySec? ──yes──▶ done (abandoned)
+ *                            │ no
+ *                            ▼
+ *                 due again after a backoff
+ *
+ * A node that dies holding a claim lets its lease run out; another node then
+ * claims it. The track hash's `e` is set before the claim is removed, so a
+ * node that takes over after a send whose removal was lost sends nothing.
+ * Sent twice only if a node dies between the receiver's 2xx and that write:
+ * receivers deduplicate by `id`.
+ */
+export class Escalator {
+  readonly counters: EscalationCounters = {
+    sent: 0,
+    failed: 0,
+    abandoned: 0,
+    acknowledged: 0,
+    redisErrors: 0,
+  }
+  readonly #redis: Commands
+  readonly #keys: Keys
+  readonly #options: EscalatorOptions
+  readonly #log: Logger
+  readonly #send: (target: WebhookTarget, payload: EscalationPayload) => Promise<WebhookResult>
+  /** A claim's lease: one request, the writes around it, and margin for a busy event loop. */
+  readonly #leaseMs: number
+  #timer: NodeJS.Timeout | undefined
+  #running: Promise<void> | undefined
+  #stopped = false
+
+  constructor(redis: Commands, keys: Keys, options: EscalatorOptions, log: Logger, send = postEscalation) {
+    this.#redis = redis
+    this.#keys = keys
+    this.#options = options
+    this.#log = log
+    this.#send = send
+    this.#leaseMs = 2 * options.timeoutMs + 1000
+  }
+
+  /** Starts polling every pollMs. */
+  start(): void {
+    this.#schedule(0)
+  }
+
+  /** Stops polling; resolves once the escalations in hand are finished (each bounded by timeoutMs). */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    await this.#running
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return
+    this.#timer = setTimeout(() => {
+      this.#running = this.#poll().finally(() => (this.#running = undefined))
+    }, delayMs)
+    this.#timer.unref()
+  }
+
+  async #poll(): Promise<void> {
+    let claimed = 0
+    try {
+      claimed = await this.runOnce()
+    } catch (err) {
+      this.counters.redisErrors++
+      this.#log.warn({ err }, 'escalation claim failed')
+    }
+    this.#schedule(claimed === CLAIM_MAX ? 0 : this.#options.pollMs)
+  }
+
+  /** Claims what fell due and handles it; resolves with the number claimed. */
+  async runOnce(): Promise<number> {
+    const { due, info } = this.#keys.escalations
+    const [now, leaseEnd, ...flat] = await this.#redis.escalationClaim(due, info, this.#leaseMs, CLAIM_MAX)
+    const claims: Claim[] = []
+    for (let i = 0; i + 3 < flat.length; i += 4) {
+      claims.push({
+        id: String(flat[i]),
+        message: String(flat[i + 1]),
+        dueAt: Number(flat[i + 2]),
+        attempts: Number(flat[i + 3]),
+        leaseEnd: Number(leaseEnd),
+        now: Number(now),
+      })
+    }
+    await Promise.all(claims.map(claim => this.#handle(claim)))
+    return claims.length
+  }
+
+  async #handle(claim: Claim): Promise<void> {
+    try {
+      const parsed = parseTrackId(claim.id)
+      if (!parsed) {
+        this.counters.abandoned++
+        return await this.#done(claim)
+      }
+      const track = this.#keys.track(parsed.room, parsed.nonce)
+      const [stored, acks, escalated] = await this.#redis.hmget(track, 's', 'n', 'e')
+      if (Number(acks) > 0) {
+        this.counters.acknowledged++
+        return await this.#done(claim)
+      }
+      if (escalated != null) return await this.#done(claim) // sent by a node whose removal was lost
+      // Not stored (yet): its append failed, or is still on its way (another server of a cluster).
+      if (stored == null) return await this.#retryOrAbandon(claim, 'message not stored')
+      const publishedAt = parseCursor(stored).ms
+      const result = await this.#send(this.#options, {
+        id: claim.id,
+        room: parsed.room,
+        message: claim.message,
+        publishedAt,
+      })
+      if (!result.ok) {
+        this.counters.failed++
+        return await this.#retryOrAbandon(claim, result.reason)
+      }
+      this.counters.sent++
+      // The track hash keeps its own end of life: it lives as long as the message.
+      await this.#redis
+        .multi()
+        .hset(track, 'e', Date.now())
+        .pexpireat(track, publishedAt + this.#options.ttlSec * 1000)
+        .exec()
+      await this.#done(claim)
+    } catch (err) {
+      // Redis failed midway: the claim's lease runs out and this escalation falls due again.
+      this.counters.redisErrors++
+      this.#log.warn({ err, id: claim.id }, 'escalation failed, retried after its lease')
+    }
+  }
+
+  async #retryOrAbandon(claim: Claim, reason: string): Promise<void> {
+    const { due, info } = this.#keys.escalations
+    if (claim.now - claim.dueAt >= this.#options.retrySec * 1000) {
+      this.counters.abandoned++
+      this.#log.warn({ id: claim.id, attempts: claim.attempts + 1, reason }, 'escalation abandoned')
+      return this.#done(claim)
+    }
+    const delayMs = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** claim.attempts)
+    // Warn once per escalation: a webhook that is down fails every attempt, and the metrics count them.
+    const level = claim.attempts === 0 ? 'warn' : 'debug'
+    this.#log[level](
+      { id: claim.id, attempts: claim.attempts + 1, reason, retryInMs: delayMs },
+      'escalation failed',
+    )
+    await this.#redis.escalationRetry(due, info, claim.id, claim.leaseEnd, delayMs)
+  }
+
+  async #done(claim: Claim): Promise<void> {
+    const { due, info } = this.#keys.escalations
+    await this.#redis.escalationDone(due, info, claim.id, claim.leaseEnd)
+  }
+}

@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto'
+import { platformOf } from '../auth/token.js'
+import { SnapperError } from '../errors.js'
+import type { Keys } from '../redis/keys.js'
+import type { Commands } from '../redis/scripts.js'
+import type { Entry } from './batch.js'
+import type { RoomLog } from './room-log.js'
+
+/** One consumer's acknowledgement of a tracked message. */
+export interface AckReceipt {
+  readonly consumerId: string
+  readonly userId: string
+  readonly platform: 'android' | 'ios' | 'web'
+  /** When its node received the ack, ms since the epoch. */
+  readonly ackedAt: number
+}
+
+/** What `receipt` answers: every consumer that acknowledged the message, and whether it was escalated. */
+export interface Receipt {
+  readonly acked: readonly AckReceipt[]
+  readonly escalated: boolean
+}
+
+/** Counters for /metrics. */
+export interface TrackingCounters {
+  /** Tracked messages stored. */
+  tracked: number
+  /** Acknowledgements of tracked messages recorded as receipts. */
+  receipts: number
+}
+
+/** Random bytes of a track nonce: 16 base64url characters. */
+const NONCE_BYTES = 12
+const NONCE = /^[A-Za-z0-9_-]{16}$/
+
+/**
+ * A track id: `<nonce>.<room in base64url>`. Opaque to producers; the room in
+ * it names the slot of the track hash, so a receipt is one read on one slot.
+ */
+export function formatTrackId(room: string, nonce: string): string {
+  return `${nonce}.${Buffer.from(room).toString('base64url')}`
+}
+
+/** The room and nonce of a track id, or undefined if it is not one we made. */
+export function parseTrackId(id: string): { room: string; nonce: string } | undefined {
+  const dot = id.indexOf('.')
+  const nonce = id.slice(0, dot)
+  const encoded = id.slice(dot + 1)
+  if (dot < 0 || !NONCE.test(nonce) || encoded === '') return undefined
+  const room = Buffer.from(encoded, 'base64url').toString()
+  // Canonical form only: garbage that base64url decoding would tolerate names no track.
+  return Buffer.from(room).toString('base64url') === encoded ? { room, nonce } : undefined
+}
+
+/**
+ * Tracked messages: delivered like any publish, and each consumer's ack of
+ * one is recorded as a receipt. Costs Redis work for tracked messages only:
+ * their nonce travels with them through the room log and the announcements
+ * (room_append-4.lua), so the ack of an untracked batch asks nothing of Redis.
+ *
+ *   track ──▶ [escalation_schedule on {esc}] ──▶ room_append (+ track hash) on {r:room}
+ *   ack of a tracked entry ──▶ track_ack on {r:room} (the track hash)
+ *   receipt(id) ──▶ HGETALL of the track hash
+ *
+ * The escalation is sent before the append: on one Redis (one connection, in
+ * order) a message is never stored without it; one whose append failed is
+ * dropped when due (escalation.ts). On a cluster the two go to different
+ * servers: if only the append succeeds, the producer gets an error, as for
+ * any publish that fails midway.
+ */
+export class Tracking {
+  readonly counters: TrackingCounters = { tracked: 0, receipts: 0 }
+  readonly #redis: Commands
+  readonly #keys: Keys
+  readonly #log: RoomLog
+  readonly #ttlSec: number
+  readonly #canEscalate: boolean
+
+  constructor(
+    redis: Commands,
+    keys: Keys,
+    log: RoomLog,
+    options: {
+      /** How long a message (and its receipts) lives, in seconds. */
+      readonly ttlSec: number
+      /** An escalation webhook is configured: `escalateAfterMs` is accepted. */
+      readonly canEscalate: boolean
+    },
+  ) {
+    this.#redis = redis
+    this.#keys = keys
+    this.#log = log
+    this.#ttlSec = options.ttlSec
+    this.#canEscalate = options.canEscalate
+  }
+
+  /**
+   * Stores a tracked message; resolves with its id once it is stored (and its
+   * escalation scheduled). `escalateAfterMs` must be a whole number of ms, at
+   * least 1 and less than the message's life. Like RoomLog.appendAll, the
+   * Redis commands are issued before this returns (so a connection's publishes
+   * keep their order); the escalation goes first.
+   */
+  track(room: string, message: string, escalateAfterMs?: number): Promise<string> {
+    const nonce = randomBytes(NONCE_BYTES).toString('base64url')
+    const id = formatTrackId(room, nonce)
+    let scheduled: Promise<unknown> | undefined
+    if (escalateAfterMs !== undefined) {
+      if (!this.#canEscalate) return Promise.reject(new SnapperError('NO_ESCALATION'))
+      if (
+        !Number.isSafeInteger(escalateAfterMs) ||
+        escalateAfterMs < 1 ||
+        escalateAfterMs >= this.#ttlSec * 1000
+      )
+        return Promise.reject(new SnapperError('INVALID_PARAMS'))
+      const { due, info } = this.#keys.escalations
+      scheduled = this.#redis.escalationSchedule(due, info, id, escalateAfterMs, message)
+    }
+    const stored = this.#log.appendTracked(room, message, nonce)
+    return Promise.all([scheduled, stored]).then(() => {
+      this.counters.tracked++
+      return id
+    })
+  }
+
+  /** Who acknowledged the message, and whether it was escalated; UNKNOWN_ID once it expired (or never was). */
+  async receipt(id: string): Promise<Receipt> {
+    const parsed = parseTrackId(id)
+    if (!parsed) throw new SnapperError('UNKNOWN_ID')
+    const fields = await this.#redis.hgetall(this.#keys.track(parsed.room, parsed.nonce))
+    if (fields.s === undefined) throw new SnapperError('UNKNOWN_ID')
+    const acked: AckReceipt[] = []
+    for (const [field, value] of Object.entries(fields)) {
+      if (!field.startsWith('c:')) continue
+      const consumerId = field.slice(2)
+      const [userId = '', ackedAt = '0'] = value.split(' ')
+      acked.push({ consumerId, userId, platform: platformOf(consumerId), ackedAt: Number(ackedAt) })
+    }
+    acked.sort((a, b) => a.ackedAt - b.ackedAt)
+    return { acked, escalated: fields.e !== undefined }
+  }
+
+  /**
+   * Records a consumer's ack of the tracked entries of a batch (the caller
+   * checks `batch.hasTracked` first). One script call per tracked entry, sent
+   * at once: the receipt is readable within a round trip of the ack.
+   */
+  recordAcks(
+    consumerId: string,
+    userId: string,
+    entries: readonly Entry[],
+    ackedAt: number,
+  ): Promise<unknown> {
+    const receipt = `${userId} ${ackedAt}`
+    const writes: Promise<unknown>[] = []
+    for (const entry of entries) {
+      if (entry.track === undefined) continue
+      writes.push(
+        this.#redis
+          .trackAck(this.#keys.track(entry.room, entry.track), consumerId, receipt)
+          .then(recorded => {
+            this.counters.receipts += recorded
+          }),
+      )
+    }
+    return Promise.all(writes)
+  }
+}
