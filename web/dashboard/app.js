@@ -191,7 +191,7 @@ async function pollStats() {
     ]),
     'no workers',
   )
-  $('updated').textContent = `updated ${new Date().toLocaleTimeString()}`
+  $('updated').textContent = `updated ${new Date().toLocaleTimeString([], { hour12: false })}`
   $('problem').hidden = true
   $('view').hidden = false
 }

@@ -90,6 +90,9 @@ export function drawChart(svg, { times, series, from, to, format }) {
   addReadout(svg, { times, series, x, y, format, height })
 }
 
+/** Where the pointer is over each chart (client x), so that a redraw keeps its readout in place. */
+const pointers = new WeakMap()
+
 /** A vertical rule and the values at the time under the pointer. */
 function addReadout(svg, { times, series, x, y, format, height }) {
   const layer = element('g', { class: 'readout', visibility: 'hidden' }, svg)
@@ -98,11 +101,18 @@ function addReadout(svg, { times, series, x, y, format, height }) {
   const box = element('rect', { rx: 4, height: 18 + 16 * series.length, width: 150 }, layer)
   const time = element('text', { class: 'readout-time' }, layer)
   const texts = series.map(({ color }) => element('text', { fill: color }, layer))
-  svg.onpointerleave = () => layer.setAttribute('visibility', 'hidden')
+  svg.onpointerleave = () => {
+    pointers.delete(svg)
+    layer.setAttribute('visibility', 'hidden')
+  }
   svg.onpointermove = event => {
+    pointers.set(svg, event.clientX)
+    show(event.clientX)
+  }
+  const show = clientX => {
     if (times.length === 0) return
     const scale = svg.viewBox.baseVal.width / svg.getBoundingClientRect().width
-    const px = (event.clientX - svg.getBoundingClientRect().left) * scale
+    const px = (clientX - svg.getBoundingClientRect().left) * scale
     let nearest = 0
     for (let i = 1; i < times.length; i++)
       if (Math.abs(x(times[i]) - px) < Math.abs(x(times[nearest]) - px)) nearest = i
@@ -125,4 +135,5 @@ function addReadout(svg, { times, series, x, y, format, height }) {
       texts[i].textContent = `${label}: ${value === null ? '–' : format(value)}`
     })
   }
+  if (pointers.has(svg)) show(pointers.get(svg))
 }
