@@ -1,16 +1,22 @@
 -- room_append-4.lua: give each message the room's next seq, log it, announce the batch.
--- KEYS[1] log (stream)   KEYS[2] head (hash s, t, w:<writer>)   KEYS[3] announce channel
+-- KEYS[1] log (stream)   KEYS[2] head (hash s, t, b, w:<writer>)   KEYS[3] announce channel
 -- KEYS[4] track (hash, see track_ack-1.lua) of a tracked message; a plain append leaves it alone
--- ARGV[1] max log length   ARGV[2] ttl seconds   ARGV[3] 'PUBLISH' or 'SPUBLISH'
--- ARGV[4] writer id ('' for none)   ARGV[5] call number (grows with each call of that writer)
--- ARGV[6] track nonce: '' for a plain append; else the call holds one message, which is tracked
--- ARGV[7..n] messages, in order
--- Returns: {ms, first seq, 1}: the entries are <ms>-<first> .. <ms>-<first + n - 7>;
+-- ARGV[1] max log length   ARGV[2] max log bytes   ARGV[3] ttl seconds   ARGV[4] 'PUBLISH' or 'SPUBLISH'
+-- ARGV[5] writer id ('' for none)   ARGV[6] call number (grows with each call of that writer)
+-- ARGV[7] track nonce: '' for a plain append; else the call holds one message, which is tracked
+-- ARGV[8..n] messages, in order
+-- Returns: {ms, first seq, 1}: the entries are <ms>-<first> .. <ms>-<first + n - 8>;
 --   or {ms, first seq, 0} of the writer's last call if this call was stored before.
 --
 -- Entry ids are <ms>-<seq>: seq is contiguous per room (gaps are detectable),
--- ms lets XTRIM MINID drop entries by age. ms never goes back, even if the
+-- ms lets the trim drop entries by age. ms never goes back, even if the
 -- clock does (a failover to a replica with another clock), so ids only grow.
+--
+-- The log is bounded by length, bytes and age: the oldest entries go while
+-- there are more than max length, their messages hold more than max bytes
+-- (b: the bytes of the messages in the log), or they are older than the ttl.
+-- Each entry is read once more when it goes (its size), so a trim costs what
+-- it drops; an append that drops nothing reads nothing.
 --
 -- Exactly once: a call whose reply was lost is sent again after the reconnect
 -- (ioredis resends what was unanswered). w:<writer> holds "<call> <ms> <first>"
@@ -24,11 +30,27 @@
 -- and as the 4th item of the announcement, so that the node which gets the
 -- consumer's ack knows, without asking Redis, that a receipt is due. The
 -- track hash (s: the entry id) lives as long as the message.
-local ttl = tonumber(ARGV[2])
-local numbered = ARGV[4] ~= ''
-local writer = 'w:' .. ARGV[4]
-local call = tonumber(ARGV[5])
-local head = redis.call('HMGET', KEYS[2], 's', 't', writer)
+
+-- The bytes of the messages in a log whose count is missing (written by a version without it).
+local function countBytes(log)
+  local total, after = 0, '-'
+  repeat
+    local entries = redis.call('XRANGE', log, after, '+', 'COUNT', 512)
+    for _, entry in ipairs(entries) do
+      total = total + #entry[2][2]
+      after = '(' .. entry[1]
+    end
+  until #entries < 512
+  return total
+end
+
+local maxLen = tonumber(ARGV[1])
+local maxBytes = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local numbered = ARGV[5] ~= ''
+local writer = 'w:' .. ARGV[5]
+local call = tonumber(ARGV[6])
+local head = redis.call('HMGET', KEYS[2], 's', 't', writer, 'b')
 local time = redis.call('TIME')
 local ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local seq = tonumber(head[1]) or 0
@@ -46,33 +68,64 @@ elseif numbered and redis.call('HLEN', KEYS[2]) > 16 then
     end
   end
 end
+local length = redis.call('XLEN', KEYS[1])
+local bytes = 0
+if length > 0 then bytes = tonumber(head[4]) or countBytes(KEYS[1]) end
 local first = seq + 1
 local messages = {}
-local track = ARGV[6]
-for i = 7, #ARGV do
+local track = ARGV[7]
+for i = 8, #ARGV do
   seq = seq + 1
   local id = string.format('%.0f-%.0f', ms, seq)
   if track == '' then
-    redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], id, 'm', ARGV[i])
+    redis.call('XADD', KEYS[1], id, 'm', ARGV[i])
   else
-    redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], id, 'm', ARGV[i], 't', track)
+    redis.call('XADD', KEYS[1], id, 'm', ARGV[i], 't', track)
     redis.call('HSET', KEYS[4], 's', id)
     redis.call('EXPIRE', KEYS[4], ttl)
   end
   messages[#messages + 1] = ARGV[i]
+  bytes = bytes + #ARGV[i]
 end
-redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%.0f', ms - ttl * 1000))
+length = length + #messages
+-- Trim: the oldest entries go while the log is too long or too big, or they are older than
+-- the ttl. Within length and bytes, only entries older than the ttl are read.
+local cutoff = ms - ttl * 1000
+local gone = nil -- id of the newest entry that goes
+local stop = false
+while not stop and length > 0 do
+  local from = gone and '(' .. gone or '-'
+  local entries
+  if length > maxLen or bytes > maxBytes then
+    entries = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', math.max(1, length - maxLen))
+  else
+    entries = redis.call('XRANGE', KEYS[1], from, string.format('(%.0f-0', cutoff), 'COUNT', 64)
+  end
+  if #entries == 0 then break end
+  for _, entry in ipairs(entries) do
+    local isOld = tonumber(string.match(entry[1], '^%d+')) < cutoff
+    if length <= maxLen and bytes <= maxBytes and not isOld then
+      stop = true
+      break
+    end
+    gone, length, bytes = entry[1], length - 1, bytes - #entry[2][2]
+  end
+end
+if gone then
+  local goneMs, goneSeq = string.match(gone, '^(%d+)-(%d+)$')
+  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%s-%.0f', goneMs, tonumber(goneSeq) + 1))
+end
 local stamp = string.format('%.0f', ms)
 if numbered then
-  redis.call('HSET', KEYS[2], 's', seq, 't', stamp, writer, string.format('%.0f %s %.0f', call, stamp, first))
+  redis.call('HSET', KEYS[2], 's', seq, 't', stamp, 'b', bytes, writer, string.format('%.0f %s %.0f', call, stamp, first))
 else
-  redis.call('HSET', KEYS[2], 's', seq, 't', stamp)
+  redis.call('HSET', KEYS[2], 's', seq, 't', stamp, 'b', bytes)
 end
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 if track == '' then
-  redis.call(ARGV[3], KEYS[3], cmsgpack.pack({ms, first, messages}))
+  redis.call(ARGV[4], KEYS[3], cmsgpack.pack({ms, first, messages}))
 else
-  redis.call(ARGV[3], KEYS[3], cmsgpack.pack({ms, first, messages, track}))
+  redis.call(ARGV[4], KEYS[3], cmsgpack.pack({ms, first, messages, track}))
 end
 return {ms, first, 1}

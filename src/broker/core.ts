@@ -15,6 +15,7 @@ export type CoreConfig = Pick<
   | 'redisPrefix'
   | 'redisReplicaAcks'
   | 'roomLogMaxLen'
+  | 'roomLogMaxBytes'
   | 'messageTtlSec'
   | 'consumerTtlSec'
   | 'escalationWebhookUrl'
@@ -42,6 +43,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   const acks = config.redisReplicaAcks
   const log = new RoomLog(commands, keys, {
     maxLen: config.roomLogMaxLen,
+    maxBytes: config.roomLogMaxBytes,
     ttlSec: config.messageTtlSec,
     publishCommand: pubsub.publishCommand,
     resendsInOrder: redis.resendsInOrder,

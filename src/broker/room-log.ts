@@ -19,6 +19,8 @@ type AppendCall = Parameters<Commands['roomAppend']>
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
   readonly maxLen: number
+  /** Bytes of messages a room keeps at most. */
+  readonly maxBytes: number
   /** How long a room keeps a message, in seconds. */
   readonly ttlSec: number
   /** The command the append script announces with (PubSub.publishCommand). */
@@ -43,7 +45,7 @@ const APPEND_CHUNK = 256
 const RECONNECT_POLL_MS = 20
 
 /**
- * The per-room log in Redis: a stream bounded by length and age, whose ids
+ * The per-room log in Redis: a stream bounded by length, bytes and age, whose ids
  * carry a contiguous sequence number. One append is one script call on the
  * room's slot, whatever the room's size: fan-out happens in the nodes.
  */
@@ -162,7 +164,7 @@ export class RoomLog {
   #appendCalls(room: string, messages: readonly string[], nonce: string): AppendCall[] {
     const { log, head, channel } = this.#keys.room(room)
     const track = this.#keys.track(room, nonce)
-    const { maxLen, ttlSec, publishCommand } = this.#options
+    const { maxLen, maxBytes, ttlSec, publishCommand } = this.#options
     const calls: AppendCall[] = []
     for (let start = 0; start < messages.length; start += APPEND_CHUNK) {
       const chunk = messages.slice(start, start + APPEND_CHUNK)
@@ -172,6 +174,7 @@ export class RoomLog {
         channel,
         track,
         maxLen,
+        maxBytes,
         ttlSec,
         publishCommand,
         this.#writer,

@@ -67,6 +67,8 @@ export interface Config {
 
   /** Messages a room log keeps at most (older ones are trimmed). @default 10000 */
   readonly roomLogMaxLen: number
+  /** Bytes of messages a room log keeps at most (older ones are trimmed); at least maxMessageBytes. @default 16777216 */
+  readonly roomLogMaxBytes: number
   /** How long a room log keeps a message, in seconds. @default 86400 */
   readonly messageTtlSec: number
   /** How long a consumer's rooms and cursors live after it was last seen, in seconds. @default 86400 */
@@ -194,6 +196,7 @@ export const defaults: Config = {
   logLevel: 'info',
 
   roomLogMaxLen: 10_000,
+  roomLogMaxBytes: 16 << 20,
   messageTtlSec: 24 * 3600,
   consumerTtlSec: 24 * 3600,
   replacedConsumerTtlSec: 300,

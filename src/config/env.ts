@@ -199,6 +199,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'messages a room log keeps at most',
   },
+  roomLogMaxBytes: {
+    env: 'SNAPPER_ROOM_LOG_MAX_BYTES',
+    parse: toMemoryBytes,
+    doc: 'bytes of messages a room log keeps at most (the oldest go first); at least `maxMessageBytes`',
+  },
   messageTtlSec: {
     env: 'SNAPPER_MESSAGE_TTL_SEC',
     parse: toCount,

@@ -98,6 +98,8 @@ function checkTogether(config: Config): void {
     throw new ConfigError('"batchMaxBytes" must be at most half of "consumerMaxBackpressureBytes"')
   if (config.maxAuthFrameBytes > config.maxFrameBytes)
     throw new ConfigError('"maxAuthFrameBytes" must not exceed "maxFrameBytes"')
+  if (config.maxMessageBytes > config.roomLogMaxBytes)
+    throw new ConfigError('"maxMessageBytes" must not exceed "roomLogMaxBytes"')
   if (config.maxMessageBytes > config.maxFrameBytes)
     throw new ConfigError('"maxMessageBytes" must not exceed "maxFrameBytes"')
   if (config.escalationWebhookUrl !== '' && config.escalationWebhookSecret === '')

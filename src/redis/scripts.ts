@@ -18,6 +18,7 @@ export interface ScriptCommands {
     channel: string,
     track: string,
     maxLen: number,
+    maxBytes: number,
     ttlSec: number,
     publish: 'PUBLISH' | 'SPUBLISH',
     writer: string,

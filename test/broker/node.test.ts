@@ -56,6 +56,17 @@ for (const topology of TOPOLOGIES) {
     t.deepEqual(sink.messages, ['a', 'b', 'c', 'marker'])
   })
 
+  test(`${topology}: a room log keeps at most roomLogMaxBytes of messages, the newest`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology), { roomLogMaxBytes: 1000 })
+    const messages = range(30).map(i => i.padStart(100, '.'))
+    await publishAll(core.producerApi, 'big', messages)
+    const kept = await core.redis.commands.xrange(core.keys.room('big').log, '-', '+')
+    t.deepEqual(
+      kept.map(([, fields]) => fields[1]),
+      messages.slice(20),
+    )
+  })
+
   test(`${topology}: a consumer connected for longer than consumerTtlSec is still found by joins`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology), { consumerTtlSec: 2 })
     const id = consumerId()
@@ -129,6 +140,7 @@ for (const topology of TOPOLOGIES) {
       `${keys.channel}:nowhere`,
       core.keys.track(userRoom(USER), ''),
       config.roomLogMaxLen,
+      config.roomLogMaxBytes,
       60,
       core.redis.pubsub.publishCommand,
       '',

@@ -58,6 +58,7 @@ for (const topology of TOPOLOGIES) {
       channel,
       keys.track('r', ''),
       10,
+      1 << 20,
       60,
       pubsub.publishCommand,
       '',

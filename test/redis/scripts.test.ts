@@ -16,16 +16,18 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 const keysFor = () => new Keys(uniquePrefix())
+/** A room log byte bound that these tests never reach. */
+const MB = 1 << 20
 /**
  * A room's keys, and room_append on them: `append` plain and unnumbered,
- * `appendAs` numbered by a writer (100 messages kept for 60 s either way).
+ * `appendAs` numbered by a writer (100 messages, `maxBytes` of them, kept for 60 s either way).
  */
-const roomKeysFor = (room: string) => {
+const roomKeysFor = (room: string, maxBytes = MB) => {
   const keys = keysFor()
   const { log, head, channel } = keys.room(room)
   const track = keys.track(room, '') // what a plain append passes, and never touches
   const appendAs = (writer: string, call: number, ...messages: string[]) =>
-    redis.roomAppend(log, head, channel, track, 100, 60, 'PUBLISH', writer, call, '', ...messages)
+    redis.roomAppend(log, head, channel, track, 100, maxBytes, 60, 'PUBLISH', writer, call, '', ...messages)
   return {
     log,
     head,
@@ -53,19 +55,59 @@ test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async 
     ],
   )
   t.is(entries[0]![0], `${ms1}-1`)
-  t.deepEqual(await redis.hgetall(head), { s: '3', t: String(ms2) })
+  t.deepEqual(await redis.hgetall(head), { s: '3', t: String(ms2), b: '3' })
   t.true((await redis.ttl(log)) > 0 && (await redis.ttl(head)) > 0)
 })
 
 test('room_append keeps at most max length messages', async t => {
   const { log, head, channel, track } = roomKeysFor('bounded')
   for (let i = 0; i < 5; i++)
-    await redis.roomAppend(log, head, channel, track, 3, 60, 'PUBLISH', '', 0, '', `m${i}a`, `m${i}b`)
+    await redis.roomAppend(log, head, channel, track, 3, MB, 60, 'PUBLISH', '', 0, '', `m${i}a`, `m${i}b`)
   const entries = await redis.xrange(log, '-', '+')
   t.deepEqual(
     entries.map(([id]) => Number(id.split('-')[1])),
     [8, 9, 10],
   )
+})
+
+test('room_append keeps at most max bytes of messages (UTF-8), dropping the oldest first', async t => {
+  const { log, head, append } = roomKeysFor('bytes', 10)
+  const kept = async () => (await redis.xrange(log, '-', '+')).map(([, fields]) => fields[1])
+  await append('aaaa', 'bbbb')
+  t.deepEqual(await kept(), ['aaaa', 'bbbb'])
+  await append('cccc')
+  t.deepEqual(await kept(), ['bbbb', 'cccc'])
+  t.is(await redis.hget(head, 'b'), '8')
+  await append('éé', 'ddd') // é is 2 bytes: 8 + 4 + 3 = 15, so bbbb and cccc go
+  t.deepEqual(await kept(), ['éé', 'ddd'])
+  t.is(await redis.hget(head, 'b'), '7')
+  await append('eeeeeeeeee') // 10 bytes: everything before it goes
+  t.deepEqual(await kept(), ['eeeeeeeeee'])
+  t.deepEqual(await redis.hmget(head, 's', 'b'), ['6', '10'])
+})
+
+test('room_append drops the messages older than the ttl, exactly, and counts their bytes', async t => {
+  const { log, head, append } = roomKeysFor('age')
+  const old = Date.now() - 120_000
+  await redis.xadd(log, `${old}-1`, 'm', 'old one')
+  await redis.xadd(log, `${old}-2`, 'm', 'old two')
+  await redis.hset(head, 's', 2, 't', old, 'b', 14)
+  await append('new')
+  t.deepEqual(
+    (await redis.xrange(log, '-', '+')).map(([, fields]) => fields[1]),
+    ['new'],
+  )
+  t.is(await redis.hget(head, 'b'), '3')
+})
+
+test('room_append on a log without a byte count (an older version wrote it) counts its bytes first', async t => {
+  const { log, head, append } = roomKeysFor('uncounted', 5000)
+  const now = Date.now()
+  for (let seq = 1; seq <= 600; seq++) await redis.xadd(log, `${now}-${seq}`, 'm', 'x'.repeat(10))
+  await redis.hset(head, 's', 600, 't', now)
+  await append('y'.repeat(10))
+  t.is(await redis.xlen(log), 500)
+  t.is(await redis.hget(head, 'b'), '5000')
 })
 
 test('room_append never lets ids go back when the clock does', async t => {
@@ -119,7 +161,7 @@ test('room_append: unnumbered calls (writer "") are all stored and leave no writ
   await append('a')
   await append('a')
   t.is(await redis.xlen(log), 2)
-  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['s', 't'])
+  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 's', 't'])
 })
 
 test('room_append: a new writer drops the fields of writers silent for longer than the ttl', async t => {
@@ -128,7 +170,7 @@ test('room_append: a new writer drops the fields of writers silent for longer th
   for (let i = 0; i < 20; i++) await redis.hset(head, `w:old${i}`, `5 ${old} 1`)
   await redis.hset(head, 'w:recent', `9 ${Date.now()} 1`, 's', 0, 't', old)
   await appendAs('new', 1, 'x')
-  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['s', 't', 'w:new', 'w:recent'])
+  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 's', 't', 'w:new', 'w:recent'])
   // The survivor still recognises its calls.
   t.is((await appendAs('recent', 9, 'y'))[2], 0)
   t.is(await redis.xlen(log), 1)
@@ -186,6 +228,7 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
     channel,
     track,
     100,
+    MB,
     60,
     'PUBLISH',
     '',
