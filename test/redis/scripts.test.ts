@@ -101,11 +101,11 @@ test('room_append drops the messages older than the ttl, exactly, and counts the
 })
 
 test('room_append on a log without a byte count (an older version wrote it) counts its bytes first', async t => {
-  const { log, head, append } = roomKeysFor('uncounted', 5000)
+  const { log, head, channel, track } = roomKeysFor('uncounted')
   const now = Date.now()
   for (let seq = 1; seq <= 600; seq++) await redis.xadd(log, `${now}-${seq}`, 'm', 'x'.repeat(10))
   await redis.hset(head, 's', 600, 't', now)
-  await append('y'.repeat(10))
+  await redis.roomAppend(log, head, channel, track, 1000, 5000, 60, 'PUBLISH', '', 0, '', 'y'.repeat(10))
   t.is(await redis.xlen(log), 500)
   t.is(await redis.hget(head, 'b'), '5000')
 })
