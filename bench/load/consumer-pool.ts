@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads'
 import { Histogram } from '../lib/histogram.js'
 import type { ConsumerSpec } from './consumer.js'
-import type { ConnectResult, WorkerCommand, WorkerReport } from './consumer-worker.js'
+import type { AuditReport, ConnectResult, WorkerCommand, WorkerReport } from './consumer-worker.js'
 
 export interface PoolReport extends Omit<WorkerReport, 'latency' | 'perConsumer' | 'closeReasons'> {
   readonly latency: Histogram
@@ -23,6 +23,10 @@ export interface PoolConnectResult {
   /** From the first handshake started to the last session open, in µs. */
   readonly elapsedUs: number
   readonly failures: readonly string[]
+}
+
+export interface PoolAudit extends Omit<AuditReport, 'reconnectUs'> {
+  readonly reconnectUs: Histogram
 }
 
 /** Sources for consumers when one address runs out of ephemeral ports: 127.0.0.2 … */
@@ -138,6 +142,40 @@ export class ConsumerPool {
       latency,
       closeReasons,
       ...(perConsumer && { perConsumer }),
+    }
+  }
+
+  /** From now on dropped consumers connect again after about delayMs (spec.ports in turn when one fails). */
+  async reconnect(delayMs: number): Promise<void> {
+    await this.#all(() => ({ op: 'reconnect', delayMs }))
+  }
+
+  /** About `count` consumers stop reading (an equal share of every thread's). */
+  async stall(count: number): Promise<void> {
+    const share = Math.ceil(count / this.#threads.length)
+    await this.#all(() => ({ op: 'stall', count: share }))
+  }
+
+  async unstall(): Promise<void> {
+    await this.#all(() => ({ op: 'unstall' }))
+  }
+
+  /** Consumers with a room against the seqs their rooms should have delivered, all threads together. */
+  async audit(expected: Readonly<Record<string, readonly number[]>>): Promise<PoolAudit> {
+    const reports = await this.#all<AuditReport>(() => ({ op: 'audit', expected }))
+    const reconnectUs = new Histogram()
+    for (const report of reports) reconnectUs.add(report.reconnectUs)
+    const sum = (field: 'consumers' | 'open' | 'received' | 'missing' | 'dups' | 'outOfOrder'): number =>
+      reports.reduce((total, report) => total + report[field], 0)
+    return {
+      consumers: sum('consumers'),
+      open: sum('open'),
+      received: sum('received'),
+      missing: sum('missing'),
+      dups: sum('dups'),
+      outOfOrder: sum('outOfOrder'),
+      reconnectUs,
+      missingSamples: reports.flatMap(report => report.missingSamples).slice(0, 3),
     }
   }
 

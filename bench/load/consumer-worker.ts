@@ -16,6 +16,13 @@ export type WorkerCommand =
   | { readonly op: 'reset' }
   /** Closes every open consumer (client close) and waits until all are closed. */
   | { readonly op: 'close' }
+  /** From now on a consumer whose session drops, or whose connect fails, connects again after about delayMs. */
+  | { readonly op: 'reconnect'; readonly delayMs: number }
+  /** The first `count` consumers of this thread stop reading (until `unstall`). */
+  | { readonly op: 'stall'; readonly count: number }
+  | { readonly op: 'unstall' }
+  /** Checks consumers with a room against the seqs each room should have delivered. */
+  | { readonly op: 'audit'; readonly expected: Readonly<Record<string, readonly number[]>> }
 
 export interface ConnectResult {
   readonly opened: number
@@ -24,6 +31,21 @@ export interface ConnectResult {
   readonly firstStartUs: number
   readonly lastOpenUs: number
   readonly failures: readonly string[]
+}
+
+/** What consumers with a room saw, against what their rooms should have delivered. */
+export interface AuditReport {
+  readonly consumers: number
+  readonly open: number
+  readonly received: number
+  /** Expected messages that never arrived, all consumers together. */
+  readonly missing: number
+  readonly dups: number
+  readonly outOfOrder: number
+  /** From a session's drop to the next open, each reconnect. */
+  readonly reconnectUs: HistogramData
+  /** A few consumers that miss messages, described (sid, open, received, missing, closes, last close). */
+  readonly missingSamples: readonly string[]
 }
 
 export interface WorkerReport {
@@ -46,7 +68,10 @@ export interface WorkerReport {
 const consumers: LeanConsumer[] = []
 const latency = new Histogram()
 const closeReasons = new Map<string, number>()
+const reconnectUs = new Histogram()
 let hasV3 = false
+/** Set by the `reconnect` command: how long a dropped consumer waits before it connects again. */
+let reconnectDelayMs: number | undefined
 
 /** The connect in progress: consumers waiting to start, and how to report. */
 let connecting:
@@ -72,6 +97,10 @@ let closing: { left: number; done: () => void } | undefined
 const host: ConsumerHost = {
   latency,
   opened(consumer) {
+    if (consumer.droppedAtUs > 0) {
+      reconnectUs.record(consumer.openUs - consumer.droppedAtUs)
+      consumer.droppedAtUs = 0
+    }
     const run = connecting
     if (!run || !run.pending.delete(consumer)) return
     run.opened++
@@ -83,7 +112,9 @@ const host: ConsumerHost = {
   closed(consumer, reason) {
     closeReasons.set(reason, (closeReasons.get(reason) ?? 0) + 1)
     const run = connecting
-    if (run && run.pending.delete(consumer)) {
+    // A connect that fails while connecting is reported by the connect, not retried.
+    const isFailedConnect = run !== undefined && run.pending.delete(consumer)
+    if (isFailedConnect) {
       run.failed++
       if (run.failures.length < 5) run.failures.push(reason)
       run.inFlight--
@@ -92,6 +123,11 @@ const host: ConsumerHost = {
     if (closing && --closing.left === 0) {
       closing.done()
       closing = undefined
+    }
+    if (reconnectDelayMs !== undefined && !closing && !isFailedConnect) {
+      // Spread like real clients' back-off, so that a node's consumers do not all come back at once.
+      const delayMs = reconnectDelayMs * (0.5 + Math.random())
+      setTimeout(() => consumer.isOpen || consumer.connect(), delayMs)
     }
   },
 }
@@ -192,6 +228,42 @@ function report(detail: boolean): WorkerReport {
   }
 }
 
+function audit(expected: Readonly<Record<string, readonly number[]>>): AuditReport {
+  let count = 0
+  let open = 0
+  let received = 0
+  let missing = 0
+  let dups = 0
+  let outOfOrder = 0
+  const missingSamples: string[] = []
+  for (const consumer of consumers) {
+    const room = consumer.spec.room
+    if (room === undefined) continue
+    count++
+    if (consumer.isOpen) open++
+    received += consumer.received
+    const lacks = consumer.missing(expected[room] ?? [])
+    missing += lacks
+    dups += consumer.dups
+    outOfOrder += consumer.outOfOrder
+    if (lacks > 0 && missingSamples.length < 3)
+      missingSamples.push(
+        `${consumer.sid} (${room}, ${consumer.isOpen ? 'open' : 'closed'}): received ${consumer.received}, ` +
+          `missing ${lacks}, closes ${consumer.closes}, last close: ${consumer.lastCloseReason || 'none'}`,
+      )
+  }
+  return {
+    consumers: count,
+    open,
+    received,
+    missing,
+    dups,
+    outOfOrder,
+    reconnectUs: reconnectUs.toData(),
+    missingSamples,
+  }
+}
+
 function reset(): void {
   latency.reset()
   closeReasons.clear()
@@ -235,7 +307,20 @@ parentPort!.on('message', async (message: { seq: number; command: WorkerCommand 
       reset()
       break
     case 'close':
+      reconnectDelayMs = undefined
       await closeAll()
+      break
+    case 'reconnect':
+      reconnectDelayMs = command.delayMs
+      break
+    case 'stall':
+      for (const consumer of consumers.slice(0, command.count)) consumer.stallReading()
+      break
+    case 'unstall':
+      for (const consumer of consumers) consumer.resumeReading()
+      break
+    case 'audit':
+      reply = audit(command.expected)
       break
   }
   parentPort!.postMessage({ seq, reply })

@@ -16,6 +16,11 @@
  *
  * Heartbeats: EIO=4 answers the server's `2` with `3`; EIO=3 pings itself
  * every pingInterval (the worker's sweep calls heartbeat()).
+ *
+ * With a `room` (fault runs), it checks that room's messages exactly, as an
+ * application would see them: each seq seen or not (a bitset), so a message
+ * seen again is a duplicate by content, one first seen below the highest seq
+ * is out of order, and `missing()` tells what never came.
  */
 import { Packr } from 'msgpackr'
 import type { Histogram } from '../lib/histogram.js'
@@ -36,6 +41,10 @@ export interface ConsumerSpec {
   readonly codec?: 'json' | 'msgpack'
   /** Offer permessage-deflate. */
   readonly deflate?: boolean
+  /** Gateways to reconnect to in turn when a connect fails, as a load balancer fails over. */
+  readonly ports?: readonly number[]
+  /** The one room whose messages are checked exactly (fault runs): seqs counted per message, not per stream. */
+  readonly room?: string
 }
 
 const packr = new Packr({ useRecords: false, int64AsType: 'number' })
@@ -58,8 +67,12 @@ export class LeanConsumer implements WsHandler {
   isOpen = false
   /** Messages handed to the application (re-sent batches skipped, as the client does). */
   received = 0
-  /** Messages whose seq was not above the last one: delivered twice or out of order. */
+  /** Messages whose seq was not above the last one: delivered twice or out of order (with a room: seen before). */
   dups = 0
+  /** With a room: messages first seen after a higher seq. */
+  outOfOrder = 0
+  /** When its open session dropped (µs), until it opens again: the reconnect time. */
+  droppedAtUs = 0
   /** Seqs skipped over (a later message came first, or a message never came). */
   gaps = 0
   lastSeq = 0
@@ -81,6 +94,11 @@ export class LeanConsumer implements WsHandler {
   #lastBatchId: unknown = undefined
   #pingIntervalMs = 25_000
   #nextPingAt = 0
+  /** With a room: bit n is seq n seen. */
+  #seen: Uint8Array | undefined
+  /** Which of spec.ports it connects to: a connect that never opens moves on to the next. */
+  #portIndex = 0
+  #isStalled = false
 
   constructor(spec: ConsumerSpec, host: ConsumerHost) {
     this.spec = spec
@@ -94,8 +112,27 @@ export class LeanConsumer implements WsHandler {
 
   connect(localAddress?: string): void {
     this.connectStartUs = nowUs()
-    const target: WsTarget = { ...this.spec, localAddress: localAddress ?? this.spec.localAddress }
+    const port = this.spec.ports?.[this.#portIndex] ?? this.spec.port
+    const target: WsTarget = { ...this.spec, port, localAddress: localAddress ?? this.spec.localAddress }
     this.#ws = new LeanWebSocket(target, this)
+  }
+
+  /** Stops reading from its connection (and the next ones) until resumeReading(). */
+  stallReading(): void {
+    this.#isStalled = true
+    this.#ws?.pause()
+  }
+
+  resumeReading(): void {
+    this.#isStalled = false
+    this.#ws?.resume()
+  }
+
+  /** With a room: how many of `seqs` never arrived. */
+  missing(seqs: readonly number[]): number {
+    let count = 0
+    for (const seq of seqs) if (!this.#hasSeen(seq)) count++
+    return count
   }
 
   /** A client close (close frame, then FIN). */
@@ -110,8 +147,9 @@ export class LeanConsumer implements WsHandler {
     this.#ws?.send('2')
   }
 
-  wsOpen(): void {
+  wsOpen(ws: LeanWebSocket): void {
     // The websocket is up; the session opens with the Engine.IO open packet.
+    if (this.#isStalled) ws.pause()
   }
 
   wsText(ws: LeanWebSocket, text: string): void {
@@ -134,6 +172,8 @@ export class LeanConsumer implements WsHandler {
   wsClose(ws: LeanWebSocket, reason: string): void {
     this.#closedBytes += ws.bytesRead
     const wasOpen = this.isOpen
+    if (wasOpen) this.droppedAtUs = nowUs()
+    else if (this.spec.ports) this.#portIndex = (this.#portIndex + 1) % this.spec.ports.length
     this.isOpen = false
     this.#ws = undefined
     this.closes++
@@ -202,11 +242,30 @@ export class LeanConsumer implements WsHandler {
     }
     this.received++
     this.lastAt = now
-    if (seq <= this.lastSeq) this.dups++
+    if (this.spec.room !== undefined) this.#check(seq)
+    else if (seq <= this.lastSeq) this.dups++
     else {
       if (seq !== this.lastSeq + 1) this.gaps += seq - this.lastSeq - 1
       this.lastSeq = seq
     }
     this.#host.latency.record(now - sentUsOf(message))
+  }
+
+  #check(seq: number): void {
+    if (this.#hasSeen(seq)) return void this.dups++
+    const byte = seq >> 3
+    if (!this.#seen || byte >= this.#seen.length) {
+      const grown = new Uint8Array(Math.max(byte + 1, 2 * (this.#seen?.length ?? 64)))
+      if (this.#seen) grown.set(this.#seen)
+      this.#seen = grown
+    }
+    this.#seen[byte]! |= 1 << (seq & 7)
+    if (seq < this.lastSeq) this.outOfOrder++
+    else this.lastSeq = seq
+  }
+
+  #hasSeen(seq: number): boolean {
+    const byte = this.#seen?.[seq >> 3]
+    return byte !== undefined && (byte & (1 << (seq & 7))) !== 0
   }
 }

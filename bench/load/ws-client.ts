@@ -128,6 +128,15 @@ export class LeanWebSocket {
     this.#socket.write(encodeTextFrame(text))
   }
 
+  /** Stops reading (a client that hangs): the server's writes pile up in the kernel, then in its own buffers. */
+  pause(): void {
+    this.#socket.pause()
+  }
+
+  resume(): void {
+    this.#socket.resume()
+  }
+
   /** A close frame (1000), then FIN; the server's close frame or FIN ends it. */
   close(): void {
     if (this.#isClosed) return

@@ -167,3 +167,26 @@ test('lean consumers with codec json and msgpack, with and without deflate, get 
   )
   t.true(bytes[1]! < bytes[0]!, `msgpack reads fewer bytes than json: ${bytes.join(', ')}`)
 })
+
+test('with a room, it counts by content: a message seen again is a duplicate, one after a later one is out of order', t => {
+  const host: ConsumerHost = { latency: new Histogram(), opened: () => {}, closed: () => {} }
+  const consumer = new LeanConsumer(
+    { host: '127.0.0.1', port: 1, path: '/', protocol: 'snapper', eio: 4, room: 'r' },
+    host,
+  )
+  const acks: string[] = []
+  const ws = { send: (text: string) => acks.push(text) } as unknown as Parameters<LeanConsumer['wsText']>[0]
+  const deliver = (id: number, seqs: number[]): void =>
+    consumer.wsText(
+      ws,
+      `4${JSON.stringify({ jsonrpc: '2.0', id, method: 'publish', params: seqs.map(seq => `${seq} 0 x`) })}`,
+    )
+  deliver(1, [1, 2, 4])
+  deliver(1, [1, 2, 4]) // the same batch again: dropped by its id, as snapper-consumer does
+  deliver(2, [3, 4, 5, 100]) // 3 after 4: out of order; 4 again: a duplicate
+  t.is(acks.length, 3, 'every batch acked')
+  t.is(consumer.received, 7)
+  t.is(consumer.dups, 1)
+  t.is(consumer.outOfOrder, 1)
+  t.is(consumer.missing([1, 2, 3, 4, 5, 6, 99, 100, 5000]), 3)
+})
