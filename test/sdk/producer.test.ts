@@ -1,11 +1,13 @@
 /**
  * The producer SDK against a whole node on a real Redis: every method's
  * answer, its errors as SnapperErrors with the broker's code and reason,
- * batches split to fit the broker's frame limit, the in-flight bound, and a
- * call resent over a new connection when its answer was lost.
+ * batches split to fit the broker's frame limit, the in-flight bound, a
+ * call resent over a new connection when its answer was lost, and tracked
+ * messages' receipts.
  */
 import test from 'ava'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { eventually } from '../helpers/eventually.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { startRedisProxy } from '../helpers/redis-proxy.js'
 import { Producer, SDK_ERRORS, SnapperError } from '../../src/sdk/producer/index.js'
@@ -128,4 +130,31 @@ test('a lost answer: the call goes again over the next connection; close() waits
   // Sent again because its answer was lost, it is stored twice: at least once, like every retrying client.
   await received.waitFor(3)
   t.deepEqual(received.messages(), ['lost answer', 'lost answer', 'last'])
+})
+
+test('track and receipt: the id of a stored message, then who acknowledged it and when', async t => {
+  const broker = await startBroker(t, server.url)
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p' })
+  t.teardown(() => producer.close())
+  const userId = newUserId()
+  const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId, source: 'ios' }))
+  const received = collect(consumer)
+  await consumer.connect()
+  const before = Date.now()
+  const { id } = await producer.track(`user${userId}`, 'tracked')
+  t.is(typeof id, 'string')
+  await received.waitFor(1)
+  t.deepEqual(received.messages(), ['tracked'])
+  const receipt = await eventually(async () => {
+    const answer = await producer.receipt(id)
+    return answer.acked.length > 0 && answer
+  })
+  t.deepEqual(
+    receipt.acked.map(({ consumerId, userId, platform }) => ({ consumerId, userId, platform })),
+    [{ consumerId: consumer.id!, userId, platform: 'ios' as const }],
+  )
+  t.true(receipt.acked[0]!.ackedAt >= before - 1000 && receipt.acked[0]!.ackedAt <= Date.now() + 1000)
+  t.false(receipt.escalated)
+  const unknown = await t.throwsAsync(producer.receipt('no-such-id'), { instanceOf: SnapperError })
+  t.is(unknown?.reason, 'UNKNOWN_ID')
 })
