@@ -226,6 +226,18 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   counterOf(registry, 'snapper_cursor_commits_total', 'Cursor writes to Redis.', () => counters.cursorCommits)
   counterOf(
     registry,
+    'snapper_gaps_total',
+    'Holes found in what consumers should get: messages no longer in the room log (each told with a gap notice).',
+    () => counters.gaps,
+  )
+  counterOf(
+    registry,
+    'snapper_gap_messages_total',
+    'Messages consumers missed in those holes, where the count is known.',
+    () => counters.gapMessages,
+  )
+  counterOf(
+    registry,
     'snapper_redis_errors_total',
     'Redis commands of the node that failed (retried or logged).',
     () => counters.redisErrors,

@@ -11,6 +11,10 @@ export interface NodeCounters {
   redisErrors: number
   ackTimeouts: number
   kicks: number
+  /** Holes found in what consumers should get (each told with a gap notice). */
+  gaps: number
+  /** Messages missed in those holes, where the count is known. */
+  gapMessages: number
 }
 
 /**
@@ -28,6 +32,8 @@ export class NodeContext {
     redisErrors: 0,
     ackTimeouts: 0,
     kicks: 0,
+    gaps: 0,
+    gapMessages: 0,
   }
 
   constructor(readonly log: Logger) {}

@@ -338,6 +338,11 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
         counters.logReadErrors++
         log.warn({ err, consumerId: outbox.consumerId, room }, 'log read failed, retrying')
       },
+      holeFound: (outbox, room, missed) => {
+        counters.gaps++
+        counters.gapMessages += missed ?? 0
+        log.debug({ consumerId: outbox.consumerId, room, missed }, 'messages no longer in the room log')
+      },
     }
   }
 }

@@ -7,6 +7,11 @@ import type { LogEntry } from './room-log.js'
 /** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */
 export interface ConsumerSink {
   send(batch: Batch): void
+  /**
+   * The gap notice: `missed` messages of `room` (null: an unknown number) are
+   * no longer in its log; the next batch holds what follows them.
+   */
+  gap(room: string, missed: number | null): void
   /** `retryAfterMs`: tell the client when to come back, where its protocol can say so. */
   close(reason: string, retryAfterMs?: number): void
 }
@@ -28,6 +33,15 @@ export interface OutboxHost<S extends ConsumerSink> {
   acknowledged(outbox: Outbox<S>, batch: Batch): void
   /** A log read failed (Redis down): it is retried later. */
   readFailed(outbox: Outbox<S>, room: string, err: unknown): void
+  /** A log read found a hole: messages the consumer should get are no longer in the log. */
+  holeFound(outbox: Outbox<S>, room: string, missed: number | null): void
+}
+
+/** Messages of a room that the log no longer had when a consumer read it. */
+interface Hole {
+  readonly room: string
+  /** How many, when the seqs say (null: the log started again meanwhile). */
+  readonly missed: number | null
 }
 
 /** Where a consumer stands in one room. */
@@ -65,6 +79,11 @@ const READ_RETRY_MS = 500
  * gap, a (re)connect, a join, or a full queue). The log is the truth; the
  * queue is a bounded cache of it. The rules it keeps: docs/ARCHITECTURE.md,
  * Invariants, Order and Once.
+ *
+ * Where the log no longer has what the consumer should get next (trimmed by
+ * length, bytes or age), the consumer is told: a gap notice goes right before
+ * the batch that starts with the first message after the hole, and again
+ * whenever that batch is sent again.
  */
 export class Outbox<S extends ConsumerSink = ConsumerSink> {
   readonly consumerId: string
@@ -80,6 +99,10 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   readonly #queue = new Fifo<Entry>()
   readonly #behind = new Set<string>()
   readonly #changed = new Set<string>()
+  /** Queued entries that follow a hole, each with its hole: a batch starts at each of them. */
+  readonly #holes = new Map<Entry, Hole>()
+  /** The hole told right before the batch in flight. */
+  #inflightHole: Hole | undefined
   #closed = false
 
   constructor(host: OutboxHost<S>, consumerId: string, userId: string) {
@@ -111,6 +134,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     this.#behind.delete(room)
     this.#changed.delete(room)
     this.#queue.removeWhere(entry => entry.room === room)
+    for (const entry of this.#holes.keys()) if (entry.room === room) this.#holes.delete(entry)
   }
 
   /** Reads a room's log from where it stands: after adding it, or when announcements may have been lost. */
@@ -175,24 +199,35 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
       }
     }
     this.inflight = undefined
+    this.#inflightHole = undefined
     this.#host.acknowledged(this, batch)
     this.#resumeBehind()
     this.pump()
     return true
   }
 
-  /** Sends the next batch if nothing is in flight. */
+  /** Sends the next batch if nothing is in flight: its hole's notice first, if it follows one. */
   pump(): void {
     if (this.inflight !== undefined || this.sink === undefined || this.#queue.length === 0) return
     const queue = this.#queue
-    const count = batchLength(i => queue.at(i), this.#host.batchMaxMessages, this.#host.batchMaxBytes)
+    let count = batchLength(i => queue.at(i), this.#host.batchMaxMessages, this.#host.batchMaxBytes)
+    let hole: Hole | undefined
+    if (this.#holes.size > 0) {
+      hole = this.#holes.get(queue.at(0)!)
+      this.#holes.delete(queue.at(0)!)
+      for (let i = 1; i < count; i++) if (this.#holes.has(queue.at(i)!)) count = i // the next batch starts there
+    }
+    this.#inflightHole = hole
+    if (hole) this.sink.gap(hole.room, hole.missed)
     this.#send(this.batchOf(queue.take(count)))
   }
 
-  /** Sends the batch in flight again, with the same id (a new session took over). */
+  /** Sends the batch in flight again, with the same id (a new session took over), after its gap notice. */
   resend(): void {
-    if (this.inflight !== undefined && this.sink !== undefined) this.#send(this.inflight)
-    else this.pump()
+    if (this.inflight === undefined || this.sink === undefined) return this.pump()
+    const hole = this.#inflightHole
+    if (hole) this.sink.gap(hole.room, hole.missed)
+    this.#send(this.inflight)
   }
 
   /** The batch of exactly these entries: shared with consumers in step when it can be. */
@@ -274,8 +309,8 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     this.#host.send(this, batch)
   }
 
-  /** Queues entries[start..] of a room, as many as fit; the rest waits in the log. */
-  #enqueue(room: string, state: RoomState, entries: readonly Entry[], start: number): void {
+  /** Queues entries[start..] of a room, as many as fit; the rest waits in the log. Returns how many. */
+  #enqueue(room: string, state: RoomState, entries: readonly Entry[], start: number): number {
     const end = Math.min(entries.length, start + Math.max(0, this.#host.maxQueue - this.#queue.length))
     for (let i = start; i < end; i++) this.#queue.push(entries[i]!)
     if (end > start) state.queued = entries[end - 1]!
@@ -284,6 +319,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
       state.pending = undefined
       this.#behind.add(room)
     }
+    return end - start
   }
 
   #resumeBehind(): void {
@@ -312,7 +348,12 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
         const entries: Entry[] = []
         // Queued as they are: from the node's memory they are the shared entries (with their batches).
         for (const entry of logEntries) if (isAfter(entry, state.queued)) entries.push(entry as Entry)
-        this.#enqueue(room, state, entries, 0)
+        const first = entries[0]
+        const missed = first && !isNext(state.queued, first) ? missedBetween(state.queued, first) : 0
+        if (this.#enqueue(room, state, entries, 0) > 0 && missed !== 0) {
+          this.#holes.set(first!, { room, missed })
+          this.#host.holeFound(this, room, missed)
+        }
         if (state.mode === 'reading') {
           if (logEntries.length === want || state.again) this.#read(room, state)
           else this.#goLive(room, state)
@@ -339,6 +380,18 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     state.mode = 'live'
     if (pending) this.offer(room, pending)
   }
+}
+
+/**
+ * How many messages of a room lie between cursor `a` and entry `b`, the first
+ * the log still has after it: b.seq - a.seq - 1 in the same incarnation of the
+ * log. One that expired started again at seq 1 (ids still grow): then those
+ * before b are missed, and an unknown number of the old one (null), unless b
+ * is its first message (0: nothing is known to be missed).
+ */
+export function missedBetween(a: Cursor, b: Cursor): number | null {
+  if (b.seq > a.seq) return b.seq - a.seq - 1
+  return b.seq > 1 ? null : 0
 }
 
 /** A queue with O(1) push and take from the front, compacted now and then. */

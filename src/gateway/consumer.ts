@@ -56,6 +56,10 @@ export class ConsumerLink implements ConsumerSink {
     else session.sendBinary(msgpackFrame(batch))
   }
 
+  gap(room: string, missed: number | null): void {
+    this.sendObject({ jsonrpc: '2.0', method: 'gap', params: [{ room, missed }] })
+  }
+
   /** A JSON-RPC object (a reply, a notice) in the session's format. */
   sendObject(value: object): void {
     const session = this.#session

@@ -54,6 +54,8 @@ const NAMES = [
   'snapper_log_reads_total',
   'snapper_log_read_errors_total',
   'snapper_cursor_commits_total',
+  'snapper_gaps_total',
+  'snapper_gap_messages_total',
   'snapper_announcements_total',
   'snapper_announcements_dropped_total',
   'snapper_recent_bytes',

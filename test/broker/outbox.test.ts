@@ -242,3 +242,75 @@ test('a closed outbox sends nothing and reads nothing', async t => {
   t.is(host.reads, 0)
   t.is(sink.batches.length, 0)
 })
+
+test('messages trimmed from the log before a consumer read them: a gap notice with their count, then what is left', async t => {
+  const host = new FakeHost()
+  host.append('r', ...range(10))
+  host.trim('r', 4)
+  const outbox = host.outbox()
+  const sink = outbox.sink!
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  t.deepEqual(sink.gaps, [{ room: 'r', missed: 6, before: 0 }])
+  t.deepEqual(host.holesFound, [{ room: 'r', missed: 6 }])
+  sink.ack()
+  t.deepEqual(sink.messages, range(4, 6))
+  t.is(sink.gaps.length, 1, 'once')
+})
+
+test('a hole after a full queue: the batch before it ends there, the notice goes between the two', async t => {
+  const host = new FakeHost({ maxQueue: 4, batchMaxMessages: 3 })
+  host.append('r', ...range(3, 1))
+  const outbox = host.outbox()
+  const sink = outbox.sink!
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  outbox.offer('r', host.append('r', ...range(6, 4))) // 4..7 queued, 8 and 9 left to the log: behind
+  outbox.offer('r', host.append('r', ...range(11, 10))) // ignored while behind
+  host.trim('r', 3) // the log keeps 18..20
+  for (let i = 0; i < 3; i++) {
+    sink.ack()
+    await settle()
+  }
+  t.deepEqual(batchMessages(sink), [range(3, 1), range(3, 4), range(1, 7), range(3, 18)])
+  t.deepEqual(sink.gaps, [{ room: 'r', missed: 10, before: 3 }])
+})
+
+test('the gap notice goes again with the batch after the hole when that batch is sent again, until it is acknowledged', async t => {
+  const host = new FakeHost()
+  host.append('r', ...range(5))
+  host.trim('r', 2)
+  const outbox = host.outbox()
+  const sink = outbox.sink!
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  outbox.resend() // a new session took over
+  t.deepEqual(
+    sink.gaps.map(gap => gap.before),
+    [0, 1],
+  )
+  t.is(sink.batches[0]!.id, sink.batches[1]!.id)
+  sink.ack()
+  outbox.offer('r', host.append('r', 'next'))
+  outbox.resend()
+  t.is(sink.gaps.length, 2, 'not with later batches')
+})
+
+test('no gap notice for a log that starts where the consumer stands, nor for a room log that started again at seq 1', async t => {
+  const host = new FakeHost()
+  host.append('r', ...range(3))
+  const outbox = host.outbox('c1', new FakeSink(true))
+  outbox.addRoom('r', { ms: 1, seq: 1 })
+  outbox.resync('r')
+  await settle()
+  t.deepEqual(outbox.sink!.messages, range(2, 1))
+  const expired = host.outbox('c2', new FakeSink(true))
+  expired.addRoom('r', { ms: 0, seq: 40 }) // ms 1 > 0: the log holds a later incarnation, from seq 1
+  expired.resync('r')
+  await settle()
+  t.deepEqual(expired.sink!.messages, range(3))
+  t.deepEqual([outbox.sink!.gaps, expired.sink!.gaps], [[], []])
+})

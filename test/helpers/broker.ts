@@ -66,6 +66,8 @@ export async function startTestNode(
 export class RecordingSink implements ConsumerSink {
   readonly batches: Batch[] = []
   readonly messages: string[] = []
+  /** Gap notices, each with the number of messages received before it. */
+  readonly gaps: { room: string; missed: number | null; after: number }[] = []
   closed: string | undefined
   outbox: Outbox | undefined
   #waiters: { count: number; resolve: () => void }[] = []
@@ -82,6 +84,10 @@ export class RecordingSink implements ConsumerSink {
     if (previous?.id !== batch.id) for (const entry of batch.entries) this.messages.push(entry.message)
     if (this.autoAck) queueMicrotask(() => this.ack())
     this.#wake()
+  }
+
+  gap(room: string, missed: number | null): void {
+    this.gaps.push({ room, missed, after: this.messages.length })
   }
 
   close(reason: string): void {

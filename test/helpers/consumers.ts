@@ -35,6 +35,8 @@ export type ClientKind = (typeof CLIENT_KINDS)[number]
 export interface TestConsumer {
   readonly kind: ClientKind
   readonly messages: string[]
+  /** Gap notices (JSON-RPC `gap` params), each with the number of messages received before it. */
+  readonly gaps: { room: string; missed: number | null; after: number }[]
   readonly errors: unknown[]
   readonly id: string | undefined
   /** The Engine.IO transport in use now ('polling' until an upgrade). */
@@ -74,6 +76,7 @@ export function connectConsumer(
 abstract class Recorder {
   abstract readonly kind: ClientKind
   readonly messages: string[] = []
+  readonly gaps: { room: string; missed: number | null; after: number }[] = []
   readonly errors: unknown[] = []
   id: string | undefined
   #waiters = new Set<() => void>()
@@ -97,6 +100,11 @@ abstract class Recorder {
   protected didFail(err: unknown): void {
     this.errors.push(err)
     this.#open?.reject(err)
+  }
+
+  protected gapped(params: unknown): void {
+    for (const { room, missed } of params as { room: string; missed: number | null }[])
+      this.gaps.push({ room, missed, after: this.messages.length })
   }
 
   protected received(messages: readonly string[]): void {
@@ -165,6 +173,8 @@ function snapperConsumer(
         // snapper-consumer acks a request itself and hands it over once (same id twice: once).
         if (event.type === 'request' && event.data.method === 'publish')
           this.received(event.data.params as string[])
+        // Notifications, which apps that know nothing of them ignore.
+        else if (event.type === 'notification' && event.data.method === 'gap') this.gapped(event.data.params)
       }
     }
   })()
@@ -211,6 +221,8 @@ function eio6Consumer(kind: ClientKind, port: number, token: string, transport: 
           socket.send(JSON.stringify({ jsonrpc: '2.0', id: message.id, result: 'OK' }))
           if (message.id !== lastBatchId) this.received(message.params as string[])
           lastBatchId = message.id
+        } else if (message.method === 'gap') {
+          this.gapped(message.params)
         } else if (typeof message.id === 'string' && pending.has(message.id)) {
           pending.get(message.id)!(message.result)
           pending.delete(message.id)

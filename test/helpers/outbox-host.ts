@@ -16,6 +16,8 @@ export class FakeSink implements ConsumerSink {
   outbox: Outbox<FakeSink> | undefined
   /** The most messages the outbox had queued when a batch was sent. */
   maxQueued = 0
+  /** Gap notices, each with the number of batches sent before it. */
+  readonly gaps: { room: string; missed: number | null; before: number }[] = []
 
   constructor(public autoAck = false) {}
 
@@ -23,6 +25,10 @@ export class FakeSink implements ConsumerSink {
     this.batches.push(batch)
     this.maxQueued = Math.max(this.maxQueued, this.outbox?.queued ?? 0)
     if (this.autoAck) queueMicrotask(() => this.outbox?.ack(batch.id))
+  }
+
+  gap(room: string, missed: number | null): void {
+    this.gaps.push({ room, missed, before: this.batches.length })
   }
 
   close(reason: string): void {
@@ -70,7 +76,10 @@ export class FakeHost implements OutboxHost<FakeSink> {
   failReads = 0
   acknowledgedMessages = 0
   readonly readFailures: string[] = []
+  readonly holesFound: { room: string; missed: number | null }[] = []
   #ids = 0
+  /** Each room's last seq. */
+  readonly #heads = new Map<string, number>()
 
   constructor(limits: Partial<Pick<FakeHost, 'batchMaxMessages' | 'batchMaxBytes' | 'maxQueue'>> = {}) {
     Object.assign(this, limits)
@@ -88,16 +97,24 @@ export class FakeHost implements OutboxHost<FakeSink> {
   append(room: string, ...messages: string[]): Entry[] {
     const log = this.logs.get(room) ?? []
     this.logs.set(room, log)
+    const head = this.#heads.get(room) ?? 0
+    this.#heads.set(room, head + messages.length)
     const entries = messages.map((message, i): Entry => ({
       room,
       ms: 1,
-      seq: log.length + i + 1,
+      seq: head + i + 1,
       message,
       track: undefined,
     }))
     log.push(...entries)
     entries.at(-1)!.isChunkEnd = true
     return entries
+  }
+
+  /** Trims a room's log to its last `keep` messages, as the length bound of the real one does. */
+  trim(room: string, keep: number): void {
+    const log = this.logs.get(room) ?? []
+    log.splice(0, Math.max(0, log.length - keep))
   }
 
   read(room: string, after: Cursor, count: number): Promise<readonly Entry[]> {
@@ -137,6 +154,10 @@ export class FakeHost implements OutboxHost<FakeSink> {
 
   readFailed(_outbox: Outbox<FakeSink>, room: string): void {
     this.readFailures.push(room)
+  }
+
+  holeFound(_outbox: Outbox<FakeSink>, room: string, missed: number | null): void {
+    this.holesFound.push({ room, missed })
   }
 }
 
