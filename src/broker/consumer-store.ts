@@ -143,7 +143,8 @@ export class ConsumerStore {
         const acked = typeof room === 'string' ? outbox.ackedCursor(room) : undefined
         const count = order.filter(i => i === index).length
         if (acked === undefined || count === 0) return undefined
-        const entries = await this.#core.log.read(room as string, acked, count)
+        // However large: a batch holds at most batchMaxMessages.
+        const entries = await this.#core.log.read(room as string, acked, count, 0)
         const first = entries[0]
         return entries.length === count && first && isNext(acked, first)
           ? entries.map(e => ({ ...e, room: room as string }))

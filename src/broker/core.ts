@@ -16,6 +16,7 @@ export type CoreConfig = Pick<
   | 'redisReplicaAcks'
   | 'roomLogMaxLen'
   | 'roomLogMaxBytes'
+  | 'logReadMaxBytes'
   | 'messageTtlSec'
   | 'consumerTtlSec'
   | 'escalationWebhookUrl'
@@ -44,6 +45,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   const log = new RoomLog(commands, keys, {
     maxLen: config.roomLogMaxLen,
     maxBytes: config.roomLogMaxBytes,
+    readMaxBytes: config.logReadMaxBytes,
     ttlSec: config.messageTtlSec,
     publishCommand: pubsub.publishCommand,
     resendsInOrder: redis.resendsInOrder,

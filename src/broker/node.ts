@@ -34,6 +34,7 @@ export type NodeConfig = Pick<
   | 'batchMaxMessages'
   | 'batchMaxBytes'
   | 'consumerMaxQueue'
+  | 'consumerMaxQueueBytes'
   | 'consumerTtlSec'
   | 'replacedConsumerTtlSec'
   | 'cursorFlushMs'
@@ -314,6 +315,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       batchMaxMessages: this.#config.batchMaxMessages,
       batchMaxBytes: this.#config.batchMaxBytes,
       maxQueue: this.#config.consumerMaxQueue,
+      maxQueueBytes: this.#config.consumerMaxQueueBytes,
       log,
       read: (room, after, count) => fanout.read(room, after, count),
       newBatchId: () => batchIds.next(),

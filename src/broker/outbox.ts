@@ -22,6 +22,8 @@ export interface OutboxHost<S extends ConsumerSink> {
   readonly batchMaxBytes: number
   /** Messages held in memory per consumer; beyond, rooms fall back to reading the log. */
   readonly maxQueue: number
+  /** Bytes of messages held in memory per consumer (but always one message); beyond, the same. */
+  readonly maxQueueBytes: number
   /** Where a throw out of an outbox's timer is logged (a bug). */
   readonly log: Logger
   /** Up to `count` messages of `room` after `after` (may be shared with other readers). */
@@ -96,7 +98,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
 
   readonly #host: OutboxHost<S>
   readonly #rooms = new Map<string, RoomState>()
-  readonly #queue = new Fifo<Entry>()
+  readonly #queue = new Fifo<Entry>(entry => entry.message.length)
   readonly #behind = new Set<string>()
   readonly #changed = new Set<string>()
   /** Queued entries that follow a hole, each with its hole: a batch starts at each of them. */
@@ -117,6 +119,11 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
 
   get queued(): number {
     return this.#queue.length
+  }
+
+  /** Bytes of the messages waiting (UTF-16 units: bytes for ASCII). */
+  get queuedBytes(): number {
+    return this.#queue.size
   }
 
   hasRoom(room: string): boolean {
@@ -309,10 +316,19 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     this.#host.send(this, batch)
   }
 
-  /** Queues entries[start..] of a room, as many as fit; the rest waits in the log. Returns how many. */
+  /**
+   * Queues entries[start..] of a room, as many as fit (by count and bytes; one
+   * always fits an empty queue); the rest waits in the log. Returns how many.
+   */
   #enqueue(room: string, state: RoomState, entries: readonly Entry[], start: number): number {
-    const end = Math.min(entries.length, start + Math.max(0, this.#host.maxQueue - this.#queue.length))
-    for (let i = start; i < end; i++) this.#queue.push(entries[i]!)
+    const queue = this.#queue
+    const { maxQueue, maxQueueBytes } = this.#host
+    let end = start
+    for (; end < entries.length && queue.length < maxQueue; end++) {
+      const entry = entries[end]!
+      if (queue.length > 0 && queue.size + entry.message.length > maxQueueBytes) break
+      queue.push(entry)
+    }
     if (end > start) state.queued = entries[end - 1]!
     if (end < entries.length) {
       state.mode = 'behind'
@@ -323,7 +339,9 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   }
 
   #resumeBehind(): void {
-    if (this.#behind.size === 0 || this.#queue.length > this.#host.maxQueue / 2) return
+    const { maxQueue, maxQueueBytes } = this.#host
+    if (this.#behind.size === 0 || this.#queue.length > maxQueue / 2 || this.#queue.size > maxQueueBytes / 2)
+      return
     for (const room of [...this.#behind]) {
       const state = this.#rooms.get(room)
       if (state) this.#read(room, state)
@@ -335,7 +353,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     state.again = false
     this.#behind.delete(room)
     const want = Math.min(READ_MAX, this.#host.maxQueue - this.#queue.length)
-    if (want <= 0) {
+    if (want <= 0 || this.#queue.size >= this.#host.maxQueueBytes) {
       state.mode = 'behind'
       state.pending = undefined
       this.#behind.add(room)
@@ -394,10 +412,14 @@ export function missedBetween(a: Cursor, b: Cursor): number | null {
   return b.seq > 1 ? null : 0
 }
 
-/** A queue with O(1) push and take from the front, compacted now and then. */
+/** A queue with O(1) push and take from the front, compacted now and then; it sums its items' sizes. */
 class Fifo<T> {
   #items: T[] = []
   #head = 0
+  /** The sum of sizeOf over the items. */
+  size = 0
+
+  constructor(readonly sizeOf: (item: T) => number) {}
 
   get length(): number {
     return this.#items.length - this.#head
@@ -405,6 +427,7 @@ class Fifo<T> {
 
   push(item: T): void {
     this.#items.push(item)
+    this.size += this.sizeOf(item)
   }
 
   /** The item `index` places from the front. */
@@ -415,6 +438,7 @@ class Fifo<T> {
   take(max: number): T[] {
     const end = Math.min(this.#items.length, this.#head + max)
     const taken = this.#items.slice(this.#head, end)
+    for (const item of taken) this.size -= this.sizeOf(item)
     this.#head = end
     if (this.#head === this.#items.length) {
       this.#items = []
@@ -429,5 +453,7 @@ class Fifo<T> {
   removeWhere(predicate: (item: T) => boolean): void {
     this.#items = this.#items.slice(this.#head).filter(item => !predicate(item))
     this.#head = 0
+    this.size = 0
+    for (const item of this.#items) this.size += this.sizeOf(item)
   }
 }

@@ -19,6 +19,8 @@ type AppendCall = Parameters<Commands['roomAppend']>
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
   readonly maxLen: number
+  /** Bytes of messages one read returns at most (but always one message). */
+  readonly readMaxBytes: number
   /** Bytes of messages a room keeps at most. */
   readonly maxBytes: number
   /** How long a room keeps a message, in seconds. */
@@ -186,13 +188,22 @@ export class RoomLog {
     return calls
   }
 
-  /** Up to `count` messages after `after`, oldest first; none older than the ttl. */
-  async read(room: string, after: Cursor, count: number): Promise<LogEntry[]> {
+  /**
+   * Up to `count` messages after `after`, oldest first; none older than the
+   * ttl; no more than `maxBytes` of them (0: no bound) unless the first alone.
+   */
+  async read(
+    room: string,
+    after: Cursor,
+    count: number,
+    maxBytes = this.#options.readMaxBytes,
+  ): Promise<LogEntry[]> {
     const flat = await this.#redis.roomRead(
       this.#keys.room(room).log,
       formatCursor(after),
       count,
       this.#options.ttlSec,
+      maxBytes,
     )
     const entries: LogEntry[] = []
     for (let i = 0; i + 2 < flat.length; i += 3) {

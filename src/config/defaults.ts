@@ -131,6 +131,10 @@ export interface Config {
   readonly batchMaxBytes: number
   /** Messages held in memory per consumer; beyond, it reads from the room logs instead. @default 1000 */
   readonly consumerMaxQueue: number
+  /** Bytes of messages held in memory per consumer (but always one); beyond, it reads from the room logs instead. @default 4194304 */
+  readonly consumerMaxQueueBytes: number
+  /** Bytes of messages one room log read returns at most (but always one message). @default 1048576 */
+  readonly logReadMaxBytes: number
   /** Bytes buffered towards one consumer before it is closed as too slow. @default 1048576 */
   readonly consumerMaxBackpressureBytes: number
   /** Time a consumer has to acknowledge a batch before its session is closed, in ms. @default 60000 */
@@ -224,6 +228,8 @@ export const defaults: Config = {
   batchMaxMessages: 50,
   batchMaxBytes: 256 * 1024,
   consumerMaxQueue: 1000,
+  consumerMaxQueueBytes: 4 << 20,
+  logReadMaxBytes: 1 << 20,
   consumerMaxBackpressureBytes: 1 << 20,
   ackTimeoutMs: 60_000,
   consumerRetryAfterMs: 5000,

@@ -319,6 +319,16 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'messages held in memory per consumer; beyond that it reads from the room logs',
   },
+  consumerMaxQueueBytes: {
+    env: 'SNAPPER_CONSUMER_MAX_QUEUE_BYTES',
+    parse: toMemoryBytes,
+    doc: 'bytes of messages held in memory per consumer (one message at least); beyond that it reads from the room logs',
+  },
+  logReadMaxBytes: {
+    env: 'SNAPPER_LOG_READ_MAX_BYTES',
+    parse: toMemoryBytes,
+    doc: 'bytes of messages one room log read returns at most (one message at least)',
+  },
   consumerMaxBackpressureBytes: {
     env: 'SNAPPER_CONSUMER_MAX_BACKPRESSURE_BYTES',
     parse: toCount,

@@ -26,7 +26,7 @@ export interface ScriptCommands {
     trackNonce: string,
     ...messages: string[]
   ): Reply<[ms: number, first: number, stored: 0 | 1]>
-  roomRead(log: string, cursor: string, count: number, ttlSec: number): Reply<string[]>
+  roomRead(log: string, cursor: string, count: number, ttlSec: number, maxBytes: number): Reply<string[]>
   trackAck(track: string, consumerId: string, receipt: string): Reply<0 | 1>
   escalationSchedule(due: string, info: string, id: string, delayMs: number, message: string): Reply<number>
   escalationClaim(due: string, info: string, leaseMs: number, max: number): Reply<(string | number)[]>

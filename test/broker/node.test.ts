@@ -67,6 +67,35 @@ for (const topology of TOPOLOGIES) {
     )
   })
 
+  test(`${topology}: a consumer catching up reads at most logReadMaxBytes a read and queues at most consumerMaxQueueBytes`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology), {
+      logReadMaxBytes: 10_000,
+      consumerMaxQueueBytes: 5_000,
+    })
+    const id = consumerId()
+    const first = await new RecordingSink(node).connect(id, USER)
+    await core.producerApi.subscribe('catch-up', id)
+    await node.disconnect(first.outbox!, first)
+    const messages = range(100).map(i => i.padStart(1000, '.'))
+    await publishAll(core.producerApi, 'catch-up', messages)
+    const reads = node.counters.logReads
+    const sink = new RecordingSink(node)
+    let maxQueuedBytes = 0
+    const send = sink.send.bind(sink)
+    sink.send = batch => {
+      maxQueuedBytes = Math.max(maxQueuedBytes, sink.outbox?.queuedBytes ?? 0)
+      send(batch)
+    }
+    await sink.connect(id, USER)
+    await sink.waitFor(100)
+    t.deepEqual(sink.messages, messages)
+    t.true(
+      node.counters.logReads - reads >= 10,
+      `${node.counters.logReads - reads} reads of at most 10 messages`,
+    )
+    t.true(maxQueuedBytes <= 5_000, `${maxQueuedBytes} bytes queued`)
+  })
+
   test(`${topology}: a consumer connected for longer than consumerTtlSec is still found by joins`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology), { consumerTtlSec: 2 })
     const id = consumerId()

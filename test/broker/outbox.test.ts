@@ -96,6 +96,35 @@ test('a full queue leaves the room behind: announcements are ignored, the rest i
   t.true(host.reads > reads, 'the rest came from the log')
 })
 
+test('a queue is bounded by bytes too: past maxQueueBytes the room is behind, and one message always fits', async t => {
+  const host = new FakeHost({ maxQueueBytes: 25, batchMaxMessages: 1 })
+  const outbox = host.outbox()
+  const sink = outbox.sink!
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  const tens = Array.from({ length: 8 }, (_, i) => String(i).repeat(10))
+  outbox.offer('r', host.append('r', ...tens))
+  t.deepEqual(
+    [sink.batches.length, outbox.queued, outbox.queuedBytes],
+    [1, 1, 10],
+    'two taken: a third would pass 25 bytes',
+  )
+  sink.autoAck = true
+  sink.ack()
+  for (let i = 0; i < 20 && sink.messages.length < 8; i++) await settle()
+  t.deepEqual(sink.messages, tens)
+  t.true(sink.maxQueuedBytes <= 25)
+
+  const big = host.outbox('c2', new FakeSink(true))
+  big.addRoom('big', ORIGIN)
+  big.resync('big')
+  await settle()
+  big.offer('big', host.append('big', 'x'.repeat(100), 'y'.repeat(100)))
+  for (let i = 0; i < 20 && big.sink!.messages.length < 2; i++) await settle()
+  t.deepEqual(big.sink!.messages, ['x'.repeat(100), 'y'.repeat(100)])
+})
+
 test('reading: more announcements than a queue holds are dropped and read from the log instead', async t => {
   const host = new FakeHost({ maxQueue: 4, batchMaxMessages: 10 })
   host.autoAnswer = false

@@ -14,8 +14,9 @@ export class FakeSink implements ConsumerSink {
   readonly batches: Batch[] = []
   closed: string | undefined
   outbox: Outbox<FakeSink> | undefined
-  /** The most messages the outbox had queued when a batch was sent. */
+  /** The most messages, and bytes of them, the outbox had queued when a batch was sent. */
   maxQueued = 0
+  maxQueuedBytes = 0
   /** Gap notices, each with the number of batches sent before it. */
   readonly gaps: { room: string; missed: number | null; before: number }[] = []
 
@@ -24,6 +25,7 @@ export class FakeSink implements ConsumerSink {
   send(batch: Batch): void {
     this.batches.push(batch)
     this.maxQueued = Math.max(this.maxQueued, this.outbox?.queued ?? 0)
+    this.maxQueuedBytes = Math.max(this.maxQueuedBytes, this.outbox?.queuedBytes ?? 0)
     if (this.autoAck) queueMicrotask(() => this.outbox?.ack(batch.id))
   }
 
@@ -64,6 +66,7 @@ export class FakeHost implements OutboxHost<FakeSink> {
   batchMaxMessages = 3
   batchMaxBytes = 1 << 20
   maxQueue = 10
+  maxQueueBytes = 1 << 20
   log: Logger = silentLogger
   readonly logs = new Map<string, Entry[]>()
   /** Reads not answered yet (when `autoAnswer` is off), oldest first. */
@@ -81,7 +84,9 @@ export class FakeHost implements OutboxHost<FakeSink> {
   /** Each room's last seq. */
   readonly #heads = new Map<string, number>()
 
-  constructor(limits: Partial<Pick<FakeHost, 'batchMaxMessages' | 'batchMaxBytes' | 'maxQueue'>> = {}) {
+  constructor(
+    limits: Partial<Pick<FakeHost, 'batchMaxMessages' | 'batchMaxBytes' | 'maxQueue' | 'maxQueueBytes'>> = {},
+  ) {
     Object.assign(this, limits)
   }
 

@@ -179,7 +179,7 @@ test('room_append: a new writer drops the fields of writers silent for longer th
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
   const { log, append } = roomKeysFor('read')
   const [ms] = await append('a', 'b', 'c', 'd')
-  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60), [
+  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60, 0), [
     `${ms}-1`,
     'a',
     '',
@@ -193,8 +193,22 @@ test('room_read returns messages after a cursor, oldest first, at most count', a
     'd',
     '',
   ])
-  t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60), [`${ms}-3`, 'c', ''])
-  t.deepEqual(await redis.roomRead(log, `${ms}-4`, 10, 60), [])
+  t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60, 0), [`${ms}-3`, 'c', ''])
+  t.deepEqual(await redis.roomRead(log, `${ms}-4`, 10, 60, 0), [])
+})
+
+test('room_read returns at most max bytes of messages, but always the first one', async t => {
+  const { log, append } = roomKeysFor('read bytes')
+  const [ms] = await append('aaaa', 'bbbb', 'cccc', ...Array.from({ length: 70 }, () => 'x'))
+  const messagesOf = (flat: string[]) => flat.filter((_, i) => i % 3 === 1)
+  t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 8)), ['aaaa', 'bbbb'])
+  t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 9)), ['aaaa', 'bbbb'])
+  t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 2)), ['aaaa'], 'one, however large')
+  t.deepEqual(messagesOf(await redis.roomRead(log, `${ms}-1`, 10, 60, 0)), ['bbbb', 'cccc', ...'xxxxxxxx'])
+  // Past the script's chunks of 32: count and bytes hold across them.
+  t.is(messagesOf(await redis.roomRead(log, `${ms}-3`, 100, 60, 65)).length, 65)
+  t.is(messagesOf(await redis.roomRead(log, `${ms}-3`, 69, 60, 0)).length, 69)
+  t.is(messagesOf(await redis.roomRead(log, `${ms}-3`, 100, 60, 0)).length, 70)
 })
 
 test('room_read skips messages older than the ttl', async t => {
@@ -202,13 +216,13 @@ test('room_read skips messages older than the ttl', async t => {
   const old = Date.now() - 120_000
   await redis.xadd(log, `${old}-1`, 'm', 'old')
   await redis.xadd(log, `${Date.now()}-2`, 'm', 'new')
-  const flat = await redis.roomRead(log, '0-0', 10, 60)
+  const flat = await redis.roomRead(log, '0-0', 10, 60, 0)
   t.deepEqual(
     flat.filter((_, i) => i % 3 === 1),
     ['new'],
   )
   t.deepEqual(
-    (await redis.roomRead(log, `${old - 1}-0`, 10, 600)).filter((_, i) => i % 3 === 1),
+    (await redis.roomRead(log, `${old - 1}-0`, 10, 600, 0)).filter((_, i) => i % 3 === 1),
     ['old', 'new'],
   )
 })
@@ -237,7 +251,7 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
     'hi',
   )
   t.deepEqual(await received, { ms, first, messages: ['hi'], track: 'nonce1' })
-  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60), [`${ms}-1`, 'hi', 'nonce1'])
+  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60, 0), [`${ms}-1`, 'hi', 'nonce1'])
   t.deepEqual(await redis.hgetall(track), { s: `${ms}-1` })
   const ttl = await redis.ttl(track)
   t.true(ttl > 0 && ttl <= 60)
