@@ -1,27 +1,37 @@
 import type { Config } from '../config/defaults.js'
+import { userRoom } from '../redis/keys.js'
 import { makeBatch, type Entry } from './batch.js'
 import type { BrokerCore } from './core.js'
-import { formatCursor, isAfter, isNext, parseCursor, type Cursor } from './cursor.js'
+import { isAfter, isNext, parseCursor, type Cursor } from './cursor.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
 
 export type StoreConfig = Pick<Config, 'consumerTtlSec' | 'replacedConsumerTtlSec' | 'cursorFlushMs'>
 
-/** Where a consumer stands when a node takes its session (consumer_connect-3.lua). */
+/** Where a consumer stands when a node has taken its session (consumer_connect-5.lua). */
 export interface TakenConsumer {
-  /** The node that held its session last, unless that expired. */
+  readonly isTaken: true
+  /** The node that held its session last, unless that expired or it was released. */
   readonly previous: string | null
   /** Each of its rooms, at its acknowledged cursor. */
   readonly rooms: [room: string, cursor: Cursor][]
   /** The record of its batch in flight when it left (see Outbox.inflightRecord). */
   readonly inflight: string | null
+  /** The newest message of the consumer's own room. */
+  readonly ownHead: Cursor
+}
+
+/** Another node holds the consumer's session: take it over from there first. */
+export interface HeldConsumer {
+  readonly isTaken: false
+  readonly holder: string
 }
 
 /**
  * What a node keeps in Redis for the consumers it holds: taking a session
- * (consumer_connect-3.lua), the acknowledged cursors (flushed to the rooms'
+ * (consumer_connect-5.lua), the acknowledged cursors (flushed to the rooms'
  * progress hashes while live, committed to the consumer's own hash on
- * release, cursor_commit-3.lua), the batch in flight across a reconnect, and
+ * release, cursor_commit-5.lua), the batch in flight across a reconnect, and
  * the ttls that keep a live consumer's keys. The invariants it keeps:
  * docs/ARCHITECTURE.md, Invariants, Cursors.
  */
@@ -71,11 +81,6 @@ export class ConsumerStore {
     for (const timer of this.#timers) clearInterval(timer)
   }
 
-  /** The node that holds the consumer's session now, if any. */
-  holder(consumerId: string): Promise<string | null> {
-    return this.#core.redis.commands.get(this.#core.keys.consumer(consumerId).node)
-  }
-
   /** The node that holds the consumer's session, and its rooms with their cursors. */
   readMembership(consumerId: string): Promise<[holder: string | null, rooms: Record<string, string>]> {
     const { redis, keys } = this.#core
@@ -84,25 +89,38 @@ export class ConsumerStore {
   }
 
   /**
-   * Takes the consumer's session for this node, joins it to `ownRoom` (at
-   * `head`) if it is not in it, counts it as present, and reads where it stands.
+   * Takes the consumer's session for this node (unless another node holds it
+   * and not `evenIfHeld`), joins it to its own room at that room's head if it
+   * is not in it, counts it as present, and reads where it stands: one script.
    */
-  async take(outbox: Outbox, ownRoom: string, head: Cursor): Promise<TakenConsumer> {
-    const { redis, keys, presence } = this.#core
-    const key = keys.consumer(outbox.consumerId)
-    const [previous, inflight, ...flat] = await redis.commands.consumerConnect(
+  async take(outbox: Outbox, evenIfHeld: boolean): Promise<TakenConsumer | HeldConsumer> {
+    const { redis, keys } = this.#core
+    const { consumerId, userId } = outbox
+    const key = keys.consumer(consumerId)
+    const ownRoom = userRoom(userId)
+    const reply = await redis.commands.consumerConnect(
       key.rooms,
       key.node,
       key.inflight,
+      keys.presence(userId),
+      keys.room(ownRoom).head,
       this.nodeId,
       this.#config.consumerTtlSec,
+      consumerId,
       ownRoom,
-      formatCursor(head),
+      evenIfHeld ? '1' : '',
     )
-    await presence.add(outbox.userId, outbox.consumerId, this.nodeId)
+    if (reply[0] === 0) return { isTaken: false, holder: reply[1] }
+    const [, previous, inflight, head, ...flat] = reply
     const rooms: [string, Cursor][] = []
     for (let i = 0; i + 1 < flat.length; i += 2) rooms.push([flat[i]!, parseCursor(flat[i + 1]!)])
-    return { previous: previous ?? null, rooms, inflight: inflight ?? null }
+    return {
+      isTaken: true,
+      previous: previous ?? null,
+      rooms,
+      inflight: inflight ?? null,
+      ownHead: parseCursor(head),
+    }
   }
 
   /**
@@ -206,30 +224,34 @@ export class ConsumerStore {
    * where they still name this node. Never rejects (a failure is reported).
    */
   release(outbox: Outbox): Promise<void> {
-    const { keys, redis, presence } = this.#core
+    const { keys, redis } = this.#core
+    const { consumerId, userId } = outbox
     this.#changed.delete(outbox)
-    const key = keys.consumer(outbox.consumerId)
-    const progress = [...(this.#progressRooms.get(outbox) ?? [])]
-    const release = Promise.all([
-      redis.commands
-        .cursorCommit(
-          key.rooms,
-          key.node,
-          key.inflight,
-          this.#config.consumerTtlSec,
-          this.nodeId,
-          outbox.inflightRecord(),
-          ...outbox.allCursors(),
-        )
-        // The consumer's own cursors are the truth now; its entries in the rooms' progress can go.
-        .then(() =>
-          Promise.all(progress.map(room => redis.commands.hdel(keys.room(room).progress, outbox.consumerId))),
-        ),
-      presence.remove(outbox.userId, outbox.consumerId, this.nodeId),
-    ]).then(
-      () => {},
-      err => this.#context.redisError(err, 'consumer release failed'),
-    )
+    const key = keys.consumer(consumerId)
+    const ownProgress = keys.room(userRoom(userId)).progress
+    // The own room's entry goes in the script (same slot); the others' after it.
+    const progress = [...(this.#progressRooms.get(outbox) ?? [])].filter(room => room !== userRoom(userId))
+    const release = redis.commands
+      .cursorCommit(
+        key.rooms,
+        key.node,
+        key.inflight,
+        keys.presence(userId),
+        ownProgress,
+        this.#config.consumerTtlSec,
+        this.nodeId,
+        outbox.inflightRecord(),
+        consumerId,
+        ...outbox.allCursors(),
+      )
+      // The consumer's own cursors are the truth now; its entries in the rooms' progress can go.
+      .then(() =>
+        Promise.all(progress.map(room => redis.commands.hdel(keys.room(room).progress, consumerId))),
+      )
+      .then(
+        () => {},
+        err => this.#context.redisError(err, 'consumer release failed'),
+      )
     this.#releases.set(outbox, release)
     void release.finally(() => {
       if (this.#releases.get(outbox) === release) this.#releases.delete(outbox)

@@ -54,7 +54,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     }),
   })
   const membership = new Membership(commands, pubsub, keys, log, { ttlSec: config.consumerTtlSec })
-  const presence = new Presence(commands, keys, config.consumerTtlSec)
+  const presence = new Presence(commands, keys)
   const stats = new Stats(commands, keys)
   const tracking = new Tracking(commands, keys, log, {
     ttlSec: config.messageTtlSec,

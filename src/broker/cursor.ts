@@ -20,6 +20,9 @@ export function parseCursor(id: string): Cursor {
 
 export const formatCursor = (cursor: Cursor): string => `${cursor.ms}-${cursor.seq}`
 
+/** a and b name the same message. */
+export const isSame = (a: Cursor, b: Cursor): boolean => a.ms === b.ms && a.seq === b.seq
+
 /** a is after b. */
 export const isAfter = (a: Cursor, b: Cursor): boolean => a.ms > b.ms || (a.ms === b.ms && a.seq > b.seq)
 

@@ -14,8 +14,8 @@ interface LocalRoom {
   readonly room: string
   readonly channel: string
   readonly members: Set<Outbox>
-  /** Resolves once the node receives the room's announcements. */
-  readonly subscribed: Promise<void>
+  /** Resolves once the node receives the room's announcements (false: the subscription failed). */
+  readonly subscribed: Promise<boolean>
   /** The tick of the room's last announcement or resync (see readEpoch). */
   epoch: number
   /** Its last announced messages, for members that fell behind or (re)join. */
@@ -98,15 +98,36 @@ export class Fanout {
     void this.#join(room, outbox).then(() => outbox.resync(room))
   }
 
-  /** Adds a local member; resolves once the room's announcements reach this node. */
-  #join(room: string, outbox: Outbox): Promise<void> {
+  /**
+   * Adds a local member ahead of its rooms (the consumer is connecting);
+   * resolves once the room's announcements reach this node, false if the
+   * subscription failed. A head read after that may anchor the room (anchor).
+   */
+  listen(room: string, outbox: Outbox): Promise<boolean> {
+    return this.#join(room, outbox)
+  }
+
+  /**
+   * `head` is the room's newest message, read after listen() resolved true:
+   * every message after it will be announced here, so a member at the head
+   * goes live without reading the log.
+   */
+  anchor(room: string, head: Cursor): void {
+    this.#rooms.get(room)?.recent.anchor(head)
+  }
+
+  /** Adds a local member; resolves once the room's announcements reach this node (false: the subscription failed). */
+  #join(room: string, outbox: Outbox): Promise<boolean> {
     let local = this.#rooms.get(room)
     if (!local) {
       const channel = this.#keys.room(room).channel
       // A failed subscribe still lets members read the log; the resync after the subscriber reconnects heals the rest.
       const subscribed = this.#pubsub.subscribe(channel).then(
-        () => {},
-        (err: unknown) => this.#context.log.warn({ err, room }, 'subscribe failed'),
+        () => true,
+        (err: unknown) => {
+          this.#context.log.warn({ err, room }, 'subscribe failed')
+          return false
+        },
       )
       local = {
         room,

@@ -187,14 +187,25 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
 
     if (replaces && replaces !== consumerId) this.#store.weaken(replaces)
     try {
-      const [head, holder] = await Promise.all([this.#core.log.head(ownRoom), this.#store.holder(consumerId)])
-      await this.#handoff.takeOver(consumerId, holder)
-      const { previous, rooms, inflight } = await this.#store.take(outbox, ownRoom, head)
-      if (previous && previous !== this.id && previous !== holder) this.#handoff.kick(previous, consumerId)
-      // Not released by the node that held it (a crash): what it acknowledged since is in the rooms' progress.
-      if (previous) await this.#store.readProgress(outbox, rooms)
-      for (const [room, cursor] of rooms) outbox.addRoom(room, cursor)
-      if (inflight) await this.#store.restoreInflight(outbox, inflight)
+      // Heard before its head is read: a consumer at the head of its own room then reads nothing.
+      const isListening = await this.#fanout.listen(ownRoom, outbox)
+      let taken = await this.#store.take(outbox, false)
+      if (!taken.isTaken) {
+        const { holder } = taken
+        await this.#handoff.takeOver(consumerId, holder)
+        taken = await this.#store.take(outbox, true)
+        // A third node took the session meanwhile: it closes its session at once.
+        if (taken.isTaken && taken.previous && taken.previous !== this.id && taken.previous !== holder)
+          this.#handoff.kick(taken.previous, consumerId)
+      }
+      if (taken.isTaken) {
+        const { previous, rooms, inflight, ownHead } = taken
+        if (isListening) this.#fanout.anchor(ownRoom, ownHead)
+        // Not released by the node that held it (a crash): what it acknowledged since is in the rooms' progress.
+        if (previous) await this.#store.readProgress(outbox, rooms)
+        for (const [room, cursor] of rooms) outbox.addRoom(room, cursor)
+        if (inflight) await this.#store.restoreInflight(outbox, inflight)
+      }
     } catch (err) {
       this.#context.redisError(err, 'consumer connect failed')
     }
@@ -277,6 +288,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#hub.remove(outbox)
     outbox.close()
     this.#fanout.leaveAll(outbox)
+    // Listened to before its rooms were read: not among them if that read failed.
+    this.#fanout.leave(userRoom(outbox.userId), outbox)
     return this.#store.release(outbox)
   }
 

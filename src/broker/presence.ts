@@ -7,30 +7,19 @@ import type { ConsumerCounts } from './api.js'
 const ALIVE_CACHE_MS = 500
 
 /**
- * Who is online: per user, a hash consumerId → node id. A node refreshes its
- * own liveness key; a consumer counts only while its node is alive, so a
- * crashed node's consumers stop counting within nodeTtlMs.
+ * Who is online: per user, a hash consumerId → node id, written with the
+ * consumer's keys (consumer_connect-5.lua, cursor_commit-5.lua). A node
+ * refreshes its own liveness key; a consumer counts only while its node is
+ * alive, so a crashed node's consumers stop counting within nodeTtlMs.
  */
 export class Presence {
   readonly #redis: Commands
   readonly #keys: Keys
-  readonly #ttlSec: number
   readonly #alive = new Map<string, { alive: boolean; until: number }>()
 
-  constructor(redis: Commands, keys: Keys, ttlSec: number) {
+  constructor(redis: Commands, keys: Keys) {
     this.#redis = redis
     this.#keys = keys
-    this.#ttlSec = ttlSec
-  }
-
-  add(userId: string, consumerId: string, nodeId: string): Promise<unknown> {
-    const key = this.#keys.presence(userId)
-    return Promise.all([this.#redis.hset(key, consumerId, nodeId), this.#redis.expire(key, this.#ttlSec)])
-  }
-
-  /** Removes the consumer unless another node has taken it since. */
-  remove(userId: string, consumerId: string, nodeId: string): Promise<number> {
-    return this.#redis.presenceRemove(this.#keys.presence(userId), consumerId, nodeId)
   }
 
   async count(userId: string): Promise<ConsumerCounts> {

@@ -1,5 +1,5 @@
 import type { Entry } from './batch.js'
-import { isNext, type Cursor } from './cursor.js'
+import { isAfter, isNext, isSame, type Cursor } from './cursor.js'
 
 /** Bytes of recent messages all rooms of a node may hold together. */
 export interface RecentBudget {
@@ -20,6 +20,10 @@ export interface RecentBudget {
  *   [head … end)   ◀── append(announced entries); a gap (lost announcement,
  *    ▲ trimmed         a new log incarnation) starts the window again
  *    └── after(cursor): the entries after it, if the cursor is in the window
+ *
+ * An empty window may be anchored at the room's head, read once the node
+ * hears the room: every message after it will be appended here, so a member
+ * at that head reads nothing from Redis (a consumer that connects up to date).
  */
 export class RecentMessages {
   readonly #maxMessages: number
@@ -28,6 +32,8 @@ export class RecentMessages {
   #entries: Entry[] = []
   #head = 0
   #bytes = 0
+  /** While the window is empty: the message every later append follows. */
+  #anchor: Cursor | undefined
 
   constructor(maxMessages: number, maxBytes: number, budget: RecentBudget) {
     this.#maxMessages = maxMessages
@@ -41,11 +47,17 @@ export class RecentMessages {
 
   /** Entries just announced, in order. */
   append(entries: readonly Entry[]): void {
-    const first = entries[0]
-    if (first === undefined || this.#maxMessages === 0) return
-    const last = this.#entries[this.#entries.length - 1]
-    if (last !== undefined && this.size > 0 && !isNext(last, first)) this.clear() // a gap: what came before is not followed by this
-    for (const entry of entries) {
+    if (entries.length === 0 || this.#maxMessages === 0) return
+    const anchor = this.size === 0 ? this.#anchor : undefined
+    let start = 0
+    // Announced before the anchor was read, but heard after it: the window starts past them.
+    if (anchor !== undefined) while (start < entries.length && !isAfter(entries[start]!, anchor)) start++
+    if (start === entries.length) return
+    const last = anchor ?? (this.size > 0 ? this.#entries[this.#entries.length - 1] : undefined)
+    if (last !== undefined && !isNext(last, entries[start]!)) this.clear() // a gap: what came before is not followed by this
+    this.#anchor = undefined
+    for (let i = start; i < entries.length; i++) {
+      const entry = entries[i]!
       this.#entries.push(entry)
       this.#bytes += entry.message.length
       this.#budget.bytes += entry.message.length
@@ -67,7 +79,7 @@ export class RecentMessages {
    */
   after(cursor: Cursor, count: number): Entry[] | undefined {
     const size = this.size
-    if (size === 0) return undefined
+    if (size === 0) return this.#anchor !== undefined && isSame(this.#anchor, cursor) ? [] : undefined
     const first = this.#entries[this.#head]!
     let from: number
     if (isNext(cursor, first)) from = 0
@@ -80,8 +92,18 @@ export class RecentMessages {
     return this.#entries.slice(this.#head + from, this.#head + Math.min(size, from + count))
   }
 
+  /**
+   * The room's newest message is `head`, read after the node began to hear
+   * the room: an empty window starts there. A window with entries keeps them
+   * (they reach back further, or announcements up to `head` are on their way).
+   */
+  anchor(head: Cursor): void {
+    if (this.size === 0 && this.#maxMessages > 0) this.#anchor = head
+  }
+
   /** Forgets every entry (announcements may have been lost: the window could miss its newest). */
   clear(): void {
+    this.#anchor = undefined
     this.#budget.bytes -= this.#bytes
     this.#entries = []
     this.#head = 0

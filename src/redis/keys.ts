@@ -1,8 +1,15 @@
+import { userIdOf } from '../auth/token.js'
+
 /**
  * Every Redis key and channel name (who writes and reads each one:
  * docs/ARCHITECTURE.md, Redis keys). All keys that one script touches share one
- * hash tag ({r:room}, {c:consumer}, {u:user}), so every script runs on a single
+ * hash tag ({r:room}, {u:user}, {c:consumer}), so every script runs on a single
  * hash slot: the same code serves one Redis and a Redis Cluster.
+ *
+ * A user's keys share its slot: its presence, its consumers' keys and its own
+ * room `user<userId>`, so that a handshake (consumer_connect) is one script.
+ * Consumer ids that name no user (a producer may join any string) keep
+ * their own slot.
  *
  * Names are built by concatenation; the fixed suffixes (":log", ":head", ...)
  * are not suffixes of each other, so two different names never give one key.
@@ -35,12 +42,14 @@ export class Keys {
   constructor(readonly prefix: string) {}
 
   room(room: string): RoomKeys {
-    const tag = `${this.prefix}:{r:${room}}`
+    const tag = this.#roomTag(room)
     return { log: `${tag}:log`, head: `${tag}:head`, channel: `${tag}:ch`, progress: `${tag}:progress` }
   }
 
   consumer(consumerId: string): ConsumerKeys {
-    const tag = `${this.prefix}:{c:${consumerId}}`
+    const user = userIdOf(consumerId)
+    const tag =
+      user === undefined ? `${this.prefix}:{c:${consumerId}}` : `${this.prefix}:{u:${user}}:c:${consumerId}`
     return { rooms: `${tag}:rooms`, node: `${tag}:node`, inflight: `${tag}:inflight` }
   }
 
@@ -50,7 +59,7 @@ export class Keys {
    * the append makes it atomically. `nonce` is base64url: no `:` or `}`.
    */
   track(room: string, nonce: string): string {
-    return `${this.prefix}:{r:${room}}:t:${nonce}`
+    return `${this.#roomTag(room)}:t:${nonce}`
   }
 
   /** The escalations waiting for their time (escalation_*.lua): one slot for all of them. */
@@ -67,6 +76,12 @@ export class Keys {
   get queries(): { readonly channel: string; answers(queryId: string): string } {
     const tag = `${this.prefix}:{q}`
     return { channel: `${tag}:ch`, answers: queryId => `${tag}:a:${queryId}` }
+  }
+
+  /** What every key of a room starts with: `{r:room}`, or for a user's own room the user's slot. */
+  #roomTag(room: string): string {
+    const user = USER_ROOM.exec(room)?.[1]
+    return user === undefined ? `${this.prefix}:{r:${room}}` : `${this.prefix}:{u:${user}}:r`
   }
 
   /** Hash consumerId → nodeId of a user's live connections. */
@@ -102,3 +117,6 @@ export class Keys {
 
 /** The room every consumer joins on connect, as the original did. */
 export const userRoom = (userId: string): string => `user${userId}`
+
+/** A user's own room: `user` and a user id as tokens carry it (24 lowercase hex digits). */
+const USER_ROOM = /^user([a-f0-9]{24})$/

@@ -48,20 +48,69 @@ abstract class SubscriberEvents {
   }
 }
 
+type Subscription = 'subscribe' | 'unsubscribe'
+
+/** Channels to (un)subscribe in one command, and the outcome its callers wait for. */
+interface Run {
+  readonly kind: Subscription
+  readonly channels: string[]
+  readonly done: Promise<unknown>
+  send(): void
+}
+
+/**
+ * The subscriptions asked for in one turn of the event loop, sent as few
+ * commands as their order allows: a connection storm subscribes a room per
+ * consumer, one SUBSCRIBE per turn instead of one each. Asks of the same
+ * kind in a row share a command; a subscribe after an unsubscribe of the
+ * same turn stays after it.
+ */
+class SubscriptionLine {
+  readonly #subscriber: Redis | Cluster
+  #runs: Run[] = []
+
+  constructor(subscriber: Redis | Cluster) {
+    this.#subscriber = subscriber
+  }
+
+  add(kind: Subscription, channel: string): Promise<unknown> {
+    let run = this.#runs.at(-1)
+    if (run?.kind !== kind) {
+      if (this.#runs.length === 0) setImmediate(() => this.#flush())
+      const channels: string[] = []
+      let send!: () => void
+      const done = new Promise<unknown>((resolve, reject) => {
+        send = () => this.#subscriber[kind](...channels).then(resolve, reject)
+      })
+      run = { kind, channels, done, send }
+      this.#runs.push(run)
+    }
+    run.channels.push(channel)
+    return run.done
+  }
+
+  #flush(): void {
+    const runs = this.#runs
+    this.#runs = []
+    for (const run of runs) run.send() // in order on the one subscriber connection
+  }
+}
+
 /** SUBSCRIBE / PUBLISH: one Redis. */
 class PlainPubSub extends SubscriberEvents implements PubSub {
   readonly publishCommand = 'PUBLISH'
+  readonly #line = new SubscriptionLine(this.subscriber)
 
   publish(channel: string, message: Buffer): Promise<unknown> {
     return this.commands.publish(channel, message)
   }
 
   subscribe(channel: string): Promise<unknown> {
-    return this.subscriber.subscribe(channel)
+    return this.#line.add('subscribe', channel)
   }
 
   unsubscribe(channel: string): Promise<unknown> {
-    return this.subscriber.unsubscribe(channel)
+    return this.#line.add('unsubscribe', channel)
   }
 
   onMessage(listener: (channel: string, message: Buffer) => void): void {

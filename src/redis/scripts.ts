@@ -44,22 +44,30 @@ export interface ScriptCommands {
     rooms: string,
     node: string,
     inflight: string,
+    presence: string,
+    ownRoomHead: string,
     nodeId: string,
     ttlSec: number,
-    room: string,
-    cursor: string,
-  ): Reply<(string | null)[]>
+    consumerId: string,
+    ownRoom: string,
+    evenIfHeld: '1' | '',
+  ): Reply<
+    | [taken: 0, holder: string]
+    | [taken: 1, previous: string | null, inflight: string | null, head: string, ...rooms: string[]]
+  >
   consumerTouch(rooms: string, node: string, nodeId: string, ttlSec: number): Reply<0 | 1>
   cursorCommit(
     rooms: string,
     node: string,
     inflight: string,
+    presence: string,
+    ownRoomProgress: string,
     ttlSec: number,
     releaseNodeId: string,
     inflightRecord: string,
+    consumerId: string,
     ...roomCursorPairs: string[]
   ): Reply<number>
-  presenceRemove(presence: string, consumerId: string, nodeId: string): Reply<number>
 }
 
 /** A command client (one Redis or a Cluster) that knows our scripts. */

@@ -213,7 +213,8 @@ test('consumers: the live connections of a user by platform, in the original key
   t.is(empty.text, '{"result":{"length":0,"android":0,"ios":0,"web":0}}')
   const nodeId = 'node-a'
   await h.core.presence.touchNode(nodeId, 10_000)
-  for (const id of ['a.one', 'i.two', 'w.three', 't.four']) await h.core.presence.add(USER, id, nodeId)
+  for (const id of ['a.one', 'i.two', 'w.three', 't.four'])
+    await h.core.redis.commands.hset(h.core.keys.presence(USER), id, nodeId)
   const counted = await call(`${h.base}/v1/users/${USER}/consumers`, { token: TOKENS.producer })
   t.is(counted.text, '{"result":{"length":4,"android":1,"ios":1,"web":2}}')
   const long = await call(`${h.base}/v1/users/${'u'.repeat(h.config.maxRoomBytes + 1)}/consumers`, {

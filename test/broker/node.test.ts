@@ -5,12 +5,14 @@ import { publishAll, range, RecordingSink, startTestNode } from '../helpers/brok
 import { startRedis } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 import { eventually, holdsFor, pause } from '../helpers/eventually.js'
+import { consumerIdOf } from '../../src/auth/token.js'
 
 const redis = redisPerFile(test)
 
 const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
-const consumerId = () => `t.consumer${++n}`
+/** A consumer of USER, as a token makes it (its keys share the user's slot). */
+const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
 
 for (const topology of TOPOLOGIES) {
   test(`${topology}: messages to the user room arrive in order, in batches of at most 50, one in flight`, async t => {
@@ -243,7 +245,9 @@ for (const topology of TOPOLOGIES) {
   test(`${topology}: presence counts by platform and drops a consumer at once when it leaves`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology))
     const user = 'ffffffffffffffffffffffff'
-    const ids = ['a.one', 'i.two', 'w.three', 't.four']
+    const ids = ['android', 'ios', 'web', 'other'].map(source =>
+      consumerIdOf({ userId: user, exp: 1, source }),
+    )
     const sinks = await Promise.all(ids.map(id => new RecordingSink(node).connect(id, user)))
     t.deepEqual(await core.producerApi.consumers(user), { length: 4, android: 1, ios: 1, web: 2 })
     await node.disconnect(sinks[0]!.outbox!, sinks[0]!)

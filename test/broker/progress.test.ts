@@ -9,11 +9,13 @@ import { uniquePrefix } from '../helpers/redis.js'
 import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 import { holdsFor } from '../helpers/eventually.js'
+import { consumerIdOf } from '../../src/auth/token.js'
 
 const redis = redisPerFile(test)
 const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
-const consumerId = (): string => `t.progress${++n}`
+/** A consumer of USER, as a token makes it (its keys share the user's slot). */
+const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
 
 for (const topology of TOPOLOGIES) {
   test(`${topology}: after a crash, the next node resumes from the last flushed progress: nothing lost, only the unflushed again`, async t => {

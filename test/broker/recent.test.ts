@@ -93,3 +93,33 @@ test('batchLength cuts after the last chunk end that fits, else at the bounds', 
     50,
   )
 })
+
+test('an empty window anchored at the head: a member there reads nothing; late and later announcements line up', t => {
+  const recent = new RecentMessages(100, 1 << 20, budget())
+  const head = { ms: 1000, seq: 5 }
+  t.is(recent.after(head, 10), undefined, 'not anchored: the log must be read')
+  recent.anchor(head)
+  t.deepEqual(recent.after(head, 10), [], 'at the head: nothing to read')
+  t.is(recent.after({ ms: 1000, seq: 4 }, 10), undefined, 'behind the head: the log must be read')
+  recent.append(run(4, 5)) // announced before the head was read, heard after: already known
+  t.is(recent.size, 0)
+  t.deepEqual(recent.after(head, 10), [], 'still anchored')
+  recent.append(run(6, 7))
+  t.deepEqual(
+    recent.after(head, 10)!.map(e => e.seq),
+    [6, 7],
+  )
+  const other = new RecentMessages(100, 1 << 20, budget())
+  other.anchor(head)
+  other.append(run(8, 9)) // 6 and 7 never heard: a gap
+  t.is(other.after(head, 10), undefined)
+  other.clear()
+  other.anchor(head)
+  other.clear()
+  t.is(other.after(head, 10), undefined, 'clear() forgets the anchor')
+  const filled = new RecentMessages(100, 1 << 20, budget())
+  filled.append(run(1, 3))
+  filled.anchor(head) // announcements 4 and 5 are on their way: the window keeps what it has
+  t.is(filled.after(head, 10), undefined)
+  t.is(filled.after({ ms: 1000, seq: 3 }, 10)!.length, 0)
+})

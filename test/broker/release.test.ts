@@ -8,12 +8,14 @@ import { userRoom } from '../../src/redis/keys.js'
 import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 import { eventually } from '../helpers/eventually.js'
+import { consumerIdOf } from '../../src/auth/token.js'
 
 const redis = redisPerFile(test)
 
 const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
-const consumerId = (): string => `t.release${++n}`
+/** A consumer of USER, as a token makes it (its keys share the user's slot). */
+const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
 
 // Only on a cluster can the notice overtake the commit: on one Redis both go down one connection, in order.
 // Serial: CLIENT PAUSE holds every client of that master.

@@ -12,6 +12,7 @@ import { newUserId, range, RecordingSink, startTestNode } from '../helpers/broke
 import { redisPerFile, type Topology } from '../helpers/topology.js'
 import { authedRawProducer, frame, type RawClient, SECRET } from './setup.js'
 import { eventually } from '../helpers/eventually.js'
+import { consumerIdOf } from '../../src/auth/token.js'
 
 const redis = redisPerFile(test)
 
@@ -66,13 +67,15 @@ for (const setup of SETUPS) {
 
   test(`${setup.name}: a publish right after subscribe (one chunk) reaches the consumer`, async t => {
     const { node, producer } = await start(t, setup)
-    const sink = await new RecordingSink(node).connect('t.joining', newUserId())
+    const userId = newUserId()
+    const joining = consumerIdOf({ userId, exp: 1 })
+    const sink = await new RecordingSink(node).connect(joining, userId)
     const rooms = range(10).map(i => `joined-${i}`)
     producer.send(
       rooms
         .map(
           room =>
-            request(`s-${room}`, 'subscribe', [room, 't.joining']) +
+            request(`s-${room}`, 'subscribe', [room, joining]) +
             request(`p-${room}`, 'publish', [[room, `first ${room}`]]),
         )
         .join(''),
@@ -90,9 +93,10 @@ for (const setup of SETUPS) {
   test(`${setup.name}: a publish right after unsubscribe (one chunk) does not reach the consumer`, async t => {
     const { node, producer } = await start(t, setup)
     const userId = newUserId()
-    const sink = await new RecordingSink(node).connect('t.leaving', userId)
+    const leaving = consumerIdOf({ userId, exp: 1 })
+    const sink = await new RecordingSink(node).connect(leaving, userId)
     const rooms = range(5).map(i => `left-${i}`)
-    producer.send(rooms.map(room => request(`s-${room}`, 'subscribe', [room, 't.leaving'])).join(''))
+    producer.send(rooms.map(room => request(`s-${room}`, 'subscribe', [room, leaving])).join(''))
     await expectReplies(
       t,
       producer,
@@ -110,7 +114,7 @@ for (const setup of SETUPS) {
       rooms
         .map(
           room =>
-            request(`u-${room}`, 'unsubscribe', [room, 't.leaving']) +
+            request(`u-${room}`, 'unsubscribe', [room, leaving]) +
             request(`p-${room}`, 'publish', [[room, `gone ${room}`]]),
         )
         .join(''),

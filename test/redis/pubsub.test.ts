@@ -6,7 +6,7 @@ import test from 'ava'
 import { silentLogger } from '../../src/log.js'
 import { createRedisClients, type RedisClients } from '../../src/redis/connect.js'
 import { Keys } from '../../src/redis/keys.js'
-import { uniquePrefix } from '../helpers/redis.js'
+import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES, type Topology } from '../helpers/topology.js'
 import { eventually } from '../helpers/eventually.js'
 
@@ -70,3 +70,33 @@ for (const topology of TOPOLOGIES) {
     t.deepEqual(received, [channel])
   })
 }
+
+test('standalone: the subscriptions asked in one turn go as few commands as their order allows', async t => {
+  const own = await startRedis()
+  t.teardown(() => own.stop())
+  const clients = createRedisClients({ kind: 'standalone', url: own.url }, silentLogger)
+  t.teardown(() => clients.quit())
+  await clients.connect(5000)
+  const { pubsub } = clients
+  const keys = new Keys(uniquePrefix())
+  const channels = Array.from({ length: 100 }, (_, i) => keys.room(`r${i}`).channel)
+  const received: string[] = []
+  pubsub.onMessage(channel => received.push(channel))
+  const stats = own.client()
+  await stats.config('RESETSTAT')
+  await Promise.all(channels.map(channel => pubsub.subscribe(channel)))
+  t.regex(await stats.info('commandstats'), /cmdstat_subscribe:calls=1,/, 'one SUBSCRIBE for 100 channels')
+
+  // Asked in this order in one turn: r0 ends subscribed, r1 does not.
+  const [r0, r1] = channels as [string, string]
+  await Promise.all([
+    pubsub.unsubscribe(r0),
+    pubsub.subscribe(r0),
+    pubsub.subscribe(r1),
+    pubsub.unsubscribe(r1),
+  ])
+  await pubsub.publish(r1, Buffer.from('not heard'))
+  await pubsub.publish(r0, Buffer.from('heard'))
+  await eventually(() => received.length === 1)
+  t.deepEqual(received, [r0])
+})

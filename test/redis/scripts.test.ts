@@ -1,7 +1,8 @@
 import test from 'ava'
 import { Redis } from 'ioredis'
 import { decodeAnnouncement } from '../../src/broker/control.js'
-import { Keys } from '../../src/redis/keys.js'
+import { consumerIdOf } from '../../src/auth/token.js'
+import { Keys, userRoom } from '../../src/redis/keys.js'
 import { defineScripts, type Commands } from '../../src/redis/scripts.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { eventually } from '../helpers/eventually.js'
@@ -329,22 +330,73 @@ test('consumer_leave removes once', async t => {
   t.deepEqual(await redis.consumerLeave(rooms, node, 'r'), [0, 'node-b'])
 })
 
-test('consumer_connect takes the session, joins the user room and reads the cursors', async t => {
-  const { rooms, node, inflight } = keysFor().consumer('t.c3')
-  await redis.consumerJoin(rooms, node, 'project', '7-3', 60)
-  t.deepEqual(await redis.consumerConnect(rooms, node, inflight, 'node-1', 60, 'user1', '9-9'), [
-    null,
-    null,
-    'project',
-    '7-3',
-    'user1',
-    '9-9',
-  ])
-  await redis.set(inflight, 'record')
-  const again = await redis.consumerConnect(rooms, node, inflight, 'node-2', 60, 'user1', '10-10')
-  t.deepEqual(again.slice(0, 2), ['node-1', 'record'])
-  t.is(await redis.hget(rooms, 'user1'), '9-9')
-  t.is(await redis.get(node), 'node-2')
+/** A consumer of a user, with every key its scripts take (on one slot: the user's). */
+function consumerOf(userId: string, source = 't') {
+  const keys = keysFor()
+  const consumerId = consumerIdOf({ userId, exp: 4_102_444_800, source })
+  const ownRoom = userRoom(userId)
+  return {
+    ...keys.consumer(consumerId),
+    consumerId,
+    ownRoom,
+    presence: keys.presence(userId),
+    ownHead: keys.room(ownRoom).head,
+    ownProgress: keys.room(ownRoom).progress,
+  }
+}
+const USER = 'a1b2c3d4e5f6a1b2c3d4e5f6'
+
+test('consumer_connect takes the session, joins the own room at its head, counts it present, reads the cursors', async t => {
+  const c = consumerOf(USER)
+  const connect = (nodeId: string, evenIfHeld: '1' | '') =>
+    redis.consumerConnect(
+      c.rooms,
+      c.node,
+      c.inflight,
+      c.presence,
+      c.ownHead,
+      nodeId,
+      60,
+      c.consumerId,
+      c.ownRoom,
+      evenIfHeld,
+    )
+  await redis.consumerJoin(c.rooms, c.node, 'project', '7-3', 60)
+  await redis.hset(c.ownHead, 's', 9, 't', 99)
+  t.deepEqual(await connect('node-1', ''), [1, null, null, '99-9', 'project', '7-3', c.ownRoom, '99-9'])
+  t.deepEqual(await redis.hgetall(c.presence), { [c.consumerId]: 'node-1' })
+  t.true((await redis.ttl(c.presence)) > 0 && (await redis.ttl(c.rooms)) > 0)
+  t.deepEqual(
+    await connect('node-1', ''),
+    [1, 'node-1', null, '99-9', 'project', '7-3', c.ownRoom, '99-9'],
+    'its own node takes it again',
+  )
+  await redis.set(c.inflight, 'record')
+  await redis.hset(c.ownHead, 's', 10, 't', 100)
+  t.deepEqual(await connect('node-2', ''), [0, 'node-1'], 'held by another node: nothing changes')
+  t.is(await redis.get(c.node), 'node-1')
+  const again = await connect('node-2', '1')
+  t.deepEqual(again.slice(0, 4), [1, 'node-1', 'record', '100-10'])
+  t.is(await redis.hget(c.rooms, c.ownRoom), '99-9', 'a cursor is never overwritten')
+  t.is(await redis.get(c.node), 'node-2')
+  t.deepEqual(await redis.hgetall(c.presence), { [c.consumerId]: 'node-2' })
+  const fresh = consumerOf('00000000000000000000000f')
+  t.deepEqual(
+    await redis.consumerConnect(
+      fresh.rooms,
+      fresh.node,
+      fresh.inflight,
+      fresh.presence,
+      fresh.ownHead,
+      'n',
+      60,
+      fresh.consumerId,
+      fresh.ownRoom,
+      '',
+    ),
+    [1, null, null, '0-0', fresh.ownRoom, '0-0'],
+    'a room never published to: its origin',
+  )
 })
 
 test('consumer_touch keeps the keys of the node that holds the session, and names it again if its key expired', async t => {
@@ -364,53 +416,71 @@ test('consumer_touch keeps the keys of the node that holds the session, and name
 })
 
 test('cursor_commit moves cursors forward only, for rooms still joined', async t => {
-  const { rooms, node, inflight } = keysFor().consumer('t.c4')
-  await redis.consumerJoin(rooms, node, 'a', '10-5', 60)
-  await redis.consumerJoin(rooms, node, 'b', '10-5', 60)
-  const moved = await redis.cursorCommit(
-    rooms,
-    node,
-    inflight,
-    60,
-    '',
-    '',
-    'a',
-    '10-7',
-    'b',
-    '10-4',
-    'gone',
-    '99-1',
-  )
-  t.is(moved, 1)
-  t.deepEqual(await redis.hgetall(rooms), { a: '10-7', b: '10-5' })
-  t.is(
-    await redis.cursorCommit(rooms, node, inflight, 60, '', '', 'a', '11-1'),
-    1,
-    'a later ms wins over a higher seq',
-  )
+  const c = consumerOf(USER, 'w')
+  const commit = (...pairs: string[]) =>
+    redis.cursorCommit(
+      c.rooms,
+      c.node,
+      c.inflight,
+      c.presence,
+      c.ownProgress,
+      60,
+      '',
+      '',
+      c.consumerId,
+      ...pairs,
+    )
+  await redis.consumerJoin(c.rooms, c.node, 'a', '10-5', 60)
+  await redis.consumerJoin(c.rooms, c.node, 'b', '10-5', 60)
+  t.is(await commit('a', '10-7', 'b', '10-4', 'gone', '99-1'), 1)
+  t.deepEqual(await redis.hgetall(c.rooms), { a: '10-7', b: '10-5' })
+  t.is(await commit('a', '11-1'), 1, 'a later ms wins over a higher seq')
 })
 
-test('cursor_commit releases the session only for its own node, keeping the inflight record', async t => {
-  const { rooms, node, inflight } = keysFor().consumer('t.c5')
-  await redis.consumerConnect(rooms, node, inflight, 'node-2', 60, 'u', '0-0')
-  await redis.cursorCommit(rooms, node, inflight, 60, 'node-1', 'stale', 'u', '1-1')
-  t.is(await redis.get(node), 'node-2', 'another node holds it')
-  t.is(await redis.get(inflight), null)
-  await redis.cursorCommit(rooms, node, inflight, 60, 'node-2', 'batch-7', 'u', '1-2')
-  t.is(await redis.get(node), null)
-  t.is(await redis.get(inflight), 'batch-7')
-  t.is(await redis.hget(rooms, 'u'), '1-2')
-  await redis.consumerConnect(rooms, node, inflight, 'node-3', 60, 'u', '0-0')
-  await redis.cursorCommit(rooms, node, inflight, 60, 'node-3', '', 'u', '1-3')
-  t.is(await redis.get(inflight), null, 'a clean release drops the record')
-})
-
-test('presence_remove removes only when the node still holds the consumer', async t => {
-  const key = keysFor().presence('u1')
-  await redis.hset(key, 'w.c', 'node-2')
-  t.is(await redis.presenceRemove(key, 'w.c', 'node-1'), 0)
-  t.is(await redis.presenceRemove(key, 'w.c', 'node-2'), 1)
-  t.deepEqual(await redis.hgetall(key), {})
+test('cursor_commit releases the session, the presence entry and the own room progress only for its own node', async t => {
+  const c = consumerOf(USER, 'i')
+  const connect = (nodeId: string) =>
+    redis.consumerConnect(
+      c.rooms,
+      c.node,
+      c.inflight,
+      c.presence,
+      c.ownHead,
+      nodeId,
+      60,
+      c.consumerId,
+      c.ownRoom,
+      '1',
+    )
+  const release = (nodeId: string, record: string, cursor: string) =>
+    redis.cursorCommit(
+      c.rooms,
+      c.node,
+      c.inflight,
+      c.presence,
+      c.ownProgress,
+      60,
+      nodeId,
+      record,
+      c.consumerId,
+      c.ownRoom,
+      cursor,
+    )
+  await connect('node-2')
+  await redis.hset(c.ownProgress, c.consumerId, '1-1', 'w.other', '1-1')
+  await release('node-1', 'stale', '1-1')
+  t.is(await redis.get(c.node), 'node-2', 'another node holds it')
+  t.is(await redis.get(c.inflight), null)
+  t.deepEqual(await redis.hgetall(c.presence), { [c.consumerId]: 'node-2' }, 'still present on node-2')
+  await release('node-2', 'batch-7', '1-2')
+  t.is(await redis.get(c.node), null)
+  t.is(await redis.get(c.inflight), 'batch-7')
+  t.is(await redis.hget(c.rooms, c.ownRoom), '1-2')
+  t.deepEqual(await redis.hgetall(c.presence), {})
+  t.deepEqual(await redis.hgetall(c.ownProgress), { 'w.other': '1-1' }, 'only its own progress entry goes')
+  await connect('node-3')
+  await release('node-3', '', '1-3')
+  t.is(await redis.get(c.inflight), null, 'a clean release drops the record')
 })
 
 test('the test server is not the default port', t => {

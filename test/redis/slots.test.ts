@@ -11,7 +11,8 @@ import { createRequire } from 'node:module'
 import test from 'ava'
 import fc from 'fast-check'
 import { ConfigError, loadConfig } from '../../src/config/load.js'
-import { Keys } from '../../src/redis/keys.js'
+import { consumerIdOf } from '../../src/auth/token.js'
+import { Keys, userRoom } from '../../src/redis/keys.js'
 import { LUA_DIR } from '../../src/redis/scripts.js'
 import { slotOf } from '../../src/redis/slot.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
@@ -28,6 +29,9 @@ interface Names {
   readonly nodeId: string
   /** A track nonce: base64url, possibly empty (a plain append's track key). */
   readonly nonce: string
+  /** A user id as tokens carry it, and the id of one of its consumers (consumerIdOf). */
+  readonly user: string
+  readonly userConsumerId: string
 }
 
 /**
@@ -48,16 +52,18 @@ const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
   'room_read-1.lua': (keys, n) => [keys.room(n.room).log],
   'consumer_join-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
   'consumer_leave-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
-  'consumer_connect-3.lua': (keys, n) => {
-    const { rooms, node, inflight } = keys.consumer(n.consumerId)
-    return [rooms, node, inflight]
+  'consumer_connect-5.lua': (keys, n) => {
+    const { rooms, node, inflight } = keys.consumer(n.userConsumerId)
+    return [rooms, node, inflight, keys.presence(n.user), keys.room(userRoom(n.user)).head]
   },
-  'consumer_touch-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
-  'cursor_commit-3.lua': (keys, n) => {
-    const { rooms, node, inflight } = keys.consumer(n.consumerId)
-    return [rooms, node, inflight]
+  'consumer_touch-2.lua': (keys, n) => [
+    keys.consumer(n.userConsumerId).rooms,
+    keys.consumer(n.userConsumerId).node,
+  ],
+  'cursor_commit-5.lua': (keys, n) => {
+    const { rooms, node, inflight } = keys.consumer(n.userConsumerId)
+    return [rooms, node, inflight, keys.presence(n.user), keys.room(userRoom(n.user)).progress]
   },
-  'presence_remove-1.lua': (keys, n) => [keys.presence(n.userId)],
 }
 
 /** Any text, with the characters that make or break a hash tag common. */
@@ -71,7 +77,17 @@ const prefix = text.map(value => value.replace(/[{}]/g, '') || 'P')
 const nonce = fc
   .base64String({ maxLength: 24 })
   .map(value => value.replace(/=/g, '').replace(/\+/g, '-').replace(/\//g, '_'))
-const names = fc.record({ prefix, room: text, consumerId: text, userId: text, nodeId: text, nonce })
+/** A token's user and one of its consumers: any platform, any expiry. */
+const user = fc
+  .record({
+    user: fc.stringMatching(/^[a-f0-9]{24}$/),
+    exp: fc.integer({ min: 1, max: 2 ** 40 }),
+    source: fc.constantFrom('android', 'ios', 'web', 'x'),
+  })
+  .map(({ user, exp, source }) => ({ user, userConsumerId: consumerIdOf({ userId: user, exp, source }) }))
+const names = fc
+  .tuple(fc.record({ prefix, room: text, consumerId: text, userId: text, nodeId: text, nonce }), user)
+  .map(([named, owned]) => ({ ...named, ...owned }))
 
 /** Redis' own answer: one cluster-enabled node (no slots needed) for CLUSTER KEYSLOT. */
 let keyslot: (key: string) => Promise<number>
@@ -86,7 +102,16 @@ test.after.always(() => server?.stop())
 test('the table names every script in lua/ with its key count', t => {
   const files = readdirSync(LUA_DIR).filter(file => file.endsWith('.lua'))
   t.deepEqual(Object.keys(SCRIPT_KEYS).sort(), files.sort())
-  const sample: Names = { prefix: 'SNP', room: 'r', consumerId: 'c', userId: 'u', nodeId: 'n', nonce: 'x' }
+  const sample: Names = {
+    prefix: 'SNP',
+    room: 'r',
+    consumerId: 'c',
+    userId: 'u',
+    nodeId: 'n',
+    nonce: 'x',
+    user: 'a1b2c3d4e5f6a1b2c3d4e5f6',
+    userConsumerId: consumerIdOf({ userId: 'a1b2c3d4e5f6a1b2c3d4e5f6', exp: 1 }),
+  }
   for (const [file, keysOf] of Object.entries(SCRIPT_KEYS)) {
     const count = Number(/-(\d+)\.lua$/.exec(file)?.[1])
     t.is(keysOf(new Keys(sample.prefix), sample).length, count, file)
@@ -107,6 +132,22 @@ test('every script touches one slot, for any names, as ioredis routes and as Red
       }
     }),
     { numRuns: 3000 },
+  )
+  t.pass()
+})
+
+test("a user's own room, tracked messages included, is on the slot of the user's consumers and presence", t => {
+  fc.assert(
+    fc.property(names, n => {
+      const keys = new Keys(n.prefix)
+      const own = keys.room(userRoom(n.user))
+      const slot = slotOf(keys.presence(n.user))
+      const userKeys = [own.log, own.head, own.channel, own.progress, keys.track(userRoom(n.user), n.nonce)]
+      userKeys.push(...Object.values(keys.consumer(n.userConsumerId)))
+      if (!userKeys.every(key => slotOf(key) === slot && calculateSlot(key) === slot))
+        throw new Error('a key of the user off its slot')
+    }),
+    { numRuns: 1000 },
   )
   t.pass()
 })

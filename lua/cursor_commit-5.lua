@@ -1,11 +1,16 @@
--- cursor_commit-3.lua: record a consumer's acknowledged cursors, and release it when it leaves.
+-- cursor_commit-5.lua: record a consumer's acknowledged cursors, and release it when it leaves.
 -- KEYS[1] consumer rooms (hash room -> cursor)   KEYS[2] consumer node   KEYS[3] consumer inflight
+-- KEYS[4] user presence (hash consumer id -> node id)   KEYS[5] progress of the user's own room
 -- ARGV[1] ttl seconds   ARGV[2] node id to release ('' to keep the session)
--- ARGV[3] inflight batch record to keep ('' for none)   ARGV[4..n] room, cursor, room, cursor, ...
+-- ARGV[3] inflight batch record to keep ('' for none)   ARGV[4] consumer id
+-- ARGV[5..n] room, cursor, room, cursor, ...
 -- Returns: number of cursors that moved
 --
 -- A cursor only moves forward, and only for rooms the consumer is still in:
 -- a late write from a node that lost the consumer, or after a leave, changes nothing.
+-- A release drops the node key and the presence entry only where they still
+-- name the releasing node, so a late release never undoes a newer connect;
+-- the own room's progress entry goes (the consumer's own cursors are the truth now).
 local function newer(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b or '0-0', '^(%d+)-(%d+)$')
@@ -14,7 +19,7 @@ local function newer(a, b)
   return ams > bms or (ams == bms and aseq > bseq)
 end
 local moved = 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
   if current and newer(ARGV[i + 1], current) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -31,5 +36,7 @@ if ARGV[2] ~= '' then
       redis.call('DEL', KEYS[3])
     end
   end
+  if redis.call('HGET', KEYS[4], ARGV[4]) == ARGV[2] then redis.call('HDEL', KEYS[4], ARGV[4]) end
+  redis.call('HDEL', KEYS[5], ARGV[4])
 end
 return moved
