@@ -25,6 +25,24 @@ for (const topology of TOPOLOGIES) {
     t.is(new Set(sink.batches.map(b => b.id)).size, sink.batches.length, 'every batch has its own id')
   })
 
+  test(`${topology}: a consumer up to date in its own room connects without reading its log; one behind reads it`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    await publishAll(core.producerApi, userRoom(USER), ['before the consumer existed'])
+    const id = consumerId()
+    const first = await new RecordingSink(node).connect(id, USER)
+    await eventually(() => first.outbox!.hasRoom(userRoom(USER)))
+    await publishAll(core.producerApi, userRoom(USER), ['live'])
+    await first.waitFor(1)
+    t.deepEqual(first.messages, ['live'])
+    t.is(node.counters.logReads, 0, 'joined at the head: nothing to read')
+    await node.disconnect(first.outbox!, first)
+    await publishAll(core.producerApi, userRoom(USER), ['missed'])
+    const second = await new RecordingSink(node).connect(id, USER)
+    await second.waitFor(1)
+    t.deepEqual(second.messages, ['missed'])
+    t.is(node.counters.logReads, 1, 'behind its own room: one read')
+  })
+
   test(`${topology}: nothing more is sent until the batch in flight is acknowledged`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology))
     const sink = await new RecordingSink(node, false).connect(consumerId(), USER)
