@@ -3,10 +3,12 @@
 -- KEYS[4] track (hash, see track_ack-1.lua) of a tracked message; a plain append leaves it alone
 -- ARGV[1] max log length   ARGV[2] max log bytes   ARGV[3] ttl seconds   ARGV[4] 'PUBLISH' or 'SPUBLISH'
 -- ARGV[5] writer id ('' for none)   ARGV[6] call number (grows with each call of that writer)
--- ARGV[7] track nonce: '' for a plain append; else the call holds one message, which is tracked
--- ARGV[8..n] messages, in order
--- Returns: {ms, first seq, 1}: the entries are <ms>-<first> .. <ms>-<first + n - 8>;
---   or {ms, first seq, 0} of the writer's last call if this call was stored before.
+-- ARGV[7] after: the writer's call to this room that must be stored before this one (0: none)
+-- ARGV[8] track nonce: '' for a plain append; else the call holds one message, which is tracked
+-- ARGV[9..n] messages, in order
+-- Returns: {ms, first seq, 1}: the entries are <ms>-<first> .. <ms>-<first + n - 9>;
+--   or {ms, first seq, 0} of the writer's last call if this call was stored before;
+--   or {0, 0, -1}, nothing stored: call `after` is not stored yet (send this one again after it).
 --
 -- Entry ids are <ms>-<seq>: seq is contiguous per room (gaps are detectable),
 -- ms lets the trim drop entries by age. ms never goes back, even if the
@@ -18,13 +20,15 @@
 -- Each entry is read once more when it goes (its size), so a trim costs what
 -- it drops; an append that drops nothing reads nothing.
 --
--- Exactly once: a call whose reply was lost is sent again after the reconnect
--- (ioredis resends what was unanswered). w:<writer> holds "<call> <ms> <first>"
--- of that writer's last call here, so a call numbered at or below it was
--- stored already and appends nothing: the writer's calls to a room must be
--- run in the order they were numbered (one connection to one Redis). A new
--- writer (a node that started) drops the fields of writers silent for longer
--- than the ttl.
+-- Exactly once: a call whose reply was lost is sent again (by ioredis after
+-- the reconnect, or by the writer). w:<writer> holds "<call> <ms> <first>" of
+-- that writer's last call here, so a call numbered at or below it was stored
+-- already and appends nothing. That needs the writer's calls to a room to run
+-- in the order they were numbered: one connection to one Redis keeps it; where
+-- calls may be sent again out of order (a Cluster failing over), each call
+-- names the one it must follow (`after`), and is refused until that one is
+-- stored. A new writer (a node that started) drops the fields of writers
+-- silent for longer than the ttl.
 --
 -- Tracking: the nonce travels with the message, as field t of its log entry
 -- and as the 4th item of the announcement, so that the node which gets the
@@ -50,6 +54,7 @@ local ttl = tonumber(ARGV[3])
 local numbered = ARGV[5] ~= ''
 local writer = 'w:' .. ARGV[5]
 local call = tonumber(ARGV[6])
+local after = tonumber(ARGV[7])
 local head = redis.call('HMGET', KEYS[2], 's', 't', writer, 'b')
 local time = redis.call('TIME')
 local ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -58,7 +63,11 @@ local last = tonumber(head[2]) or 0
 if ms < last then ms = last end
 if head[3] then
   local lastCall, lastMs, lastFirst = string.match(head[3], '^(%d+) (%d+) (%d+)$')
-  if call <= tonumber(lastCall) then return {tonumber(lastMs), tonumber(lastFirst), 0} end
+  lastCall = tonumber(lastCall)
+  if call <= lastCall then return {tonumber(lastMs), tonumber(lastFirst), 0} end
+  if lastCall < after then return {0, 0, -1} end
+elseif after > 0 then
+  return {0, 0, -1}
 elseif numbered and redis.call('HLEN', KEYS[2]) > 16 then
   local fields = redis.call('HGETALL', KEYS[2])
   for i = 1, #fields, 2 do
@@ -73,8 +82,8 @@ local bytes = 0
 if length > 0 then bytes = tonumber(head[4]) or countBytes(KEYS[1]) end
 local first = seq + 1
 local messages = {}
-local track = ARGV[7]
-for i = 8, #ARGV do
+local track = ARGV[8]
+for i = 9, #ARGV do
   seq = seq + 1
   local id = string.format('%.0f-%.0f', ms, seq)
   if track == '' then

@@ -49,6 +49,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     ttlSec: config.messageTtlSec,
     publishCommand: pubsub.publishCommand,
     resendsInOrder: redis.resendsInOrder,
+    isPassing: err => redis.isPassing(err),
     ...(acks > 0 && {
       replicas: { acks, timeoutMs: REPLICA_ACK_TIMEOUT_MS, writer: redis.replicatedWriter() },
     }),

@@ -4,6 +4,7 @@ import type { ReplicatedWriter } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
 import type { Commands, ScriptPipeline } from '../redis/scripts.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
+import { OrderedAppends } from './ordered-appends.js'
 
 /** A message read from a room log; made with the shape of the fan-out's entries, so outboxes queue it as is. */
 export interface LogEntry extends Cursor {
@@ -27,14 +28,24 @@ export interface RoomLogOptions {
   readonly ttlSec: number
   /** The command the append script announces with (PubSub.publishCommand). */
   readonly publishCommand: 'PUBLISH' | 'SPUBLISH'
-  /** Whether a call ioredis sends again runs before later ones (RedisClients.resendsInOrder). */
+  /**
+   * Whether a call ioredis sends again runs before later ones
+   * (RedisClients.resendsInOrder); if not, the log orders its calls itself
+   * (OrderedAppends) and sends again those that failed for a reason that passes.
+   */
   readonly resendsInOrder: boolean
+  /** Whether a call that failed this way may be stored if sent again (RedisClients.isPassing). */
+  readonly isPassing: (err: unknown) => boolean
   /**
    * Replicas that must have a batch before it counts as stored (WAIT on each
    * server the batch went to, through `writer`). Absent: the master's reply is enough.
    */
   readonly replicas?: { readonly acks: number; readonly timeoutMs: number; readonly writer: ReplicatedWriter }
 }
+
+/** Where an AppendCall holds its call number, and the call it must follow (OrderedAppends). */
+const CALL = 9
+const AFTER = 10
 
 /** Messages per script call: a huge batch for one room must not stall Redis for long. */
 const APPEND_CHUNK = 256
@@ -56,13 +67,17 @@ export class RoomLog {
   readonly #keys: Keys
   readonly #options: RoomLogOptions
   /**
-   * Numbers every script call, so that a call ioredis sends again after a lost
-   * reply is stored once (room_append-4.lua). Only where resent calls keep
-   * their order: a call retried after later ones ran would see a higher
-   * number stored and be skipped, though it never was.
+   * Numbers every script call, so that a call sent again after a lost reply
+   * is stored once (room_append-4.lua). That needs a writer's calls to a room
+   * to run in the order they were numbered, or a call retried after later
+   * ones ran would be skipped though it never was: one Redis keeps the order;
+   * on a Cluster, `#ordered` does. Appends that wait for replicas are not
+   * numbered on a Cluster: their writer does not order them.
    */
   readonly #writer: string
   #calls = 0
+  /** On a Cluster: each room's calls in order, sent again until stored. */
+  readonly #ordered: OrderedAppends | undefined
   /** Replicated appends waiting for the writer to connect, and when the last of them will have been sent. */
   #waiting = 0
   #line: Promise<void> = Promise.resolve()
@@ -71,7 +86,9 @@ export class RoomLog {
     this.#redis = redis
     this.#keys = keys
     this.#options = options
-    this.#writer = options.resendsInOrder ? randomBytes(9).toString('base64url') : ''
+    const isOrdered = !options.resendsInOrder && !options.replicas
+    this.#ordered = isOrdered ? new OrderedAppends(options.isPassing) : undefined
+    this.#writer = options.resendsInOrder || isOrdered ? randomBytes(9).toString('base64url') : ''
   }
 
   /**
@@ -94,7 +111,8 @@ export class RoomLog {
   }
 
   /**
-   * Sends script calls: at once, or, when replicas must confirm, one pipeline
+   * Sends script calls: at once (on a Cluster through `#ordered`, which sends
+   * them again until stored), or, when replicas must confirm, one pipeline
    * per server (every call for it, then one WAIT). The calls are issued before
    * this returns, so calls made one after another keep their order; or, with
    * replicas, while a server they go to is not connected, they wait in line
@@ -108,6 +126,16 @@ export class RoomLog {
    */
   #store(calls: readonly AppendCall[]): Promise<void> {
     const replicas = this.#options.replicas
+    const ordered = this.#ordered
+    if (ordered)
+      return Promise.all(
+        calls.map(args =>
+          ordered.append(args[0], args[CALL], after => {
+            args[AFTER] = after
+            return this.#redis.roomAppend(...args).then(([, , stored]) => stored)
+          }),
+        ),
+      ).then(() => {})
     if (!replicas) return Promise.all(calls.map(args => this.#redis.roomAppend(...args))).then(() => {})
     if (this.#waiting === 0) {
       const stored = this.#sendToReplicas(calls, replicas)
@@ -181,6 +209,7 @@ export class RoomLog {
         publishCommand,
         this.#writer,
         ++this.#calls,
+        0,
         nonce,
         ...chunk,
       ])

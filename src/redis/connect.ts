@@ -1,4 +1,4 @@
-import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis'
+import { Cluster, Redis, ReplyError, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import { createPubSub, type PubSub } from './pubsub.js'
@@ -74,6 +74,12 @@ export interface RedisClients {
    * over, after later commands ran there).
    */
   readonly resendsInOrder: boolean
+  /**
+   * Whether a command that failed with `err` may succeed if sent again: the
+   * connection or the cluster's routing failed, not the command, and the
+   * clients have not been closed.
+   */
+  isPassing(err: unknown): boolean
   /** The writer for appends that wait for replicas; made (and connected) on the first call. */
   replicatedWriter(): ReplicatedWriter
   /** Resolves once both connections are up; rejects if Redis cannot be reached within timeoutMs. */
@@ -94,6 +100,24 @@ export interface RedisClients {
  * failed reconnect, hence ReplicatedWriter.isConnected.
  */
 const writerOptions: RedisOptions = { ...baseOptions, maxRetriesPerRequest: 0 }
+
+/**
+ * Replies that say the command did not run, and may if sent again: the
+ * cluster's routing while a master fails over or slots move, a server that
+ * loads its data, a master that came back as a replica, one busy with a long
+ * script, a script cache emptied.
+ */
+const PASSING_REPLY = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|LOADING|READONLY|BUSY|NOSCRIPT)\b/
+
+/**
+ * A failure that a later try may not meet: a reply above, or no reply at all
+ * (the connection closed, ioredis gave up redirecting). Other replies are the
+ * command's own (a script error, OOM); a TypeError or RangeError is a bug.
+ */
+function isPassingFailure(err: unknown): boolean {
+  if (err instanceof ReplyError) return PASSING_REPLY.test((err as Error).message)
+  return err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError)
+}
 
 export function createRedisClients(target: RedisTarget, log: Logger): RedisClients {
   const sharded = target.kind === 'cluster'
@@ -143,6 +167,7 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
     pubsub: createPubSub(commands, subscriber, sharded),
     subscriber,
     resendsInOrder: !sharded,
+    isPassing: err => commands.status !== 'end' && isPassingFailure(err),
     replicatedWriter() {
       if (writer) return writer
       const client = defineScripts(make('writer'))

@@ -23,9 +23,10 @@ export interface ScriptCommands {
     publish: 'PUBLISH' | 'SPUBLISH',
     writer: string,
     call: number,
+    after: number,
     trackNonce: string,
     ...messages: string[]
-  ): Reply<[ms: number, first: number, stored: 0 | 1]>
+  ): Reply<[ms: number, first: number, stored: -1 | 0 | 1]>
   roomRead(log: string, cursor: string, count: number, ttlSec: number, maxBytes: number): Reply<string[]>
   trackAck(track: string, consumerId: string, receipt: string): Reply<0 | 1>
   escalationSchedule(due: string, info: string, id: string, delayMs: number, message: string): Reply<number>

@@ -194,6 +194,7 @@ for (const topology of TOPOLOGIES) {
       core.redis.pubsub.publishCommand,
       '',
       0,
+      0,
       '',
       '2',
       '3',

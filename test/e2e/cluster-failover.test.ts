@@ -12,7 +12,7 @@ import { Tokens } from '../../src/auth/token.js'
 import { Keys } from '../../src/redis/keys.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
-import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
+import { namesOnOneMaster, startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
 import { eventually, pause } from '../helpers/eventually.js'
 
 let cluster: RedisCluster | undefined
@@ -47,12 +47,7 @@ test('a master fails over mid-stream: every answered message arrives once, in or
   const broker = await startBroker(t, redis.target, { redisReplicaAcks: 1 })
   const keys = new Keys(broker.config.redisPrefix)
   // Four rooms served by one master: several requests are in flight when it dies.
-  const master = await redis.masterOf(keys.room('failover-0').log)
-  const rooms: string[] = []
-  for (let i = 0; rooms.length < 4; i++) {
-    const room = `failover-${i}`
-    if ((await redis.masterOf(keys.room(room).log)).port === master.port) rooms.push(room)
-  }
+  const rooms = await namesOnOneMaster(redis, 'failover', 4, room => keys.room(room).log)
   const producer = await connectProducer(t, broker.ports.producer)
   const consumers: TestConsumer[] = (['v3 websocket', 'v4 websocket'] as const).map(kind =>
     connectConsumer(kind, broker.ports.gateway, tokens.sign({ userId: newUserId() })),

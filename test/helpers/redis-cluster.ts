@@ -238,6 +238,26 @@ export async function startRedisCluster({
 }
 
 /**
+ * The first `count` of the names `<prefix>-0`, `<prefix>-1`, ... whose keys
+ * (`keyOf`) live on the master that serves `<prefix>-0`'s: rooms a failover
+ * of that one master hits together.
+ */
+export async function namesOnOneMaster(
+  cluster: RedisCluster,
+  prefix: string,
+  count: number,
+  keyOf: (name: string) => string,
+): Promise<string[]> {
+  const master = await cluster.masterOf(keyOf(`${prefix}-0`))
+  const names: string[] = []
+  for (let i = 0; names.length < count; i++) {
+    const name = `${prefix}-${i}`
+    if ((await cluster.masterOf(keyOf(name))).port === master.port) names.push(name)
+  }
+  return names
+}
+
+/**
  * Starts redis-server, under `setpriv --pdeathsig KILL` where util-linux has it:
  * a node must not outlive a test worker that ava killed (on its timeout) before
  * `test.after.always` and the exit handler could run. Its output goes to its

@@ -63,6 +63,7 @@ for (const topology of TOPOLOGIES) {
       pubsub.publishCommand,
       '',
       0,
+      0,
       '',
       'm',
     )

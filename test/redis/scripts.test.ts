@@ -21,20 +21,38 @@ const keysFor = () => new Keys(uniquePrefix())
 const MB = 1 << 20
 /**
  * A room's keys, and room_append on them: `append` plain and unnumbered,
- * `appendAs` numbered by a writer (100 messages, `maxBytes` of them, kept for 60 s either way).
+ * `appendAs` numbered by a writer, `appendAfter` also naming the call it must
+ * follow (100 messages, `maxBytes` of them, kept for 60 s either way).
  */
 const roomKeysFor = (room: string, maxBytes = MB) => {
   const keys = keysFor()
   const { log, head, channel } = keys.room(room)
   const track = keys.track(room, '') // what a plain append passes, and never touches
+  const appendAfter = (writer: string, call: number, after: number, ...messages: string[]) =>
+    redis.roomAppend(
+      log,
+      head,
+      channel,
+      track,
+      100,
+      maxBytes,
+      60,
+      'PUBLISH',
+      writer,
+      call,
+      after,
+      '',
+      ...messages,
+    )
   const appendAs = (writer: string, call: number, ...messages: string[]) =>
-    redis.roomAppend(log, head, channel, track, 100, maxBytes, 60, 'PUBLISH', writer, call, '', ...messages)
+    appendAfter(writer, call, 0, ...messages)
   return {
     log,
     head,
     channel,
     track,
     appendAs,
+    appendAfter,
     append: (...messages: string[]) => appendAs('', 0, ...messages),
   }
 }
@@ -63,7 +81,7 @@ test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async 
 test('room_append keeps at most max length messages', async t => {
   const { log, head, channel, track } = roomKeysFor('bounded')
   for (let i = 0; i < 5; i++)
-    await redis.roomAppend(log, head, channel, track, 3, MB, 60, 'PUBLISH', '', 0, '', `m${i}a`, `m${i}b`)
+    await redis.roomAppend(log, head, channel, track, 3, MB, 60, 'PUBLISH', '', 0, 0, '', `m${i}a`, `m${i}b`)
   const entries = await redis.xrange(log, '-', '+')
   t.deepEqual(
     entries.map(([id]) => Number(id.split('-')[1])),
@@ -106,7 +124,7 @@ test('room_append on a log without a byte count (an older version wrote it) coun
   const now = Date.now()
   for (let seq = 1; seq <= 600; seq++) await redis.xadd(log, `${now}-${seq}`, 'm', 'x'.repeat(10))
   await redis.hset(head, 's', 600, 't', now)
-  await redis.roomAppend(log, head, channel, track, 1000, 5000, 60, 'PUBLISH', '', 0, '', 'y'.repeat(10))
+  await redis.roomAppend(log, head, channel, track, 1000, 5000, 60, 'PUBLISH', '', 0, 0, '', 'y'.repeat(10))
   t.is(await redis.xlen(log), 500)
   t.is(await redis.hget(head, 'b'), '5000')
 })
@@ -154,6 +172,34 @@ test('room_append stores a numbered call once: a call sent again after a lost re
   const messagesOf = (a: unknown) => (a as { messages: string[] }).messages
   await eventually(() => announced.some(a => messagesOf(a).includes('d')), { what: "d's announcement" })
   t.deepEqual(announced.map(messagesOf), [['a', 'b'], ['c'], ['d']])
+  subscriber.disconnect()
+})
+
+test('room_append: a call naming the call it must follow is refused, storing and announcing nothing, until that one is stored', async t => {
+  const { log, head, channel, appendAfter } = roomKeysFor('after')
+  const subscriber = server.client()
+  await subscriber.subscribe(channel)
+  const announced: (readonly string[] | undefined)[] = []
+  subscriber.on('messageBuffer', (_, bytes: Buffer) => announced.push(decodeAnnouncement(bytes)?.messages))
+  // Call 2 arrives first (a retry overtook call 1): refused, and so is call 3 behind it.
+  t.deepEqual(await appendAfter('w', 2, 1, 'b'), [0, 0, -1])
+  t.deepEqual(await appendAfter('w', 3, 2, 'c'), [0, 0, -1])
+  t.is(await redis.exists(log, head), 0)
+  t.is((await appendAfter('w', 1, 0, 'a'))[2], 1)
+  t.is((await appendAfter('w', 2, 1, 'b'))[2], 1)
+  t.is((await appendAfter('w', 3, 2, 'c'))[2], 1)
+  // Call 4 never ran (its reply lost with the master that had it): call 5 waits for it...
+  t.deepEqual(await appendAfter('w', 5, 4, 'e'), [0, 0, -1])
+  // ...unless the writer knows call 4 settled (stored, or failed for good): then it goes.
+  t.is((await appendAfter('w', 5, 0, 'e'))[2], 1)
+  // Another writer's calls do not count.
+  t.deepEqual(await appendAfter('v', 2, 1, 'x'), [0, 0, -1])
+  t.deepEqual(
+    (await redis.xrange(log, '-', '+')).map(([id, fields]) => `${id.split('-')[1]}:${fields[1]}`),
+    ['1:a', '2:b', '3:c', '4:e'],
+  )
+  await eventually(() => announced.length === 4, { what: 'four announcements' })
+  t.deepEqual(announced, [['a'], ['b'], ['c'], ['e']])
   subscriber.disconnect()
 })
 
@@ -247,6 +293,7 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
     60,
     'PUBLISH',
     '',
+    0,
     0,
     'nonce1',
     'hi',

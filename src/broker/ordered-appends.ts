@@ -1,0 +1,121 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/**
+ * What room_append-4.lua answered: 1 stored, 0 stored before (a call sent
+ * again), -1 refused because the call it must follow is not stored yet.
+ */
+export type AppendStatus = -1 | 0 | 1
+
+/** Sends one script call naming `after`, the call it must follow (0: none). */
+export type SendCall = (after: number) => Promise<AppendStatus>
+
+/** Before a call that failed or was refused goes again, in ms: no busy loop while a failover lasts. */
+const RETRY_MS = 100
+
+/**
+ * Appends that reach each room's log in the order they were made, where the
+ * client may send a call again out of order, and stored in the end though
+ * the client gave up on them.
+ *
+ * On a Redis Cluster, ioredis retries a pipeline whose master died from a
+ * queue of its own (every 100 ms, 16 times at most, then the calls fail)
+ * while later calls go to the promoted replica as soon as the slot map names
+ * it: a later append could be stored first. So each call names the previous
+ * call of this writer to the same room while that one is not settled
+ * (`after`), and room_append refuses it until that one is stored. A call
+ * refused, or failed for a reason that passes (the connection, the cluster's
+ * routing), goes again once the call before it is settled or sent again,
+ * until stored: calls are numbered, so one that had run is not stored twice.
+ *
+ *   call ─▶ send(after) ─▶ stored ──────────────────────────────▶ settled
+ *               ▲   └────▶ refused, or failed and `isPassing`
+ *               │              │ RETRY_MS, then the call before it
+ *               └──────────────┘ settled or sent again
+ */
+export class OrderedAppends {
+  /** The last call of each room that is not settled. */
+  readonly #last = new Map<string, Link>()
+  readonly #isPassing: (err: unknown) => boolean
+
+  constructor(isPassing: (err: unknown) => boolean) {
+    this.#isPassing = isPassing
+  }
+
+  /**
+   * Sends call number `call` to `room` (any name of it: its log key) until it
+   * is stored; rejects once it failed for good. The first send goes before
+   * this returns.
+   */
+  async append(room: string, call: number, send: SendCall): Promise<void> {
+    const link = new Link(call, this.#last.get(room))
+    this.#last.set(room, link)
+    try {
+      for (;;) {
+        link.sent()
+        try {
+          if ((await send(link.after())) !== -1) return
+        } catch (err) {
+          if (!this.#isPassing(err)) throw err
+        }
+        const before = link.before
+        const sends = before?.sends
+        await sleep(RETRY_MS)
+        while (before && !before.isSettled && before.sends === sends) await before.changed()
+      }
+    } finally {
+      link.settle()
+      if (this.#last.get(room) === link) this.#last.delete(room)
+    }
+  }
+
+  /** Rooms with a call not settled (for tests: the map empties). */
+  get pendingRooms(): number {
+    return this.#last.size
+  }
+}
+
+/** One call in its room's line. */
+class Link {
+  readonly call: number
+  /** The room's call before this one, while this one is not settled. */
+  before: Link | undefined
+  /** How often it was sent (the calls behind a refused one wait for the next). */
+  sends = 0
+  /** Stored, or failed for good. */
+  isSettled = false
+  #wake: (() => void) | undefined
+  #changed: Promise<void> | undefined
+
+  constructor(call: number, before: Link | undefined) {
+    this.call = call
+    this.before = before
+  }
+
+  /** The call this one must follow if sent now: the one before it, until that one is settled. */
+  after(): number {
+    const before = this.before
+    return before && !before.isSettled ? before.call : 0
+  }
+
+  sent(): void {
+    this.sends++
+    this.#notify()
+  }
+
+  settle(): void {
+    this.isSettled = true
+    this.before = undefined // nothing behind a settled call is needed any more
+    this.#notify()
+  }
+
+  /** Resolves when this call is next sent or settled. */
+  changed(): Promise<void> {
+    return (this.#changed ??= new Promise(resolve => (this.#wake = resolve)))
+  }
+
+  #notify(): void {
+    this.#wake?.()
+    this.#wake = undefined
+    this.#changed = undefined
+  }
+}
