@@ -14,6 +14,7 @@
  */
 import test from 'ava'
 import type Producer from 'snapper-producer'
+import { consumerIdOf } from '../../src/auth/token.js'
 import { Keys } from '../../src/redis/keys.js'
 import { connectProducer, newUserId, RecordingSink, startBroker } from '../helpers/broker.js'
 import { namesOnOneMaster, startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
@@ -42,8 +43,9 @@ test('a master killed mid-stream (redisReplicaAcks 0): each room log holds every
     await connectProducer(t, broker.ports.producer),
     await connectProducer(t, broker.ports.producer),
   ]
-  const consumerId = 't.cluster-order'
-  const sink = await new RecordingSink(broker.node).connect(consumerId, newUserId())
+  const userId = newUserId()
+  const consumerId = consumerIdOf({ userId, exp: 1 }) // as a token makes it
+  const sink = await new RecordingSink(broker.node).connect(consumerId, userId)
   for (const room of rooms) await broker.core.producerApi.subscribe(room, consumerId)
 
   const streams: Stream[] = rooms.map((room, i) => ({
