@@ -158,6 +158,18 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   )
   gaugeOf(
     registry,
+    'snapper_publish_pending_bytes',
+    'Bytes of published messages handed to Redis and not stored yet (bounded by publishMaxPendingBytes).',
+    () => core.producerApi.backlog.bytes,
+  )
+  gaugeOf(
+    registry,
+    'snapper_redis_offline_commands',
+    "Redis commands held in the client's offline queue while Redis is down.",
+    () => core.redis.offlineCommands(),
+  )
+  gaugeOf(
+    registry,
     'snapper_recent_bytes',
     'Bytes of recent room messages held in memory for consumers that fall behind or rejoin.',
     () => node.recentBytes,

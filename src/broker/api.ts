@@ -4,6 +4,7 @@
  * validates its input with the checks below, then calls these methods.
  */
 import { SnapperError } from '../errors.js'
+import type { PublishBacklog } from './publish-backlog.js'
 import type { Receipt } from './tracking.js'
 
 export type { AckReceipt, Receipt } from './tracking.js'
@@ -24,7 +25,8 @@ export interface ProducerApi {
    * after everything an earlier call handed over (the Redis commands are
    * issued, or queued in order during an outage, before this returns).
    * Resolves with the number of messages once
-   * all of them are stored in Redis.
+   * all of them are stored in Redis. Refuses (STORE_UNAVAILABLE) while the
+   * backlog is full.
    */
   publish(publications: readonly Publication[]): Promise<number>
   /** Joins a consumer (online or not) to a room; 1 if it was not a member. */
@@ -41,6 +43,12 @@ export interface ProducerApi {
   track(room: string, message: string, escalateAfterMs?: number): Promise<string>
   /** Who acknowledged a tracked message, and whether it was escalated. */
   receipt(id: string): Promise<Receipt>
+  /**
+   * Publishes not stored yet. While it is full, publish and track refuse
+   * with STORE_UNAVAILABLE: a caller that can wait (a producer connection)
+   * stops reading until it has room again.
+   */
+  readonly backlog: PublishBacklog
 }
 
 export interface InputLimits {

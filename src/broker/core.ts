@@ -6,6 +6,7 @@ import type { ProducerApi } from './api.js'
 import { Membership } from './membership.js'
 import { Presence } from './presence.js'
 import { createProducerApi } from './producer-api.js'
+import { PublishBacklog } from './publish-backlog.js'
 import { RoomLog } from './room-log.js'
 import { Stats } from './stats.js'
 import { Tracking } from './tracking.js'
@@ -17,6 +18,7 @@ export type CoreConfig = Pick<
   | 'roomLogMaxLen'
   | 'roomLogMaxBytes'
   | 'logReadMaxBytes'
+  | 'publishMaxPendingBytes'
   | 'messageTtlSec'
   | 'consumerTtlSec'
   | 'escalationWebhookUrl'
@@ -61,6 +63,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     ttlSec: config.messageTtlSec,
     canEscalate: config.escalationWebhookUrl !== '',
   })
-  const producerApi = createProducerApi({ log, membership, presence, stats, tracking, logger })
+  const backlog = new PublishBacklog(config.publishMaxPendingBytes)
+  const producerApi = createProducerApi({ backlog, log, membership, presence, stats, tracking, logger })
   return { redis, keys, log, membership, presence, stats, tracking, producerApi }
 }

@@ -36,7 +36,11 @@ export class NodeContext {
     gapMessages: 0,
   }
 
-  constructor(readonly log: Logger) {}
+  constructor(
+    readonly log: Logger,
+    /** Whether Redis takes commands now (RedisClients.isReady): periodic tasks wait for it. */
+    readonly isRedisReady: () => boolean = () => true,
+  ) {}
 
   redisError(err: unknown, message: string): void {
     this.counters.redisErrors++
@@ -45,12 +49,18 @@ export class NodeContext {
 
   /**
    * Runs a Redis task every `ms` until the timer is cleared; it never holds
-   * the process open, and a failure is reported as `what`.
+   * the process open, and a failure is reported as `what`. A run is skipped
+   * while Redis is down or the last run is still waiting for it: through an
+   * outage, periodic work does not pile up in the client's offline queue.
    */
   every(ms: number, task: () => Promise<unknown>, what: string): NodeJS.Timeout {
+    let running = false
     const timer = setInterval(
       guard(this.log, what, () => {
-        task().catch((err: unknown) => this.redisError(err, what))
+        if (running || !this.isRedisReady()) return
+        const run = task()
+        running = true
+        run.catch((err: unknown) => this.redisError(err, what)).finally(() => (running = false))
       }),
       ms,
     )

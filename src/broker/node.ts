@@ -83,7 +83,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#config = config
     this.id = `${name}:${randomBytes(4).toString('base64url')}`
     this.name = name
-    const context = (this.#context = new NodeContext(log))
+    const context = (this.#context = new NodeContext(log, () => core.redis.isReady()))
     this.counters = context.counters
     this.#hub = new Hub(config.ackTimeoutMs, context)
     this.#fanout = new Fanout(
@@ -163,6 +163,15 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     )
     this.#hub.start()
     this.#store.start()
+  }
+
+  /**
+   * Whether a handshake of this consumer can be served now: Redis takes
+   * commands, or the consumer is live here already. While Redis is down, new
+   * sessions are refused rather than left waiting for it (and queued).
+   */
+  canConnect(consumerId: string): boolean {
+    return this.#core.redis.isReady() || this.#hub.get(consumerId) !== undefined
   }
 
   /**

@@ -2,6 +2,7 @@ import { SnapperError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { ConsumerCounts, ProducerApi, Publication } from './api.js'
 import type { Membership } from './membership.js'
+import type { PublishBacklog } from './publish-backlog.js'
 import type { Presence } from './presence.js'
 import type { RoomLog } from './room-log.js'
 import type { Stats } from './stats.js'
@@ -19,6 +20,7 @@ import type { Tracking } from './tracking.js'
  * serves them alone, an HTTP client awaits the response.
  */
 export function createProducerApi(deps: {
+  backlog: PublishBacklog
   log: RoomLog
   membership: Membership
   presence: Presence
@@ -26,22 +28,35 @@ export function createProducerApi(deps: {
   tracking: Tracking
   logger: Logger
 }): ProducerApi {
-  const { log, membership, presence, stats, tracking, logger } = deps
+  const { backlog, log, membership, presence, stats, tracking, logger } = deps
   const storeError = (err: unknown): never => {
     if (err instanceof SnapperError) throw err // a refusal, not Redis
     logger.error({ err }, 'redis command failed')
     throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err, reason: storeReason(err) })
   }
 
+  const backlogFull = (): Promise<never> =>
+    Promise.reject(
+      new SnapperError('STORE_UNAVAILABLE', undefined, {
+        reason: `${backlog.bytes} bytes of publishes wait for Redis (publishMaxPendingBytes): Redis is slow or down`,
+      }),
+    )
+
   return {
+    backlog,
     publish(publications: readonly Publication[]): Promise<number> {
+      if (backlog.isFull) return backlogFull()
       const byRoom = new Map<string, string[]>()
+      let bytes = 0
       for (const [room, message] of publications) {
+        bytes += room.length + message.length
         const messages = byRoom.get(room)
         if (messages) messages.push(message)
         else byRoom.set(room, [message])
       }
-      return log.appendAll(byRoom).then(() => {
+      const stored = log.appendAll(byRoom)
+      backlog.hold(bytes, stored)
+      return stored.then(() => {
         stats.published(publications.length)
         return publications.length
       }, storeError)
@@ -54,7 +69,10 @@ export function createProducerApi(deps: {
     unsubscribe: (room, consumerId) => membership.leave(room, consumerId).catch(storeError),
     consumers: (userId): Promise<ConsumerCounts> => presence.count(userId).catch(storeError),
     track(room, message, escalateAfterMs) {
-      return tracking.track(room, message, escalateAfterMs).then(id => {
+      if (backlog.isFull) return backlogFull()
+      const stored = tracking.track(room, message, escalateAfterMs)
+      backlog.hold(room.length + message.length, stored)
+      return stored.then(id => {
         stats.published(1)
         return id
       }, storeError)

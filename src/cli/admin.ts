@@ -51,10 +51,17 @@ export async function startAdmin(options: {
   series.start()
   const app = createAdminApp({ ...options, core, counters, series })
 
-  // Nobody else flushes this core's counters: a node flushes only its own.
+  // Nobody else flushes this core's counters: a node flushes only its own. One flush at a time,
+  // none while Redis is down: the counters wait in memory, not in the client's offline queue.
+  let flushing: Promise<void> | undefined
   const flushStats = (): Promise<void> =>
-    core.stats.flush().catch((err: unknown) => logger.warn({ err }, 'admin stats flush failed'))
-  const timer = setInterval(() => void flushStats(), config.statsFlushMs)
+    (flushing ??= core.stats
+      .flush()
+      .catch((err: unknown) => logger.warn({ err }, 'admin stats flush failed'))
+      .finally(() => (flushing = undefined)))
+  const timer = setInterval(() => {
+    if (redis.isReady()) void flushStats()
+  }, config.statsFlushMs)
   timer.unref()
 
   const server: Server = createServer(app.callback())

@@ -97,6 +97,12 @@ export interface Config {
   readonly maxUnauthenticatedProducers: number
   /** Producer connections per node that have not authenticated yet, from one client address. @default 20 */
   readonly maxUnauthenticatedProducersPerAddress: number
+  /**
+   * Bytes of published messages waiting to be stored in Redis (slow, or down and held in the
+   * client's offline queue); beyond, producer connections are not read and HTTP publishes get
+   * 503 STORE_UNAVAILABLE until half of it is stored. @default 67108864
+   */
+  readonly publishMaxPendingBytes: number
   /** Distinct rooms one publish may name (TCP frame or HTTP body): each is a Redis stream kept messageTtlSec. @default 1000 */
   readonly maxRoomsPerPublish: number
 
@@ -201,6 +207,7 @@ export const defaults: Config = {
 
   roomLogMaxLen: 10_000,
   roomLogMaxBytes: 16 << 20,
+  publishMaxPendingBytes: 64 << 20,
   messageTtlSec: 24 * 3600,
   consumerTtlSec: 24 * 3600,
   replacedConsumerTtlSec: 300,

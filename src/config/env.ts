@@ -199,6 +199,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'messages a room log keeps at most',
   },
+  publishMaxPendingBytes: {
+    env: 'SNAPPER_PUBLISH_MAX_PENDING_BYTES',
+    parse: toMemoryBytes,
+    doc: 'bytes of published messages waiting to be stored in Redis (slow, or down); beyond, producer connections are not read and HTTP publishes get 503 `STORE_UNAVAILABLE`, until half of it is stored',
+  },
   roomLogMaxBytes: {
     env: 'SNAPPER_ROOM_LOG_MAX_BYTES',
     parse: toMemoryBytes,

@@ -158,6 +158,10 @@ export function createConsumerHandlers(
       }
       const { claims } = verified
       const consumerId = consumerIdOf(claims)
+      if (!node.canConnect(consumerId)) {
+        counters.refused++
+        return { ok: false, status: 503, code: 3, message: 'Storage unavailable, retry' }
+      }
       const previous = previousConsumer(handshake.headers.cookie, claims.userId)
       const token = handshake.query.get('token') ?? ''
       return {

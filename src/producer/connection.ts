@@ -6,6 +6,7 @@
  *                              ▲                                                 │ in order
  *   resume ◀─ pending < max ───┘                      socket.write ◀─ per tick ◀──┘
  *            && no write backpressure && no subscribe/unsubscribe waiting or running
+ *            && the broker's publish backlog is not full
  *
  * This file reads and owns the socket; in-flight.ts runs the work and keeps
  * the replies in order. The connection's life (authenticating → open → … →
@@ -47,6 +48,8 @@ export interface ConnectionOptions {
 
 export interface ConnectionDeps {
   readonly options: ConnectionOptions
+  /** Publishes not stored yet, for all connections: while it is full, nothing is read. */
+  readonly backlog: { readonly isFull: boolean }
   readonly tokens: Tokens
   readonly methods: ReadonlyMap<string, Method>
   readonly counters: ProducerCounters
@@ -117,6 +120,11 @@ export class ProducerConnection {
   /** Resolves when the socket is closed. */
   get closed(): Promise<void> {
     return this.#closed
+  }
+
+  /** The publish backlog has room again: read on, unless something else holds this connection back. */
+  resume(): void {
+    this.#pump()
   }
 
   /** Requests and publishes in flight on this connection. */
@@ -295,6 +303,7 @@ export class ProducerConnection {
 
   #canTakeMore(): boolean {
     return (
+      !this.#deps.backlog.isFull &&
       !this.#socket.writableNeedDrain &&
       !this.#work.isAlone &&
       this.pending < this.#deps.options.producerMaxPending

@@ -103,6 +103,7 @@ export function createProducerListener(deps: {
     accepted++
     const connection = new ProducerConnection(socket, {
       options: config,
+      backlog: deps.api.backlog,
       tokens,
       methods,
       counters,
@@ -112,6 +113,12 @@ export function createProducerListener(deps: {
     connections.add(connection)
     void connection.closed.then(() => connections.delete(connection))
   }
+
+  deps.api.backlog.onRoom(
+    guard(log, 'producer resume', () => {
+      for (const connection of connections) connection.resume()
+    }),
+  )
 
   // allowHalfOpen: a producer's FIN must not cut the answers to what it sent before it.
   const server: Server = createServer(

@@ -15,6 +15,9 @@ const baseOptions: RedisOptions = {
   retryStrategy,
   connectTimeout: 5000,
   lazyConnect: true,
+  // No CLIENT SETINFO on each connect: cosmetic, and through an outage every reconnect attempt that
+  // reaches a proxy (accepted, then cut) would queue two more commands.
+  disableClientInfo: true,
 }
 
 /**
@@ -82,6 +85,14 @@ export interface RedisClients {
   isPassing(err: unknown): boolean
   /** The writer for appends that wait for replicas; made (and connected) on the first call. */
   replicatedWriter(): ReplicatedWriter
+  /**
+   * Whether the command connection takes commands now (on a Cluster: the
+   * cluster client is ready). Work that can wait for Redis is skipped or
+   * refused while it does not, rather than queued without bound.
+   */
+  isReady(): boolean
+  /** Commands held in the clients' offline queues (sent once Redis is back). */
+  offlineCommands(): number
   /** Resolves once both connections are up; rejects if Redis cannot be reached within timeoutMs. */
   connect(timeoutMs: number): Promise<void>
   /** Closes the connections once the commands sent are answered (waits for Redis if it is down). */
@@ -117,6 +128,15 @@ const PASSING_REPLY = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|LOADING|READO
 function isPassingFailure(err: unknown): boolean {
   if (err instanceof ReplyError) return PASSING_REPLY.test((err as Error).message)
   return err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError)
+}
+
+/**
+ * The length of a client's offline queue: ioredis keeps it private and has no
+ * bound for it, so the broker bounds what it queues (periodic work waits for
+ * Redis, publishes for the backlog) and this measures it.
+ */
+function offlineQueueLength(client: Redis | Cluster): number {
+  return (client as unknown as { offlineQueue?: { length: number } }).offlineQueue?.length ?? 0
 }
 
 export function createRedisClients(target: RedisTarget, log: Logger): RedisClients {
@@ -201,6 +221,17 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
         },
       }
       return writer
+    },
+    isReady: () => commands.status === 'ready',
+    offlineCommands() {
+      let queued = 0
+      for (const client of [commands, subscriber, writer?.client]) {
+        if (!client) continue
+        queued += offlineQueueLength(client)
+        if (client instanceof Cluster)
+          for (const node of client.nodes('all')) queued += offlineQueueLength(node)
+      }
+      return queued
     },
     async connect(timeoutMs) {
       let timer: NodeJS.Timeout | undefined

@@ -59,6 +59,8 @@ const NAMES = [
   'snapper_announcements_total',
   'snapper_announcements_dropped_total',
   'snapper_recent_bytes',
+  'snapper_publish_pending_bytes',
+  'snapper_redis_offline_commands',
   'snapper_redis_errors_total',
   'snapper_ack_timeouts_total',
   'snapper_kicks_total',

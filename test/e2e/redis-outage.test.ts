@@ -133,3 +133,66 @@ test('a drain while Redis is down gives up after drainTimeoutMs and says so', as
   )
   t.true(Date.now() - started < 3000, `gave up after ${Date.now() - started} ms`)
 })
+
+test('through a Redis outage memory stays bounded: publishes wait behind publishMaxPendingBytes, producers are paused, periodic work and new sessions do not queue', async t => {
+  const redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always'])
+  t.teardown(() => redis.stop())
+  const maxPendingBytes = 64 * 1024
+  const config: Config = {
+    ...defaults,
+    redis: { kind: 'standalone', url: redis.url },
+    redisPrefix: uniquePrefix(),
+    tokenSecrets: [TEST_SECRET],
+    drainSpreadMs: 0,
+    drainTimeoutMs: 3000,
+    publishMaxPendingBytes: maxPendingBytes,
+    // Every periodic task runs many times during the outage below.
+    cursorFlushMs: 50,
+    statsFlushMs: 50,
+    nodeTtlMs: 300,
+  }
+  const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  t.teardown(() => node.stop())
+  const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId: newUserId() }))
+  t.teardown(() => consumer.close())
+  const id = await within(consumer.opened(), 10_000, 'the consumer to open')
+  const producer = await connectProducer(t, node.ports.producer)
+  await within(call(producer.joinRoom('flood', id)), 10_000, 'the join to be answered')
+
+  await within(redis.kill('SIGKILL'), 5000, 'redis-server to exit')
+  await eventually(() => !node.core.redis.isReady(), { what: 'the node to see Redis down' })
+  const messages = Array.from({ length: 1000 }, (_, i) => `${i}`.padStart(1024, '.'))
+  for (const message of messages) producer.sendMessage('flood', message)
+  await eventually(() => node.producer.stats.paused === 1, { what: 'the producer connection to be paused' })
+  // Past the bound by one frame at most: snapper-producer sends 50 messages a frame.
+  const limit = maxPendingBytes + 50 * (1024 + 'flood'.length)
+  // Without the bounds, each 50 ms tick of the periodic tasks would queue more.
+  await holdsFor(
+    () =>
+      node.core.producerApi.backlog.bytes <= limit &&
+      node.core.redis.offlineCommands() < 20 &&
+      node.producer.stats.paused === 1,
+    1500,
+    'the backlog within its bound, few commands queued for Redis, the producer paused',
+  )
+
+  const base = `http://127.0.0.1:${node.ports.admin}`
+  const http = await fetch(`${base}/v1/publish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${tokens.sign({ id: 'http' })}`, 'content-type': 'application/json' },
+    body: JSON.stringify([{ room: 'flood', message: 'over http' }]),
+    signal: AbortSignal.timeout(3000),
+  })
+  t.is(http.status, 503, 'an HTTP publish cannot wait')
+  const handshake = await fetch(
+    `http://127.0.0.1:${node.ports.gateway}/websocket/?EIO=4&transport=polling&token=${tokens.sign({ userId: newUserId() })}`,
+    { signal: AbortSignal.timeout(3000) },
+  )
+  t.is(handshake.status, 503, 'a new session cannot be served without Redis')
+  t.truthy(handshake.headers.get('retry-after'))
+
+  await redis.restart()
+  await consumer.waitFor(messages.length, 20_000)
+  t.deepEqual(consumer.messages, messages)
+  t.is(node.producer.stats.paused, 0)
+})

@@ -379,7 +379,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
    * maxSessions, handshakes still preparing included (a replacement is fine).
    */
   #bound(auth: Authorization<T>): Decision<T> {
-    if (!auth.ok) return auth
+    if (!auth.ok) return auth.status === 503 ? { ok: false, ...this.#paced(auth) } : auth
     const refusal = this.#isClosed
       ? ENGINE_ERRORS.SHUTTING_DOWN
       : !this.#sessions.has(auth.id) && this.#sessions.size + this.#preparing >= this.options.maxSessions
