@@ -30,6 +30,9 @@
 -- stored. A new writer (a node that started) drops the fields of writers
 -- silent for longer than the ttl.
 --
+-- The call's last entry has a field e: a reader cuts batches where the live
+-- announcement of the call was cut (see markChunkEnds in src/broker/batch.ts).
+--
 -- Tracking: the nonce travels with the message, as field t of its log entry
 -- and as the 4th item of the announcement, so that the node which gets the
 -- consumer's ack knows, without asking Redis, that a receipt is due. The
@@ -86,13 +89,18 @@ local track = ARGV[8]
 for i = 9, #ARGV do
   seq = seq + 1
   local id = string.format('%.0f-%.0f', ms, seq)
-  if track == '' then
-    redis.call('XADD', KEYS[1], id, 'm', ARGV[i])
-  else
-    redis.call('XADD', KEYS[1], id, 'm', ARGV[i], 't', track)
+  local fields = {'m', ARGV[i]}
+  if track ~= '' then
+    fields[#fields + 1] = 't'
+    fields[#fields + 1] = track
     redis.call('HSET', KEYS[4], 's', id)
     redis.call('EXPIRE', KEYS[4], ttl)
   end
+  if i == #ARGV then
+    fields[#fields + 1] = 'e'
+    fields[#fields + 1] = '1'
+  end
+  redis.call('XADD', KEYS[1], id, unpack(fields))
   messages[#messages + 1] = ARGV[i]
   bytes = bytes + #ARGV[i]
 end

@@ -2,8 +2,8 @@
 -- KEYS[1] log (stream)
 -- ARGV[1] cursor <ms>-<seq> (exclusive; '0-0' reads from the start)   ARGV[2] count   ARGV[3] ttl seconds
 -- ARGV[4] max bytes of messages (0: no bound), but always the first one
--- Returns: {id1, message1, track1, id2, message2, track2, ...}: track is the nonce of a tracked
---   message (room_append-4.lua), '' for the others
+-- Returns: {id1, message1, track1, end1, id2, ...}: track is the nonce of a tracked message
+--   (room_append-4.lua), '' for the others; end is '1' for the last message of an append call, else ''
 --
 -- The log is read 32 entries at a time: a read of large messages holds at
 -- most 32 more than it returns in the script's memory, not count of them.
@@ -23,9 +23,14 @@ while left > 0 do
     local fields = entries[i][2]
     bytes = bytes + #fields[2]
     if maxBytes > 0 and bytes > maxBytes and #flat > 0 then return flat end
+    local track, ends = '', ''
+    for f = 3, #fields, 2 do
+      if fields[f] == 't' then track = fields[f + 1] elseif fields[f] == 'e' then ends = '1' end
+    end
     flat[#flat + 1] = entries[i][1]
     flat[#flat + 1] = fields[2]
-    flat[#flat + 1] = fields[4] or ''
+    flat[#flat + 1] = track
+    flat[#flat + 1] = ends
     start = '(' .. entries[i][1]
   end
   left = left - #entries

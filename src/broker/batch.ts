@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { Cursor } from './cursor.js'
 
 /**
@@ -15,11 +15,13 @@ export interface Entry extends Cursor {
   /** The last batch that started with this entry: consumers in step reuse it. */
   batch?: Batch
   /**
-   * The last entry of an announcement's chunk. A consumer's batch ends at the
+   * The last entry of a chunk (markChunkEnds). A consumer's batch ends at the
    * last such entry that fits, so consumers at the same place cut the same
    * batches (and share them) however many messages each had queued.
    */
   isChunkEnd?: boolean
+  /** The last message one append call stored in this room (an announcement's last). */
+  isCallEnd?: boolean
 }
 
 /**
@@ -44,9 +46,33 @@ export interface Batch {
 }
 
 /**
- * Batch ids are unique across nodes and restarts (`<process tag>:<counter>`),
- * so a consumer that moves to another node never sees a new batch under the
- * id of its last one — which its client would drop as a duplicate.
+ * A batch's id, derived from what it holds: each run of one room's
+ * consecutive messages, by room, ms and seq of its first and its length. The
+ * same messages make the same id on any node, before and after a crash, so
+ * a client that drops a batch whose id it has just seen drops a copy sent
+ * again; different messages make different ids (a 96-bit hash).
+ */
+export function batchIdOf(entries: readonly Entry[]): string {
+  const hash = createHash('sha256')
+  for (let start = 0; start < entries.length;) {
+    const first = entries[start]!
+    let end = start + 1
+    while (
+      end < entries.length &&
+      entries[end]!.room === first.room &&
+      entries[end]!.seq === first.seq + end - start
+    )
+      end++
+    hash.update(`${JSON.stringify(first.room)} ${first.ms} ${first.seq} ${end - start}\n`)
+    start = end
+  }
+  return hash.digest('base64url').slice(0, 16)
+}
+
+/**
+ * Ids of the batches a client answered with an error, sent again: unique
+ * across nodes and restarts (`<process tag>:<counter>`), unlike what
+ * batchIdOf would give, since the client drops an id it has just seen.
  */
 export class BatchIds {
   readonly #tag = randomBytes(4).toString('base64url')
@@ -89,13 +115,15 @@ export function isOneRun(entries: readonly Entry[]): boolean {
 /**
  * How many entries, from the first, make one batch: at most `maxMessages`, and
  * no more than `maxBytes` of messages (counted in UTF-16 units, which is the
- * byte count for ASCII), but always at least one; and, if one of them ends an
- * announcement's chunk, up to the last such one (see Entry.isChunkEnd).
+ * byte count for ASCII), but always at least one; and, if one of them ends a
+ * chunk, up to the last such one (see Entry.isChunkEnd), or with
+ * `firstChunkOnly` the first.
  */
 export function batchLength(
   at: (index: number) => Entry | undefined,
   maxMessages: number,
   maxBytes: number,
+  firstChunkOnly = false,
 ): number {
   let bytes = 0
   let count = 0
@@ -104,7 +132,36 @@ export function batchLength(
     bytes += entry.message.length
     if (count > 0 && bytes > maxBytes) break
     count++
-    if (entry.isChunkEnd) chunkEnds = count
+    if (entry.isChunkEnd) {
+      chunkEnds = count
+      if (firstChunkOnly) break
+    }
   }
   return chunkEnds > 0 ? chunkEnds : count
+}
+
+/**
+ * Marks where the messages of a room are cut into chunks: greedily from the
+ * first message of each append call, as batchLength cuts a batch, and at
+ * each call's end. An announcement is one call; a log read marks the same
+ * chunks in what it read (from the cursor of a batch's end on), so a
+ * consumer that reads again what it had been sent live (a crash, a takeover)
+ * gets the same batches, with the same ids.
+ */
+export function markChunkEnds(entries: readonly Entry[], maxMessages: number, maxBytes: number): void {
+  let count = 0
+  let bytes = 0
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!
+    if (count > 0 && (count === maxMessages || bytes + entry.message.length > maxBytes)) {
+      entries[i - 1]!.isChunkEnd = true
+      count = bytes = 0
+    }
+    count++
+    bytes += entry.message.length
+    if (entry.isCallEnd) {
+      entry.isChunkEnd = true
+      count = bytes = 0
+    }
+  }
 }

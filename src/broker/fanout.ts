@@ -1,6 +1,6 @@
 import type { Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
-import { batchLength, type Batch, type Entry } from './batch.js'
+import { markChunkEnds, type Batch, type Entry } from './batch.js'
 import { decodeAnnouncement } from './control.js'
 import { formatCursor, type Cursor } from './cursor.js'
 import type { NodeContext } from './node-context.js'
@@ -170,14 +170,14 @@ export class Fanout {
     const { ms, first, messages, track } = announcement
     const { room, members } = local
     const entries = messages.map((message, i): Entry => ({ room, ms, seq: first + i, message, track }))
+    entries[entries.length - 1]!.isCallEnd = true
     // Cut where a consumer's batch would be cut, so that in-step consumers share each batch.
+    markChunkEnds(entries, this.#batchMax, this.#batchMaxBytes)
     const chunks: Entry[][] = []
-    for (let start = 0; start < entries.length;) {
-      const count = batchLength(i => entries[start + i], this.#batchMax, this.#batchMaxBytes)
-      const chunk = entries.slice(start, start + count)
-      chunk[chunk.length - 1]!.isChunkEnd = true
-      chunks.push(chunk)
-      start += count
+    for (let start = 0, i = 0; i < entries.length; i++) {
+      if (!entries[i]!.isChunkEnd) continue
+      chunks.push(entries.slice(start, i + 1))
+      start = i + 1
     }
     // Before offering: a member that finds a gap reads, and must find these here.
     local.recent.append(entries)
@@ -214,7 +214,10 @@ export class Fanout {
     let read = this.#reads.get(key)
     if (!read) {
       this.#context.counters.logReads++
-      read = this.#roomLog.read(room, after, count)
+      read = this.#roomLog.read(room, after, count).then(entries => {
+        markChunkEnds(entries as Entry[], this.#batchMax, this.#batchMaxBytes)
+        return entries
+      })
       this.#reads.set(key, read)
       void read.finally(() => this.#reads.delete(key)).catch(() => {}) // the readers handle the error
     }

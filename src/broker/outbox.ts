@@ -1,6 +1,6 @@
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
-import { batchLength, isOneRun, makeBatch, type Batch, type Entry } from './batch.js'
+import { batchIdOf, batchLength, isOneRun, makeBatch, type Batch, type Entry } from './batch.js'
 import { formatCursor, isAfter, isNext, type Cursor } from './cursor.js'
 import type { LogEntry } from './room-log.js'
 
@@ -28,6 +28,7 @@ export interface OutboxHost<S extends ConsumerSink> {
   readonly log: Logger
   /** Up to `count` messages of `room` after `after` (may be shared with other readers). */
   read(room: string, after: Cursor, count: number): Promise<readonly LogEntry[]>
+  /** A fresh id for a batch sent again after the client answered it with an error. */
   newBatchId(): string
   /** Hands a batch to the consumer's session. */
   send(outbox: Outbox<S>, batch: Batch): void
@@ -105,6 +106,12 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   readonly #holes = new Map<Entry, Hole>()
   /** The hole told right before the batch in flight. */
   #inflightHole: Hole | undefined
+  /**
+   * The first batch of this outbox ends at the first chunk end: after a crash,
+   * the batch a consumer in step had last comes again as it was (same
+   * messages, same id), whatever followed it in the log.
+   */
+  #isFirstBatch = true
   #closed = false
 
   constructor(host: OutboxHost<S>, consumerId: string, userId: string) {
@@ -217,7 +224,9 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   pump(): void {
     if (this.inflight !== undefined || this.sink === undefined || this.#queue.length === 0) return
     const queue = this.#queue
-    let count = batchLength(i => queue.at(i), this.#host.batchMaxMessages, this.#host.batchMaxBytes)
+    const { batchMaxMessages, batchMaxBytes } = this.#host
+    let count = batchLength(i => queue.at(i), batchMaxMessages, batchMaxBytes, this.#isFirstBatch)
+    this.#isFirstBatch = false
     let hole: Hole | undefined
     if (this.#holes.size > 0) {
       hole = this.#holes.get(queue.at(0)!)
@@ -244,7 +253,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     const last = entries[entries.length - 1]
     if (cached && cached.entries.length === entries.length && cached.entries[entries.length - 1] === last)
       return cached
-    const batch = makeBatch(this.#host.newBatchId(), entries)
+    const batch = makeBatch(batchIdOf(entries), entries)
     if (isOneRun(entries)) first.batch = batch
     return batch
   }

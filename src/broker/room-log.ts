@@ -12,6 +12,8 @@ export interface LogEntry extends Cursor {
   readonly message: string
   /** The nonce of a tracked message (its receipts are recorded on ack); undefined for the others. */
   readonly track: string | undefined
+  /** The last message its append call stored in the room. */
+  readonly isCallEnd?: boolean
 }
 
 /** The arguments of one room_append call. */
@@ -235,9 +237,10 @@ export class RoomLog {
       maxBytes,
     )
     const entries: LogEntry[] = []
-    for (let i = 0; i + 2 < flat.length; i += 3) {
+    for (let i = 0; i + 3 < flat.length; i += 4) {
       const { ms, seq } = parseCursor(flat[i]!)
-      entries.push({ room, ms, seq, message: flat[i + 1]!, track: flat[i + 2] || undefined })
+      const entry = { room, ms, seq, message: flat[i + 1]!, track: flat[i + 2] || undefined }
+      entries.push(flat[i + 3] === '1' ? { ...entry, isCallEnd: true } : entry)
     }
     return entries
   }

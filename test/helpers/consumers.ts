@@ -54,7 +54,11 @@ export interface TestConsumer {
 export interface ConnectOptions {
   /** Connect from this loopback address (nginx's ip_hash tells clients apart by address). */
   readonly localAddress?: string
-  /** snapper-consumer only: reconnect this soon after a close, in ms (its own default is 11-60 s). */
+  /**
+   * Reconnect this soon after a close, in ms: snapper-consumer's own timer (its default is 11-60 s);
+   * engine.io-client, which does not reconnect, gets a new socket (the test's client, like an app
+   * would, keeps the id of the last batch it got across sockets).
+   */
   readonly reconnectMs?: number
 }
 
@@ -70,7 +74,7 @@ export function connectConsumer(
     : {}
   return kind.startsWith('v3')
     ? snapperConsumer(kind, port, token, transport, options.reconnectMs)
-    : eio6Consumer(kind, port, token, transport)
+    : eio6Consumer(kind, port, token, transport, options.reconnectMs)
 }
 
 abstract class Recorder {
@@ -183,14 +187,24 @@ function snapperConsumer(
   return recorder
 }
 
-function eio6Consumer(kind: ClientKind, port: number, token: string, transport: object): TestConsumer {
-  const socket = new Eio6Socket(`http://127.0.0.1:${port}`, {
-    path: '/websocket',
-    query: { token },
-    ...transport,
-    ...(kind === 'v4 websocket' && { transports: ['websocket'] }),
-  })
+function eio6Consumer(
+  kind: ClientKind,
+  port: number,
+  token: string,
+  transport: object,
+  reconnectMs: number | undefined,
+): TestConsumer {
+  const connect = (): Eio6Socket =>
+    new Eio6Socket(`http://127.0.0.1:${port}`, {
+      path: '/websocket',
+      query: { token },
+      ...transport,
+      ...(kind === 'v4 websocket' && { transports: ['websocket'] }),
+    })
+  let socket = connect()
+  let isClosed = false
   const pending = new Map<string, (result: unknown) => void>()
+  // Kept across reconnects, as snapper-consumer keeps its own.
   let lastBatchId: unknown
   let requestId = 0
   const recorder = new (class extends Recorder {
@@ -204,11 +218,22 @@ function eio6Consumer(kind: ClientKind, port: number, token: string, transport: 
       return new Promise(resolve => pending.set(id, resolve))
     }
     close(): void {
+      isClosed = true
       socket.close()
     }
     hook(): void {
       socket.on('open', () => this.didOpen(socket.id ?? ''))
-      socket.on('error', err => this.didFail(err))
+      socket.on('error', err => {
+        if (reconnectMs === undefined) this.didFail(err)
+      })
+      socket.on('close', () => {
+        if (reconnectMs === undefined || isClosed) return
+        setTimeout(() => {
+          if (isClosed) return
+          socket = connect()
+          this.hook()
+        }, reconnectMs)
+      })
       socket.on('message', data => {
         const message = JSON.parse(String(data)) as {
           id?: unknown

@@ -69,9 +69,10 @@ test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async 
     entries.map(([id, fields]) => [id.split('-')[1], fields]),
     [
       ['1', ['m', 'a']],
-      ['2', ['m', 'b']],
-      ['3', ['m', 'c']],
+      ['2', ['m', 'b', 'e', '1']],
+      ['3', ['m', 'c', 'e', '1']],
     ],
+    'the last message of each call is marked',
   )
   t.is(entries[0]![0], `${ms1}-1`)
   t.deepEqual(await redis.hgetall(head), { s: '3', t: String(ms2), b: '3' })
@@ -226,28 +227,33 @@ test('room_append: a new writer drops the fields of writers silent for longer th
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
   const { log, append } = roomKeysFor('read')
   const [ms] = await append('a', 'b', 'c', 'd')
+  // Each entry: id, message, track nonce ('' untracked), '1' on the last message of its append call.
   t.deepEqual(await redis.roomRead(log, '0-0', 10, 60, 0), [
     `${ms}-1`,
     'a',
     '',
+    '',
     `${ms}-2`,
     'b',
+    '',
     '',
     `${ms}-3`,
     'c',
     '',
+    '',
     `${ms}-4`,
     'd',
     '',
+    '1',
   ])
-  t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60, 0), [`${ms}-3`, 'c', ''])
+  t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60, 0), [`${ms}-3`, 'c', '', ''])
   t.deepEqual(await redis.roomRead(log, `${ms}-4`, 10, 60, 0), [])
 })
 
 test('room_read returns at most max bytes of messages, but always the first one', async t => {
   const { log, append } = roomKeysFor('read bytes')
   const [ms] = await append('aaaa', 'bbbb', 'cccc', ...Array.from({ length: 70 }, () => 'x'))
-  const messagesOf = (flat: string[]) => flat.filter((_, i) => i % 3 === 1)
+  const messagesOf = (flat: string[]) => flat.filter((_, i) => i % 4 === 1)
   t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 8)), ['aaaa', 'bbbb'])
   t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 9)), ['aaaa', 'bbbb'])
   t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 2)), ['aaaa'], 'one, however large')
@@ -265,11 +271,11 @@ test('room_read skips messages older than the ttl', async t => {
   await redis.xadd(log, `${Date.now()}-2`, 'm', 'new')
   const flat = await redis.roomRead(log, '0-0', 10, 60, 0)
   t.deepEqual(
-    flat.filter((_, i) => i % 3 === 1),
+    flat.filter((_, i) => i % 4 === 1),
     ['new'],
   )
   t.deepEqual(
-    (await redis.roomRead(log, `${old - 1}-0`, 10, 600, 0)).filter((_, i) => i % 3 === 1),
+    (await redis.roomRead(log, `${old - 1}-0`, 10, 600, 0)).filter((_, i) => i % 4 === 1),
     ['old', 'new'],
   )
 })
@@ -299,7 +305,7 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
     'hi',
   )
   t.deepEqual(await received, { ms, first, messages: ['hi'], track: 'nonce1' })
-  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60, 0), [`${ms}-1`, 'hi', 'nonce1'])
+  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60, 0), [`${ms}-1`, 'hi', 'nonce1', '1'])
   t.deepEqual(await redis.hgetall(track), { s: `${ms}-1` })
   const ttl = await redis.ttl(track)
   t.true(ttl > 0 && ttl <= 60)
