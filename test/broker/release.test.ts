@@ -5,7 +5,7 @@
 import test from 'ava'
 import { formatCursor } from '../../src/broker/cursor.js'
 import { userRoom } from '../../src/redis/keys.js'
-import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { newUserId, publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 import { eventually, within } from '../helpers/eventually.js'
 import { consumerIdOf } from '../../src/auth/token.js'
@@ -14,8 +14,8 @@ const redis = redisPerFile(test)
 
 const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
-/** A consumer of USER, as a token makes it (its keys share the user's slot). */
-const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
+/** A consumer of the user (USER unless named), as a token makes it (its keys share the user's slot). */
+const consumerId = (userId = USER): string => consumerIdOf({ userId, exp: ++n })
 
 // Only on a cluster can the notice overtake the commit: on one Redis both go down one connection, in order.
 // Serial: CLIENT PAUSE holds every client of that master.
@@ -24,25 +24,33 @@ test.serial('cluster: the released notice is sent only once the cursors are comm
   const { cluster } = redis
   const watcher = 'watcher'
   const notices = core.keys.nodeChannel(watcher)
-  // The consumer's keys on a master that neither control channel uses, so that pausing it holds the commit only.
+  // The consumer's keys on a master that neither control channel uses, so that pausing it holds the
+  // commit only. A consumer's keys are on its user's slot: look for such a user.
   const busy = new Set([
     (await cluster.masterOf(notices)).port,
     (await cluster.masterOf(core.keys.nodeChannel(node.id))).port,
   ])
-  let id = consumerId()
-  while (busy.has((await cluster.masterOf(core.keys.consumer(id).rooms)).port)) id = consumerId()
+  const user = await eventually(
+    async () => {
+      const candidate = newUserId()
+      const { port } = await cluster.masterOf(core.keys.consumer(consumerId(candidate)).rooms)
+      return !busy.has(port) && candidate
+    },
+    { what: `a user whose keys are on a master other than ${[...busy].join(' and ')}`, everyMs: 0 },
+  )
+  const id = consumerId(user)
   const { rooms } = core.keys.consumer(id)
   const paused = cluster.nodeClient((await cluster.masterOf(rooms)).port)
 
-  const sink = await new RecordingSink(node).connect(id, USER)
-  await publishAll(core.producerApi, userRoom(USER), range(3))
+  const sink = await new RecordingSink(node).connect(id, user)
+  await publishAll(core.producerApi, userRoom(user), range(3))
   await sink.waitFor(3)
   await eventually(() => sink.outbox!.inflight === undefined) // acknowledged, not flushed
   const last = sink.batches[sink.batches.length - 1]!.entries.at(-1)!
 
   const listener = cluster.nodeClient((await cluster.masterOf(notices)).port)
   const cursorAtNotice = new Promise<string | null>(resolve => {
-    listener.on('smessageBuffer', () => resolve(paused.hget(rooms, userRoom(USER))))
+    listener.on('smessageBuffer', () => resolve(paused.hget(rooms, userRoom(user))))
   })
   await listener.ssubscribe(notices)
   await paused.call('CLIENT', 'PAUSE', '500', 'WRITE')
