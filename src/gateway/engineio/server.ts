@@ -1,23 +1,21 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js'
 import { guard } from '../../guard.js'
 import { type Logger, silentLogger } from '../../log.js'
-import type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, Session } from './api.js'
+import { Admission, type AdmissionHost, INTERNAL_ERROR, type Preparation } from './admission.js'
+import type { Engine, EngineHandlers, EngineOptions, Session } from './api.js'
 import {
   Cors,
   ENGINE_ERRORS,
   type Refusal,
   type RequestInfo,
   asksB64,
-  readHeaders,
   readRequest,
   refuseUpgrade,
-  remoteAddressOf,
   revisionOf,
   writeEmpty,
   writeRefusal,
 } from './http.js'
 import type { Revision } from './packet.js'
-import { HandshakeRate, TrustedProxies } from './peer.js'
 import { PollingTransport } from './polling.js'
 import { EngineSession, type SessionHost } from './session.js'
 import type { TransportOwner } from './transport.js'
@@ -27,12 +25,6 @@ import { WebSocketTransport } from './websocket.js'
 export type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, Session } from './api.js'
 export { EncodedMessage, encodeMessage } from './packet.js'
 export { assertNativeUws, loadUws } from './uws.js'
-
-/**
- * Whether an accepted handshake may open: undefined at once (no prepare
- * hook), else once prepare() settles, false if it failed.
- */
-type Preparation = Promise<boolean> | undefined
 
 /** What an accepted upgrade becomes once its socket opens. */
 type Ticket<T> =
@@ -64,9 +56,6 @@ type Route<T> =
       readonly query: URLSearchParams
     }
 
-type Decision<T> =
-  { readonly ok: true; readonly id: string; readonly data: T } | ({ readonly ok: false } & Refusal)
-
 /** What an upgrade needs from its request, copied before the callback returns. */
 interface UpgradeHeaders {
   readonly key: string
@@ -78,7 +67,6 @@ interface UpgradeHeaders {
 const refuse = (refusal: Refusal): Route<never> => ({ kind: 'refuse', refusal })
 /** A socket whose handler threw: closed with 1011 (internal error), as the one socket concerned. */
 const closeWithError = (ws: WebSocket<unknown>): void => ws.end(1011, 'internal error')
-const INTERNAL_ERROR: Refusal = { status: 500, code: 3, message: 'Internal error' }
 
 /**
  * Serves Engine.IO revisions 3 and 4 on `app` under `options.path` (prefix
@@ -96,18 +84,14 @@ export function attachEngine<T>(
   return new EngineServer(app, options, handlers, log)
 }
 
-class EngineServer<T> implements Engine<T>, SessionHost<T> {
+class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
   readonly options: EngineOptions
   readonly #handlers: EngineHandlers<T>
   readonly #log: Logger
   readonly #cors: Cors
   readonly #sessions = new Map<string, EngineSession<T>>()
   readonly #lingering = new Map<string, EngineSession<T>>()
-  readonly #proxies: TrustedProxies
-  readonly #handshakeRate: HandshakeRate
-  #handshakesRateLimited = 0
-  /** Accepted handshakes whose prepare() has not settled: they count against maxSessions. */
-  #preparing = 0
+  readonly #admission: Admission<T>
   #isClosed = false
 
   constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
@@ -115,8 +99,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     this.#handlers = handlers
     this.#log = log
     this.#cors = new Cors(options.corsOrigins)
-    this.#proxies = new TrustedProxies(options.trustedProxies)
-    this.#handshakeRate = new HandshakeRate(options.maxHandshakesPerAddressPerSec)
+    this.#admission = new Admission(options, handlers, log, this)
     const pattern = `${options.path.replace(/\/+$/, '')}/*`
     app.ws<SocketData<T>>(pattern, {
       // Past our own bound, so that we read an oversized message and close with 1009 like
@@ -166,12 +149,16 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     return this.#sessions
   }
 
+  get isClosed(): boolean {
+    return this.#isClosed
+  }
+
   get lingering(): number {
     return this.#lingering.size
   }
 
   get handshakesRateLimited(): number {
-    return this.#handshakesRateLimited
+    return this.#admission.rateLimited
   }
 
   close(): void {
@@ -224,7 +211,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     if (!isUpgrade && request.method !== 'get') return refuse(ENGINE_ERRORS.BAD_HANDSHAKE_METHOD)
     if ((transport === 'websocket') !== isUpgrade) return refuse(ENGINE_ERRORS.BAD_REQUEST)
     if (revision === undefined) return refuse(ENGINE_ERRORS.UNSUPPORTED_PROTOCOL_VERSION)
-    if (this.#isClosed) return refuse(this.#paced(ENGINE_ERRORS.SHUTTING_DOWN))
+    if (this.#isClosed) return refuse(this.#admission.paced(ENGINE_ERRORS.SHUTTING_DOWN))
     if (!this.#cors.isAllowed(request.origin)) return refuse(ENGINE_ERRORS.FORBIDDEN)
     return { kind: 'handshake', revision, query }
   }
@@ -267,7 +254,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     revision: Revision,
     query: URLSearchParams,
   ): void {
-    const decision = this.#authorize(res, req, query)
+    const decision = this.#admission.authorize(res, req, query)
     if (!decision.ok) return writeRefusal(res, decision, this.#cors, request.origin)
     const { id, data } = decision
     const open = (): void => {
@@ -290,7 +277,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
       // The open packet, and whatever open() sent, answer this very request.
       session.polling?.poll(res, request, cookie)
     }
-    const prepared = this.#prepare(data)
+    const prepared = this.#admission.prepare(data)
     if (prepared === undefined) return open()
     let isAborted = false
     res.onAborted(() => {
@@ -305,103 +292,14 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
         this.#log,
         'engine.io handshake',
         (isReady: boolean) => {
-          if (isAborted) return this.#abandon(data) // the client went away meanwhile
-          const refusal = this.#unpreparedRefusal(isReady)
-          if (refusal !== undefined) this.#abandon(data)
+          if (isAborted) return this.#admission.abandon(data) // the client went away meanwhile
+          const refusal = this.#admission.unpreparedRefusal(isReady)
+          if (refusal !== undefined) this.#admission.abandon(data)
           res.cork(() => (refusal ? writeRefusal(res, refusal, this.#cors, request.origin) : open()))
         },
         answerInternal,
       ),
     )
-  }
-
-  /**
-   * The application's hook, then the engine's own bounds: synchronous, so
-   * that an accepted websocket is upgraded inside uWS's upgrade handler.
-   */
-  #authorize(res: HttpResponse, req: HttpRequest, query: URLSearchParams): Decision<T> {
-    const headers = readHeaders(req)
-    const remoteAddress = this.#proxies.clientAddress(
-      remoteAddressOf(res),
-      headers['x-forwarded-for'] ?? '',
-      headers['x-real-ip'] ?? '',
-    )
-    // Before the hook: a flood is refused without verifying its tokens. The next window opens within 1 s.
-    if (!this.#handshakeRate.admits(remoteAddress)) {
-      this.#handshakesRateLimited++
-      return { ok: false, ...ENGINE_ERRORS.TOO_MANY_HANDSHAKES, retryAfterMs: 1000 }
-    }
-    const handshake: Handshake = { query, headers, remoteAddress }
-    try {
-      return this.#bound(this.#handlers.authorize(handshake))
-    } catch (err) {
-      this.#log.error({ err }, 'engine.io authorize hook failed')
-      return { ok: false, ...INTERNAL_ERROR }
-    }
-  }
-
-  /**
-   * Runs the prepare hook of an accepted handshake: undefined if there is
-   * none (open at once), else resolves true once the session may open,
-   * false if the hook failed (a bug, logged). Never rejects.
-   */
-  #prepare(data: T): Preparation {
-    const prepare = this.#handlers.prepare
-    if (prepare === undefined) return undefined
-    this.#preparing++
-    let prepared: Promise<void>
-    try {
-      prepared = prepare.call(this.#handlers, data)
-    } catch (err) {
-      prepared = Promise.reject(err)
-    }
-    return prepared.then(
-      () => {
-        this.#preparing--
-        return true
-      },
-      (err: unknown) => {
-        this.#preparing--
-        this.#log.error({ err }, 'engine.io prepare hook failed')
-        return false
-      },
-    )
-  }
-
-  /** Why a prepared handshake may not open after all (its hook failed, or the engine closed meanwhile). */
-  #unpreparedRefusal(isReady: boolean): Refusal | undefined {
-    if (!isReady) return INTERNAL_ERROR
-    return this.#isClosed ? this.#paced(ENGINE_ERRORS.SHUTTING_DOWN) : undefined
-  }
-
-  /**
-   * The engine's say after the hook's: not while shutting down, not past
-   * maxSessions, handshakes still preparing included (a replacement is fine).
-   */
-  #bound(auth: Authorization<T>): Decision<T> {
-    if (!auth.ok) return auth.status === 503 ? { ok: false, ...this.#paced(auth) } : auth
-    const refusal = this.#isClosed
-      ? ENGINE_ERRORS.SHUTTING_DOWN
-      : !this.#sessions.has(auth.id) && this.#sessions.size + this.#preparing >= this.options.maxSessions
-        ? ENGINE_ERRORS.TOO_MANY_SESSIONS
-        : undefined
-    if (refusal === undefined) return auth
-    this.#abandon(auth.data)
-    return { ok: false, ...this.#paced(refusal) }
-  }
-
-  /** A 503 says when to come back, if the engine was told. */
-  #paced(refusal: Refusal): Refusal {
-    const { retryAfterMs } = this.options
-    return retryAfterMs === undefined ? refusal : { ...refusal, retryAfterMs }
-  }
-
-  #abandon(data: T): void {
-    try {
-      this.#handlers.abandon?.(data)
-    } catch (err) {
-      this.#log.error({ err }, 'engine.io abandon hook failed')
-    }
   }
 
   /** A new session under `id`; a live one with that id is replaced, a lingering one forgotten. */
@@ -437,7 +335,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
     switch (route.kind) {
       case 'handshake': {
         // Decided and upgraded here and now; what the session waits for (prepare) delays its open packet only.
-        const decision = this.#authorize(res, req, route.query)
+        const decision = this.#admission.authorize(res, req, route.query)
         if (!decision.ok) return refuseUpgrade(res, decision)
         const { id, data } = decision
         return this.#upgrade(res, headers, route.query, route.revision, {
@@ -445,7 +343,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
           revision: route.revision,
           id,
           data,
-          prepared: this.#prepare(data),
+          prepared: this.#admission.prepare(data),
         })
       }
       case 'probe':
@@ -499,11 +397,11 @@ class EngineServer<T> implements Engine<T>, SessionHost<T> {
           this.#log,
           'engine.io open',
           (isReady: boolean) => {
-            if (!transport.isOpen) return this.#abandon(data) // the client went away meanwhile
-            const refusal = this.#unpreparedRefusal(isReady)
+            if (!transport.isOpen) return this.#admission.abandon(data) // the client went away meanwhile
+            const refusal = this.#admission.unpreparedRefusal(isReady)
             // The open packet and what open() sends go out in one write.
             if (refusal === undefined) return transport.cork(open)
-            this.#abandon(data)
+            this.#admission.abandon(data)
             if (isReady)
               transport.end() // shutting down: a plain close, the client comes back elsewhere
             else transport.fail()
