@@ -2,6 +2,7 @@ import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { batchIdOf, batchLength, isOneRun, makeBatch, type Batch, type Entry } from './batch.js'
 import { formatCursor, isAfter, isNext, type Cursor } from './cursor.js'
+import { Fifo } from './fifo.js'
 import type { LogEntry } from './room-log.js'
 
 /** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */
@@ -419,50 +420,4 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
 export function missedBetween(a: Cursor, b: Cursor): number | null {
   if (b.seq > a.seq) return b.seq - a.seq - 1
   return b.seq > 1 ? null : 0
-}
-
-/** A queue with O(1) push and take from the front, compacted now and then; it sums its items' sizes. */
-class Fifo<T> {
-  #items: T[] = []
-  #head = 0
-  /** The sum of sizeOf over the items. */
-  size = 0
-
-  constructor(readonly sizeOf: (item: T) => number) {}
-
-  get length(): number {
-    return this.#items.length - this.#head
-  }
-
-  push(item: T): void {
-    this.#items.push(item)
-    this.size += this.sizeOf(item)
-  }
-
-  /** The item `index` places from the front. */
-  at(index: number): T | undefined {
-    return this.#items[this.#head + index]
-  }
-
-  take(max: number): T[] {
-    const end = Math.min(this.#items.length, this.#head + max)
-    const taken = this.#items.slice(this.#head, end)
-    for (const item of taken) this.size -= this.sizeOf(item)
-    this.#head = end
-    if (this.#head === this.#items.length) {
-      this.#items = []
-      this.#head = 0
-    } else if (this.#head > 1024) {
-      this.#items = this.#items.slice(this.#head)
-      this.#head = 0
-    }
-    return taken
-  }
-
-  removeWhere(predicate: (item: T) => boolean): void {
-    this.#items = this.#items.slice(this.#head).filter(item => !predicate(item))
-    this.#head = 0
-    this.size = 0
-    for (const item of this.#items) this.size += this.sizeOf(item)
-  }
 }
