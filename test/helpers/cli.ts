@@ -4,6 +4,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 import { eventually } from './eventually.js'
+import { dieWithThisProcess } from './watchdog.js'
 
 /** The compiled CLI, as `npm start` and `snapper` run it. */
 export const CLI = fileURLToPath(new URL('../../src/cli/snapper.js', import.meta.url))
@@ -97,6 +98,7 @@ async function launchCli(
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // a process group of its own, for signalGroup
   })
+  dieWithThisProcess(child)
   let output = ''
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk))
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk))

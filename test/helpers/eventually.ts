@@ -22,7 +22,9 @@ export interface WaitOptions {
 /**
  * Calls `check` until it returns something other than false, undefined or
  * null, and resolves with that value. A throw fails at once (wrap the check
- * if an error means "not yet"). Rejects after `timeoutMs`, naming `what`.
+ * if an error means "not yet"). Rejects after `timeoutMs`, naming `what`;
+ * also when a check does not answer in the time left (at least 1 s, so that
+ * a check begun at the deadline gets its round trip).
  */
 export async function eventually<T>(
   check: () => T | NotYet | Promise<T | NotYet>,
@@ -30,12 +32,17 @@ export async function eventually<T>(
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const value = await check()
+    const answer = check()
+    const value =
+      answer instanceof Promise
+        ? await within(
+            answer,
+            Math.max(1000, deadline - Date.now()),
+            () => `${nameOf(what)} (a check did not answer)`,
+          )
+        : answer
     if (value !== false && value !== undefined && value !== null) return value
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`,
-      )
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${nameOf(what)}`)
     await pause(everyMs)
   }
 }
@@ -62,11 +69,15 @@ export function pause(ms: number): Promise<void> {
  * Resolves or rejects as `work` does, or rejects after `timeoutMs` naming
  * `what`: for one awaited step that has no timeout of its own.
  */
-export async function within<T>(work: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+export async function within<T>(
+  work: Promise<T>,
+  timeoutMs: number,
+  what: string | (() => string),
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${nameOf(what)}`)),
       timeoutMs,
     )
   })
@@ -76,3 +87,5 @@ export async function within<T>(work: Promise<T>, timeoutMs: number, what: strin
     clearTimeout(timer)
   }
 }
+
+const nameOf = (what: string | (() => string)): string => (typeof what === 'string' ? what : what())

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { nginxUpstream } from '../../src/cli/nginx.js'
 import { BIND_FAILED, freePort, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
-import { eventually } from './eventually.js'
+import { eventually, within } from './eventually.js'
+import { dieWithThisProcess } from './watchdog.js'
 
 /** Debian's nginx (npm test installs it: nginx-light). */
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(path => spawnSync(path, ['-v']).status === 0)
@@ -32,11 +33,11 @@ export async function startNginx(
   const file = join(dir, 'nginx.conf')
   let child: ChildProcess | undefined
   const stop = async (): Promise<void> => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit')
-      child.kill('SIGQUIT')
-      await exited
-    }
+    const proc = child
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
+    const exited = once(proc, 'exit')
+    proc.kill('SIGTERM') // fast shutdown: SIGQUIT would wait for open websockets to end
+    await within(exited, 5000, 'nginx to stop').catch(() => killGroup(proc))
   }
   const launch = async (): Promise<number> => {
     const port = await choosePort()
@@ -51,17 +52,18 @@ export async function startNginx(
     const proc = spawn(
       NGINX,
       ['-p', dir, '-c', file, '-g', `daemon off; pid ${pidFile}; error_log ${join(dir, 'error.log')} warn;`],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      // A process group of its own, which the watchdog and killGroup kill with its workers.
+      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
     )
     child = proc
+    dieWithThisProcess(proc)
     // nginx retries a failed bind for 2.5 s: its first complaint is enough.
     let errors = ''
     proc.stderr.on('data', (chunk: Buffer) => (errors += chunk))
     // nginx writes its pid file once it holds its listening sockets (a listener there may be another's).
     const holdsItsPorts = async (): Promise<boolean> => {
       if (BIND_FAILED.test(errors)) {
-        proc.kill('SIGKILL')
-        await once(proc, 'exit')
+        await killGroup(proc)
         throw new PortTaken('nginx', port)
       }
       if (proc.exitCode !== null) throw new Error(`nginx exited with ${proc.exitCode}: ${errors}`)
@@ -82,6 +84,18 @@ export async function startNginx(
       rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** SIGKILLs nginx and its workers (its process group); resolves once the master has exited. */
+async function killGroup(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return
+  const exited = once(proc, 'exit')
+  try {
+    process.kill(-proc.pid!, 'SIGKILL')
+  } catch {
+    return // ESRCH: the whole group has exited meanwhile
+  }
+  await within(exited, 5000, 'nginx to exit on SIGKILL')
 }
 
 const readText = (file: string): string => (existsSync(file) ? readFileSync(file, 'utf8') : '')

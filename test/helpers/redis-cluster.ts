@@ -8,7 +8,8 @@ import type { RedisTarget } from '../../src/config/defaults.js'
 import { slotOf } from '../../src/redis/slot.js'
 import { BIND_FAILED, freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 import { waitForRedis } from './redis.js'
-import { eventually } from './eventually.js'
+import { eventually, within } from './eventually.js'
+import { dieWithThisProcess } from './watchdog.js'
 
 const run = promisify(execFile)
 
@@ -46,12 +47,6 @@ export interface ClusterOptions {
   /** Chooses each node's port; its bus port is port + 10000. @default a free pair */
   readonly choosePort?: PortChooser
 }
-
-/** Nodes that did not stop with their test file (ava ended the worker): killed when the process exits. */
-const everyChild = new Set<ChildProcess>()
-process.once('exit', () => {
-  for (const child of everyChild) child.kill('SIGKILL')
-})
 
 /**
  * Starts a Redis Cluster of 3 masters with one replica each (or more), on free ports
@@ -111,10 +106,8 @@ export async function startRedisCluster({
         ...['--logfile', logFile],
       ])
       children.set(port, child)
-      everyChild.add(child)
       const exited = new Promise<never>((_, reject) =>
         child.once('exit', code => {
-          everyChild.delete(child)
           const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''
           reject(
             BIND_FAILED.test(log)
@@ -258,18 +251,12 @@ export async function namesOnOneMaster(
 }
 
 /**
- * Starts redis-server, under `setpriv --pdeathsig KILL` where util-linux has it:
- * a node must not outlive a test worker that ava killed (on its timeout) before
- * `test.after.always` and the exit handler could run. Its output goes to its
- * log file, so an orphan never holds the worker's stderr (ava waits for it).
+ * Starts redis-server. Its output goes to its log file: ava waits for the end
+ * of a test process's stderr, which a node must not hold.
  */
 function spawnNode(args: string[]): ChildProcess {
-  const [command, prefix] = existsSync(SETPRIV)
-    ? [SETPRIV, ['--pdeathsig', 'KILL', 'redis-server']]
-    : ['redis-server', []]
-  return spawn(command, [...prefix, ...args], { stdio: 'ignore' })
+  return dieWithThisProcess(spawn('redis-server', args, { stdio: 'ignore' }))
 }
-const SETPRIV = '/usr/bin/setpriv'
 
 /** A free port whose cluster bus port (port + 10000) is free too. */
 export async function clusterPort(): Promise<number> {
@@ -284,10 +271,14 @@ const isRunning = (child: ChildProcess | undefined): child is ChildProcess =>
 
 function killChild(child: ChildProcess | undefined): Promise<void> {
   if (!isRunning(child)) return Promise.resolve()
-  return new Promise(resolve => {
-    child.once('exit', () => resolve())
-    child.kill('SIGKILL')
-  })
+  return within(
+    new Promise(resolve => {
+      child.once('exit', () => resolve())
+      child.kill('SIGKILL')
+    }),
+    10_000,
+    `Redis Cluster node ${child.pid} to exit on SIGKILL`,
+  )
 }
 
 /**

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { BIND_FAILED, freePort, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
-import { eventually } from './eventually.js'
+import { eventually, within } from './eventually.js'
+import { dieWithThisProcess } from './watchdog.js'
 
 export interface RedisServer {
   readonly port: number
@@ -40,10 +41,14 @@ export async function startRedis(
   const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
     const proc = child
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
-    await new Promise<void>(resolve => {
-      proc.once('exit', () => resolve())
-      proc.kill(signal)
-    })
+    await within(
+      new Promise<void>(resolve => {
+        proc.once('exit', () => resolve())
+        proc.kill(signal)
+      }),
+      10_000,
+      `redis-server ${proc.pid} to exit on ${signal}`,
+    )
   }
 
   const launch = async (port: number): Promise<void> => {
@@ -65,15 +70,19 @@ export async function startRedis(
         logFile,
         ...extraArgs,
       ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
+      // Not our stderr: ava waits for the end of a test process's stderr, which a server must not hold.
+      { stdio: ['ignore', 'ignore', 'pipe'] },
     )
     child = proc
+    dieWithThisProcess(proc)
+    let errors = '' // what it says before its log file is open (a bad argument)
+    proc.stderr!.on('data', (chunk: Buffer) => (errors += chunk))
     const exited = new Promise<never>((_, reject) =>
-      proc.once('exit', code =>
+      proc.once('close', code =>
         reject(
           BIND_FAILED.test(readLog(logFile))
             ? new PortTaken('redis-server', port)
-            : new Error(`redis-server exited with ${code}: ${readLog(logFile).slice(-500)}`),
+            : new Error(`redis-server exited with ${code}: ${errors}${readLog(logFile).slice(-500)}`),
         ),
       ),
     )

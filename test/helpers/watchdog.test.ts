@@ -1,0 +1,70 @@
+/**
+ * A test process that dies without stopping its servers (ava's timeout, a
+ * crash, a SIGKILL) takes them with it: its watchdog kills them.
+ */
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readdirSync, readFileSync } from 'node:fs'
+import test from 'ava'
+import { eventually, within } from './eventually.js'
+
+/** A test process in miniature: starts redis-server and nginx with the helpers, prints redis-server's pid, waits. */
+const OWNER = `
+import { startRedis } from ${JSON.stringify(new URL('./redis.js', import.meta.url).href)}
+import { startNginx } from ${JSON.stringify(new URL('./nginx.js', import.meta.url).href)}
+const redis = await startRedis()
+await startNginx(redis.port, 1) // its upstream need not answer: nginx only has to run
+console.log(redis.pid)
+setInterval(() => {}, 60_000)
+`
+
+test('redis-server and nginx (with its workers) die with the test process that started them, SIGKILLed', async t => {
+  const owner = spawn(process.execPath, ['--input-type=module', '-e', OWNER], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  t.teardown(() => owner.kill('SIGKILL'))
+  const [line] = (await within(once(owner.stdout!, 'data'), 30_000, 'the servers to start')) as [Buffer]
+  const redis = Number(String(line))
+  const nginx = childrenOf(owner.pid!).find(pid => readText(`/proc/${pid}/comm`) === 'nginx\n')!
+  const group = (): number[] => livePids().filter(pid => groupOf(pid) === nginx)
+  t.teardown(() => {
+    // Only if the watchdog failed: nothing may outlive the test.
+    for (const pid of [redis, ...group()]) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+  })
+  t.true(isAlive(redis), 'redis-server runs while its owner does')
+  t.true(group().length >= 2, 'nginx runs, a master and its worker')
+
+  owner.kill('SIGKILL')
+  await eventually(() => !isAlive(redis) && group().length === 0, {
+    what: () =>
+      `redis-server ${redis} and nginx's group ${nginx} (${group().join(' ')}) to die with their owner`,
+    timeoutMs: 5000,
+  })
+  t.pass()
+})
+
+/** Processes that exist and are not zombies (a reparented zombie waits for its reaper). */
+function livePids(): number[] {
+  return readdirSync('/proc')
+    .filter(name => /^\d+$/.test(name))
+    .map(Number)
+    .filter(isAlive)
+}
+
+/** The fields of /proc/<pid>/stat after the command's name: state, ppid, pgrp, … */
+function statOf(pid: number): string[] | undefined {
+  const stat = readText(`/proc/${pid}/stat`)
+  return stat ? stat.slice(stat.lastIndexOf(')') + 2).split(' ') : undefined
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return '' // the process is gone
+  }
+}
+
+const isAlive = (pid: number): boolean => ![undefined, 'Z', 'X'].includes(statOf(pid)?.[0])
+const groupOf = (pid: number): number => Number(statOf(pid)?.[2])
+const childrenOf = (pid: number): number[] => livePids().filter(child => statOf(child)?.[1] === String(pid))
