@@ -40,7 +40,9 @@ for (const workers of [0, 2]) {
     t.teardown(() => child.kill('SIGKILL'))
     let output = ''
     child.stderr.on('data', (chunk: Buffer) => (output += chunk))
-    const [code] = (await once(child, 'exit')) as [number | null]
+    const [code] = (await within(once(child, 'exit'), 20_000, () => `snapper to give up:\n${output}`)) as [
+      number | null,
+    ]
     t.is(code, 1)
     t.true(Date.now() - started < 15_000)
     t.regex(output, new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${deadPort}`))

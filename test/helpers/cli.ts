@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
-import { eventually } from './eventually.js'
+import { eventually, pause } from './eventually.js'
 import { dieWithThisProcess } from './watchdog.js'
 
 /** The compiled CLI, as `npm start` and `snapper` run it. */
@@ -33,7 +33,7 @@ export interface RunningCli {
   readonly ports: { readonly gateway: number; readonly producer: number; readonly admin: number }
   /** Everything it printed so far (JSON log lines, warnings). */
   output(): string
-  /** Resolves with the exit code (null if killed by a signal). */
+  /** Resolves with the exit code (null if killed by a signal), once output() holds all it printed. */
   readonly exited: Promise<number | null>
   /** Pids of the worker processes, from the admin app's /stats. */
   workerPids(statsToken: string): Promise<number[]>
@@ -102,7 +102,12 @@ async function launchCli(
   let output = ''
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk))
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk))
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
+  // Its output is read to the end at 'close', after 'exit'; a worker still holding the pipes must not hold the wait.
+  const closed = new Promise(resolve => child.once('close', resolve))
+  const exited = once(child, 'exit').then(async ([code]) => {
+    await Promise.race([closed, pause(2000)])
+    return code as number | null
+  })
   const seenPids = new Set<number>()
   const running: RunningCli = {
     child,

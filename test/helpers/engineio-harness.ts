@@ -13,7 +13,7 @@ import {
   loadUws,
 } from '../../src/gateway/engineio/server.js'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { pause } from './eventually.js'
+import { pause, within } from './eventually.js'
 
 /** The broker's own defaults, so that vectors with default timers (P3-2) check what ships. */
 export const defaultOptions: EngineOptions = {
@@ -161,7 +161,9 @@ export async function startEcho(
         claimed.add(seen)
         return seen.reason
       }
-      const [reason] = (await once(events, `close:${id}`)) as [string]
+      const [reason] = (await within(once(events, `close:${id}`), 10_000, `session ${id} to close`)) as [
+        string,
+      ]
       const entry = closed.find(item => item.id === id && !claimed.has(item))
       if (entry !== undefined) claimed.add(entry)
       return reason
@@ -169,14 +171,16 @@ export async function startEcho(
     async openOf(id) {
       const session = engine.sessions.get(id)
       if (session !== undefined) return session
-      const [opened] = (await once(events, `open:${id}`)) as [Session<EchoData>]
+      const [opened] = (await within(once(events, `open:${id}`), 10_000, `session ${id} to open`)) as [
+        Session<EchoData>,
+      ]
       return opened
     },
     openGate() {
       for (const release of gated.splice(0)) release()
     },
     async handled(method) {
-      await once(events, `handled:${method}`)
+      await within(once(events, `handled:${method}`), 10_000, `a ${method} request to be handled`)
     },
     url(query, scheme = 'http') {
       return `${scheme}://127.0.0.1:${port}/websocket/?${query}`
@@ -217,7 +221,7 @@ export async function openSocket(url: string, options?: WebSocket.ClientOptions)
       resolve(code)
     }),
   )
-  await once(ws, 'open')
+  await within(once(ws, 'open'), 10_000, `a websocket to open: ${url}`)
   return {
     ws,
     messages,

@@ -16,6 +16,7 @@ import { createProducerListener, type ProducerListener } from '../../src/produce
 import { createRedisClients } from '../../src/redis/connect.js'
 import { Keys } from '../../src/redis/keys.js'
 import { docVectors, wireText } from '../helpers/doc-vectors.js'
+import { within } from '../helpers/eventually.js'
 import { uniquePrefix, type RedisServer } from '../helpers/redis.js'
 
 export const SECRET = 'tokenSecretXXX'
@@ -82,7 +83,7 @@ export async function startListener(
     async producer({ secret = SECRET, wait = true } = {}) {
       const producer = new Producer(port, '127.0.0.1', { secretKeys: [secret], producerId: 'test' })
       closers.push(() => producer.close())
-      if (wait) await once(producer, 'connect')
+      if (wait) await within(once(producer, 'connect'), 10_000, 'the producer to connect')
       return producer
     },
     raw,
@@ -146,7 +147,7 @@ export class RawClient {
   /** @param localAddress the client's own address: any of 127.0.0.0/8 on Linux, to be another peer */
   static async connect(port: number, localAddress?: string): Promise<RawClient> {
     const socket = connect({ port, host: '127.0.0.1', localAddress })
-    await once(socket, 'connect')
+    await within(once(socket, 'connect'), 10_000, `a connection to port ${port}`)
     return new RawClient(socket)
   }
 
