@@ -66,9 +66,17 @@ test('two nodes: every unacknowledged tracked message reaches the webhook once, 
   await holdsFor(() => receiver.requests.length === 40, 500, 'no second copy')
   t.deepEqual(receiver.requests.map(r => r.json.id).sort(), ids.sort())
   t.true(receiver.requests.every(r => isSignedBy(WEBHOOK_SECRET, r)))
-  const sent =
+  const sentCount = async (): Promise<number> =>
     (await metric(a, 'snapper_escalations_total{result="sent"}')) +
     (await metric(b, 'snapper_escalations_total{result="sent"}'))
+  // A node counts a send once the webhook's answer is back: after the receiver saw the request.
+  const sent = await eventually(
+    async () => {
+      const count = await sentCount()
+      return count >= 40 && count
+    },
+    { what: 'every send counted in /metrics' },
+  )
   t.is(sent, 40, 'counted in /metrics, once across both nodes')
 })
 

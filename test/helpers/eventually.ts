@@ -23,8 +23,8 @@ export interface WaitOptions {
  * Calls `check` until it returns something other than false, undefined or
  * null, and resolves with that value. A throw fails at once (wrap the check
  * if an error means "not yet"). Rejects after `timeoutMs`, naming `what`;
- * also when one check does not answer within `timeoutMs` (at least 5 s): a
- * slow check still counts, one that never answers fails the wait.
+ * a check still running then may answer up to `timeoutMs` (at least 5 s)
+ * later: a slow check still counts, one that never answers fails the wait.
  */
 export async function eventually<T>(
   check: () => T | NotYet | Promise<T | NotYet>,
@@ -35,7 +35,11 @@ export async function eventually<T>(
     const answer = check()
     const value =
       answer instanceof Promise
-        ? await within(answer, Math.max(timeoutMs, 5000), () => `${nameOf(what)} (a check did not answer)`)
+        ? await within(
+            answer,
+            deadline + Math.max(timeoutMs, 5000) - Date.now(),
+            () => `${nameOf(what)} (a check did not answer)`,
+          )
         : answer
     if (value !== false && value !== undefined && value !== null) return value
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${nameOf(what)}`)
