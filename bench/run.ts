@@ -34,7 +34,7 @@ import { RunningTarget, TARGET_LABELS, type TargetName } from './servers/targets
 const BENCH_DIR = fileURLToPath(new URL('../../bench/', import.meta.url))
 /** Source addresses for consumers: 10,000 connections × 3 runs × 4 targets would exhaust one address's ports. */
 const SOURCE_ADDRESSES = loopbackAddresses(8)
-/** Longest one run of one scenario against one target may take. */
+/** Longest one run of one scenario against one target may take, unless the scenario says. */
 const RUN_TIMEOUT_MS = 120_000
 
 interface Progress {
@@ -87,7 +87,10 @@ async function runOnce(
       ...args.snapperConfig,
     },
   })
-  const pool = new ConsumerPool(args.threads)
+  const pool =
+    args.generators !== undefined || scenario.generatorProcesses
+      ? new ConsumerPool(args.generators ?? 2, { processes: true })
+      : new ConsumerPool(args.threads)
   let timer: NodeJS.Timeout | undefined
   try {
     const run = scenario.run({
@@ -101,13 +104,11 @@ async function runOnce(
         const line = `${TARGET_LABELS[target]}: ${text}`
         if (!notes.includes(line)) notes.push(line) // the same observation in every run is said once
       },
-      ...cpuWindow(running, redis, profileBase),
+      ...cpuWindow(running, redis, pool, profileBase),
     })
+    const timeoutMs = scenario.timeoutMs ?? RUN_TIMEOUT_MS
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`timed out after ${RUN_TIMEOUT_MS / 1000} s`)),
-        RUN_TIMEOUT_MS,
-      )
+      timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs / 1000} s`)), timeoutMs)
     })
     return await Promise.race([run, timeout])
   } finally {
@@ -173,6 +174,7 @@ async function main(): Promise<number> {
   const args = parseArgs(
     process.argv.slice(2),
     SCENARIOS.map(s => s.name),
+    SCENARIOS.filter(s => !s.onlyWhenNamed).map(s => s.name),
   )
   const load = loadAverage()
   const redis = await startBenchRedis()
@@ -188,6 +190,7 @@ async function main(): Promise<number> {
     loadAverage: load,
     workers: args.workers,
     threads: args.threads,
+    ...(args.generators && { generators: args.generators }),
     runs: args.runs,
     smoke: args.smoke,
     scenarios: [],

@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- [scenario...] [--workers N] [--json out.json] [--runs 3] [--smoke]`
- * plus: `--threads N` (consumer worker threads), `--targets a,b` (a subset of
+ * plus: `--threads N` (consumer worker threads), `--generators N` (consumers in N
+ * generator processes instead, each with its own open-files limit), `--targets a,b` (a subset of
  * snapper, socketio, uws), `--profile DIR` (a V8 CPU profile of every server
  * process over each measured window, not start-up; `node dist/bench/profile.js
  * FILE` summarises one), `--no-record` (no RESULTS.md section, no chart), `--quiet`,
@@ -18,6 +19,8 @@ export interface BenchArgs {
   readonly runs: number
   readonly smoke: boolean
   readonly threads: number
+  /** Consumer generator processes; undefined: threads of the bench process (unless the scenario asks for processes). */
+  readonly generators: number | undefined
   readonly targets: readonly TargetName[] | undefined
   readonly profileDir: string | undefined
   /** Append to RESULTS.md and draw the chart. Off for --smoke. */
@@ -29,13 +32,19 @@ export interface BenchArgs {
 
 const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws']
 
-export function parseArgs(argv: readonly string[], known: readonly string[]): BenchArgs {
+/** `known`: every scenario; `defaults`: the ones run when none is named (--smoke runs every one). */
+export function parseArgs(
+  argv: readonly string[],
+  known: readonly string[],
+  defaults: readonly string[] = known,
+): BenchArgs {
   const scenarios: string[] = []
   let workers = 1
   let json: string | undefined
   let runs: number | undefined
   let smoke = false
   let threads = Math.max(1, Math.min(4, availableParallelism()))
+  let generators: number | undefined
   let targets: TargetName[] | undefined
   let profileDir: string | undefined
   let record: boolean | undefined
@@ -59,6 +68,7 @@ export function parseArgs(argv: readonly string[], known: readonly string[]): Be
     else if (arg === '--runs') runs = count(1)
     else if (arg === '--smoke') smoke = true
     else if (arg === '--threads') threads = count(1)
+    else if (arg === '--generators') generators = count(1)
     else if (arg === '--profile') profileDir = value()
     else if (arg === '--no-record') record = false
     else if (arg === '--quiet') quiet = true
@@ -73,12 +83,13 @@ export function parseArgs(argv: readonly string[], known: readonly string[]): Be
     else scenarios.push(arg)
   }
   return {
-    scenarios: scenarios.length > 0 ? scenarios : known,
+    scenarios: scenarios.length > 0 ? scenarios : smoke ? known : defaults,
     workers,
     json,
     runs: runs ?? (smoke ? 1 : 3),
     smoke,
     threads,
+    generators,
     targets,
     profileDir,
     record: record ?? !smoke,

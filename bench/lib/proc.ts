@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { availableParallelism, cpus, release } from 'node:os'
 
 /** Linux clock ticks per second for /proc/<pid>/stat (sysconf(_SC_CLK_TCK), 100 on every Linux we run). */
@@ -25,6 +25,22 @@ export function rssBytes(pid: number): number {
   } catch {
     return 0 // the process exited
   }
+}
+
+/** Open file descriptors of a process (sockets included); 0 once it is gone. */
+export function openFiles(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length
+  } catch {
+    return 0 // the process exited
+  }
+}
+
+/** A process's open-files limit (soft `ulimit -n`, which children inherit). */
+export function openFilesLimit(pid = process.pid): number {
+  const limits = readFileSync(`/proc/${pid}/limits`, 'utf8')
+  const soft = /^Max open files\s+(\S+)/m.exec(limits)?.[1]
+  return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft)
 }
 
 /** CPU time of a set of processes over a window: start() then stop() gives seconds used. */

@@ -11,6 +11,8 @@ export interface BenchRedis {
   reset(): Promise<void>
   /** Calls per command since the last reset, from INFO commandstats. */
   commandCalls(): Promise<Map<string, number>>
+  /** Bytes of data Redis holds (INFO memory used_memory: keys, values, client buffers; not allocator slack). */
+  usedMemory(): Promise<number>
   stop(): Promise<void>
 }
 
@@ -35,6 +37,10 @@ export async function startBenchRedis(): Promise<BenchRedis> {
       for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
         calls.set(match[1]!, Number(match[2]))
       return calls
+    },
+    async usedMemory() {
+      const info = await client.info('memory')
+      return Number(/^used_memory:(\d+)/m.exec(info)?.[1])
     },
     async stop() {
       client.disconnect()

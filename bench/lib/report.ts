@@ -32,6 +32,8 @@ export interface BenchResult {
   readonly loadAverage: number
   readonly workers: number
   readonly threads: number
+  /** Generator processes the consumers ran in (--generators), if not threads. */
+  readonly generators?: number
   readonly runs: number
   readonly smoke: boolean
   readonly scenarios: ScenarioResult[]
@@ -149,7 +151,7 @@ export function machineLine(bench: BenchResult): string {
   return (
     `${machine.cores} cores (${machine.cpu}), ${machine.memoryGb} GB, Linux ${machine.kernel}, Node ${machine.node}, ` +
     `Redis ${machine.redis}; no nginx (consumers connect straight to the gateway); the load generator ` +
-    `(${bench.threads} consumer threads + producers) runs on the same cores; ${bench.workers} server process(es) per target; ` +
+    `(${bench.generators ? `${bench.generators} generator processes` : `${bench.threads} consumer threads`} + producers) runs on the same cores; ${bench.workers} server process(es) per target; ` +
     `load average ${bench.loadAverage} when the run started. CPU columns: seconds used in each run's measured ` +
     `window by the server processes, Redis and the load generator; CPU stall: the share of that window in which ` +
     `some task waited for a core (Linux PSI), from the bench itself or from other work on the machine.`

@@ -77,6 +77,12 @@ export interface Scenario {
   readonly snapperConfig?: Partial<Config>
   /** Overrides for --smoke only (shorter timers, so the CI run stays short). */
   readonly smokeConfig?: Partial<Config>
+  /** Runs only when named (and with --smoke), not in a plain `npm run bench`. */
+  readonly onlyWhenNamed?: boolean
+  /** Its consumers run in generator processes (--generators N, default 2), not threads of the bench. */
+  readonly generatorProcesses?: boolean
+  /** Longest one run may take; default 120 s. */
+  readonly timeoutMs?: number
   run(ctx: RunContext): Promise<Metrics>
   checks(medians: Medians, ctx: { smoke: boolean }): Check[]
 }
@@ -106,15 +112,18 @@ export interface RunContext {
 
 /**
  * Makes the CPU meters a run needs; with `profileBase`, every server process
- * is profiled over the same window (`<profileBase>-<i>.cpuprofile`).
+ * is profiled over the same window (`<profileBase>-<i>.cpuprofile`). The
+ * generator is this process and the pool's generator processes, if any.
  */
 export function cpuWindow(
   target: RunningTarget,
   redis: BenchRedis,
+  pool: ConsumerPool,
   profileBase?: string,
 ): Pick<RunContext, 'startMeasuring' | 'stopMeasuring'> {
   const broker = new CpuMeter(() => target.pids)
   const redisCpu = new CpuMeter(() => [redis.pid])
+  const generators = new CpuMeter(() => pool.pids)
   let genStart = 0
   let startedUs = 0
   let stallStart: number | undefined
@@ -123,6 +132,7 @@ export function cpuWindow(
       if (profileBase) await target.startProfile()
       broker.start()
       redisCpu.start()
+      generators.start()
       genStart = ownCpuSeconds()
       stallStart = cpuStallUs()
       startedUs = nowUs()
@@ -133,7 +143,7 @@ export function cpuWindow(
       const cpu = {
         brokerCpuS: broker.read(),
         redisCpuS: redisCpu.read(),
-        genCpuS: ownCpuSeconds() - genStart,
+        genCpuS: ownCpuSeconds() - genStart + generators.read(),
         windowS: windowUs / 1e6,
         cpuStallPct:
           stall !== undefined && stallStart !== undefined

@@ -2,7 +2,10 @@
  * The main thread's handle on the consumer threads: consumers are dealt
  * round-robin over `threads` worker_threads, commands go to every thread,
  * and their replies are merged (sums, the latest time, merged histograms).
+ * With `processes`, each "thread" is a generator process of its own (the same
+ * worker file, forked), so that each holds its own open-files limit.
  */
+import { fork, type ChildProcess } from 'node:child_process'
 import { Worker } from 'node:worker_threads'
 import { Histogram } from '../lib/histogram.js'
 import type { ConsumerSpec } from './consumer.js'
@@ -34,25 +37,30 @@ export function loopbackAddresses(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `127.0.0.${i + 2}`)
 }
 
+/** What the pool needs of a worker thread or a generator process. */
+type Generator = Pick<Worker, 'postMessage'> & { readonly pid?: number; stop(): Promise<unknown> }
+
 export class ConsumerPool {
-  readonly #threads: Worker[]
+  readonly #threads: Generator[]
   readonly #waiting = new Map<number, (reply: unknown) => void>()
   /** Which thread holds consumer i, and where among that thread's consumers. */
   readonly #placement: { thread: number; index: number }[] = []
   #seq = 0
 
-  constructor(threads: number) {
-    this.#threads = Array.from({ length: threads }, () => {
-      const worker = new Worker(new URL('./consumer-worker.js', import.meta.url))
-      worker.on('message', (message: { seq: number; reply: unknown }) => {
-        this.#waiting.get(message.seq)?.(message.reply)
-        this.#waiting.delete(message.seq)
-      })
-      worker.on('error', err => {
-        throw err // a bug in the load generator: stop the bench loudly
-      })
-      return worker
-    })
+  constructor(threads: number, options: { processes?: boolean } = {}) {
+    const onReply = (message: { seq: number; reply: unknown }): void => {
+      this.#waiting.get(message.seq)?.(message.reply)
+      this.#waiting.delete(message.seq)
+    }
+    const file = new URL('./consumer-worker.js', import.meta.url)
+    this.#threads = Array.from({ length: threads }, () =>
+      options.processes ? generatorProcess(file, onReply) : workerThread(file, onReply),
+    )
+  }
+
+  /** The generator processes (none with threads: the consumers run in this process). */
+  get pids(): number[] {
+    return this.#threads.flatMap(thread => (thread.pid === undefined ? [] : [thread.pid]))
   }
 
   get size(): number {
@@ -188,6 +196,38 @@ export class ConsumerPool {
   }
 
   async terminate(): Promise<void> {
-    await Promise.all(this.#threads.map(worker => worker.terminate()))
+    await Promise.all(this.#threads.map(thread => thread.stop()))
+  }
+}
+
+function workerThread(file: URL, onReply: (message: { seq: number; reply: unknown }) => void): Generator {
+  const worker = new Worker(file)
+  worker.on('message', onReply)
+  worker.on('error', err => {
+    throw err // a bug in the load generator: stop the bench loudly
+  })
+  return { postMessage: message => worker.postMessage(message), stop: () => worker.terminate() }
+}
+
+/** A forked generator; structured-clone IPC, so replies (typed arrays in histograms) arrive as from a thread. */
+function generatorProcess(file: URL, onReply: (message: { seq: number; reply: unknown }) => void): Generator {
+  const child: ChildProcess = fork(file, [], {
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  child.on('message', onReply)
+  child.on('exit', (code, signal) => {
+    if (code !== 0 && signal !== 'SIGKILL')
+      throw new Error(`generator process ${child.pid} exited with ${code ?? signal}`) // as a thread's error
+  })
+  return {
+    pid: child.pid,
+    postMessage: message => child.send(message),
+    stop: () =>
+      new Promise(resolve => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(undefined)
+        child.once('exit', resolve)
+        child.kill('SIGKILL')
+      }),
   }
 }

@@ -1,5 +1,6 @@
 /**
- * A worker thread running thousands of lean consumers. The main thread sends
+ * A worker thread (or a forked generator process: the same file, commands
+ * over its IPC channel) running thousands of lean consumers. The main thread sends
  * commands (see `WorkerCommand`) and gets one reply per command, tagged with
  * the command's `seq`. Counters live in the consumers; a report sums them.
  */
@@ -286,7 +287,15 @@ setInterval(() => {
   for (const consumer of consumers) consumer.heartbeat(now)
 }, 1000).unref()
 
-parentPort!.on('message', async (message: { seq: number; command: WorkerCommand }) => {
+/** Commands come from the pool: the thread's port, or a generator process's IPC channel. */
+type Command = { seq: number; command: WorkerCommand }
+const channel = parentPort ?? {
+  on: (event: 'message', listener: (message: Command) => void) => process.on(event, listener),
+  postMessage: (message: unknown) => process.send!(message),
+}
+if (!parentPort) process.on('disconnect', () => process.exit(0)) // the bench went away: do not linger
+
+channel.on('message', async (message: Command) => {
   const { seq, command } = message
   let reply: unknown
   switch (command.op) {
@@ -323,5 +332,5 @@ parentPort!.on('message', async (message: { seq: number; command: WorkerCommand 
       reply = audit(command.expected)
       break
   }
-  parentPort!.postMessage({ seq, reply })
+  channel.postMessage({ seq, reply })
 })

@@ -8,7 +8,68 @@
  * V8 hands pages back gradually), and once idle, when RSS has settled (two
  * readings 2 s apart within 1%, or 45 s).
  */
-import { makeUsers, ms, sleep, type Scenario } from '../lib/scenario.js'
+import type { PoolConnectResult } from '../load/consumer-pool.js'
+import { makeUsers, ms, sleep, type Metrics, type RunContext, type Scenario } from '../lib/scenario.js'
+
+type Memory = Awaited<ReturnType<RunContext['target']['memoryAfterGc']>>
+
+/** What connecting `consumers` idle consumers measured; the caller reads more before they go. */
+export interface IdleConnections {
+  readonly result: PoolConnectResult
+  readonly cpu: Awaited<ReturnType<RunContext['stopMeasuring']>>
+  readonly before: Memory
+  readonly storm: Memory
+  readonly after: Memory
+}
+
+/** Connects `consumers` idle consumers in one storm, lets RSS settle, and checks that all are still open. */
+export async function connectIdle(ctx: RunContext, consumers: number): Promise<IdleConnections> {
+  const users = makeUsers(consumers)
+  const before = await ctx.target.memoryAfterGc()
+  await ctx.pool.add(users.map((user, i) => ctx.target.consumerSpec(i, user)))
+  ctx.phase(`connecting ${consumers} consumers`)
+  await ctx.startMeasuring()
+  const result = await ctx.pool.connect(1000, ctx.localAddresses)
+  const cpu = await ctx.stopMeasuring()
+  if (result.failed > 0)
+    throw new Error(`${result.failed} consumers did not open: ${result.failures.join('; ')}`)
+  ctx.phase('idle')
+  await sleep(ctx.smoke ? 200 : 2000) // whatever a session does after its open packet (Redis replies, timers) settles
+  const storm = await ctx.target.memoryAfterGc()
+  let after = storm
+  for (let waited = 0; !ctx.smoke && waited < 45_000; waited += 2000) {
+    await sleep(2000)
+    const next = await ctx.target.memoryAfterGc()
+    const settled = Math.abs(next.rss - after.rss) <= 0.01 * Math.max(1, after.rss - before.rss)
+    after = next
+    ctx.phase(`idle, RSS ${Math.round(after.rss / 1048576)} MB`)
+    if (settled) break
+  }
+  const report = await ctx.pool.report()
+  if (report.open !== consumers)
+    throw new Error(
+      `${consumers - report.open} consumers closed while idle: ${JSON.stringify(report.closeReasons)}`,
+    )
+  return { result, cpu, before, storm, after }
+}
+
+/** The connect rate, and memory per connection (KB, to 0.01), of an idle run. */
+export function idleMetrics(
+  { result, cpu, before, storm, after }: IdleConnections,
+  consumers: number,
+): Metrics {
+  const kbPer = (bytes: number): number => Math.round((bytes / consumers / 1024) * 100) / 100
+  return {
+    connectsPerSec: Math.round(result.opened / (result.elapsedUs / 1e6)),
+    connectP50Ms: ms(result.connectUs.quantile(0.5)),
+    connectP99Ms: ms(result.connectUs.quantile(0.99)),
+    rssPerConnKb: kbPer(after.rss - before.rss),
+    rssPerConnStormKb: kbPer(storm.rss - before.rss),
+    heapPerConnKb: kbPer(after.heapUsed - before.heapUsed),
+    rssMb: Math.round(after.rss / 1024 / 1024),
+    ...cpu,
+  }
+}
 
 export const connections: Scenario = {
   name: 'connections',
@@ -27,42 +88,7 @@ export const connections: Scenario = {
   ],
   async run(ctx) {
     const consumers = ctx.smoke ? 100 : 10_000
-    const users = makeUsers(consumers)
-    const before = await ctx.target.memoryAfterGc()
-    await ctx.pool.add(users.map((user, i) => ctx.target.consumerSpec(i, user)))
-    ctx.phase(`connecting ${consumers} consumers`)
-    await ctx.startMeasuring()
-    const result = await ctx.pool.connect(1000, ctx.localAddresses)
-    const cpu = await ctx.stopMeasuring()
-    if (result.failed > 0)
-      throw new Error(`${result.failed} consumers did not open: ${result.failures.join('; ')}`)
-    ctx.phase('idle')
-    await sleep(ctx.smoke ? 200 : 2000) // whatever a session does after its open packet (Redis replies, timers) settles
-    const storm = await ctx.target.memoryAfterGc()
-    let after = storm
-    for (let waited = 0; !ctx.smoke && waited < 45_000; waited += 2000) {
-      await sleep(2000)
-      const next = await ctx.target.memoryAfterGc()
-      const settled = Math.abs(next.rss - after.rss) <= 0.01 * Math.max(1, after.rss - before.rss)
-      after = next
-      ctx.phase(`idle, RSS ${Math.round(after.rss / 1048576)} MB`)
-      if (settled) break
-    }
-    const report = await ctx.pool.report()
-    if (report.open !== consumers)
-      throw new Error(
-        `${consumers - report.open} consumers closed while idle: ${JSON.stringify(report.closeReasons)}`,
-      )
-    return {
-      connectsPerSec: Math.round(result.opened / (result.elapsedUs / 1e6)),
-      connectP50Ms: ms(result.connectUs.quantile(0.5)),
-      connectP99Ms: ms(result.connectUs.quantile(0.99)),
-      rssPerConnKb: Math.round(((after.rss - before.rss) / consumers / 1024) * 100) / 100,
-      rssPerConnStormKb: Math.round(((storm.rss - before.rss) / consumers / 1024) * 100) / 100,
-      heapPerConnKb: Math.round(((after.heapUsed - before.heapUsed) / consumers / 1024) * 100) / 100,
-      rssMb: Math.round(after.rss / 1024 / 1024),
-      ...cpu,
-    }
+    return idleMetrics(await connectIdle(ctx, consumers), consumers)
   },
   checks(medians, { smoke }) {
     const snapper = medians.snapper

@@ -3,6 +3,7 @@ import type { Scenario } from '../lib/scenario.js'
 import { catchup } from './catchup.js'
 import { codecs } from './codecs.js'
 import { connections } from './connections.js'
+import { connections100k } from './connections-100k.js'
 import { fanout } from './fanout.js'
 import { ingest } from './ingest.js'
 import { latency } from './latency.js'
@@ -18,6 +19,7 @@ export const SCENARIOS: readonly Scenario[] = [
   ingest,
   redisWork,
   codecs,
+  connections100k,
 ]
 
 export const SCENARIO_NAMES: readonly string[] = SCENARIOS.map(scenario => scenario.name)

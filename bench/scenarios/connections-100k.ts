@@ -1,0 +1,105 @@
+/**
+ * connections-100k: 100,000 idle consumers on one machine, past what one
+ * process may hold (its open-files limit, 20,000 here). The consumers are
+ * dealt over the Snapper workers (`--workers N`, each its own gateway) and
+ * come from generator processes (`--generators N`), so that every process
+ * stays under its limit, and from several source addresses (127.0.0.2 …:
+ * one has only its ephemeral port range). What `connections` measures,
+ * plus: Redis memory and keys per consumer (INFO used_memory, DBSIZE, before
+ * and once idle), broker and Redis CPU per handshake, the broker's share of
+ * the CPU used in the storm (the generators take most of the rest), and the
+ * most files any worker and any generator held.
+ *
+ *   npm run bench -- connections-100k --workers 6 --generators 6
+ *
+ * Runs only when named (and at 300 consumers with --smoke).
+ */
+import { readFileSync } from 'node:fs'
+import { openFiles, openFilesLimit } from '../lib/proc.js'
+import type { RunContext, Scenario } from '../lib/scenario.js'
+import { connectIdle, idleMetrics } from './connections.js'
+
+/** Files a process needs besides its consumers' sockets: Redis, listeners, IPC, libuv, node itself. */
+const FILES_RESERVED = 1000
+
+function portsPerAddress(): number {
+  const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)
+  return Number(high) - Number(low) + 1
+}
+
+/** Fails the run before it starts when a process or a source address would run out. */
+function checkLimits(ctx: RunContext, consumers: number): void {
+  const perProcess = openFilesLimit() - FILES_RESERVED
+  const needed = Math.ceil(consumers / perProcess)
+  const workers = ctx.target.pids.length
+  const generators = Math.max(1, ctx.pool.pids.length)
+  if (workers < needed || generators < needed)
+    throw new Error(
+      `${consumers} consumers need ≥ ${needed} Snapper workers and ≥ ${needed} generator processes ` +
+        `(--workers ${needed} --generators ${needed}: open files ${openFilesLimit()} per process); ` +
+        `have ${workers} and ${generators}`,
+    )
+  const ports = ctx.localAddresses.length * portsPerAddress()
+  if (consumers > 0.8 * ports)
+    throw new Error(
+      `${consumers} consumers: ${ctx.localAddresses.length} source addresses have ${ports} ports`,
+    )
+}
+
+export const connections100k: Scenario = {
+  name: 'connections-100k',
+  title: 'connections: 100,000 idle consumers over several workers and generator processes',
+  targets: ['snapper'],
+  noise: false,
+  onlyWhenNamed: true,
+  generatorProcesses: true,
+  timeoutMs: 600_000,
+  headline: 'connectsPerSec',
+  metrics: [
+    { key: 'connectsPerSec', label: 'connects/s', unit: '/s', better: 'higher' },
+    { key: 'connectP50Ms', label: 'connect p50', unit: 'ms', better: 'lower', digits: 1 },
+    { key: 'connectP99Ms', label: 'connect p99', unit: 'ms', better: 'lower', digits: 1 },
+    { key: 'rssPerConnKb', label: 'RSS/conn idle', unit: 'KB', better: 'lower', digits: 2 },
+    { key: 'rssPerConnStormKb', label: 'RSS/conn after storm', unit: 'KB', better: 'lower', digits: 2 },
+    { key: 'heapPerConnKb', label: 'JS heap/conn', unit: 'KB', better: 'lower', digits: 2 },
+    { key: 'rssMb', label: 'RSS, all workers', unit: 'MB', better: 'lower', digits: 0 },
+    { key: 'redisPerConsumerBytes', label: 'Redis/consumer', unit: 'B', better: 'lower', digits: 0 },
+    { key: 'redisKeysPerConsumer', label: 'Redis keys/consumer', unit: '', better: 'lower', digits: 2 },
+    { key: 'brokerUsPerConnect', label: 'broker CPU/connect', unit: 'µs', better: 'lower', digits: 0 },
+    { key: 'redisUsPerConnect', label: 'Redis CPU/connect', unit: 'µs', better: 'lower', digits: 0 },
+    { key: 'brokerSharePct', label: 'broker CPU share', unit: '%', better: 'none', digits: 0 },
+    { key: 'maxFilesWorker', label: 'files, busiest worker', unit: '', better: 'none' },
+    { key: 'maxFilesGenerator', label: 'files, busiest generator', unit: '', better: 'none' },
+  ],
+  async run(ctx) {
+    const consumers = ctx.smoke ? 300 : 100_000
+    checkLimits(ctx, consumers)
+    const redisBefore = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.client.dbsize() }
+    const idle = await connectIdle(ctx, consumers)
+    const redisAfter = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.client.dbsize() }
+    const generatorPids = ctx.pool.pids.length > 0 ? ctx.pool.pids : [process.pid]
+    const { brokerCpuS, redisCpuS, genCpuS } = idle.cpu
+    return {
+      ...idleMetrics(idle, consumers),
+      redisPerConsumerBytes: Math.round((redisAfter.bytes - redisBefore.bytes) / consumers),
+      redisKeysPerConsumer: Math.round(((redisAfter.keys - redisBefore.keys) / consumers) * 100) / 100,
+      brokerUsPerConnect: Math.round((brokerCpuS / consumers) * 1e6),
+      redisUsPerConnect: Math.round((redisCpuS / consumers) * 1e6),
+      brokerSharePct: Math.round((100 * brokerCpuS) / (brokerCpuS + redisCpuS + genCpuS)),
+      maxFilesWorker: Math.max(...ctx.target.pids.map(openFiles)),
+      maxFilesGenerator: Math.max(...generatorPids.map(openFiles)),
+    }
+  },
+  checks(medians) {
+    const snapper = medians.snapper
+    if (!snapper) return []
+    const limit = openFilesLimit()
+    return [
+      {
+        label: `connections-100k: every worker and generator under ${limit.toLocaleString('en')} open files`,
+        ok: snapper.maxFilesWorker! < limit && snapper.maxFilesGenerator! < limit,
+        detail: `busiest worker ${snapper.maxFilesWorker}, busiest generator ${snapper.maxFilesGenerator}`,
+      },
+    ]
+  },
+}
