@@ -11,6 +11,8 @@ export interface BenchRedis {
   reset(): Promise<void>
   /** Calls per command since the last reset, from INFO commandstats. */
   commandCalls(): Promise<Map<string, number>>
+  /** Since the last reset: bytes read from and written to clients; and CPU seconds since start (not reset). */
+  traffic(): Promise<{ inputBytes: number; outputBytes: number; cpuS: number }>
   /** Bytes of data Redis holds (INFO memory used_memory: keys, values, client buffers; not allocator slack). */
   usedMemory(): Promise<number>
   stop(): Promise<void>
@@ -37,6 +39,15 @@ export async function startBenchRedis(): Promise<BenchRedis> {
       for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
         calls.set(match[1]!, Number(match[2]))
       return calls
+    },
+    async traffic() {
+      const info = await client.info()
+      const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1])
+      return {
+        inputBytes: field('total_net_input_bytes'),
+        outputBytes: field('total_net_output_bytes'),
+        cpuS: field('used_cpu_user') + field('used_cpu_sys'),
+      }
     },
     async usedMemory() {
       const info = await client.info('memory')

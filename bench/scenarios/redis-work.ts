@@ -7,7 +7,16 @@
  * cause (acks persisted as cursors) is counted. The bench's own commands
  * (INFO, CONFIG, FLUSHALL) are left out. Consumers of earlier sizes stay
  * connected and idle: an idle consumer costs Redis nothing.
+ *
+ * The same kind of window is put around the largest size's handshakes and
+ * its `subscribe` joins, and every window also gives the bytes Redis read
+ * and wrote (INFO total_net_input/output_bytes): what one handshake, join
+ * and message cost Redis (docs/CAPACITY.md builds on them). The handshakes'
+ * window also gives Redis's CPU per handshake (a message's window holds idle
+ * waits, so its CPU would mislead). Periodic work that falls into a window
+ * (cursor flushes, liveness) counts with it.
  */
+import type { BenchRedis } from '../lib/redis-server.js'
 import { makeMessage, nowUs } from '../load/message.js'
 import { Publisher } from '../load/publisher.js'
 import {
@@ -32,9 +41,41 @@ const BENCH_COMMANDS = new Set([
   'client|setname',
 ])
 
+interface RedisWork {
+  readonly calls: Map<string, number>
+  readonly total: number
+  /** Read and written, all clients. */
+  readonly bytes: number
+  readonly cpuS: number
+}
+
+/** Resets Redis's counters; the function it gives reads what Redis did since (the bench's own commands left out). */
+async function redisWindow(redis: BenchRedis): Promise<() => Promise<RedisWork>> {
+  await redis.client.config('RESETSTAT')
+  const start = await redis.traffic()
+  return async () => {
+    const [calls, traffic] = await Promise.all([redis.commandCalls(), redis.traffic()])
+    for (const command of BENCH_COMMANDS) calls.delete(command)
+    let total = 0
+    for (const n of calls.values()) total += n
+    return { calls, total, bytes: traffic.inputBytes + traffic.outputBytes, cpuS: traffic.cpuS - start.cpuS }
+  }
+}
+
+/** `command n, …`, most called first. */
+const breakdownOf = (calls: Map<string, number>): string =>
+  [...calls]
+    .sort((a, b) => b[1] - a[1])
+    .map(([command, n]) => `${command} ${n}`)
+    .join(', ')
+
+/** value ÷ count, rounded to `digits`. */
+const per = (value: number, count: number, digits = 2): number =>
+  Math.round((value / count) * 10 ** digits) / 10 ** digits
+
 export const redisWork: Scenario = {
   name: 'redis-work',
-  title: 'Redis calls per published message at room sizes 10, 100, 1,000',
+  title: 'Redis calls per published message at room sizes 10, 100, 1,000; per handshake and join',
   targets: ['snapper'],
   noise: false,
   smokeConfig: { cursorFlushMs: 200 },
@@ -44,6 +85,13 @@ export const redisWork: Scenario = {
     { key: 'callsPerMessage100', label: 'calls/msg, 100', unit: '', better: 'lower', digits: 2 },
     { key: 'callsPerMessage1000', label: 'calls/msg, 1,000', unit: '', better: 'lower', digits: 2 },
     { key: 'growth', label: '1,000 ÷ 10', unit: '×', better: 'lower', digits: 2 },
+    { key: 'bytesPerMessage10', label: 'bytes/msg, 10', unit: 'B', better: 'lower' },
+    { key: 'bytesPerMessage1000', label: 'bytes/msg, 1,000', unit: 'B', better: 'lower' },
+    { key: 'callsPerHandshake', label: 'calls/handshake', unit: '', better: 'lower', digits: 2 },
+    { key: 'bytesPerHandshake', label: 'bytes/handshake', unit: 'B', better: 'lower' },
+    { key: 'redisUsPerHandshake', label: 'Redis CPU/handshake', unit: 'µs', better: 'lower' },
+    { key: 'callsPerJoin', label: 'calls/join', unit: '', better: 'lower', digits: 2 },
+    { key: 'bytesPerJoin', label: 'bytes/join', unit: 'B', better: 'lower' },
     { key: 'lost', label: 'lost', unit: '', better: 'lower' },
   ],
   async run(ctx) {
@@ -58,11 +106,25 @@ export const redisWork: Scenario = {
       for (const [index, size] of sizes.entries()) {
         const room = `work${size}`
         const users = makeUsers(size, [room])
+        const isLargest = index === sizes.length - 1
+        const handshakes = await redisWindow(ctx.redis)
         await connectUsers(ctx, users)
+        const handshakeWork = await handshakes()
+        const joins = await redisWindow(ctx.redis)
         await joinRoom(ctx, publisher, room, users)
+        const joinWork = await joins()
+        if (isLargest) {
+          result.callsPerHandshake = per(handshakeWork.total, size)
+          result.bytesPerHandshake = per(handshakeWork.bytes, size, 0)
+          result.redisUsPerHandshake = per(handshakeWork.cpuS * 1e6, size, 0)
+          result.callsPerJoin = per(joinWork.total, size)
+          result.bytesPerJoin = per(joinWork.bytes, size, 0)
+          breakdown.push(`${size} handshakes: ${breakdownOf(handshakeWork.calls)}`)
+          breakdown.push(`${size} joins: ${breakdownOf(joinWork.calls)}`)
+        }
         await warmUp(ctx, publisher, [room], size)
         await sleep(flushWaitMs) // the warm-up's cursors are flushed before the count starts
-        await ctx.redis.client.config('RESETSTAT')
+        const published = await redisWindow(ctx.redis)
         ctx.phase(`room of ${size}: publishing ${messages} at ${rate}/s`)
         const startUs = nowUs()
         // One message per publish, whatever the timing: the append calls per message stay the same,
@@ -74,23 +136,16 @@ export const redisWork: Scenario = {
         }
         const report = await waitForDeliveries(ctx, size * messages)
         await sleep(flushWaitMs) // one more cursor flush: the last acks are persisted too
-        const calls = await ctx.redis.commandCalls()
-        let total = 0
-        for (const [command, n] of calls) if (!BENCH_COMMANDS.has(command)) total += n
-        result[`callsPerMessage${['10', '100', '1000'][index]}`] = Math.round((total / messages) * 100) / 100
+        const work = await published()
+        const label = ['10', '100', '1000'][index]!
+        result[`callsPerMessage${label}`] = per(work.total, messages)
+        result[`bytesPerMessage${label}`] = per(work.bytes, messages, 0)
         result.lost! += lossOf(report, size * messages).lost
-        breakdown.push(
-          `${size}: ` +
-            [...calls]
-              .filter(([command]) => !BENCH_COMMANDS.has(command))
-              .sort((a, b) => b[1] - a[1])
-              .map(([command, n]) => `${command} ${n}`)
-              .join(', '),
-        )
+        breakdown.push(`room of ${size}: ${breakdownOf(work.calls)}`)
         await ctx.pool.reset()
       }
       result.growth = Math.round((result.callsPerMessage1000! / result.callsPerMessage10!) * 100) / 100
-      for (const line of breakdown) ctx.note(`commandstats, room of ${line}`)
+      for (const line of breakdown) ctx.note(`commandstats, ${line}`)
       return result
     } finally {
       publisher.close()
