@@ -19,7 +19,7 @@
 import { readFileSync } from 'node:fs'
 import { openFiles, openFilesLimit } from '../lib/proc.js'
 import type { RunContext, Scenario } from '../lib/scenario.js'
-import { connectIdle, idleMetrics } from './connections.js'
+import { connectIdle, idleColumns, idleMetrics } from './connections.js'
 
 /** Files a process needs besides its consumers' sockets: Redis, listeners, IPC, libuv, node itself. */
 const FILES_RESERVED = 1000
@@ -58,14 +58,8 @@ export const connections100k: Scenario = {
   timeoutMs: 600_000,
   headline: 'connectsPerSec',
   metrics: [
-    { key: 'connectsPerSec', label: 'connects/s', unit: '/s', better: 'higher' },
+    ...idleColumns('RSS, all workers'),
     { key: 'failedConnects', label: 'closed before open', unit: '', better: 'lower' },
-    { key: 'connectP50Ms', label: 'connect p50', unit: 'ms', better: 'lower', digits: 1 },
-    { key: 'connectP99Ms', label: 'connect p99', unit: 'ms', better: 'lower', digits: 1 },
-    { key: 'rssPerConnKb', label: 'RSS/conn idle', unit: 'KB', better: 'lower', digits: 2 },
-    { key: 'rssPerConnStormKb', label: 'RSS/conn after storm', unit: 'KB', better: 'lower', digits: 2 },
-    { key: 'heapPerConnKb', label: 'JS heap/conn', unit: 'KB', better: 'lower', digits: 2 },
-    { key: 'rssMb', label: 'RSS, all workers', unit: 'MB', better: 'lower', digits: 0 },
     { key: 'redisPerConsumerBytes', label: 'Redis/consumer', unit: 'B', better: 'lower', digits: 0 },
     { key: 'redisKeysPerConsumer', label: 'Redis keys/consumer', unit: '', better: 'lower', digits: 2 },
     { key: 'brokerUsPerConnect', label: 'broker CPU/connect', unit: 'µs', better: 'lower', digits: 0 },

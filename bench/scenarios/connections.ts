@@ -9,7 +9,15 @@
  * readings 2 s apart within 1%, or 45 s).
  */
 import type { PoolConnectResult } from '../load/consumer-pool.js'
-import { makeUsers, ms, sleep, type Metrics, type RunContext, type Scenario } from '../lib/scenario.js'
+import {
+  makeUsers,
+  ms,
+  sleep,
+  type MetricDef,
+  type Metrics,
+  type RunContext,
+  type Scenario,
+} from '../lib/scenario.js'
 
 type Memory = Awaited<ReturnType<RunContext['target']['memoryAfterGc']>>
 
@@ -87,21 +95,26 @@ export function idleMetrics(
   }
 }
 
-export const connections: Scenario = {
-  name: 'connections',
-  title: 'connections: 10,000 idle consumers',
-  targets: ['socketio', 'snapper', 'uws'],
-  noise: true,
-  headline: 'connectsPerSec',
-  metrics: [
+/** The columns of idleMetrics; `rssLabel` names the total RSS. */
+export function idleColumns(rssLabel: string): MetricDef[] {
+  return [
     { key: 'connectsPerSec', label: 'connects/s', unit: '/s', better: 'higher' },
     { key: 'connectP50Ms', label: 'connect p50', unit: 'ms', better: 'lower', digits: 1 },
     { key: 'connectP99Ms', label: 'connect p99', unit: 'ms', better: 'lower', digits: 1 },
     { key: 'rssPerConnKb', label: 'RSS/conn idle', unit: 'KB', better: 'lower', digits: 2 },
     { key: 'rssPerConnStormKb', label: 'RSS/conn after storm', unit: 'KB', better: 'lower', digits: 2 },
     { key: 'heapPerConnKb', label: 'JS heap/conn', unit: 'KB', better: 'lower', digits: 2 },
-    { key: 'rssMb', label: 'RSS at 10k', unit: 'MB', better: 'lower', digits: 0 },
-  ],
+    { key: 'rssMb', label: rssLabel, unit: 'MB', better: 'lower', digits: 0 },
+  ]
+}
+
+export const connections: Scenario = {
+  name: 'connections',
+  title: 'connections: 10,000 idle consumers',
+  targets: ['socketio', 'snapper', 'uws'],
+  noise: true,
+  headline: 'connectsPerSec',
+  metrics: idleColumns('RSS at 10k'),
   async run(ctx) {
     const consumers = ctx.smoke ? 100 : 10_000
     return idleMetrics(await connectIdle(ctx, consumers), consumers)
