@@ -3,7 +3,8 @@
 -- ARGV[1] cursor <ms>-<seq> (exclusive; '0-0' reads from the start)   ARGV[2] count   ARGV[3] ttl seconds
 -- ARGV[4] max bytes of messages (0: no bound), but always the first one
 -- Returns: {id1, message1, track1, end1, id2, ...}: track is the nonce of a tracked message
---   (room_append-4.lua), '' for the others; end is '1' for the last message of an append call, else ''
+--   (room_append-4n.lua), '' for the others; end is '1' for the last message of an
+--   announcement (a part of an append call), else ''
 --
 -- The log is read 32 entries at a time: a read of large messages holds at
 -- most 32 more than it returns in the script's memory, not count of them.

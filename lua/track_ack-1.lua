@@ -5,7 +5,7 @@
 -- Returns: 1 if recorded; 0 if this consumer's ack is recorded already (a batch acked again after
 --   a reconnect keeps the first time) or the message is not tracked any more (expired)
 --
--- The hash is made by room_append-4.lua with the message's ttl; a receipt never makes it
+-- The hash is made by room_append-4n.lua with the message's ttl; a receipt never makes it
 -- (it would then live for ever).
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[1], 'c:' .. ARGV[1], ARGV[2]) == 0 then return 0 end

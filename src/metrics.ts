@@ -195,6 +195,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   )
   counterOf(
     registry,
+    'snapper_append_calls_total',
+    'Redis script calls that stored published messages: one per hash slot per event-loop turn.',
+    () => core.log.appendCalls,
+  )
+  counterOf(
+    registry,
     'snapper_messages_delivered_total',
     'Messages delivered to consumers and acknowledged by them.',
     () => totals.consumerMessages,

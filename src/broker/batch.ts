@@ -20,8 +20,8 @@ export interface Entry extends Cursor {
    * batches (and share them) however many messages each had queued.
    */
   isChunkEnd?: boolean
-  /** The last message one append call stored in this room (an announcement's last). */
-  isCallEnd?: boolean
+  /** The last message of its announcement (one room's part of an append call; the log marks it too). */
+  isAnnouncementEnd?: boolean
 }
 
 /**
@@ -142,11 +142,12 @@ export function batchLength(
 
 /**
  * Marks where the messages of a room are cut into chunks: greedily from the
- * first message of each append call, as batchLength cuts a batch, and at
- * each call's end. An announcement is one call; a log read marks the same
- * chunks in what it read (from the cursor of a batch's end on), so a
- * consumer that reads again what it had been sent live (a crash, a takeover)
- * gets the same batches, with the same ids.
+ * first message of each announcement, as batchLength cuts a batch, and at
+ * each announcement's end. The log marks the last message of each
+ * announcement (room_append-4n.lua), so a log read marks the same chunks in
+ * what it read (from the cursor of a batch's end on): a consumer that reads
+ * again what it had been sent live (a crash, a takeover) gets the same
+ * batches, with the same ids.
  */
 export function markChunkEnds(entries: readonly Entry[], maxMessages: number, maxBytes: number): void {
   let count = 0
@@ -159,7 +160,7 @@ export function markChunkEnds(entries: readonly Entry[], maxMessages: number, ma
     }
     count++
     bytes += entry.message.length
-    if (entry.isCallEnd) {
+    if (entry.isAnnouncementEnd) {
       entry.isChunkEnd = true
       count = bytes = 0
     }

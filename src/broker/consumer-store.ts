@@ -1,10 +1,14 @@
 import type { Config } from '../config/defaults.js'
 import { userRoom } from '../redis/keys.js'
+import { groupBySlot } from '../redis/slot.js'
 import { makeBatch, type Entry } from './batch.js'
 import type { BrokerCore } from './core.js'
 import { isAfter, isNext, parseCursor, type Cursor } from './cursor.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
+
+/** Rooms per progress_write call: a flush of many rooms must not stall Redis for long. */
+const FLUSH_ROOMS_PER_CALL = 1000
 
 export type StoreConfig = Pick<Config, 'consumerTtlSec' | 'replacedConsumerTtlSec' | 'cursorFlushMs'>
 
@@ -187,10 +191,11 @@ export class ConsumerStore {
 
   /**
    * Writes the cursors acknowledged since the last flush to the rooms' progress
-   * hashes: one HSET (and its EXPIRE) per room for all its local members, so
-   * the Redis work of a flush grows with rooms, not with members. A consumer's
-   * own hash gets its cursors when it is released; the progress is read only
-   * if it never is (a crashed node).
+   * hashes, one entry per consumer and room, all rooms of a slot in one script
+   * call (progress_write-1n.lua; on one Redis, one call), so the Redis work of
+   * a flush grows with rooms, not with members, and its round trips with
+   * slots. A consumer's own hash gets its cursors when it is released; the
+   * progress is read only if it never is (a crashed node).
    */
   async flushCursors(): Promise<void> {
     const { keys, redis } = this.#core
@@ -207,13 +212,25 @@ export class ConsumerStore {
     }
     this.#changed.clear()
     const writes: Promise<unknown>[] = []
-    for (const [room, fields] of byRoom) {
-      const { progress } = keys.room(room)
-      this.#context.counters.cursorCommits++
-      writes.push(
-        redis.commands.hset(progress, ...fields),
-        redis.commands.expire(progress, this.#config.consumerTtlSec),
-      )
+    const progressOf = (room: string): string => keys.room(room).progress
+    for (const rooms of groupBySlot(byRoom.keys(), progressOf, redis.isCluster)) {
+      for (let start = 0; start < rooms.length; start += FLUSH_ROOMS_PER_CALL) {
+        const chunk = rooms.slice(start, start + FLUSH_ROOMS_PER_CALL)
+        const args: (string | number)[] = []
+        for (const room of chunk) {
+          const fields = byRoom.get(room)!
+          args.push(fields.length / 2, ...fields)
+        }
+        this.#context.counters.cursorCommits += chunk.length
+        writes.push(
+          redis.commands.progressWrite(
+            chunk.length,
+            ...chunk.map(progressOf),
+            this.#config.consumerTtlSec,
+            ...args,
+          ),
+        )
+      }
     }
     await Promise.all(writes)
   }

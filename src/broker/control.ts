@@ -47,7 +47,7 @@ export function decodeControl(bytes: Buffer): ControlMessage | undefined {
   return undefined
 }
 
-/** The announcement of an append on a room channel: ms, first seq, the messages (room_append-4.lua). */
+/** The announcement of an append on a room channel: ms, first seq, the messages (room_append-4n.lua). */
 export interface Announcement {
   readonly ms: number
   readonly first: number

@@ -52,6 +52,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     publishCommand: pubsub.publishCommand,
     resendsInOrder: redis.resendsInOrder,
     isPassing: err => redis.isPassing(err),
+    isCluster: redis.isCluster,
     ...(acks > 0 && {
       replicas: { acks, timeoutMs: REPLICA_ACK_TIMEOUT_MS, writer: redis.replicatedWriter() },
     }),

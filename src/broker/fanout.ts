@@ -170,7 +170,7 @@ export class Fanout {
     const { ms, first, messages, track } = announcement
     const { room, members } = local
     const entries = messages.map((message, i): Entry => ({ room, ms, seq: first + i, message, track }))
-    entries[entries.length - 1]!.isCallEnd = true
+    entries[entries.length - 1]!.isAnnouncementEnd = true
     // Cut where a consumer's batch would be cut, so that in-step consumers share each batch.
     markChunkEnds(entries, this.#batchMax, this.#batchMaxBytes)
     const chunks: Entry[][] = []

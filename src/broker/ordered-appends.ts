@@ -1,13 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 
 /**
- * What room_append-4.lua answered: 1 stored, 0 stored before (a call sent
- * again), -1 refused because the call it must follow is not stored yet.
+ * What room_append-4n.lua answered: 1 stored, 0 stored before (a call sent
+ * again), -1 refused because a call it must follow is not stored yet.
  */
 export type AppendStatus = -1 | 0 | 1
 
-/** Sends one script call naming `after`, the call it must follow (0: none). */
-export type SendCall = (after: number) => Promise<AppendStatus>
+/**
+ * Sends one script call naming, for each of its rooms, the call it must
+ * follow there (`afterIn(room)`, 0: none).
+ */
+export type SendCall = (afterIn: (room: string) => number) => Promise<AppendStatus>
 
 /** Before a call that failed or was refused goes again, in ms: no busy loop while a failover lasts. */
 const RETRY_MS = 100
@@ -20,16 +23,17 @@ const RETRY_MS = 100
  * On a Redis Cluster, ioredis retries a pipeline whose master died from a
  * queue of its own (every 100 ms, 16 times at most, then the calls fail)
  * while later calls go to the promoted replica as soon as the slot map names
- * it: a later append could be stored first. So each call names the previous
- * call of this writer to the same room while that one is not settled
- * (`after`), and room_append refuses it until that one is stored. A call
- * refused, or failed for a reason that passes (the connection, the cluster's
- * routing), goes again once the call before it is settled or sent again,
- * until stored: calls are numbered, so one that had run is not stored twice.
+ * it: a later append could be stored first. So a call names, in each of its
+ * rooms, the previous call of this writer there while that one is not
+ * settled (`after`), and room_append refuses it until all those are stored.
+ * A call refused, or failed for a reason that passes (the connection, the
+ * cluster's routing), goes again once each call before it is settled or sent
+ * again, until stored: calls are numbered, so one that had run is not stored
+ * twice.
  *
  *   call ─▶ send(after) ─▶ stored ──────────────────────────────▶ settled
  *               ▲   └────▶ refused, or failed and `isPassing`
- *               │              │ RETRY_MS, then the call before it
+ *               │              │ RETRY_MS, then each call before it
  *               └──────────────┘ settled or sent again
  */
 export class OrderedAppends {
@@ -42,29 +46,37 @@ export class OrderedAppends {
   }
 
   /**
-   * Sends call number `call` to `room` (any name of it: its log key) until it
-   * is stored; rejects once it failed for good. The first send goes before
+   * Sends call number `call` to `rooms` (any name of each: its log key) until
+   * it is stored; rejects once it failed for good. The first send goes before
    * this returns.
    */
-  async append(room: string, call: number, send: SendCall): Promise<void> {
-    const link = new Link(call, this.#last.get(room))
-    this.#last.set(room, link)
+  async append(rooms: readonly string[], call: number, send: SendCall): Promise<void> {
+    const links = new Map<string, Link>()
+    for (const room of rooms) {
+      if (links.has(room)) continue // a room twice in one call follows one call before it
+      const link = new Link(call, this.#last.get(room))
+      links.set(room, link)
+      this.#last.set(room, link)
+    }
+    const afterIn = (room: string): number => links.get(room)?.after() ?? 0
     try {
       for (;;) {
-        link.sent()
+        for (const link of links.values()) link.sent()
         try {
-          if ((await send(link.after())) !== -1) return
+          if ((await send(afterIn)) !== -1) return
         } catch (err) {
           if (!this.#isPassing(err)) throw err
         }
-        const before = link.before
-        const sends = before?.sends
+        const before = [...links.values()].map(link => ({ link: link.before, sends: link.before?.sends }))
         await sleep(RETRY_MS)
-        while (before && !before.isSettled && before.sends === sends) await before.changed()
+        for (const { link, sends } of before)
+          while (link && !link.isSettled && link.sends === sends) await link.changed()
       }
     } finally {
-      link.settle()
-      if (this.#last.get(room) === link) this.#last.delete(room)
+      for (const [room, link] of links) {
+        link.settle()
+        if (this.#last.get(room) === link) this.#last.delete(room)
+      }
     }
   }
 

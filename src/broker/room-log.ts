@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ReplicatedWriter } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
-import type { Commands, ScriptPipeline } from '../redis/scripts.js'
+import type { Arg, Commands, ScriptPipeline } from '../redis/scripts.js'
+import { groupBySlot } from '../redis/slot.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
-import { OrderedAppends } from './ordered-appends.js'
+import { OrderedAppends, type AppendStatus } from './ordered-appends.js'
 
 /** A message read from a room log; made with the shape of the fan-out's entries, so outboxes queue it as is. */
 export interface LogEntry extends Cursor {
@@ -12,12 +13,9 @@ export interface LogEntry extends Cursor {
   readonly message: string
   /** The nonce of a tracked message (its receipts are recorded on ack); undefined for the others. */
   readonly track: string | undefined
-  /** The last message its append call stored in the room. */
-  readonly isCallEnd?: boolean
+  /** The last message of its announcement: the append script marks it in the log. */
+  readonly isAnnouncementEnd?: boolean
 }
-
-/** The arguments of one room_append call. */
-type AppendCall = Parameters<Commands['roomAppend']>
 
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
@@ -38,6 +36,8 @@ export interface RoomLogOptions {
   readonly resendsInOrder: boolean
   /** Whether a call that failed this way may be stored if sent again (RedisClients.isPassing). */
   readonly isPassing: (err: unknown) => boolean
+  /** A Redis Cluster: one call per slot; one Redis takes every room in one call (RedisClients.isCluster). */
+  readonly isCluster: boolean
   /**
    * Replicas that must have a batch before it counts as stored (WAIT on each
    * server the batch went to, through `writer`). Absent: the master's reply is enough.
@@ -45,11 +45,37 @@ export interface RoomLogOptions {
   readonly replicas?: { readonly acks: number; readonly timeoutMs: number; readonly writer: ReplicatedWriter }
 }
 
-/** Where an AppendCall holds its call number, and the call it must follow (OrderedAppends). */
-const CALL = 9
-const AFTER = 10
+/** One room's messages to append: plain ones, or one tracked message. */
+interface Part {
+  readonly room: string
+  /** The room's log key: how calls and OrderedAppends name the room. */
+  readonly log: string
+  /** '' for plain messages; the nonce of the one tracked message. */
+  readonly nonce: string
+  readonly messages: string[]
+  /** Settles once every call holding some of its messages has (set when the turn is sent). */
+  stored?: Promise<void>
+}
 
-/** Messages per script call: a huge batch for one room must not stall Redis for long. */
+/** The appends asked for in one turn of the event loop, sent together at its end. */
+interface Turn {
+  readonly parts: Part[]
+  /** The last part of each room, which later plain messages of that room join if it is plain. */
+  readonly lastPart: Map<string, Part>
+  /** Resolves once the turn's calls are issued (every part's `stored` set). */
+  readonly sent: Promise<void>
+}
+
+/** One room_append-4n.lua call: pieces of parts of one slot, at most APPEND_CHUNK messages in all. */
+interface AppendCall {
+  readonly number: number
+  readonly pieces: { readonly part: Part; readonly messages: readonly string[] }[]
+}
+
+/** A call's reply: -1 (refused: nothing stored), or 1 and `ms, first, status` per piece. */
+type AppendReply = (number | string)[]
+
+/** Messages per script call: a huge batch must not stall Redis for long. */
 const APPEND_CHUNK = 256
 
 /**
@@ -60,9 +86,15 @@ const APPEND_CHUNK = 256
 const RECONNECT_POLL_MS = 20
 
 /**
- * The per-room log in Redis: a stream bounded by length, bytes and age, whose ids
- * carry a contiguous sequence number. One append is one script call on the
- * room's slot, whatever the room's size: fan-out happens in the nodes.
+ * The per-room log in Redis: a stream bounded by length, bytes and age, whose
+ * ids carry a contiguous sequence number. Appends cost Redis the same whatever
+ * the room's size (fan-out happens in the nodes), and those asked for in one
+ * turn of the event loop (every producer batch read in it) go as one script
+ * call per hash slot (on one Redis, one call) of at most APPEND_CHUNK messages:
+ *
+ *   appendAll / appendTracked ─▶ turn: parts by room, in order ─(end of turn)─▶
+ *     parts by slot ─▶ room_append-4n.lua calls, numbered ─▶ each caller settles
+ *     once the calls holding its messages have
  */
 export class RoomLog {
   readonly #redis: Commands
@@ -70,7 +102,7 @@ export class RoomLog {
   readonly #options: RoomLogOptions
   /**
    * Numbers every script call, so that a call sent again after a lost reply
-   * is stored once (room_append-4.lua). That needs a writer's calls to a room
+   * is stored once (room_append-4n.lua). That needs a writer's calls to a room
    * to run in the order they were numbered, or a call retried after later
    * ones ran would be skipped though it never was: one Redis keeps the order;
    * on a Cluster, `#ordered` does. Appends that wait for replicas are not
@@ -83,6 +115,8 @@ export class RoomLog {
   /** Replicated appends waiting for the writer to connect, and when the last of them will have been sent. */
   #waiting = 0
   #line: Promise<void> = Promise.resolve()
+  /** The appends of this turn, not sent yet. */
+  #turn: Turn | undefined
 
   constructor(redis: Commands, keys: Keys, options: RoomLogOptions) {
     this.#redis = redis
@@ -93,68 +127,183 @@ export class RoomLog {
     this.#writer = options.resendsInOrder || isOrdered ? randomBytes(9).toString('base64url') : ''
   }
 
+  /** Script calls that appended messages so far: one per slot per turn, or per APPEND_CHUNK messages. */
+  get appendCalls(): number {
+    return this.#calls
+  }
+
   /**
-   * Appends a producer batch, grouped by room; per room, in order. Rejects if
-   * any append fails or if fewer replicas than asked confirmed in time: the
-   * messages may then be stored or not, and a retry may store them twice.
+   * Appends a producer batch, grouped by room; per room, in order, after the
+   * appends asked for before. Rejects if an append of the batch fails or if
+   * fewer replicas than asked confirmed in time: the messages may then be
+   * stored or not, and a retry may store them twice.
+   *
+   * A room's plain messages of consecutive batches in one turn join one part:
+   * one announcement, whose last message the log marks (e), so a log read
+   * cuts chunks where the live announcement did (markChunkEnds).
    */
   appendAll(byRoom: ReadonlyMap<string, readonly string[]>): Promise<void> {
-    const calls: AppendCall[] = []
-    for (const [room, messages] of byRoom) calls.push(...this.#appendCalls(room, messages, ''))
-    return this.#store(calls)
+    const turn = this.#currentTurn()
+    const parts: Part[] = []
+    for (const [room, messages] of byRoom) {
+      const last = turn.lastPart.get(room)
+      if (last?.nonce !== '') parts.push(this.#addPart(turn, room, '', [...messages]))
+      else {
+        last.messages.push(...messages)
+        parts.push(last)
+      }
+    }
+    return settled(turn, parts)
   }
 
   /**
    * Appends one tracked message: its log entry and its announcement carry
-   * `nonce`, and its track hash is made with it (room_append-4.lua).
+   * `nonce`, and its track hash is made with it (room_append-4n.lua).
    */
   appendTracked(room: string, message: string, nonce: string): Promise<void> {
-    return this.#store(this.#appendCalls(room, [message], nonce))
+    const turn = this.#currentTurn()
+    return settled(turn, [this.#addPart(turn, room, nonce, [message])])
+  }
+
+  /** The appends of this turn; the first one asked for schedules the sending at its end. */
+  #currentTurn(): Turn {
+    if (this.#turn) return this.#turn
+    let send!: () => void
+    const sent = new Promise<void>((resolve, reject) => {
+      send = () => {
+        try {
+          this.#send()
+          resolve()
+        } catch (err) {
+          reject(err) // every caller of the turn hears of it; nothing escapes the microtask
+        }
+      }
+    })
+    // At the end of this turn: every publish read from the same socket chunk goes in the same calls.
+    queueMicrotask(send)
+    return (this.#turn = { parts: [], lastPart: new Map(), sent })
+  }
+
+  #addPart(turn: Turn, room: string, nonce: string, messages: string[]): Part {
+    const part: Part = { room, log: this.#keys.room(room).log, nonce, messages }
+    turn.parts.push(part)
+    turn.lastPart.set(room, part)
+    return part
+  }
+
+  /** Issues the turn's calls, slot by slot, and sets when each part is stored. */
+  #send(): void {
+    const turn = this.#turn
+    this.#turn = undefined
+    if (!turn) return
+    const calls: AppendCall[] = []
+    for (const parts of groupBySlot(turn.parts, part => part.log, this.#options.isCluster))
+      calls.push(...this.#callsOf(parts))
+    const replies = this.#store(calls)
+    const outcomes = new Map<Part, Promise<void>[]>()
+    calls.forEach((call, i) =>
+      call.pieces.forEach(({ part }, index) => {
+        const outcome = replies[i]!.then(reply => checkPiece(reply, index))
+        const known = outcomes.get(part)
+        if (known) known.push(outcome)
+        else outcomes.set(part, [outcome])
+      }),
+    )
+    for (const part of turn.parts) part.stored = Promise.all(outcomes.get(part) ?? []).then(() => {})
+  }
+
+  /**
+   * The calls that append `parts` (all on one slot), in order, each numbered:
+   * at most APPEND_CHUNK messages a call, a large part split over several.
+   */
+  #callsOf(parts: readonly Part[]): AppendCall[] {
+    const calls: AppendCall[] = []
+    let call: AppendCall | undefined
+    let count = 0
+    for (const part of parts) {
+      for (let start = 0; start < part.messages.length;) {
+        if (!call || count === APPEND_CHUNK) {
+          calls.push((call = { number: ++this.#calls, pieces: [] }))
+          count = 0
+        }
+        const messages = part.messages.slice(start, start + APPEND_CHUNK - count)
+        call.pieces.push({ part, messages })
+        count += messages.length
+        start += messages.length
+      }
+    }
+    return calls
+  }
+
+  /** The script's arguments for `call`, each piece following `afterIn(its room)` (0: nothing). */
+  #argsOf(call: AppendCall, afterIn: (room: string) => number): [number, ...Arg[]] {
+    const keys: string[] = []
+    const parts: Arg[] = []
+    for (const { part, messages } of call.pieces) {
+      const { log, head, channel } = this.#keys.room(part.room)
+      keys.push(log, head, channel, this.#keys.track(part.room, part.nonce))
+      parts.push(afterIn(part.log), part.nonce, messages.length, ...messages)
+    }
+    const { maxLen, maxBytes, ttlSec, publishCommand } = this.#options
+    return [
+      keys.length,
+      ...keys,
+      maxLen,
+      maxBytes,
+      ttlSec,
+      publishCommand,
+      this.#writer,
+      call.number,
+      ...parts,
+    ]
   }
 
   /**
    * Sends script calls: at once (on a Cluster through `#ordered`, which sends
    * them again until stored), or, when replicas must confirm, one pipeline
-   * per server (every call for it, then one WAIT). The calls are issued before
-   * this returns, so calls made one after another keep their order; or, with
-   * replicas, while a server they go to is not connected, they wait in line
-   * and are sent in order once it is (as ioredis holds the others' commands
-   * through an outage).
+   * per server (every call for it, then one WAIT). The calls are issued in
+   * order, so that a writer's calls run in the order they were numbered; or,
+   * with replicas, while a server they go to is not connected, they wait in
+   * line and are sent in order once it is (as ioredis holds the others'
+   * commands through an outage). Returns the reply of each call.
    *
    *   #store ─▶ nobody waiting && servers connected ─yes─▶ send now
    *                     │ no
    *                     ▼
    *            line (FIFO) ─▶ head polls until connected ─▶ send, next
    */
-  #store(calls: readonly AppendCall[]): Promise<void> {
+  #store(calls: readonly AppendCall[]): Promise<AppendReply>[] {
     const replicas = this.#options.replicas
     const ordered = this.#ordered
     if (ordered)
-      return Promise.all(
-        calls.map(args =>
-          ordered.append(args[0], args[CALL], after => {
-            args[AFTER] = after
-            return this.#redis.roomAppend(...args).then(([, , stored]) => stored)
-          }),
-        ),
-      ).then(() => {})
-    if (!replicas) return Promise.all(calls.map(args => this.#redis.roomAppend(...args))).then(() => {})
-    if (this.#waiting === 0) {
-      const stored = this.#sendToReplicas(calls, replicas)
-      if (stored) return stored
+      return calls.map(call => {
+        let reply: AppendReply = []
+        const rooms = call.pieces.map(({ part }) => part.log)
+        const send = (afterIn: (room: string) => number): Promise<AppendStatus> =>
+          this.#redis.roomAppend(...this.#argsOf(call, afterIn)).then(answer => {
+            reply = answer
+            return answer[0] === -1 ? -1 : 1
+          })
+        return ordered.append(rooms, call.number, send).then(() => reply)
+      })
+    if (!replicas) return calls.map(call => this.#redis.roomAppend(...this.#argsOf(call, () => 0)))
+    let stored = this.#waiting === 0 ? this.#sendToReplicas(calls, replicas) : undefined
+    if (!stored) {
+      this.#waiting++
+      const sent = this.#line.then(() => this.#sendWhenConnected(calls, replicas))
+      const next = (): void => void this.#waiting--
+      this.#line = sent.then(next, next)
+      stored = sent.then(({ stored }) => stored)
     }
-    this.#waiting++
-    const sent = this.#line.then(() => this.#sendWhenConnected(calls, replicas))
-    const next = (): void => void this.#waiting--
-    this.#line = sent.then(next, next)
-    return sent.then(({ stored }) => stored)
+    const all = stored
+    return calls.map((_, i) => all.then(replies => replies[i]!))
   }
 
   /** Sends calls once every server they go to is connected; resolves (with their outcome) once sent. */
   async #sendWhenConnected(
     calls: readonly AppendCall[],
     replicas: NonNullable<RoomLogOptions['replicas']>,
-  ): Promise<{ stored: Promise<void> }> {
+  ): Promise<{ stored: Promise<AppendReply[]> }> {
     for (;;) {
       const stored = this.#sendToReplicas(calls, replicas)
       if (stored) return { stored }
@@ -164,59 +313,38 @@ export class RoomLog {
 
   /**
    * Sends calls through the replicated writer, one pipeline per server;
-   * resolves once stored and confirmed. Sends nothing and returns undefined if
-   * one of those servers is not connected.
+   * resolves with their replies once stored and confirmed. Sends nothing and
+   * returns undefined if one of those servers is not connected.
    */
   #sendToReplicas(
     calls: readonly AppendCall[],
     { writer, acks, timeoutMs }: NonNullable<RoomLogOptions['replicas']>,
-  ): Promise<void> | undefined {
-    const pipelines = new Map<string, ScriptPipeline>()
-    for (const args of calls) {
-      const server = writer.serverOf(args[0]) // the log key: every key of a call is on its slot
-      let pipeline = pipelines.get(server)
-      if (!pipeline) {
+  ): Promise<AppendReply[]> | undefined {
+    const pipelines = new Map<string, { pipeline: ScriptPipeline; calls: number[] }>()
+    for (const [i, call] of calls.entries()) {
+      // Every key of a call is on one slot: its first piece's log key names it.
+      const server = writer.serverOf(call.pieces[0]!.part.log)
+      let line = pipelines.get(server)
+      if (!line) {
         if (!writer.isConnected(server)) return undefined
-        pipelines.set(server, (pipeline = writer.client.pipeline() as ScriptPipeline))
+        pipelines.set(server, (line = { pipeline: writer.client.pipeline() as ScriptPipeline, calls: [] }))
       }
-      pipeline.roomAppend(...args)
+      line.pipeline.roomAppend(...this.#argsOf(call, () => 0))
+      line.calls.push(i)
     }
+    const replies: AppendReply[] = []
     const waits: Promise<void>[] = []
-    for (const pipeline of pipelines.values())
+    for (const { pipeline, calls: indices } of pipelines.values())
       waits.push(
         pipeline
           .wait(acks, timeoutMs)
           .exec()
-          .then(results => checkWait(results, acks)),
+          .then(results => {
+            const answered = checkWait(results, acks)
+            indices.forEach((call, k) => (replies[call] = answered[k]!))
+          }),
       )
-    return Promise.all(waits).then(() => {})
-  }
-
-  /** The arguments of the script calls that append `messages` to `room`, each call numbered. */
-  #appendCalls(room: string, messages: readonly string[], nonce: string): AppendCall[] {
-    const { log, head, channel } = this.#keys.room(room)
-    const track = this.#keys.track(room, nonce)
-    const { maxLen, maxBytes, ttlSec, publishCommand } = this.#options
-    const calls: AppendCall[] = []
-    for (let start = 0; start < messages.length; start += APPEND_CHUNK) {
-      const chunk = messages.slice(start, start + APPEND_CHUNK)
-      calls.push([
-        log,
-        head,
-        channel,
-        track,
-        maxLen,
-        maxBytes,
-        ttlSec,
-        publishCommand,
-        this.#writer,
-        ++this.#calls,
-        0,
-        nonce,
-        ...chunk,
-      ])
-    }
-    return calls
+    return Promise.all(waits).then(() => replies)
   }
 
   /**
@@ -240,7 +368,7 @@ export class RoomLog {
     for (let i = 0; i + 3 < flat.length; i += 4) {
       const { ms, seq } = parseCursor(flat[i]!)
       const entry = { room, ms, seq, message: flat[i + 1]!, track: flat[i + 2] || undefined }
-      entries.push(flat[i + 3] === '1' ? { ...entry, isCallEnd: true } : entry)
+      entries.push(flat[i + 3] === '1' ? { ...entry, isAnnouncementEnd: true } : entry)
     }
     return entries
   }
@@ -257,11 +385,26 @@ export class RoomLog {
   }
 }
 
-/** The replies of one server's pipeline: every append stored, and the final WAIT saw enough replicas. */
-function checkWait(results: [error: Error | null, result: unknown][] | null, acks: number): void {
+/** Resolves once every part is stored (after the turn is sent); rejects with the first failure. */
+function settled(turn: Turn, parts: readonly Part[]): Promise<void> {
+  return turn.sent.then(() => Promise.all(parts.map(part => part.stored))).then(() => {})
+}
+
+/** Piece `index` of a call's reply: throws if the call was refused, or the script refused that room. */
+function checkPiece(reply: AppendReply, index: number): void {
+  if (reply[0] === -1) throw new Error('room append refused: a call before it is not stored')
+  if (reply[3 + 3 * index] === -2) throw new Error(`room append refused: ${String(reply[2 + 3 * index])}`)
+}
+
+/**
+ * The replies of one server's pipeline: every append ran, and the final WAIT
+ * saw enough replicas. Returns the appends' replies.
+ */
+function checkWait(results: [error: Error | null, result: unknown][] | null, acks: number): AppendReply[] {
   if (!results) throw new Error('pipeline discarded')
   for (const [err] of results) if (err) throw err
   const replicas = results[results.length - 1]?.[1]
   if (typeof replicas !== 'number' || replicas < acks)
     throw new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)
+  return results.slice(0, -1).map(([, reply]) => reply as AppendReply)
 }

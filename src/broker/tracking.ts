@@ -56,7 +56,7 @@ export function parseTrackId(id: string): { room: string; nonce: string } | unde
  * Tracked messages: delivered like any publish, and each consumer's ack of
  * one is recorded as a receipt. Costs Redis work for tracked messages only:
  * their nonce travels with them through the room log and the announcements
- * (room_append-4.lua), so the ack of an untracked batch asks nothing of Redis.
+ * (room_append-4n.lua), so the ack of an untracked batch asks nothing of Redis.
  *
  *   track ──▶ [escalation_schedule on {esc}] ──▶ room_append (+ track hash) on {r:room}
  *   ack of a tracked entry ──▶ track_ack on {r:room} (the track hash)

@@ -2,7 +2,7 @@ import { Cluster, Redis, ReplyError, type ClusterNode, type RedisOptions } from 
 import type { RedisTarget } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import { createPubSub, type PubSub } from './pubsub.js'
-import { defineScripts, type Commands } from './scripts.js'
+import { defineScripts, variadicScripts, type Commands } from './scripts.js'
 import { slotOf } from './slot.js'
 
 /** Backoff between reconnects: 50 ms growing to 2 s, for ever (an outage must heal by itself). */
@@ -83,6 +83,8 @@ export interface RedisClients {
    * clients have not been closed.
    */
   isPassing(err: unknown): boolean
+  /** A Redis Cluster, where a script's keys must share one slot; one Redis takes keys of any slots. */
+  readonly isCluster: boolean
   /** The writer for appends that wait for replicas; made (and connected) on the first call. */
   replicatedWriter(): ReplicatedWriter
   /**
@@ -157,6 +159,9 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
         enableOfflineQueue: true,
         // On a cluster it also groups a tick's commands per master.
         enableAutoPipelining: role === 'commands',
+        // Their first argument is their number of keys, by which auto-pipelining would route them;
+        // without it they are routed by their keys (and they carry a turn's work for a slot already).
+        autoPipeliningIgnoredCommands: variadicScripts(),
         clusterRetryStrategy: retryStrategy,
         // CLUSTER SLOTS answers in a millisecond, but a busy event loop can make ioredis' 1 s
         // default expire first: the client then counts every node as failed and reconnects.
@@ -188,6 +193,7 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
     subscriber,
     resendsInOrder: !sharded,
     isPassing: err => commands.status !== 'end' && isPassingFailure(err),
+    isCluster: sharded,
     replicatedWriter() {
       if (writer) return writer
       const client = defineScripts(make('writer'))

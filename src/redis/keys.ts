@@ -54,7 +54,7 @@ export class Keys {
   }
 
   /**
-   * Hash of one tracked message (room_append-4.lua, track_ack-1.lua): its log
+   * Hash of one tracked message (room_append-4n.lua, track_ack-1.lua): its log
    * entry id, its receipts, whether it was escalated. On the room's slot, so
    * the append makes it atomically. `nonce` is base64url: no `:` or `}`.
    */

@@ -9,7 +9,7 @@ import type { Commands } from './scripts.js'
  * broker talks to this interface and never names either.
  */
 export interface PubSub {
-  /** The command a Lua script announces with (room_append-4.lua ARGV[3]). */
+  /** The command a Lua script announces with (room_append-4n.lua ARGV[4]). */
   readonly publishCommand: 'PUBLISH' | 'SPUBLISH'
   /** Publishes on the command connection. */
   publish(channel: string, message: Buffer): Promise<unknown>

@@ -12,21 +12,22 @@ type Arg = string | number
  * ARGV). The header of each file is its contract.
  */
 export interface ScriptCommands {
-  roomAppend(
-    log: string,
-    head: string,
-    channel: string,
-    track: string,
-    maxLen: number,
-    maxBytes: number,
-    ttlSec: number,
-    publish: 'PUBLISH' | 'SPUBLISH',
-    writer: string,
-    call: number,
-    after: number,
-    trackNonce: string,
-    ...messages: string[]
-  ): Reply<[ms: number, first: number, stored: -1 | 0 | 1]>
+  /**
+   * room_append-4n.lua: `numberOfKeys` (4 per part), then per part its log,
+   * head, channel and track keys; then maxLen, maxBytes, ttlSec, the publish
+   * command, writer, call number, and per part the call it must follow (0:
+   * none), its nonce, message count and messages. Resolves with -1 (refused:
+   * a call to follow is not stored yet), or 1 and per part `ms, first seq,
+   * stored`: 1, 0 (stored before), or -2 with the error text for first (its
+   * room's keys are broken).
+   */
+  roomAppend(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<(number | string)[]>
+  /**
+   * progress_write-1n.lua: `numberOfKeys` (1 per room), the rooms' progress
+   * hashes; then ttlSec, and per room its pair count and its consumer id,
+   * cursor pairs.
+   */
+  progressWrite(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number>
   roomRead(log: string, cursor: string, count: number, ttlSec: number, maxBytes: number): Reply<string[]>
   trackAck(track: string, consumerId: string, receipt: string): Reply<0 | 1>
   escalationSchedule(due: string, info: string, id: string, delayMs: number, message: string): Reply<number>
@@ -80,12 +81,28 @@ export type PipelineScripts = {
 }
 export type ScriptPipeline = ChainableCommander & PipelineScripts
 
-/** `room_append-4.lua` → `roomAppend`, 4 keys. */
-function commandName(file: string): { name: string; numberOfKeys: number } | undefined {
-  const match = /^([a-z_]+)-(\d+)\.lua$/.exec(file)
+/**
+ * `consumer_join-2.lua` → `consumerJoin`, 2 keys; `room_append-4n.lua` →
+ * `roomAppend`, keys in groups of 4, as many as the caller passes (their
+ * number goes first: numberOfKeys undefined).
+ */
+function commandName(file: string): { name: string; numberOfKeys: number | undefined } | undefined {
+  const match = /^([a-z_]+)-(\d+)(n?)\.lua$/.exec(file)
   if (!match) return undefined
   const name = match[1]!.replace(/_([a-z])/g, (_, letter: string) => letter.toUpperCase())
-  return { name, numberOfKeys: Number(match[2]) }
+  return { name, numberOfKeys: match[3] === 'n' ? undefined : Number(match[2]) }
+}
+
+/**
+ * The scripts whose first argument is their number of keys (`-<k>n.lua`):
+ * ioredis' auto-pipelining routes a command by its first argument, so on a
+ * Cluster these must not be auto-pipelined (they are routed by their keys).
+ */
+export function variadicScripts(): string[] {
+  return readdirSync(LUA_DIR)
+    .map(commandName)
+    .filter(command => command !== undefined && command.numberOfKeys === undefined)
+    .map(command => command!.name)
 }
 
 /**
@@ -98,7 +115,10 @@ export function defineScripts(client: Redis | Cluster): Commands {
     const command = commandName(file)
     if (!command) continue
     const lua = readFileSync(new URL(file, LUA_DIR), 'utf8')
-    client.defineCommand(command.name, { numberOfKeys: command.numberOfKeys, lua })
+    client.defineCommand(command.name, {
+      lua,
+      ...(command.numberOfKeys !== undefined && { numberOfKeys: command.numberOfKeys }),
+    })
   }
   return client as Commands
 }

@@ -31,3 +31,20 @@ export function slotOf(key: string): number {
   for (let i = start; i < end; i++) crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ bytes[i]!) & 0xff]!
   return crc % SLOT_COUNT
 }
+
+/**
+ * Items grouped by the slot of their key, for a script that takes the keys of
+ * many: on a Redis Cluster a script's keys must share one slot; one Redis
+ * takes keys of any slots, so there everything is one group.
+ */
+export function groupBySlot<T>(items: Iterable<T>, keyOf: (item: T) => string, isCluster: boolean): T[][] {
+  if (!isCluster) return [[...items]]
+  const groups = new Map<number, T[]>()
+  for (const item of items) {
+    const slot = slotOf(keyOf(item))
+    const group = groups.get(slot)
+    if (group) group.push(item)
+    else groups.set(slot, [item])
+  }
+  return [...groups.values()]
+}

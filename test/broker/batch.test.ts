@@ -1,6 +1,6 @@
 /**
  * Batches as the outboxes cut and name them: ids derived from what a batch
- * holds, and chunks cut from each append call's first message, so that what
+ * holds, and chunks cut from each announcement's first message, so that what
  * a consumer reads again after a crash comes as the batch it had, same id.
  */
 import test from 'ava'
@@ -30,18 +30,18 @@ test('a batch id depends on its rooms and seqs only: the same messages read agai
   t.is(new Set([id, ...others.map(batchIdOf)]).size, others.length + 1)
 })
 
-test('chunks are cut from the first message of each call: read again from a chunk end, the same chunks', t => {
+test('chunks are cut from the first message of each announcement: read again from a chunk end, the same chunks', t => {
   const live = [...entries('r', 1, 120), ...entries('r', 121, 3)]
-  live[119]!.isCallEnd = true
-  live[122]!.isCallEnd = true
+  live[119]!.isAnnouncementEnd = true
+  live[122]!.isAnnouncementEnd = true
   markChunkEnds(live, 50, 1 << 20)
   const ends = (list: Entry[]) => list.filter(e => e.isChunkEnd).map(e => e.seq)
   t.deepEqual(ends(live), [50, 100, 120, 123])
 
-  // A log read after the ack of the first chunk: fresh objects, the call ends as the log marks them.
+  // A log read after the ack of the first chunk: fresh objects, the announcement ends as the log marks them.
   const read = [...entries('r', 51, 70), ...entries('r', 121, 3)]
-  read[69]!.isCallEnd = true
-  read[72]!.isCallEnd = true
+  read[69]!.isAnnouncementEnd = true
+  read[72]!.isAnnouncementEnd = true
   markChunkEnds(read, 50, 1 << 20)
   t.deepEqual(ends(read), [100, 120, 123])
   // The first batch of a session is the first chunk: the batch the consumer had, with its id.

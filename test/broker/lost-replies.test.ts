@@ -2,7 +2,7 @@
  * Exactly once when Redis's replies are lost: the connection drops after
  * Redis ran the appends but before their replies arrived, ioredis sends them
  * again after the reconnect, and each message is still stored, announced and
- * delivered once (room_append-4.lua numbers each call of a writer).
+ * delivered once (room_append-4n.lua numbers each call of a writer).
  */
 import test from 'ava'
 import { userRoom } from '../../src/redis/keys.js'

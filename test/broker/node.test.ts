@@ -184,6 +184,7 @@ for (const topology of TOPOLOGIES) {
     const keys = core.keys.room(userRoom(USER))
     // Appended, but announced where nobody listens (a channel on the room's slot):
     await core.redis.commands.roomAppend(
+      4,
       keys.log,
       keys.head,
       `${keys.channel}:nowhere`,
@@ -196,6 +197,7 @@ for (const topology of TOPOLOGIES) {
       0,
       0,
       '',
+      2,
       '2',
       '3',
     )

@@ -53,6 +53,7 @@ for (const topology of TOPOLOGIES) {
     pubsub.onMessage(name => received.push(name))
     await pubsub.subscribe(channel)
     await commands.roomAppend(
+      4,
       log,
       head,
       channel,
@@ -65,6 +66,7 @@ for (const topology of TOPOLOGIES) {
       0,
       0,
       '',
+      1,
       'm',
     )
     await eventually(() => received.length === 1)

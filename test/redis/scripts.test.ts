@@ -17,6 +17,21 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 const keysFor = () => new Keys(uniquePrefix())
+
+/**
+ * room_append-4n.lua with one part (`after` 0 unless given): `[ms, first,
+ * status]`, or `[0, 0, -1]` for a refused call.
+ */
+const appendOne = async (
+  roomKeys: string[],
+  common: (string | number)[],
+  nonce: string,
+  messages: string[],
+  after = 0,
+): Promise<[number, number, number]> => {
+  const reply = await redis.roomAppend(4, ...roomKeys, ...common, after, nonce, messages.length, ...messages)
+  return reply[0] === -1 ? [0, 0, -1] : [Number(reply[1]), Number(reply[2]), Number(reply[3])]
+}
 /** A room log byte bound that these tests never reach. */
 const MB = 1 << 20
 /**
@@ -29,21 +44,7 @@ const roomKeysFor = (room: string, maxBytes = MB) => {
   const { log, head, channel } = keys.room(room)
   const track = keys.track(room, '') // what a plain append passes, and never touches
   const appendAfter = (writer: string, call: number, after: number, ...messages: string[]) =>
-    redis.roomAppend(
-      log,
-      head,
-      channel,
-      track,
-      100,
-      maxBytes,
-      60,
-      'PUBLISH',
-      writer,
-      call,
-      after,
-      '',
-      ...messages,
-    )
+    appendOne([log, head, channel, track], [100, maxBytes, 60, 'PUBLISH', writer, call], '', messages, after)
   const appendAs = (writer: string, call: number, ...messages: string[]) =>
     appendAfter(writer, call, 0, ...messages)
   return {
@@ -75,14 +76,72 @@ test('room_append gives contiguous seqs and <ms>-<seq> ids across calls', async 
     'the last message of each call is marked',
   )
   t.is(entries[0]![0], `${ms1}-1`)
-  t.deepEqual(await redis.hgetall(head), { s: '3', t: String(ms2), b: '3' })
+  t.like(await redis.hgetall(head), { s: '3', t: String(ms2), b: '3', o: String(ms1) })
   t.true((await redis.ttl(log)) > 0 && (await redis.ttl(head)) > 0)
+})
+
+test('room_append: several rooms in one call, each part with its own seqs, announcement and end mark; a room twice goes on', async t => {
+  const keys = keysFor()
+  const partKeys = (room: string) => {
+    const { log, head, channel } = keys.room(room)
+    return [log, head, channel, keys.track(room, '')]
+  }
+  const subscriber = server.client()
+  await subscriber.psubscribe(`${keys.prefix}:*`)
+  const announced: unknown[] = []
+  subscriber.on('pmessageBuffer', (_, channel: Buffer, bytes: Buffer) =>
+    announced.push([channel.toString(), decodeAnnouncement(bytes)]),
+  )
+  await redis.roomAppend(4, ...partKeys('a'), 100, MB, 60, 'PUBLISH', '', 0, 0, '', 1, 'a1')
+  const reply = await redis.roomAppend(
+    12,
+    ...partKeys('a'),
+    ...partKeys('b'),
+    ...partKeys('a'),
+    ...[100, MB, 60, 'PUBLISH', 'w', 1],
+    ...[0, '', 2, 'a2', 'a3'],
+    ...[0, '', 1, 'b1'],
+    ...[0, '', 1, 'a4'],
+  )
+  const ms = reply[1]!
+  t.deepEqual(reply, [1, ms, 2, 1, ms, 1, 1, ms, 4, 1])
+  // Each part's last entry is marked (e), as its announcement ends there.
+  const entriesOf = async (room: string) =>
+    (await redis.xrange(keys.room(room).log, '-', '+')).map(([id, fields]) => [id.split('-')[1], ...fields])
+  t.deepEqual(await entriesOf('a'), [
+    ['1', 'm', 'a1', 'e', '1'],
+    ['2', 'm', 'a2'],
+    ['3', 'm', 'a3', 'e', '1'],
+    ['4', 'm', 'a4', 'e', '1'],
+  ])
+  t.deepEqual(await entriesOf('b'), [['1', 'm', 'b1', 'e', '1']])
+  await eventually(() => announced.length === 4)
+  t.deepEqual(announced.slice(1), [
+    [keys.room('a').channel, { ms, first: 2, messages: ['a2', 'a3'], track: undefined }],
+    [keys.room('b').channel, { ms, first: 1, messages: ['b1'], track: undefined }],
+    [keys.room('a').channel, { ms, first: 4, messages: ['a4'], track: undefined }],
+  ])
+  subscriber.disconnect()
+})
+
+test('room_append pushes the expiry of log and head only when it is less than the ttl ahead', async t => {
+  const { log, head, append } = roomKeysFor('expiry')
+  await append('a')
+  const life = 60 + Math.ceil(60 / 8)
+  t.true((await redis.ttl(log)) > 60 && (await redis.ttl(head)) <= life, 'ttl + ttl / 8 ahead')
+  await Promise.all([redis.expire(log, 65), redis.expire(head, 65)])
+  await append('b')
+  t.true((await redis.ttl(log)) <= 65, 'still more than the ttl ahead: not pushed')
+  await Promise.all([redis.expire(log, 50), redis.expire(head, 50)])
+  await redis.hset(head, 'x', Date.now() + 50_000)
+  await append('c')
+  t.true((await redis.ttl(log)) > 60 && (await redis.ttl(head)) > 60, 'less than the ttl ahead: pushed')
 })
 
 test('room_append keeps at most max length messages', async t => {
   const { log, head, channel, track } = roomKeysFor('bounded')
   for (let i = 0; i < 5; i++)
-    await redis.roomAppend(log, head, channel, track, 3, MB, 60, 'PUBLISH', '', 0, 0, '', `m${i}a`, `m${i}b`)
+    await appendOne([log, head, channel, track], [3, MB, 60, 'PUBLISH', '', 0], '', [`m${i}a`, `m${i}b`])
   const entries = await redis.xrange(log, '-', '+')
   t.deepEqual(
     entries.map(([id]) => Number(id.split('-')[1])),
@@ -125,7 +184,7 @@ test('room_append on a log without a byte count (an older version wrote it) coun
   const now = Date.now()
   for (let seq = 1; seq <= 600; seq++) await redis.xadd(log, `${now}-${seq}`, 'm', 'x'.repeat(10))
   await redis.hset(head, 's', 600, 't', now)
-  await redis.roomAppend(log, head, channel, track, 1000, 5000, 60, 'PUBLISH', '', 0, 0, '', 'y'.repeat(10))
+  await appendOne([log, head, channel, track], [1000, 5000, 60, 'PUBLISH', '', 0], '', ['y'.repeat(10)])
   t.is(await redis.xlen(log), 500)
   t.is(await redis.hget(head, 'b'), '5000')
 })
@@ -209,7 +268,7 @@ test('room_append: unnumbered calls (writer "") are all stored and leave no writ
   await append('a')
   await append('a')
   t.is(await redis.xlen(log), 2)
-  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 's', 't'])
+  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 'o', 's', 't', 'x'])
 })
 
 test('room_append: a new writer drops the fields of writers silent for longer than the ttl', async t => {
@@ -218,10 +277,21 @@ test('room_append: a new writer drops the fields of writers silent for longer th
   for (let i = 0; i < 20; i++) await redis.hset(head, `w:old${i}`, `5 ${old} 1`)
   await redis.hset(head, 'w:recent', `9 ${Date.now()} 1`, 's', 0, 't', old)
   await appendAs('new', 1, 'x')
-  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 's', 't', 'w:new', 'w:recent'])
+  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 'o', 's', 't', 'w:new', 'w:recent', 'x'])
   // The survivor still recognises its calls.
   t.is((await appendAs('recent', 9, 'y'))[2], 0)
   t.is(await redis.xlen(log), 1)
+})
+
+test('progress_write writes the pairs of several rooms, 600 pairs in one room included, each hash with its ttl', async t => {
+  const keys = keysFor()
+  const [a, b] = [keys.room('a').progress, keys.room('b').progress]
+  const many = Array.from({ length: 600 }, (_, i) => [`c${i}`, `1-${i}`]).flat()
+  t.is(await redis.progressWrite(2, a, b, 60, 1, 'c1', '5-1', 600, ...many), 2)
+  t.deepEqual(await redis.hgetall(a), { c1: '5-1' })
+  t.is(await redis.hlen(b), 600)
+  t.is(await redis.hget(b, 'c599'), '1-599')
+  t.true((await redis.ttl(a)) > 0 && (await redis.ttl(b)) > 0)
 })
 
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
@@ -289,20 +359,11 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
   const received = new Promise<unknown>(resolve =>
     subscriber.on('messageBuffer', (_, bytes: Buffer) => resolve(decodeAnnouncement(bytes))),
   )
-  const [ms, first] = await redis.roomAppend(
-    log,
-    head,
-    channel,
-    track,
-    100,
-    MB,
-    60,
-    'PUBLISH',
-    '',
-    0,
-    0,
+  const [ms, first] = await appendOne(
+    [log, head, channel, track],
+    [100, MB, 60, 'PUBLISH', '', 0],
     'nonce1',
-    'hi',
+    ['hi'],
   )
   t.deepEqual(await received, { ms, first, messages: ['hi'], track: 'nonce1' })
   t.deepEqual(await redis.roomRead(log, '0-0', 10, 60, 0), [`${ms}-1`, 'hi', 'nonce1', '1'])

@@ -1,0 +1,128 @@
+/**
+ * RoomLog's appends on both topologies: what is asked for in one turn of the
+ * event loop goes as one script call per hash slot (one call on one Redis),
+ * every room keeps its order, a log read ends its calls where the live
+ * announcements ended, and one broken room fails only its own publishes.
+ */
+import test from 'ava'
+import { decodeAnnouncement } from '../../src/broker/control.js'
+import { silentLogger } from '../../src/log.js'
+import { createRedisClients } from '../../src/redis/connect.js'
+import { slotOf } from '../../src/redis/slot.js'
+import { eventually } from '../helpers/eventually.js'
+import { startTestNode } from '../helpers/broker.js'
+import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
+
+const redis = redisPerFile(test)
+
+for (const topology of TOPOLOGIES) {
+  test(`${topology}: one turn's appends to many rooms are one call per slot, each room in order`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology))
+    const { log, keys } = core
+    const rooms = Array.from({ length: 20 }, (_, i) => `room-${i}`)
+    const before = log.appendCalls
+    await Promise.all([
+      log.appendAll(new Map(rooms.map(room => [room, [`${room} a`, `${room} b`]]))),
+      log.appendTracked('room-0', 'room-0 tracked', 'nonce0'),
+      log.appendAll(new Map([['room-0', ['room-0 c']]])),
+      log.appendAll(new Map([['room-1', ['room-1 c']]])),
+    ])
+    const slots = new Set(rooms.map(room => slotOf(keys.room(room).log)))
+    t.is(log.appendCalls - before, topology === 'cluster' ? slots.size : 1)
+    const messagesOf = async (room: string) =>
+      (await log.read(room, { ms: 0, seq: 0 }, 100)).map(entry => [entry.seq, entry.message, entry.track])
+    t.deepEqual(await messagesOf('room-0'), [
+      [1, 'room-0 a', undefined],
+      [2, 'room-0 b', undefined],
+      [3, 'room-0 tracked', 'nonce0'],
+      [4, 'room-0 c', undefined],
+    ])
+    t.deepEqual(await messagesOf('room-1'), [
+      [1, 'room-1 a', undefined],
+      [2, 'room-1 b', undefined],
+      [3, 'room-1 c', undefined],
+    ])
+    t.deepEqual(await messagesOf('room-19'), [
+      [1, 'room-19 a', undefined],
+      [2, 'room-19 b', undefined],
+    ])
+  })
+
+  test(`${topology}: a batch over the chunk bound goes in several calls, in order`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology))
+    const messages = Array.from({ length: 600 }, (_, i) => String(i))
+    const before = core.log.appendCalls
+    await core.log.appendAll(new Map([['big', messages]]))
+    t.is(core.log.appendCalls - before, 3) // 256 + 256 + 88
+    const read = await core.log.read('big', { ms: 0, seq: 0 }, 1000, 0)
+    t.deepEqual(
+      read.map(entry => entry.message),
+      messages,
+    )
+  })
+
+  test(`${topology}: a log read marks a call's end exactly where each live announcement ended`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology))
+    const listener = createRedisClients(redis.target(topology), silentLogger)
+    t.teardown(() => listener.quit())
+    await listener.connect(5000)
+    const rooms = ['a', 'b']
+    const announcedEnds = new Map<string, number[]>(rooms.map(room => [core.keys.room(room).channel, []]))
+    listener.pubsub.onMessage((channel, bytes) => {
+      const { first, messages } = decodeAnnouncement(bytes)!
+      announcedEnds.get(channel)?.push(first + messages.length - 1)
+    })
+    await Promise.all(rooms.map(room => listener.pubsub.subscribe(core.keys.room(room).channel)))
+    const numbered = (room: string, count: number): string[] =>
+      Array.from({ length: count }, (_, i) => `${room} ${i}`)
+    // One turn: several producer batches to a room, a tracked message between them, one over the
+    // chunk bound (split over calls); then a second turn.
+    await Promise.all([
+      core.log.appendAll(
+        new Map([
+          ['a', numbered('a', 3)],
+          ['b', numbered('b', 1)],
+        ]),
+      ),
+      core.log.appendAll(new Map([['a', numbered('a', 2)]])),
+      core.log.appendTracked('a', 'a tracked', 'nonce-a'),
+      core.log.appendAll(
+        new Map([
+          ['a', numbered('a', 300)],
+          ['b', numbered('b', 2)],
+        ]),
+      ),
+    ])
+    await core.log.appendAll(new Map([['a', numbered('a', 1)]]))
+    const total = { a: 307, b: 3 }
+    await eventually(() =>
+      rooms.every(
+        room => announcedEnds.get(core.keys.room(room).channel)!.at(-1) === total[room as 'a' | 'b'],
+      ),
+    )
+    for (const room of rooms) {
+      const read = await core.log.read(room, { ms: 0, seq: 0 }, 1000, 0)
+      t.is(read.length, total[room as 'a' | 'b'])
+      const markedEnds = read.filter(entry => entry.isAnnouncementEnd).map(entry => entry.seq)
+      t.deepEqual(markedEnds, announcedEnds.get(core.keys.room(room).channel), `room ${room}`)
+    }
+    // The tracked message is an announcement of its own, and so is what follows it.
+    t.true(announcedEnds.get(core.keys.room('a').channel)!.length >= 4)
+  })
+
+  test(`${topology}: a room whose keys are broken fails its own publishes, not those of the same turn`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology))
+    await core.redis.commands.set(core.keys.room('broken').log, 'not a stream')
+    const [broken, fine] = await Promise.allSettled([
+      core.log.appendAll(new Map([['broken', ['x']]])),
+      core.log.appendAll(new Map([['fine', ['y']]])),
+    ])
+    t.is(broken.status, 'rejected')
+    t.regex(String((broken as PromiseRejectedResult).reason), /WRONGTYPE/)
+    t.is(fine.status, 'fulfilled')
+    t.deepEqual(
+      (await core.log.read('fine', { ms: 0, seq: 0 }, 10)).map(entry => entry.message),
+      ['y'],
+    )
+  })
+}
