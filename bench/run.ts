@@ -32,8 +32,22 @@ import { SCENARIOS } from './scenarios/index.js'
 import { RunningTarget, TARGET_LABELS, type TargetName } from './servers/targets.js'
 
 const BENCH_DIR = fileURLToPath(new URL('../../bench/', import.meta.url))
-/** Source addresses for consumers: 10,000 connections × 3 runs × 4 targets would exhaust one address's ports. */
-const SOURCE_ADDRESSES = loopbackAddresses(8)
+/**
+ * Source addresses for consumers, a fresh 8 for every run: 10,000 connections
+ * × 3 runs × 4 targets would exhaust one address's ports, and the generator
+ * binds before it connects, so every port an earlier run closed (TIME_WAIT,
+ * 60 s) slows the kernel's search for a free one: a connections run after
+ * the others measured the generator's binds (16 s of its CPU), not the server.
+ */
+const SOURCE_ADDRESSES = loopbackAddresses(240)
+const ADDRESSES_PER_RUN = 8
+let nextSourceAddress = 0
+
+function sourceAddressesForRun(): string[] {
+  const start = nextSourceAddress
+  nextSourceAddress = (start + ADDRESSES_PER_RUN) % SOURCE_ADDRESSES.length
+  return SOURCE_ADDRESSES.slice(start, start + ADDRESSES_PER_RUN)
+}
 /** Longest one run of one scenario against one target may take, unless the scenario says. */
 const RUN_TIMEOUT_MS = 120_000
 
@@ -98,7 +112,7 @@ async function runOnce(
       redis,
       pool,
       smoke: args.smoke,
-      localAddresses: SOURCE_ADDRESSES,
+      localAddresses: sourceAddressesForRun(),
       phase: text => progress.update({ phase: text }),
       note: text => {
         const line = `${TARGET_LABELS[target]}: ${text}`
