@@ -2,22 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
+import { freePort, freePorts, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 import { eventually, pause } from './eventually.js'
 import { dieWithThisProcess } from './watchdog.js'
 
 /** The compiled CLI, as `npm start` and `snapper` run it. */
 export const CLI = fileURLToPath(new URL('../../src/cli/snapper.js', import.meta.url))
-
-/** `count` consecutive free ports (worker i's gateway listens on gatewayPort + i). */
-export async function freePorts(count: number, choosePort: PortChooser = freePort): Promise<number> {
-  for (;;) {
-    const first = await choosePort()
-    let isRun = true
-    for (let i = 1; i < count && isRun; i++) isRun = await isFree(first + i)
-    if (isRun) return first
-  }
-}
 
 export const isAlive = (pid: number): boolean => {
   try {

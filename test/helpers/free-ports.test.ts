@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava'
 import { TEST_SECRET } from './broker.js'
 import { startCli } from './cli.js'
 import { startNginx } from './nginx.js'
-import { freePort, type PortChooser } from './ports.js'
+import { freePort, freePorts, type PortChooser } from './ports.js'
 import { clusterPort, startRedisCluster } from './redis-cluster.js'
 import { startRedis } from './redis.js'
 
@@ -96,4 +96,15 @@ test('snapper start runs again on other ports when one it was given is taken', a
   t.is((await fetch(`http://127.0.0.1:${cli.ports.admin}/readyz`)).status, 200)
   cli.signal('SIGTERM')
   t.is(await cli.exited, 0, cli.output())
+})
+
+test('a run of ports for several workers is never handed out again, in part', async t => {
+  // A CLI with 2 workers took the gateway run [taken, taken + 1]; its admin port once landed on taken + 1.
+  const taken = await freePorts(2)
+  const offers = [taken - 1, taken] // runs that would end inside it
+  const first = await freePorts(2, async () => offers.shift() ?? freePort())
+  t.false(
+    [first, first + 1].some(port => port === taken || port === taken + 1),
+    `${first} vs ${taken}`,
+  )
 })

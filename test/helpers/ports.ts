@@ -40,6 +40,27 @@ export async function freePort(): Promise<number> {
   }
 }
 
+/**
+ * `count` consecutive ports (worker i's gateway listens on gatewayPort + i),
+ * free now and none handed out before: freePort cannot give one of them to
+ * another server of the same test (the admin port inside the gateway run).
+ */
+export async function freePorts(count: number, choosePort: PortChooser = freePort): Promise<number> {
+  for (;;) {
+    const first = await choosePort()
+    const rest = Array.from({ length: count - 1 }, (_, i) => first + 1 + i)
+    if (rest.some(port => handedOut.has(port))) continue
+    if (!(await everyFree(rest))) continue
+    for (const port of [first, ...rest]) handedOut.add(port)
+    return first
+  }
+}
+
+async function everyFree(ports: readonly number[]): Promise<boolean> {
+  for (const port of ports) if (!(await isFree(port))) return false
+  return true
+}
+
 export function isFree(port: number): Promise<boolean> {
   return new Promise(resolve => {
     const probe = createServer()
