@@ -3,17 +3,6 @@
  * quick start and docs/producer-protocol.md for the wire it speaks.
  */
 export { Producer } from './producer.js'
-export type {
-  ConsumerCounts,
-  ConsumerTokenClaims,
-  ProducerEvents,
-  ProducerOptions,
-  ProducerState,
-  Publication,
-  Receipt,
-  ReceiptAck,
-  TrackOptions,
-  Tracked,
-} from './types.js'
+export type * from './types.js'
 export { SDK_ERRORS, SnapperError } from '../errors.js'
 export type { Listener } from '../emitter.js'
