@@ -458,23 +458,25 @@ function consumerOf(userId: string, source = 't') {
     ownProgress: keys.room(ownRoom).progress,
   }
 }
+/** consumer_connect for consumer `c` from `nodeId` (ttl 60 s); evenIfHeld '1' takes a session another node holds. */
+const connectOn = (c: ReturnType<typeof consumerOf>, nodeId: string, evenIfHeld: '1' | '') =>
+  redis.consumerConnect(
+    c.rooms,
+    c.node,
+    c.inflight,
+    c.presence,
+    c.ownHead,
+    nodeId,
+    60,
+    c.consumerId,
+    c.ownRoom,
+    evenIfHeld,
+  )
 const USER = 'a1b2c3d4e5f6a1b2c3d4e5f6'
 
 test('consumer_connect takes the session, joins the own room at its head, counts it present, reads the cursors', async t => {
   const c = consumerOf(USER)
-  const connect = (nodeId: string, evenIfHeld: '1' | '') =>
-    redis.consumerConnect(
-      c.rooms,
-      c.node,
-      c.inflight,
-      c.presence,
-      c.ownHead,
-      nodeId,
-      60,
-      c.consumerId,
-      c.ownRoom,
-      evenIfHeld,
-    )
+  const connect = (nodeId: string, evenIfHeld: '1' | '') => connectOn(c, nodeId, evenIfHeld)
   await redis.consumerJoin(c.rooms, c.node, 'project', '7-3', 60)
   await redis.hset(c.ownHead, 's', 9, 't', 99)
   t.deepEqual(await connect('node-1', ''), [1, null, null, '99-9', 'project', '7-3', c.ownRoom, '99-9'])
@@ -496,18 +498,7 @@ test('consumer_connect takes the session, joins the own room at its head, counts
   t.deepEqual(await redis.hgetall(c.presence), { [c.consumerId]: 'node-2' })
   const fresh = consumerOf('00000000000000000000000f')
   t.deepEqual(
-    await redis.consumerConnect(
-      fresh.rooms,
-      fresh.node,
-      fresh.inflight,
-      fresh.presence,
-      fresh.ownHead,
-      'n',
-      60,
-      fresh.consumerId,
-      fresh.ownRoom,
-      '',
-    ),
+    await connectOn(fresh, 'n', ''),
     [1, null, null, '0-0', fresh.ownRoom, '0-0'],
     'a room never published to: its origin',
   )
@@ -553,19 +544,7 @@ test('cursor_commit moves cursors forward only, for rooms still joined', async t
 
 test('cursor_commit releases the session, the presence entry and the own room progress only for its own node', async t => {
   const c = consumerOf(USER, 'i')
-  const connect = (nodeId: string) =>
-    redis.consumerConnect(
-      c.rooms,
-      c.node,
-      c.inflight,
-      c.presence,
-      c.ownHead,
-      nodeId,
-      60,
-      c.consumerId,
-      c.ownRoom,
-      '1',
-    )
+  const connect = (nodeId: string) => connectOn(c, nodeId, '1')
   const release = (nodeId: string, record: string, cursor: string) =>
     redis.cursorCommit(
       c.rooms,
