@@ -6,15 +6,20 @@ import { availableParallelism, cpus, release } from 'node:os'
 const TICKS_PER_SEC = 100
 const PAGE_BYTES = 4096
 
-/** CPU seconds (user + system) a process has used so far; 0 once it is gone. 10 ms resolution. */
-export function cpuSeconds(pid: number): number {
+/** CPU seconds a process has used so far, in user mode and in the kernel; 0 once it is gone. 10 ms resolution. */
+export interface CpuTimes {
+  readonly user: number
+  readonly system: number
+}
+
+export function cpuTimes(pid: number): CpuTimes {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SEC
+    return { user: Number(fields[11]) / TICKS_PER_SEC, system: Number(fields[12]) / TICKS_PER_SEC }
   } catch {
-    return 0 // the process exited: it uses no more CPU
+    return { user: 0, system: 0 } // the process exited: it uses no more CPU
   }
 }
 
@@ -43,31 +48,37 @@ export function openFilesLimit(pid = process.pid): number {
   return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft)
 }
 
-/** CPU time of a set of processes over a window: start() then stop() gives seconds used. */
+/** CPU time of a set of processes over a window: start() then read() gives seconds used. */
 export class CpuMeter {
   readonly #pids: () => readonly number[]
-  #start = new Map<number, number>()
+  #start = new Map<number, CpuTimes>()
 
   constructor(pids: () => readonly number[]) {
     this.#pids = pids
   }
 
   start(): void {
-    this.#start = new Map(this.#pids().map(pid => [pid, cpuSeconds(pid)]))
+    this.#start = new Map(this.#pids().map(pid => [pid, cpuTimes(pid)]))
   }
 
-  /** Seconds of CPU since start(). */
-  read(): number {
-    let total = 0
-    for (const pid of this.#pids()) total += cpuSeconds(pid) - (this.#start.get(pid) ?? 0)
-    return total
+  /** Seconds of CPU since start(): user, system (the kernel's work on the processes' behalf). */
+  read(): CpuTimes {
+    let user = 0
+    let system = 0
+    for (const pid of this.#pids()) {
+      const now = cpuTimes(pid)
+      const start = this.#start.get(pid)
+      user += now.user - (start?.user ?? 0)
+      system += now.system - (start?.system ?? 0)
+    }
+    return { user, system }
   }
 }
 
 /** This process (the load generator: main thread and every worker thread), in seconds. */
-export function ownCpuSeconds(): number {
+export function ownCpuTimes(): CpuTimes {
   const usage = process.cpuUsage()
-  return (usage.user + usage.system) / 1e6
+  return { user: usage.user / 1e6, system: usage.system / 1e6 }
 }
 
 export interface Machine {
@@ -106,6 +117,19 @@ export function cpuStallUs(): number | undefined {
   } catch {
     return undefined // no PSI on this kernel: the column stays empty
   }
+}
+
+/**
+ * Connections the kernel has dropped since boot because a listening socket's
+ * accept queue was full (TcpExt ListenOverflows, all sockets of the machine).
+ * Such a client's handshake completes only when the server resends its SYN-ACK,
+ * a second later.
+ */
+export function listenOverflows(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n')
+  const names = lines.find(line => line.startsWith('TcpExt:'))?.split(' ') ?? []
+  const values = lines.filter(line => line.startsWith('TcpExt:'))[1]?.split(' ') ?? []
+  return Number(values[names.indexOf('ListenOverflows')] ?? NaN)
 }
 
 /** The 1-minute load average when the run started: other work on the machine shows up here. */

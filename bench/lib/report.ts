@@ -44,6 +44,7 @@ export const CPU_METRICS: readonly MetricDef[] = [
   { key: 'brokerCpuS', label: 'CPU broker', unit: 's', better: 'none', digits: 2 },
   { key: 'redisCpuS', label: 'CPU Redis', unit: 's', better: 'none', digits: 2 },
   { key: 'genCpuS', label: 'CPU load gen', unit: 's', better: 'none', digits: 2 },
+  { key: 'kernelCpuS', label: 'of which kernel', unit: 's', better: 'none', digits: 2 },
   { key: 'windowS', label: 'window', unit: 's', better: 'none', digits: 2 },
   { key: 'cpuStallPct', label: 'CPU stall', unit: '%', better: 'none', digits: 0 },
 ]

@@ -8,7 +8,7 @@ import type { ConsumerPool, PoolReport } from '../load/consumer-pool.js'
 import { makeMessage, nowUs } from '../load/message.js'
 import type { Publisher } from '../load/publisher.js'
 import type { BenchUser, RunningTarget, TargetName } from '../servers/targets.js'
-import { CpuMeter, cpuStallUs, ownCpuSeconds } from './proc.js'
+import { CpuMeter, type CpuTimes, cpuStallUs, ownCpuTimes } from './proc.js'
 import type { BenchRedis } from './redis-server.js'
 
 export interface MetricDef {
@@ -105,6 +105,8 @@ export interface RunContext {
     brokerCpuS: number
     redisCpuS: number
     genCpuS: number
+    /** The kernel's share of the three above (system time): sends, receives, wake-ups. */
+    kernelCpuS: number
     windowS: number
     cpuStallPct: number
   }>
@@ -124,7 +126,7 @@ export function cpuWindow(
   const broker = new CpuMeter(() => target.pids)
   const redisCpu = new CpuMeter(() => [redis.pid])
   const generators = new CpuMeter(() => pool.pids)
-  let genStart = 0
+  let genStart: CpuTimes = { user: 0, system: 0 }
   let startedUs = 0
   let stallStart: number | undefined
   return {
@@ -133,17 +135,29 @@ export function cpuWindow(
       broker.start()
       redisCpu.start()
       generators.start()
-      genStart = ownCpuSeconds()
+      genStart = ownCpuTimes()
       stallStart = cpuStallUs()
       startedUs = nowUs()
     },
     async stopMeasuring() {
       const windowUs = nowUs() - startedUs
       const stall = cpuStallUs()
+      const own = ownCpuTimes()
+      const generated = generators.read()
+      const parties: CpuTimes[] = [
+        broker.read(),
+        redisCpu.read(),
+        {
+          user: own.user - genStart.user + generated.user,
+          system: own.system - genStart.system + generated.system,
+        },
+      ]
+      const [brokerTimes, redisTimes, genTimes] = parties.map(times => times.user + times.system)
       const cpu = {
-        brokerCpuS: broker.read(),
-        redisCpuS: redisCpu.read(),
-        genCpuS: ownCpuSeconds() - genStart + generators.read(),
+        brokerCpuS: brokerTimes!,
+        redisCpuS: redisTimes!,
+        genCpuS: genTimes!,
+        kernelCpuS: parties.reduce((sum, times) => sum + times.system, 0),
         windowS: windowUs / 1e6,
         cpuStallPct:
           stall !== undefined && stallStart !== undefined

@@ -72,7 +72,7 @@ export const connections100k: Scenario = {
     const consumers = ctx.smoke ? 300 : 100_000
     checkLimits(ctx, consumers)
     const redisBefore = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.client.dbsize() }
-    const idle = await connectIdle(ctx, consumers, { retryFailed: true })
+    const idle = await connectIdle(ctx, consumers, { retryFailed: true, inFlight: 1000 })
     const redisAfter = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.client.dbsize() }
     const generatorPids = ctx.pool.pids.length > 0 ? ctx.pool.pids : [process.pid]
     const { brokerCpuS, redisCpuS, genCpuS } = idle.cpu
