@@ -129,6 +129,7 @@ export function cpuWindow(
   let genStart: CpuTimes = { user: 0, system: 0 }
   let startedUs = 0
   let stallStart: number | undefined
+  let windows = 0 // a run that measures twice writes its second profile beside the first
   return {
     async startMeasuring() {
       if (profileBase) await target.startProfile()
@@ -164,7 +165,8 @@ export function cpuWindow(
             ? Math.round((100 * (stall - stallStart)) / windowUs)
             : NaN,
       }
-      if (profileBase) await target.stopProfile(profileBase)
+      if (profileBase)
+        await target.stopProfile(windows++ === 0 ? profileBase : `${profileBase}-window${windows}`)
       return cpu
     },
   }

@@ -8,9 +8,12 @@
  * plus: Redis memory and keys per consumer (INFO used_memory, DBSIZE, before
  * and once idle), broker and Redis CPU per handshake, the broker's share of
  * the CPU used in the storm (the generators take most of the rest), and the
- * most files any worker and any generator held. A handshake closed before
- * its open packet is counted and connected again after the storm (as a
- * client would), so the memory is that of every consumer.
+ * most files any worker and any generator held; then what the idle
+ * consumers cost over 100 s (one ttl refresh and four pings each): broker
+ * and Redis CPU in µs per connection per second, as many cores per million
+ * connections. A handshake closed before its open packet is counted and
+ * connected again after the storm (as a client would), so the memory is
+ * that of every consumer.
  *
  *   npm run bench -- connections-100k --workers 6 --generators 6
  *
@@ -18,8 +21,15 @@
  */
 import { readFileSync } from 'node:fs'
 import { openFiles, openFilesLimit } from '../lib/proc.js'
-import type { RunContext, Scenario } from '../lib/scenario.js'
+import { type RunContext, type Scenario, sleep } from '../lib/scenario.js'
 import { connectIdle, idleColumns, idleMetrics } from './connections.js'
+
+/**
+ * The idle window: with Snapper's defaults, every consumer's keys are
+ * refreshed once in it (every replacedConsumerTtlSec / 3 = 100 s) and every
+ * consumer is pinged four times (pingIntervalMs, 25 s).
+ */
+const IDLE_WINDOW_MS = 100_000
 
 /** Files a process needs besides its consumers' sockets: Redis, listeners, IPC, libuv, node itself. */
 const FILES_RESERVED = 1000
@@ -65,6 +75,8 @@ export const connections100k: Scenario = {
     { key: 'brokerUsPerConnect', label: 'broker CPU/connect', unit: 'µs', better: 'lower', digits: 0 },
     { key: 'redisUsPerConnect', label: 'Redis CPU/connect', unit: 'µs', better: 'lower', digits: 0 },
     { key: 'brokerSharePct', label: 'broker CPU share', unit: '%', better: 'none', digits: 0 },
+    { key: 'idleBrokerUs', label: 'idle broker CPU', unit: 'µs/conn/s', better: 'lower', digits: 2 },
+    { key: 'idleRedisUs', label: 'idle Redis CPU', unit: 'µs/conn/s', better: 'lower', digits: 2 },
     { key: 'maxFilesWorker', label: 'files, busiest worker', unit: '', better: 'none' },
     { key: 'maxFilesGenerator', label: 'files, busiest generator', unit: '', better: 'none' },
   ],
@@ -76,6 +88,11 @@ export const connections100k: Scenario = {
     const redisAfter = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.client.dbsize() }
     const generatorPids = ctx.pool.pids.length > 0 ? ctx.pool.pids : [process.pid]
     const { brokerCpuS, redisCpuS, genCpuS } = idle.cpu
+    ctx.phase('idle: 100 s')
+    await ctx.startMeasuring()
+    await sleep(ctx.smoke ? 1000 : IDLE_WINDOW_MS)
+    const quiet = await ctx.stopMeasuring()
+    const usPerConnSec = (cpuS: number): number => (cpuS / quiet.windowS / consumers) * 1e6
     return {
       ...idleMetrics(idle, consumers),
       redisPerConsumerBytes: Math.round((redisAfter.bytes - redisBefore.bytes) / consumers),
@@ -83,6 +100,8 @@ export const connections100k: Scenario = {
       brokerUsPerConnect: Math.round((brokerCpuS / consumers) * 1e6),
       redisUsPerConnect: Math.round((redisCpuS / consumers) * 1e6),
       brokerSharePct: Math.round((100 * brokerCpuS) / (brokerCpuS + redisCpuS + genCpuS)),
+      idleBrokerUs: usPerConnSec(quiet.brokerCpuS),
+      idleRedisUs: usPerConnSec(quiet.redisCpuS),
       maxFilesWorker: Math.max(...ctx.target.pids.map(openFiles)),
       maxFilesGenerator: Math.max(...generatorPids.map(openFiles)),
     }

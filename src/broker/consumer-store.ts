@@ -9,6 +9,8 @@ import type { Outbox } from './outbox.js'
 
 /** Rooms per progress_write call: a flush of many rooms must not stall Redis for long. */
 const FLUSH_ROOMS_PER_CALL = 1000
+/** Consumers per consumer_touch call (4 commands each inside), for the same reason. */
+const TOUCH_CONSUMERS_PER_CALL = 500
 
 export type StoreConfig = Pick<Config, 'consumerTtlSec' | 'replacedConsumerTtlSec' | 'cursorFlushMs'>
 
@@ -306,15 +308,30 @@ export class ConsumerStore {
     return rooms
   }
 
-  /** Live consumers' rooms, node key and presence must not expire while they are connected. */
+  /**
+   * Live consumers' rooms, node key and presence must not expire while they
+   * are connected: one consumer_touch-3n.lua call per slot (a user's keys
+   * share one) for up to TOUCH_CONSUMERS_PER_CALL consumers.
+   */
   async #keepAlive(): Promise<void> {
     const { keys, redis } = this.#core
-    const ttl = this.#config.consumerTtlSec
-    const writes: Promise<unknown>[] = []
-    for (const outbox of this.#live()) {
+    const consumers = [...this.#live()].map(outbox => {
       const { rooms, node } = keys.consumer(outbox.consumerId)
-      writes.push(redis.commands.consumerTouch(rooms, node, this.nodeId, ttl))
-      writes.push(redis.commands.expire(keys.presence(outbox.userId), ttl))
+      return [rooms, node, keys.presence(outbox.userId)] as const
+    })
+    const writes: Promise<unknown>[] = []
+    for (const group of groupBySlot(consumers, ([rooms]) => rooms, redis.isCluster)) {
+      for (let start = 0; start < group.length; start += TOUCH_CONSUMERS_PER_CALL) {
+        const chunk = group.slice(start, start + TOUCH_CONSUMERS_PER_CALL)
+        writes.push(
+          redis.commands.consumerTouch(
+            3 * chunk.length,
+            ...chunk.flat(),
+            this.nodeId,
+            this.#config.consumerTtlSec,
+          ),
+        )
+      }
     }
     await Promise.all(writes)
   }

@@ -57,7 +57,12 @@ export interface ScriptCommands {
     | [taken: 0, holder: string]
     | [taken: 1, previous: string | null, inflight: string | null, head: string, ...rooms: string[]]
   >
-  consumerTouch(rooms: string, node: string, nodeId: string, ttlSec: number): Reply<0 | 1>
+  /**
+   * consumer_touch-3n.lua: `numberOfKeys` (3 per consumer), per consumer its
+   * rooms, node and presence keys; then nodeId and ttlSec. Resolves with how
+   * many node keys name another node.
+   */
+  consumerTouch(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number>
   cursorCommit(
     rooms: string,
     node: string,

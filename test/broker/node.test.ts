@@ -122,6 +122,11 @@ for (const topology of TOPOLOGIES) {
     const sink = await new RecordingSink(node).connect(id, USER)
     await pause(2600) // time under test: past the ttl its keys got at connect
     t.is(await core.redis.commands.get(core.keys.consumer(id).node), node.id, 'its node key names its node')
+    t.is(
+      await core.redis.commands.exists(core.keys.consumer(id).rooms, core.keys.presence(USER)),
+      2,
+      'its rooms and presence live',
+    )
     t.is(await core.producerApi.subscribe('later', id), 1)
     await publishAll(core.producerApi, 'later', ['told'])
     await sink.waitFor(1)

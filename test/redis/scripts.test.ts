@@ -504,20 +504,30 @@ test('consumer_connect takes the session, joins the own room at its head, counts
   )
 })
 
-test('consumer_touch keeps the keys of the node that holds the session, and names it again if its key expired', async t => {
-  const { rooms, node } = keysFor().consumer('t.touch')
-  await redis.consumerJoin(rooms, node, 'r', '1-1', 60)
-  await redis.set(node, 'node-1', 'EX', 5)
-  t.is(await redis.consumerTouch(rooms, node, 'node-1', 600), 1)
-  t.true((await redis.ttl(node)) > 500)
-  t.true((await redis.ttl(rooms)) > 500)
-  await redis.del(node)
-  t.is(await redis.consumerTouch(rooms, node, 'node-1', 600), 1)
-  t.is(await redis.get(node), 'node-1')
-  await redis.set(node, 'node-2', 'EX', 5)
-  t.is(await redis.consumerTouch(rooms, node, 'node-1', 600), 0, 'another node took the session')
-  t.is(await redis.get(node), 'node-2')
-  t.true((await redis.ttl(node)) <= 5)
+test('consumer_touch keeps the keys of the consumers a node holds, and names it again where its key expired', async t => {
+  const held = consumerOf('00000000000000000000000a')
+  const expired = consumerOf('00000000000000000000000b')
+  const taken = consumerOf('00000000000000000000000c')
+  for (const c of [held, expired, taken]) {
+    await redis.consumerJoin(c.rooms, c.node, 'r', '1-1', 60)
+    await redis.hset(c.presence, c.consumerId, 'node-1')
+    await redis.expire(c.presence, 5)
+  }
+  await redis.set(held.node, 'node-1', 'EX', 5)
+  await redis.set(taken.node, 'node-2', 'EX', 5)
+  const keysOf = (c: typeof held): string[] => [c.rooms, c.node, c.presence]
+  t.is(
+    await redis.consumerTouch(9, ...[held, expired, taken].flatMap(keysOf), 'node-1', 600),
+    1,
+    'one node key names another node',
+  )
+  for (const c of [held, expired]) {
+    t.is(await redis.get(c.node), 'node-1', 'named again where it had expired')
+    for (const key of keysOf(c)) t.true((await redis.ttl(key)) > 500, key)
+  }
+  t.is(await redis.get(taken.node), 'node-2', 'another node took that session: left alone')
+  t.true((await redis.ttl(taken.node)) <= 5)
+  t.true((await redis.ttl(taken.rooms)) > 500, 'its rooms live on (the other node refreshes them too)')
 })
 
 test('cursor_commit moves cursors forward only, for rooms still joined', async t => {

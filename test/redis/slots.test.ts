@@ -57,9 +57,10 @@ const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
     const { rooms, node, inflight } = keys.consumer(n.userConsumerId)
     return [rooms, node, inflight, keys.presence(n.user), keys.room(userRoom(n.user)).head]
   },
-  'consumer_touch-2.lua': (keys, n) => [
+  'consumer_touch-3n.lua': (keys, n) => [
     keys.consumer(n.userConsumerId).rooms,
     keys.consumer(n.userConsumerId).node,
+    keys.presence(n.user),
   ],
   'cursor_commit-5.lua': (keys, n) => {
     const { rooms, node, inflight } = keys.consumer(n.userConsumerId)
