@@ -4,6 +4,7 @@
  * producer feeds them. Refusals come back as SnapperErrors.
  */
 import { createServer } from 'node:http'
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import test from 'ava'
 import { startBroker, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
@@ -66,6 +67,40 @@ test('behind a proxy that passes no websocket, the consumer falls back to pollin
   await producer.publish(`user${userId}`, 'through the proxy')
   await received.waitFor(1)
   t.deepEqual(received.messages(), ['through the proxy'])
+})
+
+test('a handshake that hangs ends after openTimeoutMs, on each transport, and the consumer retries later', async t => {
+  // Accepts every connection and answers nothing: a proxy that holds the request.
+  const requests: string[] = []
+  const sockets = new Set<Socket>()
+  const silent = createNetServer(socket => {
+    sockets.add(socket)
+    socket.once('data', (chunk: Buffer) => requests.push(chunk.toString('latin1').split('\r\n')[0]!))
+  })
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    silent.close()
+  })
+  const { port } = silent.address() as AddressInfo
+  const token = new Producer({ secret: TEST_SECRET, id: 'x' }).signConsumerToken({ userId: newUserId() })
+  const consumer = consumerFor(t, port, token, { openTimeoutMs: 300, reconnectMinMs: 60_000 })
+  const startedAt = Date.now()
+  const retrying = new Promise<string | undefined>(resolve =>
+    consumer.on('state', (state, details) => {
+      if (state === 'reconnecting') resolve(details.reason)
+    }),
+  )
+  void consumer.connect().catch(() => {})
+  t.is(await retrying, 'open timeout')
+  const elapsed = Date.now() - startedAt
+  t.true(elapsed >= 600 && elapsed < 5000, `${elapsed} ms for two transports of 300 ms each`)
+  t.is(requests.length, 2)
+  t.regex(requests[0]!, /^GET \/websocket\/\?.*transport=websocket/)
+  t.regex(requests[1]!, /^GET \/websocket\/\?.*transport=polling/)
+  t.throws(() => new Consumer(`http://127.0.0.1:${port}`, { token, openTimeoutMs: 0 }), {
+    instanceOf: TypeError,
+  })
 })
 
 test('a bad token: connect() rejects with SnapperError 403 and the reason, and the consumer stops', async t => {

@@ -39,6 +39,12 @@ export interface ConsumerOptions {
   readonly reconnectMinMs?: number
   /** Longest reconnect delay, in ms. @default 30000 */
   readonly reconnectMaxMs?: number
+  /**
+   * Longest wait for a session's open packet, per transport tried, in ms: a
+   * handshake that hangs (a proxy holding it) ends, and the next transport or
+   * attempt follows. @default 20000
+   */
+  readonly openTimeoutMs?: number
 }
 
 /** Where a message comes from. */
@@ -93,6 +99,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   readonly #codec: Codec
   readonly #path: string
   readonly #transports: readonly TransportName[]
+  readonly #openTimeoutMs: number
   readonly #platform: Platform
   readonly #backoff: Backoff
   readonly #positions = new Map<string, Position>()
@@ -114,12 +121,16 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     const transports = options.transports ?? ['websocket', 'polling']
     if (transports.length === 0 || transports.some(name => name !== 'websocket' && name !== 'polling'))
       throw new TypeError(`Consumer: transports must be 'websocket' and/or 'polling'`)
+    const openTimeoutMs = options.openTimeoutMs ?? 20_000
+    if (!(openTimeoutMs > 0 && openTimeoutMs < 2 ** 31))
+      throw new TypeError('Consumer: openTimeoutMs must be a number of ms above 0')
     new URL(url) // throws a TypeError now for a URL that cannot work
     this.#url = url
     this.#token = options.token
     this.#codec = codec
     this.#path = options.path ?? '/websocket/'
     this.#transports = transports
+    this.#openTimeoutMs = openTimeoutMs
     this.#platform = platform
     this.#backoff = new Backoff(options.reconnectMinMs ?? 500, options.reconnectMaxMs ?? 30_000)
   }
@@ -196,8 +207,8 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     }
     const link: Link =
       transport === 'websocket'
-        ? new WebSocketLink(url, this.#platform, handlers)
-        : new PollingLink(url, this.#platform, handlers)
+        ? new WebSocketLink(url, this.#platform, handlers, this.#openTimeoutMs)
+        : new PollingLink(url, this.#platform, handlers, this.#openTimeoutMs)
     this.#link = link
     link.start()
   }

@@ -97,9 +97,6 @@ export function parseOpen(data: string): OpenPacket | undefined {
   }
 }
 
-/** Longest wait for a session's open packet, in ms. */
-const OPEN_TIMEOUT_MS = 20_000
-
 /**
  * The v4 heartbeat seen from the client: the server pings every
  * pingInterval; a session that hears nothing for pingInterval + pingTimeout
@@ -114,9 +111,9 @@ export class Watchdog {
     this.#onSilence = onSilence
   }
 
-  /** Until the open packet: a handshake that hangs (a proxy holding it, say) ends too. */
-  armForOpen(): void {
-    this.#ms = OPEN_TIMEOUT_MS
+  /** Until the open packet: a handshake that hangs (a proxy holding it, say) ends after `ms` too. */
+  armForOpen(ms: number): void {
+    this.#ms = ms
     this.heard()
   }
 

@@ -28,6 +28,7 @@ export class PollingLink implements Link {
   readonly #url: string
   readonly #platform: Platform
   readonly #handlers: LinkHandlers
+  readonly #openTimeoutMs: number
   readonly #abort = new AbortController()
   readonly #watchdog = new Watchdog(() =>
     this.#end(this.#sid === undefined ? 'open timeout' : 'ping timeout'),
@@ -37,14 +38,15 @@ export class PollingLink implements Link {
   #isPosting = false
   #isDone = false
 
-  constructor(url: string, platform: Platform, handlers: LinkHandlers) {
+  constructor(url: string, platform: Platform, handlers: LinkHandlers, openTimeoutMs: number) {
     this.#url = url
     this.#platform = platform
     this.#handlers = handlers
+    this.#openTimeoutMs = openTimeoutMs
   }
 
   start(): void {
-    this.#watchdog.armForOpen()
+    this.#watchdog.armForOpen(this.#openTimeoutMs)
     void this.#poll()
   }
 

@@ -18,15 +18,17 @@ export class WebSocketLink implements Link {
   readonly #url: string
   readonly #platform: Platform
   readonly #handlers: LinkHandlers
+  readonly #openTimeoutMs: number
   readonly #watchdog = new Watchdog(() => this.#end(this.#isOpen ? 'ping timeout' : 'open timeout'))
   #ws: WebSocketLike | undefined
   #isOpen = false
   #isDone = false
 
-  constructor(url: string, platform: Platform, handlers: LinkHandlers) {
+  constructor(url: string, platform: Platform, handlers: LinkHandlers, openTimeoutMs: number) {
     this.#url = url
     this.#platform = platform
     this.#handlers = handlers
+    this.#openTimeoutMs = openTimeoutMs
   }
 
   start(): void {
@@ -38,7 +40,7 @@ export class WebSocketLink implements Link {
       return
     }
     this.#ws = ws
-    this.#watchdog.armForOpen()
+    this.#watchdog.armForOpen(this.#openTimeoutMs)
     ws.binaryType = 'arraybuffer'
     ws.onmessage = event => this.#receive(event.data)
     ws.onclose = event => this.#end(`websocket closed (${event.code})`)
