@@ -7,6 +7,7 @@ import { httpError } from '../errors.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { createConsumerHandlers, type ConsumerCounters, type ConsumerLink } from './consumer.js'
+import { answerFailedRequest } from './engineio/http.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
 import { statsBody } from './stats.js'
 
@@ -146,12 +147,7 @@ const INTERNAL: [string, unknown] = ['500 Internal Server Error', httpError('INT
 
 /** After a handler threw: 500, unless the request was answered or aborted already. */
 function failRequest(res: HttpResponse, logger: Logger): void {
-  try {
-    writeJson(res, ...INTERNAL)
-  } catch {
-    // uWS refuses a second answer and any answer after an abort: there is nobody left to tell.
-    logger.debug('a failed request could not be answered: answered or aborted already')
-  }
+  answerFailedRequest(logger, () => writeJson(res, ...INTERNAL))
 }
 
 function writeJson(res: HttpResponse, status: string, body: unknown): void {

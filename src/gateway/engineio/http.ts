@@ -1,4 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
+import type { Logger } from '../../log.js'
 import type { Revision } from './packet.js'
 
 /**
@@ -91,6 +92,19 @@ export function readHeaders(req: HttpRequest): Record<string, string> {
     headers[key] = key in headers ? `${headers[key]}, ${value}` : value
   })
   return headers
+}
+
+/**
+ * Answers a request whose handler threw (a 500 of some form), unless it was
+ * answered or aborted already: uWS then refuses the answer, and there is
+ * nobody left to tell.
+ */
+export function answerFailedRequest(log: Logger, answer: () => void): void {
+  try {
+    answer()
+  } catch {
+    log.debug('a failed request could not be answered: answered or aborted already')
+  }
 }
 
 export function remoteAddressOf(res: HttpResponse): string {

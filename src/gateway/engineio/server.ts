@@ -5,6 +5,7 @@ import { Admission, type AdmissionHost, INTERNAL_ERROR, type Preparation } from 
 import type { Engine, EngineHandlers, EngineOptions, Session } from './api.js'
 import {
   Cors,
+  answerFailedRequest,
   ENGINE_ERRORS,
   type Refusal,
   type RequestInfo,
@@ -136,13 +137,9 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
 
   /** After a handler threw: 500, unless the request was answered or aborted already. */
   #failRequest(res: HttpResponse, isUpgrade: boolean): void {
-    try {
-      if (isUpgrade) refuseUpgrade(res, INTERNAL_ERROR)
-      else writeRefusal(res, INTERNAL_ERROR, this.#cors, '')
-    } catch {
-      // uWS refuses a second answer and any answer after an abort: there is nobody left to tell.
-      this.#log.debug('a failed request could not be answered: answered or aborted already')
-    }
+    answerFailedRequest(this.#log, () =>
+      isUpgrade ? refuseUpgrade(res, INTERNAL_ERROR) : writeRefusal(res, INTERNAL_ERROR, this.#cors, ''),
+    )
   }
 
   get sessions(): ReadonlyMap<string, Session<T>> {
