@@ -70,11 +70,17 @@ local call = tonumber(ARGV[6])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
+-- Reads what append() needs of a part's room: its head's fields and its log's length. `run` is
+-- redis.pcall where the keys may be broken (a reply then holds the error), else redis.call.
+local function readHead(part, run)
+  part.head = run('HMGET', part.headKey, 's', 't', writer, 'b', 'o', 'x')
+  part.length = run('XLEN', part.log)
+end
+
 -- Reads a part's head and decides: 'append', 'stored' (before; the head says when), 'broken'
 -- (with the error), or 'refused' (a call it must follow is not stored yet).
 local function decide(part)
-  part.head = redis.pcall('HMGET', part.headKey, 's', 't', writer, 'b', 'o', 'x')
-  part.length = redis.pcall('XLEN', part.log)
+  readHead(part, redis.pcall)
   local broken = part.head.err or (type(part.length) == 'table' and part.length.err)
   if broken then return 'broken', broken end
   local written = part.head[3]
@@ -211,10 +217,7 @@ local result = {1}
 local appended = {} -- heads this call appended to: a room's next part here reads them again
 for _, part in ipairs(parts) do
   if part.decision == 'append' then
-    if appended[part.headKey] then
-      part.head = redis.call('HMGET', part.headKey, 's', 't', writer, 'b', 'o', 'x')
-      part.length = redis.call('XLEN', part.log)
-    end
+    if appended[part.headKey] then readHead(part, redis.call) end
     local ms, first = append(part)
     appended[part.headKey] = true
     table.insert(result, ms)
