@@ -65,6 +65,37 @@ export function snapperChecks(
   return smoke ? [zeroLoss(scenario, snapper)] : [zeroLoss(scenario, snapper), ...targets(snapper)]
 }
 
+/**
+ * The targets a scenario sets against its peers of the same run: Snapper's
+ * `key` at least `socketio` times Socket.IO's and `uws` of the bare uWS
+ * ceiling's. A peer that did not run (`--targets`) is not checked.
+ */
+export function peerChecks(
+  scenario: string,
+  key: string,
+  medians: Medians,
+  snapper: Metrics,
+  least: { readonly socketio: number; readonly uws: number },
+): Check[] {
+  const value = snapper[key]!
+  const sio = medians.socketio?.[key]
+  const uws = medians.uws?.[key]
+  const checks: Check[] = []
+  if (sio)
+    checks.push({
+      label: `${scenario} ≥ ${least.socketio}× Socket.IO`,
+      ok: value >= least.socketio * sio,
+      detail: `${(value / sio).toFixed(2)}×`,
+    })
+  if (uws)
+    checks.push({
+      label: `${scenario} ≥ ${Math.round(100 * least.uws)}% of uWS ceiling`,
+      ok: value >= least.uws * uws,
+      detail: `${((100 * value) / uws).toFixed(0)}%`,
+    })
+  return checks
+}
+
 export interface Scenario {
   readonly name: string
   readonly title: string

@@ -22,6 +22,7 @@ import {
   sleep,
   type MetricDef,
   type Metrics,
+  peerChecks,
   type RunContext,
   type Scenario,
 } from '../lib/scenario.js'
@@ -142,11 +143,7 @@ export const connections: Scenario = {
         ok: snapper.rssPerConnKb! <= 8,
         detail: `${snapper.rssPerConnKb} KB`,
       },
-      {
-        label: 'connections ≥ 4,000 connects/s',
-        ok: snapper.connectsPerSec! >= 4000,
-        detail: `${Math.round(snapper.connectsPerSec!).toLocaleString('en')}/s`,
-      },
+      ...peerChecks('connections', 'connectsPerSec', medians, snapper, { socketio: 1.5, uws: 0.6 }),
     ]
   },
 }

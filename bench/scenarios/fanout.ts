@@ -7,13 +7,13 @@
 import { makeMessage, nowUs } from '../load/message.js'
 import { Publisher } from '../load/publisher.js'
 import {
-  type Check,
   connectUsers,
   DELIVERY_METRICS,
   joinRoom,
   lossOf,
   makeUsers,
   ms,
+  peerChecks,
   publishFlatOut,
   type Scenario,
   snapperChecks,
@@ -58,22 +58,7 @@ export const fanout: Scenario = {
     }
   },
   checks: (medians, { smoke }) =>
-    snapperChecks('fanout', medians, smoke, snapper => {
-      const sio = medians.socketio?.deliveriesPerSec
-      const uws = medians.uws?.deliveriesPerSec
-      const checks: Check[] = []
-      if (sio)
-        checks.push({
-          label: 'fanout ≥ 3× Socket.IO',
-          ok: snapper.deliveriesPerSec! >= 3 * sio,
-          detail: `${(snapper.deliveriesPerSec! / sio).toFixed(2)}×`,
-        })
-      if (uws)
-        checks.push({
-          label: 'fanout ≥ 50% of uWS ceiling',
-          ok: snapper.deliveriesPerSec! >= 0.5 * uws,
-          detail: `${((100 * snapper.deliveriesPerSec!) / uws).toFixed(0)}%`,
-        })
-      return checks
-    }),
+    snapperChecks('fanout', medians, smoke, snapper =>
+      peerChecks('fanout', 'deliveriesPerSec', medians, snapper, { socketio: 3, uws: 0.5 }),
+    ),
 }
