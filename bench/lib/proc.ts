@@ -6,12 +6,13 @@ import { availableParallelism, cpus, release } from 'node:os'
 const TICKS_PER_SEC = 100
 const PAGE_BYTES = 4096
 
-/** CPU seconds a process has used so far, in user mode and in the kernel; 0 once it is gone. 10 ms resolution. */
+/** CPU seconds in user mode and in the kernel (system time: sends, receives, wake-ups). */
 export interface CpuTimes {
   readonly user: number
   readonly system: number
 }
 
+/** The CPU seconds a process has used so far; 0 once it is gone. 10 ms resolution. */
 export function cpuTimes(pid: number): CpuTimes {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')

@@ -176,20 +176,18 @@ export function cpuWindow(
       const stall = cpuStallUs()
       const own = ownCpuTimes()
       const generated = generators.read()
-      const parties: CpuTimes[] = [
-        broker.read(),
-        redisCpu.read(),
-        {
-          user: own.user - genStart.user + generated.user,
-          system: own.system - genStart.system + generated.system,
-        },
-      ]
-      const [brokerTimes, redisTimes, genTimes] = parties.map(times => times.user + times.system)
+      const brokerTimes = broker.read()
+      const redisTimes = redisCpu.read()
+      const genTimes: CpuTimes = {
+        user: own.user - genStart.user + generated.user,
+        system: own.system - genStart.system + generated.system,
+      }
+      const seconds = (times: CpuTimes): number => times.user + times.system
       const cpu = {
-        brokerCpuS: brokerTimes!,
-        redisCpuS: redisTimes!,
-        genCpuS: genTimes!,
-        kernelCpuS: parties.reduce((sum, times) => sum + times.system, 0),
+        brokerCpuS: seconds(brokerTimes),
+        redisCpuS: seconds(redisTimes),
+        genCpuS: seconds(genTimes),
+        kernelCpuS: brokerTimes.system + redisTimes.system + genTimes.system,
         windowS: windowUs / 1e6,
         cpuStallPct:
           stall !== undefined && stallStart !== undefined

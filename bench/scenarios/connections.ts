@@ -12,8 +12,9 @@
  * Node). With more, a server that falls behind for a moment has its accept
  * queue overflow, and each connection dropped there opens only when the
  * kernel resends the SYN-ACK a second later: the run's end, and so its rate,
- * then depends on that timer (1,000 in flight: 248-2,919 overflows a run and
- * 4,133-5,746 connects/s for the same code). The overflows are counted.
+ * then depends on that timer (1,000 in flight: hundreds to thousands of
+ * overflows, and 3,856-5,746 connects/s for the same code; docs/performance.md,
+ * finding 11). The overflows are counted.
  */
 import type { PoolConnectResult } from '../load/consumer-pool.js'
 import {
@@ -42,7 +43,8 @@ export interface IdleConnections {
 }
 
 /**
- * Connects `consumers` idle consumers in one storm (`inFlight` handshakes at a time), lets RSS settle, and checks that all are still open.
+ * Connects `consumers` idle consumers in one storm (`inFlight` handshakes at a
+ * time, 500 unless given), lets RSS settle, and checks that all are still open.
  * A handshake that fails fails the run, unless `retryFailed`: then it is tried once more, after the storm.
  */
 export async function connectIdle(
