@@ -30,7 +30,7 @@ export interface BenchArgs {
   readonly nodeFlags: readonly string[]
 }
 
-const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws']
+const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws', 'floor']
 
 /** `known`: every scenario; `defaults`: the ones run when none is named (--smoke runs every one). */
 export function parseArgs(

@@ -120,6 +120,7 @@ export function tableRows(result: ScenarioResult): { header: string[]; rows: str
   if (baseline !== 'snapper') ratio(snapper, result.medians[baseline], `Snapper ÷ ${TARGET_LABELS[baseline]}`)
   if (result.targets.includes('uws') && baseline !== 'uws')
     ratio(snapper, result.medians.uws, 'Snapper ÷ uWS ceiling')
+  if (result.targets.includes('floor')) ratio(snapper, result.medians.floor, 'Snapper ÷ uWS + Redis floor')
   ratio(result.medians.noise, result.medians[baseline], `noise: ${TARGET_LABELS[baseline]} ÷ itself`)
   return { header, rows }
 }

@@ -36,7 +36,7 @@ export function seededRandom(seed: number): () => number {
 export const unicast: Scenario = {
   name: 'unicast',
   title: 'unicast: 5,000 consumers in their own rooms, 20,000 messages to random users',
-  targets: ['socketio', 'snapper', 'uws'],
+  targets: ['socketio', 'snapper', 'uws', 'floor'],
   noise: true,
   headline: 'deliveriesPerSec',
   metrics: DELIVERY_METRICS,

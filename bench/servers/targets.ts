@@ -1,7 +1,8 @@
 /**
  * The servers a scenario runs against, each as N child processes (`--workers
  * N`): Snapper nodes (the real startNode), the Socket.IO + redis-adapter
- * peer, and the bare uWS ceiling. One interface for all three: where
+ * peer, the bare uWS ceiling, and the floor of any broker that stores and
+ * routes through Redis (uWS + Redis, floor-node.ts). One interface for all three: where
  * consumers connect, how they join rooms, where producers publish, and the
  * processes whose CPU and memory the bench reads.
  */
@@ -13,12 +14,13 @@ import type { ConsumerSpec } from '../load/consumer.js'
 import { LeanProducer } from '../load/producer.js'
 import type { FromChild, ServerOptions, ToChild } from './child.js'
 
-export type TargetName = 'snapper' | 'socketio' | 'uws'
+export type TargetName = 'snapper' | 'socketio' | 'uws' | 'floor'
 
 export const TARGET_LABELS: Readonly<Record<TargetName, string>> = {
   snapper: 'Snapper',
   socketio: 'Socket.IO 4 + redis-adapter',
   uws: 'bare uWS (ceiling)',
+  floor: 'uWS + Redis (floor)',
 }
 
 export interface TargetOptions {
@@ -51,6 +53,7 @@ const ENTRIES: Readonly<Record<TargetName, string>> = {
   snapper: './snapper-node.js',
   socketio: './socketio-node.js',
   uws: './uws-node.js',
+  floor: './floor-node.js',
 }
 
 export class RunningTarget {
@@ -131,7 +134,9 @@ export class RunningTarget {
     const port = this.gatewayPorts[index % this.gatewayPorts.length]!
     const eio = this.name === 'snapper' ? (user.eio ?? 4) : 4
     let query = `EIO=${eio}&transport=websocket`
-    if (this.name !== 'snapper')
+    if (this.name === 'floor')
+      query += `&token=${this.credentials(user).token}&rooms=${encodeURIComponent(user.rooms.join(','))}`
+    else if (this.name !== 'snapper')
       query += `&uid=${user.userId}&rooms=${encodeURIComponent(user.rooms.join(','))}`
     else {
       query += `&token=${this.credentials(user).token}`
