@@ -308,6 +308,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'Acknowledgements of tracked messages recorded as receipts.',
     () => core.tracking.counters.receipts,
   )
+  counterOf(
+    registry,
+    'snapper_receipts_unlisted_total',
+    'Acknowledgements of tracked messages past their trackMaxReceipts: counted in the receipt (moreAcks), not recorded.',
+    () => core.tracking.counters.unlistedAcks,
+  )
   labelledCounterOf(
     registry,
     'snapper_escalations_total',

@@ -22,6 +22,7 @@ export type CoreConfig = Pick<
   | 'messageTtlSec'
   | 'consumerTtlSec'
   | 'escalationWebhookUrl'
+  | 'trackMaxReceipts'
 >
 
 /** Longest a publish waits for its replicas to confirm (redisReplicaAcks > 0), in ms. */
@@ -63,6 +64,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   const tracking = new Tracking(commands, keys, log, {
     ttlSec: config.messageTtlSec,
     canEscalate: config.escalationWebhookUrl !== '',
+    maxReceipts: config.trackMaxReceipts,
   })
   const backlog = new PublishBacklog(config.publishMaxPendingBytes)
   const producerApi = createProducerApi({ backlog, log, membership, presence, stats, tracking, logger })

@@ -15,9 +15,15 @@ export interface AckReceipt {
   readonly ackedAt: number
 }
 
-/** What `receipt` answers: every consumer that acknowledged the message, and whether it was escalated. */
+/**
+ * What `receipt` answers: the consumers that acknowledged the message (the
+ * first trackMaxReceipts of them), how many more acks came, and whether it
+ * was escalated.
+ */
 export interface Receipt {
   readonly acked: readonly AckReceipt[]
+  /** Acks past trackMaxReceipts: counted, not listed (a consumer that acked again after a reconnect counts again). */
+  readonly moreAcks: number
   readonly escalated: boolean
 }
 
@@ -27,6 +33,8 @@ export interface TrackingCounters {
   tracked: number
   /** Acknowledgements of tracked messages recorded as receipts. */
   receipts: number
+  /** Acknowledgements past a message's trackMaxReceipts: counted in its receipt, not recorded. */
+  unlistedAcks: number
 }
 
 /** Random bytes of a track nonce: 16 base64url characters. */
@@ -60,7 +68,7 @@ export function parseTrackId(id: string): { room: string; nonce: string } | unde
  *
  *   track ──▶ [escalation_schedule on {esc}] ──▶ room_append (+ track hash) on {r:room}
  *   ack of a tracked entry ──▶ track_ack on {r:room} (the track hash)
- *   receipt(id) ──▶ HGETALL of the track hash
+ *   receipt(id) ──▶ HGETALL of the track hash (at most trackMaxReceipts receipts)
  *
  * The escalation is sent before the append: on one Redis (one connection, in
  * order) a message is never stored without it; one whose append failed is
@@ -69,12 +77,13 @@ export function parseTrackId(id: string): { room: string; nonce: string } | unde
  * any publish that fails midway.
  */
 export class Tracking {
-  readonly counters: TrackingCounters = { tracked: 0, receipts: 0 }
+  readonly counters: TrackingCounters = { tracked: 0, receipts: 0, unlistedAcks: 0 }
   readonly #redis: Commands
   readonly #keys: Keys
   readonly #log: RoomLog
   readonly #ttlSec: number
   readonly #canEscalate: boolean
+  readonly #maxReceipts: number
 
   constructor(
     redis: Commands,
@@ -85,6 +94,8 @@ export class Tracking {
       readonly ttlSec: number
       /** An escalation webhook is configured: `escalateAfterMs` is accepted. */
       readonly canEscalate: boolean
+      /** Receipts a message records at most; later acks are counted only. */
+      readonly maxReceipts: number
     },
   ) {
     this.#redis = redis
@@ -92,6 +103,7 @@ export class Tracking {
     this.#log = log
     this.#ttlSec = options.ttlSec
     this.#canEscalate = options.canEscalate
+    this.#maxReceipts = options.maxReceipts
   }
 
   /**
@@ -123,7 +135,11 @@ export class Tracking {
     })
   }
 
-  /** Who acknowledged the message, and whether it was escalated; UNKNOWN_ID once it expired (or never was). */
+  /**
+   * Who acknowledged the message, and whether it was escalated; UNKNOWN_ID
+   * once it expired (or never was). One HGETALL of at most trackMaxReceipts
+   * receipts and four fields.
+   */
   async receipt(id: string): Promise<Receipt> {
     const parsed = parseTrackId(id)
     if (!parsed) throw new SnapperError('UNKNOWN_ID')
@@ -137,7 +153,7 @@ export class Tracking {
       acked.push({ consumerId, userId, platform: platformOf(consumerId), ackedAt: Number(ackedAt) })
     }
     acked.sort((a, b) => a.ackedAt - b.ackedAt)
-    return { acked, escalated: fields.e !== undefined }
+    return { acked, moreAcks: Number(fields.m ?? 0), escalated: fields.e !== undefined }
   }
 
   /**
@@ -157,9 +173,10 @@ export class Tracking {
       if (entry.track === undefined) continue
       writes.push(
         this.#redis
-          .trackAck(this.#keys.track(entry.room, entry.track), consumerId, receipt)
-          .then(recorded => {
-            this.counters.receipts += recorded
+          .trackAck(this.#keys.track(entry.room, entry.track), consumerId, receipt, this.#maxReceipts)
+          .then(outcome => {
+            if (outcome === 1) this.counters.receipts++
+            else if (outcome === -1) this.counters.unlistedAcks++
           }),
       )
     }

@@ -165,6 +165,11 @@ export interface Config {
   readonly drainSpreadMs: number
 
   /**
+   * Receipts a tracked message records at most (consumers listed by `receipt`); further acks are
+   * only counted (`moreAcks`). Bounds the Redis memory of a message tracked to a big room. @default 1000
+   */
+  readonly trackMaxReceipts: number
+  /**
    * Where tracked messages that nobody acknowledged within their `escalateAfterMs` are POSTed
    * (http or https URL); empty: escalation is off and `track` refuses `escalateAfterMs`. @default ''
    */
@@ -248,6 +253,7 @@ export const defaults: Config = {
   drainTimeoutMs: 15_000,
   drainSpreadMs: 2000,
 
+  trackMaxReceipts: 1000,
   escalationWebhookUrl: '',
   escalationWebhookSecret: '',
   escalationTimeoutMs: 5000,

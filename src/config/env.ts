@@ -381,6 +381,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     doc: 'consumers are closed spread over this window on shutdown',
   },
 
+  trackMaxReceipts: {
+    env: 'SNAPPER_TRACK_MAX_RECEIPTS',
+    parse: toCount,
+    doc: 'receipts a tracked message records at most (the consumers `receipt` lists, about 100 bytes of Redis each); later acks are only counted (`moreAcks`)',
+  },
   escalationWebhookUrl: {
     env: 'SNAPPER_ESCALATION_WEBHOOK_URL',
     parse: toWebhookUrl,

@@ -73,8 +73,8 @@ export function createMethods(api: ProducerApi, limits: InputLimits): ReadonlyMa
     },
     async receipt(params) {
       if (!Array.isArray(params) || !isTrackId(params[0], limits)) throw new SnapperError('INVALID_PARAMS')
-      const { acked, escalated } = await api.receipt(params[0])
-      return { acked, escalated }
+      const { acked, moreAcks, escalated } = await api.receipt(params[0])
+      return { acked, moreAcks, escalated }
     },
     echo: params => Promise.resolve(params ?? null),
   }

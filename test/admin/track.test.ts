@@ -26,7 +26,7 @@ test('track: stored in the room log like a publish, answered with an id whose re
   t.deepEqual(await h.roomLog('projects/1'), ['deploy done'])
   const receipt = await call(`${h.base}/v1/receipts/${encodeURIComponent(id)}`, { token: TOKENS.producer })
   t.is(receipt.status, 200)
-  t.deepEqual(receipt.json, { result: { acked: [], escalated: false } })
+  t.deepEqual(receipt.json, { result: { acked: [], moreAcks: 0, escalated: false } })
   t.is(receipt.headers.get('cache-control'), 'no-store')
   const operator = await call(`${h.base}/v1/receipts/${id}`, { token: TOKENS.operator })
   t.deepEqual(operator.json, receipt.json, 'the dashboard reads receipts with the operator token')

@@ -20,6 +20,7 @@ const tokens = new Tokens([TEST_SECRET])
 
 interface Receipt {
   acked: { consumerId: string; userId: string; platform: string; ackedAt: number }[]
+  moreAcks: number
   escalated: boolean
 }
 
@@ -103,6 +104,34 @@ for (const topology of TOPOLOGIES) {
     t.true((await series('snapper_ack_latency_seconds_count')())! >= consumers.length)
   })
 }
+
+test('a tracked message records at most trackMaxReceipts receipts; the acks past them are counted, not listed', async t => {
+  const node = await startBroker(t, redis.target('standalone'), { trackMaxReceipts: 2 })
+  const producer = await connectProducer(t, node.ports.producer)
+  const consumers = ['web', 'ios', 'android', 'web', 'ios'].map(source =>
+    consumer(t, node.ports.gateway, newUserId(), source),
+  )
+  const ids = await Promise.all(consumers.map(c => c.opened()))
+  await Promise.all(ids.map(id => call(producer.joinRoom('town hall', id))))
+  const { id } = (await call(producer.request('track', ['town hall', 'everyone, please read']))) as {
+    id: string
+  }
+  await Promise.all(consumers.map(c => c.waitFor(1)))
+  let receipt: Receipt | undefined
+  await eventually(
+    async () => {
+      receipt = (await call(producer.request('receipt', [id]))) as Receipt
+      return receipt.acked.length + receipt.moreAcks === consumers.length
+    },
+    { timeoutMs: 2000, what: 'every ack in the receipt' },
+  )
+  t.is(receipt!.acked.length, 2, 'two listed')
+  t.is(receipt!.moreAcks, 3, 'three counted')
+  t.true(receipt!.acked.every(({ consumerId }) => ids.includes(consumerId)))
+  const metrics = (await scrape(node.registry)).body
+  t.is(sample(metrics, 'snapper_receipts_total'), 2)
+  t.is(sample(metrics, 'snapper_receipts_unlisted_total'), 3)
+})
 
 test('a tracked message acknowledged before escalateAfterMs is not escalated; one nobody takes is, once', async t => {
   const receiver = await startWebhookReceiver(t)

@@ -376,19 +376,37 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
 test('track_ack records each consumer once, counts them, and never revives an expired track', async t => {
   const keys = keysFor()
   const track = keys.track('r', 'n1')
-  t.is(await redis.trackAck(track, 'w.c1', 'u1 1000'), 0, 'no track hash: not recorded')
+  t.is(await redis.trackAck(track, 'w.c1', 'u1 1000', 10), 0, 'no track hash: not recorded')
   t.is(await redis.exists(track), 0)
   await redis.hset(track, 's', '5-1')
   await redis.expire(track, 60)
-  t.is(await redis.trackAck(track, 'w.c1', 'u1 1000'), 1)
+  t.is(await redis.trackAck(track, 'w.c1', 'u1 1000', 10), 1)
   t.is(
-    await redis.trackAck(track, 'w.c1', 'u1 2000'),
+    await redis.trackAck(track, 'w.c1', 'u1 2000', 10),
     0,
     'acked again after a reconnect: the first time stays',
   )
-  t.is(await redis.trackAck(track, 'i.c2', 'u2 3000'), 1)
+  t.is(await redis.trackAck(track, 'i.c2', 'u2 3000', 10), 1)
   t.deepEqual(await redis.hgetall(track), { s: '5-1', 'c:w.c1': 'u1 1000', n: '2', 'c:i.c2': 'u2 3000' })
   t.true((await redis.ttl(track)) > 0)
+})
+
+test('track_ack records at most the given number of receipts, and counts the acks past them', async t => {
+  const track = keysFor().track('r', 'n2')
+  await redis.hset(track, 's', '5-1')
+  await redis.expire(track, 60)
+  t.is(await redis.trackAck(track, 'w.c1', 'u1 1000', 2), 1)
+  t.is(await redis.trackAck(track, 'w.c2', 'u2 1001', 2), 1)
+  t.is(await redis.trackAck(track, 'w.c3', 'u3 1002', 2), -1, 'the third consumer: counted only')
+  t.is(await redis.trackAck(track, 'w.c4', 'u4 1003', 2), -1)
+  t.is(await redis.trackAck(track, 'w.c1', 'u1 2000', 2), 0, 'a recorded consumer acking again: nothing')
+  t.deepEqual(await redis.hgetall(track), {
+    s: '5-1',
+    'c:w.c1': 'u1 1000',
+    'c:w.c2': 'u2 1001',
+    n: '2',
+    m: '2',
+  })
 })
 
 test('escalation scripts: due ids are leased to one claimer, which alone may retry or finish them', async t => {

@@ -8,7 +8,7 @@
  *   POST /v1/rooms/:room/unsubscribe      {consumerId}                              → {result: 1 | 0}
  *   GET  /v1/users/:userId/consumers                                                → {result: {length, android, ios, web}}
  *   POST /v1/track                        {room, message, escalateAfterMs?}         → {result: {id}}
- *   GET  /v1/receipts/:id                                                           → {result: {acked, escalated}}
+ *   GET  /v1/receipts/:id                                                           → {result: {acked, moreAcks, escalated}}
  *
  * Rooms with `/` go URL-encoded in the path (`projects%2F1`). A publish
  * answers once every accepted message is stored in Redis; items that are not
@@ -114,9 +114,9 @@ export function publishRoutes(deps: {
     const id = ctx.params.id
     if (!isTrackId(id, limits)) throw new SnapperError('INVALID_PARAMS')
     requireStore(core)
-    const { acked, escalated } = await api.receipt(id)
+    const { acked, moreAcks, escalated } = await api.receipt(id)
     ctx.set('Cache-Control', 'no-store')
-    ctx.body = { result: { acked, escalated } }
+    ctx.body = { result: { acked, moreAcks, escalated } }
   })
   return router
 }

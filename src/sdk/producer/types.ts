@@ -57,7 +57,10 @@ export interface ReceiptAck {
 }
 
 export interface Receipt {
+  /** The consumers that acknowledged it, the first `trackMaxReceipts` (1,000 by default) of them. */
   readonly acked: readonly ReceiptAck[]
+  /** Acknowledgements past those: counted, not listed. */
+  readonly moreAcks: number
   /** Whether the message was escalated (nobody acknowledged it in time). */
   readonly escalated: boolean
 }
