@@ -78,7 +78,7 @@ test('two nodes send each unacknowledged message once, signed, and its receipt s
     t.true(request.at - request.json.publishedAt >= 100 + 10 * i - 50, 'not before escalateAfterMs')
   }
   t.false(isSignedBy('another-secret', receiver.requests[0]!))
-  t.deepEqual(await a.core.producerApi.receipt(ids[0]!), { acked: [], escalated: true })
+  t.deepEqual(await a.core.producerApi.receipt(ids[0]!), { acked: [], moreAcks: 0, escalated: true })
 })
 
 test('a message acknowledged before escalateAfterMs is not escalated', async t => {

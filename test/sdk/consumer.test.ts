@@ -10,6 +10,7 @@ import { startBroker, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { Consumer, SnapperError, type MessageMeta } from '../../src/sdk/consumer/node.js'
 import { Producer } from '../../src/sdk/producer/index.js'
+import { eventually } from '../helpers/eventually.js'
 import { collect, consumerFor } from './helpers.js'
 
 let server: RedisServer
@@ -53,7 +54,7 @@ for (const codec of ['json', 'msgpack'] as const) {
   }
 }
 
-test('behind a proxy that passes no websocket, the consumer falls back to polling', async t => {
+test('behind a proxy that passes no websocket, the consumer falls back to polling, and stays there when its upgrade probe fails', async t => {
   const broker = await startBroker(t, server.url)
   const proxy = await httpOnlyProxy(broker.ports.gateway)
   t.teardown(() => proxy.close())
@@ -64,9 +65,60 @@ test('behind a proxy that passes no websocket, the consumer falls back to pollin
   const received = collect(consumer)
   await consumer.connect()
   t.is(consumer.transport, 'polling')
+  const id = consumer.id
+  // The first websocket (the attempt's) and the probe of the polling session, both refused by the proxy.
+  await eventually(() => proxy.upgrades.length === 2, { timeoutMs: 5000, what: 'the upgrade probe' })
+  const probe = new URLSearchParams(proxy.upgrades[1]!.split('?')[1])
+  t.is(probe.get('sid'), id ?? null, 'the probe names the session')
+  t.is(probe.get('transport'), 'websocket')
   await producer.publish(`user${userId}`, 'through the proxy')
   await received.waitFor(1)
   t.deepEqual(received.messages(), ['through the proxy'])
+  t.is(consumer.transport, 'polling')
+  t.is(consumer.state, 'open')
+  t.is(consumer.id, id, 'the same session')
+})
+
+test('a session opened on polling moves to a websocket (the Engine.IO upgrade): same session, every message once and in order', async t => {
+  const broker = await startBroker(t, server.url)
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'up' })
+  t.teardown(() => producer.close())
+  const userId = newUserId()
+  const room = `user${userId}`
+  const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId }), {
+    transports: ['polling', 'websocket'],
+  })
+  const states: string[] = []
+  consumer.on('state', (state, { transport }) => states.push(`${state}${transport ? ` ${transport}` : ''}`))
+  const received = collect(consumer)
+  await consumer.connect()
+  const id = consumer.id
+  // Publishing all along from the moment the session opened on polling: through the hand-over, on the websocket.
+  let sent = 0
+  let isPublishing = true
+  const publishing = (async () => {
+    while (isPublishing || sent < 60) {
+      await producer.publish(room, `m${++sent}`)
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+  })()
+  await eventually(() => consumer.transport === 'websocket', { timeoutMs: 5000, what: 'the upgrade' })
+  isPublishing = false
+  await publishing
+  await received.waitFor(sent)
+  t.deepEqual(
+    received.messages(),
+    Array.from({ length: sent }, (_, i) => `m${i + 1}`),
+  )
+  const seqs = received.all.map(([, meta]) => meta.seq)
+  t.deepEqual(
+    seqs,
+    Array.from({ length: sent }, (_, i) => seqs[0]! + i),
+  )
+  t.is(consumer.id, id, 'the same session')
+  t.deepEqual(states, ['connecting', 'open polling', 'open websocket'])
+  const counts = await producer.consumers(userId)
+  t.is(counts.length, 1, 'one connection for the user')
 })
 
 test('a handshake that hangs ends after openTimeoutMs, on each transport, and the consumer retries later', async t => {
@@ -175,7 +227,11 @@ test('a full node answers 503 with Retry-After and retryAfterMs, and the consume
 })
 
 /** An HTTP proxy to the gateway that drops websocket upgrades, as some corporate proxies do. */
-async function httpOnlyProxy(gatewayPort: number): Promise<{ port: number; close(): void }> {
+/** An HTTP proxy to the gateway that refuses every websocket (it records their URLs). */
+async function httpOnlyProxy(
+  gatewayPort: number,
+): Promise<{ port: number; upgrades: string[]; close(): void }> {
+  const upgrades: string[] = []
   const proxy = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (chunk: Buffer) => chunks.push(chunk))
@@ -194,11 +250,15 @@ async function httpOnlyProxy(gatewayPort: number): Promise<{ port: number; close
       )
     })
   })
-  proxy.on('upgrade', (_req, socket) => socket.destroy())
+  proxy.on('upgrade', (req, socket) => {
+    upgrades.push(req.url ?? '')
+    socket.destroy()
+  })
   await new Promise<void>(resolve => proxy.listen(0, '127.0.0.1', resolve))
   const address = proxy.address()
   return {
     port: typeof address === 'object' && address ? address.port : 0,
+    upgrades,
     close: () => proxy.close(),
   }
 }

@@ -9,7 +9,10 @@
  *
  * Each attempt tries the transports in order (websocket, then polling): a
  * websocket that does not open is followed at once by a polling handshake,
- * whose HTTP answer also says why a handshake was refused. Between attempts
+ * whose HTTP answer also says why a handshake was refused. A session open on
+ * polling probes a websocket (at once, then every 30 s doubling to 8 min)
+ * and moves to it when the probe is answered: the Engine.IO upgrade, the
+ * same session. Between attempts
  * the delay is the server's when it gave one (a `reconnect` notice before a
  * drain, `retryAfterMs` on a 503), else a jittered exponential backoff.
  *
@@ -22,7 +25,14 @@ import { Backoff, jittered } from '../backoff.js'
 import { Emitter } from '../emitter.js'
 import { SDK_ERRORS, SnapperError } from '../errors.js'
 import { asRun, CODECS, decodeFrame, encodeAck, type Codec } from './codec.js'
-import { engineUrl, type Ending, type Link, type Platform, type TransportName } from './link.js'
+import {
+  engineUrl,
+  type Ending,
+  type Link,
+  type OpenPacket,
+  type Platform,
+  type TransportName,
+} from './link.js'
 import { PollingLink } from './polling-link.js'
 import { WebSocketLink } from './websocket-link.js'
 
@@ -87,6 +97,10 @@ export interface ConsumerEvents {
 /** Handshake refusals that no retry can fix: a bad token (403), a bad request (400). */
 const isFatal = (status: number): boolean => status === 400 || status === 403
 
+/** After a failed upgrade probe, the next one waits this long, doubling up to UPGRADE_RETRY_MAX_MS. */
+const UPGRADE_RETRY_MS = 30_000
+const UPGRADE_RETRY_MAX_MS = 8 * 60_000
+
 /** Where a consumer stands in one room: the last message handed out. */
 interface Position {
   storedAtMs: number
@@ -107,6 +121,9 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   #id: string | undefined
   #link: Link | undefined
   #timer: ReturnType<typeof setTimeout> | undefined
+  /** A polling session's upgrade: the probe under way, or the timer of the next one. */
+  #probe: WebSocketLink | undefined
+  #probeTimer: ReturnType<typeof setTimeout> | undefined
   /** The server's `reconnect` notice: the next attempt waits this long. */
   #retryAfterMs: number | undefined
   #connected: Promise<void> | undefined
@@ -171,6 +188,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   /** Closes the session and stops reconnecting. */
   close(): void {
     if (this.#state === 'closed') return
+    this.#stopUpgrade()
     this.#link?.close()
     this.#link = undefined
     this.#finish(new SnapperError(SDK_ERRORS.CLOSED, 'the consumer is closed'), false)
@@ -188,13 +206,15 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     const query = { token: this.#token, codec: this.#codec }
     const url = engineUrl(this.#url, this.#path, transport, query)
     const handlers = {
-      opened: (sid: string): void => {
+      opened: (open: OpenPacket): void => {
         if (this.#link !== link) return
-        this.#id = sid
+        this.#id = open.sid
         this.#backoff.reset()
         this.#setState('open', { transport })
         this.#settleConnected?.resolve()
         this.#settleConnected = undefined
+        if (link instanceof PollingLink && this.#transports.includes('websocket'))
+          this.#upgrade(link, open, 0)
       },
       message: (data: string | Uint8Array): void => {
         if (this.#link === link) this.#receive(link, data)
@@ -202,6 +222,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
       ended: (ending: Ending): void => {
         if (this.#link !== link) return
         this.#link = undefined
+        this.#stopUpgrade()
         this.#ended(index, ending)
       },
     }
@@ -211,6 +232,68 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
         : new PollingLink(url, this.#platform, handlers, this.#openTimeoutMs)
     this.#link = link
     link.start()
+  }
+
+  /**
+   * Probes a websocket for the polling session `session` (after a delay that
+   * grows with `attempt`). Answered: the polling hands over (its held GET and
+   * POSTs come back), and the websocket takes the session over; else the
+   * session stays on polling and probes again later.
+   */
+  #upgrade(polling: PollingLink, session: OpenPacket, attempt: number): void {
+    const delayMs = attempt === 0 ? 0 : Math.min(UPGRADE_RETRY_MS * 2 ** (attempt - 1), UPGRADE_RETRY_MAX_MS)
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = undefined
+      if (this.#link !== polling) return
+      const query = { token: this.#token, codec: this.#codec, sid: session.sid }
+      const url = engineUrl(this.#url, this.#path, 'websocket', query)
+      const probe = new WebSocketLink(
+        url,
+        this.#platform,
+        {
+          opened: () => {
+            void polling.handOver().then(isHandedOver => {
+              if (this.#probe !== probe) return // it ended meanwhile, and its report decided
+              this.#probe = undefined
+              if (!isHandedOver || this.#link !== polling) return probe.close()
+              this.#link = probe
+              probe.takeOver()
+              this.#setState('open', { transport: 'websocket' })
+            })
+          },
+          message: data => {
+            if (this.#link === probe) this.#receive(probe, data)
+          },
+          ended: ending => {
+            if (this.#link === probe) {
+              this.#link = undefined
+              return this.#ended(this.#transports.length, ending)
+            }
+            if (this.#probe !== probe) return
+            this.#probe = undefined
+            if (this.#link !== polling) return
+            if (polling.resume()) return this.#upgrade(polling, session, attempt + 1)
+            // The polling had handed the session over already: it has no transport left.
+            this.#link = undefined
+            this.#ended(this.#transports.length, {
+              reason: `upgrade failed: ${ending.reason}`,
+              wasOpen: true,
+            })
+          },
+        },
+        this.#openTimeoutMs,
+        session,
+      )
+      this.#probe = probe
+      probe.start()
+    }, delayMs)
+  }
+
+  #stopUpgrade(): void {
+    clearTimeout(this.#probeTimer)
+    this.#probeTimer = undefined
+    this.#probe?.close()
+    this.#probe = undefined
   }
 
   #ended(index: number, ending: Ending): void {

@@ -64,7 +64,8 @@ export interface Ending {
 
 /** A link reports to these, never synchronously from its constructor or start(). */
 export interface LinkHandlers {
-  opened(sid: string): void
+  /** The session opened (an upgrade probe: the server answered it). */
+  opened(open: OpenPacket): void
   message(data: string | Uint8Array): void
   /** Exactly once, unless close() was called first. */
   ended(ending: Ending): void

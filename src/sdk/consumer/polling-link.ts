@@ -22,6 +22,9 @@ const SEPARATOR = '\x1e'
  * Binary messages travel as `b<base64>` packets both ways. A handshake
  * answered with an error status ends the link with its refusal, so the
  * consumer can tell a bad token (stop) from a full node (come back later).
+ * When a websocket takes the session over (an upgrade), `handOver` stops
+ * the polling once the held GET and the POSTs have come back, without
+ * closing the session.
  */
 export class PollingLink implements Link {
   readonly transport = 'polling'
@@ -37,6 +40,9 @@ export class PollingLink implements Link {
   #outbox: string[] = []
   #isPosting = false
   #isDone = false
+  /** A websocket is taking the session over: no new GET, and `#handedOver` settles once the last one and the POSTs are back. */
+  #handingOver: { resolve(isHandedOver: boolean): void } | undefined
+  #isPolling = false
 
   constructor(url: string, platform: Platform, handlers: LinkHandlers, openTimeoutMs: number) {
     this.#url = url
@@ -54,6 +60,40 @@ export class PollingLink implements Link {
     if (this.#isDone || this.#sid === undefined) return
     this.#outbox.push(typeof data === 'string' ? `4${data}` : `b${toBase64(data)}`)
     if (!this.#isPosting) void this.#post()
+  }
+
+  /**
+   * Stops polling for an upgrade: resolves true once the held GET came back
+   * (the server releases it when the probe starts) and its packets were
+   * handled, and every queued send was POSTed; the link is then done, the
+   * session left open for the websocket. False if the link ended first.
+   */
+  handOver(): Promise<boolean> {
+    if (this.#isDone) return Promise.resolve(false)
+    return new Promise(resolve => {
+      this.#handingOver = { resolve }
+      this.#settleHandOver()
+    })
+  }
+
+  /**
+   * Cancels a hand-over whose websocket failed: polling goes on. False if
+   * the link is done (handed over already, or ended).
+   */
+  resume(): boolean {
+    if (this.#isDone) return false
+    this.#handingOver?.resolve(false)
+    this.#handingOver = undefined
+    if (!this.#isPolling) void this.#poll() // the loop stopped after its last GET
+    return true
+  }
+
+  /** Completes a hand-over once nothing is in flight. */
+  #settleHandOver(): void {
+    if (!this.#handingOver || this.#isDone || this.#isPolling || this.#isPosting) return
+    this.#isDone = true
+    this.#watchdog.stop()
+    this.#handingOver.resolve(true)
   }
 
   close(): void {
@@ -75,8 +115,9 @@ export class PollingLink implements Link {
   }
 
   async #poll(): Promise<void> {
-    while (!this.#isDone) {
+    while (!this.#isDone && !this.#handingOver) {
       let body: string
+      this.#isPolling = true
       try {
         // The gateway answers polls with Cache-Control: no-store.
         const response = await this.#platform.fetch(this.#sessionUrl(), { signal: this.#abort.signal })
@@ -87,12 +128,15 @@ export class PollingLink implements Link {
         body = await response.text()
       } catch (err) {
         return this.#end(`poll failed: ${String(err)}`)
+      } finally {
+        this.#isPolling = false
       }
       for (const packet of body.split(SEPARATOR)) {
         this.#receive(packet)
         if (this.#isDone) return
       }
     }
+    this.#settleHandOver()
   }
 
   #receive(packet: string): void {
@@ -103,7 +147,7 @@ export class PollingLink implements Link {
         if (!open || this.#sid !== undefined) return this.#end('bad open packet')
         this.#sid = open.sid
         this.#watchdog.arm(open)
-        return this.#handlers.opened(open.sid)
+        return this.#handlers.opened(open)
       }
       case '2':
         this.#outbox.push('3')
@@ -140,6 +184,7 @@ export class PollingLink implements Link {
     } finally {
       this.#isPosting = false
     }
+    this.#settleHandOver()
   }
 
   #end(reason: string, refusal?: Refusal): void {
@@ -147,6 +192,7 @@ export class PollingLink implements Link {
     this.#isDone = true
     this.#watchdog.stop()
     this.#abort.abort()
+    this.#handingOver?.resolve(false)
     this.#handlers.ended({ reason, wasOpen: this.#sid !== undefined, ...(refusal && { refusal }) })
   }
 }

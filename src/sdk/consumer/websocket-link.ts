@@ -3,6 +3,7 @@ import {
   Watchdog,
   type Link,
   type LinkHandlers,
+  type OpenPacket,
   type Platform,
   type WebSocketLike,
 } from './link.js'
@@ -12,6 +13,12 @@ import {
  * (`0{open}`, `2` ping, `4<message>`, `1` close), binary frames are messages.
  * A websocket that closes before the open packet ends with `wasOpen: false`,
  * which is the consumer's cue to try polling.
+ *
+ * Or the upgrade of a polling session (`session`, its open packet; the URL
+ * carries its sid): the websocket probes, and `opened` reports the answer;
+ * `takeOver` then makes it the session's transport:
+ *
+ *   open ─▶ `2probe` ─▶ `3probe`: opened(session) ─▶ (polling handed over) takeOver(): `5` ─▶ messages
  */
 export class WebSocketLink implements Link {
   readonly transport = 'websocket'
@@ -20,15 +27,24 @@ export class WebSocketLink implements Link {
   readonly #handlers: LinkHandlers
   readonly #openTimeoutMs: number
   readonly #watchdog = new Watchdog(() => this.#end(this.#isOpen ? 'ping timeout' : 'open timeout'))
+  readonly #session: OpenPacket | undefined
   #ws: WebSocketLike | undefined
   #isOpen = false
+  #isProbed = false
   #isDone = false
 
-  constructor(url: string, platform: Platform, handlers: LinkHandlers, openTimeoutMs: number) {
+  constructor(
+    url: string,
+    platform: Platform,
+    handlers: LinkHandlers,
+    openTimeoutMs: number,
+    session?: OpenPacket,
+  ) {
     this.#url = url
     this.#platform = platform
     this.#handlers = handlers
     this.#openTimeoutMs = openTimeoutMs
+    this.#session = session
   }
 
   start(): void {
@@ -42,6 +58,7 @@ export class WebSocketLink implements Link {
     this.#ws = ws
     this.#watchdog.armForOpen(this.#openTimeoutMs)
     ws.binaryType = 'arraybuffer'
+    if (this.#session) ws.onopen = () => ws.send('2probe')
     ws.onmessage = event => this.#receive(event.data)
     ws.onclose = event => this.#end(`websocket closed (${event.code})`)
     ws.onerror = () => {} // a close follows every error, and ends the link there
@@ -49,6 +66,14 @@ export class WebSocketLink implements Link {
 
   send(data: string | Uint8Array): void {
     if (this.#isOpen && !this.#isDone) this.#ws?.send(typeof data === 'string' ? `4${data}` : data)
+  }
+
+  /** After a probe answered (and the polling stopped): the session's packets come here from now on. */
+  takeOver(): void {
+    if (this.#isDone || !this.#isProbed || !this.#session) return
+    this.#ws?.send('5')
+    this.#isOpen = true
+    this.#watchdog.arm(this.#session)
   }
 
   close(): void {
@@ -67,10 +92,10 @@ export class WebSocketLink implements Link {
     switch (data.charAt(0)) {
       case '0': {
         const open = parseOpen(data.slice(1))
-        if (!open || this.#isOpen) return this.#end('bad open packet')
+        if (!open || this.#isOpen || this.#session) return this.#end('bad open packet')
         this.#isOpen = true
         this.#watchdog.arm(open)
-        return this.#handlers.opened(open.sid)
+        return this.#handlers.opened(open)
       }
       case '2':
         this.#ws?.send('3')
@@ -80,6 +105,10 @@ export class WebSocketLink implements Link {
         return
       case '1':
         return this.#end('server close')
+      case '3':
+        if (data !== '3probe' || !this.#session || this.#isProbed) return this.#end('unexpected probe answer')
+        this.#isProbed = true
+        return this.#handlers.opened(this.#session)
       default:
       // noop (6) and anything unknown: nothing to do
     }
