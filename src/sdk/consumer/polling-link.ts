@@ -100,6 +100,7 @@ export class PollingLink implements Link {
     if (this.#isDone) return
     this.#isDone = true
     this.#watchdog.stop()
+    this.#handingOver?.resolve(false)
     // Tell the server now rather than let it time the session out; nobody waits for the answer.
     if (this.#sid !== undefined)
       this.#platform
