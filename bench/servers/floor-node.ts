@@ -20,11 +20,12 @@
  * Snapper's own code could pass while it stores and routes through Redis.
  */
 import { Redis } from 'ioredis'
-import type { HttpRequest, HttpResponse, us_listen_socket, us_socket_context_t } from 'uWebSockets.js'
+import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js'
 import { Tokens } from '../../src/auth/token.js'
 import { loadUws } from '../../src/gateway/engineio/uws.js'
 import { serveChild, serverOptions } from './child.js'
 import { listenProducers } from './peer-producers.js'
+import { groupByRoom, listenUws } from './uws-listen.js'
 
 interface SocketData {
   readonly rooms: readonly string[]
@@ -142,15 +143,9 @@ app.ws<SocketData>('/websocket/*', {
 })
 
 const producers = await listenProducers(options.secret, pairs => {
-  const byRoom = new Map<string, string[]>()
-  for (const [room, message] of pairs) {
-    const messages = byRoom.get(room)
-    if (messages) messages.push(message)
-    else byRoom.set(room, [message])
-  }
   const keys: string[] = []
   const args: (string | number)[] = []
-  for (const [room, messages] of byRoom) {
+  for (const [room, messages] of groupByRoom(pairs)) {
     for (let start = 0; start < messages.length; start += BATCH_MAX) {
       const part = messages.slice(start, start + BATCH_MAX)
       keys.push(logPrefix + room, channelPrefix + room)
@@ -161,17 +156,10 @@ const producers = await listenProducers(options.secret, pairs => {
   floorAppend([keys.length, ...keys, ...args]).catch(() => {})
 })
 
-let listenSocket: us_listen_socket | undefined
-const gatewayPort = await new Promise<number>((resolve, reject) => {
-  app.listen('127.0.0.1', 0, socket => {
-    if (!socket) return reject(new Error('floor cannot listen'))
-    listenSocket = socket
-    resolve(uws.us_socket_local_port(socket as never))
-  })
-})
-serveChild({ gatewayPort, producerPort: producers.port }, async () => {
+const gateway = await listenUws(uws, app, 'floor')
+serveChild({ gatewayPort: gateway.port, producerPort: producers.port }, async () => {
   await producers.close()
-  if (listenSocket) uws.us_listen_socket_close(listenSocket)
+  gateway.close()
   redis.disconnect()
   subscriber.disconnect()
 })

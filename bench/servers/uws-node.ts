@@ -7,10 +7,11 @@
  * at most 50 messages, one per room per producer frame), sent once per room
  * with uWS pub/sub (encode once, C++ fan-out). Acks arrive and are dropped.
  */
-import type { HttpRequest, HttpResponse, us_listen_socket, us_socket_context_t } from 'uWebSockets.js'
+import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js'
 import { loadUws } from '../../src/gateway/engineio/uws.js'
 import { serveChild, serverOptions } from './child.js'
 import { listenProducers } from './peer-producers.js'
+import { groupByRoom, listenUws } from './uws-listen.js'
 
 interface SocketData {
   readonly rooms: string[]
@@ -52,13 +53,7 @@ app.ws<SocketData>('/websocket/*', {
 })
 
 const producers = await listenProducers(options.secret, pairs => {
-  const byRoom = new Map<string, string[]>()
-  for (const [room, message] of pairs) {
-    const messages = byRoom.get(room)
-    if (messages) messages.push(message)
-    else byRoom.set(room, [message])
-  }
-  for (const [room, messages] of byRoom) {
+  for (const [room, messages] of groupByRoom(pairs)) {
     for (let start = 0; start < messages.length; start += BATCH_MAX) {
       const params = JSON.stringify(messages.slice(start, start + BATCH_MAX))
       app.publish(
@@ -70,15 +65,8 @@ const producers = await listenProducers(options.secret, pairs => {
   }
 })
 
-let listenSocket: us_listen_socket | undefined
-const gatewayPort = await new Promise<number>((resolve, reject) => {
-  app.listen('127.0.0.1', 0, socket => {
-    if (!socket) return reject(new Error('uWS ceiling cannot listen'))
-    listenSocket = socket
-    resolve(uws.us_socket_local_port(socket as never))
-  })
-})
-serveChild({ gatewayPort, producerPort: producers.port }, async () => {
+const gateway = await listenUws(uws, app, 'uWS ceiling')
+serveChild({ gatewayPort: gateway.port, producerPort: producers.port }, async () => {
   await producers.close()
-  if (listenSocket) uws.us_listen_socket_close(listenSocket) // the process exits next: open sockets go with it
+  gateway.close()
 })
