@@ -191,7 +191,7 @@ async function main(): Promise<number> {
     SCENARIOS.filter(s => !s.onlyWhenNamed).map(s => s.name),
   )
   const load = loadAverage()
-  const redis = await startBenchRedis()
+  const redis = await startBenchRedis(args.redisCluster)
   // Interrupted (Ctrl-C, a CI timeout): take redis-server along; the servers exit when their IPC channel closes.
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.once(signal, () => {
@@ -201,6 +201,7 @@ async function main(): Promise<number> {
     command: commandLine(),
     date: new Date().toISOString().replace('T', ' ').slice(0, 16) + ' UTC',
     machine: describeMachine(redisServerVersion()),
+    redis: redis.label,
     loadAverage: load,
     workers: args.workers,
     threads: args.threads,

@@ -2,7 +2,8 @@
  * `npm run bench -- [scenario...] [--workers N] [--json out.json] [--runs 3] [--smoke]`
  * plus: `--threads N` (consumer worker threads), `--generators N` (consumers in N
  * generator processes instead, each with its own open-files limit), `--targets a,b` (a subset of
- * snapper, socketio, uws), `--profile DIR` (a V8 CPU profile of every server
+ * snapper, socketio, uws, floor), `--redis-cluster` (Snapper on a Redis Cluster of 3 masters),
+ * `--profile DIR` (a V8 CPU profile of every server
  * process over each measured window, not start-up; `node dist/bench/profile.js
  * FILE` summarises one), `--no-record` (no RESULTS.md section, no chart), `--quiet`,
  * `--config JSON` (Snapper config overrides for every node, e.g.
@@ -28,6 +29,8 @@ export interface BenchArgs {
   readonly quiet: boolean
   readonly snapperConfig: Record<string, unknown>
   readonly nodeFlags: readonly string[]
+  /** Run on a Redis Cluster of 3 masters instead of one redis-server (Snapper only: the peers take one Redis URL). */
+  readonly redisCluster: boolean
 }
 
 const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws', 'floor']
@@ -51,6 +54,7 @@ export function parseArgs(
   let quiet = false
   let snapperConfig: Record<string, unknown> = {}
   let nodeFlags: string[] = []
+  let redisCluster = false
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     const value = (): string => {
@@ -72,6 +76,7 @@ export function parseArgs(
     else if (arg === '--profile') profileDir = value()
     else if (arg === '--no-record') record = false
     else if (arg === '--quiet') quiet = true
+    else if (arg === '--redis-cluster') redisCluster = true
     else if (arg === '--config') snapperConfig = JSON.parse(value()) as Record<string, unknown>
     else if (arg === '--node-flags') nodeFlags = value().split(' ').filter(Boolean)
     else if (arg === '--targets') {
@@ -82,6 +87,9 @@ export function parseArgs(
     else if (!known.includes(arg)) throw new Error(`unknown scenario ${arg} (${known.join(', ')})`)
     else scenarios.push(arg)
   }
+  if (redisCluster && targets?.some(target => target !== 'snapper'))
+    throw new Error('--redis-cluster runs Snapper only: the peers take one Redis URL')
+  if (redisCluster) targets = ['snapper']
   return {
     scenarios: scenarios.length > 0 ? scenarios : smoke ? known : defaults,
     workers,
@@ -96,5 +104,6 @@ export function parseArgs(
     quiet,
     snapperConfig,
     nodeFlags,
+    redisCluster,
   }
 }

@@ -29,6 +29,8 @@ export interface BenchResult {
   readonly command: string
   readonly date: string
   readonly machine: Machine
+  /** One redis-server, or a cluster (--redis-cluster). */
+  readonly redis?: string
   readonly loadAverage: number
   readonly workers: number
   readonly threads: number
@@ -152,7 +154,7 @@ export function machineLine(bench: BenchResult): string {
   const { machine } = bench
   return (
     `${machine.cores} cores (${machine.cpu}), ${machine.memoryGb} GB, Linux ${machine.kernel}, Node ${machine.node}, ` +
-    `Redis ${machine.redis}; no nginx (consumers connect straight to the gateway); the load generator ` +
+    `Redis ${machine.redis} (${bench.redis ?? 'one redis-server'}); no nginx (consumers connect straight to the gateway); the load generator ` +
     `(${bench.generators ? `${bench.generators} generator processes` : `${bench.threads} consumer threads`} + producers) runs on the same cores; ${bench.workers} server process(es) per target; ` +
     `load average ${bench.loadAverage} when the run started. CPU columns: seconds used in each run's measured ` +
     `window by the server processes, Redis and the load generator; CPU stall: the share of that window in which ` +

@@ -155,7 +155,7 @@ export function cpuWindow(
   profileBase?: string,
 ): Pick<RunContext, 'startMeasuring' | 'stopMeasuring'> {
   const broker = new CpuMeter(() => target.pids)
-  const redisCpu = new CpuMeter(() => [redis.pid])
+  const redisCpu = new CpuMeter(() => [...redis.pids])
   const generators = new CpuMeter(() => pool.pids)
   let genStart: CpuTimes = { user: 0, system: 0 }
   let startedUs = 0

@@ -83,9 +83,9 @@ export const connections100k: Scenario = {
   async run(ctx) {
     const consumers = ctx.smoke ? 300 : 100_000
     checkLimits(ctx, consumers)
-    const redisBefore = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.client.dbsize() }
+    const redisBefore = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.keyCount() }
     const idle = await connectIdle(ctx, consumers, { retryFailed: true, inFlight: 1000 })
-    const redisAfter = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.client.dbsize() }
+    const redisAfter = { bytes: await ctx.redis.usedMemory(), keys: await ctx.redis.keyCount() }
     const generatorPids = ctx.pool.pids.length > 0 ? ctx.pool.pids : [process.pid]
     const { brokerCpuS, redisCpuS, genCpuS } = idle.cpu
     ctx.phase('idle: 100 s')

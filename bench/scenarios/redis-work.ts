@@ -51,7 +51,7 @@ interface RedisWork {
 
 /** Resets Redis's counters; the function it gives reads what Redis did since (the bench's own commands left out). */
 async function redisWindow(redis: BenchRedis): Promise<() => Promise<RedisWork>> {
-  await redis.client.config('RESETSTAT')
+  await redis.resetStats()
   const start = await redis.traffic()
   return async () => {
     const [calls, traffic] = await Promise.all([redis.commandCalls(), redis.traffic()])

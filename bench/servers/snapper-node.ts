@@ -5,6 +5,7 @@
  * admin app, free ports on 127.0.0.1, room for 100,000 sessions.
  */
 import { defaults, type Config } from '../../src/config/defaults.js'
+import { OPTIONS } from '../../src/config/env.js'
 import { startNode } from '../../src/cli/node.js'
 import { createLogger } from '../../src/log.js'
 import { serveChild, serverOptions } from './child.js'
@@ -14,7 +15,7 @@ const overrides = JSON.parse(process.env.BENCH_SNAPPER_CONFIG ?? '{}') as Partia
 const config: Config = Object.freeze({
   ...defaults,
   host: '127.0.0.1',
-  redis: { kind: 'standalone' as const, url: options.redisUrl },
+  redis: OPTIONS.redis.parse(options.redisUrl), // one URL, or a cluster's nodes comma-separated
   redisPrefix: options.prefix,
   tokenSecrets: [options.secret],
   adminPort: 0,
