@@ -384,7 +384,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   trackMaxReceipts: {
     env: 'SNAPPER_TRACK_MAX_RECEIPTS',
     parse: toCount,
-    doc: 'receipts a tracked message records at most (the consumers `receipt` lists, about 100 bytes of Redis each); later acks are only counted (`moreAcks`)',
+    doc: 'receipts a tracked message records at most (the consumers `receipt` lists, about 110 bytes of Redis each); later acks are only counted (`moreAcks`)',
   },
   escalationWebhookUrl: {
     env: 'SNAPPER_ESCALATION_WEBHOOK_URL',
