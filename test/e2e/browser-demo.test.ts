@@ -2,7 +2,7 @@
  * The demo in a real browser: `snapper start --workers 0 --demo` (the real
  * CLI), Debian's Chromium driven by playwright-core. The page connects to the
  * gateway on another port with the SDK's bundle from /sdk/consumer.js (both
- * codecs, both transports), or with the published snapper-consumer browser build
+ * codecs, both transports, and polling that upgrades to a websocket), or with the published snapper-consumer browser build
  * (cross-origin polling with credentials, then the websocket upgrade), and
  * shows what its form publishes.
  */
@@ -17,7 +17,7 @@ test.before(async () => {
 })
 test.after.always(() => server?.stop())
 
-test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, snapper-consumer) connects, publishes from the form, and sees its messages', async t => {
+test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, SDK polling then websocket, snapper-consumer) connects, publishes from the form, and sees its messages', async t => {
   const cli = await startCli(t, {
     workers: 0,
     args: ['--demo'],
@@ -30,7 +30,14 @@ test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, s
   })
   const base = `http://127.0.0.1:${cli.ports.admin}`
   const browser = await launchChromium(t)
-  for (const variant of ['?codec=json', '?codec=msgpack&transport=polling', '?client=snapper-consumer']) {
+  // With the SDK, the transport its session ends up on: a session that starts on polling upgrades.
+  const variants: { query: string; transport?: string }[] = [
+    { query: '?codec=json', transport: 'websocket' },
+    { query: '?codec=msgpack&transport=polling', transport: 'polling' },
+    { query: '?codec=json&transport=upgrade', transport: 'websocket' },
+    { query: '?client=snapper-consumer' },
+  ]
+  for (const { query: variant, transport } of variants) {
     const page = await browser.newPage()
     const problems = watchPage(page)
 
@@ -45,6 +52,7 @@ test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, s
       )
     }
 
+    if (transport) await page.locator(`#status[data-transport="${transport}"]`).waitFor({ timeout: 10_000 })
     const messages = ['hello from the browser', 'second <b>not html</b>']
     for (const message of messages) {
       await page.fill('#message', message)
@@ -62,6 +70,7 @@ test('demo: a browser consumer (SDK json on websocket, SDK msgpack on polling, s
       t.deepEqual(seqs, ['1', '2'], variant)
     }
     t.is(await status.textContent(), 'connected')
+    if (transport) t.is(await status.getAttribute('data-transport'), transport, variant)
     t.deepEqual(problems, [], variant)
     await page.close()
   }

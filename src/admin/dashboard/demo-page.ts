@@ -2,7 +2,8 @@
  * The demo page (GET /demo/): plain HTML and JS, no build step. It asks for a
  * token of a fresh demo user, connects to the gateway (another port) with the
  * SDK's browser bundle (/sdk/consumer.js; `?codec=msgpack` for binary
- * frames, `&transport=polling` to skip the websocket), or with the published snapper-consumer (`?client=snapper-consumer`,
+ * frames, `&transport=polling` to skip the websocket, `&transport=upgrade` to start on polling and upgrade;
+ * the status line's data-transport says which one is in use), or with the published snapper-consumer (`?client=snapper-consumer`,
  * its browser build served next to the page: cross-origin polling with
  * credentials, then the upgrade), and lists what arrives. The form publishes
  * to that user's own room through POST /demo/publish. Everything shown goes
@@ -43,7 +44,8 @@ const list = document.getElementById('messages')
 const params = new URLSearchParams(location.search)
 const isLegacy = params.get('client') === 'snapper-consumer'
 const codec = params.get('codec') === 'msgpack' ? 'msgpack' : 'json'
-const transports = params.get('transport') === 'polling' ? ['polling'] : undefined
+const transport = params.get('transport')
+const transports = transport === 'polling' ? ['polling'] : transport === 'upgrade' ? ['polling', 'websocket'] : undefined
 
 function setStatus (text, kind) {
   statusEl.textContent = text
@@ -74,8 +76,10 @@ async function startSdk (gateway, demo) {
   const { Consumer } = await import('/sdk/consumer.js')
   const consumer = new Consumer(gateway, { token: demo.token, codec, transports })
   consumer.on('state', (state, details) => {
-    if (state === 'open') setStatus('connected', 'connected')
-    else if (state === 'reconnecting') setStatus('disconnected, reconnecting', 'problem')
+    if (state === 'open') {
+      setStatus('connected', 'connected')
+      statusEl.dataset.transport = details.transport
+    } else if (state === 'reconnecting') setStatus('disconnected, reconnecting', 'problem')
     else if (state === 'closed') setStatus(details.reason || 'closed', 'problem')
   })
   consumer.on('message', show)
@@ -107,7 +111,7 @@ async function start () {
   document.getElementById('room').textContent = demo.room
   document.getElementById('client').textContent = isLegacy
     ? 'snapper-consumer, Engine.IO 3'
-    : 'the Snapper SDK, Engine.IO 4, codec ' + codec + (transports ? ', polling' : '')
+    : 'the Snapper SDK, Engine.IO 4, codec ' + codec + (transports ? ', ' + transports.join(' then ') : '')
 
   document.getElementById('publish').addEventListener('submit', event => {
     event.preventDefault()
