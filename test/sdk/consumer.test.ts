@@ -3,14 +3,14 @@
  * transports get every message with its room and seq, in order; the SDK's
  * producer feeds them. Refusals come back as SnapperErrors.
  */
-import { createServer } from 'node:http'
+import { createServer, type ServerResponse } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import test from 'ava'
 import { startBroker, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { Consumer, SnapperError, type MessageMeta } from '../../src/sdk/consumer/node.js'
 import { Producer } from '../../src/sdk/producer/index.js'
-import { eventually } from '../helpers/eventually.js'
+import { eventually, holdsFor } from '../helpers/eventually.js'
 import { collect, consumerFor } from './helpers.js'
 
 let server: RedisServer
@@ -119,6 +119,36 @@ test('a session opened on polling moves to a websocket (the Engine.IO upgrade): 
   t.deepEqual(states, ['connecting', 'open polling', 'open websocket'])
   const counts = await producer.consumers(userId)
   t.is(counts.length, 1, 'one connection for the user')
+})
+
+test('a polling session whose server offers no upgrade (upgrades: []) probes no websocket', async t => {
+  // A bare Engine.IO 4 server: polling only, the open packet offers nothing to upgrade to, later polls are held.
+  let upgrades = 0
+  const held = new Set<ServerResponse>()
+  const bare = createServer((req, res) => {
+    if (!req.url?.includes('sid=')) {
+      res.end('0{"sid":"bare1","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}')
+      return
+    }
+    held.add(res)
+  })
+  bare.on('upgrade', (_req, socket) => {
+    upgrades++
+    socket.destroy()
+  })
+  await new Promise<void>(resolve => bare.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const res of held) res.destroy()
+    bare.close()
+  })
+  const { port } = bare.address() as AddressInfo
+  const token = new Producer({ secret: TEST_SECRET, id: 'x' }).signConsumerToken({ userId: newUserId() })
+  const consumer = consumerFor(t, port, token)
+  await consumer.connect()
+  t.is(consumer.transport, 'polling')
+  t.is(upgrades, 1, "the attempt's websocket, before polling")
+  await holdsFor(() => upgrades === 1, 500, 'no upgrade probe')
+  t.is(consumer.transport, 'polling')
 })
 
 test('a handshake that hangs ends after openTimeoutMs, on each transport, and the consumer retries later', async t => {

@@ -10,7 +10,8 @@
  * Each attempt tries the transports in order (websocket, then polling): a
  * websocket that does not open is followed at once by a polling handshake,
  * whose HTTP answer also says why a handshake was refused. A session open on
- * polling probes a websocket (at once, then every 30 s doubling to 8 min)
+ * polling whose server offers the upgrade probes a websocket (at once, then
+ * every 30 s doubling to 8 min)
  * and moves to it when the probe is answered: the Engine.IO upgrade, the
  * same session. Between attempts
  * the delay is the server's when it gave one (a `reconnect` notice before a
@@ -213,8 +214,8 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
         this.#setState('open', { transport })
         this.#settleConnected?.resolve()
         this.#settleConnected = undefined
-        if (link instanceof PollingLink && this.#transports.includes('websocket'))
-          this.#upgrade(link, open, 0)
+        const canUpgrade = this.#transports.includes('websocket') && open.upgrades.includes('websocket')
+        if (link instanceof PollingLink && canUpgrade) this.#upgrade(link, open, 0)
       },
       message: (data: string | Uint8Array): void => {
         if (this.#link === link) this.#receive(link, data)

@@ -84,15 +84,25 @@ export interface OpenPacket {
   readonly sid: string
   readonly pingIntervalMs: number
   readonly pingTimeoutMs: number
+  /** The transports the server lets this session upgrade to. */
+  readonly upgrades: readonly string[]
 }
 
 /** Parses the data of an open packet (`0{...}`); undefined if it is not one. */
 export function parseOpen(data: string): OpenPacket | undefined {
   try {
-    const open = JSON.parse(data) as { sid?: unknown; pingInterval?: unknown; pingTimeout?: unknown }
+    const open = JSON.parse(data) as {
+      sid?: unknown
+      pingInterval?: unknown
+      pingTimeout?: unknown
+      upgrades?: unknown
+    }
     if (typeof open.sid !== 'string' || typeof open.pingInterval !== 'number') return undefined
     const pingTimeoutMs = typeof open.pingTimeout === 'number' ? open.pingTimeout : 20_000
-    return { sid: open.sid, pingIntervalMs: open.pingInterval, pingTimeoutMs }
+    const upgrades = Array.isArray(open.upgrades)
+      ? open.upgrades.filter(name => typeof name === 'string')
+      : []
+    return { sid: open.sid, pingIntervalMs: open.pingInterval, pingTimeoutMs, upgrades }
   } catch {
     return undefined // not JSON: the caller ends the link as a protocol error
   }
