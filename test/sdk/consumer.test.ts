@@ -4,8 +4,13 @@
  * producer feeds them. Refusals come back as SnapperErrors.
  */
 import { createServer, type ServerResponse } from 'node:http'
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
-import test from 'ava'
+import {
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net'
+import test, { type ExecutionContext } from 'ava'
 import { startBroker, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { Consumer, SnapperError, type MessageMeta } from '../../src/sdk/consumer/node.js'
@@ -136,14 +141,8 @@ test('a polling session whose server offers no upgrade (upgrades: []) probes no 
     upgrades++
     socket.destroy()
   })
-  await new Promise<void>(resolve => bare.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const res of held) res.destroy()
-    bare.close()
-  })
-  const { port } = bare.address() as AddressInfo
-  const token = new Producer({ secret: TEST_SECRET, id: 'x' }).signConsumerToken({ userId: newUserId() })
-  const consumer = consumerFor(t, port, token)
+  const port = await listenUntilTeardown(t, bare, held)
+  const consumer = consumerFor(t, port, freshUserToken())
   await consumer.connect()
   t.is(consumer.transport, 'polling')
   t.is(upgrades, 1, "the attempt's websocket, before polling")
@@ -159,14 +158,8 @@ test('a handshake that hangs ends after openTimeoutMs, on each transport, and th
     sockets.add(socket)
     socket.once('data', (chunk: Buffer) => requests.push(chunk.toString('latin1').split('\r\n')[0]!))
   })
-  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const socket of sockets) socket.destroy()
-    silent.close()
-  })
-  const { port } = silent.address() as AddressInfo
-  const token = new Producer({ secret: TEST_SECRET, id: 'x' }).signConsumerToken({ userId: newUserId() })
-  const consumer = consumerFor(t, port, token, { openTimeoutMs: 300, reconnectMinMs: 60_000 })
+  const port = await listenUntilTeardown(t, silent, sockets)
+  const consumer = consumerFor(t, port, freshUserToken(), { openTimeoutMs: 300, reconnectMinMs: 60_000 })
   const startedAt = Date.now()
   const retrying = new Promise<string | undefined>(resolve =>
     consumer.on('state', (state, details) => {
@@ -180,7 +173,7 @@ test('a handshake that hangs ends after openTimeoutMs, on each transport, and th
   t.is(requests.length, 2)
   t.regex(requests[0]!, /^GET \/websocket\/\?.*transport=websocket/)
   t.regex(requests[1]!, /^GET \/websocket\/\?.*transport=polling/)
-  t.throws(() => new Consumer(`http://127.0.0.1:${port}`, { token, openTimeoutMs: 0 }), {
+  t.throws(() => new Consumer(`http://127.0.0.1:${port}`, { token: freshUserToken(), openTimeoutMs: 0 }), {
     instanceOf: TypeError,
   })
 })
@@ -216,7 +209,7 @@ test('websocket only and a bad token: the consumer keeps trying (a refused upgra
 
 test('an unknown codec is refused with 400 and a message saying which ones exist', async t => {
   const broker = await startBroker(t, server.url)
-  const token = new Producer({ secret: TEST_SECRET, id: 'x' }).signConsumerToken({ userId: newUserId() })
+  const token = freshUserToken()
   const query = new URLSearchParams({ EIO: '4', transport: 'polling', token, codec: 'xml' })
   const response = await fetch(`http://127.0.0.1:${broker.ports.gateway}/websocket/?${query}`)
   t.is(response.status, 400)
@@ -257,6 +250,24 @@ test('a full node answers 503 with Retry-After and retryAfterMs, and the consume
 })
 
 /** An HTTP proxy to the gateway that drops websocket upgrades, as some corporate proxies do. */
+/** Listens on a free loopback port; when the test ends, destroys `open` (what the server holds) and closes. */
+async function listenUntilTeardown(
+  t: ExecutionContext,
+  server: NetServer,
+  open: ReadonlySet<{ destroy(): void }>,
+): Promise<number> {
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const handle of open) handle.destroy()
+    server.close()
+  })
+  return (server.address() as AddressInfo).port
+}
+
+/** A valid consumer token (the broker's test secret) of a fresh user. */
+const freshUserToken = (): string =>
+  new Producer({ secret: TEST_SECRET, id: 'x' }).signConsumerToken({ userId: newUserId() })
+
 /** An HTTP proxy to the gateway that refuses every websocket (it records their URLs). */
 async function httpOnlyProxy(
   gatewayPort: number,
