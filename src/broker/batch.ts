@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import type { Cursor } from './cursor.js'
 
 /**
@@ -53,7 +53,8 @@ export interface Batch {
  * again; different messages make different ids (a 96-bit hash).
  */
 export function batchIdOf(entries: readonly Entry[]): string {
-  const hash = createHash('sha256')
+  // One string hashed at once: crypto.hash is the same SHA-256 without a Hash object (a third of the time).
+  let runs = ''
   for (let start = 0; start < entries.length;) {
     const first = entries[start]!
     let end = start + 1
@@ -63,10 +64,10 @@ export function batchIdOf(entries: readonly Entry[]): string {
       entries[end]!.seq === first.seq + end - start
     )
       end++
-    hash.update(`${JSON.stringify(first.room)} ${first.ms} ${first.seq} ${end - start}\n`)
+    runs += `${JSON.stringify(first.room)} ${first.ms} ${first.seq} ${end - start}\n`
     start = end
   }
-  return hash.digest('base64url').slice(0, 16)
+  return hash('sha256', runs, 'base64url').slice(0, 16)
 }
 
 /**

@@ -53,8 +53,12 @@ interface Part {
   /** '' for plain messages; the nonce of the one tracked message. */
   readonly nonce: string
   readonly messages: string[]
-  /** Settles once every call holding some of its messages has (set when the turn is sent). */
-  stored?: Promise<void>
+  /** Settles once every call holding some of its messages has: one promise per part, none per call or piece. */
+  readonly stored: Promise<void>
+  readonly fail: (err: unknown) => void
+  readonly succeed: () => void
+  /** Calls holding some of its messages whose reply has not come yet (set when the turn is sent). */
+  unanswered: number
 }
 
 /** The appends asked for in one turn of the event loop, sent together at its end. */
@@ -62,8 +66,6 @@ interface Turn {
   readonly parts: Part[]
   /** The last part of each room, which later plain messages of that room join if it is plain. */
   readonly lastPart: Map<string, Part>
-  /** Resolves once the turn's calls are issued (every part's `stored` set). */
-  readonly sent: Promise<void>
 }
 
 /** One room_append-4n.lua call: pieces of parts of one slot, at most APPEND_CHUNK messages in all. */
@@ -153,7 +155,7 @@ export class RoomLog {
         parts.push(last)
       }
     }
-    return settled(turn, parts)
+    return parts.length === 1 ? parts[0]!.stored : Promise.all(parts.map(part => part.stored)).then(() => {})
   }
 
   /**
@@ -162,36 +164,47 @@ export class RoomLog {
    */
   appendTracked(room: string, message: string, nonce: string): Promise<void> {
     const turn = this.#currentTurn()
-    return settled(turn, [this.#addPart(turn, room, nonce, [message])])
+    return this.#addPart(turn, room, nonce, [message]).stored
   }
 
   /** The appends of this turn; the first one asked for schedules the sending at its end. */
   #currentTurn(): Turn {
     if (this.#turn) return this.#turn
-    let send!: () => void
-    const sent = new Promise<void>((resolve, reject) => {
-      send = () => {
-        try {
-          this.#send()
-          resolve()
-        } catch (err) {
-          reject(err) // every caller of the turn hears of it; nothing escapes the microtask
-        }
+    const turn: Turn = { parts: [], lastPart: new Map() }
+    // At the end of this turn: every publish read from the same socket chunk goes in the same calls.
+    queueMicrotask(() => {
+      try {
+        this.#send()
+      } catch (err) {
+        for (const part of turn.parts) part.fail(err) // every caller of the turn hears of it; nothing escapes the microtask
       }
     })
-    // At the end of this turn: every publish read from the same socket chunk goes in the same calls.
-    queueMicrotask(send)
-    return (this.#turn = { parts: [], lastPart: new Map(), sent })
+    return (this.#turn = turn)
   }
 
   #addPart(turn: Turn, room: string, nonce: string, messages: string[]): Part {
-    const part: Part = { room, log: this.#keys.room(room).log, nonce, messages }
+    let succeed!: () => void
+    let fail!: (err: unknown) => void
+    const stored = new Promise<void>((resolve, reject) => {
+      succeed = resolve
+      fail = reject
+    })
+    const part: Part = {
+      room,
+      log: this.#keys.room(room).log,
+      nonce,
+      messages,
+      stored,
+      succeed,
+      fail,
+      unanswered: 0,
+    }
     turn.parts.push(part)
     turn.lastPart.set(room, part)
     return part
   }
 
-  /** Issues the turn's calls, slot by slot, and sets when each part is stored. */
+  /** Issues the turn's calls, slot by slot; each part settles once the calls holding its messages have answered. */
   #send(): void {
     const turn = this.#turn
     this.#turn = undefined
@@ -199,17 +212,20 @@ export class RoomLog {
     const calls: AppendCall[] = []
     for (const parts of groupBySlot(turn.parts, part => part.log, this.#options.isCluster))
       calls.push(...this.#callsOf(parts))
+    for (const call of calls) for (const { part } of call.pieces) part.unanswered++
+    for (const part of turn.parts) if (part.unanswered === 0) part.succeed() // no messages: nothing to store
     const replies = this.#store(calls)
-    const outcomes = new Map<Part, Promise<void>[]>()
     calls.forEach((call, i) =>
-      call.pieces.forEach(({ part }, index) => {
-        const outcome = replies[i]!.then(reply => checkPiece(reply, index))
-        const known = outcomes.get(part)
-        if (known) known.push(outcome)
-        else outcomes.set(part, [outcome])
-      }),
+      replies[i]!.then(
+        reply =>
+          call.pieces.forEach(({ part }, index) => {
+            const refusal = refusalOf(reply, index)
+            if (refusal) part.fail(refusal)
+            else if (--part.unanswered === 0) part.succeed()
+          }),
+        (err: unknown) => call.pieces.forEach(({ part }) => part.fail(err)),
+      ),
     )
-    for (const part of turn.parts) part.stored = Promise.all(outcomes.get(part) ?? []).then(() => {})
   }
 
   /**
@@ -385,15 +401,11 @@ export class RoomLog {
   }
 }
 
-/** Resolves once every part is stored (after the turn is sent); rejects with the first failure. */
-function settled(turn: Turn, parts: readonly Part[]): Promise<void> {
-  return turn.sent.then(() => Promise.all(parts.map(part => part.stored))).then(() => {})
-}
-
-/** Piece `index` of a call's reply: throws if the call was refused, or the script refused that room. */
-function checkPiece(reply: AppendReply, index: number): void {
-  if (reply[0] === -1) throw new Error('room append refused: a call before it is not stored')
-  if (reply[3 + 3 * index] === -2) throw new Error(`room append refused: ${String(reply[2 + 3 * index])}`)
+/** Why piece `index` of a call's reply is not stored: the call was refused, or the script refused that room. */
+function refusalOf(reply: AppendReply, index: number): Error | undefined {
+  if (reply[0] === -1) return new Error('room append refused: a call before it is not stored')
+  if (reply[3 + 3 * index] === -2) return new Error(`room append refused: ${String(reply[2 + 3 * index])}`)
+  return undefined
 }
 
 /**

@@ -80,8 +80,8 @@ export class Keys {
 
   /** What every key of a room starts with: `{r:room}`, or for a user's own room the user's slot. */
   #roomTag(room: string): string {
-    const user = USER_ROOM.exec(room)?.[1]
-    return user === undefined ? `${this.prefix}:{r:${room}}` : `${this.prefix}:{u:${user}}:r`
+    // test, not exec: no match array for each message's keys
+    return USER_ROOM.test(room) ? `${this.prefix}:{u:${room.slice(4)}}:r` : `${this.prefix}:{r:${room}}`
   }
 
   /** Hash consumerId → nodeId of a user's live connections. */
@@ -119,4 +119,4 @@ export class Keys {
 export const userRoom = (userId: string): string => `user${userId}`
 
 /** A user's own room: `user` and a user id as tokens carry it (24 lowercase hex digits). */
-const USER_ROOM = /^user([a-f0-9]{24})$/
+const USER_ROOM = /^user[a-f0-9]{24}$/

@@ -30,6 +30,11 @@ test('a batch id depends on its rooms and seqs only: the same messages read agai
   t.is(new Set([id, ...others.map(batchIdOf)]).size, others.length + 1)
 })
 
+test('a batch id is the same on every version of the node: the first 16 characters of the base64url SHA-256 of its runs', t => {
+  // A rolling upgrade sends a batch again from a newer node: its id must not change, or the client keeps both copies.
+  t.is(batchIdOf([...entries('r', 5, 2, 5), ...entries('user1', 1, 1, 7)]), 'nOn2Bqik9Chbp4N7')
+})
+
 test('chunks are cut from the first message of each announcement: read again from a chunk end, the same chunks', t => {
   const live = [...entries('r', 1, 120), ...entries('r', 121, 3)]
   live[119]!.isAnnouncementEnd = true
