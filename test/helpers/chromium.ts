@@ -13,7 +13,8 @@ export const ARTIFACTS_DIR = fileURLToPath(new URL('../../../artifacts/', import
 
 /**
  * A headless Chromium with a fresh profile, closed (profile removed) at the
- * test's end; throws if Chromium is not installed.
+ * test's end; throws if Chromium is not installed. Not under the watchdog:
+ * it ends by itself when the pipe from this process closes (watchdog.test.ts).
  */
 export async function launchChromium(
   t: ExecutionContext,

@@ -1,6 +1,7 @@
 /**
  * A test process that dies without stopping its servers (ava's timeout, a
- * crash, a SIGKILL) takes them with it: its watchdog kills them.
+ * crash, a SIGKILL) takes them with it: its watchdog kills them. Chromium
+ * needs none: it ends when the pipe from its driver closes.
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -39,6 +40,39 @@ test('redis-server and nginx (with its workers) die with the test process that s
     what: () =>
       `redis-server ${redis} and nginx's group ${nginx} (${group().join(' ')}) to die with their owner`,
     timeoutMs: 5000,
+  })
+  t.pass()
+})
+
+/** A test process driving Chromium through the browser tests' helper: prints its pid once a page is open, waits. */
+const DRIVER = `
+import { launchChromium } from ${JSON.stringify(new URL('./chromium.js', import.meta.url).href)}
+const browser = await launchChromium({ teardown() {} })
+await (await browser.newPage()).goto('about:blank')
+console.log(process.pid)
+setInterval(() => {}, 60_000)
+`
+
+test('Chromium (every process of it) dies with the test process that drives it, SIGKILLed: no watchdog needed', async t => {
+  const driver = spawn(process.execPath, ['--input-type=module', '-e', DRIVER], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  t.teardown(() => driver.kill('SIGKILL'))
+  await within(once(driver.stdout!, 'data'), 30_000, 'Chromium to open a page')
+  // Every process of this Chromium names its profile: renderers, zygotes, and the crash handlers it detaches.
+  const [main] = childrenOf(driver.pid!).filter(pid => readText(`/proc/${pid}/comm`) === 'chromium\n')
+  const profile = /--user-data-dir=([^\0]+)/.exec(readText(`/proc/${main}/cmdline`))?.[1]
+  if (!profile) return t.fail(`no Chromium with a profile under the driver (${main})`)
+  const browser = (): number[] => livePids().filter(pid => readText(`/proc/${pid}/cmdline`).includes(profile))
+  t.teardown(() => {
+    for (const pid of browser()) process.kill(pid, 'SIGKILL') // only if it outlived its driver
+  })
+  t.true(browser().length >= 2, `Chromium runs, a browser and its helpers (${browser().join(' ')})`)
+
+  driver.kill('SIGKILL')
+  await eventually(() => browser().length === 0, {
+    what: () => `Chromium's processes (${browser().join(' ')}) to end with their driver`,
+    timeoutMs: 10_000,
   })
   t.pass()
 })
