@@ -3,7 +3,6 @@
  * the primary, /metrics summed over both workers by prom-client's
  * AggregatorRegistry, then SIGTERM and exit code 0 with no worker left.
  */
-import { once } from 'node:events'
 import test from 'ava'
 import Producer from 'snapper-producer'
 import { checkPorts } from '../../src/cli/primary.js'
@@ -11,7 +10,7 @@ import { ConfigError } from '../../src/config/load.js'
 import { isAlive, startCli } from '../helpers/cli.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { call, sample, SECRET, TOKENS } from './harness.js'
-import { eventually } from '../helpers/eventually.js'
+import { eventually, eventWithin } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -53,7 +52,7 @@ test('cluster: /metrics of the primary sums both workers; SIGTERM drains and exi
     n => new Producer(producerPort, '127.0.0.1', { secretKeys: [SECRET], producerId: `p${n}` }),
   )
   t.teardown(() => producers.forEach(producer => producer.close()))
-  await Promise.all(producers.map(producer => once(producer, 'connect')))
+  await Promise.all(producers.map(producer => eventWithin(producer, 'connect')))
   for (const [n, producer] of producers.entries())
     for (let i = 0; i < 3; i++) producer.sendMessage('room', `p${n}-${i}`)
   const http = await call(`${base}/v1/publish`, {

@@ -2,7 +2,6 @@
  * /metrics of one process as `snapper start --workers 0` wires it (startNode
  * with an admin port): real node, gateway, producer listener, admin app.
  */
-import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import Producer from 'snapper-producer'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
@@ -12,7 +11,7 @@ import { userRoom } from '../../src/redis/keys.js'
 import { RecordingSink } from '../helpers/broker.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { call, sample, SECRET, TOKENS, USER } from './harness.js'
-import { eventually } from '../helpers/eventually.js'
+import { eventually, eventWithin } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -109,7 +108,7 @@ test('metrics move: HTTP and TCP publishes, deliveries, batches, ack latency, co
     producerId: 'metrics',
   })
   t.teardown(() => producer.close())
-  await once(producer, 'connect')
+  await eventWithin(producer, 'connect')
   for (const message of ['t1', 't2', 't3']) producer.sendMessage(room, message)
   await sink.waitFor(5)
 

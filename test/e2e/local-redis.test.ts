@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import test, { type ExecutionContext } from 'ava'
 import { TEST_SECRET } from '../helpers/broker.js'
 import { CLI } from '../helpers/cli.js'
-import { eventually, pause } from '../helpers/eventually.js'
+import { eventually, pause, within } from '../helpers/eventually.js'
 
 const CLIENT = fileURLToPath(new URL('local-redis-client.js', import.meta.url))
 // Any ports: the namespace is empty. Not the defaults, so that a mistake cannot reach the host's.
@@ -152,7 +152,11 @@ for (const workers of [0, 2]) {
     t.regex(config.stdout, /^maxmemory-policy\nnoeviction\n/m)
 
     process.kill(-cli.child.pid!, 'SIGINT') // Ctrl-C: the whole process group
-    t.is(await cli.exited, 0, cli.output())
+    t.is(
+      await within(cli.exited, 30_000, () => `the CLI to exit after Ctrl-C: ${cli.output()}`),
+      0,
+      cli.output(),
+    )
     t.notRegex(cli.output(), /drain timed out/)
     await eventually(() => cli.redisPids().length === 0, { timeoutMs: 5000 })
   })

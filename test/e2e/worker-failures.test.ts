@@ -5,7 +5,6 @@
  * cannot start keeps the old ones serving (and drains them at the end); a
  * drain that fails in the workers makes the primary exit 1.
  */
-import { once } from 'node:events'
 import { createServer } from 'node:net'
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
@@ -14,7 +13,7 @@ import { isAlive, startCli } from '../helpers/cli.js'
 import { freePorts } from '../helpers/ports.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
-import { eventually } from '../helpers/eventually.js'
+import { eventually, eventWithin } from '../helpers/eventually.js'
 
 const tokens = new Tokens([TEST_SECRET])
 const statsToken = tokens.sign({ name: 'snapper' })
@@ -24,7 +23,7 @@ test('a worker that cannot start fails the start: exit 1 with its reason, no res
   t.teardown(() => redis.stop())
   const gateway = await freePorts(2)
   const blocker = createServer().listen(gateway + 1, '127.0.0.1') // worker 1's gateway port
-  await once(blocker, 'listening')
+  await eventWithin(blocker, 'listening')
   t.teardown(() => blocker.close())
 
   const error = await t.throwsAsync(

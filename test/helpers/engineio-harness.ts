@@ -228,7 +228,11 @@ export async function openSocket(url: string, options?: WebSocket.ClientOptions)
     closed,
     async next() {
       while (taken >= messages.length) {
-        const result = await Promise.race([once(inbox, 'message'), closed.then(() => 'closed' as const)])
+        const result = await within(
+          Promise.race([once(inbox, 'message'), closed.then(() => 'closed' as const)]),
+          30_000,
+          'a message or the close of the socket',
+        )
         if (result === 'closed' && taken >= messages.length)
           throw new Error(`socket closed before a message: ${closeReason}`)
       }

@@ -1,10 +1,12 @@
+import { once, type EventEmitter } from 'node:events'
+
 /**
  * Waiting in tests, by what is waited for. Wait for an event where there is
- * one (`once()`, a client's `waitFor`); `eventually` for state that changes
- * with no event to wait on; `holdsFor` for "nothing more happens" (no
- * duplicate, no second close); `within` for one step that could wait for
- * ever; `pause` only where time itself is under test (traffic spaced out, a
- * heartbeat kept or missed).
+ * one (`eventWithin`, once() with a bound; a client's `waitFor`);
+ * `eventually` for state that changes with no event to wait on; `holdsFor`
+ * for "nothing more happens" (no duplicate, no second close); `within` for
+ * one step that could wait for ever; `pause` only where time itself is
+ * under test (traffic spaced out, a heartbeat kept or missed).
  */
 
 /** What `eventually` takes for "not yet". */
@@ -86,6 +88,19 @@ export async function within<T>(
   } finally {
     clearTimeout(timer)
   }
+}
+
+/**
+ * once() with a bound: the event's arguments, a rejection if the emitter
+ * emits 'error' first (as once() does), or after `timeoutMs` one naming the
+ * event, instead of a test that hangs until ava's timeout names nothing.
+ */
+export function eventWithin(
+  emitter: EventEmitter | { once(event: string, listener: (...args: never[]) => void): unknown },
+  event: string,
+  timeoutMs = 30_000,
+): Promise<unknown[]> {
+  return within(once(emitter as EventEmitter, event), timeoutMs, `the event '${event}'`)
 }
 
 const nameOf = (what: string | (() => string)): string => (typeof what === 'string' ? what : what())

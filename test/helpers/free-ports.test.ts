@@ -4,7 +4,6 @@
  * and the bind, as another test file or an outgoing connection may do: each
  * notices the failed bind at once and starts again on another port.
  */
-import { once } from 'node:events'
 import { createServer, type Server } from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { TEST_SECRET } from './broker.js'
@@ -13,11 +12,12 @@ import { startNginx } from './nginx.js'
 import { freePort, freePorts, type PortChooser } from './ports.js'
 import { clusterPort, startRedisCluster } from './redis-cluster.js'
 import { startRedis } from './redis.js'
+import { eventWithin } from './eventually.js'
 
 /** Takes `port` away (a listener of ours on it) until the test ends. */
 async function occupy(t: ExecutionContext, port: number): Promise<void> {
   const blocker: Server = createServer().listen(port, '127.0.0.1')
-  await once(blocker, 'listening')
+  await eventWithin(blocker, 'listening')
   t.teardown(() => blocker.close())
 }
 

@@ -4,7 +4,6 @@
  * the FIN is stored, what it sends after goes to the next listener once it
  * reconnects. No `sendMessage` is lost.
  */
-import { once } from 'node:events'
 import { connect } from 'node:net'
 import test from 'ava'
 import Producer from 'snapper-producer'
@@ -16,7 +15,7 @@ import { createProducerListener } from '../../src/producer/listener.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { AUTH_FRAME, SECRET } from './setup.js'
-import { eventually, pause } from '../helpers/eventually.js'
+import { eventually, eventWithin, pause } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -47,7 +46,7 @@ for (const [pattern, burst, pauseMs] of [
     const producer = new Producer(port, '127.0.0.1', { secretKeys: [SECRET], producerId: 'drain' })
     producer.on('error', () => {})
     t.teardown(() => producer.close())
-    await once(producer, 'connect')
+    await eventWithin(producer, 'connect')
 
     const total = 3000
     let sent = 0
@@ -96,11 +95,11 @@ test('a publish that arrives after our FIN is still stored; a request then is no
   // A client that keeps writing after the server's FIN, as snapper-producer can until it notices.
   const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   t.teardown(() => socket.destroy())
-  await once(socket, 'connect')
+  await eventWithin(socket, 'connect')
   socket.write(AUTH_FRAME)
-  await once(socket, 'data')
+  await eventWithin(socket, 'data')
   const closed = listener.close()
-  await once(socket, 'end')
+  await eventWithin(socket, 'end')
   const frame = (json: string): string => `$${Buffer.byteLength(json)}\r\n${json}\r\n`
   socket.write(frame('{"jsonrpc":"2.0","method":"publish","params":[["late","after FIN"]]}'))
   socket.write(

@@ -1,9 +1,8 @@
-import { once } from 'node:events'
 import test from 'ava'
 import { consumerIdOf } from '../../src/auth/token.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { AUTH_FRAME, AUTH_OK, call, frame, startListener } from './setup.js'
-import { eventually } from '../helpers/eventually.js'
+import { eventually, eventWithin } from '../helpers/eventually.js'
 
 let server: RedisServer
 
@@ -17,11 +16,11 @@ const USER = '55a07f2dee06c78e1357b0ad'
 test('a wrong secret: error 401, then close, and no reconnect', async t => {
   const h = await startListener(t, server)
   const producer = await h.producer({ secret: 'another secret', wait: false })
-  const [error] = (await once(producer, 'error')) as [{ code: number; message: string; data: string }]
+  const [error] = (await eventWithin(producer, 'error')) as [{ code: number; message: string; data: string }]
   t.is(error.code, 401)
   t.is(error.message, 'Unauthorized')
   t.is(error.data, 'Error: Invalid signature')
-  await once(producer, 'close')
+  await eventWithin(producer, 'close')
   t.true(producer.conn.closed, 'the client destroyed itself: it will not reconnect')
   t.is(h.listener.stats.accepted, 1)
   t.is(h.listener.stats.errors.UNAUTHORIZED, 1)
@@ -145,7 +144,7 @@ test('UTF-8 messages are stored unchanged', async t => {
 test('messages and requests queued before connecting are all served after the auth', async t => {
   const h = await startListener(t, server)
   const producer = await h.producer({ wait: false })
-  const connected = once(producer, 'connect')
+  const connected = eventWithin(producer, 'connect')
   // Queued before TCP connects. The client sends the requests right behind its auth frame and the
   // messages at its next drain, so the order between the two kinds is the client's, not ours.
   producer.sendMessage('early', 'e1')
@@ -191,7 +190,7 @@ test('a reconnect (listener closed and reopened on the same port) resumes publis
 
   await h.listener.close()
   t.is(h.listener.connections, 0)
-  const reconnected = once(producer, 'connect')
+  const reconnected = eventWithin(producer, 'connect')
   t.is(await h.listener.listen(h.port, '127.0.0.1'), h.port)
   await reconnected
 

@@ -1,9 +1,9 @@
-import { EventEmitter, once } from 'node:events'
+import { EventEmitter } from 'node:events'
 import { createRequire } from 'node:module'
 import test, { type ExecutionContext } from 'ava'
 import { Socket as Socket6 } from 'engine.io-client'
 import { type EchoServer, startEcho } from '../../helpers/engineio-harness.js'
-import { eventually, holdsFor } from '../../helpers/eventually.js'
+import { eventually, eventWithin, holdsFor } from '../../helpers/eventually.js'
 
 // engine.io-client 3.5.6 exactly as snapper-consumer@1.3.6 bundles it.
 const consumerRequire = createRequire(createRequire(import.meta.url).resolve('snapper-consumer'))
@@ -77,7 +77,7 @@ for (const version of [3, 6] as const) {
       phase = 'during'
       for (let i = 0; i < 5; i++) send(`during-${i}`)
     })
-    const upgraded = once(socket, 'upgrade')
+    const upgraded = eventWithin(socket, 'upgrade')
     socket.on('upgrade', () => {
       phase = 'after'
       for (let i = 0; i < 5; i++) send(`after-${i}`)
@@ -117,7 +117,7 @@ for (const version of [3, 6] as const) {
       const server = await echo(t)
       const socket = connect(t, version, server, `rt${version}${transports}`, transports)
       const received = inbox(socket)
-      await once(socket, 'open')
+      await eventWithin(socket, 'open')
       t.is(socket.transport.name, transports)
       const texts = ['€', '😀', 'a\u2028b\u2029c', `big:${'€😀x'.repeat(25_000)}`, 'plain']
       for (const text of texts) socket.send(text)
@@ -135,8 +135,8 @@ for (const version of [3, 6] as const) {
     for (const transports of ['websocket', 'polling'] as const) {
       const id = `sc${version}${transports}`
       const socket = connect(t, version, server, id, transports)
-      await once(socket, 'open')
-      const closed = once(socket, 'close')
+      await eventWithin(socket, 'open')
+      const closed = eventWithin(socket, 'close')
       ;(await server.openOf(id)).close()
       const [reason] = (await closed) as [string]
       t.is(reason, 'transport close', transports)
@@ -151,8 +151,8 @@ for (const version of [3, 6] as const) {
     for (const transports of ['default', 'websocket', 'polling'] as const) {
       const id = `cc${version}${transports}`
       const socket = connect(t, version, server, id, transports)
-      await once(socket, 'open')
-      if (transports === 'default') await once(socket, 'upgrade')
+      await eventWithin(socket, 'open')
+      if (transports === 'default') await eventWithin(socket, 'upgrade')
       socket.close()
       t.is(await server.closeOf(id), 'transport close', transports)
     }
@@ -169,11 +169,11 @@ for (const version of [3, 6] as const) {
   test(`${name}: a second connection with the same id replaces the first, which sees a close`, async t => {
     const server = await echo(t)
     const first = connect(t, version, server, 'same', 'websocket')
-    await once(first, 'open')
-    const firstClosed = once(first, 'close')
+    await eventWithin(first, 'open')
+    const firstClosed = eventWithin(first, 'close')
     const second = connect(t, version, server, 'same', 'websocket')
     const received = inbox(second)
-    await once(second, 'open')
+    await eventWithin(second, 'open')
     await firstClosed
     t.deepEqual(server.opened, [
       { id: 'same', replaced: false },

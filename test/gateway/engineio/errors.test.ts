@@ -1,4 +1,3 @@
-import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import WebSocket from 'ws'
 import {
@@ -10,7 +9,7 @@ import {
   startEcho,
 } from '../../helpers/engineio-harness.js'
 import type { EngineOptions } from '../../../src/gateway/engineio/server.js'
-import { eventually } from '../../helpers/eventually.js'
+import { eventually, eventWithin } from '../../helpers/eventually.js'
 
 async function echo(t: ExecutionContext, options: Partial<EngineOptions> = {}): Promise<EchoServer> {
   const server = await startEcho(options)
@@ -186,7 +185,7 @@ test('an origin off the allow-list cannot open a session: 403 code 4, raw 400 on
     origin: 'https://evil.example',
   })
   ws.on('error', () => {}) // the unexpected-response below is the assertion
-  const [, res] = (await once(ws, 'unexpected-response')) as [unknown, { statusCode: number }]
+  const [, res] = (await eventWithin(ws, 'unexpected-response')) as [unknown, { statusCode: number }]
   t.is(res.statusCode, 400)
   const ok = await request(server.url('EIO=4&transport=polling&token=good'), {
     headers: { origin: 'https://ok.example' },
@@ -248,7 +247,7 @@ test('cookie: on the polling handshake only, not on later polls nor on the 101; 
   })
   t.is(post.headers['set-cookie'], undefined)
   const ws = new WebSocket(server.url('EIO=4&transport=websocket&token=good&id=w', 'ws'))
-  const [upgrade] = (await once(ws, 'upgrade')) as [{ headers: Record<string, unknown> }]
+  const [upgrade] = (await eventWithin(ws, 'upgrade')) as [{ headers: Record<string, unknown> }]
   t.is(upgrade.headers['set-cookie'], undefined)
   ws.close()
   await server.closeOf('w')
