@@ -3,10 +3,10 @@
  * crash, a SIGKILL) takes them with it: its watchdog kills them. Chromium
  * needs none: it ends when the pipe from its driver closes.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { eventually, within } from './eventually.js'
 
 /** A test process in miniature: starts redis-server and nginx with the helpers, prints redis-server's pid, waits. */
@@ -20,12 +20,8 @@ setInterval(() => {}, 60_000)
 `
 
 test('redis-server and nginx (with its workers) die with the test process that started them, SIGKILLed', async t => {
-  const owner = spawn(process.execPath, ['--input-type=module', '-e', OWNER], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  t.teardown(() => owner.kill('SIGKILL'))
-  const [line] = (await within(once(owner.stdout!, 'data'), 30_000, 'the servers to start')) as [Buffer]
-  const redis = Number(String(line))
+  const { child: owner, line } = await runScript(t, OWNER, 'the servers to start')
+  const redis = Number(line)
   const nginx = childrenOf(owner.pid!).find(pid => readText(`/proc/${pid}/comm`) === 'nginx\n')!
   const group = (): number[] => livePids().filter(pid => groupOf(pid) === nginx)
   t.teardown(() => {
@@ -54,11 +50,7 @@ setInterval(() => {}, 60_000)
 `
 
 test('Chromium (every process of it) dies with the test process that drives it, SIGKILLed: no watchdog needed', async t => {
-  const driver = spawn(process.execPath, ['--input-type=module', '-e', DRIVER], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  t.teardown(() => driver.kill('SIGKILL'))
-  await within(once(driver.stdout!, 'data'), 30_000, 'Chromium to open a page')
+  const { child: driver } = await runScript(t, DRIVER, 'Chromium to open a page')
   // Every process of this Chromium names its profile: renderers, zygotes, and the crash handlers it detaches.
   const [main] = childrenOf(driver.pid!).filter(pid => readText(`/proc/${pid}/comm`) === 'chromium\n')
   const profile = /--user-data-dir=([^\0]+)/.exec(readText(`/proc/${main}/cmdline`))?.[1]
@@ -76,6 +68,20 @@ test('Chromium (every process of it) dies with the test process that drives it, 
   })
   t.pass()
 })
+
+/** Runs a module script as a process of its own (SIGKILLed at the test's end); resolves with its first output. */
+async function runScript(
+  t: ExecutionContext,
+  script: string,
+  what: string,
+): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  t.teardown(() => child.kill('SIGKILL'))
+  const [line] = (await within(once(child.stdout!, 'data'), 30_000, what)) as [Buffer]
+  return { child, line: String(line) }
+}
 
 /** Processes that exist and are not zombies (a reparented zombie waits for its reaper). */
 function livePids(): number[] {
