@@ -11,8 +11,13 @@ import { Histogram } from '../lib/histogram.js'
 import type { ConsumerSpec } from './consumer.js'
 import type { AuditReport, ConnectResult, WorkerCommand, WorkerReport } from './consumer-worker.js'
 
-export interface PoolReport extends Omit<WorkerReport, 'latency' | 'perConsumer' | 'closeReasons'> {
+export interface PoolReport extends Omit<
+  WorkerReport,
+  'latency' | 'loopDelay' | 'perConsumer' | 'closeReasons'
+> {
   readonly latency: Histogram
+  /** Every generator thread's loop delay together (WorkerReport.loopDelay). */
+  readonly loopDelay: Histogram
   /** Per consumer, in the order added (only with detail). */
   readonly received: number
   readonly perConsumer?: { readonly received: number[]; readonly dups: number[]; readonly sids: string[] }
@@ -118,6 +123,7 @@ export class ConsumerPool {
   async report(detail = false): Promise<PoolReport> {
     const reports = await this.#all<WorkerReport>(() => ({ op: 'report', detail }))
     const latency = new Histogram()
+    const loopDelay = new Histogram()
     const closeReasons: Record<string, number> = {}
     let perConsumer: PoolReport['perConsumer']
     if (detail) {
@@ -131,6 +137,7 @@ export class ConsumerPool {
     }
     for (const report of reports) {
       if (report.latency) latency.add(report.latency)
+      if (report.loopDelay) loopDelay.add(report.loopDelay)
       for (const [reason, n] of Object.entries(report.closeReasons))
         closeReasons[reason] = (closeReasons[reason] ?? 0) + n
     }
@@ -148,6 +155,7 @@ export class ConsumerPool {
       wireBytes: sum('wireBytes'),
       lastAt: Math.max(...reports.map(report => report.lastAt)),
       latency,
+      loopDelay,
       closeReasons,
       ...(perConsumer && { perConsumer }),
     }

@@ -7,6 +7,7 @@
 import { parentPort } from 'node:worker_threads'
 import { Histogram, type HistogramData } from '../lib/histogram.js'
 import { LeanConsumer, type ConsumerHost, type ConsumerSpec } from './consumer.js'
+import { nowUs } from './message.js'
 
 export type WorkerCommand =
   | { readonly op: 'add'; readonly specs: readonly ConsumerSpec[] }
@@ -61,6 +62,8 @@ export interface WorkerReport {
   /** Bytes the consumers received on the wire since the last reset. */
   readonly wireBytes: number
   readonly latency?: HistogramData
+  /** How late this thread ran a timer due every LOOP_TICK_MS: what a frame arriving meanwhile waited too. */
+  readonly loopDelay?: HistogramData
   /** Per consumer, in the order added: messages received and duplicates. */
   readonly perConsumer?: { readonly received: number[]; readonly dups: number[]; readonly sids: string[] }
   readonly closeReasons: Readonly<Record<string, number>>
@@ -68,6 +71,7 @@ export interface WorkerReport {
 
 const consumers: LeanConsumer[] = []
 const latency = new Histogram()
+const loopDelay = new Histogram()
 const closeReasons = new Map<string, number>()
 const reconnectUs = new Histogram()
 let hasV3 = false
@@ -220,6 +224,7 @@ function report(detail: boolean): WorkerReport {
     closeReasons: Object.fromEntries(closeReasons),
     ...(detail && {
       latency: latency.toData(),
+      loopDelay: loopDelay.toData(),
       perConsumer: {
         received: consumers.map(consumer => consumer.received),
         dups: consumers.map(consumer => consumer.dups),
@@ -267,6 +272,7 @@ function audit(expected: Readonly<Record<string, readonly number[]>>): AuditRepo
 
 function reset(): void {
   latency.reset()
+  loopDelay.reset()
   closeReasons.clear()
   for (const consumer of consumers) {
     consumer.wireBytesBase = consumer.wireBytes
@@ -279,6 +285,15 @@ function reset(): void {
         0
   }
 }
+
+// The generator's own share of a measured latency: a consumer reads a frame only when its thread's loop gets to it.
+const LOOP_TICK_MS = 5
+let tickDueUs = nowUs() + LOOP_TICK_MS * 1000
+setInterval(() => {
+  const now = nowUs()
+  loopDelay.record(now - tickDueUs)
+  tickDueUs = now + LOOP_TICK_MS * 1000
+}, LOOP_TICK_MS).unref()
 
 // v3 clients ping on their own; one sweep a second covers thousands of them.
 setInterval(() => {
