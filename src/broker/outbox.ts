@@ -101,10 +101,13 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   readonly #host: OutboxHost<S>
   readonly #rooms = new Map<string, RoomState>()
   readonly #queue = new Fifo<Entry>(entry => entry.message.length)
-  readonly #behind = new Set<string>()
-  readonly #changed = new Set<string>()
+  // Made on first use, as most consumers of a node sit idle: an empty Set or Map is some 130 bytes each.
+  /** Rooms left behind (their queue was full): read from the log once it has drained. */
+  #behind: Set<string> | undefined
+  /** Rooms whose acknowledged cursor moved since the last takeChangedCursors(). */
+  #changed: Set<string> | undefined
   /** Queued entries that follow a hole, each with its hole: a batch starts at each of them. */
-  readonly #holes = new Map<Entry, Hole>()
+  #holes: Map<Entry, Hole> | undefined
   /** The hole told right before the batch in flight. */
   #inflightHole: Hole | undefined
   /**
@@ -146,10 +149,11 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
 
   removeRoom(room: string): void {
     if (!this.#rooms.delete(room)) return
-    this.#behind.delete(room)
-    this.#changed.delete(room)
+    this.#behind?.delete(room)
+    this.#changed?.delete(room)
     this.#queue.removeWhere(entry => entry.room === room)
-    for (const entry of this.#holes.keys()) if (entry.room === room) this.#holes.delete(entry)
+    const holes = this.#holes
+    if (holes) for (const entry of holes.keys()) if (entry.room === room) holes.delete(entry)
   }
 
   /** Reads a room's log from where it stands: after adding it, or when announcements may have been lost. */
@@ -210,7 +214,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
       const state = this.#rooms.get(entry.room)
       if (state && isAfter(entry, state.acked)) {
         state.acked = entry
-        this.#changed.add(entry.room)
+        ;(this.#changed ??= new Set()).add(entry.room)
       }
     }
     this.inflight = undefined
@@ -229,10 +233,11 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     let count = batchLength(i => queue.at(i), batchMaxMessages, batchMaxBytes, this.#isFirstBatch)
     this.#isFirstBatch = false
     let hole: Hole | undefined
-    if (this.#holes.size > 0) {
-      hole = this.#holes.get(queue.at(0)!)
-      this.#holes.delete(queue.at(0)!)
-      for (let i = 1; i < count; i++) if (this.#holes.has(queue.at(i)!)) count = i // the next batch starts there
+    const holes = this.#holes
+    if (holes !== undefined && holes.size > 0) {
+      hole = holes.get(queue.at(0)!)
+      holes.delete(queue.at(0)!)
+      for (let i = 1; i < count; i++) if (holes.has(queue.at(i)!)) count = i // the next batch starts there
     }
     this.#inflightHole = hole
     if (hole) this.sink.gap(hole.room, hole.missed)
@@ -269,17 +274,17 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   /** Cursors acknowledged since the last call, as `room, cursor` pairs for cursor_commit. */
   takeChangedCursors(): string[] {
     const pairs: string[] = []
-    for (const room of this.#changed) {
+    for (const room of this.#changed ?? []) {
       const state = this.#rooms.get(room)
       if (state) pairs.push(room, formatCursor(state.acked))
     }
-    this.#changed.clear()
+    this.#changed?.clear()
     return pairs
   }
 
   /** Every cursor, for the final commit when the consumer leaves this node. */
   allCursors(): string[] {
-    this.#changed.clear()
+    this.#changed?.clear()
     const pairs: string[] = []
     for (const [room, state] of this.#rooms) pairs.push(room, formatCursor(state.acked))
     return pairs
@@ -343,16 +348,16 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     if (end < entries.length) {
       state.mode = 'behind'
       state.pending = undefined
-      this.#behind.add(room)
+      ;(this.#behind ??= new Set()).add(room)
     }
     return end - start
   }
 
   #resumeBehind(): void {
     const { maxQueue, maxQueueBytes } = this.#host
-    if (this.#behind.size === 0 || this.#queue.length > maxQueue / 2 || this.#queue.size > maxQueueBytes / 2)
-      return
-    for (const room of [...this.#behind]) {
+    const behind = this.#behind
+    if (!behind?.size || this.#queue.length > maxQueue / 2 || this.#queue.size > maxQueueBytes / 2) return
+    for (const room of [...behind]) {
       const state = this.#rooms.get(room)
       if (state) this.#read(room, state)
     }
@@ -361,12 +366,12 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   #read(room: string, state: RoomState): void {
     state.mode = 'reading'
     state.again = false
-    this.#behind.delete(room)
+    this.#behind?.delete(room)
     const want = Math.min(READ_MAX, this.#host.maxQueue - this.#queue.length)
     if (want <= 0 || this.#queue.size >= this.#host.maxQueueBytes) {
       state.mode = 'behind'
       state.pending = undefined
-      this.#behind.add(room)
+      ;(this.#behind ??= new Set()).add(room)
       return
     }
     const from = state.queued
@@ -379,7 +384,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
         const first = entries[0]
         const missed = first && !isNext(state.queued, first) ? missedBetween(state.queued, first) : 0
         if (this.#enqueue(room, state, entries, 0) > 0 && missed !== 0) {
-          this.#holes.set(first!, { room, missed })
+          ;(this.#holes ??= new Map()).set(first!, { room, missed })
           this.#host.holeFound(this, room, missed)
         }
         if (state.mode === 'reading') {

@@ -54,8 +54,6 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
   #probe: WebSocketTransport | undefined
   #upgradeTimer: NodeJS.Timeout | undefined
   #nudgeTimer: NodeJS.Timeout | undefined
-  readonly #dropProbeLater: () => void
-  readonly #nudge: () => void
   #isOpen = true
 
   constructor(
@@ -82,15 +80,18 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
         }),
     )
     // The heartbeat and upgrade timers are called by the event loop: a throw closes this session only.
-    const fail = (): void => this.#end('internal error', 'close')
+    const fail = (): void => this.#failInternally()
     this.#heartbeat = startHeartbeat(
       protocol,
       options,
       guard(host.log, 'engine.io ping', () => this.#transport.write(PING), fail),
       guard(host.log, 'engine.io ping timeout', () => this.#end('ping timeout', 'close'), fail),
     )
-    this.#dropProbeLater = guard(host.log, 'engine.io upgrade timeout', () => this.#dropProbe(), fail)
-    this.#nudge = guard(host.log, 'engine.io upgrade nudge', () => this.polling?.nudge(), fail)
+  }
+
+  /** A timer of this session threw (a bug, logged by guard): it ends, the others go on. */
+  #failInternally(): void {
+    this.#end('internal error', 'close')
   }
 
   get transport(): TransportName {
@@ -136,7 +137,14 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
   probe(socket: WebSocketTransport): boolean {
     if (!this.#isOpen || this.#probe !== undefined || this.polling === undefined) return false
     this.#probe = socket.bind(this)
-    this.#upgradeTimer = setTimeout(this.#dropProbeLater, this.#host.options.upgradeTimeoutMs)
+    // Made here, not with the session: most sessions never upgrade, and each holds its closures.
+    const dropProbe = guard(
+      this.#host.log,
+      'engine.io upgrade timeout',
+      () => this.#dropProbe(),
+      () => this.#failInternally(),
+    )
+    this.#upgradeTimer = setTimeout(dropProbe, this.#host.options.upgradeTimeoutMs)
     return true
   }
 
@@ -170,9 +178,15 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
   #receiveProbe(packet: Packet, probe: WebSocketTransport): void {
     if (packet.type === 'ping' && packet.data === PROBE) {
       probe.write(PONG + PROBE)
-      this.#nudge()
+      const nudge = guard(
+        this.#host.log,
+        'engine.io upgrade nudge',
+        () => this.polling?.nudge(),
+        () => this.#failInternally(),
+      )
+      nudge()
       clearInterval(this.#nudgeTimer)
-      this.#nudgeTimer = setInterval(this.#nudge, NUDGE_INTERVAL_MS)
+      this.#nudgeTimer = setInterval(nudge, NUDGE_INTERVAL_MS)
     } else if (packet.type === 'upgrade') this.#switchTo(probe)
     else this.#dropProbe() // engine.io closes a probe that sends anything else
   }
