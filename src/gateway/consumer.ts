@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto'
 import type { Tokens } from '../auth/token.js'
 import { consumerIdOf, userIdOf } from '../auth/token.js'
 import type { Batch } from '../broker/batch.js'
@@ -30,8 +31,8 @@ export class ConsumerLink implements ConsumerSink {
   constructor(
     readonly consumerId: string,
     readonly userId: string,
-    /** The handshake's token: every later request of the session must carry it too. */
-    readonly token: string,
+    /** The handshake's token as tokenDigest() gives it: every later request of the session must carry that token too. */
+    readonly tokenDigest: string,
     /** What the handshake's `codec` asked for (see delivery.ts). */
     readonly format: DeliveryFormat = 'legacy',
     /** The consumer id this browser used before (the `snapper.ws` cookie), to be retired early. */
@@ -120,6 +121,13 @@ function invalidNotice(payload: unknown, kind: string): object {
   return { jsonrpc: '2.0', method: 'invalid', params: [{ payload, type: kind }] }
 }
 
+/**
+ * What a session keeps of its token: the SHA-256, not the token itself, which
+ * (a slice of the handshake's query) would hold the whole query string for
+ * the session's life, and a JWT with claims can be long.
+ */
+const tokenDigest = (token: string): string => hash('sha256', token, 'base64url')
+
 export interface ConsumerCounters {
   handshakes: number
   refused: number
@@ -163,11 +171,11 @@ export function createConsumerHandlers(
         return { ok: false, status: 503, code: 3, message: 'Storage unavailable, retry' }
       }
       const previous = previousConsumer(handshake.headers.cookie, claims.userId)
-      const token = handshake.query.get('token') ?? ''
+      const digest = tokenDigest(handshake.query.get('token') ?? '')
       return {
         ok: true,
         id: consumerId,
-        data: new ConsumerLink(consumerId, claims.userId, token, format, previous),
+        data: new ConsumerLink(consumerId, claims.userId, digest, format, previous),
       }
     },
 
@@ -194,7 +202,7 @@ export function createConsumerHandlers(
 
     // The sid is derived from the token's userId and exp, so it can be guessed: both
     // clients send the token on every request, and only the handshake's token is let in.
-    admits: (session, query) => query.get('token') === session.data.token,
+    admits: (session, query) => tokenDigest(query.get('token') ?? '') === session.data.tokenDigest,
 
     message(session: Session<ConsumerLink>, data: string | Buffer): void {
       const link = session.data
