@@ -11,11 +11,10 @@
  * websocket that does not open is followed at once by a polling handshake,
  * whose HTTP answer also says why a handshake was refused. A session open on
  * polling whose server offers the upgrade probes a websocket (at once, then
- * every 30 s doubling to 8 min)
- * and moves to it when the probe is answered: the Engine.IO upgrade, the
- * same session. Between attempts
- * the delay is the server's when it gave one (a `reconnect` notice before a
- * drain, `retryAfterMs` on a 503), else a jittered exponential backoff.
+ * after 30 s, doubling to 8 min) and moves to it when the probe is answered:
+ * the Engine.IO upgrade, the same session. Between attempts the delay is the
+ * server's when it gave one (a `reconnect` notice before a drain,
+ * `retryAfterMs` on a 503), else a jittered exponential backoff.
  *
  * Deliveries are acknowledged here, after the listeners ran. A message whose
  * (room, storedAtMs, seq) is not after the last one this consumer handed out

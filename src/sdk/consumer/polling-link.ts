@@ -40,7 +40,7 @@ export class PollingLink implements Link {
   #outbox: string[] = []
   #isPosting = false
   #isDone = false
-  /** A websocket is taking the session over: no new GET, and `#handedOver` settles once the last one and the POSTs are back. */
+  /** A websocket is taking the session over: no new GET, and handOver() resolves once the last one and the POSTs are back. */
   #handingOver: { resolve(isHandedOver: boolean): void } | undefined
   #isPolling = false
 
