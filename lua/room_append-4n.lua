@@ -67,6 +67,7 @@ local publish = ARGV[4]
 local numbered = ARGV[5] ~= ''
 local writer = 'w:' .. ARGV[5]
 local call = tonumber(ARGV[6])
+local callText = string.format('%.0f', call)
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
@@ -116,33 +117,41 @@ local function append(part)
     bytes = tonumber(head[4]) or countBytes(log)
     oldest = tonumber(head[5])
   end
+  -- Numbers become text once each: every conversion is a sprintf, a good part of the script's cost.
   local first = seq + 1
+  local stamp = string.format('%.0f', ms)
+  local prefix = stamp .. '-'
+  local seqText
   local messages = {}
+  local track = part.track
   for i = part.from, part.to do
     seq = seq + 1
-    local id = string.format('%.0f-%.0f', ms, seq)
-    local fields = {'m', ARGV[i]}
-    if part.track ~= '' then
-      fields[#fields + 1] = 't'
-      fields[#fields + 1] = part.track
+    seqText = string.format('%.0f', seq)
+    local id = prefix .. seqText
+    local message = ARGV[i]
+    if track ~= '' then -- a tracked part is one message
       redis.call('HSET', trackKey, 's', id)
       redis.call('EXPIRE', trackKey, ttl)
+      redis.call('XADD', log, id, 'm', message, 't', track, 'e', '1')
+    elseif i == part.to then -- the announcement's last: a reader cuts chunks where it did
+      redis.call('XADD', log, id, 'm', message, 'e', '1')
+    else
+      redis.call('XADD', log, id, 'm', message)
     end
-    if i == part.to then -- the announcement's last: a reader cuts chunks where it did
-      fields[#fields + 1] = 'e'
-      fields[#fields + 1] = '1'
-    end
-    redis.call('XADD', log, id, unpack(fields))
-    messages[#messages + 1] = ARGV[i]
-    bytes = bytes + #ARGV[i]
+    messages[i - part.from + 1] = message
+    bytes = bytes + #message
   end
+  seqText = seqText or string.format('%.0f', seq) -- a part of no messages
+  local firstText = first == seq and seqText or string.format('%.0f', first)
   local isNew = length == 0 -- a log XADD makes anew has no expiry yet
+  local oldestMoved = isNew
   if isNew then oldest = ms end
-  length = length + #messages
+  length = length + (part.to - part.from + 1)
   -- Trim: the oldest entries go while the log is too long or too big, or they are older than
   -- the ttl. Within length and bytes, only entries older than the ttl are read.
   local cutoff = ms - ttl * 1000
   if length > maxLen or bytes > maxBytes or oldest == nil or oldest < cutoff then
+    oldestMoved = true
     local gone = nil -- id of the newest entry that goes
     oldest = cutoff -- no entry older than the ttl stays; the first one kept says more if it is read
     while length > 0 do
@@ -173,8 +182,11 @@ local function append(part)
       redis.call('XTRIM', log, 'MINID', string.format('%s-%.0f', goneMs, tonumber(goneSeq) + 1))
     end
   end
-  local stamp = string.format('%.0f', ms)
-  local fields = {'s', seq, 't', stamp, 'b', bytes, 'o', string.format('%.0f', oldest)}
+  local fields = {'s', seqText, 't', stamp, 'b', bytes}
+  if oldestMoved then
+    fields[#fields + 1] = 'o'
+    fields[#fields + 1] = string.format('%.0f', oldest)
+  end
   local expires = tonumber(head[6])
   local life = nil
   if isNew or not expires or expires < ms + ttl * 1000 then
@@ -184,7 +196,7 @@ local function append(part)
   end
   if numbered then
     fields[#fields + 1] = writer
-    fields[#fields + 1] = string.format('%.0f %s %.0f', call, stamp, first)
+    fields[#fields + 1] = callText .. ' ' .. stamp .. ' ' .. firstText
   end
   redis.call('HSET', headKey, unpack(fields))
   if life then
@@ -214,24 +226,20 @@ for k = 1, #KEYS, 4 do
   at = at + 3 + count
 end
 local result = {1}
+local n = 1
 local appended = {} -- heads this call appended to: a room's next part here reads them again
 for _, part in ipairs(parts) do
   if part.decision == 'append' then
     if appended[part.headKey] then readHead(part, redis.call) end
     local ms, first = append(part)
     appended[part.headKey] = true
-    table.insert(result, ms)
-    table.insert(result, first)
-    table.insert(result, 1)
+    result[n + 1], result[n + 2], result[n + 3] = ms, first, 1
   elseif part.decision == 'stored' then
     local _, lastMs, lastFirst = string.match(part.head[3], '^(%d+) (%d+) (%d+)$')
-    table.insert(result, tonumber(lastMs))
-    table.insert(result, tonumber(lastFirst))
-    table.insert(result, 0)
+    result[n + 1], result[n + 2], result[n + 3] = tonumber(lastMs), tonumber(lastFirst), 0
   else
-    table.insert(result, 0)
-    table.insert(result, part.error)
-    table.insert(result, -2)
+    result[n + 1], result[n + 2], result[n + 3] = 0, part.error, -2
   end
+  n = n + 3
 end
 return result
