@@ -6,6 +6,7 @@
  */
 import test from 'ava'
 import { decodeAnnouncement } from '../../src/broker/control.js'
+import { RoomLog } from '../../src/broker/room-log.js'
 import { silentLogger } from '../../src/log.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { slotOf } from '../../src/redis/slot.js'
@@ -123,6 +124,65 @@ for (const topology of TOPOLOGIES) {
     t.deepEqual(
       (await core.log.read('fine', { ms: 0, seq: 0 }, 10)).map(entry => entry.message),
       ['y'],
+    )
+  })
+
+  test(`${topology}: a room with no messages settles at once and costs no call`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology))
+    const before = core.log.appendCalls
+    await core.log.appendAll(new Map([['empty', []]]))
+    t.is(core.log.appendCalls, before)
+    await core.log.appendAll(
+      new Map([
+        ['empty', []],
+        ['full', ['z']],
+      ]),
+    )
+    t.is(core.log.appendCalls, before + 1)
+    t.deepEqual(await core.log.read('empty', { ms: 0, seq: 0 }, 10), [])
+    t.deepEqual(
+      (await core.log.read('full', { ms: 0, seq: 0 }, 10)).map(entry => entry.message),
+      ['z'],
+    )
+  })
+
+  // A TypeError is a bug, which sending again would not cure (on a Cluster, other errors are sent again until stored).
+  test(`${topology}: a client that throws a TypeError while a turn is sent fails every publish of that turn, and the next turn is stored`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology))
+    let throwing = true
+    const commands = new Proxy(core.redis.commands, {
+      get(target, name, receiver) {
+        const value: unknown = Reflect.get(target, name, receiver)
+        if (name !== 'roomAppend' || typeof value !== 'function') return value
+        return (...args: unknown[]) => {
+          if (throwing) throw new TypeError('client broke while sending')
+          return (value as (...args: unknown[]) => unknown).apply(target, args)
+        }
+      },
+    })
+    const log = new RoomLog(commands, core.keys, {
+      maxLen: 100,
+      maxBytes: 1 << 20,
+      readMaxBytes: 1 << 20,
+      ttlSec: 3600,
+      publishCommand: core.redis.pubsub.publishCommand,
+      resendsInOrder: core.redis.resendsInOrder,
+      isPassing: err => core.redis.isPassing(err),
+      isCluster: core.redis.isCluster,
+    })
+    const turn = await Promise.allSettled([
+      log.appendAll(new Map([['a', ['1']]])),
+      log.appendTracked('b', '2', 'nonce-b'),
+    ])
+    t.deepEqual(
+      turn.map(outcome => (outcome.status === 'rejected' ? String(outcome.reason) : outcome.status)),
+      ['TypeError: client broke while sending', 'TypeError: client broke while sending'],
+    )
+    throwing = false
+    await log.appendAll(new Map([['a', ['3']]]))
+    t.deepEqual(
+      (await log.read('a', { ms: 0, seq: 0 }, 10)).map(entry => entry.message),
+      ['3'],
     )
   })
 }
