@@ -11,14 +11,13 @@
  * script can be weighed without the machine's noise. `--script` runs an
  * edited copy of the script instead of lua/room_append-4n.lua.
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { Redis } from 'ioredis'
 import { LUA_DIR } from '../../src/redis/scripts.js'
-import { freePort } from '../../test/helpers/ports.js'
+import { startRedis } from '../../test/helpers/redis.js'
 
 const ROOMS = 5000
 const PARTS = 235
@@ -33,36 +32,18 @@ const { values } = parseArgs({
 })
 const calls = Number(values.calls)
 const lua = readFileSync(values.script ?? new URL('room_append-4n.lua', LUA_DIR), 'utf8')
+if (values.callgrind && spawnSync('valgrind', ['--version']).error) {
+  console.error('--callgrind needs valgrind (apt-get install valgrind)')
+  process.exit(1)
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'snapper-append-'))
-const port = await freePort()
-const serverArgs = [
-  '--port',
-  String(port),
-  '--bind',
-  '127.0.0.1',
-  '--save',
-  '',
-  '--appendonly',
-  'no',
-  '--dir',
-  dir,
-]
-const server = values.callgrind
-  ? spawn(
-      'valgrind',
-      ['--tool=callgrind', `--callgrind-out-file=${dir}/callgrind.out`, 'redis-server', ...serverArgs],
-      { stdio: 'ignore' },
-    )
-  : spawn('redis-server', serverArgs, { stdio: 'ignore' })
-server.once('error', err => {
-  console.error(
-    `cannot start ${values.callgrind ? 'valgrind (apt-get install valgrind)' : 'redis-server'}: ${err.message}`,
-  )
-  process.exit(1)
+const server = await startRedis([], {
+  runner: values.callgrind
+    ? ['valgrind', '--tool=callgrind', `--callgrind-out-file=${dir}/callgrind.out`]
+    : [],
 })
-const redis = new Redis(port, '127.0.0.1', { retryStrategy: () => 200, maxRetriesPerRequest: null })
-redis.on('error', () => {}) // valgrind starts slowly; commands wait for the connection
+const redis = server.client()
 
 /** callgrind_control: `-z` zeroes the counts before the measured calls, `-d` writes them after (callgrind.out.1). */
 async function callgrind(command: '-z' | '-d'): Promise<void> {
@@ -114,7 +95,6 @@ try {
     console.log(`${label}: ${Math.round(Number(totals?.[1]) / messages)} instructions/message (callgrind)`)
   }
 } finally {
-  redis.disconnect()
-  server.kill('SIGKILL')
+  await server.stop()
   rmSync(dir, { recursive: true, force: true })
 }

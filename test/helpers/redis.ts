@@ -28,11 +28,12 @@ export interface RedisServer {
  * Starts a throwaway redis-server on a free port (never 6379): no
  * persistence, its own directory. Call stop() in `test.after.always`.
  * A port taken before the server could bind it is replaced by another one;
- * `choosePort` lets a test choose (and take away) the ports.
+ * `choosePort` lets a test choose (and take away) the ports; `runner` runs
+ * redis-server under another program in the same process (valgrind).
  */
 export async function startRedis(
   extraArgs: string[] = [],
-  { choosePort = freePort }: { choosePort?: PortChooser } = {},
+  { choosePort = freePort, runner = [] }: { choosePort?: PortChooser; runner?: readonly string[] } = {},
 ): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'snapper-redis-'))
   const clients: Redis[] = []
@@ -54,8 +55,9 @@ export async function startRedis(
   const launch = async (port: number): Promise<void> => {
     const logFile = join(dir, `redis-${port}.log`)
     const proc = spawn(
-      'redis-server',
+      runner[0] ?? 'redis-server',
       [
+        ...(runner.length > 0 ? [...runner.slice(1), 'redis-server'] : []),
         '--port',
         String(port),
         '--bind',
