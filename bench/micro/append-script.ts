@@ -7,7 +7,7 @@
  *
  * Prints Redis CPU per message (INFO cpu; moves with the machine), and with
  * `--callgrind` (valgrind installed) the instructions Redis executed per
- * message in the measured calls: the same on every run, so a change to the
+ * message in the measured calls: within 0.2 % from run to run, so a change to the
  * script can be weighed without the machine's noise. `--script` runs an
  * edited copy of the script instead of lua/room_append-4n.lua.
  */
