@@ -140,6 +140,9 @@ export interface RunContext {
     kernelCpuS: number
     windowS: number
     cpuStallPct: number
+    /** The servers' own loop over the window (LoopWatch): delay p99 (the highest process's), GC pauses summed. */
+    serverDelayP99Ms: number
+    serverGcMs: number
   }>
 }
 
@@ -164,6 +167,7 @@ export function cpuWindow(
   return {
     async startMeasuring() {
       if (profileBase) await target.startProfile()
+      await target.startLoopWatch()
       broker.start()
       redisCpu.start()
       generators.start()
@@ -173,6 +177,7 @@ export function cpuWindow(
     },
     async stopMeasuring() {
       const windowUs = nowUs() - startedUs
+      const loop = await target.stopLoopWatch()
       const stall = cpuStallUs()
       const own = ownCpuTimes()
       const generated = generators.read()
@@ -193,6 +198,8 @@ export function cpuWindow(
           stall !== undefined && stallStart !== undefined
             ? Math.round((100 * (stall - stallStart)) / windowUs)
             : NaN,
+        serverDelayP99Ms: ms(loop.loopDelayP99Us),
+        serverGcMs: Math.round(loop.gcMs),
       }
       if (profileBase)
         await target.stopProfile(windows++ === 0 ? profileBase : `${profileBase}-window${windows}`)

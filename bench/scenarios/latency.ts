@@ -33,7 +33,10 @@ export const latency: Scenario = {
     { key: 'p999Ms', label: 'p999', unit: 'ms', better: 'lower', digits: 2 },
     { key: 'maxMs', label: 'max', unit: 'ms', better: 'lower', digits: 1 },
     { key: 'deliveriesPerSec', label: 'deliveries/s', unit: '/s', better: 'higher' },
-    // Not the target's: how late the generator's own threads ran, which every measured latency includes.
+    // Where a tail waits: the server's own loop (how late it ran a 5 ms timer, the highest of its processes) and
+    // its GC pauses over the window; the generator's threads, measured the same way, which every latency includes.
+    { key: 'serverDelayP99Ms', label: 'server loop delay p99', unit: 'ms', better: 'lower', digits: 2 },
+    { key: 'serverGcMs', label: 'server GC pauses', unit: 'ms', better: 'lower' },
     { key: 'generatorDelayP99Ms', label: 'generator loop delay p99', unit: 'ms', better: 'lower', digits: 2 },
     { key: 'lost', label: 'lost', unit: '', better: 'lower' },
   ],

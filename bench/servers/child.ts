@@ -2,23 +2,30 @@
  * The IPC contract between the bench and a server it runs in a child process
  * (snapper node, Socket.IO peer, uWS ceiling): the child says `ready` with
  * its ports; the bench may ask for a GC (before reading RSS), for a V8 CPU
- * profile of the measured window only (not of start-up and connects), and
- * for a stop.
+ * profile of the measured window only (not of start-up and connects), for
+ * its own loop delay and GC pauses over that window, and for a stop.
  */
 import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector'
+import { PerformanceObserver } from 'node:perf_hooks'
+import { Histogram } from '../lib/histogram.js'
+import { nowUs } from '../load/message.js'
 
 export type ToChild =
   | { readonly type: 'gc' }
   | { readonly type: 'stop' }
   | { readonly type: 'profile-start' }
   | { readonly type: 'profile-stop'; readonly file: string }
+  | { readonly type: 'window-start' }
+  | { readonly type: 'window-stop' }
 
 export type FromChild =
   | { readonly type: 'ready'; readonly gatewayPort: number; readonly producerPort: number }
   | { readonly type: 'gc-done'; readonly heapUsed: number; readonly external: number }
   | { readonly type: 'profile-started' }
   | { readonly type: 'profile-written' }
+  | { readonly type: 'window-started' }
+  | { readonly type: 'window-stopped'; readonly loopDelayP99Us: number; readonly gcMs: number }
 
 /** Options every server child gets in `BENCH_SERVER` (JSON). */
 export interface ServerOptions {
@@ -44,8 +51,16 @@ export function serveChild(
     process.send?.(message)
   }
   let inspector: Session | undefined
+  let window: LoopWatch | undefined
   process.on('message', (message: ToChild) => {
-    if (message.type === 'profile-start') {
+    if (message.type === 'window-start') {
+      window?.stop()
+      window = new LoopWatch()
+      send({ type: 'window-started' })
+    } else if (message.type === 'window-stop') {
+      send({ type: 'window-stopped', ...(window?.stop() ?? { loopDelayP99Us: 0, gcMs: 0 }) })
+      window = undefined
+    } else if (message.type === 'profile-start') {
       inspector ??= new Session()
       inspector.connect()
       // CPU samples, and allocation samples (where the garbage comes from), over the same window.
@@ -89,4 +104,40 @@ export function serveChild(
   // The bench went away without a stop: do not linger.
   process.on('disconnect', () => process.exit(0))
   send({ type: 'ready', ...ready })
+}
+
+/** How often LoopWatch's timer is due, as the generator's threads measure themselves (consumer-worker.ts). */
+const LOOP_TICK_MS = 5
+
+/**
+ * A server's own share of a measured latency: how late its loop ran a timer
+ * due every LOOP_TICK_MS (a frame or an ack arriving meanwhile waited as
+ * long), and how long its garbage collector paused it.
+ */
+class LoopWatch {
+  readonly #delay = new Histogram()
+  #gcMs = 0
+  readonly #timer: NodeJS.Timeout
+  readonly #gc = new PerformanceObserver(list => this.#addGc(list.getEntries()))
+
+  constructor() {
+    let dueUs = nowUs() + LOOP_TICK_MS * 1000
+    this.#timer = setInterval(() => {
+      const now = nowUs()
+      this.#delay.record(now - dueUs)
+      dueUs = now + LOOP_TICK_MS * 1000
+    }, LOOP_TICK_MS)
+    this.#gc.observe({ entryTypes: ['gc'] })
+  }
+
+  stop(): { loopDelayP99Us: number; gcMs: number } {
+    clearInterval(this.#timer)
+    this.#addGc(this.#gc.takeRecords())
+    this.#gc.disconnect()
+    return { loopDelayP99Us: this.#delay.quantile(0.99), gcMs: this.#gcMs }
+  }
+
+  #addGc(entries: readonly { readonly duration: number }[]): void {
+    for (const entry of entries) this.#gcMs += entry.duration
+  }
 }

@@ -193,6 +193,23 @@ export class RunningTarget {
     return { rss: this.pids.reduce((sum, pid) => sum + rssBytes(pid), 0), heapUsed, external }
   }
 
+  /** Starts watching every server process's own loop (LoopWatch in child.ts). */
+  async startLoopWatch(): Promise<void> {
+    await this.#ask(() => ({ type: 'window-start' }), 'window-started')
+  }
+
+  /** Since startLoopWatch: the highest loop delay p99 of the server processes, and their GC pauses summed. */
+  async stopLoopWatch(): Promise<{ loopDelayP99Us: number; gcMs: number }> {
+    let loopDelayP99Us = 0
+    let gcMs = 0
+    for (const reply of await this.#ask(() => ({ type: 'window-stop' }), 'window-stopped')) {
+      if (reply.type !== 'window-stopped') continue
+      loopDelayP99Us = Math.max(loopDelayP99Us, reply.loopDelayP99Us)
+      gcMs += reply.gcMs
+    }
+    return { loopDelayP99Us, gcMs }
+  }
+
   /** Starts a V8 CPU profile in every server process (node:inspector). */
   async startProfile(): Promise<void> {
     await this.#ask(() => ({ type: 'profile-start' }), 'profile-started')
