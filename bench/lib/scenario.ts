@@ -129,7 +129,7 @@ export interface RunContext {
   phase(text: string): void
   /** A line for the JSON and RESULTS.md (a breakdown, an observation). */
   note(text: string): void
-  /** Starts the CPU window of the run (servers, Redis, this generator), and the servers' profiles with --profile. */
+  /** Starts the CPU window of the run (servers, Redis, this generator), the servers' loop watch, and their profiles with --profile. */
   startMeasuring(): Promise<void>
   /** Ends it: CPU seconds of each party, and the window in seconds. */
   stopMeasuring(): Promise<{

@@ -16,16 +16,16 @@ export type ToChild =
   | { readonly type: 'stop' }
   | { readonly type: 'profile-start' }
   | { readonly type: 'profile-stop'; readonly file: string }
-  | { readonly type: 'window-start' }
-  | { readonly type: 'window-stop' }
+  | { readonly type: 'loop-watch-start' }
+  | { readonly type: 'loop-watch-stop' }
 
 export type FromChild =
   | { readonly type: 'ready'; readonly gatewayPort: number; readonly producerPort: number }
   | { readonly type: 'gc-done'; readonly heapUsed: number; readonly external: number }
   | { readonly type: 'profile-started' }
   | { readonly type: 'profile-written' }
-  | { readonly type: 'window-started' }
-  | { readonly type: 'window-stopped'; readonly loopDelayP99Us: number; readonly gcMs: number }
+  | { readonly type: 'loop-watch-started' }
+  | { readonly type: 'loop-watch-stopped'; readonly loopDelayP99Us: number; readonly gcMs: number }
 
 /** Options every server child gets in `BENCH_SERVER` (JSON). */
 export interface ServerOptions {
@@ -51,15 +51,15 @@ export function serveChild(
     process.send?.(message)
   }
   let inspector: Session | undefined
-  let window: LoopWatch | undefined
+  let watch: LoopWatch | undefined
   process.on('message', (message: ToChild) => {
-    if (message.type === 'window-start') {
-      window?.stop()
-      window = new LoopWatch()
-      send({ type: 'window-started' })
-    } else if (message.type === 'window-stop') {
-      send({ type: 'window-stopped', ...(window?.stop() ?? { loopDelayP99Us: 0, gcMs: 0 }) })
-      window = undefined
+    if (message.type === 'loop-watch-start') {
+      watch?.stop()
+      watch = new LoopWatch()
+      send({ type: 'loop-watch-started' })
+    } else if (message.type === 'loop-watch-stop') {
+      send({ type: 'loop-watch-stopped', ...(watch?.stop() ?? { loopDelayP99Us: 0, gcMs: 0 }) })
+      watch = undefined
     } else if (message.type === 'profile-start') {
       inspector ??= new Session()
       inspector.connect()

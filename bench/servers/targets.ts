@@ -195,15 +195,15 @@ export class RunningTarget {
 
   /** Starts watching every server process's own loop (LoopWatch in child.ts). */
   async startLoopWatch(): Promise<void> {
-    await this.#ask(() => ({ type: 'window-start' }), 'window-started')
+    await this.#ask(() => ({ type: 'loop-watch-start' }), 'loop-watch-started')
   }
 
   /** Since startLoopWatch: the highest loop delay p99 of the server processes, and their GC pauses summed. */
   async stopLoopWatch(): Promise<{ loopDelayP99Us: number; gcMs: number }> {
     let loopDelayP99Us = 0
     let gcMs = 0
-    for (const reply of await this.#ask(() => ({ type: 'window-stop' }), 'window-stopped')) {
-      if (reply.type !== 'window-stopped') continue
+    for (const reply of await this.#ask(() => ({ type: 'loop-watch-stop' }), 'loop-watch-stopped')) {
+      if (reply.type !== 'loop-watch-stopped') continue
       loopDelayP99Us = Math.max(loopDelayP99Us, reply.loopDelayP99Us)
       gcMs += reply.gcMs
     }
