@@ -12,7 +12,7 @@ import type { BrokerCore } from './core.js'
 import { Fanout } from './fanout.js'
 import { Handoff } from './handoff.js'
 import { Hub } from './hub.js'
-import { DeliveryLatency } from './latency.js'
+import { ACK_LATENCY_BUCKETS_SEC, DeliveryLatency, LatencyCounts } from './latency.js'
 import { NodeContext, type NodeCounters } from './node-context.js'
 import { Outbox, type ConsumerSink, type OutboxHost } from './outbox.js'
 import { answerRoomMembers, decodeQuestion } from './room-members.js'
@@ -61,8 +61,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
   readonly name: string
   readonly counters: NodeCounters
 
-  /** Called with the time from sending a batch to its ack, in ms (the metrics histogram). */
-  onAck: ((latencyMs: number) => void) | undefined
+  /** Time from sending each batch to its ack (metrics). */
+  readonly ackLatency = new LatencyCounts(ACK_LATENCY_BUCKETS_SEC)
   /** Time from each message being stored to its ack, per platform (metrics, node report). */
   readonly deliveryLatency = new DeliveryLatency()
 
@@ -348,7 +348,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       acknowledged: (outbox, { entries, hasTracked }) => {
         const now = Date.now()
         counters.messagesAcked += entries.length
-        this.onAck?.(now - outbox.inflightSince)
+        this.ackLatency.add(now - outbox.inflightSince)
         latency.recordBatch(platformOf(outbox.consumerId), entries, now)
         stats.delivered(entries.length)
         store.acknowledged(outbox)
