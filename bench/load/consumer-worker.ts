@@ -6,8 +6,8 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { Histogram, type HistogramData } from '../lib/histogram.js'
+import { recordLoopDelay } from '../lib/loop-delay.js'
 import { LeanConsumer, type ConsumerHost, type ConsumerSpec } from './consumer.js'
-import { nowUs } from './message.js'
 
 export type WorkerCommand =
   | { readonly op: 'add'; readonly specs: readonly ConsumerSpec[] }
@@ -287,13 +287,7 @@ function reset(): void {
 }
 
 // The generator's own share of a measured latency: a consumer reads a frame only when its thread's loop gets to it.
-const LOOP_TICK_MS = 5
-let tickDueUs = nowUs() + LOOP_TICK_MS * 1000
-setInterval(() => {
-  const now = nowUs()
-  loopDelay.record(now - tickDueUs)
-  tickDueUs = now + LOOP_TICK_MS * 1000
-}, LOOP_TICK_MS).unref()
+recordLoopDelay(loopDelay)
 
 // v3 clients ping on their own; one sweep a second covers thousands of them.
 setInterval(() => {

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector'
 import { PerformanceObserver } from 'node:perf_hooks'
 import { Histogram } from '../lib/histogram.js'
-import { nowUs } from '../load/message.js'
+import { recordLoopDelay } from '../lib/loop-delay.js'
 
 export type ToChild =
   | { readonly type: 'gc' }
@@ -106,27 +106,18 @@ export function serveChild(
   send({ type: 'ready', ...ready })
 }
 
-/** How often LoopWatch's timer is due, as the generator's threads measure themselves (consumer-worker.ts). */
-const LOOP_TICK_MS = 5
-
 /**
  * A server's own share of a measured latency: how late its loop ran a timer
- * due every LOOP_TICK_MS (a frame or an ack arriving meanwhile waited as
- * long), and how long its garbage collector paused it.
+ * (recordLoopDelay, as the generator's threads measure themselves), and how
+ * long its garbage collector paused it.
  */
 class LoopWatch {
   readonly #delay = new Histogram()
   #gcMs = 0
-  readonly #timer: NodeJS.Timeout
+  readonly #timer = recordLoopDelay(this.#delay)
   readonly #gc = new PerformanceObserver(list => this.#addGc(list.getEntries()))
 
   constructor() {
-    let dueUs = nowUs() + LOOP_TICK_MS * 1000
-    this.#timer = setInterval(() => {
-      const now = nowUs()
-      this.#delay.record(now - dueUs)
-      dueUs = now + LOOP_TICK_MS * 1000
-    }, LOOP_TICK_MS)
     this.#gc.observe({ entryTypes: ['gc'] })
   }
 
