@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto'
+import type { Pipeline } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ReplicatedWriter } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
-import type { Arg, Commands, ScriptPipeline } from '../redis/scripts.js'
+import type { ScriptRequest } from '../redis/script-request.js'
+import { scriptRequests, type Commands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
 import { OrderedAppends, type AppendStatus } from './ordered-appends.js'
@@ -76,6 +78,9 @@ interface AppendCall {
 
 /** A call's reply: -1 (refused: nothing stored), or 1 and `ms, first, status` per piece. */
 type AppendReply = (number | string)[]
+
+/** room_append-4n.lua, its calls written straight into one buffer each (the largest of this path's allocations else). */
+const APPEND = scriptRequests('room_append-4n.lua')
 
 /** Messages per script call: a huge batch must not stall Redis for long. */
 const APPEND_CHUNK = 256
@@ -251,27 +256,22 @@ export class RoomLog {
     return calls
   }
 
-  /** The script's arguments for `call`, each piece following `afterIn(its room)` (0: nothing). */
-  #argsOf(call: AppendCall, afterIn: (room: string) => number): [number, ...Arg[]] {
-    const keys: string[] = []
-    const parts: Arg[] = []
-    for (const { part, messages } of call.pieces) {
+  /** The script call for `call`, each piece following `afterIn(its room)` (0: nothing). */
+  #requestOf(call: AppendCall, afterIn: (room: string) => number): ScriptRequest {
+    let args = 6
+    for (const { messages } of call.pieces) args += 3 + messages.length
+    const request = APPEND.start(4 * call.pieces.length, args)
+    for (const { part } of call.pieces) {
       const { log, head, channel } = this.#keys.room(part.room)
-      keys.push(log, head, channel, this.#keys.track(part.room, part.nonce))
-      parts.push(afterIn(part.log), part.nonce, messages.length, ...messages)
+      request.key(log).key(head).key(channel).key(this.#keys.track(part.room, part.nonce))
     }
     const { maxLen, maxBytes, ttlSec, publishCommand } = this.#options
-    return [
-      keys.length,
-      ...keys,
-      maxLen,
-      maxBytes,
-      ttlSec,
-      publishCommand,
-      this.#writer,
-      call.number,
-      ...parts,
-    ]
+    request.arg(maxLen).arg(maxBytes).arg(ttlSec).arg(publishCommand).arg(this.#writer).arg(call.number)
+    for (const { part, messages } of call.pieces) {
+      request.arg(afterIn(part.log)).arg(part.nonce).arg(messages.length)
+      for (const message of messages) request.arg(message)
+    }
+    return request.end()
   }
 
   /**
@@ -296,13 +296,13 @@ export class RoomLog {
         let reply: AppendReply = []
         const rooms = call.pieces.map(({ part }) => part.log)
         const send = (afterIn: (room: string) => number): Promise<AppendStatus> =>
-          this.#redis.roomAppend(...this.#argsOf(call, afterIn)).then(answer => {
+          this.#append(this.#requestOf(call, afterIn)).then(answer => {
             reply = answer
             return answer[0] === -1 ? -1 : 1
           })
         return ordered.append(rooms, call.number, send).then(() => reply)
       })
-    if (!replicas) return calls.map(call => this.#redis.roomAppend(...this.#argsOf(call, () => 0)))
+    if (!replicas) return calls.map(call => this.#append(this.#requestOf(call, () => 0)))
     let stored = this.#waiting === 0 ? this.#sendToReplicas(calls, replicas) : undefined
     if (!stored) {
       this.#waiting++
@@ -336,16 +336,16 @@ export class RoomLog {
     calls: readonly AppendCall[],
     { writer, acks, timeoutMs }: NonNullable<RoomLogOptions['replicas']>,
   ): Promise<AppendReply[]> | undefined {
-    const pipelines = new Map<string, { pipeline: ScriptPipeline; calls: number[] }>()
+    const pipelines = new Map<string, { pipeline: Pipeline; calls: number[] }>()
     for (const [i, call] of calls.entries()) {
       // Every key of a call is on one slot: its first piece's log key names it.
       const server = writer.serverOf(call.pieces[0]!.part.log)
       let line = pipelines.get(server)
       if (!line) {
         if (!writer.isConnected(server)) return undefined
-        pipelines.set(server, (line = { pipeline: writer.client.pipeline() as ScriptPipeline, calls: [] }))
+        pipelines.set(server, (line = { pipeline: writer.client.pipeline() as Pipeline, calls: [] }))
       }
-      line.pipeline.roomAppend(...this.#argsOf(call, () => 0))
+      line.pipeline.sendCommand(APPEND.command(this.#requestOf(call, () => 0)))
       line.calls.push(i)
     }
     const replies: AppendReply[] = []
@@ -361,6 +361,10 @@ export class RoomLog {
           }),
       )
     return Promise.all(waits).then(() => replies)
+  }
+
+  #append(request: ScriptRequest): Promise<AppendReply> {
+    return APPEND.send(this.#redis, request) as Promise<AppendReply>
   }
 
   /**

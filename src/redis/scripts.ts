@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import type { ChainableCommander, Cluster, Redis } from 'ioredis'
+import { ScriptRequests } from './script-request.js'
 
 /** The folder of the Lua scripts, at the package root next to src/ and dist/. */
 export const LUA_DIR = new URL('../../../lua/', import.meta.url)
@@ -126,6 +127,18 @@ export function defineScripts(client: Redis | Cluster): Commands {
     })
   }
   return client as Commands
+}
+
+const requests = new Map<string, ScriptRequests>()
+
+/**
+ * A script of lua/ whose calls are written as one buffer each: for the
+ * calls on a hot path (ScriptRequests). One per file and process.
+ */
+export function scriptRequests(file: string): ScriptRequests {
+  let script = requests.get(file)
+  if (!script) requests.set(file, (script = new ScriptRequests(readFileSync(new URL(file, LUA_DIR), 'utf8'))))
+  return script
 }
 
 export type { Arg }

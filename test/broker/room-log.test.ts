@@ -153,7 +153,7 @@ for (const topology of TOPOLOGIES) {
     const commands = new Proxy(core.redis.commands, {
       get(target, name, receiver) {
         const value: unknown = Reflect.get(target, name, receiver)
-        if (name !== 'roomAppend' || typeof value !== 'function') return value
+        if (name !== 'sendCommand' || typeof value !== 'function') return value // how the appends are sent
         return (...args: unknown[]) => {
           if (throwing) throw new TypeError('client broke while sending')
           return (value as (...args: unknown[]) => unknown).apply(target, args)

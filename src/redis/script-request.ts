@@ -1,0 +1,160 @@
+import { createHash } from 'node:crypto'
+import { Command, type Cluster, type Redis } from 'ioredis'
+import type { Arg } from './scripts.js'
+
+/**
+ * A Lua script whose calls are written straight into their request, in the
+ * protocol's own form (RESP), as the caller produces its keys and arguments.
+ *
+ * ioredis copies a script call's arguments into arrays three times (the
+ * caller's spread, the script's `[sha, ...args]`, the command's `flat()`),
+ * converts each, and only then writes the request: for room_append-4n.lua,
+ * whose calls carry 8 arguments per message, that was the largest allocation
+ * of the unicast path (docs/performance.md, section 1, item 17). Here the
+ * caller writes each argument once into the request's text.
+ *
+ * A call goes as EVALSHA, but as EVAL (with the source) on a connection's
+ * first call, and after Redis answered NOSCRIPT there (its script cache was
+ * emptied). Unlike ioredis' scripts, a call answered NOSCRIPT is not sent
+ * again here: it did not run, and sent again it would run after calls sent
+ * later, which the append numbering must not see (room_append-4n.lua,
+ * "Exactly once"). It fails; on a Cluster, OrderedAppends sends it again in
+ * order (NOSCRIPT is a failure that passes).
+ */
+export class ScriptRequests {
+  readonly #lua: string
+  readonly #sha: string
+  /** The connections (sockets) that have run the script: EVALSHA is enough there. */
+  readonly #loadedOn = new WeakSet<object>()
+  readonly #writer = new RespWriter()
+
+  constructor(lua: string) {
+    this.#lua = lua
+    this.#sha = createHash('sha1').update(lua).digest('hex')
+  }
+
+  /**
+   * Starts a call with `keys` keys, then `args` arguments: write exactly
+   * that many with `key` and `arg`, in order, then `end()` it. One request
+   * is written at a time (synchronously); `end()` copies it out.
+   */
+  start(keys: number, args: number): ScriptRequestWriter {
+    this.#writer.begin(keys, args, this.#sha)
+    return this.#writer
+  }
+
+  /**
+   * Sends a request made by `start`…`end`: on a Cluster to the master of
+   * its first key's slot. Resolves with the script's reply.
+   */
+  send(client: Redis | Cluster, request: ScriptRequest): Promise<unknown> {
+    return client.sendCommand(this.command(request)) as Promise<unknown>
+  }
+
+  /** The command that sends `request` once, for a pipeline (`pipeline.sendCommand`); `send` for the rest. */
+  command(request: ScriptRequest): Command {
+    return new ScriptCommand(request, this)
+  }
+
+  /** Redis said NOSCRIPT on `socket` (its script cache was flushed): EVAL there next. */
+  forget(socket: object): void {
+    this.#loadedOn.delete(socket)
+  }
+
+  /** The bytes to write on `socket`: EVALSHA where the script ran before, else EVAL with its source. */
+  writable(request: ScriptRequest, socket: object): string {
+    if (this.#loadedOn.has(socket)) return request.text
+    this.#loadedOn.add(socket)
+    const head = `*${request.count}\r\n$4\r\neval\r\n$${Buffer.byteLength(this.#lua)}\r\n${this.#lua}\r\n`
+    return head + request.text.slice(request.headLength)
+  }
+}
+
+/** A whole EVALSHA request, written once; sent again as it is (after a reconnect, a redirect). */
+export interface ScriptRequest {
+  readonly text: string
+  /** Items of the RESP array: EVALSHA, the sha, the number of keys, keys, arguments. */
+  readonly count: number
+  /** Length of the array's head, EVALSHA and the sha: what EVAL replaces. */
+  readonly headLength: number
+  /** Its first key: on a Cluster, its slot says where the request goes. */
+  readonly firstKey: string
+  /** The connection it was last written to. */
+  socket?: object
+}
+
+export interface ScriptRequestWriter {
+  key(key: string): this
+  arg(arg: Arg): this
+  end(): ScriptRequest
+}
+
+/** The one command object ioredis needs to send a request and settle its reply. */
+class ScriptCommand extends Command {
+  readonly #request: ScriptRequest
+  readonly #script: ScriptRequests
+
+  constructor(request: ScriptRequest, script: ScriptRequests) {
+    super('evalsha', [], { replyEncoding: 'utf8' }) // no arguments here: the request holds them, encoded
+    this.#request = request
+    this.#script = script
+    const reject = this.reject
+    this.reject = (err: Error): void => {
+      if (isNoScript(err) && request.socket) script.forget(request.socket)
+      reject(err)
+    }
+  }
+
+  override getKeys(): string[] {
+    return [this.#request.firstKey]
+  }
+
+  override toWritable(socket: object): string {
+    this.#request.socket = socket
+    return this.#script.writable(this.#request, socket)
+  }
+}
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOSCRIPT')
+}
+
+/** Writes one request at a time as text (one string concatenated as it goes: cheaper than writing a buffer per argument). */
+class RespWriter implements ScriptRequestWriter {
+  #text = ''
+  #count = 0
+  #headLength = 0
+  #left = 0
+  #firstKey: string | undefined
+
+  begin(keys: number, args: number, sha: string): void {
+    this.#count = 3 + keys + args
+    this.#left = keys + args
+    this.#firstKey = undefined
+    this.#text = `*${this.#count}\r\n$7\r\nevalsha\r\n$40\r\n${sha}\r\n`
+    this.#headLength = this.#text.length
+    this.#text += `$${String(keys).length}\r\n${keys}\r\n`
+  }
+
+  key(key: string): this {
+    this.#firstKey ??= key
+    return this.arg(key)
+  }
+
+  arg(arg: Arg): this {
+    if (this.#left-- <= 0) throw new Error('a script request got more arguments than it was started with')
+    const text = typeof arg === 'string' ? arg : String(arg)
+    this.#text += '$' + Buffer.byteLength(text) + '\r\n' + text + '\r\n'
+    return this
+  }
+
+  end(): ScriptRequest {
+    const text = this.#text
+    this.#text = ''
+    if (this.#left !== 0) {
+      this.#left = 0
+      throw new Error('a script request got fewer arguments than it was started with')
+    }
+    return { text, count: this.#count, headLength: this.#headLength, firstKey: this.#firstKey ?? '' }
+  }
+}
