@@ -1,11 +1,16 @@
 import type { Config } from '../config/defaults.js'
 import { userRoom } from '../redis/keys.js'
+import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
 import { makeBatch, type Entry } from './batch.js'
 import type { BrokerCore } from './core.js'
 import { isAfter, isNext, parseCursor, type Cursor } from './cursor.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
+
+/** consumer_connect-5.lua, one call per handshake: written as one request (see ScriptRequests). */
+const CONNECT = scriptRequests('consumer_connect-5.lua')
+type ConnectReply = Awaited<ReturnType<ScriptCommands['consumerConnect']>>
 
 /** Rooms per progress_write call: a flush of many rooms must not stall Redis for long. */
 const FLUSH_ROOMS_PER_CALL = 1000
@@ -104,18 +109,11 @@ export class ConsumerStore {
     const { consumerId, userId } = outbox
     const key = keys.consumer(consumerId)
     const ownRoom = userRoom(userId)
-    const reply = await redis.commands.consumerConnect(
-      key.rooms,
-      key.node,
-      key.inflight,
-      keys.presence(userId),
-      keys.room(ownRoom).head,
-      this.nodeId,
-      this.#config.consumerTtlSec,
-      consumerId,
-      ownRoom,
-      evenIfHeld ? '1' : '',
-    )
+    const reply = (await CONNECT.call(
+      redis.commands,
+      [key.rooms, key.node, key.inflight, keys.presence(userId), keys.room(ownRoom).head],
+      [this.nodeId, this.#config.consumerTtlSec, consumerId, ownRoom, evenIfHeld ? '1' : ''],
+    )) as ConnectReply
     if (reply[0] === 0) return { isTaken: false, holder: reply[1] }
     const [, previous, inflight, head, ...flat] = reply
     const rooms: [string, Cursor][] = []

@@ -43,6 +43,14 @@ export class ScriptRequests {
     return this.#writer
   }
 
+  /** Writes and sends a call of these keys and arguments (for a script of fixed arity). */
+  call(client: Redis | Cluster, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    const request = this.start(keys.length, args.length)
+    for (const key of keys) request.key(key)
+    for (const arg of args) request.arg(arg)
+    return this.send(client, request.end())
+  }
+
   /**
    * Sends a request made by `start`…`end`: on a Cluster to the master of
    * its first key's slot. Resolves with the script's reply.
