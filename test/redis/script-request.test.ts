@@ -41,6 +41,12 @@ for (const topology of TOPOLOGIES) {
     const reply = await script.send(clients.commands, request.end())
     t.deepEqual(reply, [keys, args.map(String)])
     t.is(await clients.commands.get(keys[0]!), 'plain')
+    // The same call in one step (scripts of fixed arity).
+    t.deepEqual(await script.call(clients.commands, keys, ['again', ...args.slice(1)]), [
+      keys,
+      ['again', ...args.slice(1).map(String)],
+    ])
+    t.is(await clients.commands.get(keys[0]!), 'again')
   })
 }
 
