@@ -21,20 +21,15 @@ import { RoomSync } from './room-sync.js'
 export type { ConsumerSink } from './outbox.js'
 export type { NodeCounters } from './node-context.js'
 
-/**
- * Recent messages kept in memory per room for members that fall behind (a burst
- * larger than their queue) or (re)join: as many as two full queues, 4 MiB per
- * room, 64 MiB for all rooms. Beyond, they read the room log in Redis.
- */
-const RECENT_BYTES_PER_ROOM = 4 << 20
-const RECENT_BYTES = 64 << 20
-
 export type NodeConfig = Pick<
   Config,
   | 'batchMaxMessages'
   | 'batchMaxBytes'
   | 'consumerMaxQueue'
   | 'consumerMaxQueueBytes'
+  | 'recentMaxMessages'
+  | 'recentMaxBytesPerRoom'
+  | 'recentMaxBytes'
   | 'consumerTtlSec'
   | 'replacedConsumerTtlSec'
   | 'cursorFlushMs'
@@ -93,9 +88,9 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       {
         batchMaxMessages: config.batchMaxMessages,
         batchMaxBytes: config.batchMaxBytes,
-        recentMessages: 2 * config.consumerMaxQueue,
-        recentBytesPerRoom: RECENT_BYTES_PER_ROOM,
-        recentBytes: RECENT_BYTES,
+        recentMessages: config.recentMaxMessages,
+        recentBytesPerRoom: config.recentMaxBytesPerRoom,
+        recentBytes: config.recentMaxBytes,
       },
       context,
     )

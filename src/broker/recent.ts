@@ -1,16 +1,31 @@
 import type { Entry } from './batch.js'
 import { isAfter, isNext, isSame, type Cursor } from './cursor.js'
 
-/** Bytes of recent messages all rooms of a node may hold together. */
+/** Bytes all rooms' recent messages may hold together on a node (heldBytes of each). */
 export interface RecentBudget {
   readonly maxBytes: number
   bytes: number
 }
 
 /**
+ * The memory an entry kept here holds, as counted against the bounds: five
+ * forms of its text (the message, its JSON, the frame of the batch it
+ * starts, that frame's packet, and the packet's bytes that sends after the
+ * first share) and about 1.5 KB of objects around them (the entry, its
+ * batch, their ids). Counted from the UTF-8 bytes, never fewer than V8 keeps
+ * for a text. A batch also sent to codec=json or msgpack sessions keeps one
+ * more form for each. Measured in test/broker/recent-memory.test.ts.
+ */
+export function heldBytes(entry: Entry): number {
+  return 5 * Buffer.byteLength(entry.message) + ENTRY_OVERHEAD_BYTES
+}
+
+const ENTRY_OVERHEAD_BYTES = 1536
+
+/**
  * The last messages announced in one room, as the very Entry objects its
  * local members were offered: contiguous, oldest first, bounded in count and
- * in bytes (the node's budget is shared by its rooms).
+ * in the bytes they hold (heldBytes; the node's budget is shared by its rooms).
  *
  * A member that fell behind (its queue was full) or (re)joined reads from
  * here instead of Redis when its cursor is inside the window: no round trip,
@@ -58,9 +73,10 @@ export class RecentMessages {
     this.#anchor = undefined
     for (let i = start; i < entries.length; i++) {
       const entry = entries[i]!
+      const held = heldBytes(entry)
       this.#entries.push(entry)
-      this.#bytes += entry.message.length
-      this.#budget.bytes += entry.message.length
+      this.#bytes += held
+      this.#budget.bytes += held
     }
     // Over the node's budget, the room that grows gives back half its window.
     const overBudget = this.#budget.bytes > this.#budget.maxBytes
@@ -113,7 +129,8 @@ export class RecentMessages {
   #drop(): void {
     const entry = this.#entries[this.#head]!
     this.#entries[this.#head++] = undefined as unknown as Entry // let it go before compaction
-    this.#bytes -= entry.message.length
-    this.#budget.bytes -= entry.message.length
+    const held = heldBytes(entry)
+    this.#bytes -= held
+    this.#budget.bytes -= held
   }
 }

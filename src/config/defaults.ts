@@ -139,6 +139,15 @@ export interface Config {
   readonly consumerMaxQueue: number
   /** Bytes of messages held in memory per consumer (but always one); beyond, it reads from the room logs instead. @default 4194304 */
   readonly consumerMaxQueueBytes: number
+  /**
+   * Messages a room keeps in a node's memory for members that fall behind (a burst larger than
+   * their queue) or (re)join, who read them there instead of Redis; 0 keeps none. @default 2000
+   */
+  readonly recentMaxMessages: number
+  /** Bytes one room's recent messages may hold (each counted as 5 × its UTF-8 bytes + 1.5 KB: heldBytes). @default 4194304 */
+  readonly recentMaxBytesPerRoom: number
+  /** Bytes the recent messages of all rooms of a node may hold together (counted the same way). @default 67108864 */
+  readonly recentMaxBytes: number
   /** Bytes of messages one room log read returns at most (but always one message). @default 1048576 */
   readonly logReadMaxBytes: number
   /** Bytes buffered towards one consumer before it is closed as too slow. @default 1048576 */
@@ -241,6 +250,9 @@ export const defaults: Config = {
   batchMaxBytes: 256 * 1024,
   consumerMaxQueue: 1000,
   consumerMaxQueueBytes: 4 << 20,
+  recentMaxMessages: 2000,
+  recentMaxBytesPerRoom: 4 << 20,
+  recentMaxBytes: 64 << 20,
   logReadMaxBytes: 1 << 20,
   consumerMaxBackpressureBytes: 1 << 20,
   ackTimeoutMs: 60_000,

@@ -329,6 +329,21 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMemoryBytes,
     doc: 'bytes of messages held in memory per consumer (one message at least); beyond that it reads from the room logs',
   },
+  recentMaxMessages: {
+    env: 'SNAPPER_RECENT_MAX_MESSAGES',
+    parse: integer(0, 2 ** 31 - 1),
+    doc: "messages a room keeps in a node's memory for members that fall behind or (re)join, read there instead of Redis; 0 keeps none",
+  },
+  recentMaxBytesPerRoom: {
+    env: 'SNAPPER_RECENT_MAX_BYTES_PER_ROOM',
+    parse: toMemoryBytes,
+    doc: "bytes one room's recent messages may hold in memory (each counted as 5 × its UTF-8 bytes + 1.5 KiB: the message, its JSON, its frame, packet and bytes, their objects)",
+  },
+  recentMaxBytes: {
+    env: 'SNAPPER_RECENT_MAX_BYTES',
+    parse: toMemoryBytes,
+    doc: 'bytes the recent messages of all rooms of a node may hold together (counted the same way); over it, the room that grows gives back half',
+  },
   logReadMaxBytes: {
     env: 'SNAPPER_LOG_READ_MAX_BYTES',
     parse: toMemoryBytes,

@@ -4,7 +4,7 @@
  */
 import test from 'ava'
 import { batchLength, type Entry } from '../../src/broker/batch.js'
-import { RecentMessages, type RecentBudget } from '../../src/broker/recent.js'
+import { heldBytes, RecentMessages, type RecentBudget } from '../../src/broker/recent.js'
 
 const entry = (seq: number, ms = 1000, message = `m${seq}`): Entry => ({
   room: 'r',
@@ -61,18 +61,20 @@ test('a gap starts the window again; clear() empties it', t => {
   t.is(recent.size, 0)
 })
 
-test('bounds: bytes per room, and a node budget shared by rooms', t => {
+test('bounds: bytes held per room, and a node budget shared by rooms', t => {
   const ten = (from: number, to: number): Entry[] =>
     run(from, to).map(e => ({ ...e, message: 'x'.repeat(10) }))
-  const shared = budget(300)
-  const a = new RecentMessages(1000, 100, shared)
+  const held = heldBytes(ten(1, 1)[0]!) // what one such entry holds, as counted
+  t.is(held, 5 * 10 + 1536)
+  const shared = budget(30 * held)
+  const a = new RecentMessages(1000, 10 * held, shared)
   a.append(ten(1, 20))
-  t.is(a.size, 10, '100 bytes per room')
-  t.is(shared.bytes, 100)
-  const b = new RecentMessages(1000, 1000, shared)
-  b.append(ten(1, 30)) // 400 bytes with a's: over the budget, b gives back half
+  t.is(a.size, 10, '10 entries fit in a room')
+  t.is(shared.bytes, 10 * held)
+  const b = new RecentMessages(1000, 100 * held, shared)
+  b.append(ten(1, 30)) // 40 entries with a's: over the budget, b gives back half
   t.is(b.size, 15)
-  t.is(shared.bytes, 250)
+  t.is(shared.bytes, 25 * held)
   a.clear()
   b.clear()
   t.is(shared.bytes, 0)
