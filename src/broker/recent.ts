@@ -78,10 +78,14 @@ export class RecentMessages {
       this.#bytes += held
       this.#budget.bytes += held
     }
-    // Over the node's budget, the room that grows gives back half its window.
-    const overBudget = this.#budget.bytes > this.#budget.maxBytes
-    const keep = overBudget ? Math.floor(this.size / 2) : this.#maxMessages
-    while (this.size > 0 && (this.size > keep || this.#bytes > this.#maxBytes)) this.#drop()
+    // Over the node's budget, the room that grows gives back half its window, and more while the node still is.
+    const budget = this.#budget
+    const keep = budget.bytes > budget.maxBytes ? Math.floor(this.size / 2) : this.#maxMessages
+    while (
+      this.size > 0 &&
+      (this.size > keep || this.#bytes > this.#maxBytes || budget.bytes > budget.maxBytes)
+    )
+      this.#drop()
     if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
       this.#entries = this.#entries.slice(this.#head)
       this.#head = 0

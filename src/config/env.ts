@@ -342,7 +342,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   recentMaxBytes: {
     env: 'SNAPPER_RECENT_MAX_BYTES',
     parse: toMemoryBytes,
-    doc: 'bytes the recent messages of all rooms of a node may hold together (counted the same way); over it, the room that grows gives back half',
+    doc: 'bytes the recent messages of all rooms of a node may hold together (counted the same way); the room that grows gives back half its window, and more while over it',
   },
   logReadMaxBytes: {
     env: 'SNAPPER_LOG_READ_MAX_BYTES',

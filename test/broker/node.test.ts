@@ -1,5 +1,6 @@
 import test from 'ava'
 import type { Redis } from 'ioredis'
+import { heldBytes } from '../../src/broker/recent.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
@@ -114,6 +115,35 @@ for (const topology of TOPOLOGIES) {
       `${node.counters.logReads - reads} reads of at most 10 messages`,
     )
     t.true(maxQueuedBytes <= 5_000, `${maxQueuedBytes} bytes queued`)
+  })
+
+  test(`${topology}: the recent messages a node keeps stay within recentMaxBytesPerRoom and recentMaxBytes, none with recentMaxMessages 0`, async t => {
+    const message = (i: string): string => i.padStart(1000, '.')
+    const held = heldBytes({ room: 'r', ms: 0, seq: 0, message: message('0'), track: undefined })
+    const bounded = await startTestNode(t, redis.target(topology), {
+      recentMaxBytesPerRoom: 5 * held,
+      recentMaxBytes: 8 * held,
+    })
+    const off = await startTestNode(t, redis.target(topology), { recentMaxMessages: 0 })
+    const kept: number[] = []
+    for (const { node, core } of [bounded, off]) {
+      const id = consumerId()
+      const sink = await new RecordingSink(node).connect(id, USER)
+      for (const room of ['a', 'b']) await core.producerApi.subscribe(room, id)
+      for (const room of ['a', 'b']) {
+        await publishAll(core.producerApi, room, range(20).map(message))
+        await sink.waitFor(room === 'a' ? 20 : 40)
+        kept.push(node.recentBytes)
+      }
+    }
+    const [oneRoom, twoRooms, ...none] = kept
+    t.true(oneRoom! > 0 && oneRoom! <= 5 * held, `one room: ${oneRoom} bytes, at most 5 entries' worth`)
+    t.true(
+      twoRooms! > oneRoom! && twoRooms! <= 8 * held,
+      `two rooms: ${twoRooms} bytes, at most 8 entries' worth`,
+    )
+    t.deepEqual(none, [0, 0], 'recentMaxMessages 0 keeps none')
+    t.is(off.node.recentBytes, 0)
   })
 
   test(`${topology}: a consumer connected for longer than consumerTtlSec is still found by joins`, async t => {

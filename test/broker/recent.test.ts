@@ -75,8 +75,13 @@ test('bounds: bytes held per room, and a node budget shared by rooms', t => {
   b.append(ten(1, 30)) // 40 entries with a's: over the budget, b gives back half
   t.is(b.size, 15)
   t.is(shared.bytes, 25 * held)
+  const c = new RecentMessages(1000, 100 * held, shared)
+  c.append(ten(1, 20)) // 45 with the others': half of c is still 35, so c gives back more
+  t.is(shared.bytes, 30 * held, 'never more than the budget after an append')
+  t.is(c.size, 5)
   a.clear()
   b.clear()
+  c.clear()
   t.is(shared.bytes, 0)
 })
 
