@@ -138,12 +138,8 @@ for (const topology of TOPOLOGIES) {
     }
     const [oneRoom, twoRooms, ...none] = kept
     t.true(oneRoom! > 0 && oneRoom! <= 5 * held, `one room: ${oneRoom} bytes, at most 5 entries' worth`)
-    t.true(
-      twoRooms! > oneRoom! && twoRooms! <= 8 * held,
-      `two rooms: ${twoRooms} bytes, at most 8 entries' worth`,
-    )
+    t.true(twoRooms! > 0 && twoRooms! <= 8 * held, `two rooms: ${twoRooms} bytes, at most 8 entries' worth`)
     t.deepEqual(none, [0, 0], 'recentMaxMessages 0 keeps none')
-    t.is(off.node.recentBytes, 0)
   })
 
   test(`${topology}: a consumer connected for longer than consumerTtlSec is still found by joins`, async t => {
