@@ -1,5 +1,7 @@
 import type { TestFn } from 'ava'
 import type { RedisTarget } from '../../src/config/defaults.js'
+import { silentLogger } from '../../src/log.js'
+import { createRedisClients, type RedisClients } from '../../src/redis/connect.js'
 import { startRedisCluster, type RedisCluster } from './redis-cluster.js'
 import { startRedis, type RedisServer } from './redis.js'
 
@@ -10,6 +12,8 @@ export type Topology = (typeof TOPOLOGIES)[number]
 export interface RedisPerFile {
   /** What startBroker / startTestNode take for that topology. */
   target(topology: Topology): RedisTarget
+  /** A process's Redis clients on that topology, connected; they quit when the test ends. */
+  clients(topology: Topology, t: { teardown(fn: () => Promise<void>): void }): Promise<RedisClients>
   readonly standalone: RedisServer
   readonly cluster: RedisCluster
 }
@@ -35,11 +39,18 @@ export function redisPerFile(test: TestFn): RedisPerFile {
     if (value === undefined) throw new Error(`the ${what} of this file is not running (test.before failed?)`)
     return value
   }
+  const target = (topology: Topology): RedisTarget =>
+    topology === 'standalone'
+      ? { kind: 'standalone', url: started(standalone, 'Redis').url }
+      : started(cluster, 'Redis Cluster').target
   return {
-    target: topology =>
-      topology === 'standalone'
-        ? { kind: 'standalone', url: started(standalone, 'Redis').url }
-        : started(cluster, 'Redis Cluster').target,
+    target,
+    async clients(topology, t) {
+      const clients = createRedisClients(target(topology), silentLogger)
+      t.teardown(() => clients.quit())
+      await clients.connect(5000)
+      return clients
+    },
     get standalone() {
       return started(standalone, 'Redis')
     },

@@ -4,27 +4,17 @@
  */
 import test from 'ava'
 import { silentLogger } from '../../src/log.js'
-import { createRedisClients, type RedisClients } from '../../src/redis/connect.js'
+import { createRedisClients } from '../../src/redis/connect.js'
 import { Keys } from '../../src/redis/keys.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
-import { redisPerFile, TOPOLOGIES, type Topology } from '../helpers/topology.js'
+import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 import { eventually } from '../helpers/eventually.js'
 
 const redis = redisPerFile(test)
 
-async function connect(
-  topology: Topology,
-  t: { teardown(fn: () => Promise<void>): void },
-): Promise<RedisClients> {
-  const clients = createRedisClients(redis.target(topology), silentLogger)
-  t.teardown(() => clients.quit())
-  await clients.connect(5000)
-  return clients
-}
-
 for (const topology of TOPOLOGIES) {
   test(`${topology}: what is published on a subscribed channel arrives with its channel, until unsubscribed`, async t => {
-    const { pubsub } = await connect(topology, t)
+    const { pubsub } = await redis.clients(topology, t)
     const keys = new Keys(uniquePrefix())
     // Rooms on several slots: on a cluster, channels served by different masters.
     const channels = ['a', 'b', 'c', 'd'].map(room => keys.room(room).channel)
@@ -46,7 +36,7 @@ for (const topology of TOPOLOGIES) {
   })
 
   test(`${topology}: the append script announces with the interface's publish command`, async t => {
-    const { pubsub, commands } = await connect(topology, t)
+    const { pubsub, commands } = await redis.clients(topology, t)
     const keys = new Keys(uniquePrefix())
     const { log, head, channel } = keys.room('r')
     const received: string[] = []

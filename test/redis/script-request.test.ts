@@ -5,11 +5,9 @@
  * run; after the script cache is emptied a call fails and the next one runs.
  */
 import test from 'ava'
-import { silentLogger } from '../../src/log.js'
-import { createRedisClients, type RedisClients } from '../../src/redis/connect.js'
 import { ScriptRequests } from '../../src/redis/script-request.js'
 import { uniquePrefix } from '../helpers/redis.js'
-import { redisPerFile, TOPOLOGIES, type Topology } from '../helpers/topology.js'
+import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 
 const redis = redisPerFile(test)
 
@@ -18,19 +16,9 @@ const ECHO = `
 redis.call('SET', KEYS[1], ARGV[1])
 return {KEYS, ARGV}`
 
-async function connect(
-  topology: Topology,
-  t: { teardown(fn: () => Promise<void>): void },
-): Promise<RedisClients> {
-  const clients = createRedisClients(redis.target(topology), silentLogger)
-  t.teardown(() => clients.quit())
-  await clients.connect(5000)
-  return clients
-}
-
 for (const topology of TOPOLOGIES) {
   test(`${topology}: the script gets exactly the keys and arguments written, text of any bytes and numbers`, async t => {
-    const clients = await connect(topology, t)
+    const clients = await redis.clients(topology, t)
     const script = new ScriptRequests(ECHO)
     const prefix = uniquePrefix()
     const keys = [`${prefix}:{room}:a`, `${prefix}:{room}:b`]
@@ -54,7 +42,7 @@ for (const topology of TOPOLOGIES) {
 test.serial(
   'standalone: EVAL only on a connection where the script has not run; after the cache is emptied a call fails and the next runs',
   async t => {
-    const clients = await connect('standalone', t)
+    const clients = await redis.clients('standalone', t)
     const client = clients.commands
     const script = new ScriptRequests(`${ECHO} -- ${uniquePrefix()}`) // a script Redis has never seen
     const key = `${uniquePrefix()}:k`
