@@ -36,7 +36,7 @@ export class ScriptRequests {
   /**
    * Starts a call with `keys` keys, then `args` arguments: write exactly
    * that many with `key` and `arg`, in order, then `end()` it. One request
-   * is written at a time (synchronously); `end()` copies it out.
+   * is written at a time (synchronously); `end()` hands it over.
    */
   start(keys: number, args: number): ScriptRequestWriter {
     this.#writer.begin(keys, args, this.#sha)

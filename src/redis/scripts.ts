@@ -132,8 +132,8 @@ export function defineScripts(client: Redis | Cluster): Commands {
 const requests = new Map<string, ScriptRequests>()
 
 /**
- * A script of lua/ whose calls are written as one buffer each: for the
- * calls on a hot path (ScriptRequests). One per file and process.
+ * A script of lua/ whose calls are written straight into one request
+ * each: for the calls on a hot path (ScriptRequests). One per file and process.
  */
 export function scriptRequests(file: string): ScriptRequests {
   let script = requests.get(file)
