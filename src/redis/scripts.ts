@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs'
-import type { ChainableCommander, Cluster, Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { ScriptRequests } from './script-request.js'
 
 /** The folder of the Lua scripts, at the package root next to src/ and dist/. */
@@ -80,12 +80,6 @@ export interface ScriptCommands {
 
 /** A command client (one Redis or a Cluster) that knows our scripts. */
 export type Commands = (Redis | Cluster) & ScriptCommands
-
-/** The same scripts queued on a pipeline. */
-export type PipelineScripts = {
-  [K in keyof ScriptCommands]: (...args: Parameters<ScriptCommands[K]>) => ScriptPipeline
-}
-export type ScriptPipeline = ChainableCommander & PipelineScripts
 
 /**
  * `consumer_join-2.lua` → `consumerJoin`, 2 keys; `room_append-4n.lua` →
