@@ -52,6 +52,10 @@ interface Part {
   readonly room: string
   /** The room's log key: how calls and OrderedAppends name the room. */
   readonly log: string
+  /** The room's other keys the script takes (made once: a call may be sent again, on a Cluster). */
+  readonly head: string
+  readonly channel: string
+  readonly trackKey: string
   /** '' for plain messages; the nonce of the one tracked message. */
   readonly nonce: string
   readonly messages: string[]
@@ -194,9 +198,13 @@ export class RoomLog {
       succeed = resolve
       fail = reject
     })
+    const { log, head, channel } = this.#keys.room(room)
     const part: Part = {
       room,
-      log: this.#keys.room(room).log,
+      log,
+      head,
+      channel,
+      trackKey: this.#keys.track(room, nonce),
       nonce,
       messages,
       stored,
@@ -261,10 +269,8 @@ export class RoomLog {
     let args = 6
     for (const { messages } of call.pieces) args += 3 + messages.length
     const request = APPEND.start(4 * call.pieces.length, args)
-    for (const { part } of call.pieces) {
-      const { log, head, channel } = this.#keys.room(part.room)
-      request.key(log).key(head).key(channel).key(this.#keys.track(part.room, part.nonce))
-    }
+    for (const { part } of call.pieces)
+      request.key(part.log).key(part.head).key(part.channel).key(part.trackKey)
     const { maxLen, maxBytes, ttlSec, publishCommand } = this.#options
     request.arg(maxLen).arg(maxBytes).arg(ttlSec).arg(publishCommand).arg(this.#writer).arg(call.number)
     for (const { part, messages } of call.pieces) {
