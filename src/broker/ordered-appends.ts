@@ -29,7 +29,8 @@ const RETRY_MS = 100
  * A call refused, or failed for a reason that passes (the connection, the
  * cluster's routing), goes again once each call before it is settled or sent
  * again, until stored: calls are numbered, so one that had run is not stored
- * twice.
+ * twice. A call that throws as it is made (before anything is sent) fails at
+ * once: it would throw the same way every time.
  *
  *   call ─▶ send(after) ─▶ stored ──────────────────────────────▶ settled
  *               ▲   └────▶ refused, or failed and `isPassing`
@@ -62,8 +63,10 @@ export class OrderedAppends {
     try {
       for (;;) {
         for (const link of links.values()) link.sent()
+        // Outside the try: a call that throws before it is sent is a bug in making it, and fails for good.
+        const status = send(afterIn)
         try {
-          if ((await send(afterIn)) !== -1) return
+          if ((await status) !== -1) return
         } catch (err) {
           if (!this.#isPassing(err)) throw err
         }

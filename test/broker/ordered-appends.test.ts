@@ -85,6 +85,23 @@ test('a call that fails for good rejects; the calls after it are stored', async 
   t.is(appends.pendingRooms, 0)
 })
 
+test('a call that throws as it is made fails at once, is not made again, and the calls after it are stored', async t => {
+  const appends = ordered()
+  const { run, logged } = roomOf('unmade')
+  let attempts = 0
+  const first = appends.append(['r'], 1, () => {
+    attempts++
+    throw new LostReply('thrown before anything was sent') // a failure that would pass, were it a reply
+  })
+  const second = appends.append(['r'], 2, after => run(2, after('r'), 'b'))
+  await t.throwsAsync(first, { message: /before anything was sent/ })
+  await second
+  await pause(250) // past two retry delays: nothing makes it again
+  t.is(attempts, 1)
+  t.deepEqual(await logged(), ['b'])
+  t.is(appends.pendingRooms, 0)
+})
+
 test('rooms do not wait for each other', async t => {
   const appends = ordered()
   const one = roomOf('one')
