@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads'
 import { Histogram, type HistogramData } from '../lib/histogram.js'
 import { recordLoopDelay } from '../lib/loop-delay.js'
 import { LeanConsumer, type ConsumerHost, type ConsumerSpec } from './consumer.js'
+import { nowUs } from './message.js'
 
 export type WorkerCommand =
   | { readonly op: 'add'; readonly specs: readonly ConsumerSpec[] }
@@ -121,7 +122,11 @@ const host: ConsumerHost = {
     const isFailedConnect = run !== undefined && run.pending.delete(consumer)
     if (isFailedConnect) {
       run.failed++
-      if (run.failures.length < 5) run.failures.push(reason)
+      // When and where it ended tells a server's refusal from a timeout (uWS closes a request not read in ~10 s).
+      const seconds = (nowUs() - consumer.connectStartUs) / 1e6
+      const where = consumer.isUpgraded ? 'after its 101' : 'before its 101'
+      if (run.failures.length < 5)
+        run.failures.push(`${reason}, ${where}, ${seconds.toFixed(1)} s after it began`)
       run.inFlight--
       pumpConnects()
     }

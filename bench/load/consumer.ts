@@ -83,6 +83,8 @@ export class LeanConsumer implements WsHandler {
   /** When the last counted message arrived, µs CLOCK_MONOTONIC. */
   lastAt = 0
   connectStartUs = 0
+  /** The current connection got its 101 (the websocket is up; the open packet may not have come yet). */
+  isUpgraded = false
   openUs = 0
   closes = 0
   lastCloseReason = ''
@@ -112,6 +114,7 @@ export class LeanConsumer implements WsHandler {
 
   connect(localAddress?: string): void {
     this.connectStartUs = nowUs()
+    this.isUpgraded = false
     const port = this.spec.ports?.[this.#portIndex] ?? this.spec.port
     const target: WsTarget = { ...this.spec, port, localAddress: localAddress ?? this.spec.localAddress }
     this.#ws = new LeanWebSocket(target, this)
@@ -149,6 +152,7 @@ export class LeanConsumer implements WsHandler {
 
   wsOpen(ws: LeanWebSocket): void {
     // The websocket is up; the session opens with the Engine.IO open packet.
+    this.isUpgraded = true
     if (this.#isStalled) ws.pause()
   }
 

@@ -64,7 +64,7 @@ export async function connectIdle(
   if (result.failed > 0 && options.retryFailed) {
     // Real clients connect again; the storm's rate counts the sessions it opened, and the note says how many did not.
     ctx.note(
-      `${result.failed} handshakes closed before their open packet (${result.failures[0]}), connected again`,
+      `${result.failed} handshakes closed before their open packet (the first ${result.failures.length}: ${result.failures.join('; ')}), connected again`,
     )
     const retry = await ctx.pool.connect(100, ctx.localAddresses)
     if (retry.failed > 0)
