@@ -3,9 +3,9 @@
  * request has not come in full within its idle timeout (about 10 s, fixed in
  * uWebSockets.js; more data does not extend it), without an answer, so a
  * client that opens connections and trickles their requests (slowloris)
- * cannot hold them. A polling POST
- * cut that way ends its session, as any aborted POST does. A request that has
- * come in full and is held on purpose (a long poll) is not cut.
+ * cannot hold them. A polling POST cut that way ends its session, as any
+ * aborted POST does. A request that has come in full and is held on purpose
+ * (a long poll) is not cut.
  */
 import { connect, type Socket } from 'node:net'
 import test from 'ava'
@@ -24,12 +24,13 @@ async function rawConnection(
   socket.on('data', chunk => (received += chunk.length))
   socket.on('error', () => {}) // a reset counts as a close too
   if (send !== '') socket.write(send)
-  if (trickle !== undefined) {
-    const timer = setInterval(() => socket.write(trickle), 3000) // a header line every 3 s: slowloris
-    socket.once('close', () => clearInterval(timer))
-  }
+  // A header line every 3 s: slowloris.
+  const timer = trickle === undefined ? undefined : setInterval(() => socket.write(trickle), 3000)
   const closedAfterMs = new Promise<number>(resolve =>
-    socket.once('close', () => resolve(Date.now() - start)),
+    socket.once('close', () => {
+      clearInterval(timer)
+      resolve(Date.now() - start)
+    }),
   )
   return { closedAfterMs, received: () => received }
 }
