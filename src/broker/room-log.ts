@@ -83,7 +83,7 @@ interface AppendCall {
 /** A call's reply: -1 (refused: nothing stored), or 1 and `ms, first, status` per piece. */
 type AppendReply = (number | string)[]
 
-/** room_append-4n.lua, each call written straight into its request (through ioredis' script command, this path's largest allocation). */
+/** room_append-4n.lua, each call written straight into its request: not through ioredis' script command, whose copies of the arguments were this path's largest allocation. */
 const APPEND = scriptRequests('room_append-4n.lua')
 
 /** Messages per script call: a huge batch must not stall Redis for long. */
