@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { SingleBar } from 'cli-progress'
 import { parseArgs } from './lib/args.js'
 import { renderChart } from './lib/chart.js'
+import { assertPerf, PERF_NODE_FLAGS } from './lib/perf.js'
 import { describeMachine, loadAverage, redisServerVersion } from './lib/proc.js'
 import { startBenchRedis, type BenchRedis } from './lib/redis-server.js'
 import {
@@ -83,11 +84,14 @@ async function runOnce(
   notes: string[],
 ): Promise<Metrics> {
   await redis.reset()
-  let profileBase: string | undefined
-  if (args.profileDir) {
-    mkdirSync(args.profileDir, { recursive: true })
-    profileBase = `${args.profileDir}/${scenario.name}-${target}-${new Date().toISOString().replace(/[:.]/g, '')}`
+  const runName = `${scenario.name}-${target}-${new Date().toISOString().replace(/[:.]/g, '')}`
+  const base = (dir: string | undefined): string | undefined => {
+    if (dir === undefined) return undefined
+    mkdirSync(dir, { recursive: true })
+    return `${dir}/${runName}`
   }
+  const profileBase = base(args.profileDir)
+  const perfBase = base(args.perfDir)
   const secret = randomBytes(12).toString('base64url')
   const running = await RunningTarget.start(target, {
     workers: args.workers,
@@ -95,6 +99,7 @@ async function runOnce(
     secret,
     prefix: `B${randomBytes(3).toString('hex')}`,
     nodeFlags: args.nodeFlags,
+    allNodeFlags: perfBase ? PERF_NODE_FLAGS : [],
     snapperConfig: {
       ...scenario.snapperConfig,
       ...(args.smoke && scenario.smokeConfig),
@@ -118,7 +123,7 @@ async function runOnce(
         const line = `${TARGET_LABELS[target]}: ${text}`
         if (!notes.includes(line)) notes.push(line) // the same observation in every run is said once
       },
-      ...cpuWindow(running, redis, pool, profileBase),
+      ...cpuWindow(running, redis, pool, profileBase, perfBase),
     })
     const timeoutMs = scenario.timeoutMs ?? RUN_TIMEOUT_MS
     const timeout = new Promise<never>((_, reject) => {
@@ -190,6 +195,7 @@ async function main(): Promise<number> {
     SCENARIOS.map(s => s.name),
     SCENARIOS.filter(s => !s.onlyWhenNamed).map(s => s.name),
   )
+  if (args.perfDir) assertPerf()
   const load = loadAverage()
   const redis = await startBenchRedis(args.redisCluster)
   // Interrupted (Ctrl-C, a CI timeout): take redis-server along; the servers exit when their IPC channel closes.

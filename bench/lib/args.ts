@@ -5,7 +5,8 @@
  * snapper, socketio, uws, floor), `--redis-cluster` (Snapper on a Redis Cluster of 3 masters),
  * `--profile DIR` (a V8 CPU profile of every server
  * process over each measured window, not start-up; `node dist/bench/profile.js
- * FILE` summarises one), `--no-record` (no RESULTS.md section, no chart), `--quiet`,
+ * FILE` summarises one), `--perf DIR` (the same windows on the CPU, with Linux perf, Redis
+ * included: bench/lib/perf.ts), `--no-record` (no RESULTS.md section, no chart), `--quiet`,
  * `--config JSON` (Snapper config overrides for every node, e.g.
  * `'{"consumerMaxQueue":5000}'`: to try a setting), `--node-flags "…"` (Node/V8
  * flags for Snapper's processes, e.g. `--max-semi-space-size=64`).
@@ -24,6 +25,7 @@ export interface BenchArgs {
   readonly generators: number | undefined
   readonly targets: readonly TargetName[] | undefined
   readonly profileDir: string | undefined
+  readonly perfDir: string | undefined
   /** Append to RESULTS.md and draw the chart. Off for --smoke. */
   readonly record: boolean
   readonly quiet: boolean
@@ -50,6 +52,7 @@ export function parseArgs(
   let generators: number | undefined
   let targets: TargetName[] | undefined
   let profileDir: string | undefined
+  let perfDir: string | undefined
   let record: boolean | undefined
   let quiet = false
   let snapperConfig: Record<string, unknown> = {}
@@ -74,6 +77,7 @@ export function parseArgs(
     else if (arg === '--threads') threads = count(1)
     else if (arg === '--generators') generators = count(1)
     else if (arg === '--profile') profileDir = value()
+    else if (arg === '--perf') perfDir = value()
     else if (arg === '--no-record') record = false
     else if (arg === '--quiet') quiet = true
     else if (arg === '--redis-cluster') redisCluster = true
@@ -100,6 +104,7 @@ export function parseArgs(
     generators,
     targets,
     profileDir,
+    perfDir,
     record: record ?? !smoke,
     quiet,
     snapperConfig,

@@ -8,6 +8,7 @@ import type { ConsumerPool, PoolReport } from '../load/consumer-pool.js'
 import { makeMessage, nowUs } from '../load/message.js'
 import type { Publisher } from '../load/publisher.js'
 import type { BenchUser, RunningTarget, TargetName } from '../servers/targets.js'
+import { PerfRecording } from './perf.js'
 import { CpuMeter, type CpuTimes, cpuStallUs, ownCpuTimes } from './proc.js'
 import type { BenchRedis } from './redis-server.js'
 
@@ -148,7 +149,8 @@ export interface RunContext {
 
 /**
  * Makes the CPU meters a run needs; with `profileBase`, every server process
- * is profiled over the same window (`<profileBase>-<i>.cpuprofile`). The
+ * is profiled over the same window (`<profileBase>-<i>.cpuprofile`), and with
+ * `perfBase` recorded on the CPU with Redis (`<perfBase>.data` and `.txt`). The
  * generator is this process and the pool's generator processes, if any.
  */
 export function cpuWindow(
@@ -156,6 +158,7 @@ export function cpuWindow(
   redis: BenchRedis,
   pool: ConsumerPool,
   profileBase?: string,
+  perfBase?: string,
 ): Pick<RunContext, 'startMeasuring' | 'stopMeasuring'> {
   const broker = new CpuMeter(() => target.pids)
   const redisCpu = new CpuMeter(() => [...redis.pids])
@@ -164,8 +167,11 @@ export function cpuWindow(
   let startedUs = 0
   let stallStart: number | undefined
   let windows = 0 // a run that measures twice writes its second profile beside the first
+  const windowed = (base: string): string => (windows === 0 ? base : `${base}-window${windows + 1}`)
+  let recording: PerfRecording | undefined
   return {
     async startMeasuring() {
+      if (perfBase) recording = await PerfRecording.start([...target.pids, ...redis.pids], windowed(perfBase))
       if (profileBase) await target.startProfile()
       await target.startLoopWatch()
       broker.start()
@@ -201,8 +207,9 @@ export function cpuWindow(
         serverDelayP99Ms: ms(loop.loopDelayP99Us),
         serverGcMs: Math.round(loop.gcMs),
       }
-      if (profileBase)
-        await target.stopProfile(windows++ === 0 ? profileBase : `${profileBase}-window${windows}`)
+      await recording?.stop()
+      if (profileBase) await target.stopProfile(windowed(profileBase))
+      windows++
       return cpu
     },
   }

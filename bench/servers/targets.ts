@@ -31,6 +31,8 @@ export interface TargetOptions {
   readonly prefix: string
   /** Node/V8 flags for Snapper's processes (e.g. --max-semi-space-size=64), to try them. */
   readonly nodeFlags?: readonly string[]
+  /** Node/V8 flags for every target's processes (`--perf`: their JavaScript named for perf). */
+  readonly allNodeFlags?: readonly string[]
   /** Config overrides for Snapper nodes. */
   readonly snapperConfig?: Partial<Config>
 }
@@ -83,7 +85,11 @@ export class RunningTarget {
           index,
           prefix: options.prefix,
         }
-        const execArgv = ['--expose-gc', ...(name === 'snapper' ? (options.nodeFlags ?? []) : [])]
+        const execArgv = [
+          '--expose-gc',
+          ...(options.allNodeFlags ?? []),
+          ...(name === 'snapper' ? (options.nodeFlags ?? []) : []),
+        ]
         const child = fork(new URL(ENTRIES[name], import.meta.url), [], {
           execArgv,
           env: {

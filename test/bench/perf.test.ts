@@ -1,0 +1,62 @@
+/**
+ * `--perf DIR`: each measured window of each run is recorded on the CPU (the
+ * servers and Redis) and summarised, with the servers' JavaScript named.
+ * Needs Linux perf that may record here; where it may not, the bench refuses
+ * the option with what to install, and that is what is tested instead.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import test from 'ava'
+import { assertPerf } from '../../bench/lib/perf.js'
+
+const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url))
+
+function perfMissing(): string | undefined {
+  try {
+    assertPerf()
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
+}
+
+async function bench(args: readonly string[]): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [RUN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
+  return { code, output }
+}
+
+test('npm run bench -- unicast --perf DIR: one recording and one summary per run, the JavaScript named', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'snapper-bench-perf-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const missing = perfMissing()
+  const { code, output } = await bench([
+    'unicast',
+    '--smoke',
+    '--quiet',
+    '--targets',
+    'snapper',
+    '--perf',
+    dir,
+  ])
+  if (missing) {
+    t.not(code, 0)
+    t.true(output.includes(missing), output)
+    return
+  }
+  t.is(code, 0, output)
+  const files = readdirSync(dir).sort()
+  t.deepEqual(
+    files.map(file => file.replace(/^unicast-snapper-\d{4}-\d\d-\d\dT\d+Z/, '')),
+    ['.data', '.txt'],
+  )
+  const summary = readFileSync(join(dir, files[1]!), 'utf8')
+  t.regex(summary, /node\s+\[JIT\] tid \d+/, 'CPU in compiled JavaScript is counted for the server')
+  t.regex(summary, /JS:\S* file:\/\/\S+\/src\/\S+\.js/, "Snapper's own functions have their names")
+})
