@@ -4,8 +4,8 @@
  * Needs Linux perf that may record here; where it may not, the bench refuses
  * the option with what to install, and that is what is tested instead.
  */
-import { spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -32,7 +32,7 @@ async function bench(args: readonly string[]): Promise<{ code: number | null; ou
   return { code, output }
 }
 
-test('npm run bench -- unicast --perf DIR: one recording and one summary per run, the JavaScript named', async t => {
+test('npm run bench -- unicast --perf DIR: one recording and one summary per run, Redis in it, the JavaScript named', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'snapper-bench-perf-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const missing = perfMissing()
@@ -57,6 +57,19 @@ test('npm run bench -- unicast --perf DIR: one recording and one summary per run
     ['.data', '.txt'],
   )
   const summary = readFileSync(join(dir, files[1]!), 'utf8')
-  t.regex(summary, /node\s+\[JIT\] tid \d+/, 'CPU in compiled JavaScript is counted for the server')
-  t.regex(summary, /JS:\S* file:\/\/\S+\/src\/\S+\.js/, "Snapper's own functions have their names")
+  const header = spawnSync('perf', ['report', '--header-only', '-i', join(dir, files[0]!)], {
+    encoding: 'utf8',
+  })
+  t.regex(header.stdout, /cmdline : .* -p \d+,\d+/, 'the server process and Redis, recorded together')
+  // Each server thread is listed by its id; the main thread's id is its process's.
+  const pids = new Set([...summary.matchAll(/(\d+):node\s/g)].map(match => match[1]!))
+  t.true(pids.size > 0, summary)
+  const maps = [...pids].map(pid => `/tmp/perf-${pid}.map`).filter(file => existsSync(file))
+  t.teardown(() => maps.forEach(file => rmSync(file, { force: true })))
+  t.is(maps.length, 1, 'one server process, its JavaScript mapped for perf')
+  t.regex(
+    readFileSync(maps[0]!, 'utf8'),
+    /JS:\S* file:\/\/\S+\/src\/broker\/\S+\.js/,
+    "Snapper's functions have names",
+  )
 })
