@@ -93,9 +93,11 @@ async function launchCli(
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk))
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk))
   // Its output is read to the end at 'close', after 'exit'; a worker still holding the pipes must not hold the wait.
+  // If this process was starved past the pause, its timer runs before the read of what the child printed last:
+  // setImmediate waits for the poll phase that reads it.
   const closed = new Promise(resolve => child.once('close', resolve))
   const exited = once(child, 'exit').then(async ([code]) => {
-    await Promise.race([closed, pause(2000)])
+    await Promise.race([closed, pause(2000).then(() => new Promise(resolve => setImmediate(resolve)))])
     return code as number | null
   })
   const seenPids = new Set<number>()

@@ -254,6 +254,6 @@ test('the last resort: an exception no handler caught is logged as fatal, and th
   })
   t.true(
     lines.slice(fatal).some(line => line.msg === 'node stopped'),
-    'drained: every consumer closed, every message stored, Redis closed',
+    `drained: every consumer closed, every message stored, Redis closed\n${cli.output()}`,
   )
 })
