@@ -111,6 +111,7 @@ async function runOnce(
       ? new ConsumerPool(args.generators ?? 2, { processes: true })
       : new ConsumerPool(args.threads)
   let timer: NodeJS.Timeout | undefined
+  const { abandon, ...measuring } = cpuWindow(running, redis, pool, profileBase, perfBase)
   try {
     const run = scenario.run({
       target: running,
@@ -123,7 +124,7 @@ async function runOnce(
         const line = `${TARGET_LABELS[target]}: ${text}`
         if (!notes.includes(line)) notes.push(line) // the same observation in every run is said once
       },
-      ...cpuWindow(running, redis, pool, profileBase, perfBase),
+      ...measuring,
     })
     const timeoutMs = scenario.timeoutMs ?? RUN_TIMEOUT_MS
     const timeout = new Promise<never>((_, reject) => {
@@ -132,6 +133,7 @@ async function runOnce(
     return await Promise.race([run, timeout])
   } finally {
     clearTimeout(timer)
+    await abandon()
     progress.update({ phase: 'stopping' })
     await pool.close().catch(() => {}) // consumers of a failed run may be half-open: terminate() below ends them
     await pool.terminate()

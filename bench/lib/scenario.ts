@@ -152,6 +152,8 @@ export interface RunContext {
  * is profiled over the same window (`<profileBase>-<i>.cpuprofile`), and with
  * `perfBase` recorded on the CPU with Redis (`<perfBase>.data` and `.txt`). The
  * generator is this process and the pool's generator processes, if any.
+ * `abandon` ends a recording a failed run left open (perf would go on
+ * sampling Redis through the runs after it).
  */
 export function cpuWindow(
   target: RunningTarget,
@@ -159,7 +161,7 @@ export function cpuWindow(
   pool: ConsumerPool,
   profileBase?: string,
   perfBase?: string,
-): Pick<RunContext, 'startMeasuring' | 'stopMeasuring'> {
+): Pick<RunContext, 'startMeasuring' | 'stopMeasuring'> & { abandon(): Promise<void> } {
   const broker = new CpuMeter(() => target.pids)
   const redisCpu = new CpuMeter(() => [...redis.pids])
   const generators = new CpuMeter(() => pool.pids)
@@ -207,10 +209,17 @@ export function cpuWindow(
         serverDelayP99Ms: ms(loop.loopDelayP99Us),
         serverGcMs: Math.round(loop.gcMs),
       }
-      await recording?.stop()
+      const window = recording
+      recording = undefined
+      await window?.stop()
       if (profileBase) await target.stopProfile(windowed(profileBase))
       windows++
       return cpu
+    },
+    async abandon() {
+      const window = recording
+      recording = undefined
+      await window?.stop().catch(() => {}) // the run failed already: that is what it reports
     },
   }
 }

@@ -173,14 +173,19 @@ export class RunningTarget {
     return Promise.all(
       this.#children.map(
         (child, index) =>
-          new Promise<FromChild>(resolve => {
+          new Promise<FromChild>((resolve, reject) => {
             const onMessage = (message: FromChild): void => {
               if (message.type !== answer) return
               child.off('message', onMessage)
               resolve(message)
             }
             child.on('message', onMessage)
-            child.send(request(index))
+            // A server that died fails the run (without the callback, the closed channel's error would end the bench).
+            child.send(request(index), err => {
+              if (!err) return
+              child.off('message', onMessage)
+              reject(new Error(`${this.name} server ${index} is gone: ${err.message}`))
+            })
           }),
       ),
     )
