@@ -209,17 +209,17 @@ export function cpuWindow(
         serverDelayP99Ms: ms(loop.loopDelayP99Us),
         serverGcMs: Math.round(loop.gcMs),
       }
-      const window = recording
+      const ending = recording
       recording = undefined
-      await window?.stop()
+      await ending?.stop()
       if (profileBase) await target.stopProfile(windowed(profileBase))
       windows++
       return cpu
     },
     async abandon() {
-      const window = recording
+      const ending = recording
       recording = undefined
-      await window?.stop().catch(() => {}) // the run failed already: that is what it reports
+      await ending?.stop().catch(() => {}) // the run failed already: that is what it reports
     },
   }
 }
