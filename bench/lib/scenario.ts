@@ -171,6 +171,12 @@ export function cpuWindow(
   let windows = 0 // a run that measures twice writes its second profile beside the first
   const windowed = (base: string): string => (windows === 0 ? base : `${base}-window${windows + 1}`)
   let recording: PerfRecording | undefined
+  /** The open recording, if any, now no longer open. */
+  const takeRecording = (): PerfRecording | undefined => {
+    const open = recording
+    recording = undefined
+    return open
+  }
   return {
     async startMeasuring() {
       if (perfBase) recording = await PerfRecording.start([...target.pids, ...redis.pids], windowed(perfBase))
@@ -209,17 +215,15 @@ export function cpuWindow(
         serverDelayP99Ms: ms(loop.loopDelayP99Us),
         serverGcMs: Math.round(loop.gcMs),
       }
-      const ending = recording
-      recording = undefined
-      await ending?.stop()
+      await takeRecording()?.stop()
       if (profileBase) await target.stopProfile(windowed(profileBase))
       windows++
       return cpu
     },
     async abandon() {
-      const ending = recording
-      recording = undefined
-      await ending?.stop().catch(() => {}) // the run failed already: that is what it reports
+      await takeRecording()
+        ?.stop()
+        .catch(() => {}) // the run failed already: that is what it reports
     },
   }
 }

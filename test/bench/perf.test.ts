@@ -4,15 +4,13 @@
  * Needs Linux perf that may record here; where it may not, the bench refuses
  * the option with what to install, and that is what is tested instead.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import { assertPerf } from '../../bench/lib/perf.js'
-
-const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url))
+import { runBench } from '../helpers/bench.js'
 
 function perfMissing(): string | undefined {
   try {
@@ -23,20 +21,11 @@ function perfMissing(): string | undefined {
   }
 }
 
-async function bench(args: readonly string[]): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, [RUN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
-  return { code, output }
-}
-
 test('npm run bench -- unicast --perf DIR: one recording and one summary per run, Redis in it, the JavaScript named', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'snapper-bench-perf-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const missing = perfMissing()
-  const { code, output } = await bench([
+  const { code, output } = await runBench([
     'unicast',
     '--smoke',
     '--quiet',

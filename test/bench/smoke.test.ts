@@ -4,28 +4,19 @@
  * bare uWS) runs, nothing is lost or delivered twice anywhere, and the JSON
  * it writes has every number, so the suite cannot rot unnoticed.
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import type { BenchResult } from '../../bench/lib/report.js'
 import { SCENARIO_NAMES } from '../../bench/scenarios/index.js'
-
-const RUN = fileURLToPath(new URL('../../bench/run.js', import.meta.url))
+import { runBench } from '../helpers/bench.js'
 
 test('npm run bench -- --smoke: every scenario and target, zero loss', async t => {
   const dir = mkdtempSync(join(tmpdir(), 'snapper-bench-smoke-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const json = join(dir, 'smoke.json')
-  const child = spawn(process.execPath, [RUN, '--smoke', '--quiet', '--json', json], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
+  const { code, output } = await runBench(['--smoke', '--quiet', '--json', json])
   t.is(code, 0, output)
 
   const bench = JSON.parse(readFileSync(json, 'utf8')) as BenchResult
