@@ -1,28 +1,5 @@
 import { hash, randomBytes } from 'node:crypto'
-import type { Cursor } from './cursor.js'
-
-/**
- * One message of one room, as a node holds it. Made once per announcement and
- * shared by every local consumer of the room; its JSON form is made once too.
- */
-export interface Entry extends Cursor {
-  readonly room: string
-  readonly message: string
-  /** The nonce of a tracked message: its ack is recorded as a receipt. Undefined for the others. */
-  readonly track: string | undefined
-  /** JSON.stringify(message), made on first use. */
-  json?: string
-  /** The last batch that started with this entry: consumers in step reuse it. */
-  batch?: Batch
-  /**
-   * The last entry of a chunk (markChunkEnds). A consumer's batch ends at the
-   * last such entry that fits, so consumers at the same place cut the same
-   * batches (and share them) however many messages each had queued.
-   */
-  isChunkEnd?: boolean
-  /** The last message of its announcement (one room's part of an append call; the log marks it too). */
-  isAnnouncementEnd?: boolean
-}
+import type { Entry } from './entry.js'
 
 /**
  * A delivery frame: the JSON-RPC request `publish` with the batch's messages,
@@ -37,12 +14,12 @@ export interface Batch {
   readonly hasTracked: boolean
   /** The JSON-RPC request text. */
   readonly frame: string
-  /** Transport-specific encodings, each made by the first session that sends it in that format. */
-  encoded?: unknown
+  /** Transport-specific encodings, each made by the first session that sends it in that format (set in makeBatch: one hidden class). */
+  encoded: unknown
   /** The `codec=json` frame (with rooms and seqs). */
-  jsonFrame?: unknown
+  jsonFrame: unknown
   /** The `codec=msgpack` frame. */
-  msgpackFrame?: unknown
+  msgpackFrame: unknown
 }
 
 /**
@@ -99,6 +76,9 @@ export function makeBatch(id: string, entries: readonly Entry[]): Batch {
     entries,
     hasTracked,
     frame: `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"method":"publish","params":[${params}]}`,
+    encoded: undefined,
+    jsonFrame: undefined,
+    msgpackFrame: undefined,
   }
 }
 

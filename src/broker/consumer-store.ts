@@ -2,9 +2,10 @@ import type { Config } from '../config/defaults.js'
 import { userRoom } from '../redis/keys.js'
 import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
-import { makeBatch, type Entry } from './batch.js'
+import { makeBatch } from './batch.js'
 import type { BrokerCore } from './core.js'
 import { isAfter, isNext, parseCursor, type Cursor } from './cursor.js'
+import type { Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
 
@@ -168,9 +169,7 @@ export class ConsumerStore {
         // However large: a batch holds at most batchMaxMessages.
         const entries = await this.#core.log.read(room as string, acked, count, 0)
         const first = entries[0]
-        return entries.length === count && first && isNext(acked, first)
-          ? entries.map(e => ({ ...e, room: room as string }))
-          : undefined
+        return entries.length === count && first && isNext(acked, first) ? entries : undefined
       }),
     )
     if (reads.some(entries => entries === undefined)) return

@@ -1,12 +1,13 @@
 import type { Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
-import { markChunkEnds, type Batch, type Entry } from './batch.js'
+import { markChunkEnds, type Batch } from './batch.js'
 import { decodeAnnouncement } from './control.js'
 import { formatCursor, type Cursor } from './cursor.js'
+import { makeEntry, type Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
 import { RecentMessages, type RecentBudget } from './recent.js'
-import type { LogEntry, RoomLog } from './room-log.js'
+import type { RoomLog } from './room-log.js'
 
 const NO_MEMBERS: ReadonlySet<Outbox> = new Set()
 
@@ -55,7 +56,7 @@ export class Fanout {
   readonly #rooms = new Map<string, LocalRoom>()
   readonly #byChannel = new Map<string, LocalRoom>()
   /** Log reads in flight, by range and read epoch: members that ask for one range share it. */
-  readonly #reads = new Map<string, Promise<readonly LogEntry[]>>()
+  readonly #reads = new Map<string, Promise<readonly Entry[]>>()
   /** Announcements that could not be decoded (not ours, or a bug). */
   dropped = 0
   /** Announcements received, for /metrics. */
@@ -169,8 +170,8 @@ export class Fanout {
     this.announcements++
     const { ms, first, messages, track } = announcement
     const { room, members } = local
-    const entries = messages.map((message, i): Entry => ({ room, ms, seq: first + i, message, track }))
-    entries[entries.length - 1]!.isAnnouncementEnd = true
+    const last = messages.length - 1
+    const entries = messages.map((message, i) => makeEntry(room, ms, first + i, message, track, i === last))
     // Cut where a consumer's batch would be cut, so that in-step consumers share each batch.
     markChunkEnds(entries, this.#batchMax, this.#batchMaxBytes)
     const chunks: Entry[][] = []
@@ -203,7 +204,7 @@ export class Fanout {
    * reach back that far; else a log read, shared by members that ask for
    * the same range at the same read epoch.
    */
-  read(room: string, after: Cursor, count: number): Promise<readonly LogEntry[]> {
+  read(room: string, after: Cursor, count: number): Promise<readonly Entry[]> {
     const local = this.#rooms.get(room)
     const recent = local?.recent.after(after, count)
     if (recent) return Promise.resolve(recent)
@@ -215,7 +216,7 @@ export class Fanout {
     if (!read) {
       this.#context.counters.logReads++
       read = this.#roomLog.read(room, after, count).then(entries => {
-        markChunkEnds(entries as Entry[], this.#batchMax, this.#batchMaxBytes)
+        markChunkEnds(entries, this.#batchMax, this.#batchMaxBytes)
         return entries
       })
       this.#reads.set(key, read)

@@ -1,9 +1,9 @@
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
-import { batchIdOf, batchLength, isOneRun, makeBatch, type Batch, type Entry } from './batch.js'
+import { batchIdOf, batchLength, isOneRun, makeBatch, type Batch } from './batch.js'
 import { formatCursor, isAfter, isNext, type Cursor } from './cursor.js'
+import type { Entry } from './entry.js'
 import { Fifo } from './fifo.js'
-import type { LogEntry } from './room-log.js'
 
 /** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */
 export interface ConsumerSink {
@@ -28,7 +28,7 @@ export interface OutboxHost<S extends ConsumerSink> {
   /** Where a throw out of an outbox's timer is logged (a bug). */
   readonly log: Logger
   /** Up to `count` messages of `room` after `after` (may be shared with other readers). */
-  read(room: string, after: Cursor, count: number): Promise<readonly LogEntry[]>
+  read(room: string, after: Cursor, count: number): Promise<readonly Entry[]>
   /** A fresh id for a batch sent again after the client answered it with an error. */
   newBatchId(): string
   /** Hands a batch to the consumer's session. */
@@ -380,7 +380,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
         if (this.#closed || this.#rooms.get(room) !== state || state.mode !== 'reading') return
         const entries: Entry[] = []
         // Queued as they are: from the node's memory they are the shared entries (with their batches).
-        for (const entry of logEntries) if (isAfter(entry, state.queued)) entries.push(entry as Entry)
+        for (const entry of logEntries) if (isAfter(entry, state.queued)) entries.push(entry)
         const first = entries[0]
         const missed = first && !isNext(state.queued, first) ? missedBetween(state.queued, first) : 0
         if (this.#enqueue(room, state, entries, 0) > 0 && missed !== 0) {

@@ -1,4 +1,4 @@
-import type { Entry } from './batch.js'
+import type { Entry } from './entry.js'
 import { isAfter, isNext, isSame, type Cursor } from './cursor.js'
 
 /** Bytes all rooms' recent messages may hold together on a node (heldBytes of each). */

@@ -7,17 +7,8 @@ import type { ScriptRequest } from '../redis/script-request.js'
 import { scriptRequests, type Commands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
+import { makeEntry, type Entry } from './entry.js'
 import { OrderedAppends, type AppendStatus } from './ordered-appends.js'
-
-/** A message read from a room log; made with the shape of the fan-out's entries, so outboxes queue it as is. */
-export interface LogEntry extends Cursor {
-  readonly room: string
-  readonly message: string
-  /** The nonce of a tracked message (its receipts are recorded on ack); undefined for the others. */
-  readonly track: string | undefined
-  /** The last message of its announcement: the append script marks it in the log. */
-  readonly isAnnouncementEnd?: boolean
-}
 
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
@@ -382,7 +373,7 @@ export class RoomLog {
     after: Cursor,
     count: number,
     maxBytes = this.#options.readMaxBytes,
-  ): Promise<LogEntry[]> {
+  ): Promise<Entry[]> {
     const flat = await this.#redis.roomRead(
       this.#keys.room(room).log,
       formatCursor(after),
@@ -390,11 +381,11 @@ export class RoomLog {
       this.#options.ttlSec,
       maxBytes,
     )
-    const entries: LogEntry[] = []
+    // Entries as the fan-out makes them, so that outboxes queue them as they are.
+    const entries: Entry[] = []
     for (let i = 0; i + 3 < flat.length; i += 4) {
       const { ms, seq } = parseCursor(flat[i]!)
-      const entry = { room, ms, seq, message: flat[i + 1]!, track: flat[i + 2] || undefined }
-      entries.push(flat[i + 3] === '1' ? { ...entry, isAnnouncementEnd: true } : entry)
+      entries.push(makeEntry(room, ms, seq, flat[i + 1]!, flat[i + 2] || undefined, flat[i + 3] === '1'))
     }
     return entries
   }

@@ -3,7 +3,7 @@ import { platformOf } from '../auth/token.js'
 import { SnapperError } from '../errors.js'
 import type { Keys } from '../redis/keys.js'
 import type { Commands } from '../redis/scripts.js'
-import type { Entry } from './batch.js'
+import type { Entry } from './entry.js'
 import type { RoomLog } from './room-log.js'
 
 /** One consumer's acknowledgement of a tracked message. */

@@ -16,7 +16,8 @@
  * a JSON-RPC object in its codec too; a msgpack session sends binary acks.
  */
 import { Packr } from 'msgpackr'
-import type { Batch, Entry } from '../broker/batch.js'
+import type { Batch } from '../broker/batch.js'
+import type { Entry } from '../broker/entry.js'
 import { encodeMessage, type EncodedMessage } from './engineio/server.js'
 
 export type DeliveryFormat = 'legacy' | 'json' | 'msgpack'

@@ -4,16 +4,11 @@
  * a consumer reads again after a crash comes as the batch it had, same id.
  */
 import test from 'ava'
-import { batchIdOf, batchLength, markChunkEnds, type Entry } from '../../src/broker/batch.js'
+import { batchIdOf, batchLength, markChunkEnds } from '../../src/broker/batch.js'
+import { makeEntry, type Entry } from '../../src/broker/entry.js'
 
 const entries = (room: string, first: number, count: number, ms = 1000): Entry[] =>
-  Array.from({ length: count }, (_, i) => ({
-    room,
-    ms,
-    seq: first + i,
-    message: `m${first + i}`,
-    track: undefined,
-  }))
+  Array.from({ length: count }, (_, i) => makeEntry(room, ms, first + i, `m${first + i}`, undefined))
 
 test('a batch id depends on its rooms and seqs only: the same messages read again get the same id', t => {
   const id = batchIdOf(entries('r', 5, 3))

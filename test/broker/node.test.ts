@@ -1,5 +1,6 @@
 import test from 'ava'
 import type { Redis } from 'ioredis'
+import { makeEntry } from '../../src/broker/entry.js'
 import { heldBytes } from '../../src/broker/recent.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
@@ -119,7 +120,7 @@ for (const topology of TOPOLOGIES) {
 
   test(`${topology}: the recent messages a node keeps stay within recentMaxBytesPerRoom and recentMaxBytes, none with recentMaxMessages 0`, async t => {
     const message = (i: string): string => i.padStart(1000, '.')
-    const held = heldBytes({ room: 'r', ms: 0, seq: 0, message: message('0'), track: undefined })
+    const held = heldBytes(makeEntry('r', 0, 0, message('0'), undefined))
     const bounded = await startTestNode(t, redis.target(topology), {
       recentMaxBytesPerRoom: 5 * held,
       recentMaxBytes: 8 * held,

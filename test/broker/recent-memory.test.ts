@@ -8,7 +8,8 @@
 import test from 'ava'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { batchIdOf, makeBatch, type Entry } from '../../src/broker/batch.js'
+import { batchIdOf, makeBatch } from '../../src/broker/batch.js'
+import { makeEntry } from '../../src/broker/entry.js'
 import { RecentMessages, type RecentBudget } from '../../src/broker/recent.js'
 import { legacyFrame } from '../../src/gateway/delivery.js'
 
@@ -31,8 +32,8 @@ function measure(text: string, count: number): { held: number; counted: number }
     if (i % 4 === 0) rooms.push(new RecentMessages(1000, Number.MAX_SAFE_INTEGER, budget))
     // A fresh string per message, as each arrives decoded from its own announcement.
     const message = `${i} ${text}`.slice(0, text.length)
-    const entry: Entry = { room: `user${i >> 2}`, ms: 1000, seq: (i % 4) + 1, message, track: undefined }
-    entry.isAnnouncementEnd = entry.isChunkEnd = true
+    const entry = makeEntry(`user${i >> 2}`, 1000, (i % 4) + 1, message, undefined, true)
+    entry.isChunkEnd = true
     rooms[rooms.length - 1]!.append([entry])
     const batch = (entry.batch = makeBatch(batchIdOf([entry]), [entry]))
     const frame = legacyFrame(batch)

@@ -3,16 +3,12 @@
  * announcement chunk ends (batchLength): pure, no Redis.
  */
 import test from 'ava'
-import { batchLength, type Entry } from '../../src/broker/batch.js'
+import { batchLength } from '../../src/broker/batch.js'
+import { makeEntry, type Entry } from '../../src/broker/entry.js'
 import { heldBytes, RecentMessages, type RecentBudget } from '../../src/broker/recent.js'
 
-const entry = (seq: number, ms = 1000, message = `m${seq}`): Entry => ({
-  room: 'r',
-  ms,
-  seq,
-  message,
-  track: undefined,
-})
+const entry = (seq: number, ms = 1000, message = `m${seq}`): Entry =>
+  makeEntry('r', ms, seq, message, undefined)
 const run = (from: number, to: number, ms = 1000): Entry[] => {
   const entries: Entry[] = []
   for (let seq = from; seq <= to; seq++) entries.push(entry(seq, ms))

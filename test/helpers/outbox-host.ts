@@ -4,7 +4,8 @@
  * what they were sent. No Redis: the merge logic is tested on its own here,
  * and against Redis in test/broker/node.test.ts.
  */
-import type { Batch, Entry } from '../../src/broker/batch.js'
+import type { Batch } from '../../src/broker/batch.js'
+import { makeEntry, type Entry } from '../../src/broker/entry.js'
 import { isAfter, type Cursor } from '../../src/broker/cursor.js'
 import { Outbox, type ConsumerSink, type OutboxHost } from '../../src/broker/outbox.js'
 import { silentLogger, type Logger } from '../../src/log.js'
@@ -104,13 +105,7 @@ export class FakeHost implements OutboxHost<FakeSink> {
     this.logs.set(room, log)
     const head = this.#heads.get(room) ?? 0
     this.#heads.set(room, head + messages.length)
-    const entries = messages.map((message, i): Entry => ({
-      room,
-      ms: 1,
-      seq: head + i + 1,
-      message,
-      track: undefined,
-    }))
+    const entries = messages.map((message, i) => makeEntry(room, 1, head + i + 1, message, undefined))
     log.push(...entries)
     entries.at(-1)!.isChunkEnd = true
     return entries
