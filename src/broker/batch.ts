@@ -95,10 +95,11 @@ export function isOneRun(entries: readonly Entry[]): boolean {
 
 /**
  * How many entries, from the first, make one batch: at most `maxMessages`, and
- * no more than `maxBytes` of messages (counted in UTF-16 units, which is the
- * byte count for ASCII), but always at least one; and, if one of them ends a
- * chunk, up to the last such one (see Entry.isChunkEnd), or with
- * `firstChunkOnly` the first.
+ * no more than `maxBytes` of messages, but always at least one; and, if one of
+ * them ends a chunk, up to the last such one (see Entry.isChunkEnd), or with
+ * `firstChunkOnly` the first. Bytes are counted in UTF-16 units (the byte
+ * count for ASCII), as every version has cut them: a batch sent again after a
+ * takeover must be cut as it was, to keep its id.
  */
 export function batchLength(
   at: (index: number) => Entry | undefined,

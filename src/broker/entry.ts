@@ -9,6 +9,8 @@ import type { Cursor } from './cursor.js'
 export interface Entry extends Cursor {
   readonly room: string
   readonly message: string
+  /** The message's UTF-8 bytes, counted once for the bounds in bytes (a consumer's queue, a room's recent messages). */
+  readonly bytes: number
   /** The nonce of a tracked message: its ack is recorded as a receipt. Undefined for the others. */
   readonly track: string | undefined
   /** The last message of its announcement (one room's part of an append call; the log marks it too). */
@@ -45,6 +47,7 @@ export function makeEntry(
     ms,
     seq,
     message,
+    bytes: Buffer.byteLength(message),
     track,
     isAnnouncementEnd,
     isChunkEnd: false,

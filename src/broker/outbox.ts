@@ -23,7 +23,7 @@ export interface OutboxHost<S extends ConsumerSink> {
   readonly batchMaxBytes: number
   /** Messages held in memory per consumer; beyond, rooms fall back to reading the log. */
   readonly maxQueue: number
-  /** Bytes of messages held in memory per consumer (but always one message); beyond, the same. */
+  /** UTF-8 bytes of messages held in memory per consumer (but always one message); beyond, the same. */
   readonly maxQueueBytes: number
   /** Where a throw out of an outbox's timer is logged (a bug). */
   readonly log: Logger
@@ -100,7 +100,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
 
   readonly #host: OutboxHost<S>
   readonly #rooms = new Map<string, RoomState>()
-  readonly #queue = new Fifo<Entry>(entry => entry.message.length)
+  readonly #queue = new Fifo<Entry>(entry => entry.bytes)
   // Made on first use, as most consumers of a node sit idle: an empty Set or Map is about 160 bytes with its table.
   /** Rooms left behind (their queue was full): read from the log once it has drained. */
   #behind: Set<string> | undefined
@@ -132,7 +132,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     return this.#queue.length
   }
 
-  /** Bytes of the messages waiting (UTF-16 units: bytes for ASCII). */
+  /** UTF-8 bytes of the messages waiting. */
   get queuedBytes(): number {
     return this.#queue.size
   }
@@ -341,7 +341,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     let end = start
     for (; end < entries.length && queue.length < maxQueue; end++) {
       const entry = entries[end]!
-      if (queue.length > 0 && queue.size + entry.message.length > maxQueueBytes) break
+      if (queue.length > 0 && queue.size + entry.bytes > maxQueueBytes) break
       queue.push(entry)
     }
     if (end > start) state.queued = entries[end - 1]!

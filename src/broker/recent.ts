@@ -17,7 +17,7 @@ export interface RecentBudget {
  * more form for each. Measured in test/broker/recent-memory.test.ts.
  */
 export function heldBytes(entry: Entry): number {
-  return 5 * Buffer.byteLength(entry.message) + ENTRY_OVERHEAD_BYTES
+  return 5 * entry.bytes + ENTRY_OVERHEAD_BYTES
 }
 
 const ENTRY_OVERHEAD_BYTES = 1536

@@ -317,7 +317,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   batchMaxBytes: {
     env: 'SNAPPER_BATCH_MAX_BYTES',
     parse: toCount,
-    doc: 'bytes of messages per delivery batch (at least one message goes, whatever its size)',
+    doc: "messages' length per delivery batch, in UTF-16 code units (bytes for ASCII text); at least one message goes, whatever its size",
   },
   consumerMaxQueue: {
     env: 'SNAPPER_CONSUMER_MAX_QUEUE',
@@ -327,7 +327,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   consumerMaxQueueBytes: {
     env: 'SNAPPER_CONSUMER_MAX_QUEUE_BYTES',
     parse: toMemoryBytes,
-    doc: 'bytes of messages held in memory per consumer (one message at least); beyond that it reads from the room logs',
+    doc: 'UTF-8 bytes of messages held in memory per consumer (one message at least); beyond that it reads from the room logs',
   },
   recentMaxMessages: {
     env: 'SNAPPER_RECENT_MAX_MESSAGES',

@@ -134,6 +134,27 @@ test('a queue is bounded by bytes too: past maxQueueBytes the room is behind, an
   t.deepEqual(big.sink!.messages, ['x'.repeat(100), 'y'.repeat(100)])
 })
 
+test('maxQueueBytes counts UTF-8 bytes, not characters', async t => {
+  const host = new FakeHost({ maxQueueBytes: 25, batchMaxMessages: 1 })
+  const outbox = host.outbox()
+  const sink = outbox.sink!
+  outbox.addRoom('r', ORIGIN)
+  outbox.resync('r')
+  await settle()
+  const euros = Array.from({ length: 6 }, (_, i) => `${i}€€€`) // 4 characters, 10 bytes each
+  outbox.offer('r', host.append('r', ...euros))
+  t.deepEqual(
+    [sink.batches.length, outbox.queued, outbox.queuedBytes],
+    [1, 1, 10],
+    'two taken (20 bytes): a third would pass 25 bytes, though six are only 24 characters',
+  )
+  sink.autoAck = true
+  sink.ack()
+  for (let i = 0; i < 20 && sink.messages.length < 6; i++) await settle()
+  t.deepEqual(sink.messages, euros, 'the rest came from the log, in order')
+  t.true(sink.maxQueuedBytes <= 25)
+})
+
 test('reading: more announcements than a queue holds are dropped and read from the log instead', async t => {
   const host = new FakeHost({ maxQueue: 4, batchMaxMessages: 10 })
   host.autoAnswer = false
