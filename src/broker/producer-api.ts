@@ -49,7 +49,7 @@ export function createProducerApi(deps: {
       const byRoom = new Map<string, string[]>()
       let bytes = 0
       for (const [room, message] of publications) {
-        bytes += room.length + message.length
+        bytes += Buffer.byteLength(room) + Buffer.byteLength(message)
         const messages = byRoom.get(room)
         if (messages) messages.push(message)
         else byRoom.set(room, [message])
@@ -71,7 +71,7 @@ export function createProducerApi(deps: {
     track(room, message, escalateAfterMs) {
       if (backlog.isFull) return backlogFull()
       const stored = tracking.track(room, message, escalateAfterMs)
-      backlog.hold(room.length + message.length, stored)
+      backlog.hold(Buffer.byteLength(room) + Buffer.byteLength(message), stored)
       return stored.then(id => {
         stats.published(1)
         return id

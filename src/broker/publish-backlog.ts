@@ -19,7 +19,7 @@ export class PublishBacklog {
     this.maxBytes = maxBytes
   }
 
-  /** Bytes handed over and not stored yet (UTF-16 units of rooms and messages: bytes for ASCII). */
+  /** UTF-8 bytes of the rooms and messages handed over and not stored yet. */
   get bytes(): number {
     return this.#bytes
   }
