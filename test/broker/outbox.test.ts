@@ -4,7 +4,7 @@
  * with announcements, acks and cursors, read failures. Against Redis, the
  * same paths run in node.test.ts.
  */
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { pino } from 'pino'
 import { makeBatch, type Batch } from '../../src/broker/batch.js'
 import { ORIGIN } from '../../src/broker/cursor.js'
@@ -105,15 +105,18 @@ test('a full queue leaves the room behind: announcements are ignored, the rest i
   t.true(host.reads > reads, 'the rest came from the log')
 })
 
-test('a queue is bounded by bytes too: past maxQueueBytes the room is behind, and one message always fits', async t => {
+/**
+ * Messages of 10 bytes against maxQueueBytes 25: two are taken (one sent, one
+ * queued), the rest read from the log as acks drain the queue.
+ */
+async function takesTwoOfTenBytes(t: ExecutionContext, messages: readonly string[]): Promise<void> {
   const host = new FakeHost({ maxQueueBytes: 25, batchMaxMessages: 1 })
   const outbox = host.outbox()
   const sink = outbox.sink!
   outbox.addRoom('r', ORIGIN)
   outbox.resync('r')
   await settle()
-  const tens = Array.from({ length: 8 }, (_, i) => String(i).repeat(10))
-  outbox.offer('r', host.append('r', ...tens))
+  outbox.offer('r', host.append('r', ...messages))
   t.deepEqual(
     [sink.batches.length, outbox.queued, outbox.queuedBytes],
     [1, 1, 10],
@@ -121,10 +124,16 @@ test('a queue is bounded by bytes too: past maxQueueBytes the room is behind, an
   )
   sink.autoAck = true
   sink.ack()
-  for (let i = 0; i < 20 && sink.messages.length < 8; i++) await settle()
-  t.deepEqual(sink.messages, tens)
+  for (let i = 0; i < 20 && sink.messages.length < messages.length; i++) await settle()
+  t.deepEqual(sink.messages, messages, 'the rest came from the log, in order')
   t.true(sink.maxQueuedBytes <= 25)
+}
 
+test('a queue is bounded by bytes too: past maxQueueBytes the room is behind, and one message always fits', async t => {
+  const tens = Array.from({ length: 8 }, (_, i) => String(i).repeat(10))
+  await takesTwoOfTenBytes(t, tens)
+
+  const host = new FakeHost({ maxQueueBytes: 25, batchMaxMessages: 1 })
   const big = host.outbox('c2', new FakeSink(true))
   big.addRoom('big', ORIGIN)
   big.resync('big')
@@ -135,24 +144,8 @@ test('a queue is bounded by bytes too: past maxQueueBytes the room is behind, an
 })
 
 test('maxQueueBytes counts UTF-8 bytes, not characters', async t => {
-  const host = new FakeHost({ maxQueueBytes: 25, batchMaxMessages: 1 })
-  const outbox = host.outbox()
-  const sink = outbox.sink!
-  outbox.addRoom('r', ORIGIN)
-  outbox.resync('r')
-  await settle()
-  const euros = Array.from({ length: 6 }, (_, i) => `${i}€€€`) // 4 characters, 10 bytes each
-  outbox.offer('r', host.append('r', ...euros))
-  t.deepEqual(
-    [sink.batches.length, outbox.queued, outbox.queuedBytes],
-    [1, 1, 10],
-    'two taken (20 bytes): a third would pass 25 bytes, though six are only 24 characters',
-  )
-  sink.autoAck = true
-  sink.ack()
-  for (let i = 0; i < 20 && sink.messages.length < 6; i++) await settle()
-  t.deepEqual(sink.messages, euros, 'the rest came from the log, in order')
-  t.true(sink.maxQueuedBytes <= 25)
+  const euros = Array.from({ length: 6 }, (_, i) => `${i}€€€`) // 4 characters, 10 bytes: counted in characters, six would fit
+  await takesTwoOfTenBytes(t, euros)
 })
 
 test('reading: more announcements than a queue holds are dropped and read from the log instead', async t => {
