@@ -59,7 +59,7 @@ test('a gap starts the window again; clear() empties it', t => {
 
 test('bounds: bytes held per room, and a node budget shared by rooms', t => {
   const ten = (from: number, to: number): Entry[] =>
-    run(from, to).map(e => makeEntry(e.room, e.ms, e.seq, 'x'.repeat(10), undefined))
+    Array.from({ length: to - from + 1 }, (_, i) => entry(from + i, 1000, 'x'.repeat(10)))
   const held = heldBytes(ten(1, 1)[0]!) // what one such entry holds, as counted
   t.is(held, 5 * 10 + 1536)
   const shared = budget(30 * held)
