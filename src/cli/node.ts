@@ -62,13 +62,15 @@ export function configPorts(config: Pick<Config, 'gatewayPort' | 'producerPort' 
  * prom-client's global one, which the primary aggregates), else on a new one;
  * `options.processMetrics` adds prom-client's process metrics (event-loop
  * lag, heap, GC) to it: once per process, so the CLI sets it, tests that
- * start many nodes in one process do not.
+ * start many nodes in one process do not. The gateway port must be free,
+ * unless `options.takesOverGateway` (a rolling restart's worker, sharing it
+ * with the one it replaces).
  */
 export async function startNode(
   config: Config,
   logger: Logger,
   ports: NodePorts = configPorts(config),
-  options: { registry?: Registry; processMetrics?: boolean } = {},
+  options: { registry?: Registry; processMetrics?: boolean; takesOverGateway?: boolean } = {},
 ): Promise<RunningNode> {
   const redis = await connectRedis(config, logger)
   const core = createBrokerCore(config, redis, logger)
@@ -95,7 +97,7 @@ export async function startNode(
   let admin: RunningAdmin | undefined
   try {
     bound = {
-      gateway: await gateway.listen(ports.gateway, config.host),
+      gateway: await gateway.listen(ports.gateway, config.host, { takesOver: options.takesOverGateway }),
       producer: await producer.listen(ports.producer, config.host),
     }
     if (ports.admin !== undefined)

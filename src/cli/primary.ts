@@ -157,7 +157,7 @@ export class Primary {
       const old = this.#slots[i]!.worker
       if (!old) continue // it died: its pending restart starts the new code
       try {
-        await this.#fork(i) // takes the slot once ready: old's exit is then no crash
+        await this.#fork(i, { takesOver: true }) // takes the slot once ready: old's exit is then no crash
       } catch (err) {
         // The new code does not start: the old worker keeps serving, and so do the ones after it.
         throw new Error(`stopped at worker ${i}, the old workers keep serving`, { cause: err })
@@ -167,10 +167,13 @@ export class Primary {
     this.#log.info('rolling restart done')
   }
 
-  /** A new worker for slot i; resolves once it is ready and in its slot, rejects if it exits before. */
-  #fork(index: number): Promise<Worker> {
+  /**
+   * A new worker for slot i; resolves once it is ready and in its slot, rejects if it exits before.
+   * `takesOver`: the slot's worker still listens, and the new one shares its gateway port.
+   */
+  #fork(index: number, { takesOver = false } = {}): Promise<Worker> {
     const slot = this.#slots[index]!
-    const worker = cluster.fork(workerEnvironment(this.#config, index))
+    const worker = cluster.fork(workerEnvironment(this.#config, index, takesOver))
     worker.on('exit', (code, signal) => {
       // Not (or no longer) the slot's worker: its exit is #fork()'s rejection or an expected stop.
       if (slot.worker !== worker || this.#isShuttingDown) return

@@ -17,10 +17,19 @@ export type WorkerMessage =
 
 const CONFIG_VARIABLE = 'SNAPPER_WORKER_CONFIG'
 const INDEX_VARIABLE = 'SNAPPER_WORKER_INDEX'
+const TAKES_OVER_VARIABLE = 'SNAPPER_WORKER_TAKES_OVER'
 
-/** The environment the primary forks worker `index` with. */
-export function workerEnvironment(config: Config, index: number): Record<string, string> {
-  return { [CONFIG_VARIABLE]: JSON.stringify(config), [INDEX_VARIABLE]: String(index) }
+/**
+ * The environment the primary forks worker `index` with; `takesOver` when it
+ * replaces a worker that still listens (a rolling restart): it shares that
+ * one's gateway port instead of asking for a free one.
+ */
+export function workerEnvironment(config: Config, index: number, takesOver = false): Record<string, string> {
+  return {
+    [CONFIG_VARIABLE]: JSON.stringify(config),
+    [INDEX_VARIABLE]: String(index),
+    ...(takesOver && { [TAKES_OVER_VARIABLE]: '1' }),
+  }
 }
 
 /** What a worker reads from its environment; throws a ConfigError naming what is wrong. */
@@ -59,7 +68,7 @@ export async function startWorker(env: Readonly<Record<string, string | undefine
     config,
     log,
     { gateway: config.gatewayPort + index, producer: config.producerPort },
-    { registry: workerRegistry(), processMetrics: true },
+    { registry: workerRegistry(), processMetrics: true, takesOverGateway: env[TAKES_OVER_VARIABLE] === '1' },
   )
   return {
     node,

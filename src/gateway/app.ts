@@ -9,6 +9,7 @@ import type { Logger } from '../log.js'
 import { createConsumerHandlers, type ConsumerCounters, type ConsumerLink } from './consumer.js'
 import { answerFailedRequest } from './engineio/http.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
+import type { Uws } from './engineio/uws.js'
 import { statsBody } from './stats.js'
 
 export type GatewayConfig = Pick<
@@ -31,8 +32,12 @@ export type GatewayConfig = Pick<
 export interface Gateway {
   readonly engine: Engine<ConsumerLink>
   readonly counters: ConsumerCounters
-  /** Resolves with the port actually bound (0 picks a free one). */
-  listen(port: number, host: string): Promise<number>
+  /**
+   * Resolves with the port actually bound (0 picks a free one). The port must
+   * be free, unless `takesOver`: a rolling restart's new worker shares it
+   * with the worker it replaces until that one stops listening.
+   */
+  listen(port: number, host: string, options?: { takesOver?: boolean }): Promise<number>
   /** Stops accepting connections; live sessions stay until the node closes them. */
   stopListening(): void
   /** Closes every session and the listener. */
@@ -123,14 +128,20 @@ export function createGateway(deps: {
   return {
     engine,
     counters,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        app.listen(host, port, socket => {
-          if (!socket) return reject(new Error(`consumer gateway cannot listen on ${host}:${port}`))
-          listenSocket = socket
-          resolve(uws.us_socket_local_port(socket as never))
-        })
-      })
+    async listen(port, host, { takesOver = false } = {}) {
+      // uWS binds with SO_REUSEPORT, so that a rolling restart's new worker can share its port
+      // with the old one; but then a second broker on this host could share it too, and the
+      // kernel would split consumers between the two. So the port is first bound without it:
+      // that fails if anyone listens there.
+      let free = port
+      if (!takesOver) {
+        const probe = await listenOnce(uws, app, host, port, LISTEN_EXCLUSIVE_PORT)
+        uws.us_listen_socket_close(probe.socket)
+        free = probe.port
+      }
+      const listening = await listenOnce(uws, app, host, free, LISTEN_DEFAULT)
+      listenSocket = listening.socket
+      return listening.port
     },
     stopListening() {
       if (listenSocket) uws.us_listen_socket_close(listenSocket)
@@ -141,6 +152,31 @@ export function createGateway(deps: {
       engine.close()
     },
   }
+}
+
+/** uWS ListenOptions, as numbers: its typings have them only for a port without a host. */
+const LISTEN_DEFAULT = 0
+const LISTEN_EXCLUSIVE_PORT = 1
+
+function listenOnce(
+  uws: Uws,
+  app: TemplatedApp,
+  host: string,
+  port: number,
+  options: number,
+): Promise<{ socket: us_listen_socket; port: number }> {
+  const listen = app.listen as unknown as (
+    host: string,
+    port: number,
+    options: number,
+    done: (socket: us_listen_socket | false) => void,
+  ) => TemplatedApp
+  return new Promise((resolve, reject) => {
+    listen.call(app, host, port, options, socket => {
+      if (!socket) return reject(new Error(`consumer gateway cannot listen on ${host}:${port}`))
+      resolve({ socket, port: uws.us_socket_local_port(socket as never) })
+    })
+  })
 }
 
 const INTERNAL: [string, unknown] = ['500 Internal Server Error', httpError('INTERNAL').body]

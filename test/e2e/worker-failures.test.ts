@@ -3,7 +3,8 @@
  * CLI: a worker that cannot start fails the whole start (exit 1, its reason)
  * instead of being restarted forever; a rolling restart whose new workers
  * cannot start keeps the old ones serving (and drains them at the end); a
- * drain that fails in the workers makes the primary exit 1.
+ * second broker on a gateway port that one serves does not start; a drain
+ * that fails in the workers makes the primary exit 1.
  */
 import { createServer } from 'node:net'
 import test from 'ava'
@@ -45,6 +46,40 @@ test('a worker that cannot start fails the start: exit 1 with its reason, no res
     ),
   )
   t.notRegex(error?.message ?? '', /restarting it/)
+})
+
+test('a second broker on the gateway port another one serves does not start; the first keeps its consumers', async t => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const env = { SNAPPER_REDIS: redis.url, SNAPPER_TOKEN_SECRETS: TEST_SECRET, SNAPPER_LOG_LEVEL: 'info' }
+  const first = await startCli(t, { workers: 1, env: { ...env, SNAPPER_REDIS_PREFIX: uniquePrefix() } })
+
+  // uWS listens with SO_REUSEPORT (a rolling restart's new worker shares the old one's port):
+  // without the check, this one would start and the kernel would split consumers between the two.
+  const gateway = String(first.ports.gateway)
+  for (const workers of [0, 1]) {
+    const error = await t.throwsAsync(
+      startCli(t, {
+        workers,
+        env: { ...env, SNAPPER_REDIS_PREFIX: uniquePrefix(), SNAPPER_GATEWAY_PORT: gateway },
+      }),
+    )
+    t.regex(error?.message ?? '', /^snapper exited with 1:/)
+    t.regex(error?.message ?? '', new RegExp(`consumer gateway cannot listen on 127\\.0\\.0\\.1:${gateway}`))
+  }
+
+  // Every consumer on that port is the first broker's: each gets what it publishes.
+  const producer = await connectProducer(t, first.ports.producer)
+  for (let i = 0; i < 8; i++) {
+    const userId = newUserId()
+    const consumer = connectConsumer('v4 websocket', first.ports.gateway, tokens.sign({ userId }))
+    t.teardown(() => consumer.close())
+    await consumer.opened()
+    producer.sendMessage(`user${userId}`, `to ${i}`)
+    await consumer.waitFor(1)
+  }
+  first.signal('SIGTERM')
+  t.is(await first.exited, 0, first.output())
 })
 
 test('a rolling restart whose new workers cannot start keeps the old ones serving', async t => {
