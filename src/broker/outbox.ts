@@ -247,9 +247,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   /** Sends the batch in flight again, with the same id (a new session took over), after its gap notice. */
   resend(): void {
     if (this.inflight === undefined || this.sink === undefined) return this.pump()
-    const hole = this.#inflightHole
-    if (hole) this.sink.gap(hole.room, hole.missed)
-    this.#send(this.inflight)
+    this.#sendAgain(this.inflight)
   }
 
   /** The batch of exactly these entries: shared with consumers in step when it can be. */
@@ -264,11 +262,21 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     return batch
   }
 
-  /** The batch in flight failed at the client: its messages again, under a new id (clients drop a repeated id). */
+  /**
+   * The batch in flight failed at the client: its messages again, under a new id (clients drop
+   * a repeated id), after its gap notice.
+   */
   retry(): void {
     const batch = this.inflight
     if (batch !== undefined && this.sink !== undefined)
-      this.#send(makeBatch(this.#host.newBatchId(), batch.entries))
+      this.#sendAgain(makeBatch(this.#host.newBatchId(), batch.entries))
+  }
+
+  /** The batch in flight, sent again: the hole it follows is told again first, until it is acknowledged. */
+  #sendAgain(batch: Batch): void {
+    const hole = this.#inflightHole
+    if (hole) this.sink!.gap(hole.room, hole.missed)
+    this.#send(batch)
   }
 
   /** Cursors acknowledged since the last call, as `room, cursor` pairs for cursor_commit. */

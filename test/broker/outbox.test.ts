@@ -330,7 +330,7 @@ test('a hole after a full queue: the batch before it ends there, the notice goes
   t.deepEqual(sink.gaps, [{ room: 'r', missed: 10, before: 3 }])
 })
 
-test('the gap notice goes again with the batch after the hole when that batch is sent again, until it is acknowledged', async t => {
+test('the gap notice goes again with the batch after the hole whenever that batch is sent again (a takeover, an error answer), until it is acknowledged', async t => {
   const host = new FakeHost()
   host.append('r', ...range(5))
   host.trim('r', 2)
@@ -345,10 +345,18 @@ test('the gap notice goes again with the batch after the hole when that batch is
     [0, 1],
   )
   t.is(sink.batches[0]!.id, sink.batches[1]!.id)
+  outbox.retry() // the client answered it with an error: a new id, the notice again
+  t.deepEqual(
+    sink.gaps.map(gap => gap.before),
+    [0, 1, 2],
+  )
+  t.deepEqual(batchMessages(sink), [range(2, 3), range(2, 3), range(2, 3)])
+  t.not(sink.batches[2]!.id, sink.batches[0]!.id)
   sink.ack()
   outbox.offer('r', host.append('r', 'next'))
   outbox.resend()
-  t.is(sink.gaps.length, 2, 'not with later batches')
+  outbox.retry()
+  t.is(sink.gaps.length, 3, 'not with later batches')
 })
 
 test('no gap notice for a log that starts where the consumer stands, nor for a room log that started again at seq 1', async t => {
