@@ -91,7 +91,10 @@ export function createAdminApp(deps: AdminDeps): Koa {
     enableTypes: ['json'],
     detectJSON: () => true,
     jsonLimit: config.adminMaxBodyBytes,
-    onError: err => {
+    onError: (err, ctx) => {
+      // What is left of the body stays unread (a gzip body inflates past the limit before its
+      // end arrives): the connection cannot carry another request.
+      ctx.set('Connection', 'close')
       throw bodyError(err)
     },
   }) as Middleware

@@ -50,13 +50,24 @@ export function errorBoundary(log: Logger, counters: AdminCounters): Middleware 
   }
 }
 
+/** What co-body's JSON parser (bourne) throws for a `__proto__` key, which it refuses. */
+const FORBIDDEN_PROTO = 'Object contains forbidden prototype property'
+
 /**
  * What @koa/bodyparser (co-body, raw-body) throws, as our codes: a body over
- * the limit is 413; anything else (not JSON, not an object or array, a body
- * cut short) is a parse error. The body is always read as UTF-8.
+ * the limit is 413; a `__proto__` key (valid JSON, refused against prototype
+ * poisoning) is invalid params, saying so; anything else (not JSON, not an
+ * object or array, a body cut short) is a parse error. The body is always
+ * read as UTF-8.
  */
 export function bodyError(err: unknown): SnapperError {
-  const { status, type } = (err ?? {}) as { status?: unknown; type?: unknown }
-  const code = status === 413 || type === 'entity.too.large' ? 'FRAME_TOO_LARGE' : 'PARSE_ERROR'
-  return new SnapperError(code, undefined, { cause: err })
+  const { status, type, message } = (err ?? {}) as { status?: unknown; type?: unknown; message?: unknown }
+  if (status === 413 || type === 'entity.too.large')
+    return new SnapperError('FRAME_TOO_LARGE', undefined, { cause: err })
+  if (message === FORBIDDEN_PROTO)
+    return new SnapperError('INVALID_PARAMS', undefined, {
+      cause: err,
+      reason: 'a "__proto__" key is not allowed',
+    })
+  return new SnapperError('PARSE_ERROR', undefined, { cause: err })
 }

@@ -77,6 +77,7 @@ const NOT_COMPACT = refuse('Error: Malformed token: not a compact JWS (header.pa
 /** A token split and decoded, its signature not yet checked. */
 interface Parsed {
   readonly signingInput: string
+  /** The signature part as it was written (base64url text). */
   readonly signature: Buffer
   readonly claims: Claims
 }
@@ -186,13 +187,17 @@ export class Tokens {
     if (Object.hasOwn(head, 'crit')) return refuse('Error: Malformed token: unsupported "crit" header')
     const claims = decodeObject(payload)
     if (claims === undefined) return refuse('Error: Malformed token: the payload is not a JSON object')
-    return { signingInput: `${header}.${payload}`, signature: Buffer.from(signature, 'base64url'), claims }
+    return { signingInput: `${header}.${payload}`, signature: Buffer.from(signature), claims }
   }
 
   #isSignedWith(parsed: Parsed, keys: readonly KeyObject[]): boolean {
     let matches = false
     for (const key of keys) {
-      const expected = createHmac(this.#hash, key).update(parsed.signingInput).digest()
+      // Compared as text, not as the bytes it decodes to: the last character's unused bits
+      // would otherwise let four spellings of one token pass.
+      const expected = Buffer.from(
+        createHmac(this.#hash, key).update(parsed.signingInput).digest('base64url'),
+      )
       // Every key is tried, so the time taken does not say which one matched.
       if (expected.length === parsed.signature.length && timingSafeEqual(expected, parsed.signature))
         matches = true

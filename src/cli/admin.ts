@@ -1,6 +1,7 @@
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import { createAdminApp, type Readiness } from '../admin/app.js'
 import { LiveSeries } from '../admin/live-series.js'
+import { createAdminServer } from '../admin/server.js'
 import type { Tokens } from '../auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
@@ -64,7 +65,7 @@ export async function startAdmin(options: {
   }, config.statsFlushMs)
   timer.unref()
 
-  const server: Server = createServer(app.callback())
+  const server: Server = createAdminServer(app, config)
   const port = await new Promise<number>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, config.host, () => {

@@ -194,6 +194,10 @@ export interface Config {
 
   /** Largest body of an admin HTTP request, in bytes. @default 1048576 */
   readonly adminMaxBodyBytes: number
+  /** Connections the admin app holds at once; more are closed at once. @default 1000 */
+  readonly adminMaxConnections: number
+  /** Longest an admin request may take to arrive in full (head and body), in ms; then 408. @default 10000 */
+  readonly adminRequestTimeoutMs: number
   /**
    * Demo mode: the admin app serves /demo/ and hands out consumer tokens for random users; `snapper
    * start` then makes a random token secret if none is set and binds 127.0.0.1 unless `host` is
@@ -273,5 +277,7 @@ export const defaults: Config = {
   escalationPollMs: 250,
 
   adminMaxBodyBytes: 1 << 20,
+  adminMaxConnections: 1000,
+  adminRequestTimeoutMs: 10_000,
   demo: false,
 }

@@ -432,6 +432,16 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'largest body of an admin HTTP request',
   },
+  adminMaxConnections: {
+    env: 'SNAPPER_ADMIN_MAX_CONNECTIONS',
+    parse: toCount,
+    doc: 'connections the admin app holds at once; more are closed at once. Its process (the primary) also takes the producer connections: silent connections to the admin port must not use up its open files',
+  },
+  adminRequestTimeoutMs: {
+    env: 'SNAPPER_ADMIN_REQUEST_TIMEOUT_MS',
+    parse: toMs,
+    doc: 'longest an admin request may take to arrive in full, head and body (a silent or trickling connection gets 408 and is closed)',
+  },
   demo: {
     env: 'SNAPPER_DEMO',
     parse: toFlag,

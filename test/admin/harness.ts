@@ -4,10 +4,10 @@
  * the test; tokens of every kind; and a small fetch that keeps status, headers
  * and the parsed JSON body.
  */
-import { createServer } from 'node:http'
 import type { ExecutionContext } from 'ava'
 import { createAdminApp, type Readiness } from '../../src/admin/app.js'
 import { LiveSeries } from '../../src/admin/live-series.js'
+import { createAdminServer } from '../../src/admin/server.js'
 import { Tokens } from '../../src/auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
@@ -85,7 +85,7 @@ export async function startAdminApp(
     series,
     gatewayPort: 7701,
   })
-  const server = createServer(app.callback())
+  const server = createAdminServer(app, config)
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const address = server.address()
   const port = typeof address === 'object' && address ? address.port : 0

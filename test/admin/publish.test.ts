@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib'
 import test from 'ava'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { call, errorBody, startAdminApp, TOKENS, USER } from './harness.js'
@@ -155,6 +156,43 @@ test('a body over adminMaxBodyBytes: 413 FRAME_TOO_LARGE, nothing stored', async
   })
   t.deepEqual(fits.json, { result: 1 })
   t.is((await h.roomLog('r')).length, 1)
+})
+
+test('a gzip body that inflates past adminMaxBodyBytes: 413, and the connection closes, so the next request is answered', async t => {
+  const h = await startAdminApp(t, server.url, { overrides: { adminMaxBodyBytes: 1024 } })
+  // 20 MB of one message inflate from about 20 KB: the 413 comes long before the body's end.
+  const bomb = gzipSync(JSON.stringify({ room: 'r', message: 'y'.repeat(20_000_000) }))
+  const refused = await call(`${h.base}/v1/publish`, {
+    token: TOKENS.producer,
+    raw: bomb,
+    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+  })
+  t.is(refused.status, 413)
+  t.is(refused.headers.get('connection'), 'close')
+  // Without the close, fetch would send this one over the same connection, whose unread body
+  // holds it: no answer, then a reset seconds later.
+  const started = Date.now()
+  const next = await call(`${h.base}/v1/publish`, {
+    token: TOKENS.producer,
+    body: { room: 'r', message: 'm' },
+  })
+  t.deepEqual(next.json, { result: 1 })
+  t.true(Date.now() - started < 2000)
+  t.deepEqual(await h.roomLog('r'), ['m'])
+})
+
+test('a "__proto__" key: 400 INVALID_PARAMS saying so, nothing stored', async t => {
+  const h = await startAdminApp(t, server.url)
+  const answer = await call(`${h.base}/v1/publish`, {
+    token: TOKENS.producer,
+    raw: '{"room":"r","message":"m","__proto__":{"isAdmin":true}}',
+  })
+  t.is(answer.status, 400)
+  t.deepEqual(
+    answer.json,
+    errorBody(-32602, 'Invalid params', 'INVALID_PARAMS', { reason: 'a "__proto__" key is not allowed' }),
+  )
+  t.deepEqual(await h.roomLog('r'), [])
 })
 
 test('malformed JSON, or JSON that is not an object or array: 400 PARSE_ERROR', async t => {

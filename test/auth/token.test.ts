@@ -115,6 +115,26 @@ test('forged tokens: alg none, another algorithm, a wrong secret', t => {
   t.false(hs512.verify(tokens.sign({ id: 'p' })).ok)
 })
 
+test('one spelling per token: a signature whose last character differs only in its unused bits is refused', t => {
+  // 32 bytes in base64url are 43 characters: the last carries 4 bits and 2 unused ones.
+  const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  const token = tokens.sign({ id: 'p' })
+  t.true(tokens.verify(token).ok)
+  const last = ALPHABET.indexOf(token.at(-1)!)
+  let others = 0
+  for (let bits = 1; bits < 4; bits++) {
+    const variant = token.slice(0, -1) + ALPHABET[last ^ bits]
+    t.deepEqual(
+      Buffer.from(variant.split('.')[2]!, 'base64url'),
+      Buffer.from(token.split('.')[2]!, 'base64url'),
+      'the same signature bytes',
+    )
+    t.deepEqual(tokens.verify(variant), refused('Error: Invalid signature'))
+    others++
+  }
+  t.is(others, 3)
+})
+
 test("time: expired and exp-less tokens say so, with the original's text; nbf; skew; the lifetime bound", t => {
   t.deepEqual(
     tokens.verify(jwt.sign({ exp: 1000, id: 'p' }, SECRET)),
