@@ -64,6 +64,11 @@ export interface Config {
   readonly workers: number
   /** pino log level. @default 'info' */
   readonly logLevel: LogLevel
+  /**
+   * Lines a second, of each kind, for what a stranger can cause once per producer connection
+   * (refused: too many, its token, its frames); the rest are counted in one line. @default 10
+   */
+  readonly logMaxRefusalsPerSec: number
 
   /** Messages a room log keeps at most (older ones are trimmed). @default 10000 */
   readonly roomLogMaxLen: number
@@ -222,6 +227,7 @@ export const defaults: Config = {
   tokenMaxLifetimeSec: 0,
   workers: availableParallelism(),
   logLevel: 'info',
+  logMaxRefusalsPerSec: 10,
 
   roomLogMaxLen: 10_000,
   roomLogMaxBytes: 16 << 20,

@@ -193,6 +193,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     doc: 'node processes on this host; 0 runs one node in the main process',
   },
   logLevel: { env: 'SNAPPER_LOG_LEVEL', parse: oneOf(LOG_LEVELS), doc: 'log level (JSON lines on stdout)' },
+  logMaxRefusalsPerSec: {
+    env: 'SNAPPER_LOG_MAX_REFUSALS_PER_SEC',
+    parse: toCount,
+    doc: 'lines a second, of each kind, for what a stranger can cause once per producer connection (refused: too many, its token, its frames); the ones left out are counted in one line when their second ends',
+  },
 
   roomLogMaxLen: {
     env: 'SNAPPER_ROOM_LOG_MAX_LEN',

@@ -30,6 +30,7 @@ import {
 import type { ProducerCounters } from './counters.js'
 import { InFlight } from './in-flight.js'
 import { parseMessage, type RpcId, type RpcMessage } from '../jsonrpc.js'
+import type { RefusalLog } from '../refusal-log.js'
 import type { Method } from './methods.js'
 import { isFramingError, RespDecoder, type FramingError } from './resp.js'
 
@@ -54,6 +55,8 @@ export interface ConnectionDeps {
   readonly methods: ReadonlyMap<string, Method>
   readonly counters: ProducerCounters
   readonly logger: Logger
+  /** Where refusals a stranger can cause are logged, at a bounded rate. */
+  readonly refusals: RefusalLog
   /** Called once when the connection leaves `authenticating` (authenticated, refused or closed). */
   readonly onAuthenticationEnd: () => void
 }
@@ -278,7 +281,6 @@ export class ProducerConnection {
   }
 
   #onAuthTimeout = (): void => {
-    this.#log.info('producer auth timeout')
     this.#refuse(null, 'Error: Authentication timeout')
   }
 
@@ -339,7 +341,7 @@ export class ProducerConnection {
    * it ignores the reply and reconnects.
    */
   #refuse(id: RpcId | null, reason: string): void {
-    this.#log.info({ reason }, 'producer refused')
+    this.#deps.refusals.info(this.#log, { reason }, 'producer refused')
     this.#refuseInput()
     this.#work.answerError(id, 'UNAUTHORIZED', reason)
     this.#on('inputRefused')
@@ -347,7 +349,7 @@ export class ProducerConnection {
 
   /** The stream cannot be resynchronised: answer it after what came before, then close. */
   #failFraming(error: FramingError): void {
-    this.#log.info({ code: error.code, detail: error.detail }, 'producer framing error')
+    this.#deps.refusals.info(this.#log, { code: error.code, detail: error.detail }, 'producer framing error')
     this.#refuseInput()
     this.#work.answerError(null, error.code)
     this.#on('inputRefused')

@@ -15,6 +15,7 @@ import { UnauthenticatedProducers } from './admission.js'
 import { ProducerConnection } from './connection.js'
 import { countError, createCounters } from './counters.js'
 import { encodeError, rpcError } from '../jsonrpc.js'
+import { RefusalLog } from '../refusal-log.js'
 import { encodeBulk } from './resp.js'
 import { createMethods } from './methods.js'
 
@@ -31,6 +32,7 @@ export type ProducerListenerConfig = Pick<
   | 'maxRoomBytes'
   | 'maxMessageBytes'
   | 'maxRoomsPerPublish'
+  | 'logMaxRefusalsPerSec'
 >
 
 /** A snapshot of the listener's counters, for /metrics and tests. */
@@ -85,6 +87,7 @@ export function createProducerListener(deps: {
   const counters = createCounters()
   const connections = new Set<ProducerConnection>()
   const unauthenticated = new UnauthenticatedProducers(config)
+  const refusals = new RefusalLog(log, config.logMaxRefusalsPerSec)
   let accepted = 0
   let refused = 0
 
@@ -97,7 +100,7 @@ export function createProducerListener(deps: {
     if (full !== undefined) {
       refused++
       countError(counters, 'TOO_MANY_CONNECTIONS')
-      log.warn({ limit: full, remote: address }, 'producer connection refused: too many')
+      refusals.warn(log, { limit: full, remote: address }, 'producer connection refused: too many')
       return refuseConnection(socket)
     }
     accepted++
@@ -108,6 +111,7 @@ export function createProducerListener(deps: {
       methods,
       counters,
       logger: log,
+      refusals,
       onAuthenticationEnd: () => unauthenticated.release(address),
     })
     connections.add(connection)

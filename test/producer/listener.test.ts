@@ -1,4 +1,5 @@
 import test from 'ava'
+import { pino } from 'pino'
 import { consumerIdOf } from '../../src/auth/token.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { AUTH_FRAME, AUTH_OK, call, frame, startListener } from './setup.js'
@@ -24,6 +25,31 @@ test('a wrong secret: error 401, then close, and no reconnect', async t => {
   t.true(producer.conn.closed, 'the client destroyed itself: it will not reconnect')
   t.is(h.listener.stats.accepted, 1)
   t.is(h.listener.stats.errors.UNAUTHORIZED, 1)
+})
+
+test('refused tokens are logged at most logMaxRefusalsPerSec a second; the rest are counted in one line', async t => {
+  const lines: { msg: string; reason?: string; skipped?: number }[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  const h = await startListener(t, server, { logMaxRefusalsPerSec: 3 }, logger)
+  const closed: Promise<unknown>[] = []
+  for (let i = 0; i < 12; i++) {
+    const stranger = await h.producer({ secret: 'another secret', wait: false })
+    stranger.on('error', () => {}) // the 401, asserted below from the listener's side
+    closed.push(new Promise(resolve => stranger.once('close', resolve)))
+  }
+  await Promise.all(closed)
+  t.is(h.listener.stats.errors.UNAUTHORIZED, 12)
+  const refused = (): typeof lines => lines.filter(line => line.msg === 'producer refused')
+  const counted = (): typeof lines =>
+    lines.filter(line => line.msg === 'producer refused (more in one second)')
+  // Within one second (12 local handshakes take milliseconds): 3 lines, then one that counts 9.
+  await eventually(() => counted().length > 0, { timeoutMs: 3000 })
+  t.is(refused().length, 3)
+  t.true(refused().every(line => line.reason === 'Error: Invalid signature'))
+  t.deepEqual(
+    counted().map(line => line.skipped),
+    [9],
+  )
 })
 
 test('the right secret: connect; signAuth tokens verify with Tokens', async t => {

@@ -11,7 +11,7 @@ import Producer from 'snapper-producer'
 import { tokensOf, type Tokens } from '../../src/auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
-import { silentLogger } from '../../src/log.js'
+import { silentLogger, type Logger } from '../../src/log.js'
 import { createProducerListener, type ProducerListener } from '../../src/producer/listener.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { Keys } from '../../src/redis/keys.js'
@@ -48,13 +48,14 @@ export async function startListener(
   t: ExecutionContext,
   server: RedisServer,
   overrides: Partial<Config> = {},
+  logger: Logger = silentLogger,
 ): Promise<Harness> {
   const config: Config = { ...defaults, redisPrefix: uniquePrefix(), tokenSecrets: [SECRET], ...overrides }
   const clients = createRedisClients({ kind: 'standalone', url: server.url }, silentLogger)
   await clients.connect(5000)
   const core = createBrokerCore(config, clients, silentLogger)
   const tokens = tokensOf(config)
-  const listener = createProducerListener({ config, tokens, api: core.producerApi, logger: silentLogger })
+  const listener = createProducerListener({ config, tokens, api: core.producerApi, logger })
   const port = await listener.listen(0, '127.0.0.1')
   const redis = server.client()
   const closers: (() => void)[] = []
