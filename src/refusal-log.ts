@@ -1,11 +1,6 @@
 import { guard } from './guard.js'
 import type { Logger } from './log.js'
-
-interface Second {
-  readonly startedAt: number
-  written: number
-  skipped: number
-}
+import { RatePerSecond } from './rate.js'
 
 /**
  * The log of what a stranger can cause once per connection (a producer
@@ -17,12 +12,14 @@ interface Second {
 export class RefusalLog {
   readonly #log: Logger
   readonly #perSecond: number
-  /** By message: the second being counted. */
-  readonly #seconds = new Map<string, Second>()
+  readonly #rate: RatePerSecond
+  /** By message: the lines left out since the last count was said. */
+  readonly #skipped = new Map<string, number>()
 
   constructor(log: Logger, perSecond: number) {
     this.#log = log
     this.#perSecond = perSecond
+    this.#rate = new RatePerSecond(perSecond)
   }
 
   info(log: Logger, fields: Record<string, unknown>, message: string): void {
@@ -35,26 +32,15 @@ export class RefusalLog {
 
   /** `log` is the caller's (a connection's, with its address); the count goes to the listener's. */
   #write(log: Logger, level: 'info' | 'warn', fields: Record<string, unknown>, message: string): void {
-    const now = Date.now()
-    let second = this.#seconds.get(message)
-    if (second === undefined || now - second.startedAt >= 1000) {
-      second = { startedAt: now, written: 0, skipped: 0 }
-      this.#seconds.set(message, second)
-    }
-    if (second.written < this.#perSecond) {
-      second.written++
-      log[level](fields, message)
-      return
-    }
-    if (second.skipped++ > 0) return
-    const counted = second
+    if (this.#rate.admits(message)) return log[level](fields, message)
+    const skipped = (this.#skipped.get(message) ?? 0) + 1
+    this.#skipped.set(message, skipped)
+    if (skipped > 1) return
     const report = (): void => {
-      if (this.#seconds.get(message) === counted) this.#seconds.delete(message)
-      this.#log[level](
-        { skipped: counted.skipped, perSecond: this.#perSecond },
-        `${message} (more in one second)`,
-      )
+      const count = this.#skipped.get(message) ?? 0
+      this.#skipped.delete(message)
+      this.#log[level]({ skipped: count, perSecond: this.#perSecond }, `${message} (more in one second)`)
     }
-    setTimeout(guard(this.#log, 'refusal log', report), counted.startedAt + 1000 - now).unref()
+    setTimeout(guard(this.#log, 'refusal log', report), this.#rate.windowEndsAtMs - Date.now()).unref()
   }
 }

@@ -2,7 +2,8 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
 import type { Logger } from '../../log.js'
 import type { Authorization, EngineHandlers, EngineOptions, Handshake } from './api.js'
 import { ENGINE_ERRORS, type Refusal, readHeaders, remoteAddressOf } from './http.js'
-import { HandshakeRate, TrustedProxies } from './peer.js'
+import { RatePerSecond } from '../../rate.js'
+import { TrustedProxies } from './peer.js'
 
 /**
  * Whether an accepted handshake may open: undefined at once (no prepare
@@ -34,7 +35,7 @@ export class Admission<T> {
   readonly #log: Logger
   readonly #host: AdmissionHost
   readonly #proxies: TrustedProxies
-  readonly #handshakeRate: HandshakeRate
+  readonly #handshakeRate: RatePerSecond
   #rateLimited = 0
   /** Accepted handshakes whose prepare() has not settled: they count against maxSessions. */
   #preparing = 0
@@ -45,7 +46,7 @@ export class Admission<T> {
     this.#log = log
     this.#host = host
     this.#proxies = new TrustedProxies(options.trustedProxies)
-    this.#handshakeRate = new HandshakeRate(options.maxHandshakesPerAddressPerSec)
+    this.#handshakeRate = new RatePerSecond(options.maxHandshakesPerAddressPerSec)
   }
 
   /** Handshakes refused for passing maxHandshakesPerAddressPerSec. */

@@ -1,8 +1,7 @@
 /**
- * Who a handshake comes from, and whether that address may open one more
- * session this second. The TCP peer is the client, unless it is one of the
- * configured trusted proxies (nginx): then the proxy's X-Forwarded-For (or
- * X-Real-IP) names the client. From anyone else those headers are ignored,
+ * Who a handshake comes from (its rate per address: src/rate.ts). The TCP
+ * peer is the client, unless it is one of the configured trusted proxies
+ * (nginx): then the proxy's X-Forwarded-For (or X-Real-IP) names the client. From anyone else those headers are ignored,
  * since a client can write whatever it likes in them.
  */
 import { BlockList, isIP, SocketAddress } from 'node:net'
@@ -54,33 +53,5 @@ export class TrustedProxies {
       address = canonicalAddress(hop)
     }
     return address
-  }
-}
-
-/**
- * New sessions per address per second, counted in one-second windows: a
- * map of the addresses seen in the current window, so it never holds more
- * than one second's worth of addresses.
- */
-export class HandshakeRate {
-  readonly #maxPerSec: number
-  #counts = new Map<string, number>()
-  #windowStartMs = 0
-
-  /** @param maxPerSec 0: no limit */
-  constructor(maxPerSec: number) {
-    this.#maxPerSec = maxPerSec
-  }
-
-  /** Counts one handshake from `address`; false when it is over this second's allowance. */
-  admits(address: string, nowMs = Date.now()): boolean {
-    if (this.#maxPerSec === 0) return true
-    if (nowMs - this.#windowStartMs >= 1000) {
-      this.#counts = new Map()
-      this.#windowStartMs = nowMs
-    }
-    const count = (this.#counts.get(address) ?? 0) + 1
-    this.#counts.set(address, count)
-    return count <= this.#maxPerSec
   }
 }

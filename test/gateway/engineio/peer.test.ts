@@ -1,5 +1,6 @@
 import test from 'ava'
-import { canonicalAddress, HandshakeRate, TrustedProxies } from '../../../src/gateway/engineio/peer.js'
+import { canonicalAddress, TrustedProxies } from '../../../src/gateway/engineio/peer.js'
+import { RatePerSecond } from '../../../src/rate.js'
 
 test('canonicalAddress: IPv6 shortened, IPv4-mapped as IPv4 (uWS spells out all 8 groups)', t => {
   t.is(canonicalAddress('0000:0000:0000:0000:0000:ffff:7f00:0001'), '127.0.0.1')
@@ -22,13 +23,13 @@ test('clientAddress walks X-Forwarded-For from the right while the hops are trus
   t.is(new TrustedProxies([]).clientAddress('127.0.0.1', '203.0.113.7', ''), '127.0.0.1', 'off by default')
 })
 
-test('HandshakeRate counts per address in one-second windows; 0 is no limit', t => {
-  const rate = new HandshakeRate(2)
+test('RatePerSecond (handshakes per address) counts per key in one-second windows; 0 is no limit', t => {
+  const rate = new RatePerSecond(2)
   t.deepEqual(
     [rate.admits('a', 0), rate.admits('a', 10), rate.admits('a', 20), rate.admits('b', 30)],
     [true, true, false, true],
   )
   t.true(rate.admits('a', 1000), 'a new window')
-  const unlimited = new HandshakeRate(0)
+  const unlimited = new RatePerSecond(0)
   for (let i = 0; i < 1000; i++) t.true(unlimited.admits('a', 0))
 })

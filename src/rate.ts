@@ -1,0 +1,33 @@
+/**
+ * Events per key per second, counted in one-second windows: a map of the
+ * keys seen in the current window, so it never holds more than one
+ * second's worth of keys. Used for handshakes per client address and for
+ * log lines per message.
+ */
+export class RatePerSecond {
+  readonly #maxPerSec: number
+  #counts = new Map<string, number>()
+  #windowStartMs = 0
+
+  /** @param maxPerSec 0: no limit */
+  constructor(maxPerSec: number) {
+    this.#maxPerSec = maxPerSec
+  }
+
+  /** When the current window ends (Date.now() time). */
+  get windowEndsAtMs(): number {
+    return this.#windowStartMs + 1000
+  }
+
+  /** Counts one event of `key`; false when it is over this second's allowance. */
+  admits(key: string, nowMs = Date.now()): boolean {
+    if (this.#maxPerSec === 0) return true
+    if (nowMs - this.#windowStartMs >= 1000) {
+      this.#counts = new Map()
+      this.#windowStartMs = nowMs
+    }
+    const count = (this.#counts.get(key) ?? 0) + 1
+    this.#counts.set(key, count)
+    return count <= this.#maxPerSec
+  }
+}
