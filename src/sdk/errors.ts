@@ -2,25 +2,33 @@
  * The SDK's one error type. `code` says what went wrong as a number: the
  * broker's JSON-RPC error code (401, -32602, -32003, ...), the HTTP status of
  * a refused consumer handshake (400, 403, 503), or one of the SDK's own
- * negative codes below. `reason` is what the broker said beyond its message.
+ * negative codes below. `reason` and `detail` are what the broker said beyond
+ * its message.
  */
 export class SnapperError extends Error {
   override readonly name = 'SnapperError'
   readonly code: number
   /** The broker's reason: a 401's cause ("Error: Invalid signature"), the code name of our own errors (`STORE_UNAVAILABLE`), a refused handshake's message. */
   readonly reason: string | undefined
+  /** The broker's explanation, when it gave one (its `data.reason`): why Redis refused a write, say. */
+  readonly detail: string | undefined
   /** Whether the same call may succeed later (the broker said so, or the connection dropped). */
   readonly isTemporary: boolean
 
   constructor(
     code: number,
     message: string,
-    details: { readonly reason?: string; readonly isTemporary?: boolean } = {},
+    details: {
+      readonly reason?: string | undefined
+      readonly detail?: string | undefined
+      readonly isTemporary?: boolean
+    } = {},
     options?: ErrorOptions,
   ) {
     super(message, options)
     this.code = code
     this.reason = details.reason
+    this.detail = details.detail
     this.isTemporary = details.isTemporary ?? false
   }
 }
@@ -35,6 +43,8 @@ export const SDK_ERRORS = {
   BAD_INPUT: -3,
   /** The broker sent something the SDK cannot read. */
   PROTOCOL: -4,
+  /** The connection to the broker could not be made or broke (ECONNREFUSED, ECONNRESET, ...); the SDK reconnects. */
+  CONNECTION: -5,
 } as const
 
 /** The `error` member of a JSON-RPC reply, as a SnapperError. */
@@ -46,12 +56,14 @@ export function fromRpcError(error: unknown): SnapperError {
   }
   const fields = (typeof data === 'object' && data !== null ? data : {}) as {
     code?: unknown
+    reason?: unknown
     temporary?: unknown
   }
   const reason = typeof data === 'string' ? data : typeof fields.code === 'string' ? fields.code : undefined
+  const detail = typeof fields.reason === 'string' ? fields.reason : undefined
   return new SnapperError(
     typeof code === 'number' ? code : SDK_ERRORS.PROTOCOL,
     typeof message === 'string' ? message : 'error without a message',
-    { ...(reason !== undefined && { reason }), isTemporary: fields.temporary === true },
+    { reason, detail, isTemporary: fields.temporary === true },
   )
 }

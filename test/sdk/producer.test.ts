@@ -1,6 +1,6 @@
 /**
  * The producer SDK against a whole node on a real Redis: every method's
- * answer, its errors as SnapperErrors with the broker's code and reason,
+ * answer, its errors as SnapperErrors with the broker's code, reason and detail,
  * batches split to fit the broker's frame limit, the in-flight bound, a
  * call resent over a new connection when its answer was lost, and tracked
  * messages' receipts.
@@ -8,9 +8,10 @@
 import test from 'ava'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { eventually } from '../helpers/eventually.js'
+import { freePort } from '../helpers/ports.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { startRedisProxy } from '../helpers/redis-proxy.js'
-import { Producer, SDK_ERRORS, SnapperError } from '../../src/sdk/producer/index.js'
+import { Producer, SDK_ERRORS, SnapperError, type ProducerState } from '../../src/sdk/producer/index.js'
 import { collect, consumerFor } from './helpers.js'
 
 let server: RedisServer
@@ -158,3 +159,48 @@ test('track and receipt: the id of a stored message, then who acknowledged it an
   const unknown = await t.throwsAsync(producer.receipt('no-such-id'), { instanceOf: SnapperError })
   t.is(unknown?.reason, 'UNKNOWN_ID')
 })
+
+test('a broker Redis cannot store for: the rejection carries its code, temporary, and its explanation in `detail`', async t => {
+  const redis = await startRedis(['--maxmemory-policy', 'noeviction'])
+  t.teardown(() => redis.stop())
+  const broker = await startBroker(t, redis.url)
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p' })
+  t.teardown(() => producer.close())
+  await producer.connect()
+  await redis.client().config('SET', 'maxmemory', '1') // full: every write refused with OOM
+  const full = await t.throwsAsync(producer.publish('room', 'no room left'), { instanceOf: SnapperError })
+  await redis.client().config('SET', 'maxmemory', '0')
+  t.deepEqual(
+    [full?.code, full?.message, full?.reason, full?.isTemporary, full?.detail],
+    [
+      -32003,
+      'Storage unavailable, retry',
+      'STORE_UNAVAILABLE',
+      true,
+      'Redis is out of memory (maxmemory reached): nothing was stored',
+    ],
+  )
+  t.is(await producer.publish('room', 'stored again'), 1)
+})
+
+test('a broker that cannot be reached: `error` events with code CONNECTION, temporary, the system error as cause', async t => {
+  const port = await freePort() // nothing listens there
+  const producer = new Producer({ port, secret: TEST_SECRET, id: 'p' })
+  t.teardown(() => producer.close())
+  const failed = new Promise<SnapperError>(resolve => producer.on('error', resolve))
+  const retrying = nextState(producer, 'reconnecting')
+  void producer.connect().catch(() => {}) // close() rejects it
+  const error = await failed
+  t.is(error.code, SDK_ERRORS.CONNECTION)
+  t.true(error.isTemporary)
+  t.is((error.cause as NodeJS.ErrnoException).code, 'ECONNREFUSED')
+  await retrying
+})
+
+/** Resolves when the producer's state becomes `state`. */
+const nextState = (producer: Producer, state: ProducerState): Promise<void> =>
+  new Promise(resolve =>
+    producer.on('state', next => {
+      if (next === state) resolve()
+    }),
+  )

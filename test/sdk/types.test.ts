@@ -55,6 +55,7 @@ export async function main(): Promise<void> {
     await producer.publish('room', 'late')
   } catch (err) {
     if (err instanceof SnapperError && err.code === SDK_ERRORS.CLOSED) console.log(err.reason, err.isTemporary)
+    if (err instanceof SnapperError && err.code === SDK_ERRORS.CONNECTION) console.log(err.detail?.length)
   }
   console.log(one, count, joined, left, counts.web, firstAck, receipt.escalated, consumerId)
 

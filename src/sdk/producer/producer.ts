@@ -305,7 +305,7 @@ export class Producer extends Emitter<ProducerEvents> {
     socket.on('error', err => {
       this.emit(
         'error',
-        new SnapperError(SDK_ERRORS.PROTOCOL, err.message, { isTemporary: true }, { cause: err }),
+        new SnapperError(SDK_ERRORS.CONNECTION, err.message, { isTemporary: true }, { cause: err }),
       )
     })
     socket.on('close', () => this.#onClose(socket))
