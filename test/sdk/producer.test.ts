@@ -197,6 +197,19 @@ test('a broker that cannot be reached: `error` events with code CONNECTION, temp
   await retrying
 })
 
+test('signConsumerToken refuses an expiresInSec that is not a whole number of seconds above 0', t => {
+  const producer = new Producer({ secret: TEST_SECRET, id: 'p' })
+  for (const expiresInSec of [-5, 0, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+    const error = t.throws(() => producer.signConsumerToken({ userId: newUserId(), expiresInSec }), {
+      instanceOf: SnapperError,
+    })
+    t.is(error?.code, SDK_ERRORS.BAD_INPUT, String(expiresInSec))
+  }
+  const token = producer.signConsumerToken({ userId: newUserId(), expiresInSec: 60 })
+  const { exp } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }
+  t.true(Math.abs(exp - (Date.now() / 1000 + 60)) < 2, `exp ${exp}`)
+})
+
 /** Resolves when the producer's state becomes `state`. */
 const nextState = (producer: Producer, state: ProducerState): Promise<void> =>
   new Promise(resolve =>

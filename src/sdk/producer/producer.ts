@@ -172,7 +172,10 @@ export class Producer extends Emitter<ProducerEvents> {
       throw new SnapperError(SDK_ERRORS.BAD_INPUT, 'userId must be 24 lowercase hex digits')
     const payload: Record<string, unknown> = { userId: claims.userId }
     if (claims.source !== undefined) payload.source = claims.source
-    return this.#tokens.sign(payload, claims.expiresInSec ?? DEFAULT_CONSUMER_TOKEN_TTL_SEC)
+    const expiresInSec = claims.expiresInSec ?? DEFAULT_CONSUMER_TOKEN_TTL_SEC
+    if (!Number.isSafeInteger(expiresInSec) || expiresInSec <= 0)
+      throw new SnapperError(SDK_ERRORS.BAD_INPUT, 'expiresInSec must be a whole number of seconds above 0')
+    return this.#tokens.sign(payload, expiresInSec)
   }
 
   /**
