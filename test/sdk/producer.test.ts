@@ -2,7 +2,8 @@
  * The producer SDK against a whole node on a real Redis: every method's
  * answer, its errors as SnapperErrors with the broker's code, reason and detail,
  * batches split to fit the broker's frame limit, the in-flight bound, a
- * call resent over a new connection when its answer was lost, and tracked
+ * call resent over a new connection when its answer was lost, close()
+ * waiting for calls made before the connection opened, and tracked
  * messages' receipts.
  */
 import test from 'ava'
@@ -181,6 +182,48 @@ test('a broker Redis cannot store for: the rejection carries its code, temporary
     ],
   )
   t.is(await producer.publish('room', 'stored again'), 1)
+})
+
+test('close() before the connection is open, or while it reconnects, waits for the answers of the calls made so far', async t => {
+  const broker = await startBroker(t, server.url)
+  const proxy = await startRedisProxy(broker.ports.producer) // a plain TCP proxy
+  t.teardown(() => proxy.close())
+  const port = Number(new URL(proxy.url).port)
+
+  const connecting = new Producer({ port, secret: TEST_SECRET, id: 'p' })
+  const first = connecting.publish('room', 'made before the connection opened')
+  t.is(connecting.state, 'connecting')
+  await connecting.close()
+  t.is(await first, 1)
+  t.is(connecting.state, 'closed')
+
+  const reconnecting = new Producer({ port, secret: TEST_SECRET, id: 'p', reconnectMinMs: 20 })
+  await reconnecting.connect()
+  const isReconnecting = nextState(reconnecting, 'reconnecting')
+  proxy.down()
+  await isReconnecting
+  const second = reconnecting.publish('room', 'made while the broker cannot be reached')
+  const closing = reconnecting.close()
+  proxy.up()
+  await closing
+  t.is(await second, 1)
+  t.is(reconnecting.state, 'closed')
+})
+
+test('close() with calls to a broker that cannot be reached: they time out, then it closes', async t => {
+  const port = await freePort() // nothing listens there
+  const producer = new Producer({
+    port,
+    secret: TEST_SECRET,
+    id: 'p',
+    requestTimeoutMs: 300,
+    reconnectMinMs: 20,
+  })
+  const publishing = producer.publish('room', 'nowhere to go')
+  await producer.close()
+  const timedOut = await t.throwsAsync(publishing, { instanceOf: SnapperError })
+  t.is(timedOut?.code, SDK_ERRORS.TIMEOUT)
+  t.is(producer.state, 'closed')
 })
 
 test('a broker that cannot be reached: `error` events with code CONNECTION, temporary, the system error as cause', async t => {

@@ -179,15 +179,16 @@ export class Producer extends Emitter<ProducerEvents> {
   }
 
   /**
-   * Waits until every call made so far is answered (while connected), then
-   * closes the connection. Calls that cannot be answered (no connection, or
-   * made after close()) are rejected with SDK_ERRORS.CLOSED.
+   * Waits until every call made so far has settled, then closes the
+   * connection. Meanwhile the producer goes on connecting or reconnecting to
+   * get them answered, so each settles as it would have without close(): its
+   * answer, or TIMEOUT requestTimeoutMs after it was made, or a refused
+   * token's 401. Calls made after close() reject with SDK_ERRORS.CLOSED.
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing
     this.#closing = (async () => {
-      if (this.#state === 'open' && this.#inFlight.size + this.#waiting.length > 0)
-        await new Promise<void>(resolve => (this.#idle = resolve))
+      if (!this.#isIdle()) await new Promise<void>(resolve => (this.#idle = resolve))
       this.#shut(closedError())
     })()
     return this.#closing
@@ -260,9 +261,14 @@ export class Producer extends Emitter<ProducerEvents> {
     this.#checkIdle()
   }
 
-  /** close() waits for this: nothing in flight, nothing waiting. */
+  /** Nothing in flight, nothing waiting. */
+  #isIdle(): boolean {
+    return this.#inFlight.size + this.#waiting.length === 0
+  }
+
+  /** close() waits for this. */
   #checkIdle(): void {
-    if (this.#idle && this.#inFlight.size + this.#waiting.length === 0) this.#idle()
+    if (this.#idle && this.#isIdle()) this.#idle()
   }
 
   #timeout(id: number): void {
@@ -376,10 +382,8 @@ export class Producer extends Emitter<ProducerEvents> {
     this.#socket = undefined
     this.#isAuthenticated = false
     if (this.#state === 'closed') return
-    if (this.#closing) {
-      this.#shut(closedError())
-      return
-    }
+    // Closing with calls unanswered: they still get their chance on the next connection.
+    if (this.#closing && this.#isIdle()) return this.#shut(closedError())
     this.#setState('reconnecting')
     this.#reconnectTimer = setTimeout(() => this.#dial(), this.#backoff.next())
   }
