@@ -14,6 +14,13 @@ export class SnapperError extends Error {
   readonly detail: string | undefined
   /** Whether the same call may succeed later (the broker said so, or the connection dropped). */
   readonly isTemporary: boolean
+  /**
+   * Set when `publish(batch)` fails: how many publications from the batch's
+   * start were stored (pairs the broker skipped as invalid count too). Of the
+   * rest, only the chunk that failed may be stored: when its answer did not
+   * come (TIMEOUT). `batch.slice(storedUpTo)` is what to send again.
+   */
+  readonly storedUpTo: number | undefined
 
   constructor(
     code: number,
@@ -22,6 +29,7 @@ export class SnapperError extends Error {
       readonly reason?: string | undefined
       readonly detail?: string | undefined
       readonly isTemporary?: boolean
+      readonly storedUpTo?: number
     } = {},
     options?: ErrorOptions,
   ) {
@@ -30,6 +38,7 @@ export class SnapperError extends Error {
     this.reason = details.reason
     this.detail = details.detail
     this.isTemporary = details.isTemporary ?? false
+    this.storedUpTo = details.storedUpTo
   }
 }
 

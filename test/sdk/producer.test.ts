@@ -1,10 +1,10 @@
 /**
  * The producer SDK against a whole node on a real Redis: every method's
- * answer, its errors as SnapperErrors with the broker's code, reason and detail,
- * batches split to fit the broker's frame limit, the in-flight bound, a
- * call resent over a new connection when its answer was lost, close()
- * waiting for calls made before the connection opened, and tracked
- * messages' receipts.
+ * answer, its errors as SnapperErrors with the broker's code, reason and
+ * detail, batches split to fit the broker's frame limit (and stopped at a
+ * chunk that fails), the in-flight bound, a call resent over a new
+ * connection when its answer was lost, close() waiting for calls made
+ * before the connection opened, and tracked messages' receipts.
  */
 import test from 'ava'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
@@ -85,9 +85,14 @@ test('a batch larger than one frame goes in several, in order; a message larger 
   const received = collect(consumer)
   await consumer.connect()
   const messages = Array.from({ length: 100 }, (_, i) => `${i}:${'x'.repeat(200)}`)
-  t.is(await producer.publish(messages.map(message => [`user${userId}`, message] as const)), 100)
-  await received.waitFor(100)
-  t.deepEqual(received.messages(), messages)
+  // A call made after the batch is stored after all of it, though the chunks go one after the other.
+  const [count, after] = await Promise.all([
+    producer.publish(messages.map(message => [`user${userId}`, message] as const)),
+    producer.publish(`user${userId}`, 'after the batch'),
+  ])
+  t.deepEqual([count, after], [100, 1])
+  await received.waitFor(101)
+  t.deepEqual(received.messages(), [...messages, 'after the batch'])
   const tooLarge = await t.throwsAsync(producer.publish('room', 'y'.repeat(maxFrameBytes)), {
     instanceOf: SnapperError,
   })
@@ -182,6 +187,43 @@ test('a broker Redis cannot store for: the rejection carries its code, temporary
     ],
   )
   t.is(await producer.publish('room', 'stored again'), 1)
+})
+
+test('a split batch whose chunk is refused: the chunks after it are not sent, and storedUpTo says how far it got', async t => {
+  const maxFrameBytes = 4096
+  const broker = await startBroker(t, server.url, { maxFrameBytes, maxRoomsPerPublish: 5 })
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p', maxFrameBytes })
+  t.teardown(() => producer.close())
+  const userId = newUserId()
+  const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId }))
+  const received = collect(consumer)
+  await consumer.connect()
+  const own = `user${userId}`
+  const padding = 'x'.repeat(200)
+  // About 16 to a chunk: the first chunks name one room; the first one with others names more than 5 rooms, refused.
+  const batch = [
+    ...Array.from({ length: 40 }, (_, i) => [own, `a${i}:${padding}`] as const),
+    ...Array.from({ length: 40 }, (_, i) => [`elsewhere${i}`, `b${i}:${padding}`] as const),
+    ...Array.from({ length: 40 }, (_, i) => [own, `c${i}:${padding}`] as const),
+  ]
+  const refused = await t.throwsAsync(producer.publish(batch), { instanceOf: SnapperError })
+  t.is(refused?.code, -32005)
+  const storedUpTo = refused?.storedUpTo ?? -1
+  t.true(storedUpTo > 0 && storedUpTo <= 80, `storedUpTo: ${storedUpTo}`)
+  // The broker serves in order: what the batch stored arrives before this, and nothing of what followed the refusal.
+  t.is(await producer.publish(own, 'after'), 1)
+  const expected = [
+    ...batch
+      .slice(0, storedUpTo)
+      .filter(([room]) => room === own)
+      .map(([, message]) => message),
+    'after',
+  ]
+  await received.waitFor(expected.length)
+  t.deepEqual(received.messages(), expected)
+  // A batch that fits one frame tells the same way: nothing stored.
+  const whole = await t.throwsAsync(producer.publish(batch.slice(40, 50)), { instanceOf: SnapperError })
+  t.deepEqual([whole?.code, whole?.storedUpTo], [-32005, 0])
 })
 
 test('close() before the connection is open, or while it reconnects, waits for the answers of the calls made so far', async t => {

@@ -56,6 +56,7 @@ export async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof SnapperError && err.code === SDK_ERRORS.CLOSED) console.log(err.reason, err.isTemporary)
     if (err instanceof SnapperError && err.code === SDK_ERRORS.CONNECTION) console.log(err.detail?.length)
+    if (err instanceof SnapperError && err.storedUpTo !== undefined) console.log(err.storedUpTo + 1)
   }
   console.log(one, count, joined, left, counts.web, firstAck, receipt.escalated, consumerId)
 

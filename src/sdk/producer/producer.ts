@@ -8,6 +8,11 @@
  *                 └── connection lost: everything sent but unanswered goes
  *                     again, first and in order, once the next connection is in
  *
+ * A batch split into chunks is calls that go in turn: a chunk leaves the
+ * head of the queue only once the one before it is stored, and the calls
+ * behind it wait too, so the order of calls stays the order of storage. A
+ * chunk that fails drops the chunks after it unsent.
+ *
  *   idle ─connect()─▶ connecting ─auth OK─▶ open ─lost─▶ reconnecting ─auth OK─▶ open
  *                        │                                    │
  *                        └──────── 401 / close() ─────────────┴──▶ closed
@@ -40,6 +45,8 @@ interface Call {
   readonly resolve: (result: unknown) => void
   readonly reject: (error: SnapperError) => void
   readonly timer: ReturnType<typeof setTimeout>
+  /** The chunk before this one in its batch: this one is sent once that one is stored. */
+  readonly after: Call | undefined
 }
 
 const AUTH_ID = 'auth'
@@ -123,7 +130,10 @@ export class Producer extends Emitter<ProducerEvents> {
   /**
    * Publishes a batch, per room in the order given. Resolves with the number
    * stored (pairs that are not two non-empty strings within the broker's
-   * limits are skipped). A batch larger than one frame goes in several.
+   * limits are skipped). A batch larger than one frame goes in several, one
+   * after the other: if one fails, those after it are not sent, and the
+   * rejection's `storedUpTo` says how many publications from the batch's
+   * start were stored (or skipped).
    */
   publish(batch: readonly Publication[]): Promise<number>
   async publish(roomOrBatch: string | readonly Publication[], message?: string): Promise<number> {
@@ -135,8 +145,22 @@ export class Producer extends Emitter<ProducerEvents> {
         })
       return 1
     }
-    const counts = await Promise.all(this.#chunks(roomOrBatch).map(chunk => this.#call('publish', chunk)))
-    return counts.reduce<number>((sum, count) => sum + (typeof count === 'number' ? count : 0), 0)
+    const chunks = this.#chunks(roomOrBatch)
+    const answers = this.#callsInTurn('publish', chunks)
+    for (const answer of answers) answer.catch(() => {}) // the loop reports the first failure; the rest share it
+    let count = 0
+    let storedUpTo = 0
+    for (const [index, answer] of answers.entries()) {
+      let stored: unknown
+      try {
+        stored = await answer
+      } catch (error) {
+        throw withStoredUpTo(error as SnapperError, storedUpTo) // calls reject with SnapperErrors only
+      }
+      count += typeof stored === 'number' ? stored : 0
+      storedUpTo += chunks[index]!.length
+    }
+    return count
   }
 
   /** Joins a consumer to a room: 1 if it joined, null if it was in already. */
@@ -197,21 +221,47 @@ export class Producer extends Emitter<ProducerEvents> {
   // ---- calls ----
 
   #call(method: string, params: unknown): Promise<unknown> {
-    if (this.#state === 'closed' || this.#closing) return Promise.reject(closedError())
-    const id = this.#nextId++
-    const payload = JSON.stringify({ jsonrpc: '2.0', id, method, params })
-    if (payload.length * 3 > this.#maxFrameBytes && Buffer.byteLength(payload) > this.#maxFrameBytes)
-      return Promise.reject(
+    return this.#callsInTurn(method, [params])[0]!
+  }
+
+  /**
+   * One call per params, in that order; each after the first is sent once the
+   * one before it is answered without error, and is dropped unsent (with that
+   * call's error) if it is not.
+   */
+  #callsInTurn(method: string, paramsList: readonly unknown[]): Promise<unknown>[] {
+    const refuseAll = (error: SnapperError): Promise<unknown>[] => paramsList.map(() => Promise.reject(error))
+    if (this.#state === 'closed' || this.#closing) return refuseAll(closedError())
+    const firstId = this.#nextId
+    this.#nextId += paramsList.length
+    const payloads = paramsList.map((params, index) =>
+      JSON.stringify({ jsonrpc: '2.0', id: firstId + index, method, params }),
+    )
+    if (payloads.some(payload => this.#isTooLarge(payload)))
+      return refuseAll(
         new SnapperError(SDK_ERRORS.BAD_INPUT, 'Frame too large', {
           reason: `the call is larger than maxFrameBytes (${this.#maxFrameBytes})`,
         }),
       )
-    if (this.#state === 'idle') void this.connect().catch(() => {}) // its error rejects this call too
-    return new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => this.#timeout(id), this.#requestTimeoutMs)
-      this.#waiting.push({ id, frame: encodeBulk(payload), resolve, reject, timer })
-      this.#pump()
-    })
+    if (this.#state === 'idle') void this.connect().catch(() => {}) // its error rejects these calls too
+    let after: Call | undefined
+    const answers = payloads.map(
+      (payload, index) =>
+        new Promise<unknown>((resolve, reject) => {
+          const id = firstId + index
+          const timer = setTimeout(() => this.#timeout(id), this.#requestTimeoutMs)
+          const call: Call = { id, frame: encodeBulk(payload), resolve, reject, timer, after }
+          this.#waiting.push(call)
+          after = call
+        }),
+    )
+    this.#pump()
+    return answers
+  }
+
+  #isTooLarge(payload: string): boolean {
+    // UTF-8 takes 3 bytes per UTF-16 unit at most: most calls fit without measuring.
+    return payload.length * 3 > this.#maxFrameBytes && Buffer.byteLength(payload) > this.#maxFrameBytes
   }
 
   /** Splits a batch into publish params that each fit in one frame. */
@@ -243,7 +293,10 @@ export class Producer extends Emitter<ProducerEvents> {
     if (!socket || !this.#isAuthenticated) return
     let frames = ''
     while (this.#waiting.length > 0 && this.#inFlight.size < this.#maxInFlight) {
-      const call = this.#waiting.shift()!
+      const call = this.#waiting[0]!
+      // A chunk waits for the answer to the one before it, and the calls behind it wait too: order is kept.
+      if (call.after && this.#inFlight.has(call.after.id)) break
+      this.#waiting.shift()
       this.#inFlight.set(call.id, call)
       frames += call.frame
     }
@@ -255,10 +308,23 @@ export class Producer extends Emitter<ProducerEvents> {
     if (!call) return // timed out meanwhile
     this.#inFlight.delete(id)
     clearTimeout(call.timer)
-    if (reply.error !== undefined) call.reject(fromRpcError(reply.error))
+    if (reply.error !== undefined) this.#failCall(call, fromRpcError(reply.error))
     else call.resolve(reply.result)
     this.#pump()
     this.#checkIdle()
+  }
+
+  /** Rejects a call, and drops the calls that were to follow it (the rest of its batch) unsent. */
+  #failCall(call: Call, error: SnapperError): void {
+    call.reject(error)
+    for (let failed = call; ;) {
+      const index = this.#waiting.findIndex(waiting => waiting.after === failed)
+      if (index < 0) return
+      const follower = this.#waiting.splice(index, 1)[0]!
+      clearTimeout(follower.timer)
+      follower.reject(error)
+      failed = follower
+    }
   }
 
   /** Nothing in flight, nothing waiting. */
@@ -277,7 +343,8 @@ export class Producer extends Emitter<ProducerEvents> {
     this.#inFlight.delete(id)
     const index = this.#waiting.indexOf(call)
     if (index >= 0) this.#waiting.splice(index, 1)
-    call.reject(
+    this.#failCall(
+      call,
       new SnapperError(SDK_ERRORS.TIMEOUT, `no answer within ${this.#requestTimeoutMs} ms`, {
         isTemporary: true,
       }),
@@ -411,4 +478,11 @@ export class Producer extends Emitter<ProducerEvents> {
 
 function closedError(): SnapperError {
   return new SnapperError(SDK_ERRORS.CLOSED, 'the producer is closed')
+}
+
+/** A batch's failure: the chunk's error, saying how many publications before that chunk were stored. */
+function withStoredUpTo(error: SnapperError, storedUpTo: number): SnapperError {
+  const { code, message, reason, detail, isTemporary, cause } = error
+  const options = cause === undefined ? undefined : { cause }
+  return new SnapperError(code, message, { reason, detail, isTemporary, storedUpTo }, options)
 }
