@@ -15,7 +15,7 @@ import { startBroker, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { Consumer, SnapperError, type MessageMeta } from '../../src/sdk/consumer/node.js'
 import { Producer } from '../../src/sdk/producer/index.js'
-import { eventually, holdsFor } from '../helpers/eventually.js'
+import { eventually, holdsFor, within } from '../helpers/eventually.js'
 import { collect, consumerFor } from './helpers.js'
 
 let server: RedisServer
@@ -177,6 +177,21 @@ test('a handshake that hangs ends after openTimeoutMs, on each transport, and th
     instanceOf: TypeError,
   })
 })
+
+for (const transport of ['websocket', 'polling'] as const) {
+  test(`over ${transport}, the path option works with and without its trailing slash`, async t => {
+    const broker = await startBroker(t, server.url)
+    for (const path of ['/websocket', '/websocket/']) {
+      const consumer = consumerFor(t, broker.ports.gateway, freshUserToken(), {
+        path,
+        transports: [transport],
+      })
+      await within(consumer.connect(), 5000, `a consumer on ${path}`)
+      t.is(consumer.transport, transport, path)
+      consumer.close()
+    }
+  })
+}
 
 test('a bad token: connect() rejects with SnapperError 403 and the reason, and the consumer stops', async t => {
   const broker = await startBroker(t, server.url)

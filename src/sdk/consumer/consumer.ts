@@ -41,7 +41,7 @@ export interface ConsumerOptions {
   readonly token: string
   /** Delivery format: JSON text, or msgpack binary frames (smaller, no escaping). @default 'json' */
   readonly codec?: Codec
-  /** The gateway's Engine.IO path. @default '/websocket/' */
+  /** The gateway's Engine.IO path, with or without its trailing slash. @default '/websocket/' */
   readonly path?: string
   /** Transports to try, in order, on every attempt. @default ['websocket', 'polling'] */
   readonly transports?: readonly TransportName[]
@@ -145,7 +145,9 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     this.#url = url
     this.#token = options.token
     this.#codec = codec
-    this.#path = options.path ?? '/websocket/'
+    const path = options.path ?? '/websocket/'
+    // The gateway serves what is under `<path>/`: `/websocket` itself is a 404. engine.io-client adds the slash too.
+    this.#path = path.endsWith('/') ? path : `${path}/`
     this.#transports = transports
     this.#openTimeoutMs = openTimeoutMs
     this.#platform = platform
