@@ -25,7 +25,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc')
 
 const APP = `
-import { Producer, SnapperError, SDK_ERRORS, type Receipt, type ConsumerCounts } from 'snapper/producer'
+import { Producer, SnapperError, SDK_ERRORS, type Receipt, type ConsumerCounts, type Publication } from 'snapper/producer'
 import { Consumer, type MessageMeta, type Gap, type ConsumerState, type StateDetails } from 'snapper/consumer'
 
 export async function main(): Promise<void> {
@@ -33,6 +33,20 @@ export async function main(): Promise<void> {
   await producer.connect()
   const one: number = await producer.publish('room', 'message')
   const count: number = await producer.publish([['room', 'a'], ['other', 'b']])
+  const rooms: string[] = ['a', 'b']
+  await producer.publish(rooms.map(room => [room, 'inferred as pairs in the call']))
+  const annotated: Publication[] = rooms.map(room => [room, 'a batch built apart, annotated'])
+  await producer.publish(annotated)
+  const constant = rooms.map(room => [room, 'or made of constant pairs'] as const)
+  await producer.publish(constant)
+  const unannotated = rooms.map(room => [room, 'string[][]: any length'])
+  // @ts-expect-error a batch built apart without annotation is string[][], whose arrays may have any length
+  await producer.publish(unannotated)
+  new Producer({ token: 'a producer token', id: 'api-2' })
+  // @ts-expect-error neither secret nor token
+  new Producer({ id: 'api-3' })
+  // @ts-expect-error both secret and token
+  new Producer({ secret: 's', token: 't', id: 'api-4' })
   const joined: 1 | null = await producer.subscribe('room', 'w.abc')
   const left: 1 | null = await producer.unsubscribe('room', 'w.abc')
   const counts: ConsumerCounts = await producer.consumers('55a07f2dee06c78e1357b0ad')

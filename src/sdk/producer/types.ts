@@ -1,15 +1,26 @@
 /** The producer SDK's public types: its options, what its calls take and answer, its events. */
 import type { SnapperError } from '../errors.js'
 
-export interface ProducerOptions {
+/** `new Producer(options)`: the settings, and exactly one of `secret` and `token`. */
+export type ProducerOptions = ProducerSettings & (WithSecret | WithToken)
+
+export interface WithSecret {
+  /** One of the broker's token secrets: signs this producer's auth token, and consumer tokens. */
+  readonly secret: string
+  readonly token?: never
+}
+
+export interface WithToken {
+  /** A producer token (`{id, exp}` signed with a broker secret), used as it is; such a producer cannot sign consumer tokens. */
+  readonly token: string
+  readonly secret?: never
+}
+
+export interface ProducerSettings {
   /** The broker's producer host. @default '127.0.0.1' */
   readonly host?: string
   /** The broker's producer port. @default 7700 */
   readonly port?: number
-  /** One of the broker's token secrets: signs this producer's auth token, and consumer tokens. Give this or `token`. */
-  readonly secret?: string
-  /** A producer token (`{id, exp}` signed with a broker secret), used as it is. Give this or `secret`. */
-  readonly token?: string
   /** This producer's name, in its auth token. */
   readonly id: string
   /** The broker's `tokenAlgorithm`. @default 'HS256' */
