@@ -45,7 +45,7 @@ export interface ConsumerOptions {
   readonly path?: string
   /** Transports to try, in order, on every attempt. @default ['websocket', 'polling'] */
   readonly transports?: readonly TransportName[]
-  /** First reconnect delay, in ms (doubling, jittered). @default 500 */
+  /** First reconnect delay, in ms: drawn in [reconnectMinMs / 2, reconnectMinMs], the bounds doubling at each failure. @default 500 */
   readonly reconnectMinMs?: number
   /** Longest reconnect delay, in ms. @default 30000 */
   readonly reconnectMaxMs?: number

@@ -31,7 +31,7 @@ export interface ProducerSettings {
   readonly requestTimeoutMs?: number
   /** The broker's `maxFrameBytes`: larger publish batches are split, a larger single call is refused. @default 1048576 */
   readonly maxFrameBytes?: number
-  /** First reconnect delay, in ms (doubling, jittered). @default 100 */
+  /** First reconnect delay, in ms: drawn in [reconnectMinMs / 2, reconnectMinMs], the bounds doubling at each failure. @default 100 */
   readonly reconnectMinMs?: number
   /** Longest reconnect delay, in ms. @default 10000 */
   readonly reconnectMaxMs?: number
