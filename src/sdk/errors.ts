@@ -54,6 +54,8 @@ export const SDK_ERRORS = {
   PROTOCOL: -4,
   /** The connection to the broker could not be made or broke (ECONNREFUSED, ECONNRESET, ...); the SDK reconnects. */
   CONNECTION: -5,
+  /** One of your event listeners threw (`cause` is what it threw); the SDK went on. */
+  LISTENER: -6,
 } as const
 
 /** The `error` member of a JSON-RPC reply, as a SnapperError. */

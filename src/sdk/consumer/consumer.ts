@@ -90,8 +90,8 @@ export interface ConsumerEvents {
   message: [message: string, meta: MessageMeta]
   gap: [gap: Gap]
   state: [state: ConsumerState, details: StateDetails]
-  /** A listener threw, or the broker sent something unreadable; the consumer goes on. */
-  error: [error: unknown]
+  /** A listener threw (LISTENER), or the broker sent something unreadable (PROTOCOL); the consumer goes on. */
+  error: [error: SnapperError]
 }
 
 /** Handshake refusals that no retry can fix: a bad token (403), a bad request (400). */

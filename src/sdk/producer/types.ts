@@ -90,6 +90,6 @@ export type ProducerState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'c
 export interface ProducerEvents {
   /** The connection's state changed. */
   state: [state: ProducerState]
-  /** A connection attempt or the connection failed; the producer goes on unless the state is `closed`. */
+  /** A connection attempt or the connection failed, or a listener threw (LISTENER); the producer goes on unless the state is `closed`. */
   error: [error: SnapperError]
 }
