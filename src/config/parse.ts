@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net'
 import type { RedisTarget } from './defaults.js'
+import { isSameAuth, parseRedisNode, redactRedisUrl } from './redis-url.js'
 
 /** A value from the config file (any JSON) or the environment (a string). */
 export type Parser<T> = (raw: unknown) => T
@@ -104,12 +105,34 @@ export const toRedis: Parser<RedisTarget> = raw => {
   if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
     const { cluster, nodes, url } = raw as { cluster?: unknown; nodes?: unknown; url?: unknown }
     const seeds = cluster ?? nodes
-    if (seeds !== undefined) return { kind: 'cluster', nodes: nonEmpty(toList(seeds), raw) }
+    if (seeds !== undefined) return clusterTarget(nonEmpty(toList(seeds), raw))
     if (url !== undefined) return { kind: 'standalone', url: toText(url) }
     return fail('{"cluster": [...]} or {"url": "..."}', raw)
   }
   const nodes = nonEmpty(toList(raw), raw)
-  return nodes.length === 1 ? { kind: 'standalone', url: nodes[0]! } : { kind: 'cluster', nodes }
+  return nodes.length === 1 ? { kind: 'standalone', url: nodes[0]! } : clusterTarget(nodes)
+}
+
+/**
+ * Seed nodes that agree on user, password and scheme: ioredis gives one set
+ * of options to every node of a cluster, those it learns from the slot map
+ * included, so a seed that says otherwise would be ignored.
+ */
+function clusterTarget(nodes: readonly string[]): RedisTarget {
+  const parsed = nodes.map(node => {
+    try {
+      return parseRedisNode(node)
+    } catch {
+      throw new ConfigError(`expected Redis addresses, got ${JSON.stringify(redactRedisUrl(node))}`)
+    }
+  })
+  const differing = parsed.findIndex(node => !isSameAuth(node.auth, parsed[0]!.auth))
+  if (differing >= 0)
+    throw new ConfigError(
+      'Redis Cluster nodes must share one user, password and scheme (redis:// or rediss://): ' +
+        `${redactRedisUrl(nodes[differing]!)} differs from ${redactRedisUrl(nodes[0]!)}`,
+    )
+  return { kind: 'cluster', nodes }
 }
 
 function nonEmpty(list: readonly string[], raw: unknown): readonly string[] {

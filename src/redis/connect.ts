@@ -1,5 +1,6 @@
 import { Cluster, Redis, ReplyError, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '../config/defaults.js'
+import { parseRedisNode } from '../config/redis-url.js'
 import type { Logger } from '../log.js'
 import { createPubSub, type PubSub } from './pubsub.js'
 import { defineScripts, variadicScripts, type Commands } from './scripts.js'
@@ -28,10 +29,20 @@ const baseOptions: RedisOptions = {
  */
 const SLOTS_REFRESH_MS = 5000
 
-/** Parses `host:port` or `redis://host:port` into a cluster node. */
+/** Parses `host:port` or `redis://[user:password@]host:port` into a cluster node. */
 function clusterNode(address: string): ClusterNode {
-  const url = new URL(address.includes('://') ? address : `redis://${address}`)
-  return { host: url.hostname, port: Number(url.port || 6379) }
+  const { host, port } = parseRedisNode(address)
+  return { host, port }
+}
+
+/**
+ * The seeds' user, password and TLS, for every node of the cluster (the
+ * config checked that the seeds agree): ioredis Cluster takes them from
+ * `redisOptions`, never from the seed addresses.
+ */
+function clusterNodeOptions(nodes: readonly string[]): RedisOptions {
+  const { username, password, isTls } = parseRedisNode(nodes[0]!).auth
+  return { username, password, ...(isTls && { tls: {} }) }
 }
 
 /**
@@ -141,9 +152,18 @@ function offlineQueueLength(client: Redis | Cluster): number {
   return (client as unknown as { offlineQueue?: { length: number } }).offlineQueue?.length ?? 0
 }
 
+/** An error's own words; a cluster's "Failed to refresh slots cache" carries the node's that made it fail. */
+function reasonOf(err: Error): string {
+  const { lastNodeError } = err as { lastNodeError?: unknown }
+  return lastNodeError instanceof Error ? lastNodeError.message : err.message
+}
+
 export function createRedisClients(target: RedisTarget, log: Logger): RedisClients {
   const sharded = target.kind === 'cluster'
   const timers: NodeJS.Timeout[] = []
+  // What a failed connect reports: a cluster that no node let in says only "None of startup nodes is
+  // available", while its nodes' own errors say why (WRONGPASS, NOAUTH, a refused connection).
+  let lastError: string | undefined
   const make = (role: 'commands' | 'subscriber' | 'writer'): Redis | Cluster => {
     const options = role === 'writer' ? writerOptions : baseOptions
     let client: Redis | Cluster
@@ -154,7 +174,7 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       client = new Redis(target.url, options)
     } else {
       const cluster = new Cluster(target.nodes.map(clusterNode), {
-        redisOptions: options,
+        redisOptions: { ...options, ...clusterNodeOptions(target.nodes) },
         lazyConnect: true,
         enableOfflineQueue: true,
         // On a cluster it also groups a tick's commands per master.
@@ -177,10 +197,14 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       // The writer does not retry on the node that took over, so nothing would make it look:
       // each failed reconnect to a lost node reads the slot map (a promoted replica shows up).
       if (role === 'writer') cluster.on('node error', () => cluster.refreshSlotsCache())
+      cluster.on('node error', (err: Error) => (lastError = reasonOf(err)))
       client = cluster
     }
     // Every client has an error listener: ioredis retries, the log says why.
-    client.on('error', (err: Error) => log.warn({ err: err.message, role }, 'redis connection error'))
+    client.on('error', (err: Error) => {
+      lastError = reasonOf(err)
+      log.warn({ err: err.message, role }, 'redis connection error')
+    })
     return client
   }
   const commands = defineScripts(make('commands'))
@@ -246,6 +270,11 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       })
       try {
         await Promise.race([Promise.all([commands.connect(), subscriber.connect()]), timeout])
+      } catch (err) {
+        const reason = (err as Error).message
+        throw lastError === undefined || lastError === reason
+          ? err
+          : new Error(`${reason} (last error: ${lastError})`, { cause: err })
       } finally {
         clearTimeout(timer)
       }

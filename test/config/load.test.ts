@@ -57,6 +57,21 @@ test('redis: one URL, several (a cluster), or {"cluster": [...]}', t => {
   })
 })
 
+test('redis cluster seeds must agree on user, password and scheme; the refusal shows neither', t => {
+  const seeds = ['redis://app:pw@a:1', 'redis://app:pw@b:2']
+  t.deepEqual(loadConfig({ file: fileWith({ redis: { cluster: seeds } }) }).redis, {
+    kind: 'cluster',
+    nodes: seeds,
+  })
+  for (const other of ['redis://app:other@b:2', 'redis://b:2', 'rediss://app:pw@b:2', 'redis://ops:pw@b:2']) {
+    const err = t.throws(() => loadConfig({ env: { SNAPPER_REDIS: `redis://app:pw@a:1,${other}` } }), {
+      instanceOf: ConfigError,
+      message: /SNAPPER_REDIS \(redis\): Redis Cluster nodes must share one user, password and scheme/,
+    })
+    t.false(/pw|other/.test(err!.message), err!.message)
+  }
+})
+
 test('trusted proxies: addresses and CIDR ranges, IPv4 and IPv6', t => {
   const config = loadConfig({ env: { SNAPPER_TRUSTED_PROXIES: '127.0.0.1, 10.0.0.0/8,::1,fd00::/8' } })
   t.deepEqual(config.trustedProxies, ['127.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8'])

@@ -46,6 +46,8 @@ export interface ClusterOptions {
   readonly replicasPerMaster?: number
   /** Chooses each node's port; its bus port is port + 10000. @default a free pair */
   readonly choosePort?: PortChooser
+  /** `requirepass` (and `masterauth`) of every node; `target` then carries it in its URLs. @default none */
+  readonly password?: string
 }
 
 /**
@@ -60,6 +62,7 @@ export async function startRedisCluster({
   nodeTimeoutMs = 1000,
   replicasPerMaster = 1,
   choosePort = clusterPort,
+  password,
 }: ClusterOptions = {}): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'snapper-cluster-'))
   const children = new Map<number, ChildProcess>()
@@ -72,6 +75,7 @@ export async function startRedisCluster({
     const current = admins.get(port)
     if (current && current.status !== 'end') return current
     const client = new Redis(port, '127.0.0.1', {
+      password,
       lazyConnect: true,
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,
@@ -104,6 +108,7 @@ export async function startRedisCluster({
         // CLUSTER SLOTS lists a replica once its offset moved: the master's pings move it, every 1 s, not 10.
         ...['--repl-ping-replica-period', '1'],
         ...['--logfile', logFile],
+        ...(password === undefined ? [] : ['--requirepass', password, '--masterauth', password]),
       ])
       children.set(port, child)
       const exited = new Promise<never>((_, reject) =>
@@ -118,7 +123,7 @@ export async function startRedisCluster({
       )
       exited.catch(() => {}) // observed through the race while starting; later exits are killMaster's
       try {
-        await Promise.race([waitForRedis(port, child), exited])
+        await Promise.race([waitForRedis(port, child, password), exited])
       } catch (err) {
         await killChild(child)
         children.delete(port)
@@ -143,6 +148,8 @@ export async function startRedisCluster({
       ],
       {
         timeout: 30_000,
+        // redis-cli reads the password there without a warning on the command line.
+        env: { ...process.env, ...(password !== undefined && { REDISCLI_AUTH: password }) },
       },
     )
     const everyone = nodes.map(({ port }) => admin(port))
@@ -176,11 +183,14 @@ export async function startRedisCluster({
 
   return {
     nodes,
-    target: { kind: 'cluster', nodes: nodes.map(n => n.address) },
+    target: {
+      kind: 'cluster',
+      nodes: nodes.map(n => (password === undefined ? n.address : `redis://:${password}@${n.address}`)),
+    },
     client() {
       const client = new Cluster(
         nodes.map(({ port }) => ({ host: '127.0.0.1', port })),
-        { redisOptions: { maxRetriesPerRequest: 1 } },
+        { redisOptions: { maxRetriesPerRequest: 1, password } },
       )
       client.on('error', () => {}) // assertions see failures through rejected commands
       clients.push(client)

@@ -137,11 +137,12 @@ function readLog(file: string): string {
  * Resolves once this redis-server answers on the port: not another server
  * that took the port while ours failed to bind it. Gives up once it exited.
  */
-export async function waitForRedis(port: number, server: ChildProcess): Promise<void> {
+export async function waitForRedis(port: number, server: ChildProcess, password?: string): Promise<void> {
   let answer = 'nothing'
   const isOurs = async (): Promise<boolean> => {
     if (server.exitCode !== null || server.signalCode !== null) throw new Error('redis-server exited')
     const client = new Redis(port, '127.0.0.1', {
+      password,
       lazyConnect: true,
       retryStrategy: () => null,
       maxRetriesPerRequest: 0,
