@@ -4,6 +4,7 @@ import { createBrokerCore, type BrokerCore } from '../broker/core.js'
 import { Escalator, escalatorOptions } from '../broker/escalation.js'
 import { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
+import { redactRedisUrl } from '../config/redis-url.js'
 import { createGateway, type Gateway } from '../gateway/app.js'
 import type { Logger } from '../log.js'
 import { Registry, registerNodeMetrics, registerProcessMetrics, scrape } from '../metrics.js'
@@ -193,6 +194,10 @@ export async function connectRedis(config: Pick<Config, 'redis'>, logger: Logger
   return redis
 }
 
+/** Where Redis is, for an operator: the configured addresses, with any user and password as `***`. */
 export function describeRedis(config: Pick<Config, 'redis'>): string {
-  return config.redis.kind === 'standalone' ? config.redis.url : `cluster ${config.redis.nodes.join(',')}`
+  const { redis } = config
+  return redis.kind === 'standalone'
+    ? redactRedisUrl(redis.url)
+    : `cluster ${redis.nodes.map(redactRedisUrl).join(',')}`
 }

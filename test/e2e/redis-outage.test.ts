@@ -23,13 +23,13 @@ import { eventually, holdsFor, within } from '../helpers/eventually.js'
 const tokens = new Tokens([TEST_SECRET])
 
 for (const workers of [0, 2]) {
-  test(`snapper start --workers ${workers} fails fast and says so when Redis is unreachable`, async t => {
+  test(`snapper start --workers ${workers} fails fast and says so when Redis is unreachable, without its password`, async t => {
     const deadPort = await freePort()
     const started = Date.now()
     const child = spawn(process.execPath, [CLI, 'start', '--workers', String(workers)], {
       env: {
         ...process.env,
-        SNAPPER_REDIS: `redis://127.0.0.1:${deadPort}`,
+        SNAPPER_REDIS: `redis://snapper:hunter2@127.0.0.1:${deadPort}`,
         SNAPPER_TOKEN_SECRETS: TEST_SECRET,
         SNAPPER_GATEWAY_PORT: String(await freePort()),
         SNAPPER_PRODUCER_PORT: String(await freePort()),
@@ -40,12 +40,14 @@ for (const workers of [0, 2]) {
     t.teardown(() => child.kill('SIGKILL'))
     let output = ''
     child.stderr.on('data', (chunk: Buffer) => (output += chunk))
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk)) // the log lines
     const [code] = (await within(once(child, 'exit'), 20_000, () => `snapper to give up:\n${output}`)) as [
       number | null,
     ]
     t.is(code, 1)
     t.true(Date.now() - started < 15_000)
-    t.regex(output, new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${deadPort}`))
+    t.regex(output, new RegExp(`cannot reach Redis at redis://\\*\\*\\*@127\\.0\\.0\\.1:${deadPort}`))
+    t.false(output.includes('hunter2'), 'the password is never printed')
   })
 }
 
