@@ -1,15 +1,29 @@
 import type { Config } from '../config/defaults.js'
 
 /**
- * The nginx upstream for this host's gateways: one server per worker port,
- * `ip_hash` so that every polling request of a session reaches the worker
- * that holds it. Paste it over the upstream block of nginx.conf.
+ * The part of nginx.conf that follows this broker's configuration, for its
+ * `http` block: the body limit, equal to maxPayloadBytes (nginx answers a
+ * larger polling POST with 413 itself, rather than pass it on to a broker
+ * that would refuse it mid-body), and the upstream of the gateways, one
+ * server per worker port on each host, `ip_hash` so that every polling
+ * request of a session reaches the worker that holds it. Paste it over the
+ * same lines of nginx.conf.
  */
-export function nginxUpstream(config: Pick<Config, 'gatewayPort' | 'workers'>, host = '127.0.0.1'): string {
+export function nginxConf(
+  config: Pick<Config, 'gatewayPort' | 'workers' | 'maxPayloadBytes'>,
+  hosts: readonly string[] = ['127.0.0.1'],
+): string {
   const count = Math.max(1, config.workers)
-  const servers = Array.from(
-    { length: count },
-    (_, i) => `    server ${host}:${config.gatewayPort + i} max_fails=0;`,
+  const servers = hosts.flatMap(host =>
+    Array.from({ length: count }, (_, i) => `    server ${host}:${config.gatewayPort + i} max_fails=0;`),
   )
-  return ['upstream snapper_gateways {', '    ip_hash;', ...servers, '    keepalive 64;', '}'].join('\n')
+  return [
+    `client_max_body_size ${config.maxPayloadBytes};`,
+    '',
+    'upstream snapper_gateways {',
+    '    ip_hash;',
+    ...servers,
+    '    keepalive 64;',
+    '}',
+  ].join('\n')
 }

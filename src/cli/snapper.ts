@@ -7,7 +7,7 @@ import { OPTIONS } from '../config/env.js'
 import { ConfigError, loadConfig, type Config } from '../config/load.js'
 import { createLogger, type Logger } from '../log.js'
 import { PACKAGE } from '../package.js'
-import { nginxUpstream } from './nginx.js'
+import { nginxConf } from './nginx.js'
 import { start, type Broker, type StartOptions } from './start.js'
 import { reportStartFailure, startWorker, type RunningWorker } from './worker.js'
 
@@ -26,8 +26,10 @@ Usage:
   snapper token (--user <userId> [--source web|ios|android] | --name snapper) [--expires-in seconds] [--config file.json]
       Prints a token signed with the first configured secret: a consumer token
       for a user, or the /stats token.
-  snapper nginx-conf [--workers N] [--config file.json]
-      Prints the nginx upstream block (ip_hash) for N gateway ports.
+  snapper nginx-conf [--workers N] [--hosts a,b,...] [--config file.json]
+      Prints nginx.conf's body limit (maxPayloadBytes) and upstream block
+      (ip_hash) for N gateway ports on each host (default 127.0.0.1; IPv6
+      addresses in brackets).
 
 Every option is also an environment variable (SNAPPER_*) and a key of the
 JSON config file; see the README's configuration section.`
@@ -51,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
       source: { type: 'string' },
       name: { type: 'string' },
       'expires-in': { type: 'string' },
+      hosts: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -75,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
     case 'token':
       return print(signToken(config, values))
     case 'nginx-conf':
-      return print(nginxUpstream(config))
+      return print(nginxConf(config, values.hosts?.split(',').map(trimmed)))
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`)
       return 2
@@ -219,6 +222,8 @@ function isConfigured(key: 'redis' | 'host', configFile: string | undefined): bo
 function loadConfigKeys(file: string): Record<string, unknown> {
   return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
 }
+
+const trimmed = (text: string): string => text.trim()
 
 function print(text: string): number {
   process.stdout.write(`${text}\n`)

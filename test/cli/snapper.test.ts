@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
@@ -106,13 +107,30 @@ test('a bad environment value stops the CLI and names the variable', t => {
   t.regex(result.stderr, /configuration error: environment: SNAPPER_PRODUCER_PORT \(producerPort\)/)
 })
 
-test('snapper nginx-conf prints an ip_hash upstream over the worker ports', t => {
-  const result = run(['nginx-conf', '--workers', '3'], { SNAPPER_GATEWAY_PORT: '9001' })
+test('snapper nginx-conf prints the body limit and an ip_hash upstream over the worker ports', t => {
+  const result = run(['nginx-conf', '--workers', '3'], {
+    SNAPPER_GATEWAY_PORT: '9001',
+    SNAPPER_MAX_PAYLOAD_BYTES: '500000',
+  })
   t.is(result.status, 0)
   t.regex(
     result.stdout,
-    /upstream snapper_gateways \{\n {4}ip_hash;\n {4}server 127\.0\.0\.1:9001 max_fails=0;\n {4}server 127\.0\.0\.1:9002 max_fails=0;\n {4}server 127\.0\.0\.1:9003 max_fails=0;/,
+    /^client_max_body_size 500000;\n\nupstream snapper_gateways \{\n {4}ip_hash;\n {4}server 127\.0\.0\.1:9001 max_fails=0;\n {4}server 127\.0\.0\.1:9002 max_fails=0;\n {4}server 127\.0\.0\.1:9003 max_fails=0;/,
   )
+  const hosts = run(['nginx-conf', '--workers', '2', '--hosts', '10.0.0.1, 10.0.0.2'])
+  t.deepEqual(hosts.stdout.match(/server \S+/g), [
+    'server 10.0.0.1:7701',
+    'server 10.0.0.1:7702',
+    'server 10.0.0.2:7701',
+    'server 10.0.0.2:7702',
+  ])
+})
+
+test('the shipped nginx.conf holds what snapper nginx-conf prints for 2 workers and the defaults', t => {
+  const shipped = readFileSync(new URL('../../../nginx.conf', import.meta.url), 'utf8')
+  const printed = run(['nginx-conf', '--workers', '2'], { SNAPPER_TOKEN_SECRETS: '' }).stdout.trimEnd()
+  const indented = printed.replace(/^(?=.)/gm, '    ')
+  t.true(shipped.includes(indented), `nginx.conf should hold:\n${indented}`)
 })
 
 test('snapper --help and an unknown command', t => {

@@ -3,14 +3,22 @@
  * 1024): each consumer holds two connections in nginx, so without
  * `worker_rlimit_nofile` a worker stops at about 500 consumers, whatever
  * `worker_connections` says (nginx warns at start). Real nginx, daemonized
- * for a moment on a free port.
+ * for a moment on a free port. And its body limit in front of a real node:
+ * a polling POST over maxPayloadBytes gets 413 through it, not 502, and no
+ * response names nginx's or uWS's version.
  */
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test from 'ava'
+import { Tokens } from '../../src/auth/token.js'
+import { defaults } from '../../src/config/defaults.js'
+import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { request } from '../helpers/engineio-harness.js'
+import { startNginx } from '../helpers/nginx.js'
 import { BIND_FAILED, freePort, PortTaken, startOnFreePorts } from '../helpers/ports.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(path => spawnSync(path, ['-v']).status === 0)
 
@@ -47,4 +55,32 @@ test('nginx.conf lifts the open-files limit above worker_connections', async t =
   t.is(started.status, 0, started.stderr)
   process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGQUIT')
   t.notRegex(started.stderr + readFileSync(errorLog, 'utf8'), /exceed open file resource limit/)
+})
+
+let redis: RedisServer | undefined
+test.before(async () => {
+  redis = await startRedis()
+})
+test.after.always(() => redis?.stop())
+
+test('a polling POST over maxPayloadBytes gets 413 through nginx; no version in the headers', async t => {
+  const node = await startBroker(t, redis!.url) // the default maxPayloadBytes, which nginx.conf matches
+  const nginx = await startNginx(node.ports.gateway, 1)
+  t.teardown(() => nginx.stop())
+  const token = new Tokens([TEST_SECRET]).sign({ userId: newUserId() })
+  const base = `http://127.0.0.1:${nginx.port}/websocket/?EIO=4&transport=polling&token=${token}`
+  const handshake = await request(base)
+  t.is(handshake.status, 200)
+  t.is(handshake.headers.server, 'nginx')
+  t.is(handshake.headers.uwebsockets, undefined)
+  const sid = (JSON.parse(handshake.text.slice(1)) as { sid: string }).sid
+  const oversize = await request(`${base}&sid=${sid}`, {
+    method: 'POST',
+    body: `4${'x'.repeat(defaults.maxPayloadBytes)}`,
+  })
+  // nginx's own page: it refused the body itself. Had it passed the body on, the broker would answer
+  // 413 and close mid-body, and nginx, still writing it, would answer 502 (Broken pipe) when it loses that race.
+  t.is(oversize.status, 413)
+  t.regex(oversize.text, /<title>413 Request Entity Too Large<\/title>/)
+  t.is(oversize.headers.server, 'nginx')
 })

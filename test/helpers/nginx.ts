@@ -3,7 +3,8 @@ import { once } from 'node:events'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { nginxUpstream } from '../../src/cli/nginx.js'
+import { nginxConf } from '../../src/cli/nginx.js'
+import { defaults } from '../../src/config/defaults.js'
 import { BIND_FAILED, freePort, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 import { eventually, within } from './eventually.js'
 import { dieWithThisProcess } from './watchdog.js'
@@ -18,7 +19,8 @@ export interface RunningNginx {
 
 /**
  * Runs the repository's nginx.conf for real, on a free port, with the
- * upstream that `snapper nginx-conf` prints for these gateways, in a
+ * body limit and upstream that `snapper nginx-conf` prints for these
+ * gateways (and the default maxPayloadBytes), in a
  * directory of its own (pid, logs, temp files).
  */
 export async function startNginx(
@@ -42,7 +44,10 @@ export async function startNginx(
   const launch = async (): Promise<number> => {
     const port = await choosePort()
     const conf = shipped
-      .replace(/upstream snapper_gateways \{[^}]*\}/, nginxUpstream({ gatewayPort, workers }))
+      .replace(
+        /client_max_body_size \d+;\s*upstream snapper_gateways \{[^}]*\}/,
+        nginxConf({ gatewayPort, workers, maxPayloadBytes: defaults.maxPayloadBytes }),
+      )
       .replace(/listen 80;/, `listen 127.0.0.1:${port};`)
       .replace(/worker_processes auto;/, 'worker_processes 1;')
       .replace(/worker_connections \d+;/, 'worker_connections 4096;')
