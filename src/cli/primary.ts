@@ -181,7 +181,7 @@ export class Primary {
       slot.isReady = false
       const delayMs = this.#restartLater(index, Date.now() - slot.startedAt < STABLE_AFTER_MS)
       this.#log.error(
-        { worker: index, pid: worker.process.pid, code, signal, restartInMs: delayMs },
+        { worker: index, workerPid: worker.process.pid, code, signal, restartInMs: delayMs },
         'worker died; restarting it',
       )
     })
@@ -196,7 +196,7 @@ export class Primary {
         slot.startedAt = Date.now()
         slot.isReady = true
         slot.restarts++
-        this.#log.info({ worker: index, pid: worker.process.pid, ...message }, 'worker ready')
+        this.#log.info({ worker: index, workerPid: worker.process.pid, ...message }, 'worker ready')
         resolve(worker)
       })
       worker.once('exit', (code, signal) =>

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
+import { TEST_SECRET } from '../helpers/broker.js'
 import { CLI, startCli } from '../helpers/cli.js'
 import { startRedis } from '../helpers/redis.js'
 
@@ -99,6 +100,28 @@ test('a token secret shorter than 32 bytes: a warning at start', async t => {
     .find(line => line.includes('token secret shorter than 32 bytes'))
   t.like(JSON.parse(warning ?? '{}'), { level: 40, key: 'tokenSecrets', short: 1, minBytes: 32 })
   t.false(cli.output().includes('short,'), 'the secret itself is never logged')
+})
+
+test("the primary's worker lines name the worker's pid as workerPid, not a second pid", async t => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const cli = await startCli(t, {
+    workers: 1,
+    env: {
+      SNAPPER_REDIS: redis.url,
+      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
+      SNAPPER_DRAIN_SPREAD_MS: '0',
+      SNAPPER_LOG_LEVEL: 'info',
+    },
+  })
+  const ready = cli
+    .output()
+    .split('\n')
+    .find(line => line.includes('"worker ready"'))
+  t.is(ready?.match(/"pid":/g)?.length, 1, ready)
+  const line = JSON.parse(ready ?? '{}') as { pid?: number; workerPid?: number }
+  t.is(line.pid, cli.child.pid)
+  t.not(line.workerPid, line.pid)
 })
 
 test('a bad environment value stops the CLI and names the variable', t => {
