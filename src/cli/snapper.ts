@@ -4,12 +4,18 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { tokensOf } from '../auth/token.js'
 import { OPTIONS } from '../config/env.js'
-import { ConfigError, loadConfig, type Config } from '../config/load.js'
+import {
+  ConfigError,
+  loadConfig,
+  unknownVariables,
+  type Config,
+  type UnknownVariable,
+} from '../config/load.js'
 import { createLogger, type Logger } from '../log.js'
 import { PACKAGE } from '../package.js'
 import { nginxConf } from './nginx.js'
 import { start, type Broker, type StartOptions } from './start.js'
-import { reportStartFailure, startWorker, type RunningWorker } from './worker.js'
+import { reportStartFailure, startWorker, WORKER_VARIABLES, type RunningWorker } from './worker.js'
 
 const USAGE = `snapper ${PACKAGE.version}: push-messaging broker
 
@@ -67,17 +73,24 @@ async function main(argv: string[]): Promise<number> {
     throw new ConfigError(`--workers: expected a whole number, got ${values.workers}`)
   const overrides = { ...(workers !== undefined && { workers }), ...(values.demo && { demo: true }) }
   const config = loadConfig({ file: values.config, env: process.env, overrides })
+  const unknown = unknownVariables(process.env, WORKER_VARIABLES)
 
   switch (command) {
-    case 'start':
-      await runBroker(config, createLogger(config.logLevel), {
+    case 'start': {
+      const log = createLogger(config.logLevel)
+      for (const { name, closest } of unknown)
+        log.warn({ variable: name, closest }, 'unknown SNAPPER_* environment variable: ignored')
+      await runBroker(config, log, {
         isRedisConfigured: isConfigured('redis', values.config),
         isHostConfigured: isConfigured('host', values.config),
       })
       return -1 // keeps running; the signal handlers exit
+    }
     case 'token':
+      warnOnStderr(unknown)
       return print(signToken(config, values))
     case 'nginx-conf':
+      warnOnStderr(unknown)
       return print(nginxConf(config, values.hosts?.split(',').map(trimmed)))
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`)
@@ -224,6 +237,14 @@ function loadConfigKeys(file: string): Record<string, unknown> {
 }
 
 const trimmed = (text: string): string => text.trim()
+
+/** Outside `start`, stdout is the command's output (a token, a config), so warnings go to stderr. */
+function warnOnStderr(unknown: readonly UnknownVariable[]): void {
+  for (const { name, closest } of unknown) {
+    const hint = closest === undefined ? '' : ` (did you mean ${closest}?)`
+    process.stderr.write(`warning: unknown environment variable ${name} ignored${hint}\n`)
+  }
+}
 
 function print(text: string): number {
   process.stdout.write(`${text}\n`)

@@ -18,6 +18,8 @@ export type WorkerMessage =
 const CONFIG_VARIABLE = 'SNAPPER_WORKER_CONFIG'
 const INDEX_VARIABLE = 'SNAPPER_WORKER_INDEX'
 const TAKES_OVER_VARIABLE = 'SNAPPER_WORKER_TAKES_OVER'
+/** The variables a primary sets for its workers: no options, but not unknown either. */
+export const WORKER_VARIABLES = [CONFIG_VARIABLE, INDEX_VARIABLE, TAKES_OVER_VARIABLE] as const
 
 /**
  * The environment the primary forks worker `index` with; `takesOver` when it

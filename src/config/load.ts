@@ -90,6 +90,57 @@ function parseLayer(raw: Record<string, unknown>, source: string): Partial<Confi
   return parsed as Partial<Config>
 }
 
+/** A SNAPPER_* variable that names no option, and the option variable it was probably meant to be. */
+export interface UnknownVariable {
+  readonly name: string
+  readonly closest?: string
+}
+
+/**
+ * The SNAPPER_* variables of `env` that are neither an option's nor in
+ * `alsoKnown` (variables the CLI sets itself), each with the closest option
+ * variable when one is a typo away. Not refused, unlike an unknown key of a
+ * config file: the file is Snapper's alone, the environment is shared (other
+ * tools, deployment scripts), so the CLI warns.
+ */
+export function unknownVariables(
+  env: Readonly<Record<string, string | undefined>>,
+  alsoKnown: readonly string[] = [],
+): UnknownVariable[] {
+  const known = new Set([...KEYS.map(key => OPTIONS[key].env), ...alsoKnown])
+  return Object.keys(env)
+    .filter(name => name.startsWith('SNAPPER_') && !known.has(name))
+    .map(name => {
+      const closest = closestOf(name, known)
+      return closest === undefined ? { name } : { name, closest }
+    })
+}
+
+/** A typo is a few edits: at most 3, and fewer than a quarter of the name's letters. */
+function closestOf(name: string, candidates: Iterable<string>): string | undefined {
+  const maxEdits = Math.min(3, Math.floor(name.length / 4))
+  let best: { name: string; edits: number } | undefined
+  for (const candidate of candidates) {
+    const edits = editDistance(name, candidate)
+    if (edits <= maxEdits && (!best || edits < best.edits)) best = { name: candidate, edits }
+  }
+  return best?.name
+}
+
+/** Levenshtein distance, one row at a time. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)
+      row.push(Math.min(previous[j]! + 1, row[j - 1]! + 1, substitution))
+    }
+    previous = row
+  }
+  return previous[b.length]!
+}
+
 /** Rules that tie two options together. */
 function checkTogether(config: Config): void {
   if (config.batchMaxMessages > config.consumerMaxQueue)

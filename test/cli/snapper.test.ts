@@ -124,6 +124,36 @@ test("the primary's worker lines name the worker's pid as workerPid, not a secon
   t.not(line.workerPid, line.pid)
 })
 
+test('an unknown SNAPPER_* variable: a warning naming the closest option, at start and on stderr', async t => {
+  const printed = run(['nginx-conf'], { SNAPPER_GATEWAY_PROT: '9001' })
+  t.is(printed.status, 0)
+  t.regex(
+    printed.stderr,
+    /^warning: unknown environment variable SNAPPER_GATEWAY_PROT ignored \(did you mean SNAPPER_GATEWAY_PORT\?\)/,
+  )
+  t.regex(printed.stdout, /server 127\.0\.0\.1:7701 /)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const cli = await startCli(t, {
+    workers: 0,
+    env: {
+      SNAPPER_REDIS: redis.url,
+      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
+      SNAPPER_DRAIN_SPREAD_MS: '0',
+      SNAPPER_TRUSTED_PROXY: '10.0.0.1',
+    },
+  })
+  const warning = cli
+    .output()
+    .split('\n')
+    .find(line => line.includes('unknown SNAPPER_* environment variable'))
+  t.like(JSON.parse(warning ?? '{}'), {
+    level: 40,
+    variable: 'SNAPPER_TRUSTED_PROXY',
+    closest: 'SNAPPER_TRUSTED_PROXIES',
+  })
+})
+
 test('a bad environment value stops the CLI and names the variable', t => {
   const result = run(['start'], { SNAPPER_PRODUCER_PORT: 'seven' })
   t.is(result.status, 1)

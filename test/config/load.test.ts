@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import test from 'ava'
 import { defaults } from '../../src/config/defaults.js'
 import { OPTIONS } from '../../src/config/env.js'
-import { ConfigError, loadConfig } from '../../src/config/load.js'
+import { ConfigError, loadConfig, unknownVariables } from '../../src/config/load.js'
 
 const fileWith = (value: unknown): string => {
   const file = join(mkdtempSync(join(tmpdir(), 'snapper-config-')), 'config.json')
@@ -118,4 +118,21 @@ test("the README's configuration section lists every option with its variable an
     t.truthy(row, `README row for ${key}`)
     t.true(row!.includes(`\`${option.env}\``), `${key}: ${option.env}`)
   }
+})
+
+test('unknown SNAPPER_* variables are found, with the option variable a typo away', t => {
+  const env = {
+    SNAPPER_TRUSTED_PROXY: '10.0.0.1',
+    SNAPPER_WORKER: '2',
+    SNAPPER_SOMETHING_ELSE: 'x',
+    SNAPPER_HOST: '127.0.0.1',
+    SNAPPER_INTERNAL: '1',
+    PATH: '/bin',
+  }
+  t.deepEqual(unknownVariables(env, ['SNAPPER_INTERNAL']), [
+    { name: 'SNAPPER_TRUSTED_PROXY', closest: 'SNAPPER_TRUSTED_PROXIES' },
+    { name: 'SNAPPER_WORKER', closest: 'SNAPPER_WORKERS' },
+    { name: 'SNAPPER_SOMETHING_ELSE' },
+  ])
+  t.notThrows(() => loadConfig({ env }), 'a warning, not a refusal: the environment is shared')
 })
