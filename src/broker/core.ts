@@ -3,6 +3,7 @@ import type { Logger } from '../log.js'
 import type { RedisClients } from '../redis/connect.js'
 import { Keys } from '../redis/keys.js'
 import type { ProducerApi } from './api.js'
+import { escalationWindowMs } from './escalation.js'
 import { Membership } from './membership.js'
 import { Presence } from './presence.js'
 import { createProducerApi } from './producer-api.js'
@@ -22,6 +23,9 @@ export type CoreConfig = Pick<
   | 'messageTtlSec'
   | 'consumerTtlSec'
   | 'escalationWebhookUrl'
+  | 'escalationRetrySec'
+  | 'escalationPollMs'
+  | 'escalationTimeoutMs'
   | 'trackMaxReceipts'
 >
 
@@ -64,6 +68,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   const tracking = new Tracking(commands, keys, log, {
     ttlSec: config.messageTtlSec,
     canEscalate: config.escalationWebhookUrl !== '',
+    escalationWindowMs: escalationWindowMs(config),
     maxReceipts: config.trackMaxReceipts,
   })
   const backlog = new PublishBacklog(config.publishMaxPendingBytes)

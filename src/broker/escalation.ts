@@ -4,7 +4,13 @@ import type { Keys } from '../redis/keys.js'
 import type { Commands } from '../redis/scripts.js'
 import { parseCursor } from './cursor.js'
 import { parseTrackId } from './tracking.js'
-import { postEscalation, type EscalationPayload, type WebhookResult, type WebhookTarget } from './webhook.js'
+import {
+  postEscalation,
+  webhookAddress,
+  type EscalationPayload,
+  type WebhookResult,
+  type WebhookTarget,
+} from './webhook.js'
 
 export interface EscalatorOptions extends WebhookTarget {
   /** How long failed attempts are retried after the escalation fell due, in seconds. */
@@ -28,13 +34,30 @@ export function escalatorOptions(
   >,
 ): EscalatorOptions {
   return {
-    url: config.escalationWebhookUrl,
+    ...webhookAddress(config.escalationWebhookUrl),
     secret: config.escalationWebhookSecret,
     timeoutMs: config.escalationTimeoutMs,
     retrySec: config.escalationRetrySec,
     pollMs: config.escalationPollMs,
     ttlSec: config.messageTtlSec,
   }
+}
+
+/** A claim's lease: one request, the writes around it, and margin for a busy event loop. */
+const leaseMsOf = (timeoutMs: number): number => 2 * timeoutMs + 1000
+
+/**
+ * How long after it fell due an escalation may still be attempted: the poll
+ * that finds it, retries up to retrySec (the last one clamped to its end),
+ * a lease lost with a node, and the last request itself. The message's track
+ * hash must live that long past the escalation's due time, or the escalator
+ * could no longer see whether it was acknowledged.
+ */
+export function escalationWindowMs(
+  config: Pick<Config, 'escalationRetrySec' | 'escalationPollMs' | 'escalationTimeoutMs'>,
+): number {
+  const { escalationRetrySec, escalationPollMs, escalationTimeoutMs } = config
+  return escalationRetrySec * 1000 + escalationPollMs + leaseMsOf(escalationTimeoutMs) + escalationTimeoutMs
 }
 
 /** Counters for /metrics (`snapper_escalations_total{result}`). */
@@ -106,7 +129,6 @@ export class Escalator {
   readonly #options: EscalatorOptions
   readonly #log: Logger
   readonly #send: (target: WebhookTarget, payload: EscalationPayload) => Promise<WebhookResult>
-  /** A claim's lease: one request, the writes around it, and margin for a busy event loop. */
   readonly #leaseMs: number
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
@@ -118,7 +140,7 @@ export class Escalator {
     this.#options = options
     this.#log = log
     this.#send = send
-    this.#leaseMs = 2 * options.timeoutMs + 1000
+    this.#leaseMs = leaseMsOf(options.timeoutMs)
   }
 
   /** Starts polling every pollMs. */
@@ -185,7 +207,8 @@ export class Escalator {
         return await this.#done(claim)
       }
       if (escalated != null) return await this.#done(claim) // sent by a node whose removal was lost
-      // Not stored (yet): its append failed, or is still on its way (another server of a cluster).
+      // Not stored (yet): its append failed, or is still on its way (another server of a cluster). Not
+      // expired: a message with an escalation pending keeps its track hash (Tracking.track).
       if (stored == null) return await this.#retryOrAbandon(claim, 'message not stored')
       const publishedAt = parseCursor(stored).ms
       const result = await this.#send(this.#options, {
@@ -215,12 +238,14 @@ export class Escalator {
 
   async #retryOrAbandon(claim: Claim, reason: string): Promise<void> {
     const { due, info } = this.#keys.escalations
-    if (claim.now - claim.dueAt >= this.#options.retrySec * 1000) {
+    const leftMs = this.#options.retrySec * 1000 - (claim.now - claim.dueAt)
+    if (leftMs <= 0) {
       this.counters.abandoned++
       this.#log.warn({ id: claim.id, attempts: claim.attempts + 1, reason }, 'escalation abandoned')
       return this.#done(claim)
     }
-    const delayMs = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** claim.attempts)
+    // The last attempt comes at the window's end, not a whole backoff step past it.
+    const delayMs = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** claim.attempts, leftMs)
     // Warn once per escalation: a webhook that is down fails every attempt, and the metrics count them.
     const level = claim.attempts === 0 ? 'warn' : 'debug'
     this.#log[level](

@@ -83,6 +83,7 @@ export class Tracking {
   readonly #log: RoomLog
   readonly #ttlSec: number
   readonly #canEscalate: boolean
+  readonly #escalationWindowMs: number
   readonly #maxReceipts: number
 
   constructor(
@@ -94,6 +95,8 @@ export class Tracking {
       readonly ttlSec: number
       /** An escalation webhook is configured: `escalateAfterMs` is accepted. */
       readonly canEscalate: boolean
+      /** How long after it fell due an escalation may still be attempted (escalationWindowMs). */
+      readonly escalationWindowMs: number
       /** Receipts a message records at most; later acks are counted only. */
       readonly maxReceipts: number
     },
@@ -103,6 +106,7 @@ export class Tracking {
     this.#log = log
     this.#ttlSec = options.ttlSec
     this.#canEscalate = options.canEscalate
+    this.#escalationWindowMs = options.escalationWindowMs
     this.#maxReceipts = options.maxReceipts
   }
 
@@ -128,7 +132,12 @@ export class Tracking {
       const { due, info } = this.#keys.escalations
       scheduled = this.#redis.escalationSchedule(due, info, id, escalateAfterMs, message)
     }
-    const stored = this.#log.appendTracked(room, message, nonce)
+    let stored: Promise<unknown> = this.#log.appendTracked(room, message, nonce)
+    // The track hash says whether the message was acknowledged: it must outlive its escalation's
+    // attempts, even past the message's own life when the escalation falls due near its end.
+    const escalationEndMs = escalateAfterMs === undefined ? 0 : escalateAfterMs + this.#escalationWindowMs
+    if (escalationEndMs > this.#ttlSec * 1000)
+      stored = stored.then(() => this.#redis.pexpire(this.#keys.track(room, nonce), escalationEndMs))
     return Promise.all([scheduled, stored]).then(() => {
       this.counters.tracked++
       return id

@@ -122,6 +122,47 @@ test('a webhook that keeps failing is abandoned after escalationRetrySec', async
   t.deepEqual(await core.redis.commands.zcard(core.keys.escalations.due), 0)
 })
 
+test('retries stop at escalationRetrySec: the last attempt comes at its end, not a backoff step past it', async t => {
+  const receiver = await startWebhookReceiver(t)
+  const { core, escalator } = await startEscalatingCore(t, configFor(receiver, { escalationRetrySec: 2 }))
+  receiver.answer = () => 500
+  await core.producerApi.track('r', 'lost cause', 10)
+  await eventually(() => escalator.counters.abandoned === 1, { timeoutMs: 8000 })
+  const times = receiver.requests.map(request => request.at - receiver.requests[0]!.at)
+  t.is(times.length, 3, `at once, 1 s later, then at the window's end: ${times.join(', ')} ms`)
+  t.true(times[2]! >= 1800 && times[2]! <= 2400, `the last one at ${times[2]} ms, within the 2 s window`)
+})
+
+test('an escalation that falls due as its message expires is still sent, and retried', async t => {
+  const receiver = await startWebhookReceiver(t)
+  const config = configFor(receiver, { messageTtlSec: 2, escalationRetrySec: 5 })
+  const { core, escalator } = await startEscalatingCore(t, config)
+  const answers = [500]
+  receiver.answer = () => answers.shift() ?? 200
+  const id = await core.producerApi.track('r', 'at the end of its life', 1999)
+  await receiver.waitForDelivered(1, 8000)
+  t.deepEqual(
+    receiver.requests.map(r => r.json.id),
+    [id, id],
+    'the failed attempt, then the one retried a second later, past the message life',
+  )
+  await eventually(() => escalator.counters.sent === 1) // counted once the answer is in
+  t.like(escalator.counters, { failed: 1, abandoned: 0 })
+})
+
+test("a webhook URL's user and password go as Basic authorization, not in the URL", async t => {
+  const receiver = await startWebhookReceiver(t)
+  const url = receiver.url.replace('http://', 'http://hook%20user:p%40ss@')
+  const { core, escalator } = await startEscalatingCore(t, configFor(receiver, { escalationWebhookUrl: url }))
+  await core.producerApi.track('r', 'with credentials', 10)
+  await receiver.waitForDelivered(1, 5000)
+  const [request] = receiver.requests
+  t.is(request!.authorization, `Basic ${Buffer.from('hook user:p@ss').toString('base64')}`)
+  t.is(request!.path, '/escalations')
+  await eventually(() => escalator.counters.sent === 1) // counted once the answer is in
+  t.is(escalator.counters.failed, 0)
+})
+
 test('an escalation whose message was never stored sends nothing', async t => {
   const receiver = await startWebhookReceiver(t)
   const { core, escalator } = await startEscalatingCore(t, configFor(receiver, { escalationRetrySec: 1 }))
