@@ -10,7 +10,10 @@ export interface EscalationPayload {
 }
 
 export interface WebhookTarget {
+  /** Without user and password: those go as the Authorization header. */
   readonly url: string
+  /** `Basic …` from the configured URL's user and password, if it had them. */
+  readonly authorization: string | undefined
   /** Signs every request (X-Snapper-Signature). */
   readonly secret: string
   /** Longest a request may take, in ms; then it counts as failed. */
@@ -21,6 +24,20 @@ export interface WebhookTarget {
 export type WebhookResult = { readonly ok: true } | { readonly ok: false; readonly reason: string }
 
 export const SIGNATURE_HEADER = 'x-snapper-signature'
+
+/**
+ * The configured URL split for fetch, which refuses a URL with credentials
+ * (and would name it, password and all, in its error): the URL without them,
+ * and their Basic Authorization header, as curl would send it.
+ */
+export function webhookAddress(configured: string): Pick<WebhookTarget, 'url' | 'authorization'> {
+  const url = new URL(configured)
+  if (url.username === '' && url.password === '') return { url: configured, authorization: undefined }
+  const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`
+  url.username = ''
+  url.password = ''
+  return { url: url.href, authorization: `Basic ${Buffer.from(credentials).toString('base64')}` }
+}
 
 /**
  * `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. The receiver
@@ -44,6 +61,7 @@ export async function postEscalation(
       headers: {
         'content-type': 'application/json',
         [SIGNATURE_HEADER]: signBody(target.secret, body, Math.floor(Date.now() / 1000)),
+        ...(target.authorization !== undefined && { authorization: target.authorization }),
       },
       body,
       redirect: 'manual',

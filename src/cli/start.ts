@@ -58,13 +58,14 @@ function secured(config: Config, log: Logger, isHostConfigured: boolean): Config
   for (const [key, secrets] of [
     ['tokenSecrets', config.tokenSecrets],
     ['operatorSecrets', config.operatorSecrets],
+    [
+      'escalationWebhookSecret',
+      config.escalationWebhookSecret === '' ? [] : [config.escalationWebhookSecret],
+    ],
   ] as const) {
     const short = secrets.filter(secret => Buffer.byteLength(secret) < MIN_SECRET_BYTES).length
     if (short > 0)
-      log.warn(
-        { key, short, minBytes: MIN_SECRET_BYTES },
-        'token secret shorter than 32 bytes: easier to guess',
-      )
+      log.warn({ key, short, minBytes: MIN_SECRET_BYTES }, 'secret shorter than 32 bytes: easier to guess')
   }
   if (!config.demo) {
     if (config.tokenSecrets.length === 0)

@@ -83,7 +83,7 @@ test('--demo without a secret: a random one, printed; it listens on 127.0.0.1 on
   t.is((await fetch(`http://127.0.0.1:${demo.ports.admin}/demo/token`)).status, 200)
 })
 
-test('a token secret shorter than 32 bytes: a warning at start', async t => {
+test('a token or webhook secret shorter than 32 bytes: a warning at start', async t => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const cli = await startCli(t, {
@@ -91,15 +91,25 @@ test('a token secret shorter than 32 bytes: a warning at start', async t => {
     env: {
       SNAPPER_REDIS: redis.url,
       SNAPPER_TOKEN_SECRETS: 'short,a secret long enough: 32 bytes..',
+      SNAPPER_ESCALATION_WEBHOOK_URL: 'http://127.0.0.1:9/hook',
+      SNAPPER_ESCALATION_WEBHOOK_SECRET: 'tiny',
       SNAPPER_DRAIN_SPREAD_MS: '0',
     },
   })
-  const warning = cli
+  const warnings = cli
     .output()
     .split('\n')
-    .find(line => line.includes('token secret shorter than 32 bytes'))
-  t.like(JSON.parse(warning ?? '{}'), { level: 40, key: 'tokenSecrets', short: 1, minBytes: 32 })
-  t.false(cli.output().includes('short,'), 'the secret itself is never logged')
+    .filter(line => line.includes('secret shorter than 32 bytes'))
+    .map(line => JSON.parse(line) as Record<string, unknown>)
+  t.like(warnings, [
+    { level: 40, key: 'tokenSecrets', short: 1, minBytes: 32 },
+    { level: 40, key: 'escalationWebhookSecret', short: 1, minBytes: 32 },
+  ])
+  t.is(warnings.length, 2)
+  t.false(
+    cli.output().includes('short,') || cli.output().includes('tiny'),
+    'the secrets themselves are never logged',
+  )
 })
 
 test("the primary's worker lines name the worker's pid as workerPid, not a second pid", async t => {

@@ -8,6 +8,9 @@ export interface WebhookRequest {
   /** The JSON body, parsed. */
   readonly json: { id: string; room: string; message: string; publishedAt: number }
   readonly signature: string | undefined
+  readonly authorization: string | undefined
+  /** The request's path and query. */
+  readonly path: string
   /** When it arrived (Date.now()). */
   readonly at: number
 }
@@ -56,6 +59,8 @@ export async function startWebhookReceiver(t: ExecutionContext): Promise<Webhook
         body,
         json: JSON.parse(body) as WebhookRequest['json'],
         signature: typeof signature === 'string' ? signature : undefined,
+        authorization: req.headers.authorization,
+        path: req.url ?? '',
         at: Date.now(),
       }
       receiver.requests.push(request)
