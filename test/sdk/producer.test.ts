@@ -295,6 +295,17 @@ test('signConsumerToken refuses an expiresInSec that is not a whole number of se
   t.true(Math.abs(exp - (Date.now() / 1000 + 60)) < 2, `exp ${exp}`)
 })
 
+test('track refuses an escalateAfterMs that JSON cannot carry (NaN, ±Infinity) before sending anything', async t => {
+  const producer = new Producer({ secret: TEST_SECRET, id: 'p', port: await freePort() })
+  for (const escalateAfterMs of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+    const error = await t.throwsAsync(producer.track('r', 'm', { escalateAfterMs }), {
+      instanceOf: SnapperError,
+    })
+    t.is(error?.code, SDK_ERRORS.BAD_INPUT, String(escalateAfterMs))
+  }
+  t.is(producer.state, 'idle', 'nothing was sent: not even a connection')
+})
+
 /** Resolves when the producer's state becomes `state`. */
 const nextState = (producer: Producer, state: ProducerState): Promise<void> =>
   new Promise(resolve =>

@@ -180,6 +180,13 @@ export class Producer extends Emitter<ProducerEvents> {
 
   /** Publishes a message whose acknowledgements the broker records; resolves once it is stored. */
   async track(room: string, message: string, options: TrackOptions = {}): Promise<Tracked> {
+    // JSON would send NaN or Infinity as null, which the broker takes for "no escalation".
+    const { escalateAfterMs } = options
+    if (escalateAfterMs !== undefined && !Number.isFinite(escalateAfterMs))
+      throw new SnapperError(
+        SDK_ERRORS.BAD_INPUT,
+        `escalateAfterMs must be a number of ms, got ${escalateAfterMs}`,
+      )
     return (await this.#call('track', [room, message, options])) as Tracked
   }
 
