@@ -10,7 +10,7 @@ import { LiveSeries } from '../../src/admin/live-series.js'
 import { createAdminServer } from '../../src/admin/server.js'
 import { Tokens } from '../../src/auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
-import { defaults, type Config } from '../../src/config/defaults.js'
+import { defaults, type Config, type RedisTarget } from '../../src/config/defaults.js'
 import { silentLogger, type Logger } from '../../src/log.js'
 import { createAdminCounters, Registry, registerAdminMetrics, scrape } from '../../src/metrics.js'
 import { createRedisClients } from '../../src/redis/connect.js'
@@ -54,7 +54,7 @@ export interface HarnessOptions {
 
 export async function startAdminApp(
   t: ExecutionContext,
-  redisUrl: string,
+  redisAt: string | RedisTarget,
   options: HarnessOptions = {},
 ): Promise<AdminHarness> {
   const config: Config = {
@@ -63,7 +63,8 @@ export async function startAdminApp(
     tokenSecrets: [SECRET],
     ...options.overrides,
   }
-  const redis = createRedisClients({ kind: 'standalone', url: redisUrl }, silentLogger)
+  const target: RedisTarget = typeof redisAt === 'string' ? { kind: 'standalone', url: redisAt } : redisAt
+  const redis = createRedisClients(target, silentLogger)
   await redis.connect(5000)
   const core = createBrokerCore(config, redis, silentLogger)
   const counters = createAdminCounters()
