@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { TEST_SECRET } from '../helpers/broker.js'
-import { CLI, startCli } from '../helpers/cli.js'
+import { CLI, startCli, type RunningCli } from '../helpers/cli.js'
 import { startRedis } from '../helpers/redis.js'
 
 const connectTo = (host: string, port: number): Promise<void> =>
@@ -22,6 +22,30 @@ const run = (args: string[], env: Record<string, string> = {}) =>
     encoding: 'utf8',
     env: { PATH: process.env.PATH ?? '', SNAPPER_TOKEN_SECRETS: `${SECRET},older`, ...env },
   })
+
+/** `snapper start` on a Redis of its own, with a token secret and no drain spread unless `env` says otherwise. */
+async function startOnOwnRedis(
+  t: ExecutionContext,
+  options: { workers: number; args?: string[]; env?: Record<string, string> },
+): Promise<RunningCli> {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const env = {
+    SNAPPER_REDIS: redis.url,
+    SNAPPER_TOKEN_SECRETS: TEST_SECRET,
+    SNAPPER_DRAIN_SPREAD_MS: '0',
+    ...options.env,
+  }
+  return startCli(t, { ...options, env })
+}
+
+/** The CLI's JSON log lines that contain `text`, parsed. */
+const logLines = (cli: RunningCli, text: string): Record<string, unknown>[] =>
+  cli
+    .output()
+    .split('\n')
+    .filter(line => line.includes(text))
+    .map(line => JSON.parse(line) as Record<string, unknown>)
 
 test('snapper token --user prints a consumer token the broker accepts', t => {
   const result = run(['token', '--user', '55a07f2dee06c78e1357b0ad', '--source', 'ios'])
@@ -61,17 +85,10 @@ test('snapper start without a token secret refuses to start and says what to set
 })
 
 test('--demo without a secret: a random one, printed; it listens on 127.0.0.1 only unless a host is configured', async t => {
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const demo = await startCli(t, {
+  const demo = await startOnOwnRedis(t, {
     workers: 0,
     args: ['--demo'],
-    env: {
-      SNAPPER_REDIS: redis.url,
-      SNAPPER_TOKEN_SECRETS: '',
-      SNAPPER_HOST: '',
-      SNAPPER_DRAIN_SPREAD_MS: '0',
-    },
+    env: { SNAPPER_TOKEN_SECRETS: '', SNAPPER_HOST: '' },
   })
   const secret = /SNAPPER_TOKEN_SECRETS=(\S+)/.exec(demo.output())?.[1]
   t.is(Buffer.from(secret ?? '', 'base64url').length, 32)
@@ -84,23 +101,15 @@ test('--demo without a secret: a random one, printed; it listens on 127.0.0.1 on
 })
 
 test('a token or webhook secret shorter than 32 bytes: a warning at start', async t => {
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const cli = await startCli(t, {
+  const cli = await startOnOwnRedis(t, {
     workers: 0,
     env: {
-      SNAPPER_REDIS: redis.url,
       SNAPPER_TOKEN_SECRETS: 'short,a secret long enough: 32 bytes..',
       SNAPPER_ESCALATION_WEBHOOK_URL: 'http://127.0.0.1:9/hook',
       SNAPPER_ESCALATION_WEBHOOK_SECRET: 'tiny',
-      SNAPPER_DRAIN_SPREAD_MS: '0',
     },
   })
-  const warnings = cli
-    .output()
-    .split('\n')
-    .filter(line => line.includes('secret shorter than 32 bytes'))
-    .map(line => JSON.parse(line) as Record<string, unknown>)
+  const warnings = logLines(cli, 'secret shorter than 32 bytes')
   t.like(warnings, [
     { level: 40, key: 'tokenSecrets', short: 1, minBytes: 32 },
     { level: 40, key: 'escalationWebhookSecret', short: 1, minBytes: 32 },
@@ -113,17 +122,7 @@ test('a token or webhook secret shorter than 32 bytes: a warning at start', asyn
 })
 
 test("the primary's worker lines name the worker's pid as workerPid, not a second pid", async t => {
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const cli = await startCli(t, {
-    workers: 1,
-    env: {
-      SNAPPER_REDIS: redis.url,
-      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
-      SNAPPER_DRAIN_SPREAD_MS: '0',
-      SNAPPER_LOG_LEVEL: 'info',
-    },
-  })
+  const cli = await startOnOwnRedis(t, { workers: 1, env: { SNAPPER_LOG_LEVEL: 'info' } })
   const ready = cli
     .output()
     .split('\n')
@@ -142,22 +141,9 @@ test('an unknown SNAPPER_* variable: a warning naming the closest option, at sta
     /^warning: unknown environment variable SNAPPER_GATEWAY_PROT ignored \(did you mean SNAPPER_GATEWAY_PORT\?\)/,
   )
   t.regex(printed.stdout, /server 127\.0\.0\.1:7701 /)
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const cli = await startCli(t, {
-    workers: 0,
-    env: {
-      SNAPPER_REDIS: redis.url,
-      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
-      SNAPPER_DRAIN_SPREAD_MS: '0',
-      SNAPPER_TRUSTED_PROXY: '10.0.0.1',
-    },
-  })
-  const warning = cli
-    .output()
-    .split('\n')
-    .find(line => line.includes('unknown SNAPPER_* environment variable'))
-  t.like(JSON.parse(warning ?? '{}'), {
+  const cli = await startOnOwnRedis(t, { workers: 0, env: { SNAPPER_TRUSTED_PROXY: '10.0.0.1' } })
+  const [warning] = logLines(cli, 'unknown SNAPPER_* environment variable')
+  t.like(warning, {
     level: 40,
     variable: 'SNAPPER_TRUSTED_PROXY',
     closest: 'SNAPPER_TRUSTED_PROXIES',

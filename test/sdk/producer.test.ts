@@ -6,7 +6,8 @@
  * connection when its answer was lost, close() waiting for calls made
  * before the connection opened, and tracked messages' receipts.
  */
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
+import type { Config } from '../../src/config/defaults.js'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { eventually } from '../helpers/eventually.js'
 import { freePort } from '../helpers/ports.js'
@@ -75,15 +76,23 @@ test('bad input: the broker code, message and reason, and the producer goes on',
   t.is(await producer.publish('room', 'still fine'), 1)
 })
 
-test('a batch larger than one frame goes in several, in order; a message larger than a frame is refused', async t => {
-  const maxFrameBytes = 4096
-  const broker = await startBroker(t, server.url, { maxFrameBytes })
+const SMALL_FRAME_BYTES = 4096
+
+/** A broker and producer whose frames hold 4 KiB, and a consumer of a new user, connected. */
+async function withSmallFrames(t: ExecutionContext, config: Partial<Config> = {}) {
+  const maxFrameBytes = SMALL_FRAME_BYTES
+  const broker = await startBroker(t, server.url, { maxFrameBytes, ...config })
   const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p', maxFrameBytes })
   t.teardown(() => producer.close())
   const userId = newUserId()
   const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId }))
   const received = collect(consumer)
   await consumer.connect()
+  return { producer, userId, received }
+}
+
+test('a batch larger than one frame goes in several, in order; a message larger than a frame is refused', async t => {
+  const { producer, userId, received } = await withSmallFrames(t)
   const messages = Array.from({ length: 100 }, (_, i) => `${i}:${'x'.repeat(200)}`)
   // A call made after the batch is stored after all of it, though the chunks go one after the other.
   const [count, after] = await Promise.all([
@@ -93,7 +102,7 @@ test('a batch larger than one frame goes in several, in order; a message larger 
   t.deepEqual([count, after], [100, 1])
   await received.waitFor(101)
   t.deepEqual(received.messages(), [...messages, 'after the batch'])
-  const tooLarge = await t.throwsAsync(producer.publish('room', 'y'.repeat(maxFrameBytes)), {
+  const tooLarge = await t.throwsAsync(producer.publish('room', 'y'.repeat(SMALL_FRAME_BYTES)), {
     instanceOf: SnapperError,
   })
   t.is(tooLarge?.code, SDK_ERRORS.BAD_INPUT)
@@ -190,14 +199,7 @@ test('a broker Redis cannot store for: the rejection carries its code, temporary
 })
 
 test('a split batch whose chunk is refused: the chunks after it are not sent, and storedUpTo says how far it got', async t => {
-  const maxFrameBytes = 4096
-  const broker = await startBroker(t, server.url, { maxFrameBytes, maxRoomsPerPublish: 5 })
-  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p', maxFrameBytes })
-  t.teardown(() => producer.close())
-  const userId = newUserId()
-  const consumer = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId }))
-  const received = collect(consumer)
-  await consumer.connect()
+  const { producer, userId, received } = await withSmallFrames(t, { maxRoomsPerPublish: 5 })
   const own = `user${userId}`
   const padding = 'x'.repeat(200)
   // About 16 to a chunk: the first chunks name one room; the first one with others names more than 5 rooms, refused.
