@@ -130,7 +130,8 @@ export class Tracking {
       )
         return Promise.reject(new SnapperError('INVALID_PARAMS'))
       const { due, info } = this.#keys.escalations
-      scheduled = this.#redis.escalationSchedule(due, info, id, escalateAfterMs, message)
+      const keepMs = escalateAfterMs + this.#escalationWindowMs
+      scheduled = this.#redis.escalationSchedule(due, info, id, escalateAfterMs, message, keepMs)
     }
     let stored: Promise<unknown> = this.#log.appendTracked(room, message, nonce)
     // The track hash says whether the message was acknowledged: it must outlive its escalation's

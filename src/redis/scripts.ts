@@ -31,7 +31,14 @@ export interface ScriptCommands {
   progressWrite(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number>
   roomRead(log: string, cursor: string, count: number, ttlSec: number, maxBytes: number): Reply<string[]>
   trackAck(track: string, consumerId: string, receipt: string, maxReceipts: number): Reply<-1 | 0 | 1>
-  escalationSchedule(due: string, info: string, id: string, delayMs: number, message: string): Reply<number>
+  escalationSchedule(
+    due: string,
+    info: string,
+    id: string,
+    delayMs: number,
+    message: string,
+    keepMs: number,
+  ): Reply<number>
   escalationClaim(due: string, info: string, leaseMs: number, max: number): Reply<(string | number)[]>
   escalationRetry(due: string, info: string, id: string, leaseEnd: number, delayMs: number): Reply<0 | 1>
   escalationDone(due: string, info: string, id: string, leaseEnd: number): Reply<0 | 1>

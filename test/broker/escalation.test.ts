@@ -173,6 +173,7 @@ test('an escalation whose message was never stored sends nothing', async t => {
     formatTrackId('r', 'A'.repeat(16)),
     10,
     'never stored',
+    60_000,
   )
   await eventually(() => escalator.counters.abandoned === 1, { timeoutMs: 5000 })
   t.is(receiver.requests.length, 0)

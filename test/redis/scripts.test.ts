@@ -412,8 +412,8 @@ test('track_ack records at most the given number of receipts, and counts the ack
 test('escalation scripts: due ids are leased to one claimer, which alone may retry or finish them', async t => {
   const { due, info } = keysFor().escalations
   const before = Date.now()
-  const dueAt = await redis.escalationSchedule(due, info, 'id1', 0, 'm1')
-  await redis.escalationSchedule(due, info, 'later', 60_000, 'm2')
+  const dueAt = await redis.escalationSchedule(due, info, 'id1', 0, 'm1', 60_000)
+  await redis.escalationSchedule(due, info, 'later', 60_000, 'm2', 120_000)
   t.true(dueAt >= before - 1000 && dueAt <= Date.now() + 1000, 'Redis clock')
   const [now, leaseEnd, ...claimed] = await redis.escalationClaim(due, info, 5000, 10)
   t.deepEqual(claimed, ['id1', 'm1', dueAt, 0])
@@ -433,9 +433,21 @@ test('escalation scripts: due ids are leased to one claimer, which alone may ret
   t.deepEqual(Object.keys(await redis.hgetall(info)).sort(), ['d:later', 'm:later', 'n:later'])
 })
 
+test('escalation_schedule: both keys live keep ms past the latest escalation, also keys an older version left without expiry', async t => {
+  const { due, info } = keysFor().escalations
+  await redis.zadd(due, 0, 'from an older version')
+  await redis.hset(info, 'm:from an older version', 'm')
+  await redis.escalationSchedule(due, info, 'a', 1000, 'm', 120_000)
+  await redis.escalationSchedule(due, info, 'b', 1000, 'm', 60_000) // a shorter keep does not shorten it
+  for (const key of [due, info]) {
+    const ttl = await redis.pttl(key)
+    t.true(ttl > 110_000 && ttl <= 120_000, `${key}: ${ttl} ms`)
+  }
+})
+
 test('escalation_claim: a lease that ran out (its node died) lets another claimer take it', async t => {
   const { due, info } = keysFor().escalations
-  await redis.escalationSchedule(due, info, 'id', 0, 'm')
+  await redis.escalationSchedule(due, info, 'id', 0, 'm', 60_000)
   const [, first] = await redis.escalationClaim(due, info, 50, 10)
   await new Promise(resolve => setTimeout(resolve, 80))
   const [, second, ...claimed] = await redis.escalationClaim(due, info, 50, 10)
