@@ -154,7 +154,7 @@ export const redisWork: Scenario = {
   checks: (medians, { smoke }) =>
     snapperChecks('redis-work', medians, smoke, snapper => [
       {
-        label: 'Redis calls per message flat in room size (1,000 vs 10 within 10%)',
+        label: 'Redis calls per message do not grow with room size (1,000 vs 10: at most +10 %)',
         ok: snapper.growth! <= 1.1,
         detail: `${snapper.callsPerMessage10} → ${snapper.callsPerMessage100} → ${snapper.callsPerMessage1000} calls/msg`,
       },
