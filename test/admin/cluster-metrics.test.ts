@@ -1,16 +1,20 @@
 /**
  * The real CLI in cluster mode: `snapper start --workers 2`, the admin app in
- * the primary, /metrics summed over both workers by prom-client's
- * AggregatorRegistry, then SIGTERM and exit code 0 with no worker left.
+ * the primary, /metrics summed over both workers, then SIGTERM and exit code
+ * 0 with no worker left. Workers killed with SIGKILL (a crash) or frozen with
+ * SIGSTOP (stuck): the sums never go back, and a scrape never waits long.
  */
 import test from 'ava'
 import Producer from 'snapper-producer'
+import { Tokens } from '../../src/auth/token.js'
 import { checkPorts } from '../../src/cli/primary.js'
 import { ConfigError } from '../../src/config/load.js'
-import { isAlive, startCli } from '../helpers/cli.js'
+import { newUserId } from '../helpers/broker.js'
+import { isAlive, startCli, type RunningCli, type Teardowns } from '../helpers/cli.js'
+import { connectConsumer } from '../helpers/consumers.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { call, sample, SECRET, TOKENS } from './harness.js'
-import { eventually, eventWithin } from '../helpers/eventually.js'
+import { eventually, eventWithin, pause, within } from '../helpers/eventually.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -74,6 +78,194 @@ test('cluster: /metrics of the primary sums both workers; SIGTERM drains and exi
   t.is(await cli.exited, 0, cli.output())
   t.deepEqual(workerPids.filter(isAlive), [], 'no worker outlives the primary')
 })
+
+const startCluster = (t: Teardowns): Promise<RunningCli> =>
+  startCli(t, {
+    workers: 2,
+    env: {
+      SNAPPER_REDIS: server.url,
+      SNAPPER_REDIS_PREFIX: uniquePrefix(),
+      SNAPPER_TOKEN_SECRETS: SECRET,
+      SNAPPER_DRAIN_SPREAD_MS: '0',
+    },
+  })
+
+/**
+ * Sends `count` messages over `connections` producer connections (spread over
+ * the workers); resolves with what closes them, once the caller saw them
+ * counted (a producer closed at once may drop what it has not written yet).
+ */
+async function publish(
+  t: Teardowns,
+  producerPort: number,
+  connections: number,
+  count: number,
+): Promise<() => void> {
+  const producers = Array.from(
+    { length: connections },
+    (_, n) => new Producer(producerPort, '127.0.0.1', { secretKeys: [SECRET], producerId: `p${n}` }),
+  )
+  const close = () => producers.forEach(producer => producer.close())
+  t.teardown(close)
+  await Promise.all(producers.map(producer => eventWithin(producer, 'connect')))
+  for (let i = 0; i < count; i++) producers[i % connections]!.sendMessage('room', `m${i}`)
+  return close
+}
+
+/**
+ * A consumer on each worker's gateway, in room `room`: their acks fill the
+ * latency histograms. They reconnect to the same port when their worker restarts.
+ */
+async function consumeOnEveryWorker(t: Teardowns, cli: RunningCli): Promise<void> {
+  const tokens = new Tokens([SECRET])
+  const consumers = [0, 1].map(i =>
+    connectConsumer('v4 websocket', cli.ports.gateway + i, tokens.sign({ userId: newUserId() }), {
+      reconnectMs: 200,
+    }),
+  )
+  t.teardown(() => consumers.forEach(consumer => consumer.close()))
+  const ids = await within(Promise.all(consumers.map(consumer => consumer.opened())), 10_000, 'consumers')
+  for (const consumerId of ids) {
+    const joined = await call(`http://127.0.0.1:${cli.ports.admin}/v1/rooms/room/subscribe`, {
+      token: TOKENS.producer,
+      body: { consumerId },
+    })
+    if (joined.status !== 200) throw new Error(`subscribe: ${joined.status} ${joined.text}`)
+  }
+}
+
+/** /metrics once `snapper_messages_published_total` is `count`. */
+const metricsWhen = (base: string, count: number): Promise<string> =>
+  eventually(
+    async () => {
+      const text = (await call(`${base}/metrics`)).text
+      return sample(text, 'snapper_messages_published_total') === count && text
+    },
+    { what: `snapper_messages_published_total ${count}` },
+  )
+
+/** Every sample of the counter and histogram families of a Prometheus text, by series (name and labels). */
+function monotonicSamples(text: string): Map<string, number> {
+  const samples = new Map<string, number>()
+  let isMonotonic = false
+  for (const line of text.split('\n')) {
+    const type = /^# TYPE \S+ (\S+)$/.exec(line)
+    if (type) isMonotonic = type[1] === 'counter' || type[1] === 'histogram'
+    else if (isMonotonic && line !== '' && !line.startsWith('#')) {
+      const cut = line.lastIndexOf(' ')
+      samples.set(line.slice(0, cut), Number(line.slice(cut + 1)))
+    }
+  }
+  return samples
+}
+
+/** The counter and histogram series of `before` that are lower (or gone) in `after`. */
+function wentBack(before: string, after: string): string[] {
+  const later = monotonicSamples(after)
+  return [...monotonicSamples(before)].flatMap(([series, value]) =>
+    (later.get(series) ?? -1) < value ? [`${series}: ${value} → ${later.get(series)}`] : [],
+  )
+}
+
+/** Waits until the slot of the worker `pid` holds a new worker, ready. */
+const restartedAfter = (cli: RunningCli, pid: number): Promise<number[]> =>
+  eventually(
+    async () => {
+      const pids = await cli.workerPids(TOKENS.operator)
+      return pids.length === 2 && !pids.includes(pid) && pids
+    },
+    { what: `worker ${pid} to be restarted`, timeoutMs: 30_000, everyMs: 100 },
+  )
+
+test('cluster: counters and histograms summed over the workers never go back when workers crash or roll', async t => {
+  const cli = await startCluster(t)
+  const base = `http://127.0.0.1:${cli.ports.admin}`
+  await consumeOnEveryWorker(t, cli)
+  const closeFirst = await publish(t, cli.ports.producer, 4, 40)
+  let before = await eventually(
+    async () => {
+      const text = (await call(`${base}/metrics`)).text
+      const acks = sample(text, 'snapper_ack_latency_seconds_count') ?? 0
+      return sample(text, 'snapper_messages_published_total') === 40 && acks > 0 && text
+    },
+    { what: '40 messages published, and acks in snapper_ack_latency_seconds' },
+  )
+  closeFirst()
+
+  // Both killed in turn: every message counted so far was counted by a worker that died.
+  for (const pid of await cli.workerPids(TOKENS.operator)) {
+    process.kill(pid, 'SIGKILL')
+    await restartedAfter(cli, pid)
+    const after = (await call(`${base}/metrics`)).text
+    t.deepEqual(wentBack(before, after), [], `after worker ${pid} was killed`)
+    t.is(sample(after, 'snapper_messages_published_total'), 40, 'counted before the scrape: kept')
+    before = after
+  }
+
+  // A rolling restart (SIGHUP): each worker drains and exits once its successor is ready.
+  const pids = await cli.workerPids(TOKENS.operator)
+  cli.signal('SIGHUP')
+  await eventually(
+    async () => {
+      const now = await cli.workerPids(TOKENS.operator)
+      return now.length === 2 && now.every(pid => !pids.includes(pid))
+    },
+    { what: 'both workers replaced', timeoutMs: 30_000, everyMs: 100 },
+  )
+  const rolled = (await call(`${base}/metrics`)).text
+  t.deepEqual(wentBack(before, rolled), [], 'after a rolling restart')
+  before = rolled
+
+  await publish(t, cli.ports.producer, 2, 10)
+  const last = await metricsWhen(base, 50)
+  t.deepEqual(wentBack(before, last), [])
+  t.is(sample(last, 'snapper_nodes'), 2, 'a gauge: the live workers only')
+})
+
+// Serial: alone, so that the time a scrape takes is its own, not the other tests' CPU.
+test.serial(
+  'cluster: a scrape does not wait for a stuck or exiting worker: 200 within 2 s, its last counts, the missing gauge',
+  async t => {
+    const cli = await startCluster(t)
+    const base = `http://127.0.0.1:${cli.ports.admin}`
+    const closeProducers = await publish(t, cli.ports.producer, 2, 20)
+    await metricsWhen(base, 20)
+    closeProducers()
+    const [stuck] = await cli.workerPids(TOKENS.operator)
+    const timedScrape = async () => {
+      const startedAt = Date.now()
+      const answer = await call(`${base}/metrics`)
+      return { ...answer, tookMs: Date.now() - startedAt }
+    }
+
+    process.kill(stuck!, 'SIGSTOP')
+    const frozen = await timedScrape()
+    t.is(frozen.status, 200)
+    t.true(frozen.tookMs < 2000, `took ${frozen.tookMs} ms`)
+    t.is(sample(frozen.text, 'snapper_metrics_workers_missing'), 1)
+    t.is(
+      sample(frozen.text, 'snapper_messages_published_total'),
+      20,
+      "the stuck worker's last answer stands in",
+    )
+    t.is(sample(frozen.text, 'snapper_nodes'), 2)
+
+    // Killed while a scrape waits for it (frozen, it cannot answer): the pause lets the scrape get under way.
+    const exiting = timedScrape()
+    await pause(100)
+    process.kill(stuck!, 'SIGKILL')
+    const during = await exiting
+    t.is(during.status, 200)
+    t.true(during.tookMs < 2000, `took ${during.tookMs} ms`)
+
+    await restartedAfter(cli, stuck!)
+    const after = (await call(`${base}/metrics`)).text
+    t.is(sample(after, 'snapper_metrics_workers_missing'), 0)
+    t.is(sample(after, 'snapper_messages_published_total'), 20, "the killed worker's last answer, retired")
+    t.is(sample(after, 'snapper_http_errors_total{code="INTERNAL"}'), undefined)
+    t.false(cli.output().includes('admin request failed unexpectedly'), cli.output())
+  },
+)
 
 test('cluster: a listener inside the gateway range (gatewayPort + worker index) stops start-up, naming it', t => {
   const ports = { gatewayPort: 7701, producerPort: 7700, adminPort: 7699, workers: 8 }
