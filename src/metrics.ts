@@ -47,6 +47,8 @@ export interface NodeSources {
   readonly engine?: { readonly handshakesRateLimited: number }
   /** The node's escalator, when a webhook is configured. */
   readonly escalations?: EscalationCounters
+  /** The node's Redis watchdog: whether Redis answers its PINGs. */
+  readonly redisWatchdog?: { readonly isUp: boolean }
   /** Producer listener snapshot. */
   readonly producer?: {
     readonly stats: {
@@ -123,7 +125,7 @@ function gaugeOf(registry: Registry, name: string, help: string, read: () => num
  * unique within one.
  */
 export function registerNodeMetrics(registry: Registry, sources: NodeSources): void {
-  const { core, node, sessions, gateway, engine, producer, escalations } = sources
+  const { core, node, sessions, gateway, engine, producer, escalations, redisWatchdog } = sources
   const { totals } = core.stats
   const counters = node.counters
 
@@ -169,6 +171,14 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     "Redis commands held in the client's offline queue while Redis is down.",
     () => core.redis.offlineCommands(),
   )
+  // Only with a watchdog: without one, neither 1 nor 0 would be true.
+  if (redisWatchdog)
+    gaugeOf(
+      registry,
+      'snapper_redis_up',
+      "1 while Redis answers this node's watchdog PING (every master of a cluster), 0 while not; summed over a cluster's workers, the workers that reach Redis.",
+      () => (redisWatchdog.isUp ? 1 : 0),
+    )
   gaugeOf(
     registry,
     'snapper_recent_bytes',
@@ -258,7 +268,7 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   counterOf(
     registry,
     'snapper_redis_errors_total',
-    'Redis commands of the node that failed (retried or logged).',
+    "Redis commands of the node's own work (cursors, hand-overs, periodic tasks) that failed, each logged and retried or healed later. Not publishes (snapper_producer_errors_total), not outages: commands wait through those (snapper_redis_up).",
     () => counters.redisErrors,
   )
   counterOf(
@@ -282,7 +292,7 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   counterOf(
     registry,
     'snapper_consumer_handshakes_refused_total',
-    'Consumer handshakes refused (bad token).',
+    'Consumer handshakes refused: a bad token (403), an unknown codec (400), or the node cannot take the consumer now (503: Redis not ready). Not the 429s, counted apart.',
     () => gateway?.refused ?? 0,
   )
   counterOf(

@@ -10,6 +10,8 @@ import type { Logger } from '../log.js'
 import { Registry, registerNodeMetrics, registerProcessMetrics, scrape } from '../metrics.js'
 import { createProducerListener, type ProducerListener } from '../producer/listener.js'
 import { createRedisClients, type RedisClients } from '../redis/connect.js'
+import { redisProblem } from '../redis/ping.js'
+import { RedisWatchdog } from '../redis/watchdog.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
 
 /** How long start-up waits for Redis before it gives up with a clear message, in ms. */
@@ -33,6 +35,8 @@ export interface RunningNode {
   readonly gateway: Gateway
   readonly producer: ProducerListener
   readonly tokens: Tokens
+  /** Whether Redis answers this node's PINGs (snapper_redis_up). */
+  readonly redisWatchdog: RedisWatchdog
   /** This node's metrics (and the admin app's, when it runs here). */
   readonly registry: Registry
   /** The ports actually bound (tests pass 0); `admin` only when the admin app runs here. */
@@ -80,6 +84,13 @@ export async function startNode(
   const node = new BrokerNode(core, config, logger, name)
   await node.start()
   const escalator = startEscalator(config, core, logger)
+  const redisWatchdog = new RedisWatchdog({
+    probe: () => redisProblem(redis),
+    log: logger,
+    intervalMs: config.redisPingIntervalMs,
+    server: describeRedis(config),
+  })
+  redisWatchdog.start()
   const gateway = createGateway({ config, core, node, tokens, logger })
   const producer = createProducerListener({ config, tokens, api: core.producerApi, logger })
   const registry = options.registry ?? new Registry()
@@ -92,6 +103,7 @@ export async function startNode(
     engine: gateway.engine,
     producer,
     escalations: escalator?.counters,
+    redisWatchdog,
   })
   let isDraining = false
   let bound: { gateway: number; producer: number }
@@ -118,6 +130,7 @@ export async function startNode(
   } catch (err) {
     // A port taken: leave nothing behind (no stale node entry in the stats, no open Redis).
     gateway.close()
+    redisWatchdog.stop()
     await Promise.allSettled([producer.close(), node.stop(0), escalator?.stop()])
     await redis.quit()
     throw err
@@ -130,6 +143,7 @@ export async function startNode(
     await Promise.all([producer.close(), node.stop(config.drainSpreadMs), escalator?.stop()])
     await admin?.close()
     gateway.close()
+    redisWatchdog.stop() // Redis closes next: its PINGs would fail
     await redis.quit()
   }
   const stop = async (): Promise<void> => {
@@ -141,6 +155,7 @@ export async function startNode(
       const redisStatus = redis.commands.status
       gateway.close()
       void admin?.close()
+      redisWatchdog.stop()
       redis.disconnect()
       logger.error({ nodeId: node.id, redisStatus }, 'node drain timed out')
       throw new Error(`drain not done within ${config.drainTimeoutMs} ms (Redis connection ${redisStatus})`)
@@ -154,6 +169,7 @@ export async function startNode(
     gateway,
     producer,
     tokens,
+    redisWatchdog,
     registry,
     ports: running,
     stop: () => (stopping ??= stop()),

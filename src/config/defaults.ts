@@ -45,6 +45,12 @@ export interface Config {
    */
   readonly redisReplicaAcks: number
   /**
+   * How often each node PINGs Redis (1 s timeout) to log when it stops and starts answering again
+   * and to set snapper_redis_up: a Redis that hangs with its connections open shows nowhere
+   * else, in ms. @default 5000
+   */
+  readonly redisPingIntervalMs: number
+  /**
    * HMAC secrets of producer and consumer tokens; the first signs, all verify (rotation). Required
    * by `snapper start` (`--demo` makes a random one). @default []
    */
@@ -220,6 +226,7 @@ export const defaults: Config = {
   localRedisMaxMemoryBytes: Math.floor(totalmem() / 4),
   redisPrefix: 'SNP',
   redisReplicaAcks: 0,
+  redisPingIntervalMs: 5000,
   tokenSecrets: [],
   tokenAlgorithm: 'HS256',
   operatorSecrets: [],

@@ -70,6 +70,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: integer(0, 16),
     doc: 'replicas that must confirm a publish (WAIT, at most 1 s) before it is answered; fewer: STORE_UNAVAILABLE. 0: a failover may lose what the replicas had not received yet',
   },
+  redisPingIntervalMs: {
+    env: 'SNAPPER_REDIS_PING_INTERVAL_MS',
+    parse: toMs,
+    doc: 'how often each node PINGs Redis (every master of a cluster; 1 s timeout): one warn line when it stops answering, one info line when it answers again, and `snapper_redis_up`. A Redis that hangs with its connections open shows nowhere else',
+  },
   tokenSecrets: {
     env: 'SNAPPER_TOKEN_SECRETS',
     parse: toList,

@@ -205,6 +205,12 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       lastError = reasonOf(err)
       log.warn({ err: err.message, role }, 'redis connection error')
     })
+    // ...and the line that ends them: each connection says when it is back (the first connect is not news).
+    let hasBeenReady = false
+    client.on('ready', () => {
+      if (hasBeenReady) log.info({ role }, 'redis connection restored')
+      hasBeenReady = true
+    })
     return client
   }
   const commands = defineScripts(make('commands'))

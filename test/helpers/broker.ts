@@ -5,7 +5,7 @@ import type { Batch } from '../../src/broker/batch.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { BrokerNode, type ConsumerSink } from '../../src/broker/node.js'
 import type { Outbox } from '../../src/broker/outbox.js'
-import { silentLogger } from '../../src/log.js'
+import { silentLogger, type Logger } from '../../src/log.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import Producer from 'snapper-producer'
@@ -144,6 +144,7 @@ export async function startBroker(
   t: ExecutionContext,
   redisTarget: RedisTarget | string,
   overrides: Partial<Config> = {},
+  logger: Logger = silentLogger,
 ): Promise<RunningNode & { config: Config }> {
   const config: Config = {
     ...defaults,
@@ -153,9 +154,7 @@ export async function startBroker(
     drainSpreadMs: 0,
     ...overrides,
   }
-  const running = await startingOn(config.redis, () =>
-    startNode(config, silentLogger, { gateway: 0, producer: 0 }),
-  )
+  const running = await startingOn(config.redis, () => startNode(config, logger, { gateway: 0, producer: 0 }))
   t.teardown(() => running.stop())
   return { ...running, config }
 }

@@ -1,0 +1,109 @@
+/**
+ * The node's Redis watchdog, on a real node and a real Redis: a Redis that
+ * hangs with its connection open (CLIENT PAUSE: no error, nothing queued,
+ * commands just wait) and one that restarts each get one warn line and one
+ * info line, and snapper_redis_up follows; a watchdog whose probe throws
+ * keeps watching.
+ */
+import test from 'ava'
+import { pino } from 'pino'
+import { RedisWatchdog } from '../../src/redis/watchdog.js'
+import type { Logger } from '../../src/log.js'
+import type { Registry } from '../../src/metrics.js'
+import { startBroker } from '../helpers/broker.js'
+import { eventually, holdsFor } from '../helpers/eventually.js'
+import { startRedis } from '../helpers/redis.js'
+
+interface Line {
+  level: number
+  msg: string
+  redis?: string
+  problem?: string
+  lastAnswerAgoMs?: number
+  outageMs?: number
+  role?: string
+  err?: { message: string }
+}
+
+function capturedLogger(): { logger: Logger; lines: Line[] } {
+  const lines: Line[] = []
+  const logger = pino(
+    { level: 'info' },
+    { write: (line: string) => void lines.push(JSON.parse(line) as Line) },
+  )
+  return { logger, lines }
+}
+
+const redisUp = async (registry: Registry): Promise<number | undefined> => {
+  const value = /^snapper_redis_up (\d+)$/m.exec(await registry.metrics())?.[1]
+  return value === undefined ? undefined : Number(value)
+}
+
+const named = (lines: Line[], msg: string): Line[] => lines.filter(line => line.msg === msg)
+
+test('a Redis that hangs with its connection open: one warn line and snapper_redis_up 0, then one info line with the outage and 1', async t => {
+  const own = await startRedis() // a paused server would stall the other tests
+  t.teardown(() => own.stop())
+  const { logger, lines } = capturedLogger()
+  const { registry } = await startBroker(t, own.url, { redisPingIntervalMs: 100 }, logger)
+  t.is(await redisUp(registry), 1)
+
+  await own.client().client('PAUSE', 3000, 'ALL')
+  await eventually(() => named(lines, 'redis not answering').length > 0, { what: 'the warn line' })
+  const [warning] = named(lines, 'redis not answering')
+  t.like(warning, { level: 40, redis: own.url, problem: 'redis: no PING answer within 1000 ms' })
+  t.true(warning!.lastAnswerAgoMs! >= 1000, `${warning!.lastAnswerAgoMs}`)
+  t.is(await redisUp(registry), 0)
+
+  await eventually(() => named(lines, 'redis answering again').length > 0, { what: 'the info line' })
+  const [answering] = named(lines, 'redis answering again')
+  t.like(answering, { level: 30, redis: own.url })
+  t.true(answering!.outageMs! >= 2000 && answering!.outageMs! < 4500, `outageMs ${answering!.outageMs}`)
+  t.is(await redisUp(registry), 1)
+  await holdsFor(() => named(lines, 'redis not answering').length === 1, 500, 'one warn line for one outage')
+  t.is(named(lines, 'redis answering again').length, 1)
+})
+
+test('a Redis restart: one warn line, each connection says it is restored, one info line once PING answers', async t => {
+  const own = await startRedis()
+  t.teardown(() => own.stop())
+  const { logger, lines } = capturedLogger()
+  const { registry } = await startBroker(t, own.url, { redisPingIntervalMs: 100 }, logger)
+
+  await own.kill()
+  await eventually(() => named(lines, 'redis not answering').length > 0, { what: 'the warn line' })
+  t.regex(named(lines, 'redis not answering')[0]!.problem!, /^redis: connection /)
+  t.is(await redisUp(registry), 0)
+
+  await own.restart()
+  await eventually(() => named(lines, 'redis answering again').length > 0, { what: 'the info line' })
+  await eventually(() => named(lines, 'redis connection restored').length >= 2, { what: 'restored lines' })
+  t.deepEqual(
+    named(lines, 'redis connection restored')
+      .map(line => line.role)
+      .sort(),
+    ['commands', 'subscriber'],
+  )
+  t.is(await redisUp(registry), 1)
+  t.is(named(lines, 'redis not answering').length, 1)
+  t.is(named(lines, 'redis answering again').length, 1)
+})
+
+test('a probe that throws is logged as a bug, and the watchdog keeps asking', async t => {
+  const { logger, lines } = capturedLogger()
+  let calls = 0
+  const watchdog = new RedisWatchdog({
+    probe: () => {
+      calls++
+      return calls === 1 ? Promise.reject(new Error('probe bug')) : Promise.resolve(undefined)
+    },
+    log: logger,
+    intervalMs: 10,
+    server: 'redis://nowhere',
+  })
+  t.teardown(() => watchdog.stop())
+  watchdog.start()
+  await eventually(() => calls >= 3, { what: 'more probes after the throw' })
+  t.like(named(lines, 'redis watchdog failed unexpectedly'), [{ level: 50, err: { message: 'probe bug' } }])
+  t.true(watchdog.isUp)
+})
