@@ -71,8 +71,9 @@ export interface Config {
   /** pino log level. @default 'info' */
   readonly logLevel: LogLevel
   /**
-   * Lines a second, of each kind, for what a stranger can cause once per producer connection
-   * (refused: too many, its token, its frames); the rest are counted in one line. @default 10
+   * Lines a second per process, of each kind, for what a stranger can cause once per producer
+   * connection (refused: too many, its token, its frames) or consumer handshake (its token, its
+   * codec); the rest are counted in one line. @default 10
    */
   readonly logMaxRefusalsPerSec: number
 

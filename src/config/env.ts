@@ -109,7 +109,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   logMaxRefusalsPerSec: {
     env: 'SNAPPER_LOG_MAX_REFUSALS_PER_SEC',
     parse: toCount,
-    doc: 'lines a second, of each kind, for what a stranger can cause once per producer connection (refused: too many, its token, its frames); the ones left out are counted in one line when their second ends',
+    doc: 'lines a second per process, of each kind, for what a stranger can cause once per producer connection (refused: too many, its token, its frames) or consumer handshake (refused: its token, its codec); the ones left out are counted in one line when their second ends',
   },
 
   roomLogMaxLen: {

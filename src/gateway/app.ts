@@ -6,6 +6,7 @@ import type { Config } from '../config/defaults.js'
 import { httpError } from '../errors.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
+import { RefusalLog } from '../refusal-log.js'
 import { createConsumerHandlers, type ConsumerCounters, type ConsumerLink } from './consumer.js'
 import { answerFailedRequest } from './engineio/http.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
@@ -27,6 +28,7 @@ export type GatewayConfig = Pick<
   | 'nodeTtlMs'
   | 'consumerRetryAfterMs'
   | 'wsCompression'
+  | 'logMaxRefusalsPerSec'
 >
 
 export interface Gateway {
@@ -77,7 +79,13 @@ export function createGateway(deps: {
       maxHandshakesPerAddressPerSec: config.maxHandshakesPerAddressPerSec,
       trustedProxies: config.trustedProxies,
     },
-    createConsumerHandlers(node, tokens, logger, counters),
+    createConsumerHandlers(
+      node,
+      tokens,
+      logger,
+      counters,
+      new RefusalLog(logger, config.logMaxRefusalsPerSec),
+    ),
     logger,
   )
 

@@ -5,7 +5,8 @@ import type { Batch } from '../broker/batch.js'
 import type { BrokerNode, ConsumerSink } from '../broker/node.js'
 import type { Outbox } from '../broker/outbox.js'
 import { classifyMessage, isShallow, MAX_PARAMS_DEPTH } from '../jsonrpc.js'
-import type { Logger } from '../log.js'
+import { truncate, type Logger } from '../log.js'
+import type { RefusalLog } from '../refusal-log.js'
 import {
   decodeFromClient,
   encodeObject,
@@ -139,13 +140,16 @@ export interface ConsumerCounters {
 /**
  * The Engine.IO handlers of the consumer gateway: token → consumer id, the
  * session ↔ node wiring, and the consumer's JSON-RPC (acks of delivery
- * batches, echo of requests, `invalid` for the rest).
+ * batches, echo of requests, `invalid` for the rest). Refusals a stranger can
+ * cause (a bad token, an unknown codec) go to `refusals`, at a bounded rate;
+ * the token itself is never logged.
  */
 export function createConsumerHandlers(
   node: BrokerNode,
   tokens: Tokens,
   log: Logger,
   counters: ConsumerCounters,
+  refusals: RefusalLog,
 ): EngineHandlers<ConsumerLink> {
   return {
     authorize(handshake: Handshake): Authorization<ConsumerLink> {
@@ -153,7 +157,8 @@ export function createConsumerHandlers(
       const verified = tokens.verifyConsumer(handshake.query.get('token'))
       if (!verified.ok) {
         counters.refused++
-        log.debug(
+        refusals.info(
+          log,
           { reason: verified.reason, remoteAddress: handshake.remoteAddress },
           'consumer handshake refused',
         )
@@ -162,6 +167,11 @@ export function createConsumerHandlers(
       const format = formatOf(handshake.query.get('codec'))
       if (format === undefined) {
         counters.refused++
+        refusals.info(
+          log,
+          { codec: truncate(handshake.query.get('codec') ?? '', 32), remoteAddress: handshake.remoteAddress },
+          'consumer handshake refused: unknown codec',
+        )
         return { ok: false, status: 400, code: 3, message: 'Unknown codec: use json or msgpack' }
       }
       const { claims } = verified

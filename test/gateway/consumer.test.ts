@@ -5,6 +5,7 @@
  * consumer closed without slowing anyone, and an ack that never comes.
  */
 import test from 'ava'
+import { pino } from 'pino'
 import { WebSocket } from 'ws'
 import { consumerIdOf, Tokens } from '../../src/auth/token.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
@@ -62,6 +63,57 @@ test('refusals come before any upgrade, with the Engine.IO status and code', asy
     })
     t.is(status, 400, 'refused before 101')
   }
+})
+
+test('refused handshakes are logged at info at most logMaxRefusalsPerSec a second, per kind; the rest counted in one line; never the token', async t => {
+  const lines: { level: number; msg: string; reason?: string; codec?: string; skipped?: number }[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  const { ports } = await startBroker(t, server.url, { logMaxRefusalsPerSec: 5 }, logger)
+  const base = `http://127.0.0.1:${ports.gateway}/websocket/?EIO=4&transport=polling`
+  const badToken = new Tokens(['unknown secret']).sign({ userId: newUserId() })
+  const goodToken = tokens.sign({ userId: newUserId() })
+  // At once: 50 local handshakes take well under a second, so most fall in one window.
+  const statuses = await Promise.all([
+    ...Array.from({ length: 50 }, () => fetch(`${base}&token=${badToken}`).then(answer => answer.status)),
+    ...Array.from({ length: 8 }, () =>
+      fetch(`${base}&codec=yaml&token=${goodToken}`).then(answer => answer.status),
+    ),
+  ])
+  t.deepEqual([...new Set(statuses)].sort(), [400, 403])
+
+  const tally = (msg: string): { lines: typeof lines; counted: number; countLines: number } => {
+    const said = lines.filter(line => line.msg === msg)
+    const counts = lines.filter(line => line.msg === `${msg} (more in one second)`)
+    return {
+      lines: said,
+      counted: said.length + counts.reduce((sum, line) => sum + line.skipped!, 0),
+      countLines: counts.length,
+    }
+  }
+  const tokenRefusals = await eventually(
+    () => {
+      const refused = tally('consumer handshake refused')
+      return refused.counted === 50 && refused
+    },
+    { what: 'every token refusal said or counted', timeoutMs: 5000 },
+  )
+  t.true(tokenRefusals.countLines >= 1)
+  t.true(
+    tokenRefusals.lines.length <= 5 * (tokenRefusals.countLines + 1),
+    `${tokenRefusals.lines.length} lines`,
+  )
+  t.like(tokenRefusals.lines[0], { level: 30, reason: 'Error: Invalid signature' })
+  const codecRefusals = await eventually(
+    () => {
+      const refused = tally('consumer handshake refused: unknown codec')
+      return refused.counted === 8 && refused
+    },
+    { what: 'every codec refusal said or counted', timeoutMs: 5000 },
+  )
+  t.true(codecRefusals.lines.length <= 5 * (codecRefusals.countLines + 1))
+  t.like(codecRefusals.lines[0], { level: 30, codec: 'yaml' })
+  const logged = JSON.stringify(lines)
+  t.false(logged.includes(badToken) || logged.includes(goodToken), 'no token in the log')
 })
 
 test('the polling handshake sets the snapper.ws cookie; a new token from the same browser weakens the old consumer', async t => {
