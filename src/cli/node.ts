@@ -8,6 +8,7 @@ import { redactRedisUrl } from '../config/redis-url.js'
 import { createGateway, type Gateway } from '../gateway/app.js'
 import type { Logger } from '../log.js'
 import { Registry, registerNodeMetrics, registerProcessMetrics, scrape } from '../metrics.js'
+import { PACKAGE } from '../package.js'
 import { createProducerListener, type ProducerListener } from '../producer/listener.js'
 import { createRedisClients, type RedisClients } from '../redis/connect.js'
 import { redisProblem } from '../redis/ping.js'
@@ -136,7 +137,7 @@ export async function startNode(
     throw err
   }
   const running = { ...bound, ...(admin && { admin: admin.port }) }
-  logger.info({ nodeId: node.id, ...running }, 'node started')
+  logger.info({ nodeId: node.id, version: PACKAGE.version, ...running }, 'node started')
 
   let stopping: Promise<void> | undefined
   const drain = async (): Promise<void> => {
@@ -147,6 +148,7 @@ export async function startNode(
     await redis.quit()
   }
   const stop = async (): Promise<void> => {
+    const startedAtMs = Date.now()
     isDraining = true
     gateway.stopListening()
     // Through a Redis outage the drain's writes (cursors, releases, appends) wait for Redis:
@@ -160,7 +162,7 @@ export async function startNode(
       logger.error({ nodeId: node.id, redisStatus }, 'node drain timed out')
       throw new Error(`drain not done within ${config.drainTimeoutMs} ms (Redis connection ${redisStatus})`)
     }
-    logger.info({ nodeId: node.id }, 'node stopped')
+    logger.info({ nodeId: node.id, drainMs: Date.now() - startedAtMs }, 'node stopped')
   }
   return {
     core,

@@ -3,6 +3,7 @@ import { tokensOf } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
 import { ConfigError } from '../config/env.js'
 import type { Logger } from '../log.js'
+import { PACKAGE } from '../package.js'
 import { clusterScraper, Registry, registerProcessMetrics } from '../metrics.js'
 import type { RedisClients } from '../redis/connect.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
@@ -103,7 +104,12 @@ export class Primary {
       throw err
     }
     log.info(
-      { workers: config.workers, producerPort: config.producerPort, gatewayPorts: `${config.gatewayPort}+i` },
+      {
+        version: PACKAGE.version,
+        workers: config.workers,
+        producerPort: config.producerPort,
+        gatewayPorts: `${config.gatewayPort}+i`,
+      },
       'broker started',
     )
     return primary
@@ -120,11 +126,16 @@ export class Primary {
       })
   }
 
-  /** Drains every worker, then closes the admin app; rejects if a serving worker did not drain cleanly. */
+  /**
+   * Drains every worker, then closes the admin app; rejects if a serving worker did not drain
+   * cleanly, else says so in the process's last line.
+   */
   async drain(): Promise<void> {
+    const startedAtMs = Date.now()
     const codes = await this.#shutDown()
     const failed = codes.filter(code => code !== 0).length
     if (failed > 0) throw new Error(`${failed} of ${codes.length} workers did not drain cleanly`)
+    this.#log.info({ drainMs: Date.now() - startedAtMs }, 'broker stopped')
   }
 
   /** Why the primary is not ready (/readyz); empty when every worker serves. */

@@ -133,6 +133,20 @@ test("the primary's worker lines name the worker's pid as workerPid, not a secon
   t.not(line.workerPid, line.pid)
 })
 
+test('the start lines carry the version; SIGTERM ends with "broker stopped" and how long the drain took', async t => {
+  const cli = await startOnOwnRedis(t, { workers: 1, env: { SNAPPER_LOG_LEVEL: 'info' } })
+  const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string
+  }
+  t.like(logLines(cli, '"node started"'), [{ level: 30, version, worker: 0 }])
+  t.like(logLines(cli, '"broker started"'), [{ level: 30, version, workers: 1 }])
+  cli.signal('SIGTERM')
+  t.is(await cli.exited, 0)
+  const [stopped] = logLines(cli, '"broker stopped"')
+  t.like(stopped, { level: 30, pid: cli.child.pid })
+  t.is(typeof stopped?.drainMs, 'number')
+})
+
 test('an unknown SNAPPER_* variable: a warning naming the closest option, at start and on stderr', async t => {
   const printed = run(['nginx-conf'], { SNAPPER_GATEWAY_PROT: '9001' })
   t.is(printed.status, 0)
