@@ -10,9 +10,9 @@ import { Tokens } from '../../src/auth/token.js'
 import { checkPorts } from '../../src/cli/primary.js'
 import { ConfigError } from '../../src/config/load.js'
 import { newUserId } from '../helpers/broker.js'
-import { isAlive, startCli, type RunningCli, type Teardowns } from '../helpers/cli.js'
+import { isAlive, startCliOn, type RunningCli, type Teardowns } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { call, sample, SECRET, TOKENS } from './harness.js'
 import { eventually, eventWithin, pause, within } from '../helpers/eventually.js'
 
@@ -22,16 +22,10 @@ test.before(async () => {
 })
 test.after.always(() => server?.stop())
 
+const startCluster = (t: Teardowns): Promise<RunningCli> => startCliOn(t, server.url, SECRET)
+
 test('cluster: /metrics of the primary sums both workers; SIGTERM drains and exits 0', async t => {
-  const cli = await startCli(t, {
-    workers: 2,
-    env: {
-      SNAPPER_REDIS: server.url,
-      SNAPPER_REDIS_PREFIX: uniquePrefix(),
-      SNAPPER_TOKEN_SECRETS: SECRET,
-      SNAPPER_DRAIN_SPREAD_MS: '0',
-    },
-  })
+  const cli = await startCluster(t)
   const base = `http://127.0.0.1:${cli.ports.admin}`
   const producerPort = cli.ports.producer
   const stats = (await call(`${base}/stats`, { token: TOKENS.operator })).json as {
@@ -78,17 +72,6 @@ test('cluster: /metrics of the primary sums both workers; SIGTERM drains and exi
   t.is(await cli.exited, 0, cli.output())
   t.deepEqual(workerPids.filter(isAlive), [], 'no worker outlives the primary')
 })
-
-const startCluster = (t: Teardowns): Promise<RunningCli> =>
-  startCli(t, {
-    workers: 2,
-    env: {
-      SNAPPER_REDIS: server.url,
-      SNAPPER_REDIS_PREFIX: uniquePrefix(),
-      SNAPPER_TOKEN_SECRETS: SECRET,
-      SNAPPER_DRAIN_SPREAD_MS: '0',
-    },
-  })
 
 /**
  * Sends `count` messages over `connections` producer connections (spread over

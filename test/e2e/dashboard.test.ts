@@ -12,9 +12,9 @@ import { userRoom } from '../../src/redis/keys.js'
 import { call, connectProducer, newUserId } from '../helpers/broker.js'
 import { eventually, pause } from '../helpers/eventually.js'
 import { openPage, screenshot } from '../helpers/chromium.js'
-import { startCli } from '../helpers/cli.js'
+import { startCliOn } from '../helpers/cli.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
-import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 const SECRET = 'dashboard-test-secret-of-32-bytes-at-least'
 const tokens = new Tokens([SECRET])
@@ -30,15 +30,7 @@ test.after.always(() => server?.stop())
 const linesOf = (svgId: string): string => `#${svgId} path.line`
 
 test('dashboard: charts move under load, the figures and tables are right, the tools answer', async t => {
-  const cli = await startCli(t, {
-    workers: 2,
-    env: {
-      SNAPPER_REDIS: server.url,
-      SNAPPER_REDIS_PREFIX: uniquePrefix(),
-      SNAPPER_TOKEN_SECRETS: SECRET,
-      SNAPPER_DRAIN_SPREAD_MS: '0',
-    },
-  })
+  const cli = await startCliOn(t, server.url, SECRET)
   const users = Array.from({ length: CONSUMERS }, () => newUserId())
   const consumers: TestConsumer[] = users.map((userId, i) =>
     connectConsumer('v4 websocket', cli.ports.gateway + (i % 2), tokens.sign({ userId, source: 'web' })),

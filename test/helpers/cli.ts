@@ -4,6 +4,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort, freePorts, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 import { eventually, pause } from './eventually.js'
+import { uniquePrefix } from './redis.js'
 import { dieWithThisProcess } from './watchdog.js'
 
 /** The compiled CLI, as `npm start` and `snapper` run it. */
@@ -56,6 +57,17 @@ export interface Teardowns {
  */
 export function startCli(t: Teardowns, options: CliOptions): Promise<RunningCli> {
   return startOnFreePorts(() => launchCli(t, options))
+}
+
+/** `snapper start` with `workers` workers on a Redis (a key prefix of its own), signing with `secret`, no drain spread. */
+export function startCliOn(t: Teardowns, redisUrl: string, secret: string, workers = 2): Promise<RunningCli> {
+  const env = {
+    SNAPPER_REDIS: redisUrl,
+    SNAPPER_REDIS_PREFIX: uniquePrefix(),
+    SNAPPER_TOKEN_SECRETS: secret,
+    SNAPPER_DRAIN_SPREAD_MS: '0',
+  }
+  return startCli(t, { workers, env })
 }
 
 async function launchCli(
