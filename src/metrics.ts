@@ -404,6 +404,16 @@ export function registerAdminMetrics(
   )
 }
 
+/** The primary's own: workers that died while serving (a rolling restart's planned exits not counted). */
+export function registerPrimaryMetrics(registry: Registry, crashes: () => number): void {
+  counterOf(
+    registry,
+    'snapper_primary_worker_crashes_total',
+    'Workers that died while serving, each restarted by the primary (not the planned exits of a rolling restart).',
+    crashes,
+  )
+}
+
 /** prom-client's process metrics (event-loop lag, heap, GC, CPU...), optionally prefixed. */
 export function registerProcessMetrics(registry: Registry, prefix = ''): void {
   collectDefaultMetrics({ register: registry, prefix })

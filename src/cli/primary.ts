@@ -4,7 +4,7 @@ import type { Config } from '../config/defaults.js'
 import { ConfigError } from '../config/env.js'
 import type { Logger } from '../log.js'
 import { PACKAGE } from '../package.js'
-import { clusterScraper, Registry, registerProcessMetrics } from '../metrics.js'
+import { clusterScraper, Registry, registerPrimaryMetrics, registerProcessMetrics } from '../metrics.js'
 import type { RedisClients } from '../redis/connect.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
 import { connectRedis } from './node.js'
@@ -69,6 +69,7 @@ export class Primary {
   readonly #stopping = new Map<Worker, Promise<number | null>>()
   #admin: { close(): Promise<void> } | undefined
   #isShuttingDown = false
+  #crashes = 0
   #isRolling = false
 
   private constructor(config: Config, log: Logger) {
@@ -138,6 +139,11 @@ export class Primary {
     this.#log.info({ drainMs: Date.now() - startedAtMs }, 'broker stopped')
   }
 
+  /** Workers that died while serving (each is restarted): snapper_primary_worker_crashes_total. */
+  get crashes(): number {
+    return this.#crashes
+  }
+
   /** Why the primary is not ready (/readyz); empty when every worker serves. */
   readiness(): string[] {
     if (this.#isShuttingDown) return ['draining']
@@ -190,6 +196,7 @@ export class Primary {
       if (slot.worker !== worker || this.#isShuttingDown) return
       slot.worker = undefined
       slot.isReady = false
+      this.#crashes++
       const delayMs = this.#restartLater(index, Date.now() - slot.startedAt < STABLE_AFTER_MS)
       this.#log.error(
         { worker: index, workerPid: worker.process.pid, code, signal, restartInMs: delayMs },
@@ -282,11 +289,12 @@ async function startPrimaryAdmin(
   config: Config,
   log: Logger,
   redis: RedisClients,
-  primary: Pick<Primary, 'readiness' | 'workers'>,
+  primary: Pick<Primary, 'readiness' | 'workers' | 'crashes'>,
 ): Promise<{ close(): Promise<void> }> {
   const registry = new Registry()
   // Prefixed: the workers' process metrics carry the plain names, and the two texts are concatenated.
   registerProcessMetrics(registry, 'snapper_primary_')
+  registerPrimaryMetrics(registry, () => primary.crashes)
   let admin: RunningAdmin
   try {
     admin = await startAdmin({

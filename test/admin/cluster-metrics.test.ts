@@ -184,6 +184,7 @@ test('cluster: counters and histograms summed over the workers never go back whe
     t.is(sample(after, 'snapper_messages_published_total'), 40, 'counted before the scrape: kept')
     before = after
   }
+  t.is(sample(before, 'snapper_primary_worker_crashes_total'), 2, 'each crash counted by the primary')
 
   // A rolling restart (SIGHUP): each worker drains and exits once its successor is ready.
   const pids = await cli.workerPids(TOKENS.operator)
@@ -197,6 +198,7 @@ test('cluster: counters and histograms summed over the workers never go back whe
   )
   const rolled = (await call(`${base}/metrics`)).text
   t.deepEqual(wentBack(before, rolled), [], 'after a rolling restart')
+  t.is(sample(rolled, 'snapper_primary_worker_crashes_total'), 2, 'a rolling restart is no crash')
   before = rolled
 
   await publish(t, cli.ports.producer, 2, 10)
