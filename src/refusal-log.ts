@@ -3,8 +3,9 @@ import type { Logger } from './log.js'
 import { RatePerSecond } from './rate.js'
 
 /**
- * The log of what a stranger can cause once per connection (a producer
- * connection refused, its token, its frames): at most `perSecond` lines of
+ * The log of what a stranger can cause once per connection or handshake (a
+ * producer connection refused, its token, its frames; a consumer handshake's
+ * token or codec): at most `perSecond` lines of
  * each message a second. Those left out are counted, and said in one line
  * when their second ends, so that a flood of connections cannot flood the
  * log (and the disk under it).

@@ -121,6 +121,8 @@ export class Tracking {
     const nonce = randomBytes(NONCE_BYTES).toString('base64url')
     const id = formatTrackId(room, nonce)
     let scheduled: Promise<unknown> | undefined
+    /** When the escalation's last attempt is over, from now: its keys, and the track hash, must live that long. */
+    let escalationEndMs = 0
     if (escalateAfterMs !== undefined) {
       if (!this.#canEscalate) return Promise.reject(new SnapperError('NO_ESCALATION'))
       if (
@@ -130,13 +132,12 @@ export class Tracking {
       )
         return Promise.reject(new SnapperError('INVALID_PARAMS'))
       const { due, info } = this.#keys.escalations
-      const keepMs = escalateAfterMs + this.#escalationWindowMs
-      scheduled = this.#redis.escalationSchedule(due, info, id, escalateAfterMs, message, keepMs)
+      escalationEndMs = escalateAfterMs + this.#escalationWindowMs
+      scheduled = this.#redis.escalationSchedule(due, info, id, escalateAfterMs, message, escalationEndMs)
     }
     let stored: Promise<unknown> = this.#log.appendTracked(room, message, nonce)
     // The track hash says whether the message was acknowledged: it must outlive its escalation's
     // attempts, even past the message's own life when the escalation falls due near its end.
-    const escalationEndMs = escalateAfterMs === undefined ? 0 : escalateAfterMs + this.#escalationWindowMs
     if (escalationEndMs > this.#ttlSec * 1000)
       stored = stored.then(() => this.#redis.pexpire(this.#keys.track(room, nonce), escalationEndMs))
     return Promise.all([scheduled, stored]).then(() => {

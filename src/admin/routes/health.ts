@@ -1,11 +1,11 @@
 /**
  * Probes. `/healthz` answers while the process runs (liveness: restart me if
  * not). `/readyz` answers 200 only while this process can serve: Redis
- * answers PING within REDIS_PING_TIMEOUT_MS (redis/ping.ts; on a cluster, every master the
- * client knows: one shard down stalls every producer connection that writes
- * to it), and the process's own readiness (its listeners are up, every
- * worker reported ready, it is not draining) says so; otherwise 503 with the
- * reasons, for the operator.
+ * answers PING within REDIS_PING_TIMEOUT_MS (redis/ping.ts; on a cluster,
+ * every master the client knows: one shard down stalls every producer
+ * connection that writes to it), and the process's own readiness (its
+ * listeners are up, every worker reported ready, it is not draining) says
+ * so; otherwise 503 with the reasons, for the operator.
  */
 import { Router } from '@koa/router'
 import type { BrokerCore } from '../../broker/core.js'

@@ -1,8 +1,9 @@
 /**
  * Who a handshake comes from (its rate per address: src/rate.ts). The TCP
  * peer is the client, unless it is one of the configured trusted proxies
- * (nginx): then the proxy's X-Forwarded-For (or X-Real-IP) names the client. From anyone else those headers are ignored,
- * since a client can write whatever it likes in them.
+ * (nginx): then the proxy's X-Forwarded-For (or X-Real-IP) names the client.
+ * From anyone else those headers are ignored, since a client can write
+ * whatever it likes in them.
  */
 import { BlockList, isIP, SocketAddress } from 'node:net'
 
