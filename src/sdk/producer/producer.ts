@@ -26,6 +26,7 @@ import { encodeBulk, isFramingError, RespDecoder } from '../../producer/resp.js'
 import { Backoff } from '../backoff.js'
 import { Emitter } from '../emitter.js'
 import { fromRpcError, SDK_ERRORS, SnapperError } from '../errors.js'
+import { framesOf, isLargerThan } from './frames.js'
 import type {
   ConsumerCounts,
   ConsumerTokenClaims,
@@ -54,8 +55,6 @@ const USER_ID = /^[a-f0-9]{24}$/
 /** Life of the auth token signed for each connection, in seconds. */
 const AUTH_TOKEN_TTL_SEC = 3600
 const DEFAULT_CONSUMER_TOKEN_TTL_SEC = 2 * 24 * 3600
-/** Bytes of a publish frame besides its pairs: the JSON-RPC envelope and the RESP header. */
-const FRAME_OVERHEAD_BYTES = 128
 
 export class Producer extends Emitter<ProducerEvents> {
   readonly #host: string
@@ -145,7 +144,7 @@ export class Producer extends Emitter<ProducerEvents> {
         })
       return 1
     }
-    const chunks = this.#chunks(roomOrBatch)
+    const chunks = framesOf(roomOrBatch, this.#maxFrameBytes)
     const answers = this.#callsInTurn('publish', chunks)
     for (const answer of answers) answer.catch(() => {}) // the loop reports the first failure; the rest share it
     let count = 0
@@ -244,7 +243,7 @@ export class Producer extends Emitter<ProducerEvents> {
     const payloads = paramsList.map((params, index) =>
       JSON.stringify({ jsonrpc: '2.0', id: firstId + index, method, params }),
     )
-    if (payloads.some(payload => this.#isTooLarge(payload)))
+    if (payloads.some(payload => isLargerThan(payload, this.#maxFrameBytes)))
       return refuseAll(
         new SnapperError(SDK_ERRORS.BAD_INPUT, 'Frame too large', {
           reason: `the call is larger than maxFrameBytes (${this.#maxFrameBytes})`,
@@ -264,34 +263,6 @@ export class Producer extends Emitter<ProducerEvents> {
     )
     this.#pump()
     return answers
-  }
-
-  #isTooLarge(payload: string): boolean {
-    // UTF-8 takes 3 bytes per UTF-16 unit at most: most calls fit without measuring.
-    return payload.length * 3 > this.#maxFrameBytes && Buffer.byteLength(payload) > this.#maxFrameBytes
-  }
-
-  /** Splits a batch into publish params that each fit in one frame. */
-  #chunks(batch: readonly Publication[]): (readonly Publication[])[] {
-    // JSON escapes a character into 6 bytes at most: most batches fit without measuring each pair.
-    let length = 0
-    for (const [room, message] of batch) length += room.length + message.length + 8
-    if (length * 6 + FRAME_OVERHEAD_BYTES <= this.#maxFrameBytes) return [batch]
-    const chunks: Publication[][] = []
-    let chunk: Publication[] = []
-    let bytes = FRAME_OVERHEAD_BYTES
-    for (const pair of batch) {
-      const size = 8 + Buffer.byteLength(JSON.stringify(pair))
-      if (chunk.length > 0 && bytes + size > this.#maxFrameBytes) {
-        chunks.push(chunk)
-        chunk = []
-        bytes = FRAME_OVERHEAD_BYTES
-      }
-      chunk.push(pair)
-      bytes += size
-    }
-    if (chunk.length > 0) chunks.push(chunk)
-    return chunks
   }
 
   /** Sends waiting calls while the connection is up and slots are free. */
