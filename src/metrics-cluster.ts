@@ -13,7 +13,7 @@ import type { MetricsText } from './metrics.js'
  * One metric as `Registry.getMetricsAsJSON()` gives it and `AggregatorRegistry.aggregate`
  * takes it (prom-client's typings say `type` is an enum: it is the text, 'counter').
  */
-interface MetricJson {
+export interface MetricJson {
   readonly name: string
   readonly help: string
   readonly type: string
@@ -98,7 +98,7 @@ export function clusterScraper(
   const workers = new WorkerMetrics(answerTimeoutMs)
   return async () => {
     const [{ metrics, missing }, primary] = await Promise.all([workers.collect(), own.metrics()])
-    const summed = AggregatorRegistry.aggregate(metrics)
+    const summed = await sumMetrics(metrics)
     new Gauge({
       name: 'snapper_metrics_workers_missing',
       help: 'Workers that did not answer this scrape in time (stuck or exiting): their previous answer stands in, if any.',
@@ -110,6 +110,29 @@ export function clusterScraper(
       body: body.endsWith('\n') ? body + primary : `${body}\n${primary}`,
     }
   }
+}
+
+/**
+ * The answers summed by prom-client's per-metric aggregators, counters and
+ * histograms rounded to 1e-9. A sum of floats depends on the order of its
+ * terms, which changes as workers come and go (the retired sums, a new
+ * worker's answer): unrounded, a counter could go from 0.004220000000000001
+ * to 0.00422, and Prometheus takes any drop for a reset. Rounding keeps
+ * every order between sums that differ by more than the noise.
+ */
+export async function sumMetrics(answers: readonly (readonly MetricJson[])[]): Promise<Registry> {
+  const summed = (await AggregatorRegistry.aggregate(
+    answers as MetricJson[][],
+  ).getMetricsAsJSON()) as unknown as MetricJson[]
+  const rounded = summed.map(metric =>
+    isMonotonic(metric)
+      ? {
+          ...metric,
+          values: metric.values.map(sample => ({ ...sample, value: Math.round(sample.value * 1e9) / 1e9 })),
+        }
+      : metric,
+  )
+  return AggregatorRegistry.aggregate([rounded]) // one answer: each aggregator gives its values back
 }
 
 /** A worker's latest answer, and the request it answered. */

@@ -9,12 +9,34 @@ import Producer from 'snapper-producer'
 import { Tokens } from '../../src/auth/token.js'
 import { checkPorts } from '../../src/cli/primary.js'
 import { ConfigError } from '../../src/config/load.js'
+import { sumMetrics, type MetricJson } from '../../src/metrics-cluster.js'
 import { newUserId } from '../helpers/broker.js'
 import { isAlive, startCliOn, type RunningCli, type Teardowns } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { call, sample, SECRET, TOKENS } from './harness.js'
 import { eventually, eventWithin, pause, within } from '../helpers/eventually.js'
+
+test('sums do not depend on the order of their terms: a counter summed in another order never drops by float noise', async t => {
+  const answer = (value: number): MetricJson[] => [
+    {
+      name: 'cpu_seconds_total',
+      help: 'cpu',
+      type: 'counter',
+      aggregator: 'sum',
+      values: [{ value, labels: {} }],
+    },
+  ]
+  // 0.1 + 0.2 + 0.3 is 0.6000000000000001 in floats, 0.3 + 0.2 + 0.1 is 0.6.
+  const texts = await Promise.all(
+    [
+      [0.1, 0.2, 0.3],
+      [0.3, 0.2, 0.1],
+    ].map(async order => (await sumMetrics(order.map(answer))).metrics()),
+  )
+  t.is(sample(texts[0]!, 'cpu_seconds_total'), 0.6)
+  t.is(sample(texts[1]!, 'cpu_seconds_total'), 0.6)
+})
 
 let server: RedisServer
 test.before(async () => {
