@@ -6,6 +6,7 @@ import { Tokens } from '../../src/auth/token.js'
 import { TEST_SECRET } from '../helpers/broker.js'
 import { CLI, startCli, type RunningCli } from '../helpers/cli.js'
 import { startRedis } from '../helpers/redis.js'
+import { eventually } from '../helpers/eventually.js'
 
 const connectTo = (host: string, port: number): Promise<void> =>
   new Promise((resolve, reject) => {
@@ -39,13 +40,18 @@ async function startOnOwnRedis(
   return startCli(t, { ...options, env })
 }
 
-/** The CLI's JSON log lines that contain `text`, parsed. */
-const logLines = (cli: RunningCli, text: string): Record<string, unknown>[] =>
-  cli
+/**
+ * The CLI's JSON log lines that contain `text`, parsed, once there is one:
+ * when the CLI's ports answer, a line may still be on its way through the pipe.
+ */
+async function logLines(cli: RunningCli, text: string): Promise<Record<string, unknown>[]> {
+  await eventually(() => cli.output().includes(text), { what: `a log line with ${text}` })
+  return cli
     .output()
     .split('\n')
     .filter(line => line.includes(text))
     .map(line => JSON.parse(line) as Record<string, unknown>)
+}
 
 test('snapper token --user prints a consumer token the broker accepts', t => {
   const result = run(['token', '--user', '55a07f2dee06c78e1357b0ad', '--source', 'ios'])
@@ -109,7 +115,7 @@ test('a token or webhook secret shorter than 32 bytes: a warning at start', asyn
       SNAPPER_ESCALATION_WEBHOOK_SECRET: 'tiny',
     },
   })
-  const warnings = logLines(cli, 'secret shorter than 32 bytes')
+  const warnings = await logLines(cli, 'secret shorter than 32 bytes')
   t.like(warnings, [
     { level: 40, key: 'tokenSecrets', short: 1, minBytes: 32 },
     { level: 40, key: 'escalationWebhookSecret', short: 1, minBytes: 32 },
@@ -123,6 +129,8 @@ test('a token or webhook secret shorter than 32 bytes: a warning at start', asyn
 
 test("the primary's worker lines name the worker's pid as workerPid, not a second pid", async t => {
   const cli = await startOnOwnRedis(t, { workers: 1, env: { SNAPPER_LOG_LEVEL: 'info' } })
+  // The CLI is up once its ports answer; the primary's line may still be on its way through the pipe.
+  await eventually(() => cli.output().includes('"worker ready"'), { what: 'the "worker ready" line' })
   const ready = cli
     .output()
     .split('\n')
@@ -138,11 +146,11 @@ test('the start lines carry the version; SIGTERM ends with "broker stopped" and 
   const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
     version: string
   }
-  t.like(logLines(cli, '"node started"'), [{ level: 30, version, worker: 0 }])
-  t.like(logLines(cli, '"broker started"'), [{ level: 30, version, workers: 1 }])
+  t.like(await logLines(cli, '"node started"'), [{ level: 30, version, worker: 0 }])
+  t.like(await logLines(cli, '"broker started"'), [{ level: 30, version, workers: 1 }])
   cli.signal('SIGTERM')
   t.is(await cli.exited, 0)
-  const [stopped] = logLines(cli, '"broker stopped"')
+  const [stopped] = await logLines(cli, '"broker stopped"')
   t.like(stopped, { level: 30, pid: cli.child.pid })
   t.is(typeof stopped?.drainMs, 'number')
 })
@@ -156,7 +164,7 @@ test('an unknown SNAPPER_* variable: a warning naming the closest option, at sta
   )
   t.regex(printed.stdout, /server 127\.0\.0\.1:7701 /)
   const cli = await startOnOwnRedis(t, { workers: 0, env: { SNAPPER_TRUSTED_PROXY: '10.0.0.1' } })
-  const [warning] = logLines(cli, 'unknown SNAPPER_* environment variable')
+  const [warning] = await logLines(cli, 'unknown SNAPPER_* environment variable')
   t.like(warning, {
     level: 40,
     variable: 'SNAPPER_TRUSTED_PROXY',
