@@ -36,7 +36,7 @@ interface SampleJson {
  *   primary → worker   request {id}
  *   worker  → primary  answer {id}       its metrics, or `error`: a collect threw
  */
-type MetricsMessage =
+export type MetricsMessage =
   | { readonly type: 'metrics:answering' }
   | { readonly type: 'metrics:request'; readonly id: number }
   | {

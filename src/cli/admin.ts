@@ -8,6 +8,7 @@ import type { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import { createAdminCounters, registerAdminMetrics, type MetricsText, type Registry } from '../metrics.js'
+import { PACKAGE } from '../package.js'
 import type { RedisClients } from '../redis/connect.js'
 
 /** The dashboard's charts: a point a second for the last 15 minutes. */
@@ -74,7 +75,7 @@ export async function startAdmin(options: {
       resolve(typeof address === 'object' && address !== null ? address.port : options.port)
     })
   })
-  logger.info({ port, demo: config.demo }, 'admin app started')
+  logger.info({ version: PACKAGE.version, port, demo: config.demo }, 'admin app started')
 
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {

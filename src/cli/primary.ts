@@ -4,7 +4,7 @@ import type { Config } from '../config/defaults.js'
 import { ConfigError } from '../config/env.js'
 import type { Logger } from '../log.js'
 import { PACKAGE } from '../package.js'
-import { clusterScraper } from '../metrics-cluster.js'
+import { clusterScraper, type MetricsMessage } from '../metrics-cluster.js'
 import { Registry, registerPrimaryMetrics, registerProcessMetrics } from '../metrics.js'
 import type { RedisClients } from '../redis/connect.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
@@ -205,7 +205,8 @@ export class Primary {
       )
     })
     return new Promise((resolve, reject) => {
-      worker.on('message', (message: WorkerMessage) => {
+      // The metrics messages on the same channel are the scraper's (metrics-cluster.ts).
+      worker.on('message', (message: WorkerMessage | MetricsMessage) => {
         if (message.type === 'failed') {
           reject(new Error(`worker ${index} could not start: ${message.reason}`))
           return

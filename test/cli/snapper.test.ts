@@ -146,6 +146,7 @@ test('the start lines carry the version; SIGTERM ends with "broker stopped" and 
   const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
     version: string
   }
+  t.like(await logLines(cli, '"admin app started"'), [{ level: 30, version }])
   t.like(await logLines(cli, '"node started"'), [{ level: 30, version, worker: 0 }])
   t.like(await logLines(cli, '"broker started"'), [{ level: 30, version, workers: 1 }])
   cli.signal('SIGTERM')
