@@ -1,4 +1,6 @@
+import { isIP } from 'node:net'
 import type { Config } from '../config/defaults.js'
+import { ConfigError } from '../config/parse.js'
 
 /**
  * The part of nginx.conf that follows this broker's configuration, for its
@@ -14,9 +16,11 @@ export function nginxConf(
   hosts: readonly string[] = ['127.0.0.1'],
 ): string {
   const count = Math.max(1, config.workers)
-  const servers = hosts.flatMap(host =>
-    Array.from({ length: count }, (_, i) => `    server ${host}:${config.gatewayPort + i} max_fails=0;`),
-  )
+  const servers = hosts
+    .map(upstreamHost)
+    .flatMap(host =>
+      Array.from({ length: count }, (_, i) => `    server ${host}:${config.gatewayPort + i} max_fails=0;`),
+    )
   return [
     `client_max_body_size ${config.maxPayloadBytes};`,
     '',
@@ -26,4 +30,17 @@ export function nginxConf(
     '    keepalive 64;',
     '}',
   ].join('\n')
+}
+
+/**
+ * A host as nginx's `server` directive takes it before `:port`: an IPv6
+ * address in brackets (given bare or bracketed), an IPv4 address or a name.
+ * Anything else (empty, a port, `;`, spaces) would print a config nginx
+ * refuses, or one that says something else: refused here instead.
+ */
+function upstreamHost(host: string): string {
+  const bare = /^\[(.*)\]$/.exec(host)?.[1] ?? host
+  if (isIP(bare) === 6) return `[${bare}]`
+  if (bare === host && /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) return host
+  throw new ConfigError(`--hosts: expected IP addresses or host names, got ${JSON.stringify(host)}`)
 }

@@ -198,6 +198,22 @@ test('snapper nginx-conf prints the body limit and an ip_hash upstream over the 
   ])
 })
 
+test('snapper nginx-conf brackets an IPv6 host and refuses a host nginx could not read', t => {
+  const ipv6 = run(['nginx-conf', '--workers', '1', '--hosts', '::1,[fd00::2],push-1.internal'])
+  t.is(ipv6.status, 0)
+  t.deepEqual(ipv6.stdout.match(/server \S+/g), [
+    'server [::1]:7701',
+    'server [fd00::2]:7701',
+    'server push-1.internal:7701',
+  ])
+  for (const hosts of ['10.0.0.1,', '10.0.0.1;evil', 'a b', '[10.0.0.1]', '10.0.0.1:7701']) {
+    const refused = run(['nginx-conf', '--hosts', hosts])
+    t.is(refused.status, 1, hosts)
+    t.regex(refused.stderr, /configuration error: --hosts: /, hosts)
+    t.is(refused.stdout, '', hosts)
+  }
+})
+
 test('the shipped nginx.conf holds what snapper nginx-conf prints for 2 workers and the defaults', t => {
   const shipped = readFileSync(new URL('../../../nginx.conf', import.meta.url), 'utf8')
   const printed = run(['nginx-conf', '--workers', '2'], { SNAPPER_TOKEN_SECRETS: '' }).stdout.trimEnd()
