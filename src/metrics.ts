@@ -41,6 +41,7 @@ export interface NodeSources {
     readonly stats: {
       readonly connections: number
       readonly unauthenticated: number
+      readonly ignored: number
       readonly errors: Readonly<Record<string, number | undefined>>
     }
   }
@@ -341,6 +342,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'Errors answered to producers, by code.',
     'code',
     () => producer?.stats.errors ?? {},
+  )
+  counterOf(
+    registry,
+    'snapper_producer_notifications_ignored_total',
+    'Producer notifications ignored, unanswered: an unknown method, a publish without params, a late auth.',
+    () => producer?.stats.ignored ?? 0,
   )
 }
 

@@ -3,6 +3,8 @@
  * with an admin port): real node, gateway, producer listener, admin app.
  */
 import test, { type ExecutionContext } from 'ava'
+import { connect } from 'node:net'
+import { once } from 'node:events'
 import Producer from 'snapper-producer'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
@@ -83,6 +85,27 @@ test('metrics: Prometheus text with every snapper_* family and the process metri
   t.regex(answer.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
   for (const name of NAMES) t.true(answer.text.includes(`# TYPE ${name} `), name)
   t.is(sample(answer.text, 'snapper_nodes'), 1)
+})
+
+test('producer notifications that are ignored (unknown method, publish without params) are counted', async t => {
+  const { running, base } = await startOne(t)
+  const socket = connect(running.ports.producer, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  let received = ''
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()))
+  const frame = (payload: object): string => {
+    const text = JSON.stringify({ jsonrpc: '2.0', ...payload })
+    return `$${Buffer.byteLength(text)}\r\n${text}\r\n`
+  }
+  socket.write(
+    frame({ id: 'a', method: 'auth', params: [TOKENS.producer] }) +
+      frame({ method: 'nope', params: [1] }) +
+      frame({ method: 'publish' }) +
+      frame({ id: 'e', method: 'echo', params: ['after'] }),
+  )
+  await eventually(() => received.includes('"id":"e"'), { what: 'the echo after the notifications' })
+  t.is(sample((await call(`${base}/metrics`)).text, 'snapper_producer_notifications_ignored_total'), 2)
 })
 
 test('metrics move: HTTP and TCP publishes, deliveries, batches, ack latency, connections', async t => {
