@@ -90,7 +90,10 @@ export function createGateway(deps: {
   )
 
   const serveStats = (res: HttpResponse, req: HttpRequest): void => {
-    const verified = tokens.verifyOperator(new URLSearchParams(req.getQuery()).get('token'))
+    // ?token= as the original read it, or a Bearer header as the admin /stats takes it (no token in logs).
+    const query = new URLSearchParams(req.getQuery()).get('token')
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.getHeader('authorization'))?.[1]
+    const verified = tokens.verifyOperator(query || bearer)
     if (!verified.ok) {
       // 400 for a token of another role, 401 for a bad or missing one, as the original answered.
       const { body } = httpError(refusalCode(verified), verified.reason)

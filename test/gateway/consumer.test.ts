@@ -168,6 +168,17 @@ test("/stats total.rooms counts distinct rooms joined, each consumer's own room 
   t.like(body.stats.total, { rooms: 3, consumers: 3 }, "alice's room, bob's room, crowd")
 })
 
+test('gateway /stats takes the operator token as Authorization: Bearer too, as the admin /stats does', async t => {
+  const broker = await startBroker(t, server.url)
+  const url = `http://127.0.0.1:${broker.ports.gateway}/stats`
+  const bearer = await fetch(url, { headers: { authorization: `Bearer ${tokens.signOperator()}` } })
+  t.is(bearer.status, 200)
+  t.like(await bearer.json(), { server: 'snapper' })
+  const producerToken = await fetch(url, { headers: { authorization: `Bearer ${tokens.sign({ id: 'p' })}` } })
+  t.is(producerToken.status, 400, 'a valid token of another role: 400, as with ?token=')
+  t.is((await fetch(url)).status, 401)
+})
+
 test("a snapper.ws cookie naming another user's consumer is ignored: that consumer keeps its life", async t => {
   const broker = await startBroker(t, server.url)
   const base = `http://127.0.0.1:${broker.ports.gateway}/websocket/?EIO=3&transport=polling`
