@@ -216,8 +216,12 @@ function signToken(
   const tokens = tokensOf(config)
   if (values.name === 'snapper') return tokens.signOperator(expiresIn)
   if (values.name !== undefined) return tokens.sign({ name: values.name }, expiresIn)
-  if (values.user === undefined || !/^[a-f0-9]{24}$/.test(values.user))
+  if (values.user === undefined)
     throw new ConfigError('token: --user <24 lowercase hex digits> or --name <name> is required')
+  if (!/^[a-f0-9]{24}$/.test(values.user))
+    throw new ConfigError(
+      `token: --user: expected 24 lowercase hex digits, got ${JSON.stringify(values.user)}`,
+    )
   return tokens.sign(
     values.source ? { userId: values.user, source: values.source } : { userId: values.user },
     expiresIn,

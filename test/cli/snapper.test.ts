@@ -78,7 +78,10 @@ test('snapper token refuses clearly without a secret or a valid user id', t => {
   t.regex(noSecret.stderr, /no token secret configured: set SNAPPER_TOKEN_SECRETS/)
   const badUser = run(['token', '--user', 'bob'])
   t.is(badUser.status, 1)
-  t.regex(badUser.stderr, /--user <24 lowercase hex digits>/)
+  t.regex(badUser.stderr, /--user: expected 24 lowercase hex digits, got "bob"/)
+  const noUser = run(['token', '--source', 'web'])
+  t.is(noUser.status, 1)
+  t.regex(noUser.stderr, /--user <24 lowercase hex digits> or --name <name> is required/)
 })
 
 test('snapper start without a token secret refuses to start and says what to set', t => {
