@@ -31,7 +31,7 @@ export interface NodeSources {
   /** Gateway counters (handshakes, refused...). */
   readonly gateway?: { readonly handshakes: number; readonly refused: number; readonly invalid: number }
   /** The gateway's Engine.IO server. */
-  readonly engine?: { readonly handshakesRateLimited: number }
+  readonly engine?: { readonly handshakesRateLimited: number; readonly inputLimited: number }
   /** The node's escalator, when a webhook is configured. */
   readonly escalations?: EscalationCounters
   /** The node's Redis watchdog: whether Redis answers its PINGs. */
@@ -288,6 +288,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_consumer_handshakes_rate_limited_total',
     'Consumer handshakes refused with 429: their address was over maxHandshakesPerAddressPerSec.',
     () => engine?.handshakesRateLimited ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_input_limited_total',
+    'Consumer sessions closed for sending more than consumerMaxInputBytesPerSec.',
+    () => engine?.inputLimited ?? 0,
   )
   counterOf(
     registry,

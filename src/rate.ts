@@ -31,3 +31,30 @@ export class RatePerSecond {
     return count <= this.#maxPerSec
   }
 }
+
+/**
+ * A token bucket: `perSec` units a second on average, at most `burst` at
+ * once (it starts full). Used for the bytes one consumer session may send.
+ */
+export class TokenBucket {
+  readonly #perMs: number
+  readonly #burst: number
+  #tokens: number
+  #refilledAtMs: number
+
+  constructor(perSec: number, burst: number, nowMs = performance.now()) {
+    this.#perMs = perSec / 1000
+    this.#burst = burst
+    this.#tokens = burst
+    this.#refilledAtMs = nowMs
+  }
+
+  /** Takes `units` if the bucket holds them; false (and takes nothing) if not. */
+  take(units: number, nowMs = performance.now()): boolean {
+    this.#tokens = Math.min(this.#burst, this.#tokens + (nowMs - this.#refilledAtMs) * this.#perMs)
+    this.#refilledAtMs = nowMs
+    if (units > this.#tokens) return false
+    this.#tokens -= units
+    return true
+  }
+}

@@ -164,6 +164,8 @@ export interface Config {
   readonly logReadMaxBytes: number
   /** Bytes buffered towards one consumer before it is closed as too slow. @default 1048576 */
   readonly consumerMaxBackpressureBytes: number
+  /** Bytes one consumer session may send (websocket messages, POST bodies) a second on average, maxPayloadBytes at once; past it the session is closed. 0: no limit. @default 262144 */
+  readonly consumerMaxInputBytesPerSec: number
   /** Time a consumer has to acknowledge a batch before its session is closed, in ms. @default 60000 */
   readonly ackTimeoutMs: number
   /**
@@ -273,6 +275,7 @@ export const defaults: Config = {
   recentMaxBytes: 64 << 20,
   logReadMaxBytes: 1 << 20,
   consumerMaxBackpressureBytes: 1 << 20,
+  consumerMaxInputBytesPerSec: 256 * 1024,
   ackTimeoutMs: 60_000,
   consumerRetryAfterMs: 5000,
   wsCompression: false,

@@ -272,6 +272,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'bytes buffered towards one consumer before it is closed as too slow',
   },
+  consumerMaxInputBytesPerSec: {
+    env: 'SNAPPER_CONSUMER_MAX_INPUT_BYTES_PER_SEC',
+    parse: integer(0, 2 ** 31 - 1),
+    doc: 'bytes one consumer session may send a second on average (acks, requests: websocket messages and POST bodies), `maxPayloadBytes` at once; past it the session is closed. 0: no limit',
+  },
   ackTimeoutMs: {
     env: 'SNAPPER_ACK_TIMEOUT_MS',
     parse: toMs,

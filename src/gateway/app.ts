@@ -22,6 +22,7 @@ export type GatewayConfig = Pick<
   | 'maxQueryBytes'
   | 'maxSessions'
   | 'consumerMaxBackpressureBytes'
+  | 'consumerMaxInputBytesPerSec'
   | 'corsOrigins'
   | 'maxHandshakesPerAddressPerSec'
   | 'trustedProxies'
@@ -72,6 +73,7 @@ export function createGateway(deps: {
       maxQueryBytes: config.maxQueryBytes,
       maxSessions: config.maxSessions,
       maxBackpressureBytes: config.consumerMaxBackpressureBytes,
+      maxInputBytesPerSec: config.consumerMaxInputBytesPerSec,
       cookieName: 'snapper.ws',
       corsOrigins: config.corsOrigins,
       retryAfterMs: config.consumerRetryAfterMs,

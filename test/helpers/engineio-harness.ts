@@ -25,6 +25,7 @@ export const defaultOptions: EngineOptions = {
   maxQueryBytes: defaults.maxQueryBytes,
   maxSessions: defaults.maxSessions,
   maxBackpressureBytes: defaults.consumerMaxBackpressureBytes,
+  maxInputBytesPerSec: defaults.consumerMaxInputBytesPerSec,
   cookieName: 'snapper.ws',
   corsOrigins: defaults.corsOrigins,
   maxHandshakesPerAddressPerSec: defaults.maxHandshakesPerAddressPerSec,

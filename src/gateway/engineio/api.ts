@@ -19,6 +19,12 @@ export interface EngineOptions {
   readonly maxSessions: number
   /** Bytes queued towards one session (websocket send buffer, or polling queue) before it is closed. @default 1048576 */
   readonly maxBackpressureBytes: number
+  /**
+   * Bytes one session may send (websocket messages, POST bodies) on average per
+   * second, maxPayloadBytes at once; past it the session is closed, its input
+   * unread ('too much input'). 0: no limit. @default 0
+   */
+  readonly maxInputBytesPerSec?: number
   /** Name of the cookie carrying the sid on the polling handshake; null sends none. @default 'snapper.ws' */
   readonly cookieName: string | null
   /** Origins allowed to open sessions; empty allows any. @default [] */
@@ -136,6 +142,8 @@ export interface Engine<T> {
   readonly lingering: number
   /** Handshakes refused since start because their address was over maxHandshakesPerAddressPerSec. */
   readonly handshakesRateLimited: number
+  /** Sessions closed since start for sending more than maxInputBytesPerSec. */
+  readonly inputLimited: number
   /** Closes every session (reason 'server shutdown') and refuses new handshakes with 503. */
   close(): void
 }

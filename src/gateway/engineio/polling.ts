@@ -15,7 +15,7 @@ import {
   encodeBinaryPayload,
   encodeTextPayload,
 } from './packet.js'
-import type { Ending, Transport, TransportOwner } from './transport.js'
+import { type Ending, TOO_MUCH_INPUT, type Transport, type TransportOwner } from './transport.js'
 
 export interface PollingSettings {
   readonly revision: Revision
@@ -240,6 +240,11 @@ export class PollingTransport implements Transport {
       if (!isLast) return
       isDone = true
       this.#isPosting = false
+      if (!this.#owner.admitsInput(size)) {
+        writeEmpty(res, 429, cors, origin, true)
+        this.#owner.fail(this, TOO_MUCH_INPUT)
+        return
+      }
       this.#deliver(Buffer.concat(chunks, size), isBinary)
       res.cork(() => {
         res.writeStatus(statusLine(200))

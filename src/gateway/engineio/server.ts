@@ -19,7 +19,7 @@ import {
 import type { Revision } from './packet.js'
 import { PollingTransport } from './polling.js'
 import { EngineSession, type SessionHost } from './session.js'
-import type { TransportOwner } from './transport.js'
+import { TOO_MUCH_INPUT, type TransportOwner } from './transport.js'
 import { loadUws } from './uws.js'
 import { WebSocketTransport } from './websocket.js'
 
@@ -94,6 +94,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
   readonly #lingering = new Map<string, EngineSession<T>>()
   readonly #admission: Admission<T>
   #isClosed = false
+  #inputLimited = 0
 
   constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
     this.options = options
@@ -156,6 +157,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
 
   get handshakesRateLimited(): number {
     return this.#admission.rateLimited
+  }
+
+  get inputLimited(): number {
+    return this.#inputLimited
   }
 
   close(): void {
@@ -421,6 +426,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
   }
 
   ended(session: EngineSession<T>, reason: string, lingers: boolean, isReplaced: boolean): void {
+    if (reason === TOO_MUCH_INPUT) this.#inputLimited++
     if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id)
     if (lingers) {
       const previous = this.#lingering.get(session.id)

@@ -1,5 +1,6 @@
 import { guard } from '../../guard.js'
 import type { Logger } from '../../log.js'
+import { TokenBucket } from '../../rate.js'
 import type { EngineOptions, Session } from './api.js'
 import { type Heartbeat, startHeartbeat } from './heartbeat.js'
 import {
@@ -54,6 +55,8 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
   #probe: WebSocketTransport | undefined
   #upgradeTimer: NodeJS.Timeout | undefined
   #nudgeTimer: NodeJS.Timeout | undefined
+  /** What the client may still send (maxInputBytesPerSec); undefined: no limit. */
+  readonly #input: TokenBucket | undefined
   #isOpen = true
 
   constructor(
@@ -67,8 +70,12 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
     this.id = id
     this.protocol = protocol
     this.data = data
-    this.#transport = createTransport(this)
     const { options } = host
+    const inputPerSec = options.maxInputBytesPerSec ?? 0
+    // One message of the largest size fits at once, whatever the rate.
+    if (inputPerSec > 0)
+      this.#input = new TokenBucket(inputPerSec, Math.max(inputPerSec, options.maxPayloadBytes))
+    this.#transport = createTransport(this)
     this.#transport.write(
       OPEN +
         JSON.stringify({
@@ -146,6 +153,10 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
     )
     this.#upgradeTimer = setTimeout(dropProbe, this.#host.options.upgradeTimeoutMs)
     return true
+  }
+
+  admitsInput(bytes: number): boolean {
+    return this.#input?.take(bytes) ?? true
   }
 
   receive(packet: Packet, from: Transport): void {

@@ -30,6 +30,11 @@ export interface Transport {
 export interface TransportOwner {
   /** One packet from the client, in order. */
   receive(packet: Packet, from: Transport): void
+  /**
+   * Counts `bytes` the client sent, before they are decoded: false if they are
+   * past its input budget, and the transport must close with TOO_MUCH_INPUT.
+   */
+  admitsInput(bytes: number): boolean
   /** The client broke the protocol or a bound; `reason` is the close reason. */
   fail(from: Transport, reason: string): void
   /** The connection went away (websocket closed, pending GET aborted). */
@@ -37,3 +42,6 @@ export interface TransportOwner {
   /** A lingering polling transport handed over its close packet, or gave up waiting. */
   lingered(from: Transport): void
 }
+
+/** The close reason of a session that sent past maxInputBytesPerSec. */
+export const TOO_MUCH_INPUT = 'too much input'

@@ -8,7 +8,7 @@ import {
   decodeTextPacket,
   encodeBinaryFrame,
 } from './packet.js'
-import type { Transport, TransportOwner } from './transport.js'
+import { TOO_MUCH_INPUT, type Transport, type TransportOwner } from './transport.js'
 
 export interface WebSocketSettings {
   readonly revision: Revision
@@ -23,6 +23,8 @@ export interface WebSocketSettings {
 const DROPPED = 2
 /** WebSocket close code "message too big". */
 const MESSAGE_TOO_BIG = 1009
+/** WebSocket close code "policy violation": past the session's input budget. */
+const POLICY_VIOLATION = 1008
 /** WebSocket close code "internal error". */
 const INTERNAL_ERROR = 1011
 
@@ -99,6 +101,10 @@ export class WebSocketTransport implements Transport {
     if (owner === undefined || this.#ws === undefined) return
     if (data.byteLength > this.#settings.maxPayloadBytes) {
       this.#close('transport error', false, MESSAGE_TOO_BIG)
+      return
+    }
+    if (!owner.admitsInput(data.byteLength)) {
+      this.#close(TOO_MUCH_INPUT, false, POLICY_VIOLATION)
       return
     }
     const { revision } = this.#settings
