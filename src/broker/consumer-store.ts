@@ -15,7 +15,7 @@ type ConnectReply = Awaited<ReturnType<ScriptCommands['consumerConnect']>>
 
 /** Rooms per progress_write call: a flush of many rooms must not stall Redis for long. */
 const FLUSH_ROOMS_PER_CALL = 1000
-/** Consumers per consumer_touch call (4 commands each inside), for the same reason. */
+/** Consumers per consumer_touch call (5 commands each inside), for the same reason. */
 const TOUCH_CONSUMERS_PER_CALL = 500
 
 export type StoreConfig = Pick<Config, 'consumerTtlSec' | 'replacedConsumerTtlSec' | 'cursorFlushMs'>
@@ -82,7 +82,7 @@ export class ConsumerStore {
       this.#context.every(cursorFlushMs, () => this.flushCursors(), 'cursor flush failed'),
       this.#context.every(
         Math.max(1000, (Math.min(consumerTtlSec, replacedConsumerTtlSec) * 1000) / 3),
-        () => this.#keepAlive(),
+        () => this.keepAlive(),
         'consumer ttl refresh failed',
       ),
     )
@@ -308,24 +308,26 @@ export class ConsumerStore {
   /**
    * Live consumers' rooms, node key and presence must not expire while they
    * are connected: one consumer_touch-3n.lua call per slot (a user's keys
-   * share one) for up to TOUCH_CONSUMERS_PER_CALL consumers.
+   * share one) for up to TOUCH_CONSUMERS_PER_CALL consumers. Also run at
+   * once when the node finds it was taken for dead (BrokerNode's liveness).
    */
-  async #keepAlive(): Promise<void> {
+  async keepAlive(): Promise<void> {
     const { keys, redis } = this.#core
     const consumers = [...this.#live()].map(outbox => {
       const { rooms, node } = keys.consumer(outbox.consumerId)
-      return [rooms, node, keys.presence(outbox.userId)] as const
+      return { keys: [rooms, node, keys.presence(outbox.userId)] as const, consumerId: outbox.consumerId }
     })
     const writes: Promise<unknown>[] = []
-    for (const group of groupBySlot(consumers, ([rooms]) => rooms, redis.isCluster)) {
+    for (const group of groupBySlot(consumers, consumer => consumer.keys[0], redis.isCluster)) {
       for (let start = 0; start < group.length; start += TOUCH_CONSUMERS_PER_CALL) {
         const chunk = group.slice(start, start + TOUCH_CONSUMERS_PER_CALL)
         writes.push(
           redis.commands.consumerTouch(
             3 * chunk.length,
-            ...chunk.flat(),
+            ...chunk.flatMap(consumer => consumer.keys),
             this.nodeId,
             this.#config.consumerTtlSec,
+            ...chunk.map(consumer => consumer.consumerId),
           ),
         )
       }

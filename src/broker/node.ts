@@ -151,7 +151,11 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#timers.push(
       this.#context.every(
         Math.max(100, Math.floor(nodeTtlMs / 3)),
-        () => presence.touchNode(this.id, nodeTtlMs),
+        async () => {
+          // Taken for dead meanwhile (cut off from Redis, or Redis stalled, past nodeTtlMs): a
+          // `consumers` then may have dropped the presence of the sessions that lived on here.
+          if (!(await presence.touchNode(this.id, nodeTtlMs))) await this.#store.keepAlive()
+        },
         'node liveness refresh failed',
       ),
       this.#context.every(statsFlushMs, () => this.flushStats(), 'stats flush failed'),

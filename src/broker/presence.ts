@@ -48,9 +48,9 @@ export class Presence {
     return entries.map(([consumerId, nodeId]) => ({ consumerId, nodeId, isAlive: alive.has(nodeId) }))
   }
 
-  /** Marks this node alive for ttlMs; call it every ttlMs / 3. */
-  touchNode(nodeId: string, ttlMs: number): Promise<unknown> {
-    return this.#redis.set(this.#keys.nodeAlive(nodeId), '1', 'PX', ttlMs)
+  /** Marks this node alive for ttlMs; call it every ttlMs / 3. False if it was not alive until now (its key had gone). */
+  async touchNode(nodeId: string, ttlMs: number): Promise<boolean> {
+    return (await this.#redis.set(this.#keys.nodeAlive(nodeId), '1', 'PX', ttlMs, 'GET')) !== null
   }
 
   async isNodeAlive(nodeId: string): Promise<boolean> {

@@ -67,8 +67,8 @@ export interface ScriptCommands {
   >
   /**
    * consumer_touch-3n.lua: `numberOfKeys` (3 per consumer), per consumer its
-   * rooms, node and presence keys; then nodeId and ttlSec. Resolves with how
-   * many node keys name another node.
+   * rooms, node and presence keys; then nodeId, ttlSec and the consumers'
+   * ids. Resolves with how many node keys name another node.
    */
   consumerTouch(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number>
   cursorCommit(

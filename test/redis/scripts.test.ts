@@ -534,7 +534,7 @@ test('consumer_connect takes the session, joins the own room at its head, counts
   )
 })
 
-test('consumer_touch keeps the keys of the consumers a node holds, and names it again where its key expired', async t => {
+test('consumer_touch keeps the keys of the consumers a node holds, and names it again where its key or presence entry went', async t => {
   const held = consumerOf('00000000000000000000000a')
   const expired = consumerOf('00000000000000000000000b')
   const taken = consumerOf('00000000000000000000000c')
@@ -545,16 +545,27 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
   }
   await redis.set(held.node, 'node-1', 'EX', 5)
   await redis.set(taken.node, 'node-2', 'EX', 5)
+  await redis.hdel(expired.presence, expired.consumerId) // dropped while node-1 looked dead
+  await redis.hset(taken.presence, taken.consumerId, 'node-2')
   const keysOf = (c: typeof held): string[] => [c.rooms, c.node, c.presence]
+  const consumers = [held, expired, taken]
   t.is(
-    await redis.consumerTouch(9, ...[held, expired, taken].flatMap(keysOf), 'node-1', 600),
+    await redis.consumerTouch(
+      9,
+      ...consumers.flatMap(keysOf),
+      'node-1',
+      600,
+      ...consumers.map(c => c.consumerId),
+    ),
     1,
     'one node key names another node',
   )
   for (const c of [held, expired]) {
     t.is(await redis.get(c.node), 'node-1', 'named again where it had expired')
+    t.is(await redis.hget(c.presence, c.consumerId), 'node-1', 'present again where its entry went')
     for (const key of keysOf(c)) t.true((await redis.ttl(key)) > 500, key)
   }
+  t.is(await redis.hget(taken.presence, taken.consumerId), 'node-2', "the other node's entry left alone")
   t.is(await redis.get(taken.node), 'node-2', 'another node took that session: left alone')
   t.true((await redis.ttl(taken.node)) <= 5)
   t.true((await redis.ttl(taken.rooms)) > 500, 'its rooms live on (the other node refreshes them too)')
