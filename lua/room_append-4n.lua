@@ -18,8 +18,9 @@
 -- not due is not done.
 --
 -- The head hash: s last seq, t its ms, b bytes of the messages in the log, o ms of the oldest
--- entry (or a bound below it), x ms when log and head expire, w:<writer>. A head written by an
--- older version lacks o or x: the age is then looked at, or the expiry set, once.
+-- entry (or a bound below it), x ms when log and head expire, i ms of seq 1 (when this incarnation
+-- of the log began), w:<writer>. A head written by an older version lacks o or x: the age is then
+-- looked at, or the expiry set, once; one without i says nothing of its incarnation (room_read).
 --
 -- Entry ids are <ms>-<seq>: seq is contiguous per room (gaps are detectable), ms lets the trim
 -- drop entries by age. ms never goes back, even if the clock does (a failover to a replica with
@@ -183,6 +184,10 @@ local function append(part)
     end
   end
   local fields = {'s', seqText, 't', stamp, 'b', bytes}
+  if first == 1 then -- a new incarnation of the log (no head: it expired, or never was)
+    fields[#fields + 1] = 'i'
+    fields[#fields + 1] = stamp
+  end
   if oldestMoved then
     fields[#fields + 1] = 'o'
     fields[#fields + 1] = string.format('%.0f', oldest)

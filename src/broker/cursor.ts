@@ -26,5 +26,27 @@ export const isSame = (a: Cursor, b: Cursor): boolean => a.ms === b.ms && a.seq 
 /** a is after b. */
 export const isAfter = (a: Cursor, b: Cursor): boolean => a.ms > b.ms || (a.ms === b.ms && a.seq > b.seq)
 
-/** b is the message right after a in the same incarnation of the room log. */
-export const isNext = (a: Cursor, b: Cursor): boolean => b.seq === a.seq + 1 && b.ms >= a.ms
+/**
+ * b is the message right after a in the same incarnation of the room log.
+ * seq alone cannot say: a log that expired starts again at seq 1.
+ */
+export const isNext = (a: Cursor, b: Cursor & Incarnated): boolean =>
+  b.seq === a.seq + 1 && b.ms >= a.ms && !isOlderIncarnation(a, b)
+
+/**
+ * When the incarnation of a room log that a message belongs to began: the ms
+ * of its seq 1 (the head's field i), 0 when not known (a log written by an
+ * older version; a message announced to a node that did not hear its log
+ * begin).
+ */
+export interface Incarnated {
+  readonly since?: number
+}
+
+/**
+ * Cursor a is a message of an incarnation of the log before b's: its ms is
+ * earlier than b's incarnation began. Every message of an incarnation has an
+ * ms at or after its start, and a log starts again only after the ttl
+ * without messages. False when that start is not known, and for ORIGIN.
+ */
+export const isOlderIncarnation = (a: Cursor, b: Incarnated): boolean => a.seq > 0 && a.ms < (b.since ?? 0)

@@ -1,13 +1,19 @@
 import type { Batch } from './batch.js'
-import type { Cursor } from './cursor.js'
+import type { Cursor, Incarnated } from './cursor.js'
 
 /**
  * One message of one room, as a node holds it. Made once per announcement
  * (or log read) and shared by every local consumer of the room; its JSON form
  * is made once too.
  */
-export interface Entry extends Cursor {
+export interface Entry extends Cursor, Incarnated {
   readonly room: string
+  /**
+   * When its room log's incarnation began (Incarnated), 0: not known. Set by
+   * a log read, or by the announcement of seq 1; the recent window passes it
+   * on to the entries that follow one that has it.
+   */
+  since: number
   readonly message: string
   /** The message's UTF-8 bytes, counted once for the bounds in bytes (a consumer's queue, a room's recent messages). */
   readonly bytes: number
@@ -41,11 +47,13 @@ export function makeEntry(
   message: string,
   track: string | undefined,
   isAnnouncementEnd = false,
+  since = 0,
 ): Entry {
   return {
     room,
     ms,
     seq,
+    since,
     message,
     bytes: Buffer.byteLength(message),
     track,

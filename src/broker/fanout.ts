@@ -171,7 +171,11 @@ export class Fanout {
     const { ms, first, messages, track } = announcement
     const { room, members } = local
     const last = messages.length - 1
-    const entries = messages.map((message, i) => makeEntry(room, ms, first + i, message, track, i === last))
+    // Seq 1 begins an incarnation of the log: it began at this ms (the recent window passes it on).
+    const since = first === 1 ? ms : 0
+    const entries = messages.map((message, i) =>
+      makeEntry(room, ms, first + i, message, track, i === last, since),
+    )
     // Cut where a consumer's batch would be cut, so that in-step consumers share each batch.
     markChunkEnds(entries, this.#batchMax, this.#batchMaxBytes)
     const chunks: Entry[][] = []

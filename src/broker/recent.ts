@@ -35,6 +35,9 @@ const ENTRY_OVERHEAD_BYTES = 1536
  *   [head … end)   ◀── append(announced entries); a gap (lost announcement,
  *    ▲ trimmed         a new log incarnation) starts the window again
  *    └── after(cursor): the entries after it, if the cursor is in the window
+ *        or right before it (the last entry dropped, the anchor; else only
+ *        if the first's log incarnation is known: an older one's cursor can
+ *        have the seq right before it)
  *
  * An empty window may be anchored at the room's head, read once the node
  * hears the room: every message after it will be appended here, so a member
@@ -49,6 +52,13 @@ export class RecentMessages {
   #bytes = 0
   /** While the window is empty: the message every later append follows. */
   #anchor: Cursor | undefined
+  /**
+   * The message right before the window's first, where known: the anchor it
+   * started from, or the last entry dropped (ms -1: not known). Two numbers,
+   * not the entry: that would keep its texts alive.
+   */
+  #beforeMs = -1
+  #beforeSeq = 0
 
   constructor(maxMessages: number, maxBytes: number, budget: RecentBudget) {
     this.#maxMessages = maxMessages
@@ -68,11 +78,17 @@ export class RecentMessages {
     // Announced before the anchor was read, but heard after it: the window starts past them.
     if (anchor !== undefined) while (start < entries.length && !isAfter(entries[start]!, anchor)) start++
     if (start === entries.length) return
-    const last = anchor ?? (this.size > 0 ? this.#entries[this.#entries.length - 1] : undefined)
-    if (last !== undefined && !isNext(last, entries[start]!)) this.clear() // a gap: what came before is not followed by this
+    const newest = this.size > 0 ? this.#entries[this.#entries.length - 1] : undefined
+    const last = anchor ?? newest
+    if (last !== undefined && !isNext(last, entries[start]!))
+      this.clear() // a gap: what came before is not followed by this
+    else if (anchor !== undefined) this.#setBefore(anchor)
     this.#anchor = undefined
+    // What follows the window in order is of its log's incarnation: the start it knows goes on.
+    const since = this.size > 0 ? newest!.since : 0
     for (let i = start; i < entries.length; i++) {
       const entry = entries[i]!
+      if (entry.since === 0) entry.since = since
       const held = heldBytes(entry)
       this.#entries.push(entry)
       this.#bytes += held
@@ -102,7 +118,12 @@ export class RecentMessages {
     if (size === 0) return this.#anchor !== undefined && isSame(this.#anchor, cursor) ? [] : undefined
     const first = this.#entries[this.#head]!
     let from: number
-    if (isNext(cursor, first)) from = 0
+    // Right before the window: only if that is sure to be the same log, not an older incarnation of it.
+    const isBefore =
+      this.#beforeMs >= 0
+        ? cursor.ms === this.#beforeMs && cursor.seq === this.#beforeSeq
+        : isNext(cursor, first) && (first.since > 0 || cursor.seq === 0)
+    if (isBefore) from = 0
     else {
       const index = cursor.seq - first.seq
       const entry = index >= 0 && index < size ? this.#entries[this.#head + index] : undefined
@@ -124,14 +145,21 @@ export class RecentMessages {
   /** Forgets every entry (announcements may have been lost: the window could miss its newest). */
   clear(): void {
     this.#anchor = undefined
+    this.#beforeMs = -1
     this.#budget.bytes -= this.#bytes
     this.#entries = []
     this.#head = 0
     this.#bytes = 0
   }
 
+  #setBefore(cursor: Cursor): void {
+    this.#beforeMs = cursor.ms
+    this.#beforeSeq = cursor.seq
+  }
+
   #drop(): void {
     const entry = this.#entries[this.#head]!
+    this.#setBefore(entry)
     this.#entries[this.#head++] = undefined as unknown as Entry // let it go before compaction
     const held = heldBytes(entry)
     this.#bytes -= held

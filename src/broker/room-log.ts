@@ -374,18 +374,31 @@ export class RoomLog {
     count: number,
     maxBytes = this.#options.readMaxBytes,
   ): Promise<Entry[]> {
+    const { log, head } = this.#keys.room(room)
     const flat = await this.#redis.roomRead(
-      this.#keys.room(room).log,
+      log,
+      head,
       formatCursor(after),
       count,
       this.#options.ttlSec,
       maxBytes,
     )
     // Entries as the fan-out makes them, so that outboxes queue them as they are.
+    const since = flat[0]
     const entries: Entry[] = []
-    for (let i = 0; i + 3 < flat.length; i += 4) {
-      const { ms, seq } = parseCursor(flat[i]!)
-      entries.push(makeEntry(room, ms, seq, flat[i + 1]!, flat[i + 2] || undefined, flat[i + 3] === '1'))
+    for (let i = 1; i + 3 < flat.length; i += 4) {
+      const { ms, seq } = parseCursor(flat[i] as string)
+      entries.push(
+        makeEntry(
+          room,
+          ms,
+          seq,
+          flat[i + 1] as string,
+          (flat[i + 2] as string) || undefined,
+          flat[i + 3] === '1',
+          since,
+        ),
+      )
     }
     return entries
   }

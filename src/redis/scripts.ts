@@ -29,7 +29,15 @@ export interface ScriptCommands {
    * cursor pairs.
    */
   progressWrite(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number>
-  roomRead(log: string, cursor: string, count: number, ttlSec: number, maxBytes: number): Reply<string[]>
+  /** room_read-2.lua: since (a number), then 4 strings per message. */
+  roomRead(
+    log: string,
+    head: string,
+    cursor: string,
+    count: number,
+    ttlSec: number,
+    maxBytes: number,
+  ): Reply<[since: number, ...entries: string[]]>
   trackAck(track: string, consumerId: string, receipt: string, maxReceipts: number): Reply<-1 | 0 | 1>
   escalationSchedule(
     due: string,

@@ -8,6 +8,7 @@ import test, { type ExecutionContext } from 'ava'
 import { pino } from 'pino'
 import { makeBatch, type Batch } from '../../src/broker/batch.js'
 import { ORIGIN } from '../../src/broker/cursor.js'
+import { missedBetween } from '../../src/broker/outbox.js'
 import { batchMessages, FakeHost, FakeSink, settle } from '../helpers/outbox-host.js'
 import { eventually } from '../helpers/eventually.js'
 
@@ -373,4 +374,17 @@ test('no gap notice for a log that starts where the consumer stands, nor for a r
   await settle()
   t.deepEqual(expired.sink!.messages, range(3))
   t.deepEqual([outbox.sink!.gaps, expired.sink!.gaps], [[], []])
+})
+
+test('missedBetween: a cursor of an older incarnation of the log (its ms before the new one began) is not counted by seq', t => {
+  const oldThree = { ms: 1000, seq: 3 }
+  t.is(missedBetween(oldThree, { ms: 2000, seq: 6, since: 0 }), 2, 'when the log began is not known: by seq')
+  t.is(
+    missedBetween(oldThree, { ms: 2000, seq: 6, since: 1500 }),
+    null,
+    'the new log lost 1..5, the old one what?',
+  )
+  t.is(missedBetween(oldThree, { ms: 2000, seq: 1, since: 2000 }), 0, 'the new log from its start')
+  t.is(missedBetween({ ms: 1600, seq: 3 }, { ms: 2000, seq: 6, since: 1500 }), 2, 'the same log')
+  t.is(missedBetween({ ms: 0, seq: 0 }, { ms: 2000, seq: 5, since: 2000 }), 4, 'from the start of any log')
 })

@@ -57,6 +57,34 @@ test('a gap starts the window again; clear() empties it', t => {
   t.is(recent.size, 0)
 })
 
+test('a cursor of an older incarnation of the log, right before the window by seq, is not served from it', t => {
+  // The new log began at 2000 (its seq 1 announced here): a window of 3 keeps 4..6.
+  const began = run(1, 6, 2000).map(e => ((e.since = 2000), e))
+  const known = new RecentMessages(3, 1 << 20, budget())
+  known.append(began.slice(0, 2))
+  known.append(began.slice(2).map(e => ((e.since = 0), e))) // announced later: the window passes its start on
+  t.deepEqual(
+    began.map(e => e.since),
+    [2000, 2000, 2000, 2000, 2000, 2000],
+  )
+  t.is(known.after({ ms: 1000, seq: 3 }, 5), undefined, 'the old log at seq 3: read from Redis')
+  t.deepEqual(
+    known.after({ ms: 2000, seq: 3 }, 5)!.map(e => e.seq),
+    [4, 5, 6],
+    'the entry dropped last',
+  )
+
+  // A window that began mid-log (when its log began is not known) serves only cursors inside it.
+  const unknown = new RecentMessages(3, 1 << 20, budget())
+  unknown.append(run(4, 6, 2000))
+  t.is(unknown.after({ ms: 1000, seq: 3 }, 5), undefined)
+  t.is(unknown.after({ ms: 2000, seq: 3 }, 5), undefined, 'maybe the same log: the read will say')
+  t.deepEqual(
+    unknown.after({ ms: 2000, seq: 4 }, 5)!.map(e => e.seq),
+    [5, 6],
+  )
+})
+
 test('bounds: bytes held per room, and a node budget shared by rooms', t => {
   const ten = (from: number, to: number): Entry[] =>
     Array.from({ length: to - from + 1 }, (_, i) => entry(from + i, 1000, 'x'.repeat(10)))

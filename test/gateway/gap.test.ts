@@ -73,6 +73,60 @@ for (const codec of ['json', 'msgpack'] as const) {
   })
 }
 
+// A log that expired starts again at seq 1: a cursor of the old log at seq 3 must not be taken as
+// right before the new log's seq 4, whether the new log is read from Redis (no member of the room
+// left on the node) or from the node's recent window (another member kept the room heard).
+for (const heard of ['read from Redis', 'from the recent window'] as const) {
+  test(`a consumer away while its room's log expired and started again is told of the hole (${heard})`, async t => {
+    const broker = await startBroker(t, server.url, {
+      messageTtlSec: 2,
+      roomLogMaxLen: 3,
+      recentMaxMessages: 3,
+    })
+    const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'gap-test' })
+    t.teardown(() => producer.close())
+    const token = producer.signConsumerToken({ userId: newUserId() })
+    const away = connectConsumer('v4 websocket', broker.ports.gateway, token)
+    t.is(await producer.subscribe('news', await within(away.opened(), 10_000, 'the consumer to open')), 1)
+    const stays = connectConsumer(
+      'v4 websocket',
+      broker.ports.gateway,
+      producer.signConsumerToken({ userId: newUserId() }),
+    )
+    t.teardown(() => stays.close())
+    if (heard === 'from the recent window') t.is(await producer.subscribe('news', await stays.opened()), 1)
+    t.is(await producer.publish(numbers(3, 1).map(message => ['news', `old ${message}`] as const)), 3)
+    await away.waitFor(3)
+    away.close()
+    await eventually(() => broker.node.online === 1, { what: 'the session to be released' })
+
+    const { log } = broker.core.keys.room('news')
+    const redis = server.client()
+    t.teardown(() => redis.disconnect())
+    await eventually(async () => (await redis.exists(log)) === 0, {
+      what: 'the log to expire',
+      timeoutMs: 10_000,
+    })
+    t.is(await producer.publish(numbers(6, 1).map(message => ['news', `new ${message}`] as const)), 6)
+    if (heard === 'from the recent window') {
+      // The member that stayed was live at old 3: it is told the same, before new 4..6.
+      await stays.waitFor(6)
+      t.deepEqual(stays.messages.slice(3), ['new 4', 'new 5', 'new 6'])
+      t.deepEqual(stays.gaps, [{ room: 'news', missed: null, after: 3 }])
+    }
+
+    const back = connectConsumer('v4 websocket', broker.ports.gateway, token)
+    t.teardown(() => back.close())
+    await back.waitFor(3)
+    t.deepEqual(back.messages, ['new 4', 'new 5', 'new 6'], 'what the new log of 3 still has')
+    t.deepEqual(
+      back.gaps,
+      [{ room: 'news', missed: null, after: 0 }],
+      'new 1..3 and what the old log held after old 3',
+    )
+  })
+}
+
 test('a live consumer that acknowledges slowly while 5,000 are published: what it got, one gap notice, then 4,901..5,000', async t => {
   const { broker, producer } = await startSmallLogBroker(t)
   const consumer = new RawConsumer(broker.ports.gateway, producer.signConsumerToken({ userId: newUserId() }))

@@ -268,7 +268,7 @@ test('room_append: unnumbered calls (writer "") are all stored and leave no writ
   await append('a')
   await append('a')
   t.is(await redis.xlen(log), 2)
-  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 'o', 's', 't', 'x'])
+  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 'i', 'o', 's', 't', 'x'])
 })
 
 test('room_append: a new writer drops the fields of writers silent for longer than the ttl', async t => {
@@ -277,7 +277,16 @@ test('room_append: a new writer drops the fields of writers silent for longer th
   for (let i = 0; i < 20; i++) await redis.hset(head, `w:old${i}`, `5 ${old} 1`)
   await redis.hset(head, 'w:recent', `9 ${Date.now()} 1`, 's', 0, 't', old)
   await appendAs('new', 1, 'x')
-  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), ['b', 'o', 's', 't', 'w:new', 'w:recent', 'x'])
+  t.deepEqual(Object.keys(await redis.hgetall(head)).sort(), [
+    'b',
+    'i',
+    'o',
+    's',
+    't',
+    'w:new',
+    'w:recent',
+    'x',
+  ])
   // The survivor still recognises its calls.
   t.is((await appendAs('recent', 9, 'y'))[2], 0)
   t.is(await redis.xlen(log), 1)
@@ -295,10 +304,12 @@ test('progress_write writes the pairs of several rooms, 600 pairs in one room in
 })
 
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
-  const { log, append } = roomKeysFor('read')
+  const { log, head, append } = roomKeysFor('read')
   const [ms] = await append('a', 'b', 'c', 'd')
-  // Each entry: id, message, track nonce ('' untracked), '1' on the last message of its append call.
-  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60, 0), [
+  // First the ms at which this incarnation of the log began (that of its seq 1), then each entry:
+  // id, message, track nonce ('' untracked), '1' on the last message of its append call.
+  t.deepEqual(await redis.roomRead(log, head, '0-0', 10, 60, 0), [
+    ms,
     `${ms}-1`,
     'a',
     '',
@@ -316,38 +327,63 @@ test('room_read returns messages after a cursor, oldest first, at most count', a
     '',
     '1',
   ])
-  t.deepEqual(await redis.roomRead(log, `${ms}-2`, 1, 60, 0), [`${ms}-3`, 'c', '', ''])
-  t.deepEqual(await redis.roomRead(log, `${ms}-4`, 10, 60, 0), [])
+  t.deepEqual(await redis.roomRead(log, head, `${ms}-2`, 1, 60, 0), [ms, `${ms}-3`, 'c', '', ''])
+  t.deepEqual(await redis.roomRead(log, head, `${ms}-4`, 10, 60, 0), [ms])
 })
 
 test('room_read returns at most max bytes of messages, but always the first one', async t => {
-  const { log, append } = roomKeysFor('read bytes')
+  const { log, head, append } = roomKeysFor('read bytes')
   const [ms] = await append('aaaa', 'bbbb', 'cccc', ...Array.from({ length: 70 }, () => 'x'))
-  const messagesOf = (flat: string[]) => flat.filter((_, i) => i % 4 === 1)
-  t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 8)), ['aaaa', 'bbbb'])
-  t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 9)), ['aaaa', 'bbbb'])
-  t.deepEqual(messagesOf(await redis.roomRead(log, '0-0', 10, 60, 2)), ['aaaa'], 'one, however large')
-  t.deepEqual(messagesOf(await redis.roomRead(log, `${ms}-1`, 10, 60, 0)), ['bbbb', 'cccc', ...'xxxxxxxx'])
+  const messagesOf = ([, ...flat]: unknown[]) => flat.filter((_, i) => i % 4 === 1)
+  t.deepEqual(messagesOf(await redis.roomRead(log, head, '0-0', 10, 60, 8)), ['aaaa', 'bbbb'])
+  t.deepEqual(messagesOf(await redis.roomRead(log, head, '0-0', 10, 60, 9)), ['aaaa', 'bbbb'])
+  t.deepEqual(messagesOf(await redis.roomRead(log, head, '0-0', 10, 60, 2)), ['aaaa'], 'one, however large')
+  t.deepEqual(messagesOf(await redis.roomRead(log, head, `${ms}-1`, 10, 60, 0)), [
+    'bbbb',
+    'cccc',
+    ...'xxxxxxxx',
+  ])
   // Past the script's chunks of 32: count and bytes hold across them.
-  t.is(messagesOf(await redis.roomRead(log, `${ms}-3`, 100, 60, 65)).length, 65)
-  t.is(messagesOf(await redis.roomRead(log, `${ms}-3`, 69, 60, 0)).length, 69)
-  t.is(messagesOf(await redis.roomRead(log, `${ms}-3`, 100, 60, 0)).length, 70)
+  t.is(messagesOf(await redis.roomRead(log, head, `${ms}-3`, 100, 60, 65)).length, 65)
+  t.is(messagesOf(await redis.roomRead(log, head, `${ms}-3`, 69, 60, 0)).length, 69)
+  t.is(messagesOf(await redis.roomRead(log, head, `${ms}-3`, 100, 60, 0)).length, 70)
 })
 
 test('room_read skips messages older than the ttl', async t => {
-  const { log } = keysFor().room('aged')
+  const { log, head } = keysFor().room('aged')
   const old = Date.now() - 120_000
   await redis.xadd(log, `${old}-1`, 'm', 'old')
   await redis.xadd(log, `${Date.now()}-2`, 'm', 'new')
-  const flat = await redis.roomRead(log, '0-0', 10, 60, 0)
+  const [since, ...flat] = await redis.roomRead(log, head, '0-0', 10, 60, 0)
+  t.is(since, 0, 'a log without a head (written by hand here): when it began is not known')
   t.deepEqual(
     flat.filter((_, i) => i % 4 === 1),
     ['new'],
   )
+  const [, ...older] = await redis.roomRead(log, head, `${old - 1}-0`, 10, 600, 0)
   t.deepEqual(
-    (await redis.roomRead(log, `${old - 1}-0`, 10, 600, 0)).filter((_, i) => i % 4 === 1),
+    older.filter((_, i) => i % 4 === 1),
     ['old', 'new'],
   )
+})
+
+test('room_append marks where an incarnation of the log begins: the head keeps the ms of seq 1 until log and head expire, and a log that starts again gets its own', async t => {
+  const { log, head, append } = roomKeysFor('incarnations')
+  const [began] = await append('a', 'b')
+  t.is(await redis.hget(head, 'i'), String(began))
+  await new Promise(resolve => setTimeout(resolve, 5))
+  const [later, first] = await append('c')
+  t.true(later > began && first === 3)
+  t.is(await redis.hget(head, 'i'), String(began), 'the same incarnation: unchanged')
+  t.is((await redis.roomRead(log, head, '0-0', 10, 60, 0))[0], began)
+
+  await redis.del(log, head) // what their expiry does
+  await new Promise(resolve => setTimeout(resolve, 5))
+  const [again, restarted] = await append('d')
+  t.is(restarted, 1, 'seq starts again at 1')
+  t.true(again > later)
+  t.is(await redis.hget(head, 'i'), String(again))
+  t.is((await redis.roomRead(log, head, `${began}-2`, 10, 60, 0))[0], again)
 })
 
 test('room_append of a tracked message: the nonce goes with it into the log, the read and the announcement, and its track hash lives as long as the message', async t => {
@@ -366,7 +402,7 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
     ['hi'],
   )
   t.deepEqual(await received, { ms, first, messages: ['hi'], track: 'nonce1' })
-  t.deepEqual(await redis.roomRead(log, '0-0', 10, 60, 0), [`${ms}-1`, 'hi', 'nonce1', '1'])
+  t.deepEqual(await redis.roomRead(log, head, '0-0', 10, 60, 0), [ms, `${ms}-1`, 'hi', 'nonce1', '1'])
   t.deepEqual(await redis.hgetall(track), { s: `${ms}-1` })
   const ttl = await redis.ttl(track)
   t.true(ttl > 0 && ttl <= 60)

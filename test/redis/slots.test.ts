@@ -49,7 +49,7 @@ const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
   'escalation_claim-2.lua': keys => [keys.escalations.due, keys.escalations.info],
   'escalation_retry-2.lua': keys => [keys.escalations.due, keys.escalations.info],
   'escalation_done-2.lua': keys => [keys.escalations.due, keys.escalations.info],
-  'room_read-1.lua': (keys, n) => [keys.room(n.room).log],
+  'room_read-2.lua': (keys, n) => [keys.room(n.room).log, keys.room(n.room).head],
   'progress_write-1n.lua': (keys, n) => [keys.room(n.room).progress],
   'consumer_join-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
   'consumer_leave-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
