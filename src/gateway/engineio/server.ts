@@ -392,7 +392,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
       if (!ticket.session.probe(transport)) transport.end()
     } else if (ticket.kind === 'handshake') {
       const { id, data, revision, prepared } = ticket
-      const open = (): void => void this.#open(id, data, revision, owner => transport.bind(owner))
+      const open = (): void => {
+        this.#open(id, data, revision, owner => transport.bind(owner))
+        transport.deliverEarly()
+      }
       if (prepared === undefined) return open()
       void prepared.then(
         guard(

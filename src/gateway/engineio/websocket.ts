@@ -3,6 +3,7 @@ import { SnapperError } from '../../errors.js'
 import {
   type EncodedMessage,
   type OutPacket,
+  type Packet,
   type Revision,
   decodeBinaryPacket,
   decodeTextPacket,
@@ -40,6 +41,12 @@ export class WebSocketTransport implements Transport {
   #ws: WebSocket<unknown> | undefined
   #owner: TransportOwner | undefined
   #closeReason = 'transport close'
+  /**
+   * What the client sent between the 101 and its open packet (the session still preparing),
+   * for the session once it opens; the bytes they took, bounded by maxPayloadBytes.
+   */
+  #early: Packet[] | undefined
+  #earlyBytes = 0
 
   constructor(settings: WebSocketSettings) {
     this.#settings = settings
@@ -97,22 +104,36 @@ export class WebSocketTransport implements Transport {
 
   /** uWS `message`: `data` dies when this returns, so it is decoded (copied) here. */
   received(data: ArrayBuffer, isBinary: boolean): void {
-    const owner = this.#owner
-    if (owner === undefined || this.#ws === undefined) return
-    if (data.byteLength > this.#settings.maxPayloadBytes) {
+    if (this.#ws === undefined) return
+    const { maxPayloadBytes, revision } = this.#settings
+    // Before the session opens, what the client sends waits for it (docs/consumer-protocol.md §3): in all, one payload.
+    const earlyBytes = this.#owner === undefined ? this.#earlyBytes + data.byteLength : 0
+    if (data.byteLength > maxPayloadBytes || earlyBytes > maxPayloadBytes) {
       this.#close('transport error', false, MESSAGE_TOO_BIG)
       return
     }
-    if (!owner.admitsInput(data.byteLength)) {
+    // Early bytes are not counted: at most one payload, which the input budget admits at once.
+    if (this.#owner !== undefined && !this.#owner.admitsInput(data.byteLength)) {
       this.#close(TOO_MUCH_INPUT, false, POLICY_VIOLATION)
       return
     }
-    const { revision } = this.#settings
     const packet = isBinary
       ? decodeBinaryPacket(Buffer.from(new Uint8Array(data)), revision)
       : decodeTextPacket(Buffer.from(data).toString(), revision)
     if (packet instanceof SnapperError) this.#close('parse error')
-    else owner.receive(packet, this)
+    else if (this.#owner !== undefined) this.#owner.receive(packet, this)
+    else {
+      this.#earlyBytes = earlyBytes
+      ;(this.#early ??= []).push(packet)
+    }
+  }
+
+  /** The session opened: it gets, in order, what the client sent before its open packet. */
+  deliverEarly(): void {
+    const early = this.#early
+    this.#early = undefined
+    this.#earlyBytes = 0
+    for (const packet of early ?? []) this.#owner?.receive(packet, this)
   }
 
   /** Closes with 1011 (internal error): the session could not open. */

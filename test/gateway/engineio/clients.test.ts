@@ -32,6 +32,7 @@ function connect(
   server: EchoServer,
   id: string,
   transports: Transports,
+  extraQuery: Readonly<Record<string, string>> = {},
 ): ClientSocket {
   const options = {
     path: '/websocket',
@@ -40,8 +41,11 @@ function connect(
   const uri = `http://127.0.0.1:${server.port}`
   const socket =
     version === 3
-      ? eio3(uri, { ...options, query: `token=good&id=${id}` })
-      : (new Socket6(uri, { ...options, query: { token: 'good', id } }) as unknown as ClientSocket)
+      ? eio3(uri, { ...options, query: new URLSearchParams({ token: 'good', id, ...extraQuery }).toString() })
+      : (new Socket6(uri, {
+          ...options,
+          query: { token: 'good', id, ...extraQuery },
+        }) as unknown as ClientSocket)
   t.teardown(() => socket.close())
   return socket
 }
@@ -129,6 +133,21 @@ for (const version of [3, 6] as const) {
       t.is(server.engine.sessions.get(`rt${version}${transports}`)?.transport, transports)
     })
   }
+
+  test(`${name}, websocket only: what the app sends before the open packet is handled after it, in order`, async t => {
+    const server = await echo(t)
+    // delay: the 101 comes at once, the open packet 300 ms later (the node taking the consumer over)
+    const socket = connect(t, version, server, `early${version}`, 'websocket', { delay: '300' })
+    const received = inbox(socket)
+    socket.send('queued') // before the 101: the client holds it
+    // From the 101 on, the client writes whatever the app sends, open packet or not.
+    const transport = socket.transport as unknown as EventEmitter
+    transport.once('open', () => socket.send('after the 101'))
+    socket.on('open', () => socket.send('after open'))
+    await eventually(() => received.includes('echo:after open'), { timeoutMs: 5000 })
+    t.deepEqual(server.received, ['queued', 'after the 101', 'after open'])
+    t.deepEqual(received, ['echo:queued', 'echo:after the 101', 'echo:after open'])
+  })
 
   test(`${name}: the server closes; the client sees it`, async t => {
     const server = await echo(t)

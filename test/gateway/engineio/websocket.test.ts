@@ -161,6 +161,26 @@ test('W-6: a message past maxPayloadBytes closes with 1009', async t => {
   assertGone(t, server)
 })
 
+test('what a client sends before its open packet (the session preparing) is handled once it opens, in order; past maxPayloadBytes in all: 1009', async t => {
+  const server = await echo(t, { maxPayloadBytes: 1000 })
+  const c = await connect(t, server, 'EIO=3&id=early&delay=200')
+  c.ws.send('4a')
+  c.ws.send('2') // a v3 ping
+  c.ws.send(Buffer.of(4, 1, 2))
+  t.false(server.engine.sessions.has('early'), 'still preparing')
+  t.regex((await c.next()) as string, /^0\{"sid":"early"/)
+  t.deepEqual([await c.next(), await c.next(), await c.next()], ['4echo:a', '3', Buffer.of(4, 1, 2)])
+  t.deepEqual(server.received, ['a', Buffer.of(1, 2)])
+
+  const flood = await connect(t, server, 'EIO=4&id=flood&delay=200')
+  flood.ws.send(`4${'x'.repeat(599)}`)
+  flood.ws.send(`4${'x'.repeat(399)}`) // 1,000 bytes in all: kept
+  flood.ws.send('4y') // one more: over the bound
+  t.is(await flood.closed, 1009)
+  await eventually(() => server.abandoned.length === 1)
+  t.false(server.engine.sessions.has('flood'), 'never opened')
+})
+
 test('the server closes: a close frame without a code; the client closes: close() once', async t => {
   const server = await echo(t)
   const a = await connect(t, server, 'EIO=4&id=a')
