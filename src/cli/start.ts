@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { tokensOf } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
 import { ConfigError } from '../config/env.js'
@@ -33,6 +34,7 @@ export interface StartOptions {
  */
 export async function start(config: Config, log: Logger, options: StartOptions): Promise<Broker> {
   config = secured(config, log, options.isHostConfigured)
+  warnIfFilesRunOutFirst(config, log)
   if (!options.isRedisConfigured) await ensureLocalRedis(config, log)
   if (config.workers > 0) {
     const primary = await Primary.start(config, log)
@@ -44,6 +46,35 @@ export async function start(config: Config, log: Logger, options: StartOptions):
   }
   const running = await startNode(config, log, configPorts(config), { processMetrics: true })
   return { drain: () => running.stop(), drainTimeoutMs: config.drainTimeoutMs, rollingRestart: undefined }
+}
+
+/**
+ * Each websocket session holds an open file. A node whose process may open
+ * fewer files than maxSessions runs out of them before it refuses a
+ * handshake, and then every listener of the process stalls (uWS retries its
+ * accept), producers and admin included: say so at start.
+ */
+function warnIfFilesRunOutFirst(config: Config, log: Logger): void {
+  const openFilesLimit = readOpenFilesLimit()
+  if (openFilesLimit !== undefined && config.maxSessions >= openFilesLimit)
+    log.warn(
+      { maxSessions: config.maxSessions, openFilesLimit },
+      'maxSessions is not below the open-files limit: a full node runs out of files before it refuses handshakes; ' +
+        'raise the limit (ulimit -n, systemd LimitNOFILE) or lower maxSessions',
+    )
+}
+
+/** This process's open-files limit (Node raises the soft one to the hard one); undefined if unknown or unlimited. */
+export function readOpenFilesLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find(l => l.startsWith('Max open files'))
+    const soft = Number(line?.split(/\s{2,}/)[1])
+    return Number.isSafeInteger(soft) ? soft : undefined
+  } catch {
+    return undefined // not Linux
+  }
 }
 
 /** Secrets shorter than this get a warning: an HMAC key should hold as many bytes as its hash (RFC 7518 §3.2). */

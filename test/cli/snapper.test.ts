@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
+import { readOpenFilesLimit } from '../../src/cli/start.js'
 import { TEST_SECRET } from '../helpers/broker.js'
 import { CLI, startCli, type RunningCli } from '../helpers/cli.js'
 import { startRedis } from '../helpers/redis.js'
@@ -157,6 +158,19 @@ test('the start lines carry the version; SIGTERM ends with "broker stopped" and 
   const [stopped] = await logLines(cli, '"broker stopped"')
   t.like(stopped, { level: 30, pid: cli.child.pid })
   t.is(typeof stopped?.drainMs, 'number')
+})
+
+test('maxSessions not below the open-files limit: a warning at start naming both; below it, none', async t => {
+  const limit = readOpenFilesLimit()
+  t.not(limit, undefined, 'Linux, with a finite limit')
+  const over = await startOnOwnRedis(t, { workers: 0, env: { SNAPPER_MAX_SESSIONS: String(limit) } })
+  t.like(await logLines(over, 'open-files limit'), [{ level: 40, maxSessions: limit, openFilesLimit: limit }])
+  const under = await startOnOwnRedis(t, {
+    workers: 0,
+    env: { SNAPPER_MAX_SESSIONS: String(limit! - 1000), SNAPPER_LOG_LEVEL: 'info' },
+  })
+  await logLines(under, '"node started"')
+  t.false(under.output().includes('open-files limit'))
 })
 
 test('an unknown SNAPPER_* variable: a warning naming the closest option, at start and on stderr', async t => {
