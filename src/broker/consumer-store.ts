@@ -2,9 +2,9 @@ import type { Config } from '../config/defaults.js'
 import { userRoom } from '../redis/keys.js'
 import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
-import { makeBatch } from './batch.js'
+import { batchIdOf, makeBatch } from './batch.js'
 import type { BrokerCore } from './core.js'
-import { isAfter, isNext, parseCursor, type Cursor } from './cursor.js'
+import { isAfter, isNext, isSame, parseCursor, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
@@ -151,16 +151,21 @@ export class ConsumerStore {
    * Rebuilds the batch that was in flight when the consumer left, from the
    * room logs, so it goes out again under its old id: a client that had
    * received it drops the copy. If the log no longer holds exactly those
-   * messages, the batch is forgotten and delivery goes on from the cursors.
+   * messages, or the record is of a batch acknowledged since (a node that
+   * crashed leaves the record of the release before), the batch is forgotten
+   * and delivery goes on from the cursors.
    */
   async restoreInflight(outbox: Outbox, record: string): Promise<void> {
-    let id: unknown, rooms: unknown, order: unknown
+    let id: unknown, rooms: unknown, order: unknown, firsts: unknown
     try {
-      ;[id, rooms, order] = JSON.parse(record) as unknown[]
+      ;[id, rooms, order, firsts] = JSON.parse(record) as unknown[]
     } catch {
       return // not a record we wrote: ignore it
     }
     if (typeof id !== 'string' || !Array.isArray(rooms) || !Array.isArray(order)) return
+    // Each room's first message, as sent (a record of an older version has none).
+    const firstOf = (index: number): Cursor | undefined =>
+      Array.isArray(firsts) && typeof firsts[index] === 'string' ? parseCursor(firsts[index]) : undefined
     const reads = await Promise.all(
       (rooms as unknown[]).map(async (room, index) => {
         const acked = typeof room === 'string' ? outbox.ackedCursor(room) : undefined
@@ -169,7 +174,9 @@ export class ConsumerStore {
         // However large: a batch holds at most batchMaxMessages.
         const entries = await this.#core.log.read(room as string, acked, count, 0)
         const first = entries[0]
-        return entries.length === count && first && isNext(acked, first) ? entries : undefined
+        const recorded = firstOf(index)
+        if (entries.length !== count || !first || (recorded && !isSame(first, recorded))) return undefined
+        return isNext(acked, first) ? entries : undefined
       }),
     )
     if (reads.some(entries => entries === undefined)) return
@@ -180,6 +187,8 @@ export class ConsumerStore {
       if (!entry) return
       entries.push(entry)
     }
+    // A record without firsts (an older version) may be one acknowledged since: its id must fit.
+    if (!Array.isArray(firsts) && id !== batchIdOf(entries)) return
     outbox.restoreInflight(makeBatch(id, entries))
   }
 

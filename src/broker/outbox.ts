@@ -300,18 +300,23 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
 
   /**
    * The batch in flight, to be re-sent with the same id after a reconnect:
-   * `[id, rooms, room index of each entry]`. Each room's entries follow its
-   * acknowledged cursor without a gap, so the log can rebuild the batch exactly.
+   * `[id, rooms, room index of each entry, first message of each room]`.
+   * Each room's entries follow its acknowledged cursor without a gap, from
+   * that first message: the log can rebuild the batch exactly, and tell it
+   * from a batch acknowledged since.
    */
   inflightRecord(): string {
     const batch = this.inflight
     if (batch === undefined) return ''
     const rooms: string[] = []
+    const firsts: string[] = []
     const order = batch.entries.map(entry => {
       const index = rooms.indexOf(entry.room)
-      return index >= 0 ? index : rooms.push(entry.room) - 1
+      if (index >= 0) return index
+      firsts.push(formatCursor(entry))
+      return rooms.push(entry.room) - 1
     })
-    return JSON.stringify([batch.id, rooms, order])
+    return JSON.stringify([batch.id, rooms, order, firsts])
   }
 
   /** Where a room's acknowledged cursor stands. */

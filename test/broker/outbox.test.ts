@@ -248,7 +248,8 @@ test('the batch in flight at a disconnect goes again under its id; the log is re
   before.resync('r')
   await settle()
   const unacked = before.sink!.batches[0]!
-  t.deepEqual(JSON.parse(before.inflightRecord()), [unacked.id, ['r'], [0, 0]])
+  const [a] = host.logs.get('r')!
+  t.deepEqual(JSON.parse(before.inflightRecord()), [unacked.id, ['r'], [0, 0], [`${a!.ms}-${a!.seq}`]])
   before.close()
   host.append('r', 'c')
 

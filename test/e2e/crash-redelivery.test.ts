@@ -14,6 +14,7 @@ import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { startCli, type RunningCli } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, holdsFor, pause, within } from '../helpers/eventually.js'
+import { RawConsumer } from '../helpers/raw-consumer.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { collect, consumerFor } from '../sdk/helpers.js'
 
@@ -146,4 +147,55 @@ test('a burst acknowledged since the last cursor flush comes again: the SDK drop
       .map(([client, messages]) => `${client} ${duplicates(messages)}`)
       .join(', '),
   )
+})
+
+// A release stores the batch in flight (a, b); a node that crashes leaves that record behind, though
+// its session got (a, b) again and acknowledged it. Rebuilt from the cursor after b, the record made
+// a batch of c, d under the id of (a, b), which a client drops as the repeat of its last batch.
+test('a batch in flight at a release, acknowledged on a node that then crashed: what came after it is not sent under its id', async t => {
+  const prefix = uniquePrefix()
+  const stays = await startBroker(t, server.url, { redisPrefix: prefix })
+  const crashes = await startCli(t, { workers: 0, env: envFor(prefix, { SNAPPER_NODE_TTL_MS: '1000' }) })
+  const producer = new Producer({ port: stays.ports.producer, secret: TEST_SECRET, id: 'crash' })
+  t.teardown(() => producer.close())
+  const userId = newUserId()
+  const room = `user${userId}`
+  const token = producer.signConsumerToken({ userId })
+  const first = new RawConsumer(stays.ports.gateway, token)
+  t.teardown(() => first.socket.close())
+  await first.opened()
+  t.is(
+    await producer.publish([
+      [room, 'a'],
+      [room, 'b'],
+    ]),
+    2,
+  )
+  await first.until(() => first.batches.length === 1)
+  first.socket.close() // not acknowledged: released with (a, b) in flight
+  await eventually(() => stays.node.online === 0, { what: 'the session to be released' })
+
+  const second = new RawConsumer(crashes.ports.gateway, token)
+  t.teardown(() => second.socket.close())
+  await second.opened()
+  await second.until(() => second.batches.length === 1)
+  t.deepEqual(second.batches[0], first.batches[0], 'the batch in flight again, same id')
+  second.ack(second.batches[0]!.id)
+  await pause(1500) // a cursor flush (every 1 s) has b
+  crashes.child.kill('SIGKILL')
+  await crashes.exited
+  t.is(
+    await producer.publish([
+      [room, 'c'],
+      [room, 'd'],
+    ]),
+    2,
+  )
+
+  const third = new RawConsumer(stays.ports.gateway, token)
+  t.teardown(() => third.socket.close())
+  await third.opened()
+  await third.until(() => third.batches.length === 1, 15_000)
+  t.deepEqual(third.batches[0]!.params, ['c', 'd'])
+  t.not(third.batches[0]!.id, first.batches[0]!.id, 'snapper-consumer would drop c and d')
 })
