@@ -7,7 +7,7 @@ import type { BrokerCore } from './core.js'
 import { isAfter, isNext, isSame, parseCursor, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
-import type { Outbox } from './outbox.js'
+import { missedBetween, type Outbox } from './outbox.js'
 
 /** consumer_connect-5.lua, one call per handshake: written as one request (see ScriptRequests). */
 const CONNECT = scriptRequests('consumer_connect-5.lua')
@@ -149,8 +149,8 @@ export class ConsumerStore {
 
   /**
    * Rebuilds the batch that was in flight when the consumer left, from the
-   * room logs, so it goes out again under its old id: a client that had
-   * received it drops the copy. If the log no longer holds exactly those
+   * room logs, so it goes out again under its old id (after its gap notice,
+   * if it follows a hole): a client that had received it drops the copy. If the log no longer holds exactly those
    * messages, or the record is of a batch acknowledged since (a node that
    * crashed leaves the record of the release before), the batch is forgotten
    * and delivery goes on from the cursors.
@@ -166,6 +166,7 @@ export class ConsumerStore {
     // Each room's first message, as sent (a record of an older version has none).
     const firstOf = (index: number): Cursor | undefined =>
       Array.isArray(firsts) && typeof firsts[index] === 'string' ? parseCursor(firsts[index]) : undefined
+    let missed: number | null | undefined
     const reads = await Promise.all(
       (rooms as unknown[]).map(async (room, index) => {
         const acked = typeof room === 'string' ? outbox.ackedCursor(room) : undefined
@@ -176,7 +177,12 @@ export class ConsumerStore {
         const first = entries[0]
         const recorded = firstOf(index)
         if (entries.length !== count || !first || (recorded && !isSame(first, recorded))) return undefined
-        return isNext(acked, first) ? entries : undefined
+        if (isNext(acked, first)) return entries
+        // Only the batch's first message may follow a hole (Outbox.pump), and only one recorded.
+        if (!recorded || index !== order[0]) return undefined
+        const lost = missedBetween(acked, first)
+        if (lost !== 0) missed = lost // 0: a log begun again at seq 1, for which Outbox.#read tells no hole
+        return entries
       }),
     )
     if (reads.some(entries => entries === undefined)) return
@@ -189,7 +195,7 @@ export class ConsumerStore {
     }
     // A record without firsts (an older version) may be one acknowledged since: its id must fit.
     if (!Array.isArray(firsts) && id !== batchIdOf(entries)) return
-    outbox.restoreInflight(makeBatch(id, entries))
+    outbox.restoreInflight(makeBatch(id, entries), missed)
   }
 
   /** The consumer acknowledged messages: its cursors go out with the next flush. */

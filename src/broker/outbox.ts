@@ -301,9 +301,10 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   /**
    * The batch in flight, to be re-sent with the same id after a reconnect:
    * `[id, rooms, room index of each entry, first message of each room]`.
-   * Each room's entries follow its acknowledged cursor without a gap, from
-   * that first message: the log can rebuild the batch exactly, and tell it
-   * from a batch acknowledged since.
+   * Each room's entries follow one another in its log from that first
+   * message, which follows its acknowledged cursor (or, in the batch's first
+   * room, a hole): the log can rebuild the batch exactly, and tell it from a
+   * batch acknowledged since.
    */
   inflightRecord(): string {
     const batch = this.inflight
@@ -324,13 +325,17 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     return this.#rooms.get(room)?.acked
   }
 
-  /** Installs a batch rebuilt from an inflight record as the one to send first. */
-  restoreInflight(batch: Batch): void {
+  /**
+   * Installs a batch rebuilt from an inflight record as the one to send first;
+   * `missed` (a number or null) if it follows a hole in its first room, told again before it.
+   */
+  restoreInflight(batch: Batch, missed?: number | null): void {
     for (const entry of batch.entries) {
       const state = this.#rooms.get(entry.room)
       if (state && isAfter(entry, state.queued)) state.queued = entry
     }
     this.inflight = batch
+    this.#inflightHole = missed === undefined ? undefined : { room: batch.entries[0]!.room, missed }
   }
 
   close(): void {
