@@ -104,7 +104,9 @@ export class RoomSync<S extends ConsumerSink> {
   /**
    * Every consumer's rooms from Redis, then every room log from its cursor,
    * even if the rooms of some consumers could not be read. A consumer whose
-   * node key names another node was taken over meanwhile: its session closes.
+   * node key names another node was taken over meanwhile, one that has none
+   * lost its record (a Redis that restarted empty): its session closes, and
+   * the client's reconnect makes a new record.
    */
   async #reconcile(): Promise<void> {
     // A consumer still connecting reads its rooms itself, and its node key may not name this node yet.
@@ -121,7 +123,7 @@ export class RoomSync<S extends ConsumerSink> {
         }
         if (!this.#hub.holds(outbox)) return
         if (holder !== this.#store.nodeId) {
-          outbox.sink?.close('taken over by another node')
+          outbox.sink?.close(holder === null ? 'session record lost in Redis' : 'taken over by another node')
           return
         }
         for (const room of [...outbox.rooms])

@@ -283,6 +283,20 @@ for (const topology of TOPOLOGIES) {
     },
   )
 
+  if (topology === 'standalone')
+    test('a session whose record Redis lost (restarted empty) is closed saying so when the node reconciles', async t => {
+      const own = await startRedis()
+      t.teardown(() => own.stop())
+      const admin = own.client()
+      const { node, core } = await startTestNode(t, { kind: 'standalone', url: own.url })
+      const id = consumerId()
+      const sink = await new RecordingSink(node).connect(id, USER)
+      await core.redis.commands.del(core.keys.consumer(id).node, core.keys.consumer(id).rooms)
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub') // the reconnect makes the node reconcile
+      await eventually(() => sink.closed !== undefined, { what: 'the session to close' })
+      t.is(sink.closed, 'session record lost in Redis')
+    })
+
   test(`${topology}: two nodes: a join made through one reaches the consumer on the other; a takeover kicks`, async t => {
     const a = await startTestNode(t, redis.target(topology))
     const b = await startTestNode(t, redis.target(topology), { redisPrefix: a.config.redisPrefix })
