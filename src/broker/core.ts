@@ -70,6 +70,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     canEscalate: config.escalationWebhookUrl !== '',
     escalationWindowMs: escalationWindowMs(config),
     maxReceipts: config.trackMaxReceipts,
+    isPassing: err => redis.isPassing(err),
   })
   const backlog = new PublishBacklog(config.publishMaxPendingBytes)
   const producerApi = createProducerApi({ backlog, log, membership, presence, stats, tracking, logger })

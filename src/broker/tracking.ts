@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { platformOf } from '../auth/token.js'
 import { SnapperError } from '../errors.js'
 import type { Keys } from '../redis/keys.js'
@@ -36,6 +37,16 @@ export interface TrackingCounters {
   /** Acknowledgements past a message's trackMaxReceipts: counted in its receipt, not recorded. */
   unlistedAcks: number
 }
+
+/**
+ * A receipt write that failed for a reason that passes (a cluster's failover:
+ * ioredis gives up on the dead master after about 1.7 s) is sent again, 100 ms
+ * doubling up to 2 s apart, for this long after the ack: a failover takes
+ * seconds, and the consumer does not ack again (its cursor moved on).
+ */
+const RECEIPT_RETRY_MS = 60_000
+const RECEIPT_BACKOFF_FIRST_MS = 100
+const RECEIPT_BACKOFF_MAX_MS = 2000
 
 /** Random bytes of a track nonce: 16 base64url characters. */
 const NONCE_BYTES = 12
@@ -85,6 +96,7 @@ export class Tracking {
   readonly #canEscalate: boolean
   readonly #escalationWindowMs: number
   readonly #maxReceipts: number
+  readonly #isPassing: (err: unknown) => boolean
 
   constructor(
     redis: Commands,
@@ -99,6 +111,8 @@ export class Tracking {
       readonly escalationWindowMs: number
       /** Receipts a message records at most; later acks are counted only. */
       readonly maxReceipts: number
+      /** Whether a command that failed this way may succeed if sent again (RedisClients.isPassing). */
+      readonly isPassing: (err: unknown) => boolean
     },
   ) {
     this.#redis = redis
@@ -108,6 +122,7 @@ export class Tracking {
     this.#canEscalate = options.canEscalate
     this.#escalationWindowMs = options.escalationWindowMs
     this.#maxReceipts = options.maxReceipts
+    this.#isPassing = options.isPassing
   }
 
   /**
@@ -170,7 +185,9 @@ export class Tracking {
   /**
    * Records a consumer's ack of the tracked entries of a batch (the caller
    * checks `batch.hasTracked` first). One script call per tracked entry, sent
-   * at once: the receipt is readable within a round trip of the ack.
+   * at once: the receipt is readable within a round trip of the ack. A call
+   * that fails for a reason that passes is sent again for RECEIPT_RETRY_MS
+   * (track_ack-1.lua records a consumer once); rejects once one failed for good.
    */
   recordAcks(
     consumerId: string,
@@ -182,15 +199,32 @@ export class Tracking {
     const writes: Promise<unknown>[] = []
     for (const entry of entries) {
       if (entry.track === undefined) continue
+      const track = this.#keys.track(entry.room, entry.track)
       writes.push(
-        this.#redis
-          .trackAck(this.#keys.track(entry.room, entry.track), consumerId, receipt, this.#maxReceipts)
-          .then(outcome => {
+        this.#untilWritten(() => this.#redis.trackAck(track, consumerId, receipt, this.#maxReceipts)).then(
+          outcome => {
             if (outcome === 1) this.counters.receipts++
             else if (outcome === -1) this.counters.unlistedAcks++
-          }),
+          },
+        ),
       )
     }
     return Promise.all(writes)
+  }
+
+  async #untilWritten(write: () => Promise<number>): Promise<number> {
+    const giveUpAt = Date.now() + RECEIPT_RETRY_MS
+    for (
+      let backoffMs = RECEIPT_BACKOFF_FIRST_MS;
+      ;
+      backoffMs = Math.min(2 * backoffMs, RECEIPT_BACKOFF_MAX_MS)
+    ) {
+      try {
+        return await write()
+      } catch (err) {
+        if (!this.#isPassing(err) || Date.now() + backoffMs > giveUpAt) throw err
+      }
+      await sleep(backoffMs)
+    }
   }
 }
