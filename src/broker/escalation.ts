@@ -74,7 +74,11 @@ export interface EscalationCounters {
   redisErrors: number
 }
 
-/** Escalations one claim takes at most; more are claimed at once if it was full. */
+/**
+ * Escalations a node has in hand at most (each one request at a time): a
+ * poll claims what room is left, so one slow receiver holds up to this many
+ * requests, and the others (and other nodes) go on.
+ */
 const CLAIM_MAX = 32
 /** Retry delays double from 1 s up to 1 min. */
 const RETRY_BASE_MS = 1000
@@ -132,6 +136,8 @@ export class Escalator {
   readonly #leaseMs: number
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
+  /** The escalations being handled: a poll does not wait for them (a request may take timeoutMs). */
+  readonly #inHand = new Set<Promise<void>>()
   #stopped = false
 
   constructor(redis: Commands, keys: Keys, options: EscalatorOptions, log: Logger, send = postEscalation) {
@@ -153,6 +159,7 @@ export class Escalator {
     this.#stopped = true
     clearTimeout(this.#timer)
     await this.#running
+    await Promise.all(this.#inHand)
   }
 
   #schedule(delayMs: number): void {
@@ -164,20 +171,29 @@ export class Escalator {
   }
 
   async #poll(): Promise<void> {
-    let claimed = 0
+    let isFull = false
     try {
-      claimed = await this.runOnce()
+      const room = CLAIM_MAX - this.#inHand.size
+      if (room > 0) isFull = (await this.#claim(room)).length === room
     } catch (err) {
       this.counters.redisErrors++
       this.#log.warn({ err }, 'escalation claim failed')
     }
-    this.#schedule(claimed === CLAIM_MAX ? 0 : this.#options.pollMs)
+    // More may be due: claim again at once while there is room for them.
+    this.#schedule(isFull && this.#inHand.size < CLAIM_MAX ? 0 : this.#options.pollMs)
   }
 
-  /** Claims what fell due and handles it; resolves with the number claimed. */
+  /** Claims what fell due and handles it; resolves with the number claimed once all are handled. */
   async runOnce(): Promise<number> {
+    const handled = await this.#claim(CLAIM_MAX)
+    await Promise.all(handled)
+    return handled.length
+  }
+
+  /** Claims at most `max` of what fell due and starts handling each; resolves with their handling. */
+  async #claim(max: number): Promise<Promise<void>[]> {
     const { due, info } = this.#keys.escalations
-    const [now, leaseEnd, ...flat] = await this.#redis.escalationClaim(due, info, this.#leaseMs, CLAIM_MAX)
+    const [now, leaseEnd, ...flat] = await this.#redis.escalationClaim(due, info, this.#leaseMs, max)
     const claims: Claim[] = []
     for (let i = 0; i + 3 < flat.length; i += 4) {
       claims.push({
@@ -189,8 +205,11 @@ export class Escalator {
         now: Number(now),
       })
     }
-    await Promise.all(claims.map(claim => this.#handle(claim)))
-    return claims.length
+    return claims.map(claim => {
+      const handling = this.#handle(claim).finally(() => this.#inHand.delete(handling))
+      this.#inHand.add(handling)
+      return handling
+    })
   }
 
   async #handle(claim: Claim): Promise<void> {

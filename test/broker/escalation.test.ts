@@ -111,6 +111,22 @@ test('the webhook down (no answer, then 503) then up: delivered once, the failur
   t.true((await core.producerApi.receipt(id)).escalated)
 })
 
+test('a webhook request that hangs holds back no other escalation: the next one goes when it falls due', async t => {
+  const receiver = await startWebhookReceiver(t)
+  const config = configFor(receiver, { escalationTimeoutMs: 3000 })
+  const { core } = await startEscalatingCore(t, config)
+  const answers: ('hang' | number)[] = ['hang']
+  receiver.answer = () => answers.shift() ?? 200
+  const started = Date.now()
+  const hanging = await core.producerApi.track('r', 'its request hangs', 50)
+  const next = await core.producerApi.track('r', 'falls due meanwhile', 300)
+  await receiver.waitForDelivered(1, 10_000)
+  const [first, second] = receiver.requests
+  t.deepEqual([first?.json.id, second?.json.id], [hanging, next])
+  // It went within a poll of its due time, not once the hanging request timed out (3 s).
+  t.true(second!.at - started < 1300, `sent ${second!.at - started} ms after the track, due at 300 ms`)
+})
+
 test('a webhook that keeps failing is abandoned after escalationRetrySec', async t => {
   const receiver = await startWebhookReceiver(t)
   const { core, escalator } = await startEscalatingCore(t, configFor(receiver, { escalationRetrySec: 1 }))
