@@ -199,3 +199,27 @@ test('a batch in flight at a release, acknowledged on a node that then crashed: 
   t.deepEqual(third.batches[0]!.params, ['c', 'd'])
   t.not(third.batches[0]!.id, first.batches[0]!.id, 'snapper-consumer would drop c and d')
 })
+
+test('a tracked message amid plain ones, acknowledged before a crash, comes again: each client is in its receipt once, at its first ack', async t => {
+  const { node, producer, clients, prefix } = await setUp(t, { SNAPPER_CURSOR_FLUSH_MS: '600000' })
+  const before = producer.publish(numbers(3).map(message => ['crash', message] as const))
+  const tracked = producer.track('crash', '4')
+  await Promise.all([before, producer.publish(numbers(3, 5).map(message => ['crash', message] as const))])
+  const { id } = await tracked
+  await clients.waitFor(7)
+  await eventually(async () => (await producer.receipt(id)).acked.length === 3, { what: 'three acks' })
+  const first = await producer.receipt(id)
+  const next = await crash(t, node, prefix, () => producer.publish('crash', '8'))
+  t.teardown(() => next.child.kill('SIGKILL'))
+  // Nothing was flushed: the two clients that repeat get 1..7 again, and acknowledge them again.
+  await eventually(
+    () =>
+      clients.received()['snapper-consumer'].length >= 15 &&
+      clients.received()['engine.io-client'].length >= 15,
+    { what: 'the repeat', timeoutMs: 20_000 },
+  )
+  await clients.waitFor(8)
+  t.deepEqual(clients.received()['snapper-consumer'], [...numbers(7), ...numbers(8)], 'acknowledged twice')
+  await pause(300) // a second receipt write would be in by now
+  t.deepEqual(await producer.receipt(id), first)
+})
