@@ -17,6 +17,12 @@ export interface EscalatorOptions extends WebhookTarget {
   readonly retrySec: number
   /** How often the node looks for escalations that fell due, in ms. */
   readonly pollMs: number
+  /**
+   * Escalations the node has in hand at most (each one request at a time): a
+   * poll claims what room is left, so one slow receiver holds up to this many
+   * requests, and the others (and other nodes) go on.
+   */
+  readonly maxInFlight: number
   /** How long a tracked message lives, in seconds (its track hash expires then). */
   readonly ttlSec: number
 }
@@ -30,6 +36,7 @@ export function escalatorOptions(
     | 'escalationTimeoutMs'
     | 'escalationRetrySec'
     | 'escalationPollMs'
+    | 'escalationMaxInFlight'
     | 'messageTtlSec'
   >,
 ): EscalatorOptions {
@@ -39,6 +46,7 @@ export function escalatorOptions(
     timeoutMs: config.escalationTimeoutMs,
     retrySec: config.escalationRetrySec,
     pollMs: config.escalationPollMs,
+    maxInFlight: config.escalationMaxInFlight,
     ttlSec: config.messageTtlSec,
   }
 }
@@ -74,12 +82,6 @@ export interface EscalationCounters {
   redisErrors: number
 }
 
-/**
- * Escalations a node has in hand at most (each one request at a time): a
- * poll claims what room is left, so one slow receiver holds up to this many
- * requests, and the others (and other nodes) go on.
- */
-const CLAIM_MAX = 32
 /** Retry delays double from 1 s up to 1 min. */
 const RETRY_BASE_MS = 1000
 const RETRY_MAX_MS = 60_000
@@ -173,19 +175,19 @@ export class Escalator {
   async #poll(): Promise<void> {
     let isFull = false
     try {
-      const room = CLAIM_MAX - this.#inHand.size
+      const room = this.#options.maxInFlight - this.#inHand.size
       if (room > 0) isFull = (await this.#claim(room)).length === room
     } catch (err) {
       this.counters.redisErrors++
       this.#log.warn({ err }, 'escalation claim failed')
     }
     // More may be due: claim again at once while there is room for them.
-    this.#schedule(isFull && this.#inHand.size < CLAIM_MAX ? 0 : this.#options.pollMs)
+    this.#schedule(isFull && this.#inHand.size < this.#options.maxInFlight ? 0 : this.#options.pollMs)
   }
 
   /** Claims what fell due and handles it; resolves with the number claimed once all are handled. */
   async runOnce(): Promise<number> {
-    const handled = await this.#claim(CLAIM_MAX)
+    const handled = await this.#claim(this.#options.maxInFlight)
     await Promise.all(handled)
     return handled.length
   }

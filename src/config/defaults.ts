@@ -205,6 +205,8 @@ export interface Config {
   readonly escalationRetrySec: number
   /** How often each node looks for escalations that fell due, in ms (their timing is this precise). @default 250 */
   readonly escalationPollMs: number
+  /** Webhook requests each node has going at once at most: so many hanging ones make the next due escalations wait. @default 32 */
+  readonly escalationMaxInFlight: number
 
   /** Largest body of an admin HTTP request, in bytes. @default 1048576 */
   readonly adminMaxBodyBytes: number
@@ -292,6 +294,7 @@ export const defaults: Config = {
   escalationTimeoutMs: 5000,
   escalationRetrySec: 600,
   escalationPollMs: 250,
+  escalationMaxInFlight: 32,
 
   adminMaxBodyBytes: 1 << 20,
   adminMaxConnections: 1000,

@@ -349,6 +349,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMs,
     doc: 'how often each node looks for escalations that fell due (their timing is this precise)',
   },
+  escalationMaxInFlight: {
+    env: 'SNAPPER_ESCALATION_MAX_IN_FLIGHT',
+    parse: integer(1, 10_000),
+    doc: 'webhook requests each node has going at once at most: only that many hanging at once make the next due escalations wait',
+  },
 
   adminMaxBodyBytes: {
     env: 'SNAPPER_ADMIN_MAX_BODY_BYTES',

@@ -127,6 +127,24 @@ test('a webhook request that hangs holds back no other escalation: the next one 
   t.true(second!.at - started < 1300, `sent ${second!.at - started} ms after the track, due at 300 ms`)
 })
 
+test('escalationMaxInFlight 1: one hanging request makes the next due escalation wait for its timeout', async t => {
+  const receiver = await startWebhookReceiver(t)
+  const config = configFor(receiver, { escalationTimeoutMs: 1500, escalationMaxInFlight: 1 })
+  const { core } = await startEscalatingCore(t, config)
+  const answers: ('hang' | number)[] = ['hang']
+  receiver.answer = () => answers.shift() ?? 200
+  const started = Date.now()
+  const hanging = await core.producerApi.track('r', 'its request hangs', 50)
+  const next = await core.producerApi.track('r', 'falls due meanwhile', 300)
+  await receiver.waitForDelivered(1, 10_000)
+  const [first, second] = receiver.requests
+  t.deepEqual([first?.json.id, second?.json.id], [hanging, next])
+  t.true(
+    second!.at - started >= 1500,
+    `sent ${second!.at - started} ms after the track: not before the timeout`,
+  )
+})
+
 test('a webhook that keeps failing is abandoned after escalationRetrySec', async t => {
   const receiver = await startWebhookReceiver(t)
   const { core, escalator } = await startEscalatingCore(t, configFor(receiver, { escalationRetrySec: 1 }))
