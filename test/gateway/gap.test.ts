@@ -24,9 +24,12 @@ test.after.always(() => server?.stop())
 const numbers = (count: number, from: number): string[] =>
   Array.from({ length: count }, (_, i) => String(from + i))
 
-/** A node whose room logs keep 100 messages, and the SDK producer on it. */
-async function startSmallLogBroker(t: Parameters<typeof startBroker>[0]) {
-  const broker = await startBroker(t, server.url, { roomLogMaxLen: 100 })
+/** A node whose room logs keep 100 messages (or as `overrides` say), and the SDK producer on it. */
+async function startSmallLogBroker(
+  t: Parameters<typeof startBroker>[0],
+  overrides: Parameters<typeof startBroker>[2] = { roomLogMaxLen: 100 },
+) {
+  const broker = await startBroker(t, server.url, overrides)
   const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'gap-test' })
   t.teardown(() => producer.close())
   return { broker, producer }
@@ -78,13 +81,11 @@ for (const codec of ['json', 'msgpack'] as const) {
 // left on the node) or from the node's recent window (another member kept the room heard).
 for (const heard of ['read from Redis', 'from the recent window'] as const) {
   test(`a consumer away while its room's log expired and started again is told of the hole (${heard})`, async t => {
-    const broker = await startBroker(t, server.url, {
+    const { broker, producer } = await startSmallLogBroker(t, {
       messageTtlSec: 2,
       roomLogMaxLen: 3,
       recentMaxMessages: 3,
     })
-    const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'gap-test' })
-    t.teardown(() => producer.close())
     const token = producer.signConsumerToken({ userId: newUserId() })
     const away = connectConsumer('v4 websocket', broker.ports.gateway, token)
     t.is(await producer.subscribe('news', await within(away.opened(), 10_000, 'the consumer to open')), 1)
@@ -168,13 +169,11 @@ function countBefore(consumer: RawConsumer, frame: RawConsumer['frames'][number]
 // five single-message chunks; a session's first batch is one chunk. Rebuilt from the cursors, it
 // would come back as [m42] under another id: snapper-consumer would hand out m42..m46 twice.
 test('the batch right after a hole, in flight when its consumer left, comes again under its id after the same gap notice', async t => {
-  const broker = await startBroker(t, server.url, {
+  const { broker, producer } = await startSmallLogBroker(t, {
     roomLogMaxLen: 20,
     consumerMaxQueue: 5,
     recentMaxMessages: 0,
   })
-  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'gap-test' })
-  t.teardown(() => producer.close())
   const token = producer.signConsumerToken({ userId: newUserId() })
   const first = new RawConsumer(broker.ports.gateway, token)
   t.teardown(() => first.socket.close())
