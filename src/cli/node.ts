@@ -159,7 +159,9 @@ export async function startNode(
       void admin?.close()
       redisWatchdog.stop()
       redis.disconnect()
-      logger.error({ nodeId: node.id, redisStatus }, 'node drain timed out')
+      // What producers published that is not stored yet is lost with the process: say how much.
+      const unstoredBytes = core.producerApi.backlog.bytes
+      logger.error({ nodeId: node.id, redisStatus, unstoredBytes }, 'node drain timed out')
       throw new Error(`drain not done within ${config.drainTimeoutMs} ms (Redis connection ${redisStatus})`)
     }
     logger.info({ nodeId: node.id, drainMs: Date.now() - startedAtMs }, 'node stopped')

@@ -8,6 +8,7 @@
  */
 import { once } from 'node:events'
 import test from 'ava'
+import { pino } from 'pino'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode } from '../../src/cli/node.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
@@ -112,7 +113,7 @@ test('through a Redis outage consumers stay connected, /readyz turns false, and 
   for (const consumer of consumers) t.deepEqual(consumer.messages, expected)
 })
 
-test('a drain while Redis is down gives up after drainTimeoutMs and says so', async t => {
+test('a drain while Redis is down gives up after drainTimeoutMs and says so, with the bytes published but not stored', async t => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const config: Config = {
@@ -123,11 +124,19 @@ test('a drain while Redis is down gives up after drainTimeoutMs and says so', as
     drainSpreadMs: 0,
     drainTimeoutMs: 1000,
   }
-  const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  const lines: Record<string, unknown>[] = []
+  const logger = pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  const node = await startNode(config, logger, { gateway: 0, producer: 0, admin: 0 })
   const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId: newUserId() }))
   t.teardown(() => consumer.close())
   await within(consumer.opened(), 10_000, 'the consumer to open')
+  const producer = await connectProducer(t, node.ports.producer)
   await within(redis.kill('SIGKILL'), 5000, 'redis-server to exit')
+  producer.sendMessage('weather', 'x'.repeat(100)) // read, never stored
+  const published = 'weather'.length + 100 // the backlog counts room and message
+  await eventually(() => node.core.producerApi.backlog.bytes === published, {
+    what: 'the message to be read',
+  })
   // Its release (cursors, presence) now waits for Redis, which does not come back.
   const started = Date.now()
   const error = await t.throwsAsync(within(node.stop(), 10_000, 'the drain to end'))
@@ -136,6 +145,10 @@ test('a drain while Redis is down gives up after drainTimeoutMs and says so', as
     /^drain not done within 1000 ms \(Redis connection (reconnecting|connecting|close)\)$/,
   )
   t.true(Date.now() - started < 3000, `gave up after ${Date.now() - started} ms`)
+  t.like(
+    lines.find(line => line.msg === 'node drain timed out'),
+    { unstoredBytes: published },
+  )
 })
 
 test('through a Redis outage memory stays bounded: publishes wait behind publishMaxPendingBytes, producers are paused, periodic work and new sessions do not queue', async t => {
