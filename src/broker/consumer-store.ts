@@ -153,7 +153,12 @@ export class ConsumerStore {
    * if it follows a hole): a client that had received it drops the copy. If the log no longer holds exactly those
    * messages, or the record is of a batch acknowledged since (a node that
    * crashed leaves the record of the release before), the batch is forgotten
-   * and delivery goes on from the cursors.
+   * and delivery goes on from the cursors. A room of the batch the consumer
+   * left meanwhile is read from its recorded first message: the batch goes
+   * again whole, as Outbox.resend sends it on the same node, so its other
+   * rooms' messages are not delivered a second time under another id. The
+   * rooms it is still in tell whether it was acknowledged since; in none of
+   * them, it is forgotten.
    */
   async restoreInflight(outbox: Outbox, record: string): Promise<void> {
     let id: unknown, rooms: unknown, order: unknown, firsts: unknown
@@ -167,15 +172,28 @@ export class ConsumerStore {
     const firstOf = (index: number): Cursor | undefined =>
       Array.isArray(firsts) && typeof firsts[index] === 'string' ? parseCursor(firsts[index]) : undefined
     let missed: number | null | undefined
+    let stillIn = 0
     const reads = await Promise.all(
       (rooms as unknown[]).map(async (room, index) => {
-        const acked = typeof room === 'string' ? outbox.ackedCursor(room) : undefined
         const count = order.filter(i => i === index).length
-        if (acked === undefined || count === 0) return undefined
-        // However large: a batch holds at most batchMaxMessages.
-        const entries = await this.#core.log.read(room as string, acked, count, 0)
-        const first = entries[0]
         const recorded = firstOf(index)
+        if (typeof room !== 'string' || count === 0) return undefined
+        const acked = outbox.ackedCursor(room)
+        if (acked === undefined) {
+          // Left since: its messages from the one right before the recorded first.
+          if (!recorded || recorded.seq < 1) return undefined
+          const entries = await this.#core.log.read(
+            room,
+            { ms: recorded.ms, seq: recorded.seq - 1 },
+            count,
+            0,
+          )
+          return entries.length === count && isSame(entries[0]!, recorded) ? entries : undefined
+        }
+        stillIn++
+        // However large: a batch holds at most batchMaxMessages.
+        const entries = await this.#core.log.read(room, acked, count, 0)
+        const first = entries[0]
         if (entries.length !== count || !first || (recorded && !isSame(first, recorded))) return undefined
         if (isNext(acked, first)) return entries
         // Only the batch's first message may follow a hole (Outbox.pump), and only one recorded.
@@ -185,7 +203,7 @@ export class ConsumerStore {
         return entries
       }),
     )
-    if (reads.some(entries => entries === undefined)) return
+    if (stillIn === 0 || reads.some(entries => entries === undefined)) return
     const next = reads.map(() => 0)
     const entries: Entry[] = []
     for (const index of order as number[]) {
