@@ -100,6 +100,12 @@ export class ConsumerStore {
     return Promise.all([redis.commands.get(key.node), redis.commands.hgetall(key.rooms)])
   }
 
+  /** The consumer's cursor in one room as its membership records it, null if it is not in it. */
+  readRoom(consumerId: string, room: string): Promise<string | null> {
+    const { redis, keys } = this.#core
+    return redis.commands.hget(keys.consumer(consumerId).rooms, room)
+  }
+
   /**
    * Takes the consumer's session for this node (unless another node holds it
    * and not `evenIfHeld`), joins it to its own room at that room's head if it

@@ -1,6 +1,6 @@
 import type { ConsumerStore } from './consumer-store.js'
 import type { ControlMessage } from './control.js'
-import { parseCursor } from './cursor.js'
+import { isAfter, parseCursor } from './cursor.js'
 import type { Fanout } from './fanout.js'
 import type { Hub } from './hub.js'
 import type { NodeContext } from './node-context.js'
@@ -55,7 +55,7 @@ export class RoomSync<S extends ConsumerSink> {
     this.#connecting.delete(outbox)
     if (!this.#hub.holds(outbox)) return false
     for (const room of outbox.rooms) this.#fanout.follow(room, outbox)
-    for (const change of told) this.#apply(outbox, change)
+    for (const change of told) this.#check(outbox, change)
     return true
   }
 
@@ -66,7 +66,7 @@ export class RoomSync<S extends ConsumerSink> {
     this.#told.set(outbox, (this.#told.get(outbox) ?? 0) + 1)
     const held = this.#connecting.get(outbox)
     if (held) held.push(change)
-    else this.#apply(outbox, change)
+    else this.#check(outbox, change)
   }
 
   /** Reconciles with Redis; asked again while it runs, does it once more after (a failover asks several times). */
@@ -88,6 +88,32 @@ export class RoomSync<S extends ConsumerSink> {
 
   stop(): void {
     this.#stopped = true
+  }
+
+  /**
+   * Applies the notice at once (a publish right after an unsubscribe must
+   * find the room left: README, The protocol), then follows what the
+   * consumer's membership in Redis says of the room: the notices of two
+   * producers' changes to one room may cross on their way (each is
+   * published after its script), and these reads, on one connection (a
+   * consumer's keys share a slot), come back in order, the last after the
+   * last change.
+   */
+  #check(outbox: Outbox<S>, change: RoomChange): void {
+    const { consumerId, room } = change
+    this.#apply(outbox, change)
+    this.#store.readRoom(consumerId, room).then(
+      cursor => {
+        if (!this.#hub.holds(outbox)) return
+        if (cursor === null) return this.#apply(outbox, { type: 'leave', consumerId, room })
+        const acked = outbox.ackedCursor(room)
+        // Joined again at a newer head since it was left: it starts there, as a leave then a join would.
+        if (acked && isAfter(parseCursor(cursor), acked))
+          this.#apply(outbox, { type: 'leave', consumerId, room })
+        this.#apply(outbox, { type: 'join', consumerId, room, cursor })
+      },
+      (err: unknown) => this.#context.redisError(err, 'membership read failed'),
+    )
   }
 
   #apply(outbox: Outbox<S>, change: RoomChange): void {

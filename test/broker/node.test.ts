@@ -360,6 +360,28 @@ for (const topology of TOPOLOGIES) {
     )
   })
 
+  test(`${topology}: a join and a leave whose notices reach the node in the other order leave the consumer where Redis says`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const id = consumerId()
+    const sink = await new RecordingSink(node).connect(id, USER)
+    const { rooms, node: nodeKey } = core.keys.consumer(id)
+    const { commands } = core.redis
+    // Two producers: a join, then a leave of the same room, each script in turn; their notices cross.
+    const [added] = await commands.consumerJoin(rooms, nodeKey, 'crossed', '0-0', 600)
+    const [removed] = await commands.consumerLeave(rooms, nodeKey, 'crossed')
+    t.deepEqual([added, removed], [1, 1])
+    await core.membership.tell(node.id, { type: 'leave', consumerId: id, room: 'crossed' })
+    await core.membership.tell(node.id, { type: 'join', consumerId: id, room: 'crossed', cursor: '0-0' })
+    await pause(100)
+    await publishAll(core.producerApi, 'crossed', ['not for the consumer'])
+    await publishAll(core.producerApi, userRoom(USER), ['marker'])
+    await sink.waitFor(1)
+    await pause(100)
+    t.deepEqual(sink.messages, ['marker'])
+    t.false(sink.outbox!.hasRoom('crossed'))
+    t.is(node.roomCount, 1, 'the room is not followed')
+  })
+
   test(`${topology}: presence counts by platform and drops a consumer at once when it leaves`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology))
     const user = 'ffffffffffffffffffffffff'
