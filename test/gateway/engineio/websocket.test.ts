@@ -383,3 +383,31 @@ test('v4 after the upgrade: the server keeps pinging over the websocket', async 
   t.is(await server.closeOf('v4'), 'ping timeout')
   assertGone(t, server)
 })
+
+test('with compression, deflated frames go both ways; one inflating past maxPayloadBytes closes 1009, a 1000:1 bomb is cut', async t => {
+  const maxPayloadBytes = 10_000
+  const server = await echo(t, { compression: true, maxPayloadBytes })
+  const open = async (): Promise<RawSocket> => {
+    const socket = await openSocket(server.url('transport=websocket&token=good&EIO=4', 'ws'), {
+      perMessageDeflate: { threshold: 0 },
+    })
+    t.teardown(() => socket.ws.terminate())
+    await socket.next() // the open packet
+    return socket
+  }
+  const socket = await open()
+  t.regex(socket.ws.extensions, /^permessage-deflate/)
+  const text = 'é€😀 '.repeat(500)
+  socket.ws.send(`4${text}`)
+  t.is(await socket.next(), `4echo:${text}`)
+  const atLimit = await open()
+  atLimit.ws.send(`4${'z'.repeat(maxPayloadBytes - 1)}`)
+  t.is(await atLimit.next(), `4echo:${'z'.repeat(maxPayloadBytes - 1)}`)
+  const over = await open()
+  over.ws.send(`4${'z'.repeat(maxPayloadBytes)}`) // ~50 bytes deflated
+  t.is(await over.closed, 1009)
+  const bomb = await open()
+  bomb.ws.send(`4${'z'.repeat(20_000_000)}`) // ~20 KB deflated
+  t.is(await bomb.closed, 1006, 'uWS stops inflating at twice maxPayloadBytes and cuts the connection')
+  t.is((await connect(t, server, 'EIO=4')).ws.readyState, 1, 'the server goes on')
+})
