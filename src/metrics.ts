@@ -8,6 +8,7 @@
  *
  * With workers, the primary sums theirs: metrics-cluster.ts.
  */
+import { readdir, stat } from 'node:fs/promises'
 import { collectDefaultMetrics, Counter, Gauge, Registry, type CollectFunction } from 'prom-client'
 import type { BrokerCore } from './broker/core.js'
 import type { EscalationCounters } from './broker/escalation.js'
@@ -414,9 +415,38 @@ export function registerPrimaryMetrics(registry: Registry, crashes: () => number
   )
 }
 
-/** prom-client's process metrics (event-loop lag, heap, GC, CPU...), optionally prefixed. */
+/**
+ * prom-client's process metrics (event-loop lag, heap, GC, CPU...), optionally
+ * prefixed. Its `process_open_fds` lists /proc/self/fd synchronously, about
+ * 0.8 µs per open file on the event loop at every scrape (15 ms at 19,000
+ * consumer sockets, README "Metrics"); ours asks the kernel for the
+ * count instead.
+ */
 export function registerProcessMetrics(registry: Registry, prefix = ''): void {
   collectDefaultMetrics({ register: registry, prefix })
+  const name = `${prefix}process_open_fds`
+  if (!registry.getSingleMetric(name)) return // not Linux: prom-client has none either
+  registry.removeSingleMetric(name)
+  new Gauge({
+    name,
+    help: 'Number of open file descriptors.',
+    registers: [registry],
+    async collect() {
+      const count = await openFiles().catch(() => undefined)
+      if (count !== undefined) this.set(count) // unreadable: the last count stands, as prom-client does
+    },
+  })
+}
+
+/**
+ * Files this process holds open. Linux 6.2+ gives the count as the size of
+ * /proc/self/fd (a bitmap count, ~20 µs whatever the number); an older kernel
+ * says 0 there, and the directory is listed off the event loop.
+ */
+async function openFiles(): Promise<number> {
+  const { size } = await stat('/proc/self/fd')
+  if (size > 0) return size
+  return (await readdir('/proc/self/fd')).length - 1 // the listing held one of them
 }
 
 /** A scrape of one registry. */

@@ -3,6 +3,7 @@
  * with an admin port): real node, gateway, producer listener, admin app.
  */
 import test, { type ExecutionContext } from 'ava'
+import fs, { closeSync, openSync } from 'node:fs'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 import Producer from 'snapper-producer'
@@ -87,6 +88,31 @@ test('metrics: Prometheus text with every snapper_* family and the process metri
   for (const name of NAMES) t.true(answer.text.includes(`# TYPE ${name} `), name)
   t.is(sample(answer.text, 'snapper_nodes'), 1)
 })
+
+// Serial: the other tests' nodes open and close sockets of this process meanwhile.
+test.serial(
+  'a scrape counts open files without listing them on the event loop (one entry per connection)',
+  async t => {
+    const { base } = await startOne(t)
+    const before = sample((await call(`${base}/metrics`)).text, 'process_open_fds')
+    // Stand-ins for thousands of consumer sockets: listing /proc/self/fd would cost ~0.8 µs each, every scrape.
+    const files = Array.from({ length: 2000 }, () => openSync('/dev/null', 'r'))
+    t.teardown(() => files.forEach(fd => closeSync(fd)))
+    const readdirSync = fs.readdirSync
+    let listings = 0
+    fs.readdirSync = ((path: unknown, ...rest: unknown[]) => {
+      if (String(path) === '/proc/self/fd') listings++
+      return (readdirSync as (...args: unknown[]) => unknown)(path, ...rest)
+    }) as typeof fs.readdirSync
+    t.teardown(() => (fs.readdirSync = readdirSync))
+    const after = sample((await call(`${base}/metrics`)).text, 'process_open_fds')
+    t.is(listings, 0)
+    t.true(
+      before !== undefined && after !== undefined && Math.abs(after - before - 2000) <= 10,
+      `process_open_fds went from ${before} to ${after}`,
+    )
+  },
+)
 
 test('producer notifications that are ignored (unknown method, publish without params) are counted', async t => {
   const { running, base } = await startOne(t)
