@@ -27,6 +27,7 @@ export type CoreConfig = Pick<
   | 'escalationPollMs'
   | 'escalationTimeoutMs'
   | 'trackMaxReceipts'
+  | 'deadNodeRetentionSec'
 >
 
 /** Longest a publish waits for its replicas to confirm (redisReplicaAcks > 0), in ms. */
@@ -64,7 +65,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   })
   const membership = new Membership(commands, pubsub, keys, log, { ttlSec: config.consumerTtlSec })
   const presence = new Presence(commands, keys)
-  const stats = new Stats(commands, keys)
+  const stats = new Stats(commands, keys, config.deadNodeRetentionSec * 1000)
   const tracking = new Tracking(commands, keys, log, {
     ttlSec: config.messageTtlSec,
     canEscalate: config.escalationWebhookUrl !== '',

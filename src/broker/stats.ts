@@ -13,15 +13,18 @@ type Counter = 'producerMessages' | 'consumerMessages' | 'consumers'
 export class Stats {
   readonly #redis: Commands
   readonly #keys: Keys
+  readonly #deadNodeRetentionMs: number
   #pending: Record<Counter, number> = { producerMessages: 0, consumerMessages: 0, consumers: 0 }
   #rooms = new Set<string>()
 
   /** Totals since this process started, for /metrics. */
   readonly totals: Record<Counter, number> = { producerMessages: 0, consumerMessages: 0, consumers: 0 }
 
-  constructor(redis: Commands, keys: Keys) {
+  /** `deadNodeRetentionMs`: how long the report of a node that stopped reporting (it crashed) is kept. */
+  constructor(redis: Commands, keys: Keys, deadNodeRetentionMs: number) {
     this.#redis = redis
     this.#keys = keys
+    this.#deadNodeRetentionMs = deadNodeRetentionMs
   }
 
   published(count: number): void {
@@ -154,18 +157,31 @@ export class Stats {
     }
   }
 
-  /** The reports in `stats:nodes` (see report()); malformed ones are skipped, a missing latency is []. */
+  /**
+   * The reports in `stats:nodes` (see report()); malformed ones are skipped, a
+   * missing latency is []. Only a clean stop drops a node's report: those of
+   * nodes silent for longer than the retention (crashed, under names that
+   * never come back) are dropped here, or the hash would grow with crashes.
+   */
   async #readReports(): Promise<{ name: string; online: number; at: number; latency: number[] }[]> {
     const raw = await this.#redis.hgetall(this.#keys.statsNodes)
     const reports: { name: string; online: number; at: number; latency: number[] }[] = []
+    const keptSince = Date.now() - this.#deadNodeRetentionMs
+    const gone: string[] = []
     for (const [name, value] of Object.entries(raw)) {
       const [onlineText, atText, latencyText] = value.split(' ')
       const online = Number(onlineText)
       const at = Number(atText)
       if (!Number.isFinite(online) || !Number.isFinite(at)) continue
+      if (at < keptSince) {
+        gone.push(name)
+        continue
+      }
       const latency = latencyText ? latencyText.split(',').map(Number) : []
       reports.push({ name, online, at, latency: latency.every(Number.isFinite) ? latency : [] })
     }
+    // A failure only delays the drop to the next read.
+    if (gone.length > 0) this.#redis.hdel(this.#keys.statsNodes, ...gone).catch(() => {})
     return reports
   }
 }

@@ -179,6 +179,8 @@ export interface Config {
   /** How often acknowledged cursors are written to Redis, in ms. @default 1000 */
   readonly cursorFlushMs: number
   /** A node that stops refreshing its liveness key for this long no longer counts its consumers, in ms. @default 10000 */
+  /** How long a node that stopped reporting without a clean stop (a crash) stays listed in /stats and the dashboard, in seconds. @default 86400 */
+  readonly deadNodeRetentionSec: number
   readonly nodeTtlMs: number
   /** How often the stats counters are written to Redis, in ms. @default 1000 */
   readonly statsFlushMs: number
@@ -284,6 +286,7 @@ export const defaults: Config = {
 
   cursorFlushMs: 1000,
   nodeTtlMs: 10_000,
+  deadNodeRetentionSec: 86_400,
   statsFlushMs: 1000,
   drainTimeoutMs: 15_000,
   drainSpreadMs: 2000,

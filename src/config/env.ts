@@ -303,6 +303,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMs,
     doc: 'a node that stops refreshing its liveness for this long no longer counts its consumers',
   },
+  deadNodeRetentionSec: {
+    env: 'SNAPPER_DEAD_NODE_RETENTION_SEC',
+    parse: toCount,
+    doc: 'how long a node that stopped reporting without a clean stop (a crash) stays listed in /stats and the dashboard; then its report is dropped from Redis',
+  },
   statsFlushMs: {
     env: 'SNAPPER_STATS_FLUSH_MS',
     parse: toMs,

@@ -1,5 +1,6 @@
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
+import { eventually } from '../helpers/eventually.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { call, errorBody, startAdminApp, TOKENS } from './harness.js'
 
@@ -61,6 +62,8 @@ test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTT
   const { redis, keys } = h.core
   await h.core.stats.report('host:7701', 3)
   await redis.commands.hset(keys.statsNodes, 'host:7702', `5 ${Date.now() - h.config.nodeTtlMs - 1000}`)
+  // Crashed long ago (past deadNodeRetentionSec, a day): no longer listed, its report dropped.
+  await redis.commands.hset(keys.statsNodes, 'pod-gone:7701', `4 ${Date.now() - 86_400_000 - 1000}`)
 
   const byQuery = await call(`${h.base}/stats?token=${TOKENS.operator}`)
   t.is(byQuery.status, 200)
@@ -84,6 +87,9 @@ test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTT
     ],
   )
   t.true(nodes[0]!.reportedMsAgo >= 0)
+  await eventually(async () => !(await redis.commands.hexists(keys.statsNodes, 'pod-gone:7701')), {
+    what: 'the report of the node gone for a day to be dropped',
+  })
 
   const byHeader = await call(`${h.base}/stats`, { token: TOKENS.operator })
   t.is(byHeader.status, 200)
