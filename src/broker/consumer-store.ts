@@ -156,10 +156,11 @@ export class ConsumerStore {
   /**
    * Rebuilds the batch that was in flight when the consumer left, from the
    * room logs, so it goes out again under its old id (after its gap notice,
-   * if it follows a hole): a client that had received it drops the copy. If the log no longer holds exactly those
-   * messages, or the record is of a batch acknowledged since (a node that
-   * crashed leaves the record of the release before), the batch is forgotten
-   * and delivery goes on from the cursors. A room of the batch the consumer
+   * if it follows a hole): a client that had received it drops the copy. If
+   * the log no longer holds exactly those messages, or the record is of a
+   * batch acknowledged since (a node that crashed leaves the record of the
+   * release before), the batch is forgotten and delivery goes on from the
+   * cursors. A room of the batch the consumer
    * left meanwhile is read from its recorded first message: the batch goes
    * again whole, as Outbox.resend sends it on the same node, so its other
    * rooms' messages are not delivered a second time under another id. The
