@@ -132,7 +132,8 @@ export function createGateway(deps: {
     guard(
       logger,
       'gateway request',
-      (res: HttpResponse) => writeJson(res, '404 Not Found', httpError('METHOD_NOT_FOUND').body),
+      (res: HttpResponse, req: HttpRequest) =>
+        writeJson(res, '404 Not Found', httpError('METHOD_NOT_FOUND').body, req.getMethod() === 'head'),
       res => failRequest(res, logger),
     ),
   )
@@ -199,6 +200,9 @@ function failRequest(res: HttpResponse, logger: Logger): void {
   answerFailedRequest(logger, () => writeJson(res, ...INTERNAL))
 }
 
-function writeJson(res: HttpResponse, status: string, body: unknown): void {
-  res.writeStatus(status).writeHeader('Content-Type', 'application/json').end(JSON.stringify(body))
+/** A JSON answer; to a HEAD request its headers only, Content-Length 0 (uWS would send the body too). */
+function writeJson(res: HttpResponse, status: string, body: unknown, isHead = false): void {
+  const text = JSON.stringify(body)
+  res.writeStatus(status).writeHeader('Content-Type', 'application/json')
+  res.end(isHead ? undefined : text) // endWithoutBody of this uWS build aborts the process
 }

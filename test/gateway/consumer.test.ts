@@ -4,6 +4,7 @@
  * JSON-RPC (ack, invalid), a session replaced by the same token, a slow
  * consumer closed without slowing anyone, and an ack that never comes.
  */
+import { Agent, request as httpRequest } from 'node:http'
 import test from 'ava'
 import { pino } from 'pino'
 import { WebSocket } from 'ws'
@@ -146,6 +147,33 @@ test('the polling handshake sets the snapper.ws cookie; a new token from the sam
     return ttl > 0 && ttl <= 300
   })
   t.pass()
+})
+
+test('HEAD gets the status and headers of the answer without its body, so the next answer on the connection is read right', async t => {
+  const { ports } = await startBroker(t, server.url)
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const ask = (method: string, path: string) =>
+    new Promise<{ status: number; length: string | undefined; body: string }>((resolve, reject) => {
+      const request = httpRequest({ host: '127.0.0.1', port: ports.gateway, method, path, agent }, res => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => (body += chunk))
+        res.on('end', () => resolve({ status: res.statusCode!, length: res.headers['content-length'], body }))
+      })
+      request.on('error', reject)
+      request.end()
+    })
+  const engine = '/websocket/?EIO=4&transport=polling'
+  const refused = await ask('GET', engine.replace('polling', 'nothing'))
+  const headRefused = await ask('HEAD', engine)
+  t.like(headRefused, { status: 400, body: '' })
+  const missing = await ask('GET', '/nothing')
+  const headMissing = await ask('HEAD', '/nothing')
+  t.like(headMissing, { status: 404, length: '0', body: '' })
+  // The same connection (one socket in the agent): each answer read as sent.
+  t.like(await ask('GET', engine.replace('polling', 'nothing')), { status: 400, body: refused.body })
+  t.like(await ask('GET', '/nothing'), { status: 404, body: missing.body })
 })
 
 test("/stats total.rooms counts distinct rooms joined, each consumer's own room included, as the original did", async t => {

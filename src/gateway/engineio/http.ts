@@ -151,15 +151,28 @@ export class Cors {
   }
 }
 
-/** A numbered error on a polling request: JSON body, CORS headers. */
-export function writeRefusal(res: HttpResponse, refusal: Refusal, cors: Cors, origin: string): void {
+/**
+ * A numbered error on a polling request: JSON body, CORS headers. A HEAD
+ * request gets the headers only, with Content-Length 0 (uWS would send the
+ * body: a client reading the next response on the connection would take it
+ * for one).
+ */
+export function writeRefusal(
+  res: HttpResponse,
+  refusal: Refusal,
+  cors: Cors,
+  origin: string,
+  isHead = false,
+): void {
   const { code, message, retryAfterMs } = refusal
   res.writeStatus(statusLine(refusal.status))
   cors.write(res, origin)
   writeRetryAfter(res, retryAfterMs)
-  res
-    .writeHeader('Content-Type', 'application/json')
-    .end(JSON.stringify(retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs }))
+  const body = JSON.stringify(
+    retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs },
+  )
+  res.writeHeader('Content-Type', 'application/json')
+  res.end(isHead ? undefined : body) // endWithoutBody of this uWS build aborts the process
 }
 
 function writeRetryAfter(res: HttpResponse, retryAfterMs: number | undefined): void {

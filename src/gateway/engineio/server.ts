@@ -235,7 +235,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
       case 'preflight':
         return cors.writePreflight(res, request)
       case 'refuse':
-        return writeRefusal(res, route.refusal, cors, request.origin)
+        return writeRefusal(res, route.refusal, cors, request.origin, request.method === 'head')
       case 'bad-method':
         return writeEmpty(res, 500, cors, request.origin)
       case 'poll':
