@@ -240,6 +240,16 @@ async function main(): Promise<void> {
       slot.busy--
     }
   }
+  /** One publish request of these messages, through any live node. */
+  const publishAll = (batch: readonly Publish[]): Promise<unknown> =>
+    withProducer(producer =>
+      call(
+        producer.request(
+          'publish',
+          batch.map(p => [p.room, p.text]),
+        ) as never,
+      ),
+    )
 
   let restarting = false
   const operation = async (random: () => number): Promise<void> => {
@@ -276,14 +286,7 @@ async function main(): Promise<void> {
         for (let i = 0; i < count; i++)
           batch.push({ room, text: `${room}#${++published}`, start: now(), end: Infinity })
         try {
-          await withProducer(producer =>
-            call(
-              producer.request(
-                'publish',
-                batch.map(p => [p.room, p.text]),
-              ) as never,
-            ),
-          )
+          await publishAll(batch)
           const end = now()
           for (const p of batch) p.end = end
           for (const c of consumers)
@@ -348,14 +351,7 @@ async function main(): Promise<void> {
   // Final markers: one message to every room; who gets it is who is in it now.
   const markerStart = now()
   const markers: Publish[] = rooms.map(room => ({ room, text: `${room}#final`, start: markerStart, end: 0 }))
-  await withProducer(producer =>
-    call(
-      producer.request(
-        'publish',
-        markers.map(p => [p.room, p.text]),
-      ) as never,
-    ),
-  )
+  await publishAll(markers)
   const markerEnd = now()
   for (const marker of markers) marker.end = markerEnd
   publishes.push(...markers)
