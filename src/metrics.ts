@@ -8,12 +8,12 @@
  *
  * With workers, the primary sums theirs: metrics-cluster.ts.
  */
-import { readdir, stat } from 'node:fs/promises'
 import { collectDefaultMetrics, Counter, Gauge, Registry, type CollectFunction } from 'prom-client'
 import type { BrokerCore } from './broker/core.js'
 import type { EscalationCounters } from './broker/escalation.js'
 import { PLATFORMS, type LatencyCounts } from './broker/latency.js'
 import type { BrokerNode } from './broker/node.js'
+import { countOpenFiles } from './open-files.js'
 
 export { Registry } from 'prom-client'
 
@@ -432,21 +432,10 @@ export function registerProcessMetrics(registry: Registry, prefix = ''): void {
     help: 'Number of open file descriptors.',
     registers: [registry],
     async collect() {
-      const count = await openFiles().catch(() => undefined)
+      const count = await countOpenFiles().catch(() => undefined)
       if (count !== undefined) this.set(count) // unreadable: the last count stands, as prom-client does
     },
   })
-}
-
-/**
- * Files this process holds open. Linux 6.2+ gives the count as the size of
- * /proc/self/fd (a bitmap count, ~20 µs whatever the number); an older kernel
- * says 0 there, and the directory is listed off the event loop.
- */
-async function openFiles(): Promise<number> {
-  const { size } = await stat('/proc/self/fd')
-  if (size > 0) return size
-  return (await readdir('/proc/self/fd')).length - 1 // the listing held one of them
 }
 
 /** A scrape of one registry. */

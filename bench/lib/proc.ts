@@ -42,13 +42,6 @@ export function openFiles(pid: number): number {
   }
 }
 
-/** A process's open-files limit (soft `ulimit -n`, which children inherit). */
-export function openFilesLimit(pid = process.pid): number {
-  const limits = readFileSync(`/proc/${pid}/limits`, 'utf8')
-  const soft = /^Max open files\s+(\S+)/m.exec(limits)?.[1]
-  return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft)
-}
-
 /** CPU time of a set of processes over a window: start() then read() gives seconds used. */
 export class CpuMeter {
   readonly #pids: () => readonly number[]

@@ -20,7 +20,8 @@
  * Runs only when named (and at 300 consumers with --smoke).
  */
 import { readFileSync } from 'node:fs'
-import { openFiles, openFilesLimit } from '../lib/proc.js'
+import { openFilesLimit } from '../../src/open-files.js'
+import { openFiles } from '../lib/proc.js'
 import { type RunContext, type Scenario, sleep } from '../lib/scenario.js'
 import { connectIdle, idleColumns, idleMetrics } from './connections.js'
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { tokensOf } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
 import { ConfigError } from '../config/env.js'
 import type { Logger } from '../log.js'
+import { openFilesLimit } from '../open-files.js'
 import { isListening, spawnLocalRedis } from './local-redis.js'
 import { configPorts, startNode } from './node.js'
 import { Primary } from './primary.js'
@@ -55,26 +55,18 @@ export async function start(config: Config, log: Logger, options: StartOptions):
  * accept), producers and admin included: say so at start.
  */
 function warnIfFilesRunOutFirst(config: Config, log: Logger): void {
-  const openFilesLimit = readOpenFilesLimit()
-  if (openFilesLimit !== undefined && config.maxSessions >= openFilesLimit)
+  let limit: number
+  try {
+    limit = openFilesLimit()
+  } catch {
+    return // not Linux: no limit to read
+  }
+  if (config.maxSessions >= limit)
     log.warn(
-      { maxSessions: config.maxSessions, openFilesLimit },
+      { maxSessions: config.maxSessions, openFilesLimit: limit },
       'maxSessions is not below the open-files limit: a full node runs out of files before it refuses handshakes; ' +
         'raise the limit (ulimit -n, systemd LimitNOFILE) or lower maxSessions',
     )
-}
-
-/** This process's open-files limit (Node raises the soft one to the hard one); undefined if unknown or unlimited. */
-export function readOpenFilesLimit(): number | undefined {
-  try {
-    const line = readFileSync('/proc/self/limits', 'utf8')
-      .split('\n')
-      .find(l => l.startsWith('Max open files'))
-    const soft = Number(line?.split(/\s{2,}/)[1])
-    return Number.isSafeInteger(soft) ? soft : undefined
-  } catch {
-    return undefined // not Linux
-  }
 }
 
 /** Secrets shorter than this get a warning: an HMAC key should hold as many bytes as its hash (RFC 7518 §3.2). */

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { readOpenFilesLimit } from '../../src/cli/start.js'
+import { openFilesLimit } from '../../src/open-files.js'
 import { TEST_SECRET } from '../helpers/broker.js'
 import { CLI, startCli, type RunningCli } from '../helpers/cli.js'
 import { startRedis } from '../helpers/redis.js'
@@ -161,13 +161,13 @@ test('the start lines carry the version; SIGTERM ends with "broker stopped" and 
 })
 
 test('maxSessions not below the open-files limit: a warning at start naming both; below it, none', async t => {
-  const limit = readOpenFilesLimit()
-  t.not(limit, undefined, 'Linux, with a finite limit')
+  const limit = openFilesLimit()
+  t.true(Number.isSafeInteger(limit), 'Linux, with a finite limit')
   const over = await startOnOwnRedis(t, { workers: 0, env: { SNAPPER_MAX_SESSIONS: String(limit) } })
   t.like(await logLines(over, 'open-files limit'), [{ level: 40, maxSessions: limit, openFilesLimit: limit }])
   const under = await startOnOwnRedis(t, {
     workers: 0,
-    env: { SNAPPER_MAX_SESSIONS: String(limit! - 1000), SNAPPER_LOG_LEVEL: 'info' },
+    env: { SNAPPER_MAX_SESSIONS: String(limit - 1000), SNAPPER_LOG_LEVEL: 'info' },
   })
   await logLines(under, '"node started"')
   t.false(under.output().includes('open-files limit'))
