@@ -161,11 +161,13 @@ export class ConsumerStore {
    * batch acknowledged since (a node that crashed leaves the record of the
    * release before), the batch is forgotten and delivery goes on from the
    * cursors. A room of the batch the consumer
-   * left meanwhile is read from its recorded first message: the batch goes
-   * again whole, as Outbox.resend sends it on the same node, so its other
-   * rooms' messages are not delivered a second time under another id. The
-   * rooms it is still in tell whether it was acknowledged since; in none of
-   * them, it is forgotten.
+   * left meanwhile (or left and joined again, at a newer head) is read from
+   * its recorded first message: the batch goes again whole, as Outbox.resend
+   * sends it on the same node, so its other rooms' messages are not
+   * delivered a second time under another id. An acknowledgement moves the
+   * cursor of every room of the batch past its first message: a room whose
+   * cursor is still before it says the batch was not acknowledged; with no
+   * such room, it is forgotten.
    */
   async restoreInflight(outbox: Outbox, record: string): Promise<void> {
     let id: unknown, rooms: unknown, order: unknown, firsts: unknown
@@ -179,15 +181,16 @@ export class ConsumerStore {
     const firstOf = (index: number): Cursor | undefined =>
       Array.isArray(firsts) && typeof firsts[index] === 'string' ? parseCursor(firsts[index]) : undefined
     let missed: number | null | undefined
-    let stillIn = 0
+    let stayed = 0
     const reads = await Promise.all(
       (rooms as unknown[]).map(async (room, index) => {
         const count = order.filter(i => i === index).length
         const recorded = firstOf(index)
         if (typeof room !== 'string' || count === 0) return undefined
         const acked = outbox.ackedCursor(room)
-        if (acked === undefined) {
-          // Left since: its messages from the one right before the recorded first.
+        // Left since, or joined again at a newer head (or acknowledged since: then no room stayed
+        // before its first, below): its messages from the one right before the recorded first.
+        if (acked === undefined || (recorded && !isAfter(recorded, acked))) {
           if (!recorded || recorded.seq < 1) return undefined
           const entries = await this.#core.log.read(
             room,
@@ -197,7 +200,7 @@ export class ConsumerStore {
           )
           return entries.length === count && isSame(entries[0]!, recorded) ? entries : undefined
         }
-        stillIn++
+        stayed++
         // However large: a batch holds at most batchMaxMessages.
         const entries = await this.#core.log.read(room, acked, count, 0)
         const first = entries[0]
@@ -210,7 +213,7 @@ export class ConsumerStore {
         return entries
       }),
     )
-    if (stillIn === 0 || reads.some(entries => entries === undefined)) return
+    if (stayed === 0 || reads.some(entries => entries === undefined)) return
     const next = reads.map(() => 0)
     const entries: Entry[] = []
     for (const index of order as number[]) {

@@ -360,6 +360,52 @@ for (const topology of TOPOLOGIES) {
     )
   })
 
+  test(`${topology}: a batch in flight that holds a room left and joined again meanwhile comes again under its id on the next node`, async t => {
+    const a = await startTestNode(t, redis.target(topology))
+    const b = await startTestNode(t, redis.target(topology), { redisPrefix: a.config.redisPrefix })
+    const id = consumerId()
+    const onA = await new RecordingSink(a.node, false).connect(id, USER)
+    await a.core.producerApi.subscribe('kept', id)
+    await a.core.producerApi.subscribe('rejoined', id)
+    await eventually(() => onA.outbox!.hasRoom('kept') && onA.outbox!.hasRoom('rejoined'))
+    await publishAll(a.core.producerApi, 'kept', ['first'])
+    await onA.waitFor(1)
+    await publishAll(a.core.producerApi, 'kept', ['second'])
+    await eventually(() => onA.outbox!.queued === 1)
+    t.true(onA.ack())
+    await onA.waitFor(2)
+    await a.core.producerApi.publish([
+      ['rejoined', 'r1'],
+      ['kept', 'k1'],
+    ])
+    await eventually(() => onA.outbox!.queued === 2)
+    t.true(onA.ack())
+    await onA.waitFor(4)
+    const inflight = onA.batches.at(-1)!
+    t.deepEqual(inflight.entries.map(entry => entry.message).sort(), ['k1', 'r1'])
+    // Not acknowledged: the consumer leaves a room and joins it again (at its newer head), then moves to b.
+    t.is(await b.core.producerApi.unsubscribe('rejoined', id), 1)
+    await eventually(() => !onA.outbox!.hasRoom('rejoined'))
+    await publishAll(b.core.producerApi, 'rejoined', ['while away'])
+    t.is(await b.core.producerApi.subscribe('rejoined', id), 1)
+    await eventually(() => onA.outbox!.hasRoom('rejoined'))
+    await a.node.disconnect(onA.outbox!, onA)
+    const onB = await new RecordingSink(b.node).connect(id, USER)
+    await eventually(() => onB.batches.length > 0)
+    t.is(onB.batches[0]!.id, inflight.id, 'the same batch, which the client drops')
+    t.true(onB.ack())
+    await publishAll(b.core.producerApi, 'kept', ['k2'])
+    await publishAll(b.core.producerApi, 'rejoined', ['after the join'])
+    await publishAll(b.core.producerApi, 'kept', ['k3'])
+    await eventually(() => onB.batches.some(batch => batch.entries.some(entry => entry.message === 'k3')))
+    const fresh = onB.batches.filter(batch => batch.id !== inflight.id).flatMap(batch => batch.entries)
+    t.deepEqual(
+      fresh.map(entry => entry.message).sort(),
+      ['after the join', 'k2', 'k3'],
+      'k1 not a second time under another id, nothing from before the join again',
+    )
+  })
+
   test(`${topology}: a join and a leave whose notices reach the node in the other order leave the consumer where Redis says`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology))
     const id = consumerId()
