@@ -3,6 +3,7 @@ import type { RedisTarget } from '../config/defaults.js'
 import { parseRedisNode } from '../config/redis-url.js'
 import type { Logger } from '../log.js'
 import { createPubSub, type PubSub } from './pubsub.js'
+import { followRedirects } from './redirects.js'
 import { defineScripts, variadicScripts, type Commands } from './scripts.js'
 import { slotOf } from './slot.js'
 
@@ -198,7 +199,8 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       // each failed reconnect to a lost node reads the slot map (a promoted replica shows up).
       if (role === 'writer') cluster.on('node error', () => cluster.refreshSlotsCache())
       cluster.on('node error', (err: Error) => (lastError = reasonOf(err)))
-      client = cluster
+      // Auto-pipelined commands hand a slot move's redirects back: send those again alone.
+      client = role === 'commands' ? followRedirects(cluster) : cluster
     }
     // Every client has an error listener: ioredis retries, the log says why.
     client.on('error', (err: Error) => {

@@ -8,7 +8,7 @@ import type { RedisTarget } from '../../src/config/defaults.js'
 import { slotOf } from '../../src/redis/slot.js'
 import { BIND_FAILED, freePort, isFree, PortTaken, startOnFreePorts, type PortChooser } from './ports.js'
 import { waitForRedis } from './redis.js'
-import { eventually, within } from './eventually.js'
+import { eventually, pause, within } from './eventually.js'
 import { dieWithThisProcess } from './watchdog.js'
 
 const run = promisify(execFile)
@@ -35,6 +35,20 @@ export interface RedisCluster {
    * live node, and every live node names the new master for that slot.
    */
   killMaster(slotOrKey: number | string): Promise<{ killed: ClusterNodeInfo; promoted: ClusterNodeInfo }>
+  /**
+   * Starts an empty master and adds it to the cluster (`redis-cli --cluster
+   * add-node`, as an operator adds capacity); resolves once every node knows
+   * it. It serves no slot until moveSlot gives it some.
+   */
+  addMaster(): Promise<ClusterNodeInfo>
+  /**
+   * Moves a slot to the master `to` as `redis-cli --cluster reshard` does
+   * (IMPORTING on `to`, MIGRATING on its owner, MIGRATE key by key, then
+   * SETSLOT NODE on `to`, the owner and every other master), pausing
+   * `keyPauseMs` after each key so that traffic meets the slot half moved
+   * (ASK, TRYAGAIN). Resolves with the master that served it before.
+   */
+  moveSlot(slot: number, to: ClusterNodeInfo, keyPauseMs?: number): Promise<ClusterNodeInfo>
   /** Kills every node and removes their directories. */
   stop(): Promise<void>
 }
@@ -67,7 +81,7 @@ export async function startRedisCluster({
   const dir = mkdtempSync(join(tmpdir(), 'snapper-cluster-'))
   const children = new Map<number, ChildProcess>()
   const clients: (Redis | Cluster)[] = []
-  const size = 3 * (1 + replicasPerMaster)
+  let size = 3 * (1 + replicasPerMaster)
   const nodes: ClusterNodeInfo[] = []
   const admins = new Map<number, Redis>()
   /** One plain connection per node, made again once it has ended (a node that was not up yet). */
@@ -235,6 +249,50 @@ export async function startRedisCluster({
         ...SETTLING,
       })
       return { killed, promoted }
+    },
+    async addMaster() {
+      const node = await startNode()
+      nodes.push(node)
+      size++
+      await run('redis-cli', ['--cluster', 'add-node', node.address, nodes[0]!.address], {
+        timeout: 30_000,
+        env: { ...process.env, ...(password !== undefined && { REDISCLI_AUTH: password }) },
+      })
+      const everyone = live()
+      const knowsAll = async (client: Redis): Promise<boolean> => {
+        const info = await clusterInfo(client)
+        return info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${size}\r`)
+      }
+      await eventually(
+        async () =>
+          (await Promise.all(everyone.map(client => knowsAll(client).catch(() => false)))).every(Boolean),
+        { what: `every node knowing ${node.address}`, ...SETTLING },
+      )
+      return node
+    },
+    async moveSlot(slot, to, keyPauseMs = 0) {
+      const from = await masterOf(slot)
+      if (from.port === to.port) return from
+      const source = admin(from.port)
+      const target = admin(to.port)
+      const idOf = async (client: Redis): Promise<string> => (await client.call('CLUSTER', 'MYID')) as string
+      const [sourceId, targetId] = await Promise.all([idOf(source), idOf(target)])
+      await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId)
+      await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId)
+      const auth = password === undefined ? [] : ['AUTH', password]
+      for (;;) {
+        const keys = (await source.call('CLUSTER', 'GETKEYSINSLOT', slot, 1)) as string[]
+        if (keys.length === 0) break
+        await source.call('MIGRATE', '127.0.0.1', to.port, '', 0, 5000, ...auth, 'KEYS', ...keys)
+        if (keyPauseMs > 0) await pause(keyPauseMs)
+      }
+      // As redis-cli: the target first (it stops answering ASK), then the source, then the others.
+      const masters: Redis[] = []
+      for (const client of live()) if ((await role(client)) === 'master') masters.push(client)
+      const rest = masters.filter(client => client !== source && client !== target)
+      for (const client of [target, source, ...rest])
+        await client.call('CLUSTER', 'SETSLOT', slot, 'NODE', targetId)
+      return from
     },
     stop,
   }
