@@ -30,7 +30,12 @@ export interface NodeSources {
   /** Engine.IO sessions of the consumer gateway. */
   readonly sessions?: { readonly size: number }
   /** Gateway counters (handshakes, refused...). */
-  readonly gateway?: { readonly handshakes: number; readonly refused: number; readonly invalid: number }
+  readonly gateway?: {
+    readonly handshakes: number
+    readonly refused: number
+    readonly userLimited: number
+    readonly invalid: number
+  }
   /** The gateway's Engine.IO server. */
   readonly engine?: { readonly handshakesRateLimited: number; readonly inputLimited: number }
   /** The node's escalator, when a webhook is configured. */
@@ -289,6 +294,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_consumer_handshakes_rate_limited_total',
     'Consumer handshakes refused with 429: their address was over maxHandshakesPerAddressPerSec.',
     () => engine?.handshakesRateLimited ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_handshakes_user_limited_total',
+    'Consumer handshakes refused with 429: their user held maxSessionsPerUser sessions on this node.',
+    () => gateway?.userLimited ?? 0,
   )
   counterOf(
     registry,

@@ -131,6 +131,12 @@ export interface Config {
   /** Consumer sessions per node at most; further handshakes get 503. @default 100000 */
   readonly maxSessions: number
   /**
+   * Consumer sessions one user (the token's userId) may hold per node: its distinct consumers, so
+   * a reconnect replacing its own session always passes; further handshakes get 429. 0: no limit.
+   * @default 100
+   */
+  readonly maxSessionsPerUser: number
+  /**
    * New consumer sessions (handshakes) one client address may open per second per node; further
    * ones get 429. 0: no limit. Behind a proxy, set trustedProxies, or every client counts as the
    * proxy's address. @default 0
@@ -169,7 +175,7 @@ export interface Config {
   /** Time a consumer has to acknowledge a batch before its session is closed, in ms. @default 60000 */
   readonly ackTimeoutMs: number
   /**
-   * What a node that refuses a handshake with 503 (full, draining) tells clients to wait before
+   * What a node that refuses a handshake with 503 (full, draining) or 429 (maxSessionsPerUser) tells clients to wait before
    * they try again, in ms (Retry-After, and `retryAfterMs` in the polling body). @default 5000
    */
   readonly consumerRetryAfterMs: number
@@ -267,6 +273,7 @@ export const defaults: Config = {
   maxPayloadBytes: 1_000_000,
   maxQueryBytes: 8192,
   maxSessions: 100_000,
+  maxSessionsPerUser: 100,
   maxHandshakesPerAddressPerSec: 0,
   trustedProxies: [],
   corsOrigins: [],

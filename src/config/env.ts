@@ -212,6 +212,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'consumer sessions per node; further handshakes get 503',
   },
+  maxSessionsPerUser: {
+    env: 'SNAPPER_MAX_SESSIONS_PER_USER',
+    parse: integer(0, 2 ** 31 - 1),
+    doc: "consumer sessions one user (the token's `userId`) may hold per node, counted by consumer id: a reconnect replacing its own session always passes; further handshakes get 429. 0: no limit",
+  },
   maxHandshakesPerAddressPerSec: {
     env: 'SNAPPER_MAX_HANDSHAKES_PER_ADDRESS_PER_SEC',
     parse: integer(0, 2 ** 31 - 1),
@@ -285,7 +290,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   consumerRetryAfterMs: {
     env: 'SNAPPER_CONSUMER_RETRY_AFTER_MS',
     parse: toMs,
-    doc: 'what a node refusing a handshake with 503 (full, draining) tells clients to wait: `Retry-After`, and `retryAfterMs` in the polling body',
+    doc: 'what a node refusing a handshake with 503 (full, draining) or 429 (`maxSessionsPerUser`) tells clients to wait: `Retry-After`, and `retryAfterMs` in the polling body',
   },
   wsCompression: {
     env: 'SNAPPER_WS_COMPRESSION',

@@ -12,6 +12,7 @@ import { answerFailedRequest } from './engineio/http.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
 import type { Uws } from './engineio/uws.js'
 import { statsBody } from './stats.js'
+import { UserSessions } from './user-sessions.js'
 
 export type GatewayConfig = Pick<
   Config,
@@ -21,6 +22,7 @@ export type GatewayConfig = Pick<
   | 'maxPayloadBytes'
   | 'maxQueryBytes'
   | 'maxSessions'
+  | 'maxSessionsPerUser'
   | 'consumerMaxBackpressureBytes'
   | 'consumerMaxInputBytesPerSec'
   | 'corsOrigins'
@@ -61,7 +63,14 @@ export function createGateway(deps: {
   const { config, core, node, tokens, logger } = deps
   const uws = loadUws()
   const app: TemplatedApp = uws.App()
-  const counters: ConsumerCounters = { handshakes: 0, refused: 0, requests: 0, acks: 0, invalid: 0 }
+  const counters: ConsumerCounters = {
+    handshakes: 0,
+    refused: 0,
+    userLimited: 0,
+    requests: 0,
+    acks: 0,
+    invalid: 0,
+  }
   const engine = attachEngine(
     app,
     {
@@ -87,6 +96,7 @@ export function createGateway(deps: {
       logger,
       counters,
       new RefusalLog(logger, config.logMaxRefusalsPerSec),
+      new UserSessions(config.maxSessionsPerUser),
     ),
     logger,
   )

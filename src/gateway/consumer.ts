@@ -17,6 +17,7 @@ import {
   type DeliveryFormat,
 } from './delivery.js'
 import type { Authorization, EngineHandlers, Handshake, Session } from './engineio/server.js'
+import type { UserSessions } from './user-sessions.js'
 
 /**
  * A consumer's side of one Engine.IO session, set once at the handshake: the
@@ -96,6 +97,17 @@ function previousConsumer(cookie: string | undefined, userId: string): string | 
   return previous !== undefined && userIdOf(previous) === userId ? previous : undefined
 }
 
+/**
+ * Past maxSessionsPerUser: a 429, as for a client address past its handshake
+ * rate (the engine adds consumerRetryAfterMs), since the client itself is
+ * over its share; not a 403, after which the SDK would stop for good.
+ */
+export const TOO_MANY_USER_SESSIONS = {
+  status: 429,
+  code: 3,
+  message: 'Too many sessions for this user',
+} as const
+
 const ACK_HEAD = '{"jsonrpc":"2.0","id":"'
 const ACK_TAIL = '","result":"OK"}'
 
@@ -132,6 +144,8 @@ const tokenDigest = (token: string): string => hash('sha256', token, 'base64url'
 export interface ConsumerCounters {
   handshakes: number
   refused: number
+  /** Handshakes refused with 429: their user had maxSessionsPerUser sessions on this node. */
+  userLimited: number
   requests: number
   acks: number
   invalid: number
@@ -140,9 +154,11 @@ export interface ConsumerCounters {
 /**
  * The Engine.IO handlers of the consumer gateway: token → consumer id, the
  * session ↔ node wiring, and the consumer's JSON-RPC (acks of delivery
- * batches, echo of requests, `invalid` for the rest). Refusals a stranger can
- * cause (a bad token, an unknown codec) go to `refusals`, at a bounded rate;
- * the token itself is never logged.
+ * batches, echo of requests, `invalid` for the rest). Refusals a client can
+ * cause at will (a bad token, an unknown codec, a user past
+ * maxSessionsPerUser) go to `refusals`, at a bounded rate; the token itself
+ * is never logged. `userSessions` holds each accepted handshake's place until
+ * abandon(), close() or its replacement.
  */
 export function createConsumerHandlers(
   node: BrokerNode,
@@ -150,6 +166,7 @@ export function createConsumerHandlers(
   log: Logger,
   counters: ConsumerCounters,
   refusals: RefusalLog,
+  userSessions: UserSessions<ConsumerLink>,
 ): EngineHandlers<ConsumerLink> {
   return {
     authorize(handshake: Handshake): Authorization<ConsumerLink> {
@@ -182,11 +199,18 @@ export function createConsumerHandlers(
       }
       const previous = previousConsumer(handshake.headers.cookie, claims.userId)
       const digest = tokenDigest(handshake.query.get('token') ?? '')
-      return {
-        ok: true,
-        id: consumerId,
-        data: new ConsumerLink(consumerId, claims.userId, digest, format, previous),
+      const link = new ConsumerLink(consumerId, claims.userId, digest, format, previous)
+      // Last, so that an accepted link holds its place until abandon() or close() (or its replacement).
+      if (!userSessions.take(link)) {
+        counters.userLimited++
+        refusals.info(
+          log,
+          { userId: claims.userId, remoteAddress: handshake.remoteAddress },
+          'consumer handshake refused: too many sessions for this user',
+        )
+        return { ok: false, ...TOO_MANY_USER_SESSIONS }
       }
+      return { ok: true, id: consumerId, data: link }
     },
 
     // The node takes the consumer over before its session opens: the open packet says it is ready.
@@ -195,7 +219,8 @@ export function createConsumerHandlers(
     },
 
     abandon(link: ConsumerLink): void {
-      // The client went away before its session opened.
+      // The client went away before its session opened, or the engine refused it after all.
+      userSessions.release(link)
       if (link.outbox) void node.disconnect(link.outbox, link)
     },
 
@@ -207,6 +232,7 @@ export function createConsumerHandlers(
       if (!link.outbox || !node.attach(link.outbox, link)) session.close('consumer released meanwhile')
       // The engine calls no close() for a replaced session: release its outbox here, unless this session took it.
       const old = replaced?.data
+      if (old) userSessions.release(old)
       if (old?.outbox) void node.disconnect(old.outbox, old)
     },
 
@@ -250,6 +276,7 @@ export function createConsumerHandlers(
     close(session: Session<ConsumerLink>, reason: string): void {
       const link = session.data
       log.debug({ consumerId: link.consumerId, reason }, 'consumer session closed')
+      userSessions.release(link)
       if (link.outbox) void node.disconnect(link.outbox, link)
     },
   }

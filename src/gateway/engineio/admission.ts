@@ -110,7 +110,7 @@ export class Admission<T> {
     return this.#host.isClosed ? this.paced(ENGINE_ERRORS.SHUTTING_DOWN) : undefined
   }
 
-  /** A 503 says when to come back, if the engine was told. */
+  /** A 503 (or the hook's 429) says when to come back, if the engine was told. */
   paced(refusal: Refusal): Refusal {
     const { retryAfterMs } = this.#options
     return retryAfterMs === undefined ? refusal : { ...refusal, retryAfterMs }
@@ -130,7 +130,8 @@ export class Admission<T> {
    * maxSessions, handshakes still preparing included (a replacement is fine).
    */
   #bound(auth: Authorization<T>): Decision<T> {
-    if (!auth.ok) return auth.status === 503 ? { ok: false, ...this.paced(auth) } : auth
+    if (!auth.ok)
+      return auth.status === 503 || auth.status === 429 ? { ok: false, ...this.paced(auth) } : auth
     const { sessions, isClosed } = this.#host
     const refusal = isClosed
       ? ENGINE_ERRORS.SHUTTING_DOWN

@@ -54,7 +54,13 @@ export interface Handshake {
 
 export type Authorization<T> =
   | { readonly ok: true; readonly id: string; readonly data: T }
-  | { readonly ok: false; readonly status: 400 | 403 | 503; readonly code: number; readonly message: string }
+  /** A 503 or 429 gets the engine's retryAfterMs (Retry-After, and `retryAfterMs` in a polling body). */
+  | {
+      readonly ok: false
+      readonly status: 400 | 403 | 429 | 503
+      readonly code: number
+      readonly message: string
+    }
 
 /**
  * The broker's side of the engine. Handlers run inside uWS callbacks and must
