@@ -264,6 +264,32 @@ test('a full node answers 503 with Retry-After and retryAfterMs, and the consume
   t.is(second.state, 'open')
 })
 
+test('a user past maxSessionsPerUser gets 429 with retryAfterMs, and the consumer waits and comes in once a place is free', async t => {
+  const broker = await startBroker(t, server.url, { maxSessionsPerUser: 1, consumerRetryAfterMs: 1500 })
+  const producer = new Producer({ secret: TEST_SECRET, id: 'x' })
+  const userId = newUserId()
+  const first = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId, source: 'ios' }))
+  await first.connect()
+  // Another consumer of the same user (another token: another consumer id), with the SDK's default transport.
+  const second = consumerFor(
+    t,
+    broker.ports.gateway,
+    producer.signConsumerToken({ userId, source: 'android' }),
+  )
+  const paced = new Promise<number | undefined>(resolve =>
+    second.on('state', (state, details) => {
+      if (state === 'reconnecting') resolve(details.retryInMs)
+    }),
+  )
+  const connected = second.connect()
+  const retryInMs = (await paced) ?? 0
+  t.true(retryInMs >= 1500 && retryInMs <= 2250, `waits what the node said, jittered: ${retryInMs}`)
+  t.is(second.state, 'reconnecting', 'not closed for good: a place may come free')
+  first.close()
+  await connected
+  t.is(second.state, 'open')
+})
+
 /** An HTTP proxy to the gateway that drops websocket upgrades, as some corporate proxies do. */
 /** Listens on a free loopback port; when the test ends, destroys `open` (what the server holds) and closes. */
 async function listenUntilTeardown(
