@@ -37,7 +37,11 @@ export interface NodeSources {
     readonly invalid: number
   }
   /** The gateway's Engine.IO server. */
-  readonly engine?: { readonly handshakesRateLimited: number; readonly inputLimited: number }
+  readonly engine?: {
+    readonly handshakesRateLimited: number
+    readonly handshakesFull: number
+    readonly inputLimited: number
+  }
   /** The node's escalator, when a webhook is configured. */
   readonly escalations?: EscalationCounters
   /** The node's Redis watchdog: whether Redis answers its PINGs. */
@@ -294,6 +298,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_consumer_handshakes_rate_limited_total',
     'Consumer handshakes refused with 429: their address was over maxHandshakesPerAddressPerSec.',
     () => engine?.handshakesRateLimited ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_handshakes_full_total',
+    'Consumer handshakes refused with 503: the node held maxSessions sessions.',
+    () => engine?.handshakesFull ?? 0,
   )
   counterOf(
     registry,

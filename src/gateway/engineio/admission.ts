@@ -37,6 +37,7 @@ export class Admission<T> {
   readonly #proxies: TrustedProxies
   readonly #handshakeRate: RatePerSecond
   #rateLimited = 0
+  #full = 0
   /** Accepted handshakes whose prepare() has not settled: they count against maxSessions. */
   #preparing = 0
 
@@ -52,6 +53,11 @@ export class Admission<T> {
   /** Handshakes refused for passing maxHandshakesPerAddressPerSec. */
   get rateLimited(): number {
     return this.#rateLimited
+  }
+
+  /** Handshakes refused with 503 because the node held maxSessions sessions. */
+  get full(): number {
+    return this.#full
   }
 
   /** The rate, the application's authorize hook, then the engine's bounds. */
@@ -139,6 +145,7 @@ export class Admission<T> {
         ? ENGINE_ERRORS.TOO_MANY_SESSIONS
         : undefined
     if (refusal === undefined) return auth
+    if (refusal === ENGINE_ERRORS.TOO_MANY_SESSIONS) this.#full++
     this.abandon(auth.data)
     return { ok: false, ...this.paced(refusal) }
   }

@@ -148,6 +148,8 @@ export interface Engine<T> {
   readonly lingering: number
   /** Handshakes refused since start because their address was over maxHandshakesPerAddressPerSec. */
   readonly handshakesRateLimited: number
+  /** Handshakes refused with 503 since start because the node held maxSessions sessions. */
+  readonly handshakesFull: number
   /** Sessions closed since start for sending more than maxInputBytesPerSec. */
   readonly inputLimited: number
   /** Closes every session (reason 'server shutdown') and refuses new handshakes with 503. */

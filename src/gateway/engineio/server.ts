@@ -159,6 +159,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
     return this.#admission.rateLimited
   }
 
+  get handshakesFull(): number {
+    return this.#admission.full
+  }
+
   get inputLimited(): number {
     return this.#inputLimited
   }

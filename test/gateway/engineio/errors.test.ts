@@ -168,6 +168,7 @@ test('past maxSessions: 503 JSON on polling, raw 503 on an upgrade; a replacemen
     200,
     'same id replaces',
   )
+  t.is(server.engine.handshakesFull, 2, 'counted for snapper_consumer_handshakes_full_total')
   t.deepEqual([...server.engine.sessions.keys()], ['one'])
   t.deepEqual(server.closed, [], 'a replaced session gets no close()')
 })
