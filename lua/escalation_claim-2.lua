@@ -1,6 +1,8 @@
 -- escalation_claim-2.lua: take the escalations that are due, each leased to the caller.
 -- KEYS[1] due   KEYS[2] info   (see escalation_schedule-2.lua)
 -- ARGV[1] lease ms   ARGV[2] most ids to take
+-- ARGV[3] window ms: how long past its due time an escalation may still be attempted (both keys
+--   are kept that long past the latest one pending)
 -- Returns: {now ms, lease end ms, id1, message1, due1, attempts1, id2, ...}
 --
 -- Once across all nodes: a claimed id's score becomes the lease's end, so no
@@ -20,5 +22,15 @@ for _, id in ipairs(ids) do
   result[#result + 1] = info[1] or ''
   result[#result + 1] = tonumber(info[2]) or now
   result[#result + 1] = tonumber(info[3]) or 0
+end
+-- A node of a version before the keys' expiry (a rolling upgrade) schedules without pushing it
+-- out (escalation_schedule-2.lua): the next claim does, or the keys could expire under it.
+local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+if latest then
+  local keep = tonumber(latest) - now + tonumber(ARGV[3])
+  for _, key in ipairs(KEYS) do
+    local ttl = redis.call('PTTL', key)
+    if ttl >= 0 and ttl < keep then redis.call('PEXPIRE', key, keep) end -- none yet: -1, left as it is
+  end
 end
 return result

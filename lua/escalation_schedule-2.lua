@@ -11,13 +11,17 @@
 --
 -- Both keys expire keep ms after the last escalation scheduled, if no later one pushes that out:
 -- by then every pending one was sent or abandoned, unless no node looked (every webhook turned
--- off), and then the messages they hold go too instead of staying for ever.
+-- off), and then the messages they hold go too instead of staying for ever. The latest one pending
+-- counts too, with the same window past its due time: one that a node of a version before this
+-- expiry scheduled (in a rolling upgrade) pushes out nothing itself (escalation_claim-2.lua).
 local time = redis.call('TIME')
-local due = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + tonumber(ARGV[2])
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local due = now + tonumber(ARGV[2])
 local stamp = string.format('%.0f', due)
 redis.call('ZADD', KEYS[1], stamp, ARGV[1])
 redis.call('HSET', KEYS[2], 'm:' .. ARGV[1], ARGV[3], 'd:' .. ARGV[1], stamp, 'n:' .. ARGV[1], 0)
-local keep = tonumber(ARGV[4])
+local latest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+local keep = latest - now + tonumber(ARGV[4]) - tonumber(ARGV[2])
 for _, key in ipairs(KEYS) do
   if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, keep) end -- no expiry yet: -1
 end

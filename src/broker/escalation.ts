@@ -136,6 +136,8 @@ export class Escalator {
   readonly #log: Logger
   readonly #send: (target: WebhookTarget, payload: EscalationPayload) => Promise<WebhookResult>
   readonly #leaseMs: number
+  /** How long past the latest pending escalation's due time a claim keeps the keys (escalation_claim-2.lua). */
+  readonly #windowMs: number
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   /** The escalations being handled: a poll does not wait for them (a request may take timeoutMs). */
@@ -149,6 +151,11 @@ export class Escalator {
     this.#log = log
     this.#send = send
     this.#leaseMs = leaseMsOf(options.timeoutMs)
+    this.#windowMs = escalationWindowMs({
+      escalationRetrySec: options.retrySec,
+      escalationPollMs: options.pollMs,
+      escalationTimeoutMs: options.timeoutMs,
+    })
   }
 
   /** Starts polling every pollMs. */
@@ -195,7 +202,13 @@ export class Escalator {
   /** Claims at most `max` of what fell due and starts handling each; resolves with their handling. */
   async #claim(max: number): Promise<Promise<void>[]> {
     const { due, info } = this.#keys.escalations
-    const [now, leaseEnd, ...flat] = await this.#redis.escalationClaim(due, info, this.#leaseMs, max)
+    const [now, leaseEnd, ...flat] = await this.#redis.escalationClaim(
+      due,
+      info,
+      this.#leaseMs,
+      max,
+      this.#windowMs,
+    )
     const claims: Claim[] = []
     for (let i = 0; i + 3 < flat.length; i += 4) {
       claims.push({

@@ -47,7 +47,13 @@ export interface ScriptCommands {
     message: string,
     keepMs: number,
   ): Reply<number>
-  escalationClaim(due: string, info: string, leaseMs: number, max: number): Reply<(string | number)[]>
+  escalationClaim(
+    due: string,
+    info: string,
+    leaseMs: number,
+    max: number,
+    windowMs: number,
+  ): Reply<(string | number)[]>
   escalationRetry(due: string, info: string, id: string, leaseEnd: number, delayMs: number): Reply<0 | 1>
   escalationDone(due: string, info: string, id: string, leaseEnd: number): Reply<0 | 1>
   consumerJoin(

@@ -193,6 +193,34 @@ test("a webhook URL's user and password go as Basic authorization, not in the UR
   t.is(escalator.counters.failed, 0)
 })
 
+/**
+ * What escalation_schedule-2.lua of the version before expiry (9a1ea17) wrote: the due time in
+ * the sorted set, the message, due time and attempts in the hash, and no expiry on either key.
+ */
+async function scheduleAsOlderVersion(core: BrokerCore, id: string, delayMs: number, message: string) {
+  const { due, info } = core.keys.escalations
+  const stamp = String(Date.now() + delayMs)
+  await core.redis.commands.zadd(due, stamp, id)
+  await core.redis.commands.hset(info, `m:${id}`, message, `d:${id}`, stamp, `n:${id}`, '0')
+}
+
+test('a rolling upgrade: escalations an older version scheduled, before or after a newer node scheduled a shorter one, are sent', async t => {
+  const receiver = await startWebhookReceiver(t)
+  // A window of 1 s + 20 ms + 2 x 200 ms + 1 s + 200 ms: the newer node's keys live 2.6 s past its escalation.
+  const config = configFor(receiver, { escalationRetrySec: 1, escalationTimeoutMs: 200 })
+  const { core } = await startEscalatingCore(t, config)
+  const before = await core.producerApi.track('r', 'older, scheduled before')
+  await scheduleAsOlderVersion(core, before, 4000, 'older, scheduled before')
+  const newer = await core.producerApi.track('r', 'newer, 10 ms', 10)
+  const after = await core.producerApi.track('r', 'older, scheduled after')
+  await scheduleAsOlderVersion(core, after, 4500, 'older, scheduled after')
+  await receiver.waitForDelivered(3, 10_000)
+  t.deepEqual(
+    receiver.requests.map(r => r.json.id),
+    [newer, before, after],
+  )
+})
+
 test('an escalation whose message was never stored sends nothing', async t => {
   const receiver = await startWebhookReceiver(t)
   const { core, escalator } = await startEscalatingCore(t, configFor(receiver, { escalationRetrySec: 1 }))

@@ -451,17 +451,21 @@ test('escalation scripts: due ids are leased to one claimer, which alone may ret
   const dueAt = await redis.escalationSchedule(due, info, 'id1', 0, 'm1', 60_000)
   await redis.escalationSchedule(due, info, 'later', 60_000, 'm2', 120_000)
   t.true(dueAt >= before - 1000 && dueAt <= Date.now() + 1000, 'Redis clock')
-  const [now, leaseEnd, ...claimed] = await redis.escalationClaim(due, info, 5000, 10)
+  const [now, leaseEnd, ...claimed] = await redis.escalationClaim(due, info, 5000, 10, 60_000)
   t.deepEqual(claimed, ['id1', 'm1', dueAt, 0])
   t.is(leaseEnd, Number(now) + 5000)
-  t.deepEqual((await redis.escalationClaim(due, info, 5000, 10)).slice(2), [], 'leased: nobody else gets it')
+  t.deepEqual(
+    (await redis.escalationClaim(due, info, 5000, 10, 60_000)).slice(2),
+    [],
+    'leased: nobody else gets it',
+  )
   t.is(
     await redis.escalationRetry(due, info, 'id1', Number(leaseEnd) + 1, 0),
     0,
     'not our lease: nothing changes',
   )
   t.is(await redis.escalationRetry(due, info, 'id1', Number(leaseEnd), 0), 1)
-  const [, lease2, ...again] = await redis.escalationClaim(due, info, 5000, 10)
+  const [, lease2, ...again] = await redis.escalationClaim(due, info, 5000, 10, 60_000)
   t.deepEqual(again, ['id1', 'm1', dueAt, 1], 'due again, one failed attempt counted')
   t.is(await redis.escalationDone(due, info, 'id1', Number(leaseEnd)), 0, 'a lapsed lease cannot finish it')
   t.is(await redis.escalationDone(due, info, 'id1', Number(lease2)), 1)
@@ -481,12 +485,26 @@ test('escalation_schedule: both keys live keep ms past the latest escalation, al
   }
 })
 
+test('escalation scripts: one an older version scheduled later than the rest (no expiry pushed) keeps both keys past its due time', async t => {
+  const { due, info } = keysFor().escalations
+  const olderDue = Number((await redis.time())[0]) * 1000 + 600_000
+  await redis.zadd(due, olderDue, 'older, in 10 min')
+  await redis.hset(info, 'm:older, in 10 min', 'm')
+  await redis.escalationSchedule(due, info, 'a', 1000, 'm', 61_000) // its window: 60 s
+  const ttls = async () => Promise.all([redis.pttl(due), redis.pttl(info)])
+  for (const ttl of await ttls()) t.true(ttl > 650_000 && ttl <= 661_000, `schedule: ${ttl} ms`)
+  // Scheduled by an older node after that: claims push the expiry out to its due time and the window.
+  await redis.zadd(due, olderDue + 600_000, 'older, in 20 min')
+  await redis.escalationClaim(due, info, 5000, 10, 60_000)
+  for (const ttl of await ttls()) t.true(ttl > 1_250_000 && ttl <= 1_261_000, `claim: ${ttl} ms`)
+})
+
 test('escalation_claim: a lease that ran out (its node died) lets another claimer take it', async t => {
   const { due, info } = keysFor().escalations
   await redis.escalationSchedule(due, info, 'id', 0, 'm', 60_000)
-  const [, first] = await redis.escalationClaim(due, info, 50, 10)
+  const [, first] = await redis.escalationClaim(due, info, 50, 10, 60_000)
   await new Promise(resolve => setTimeout(resolve, 80))
-  const [, second, ...claimed] = await redis.escalationClaim(due, info, 50, 10)
+  const [, second, ...claimed] = await redis.escalationClaim(due, info, 50, 10, 60_000)
   t.is(claimed[0], 'id')
   t.true(Number(second) > Number(first))
   t.is(await redis.escalationDone(due, info, 'id', Number(first)), 0)
