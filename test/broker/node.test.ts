@@ -193,6 +193,59 @@ for (const topology of TOPOLOGIES) {
     )
   })
 
+  test(`${topology}: a rolling upgrade: a batch record of the version before (no first messages) comes again under its id, and is not reused once acknowledged`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology))
+    const id = consumerId()
+    const { inflight: recordKey } = core.keys.consumer(id)
+    /** The record as a node of 9a1ea17 wrote it: [id, rooms, room index of each message], no first messages. */
+    const asOlderVersion = async () => {
+      const [batchId, rooms, order] = JSON.parse((await core.redis.commands.get(recordKey))!) as unknown[]
+      return JSON.stringify([batchId, rooms, order])
+    }
+    const first = await new RecordingSink(node, false).connect(id, USER)
+    for (const room of ['p', 'q']) await core.producerApi.subscribe(room, id)
+    await eventually(() => first.outbox!.hasRoom('p') && first.outbox!.hasRoom('q'))
+    // A batch of both rooms (a session's first batch, from the cursors, would hold one room only).
+    await publishAll(core.producerApi, 'p', ['first'])
+    await first.waitFor(1)
+    await publishAll(core.producerApi, 'p', ['second'])
+    await eventually(() => first.outbox!.queued === 1)
+    t.true(first.ack())
+    await first.waitFor(2)
+    await core.producerApi.publish([
+      ['q', 'q1'],
+      ['p', 'p1'],
+    ])
+    await eventually(() => first.outbox!.queued === 2)
+    t.true(first.ack())
+    await first.waitFor(4)
+    const unacked = first.batches.at(-1)!
+    t.deepEqual(unacked.entries.map(e => e.message).sort(), ['p1', 'q1'])
+    await node.disconnect(first.outbox!, first)
+    const older = await asOlderVersion()
+    await core.redis.commands.set(recordKey, older)
+    const second = await new RecordingSink(node, false).connect(id, USER)
+    await eventually(() => second.batches.length > 0)
+    t.is(second.batches[0]!.frame, unacked.frame, 'the same batch, same id: the client drops it')
+    // Acknowledged there, then that node crashed: its record of the release before stays.
+    t.true(second.ack())
+    await core.producerApi.publish([
+      ['q', 'q2'],
+      ['p', 'p2'],
+    ])
+    await second.waitFor(3) // q2 in flight, p2 behind it
+    await node.disconnect(second.outbox!, second)
+    await core.redis.commands.set(recordKey, older)
+    const third = await new RecordingSink(node).connect(id, USER)
+    await third.waitFor(2)
+    t.not(
+      third.batches[0]!.id,
+      unacked.id,
+      'the next messages under an id of their own: the client keeps them',
+    )
+    t.deepEqual([...third.messages].sort(), ['p2', 'q2'])
+  })
+
   test(`${topology}: a slow consumer overflows to the log and still gets everything in order`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology), {
       consumerMaxQueue: 60,
