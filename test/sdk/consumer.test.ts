@@ -251,11 +251,7 @@ test('a full node answers 503 with Retry-After and retryAfterMs, and the consume
   t.deepEqual(await response.json(), { code: 3, message: 'Too many sessions', retryAfterMs: 1500 })
 
   const second = consumerFor(t, broker.ports.gateway, producer.signConsumerToken({ userId: newUserId() }))
-  const paced = new Promise<number | undefined>(resolve =>
-    second.on('state', (state, details) => {
-      if (state === 'reconnecting') resolve(details.retryInMs)
-    }),
-  )
+  const paced = firstRetryDelay(second)
   const connected = second.connect()
   const retryInMs = (await paced) ?? 0
   t.true(retryInMs >= 1500 && retryInMs <= 2250, `waits what the node said, jittered: ${retryInMs}`)
@@ -276,11 +272,7 @@ test('a user past maxSessionsPerUser gets 429 with retryAfterMs, and the consume
     broker.ports.gateway,
     producer.signConsumerToken({ userId, source: 'android' }),
   )
-  const paced = new Promise<number | undefined>(resolve =>
-    second.on('state', (state, details) => {
-      if (state === 'reconnecting') resolve(details.retryInMs)
-    }),
-  )
+  const paced = firstRetryDelay(second)
   const connected = second.connect()
   const retryInMs = (await paced) ?? 0
   t.true(retryInMs >= 1500 && retryInMs <= 2250, `waits what the node said, jittered: ${retryInMs}`)
@@ -289,6 +281,15 @@ test('a user past maxSessionsPerUser gets 429 with retryAfterMs, and the consume
   await connected
   t.is(second.state, 'open')
 })
+
+/** The delay the consumer's first retry waits, once it goes reconnecting. */
+function firstRetryDelay(consumer: Consumer): Promise<number | undefined> {
+  return new Promise(resolve =>
+    consumer.on('state', (state, details) => {
+      if (state === 'reconnecting') resolve(details.retryInMs)
+    }),
+  )
+}
 
 /** An HTTP proxy to the gateway that drops websocket upgrades, as some corporate proxies do. */
 /** Listens on a free loopback port; when the test ends, destroys `open` (what the server holds) and closes. */
