@@ -71,6 +71,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
   readonly #rooms: RoomSync<S>
   readonly #host: OutboxHost<S>
   readonly #timers: NodeJS.Timeout[] = []
+  /** Outboxes still connecting, each with its connect's take and read (see #release). */
+  readonly #connecting = new Map<Outbox<S>, Promise<void>>()
   #stopped = false
 
   constructor(core: BrokerCore, config: NodeConfig, log: Logger, name = `${hostname()}:${process.pid}`) {
@@ -194,6 +196,24 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#core.stats.joined(ownRoom)
 
     if (replaces && replaces !== consumerId) this.#store.weaken(replaces)
+    const connecting = this.#takeAndRead(outbox)
+    this.#connecting.set(outbox, connecting)
+    try {
+      await connecting
+    } finally {
+      this.#connecting.delete(outbox)
+    }
+    return outbox
+  }
+
+  /**
+   * Takes the consumer for the new outbox and reads where it stands into it;
+   * then delivers, or, if the outbox was released meanwhile, releases it with
+   * what was read (see #release). Never rejects.
+   */
+  async #takeAndRead(outbox: Outbox<S>): Promise<void> {
+    const { consumerId, userId } = outbox
+    const ownRoom = userRoom(userId)
     try {
       // Heard before its head is read: a consumer at the head of its own room then reads nothing.
       const isListening = await this.#fanout.listen(ownRoom, outbox)
@@ -218,14 +238,13 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       this.#context.redisError(err, 'consumer connect failed')
     }
     if (!this.#rooms.connected(outbox)) {
-      // Released while connecting (a kick, a close): the writes above may have come after that
-      // release (node key, presence), so release once more; it touches only what names this node,
-      // which a newer connect of the consumer here may have written for itself.
+      // Released while connecting (a kick, a close, a stop): commit what was read, in this node's
+      // name; it touches only what names this node, which a newer connect of the consumer here
+      // may have written for itself.
       if (!this.#hub.get(consumerId)) await this.#store.release(outbox)
-      return outbox
+      return
     }
     outbox.resend()
-    return outbox
   }
 
   /**
@@ -298,7 +317,10 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#fanout.leaveAll(outbox)
     // Listened to before its rooms were read: not among them if that read failed.
     this.#fanout.leave(userRoom(outbox.userId), outbox)
-    return this.#store.release(outbox)
+    // Still connecting: its take may be on its way to Redis, and what the take reads (cursors, the
+    // batch in flight) is not in the outbox yet. A release now could come after the take, and then
+    // drop the in-flight record in its name; the connect releases the outbox once it has read them.
+    return this.#connecting.get(outbox) ?? this.#store.release(outbox)
   }
 
   #onControl(bytes: Buffer): void {

@@ -423,6 +423,53 @@ for (const topology of TOPOLOGIES) {
       )
     })
 
+  // CLIENT PAUSE holds every client's writes: on its own Redis, not to stall the other tests.
+  if (topology === 'standalone')
+    test('a node stopped while a consumer moves to it leaves the batch in flight to the next node, under its id', async t => {
+      const own = await startRedis()
+      t.teardown(() => own.stop())
+      const admin = own.client()
+      const target = { kind: 'standalone', url: own.url } as const
+      const a = await startTestNode(t, target)
+      const b = await startTestNode(t, target, { redisPrefix: a.config.redisPrefix })
+      const c = await startTestNode(t, target, { redisPrefix: a.config.redisPrefix })
+      const id = consumerId()
+      const onA = await new RecordingSink(a.node, false).connect(id, USER)
+      await a.core.producerApi.subscribe('one', id)
+      await a.core.producerApi.subscribe('two', id)
+      await eventually(() => onA.outbox!.hasRoom('one') && onA.outbox!.hasRoom('two'))
+      // A batch of both rooms in flight: queued behind one in flight (a session's first pump sends one chunk only).
+      await publishAll(a.core.producerApi, 'one', ['first'])
+      await onA.waitFor(1)
+      await publishAll(a.core.producerApi, 'one', ['second'])
+      await eventually(() => onA.outbox!.queued === 1)
+      t.true(onA.ack())
+      await onA.waitFor(2)
+      await a.core.producerApi.publish([
+        ['two', 't1'],
+        ['one', 'o1'],
+      ])
+      await eventually(() => onA.outbox!.queued === 2)
+      t.true(onA.ack())
+      await onA.waitFor(4)
+      const inflight = onA.batches.at(-1)!
+      t.deepEqual(inflight.entries.map(entry => entry.message).sort(), ['o1', 't1'])
+      await a.node.disconnect(onA.outbox!, onA)
+      // Its node key names a live node that never answers the kick: b waits the whole takeover
+      // wait (1 s) before it takes the consumer. Redis holds that take and, behind it, the
+      // release that b's stop sends for the consumer it is still connecting.
+      await b.core.presence.touchNode('silent', 10_000)
+      await admin.set(b.core.keys.consumer(id).node, 'silent')
+      const connecting = new RecordingSink(b.node).connect(id, USER)
+      await pause(700)
+      await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE')
+      await pause(600)
+      await Promise.all([b.node.stop(0), connecting])
+      const onC = await new RecordingSink(c.node).connect(id, USER)
+      await eventually(() => onC.batches.length > 0)
+      t.is(onC.batches[0]!.id, inflight.id, 'the same batch, which the client drops')
+    })
+
   test(`${topology}: a join and a leave whose notices reach the node in the other order leave the consumer where Redis says`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology))
     const id = consumerId()
