@@ -18,8 +18,9 @@ const TAKEOVER_WAIT_MS = 1000
  *          ◀──────────── released(consumer) ┘
  *     consumer_connect-3.lua: read the cursors, name this node
  *
- * A node that took the session between the look and the script is kicked
- * without waiting: it closes its session at once. The invariants it keeps:
+ * A node that holds the session when the script runs (one that took it
+ * meanwhile, or the holder asked, which took it again) is kicked without
+ * waiting: it closes its session at once. The invariants it keeps:
  * docs/ARCHITECTURE.md, Invariants, Handoff.
  */
 export class Handoff<S extends ConsumerSink> {
@@ -49,10 +50,10 @@ export class Handoff<S extends ConsumerSink> {
   /**
    * `holder` holds the session of a consumer that connects here: unless it
    * is this node or dead, ask it to release the consumer, and wait (a
-   * bounded time) until it has.
+   * bounded time) until it has. False if it was not asked.
    */
-  async takeOver(consumerId: string, holder: string | null): Promise<void> {
-    if (!holder || holder === this.#nodeId || !(await this.#core.presence.isNodeAlive(holder))) return
+  async takeOver(consumerId: string, holder: string | null): Promise<boolean> {
+    if (!holder || holder === this.#nodeId || !(await this.#core.presence.isNodeAlive(holder))) return false
     await new Promise<void>(resolve => {
       const timer = setTimeout(guard(this.#context.log, 'takeover wait', done), TAKEOVER_WAIT_MS)
       function done(): void {
@@ -66,9 +67,10 @@ export class Handoff<S extends ConsumerSink> {
         done()
       })
     }).finally(() => this.#takeovers.delete(consumerId))
+    return true
   }
 
-  /** `node` took the consumer's session meanwhile: it closes it without waiting for anything. */
+  /** `node` holds the consumer's session (took it meanwhile, or again): it closes it without waiting for anything. */
   kick(node: string, consumerId: string): void {
     this.#sendKick(node, consumerId).catch(err => this.#context.redisError(err, 'kick failed'))
   }

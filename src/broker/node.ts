@@ -220,11 +220,15 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       let taken = await this.#store.take(outbox, false)
       if (!taken.isTaken) {
         const { holder } = taken
-        await this.#handoff.takeOver(consumerId, holder)
+        const asked = await this.#handoff.takeOver(consumerId, holder)
         taken = await this.#store.take(outbox, true)
-        // A third node took the session meanwhile: it closes its session at once.
-        if (taken.isTaken && taken.previous && taken.previous !== this.id && taken.previous !== holder)
-          this.#handoff.kick(taken.previous, consumerId)
+        // Another node took the session meanwhile: it closes it at once. So does the holder asked
+        // to release it: it may have released it and taken it again (a reconnect) before the take
+        // above, and then no one else closes that session. A holder taken for dead is not asked: its
+        // cursors are read from the rooms' progress, which its release would delete (a crash).
+        const previous = taken.isTaken ? taken.previous : null
+        if (previous && previous !== this.id && (previous !== holder || asked))
+          this.#handoff.kick(previous, consumerId)
       }
       if (taken.isTaken) {
         const { previous, rooms, inflight, ownHead } = taken

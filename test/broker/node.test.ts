@@ -5,9 +5,11 @@ import { heldBytes } from '../../src/broker/recent.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
+import { startRedisProxy } from '../helpers/redis-proxy.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 import { eventually, holdsFor, pause } from '../helpers/eventually.js'
 import { consumerIdOf } from '../../src/auth/token.js'
+import type { BrokerNode } from '../../src/broker/node.js'
 
 const redis = redisPerFile(test)
 
@@ -15,6 +17,21 @@ const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
 /** A consumer of USER, as a token makes it (its keys share the user's slot). */
 const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
+
+/** A session that calls `onClose` the moment the node closes it (before the node releases it). */
+class SinkClosing extends RecordingSink {
+  constructor(
+    node: BrokerNode,
+    readonly onClose: () => void,
+  ) {
+    super(node)
+  }
+
+  override close(reason: string): void {
+    this.onClose()
+    super.close(reason)
+  }
+}
 
 for (const topology of TOPOLOGIES) {
   test(`${topology}: messages to the user room arrive in order, in batches of at most 50, one in flight`, async t => {
@@ -468,6 +485,32 @@ for (const topology of TOPOLOGIES) {
       const onC = await new RecordingSink(c.node).connect(id, USER)
       await eventually(() => onC.batches.length > 0)
       t.is(onC.batches[0]!.id, inflight.id, 'the same batch, which the client drops')
+    })
+
+  if (topology === 'standalone')
+    test('a holder that took the consumer again while the node taking it over waited is kicked once more', async t => {
+      const own = await startRedis()
+      t.teardown(() => own.stop())
+      const proxy = await startRedisProxy(own.port)
+      t.teardown(() => proxy.close())
+      const a = await startTestNode(t, { kind: 'standalone', url: own.url })
+      const b = await startTestNode(t, proxy.url, { redisPrefix: a.config.redisPrefix })
+      const id = consumerId()
+      // b's connections drop as a closes the session b kicked, so a's `released` never reaches b,
+      // which takes the consumer when its takeover wait (1 s) is over.
+      const first = await new SinkClosing(a.node, () => proxy.down()).connect(id, USER)
+      const taking = new RecordingSink(b.node).connect(id, USER)
+      await eventually(() => first.closed !== undefined)
+      // Meanwhile the consumer comes back to a (a reconnect): a holds it again, with a new session.
+      const again = await new RecordingSink(a.node).connect(id, USER)
+      proxy.up()
+      const onB = await taking
+      await eventually(() => again.closed !== undefined, { what: 'the new session on a to close' })
+      t.is(again.closed, 'taken over by another node')
+      await publishAll(a.core.producerApi, userRoom(USER), ['after the takeover'])
+      await onB.waitFor(1)
+      await holdsFor(() => again.messages.length === 0, 100, 'one session delivers, not two')
+      t.deepEqual(onB.messages, ['after the takeover'])
     })
 
   test(`${topology}: a join and a leave whose notices reach the node in the other order leave the consumer where Redis says`, async t => {
