@@ -8,8 +8,10 @@ import { ConfigError } from '../config/parse.js'
  * larger polling POST with 413 itself, rather than pass it on to a broker
  * that would refuse it mid-body), and the upstream of the gateways, one
  * server per worker port on each host, `ip_hash` so that every polling
- * request of a session reaches the worker that holds it. Paste it over the
- * same lines of nginx.conf.
+ * request of a session reaches the worker that holds it, and no `keepalive`:
+ * a connection kept open to a worker draining in a rolling restart would still
+ * carry requests to it after the new worker took its port (README,
+ * Deployment). Paste it over the same lines of nginx.conf.
  */
 export function nginxConf(
   config: Pick<Config, 'gatewayPort' | 'workers' | 'maxPayloadBytes'>,
@@ -27,7 +29,6 @@ export function nginxConf(
     'upstream snapper_gateways {',
     '    ip_hash;',
     ...servers,
-    '    keepalive 64;',
     '}',
   ].join('\n')
 }
