@@ -43,7 +43,10 @@ export interface Gateway {
    * with the worker it replaces until that one stops listening.
    */
   listen(port: number, host: string, options?: { takesOver?: boolean }): Promise<number>
-  /** Stops accepting connections; live sessions stay until the node closes them. */
+  /**
+   * Stops accepting connections, and handshakes over connections already open (503): live
+   * sessions stay until the node closes them.
+   */
   stopListening(): void
   /** Closes every session and the listener. */
   close(): void
@@ -170,6 +173,7 @@ export function createGateway(deps: {
     stopListening() {
       if (listenSocket) uws.us_listen_socket_close(listenSocket)
       listenSocket = undefined
+      engine.stopAccepting()
     },
     close() {
       this.stopListening()

@@ -152,6 +152,11 @@ export interface Engine<T> {
   readonly handshakesFull: number
   /** Sessions closed since start for sending more than maxInputBytesPerSec. */
   readonly inputLimited: number
+  /**
+   * Refuses new handshakes with 503 (a drain begins: a client reaching this process over a
+   * connection kept open, past the closed listener, must not open a session here); live sessions go on.
+   */
+  stopAccepting(): void
   /** Closes every session (reason 'server shutdown') and refuses new handshakes with 503. */
   close(): void
 }

@@ -167,8 +167,12 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
     return this.#inputLimited
   }
 
-  close(): void {
+  stopAccepting(): void {
     this.#isClosed = true
+  }
+
+  close(): void {
+    this.stopAccepting()
     for (const session of [...this.#sessions.values()]) session.shutdown()
     for (const session of [...this.#lingering.values()]) session.polling?.stopLingering()
   }
