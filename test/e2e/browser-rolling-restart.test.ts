@@ -17,10 +17,10 @@ import { Tokens } from '../../src/auth/token.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { launchChromium, watchPage } from '../helpers/chromium.js'
-import { startCli } from '../helpers/cli.js'
+import { startCliOn } from '../helpers/cli.js'
 import { eventually, pause } from '../helpers/eventually.js'
 import { startNginx } from '../helpers/nginx.js'
-import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -139,15 +139,9 @@ async function servePage(t: ExecutionContext): Promise<string> {
 }
 
 test('browser, rolling restart through nginx: the SDK and snapper-consumer, on websocket and on polling, get every message once and in order, and are back soon after one close', async t => {
-  const cli = await startCli(t, {
-    workers: 2,
-    env: {
-      SNAPPER_REDIS: server.url,
-      SNAPPER_REDIS_PREFIX: uniquePrefix(),
-      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
-      SNAPPER_LOG_LEVEL: 'info',
-      SNAPPER_DRAIN_SPREAD_MS: '300',
-    },
+  const cli = await startCliOn(t, server.url, TEST_SECRET, 2, {
+    SNAPPER_LOG_LEVEL: 'info',
+    SNAPPER_DRAIN_SPREAD_MS: '300',
   })
   const nginx = await startNginx(cli.ports.gateway, 2)
   t.teardown(() => nginx.stop())

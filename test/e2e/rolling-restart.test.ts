@@ -6,9 +6,9 @@
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker.js'
-import { startCli } from '../helpers/cli.js'
+import { startCliOn } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { eventually, holdsFor, pause } from '../helpers/eventually.js'
 
 let server: RedisServer
@@ -20,15 +20,9 @@ test.after.always(() => server?.stop())
 const tokens = new Tokens([TEST_SECRET])
 
 test('a rolling restart of all workers under load loses no message and duplicates none', async t => {
-  const cli = await startCli(t, {
-    workers: 2,
-    env: {
-      SNAPPER_REDIS: server.url,
-      SNAPPER_REDIS_PREFIX: uniquePrefix(),
-      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
-      SNAPPER_LOG_LEVEL: 'info',
-      SNAPPER_DRAIN_SPREAD_MS: '300',
-    },
+  const cli = await startCliOn(t, server.url, TEST_SECRET, 2, {
+    SNAPPER_LOG_LEVEL: 'info',
+    SNAPPER_DRAIN_SPREAD_MS: '300',
   })
   const statsToken = tokens.sign({ name: 'snapper' })
   const before = await cli.workerPids(statsToken)

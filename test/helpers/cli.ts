@@ -59,13 +59,23 @@ export function startCli(t: Teardowns, options: CliOptions): Promise<RunningCli>
   return startOnFreePorts(() => launchCli(t, options))
 }
 
-/** `snapper start` with `workers` workers on a Redis (a key prefix of its own), signing with `secret`, no drain spread. */
-export function startCliOn(t: Teardowns, redisUrl: string, secret: string, workers = 2): Promise<RunningCli> {
+/**
+ * `snapper start` with `workers` workers on a Redis (a key prefix of its own), signing with
+ * `secret`, no drain spread unless `more` (further environment) says otherwise.
+ */
+export function startCliOn(
+  t: Teardowns,
+  redisUrl: string,
+  secret: string,
+  workers = 2,
+  more: Record<string, string> = {},
+): Promise<RunningCli> {
   const env = {
     SNAPPER_REDIS: redisUrl,
     SNAPPER_REDIS_PREFIX: uniquePrefix(),
     SNAPPER_TOKEN_SECRETS: secret,
     SNAPPER_DRAIN_SPREAD_MS: '0',
+    ...more,
   }
   return startCli(t, { workers, env })
 }
