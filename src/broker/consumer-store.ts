@@ -59,6 +59,8 @@ export class ConsumerStore {
   readonly #progressRooms = new WeakMap<Outbox, Set<string>>()
   /** Releases under way: a second disconnect of one outbox waits for the first. */
   readonly #releases = new Map<Outbox, Promise<void>>()
+  /** The last release under way of each consumer: a kick that finds it released here waits for it. */
+  readonly #consumerReleases = new Map<string, Promise<void>>()
   readonly #timers: NodeJS.Timeout[] = []
 
   constructor(
@@ -312,8 +314,10 @@ export class ConsumerStore {
         err => this.#context.redisError(err, 'consumer release failed'),
       )
     this.#releases.set(outbox, release)
+    this.#consumerReleases.set(consumerId, release)
     void release.finally(() => {
       if (this.#releases.get(outbox) === release) this.#releases.delete(outbox)
+      if (this.#consumerReleases.get(consumerId) === release) this.#consumerReleases.delete(consumerId)
     })
     return release
   }
@@ -321,6 +325,11 @@ export class ConsumerStore {
   /** The release of `outbox` under way, if any. */
   releasing(outbox: Outbox): Promise<void> | undefined {
     return this.#releases.get(outbox)
+  }
+
+  /** The last release of the consumer under way here, if any. */
+  releasingConsumer(consumerId: string): Promise<void> | undefined {
+    return this.#consumerReleases.get(consumerId)
   }
 
   /** Resolves once every release under way is done. */

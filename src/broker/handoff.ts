@@ -28,6 +28,7 @@ export class Handoff<S extends ConsumerSink> {
   readonly #core: Pick<BrokerCore, 'membership' | 'presence'>
   readonly #hub: Hub<S>
   readonly #disconnect: (outbox: Outbox<S>, sink: S) => Promise<void>
+  readonly #releasing: (consumerId: string) => Promise<void> | undefined
   readonly #context: NodeContext
   /** Consumers this node is taking over, waiting for the old node's `released`. */
   readonly #takeovers = new Map<string, () => void>()
@@ -38,12 +39,15 @@ export class Handoff<S extends ConsumerSink> {
     hub: Hub<S>,
     /** Releases a closed session's outbox; resolves once its cursors are committed. */
     disconnect: (outbox: Outbox<S>, sink: S) => Promise<void>,
+    /** The consumer's release under way here (a close, a drain), if any. */
+    releasing: (consumerId: string) => Promise<void> | undefined,
     context: NodeContext,
   ) {
     this.#nodeId = nodeId
     this.#core = core
     this.#hub = hub
     this.#disconnect = disconnect
+    this.#releasing = releasing
     this.#context = context
   }
 
@@ -83,6 +87,10 @@ export class Handoff<S extends ConsumerSink> {
       const sink = outbox.sink
       sink?.close('taken over by another node')
       if (sink) await this.#disconnect(outbox, sink)
+    } else {
+      // Released here already (a close, the drain), perhaps not committed yet: the node taking it
+      // over reads its cursors and batch in flight once `released` comes, so only then.
+      await this.#releasing(consumerId)
     }
     await this.#core.membership
       .tell(byNode, { type: 'released', consumerId })

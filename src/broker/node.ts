@@ -102,6 +102,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       core,
       this.#hub,
       (outbox, sink) => this.disconnect(outbox, sink),
+      consumerId => this.#store.releasingConsumer(consumerId),
       context,
     )
     this.#rooms = new RoomSync(this.#hub, this.#fanout, this.#store, context)
