@@ -4,13 +4,16 @@
 -- ARGV[1] ttl seconds   ARGV[2] node id to release ('' to keep the session)
 -- ARGV[3] inflight batch record to keep ('' for none)   ARGV[4] consumer id
 -- ARGV[5..n] room, cursor, room, cursor, ...
--- Returns: number of cursors that moved
+-- Returns: {number of cursors that moved, 1 if the node key named the releasing node (released), else 0}
 --
 -- A cursor only moves forward, and only for rooms the consumer is still in:
 -- a late write from a node that lost the consumer, or after a leave, changes nothing.
 -- A release drops the node key and the presence entry only where they still
 -- name the releasing node, so a late release never undoes a newer connect;
--- the own room's progress entry goes (the consumer's own cursors are the truth now).
+-- then the own room's progress entry goes too (the consumer's own cursors are
+-- the truth now), and the caller drops its other rooms' (released: 1). A late
+-- one leaves them to the node holding the consumer now, which may have written
+-- them since.
 local function newer(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b or '0-0', '^(%d+)-(%d+)$')
@@ -18,7 +21,7 @@ local function newer(a, b)
   ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
   return ams > bms or (ams == bms and aseq > bseq)
 end
-local moved = 0
+local moved, released = 0, 0
 for i = 5, #ARGV, 2 do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
   if current and newer(ARGV[i + 1], current) then
@@ -35,8 +38,9 @@ if ARGV[2] ~= '' then
     else
       redis.call('DEL', KEYS[3])
     end
+    redis.call('HDEL', KEYS[5], ARGV[4])
+    released = 1
   end
   if redis.call('HGET', KEYS[4], ARGV[4]) == ARGV[2] then redis.call('HDEL', KEYS[4], ARGV[4]) end
-  redis.call('HDEL', KEYS[5], ARGV[4])
 end
-return moved
+return {moved, released}

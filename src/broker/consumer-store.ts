@@ -305,9 +305,12 @@ export class ConsumerStore {
         consumerId,
         ...outbox.allCursors(),
       )
-      // The consumer's own cursors are the truth now; its entries in the rooms' progress can go.
-      .then(() =>
-        Promise.all(progress.map(room => redis.commands.hdel(keys.room(room).progress, consumerId))),
+      // The consumer's own cursors are the truth now; its entries in the rooms' progress can go,
+      // unless another node holds it by now (a late release), which may have written them since.
+      .then(([, released]) =>
+        released === 1
+          ? Promise.all(progress.map(room => redis.commands.hdel(keys.room(room).progress, consumerId)))
+          : undefined,
       )
       .then(
         () => {},

@@ -96,7 +96,7 @@ export interface ScriptCommands {
     inflightRecord: string,
     consumerId: string,
     ...roomCursorPairs: string[]
-  ): Reply<number>
+  ): Reply<[moved: number, released: 0 | 1]>
 }
 
 /** A command client (one Redis or a Cluster) that knows our scripts. */

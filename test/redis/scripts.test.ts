@@ -642,9 +642,9 @@ test('cursor_commit moves cursors forward only, for rooms still joined', async t
     )
   await redis.consumerJoin(c.rooms, c.node, 'a', '10-5', 60)
   await redis.consumerJoin(c.rooms, c.node, 'b', '10-5', 60)
-  t.is(await commit('a', '10-7', 'b', '10-4', 'gone', '99-1'), 1)
+  t.deepEqual(await commit('a', '10-7', 'b', '10-4', 'gone', '99-1'), [1, 0])
   t.deepEqual(await redis.hgetall(c.rooms), { a: '10-7', b: '10-5' })
-  t.is(await commit('a', '11-1'), 1, 'a later ms wins over a higher seq')
+  t.deepEqual(await commit('a', '11-1'), [1, 0], 'a later ms wins over a higher seq')
 })
 
 test('cursor_commit releases the session, the presence entry and the own room progress only for its own node', async t => {
@@ -666,11 +666,16 @@ test('cursor_commit releases the session, the presence entry and the own room pr
     )
   await connect('node-2')
   await redis.hset(c.ownProgress, c.consumerId, '1-1', 'w.other', '1-1')
-  await release('node-1', 'stale', '1-1')
+  t.deepEqual(
+    await release('node-1', 'stale', '1-1'),
+    [1, 0],
+    'its cursor moved; not released: another node holds it',
+  )
   t.is(await redis.get(c.node), 'node-2', 'another node holds it')
+  t.is(await redis.hget(c.ownProgress, c.consumerId), '1-1', "its progress entry is node-2's to keep")
   t.is(await redis.get(c.inflight), null)
   t.deepEqual(await redis.hgetall(c.presence), { [c.consumerId]: 'node-2' }, 'still present on node-2')
-  await release('node-2', 'batch-7', '1-2')
+  t.deepEqual(await release('node-2', 'batch-7', '1-2'), [1, 1])
   t.is(await redis.get(c.node), null)
   t.is(await redis.get(c.inflight), 'batch-7')
   t.is(await redis.hget(c.rooms, c.ownRoom), '1-2')
