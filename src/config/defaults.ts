@@ -185,9 +185,9 @@ export interface Config {
   /** How often acknowledged cursors are written to Redis, in ms. @default 1000 */
   readonly cursorFlushMs: number
   /** A node that stops refreshing its liveness key for this long no longer counts its consumers, in ms. @default 10000 */
+  readonly nodeTtlMs: number
   /** How long a node that stopped reporting without a clean stop (a crash) stays listed in /stats and the dashboard, in seconds. @default 86400 */
   readonly deadNodeRetentionSec: number
-  readonly nodeTtlMs: number
   /** How often the stats counters are written to Redis, in ms. @default 1000 */
   readonly statsFlushMs: number
   /** Longest a graceful shutdown (SIGTERM) may take, in ms. @default 15000 */
