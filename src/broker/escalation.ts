@@ -23,6 +23,8 @@ export interface EscalatorOptions extends WebhookTarget {
    * requests, and the others (and other nodes) go on.
    */
   readonly maxInFlight: number
+  /** How long past its due time an escalation may still be attempted (escalationWindowMs). */
+  readonly windowMs: number
   /** How long a tracked message lives, in seconds (its track hash expires then). */
   readonly ttlSec: number
 }
@@ -47,6 +49,7 @@ export function escalatorOptions(
     retrySec: config.escalationRetrySec,
     pollMs: config.escalationPollMs,
     maxInFlight: config.escalationMaxInFlight,
+    windowMs: escalationWindowMs(config),
     ttlSec: config.messageTtlSec,
   }
 }
@@ -136,8 +139,6 @@ export class Escalator {
   readonly #log: Logger
   readonly #send: (target: WebhookTarget, payload: EscalationPayload) => Promise<WebhookResult>
   readonly #leaseMs: number
-  /** How long past the latest pending escalation's due time a claim keeps the keys (escalation_claim-2.lua). */
-  readonly #windowMs: number
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   /** The escalations being handled: a poll does not wait for them (a request may take timeoutMs). */
@@ -151,11 +152,6 @@ export class Escalator {
     this.#log = log
     this.#send = send
     this.#leaseMs = leaseMsOf(options.timeoutMs)
-    this.#windowMs = escalationWindowMs({
-      escalationRetrySec: options.retrySec,
-      escalationPollMs: options.pollMs,
-      escalationTimeoutMs: options.timeoutMs,
-    })
   }
 
   /** Starts polling every pollMs. */
@@ -207,7 +203,7 @@ export class Escalator {
       info,
       this.#leaseMs,
       max,
-      this.#windowMs,
+      this.#options.windowMs, // both keys are kept that long past the latest pending one
     )
     const claims: Claim[] = []
     for (let i = 0; i + 3 < flat.length; i += 4) {
