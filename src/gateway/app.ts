@@ -8,7 +8,7 @@ import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { RefusalLog } from '../refusal-log.js'
 import { createConsumerHandlers, type ConsumerCounters, type ConsumerLink } from './consumer.js'
-import { answerFailedRequest } from './engineio/http.js'
+import { answerFailedRequest, endJson } from './engineio/http.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
 import type { Uws } from './engineio/uws.js'
 import { statsBody } from './stats.js'
@@ -214,9 +214,7 @@ function failRequest(res: HttpResponse, logger: Logger): void {
   answerFailedRequest(logger, () => writeJson(res, ...INTERNAL))
 }
 
-/** A JSON answer; to a HEAD request its headers only, Content-Length 0 (uWS would send the body too). */
+/** A JSON answer; to a HEAD request its headers only (endJson). */
 function writeJson(res: HttpResponse, status: string, body: unknown, isHead = false): void {
-  const text = JSON.stringify(body)
-  res.writeStatus(status).writeHeader('Content-Type', 'application/json')
-  res.end(isHead ? undefined : text) // endWithoutBody of this uWS build aborts the process
+  endJson(res.writeStatus(status), body, isHead)
 }

@@ -151,12 +151,7 @@ export class Cors {
   }
 }
 
-/**
- * A numbered error on a polling request: JSON body, CORS headers. A HEAD
- * request gets the headers only, with Content-Length 0 (uWS would send the
- * body: a client reading the next response on the connection would take it
- * for one).
- */
+/** A numbered error on a polling request: JSON body (see endJson), CORS headers. */
 export function writeRefusal(
   res: HttpResponse,
   refusal: Refusal,
@@ -168,11 +163,18 @@ export function writeRefusal(
   res.writeStatus(statusLine(refusal.status))
   cors.write(res, origin)
   writeRetryAfter(res, retryAfterMs)
-  const body = JSON.stringify(
-    retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs },
-  )
+  endJson(res, retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs }, isHead)
+}
+
+/**
+ * Ends a response with a JSON body; a HEAD request gets the headers only,
+ * with Content-Length 0 (uWS would send the body: a client reading the next
+ * response on the connection would take it for one). Not endWithoutBody:
+ * this uWS build aborts the process there.
+ */
+export function endJson(res: HttpResponse, body: unknown, isHead = false): void {
   res.writeHeader('Content-Type', 'application/json')
-  res.end(isHead ? undefined : body) // endWithoutBody of this uWS build aborts the process
+  res.end(isHead ? undefined : JSON.stringify(body))
 }
 
 function writeRetryAfter(res: HttpResponse, retryAfterMs: number | undefined): void {
