@@ -1,4 +1,4 @@
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import type { Redis } from 'ioredis'
 import { makeEntry } from '../../src/broker/entry.js'
 import { heldBytes } from '../../src/broker/recent.js'
@@ -9,6 +9,8 @@ import { startRedisProxy } from '../helpers/redis-proxy.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 import { eventually, holdsFor, pause } from '../helpers/eventually.js'
 import { consumerIdOf } from '../../src/auth/token.js'
+import type { Batch } from '../../src/broker/batch.js'
+import type { BrokerCore } from '../../src/broker/core.js'
 import type { BrokerNode } from '../../src/broker/node.js'
 
 const redis = redisPerFile(test)
@@ -17,6 +19,41 @@ const USER = '55a07f2dee06c78e1357b0ad'
 let n = 0
 /** A consumer of USER, as a token makes it (its keys share the user's slot). */
 const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
+
+/**
+ * The consumer `id` on `at`, in rooms `first` and `second`, with one batch of
+ * both in flight and not acknowledged (`messages`: first's, second's); the
+ * sink does not acknowledge by itself.
+ */
+async function twoRoomBatchInFlight(
+  t: ExecutionContext,
+  at: { node: BrokerNode; core: BrokerCore },
+  id: string,
+  [first, second]: [string, string],
+  messages: [string, string],
+): Promise<{ sink: RecordingSink; inflight: Batch }> {
+  const sink = await new RecordingSink(at.node, false).connect(id, USER)
+  await at.core.producerApi.subscribe(first, id)
+  await at.core.producerApi.subscribe(second, id)
+  await eventually(() => sink.outbox!.hasRoom(first) && sink.outbox!.hasRoom(second))
+  // Queued behind one in flight (a session's first pump sends one chunk only).
+  await publishAll(at.core.producerApi, first, ['first'])
+  await sink.waitFor(1)
+  await publishAll(at.core.producerApi, first, ['second'])
+  await eventually(() => sink.outbox!.queued === 1)
+  t.true(sink.ack())
+  await sink.waitFor(2)
+  await at.core.producerApi.publish([
+    [second, messages[1]],
+    [first, messages[0]],
+  ])
+  await eventually(() => sink.outbox!.queued === 2)
+  t.true(sink.ack())
+  await sink.waitFor(4)
+  const inflight = sink.batches.at(-1)!
+  t.deepEqual(inflight.entries.map(entry => entry.message).sort(), [...messages].sort())
+  return { sink, inflight }
+}
 
 /** A session that calls `onClose` the moment the node closes it (before the node releases it). */
 class SinkClosing extends RecordingSink {
@@ -391,26 +428,7 @@ for (const topology of TOPOLOGIES) {
       const a = await startTestNode(t, redis.target(topology))
       const b = await startTestNode(t, redis.target(topology), { redisPrefix: a.config.redisPrefix })
       const id = consumerId()
-      const onA = await new RecordingSink(a.node, false).connect(id, USER)
-      await a.core.producerApi.subscribe('kept', id)
-      await a.core.producerApi.subscribe('other', id)
-      await eventually(() => onA.outbox!.hasRoom('kept') && onA.outbox!.hasRoom('other'))
-      // One batch of both rooms: queued behind one in flight (a session's first pump sends one chunk only).
-      await publishAll(a.core.producerApi, 'kept', ['first'])
-      await onA.waitFor(1)
-      await publishAll(a.core.producerApi, 'kept', ['second'])
-      await eventually(() => onA.outbox!.queued === 1)
-      t.true(onA.ack())
-      await onA.waitFor(2)
-      await a.core.producerApi.publish([
-        ['other', 'o1'],
-        ['kept', 'k1'],
-      ])
-      await eventually(() => onA.outbox!.queued === 2)
-      t.true(onA.ack())
-      await onA.waitFor(4)
-      const inflight = onA.batches.at(-1)!
-      t.deepEqual(inflight.entries.map(entry => entry.message).sort(), ['k1', 'o1'])
+      const { sink: onA, inflight } = await twoRoomBatchInFlight(t, a, id, ['kept', 'other'], ['k1', 'o1'])
       // Not acknowledged: the consumer leaves one of its rooms (and joins it again, at its newer head), then moves to b.
       t.is(await b.core.producerApi.unsubscribe('other', id), 1)
       if (rejoins) {
@@ -451,26 +469,7 @@ for (const topology of TOPOLOGIES) {
       const b = await startTestNode(t, target, { redisPrefix: a.config.redisPrefix })
       const c = await startTestNode(t, target, { redisPrefix: a.config.redisPrefix })
       const id = consumerId()
-      const onA = await new RecordingSink(a.node, false).connect(id, USER)
-      await a.core.producerApi.subscribe('one', id)
-      await a.core.producerApi.subscribe('two', id)
-      await eventually(() => onA.outbox!.hasRoom('one') && onA.outbox!.hasRoom('two'))
-      // A batch of both rooms in flight: queued behind one in flight (a session's first pump sends one chunk only).
-      await publishAll(a.core.producerApi, 'one', ['first'])
-      await onA.waitFor(1)
-      await publishAll(a.core.producerApi, 'one', ['second'])
-      await eventually(() => onA.outbox!.queued === 1)
-      t.true(onA.ack())
-      await onA.waitFor(2)
-      await a.core.producerApi.publish([
-        ['two', 't1'],
-        ['one', 'o1'],
-      ])
-      await eventually(() => onA.outbox!.queued === 2)
-      t.true(onA.ack())
-      await onA.waitFor(4)
-      const inflight = onA.batches.at(-1)!
-      t.deepEqual(inflight.entries.map(entry => entry.message).sort(), ['o1', 't1'])
+      const { sink: onA, inflight } = await twoRoomBatchInFlight(t, a, id, ['one', 'two'], ['o1', 't1'])
       await a.node.disconnect(onA.outbox!, onA)
       // Its node key names a live node that never answers the kick: b waits the whole takeover
       // wait (1 s) before it takes the consumer. Redis holds that take and, behind it, the
