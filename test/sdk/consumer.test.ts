@@ -36,10 +36,11 @@ for (const codec of ['json', 'msgpack'] as const) {
         transports: [transport],
       })
       const received = collect(consumer)
-      await consumer.connect()
+      const consumerId = await consumer.connect()
       t.is(consumer.transport, transport)
-      t.regex(consumer.id ?? '', /^t\./)
-      t.is(await producer.subscribe('project', consumer.id!), 1)
+      t.regex(consumerId, /^t\./)
+      t.is(consumer.id, consumerId)
+      t.is(await producer.subscribe('project', consumerId), 1)
       // Escapes, quotes and non-ASCII travel intact in both codecs.
       const messages = ['{"e":"change","d":{"title":"\\"quoted\\" ü 🚀"}}', 'two', 'three\n']
       t.is(await producer.publish(messages.map(message => ['project', message] as const)), 3)

@@ -60,8 +60,8 @@ export async function main(): Promise<void> {
   consumer.on('message', (message: string, meta: MessageMeta) => console.log(message.length, meta.room, meta.seq + 1))
   consumer.on('gap', (gap: Gap) => console.log(gap.room, gap.missed ?? 'unknown'))
   consumer.on('state', (state: ConsumerState, details: StateDetails) => console.log(state, details.retryInMs))
-  await consumer.connect()
-  const consumerId: string | undefined = consumer.id
+  const consumerId: string = await consumer.connect()
+  const idOnceOpen: string | undefined = consumer.id
   consumer.close()
   await producer.close()
 
@@ -72,7 +72,7 @@ export async function main(): Promise<void> {
     if (err instanceof SnapperError && err.code === SDK_ERRORS.CONNECTION) console.log(err.detail?.length)
     if (err instanceof SnapperError && err.storedUpTo !== undefined) console.log(err.storedUpTo + 1)
   }
-  console.log(one, count, joined, left, counts.web, firstAck, receipt.escalated, consumerId)
+  console.log(one, count, joined, left, counts.web, firstAck, receipt.escalated, consumerId, idOnceOpen)
 
   // @ts-expect-error a room needs a message
   await producer.publish('room')

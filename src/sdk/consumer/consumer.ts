@@ -126,8 +126,8 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   #probeTimer: ReturnType<typeof setTimeout> | undefined
   /** The server's `reconnect` notice: the next attempt waits this long. */
   #retryAfterMs: number | undefined
-  #connected: Promise<void> | undefined
-  #settleConnected: { resolve: () => void; reject: (error: SnapperError) => void } | undefined
+  #connected: Promise<string> | undefined
+  #settleConnected: { resolve: (id: string) => void; reject: (error: SnapperError) => void } | undefined
 
   constructor(url: string, options: ConsumerOptions, platform: Platform) {
     super()
@@ -169,12 +169,13 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   }
 
   /**
-   * Opens the session. Resolves once it is open (`id` is set); rejects with a
+   * Opens the session. Resolves with the consumer id once it is open (what
+   * your server subscribes to rooms; also `id` from then on); rejects with a
    * SnapperError if the gateway refused the handshake for good (403: the
    * token; 400: a bad request) or close() came first. Unreachable gateways
    * and full or draining nodes are retried meanwhile (see the `state` event).
    */
-  connect(): Promise<void> {
+  connect(): Promise<string> {
     if (this.#state === 'closed')
       return Promise.reject(new SnapperError(SDK_ERRORS.CLOSED, 'the consumer is closed'))
     if (this.#connected) return this.#connected
@@ -213,7 +214,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
         this.#id = open.sid
         this.#backoff.reset()
         this.#setState('open', { transport })
-        this.#settleConnected?.resolve()
+        this.#settleConnected?.resolve(open.sid)
         this.#settleConnected = undefined
         const canUpgrade = this.#transports.includes('websocket') && open.upgrades.includes('websocket')
         if (link instanceof PollingLink && canUpgrade) this.#upgrade(link, open, 0)
