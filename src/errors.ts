@@ -13,6 +13,8 @@ export const ERRORS = {
   PARSE_ERROR: { rpc: -32700, http: 400, temporary: false, text: 'Parse error' },
   INVALID_REQUEST: { rpc: -32600, http: 400, temporary: false, text: 'Invalid request' },
   METHOD_NOT_FOUND: { rpc: -32601, http: 404, temporary: false, text: 'Method not found' },
+  /** HTTP only: a known path asked with a method it does not take (the admin app adds `Allow`). */
+  METHOD_NOT_ALLOWED: { rpc: -32601, http: 405, temporary: false, text: 'Method not allowed' },
   INVALID_PARAMS: { rpc: -32602, http: 400, temporary: false, text: 'Invalid params' },
   INTERNAL: { rpc: -32603, http: 500, temporary: false, text: 'Internal error' },
   UNAUTHORIZED: { rpc: 401, http: 401, temporary: false, text: 'Unauthorized' },

@@ -30,15 +30,32 @@ function answer(ctx: Context, code: ErrorCode, counters: AdminCounters, reason?:
   counters.errors[code] = (counters.errors[code] ?? 0) + 1
 }
 
+/** The methods of the routes whose path matched (@koa/router collects their layers in `ctx.matched`). */
+function methodsOfPath(ctx: Context): string[] {
+  const layers = (ctx as { matched?: readonly { readonly methods: readonly string[] }[] }).matched ?? []
+  return [...new Set(layers.flatMap(layer => layer.methods))]
+}
+
+/** What no route answered: 405 with `Allow` when the path is known but not with this method, else 404. */
+function answerUnrouted(ctx: Context, counters: AdminCounters): void {
+  const allowed = methodsOfPath(ctx)
+  if (allowed.length === 0 || allowed.includes(ctx.method)) {
+    answer(ctx, 'METHOD_NOT_FOUND', counters)
+    return
+  }
+  ctx.set('Allow', allowed.join(', '))
+  answer(ctx, 'METHOD_NOT_ALLOWED', counters)
+}
+
 /**
  * Outermost but the access log. Also answers what no route matched, so that
- * every admin error, 404 included, has the one shape.
+ * every admin error, 404 and 405 included, has the one shape.
  */
 export function errorBoundary(log: Logger, counters: AdminCounters): Middleware {
   return async (ctx, next) => {
     try {
       await next()
-      if (ctx.status === 404 && ctx.body === undefined) answer(ctx, 'METHOD_NOT_FOUND', counters)
+      if (ctx.status === 404 && ctx.body === undefined) answerUnrouted(ctx, counters)
     } catch (err) {
       if (isSnapperError(err)) {
         answer(ctx, err.code, counters, err.reason)

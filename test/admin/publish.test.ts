@@ -262,18 +262,41 @@ test('consumers: the live connections of a user by platform, in the original key
   t.deepEqual(long.json, INVALID_PARAMS)
 })
 
-test('unknown paths and methods: 404 in the same shape', async t => {
+test('unknown paths: 404 in the same shape', async t => {
   const h = await startAdminApp(t, server.url)
   for (const [method, path] of [
     ['GET', '/nope'],
-    ['GET', '/v1/publish'],
-    ['DELETE', '/v1/rooms/r/subscribe'],
-    ['POST', '/healthz'],
+    ['POST', '/nope'],
+    ['GET', '/v1/nope'],
+    ['DELETE', '/v1/rooms/r'],
   ] as const) {
     const answer = await call(`${h.base}${path}`, { method, token: TOKENS.producer })
     t.is(answer.status, 404, `${method} ${path}`)
     t.deepEqual(answer.json, errorBody(-32601, 'Method not found', 'METHOD_NOT_FOUND'))
+    t.is(answer.headers.get('allow'), null)
   }
+})
+
+test('a known path with a method it does not take: 405, its methods in Allow, the error shape; nothing done', async t => {
+  const h = await startAdminApp(t, server.url)
+  for (const [method, path, allow] of [
+    ['GET', '/v1/publish', 'POST'],
+    ['PUT', '/v1/publish', 'POST'],
+    ['DELETE', '/v1/rooms/r/subscribe', 'POST'],
+    ['POST', '/healthz', 'HEAD, GET'],
+    ['POST', '/metrics', 'HEAD, GET'],
+    ['DELETE', '/v1/receipts/abc', 'HEAD, GET'],
+    ['OPTIONS', '/stats', 'HEAD, GET'],
+  ] as const) {
+    const answer = await call(`${h.base}${path}`, { method, token: TOKENS.producer })
+    t.is(answer.status, 405, `${method} ${path}`)
+    t.is(answer.headers.get('allow'), allow, `${method} ${path}`)
+    t.deepEqual(answer.json, errorBody(-32601, 'Method not allowed', 'METHOD_NOT_ALLOWED'))
+  }
+  const head = await call(`${h.base}/v1/publish`, { method: 'HEAD', token: TOKENS.producer })
+  t.is(head.status, 405)
+  t.is(head.headers.get('allow'), 'POST')
+  t.deepEqual(await h.roomLog('r'), [])
 })
 
 test('Redis down: 503 STORE_UNAVAILABLE at once (temporary, Retry-After), nothing queued; served again once Redis is back', async t => {
