@@ -27,6 +27,7 @@ export type CoreConfig = Pick<
   | 'escalationPollMs'
   | 'escalationTimeoutMs'
   | 'trackMaxReceipts'
+  | 'trackReceiptRetrySec'
   | 'deadNodeRetentionSec'
 >
 
@@ -71,6 +72,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     canEscalate: config.escalationWebhookUrl !== '',
     escalationWindowMs: escalationWindowMs(config),
     maxReceipts: config.trackMaxReceipts,
+    receiptRetryMs: config.trackReceiptRetrySec * 1000,
     isPassing: err => redis.isPassing(err),
   })
   const backlog = new PublishBacklog(config.publishMaxPendingBytes)

@@ -41,10 +41,9 @@ export interface TrackingCounters {
 /**
  * A receipt write that failed for a reason that passes (a cluster's failover:
  * ioredis gives up on the dead master after about 1.7 s) is sent again, 100 ms
- * doubling up to 2 s apart, for this long after the ack: a failover takes
- * seconds, and the consumer does not ack again (its cursor moved on).
+ * doubling up to 2 s apart, for trackReceiptRetrySec after the ack: a failover
+ * takes seconds, and the consumer does not ack again (its cursor moved on).
  */
-const RECEIPT_RETRY_MS = 60_000
 const RECEIPT_BACKOFF_FIRST_MS = 100
 const RECEIPT_BACKOFF_MAX_MS = 2000
 
@@ -96,6 +95,7 @@ export class Tracking {
   readonly #canEscalate: boolean
   readonly #escalationWindowMs: number
   readonly #maxReceipts: number
+  readonly #receiptRetryMs: number
   readonly #isPassing: (err: unknown) => boolean
 
   constructor(
@@ -111,6 +111,8 @@ export class Tracking {
       readonly escalationWindowMs: number
       /** Receipts a message records at most; later acks are counted only. */
       readonly maxReceipts: number
+      /** How long a receipt write that fails for a reason that passes is sent again, in ms (trackReceiptRetrySec). */
+      readonly receiptRetryMs: number
       /** Whether a command that failed this way may succeed if sent again (RedisClients.isPassing). */
       readonly isPassing: (err: unknown) => boolean
     },
@@ -122,6 +124,7 @@ export class Tracking {
     this.#canEscalate = options.canEscalate
     this.#escalationWindowMs = options.escalationWindowMs
     this.#maxReceipts = options.maxReceipts
+    this.#receiptRetryMs = options.receiptRetryMs
     this.#isPassing = options.isPassing
   }
 
@@ -186,7 +189,7 @@ export class Tracking {
    * Records a consumer's ack of the tracked entries of a batch (the caller
    * checks `batch.hasTracked` first). One script call per tracked entry, sent
    * at once: the receipt is readable within a round trip of the ack. A call
-   * that fails for a reason that passes is sent again for RECEIPT_RETRY_MS
+   * that fails for a reason that passes is sent again for trackReceiptRetrySec
    * (track_ack-1.lua records a consumer once); rejects once one failed for good.
    */
   recordAcks(
@@ -213,7 +216,7 @@ export class Tracking {
   }
 
   async #untilWritten(write: () => Promise<number>): Promise<number> {
-    const giveUpAt = Date.now() + RECEIPT_RETRY_MS
+    const giveUpAt = Date.now() + this.#receiptRetryMs
     for (
       let backoffMs = RECEIPT_BACKOFF_FIRST_MS;
       ;

@@ -201,6 +201,11 @@ export interface Config {
    */
   readonly trackMaxReceipts: number
   /**
+   * How long a receipt write that failed for a reason that passes (a Redis Cluster failover) is
+   * retried after the ack, in seconds; then that ack is not listed. @default 60
+   */
+  readonly trackReceiptRetrySec: number
+  /**
    * Where tracked messages that nobody acknowledged within their `escalateAfterMs` are POSTed
    * (http or https URL); empty: escalation is off and `track` refuses `escalateAfterMs`. @default ''
    */
@@ -299,6 +304,7 @@ export const defaults: Config = {
   drainSpreadMs: 2000,
 
   trackMaxReceipts: 1000,
+  trackReceiptRetrySec: 60,
   escalationWebhookUrl: '',
   escalationWebhookSecret: '',
   escalationTimeoutMs: 5000,

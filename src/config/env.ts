@@ -334,6 +334,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'receipts a tracked message records at most (the consumers `receipt` lists, about 110 bytes of Redis each); later acks are only counted (`moreAcks`)',
   },
+  trackReceiptRetrySec: {
+    env: 'SNAPPER_TRACK_RECEIPT_RETRY_SEC',
+    parse: toCount,
+    doc: 'how long a receipt write that Redis refused for a passing reason (a Cluster failover, a master back as a replica) is retried after the ack, 100 ms doubling up to 2 s apart; past it that ack is not listed (the consumer does not ack again) and counts in `snapper_redis_errors_total`',
+  },
   escalationWebhookUrl: {
     env: 'SNAPPER_ESCALATION_WEBHOOK_URL',
     parse: toWebhookUrl,

@@ -12,6 +12,8 @@ import { sample } from '../admin/harness.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { eventually, holdsFor } from '../helpers/eventually.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
+import { RawConsumer } from '../helpers/raw-consumer.js'
+import { startRedis } from '../helpers/redis.js'
 import { TOPOLOGIES, redisPerFile } from '../helpers/topology.js'
 import { startWebhookReceiver } from '../helpers/webhook.js'
 
@@ -194,4 +196,41 @@ test('plain publishes cost no tracking: no track keys, no receipt writes', async
   const keys = await redis.standalone.client().keys(`${node.config.redisPrefix}:*:t:*`)
   t.deepEqual(keys, [])
   t.is(node.core.tracking.counters.receipts, 0)
+})
+
+test('a receipt write refused while Redis cannot take it is retried for trackReceiptRetrySec, then dropped', async t => {
+  const own = await startRedis() // made read-only below: the other tests' Redis stays writable
+  t.teardown(() => own.stop())
+  const brief = await startBroker(t, own.url, { trackReceiptRetrySec: 1 })
+  const patient = await startBroker(t, own.url, { redisPrefix: brief.config.redisPrefix })
+  t.is(patient.config.trackReceiptRetrySec, 60, 'the default: a minute')
+  const producer = await connectProducer(t, patient.ports.producer)
+  const tracked = await Promise.all(
+    [brief, patient].map(async node => {
+      const userId = newUserId()
+      const raw = new RawConsumer(node.ports.gateway, tokens.sign({ userId }))
+      t.teardown(() => raw.socket.close())
+      await raw.opened()
+      const { id } = (await call(producer.request('track', [userRoom(userId), 'did you see it?']))) as {
+        id: string
+      }
+      await raw.until(() => raw.batches.length === 1)
+      return { userId, raw, id }
+    }),
+  )
+  // Writes are refused with READONLY (a passing failure, as while a master fails over) for 3 s:
+  // a replica of a master that is never there (port 1 on loopback) keeps its data.
+  await own.client().replicaof('127.0.0.1', 1)
+  for (const { raw } of tracked) raw.ack(raw.batches[0]!.id)
+  await new Promise(resolve => setTimeout(resolve, 3000))
+  await own.client().replicaof('NO', 'ONE')
+  const [dropped, kept] = tracked as [(typeof tracked)[0], (typeof tracked)[0]]
+  await eventually(
+    async () => ((await call(producer.request('receipt', [kept.id]))) as Receipt).acked.length === 1,
+    { timeoutMs: 5000, what: 'the ack retried past the 3 s in the receipt' },
+  )
+  t.like(await call(producer.request('receipt', [kept.id])), { acked: [{ userId: kept.userId }] })
+  t.like(await call(producer.request('receipt', [dropped.id])), { acked: [], moreAcks: 0 })
+  t.is(brief.core.tracking.counters.receipts, 0, 'given up after 1 s')
+  t.is(patient.core.tracking.counters.receipts, 1)
 })

@@ -91,6 +91,10 @@ test('a bad value or an unknown key stops start-up and names itself', t => {
     [{ env: { SNAPPER_LOG_LEVEL: 'loud' } }, /SNAPPER_LOG_LEVEL \(logLevel\): expected one of fatal, error/],
     [{ file: fileWith({ prducerPort: 1 }) }, /unknown option "prducerPort"/],
     [{ file: fileWith({ batchMaxMessages: 0 }) }, /"batchMaxMessages": expected an integer from 1/],
+    [
+      { env: { SNAPPER_TRACK_RECEIPT_RETRY_SEC: '0' } },
+      /SNAPPER_TRACK_RECEIPT_RETRY_SEC \(trackReceiptRetrySec\): expected an integer from 1/,
+    ],
     [{ file: fileWith({ redis: [] }) }, /"redis": expected at least one Redis address/],
     [{ file: fileWith('{not json') }, /is not valid JSON/],
     [{ file: fileWith([1, 2]) }, /must hold a JSON object/],
