@@ -6,6 +6,8 @@
  */
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
+import type { Entry } from '../../src/broker/entry.js'
+import { parseTrackId } from '../../src/broker/tracking.js'
 import { scrape } from '../../src/metrics.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { sample } from '../admin/harness.js'
@@ -233,4 +235,31 @@ test('a receipt write refused while Redis cannot take it is retried for trackRec
   t.like(await call(producer.request('receipt', [dropped.id])), { acked: [], moreAcks: 0 })
   t.is(brief.core.tracking.counters.receipts, 0, 'given up after 1 s')
   t.is(patient.core.tracking.counters.receipts, 1)
+})
+
+test('nodes with different trackMaxReceipts list a consumer once: a message keeps the bound of its first receipt', async t => {
+  const strict = await startBroker(t, redis.target('standalone'), { trackMaxReceipts: 1 })
+  const roomy = await startBroker(t, redis.target('standalone'), {
+    trackMaxReceipts: 5,
+    redisPrefix: strict.config.redisPrefix,
+  })
+  const producer = await connectProducer(t, strict.ports.producer)
+  const { id } = (await call(producer.request('track', ['town hall', 'everyone, please read']))) as {
+    id: string
+  }
+  // The entry a node holds for the tracked message: its acks are written from it.
+  const entry = { room: 'town hall', track: parseTrackId(id)!.nonce } as Entry
+  await strict.core.tracking.recordAcks('w.first', 'u1', [entry], 1000)
+  await strict.core.tracking.recordAcks('w.second', 'u2', [entry], 2000) // past strict's bound: counted
+  // w.second's batch comes again on the roomy node (its first node crashed before storing its
+  // cursor) and is acked again there, where 1 receipt is under the node's own bound.
+  await roomy.core.tracking.recordAcks('w.second', 'u2', [entry], 3000)
+  await roomy.core.tracking.recordAcks('w.third', 'u3', [entry], 4000)
+  const receipt = await roomy.core.tracking.receipt(id)
+  t.deepEqual(
+    receipt.acked.map(({ consumerId }) => consumerId),
+    ['w.first'],
+    'listed: the first only (the bound of 1 that its receipt was recorded under)',
+  )
+  t.is(receipt.moreAcks, 3, 'counted: every later ack, w.second twice (its batch came twice)')
 })

@@ -423,7 +423,13 @@ test('track_ack records each consumer once, counts them, and never revives an ex
     'acked again after a reconnect: the first time stays',
   )
   t.is(await redis.trackAck(track, 'i.c2', 'u2 3000', 10), 1)
-  t.deepEqual(await redis.hgetall(track), { s: '5-1', 'c:w.c1': 'u1 1000', n: '2', 'c:i.c2': 'u2 3000' })
+  t.deepEqual(await redis.hgetall(track), {
+    s: '5-1',
+    b: '10',
+    'c:w.c1': 'u1 1000',
+    n: '2',
+    'c:i.c2': 'u2 3000',
+  })
   t.true((await redis.ttl(track)) > 0)
 })
 
@@ -436,12 +442,14 @@ test('track_ack records at most the given number of receipts, and counts the ack
   t.is(await redis.trackAck(track, 'w.c3', 'u3 1002', 2), -1, 'the third consumer: counted only')
   t.is(await redis.trackAck(track, 'w.c4', 'u4 1003', 2), -1)
   t.is(await redis.trackAck(track, 'w.c1', 'u1 2000', 2), 0, 'a recorded consumer acking again: nothing')
+  t.is(await redis.trackAck(track, 'w.c3', 'u3 1004', 5), -1, 'a higher bound later: the first one holds')
   t.deepEqual(await redis.hgetall(track), {
     s: '5-1',
+    b: '2',
     'c:w.c1': 'u1 1000',
     'c:w.c2': 'u2 1001',
     n: '2',
-    m: '2',
+    m: '3',
   })
 })
 
