@@ -24,6 +24,13 @@ export type DeliveryFormat = 'legacy' | 'json' | 'msgpack'
 
 /** Standard msgpack maps (no records extension), 64-bit integers read as numbers. */
 const packr = new Packr({ useRecords: false, int64AsType: 'number' })
+/**
+ * What reads a client's msgpack. msgpackr's structured-clone references
+ * (extensions 0x69 and 0x70) are on unless turned off, and let a few hundred
+ * bytes decode to a graph that shares its nodes, whose walk (the depth
+ * check, the echo) is exponential: README, Security.
+ */
+const clientPackr = new Packr({ useRecords: false, int64AsType: 'number', structuredClone: false })
 
 /** The format a handshake's `codec` asks for; undefined for a value we do not know. */
 export function formatOf(codec: string | null): DeliveryFormat | undefined {
@@ -101,8 +108,45 @@ export function encodeObject(format: DeliveryFormat, value: object): string | Bu
   return format === 'msgpack' ? packr.pack(value) : JSON.stringify(value)
 }
 
-/** What a consumer sent, parsed: JSON text, or msgpack from a msgpack session (others' binary is JSON too). Throws if unreadable. */
+/**
+ * What a consumer sent, parsed: JSON text, or msgpack from a msgpack session (others' binary is JSON too).
+ * Throws if unreadable, and for msgpack that is not JSON's data (docs/consumer-protocol.md §12.1).
+ */
 export function decodeFromClient(format: DeliveryFormat, data: string | Buffer): unknown {
   if (typeof data === 'string') return JSON.parse(data)
-  return format === 'msgpack' ? packr.unpack(data) : JSON.parse(data.toString('utf8'))
+  if (format !== 'msgpack') return JSON.parse(data.toString('utf8'))
+  const value: unknown = clientPackr.unpack(data)
+  if (!isPlainData(value, data.length)) throw new Error('msgpack extension types are not accepted')
+  return value
+}
+
+/**
+ * Whether a decoded msgpack value holds only what msgpack's own types make:
+ * null, booleans, numbers, strings, binary, arrays and plain objects. The
+ * extension types decode to Sets (which the depth check does not see into, and
+ * whose echo overflows the stack 1,000 deep), BigInts, Errors, RegExps, Dates,
+ * undefined. Iterative (a value may nest as deep as the decoder went), and at
+ * most one value per byte of the frame: more would mean shared values.
+ */
+function isPlainData(root: unknown, maxValues: number): boolean {
+  const pending: unknown[] = [root]
+  for (let visited = 0; pending.length > 0; visited++) {
+    if (visited > maxValues) return false
+    const value = pending.pop()
+    if (
+      value === null ||
+      typeof value === 'string' ||
+      typeof value === 'number' ||
+      typeof value === 'boolean'
+    )
+      continue
+    if (value instanceof Uint8Array) continue
+    if (Array.isArray(value)) {
+      for (const member of value as unknown[]) pending.push(member)
+      continue
+    }
+    if (typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return false
+    for (const member of Object.values(value)) pending.push(member)
+  }
+  return true
 }
