@@ -6,13 +6,15 @@
  * (LatencyCounts: a few additions per ack, where a prom-client observe costs
  * 0.2–0.5 µs).
  *
- * With workers, the primary sums theirs: metrics-cluster.ts.
+ * With workers, the primary sums theirs: metrics-cluster.ts. The metric
+ * kinds read so: metrics-read.ts.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry, type CollectFunction } from 'prom-client'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { BrokerCore } from './broker/core.js'
 import type { EscalationCounters } from './broker/escalation.js'
-import { PLATFORMS, type LatencyCounts } from './broker/latency.js'
+import { PLATFORMS } from './broker/latency.js'
 import type { BrokerNode } from './broker/node.js'
+import { counterOf, gaugeOf, histogramOf, labelledCounterOf } from './metrics-read.js'
 import { countOpenFiles } from './open-files.js'
 
 export { Registry } from 'prom-client'
@@ -55,66 +57,6 @@ export interface NodeSources {
       readonly errors: Readonly<Record<string, number | undefined>>
     }
   }
-}
-
-/** A counter whose value is read at scrape time from a monotonic number the broker keeps. */
-function counterOf(registry: Registry, name: string, help: string, read: () => number): void {
-  const collect: CollectFunction<Counter> = function () {
-    this.reset()
-    this.inc(read())
-  }
-  new Counter({ name, help, registers: [registry], collect })
-}
-
-/** A counter with one label, read at scrape time from a `{label value → count}` record. */
-function labelledCounterOf(
-  registry: Registry,
-  name: string,
-  help: string,
-  label: string,
-  read: () => Readonly<Record<string, number | undefined>>,
-): void {
-  const collect: CollectFunction<Counter<string>> = function () {
-    this.reset()
-    for (const [value, count] of Object.entries(read())) if (count) this.inc({ [label]: value }, count)
-  }
-  new Counter({ name, help, labelNames: [label], registers: [registry], collect })
-}
-
-/**
- * A histogram read at scrape time from bucket counts the node keeps
- * (LatencyCounts), one series per set of labels: prom-client's text and
- * cluster aggregation see an ordinary histogram.
- */
-function histogramOf(
-  registry: Registry,
-  name: string,
-  help: string,
-  series: () => readonly { readonly labels: Record<string, string>; readonly counts: LatencyCounts }[],
-): void {
-  const get = () => {
-    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = []
-    for (const { labels, counts } of series()) {
-      const { bucketsSec, buckets, sum, count } = counts
-      let cumulative = 0
-      bucketsSec.forEach((le, i) => {
-        cumulative += buckets[i]!
-        values.push({ labels: { le, ...labels }, value: cumulative, metricName: `${name}_bucket` })
-      })
-      values.push({ labels: { le: '+Inf', ...labels }, value: count, metricName: `${name}_bucket` })
-      values.push({ labels, value: sum, metricName: `${name}_sum` })
-      values.push({ labels, value: count, metricName: `${name}_count` })
-    }
-    return { name, help, type: 'histogram' as const, values, aggregator: 'sum' as const }
-  }
-  registry.registerMetric({ name, help, type: 'histogram', aggregator: 'sum', get, reset: () => {} } as never)
-}
-
-function gaugeOf(registry: Registry, name: string, help: string, read: () => number): void {
-  const collect: CollectFunction<Gauge> = function () {
-    this.set(read())
-  }
-  new Gauge({ name, help, registers: [registry], collect })
 }
 
 /**
