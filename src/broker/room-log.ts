@@ -3,6 +3,7 @@ import type { Pipeline } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ReplicatedWriter } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
+import { isRedirect } from '../redis/redirects.js'
 import type { ScriptRequest } from '../redis/script-request.js'
 import { scriptRequests, type Commands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
@@ -58,6 +59,15 @@ interface Part {
   unanswered: number
 }
 
+/** A call to send through the replicated writer, and what its sender waits for. */
+interface ReplicatedSend {
+  readonly call: AppendCall
+  /** Evaluated as the call is written (it may wait for a connection first). */
+  readonly afterIn: (room: string) => number
+  readonly resolve: (reply: AppendReply) => void
+  readonly reject: (err: unknown) => void
+}
+
 /** The appends asked for in one turn of the event loop, sent together at its end. */
 interface Turn {
   readonly parts: Part[]
@@ -107,13 +117,18 @@ export class RoomLog {
    * is stored once (room_append-4n.lua). That needs a writer's calls to a room
    * to run in the order they were numbered, or a call retried after later
    * ones ran would be skipped though it never was: one Redis keeps the order;
-   * on a Cluster, `#ordered` does. Appends that wait for replicas are not
-   * numbered on a Cluster: their writer does not order them.
+   * on a Cluster, `#ordered` does.
    */
   readonly #writer: string
   #calls = 0
-  /** On a Cluster: each room's calls in order, sent again until stored. */
+  /**
+   * On a Cluster: each room's calls in order, sent again until stored. With
+   * replicas, only a call that did not run is sent again (refused, or
+   * redirected while its slot moves): the writer never sends one twice.
+   */
   readonly #ordered: OrderedAppends | undefined
+  /** Replicated sends asked for in this turn: one pipeline, one WAIT per server at its end. */
+  #replicatedTurn: ReplicatedSend[] | undefined
   /** Replicated appends waiting for the writer to connect, and when the last of them will have been sent. */
   #waiting = 0
   #line: Promise<void> = Promise.resolve()
@@ -124,8 +139,10 @@ export class RoomLog {
     this.#redis = redis
     this.#keys = keys
     this.#options = options
-    const isOrdered = !options.resendsInOrder && !options.replicas
-    this.#ordered = isOrdered ? new OrderedAppends(options.isPassing) : undefined
+    const isOrdered = !options.resendsInOrder
+    this.#ordered = isOrdered
+      ? new OrderedAppends(options.replicas ? isRedirect : options.isPassing)
+      : undefined
     this.#writer = options.resendsInOrder || isOrdered ? randomBytes(9).toString('base64url') : ''
   }
 
@@ -274,11 +291,14 @@ export class RoomLog {
   /**
    * Sends script calls: at once (on a Cluster through `#ordered`, which sends
    * them again until stored), or, when replicas must confirm, one pipeline
-   * per server (every call for it, then one WAIT). The calls are issued in
-   * order, so that a writer's calls run in the order they were numbered; or,
-   * with replicas, while a server they go to is not connected, they wait in
-   * line and are sent in order once it is (as ioredis holds the others'
-   * commands through an outage). Returns the reply of each call.
+   * per server (every call for it, then one WAIT; on a Cluster still through
+   * `#ordered`: a call redirected while its slot moves did not run, and goes
+   * again, after the calls before it, to where the slot is). The calls are
+   * issued in order, so that a writer's calls run in the order they were
+   * numbered; or, with replicas, while a server they go to is not
+   * connected, they wait in line and are sent in order once it is (as
+   * ioredis holds the others' commands through an outage). Returns the reply
+   * of each call.
    *
    *   #store ─▶ nobody waiting && servers connected ─yes─▶ send now
    *                     │ no
@@ -293,48 +313,88 @@ export class RoomLog {
         let reply: AppendReply = []
         const rooms = call.pieces.map(({ part }) => part.log)
         const send = (afterIn: (room: string) => number): Promise<AppendStatus> =>
-          this.#append(this.#requestOf(call, afterIn)).then(answer => {
+          (replicas
+            ? this.#appendReplicated(call, afterIn, replicas)
+            : this.#append(this.#requestOf(call, afterIn))
+          ).then(answer => {
             reply = answer
             return answer[0] === -1 ? -1 : 1
           })
         return ordered.append(rooms, call.number, send).then(() => reply)
       })
     if (!replicas) return calls.map(call => this.#append(this.#requestOf(call, () => 0)))
-    let stored = this.#waiting === 0 ? this.#sendToReplicas(calls, replicas) : undefined
-    if (!stored) {
-      this.#waiting++
-      const sent = this.#line.then(() => this.#sendWhenConnected(calls, replicas))
-      const next = (): void => void this.#waiting--
-      this.#line = sent.then(next, next)
-      stored = sent.then(({ stored }) => stored)
-    }
-    const all = stored
-    return calls.map((_, i) => all.then(replies => replies[i]!))
+    return this.#storeReplicated(
+      calls.map(call => ({ call, afterIn: () => 0 })),
+      replicas,
+    )
   }
 
-  /** Sends calls once every server they go to is connected; resolves (with their outcome) once sent. */
-  async #sendWhenConnected(
-    calls: readonly AppendCall[],
+  /**
+   * A call (or a call sent again) through the replicated writer at the end of
+   * this turn, with the others of the turn: `#ordered` sends each on its own.
+   */
+  #appendReplicated(
+    call: AppendCall,
+    afterIn: (room: string) => number,
     replicas: NonNullable<RoomLogOptions['replicas']>,
-  ): Promise<{ stored: Promise<AppendReply[]> }> {
+  ): Promise<AppendReply> {
+    let sends = this.#replicatedTurn
+    if (!sends) {
+      const turn: ReplicatedSend[] = (sends = this.#replicatedTurn = [])
+      queueMicrotask(() => {
+        this.#replicatedTurn = undefined
+        try {
+          this.#storeReplicated(turn, replicas).forEach((reply, i) =>
+            reply.then(turn[i]!.resolve, turn[i]!.reject),
+          )
+        } catch (err) {
+          for (const send of turn) send.reject(err) // nothing escapes the microtask
+        }
+      })
+    }
+    const turn = sends
+    return new Promise((resolve, reject) => turn.push({ call, afterIn, resolve, reject }))
+  }
+
+  /** Sends calls through the replicated writer now, or in line once their servers are connected. */
+  #storeReplicated(
+    sends: readonly Pick<ReplicatedSend, 'call' | 'afterIn'>[],
+    replicas: NonNullable<RoomLogOptions['replicas']>,
+  ): Promise<AppendReply>[] {
+    const stored = this.#waiting === 0 ? this.#sendToReplicas(sends, replicas) : undefined
+    if (stored) return stored
+    this.#waiting++
+    const sent = this.#line.then(() => this.#sendWhenConnected(sends, replicas))
+    const next = (): void => void this.#waiting--
+    this.#line = sent.then(next, next)
+    return sends.map((_, i) => sent.then(({ stored }) => stored[i]!))
+  }
+
+  /** Sends calls once every server they go to is connected; resolves (with their outcomes) once sent. */
+  async #sendWhenConnected(
+    sends: readonly Pick<ReplicatedSend, 'call' | 'afterIn'>[],
+    replicas: NonNullable<RoomLogOptions['replicas']>,
+  ): Promise<{ stored: Promise<AppendReply>[] }> {
     for (;;) {
-      const stored = this.#sendToReplicas(calls, replicas)
+      const stored = this.#sendToReplicas(sends, replicas)
       if (stored) return { stored }
       await sleep(RECONNECT_POLL_MS)
     }
   }
 
   /**
-   * Sends calls through the replicated writer, one pipeline per server;
-   * resolves with their replies once stored and confirmed. Sends nothing and
-   * returns undefined if one of those servers is not connected.
+   * Sends calls through the replicated writer, one pipeline per server; each
+   * call's reply resolves once stored and confirmed, and rejects with its own
+   * error (a redirect: it did not run) or with its pipeline's (too few
+   * replicas). Sends nothing and returns undefined if one of those servers is
+   * not connected.
    */
   #sendToReplicas(
-    calls: readonly AppendCall[],
+    sends: readonly Pick<ReplicatedSend, 'call' | 'afterIn'>[],
     { writer, acks, timeoutMs }: NonNullable<RoomLogOptions['replicas']>,
-  ): Promise<AppendReply[]> | undefined {
+  ): Promise<AppendReply>[] | undefined {
     const pipelines = new Map<string, { pipeline: Pipeline; calls: number[] }>()
-    for (const [i, call] of calls.entries()) {
+    for (const [i, { call }] of sends.entries()) {
       // Every key of a call is on one slot: its first piece's log key names it.
       const server = writer.serverOf(call.pieces[0]!.part.log)
       let line = pipelines.get(server)
@@ -342,22 +402,30 @@ export class RoomLog {
         if (!writer.isConnected(server)) return undefined
         pipelines.set(server, (line = { pipeline: writer.client.pipeline() as Pipeline, calls: [] }))
       }
-      line.pipeline.sendCommand(APPEND.command(this.#requestOf(call, () => 0)))
       line.calls.push(i)
     }
-    const replies: AppendReply[] = []
-    const waits: Promise<void>[] = []
+    // Written only once every server is known to be connected: a call is numbered and ordered as it is written.
     for (const { pipeline, calls: indices } of pipelines.values())
-      waits.push(
-        pipeline
-          .wait(acks, timeoutMs)
-          .exec()
-          .then(results => {
-            const answered = checkWait(results, acks)
-            indices.forEach((call, k) => (replies[call] = answered[k]!))
-          }),
+      for (const i of indices)
+        pipeline.sendCommand(APPEND.command(this.#requestOf(sends[i]!.call, sends[i]!.afterIn)))
+    const replies: Promise<AppendReply>[] = []
+    for (const { pipeline, calls: indices } of pipelines.values()) {
+      const answered = pipeline
+        .wait(acks, timeoutMs)
+        .exec()
+        .then(results => checkWait(results, acks))
+      indices.forEach(
+        (call, k) =>
+          (replies[call] = answered.then(all => {
+            const [err, reply] = all[k]!
+            if (!err) return reply
+            // The slot moved: the next try goes where the map now says (a redirect while it moves: the same place).
+            if (/^MOVED /.test(err.message)) writer.refreshSlots()
+            throw err
+          })),
       )
-    return Promise.all(waits).then(() => replies)
+    }
+    return replies
   }
 
   #append(request: ScriptRequest): Promise<AppendReply> {
@@ -423,14 +491,17 @@ function refusalOf(reply: AppendReply, index: number): Error | undefined {
 }
 
 /**
- * The replies of one server's pipeline: every append ran, and the final WAIT
- * saw enough replicas. Returns the appends' replies.
+ * The replies of one server's pipeline, once its final WAIT saw enough
+ * replicas: each append's error or reply.
  */
-function checkWait(results: [error: Error | null, result: unknown][] | null, acks: number): AppendReply[] {
+function checkWait(
+  results: [error: Error | null, result: unknown][] | null,
+  acks: number,
+): [error: Error | null, reply: AppendReply][] {
   if (!results) throw new Error('pipeline discarded')
-  for (const [err] of results) if (err) throw err
-  const replicas = results[results.length - 1]?.[1]
+  const [err, replicas] = results[results.length - 1] ?? [null, undefined]
+  if (err) throw err
   if (typeof replicas !== 'number' || replicas < acks)
     throw new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)
-  return results.slice(0, -1).map(([, reply]) => reply as AppendReply)
+  return results.slice(0, -1) as [Error | null, AppendReply][]
 }

@@ -69,6 +69,8 @@ export interface ReplicatedWriter {
    * once the writer has quit (the write then fails at once).
    */
   isConnected(server: string): boolean
+  /** Reads the slot map again, as a MOVED reply asks: the writer's pipelines do not (nothing on one Redis). */
+  refreshSlots(): void
 }
 
 export interface RedisClients {
@@ -120,8 +122,10 @@ export interface RedisClients {
  * fails at once instead of being sent again after the reconnect (ioredis'
  * `maxRetriesPerRequest: 0`) or on the node that took over (the cluster's
  * `retryDelayOnFailover: 0`). Redirections (MOVED, ASK, TRYAGAIN,
- * CLUSTERDOWN) are still followed: Redis answers those without running the
- * command. `maxRetriesPerRequest: 0` also fails the offline queue at each
+ * CLUSTERDOWN) are still followed for a command sent alone: Redis answers
+ * those without running the command. A pipeline that ends with WAIT hands
+ * them back (ioredis follows a pipeline's only if its other commands read):
+ * RoomLog sends such an append again. `maxRetriesPerRequest: 0` also fails the offline queue at each
  * failed reconnect, hence ReplicatedWriter.isConnected.
  */
 const writerOptions: RedisOptions = { ...baseOptions, maxRetriesPerRequest: 0 }
@@ -256,6 +260,9 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
           if (node?.status === 'wait')
             node.connect().catch((err: unknown) => log.warn({ err, role: 'writer' }, 'redis connect failed'))
           return node?.status === 'ready'
+        },
+        refreshSlots() {
+          if (client instanceof Cluster) client.refreshSlotsCache()
         },
       }
       return writer

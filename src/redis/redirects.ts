@@ -9,6 +9,11 @@ import type { Cluster } from 'ioredis'
 const REDIRECTED =
   /^(MOVED|ASK|TRYAGAIN) |^All keys in the pipeline should belong to the same slots allocation group/
 
+/** Whether a command failed with a redirect (it did not run: sending it again stores nothing twice). */
+export function isRedirect(err: unknown): boolean {
+  return err instanceof Error && REDIRECTED.test(err.message)
+}
+
 /** Methods never wrapped: not auto-pipelined (sendCommand follows redirects itself), or not commands. */
 const UNWRAPPED = new Set(['sendCommand', 'connect', 'quit', 'disconnect', 'pipeline', 'multi', 'on', 'once'])
 
@@ -37,7 +42,7 @@ export function followRedirects<T extends Cluster>(cluster: T): T {
           const result = method.apply(target, args)
           if (!(result instanceof Promise)) return result
           return result.catch((err: unknown) => {
-            if (!(err instanceof Error) || !REDIRECTED.test(err.message)) throw err
+            if (!isRedirect(err)) throw err
             return sendAlone(target, () => method.apply(target, args))
           })
         }

@@ -37,10 +37,11 @@ export interface RedisCluster {
   killMaster(slotOrKey: number | string): Promise<{ killed: ClusterNodeInfo; promoted: ClusterNodeInfo }>
   /**
    * Starts an empty master and adds it to the cluster (`redis-cli --cluster
-   * add-node`, as an operator adds capacity); resolves once every node knows
-   * it. It serves no slot until moveSlot gives it some.
+   * add-node`, as an operator adds capacity), with `replicas` replicas of its
+   * own (`--cluster-slave`); resolves once every node knows them and each
+   * replica is in sync. It serves no slot until moveSlot gives it some.
    */
-  addMaster(): Promise<ClusterNodeInfo>
+  addMaster(replicas?: number): Promise<ClusterNodeInfo>
   /**
    * Moves a slot to the master `to` as `redis-cli --cluster reshard` does
    * (IMPORTING on `to`, MIGRATING on its owner, MIGRATE key by key, then
@@ -250,24 +251,64 @@ export async function startRedisCluster({
       })
       return { killed, promoted }
     },
-    async addMaster() {
+    async addMaster(replicas = 0) {
+      const env = { ...process.env, ...(password !== undefined && { REDISCLI_AUTH: password }) }
       const node = await startNode()
       nodes.push(node)
       size++
       await run('redis-cli', ['--cluster', 'add-node', node.address, nodes[0]!.address], {
         timeout: 30_000,
-        env: { ...process.env, ...(password !== undefined && { REDISCLI_AUTH: password }) },
+        env,
       })
-      const everyone = live()
       const knowsAll = async (client: Redis): Promise<boolean> => {
         const info = await clusterInfo(client)
         return info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${size}\r`)
       }
-      await eventually(
-        async () =>
-          (await Promise.all(everyone.map(client => knowsAll(client).catch(() => false)))).every(Boolean),
-        { what: `every node knowing ${node.address}`, ...SETTLING },
-      )
+      const settled = (what: string, isSynced: (client: Redis) => Promise<boolean> = async () => true) =>
+        eventually(
+          async () =>
+            (
+              await Promise.all(
+                live().map(client =>
+                  knowsAll(client)
+                    .then(async known => known && (await isSynced(client)))
+                    .catch(() => false),
+                ),
+              )
+            ).every(Boolean),
+          { what, ...SETTLING },
+        )
+      await settled(`every node knowing ${node.address}`)
+      if (replicas === 0) return node
+      const id = (await admin(node.port).call('CLUSTER', 'MYID')) as string
+      const added: number[] = []
+      for (let i = 0; i < replicas; i++) {
+        const replica = await startNode()
+        nodes.push(replica)
+        added.push(replica.port)
+        size++
+        await run(
+          'redis-cli',
+          [
+            '--cluster',
+            'add-node',
+            replica.address,
+            nodes[0]!.address,
+            '--cluster-slave',
+            '--cluster-master-id',
+            id,
+          ],
+          { timeout: 30_000, env },
+        )
+      }
+      await settled(`every node knowing the replicas of ${node.address}, in sync`, async client => {
+        const port = client.options.port
+        if (port === undefined || !added.includes(port)) return true
+        const replication = await client.info('replication')
+        return (
+          replication.includes('master_link_status:up') && replication.includes('master_sync_in_progress:0')
+        )
+      })
       return node
     },
     async moveSlot(slot, to, keyPauseMs = 0) {
