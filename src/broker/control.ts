@@ -47,6 +47,17 @@ export function decodeControl(bytes: Buffer): ControlMessage | undefined {
   return undefined
 }
 
+/**
+ * Whether a message on a room channel is a leave notice (Membership.leave)
+ * rather than an announcement, without decoding it: both are msgpack arrays,
+ * whose first item is a string (the type) in a control message and a number
+ * (ms) in an announcement.
+ */
+export function isNotice(bytes: Buffer): boolean {
+  const first = bytes[1]
+  return first !== undefined && ((first & 0xe0) === 0xa0 || first === 0xd9)
+}
+
 /** The announcement of an append on a room channel: ms, first seq, the messages (room_append-4n.lua). */
 export interface Announcement {
   readonly ms: number

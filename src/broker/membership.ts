@@ -34,10 +34,23 @@ export class Membership {
     return added === 1 ? 1 : 0
   }
 
+  /**
+   * Removes the room from the consumer and tells its node, on the node's
+   * channel and on the room's: on a Cluster those are on different masters,
+   * so the node may read an announcement published after this answer before
+   * the first notice; the second comes on the connection that carries the
+   * room's announcements, ahead of them (README, The protocol).
+   */
   async leave(room: string, consumerId: string): Promise<0 | 1> {
     const { rooms, node } = this.#keys.consumer(consumerId)
     const [removed, nodeId] = await this.#redis.consumerLeave(rooms, node, room)
-    if (removed === 1 && nodeId) await this.tell(nodeId, { type: 'leave', consumerId, room })
+    if (removed === 1 && nodeId) {
+      const notice = encodeControl({ type: 'leave', consumerId, room })
+      await Promise.all([
+        this.#pubsub.publish(this.#keys.nodeChannel(nodeId), notice),
+        this.#pubsub.publish(this.#keys.room(room).channel, notice),
+      ])
+    }
     return removed === 1 ? 1 : 0
   }
 

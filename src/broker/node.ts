@@ -7,7 +7,7 @@ import type { Logger } from '../log.js'
 import { userRoom } from '../redis/keys.js'
 import { BatchIds } from './batch.js'
 import { ConsumerStore } from './consumer-store.js'
-import { decodeControl } from './control.js'
+import { decodeControl, isNotice } from './control.js'
 import type { BrokerCore } from './core.js'
 import { Fanout } from './fanout.js'
 import { Handoff } from './handoff.js'
@@ -143,6 +143,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       guard(this.#context.log, 'announcement', (channel: string, bytes: Buffer) => {
         if (channel === control) this.#onControl(bytes)
         else if (channel === questions) this.#onQuestion(bytes)
+        else if (isNotice(bytes)) this.#onRoomNotice(bytes)
         else this.#fanout.announce(channel, bytes)
       }),
     )
@@ -334,6 +335,13 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     else if (message.type === 'released') this.#handoff.onReleased(message.consumerId)
     else if (message.type === 'kick') void this.#handoff.onKick(message.consumerId, message.byNode)
     else this.#rooms.told(message)
+  }
+
+  /** A leave told on the room's channel too (Membership.leave); any other notice there is not ours to follow. */
+  #onRoomNotice(bytes: Buffer): void {
+    const message = decodeControl(bytes)
+    if (message?.type === 'leave') this.#rooms.told(message)
+    else this.#context.log.warn('undecodable room notice dropped')
   }
 
   /** An operator asks every node who is in a room (room-members.ts): answer with this node's members. */

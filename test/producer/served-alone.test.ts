@@ -13,6 +13,7 @@ import { redisPerFile, type Topology } from '../helpers/topology.js'
 import { authedRawProducer, frame, type RawClient, SECRET } from './setup.js'
 import { eventually } from '../helpers/eventually.js'
 import { consumerIdOf } from '../../src/auth/token.js'
+import type { Redis } from 'ioredis'
 
 const redis = redisPerFile(test)
 
@@ -131,3 +132,60 @@ for (const setup of SETUPS) {
     t.deepEqual(sink.messages.slice(rooms.length), ['marker'])
   })
 }
+
+/**
+ * Holds back what the node reads from the master at `address` on its sharded
+ * subscriber (its socket paused, as a slow or busy path would): ioredis keeps
+ * one subscriber connection per master in a group of its own. Returns what
+ * lets it read again.
+ */
+function holdSubscriberTo(core: BrokerCore, address: string): () => void {
+  const group = (
+    core.redis.subscriber as unknown as {
+      shardedSubscribers: { shardedSubscribers: Map<string, { instance: Redis }> }
+    }
+  ).shardedSubscribers.shardedSubscribers
+  const stream = group.get(address)?.instance.stream
+  if (!stream) throw new Error(`no sharded subscriber to ${address}`)
+  stream.pause()
+  return () => void stream.resume()
+}
+
+for (const setup of SETUPS.filter(({ topology }) => topology === 'cluster'))
+  test(`${setup.name}: the leave notice read late on the node channel's master: a publish right after unsubscribe does not reach the consumer`, async t => {
+    const { core, node, producer } = await start(t, setup)
+    const userId = newUserId()
+    const leaving = consumerIdOf({ userId, exp: 1 })
+    const sink = await new RecordingSink(node).connect(leaving, userId)
+    // A room to leave and one to stay in, both on a master other than the node channel's.
+    const masterOf = async (channel: string): Promise<number> => (await redis.cluster.masterOf(channel)).port
+    const control = await masterOf(core.keys.nodeChannel(node.id))
+    let i = 0
+    const roomOn = async (isWanted: (port: number) => boolean): Promise<string> => {
+      for (;;) {
+        const room = `late-${i++}`
+        if (isWanted(await masterOf(core.keys.room(room).channel))) return room
+      }
+    }
+    const left = await roomOn(port => port !== control)
+    const shard = await masterOf(core.keys.room(left).channel)
+    const stay = await roomOn(port => port === shard)
+    producer.send(
+      request('s-left', 'subscribe', [left, leaving]) + request('s-stay', 'subscribe', [stay, leaving]),
+    )
+    await expectReplies(t, producer, [reply('s-left', 1), reply('s-stay', 1)])
+    producer.send(request('in', 'publish', [[left, 'in']]))
+    await expectReplies(t, producer, [reply('in', 1)])
+    await sink.waitFor(1)
+
+    const resume = holdSubscriberTo(core, `127.0.0.1:${control}`)
+    t.teardown(resume)
+    producer.send(request('u', 'unsubscribe', [left, leaving]) + request('p', 'publish', [[left, 'gone']]))
+    await expectReplies(t, producer, [reply('u', 1), reply('p', 1)])
+    // Announced on the same master's connection after "gone": once it is delivered, "gone" would have been.
+    producer.send(request('marker', 'publish', [[stay, 'marker']]))
+    await expectReplies(t, producer, [reply('marker', 1)])
+    await sink.waitFor(2)
+    resume()
+    t.deepEqual(sink.messages, ['in', 'marker'])
+  })
