@@ -35,21 +35,22 @@ export class Membership {
   }
 
   /**
-   * Removes the room from the consumer and tells its node, on the node's
-   * channel and on the room's: on a Cluster those are on different masters,
-   * so the node may read an announcement published after this answer before
-   * the first notice; the second comes on the connection that carries the
-   * room's announcements, ahead of them (README, The protocol).
+   * Removes the room from the consumer and tells its node on the node's
+   * channel. On a Cluster (sharded channels) also on the room's: the two are
+   * on different masters' connections, so the node may read an announcement
+   * published after this answer before the first notice; the second comes on
+   * the connection that carries the room's announcements, ahead of them
+   * (README, The protocol). One Redis carries both on one connection, in order.
    */
   async leave(room: string, consumerId: string): Promise<0 | 1> {
     const { rooms, node } = this.#keys.consumer(consumerId)
     const [removed, nodeId] = await this.#redis.consumerLeave(rooms, node, room)
     if (removed === 1 && nodeId) {
       const notice = encodeControl({ type: 'leave', consumerId, room })
-      await Promise.all([
-        this.#pubsub.publish(this.#keys.nodeChannel(nodeId), notice),
-        this.#pubsub.publish(this.#keys.room(room).channel, notice),
-      ])
+      const told = [this.#pubsub.publish(this.#keys.nodeChannel(nodeId), notice)]
+      if (this.#pubsub.publishCommand === 'SPUBLISH')
+        told.push(this.#pubsub.publish(this.#keys.room(room).channel, notice))
+      await Promise.all(told)
     }
     return removed === 1 ? 1 : 0
   }
