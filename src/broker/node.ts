@@ -6,7 +6,7 @@ import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { userRoom } from '../redis/keys.js'
 import { BatchIds } from './batch.js'
-import { ConsumerStore } from './consumer-store.js'
+import { ConsumerStore, type TakenConsumer } from './consumer-store.js'
 import { decodeControl, isNotice } from './control.js'
 import type { BrokerCore } from './core.js'
 import { Fanout } from './fanout.js'
@@ -73,6 +73,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
   readonly #timers: NodeJS.Timeout[] = []
   /** Outboxes still connecting, each with its connect's take and read (see #release). */
   readonly #connecting = new Map<Outbox<S>, Promise<void>>()
+  /** The handshakes each connecting outbox serves: abandoned once every one of them is (see #take). */
+  readonly #handshakes = new Map<Outbox<S>, (AbortSignal | undefined)[]>()
   #stopped = false
 
   constructor(core: BrokerCore, config: NodeConfig, log: Logger, name = `${hostname()}:${process.pid}`) {
@@ -183,12 +185,25 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
    * `sink`. If the consumer is already live on this node, its outbox is
    * returned as it is: the new session gets it in attach(), once it opens.
    * `replaces`: a previous consumer id of the same browser (snapper.ws cookie).
+   * `abandoned`: aborted when the handshake's client goes away; if that happens
+   * (to every handshake waiting on this connect) before the take, nothing is
+   * taken and no node is asked to let the consumer go: its live session there
+   * stays. The caller disconnects the outbox all the same.
    */
-  async connect(consumerId: string, userId: string, sink: S, replaces?: string): Promise<Outbox<S>> {
+  async connect(
+    consumerId: string,
+    userId: string,
+    sink: S,
+    replaces?: string,
+    abandoned?: AbortSignal,
+  ): Promise<Outbox<S>> {
     // Not `live.sink = sink`: two handshakes of one consumer open in any order, and the engine
     // keeps the session that opens last, so only its open may claim the outbox.
     const live = this.#hub.get(consumerId)
-    if (live) return live
+    if (live) {
+      this.#handshakes.get(live)?.push(abandoned) // still connecting: it is this handshake's too
+      return live
+    }
     const outbox = new Outbox(this.#host, consumerId, userId)
     outbox.sink = sink
     this.#hub.add(outbox)
@@ -198,12 +213,14 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#core.stats.joined(ownRoom)
 
     if (replaces && replaces !== consumerId) this.#store.weaken(replaces)
+    this.#handshakes.set(outbox, [abandoned])
     const connecting = this.#takeAndRead(outbox)
     this.#connecting.set(outbox, connecting)
     try {
       await connecting
     } finally {
       this.#connecting.delete(outbox)
+      this.#handshakes.delete(outbox)
     }
     return outbox
   }
@@ -219,20 +236,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     try {
       // Heard before its head is read: a consumer at the head of its own room then reads nothing.
       const isListening = await this.#fanout.listen(ownRoom, outbox)
-      let taken = await this.#store.take(outbox, false)
-      if (!taken.isTaken) {
-        const { holder } = taken
-        const asked = await this.#handoff.takeOver(consumerId, holder)
-        taken = await this.#store.take(outbox, true)
-        // Another node took the session meanwhile: it closes it at once. So does the holder asked
-        // to release it: it may have released it and taken it again (a reconnect) before the take
-        // above, and then no one else closes that session. A holder taken for dead is not asked: its
-        // cursors are read from the rooms' progress, which its release would delete (a crash).
-        const previous = taken.isTaken ? taken.previous : null
-        if (previous && previous !== this.id && (previous !== holder || asked))
-          this.#handoff.kick(previous, consumerId)
-      }
-      if (taken.isTaken) {
+      const taken = await this.#take(outbox)
+      if (taken) {
         const { previous, rooms, inflight, ownHead } = taken
         if (isListening) this.#fanout.anchor(ownRoom, ownHead)
         // Not released by the node that held it (a crash): what it acknowledged since is in the rooms' progress.
@@ -251,6 +256,34 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       return
     }
     outbox.resend()
+  }
+
+  /**
+   * Takes the consumer for this node, from the node holding it if any: that
+   * one is asked to release it first (Handoff). Undefined if every handshake
+   * of the outbox was abandoned before: a client gone must not cut short the
+   * consumer's live session elsewhere, whose client would come back for nothing.
+   */
+  async #take(outbox: Outbox<S>): Promise<TakenConsumer | undefined> {
+    const isAbandoned = (): boolean => this.#handshakes.get(outbox)?.every(signal => signal?.aborted) ?? false
+    if (isAbandoned()) return undefined
+    const taken = await this.#store.take(outbox, false)
+    if (taken.isTaken) return taken
+    const { holder } = taken
+    if (isAbandoned()) return undefined
+    const asked = await this.#handoff.takeOver(outbox.consumerId, holder)
+    // Asked and released by now, or not answering: either way there is nothing to take for a client gone.
+    if (isAbandoned()) return undefined
+    const retaken = await this.#store.take(outbox, true)
+    if (!retaken.isTaken) return undefined // evenIfHeld: not reached
+    // Another node took the session meanwhile: it closes it at once. So does the holder asked
+    // to release it: it may have released it and taken it again (a reconnect) before the take
+    // above, and then no one else closes that session. A holder taken for dead is not asked: its
+    // cursors are read from the rooms' progress, which its release would delete (a crash).
+    const { previous } = retaken
+    if (previous && previous !== this.id && (previous !== holder || asked))
+      this.#handoff.kick(previous, outbox.consumerId)
+    return retaken
   }
 
   /**

@@ -214,8 +214,9 @@ export function createConsumerHandlers(
     },
 
     // The node takes the consumer over before its session opens: the open packet says it is ready.
-    async prepare(link: ConsumerLink): Promise<void> {
-      link.outbox = await node.connect(link.consumerId, link.userId, link, link.replaces)
+    // A client gone before the takeover kicks no live session of the consumer elsewhere.
+    async prepare(link: ConsumerLink, abandoned: AbortSignal): Promise<void> {
+      link.outbox = await node.connect(link.consumerId, link.userId, link, link.replaces, abandoned)
     },
 
     abandon(link: ConsumerLink): void {

@@ -65,6 +65,8 @@ export interface EchoServer {
   readonly handshakes: Handshake[]
   /** Authorizations that never became sessions. */
   readonly abandoned: EchoData[]
+  /** The signal each prepare() got, in arrival order: aborted when its client went away. */
+  readonly preparing: AbortSignal[]
   /** Resolves with the close reason of the next (or an already recorded, unclaimed) close of `id`. */
   closeOf(id: string): Promise<string>
   openOf(id: string): Promise<Session<EchoData>>
@@ -91,6 +93,7 @@ export async function startEcho(
   const received: Array<string | Buffer> = []
   const handshakes: Handshake[] = []
   const abandoned: EchoData[] = []
+  const preparing: AbortSignal[] = []
   const gated: Array<() => void> = []
   let counter = 0
   const options = { ...defaultOptions, ...overrides }
@@ -115,7 +118,8 @@ export async function startEcho(
       return { ok: true, id: handshake.query.get('id') ?? `sid-${counter}`, data }
     },
     // `delay=<ms>`: the session opens that long after, like a hook that asks Redis first; `gate=1`: when the test says so.
-    prepare(data) {
+    prepare(data, gone) {
+      preparing.push(gone)
       if (data.isGated) return new Promise(resolve => gated.push(resolve))
       return data.delayMs === undefined ? Promise.resolve() : sleep(data.delayMs).then(() => {})
     },
@@ -156,6 +160,7 @@ export async function startEcho(
     received,
     handshakes,
     abandoned,
+    preparing,
     async closeOf(id) {
       const seen = closed.find(entry => entry.id === id && !claimed.has(entry))
       if (seen !== undefined) {

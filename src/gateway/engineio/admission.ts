@@ -85,15 +85,16 @@ export class Admission<T> {
   /**
    * Runs the prepare hook of an accepted handshake: undefined if there is
    * none (open at once), else resolves true once the session may open,
-   * false if the hook failed (a bug, logged). Never rejects.
+   * false if the hook failed (a bug, logged). Never rejects. The engine
+   * aborts `abandoned` when the client goes away meanwhile.
    */
-  prepare(data: T): Preparation {
+  prepare(data: T, abandoned: AbortSignal): Preparation {
     const prepare = this.#handlers.prepare
     if (prepare === undefined) return undefined
     this.#preparing++
     let prepared: Promise<void>
     try {
-      prepared = prepare.call(this.#handlers, data)
+      prepared = prepare.call(this.#handlers, data, abandoned)
     } catch (err) {
       prepared = Promise.reject(err)
     }

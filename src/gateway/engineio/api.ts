@@ -87,9 +87,12 @@ export interface EngineHandlers<T> {
    * Optional. What must be done before an accepted session opens (the broker
    * takes the consumer over): the open packet waits until this settles, a
    * polling handshake is answered then. A rejection is a bug: the handshake
-   * gets a 500, or the websocket closes with 1011. @default open at once
+   * gets a 500, or the websocket closes with 1011. `abandoned` is aborted
+   * when the client goes away meanwhile (the polling request aborted, the
+   * websocket closed), so that the hook can stop short: abandon() follows
+   * once it settles. @default open at once
    */
-  prepare?(data: T): Promise<void>
+  prepare?(data: T, abandoned: AbortSignal): Promise<void>
   /**
    * Optional. An accepted authorization that will never become a session: the
    * client went away while prepare() was pending, prepare() failed, or the

@@ -35,6 +35,8 @@ type Ticket<T> =
       readonly id: string
       readonly data: T
       readonly prepared: Preparation
+      /** Aborted when the socket closes: its prepare() may stop short. */
+      readonly gone: AbortController
     }
   | { readonly kind: 'probe'; readonly session: EngineSession<T> }
   /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (docs/consumer-protocol.md §7). */
@@ -122,9 +124,11 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
           ws.getUserData().transport.received(data, isBinary),
         closeWithError,
       ),
-      close: guard(log, 'engine.io close', (ws: WebSocket<SocketData<T>>) =>
-        ws.getUserData().transport.closed(),
-      ),
+      close: guard(log, 'engine.io close', (ws: WebSocket<SocketData<T>>) => {
+        const { transport, ticket } = ws.getUserData()
+        transport.closed()
+        if (ticket.kind === 'handshake') ticket.gone.abort() // prepared by now, or abandoned soon
+      }),
     })
     app.any(
       pattern,
@@ -287,11 +291,13 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
       // The open packet, and whatever open() sent, answer this very request.
       session.polling?.poll(res, request, cookie)
     }
-    const prepared = this.#admission.prepare(data)
+    const gone = new AbortController()
+    const prepared = this.#admission.prepare(data, gone.signal)
     if (prepared === undefined) return open()
     let isAborted = false
     res.onAborted(() => {
       isAborted = true
+      gone.abort() // the client went away: prepare() may stop short
     })
     // Answered from a promise callback: guarded, so that a bug answers 500 instead of rejecting into the void.
     const answerInternal = (): void => {
@@ -348,12 +354,14 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
         const decision = this.#admission.authorize(res, req, route.query)
         if (!decision.ok) return refuseUpgrade(res, decision)
         const { id, data } = decision
+        const gone = new AbortController()
         return this.#upgrade(res, headers, route.query, route.revision, {
           kind: 'handshake',
           revision: route.revision,
           id,
           data,
-          prepared: this.#admission.prepare(data),
+          prepared: this.#admission.prepare(data, gone.signal),
+          gone,
         })
       }
       case 'probe':

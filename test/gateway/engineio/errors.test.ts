@@ -338,20 +338,30 @@ test('a session that prepares first: its open packet waits, refusals do not; bot
   t.deepEqual([upgrade.status, upgrade.body], [400, 'bad token'])
   t.deepEqual([...server.engine.sessions.keys()].sort(), ['p', 'w'])
   t.deepEqual(server.abandoned, [])
+  t.deepEqual(
+    server.preparing.map(signal => signal.aborted),
+    [false, false],
+    'prepare() is not told of a client gone',
+  )
 })
 
-test('a client gone while its session prepares: abandoned, no session opens', async t => {
+test('a client gone while its session prepares: prepare() is told at once, then abandoned, no session opens', async t => {
   const server = await echo(t)
   const abort = new AbortController()
   const handled = server.handled('get')
-  const polling = request(server.url('EIO=4&transport=polling&token=good&id=p&delay=300'), {
+  const polling = request(server.url('EIO=4&transport=polling&token=good&id=p&gate=1'), {
     signal: abort.signal,
   })
   await handled
   abort.abort()
   await t.throwsAsync(polling)
-  const socket = await openSocket(server.url('EIO=4&transport=websocket&token=good&id=w&delay=300', 'ws'))
+  const socket = await openSocket(server.url('EIO=4&transport=websocket&token=good&id=w&gate=1', 'ws'))
   socket.ws.terminate()
+  await eventually(() => server.preparing.length === 2 && server.preparing.every(signal => signal.aborted), {
+    what: 'both prepare() signals to be aborted while still preparing',
+  })
+  t.deepEqual(server.abandoned, [], 'abandon() waits for prepare() to settle')
+  server.openGate()
   await eventually(() => server.abandoned.length === 2)
   t.deepEqual(server.abandoned.map(data => data.n).sort(), [1, 2])
   t.deepEqual(server.opened, [])
