@@ -1,7 +1,9 @@
 -- consumer_touch-3n.lua: a node keeps alive the keys of the consumers whose sessions it holds, of one hash slot.
 -- KEYS, 3 per consumer: rooms (hash room -> cursor), node (the node holding the session), presence (its user's hash)
 -- ARGV[1] node id   ARGV[2] ttl seconds   ARGV[3..] the consumers' ids, in the order of KEYS
--- Returns: how many node keys name another node (left alone: that node took the session)
+-- Returns: {how many node keys name another node (left alone: that node took the session), then
+--   the position (1, 2, ...) of each consumer whose record Redis lost: no node key and no rooms,
+--   left alone too, for the node to write again with its rooms (consumer_restore-3.lua)}
 --
 -- The node key is how joins, kicks and reconciles find the session: it lives
 -- as long as the rooms. One that expired under a live session names it again,
@@ -11,16 +13,17 @@
 -- One call per slot per refresh (a node's every consumer on one Redis), not
 -- two commands per consumer: the refresh of 20,000 sessions is 40 calls.
 local node, ttl = ARGV[1], ARGV[2]
-local elsewhere = 0
+local result = {0}
 for k = 1, #KEYS, 3 do
-  redis.call('EXPIRE', KEYS[k], ttl)
   local holder = redis.call('GET', KEYS[k + 1])
-  if holder and holder ~= node then
-    elsewhere = elsewhere + 1
+  if redis.call('EXPIRE', KEYS[k], ttl) == 0 and not holder then
+    result[#result + 1] = (k - 1) / 3 + 1
+  elseif holder and holder ~= node then
+    result[1] = result[1] + 1
   else
     redis.call('SET', KEYS[k + 1], node, 'EX', ttl)
     redis.call('HSET', KEYS[k + 2], ARGV[3 + (k - 1) / 3], node)
   end
   redis.call('EXPIRE', KEYS[k + 2], ttl)
 end
-return elsewhere
+return result

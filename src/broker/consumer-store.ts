@@ -4,7 +4,7 @@ import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
 import { batchIdOf, makeBatch } from './batch.js'
 import type { BrokerCore } from './core.js'
-import { isAfter, isNext, isSame, parseCursor, type Cursor } from './cursor.js'
+import { formatCursor, isAfter, isNext, isSame, parseCursor, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import { missedBetween, type Outbox } from './outbox.js'
@@ -53,6 +53,7 @@ export class ConsumerStore {
   readonly #config: StoreConfig
   readonly #context: NodeContext
   readonly #live: () => Iterable<Outbox>
+  readonly #holds: (outbox: Outbox) => boolean
   /** Outboxes with acknowledgements not flushed yet. */
   readonly #changed = new Set<Outbox>()
   /** Rooms whose progress hash holds a cursor of the consumer, dropped when it is released. */
@@ -69,12 +70,14 @@ export class ConsumerStore {
     config: StoreConfig,
     context: NodeContext,
     live: () => Iterable<Outbox>,
+    holds: (outbox: Outbox) => boolean,
   ) {
     this.#core = core
     this.nodeId = nodeId
     this.#config = config
     this.#context = context
     this.#live = live
+    this.#holds = holds
   }
 
   /** Starts flushing cursors, and refreshing the ttls of the live consumers' keys. */
@@ -370,23 +373,50 @@ export class ConsumerStore {
     const { keys, redis } = this.#core
     const consumers = [...this.#live()].map(outbox => {
       const { rooms, node } = keys.consumer(outbox.consumerId)
-      return { keys: [rooms, node, keys.presence(outbox.userId)] as const, consumerId: outbox.consumerId }
+      return { keys: [rooms, node, keys.presence(outbox.userId)] as const, outbox }
     })
     const writes: Promise<unknown>[] = []
     for (const group of groupBySlot(consumers, consumer => consumer.keys[0], redis.isCluster)) {
       for (let start = 0; start < group.length; start += TOUCH_CONSUMERS_PER_CALL) {
         const chunk = group.slice(start, start + TOUCH_CONSUMERS_PER_CALL)
+        const touched = redis.commands.consumerTouch(
+          3 * chunk.length,
+          ...chunk.flatMap(consumer => consumer.keys),
+          this.nodeId,
+          this.#config.consumerTtlSec,
+          ...chunk.map(consumer => consumer.outbox.consumerId),
+        )
+        // Records Redis lost (README, Faults: after Redis lost data) are written again from the sessions.
         writes.push(
-          redis.commands.consumerTouch(
-            3 * chunk.length,
-            ...chunk.flatMap(consumer => consumer.keys),
-            this.nodeId,
-            this.#config.consumerTtlSec,
-            ...chunk.map(consumer => consumer.consumerId),
+          touched.then(([, ...lost]) =>
+            Promise.all(lost.map(position => this.restore(chunk[position - 1]!.outbox))),
           ),
         )
       }
     }
     await Promise.all(writes)
+  }
+
+  /**
+   * Writes the record of a consumer this node holds again (node key, rooms
+   * at their acknowledged cursors, presence) if Redis lost it; true if it did.
+   * Not once released: a release sent after this call runs after it (one
+   * slot, one connection) and undoes it, as it should.
+   */
+  async restore(outbox: Outbox): Promise<boolean> {
+    if (!this.#holds(outbox)) return false
+    const { keys, redis } = this.#core
+    const { rooms, node } = keys.consumer(outbox.consumerId)
+    const cursors = [...outbox.rooms].flatMap(room => [room, formatCursor(outbox.ackedCursor(room)!)])
+    const restored = await redis.commands.consumerRestore(
+      rooms,
+      node,
+      keys.presence(outbox.userId),
+      this.nodeId,
+      this.#config.consumerTtlSec,
+      outbox.consumerId,
+      ...cursors,
+    )
+    return restored === 1
   }
 }

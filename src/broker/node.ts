@@ -98,7 +98,14 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       },
       context,
     )
-    this.#store = new ConsumerStore(core, this.id, config, context, () => this.#hub.values())
+    this.#store = new ConsumerStore(
+      core,
+      this.id,
+      config,
+      context,
+      () => this.#hub.values(),
+      outbox => this.#hub.get(outbox.consumerId) === outbox,
+    )
     this.#handoff = new Handoff(
       this.id,
       core,

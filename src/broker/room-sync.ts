@@ -130,9 +130,11 @@ export class RoomSync<S extends ConsumerSink> {
   /**
    * Every consumer's rooms from Redis, then every room log from its cursor,
    * even if the rooms of some consumers could not be read. A consumer whose
-   * node key names another node was taken over meanwhile, one that has none
-   * lost its record (a Redis that restarted empty): its session closes, and
-   * the client's reconnect makes a new record.
+   * node key names another node was taken over meanwhile, and one that has
+   * none was released elsewhere: its session closes, and the client's
+   * reconnect makes a new record. One with neither node key nor rooms lost
+   * its record (a Redis that restarted empty, a flush): it is written again
+   * from the session (ConsumerStore.restore), which goes on.
    */
   async #reconcile(): Promise<void> {
     // A consumer still connecting reads its rooms itself, and its node key may not name this node yet.
@@ -145,6 +147,12 @@ export class RoomSync<S extends ConsumerSink> {
         // A change told while reading may be newer than what was read: read again.
         for (let again = 0; again < REREADS && this.#told.get(outbox) !== told; again++) {
           told = this.#told.get(outbox)
+          ;[holder, rooms] = await this.#store.readMembership(consumerId)
+        }
+        // Redis lost the record (no node key, no rooms): the session knows it and writes it again,
+        // unless something was written meanwhile (the ttl refresh restored it, a join): read that.
+        if (holder === null && Object.keys(rooms).length === 0) {
+          if (await this.#store.restore(outbox)) return
           ;[holder, rooms] = await this.#store.readMembership(consumerId)
         }
         if (!this.#hub.holds(outbox)) return

@@ -82,9 +82,23 @@ export interface ScriptCommands {
   /**
    * consumer_touch-3n.lua: `numberOfKeys` (3 per consumer), per consumer its
    * rooms, node and presence keys; then nodeId, ttlSec and the consumers'
-   * ids. Resolves with how many node keys name another node.
+   * ids. Resolves with how many node keys name another node, then the
+   * positions (from 1) of the consumers whose record Redis lost.
    */
-  consumerTouch(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number>
+  consumerTouch(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number[]>
+  /**
+   * consumer_restore-3.lua: writes a consumer's record again (node key,
+   * rooms at these cursors, presence) if Redis lost it; 1 if it did.
+   */
+  consumerRestore(
+    rooms: string,
+    node: string,
+    presence: string,
+    nodeId: string,
+    ttlSec: number,
+    consumerId: string,
+    ...roomCursorPairs: string[]
+  ): Reply<0 | 1>
   cursorCommit(
     rooms: string,
     node: string,

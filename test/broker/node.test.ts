@@ -391,14 +391,38 @@ for (const topology of TOPOLOGIES) {
   )
 
   if (topology === 'standalone')
-    test('a session whose record Redis lost (restarted empty) is closed saying so when the node reconciles', async t => {
+    test('a session whose record Redis lost (restarted empty) is written again when the node reconciles, and goes on', async t => {
       const own = await startRedis()
       t.teardown(() => own.stop())
       const admin = own.client()
       const { node, core } = await startTestNode(t, { kind: 'standalone', url: own.url })
       const id = consumerId()
       const sink = await new RecordingSink(node).connect(id, USER)
-      await core.redis.commands.del(core.keys.consumer(id).node, core.keys.consumer(id).rooms)
+      await core.producerApi.subscribe('kept', id)
+      await publishAll(core.producerApi, 'kept', ['joined'])
+      await sink.waitFor(1) // the node follows the room
+      const { node: nodeKey, rooms } = core.keys.consumer(id)
+      await core.redis.commands.del(nodeKey, rooms)
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub') // the reconnect makes the node reconcile
+      await eventually(async () => (await admin.get(nodeKey)) === node.id, {
+        what: 'the record written again',
+      })
+      t.deepEqual(Object.keys(await admin.hgetall(rooms)).sort(), ['kept', userRoom(USER)].sort())
+      await publishAll(core.producerApi, 'kept', ['still here'])
+      await sink.waitFor(2)
+      t.deepEqual(sink.messages, ['joined', 'still here'])
+      t.is(sink.closed, undefined)
+    })
+
+  if (topology === 'standalone')
+    test('a session whose node key went while its rooms stayed (released by another node) is closed when the node reconciles', async t => {
+      const own = await startRedis()
+      t.teardown(() => own.stop())
+      const admin = own.client()
+      const { node, core } = await startTestNode(t, { kind: 'standalone', url: own.url })
+      const id = consumerId()
+      const sink = await new RecordingSink(node).connect(id, USER)
+      await core.redis.commands.del(core.keys.consumer(id).node)
       await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub') // the reconnect makes the node reconcile
       await eventually(() => sink.closed !== undefined, { what: 'the session to close' })
       t.is(sink.closed, 'session record lost in Redis')

@@ -611,7 +611,7 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
   await redis.hset(taken.presence, taken.consumerId, 'node-2')
   const keysOf = (c: typeof held): string[] => [c.rooms, c.node, c.presence]
   const consumers = [held, expired, taken]
-  t.is(
+  t.deepEqual(
     await redis.consumerTouch(
       9,
       ...consumers.flatMap(keysOf),
@@ -619,8 +619,8 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
       600,
       ...consumers.map(c => c.consumerId),
     ),
-    1,
-    'one node key names another node',
+    [1],
+    'one node key names another node, and no record was lost',
   )
   for (const c of [held, expired]) {
     t.is(await redis.get(c.node), 'node-1', 'named again where it had expired')
@@ -631,6 +631,38 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
   t.is(await redis.get(taken.node), 'node-2', 'another node took that session: left alone')
   t.true((await redis.ttl(taken.node)) <= 5)
   t.true((await redis.ttl(taken.rooms)) > 500, 'its rooms live on (the other node refreshes them too)')
+})
+
+test('consumer_touch leaves alone and names a consumer whose record Redis lost (no node key, no rooms), and consumer_restore writes it again once', async t => {
+  const kept = consumerOf('00000000000000000000000d')
+  const lost = consumerOf('00000000000000000000000e')
+  await redis.consumerJoin(kept.rooms, kept.node, 'r', '1-1', 60)
+  await redis.set(kept.node, 'node-1', 'EX', 60)
+  const keysOf = (c: typeof kept): string[] => [c.rooms, c.node, c.presence]
+  t.deepEqual(
+    await redis.consumerTouch(
+      6,
+      ...keysOf(kept),
+      ...keysOf(lost),
+      'node-1',
+      600,
+      kept.consumerId,
+      lost.consumerId,
+    ),
+    [0, 2],
+    'the second consumer lost its record',
+  )
+  t.is(await redis.exists(lost.node, lost.rooms), 0, 'not named again without its rooms')
+  const restore = (...pairs: string[]) =>
+    redis.consumerRestore(lost.rooms, lost.node, lost.presence, 'node-1', 600, lost.consumerId, ...pairs)
+  t.is(await restore('r', '5-3', 's', '0-0'), 1)
+  t.deepEqual(await redis.hgetall(lost.rooms), { r: '5-3', s: '0-0' })
+  t.is(await redis.get(lost.node), 'node-1')
+  t.is(await redis.hget(lost.presence, lost.consumerId), 'node-1')
+  for (const key of keysOf(lost)) t.true((await redis.ttl(key)) > 500, key)
+  t.is(await restore('r', '9-9'), 0, 'a record that is there is left alone')
+  t.is(await redis.hget(lost.rooms, 'r'), '5-3')
+  t.deepEqual(await redis.consumerTouch(3, ...keysOf(lost), 'node-1', 600, lost.consumerId), [0])
 })
 
 test('cursor_commit moves cursors forward only, for rooms still joined', async t => {

@@ -62,6 +62,11 @@ const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
     keys.consumer(n.userConsumerId).node,
     keys.presence(n.user),
   ],
+  'consumer_restore-3.lua': (keys, n) => [
+    keys.consumer(n.userConsumerId).rooms,
+    keys.consumer(n.userConsumerId).node,
+    keys.presence(n.user),
+  ],
   'cursor_commit-5.lua': (keys, n) => {
     const { rooms, node, inflight } = keys.consumer(n.userConsumerId)
     return [rooms, node, inflight, keys.presence(n.user), keys.room(userRoom(n.user)).progress]
