@@ -12,6 +12,7 @@ import { PACKAGE } from '../package.js'
 import { createProducerListener, type ProducerListener } from '../producer/listener.js'
 import { createRedisClients, type RedisClients } from '../redis/connect.js'
 import { redisProblem } from '../redis/ping.js'
+import { checkRedisSettings } from '../redis/settings.js'
 import { RedisWatchdog } from '../redis/watchdog.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
 
@@ -79,6 +80,7 @@ export async function startNode(
   options: { registry?: Registry; processMetrics?: boolean; takesOverGateway?: boolean } = {},
 ): Promise<RunningNode> {
   const redis = await connectRedis(config, logger)
+  void checkRedisSettings(redis, logger) // warns, never throws: the node starts either way
   const core = createBrokerCore(config, redis, logger)
   const tokens = tokensOf(config)
   const name = ports.gateway === 0 ? undefined : `${hostname()}:${ports.gateway}`
