@@ -8,6 +8,7 @@
  * failover stops the whole cluster for a moment (cluster-require-full-coverage).
  */
 import test from 'ava'
+import { Redis } from 'ioredis'
 import { Tokens } from '../../src/auth/token.js'
 import { Keys } from '../../src/redis/keys.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
@@ -31,6 +32,22 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Holds the writes of the master serving `key` for a moment (CLIENT PAUSE), so
+ * that every stream's next request is in flight there when it is killed:
+ * without it, a kill that lands between requests fails none of them.
+ */
+async function holdWrites(redis: RedisCluster, key: string): Promise<void> {
+  const master = await redis.masterOf(key)
+  const admin = new Redis(master.port, '127.0.0.1')
+  try {
+    await admin.call('CLIENT', 'PAUSE', '5000', 'WRITE')
+  } finally {
+    admin.disconnect()
+  }
+  await pause(200)
 }
 
 /** What a producer's stream to one room went through. */
@@ -73,13 +90,15 @@ test('a master fails over mid-stream: every answered message arrives once, in or
     while (stream.answered < PER_ROOM || !promoted) {
       if (killFailed) throw killFailed
       if (stream.answered >= KILL_AT && !killed)
-        killed = redis.killMaster(keys.room(room).log).then(
-          nodes => {
-            promoted = true
-            t.log(`killed ${nodes.killed.address}, promoted ${nodes.promoted.address}`)
-          },
-          (err: unknown) => void (killFailed = err),
-        )
+        killed = holdWrites(redis, keys.room(room).log)
+          .then(() => redis.killMaster(keys.room(room).log))
+          .then(
+            nodes => {
+              promoted = true
+              t.log(`killed ${nodes.killed.address}, promoted ${nodes.promoted.address}`)
+            },
+            (err: unknown) => void (killFailed = err),
+          )
       const first = stream.answered
       const numbers = Array.from({ length: first < PER_ROOM ? 1 + (first % 5) : 1 }, (_, i) => first + i)
       const deadline = Date.now() + 20_000
