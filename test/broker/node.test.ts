@@ -20,6 +20,13 @@ let n = 0
 /** A consumer of USER, as a token makes it (its keys share the user's slot). */
 const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
 
+/** A Redis of the test's own (stopped when it ends), to restart or cut without touching the file's. */
+async function ownRedis(t: ExecutionContext) {
+  const own = await startRedis()
+  t.teardown(() => own.stop())
+  return { own, admin: own.client(), target: { kind: 'standalone', url: own.url } as const }
+}
+
 /**
  * The consumer `id` on `at`, in rooms `first` and `second`, with one batch of
  * both in flight and not acknowledged (`messages`: first's, second's); the
@@ -392,10 +399,8 @@ for (const topology of TOPOLOGIES) {
 
   if (topology === 'standalone')
     test('a session whose record Redis lost (restarted empty) is written again when the node reconciles, and goes on', async t => {
-      const own = await startRedis()
-      t.teardown(() => own.stop())
-      const admin = own.client()
-      const { node, core } = await startTestNode(t, { kind: 'standalone', url: own.url })
+      const { admin, target } = await ownRedis(t)
+      const { node, core } = await startTestNode(t, target)
       const id = consumerId()
       const sink = await new RecordingSink(node).connect(id, USER)
       await core.producerApi.subscribe('kept', id)
@@ -416,10 +421,8 @@ for (const topology of TOPOLOGIES) {
 
   if (topology === 'standalone')
     test('a session whose node key went while its rooms stayed (released by another node) is closed when the node reconciles', async t => {
-      const own = await startRedis()
-      t.teardown(() => own.stop())
-      const admin = own.client()
-      const { node, core } = await startTestNode(t, { kind: 'standalone', url: own.url })
+      const { admin, target } = await ownRedis(t)
+      const { node, core } = await startTestNode(t, target)
       const id = consumerId()
       const sink = await new RecordingSink(node).connect(id, USER)
       await core.redis.commands.del(core.keys.consumer(id).node)
@@ -485,10 +488,7 @@ for (const topology of TOPOLOGIES) {
   // CLIENT PAUSE holds every client's writes: on its own Redis, not to stall the other tests.
   if (topology === 'standalone')
     test('a node stopped while a consumer moves to it leaves the batch in flight to the next node, under its id', async t => {
-      const own = await startRedis()
-      t.teardown(() => own.stop())
-      const admin = own.client()
-      const target = { kind: 'standalone', url: own.url } as const
+      const { admin, target } = await ownRedis(t)
       const a = await startTestNode(t, target)
       const b = await startTestNode(t, target, { redisPrefix: a.config.redisPrefix })
       const c = await startTestNode(t, target, { redisPrefix: a.config.redisPrefix })

@@ -5,7 +5,7 @@
  * an error.
  */
 import { connect, type Socket } from 'node:net'
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { RawConsumer } from '../helpers/raw-consumer.js'
@@ -77,18 +77,24 @@ async function sendHandshake(
   }
 }
 
+/** Nodes A and B on one Redis (one key prefix), and a consumer live on A. */
+async function liveOnA(t: ExecutionContext) {
+  const a = await startBroker(t, server.url)
+  const b = await startBroker(t, server.url, { redisPrefix: a.config.redisPrefix })
+  const userId = newUserId()
+  const token = tokens.sign({ userId })
+  const live = new RawConsumer(a.ports.gateway, token)
+  t.teardown(() => live.socket.close())
+  await live.opened()
+  return { a, b, userId, token, live }
+}
+
 // CLIENT PAUSE holds B's take on Redis, so that the client is surely gone before B would take the
 // consumer over (unheld, B kicks within a millisecond: a client leaving later is too late).
 test.serial(
   'a handshake abandoned on another node before its takeover leaves the live session alone; a completed one takes over',
   async t => {
-    const a = await startBroker(t, server.url)
-    const b = await startBroker(t, server.url, { redisPrefix: a.config.redisPrefix })
-    const userId = newUserId()
-    const token = tokens.sign({ userId })
-    const live = new RawConsumer(a.ports.gateway, token)
-    t.teardown(() => live.socket.close())
-    await live.opened()
+    const { a, b, userId, token, live } = await liveOnA(t)
     const runs = ['polling', 'websocket', 'polling', 'websocket'] as const
     for (const [run, transport] of runs.entries()) {
       await server.client().call('CLIENT', 'PAUSE', '300', 'WRITE')
@@ -119,13 +125,7 @@ test.serial(
 test.serial(
   'a handshake abandoned while another of the same consumer waits on the same connect: the other still takes it over',
   async t => {
-    const a = await startBroker(t, server.url)
-    const b = await startBroker(t, server.url, { redisPrefix: a.config.redisPrefix })
-    const userId = newUserId()
-    const token = tokens.sign({ userId })
-    const live = new RawConsumer(a.ports.gateway, token)
-    t.teardown(() => live.socket.close())
-    await live.opened()
+    const { a, b, userId, token, live } = await liveOnA(t)
     await server.client().call('CLIENT', 'PAUSE', '300', 'WRITE')
     const leave = await sendHandshake(b.ports.gateway, token, 'polling')
     await eventually(() => b.gateway.counters.handshakes === 1, { what: 'B to read the handshake' })
