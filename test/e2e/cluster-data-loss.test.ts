@@ -17,7 +17,8 @@ import { Keys } from '../../src/redis/keys.js'
 import type { Consumer } from '../../src/sdk/consumer/node.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer, type ClientKind, type TestConsumer } from '../helpers/consumers.js'
-import { eventually, holdsFor, pause } from '../helpers/eventually.js'
+import { assertEveryMessageAfterLoss, numbered, publishEvery10ms } from '../helpers/data-loss.js'
+import { eventually, pause } from '../helpers/eventually.js'
 import { startRedisCluster, type ClusterNodeInfo, type RedisCluster } from '../helpers/redis-cluster.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { collect, consumerFor } from '../sdk/helpers.js'
@@ -35,13 +36,6 @@ async function pidOf(redis: RedisCluster, node: ClusterNodeInfo): Promise<number
   const info = await redis.nodeClient(node.port).info('server')
   return Number(/process_id:(\d+)/.exec(info)![1])
 }
-
-/** The messages numbered from `from` on that a consumer received of one stream (`<tag> <n>`). */
-const numbered = (messages: readonly string[], tag: string, from: number): number[] =>
-  messages
-    .filter(message => message.startsWith(`${tag} `))
-    .map(message => Number(message.slice(tag.length + 1)))
-    .filter(i => i >= from)
 
 test('a failover to a replica that lacks the newest consumers’ records and log entries', async t => {
   const redis = cluster!
@@ -98,16 +92,8 @@ test('a failover to a replica that lacks the newest consumers’ records and log
   }
   const earlier = await connectThree(users.slice(0, 3), ['v3 default', 'v4 websocket'])
 
-  let n = 0
-  let publishing = true
-  const publisher = (async () => {
-    for (; publishing; n++) {
-      producer.sendMessage('news', `news ${n}`)
-      users.forEach((user, u) => producer.sendMessage(`user${user}`, `own${u} ${n}`))
-      await pause(10)
-    }
-  })()
-  t.teardown(() => void (publishing = false))
+  const publisher = publishEvery10ms(producer, users)
+  t.teardown(() => publisher.stop())
   // In the order of `users`: each connectThree adds a v3, a v4 and an SDK consumer.
   const received = (): string[][] =>
     sdkReceived.flatMap((sdk, i) => [legacy[2 * i]!.messages, legacy[2 * i + 1]!.messages, sdk.messages()])
@@ -125,7 +111,7 @@ test('a failover to a replica that lacks the newest consumers’ records and log
     }
   })
   await redis.nodeClient(master.port).call('CLIENT', 'KILL', 'TYPE', 'replica')
-  const cutAt = n
+  const cutAt = publisher.next
   // Consumers that connect and join now: their records are on the master alone.
   const later = await connectThree(users.slice(3), ['v3 websocket', 'v4 default'])
   const ids = [...earlier, ...later]
@@ -136,7 +122,7 @@ test('a failover to a replica that lacks the newest consumers’ records and log
 
   const masterOffset = await redis.nodeClient(master.port).info('replication')
   process.kill(masterPid, 'SIGKILL')
-  const lossAt = n
+  const lossAt = publisher.next
   const killedAtMs = Date.now()
   process.kill(replicaPid, 'SIGCONT')
   await pause(300) // the replica reads what its link had buffered
@@ -182,39 +168,18 @@ test('a failover to a replica that lacks the newest consumers’ records and log
   })
   t.log(`deliveries resumed ${Date.now() - killedAtMs} ms after the master died`)
   await pause(1000)
-  publishing = false
-  await publisher
-  const published = Array.from({ length: n - lossAt }, (_, i) => lossAt + i)
-  const complete = (messages: readonly string[], u: number): boolean =>
-    numbered(messages, 'news', lossAt).length >= published.length &&
-    numbered(messages, `own${u}`, lossAt).length >= published.length
-  await eventually(() => received().every(complete), {
-    what: () =>
-      `every message published after the master died (${published.length} per room) to arrive; got ${received()
-        .map(
-          (messages, u) =>
-            `${numbered(messages, 'news', lossAt).length}+${numbered(messages, `own${u}`, lossAt).length}`,
-        )
-        .join(', ')}`,
-    timeoutMs: 10_000,
+  await publisher.stop()
+  await assertEveryMessageAfterLoss(t, {
+    received,
+    from: lossAt,
+    to: publisher.next,
+    since: 'the master died',
+    admin,
+    keys,
+    consumerIds: ids,
+    userIds: users,
+    producer,
   })
-  await holdsFor(() => received().every(complete), 300, 'no more deliveries')
-  received().forEach((messages, u) => {
-    t.deepEqual(
-      numbered(messages, 'news', lossAt),
-      published,
-      `consumer ${u}, the shared room: once, in order`,
-    )
-    t.deepEqual(
-      numbered(messages, `own${u}`, lossAt),
-      published,
-      `consumer ${u}, its own room: once, in order`,
-    )
-  })
-  for (const id of ids)
-    t.truthy(await admin.hget(keys.consumer(id).rooms, 'news'), 'still in the shared room')
-  for (const user of users)
-    t.like(await call(producer.request('consumers', [user]) as never), { length: 1 }, 'counted online')
   t.log(
     `gap notices: ${legacy.map(consumer => JSON.stringify(consumer.gaps.map(gap => [gap.room.slice(0, 8), gap.missed]))).join(' ')}`,
   )

@@ -14,20 +14,14 @@ import { Keys } from '../../src/redis/keys.js'
 import type { Consumer } from '../../src/sdk/consumer/node.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { eventually, holdsFor, pause } from '../helpers/eventually.js'
+import { assertEveryMessageAfterLoss, numbered, publishEvery10ms } from '../helpers/data-loss.js'
+import { eventually, pause } from '../helpers/eventually.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { collect, consumerFor } from '../sdk/helpers.js'
 
 const tokens = new Tokens([TEST_SECRET])
 
 type Loss = (redis: RedisServer, admin: ReturnType<RedisServer['client']>, prefix: string) => Promise<void>
-
-/** The messages published after the loss that a consumer received, of the shared room or its own. */
-const afterLoss = (messages: readonly string[], tag: string, lossAt: number): number[] =>
-  messages
-    .filter(message => message.startsWith(`${tag} `))
-    .map(message => Number(message.slice(tag.length + 1)))
-    .filter(i => i >= lossAt)
 
 async function survives(t: ExecutionContext, loss: Loss, before: Loss = async () => {}): Promise<void> {
   const redis = await startRedis()
@@ -51,63 +45,33 @@ async function survives(t: ExecutionContext, loss: Loss, before: Loss = async ()
   const producer = await connectProducer(t, b.ports.producer)
   for (const id of ids) await call(producer.joinRoom('news', id))
 
-  let n = 0
-  let publishing = true
-  const publisher = (async () => {
-    for (; publishing; n++) {
-      producer.sendMessage('news', `news ${n}`)
-      users.forEach((user, u) => producer.sendMessage(`user${user}`, `own${u} ${n}`))
-      await pause(10)
-    }
-  })()
+  const publisher = publishEvery10ms(producer, users)
+  t.teardown(() => publisher.stop())
   const received = (): string[][] => [...legacy.map(consumer => consumer.messages), sdkReceived.messages()]
   await eventually(() => received().every(messages => messages.length > 50), { what: 'deliveries under way' })
   await before(redis, admin, settings.redisPrefix)
   await pause(500)
   await loss(redis, admin, settings.redisPrefix)
-  const lossAt = n
+  const lossAt = publisher.next
   const lostAtMs = Date.now()
-  await eventually(() => received().every(messages => afterLoss(messages, 'news', lossAt).length > 0), {
+  await eventually(() => received().every(messages => numbered(messages, 'news', lossAt).length > 0), {
     what: 'deliveries to resume',
     timeoutMs: 10_000,
   })
   t.log(`deliveries resumed ${Date.now() - lostAtMs} ms after the loss`)
   await pause(2000)
-  publishing = false
-  await publisher
-  const published = Array.from({ length: n - lossAt }, (_, i) => lossAt + i)
-  const complete = (messages: readonly string[], u: number): boolean =>
-    afterLoss(messages, 'news', lossAt).length >= published.length &&
-    afterLoss(messages, `own${u}`, lossAt).length >= published.length
-  await eventually(() => received().every(complete), {
-    what: () =>
-      `every message published after the loss (${published.length} per room) to arrive; got ${received()
-        .map(
-          (messages, u) =>
-            `${afterLoss(messages, 'news', lossAt).length}+${afterLoss(messages, `own${u}`, lossAt).length}`,
-        )
-        .join(', ')}`,
-    timeoutMs: 10_000,
+  await publisher.stop()
+  await assertEveryMessageAfterLoss(t, {
+    received,
+    from: lossAt,
+    to: publisher.next,
+    since: 'the loss',
+    admin,
+    keys: new Keys(settings.redisPrefix),
+    consumerIds: ids,
+    userIds: users,
+    producer,
   })
-  await holdsFor(() => received().every(complete), 300, 'no more deliveries')
-  received().forEach((messages, u) => {
-    t.deepEqual(
-      afterLoss(messages, 'news', lossAt),
-      published,
-      `consumer ${u}, the shared room: once, in order`,
-    )
-    t.deepEqual(
-      afterLoss(messages, `own${u}`, lossAt),
-      published,
-      `consumer ${u}, its own room: once, in order`,
-    )
-  })
-  // What a reconnect reads: each consumer's record in Redis, the shared room in it again.
-  const keys = new Keys(settings.redisPrefix)
-  for (const id of ids)
-    t.truthy(await admin.hget(keys.consumer(id).rooms, 'news'), 'still in the shared room')
-  for (const user of users)
-    t.like(await call(producer.request('consumers', [user]) as never), { length: 1 }, 'counted online')
   t.deepEqual(errors, [], 'nothing logged at error level')
 }
 
