@@ -28,7 +28,7 @@ const packr = new Packr({ useRecords: false, int64AsType: 'number' })
  * What reads a client's msgpack. msgpackr's structured-clone references
  * (extensions 0x69 and 0x70) are on unless turned off, and let a few hundred
  * bytes decode to a graph that shares its nodes, whose walk (the depth
- * check, the echo) is exponential: README, Security.
+ * check, the echo) is exponential: README, The SDK wire format.
  */
 const clientPackr = new Packr({ useRecords: false, int64AsType: 'number', structuredClone: false })
 
