@@ -31,7 +31,7 @@ export type CoreConfig = Pick<
   | 'deadNodeRetentionSec'
 >
 
-/** Longest a publish waits for its replicas to confirm (redisReplicaAcks > 0), in ms. */
+/** Longest a publish, join or leave waits for its replicas to confirm (redisReplicaAcks > 0), in ms. */
 export const REPLICA_ACK_TIMEOUT_MS = 1000
 
 /** The Redis data model, shared by every part of a node. */
@@ -51,6 +51,9 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   const keys = new Keys(config.redisPrefix)
   const { commands, pubsub } = redis
   const acks = config.redisReplicaAcks
+  // Publishes, joins and leaves wait for the same replicas, through the same writer.
+  const replicas =
+    acks > 0 ? { acks, timeoutMs: REPLICA_ACK_TIMEOUT_MS, writer: redis.replicatedWriter() } : undefined
   const log = new RoomLog(commands, keys, {
     maxLen: config.roomLogMaxLen,
     maxBytes: config.roomLogMaxBytes,
@@ -60,11 +63,12 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     resendsInOrder: redis.resendsInOrder,
     isPassing: err => redis.isPassing(err),
     isCluster: redis.isCluster,
-    ...(acks > 0 && {
-      replicas: { acks, timeoutMs: REPLICA_ACK_TIMEOUT_MS, writer: redis.replicatedWriter() },
-    }),
+    ...(replicas && { replicas }),
   })
-  const membership = new Membership(commands, pubsub, keys, log, { ttlSec: config.consumerTtlSec })
+  const membership = new Membership(commands, pubsub, keys, log, {
+    ttlSec: config.consumerTtlSec,
+    ...(replicas && { replicas }),
+  })
   const presence = new Presence(commands, keys)
   const stats = new Stats(commands, keys, config.deadNodeRetentionSec * 1000)
   const tracking = new Tracking(commands, keys, log, {

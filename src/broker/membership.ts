@@ -1,15 +1,35 @@
+import type { Pipeline } from 'ioredis'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
-import type { Commands } from '../redis/scripts.js'
+import { isRedirect } from '../redis/redirects.js'
+import type { ScriptRequests } from '../redis/script-request.js'
+import { scriptRequests, type Arg, type Commands } from '../redis/scripts.js'
 import { encodeControl, type ControlMessage } from './control.js'
 import { formatCursor } from './cursor.js'
-import type { RoomLog } from './room-log.js'
+import type { RoomLog, RoomLogOptions } from './room-log.js'
+
+/** The join and leave scripts' reply: 1 if the room was added (removed) else 0, and the consumer's node id. */
+type MembershipReply = [changed: number, nodeId: string | null]
+
+/** Through the replicated writer: written straight into a pipeline (not sent again on NOSCRIPT, which ioredis' scripts would do after the pipeline's WAIT). */
+const JOIN = scriptRequests('consumer_join-2.lua')
+const LEAVE = scriptRequests('consumer_leave-2.lua')
+
+/** While the replicated writer is not connected, or after a redirect, how long a join or leave waits before it tries again, in ms. */
+const RETRY_MS = 20
 
 /**
  * Room membership, kept on the consumer's slot (hash room → cursor): joining
  * records the room's head as the consumer's cursor, so it receives every
  * message published after the join. If the consumer is online, the node
  * holding it is told on its control channel; it does not need to be online.
+ *
+ * With `replicas` (redisReplicaAcks > 0) a join or leave is answered once
+ * that many replicas hold it, as a publish is (README, Redis Cluster): the
+ * script and a WAIT go in one pipeline through the replicated writer. Too few
+ * in time: the master has it and the node is told, but the call rejects
+ * (STORE_UNAVAILABLE); sent again, it answers 0 (already in, already out).
  */
 export class Membership {
   readonly #redis: Commands
@@ -17,20 +37,35 @@ export class Membership {
   readonly #log: RoomLog
   readonly #pubsub: PubSub
   readonly #ttlSec: number
+  readonly #replicas: RoomLogOptions['replicas']
 
-  constructor(redis: Commands, pubsub: PubSub, keys: Keys, log: RoomLog, options: { ttlSec: number }) {
+  constructor(
+    redis: Commands,
+    pubsub: PubSub,
+    keys: Keys,
+    log: RoomLog,
+    options: { ttlSec: number; replicas?: RoomLogOptions['replicas'] },
+  ) {
     this.#redis = redis
     this.#pubsub = pubsub
     this.#keys = keys
     this.#log = log
     this.#ttlSec = options.ttlSec
+    this.#replicas = options.replicas
   }
 
   async join(room: string, consumerId: string): Promise<0 | 1> {
     const cursor = formatCursor(await this.#log.head(room))
     const { rooms, node } = this.#keys.consumer(consumerId)
-    const [added, nodeId] = await this.#redis.consumerJoin(rooms, node, room, cursor, this.#ttlSec)
+    const { reply, unconfirmed } = this.#replicas
+      ? await this.#storeReplicated(JOIN, [rooms, node], [room, cursor, this.#ttlSec], this.#replicas)
+      : {
+          reply: await this.#redis.consumerJoin(rooms, node, room, cursor, this.#ttlSec),
+          unconfirmed: undefined,
+        }
+    const [added, nodeId] = reply
     if (added === 1 && nodeId) await this.tell(nodeId, { type: 'join', consumerId, room, cursor })
+    if (unconfirmed) throw unconfirmed
     return added === 1 ? 1 : 0
   }
 
@@ -44,7 +79,10 @@ export class Membership {
    */
   async leave(room: string, consumerId: string): Promise<0 | 1> {
     const { rooms, node } = this.#keys.consumer(consumerId)
-    const [removed, nodeId] = await this.#redis.consumerLeave(rooms, node, room)
+    const { reply, unconfirmed } = this.#replicas
+      ? await this.#storeReplicated(LEAVE, [rooms, node], [room], this.#replicas)
+      : { reply: await this.#redis.consumerLeave(rooms, node, room), unconfirmed: undefined }
+    const [removed, nodeId] = reply
     if (removed === 1 && nodeId) {
       const notice = encodeControl({ type: 'leave', consumerId, room })
       const told = [this.#pubsub.publish(this.#keys.nodeChannel(nodeId), notice)]
@@ -52,7 +90,51 @@ export class Membership {
         told.push(this.#pubsub.publish(this.#keys.room(room).channel, notice))
       await Promise.all(told)
     }
+    if (unconfirmed) throw unconfirmed
     return removed === 1 ? 1 : 0
+  }
+
+  /**
+   * Runs a join or leave script, then WAIT, on the writer's connection to the
+   * master of the consumer's slot. Sent again while that connection is down
+   * and when Redis says it did not run (a redirect while the slot moves, a
+   * script cache emptied); any other failure rejects, the script run or not.
+   * `unconfirmed` says why the replicas did not confirm it in time.
+   */
+  async #storeReplicated(
+    script: ScriptRequests,
+    keys: readonly string[],
+    args: readonly Arg[],
+    { writer, acks, timeoutMs }: NonNullable<RoomLogOptions['replicas']>,
+  ): Promise<{ reply: MembershipReply; unconfirmed: Error | undefined }> {
+    for (;;) {
+      // Not through ioredis' offline queue: the writer fails it at each failed reconnect (ReplicatedWriter.isConnected).
+      if (!writer.isConnected(writer.serverOf(keys[0]!))) {
+        await sleep(RETRY_MS)
+        continue
+      }
+      const request = script.start(keys.length, args.length)
+      for (const key of keys) request.key(key)
+      for (const arg of args) request.arg(arg)
+      const pipeline = writer.client.pipeline() as Pipeline
+      pipeline.sendCommand(script.command(request.end()))
+      const results = await pipeline.wait(acks, timeoutMs).exec()
+      if (!results) throw new Error('pipeline discarded')
+      const [[err, reply] = [null, undefined], [waitErr, replicas] = [null, undefined]] = results
+      if (err) {
+        if (!isRedirect(err) && !/^NOSCRIPT /.test(err.message)) throw err
+        if (/^MOVED /.test(err.message)) writer.refreshSlots()
+        await sleep(RETRY_MS)
+        continue
+      }
+      const confirmed = !waitErr && typeof replicas === 'number' && replicas >= acks
+      return {
+        reply: reply as MembershipReply,
+        unconfirmed: confirmed
+          ? undefined
+          : (waitErr ?? new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)),
+      }
+    }
   }
 
   /** Sends a control message to one node. */

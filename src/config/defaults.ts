@@ -39,8 +39,8 @@ export interface Config {
   /** Prefix of every Redis key and channel. @default 'SNP' */
   readonly redisPrefix: string
   /**
-   * Replicas that must confirm a publish before it is answered (WAIT on the room's master, at most
-   * 1 s; fewer in time: the publish fails with STORE_UNAVAILABLE). 0: the master's reply is enough,
+   * Replicas that must confirm a publish, subscribe or unsubscribe before it is answered (WAIT on
+   * the room's or consumer's master, at most 1 s; fewer in time: it fails with STORE_UNAVAILABLE). 0: the master's reply is enough,
    * and a failover may lose what its replica had not received yet. @default 0
    */
   readonly redisReplicaAcks: number

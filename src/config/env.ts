@@ -68,7 +68,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   redisReplicaAcks: {
     env: 'SNAPPER_REDIS_REPLICA_ACKS',
     parse: integer(0, 16),
-    doc: 'replicas that must confirm a publish (WAIT, at most 1 s) before it is answered; fewer: STORE_UNAVAILABLE. 0: a failover may lose what the replicas had not received yet',
+    doc: 'replicas that must confirm a publish, subscribe or unsubscribe (WAIT, at most 1 s) before it is answered; fewer: STORE_UNAVAILABLE. 0: a failover may lose what the replicas had not received yet',
   },
   redisPingIntervalMs: {
     env: 'SNAPPER_REDIS_PING_INTERVAL_MS',

@@ -46,6 +46,22 @@ test('standalone without a replica: the publish fails with STORE_UNAVAILABLE aft
   t.true(Date.now() - started >= 900, 'WAIT waited for its timeout')
 })
 
+test('standalone without a replica: a join or leave fails with STORE_UNAVAILABLE after the WAIT timeout, though the master has it', async t => {
+  const { core } = await startTestNode(t, redis.target('standalone'), { redisReplicaAcks: 1 })
+  const roomOfRecord = (): Promise<string | null> =>
+    core.redis.commands.hget(core.keys.consumer('c1').rooms, 'room')
+  for (const [change, expected] of [
+    [() => core.producerApi.subscribe('room', 'c1'), true],
+    [() => core.producerApi.unsubscribe('room', 'c1'), false],
+  ] as const) {
+    const started = Date.now()
+    const err = await t.throwsAsync(change(), { instanceOf: SnapperError })
+    t.is(err?.code, 'STORE_UNAVAILABLE')
+    t.true(Date.now() - started >= 900, 'WAIT waited for its timeout')
+    t.is((await roomOfRecord()) !== null, expected)
+  }
+})
+
 test('standalone with a replica: the answer comes once the replica holds the messages', async t => {
   // Its own master: a full sync starts at once instead of after Redis's 5 s diskless-sync delay.
   const master = await startRedis(['--repl-diskless-sync-delay', '0'])
