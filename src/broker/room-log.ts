@@ -1,7 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import type { Pipeline } from 'ioredis'
-import { setTimeout as sleep } from 'node:timers/promises'
-import type { ReplicatedWriter } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
 import { isRedirect } from '../redis/redirects.js'
 import type { ScriptRequest } from '../redis/script-request.js'
@@ -10,6 +7,7 @@ import { groupBySlot } from '../redis/slot.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
 import { makeEntry, type Entry } from './entry.js'
 import { OrderedAppends, type AppendStatus } from './ordered-appends.js'
+import { ReplicatedAppends, type Replicas } from './replicated-appends.js'
 
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
@@ -36,7 +34,7 @@ export interface RoomLogOptions {
    * Replicas that must have a batch before it counts as stored (WAIT on each
    * server the batch went to, through `writer`). Absent: the master's reply is enough.
    */
-  readonly replicas?: { readonly acks: number; readonly timeoutMs: number; readonly writer: ReplicatedWriter }
+  readonly replicas?: Replicas
 }
 
 /** One room's messages to append: plain ones, or one tracked message. */
@@ -57,15 +55,6 @@ interface Part {
   readonly succeed: () => void
   /** Calls holding some of its messages whose reply has not come yet (set when the turn is sent). */
   unanswered: number
-}
-
-/** A call to send through the replicated writer, and what its sender waits for. */
-interface ReplicatedSend {
-  readonly call: AppendCall
-  /** Evaluated as the call is written (it may wait for a connection first). */
-  readonly afterIn: (room: string) => number
-  readonly resolve: (reply: AppendReply) => void
-  readonly reject: (err: unknown) => void
 }
 
 /** The appends asked for in one turn of the event loop, sent together at its end. */
@@ -89,13 +78,6 @@ const APPEND = scriptRequests('room_append-4n.lua')
 
 /** Messages per script call: a huge batch must not stall Redis for long. */
 const APPEND_CHUNK = 256
-
-/**
- * While the replicated writer is not connected, how often an append looks
- * again, in ms. A poll, not an event: a cluster does not pass on its node
- * connections' events, and the server of a room may change meanwhile.
- */
-const RECONNECT_POLL_MS = 20
 
 /**
  * The per-room log in Redis: a stream bounded by length, bytes and age, whose
@@ -127,11 +109,8 @@ export class RoomLog {
    * redirected while its slot moves): the writer never sends one twice.
    */
   readonly #ordered: OrderedAppends | undefined
-  /** Replicated sends asked for in this turn: one pipeline, one WAIT per server at its end. */
-  #replicatedTurn: ReplicatedSend[] | undefined
-  /** Replicated appends waiting for the writer to connect, and when the last of them will have been sent. */
-  #waiting = 0
-  #line: Promise<void> = Promise.resolve()
+  /** With replicas: the calls go through the replicated writer, each pipeline ending in WAIT. */
+  readonly #replicated: ReplicatedAppends<AppendCall, AppendReply> | undefined
   /** The appends of this turn, not sent yet. */
   #turn: Turn | undefined
 
@@ -144,6 +123,12 @@ export class RoomLog {
       ? new OrderedAppends(options.replicas ? isRedirect : options.isPassing)
       : undefined
     this.#writer = options.resendsInOrder || isOrdered ? randomBytes(9).toString('base64url') : ''
+    this.#replicated =
+      options.replicas &&
+      new ReplicatedAppends(options.replicas, {
+        keyOf: call => call.pieces[0]!.part.log,
+        commandOf: (call, afterIn) => APPEND.command(this.#requestOf(call, afterIn)),
+      })
   }
 
   /** Script calls that appended messages so far: one per slot per turn, or per APPEND_CHUNK messages. */
@@ -290,142 +275,31 @@ export class RoomLog {
 
   /**
    * Sends script calls: at once (on a Cluster through `#ordered`, which sends
-   * them again until stored), or, when replicas must confirm, one pipeline
-   * per server (every call for it, then one WAIT; on a Cluster still through
-   * `#ordered`: a call redirected while its slot moves did not run, and goes
-   * again, after the calls before it, to where the slot is). The calls are
-   * issued in order, so that a writer's calls run in the order they were
-   * numbered; or, with replicas, while a server they go to is not
-   * connected, they wait in line and are sent in order once it is (as
-   * ioredis holds the others' commands through an outage). Returns the reply
-   * of each call.
-   *
-   *   #store ─▶ nobody waiting && servers connected ─yes─▶ send now
-   *                     │ no
-   *                     ▼
-   *            line (FIFO) ─▶ head polls until connected ─▶ send, next
+   * them again until stored), or, when replicas must confirm, through
+   * `#replicated` (one pipeline per server, then one WAIT; on a Cluster still
+   * through `#ordered`: a call redirected while its slot moves did not run,
+   * and goes again, after the calls before it, to where the slot is). The
+   * calls are issued in order, so that a writer's calls run in the order
+   * they were numbered. Returns the reply of each call.
    */
   #store(calls: readonly AppendCall[]): Promise<AppendReply>[] {
-    const replicas = this.#options.replicas
+    const replicated = this.#replicated
     const ordered = this.#ordered
     if (ordered)
       return calls.map(call => {
         let reply: AppendReply = []
         const rooms = call.pieces.map(({ part }) => part.log)
         const send = (afterIn: (room: string) => number): Promise<AppendStatus> =>
-          (replicas
-            ? this.#appendReplicated(call, afterIn, replicas)
-            : this.#append(this.#requestOf(call, afterIn))
-          ).then(answer => {
-            reply = answer
-            return answer[0] === -1 ? -1 : 1
-          })
+          (replicated ? replicated.inTurn(call, afterIn) : this.#append(this.#requestOf(call, afterIn))).then(
+            answer => {
+              reply = answer
+              return answer[0] === -1 ? -1 : 1
+            },
+          )
         return ordered.append(rooms, call.number, send).then(() => reply)
       })
-    if (!replicas) return calls.map(call => this.#append(this.#requestOf(call, () => 0)))
-    return this.#storeReplicated(
-      calls.map(call => ({ call, afterIn: () => 0 })),
-      replicas,
-    )
-  }
-
-  /**
-   * A call (or a call sent again) through the replicated writer at the end of
-   * this turn, with the others of the turn: `#ordered` sends each on its own.
-   */
-  #appendReplicated(
-    call: AppendCall,
-    afterIn: (room: string) => number,
-    replicas: NonNullable<RoomLogOptions['replicas']>,
-  ): Promise<AppendReply> {
-    let sends = this.#replicatedTurn
-    if (!sends) {
-      const turn: ReplicatedSend[] = (sends = this.#replicatedTurn = [])
-      queueMicrotask(() => {
-        this.#replicatedTurn = undefined
-        try {
-          this.#storeReplicated(turn, replicas).forEach((reply, i) =>
-            reply.then(turn[i]!.resolve, turn[i]!.reject),
-          )
-        } catch (err) {
-          for (const send of turn) send.reject(err) // nothing escapes the microtask
-        }
-      })
-    }
-    const turn = sends
-    return new Promise((resolve, reject) => turn.push({ call, afterIn, resolve, reject }))
-  }
-
-  /** Sends calls through the replicated writer now, or in line once their servers are connected. */
-  #storeReplicated(
-    sends: readonly Pick<ReplicatedSend, 'call' | 'afterIn'>[],
-    replicas: NonNullable<RoomLogOptions['replicas']>,
-  ): Promise<AppendReply>[] {
-    const stored = this.#waiting === 0 ? this.#sendToReplicas(sends, replicas) : undefined
-    if (stored) return stored
-    this.#waiting++
-    const sent = this.#line.then(() => this.#sendWhenConnected(sends, replicas))
-    const next = (): void => void this.#waiting--
-    this.#line = sent.then(next, next)
-    return sends.map((_, i) => sent.then(({ stored }) => stored[i]!))
-  }
-
-  /** Sends calls once every server they go to is connected; resolves (with their outcomes) once sent. */
-  async #sendWhenConnected(
-    sends: readonly Pick<ReplicatedSend, 'call' | 'afterIn'>[],
-    replicas: NonNullable<RoomLogOptions['replicas']>,
-  ): Promise<{ stored: Promise<AppendReply>[] }> {
-    for (;;) {
-      const stored = this.#sendToReplicas(sends, replicas)
-      if (stored) return { stored }
-      await sleep(RECONNECT_POLL_MS)
-    }
-  }
-
-  /**
-   * Sends calls through the replicated writer, one pipeline per server; each
-   * call's reply resolves once stored and confirmed, and rejects with its own
-   * error (a redirect: it did not run) or with its pipeline's (too few
-   * replicas). Sends nothing and returns undefined if one of those servers is
-   * not connected.
-   */
-  #sendToReplicas(
-    sends: readonly Pick<ReplicatedSend, 'call' | 'afterIn'>[],
-    { writer, acks, timeoutMs }: NonNullable<RoomLogOptions['replicas']>,
-  ): Promise<AppendReply>[] | undefined {
-    const pipelines = new Map<string, { pipeline: Pipeline; calls: number[] }>()
-    for (const [i, { call }] of sends.entries()) {
-      // Every key of a call is on one slot: its first piece's log key names it.
-      const server = writer.serverOf(call.pieces[0]!.part.log)
-      let line = pipelines.get(server)
-      if (!line) {
-        if (!writer.isConnected(server)) return undefined
-        pipelines.set(server, (line = { pipeline: writer.client.pipeline() as Pipeline, calls: [] }))
-      }
-      line.calls.push(i)
-    }
-    // Written only once every server is known to be connected: a call is numbered and ordered as it is written.
-    for (const { pipeline, calls: indices } of pipelines.values())
-      for (const i of indices)
-        pipeline.sendCommand(APPEND.command(this.#requestOf(sends[i]!.call, sends[i]!.afterIn)))
-    const replies: Promise<AppendReply>[] = []
-    for (const { pipeline, calls: indices } of pipelines.values()) {
-      const answered = pipeline
-        .wait(acks, timeoutMs)
-        .exec()
-        .then(results => checkWait(results, acks))
-      indices.forEach(
-        (call, k) =>
-          (replies[call] = answered.then(all => {
-            const [err, reply] = all[k]!
-            if (!err) return reply
-            // The slot moved: the next try goes where the map now says (a redirect while it moves: the same place).
-            if (/^MOVED /.test(err.message)) writer.refreshSlots()
-            throw err
-          })),
-      )
-    }
-    return replies
+    if (!replicated) return calls.map(call => this.#append(this.#requestOf(call, () => 0)))
+    return replicated.store(calls.map(call => ({ call, afterIn: () => 0 })))
   }
 
   #append(request: ScriptRequest): Promise<AppendReply> {
@@ -488,20 +362,4 @@ function refusalOf(reply: AppendReply, index: number): Error | undefined {
   if (reply[0] === -1) return new Error('room append refused: a call before it is not stored')
   if (reply[3 + 3 * index] === -2) return new Error(`room append refused: ${String(reply[2 + 3 * index])}`)
   return undefined
-}
-
-/**
- * The replies of one server's pipeline, once its final WAIT saw enough
- * replicas: each append's error or reply.
- */
-function checkWait(
-  results: [error: Error | null, result: unknown][] | null,
-  acks: number,
-): [error: Error | null, reply: AppendReply][] {
-  if (!results) throw new Error('pipeline discarded')
-  const [err, replicas] = results[results.length - 1] ?? [null, undefined]
-  if (err) throw err
-  if (typeof replicas !== 'number' || replicas < acks)
-    throw new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)
-  return results.slice(0, -1) as [Error | null, AppendReply][]
 }
