@@ -269,7 +269,7 @@ test('browser, rolling restart through nginx: the SDK and snapper-consumer, on w
   // A session's polls, or its upgrade probe, that reach the other process on its port (the new
   // worker, before the drain closed the session on the old one) get 400: README, Deployment. Once,
   // in a full-suite run, a snapper-consumer request of a session being drained got an answer
-  // without CORS headers instead (not the gateway's: every one of its answers has them; nginx's
+  // without CORS headers instead (not one of the gateway's Engine.IO answers, which all have them; nginx's
   // own 502 has none), which the browser logs as a CORS error: the same request failing, the
   // same reconnect.
   const isBlockedSessionRequest = (problem: string) =>
