@@ -43,7 +43,9 @@ async function bothAnswered(
   t.deepEqual(read, { status: 'fulfilled', value: 'b' })
 }
 
-test('a command redirected inside an auto-pipeline (MOVED) is sent again and answered', async t => {
+// Serial: MIGRATE blocks its source until the target answers, so two tests migrating between the
+// same two masters at once, each the other's target, wait on each other until MIGRATE times out.
+test.serial('a command redirected inside an auto-pipeline (MOVED) is sent again and answered', async t => {
   const keys = await twoKeysOnOneMaster(t, 'redirect')
   const { redis, commands, moves, owner, other } = keys
   await redis.moveSlot(slotOf(moves), other)
@@ -52,16 +54,19 @@ test('a command redirected inside an auto-pipeline (MOVED) is sent again and ans
   t.is(await commands.get(moves), 'b')
 })
 
-test('a command of an auto-pipeline whose key is mid-migration (ASK) is sent again and answered', async t => {
-  const keys = await twoKeysOnOneMaster(t, 'asked')
-  const { redis, moves, owner, other } = keys
-  // Half a reshard: the slot is migrating and its one key is on the target already.
-  const slot = slotOf(moves)
-  const id = async (port: number): Promise<string> =>
-    (await redis.nodeClient(port).call('CLUSTER', 'MYID')) as string
-  await redis.nodeClient(other.port).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', await id(owner.port))
-  await redis.nodeClient(owner.port).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', await id(other.port))
-  await redis.nodeClient(owner.port).call('MIGRATE', '127.0.0.1', other.port, '', 0, 5000, 'KEYS', moves)
-  await bothAnswered(t, keys)
-  await redis.moveSlot(slot, other) // ends the migration (no key left to move)
-})
+test.serial(
+  'a command of an auto-pipeline whose key is mid-migration (ASK) is sent again and answered',
+  async t => {
+    const keys = await twoKeysOnOneMaster(t, 'asked')
+    const { redis, moves, owner, other } = keys
+    // Half a reshard: the slot is migrating and its one key is on the target already.
+    const slot = slotOf(moves)
+    const id = async (port: number): Promise<string> =>
+      (await redis.nodeClient(port).call('CLUSTER', 'MYID')) as string
+    await redis.nodeClient(other.port).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', await id(owner.port))
+    await redis.nodeClient(owner.port).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', await id(other.port))
+    await redis.nodeClient(owner.port).call('MIGRATE', '127.0.0.1', other.port, '', 0, 5000, 'KEYS', moves)
+    await bothAnswered(t, keys)
+    await redis.moveSlot(slot, other) // ends the migration (no key left to move)
+  },
+)
