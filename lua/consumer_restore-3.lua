@@ -10,7 +10,10 @@
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 if #ARGV > 3 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  -- 500 pairs a HSET: Lua unpacks no more than about 8,000 values at once, and a consumer's rooms are not bounded
+  for from = 4, #ARGV, 1000 do
+    redis.call('HSET', KEYS[1], unpack(ARGV, from, math.min(from + 999, #ARGV)))
+  end
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])

@@ -665,6 +665,25 @@ test('consumer_touch leaves alone and names a consumer whose record Redis lost (
   t.deepEqual(await redis.consumerTouch(3, ...keysOf(lost), 'node-1', 600, lost.consumerId), [0])
 })
 
+test('consumer_restore writes back a consumer in 5,000 rooms (more values than Lua unpacks at once)', async t => {
+  const lost = consumerOf('00000000000000000000000f')
+  const pairs = Array.from({ length: 5000 }, (_, i) => [`room-${i}`, `${i}-1`]).flat()
+  t.is(
+    await redis.consumerRestore(
+      lost.rooms,
+      lost.node,
+      lost.presence,
+      'node-1',
+      600,
+      lost.consumerId,
+      ...pairs,
+    ),
+    1,
+  )
+  t.is(await redis.hlen(lost.rooms), 5000)
+  t.is(await redis.hget(lost.rooms, 'room-4999'), '4999-1')
+})
+
 test('cursor_commit moves cursors forward only, for rooms still joined', async t => {
   const c = consumerOf(USER, 'w')
   const commit = (...pairs: string[]) =>
