@@ -4,7 +4,7 @@ import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
 import { batchIdOf, makeBatch } from './batch.js'
 import type { BrokerCore } from './core.js'
-import { formatCursor, isAfter, isNext, isSame, parseCursor, type Cursor } from './cursor.js'
+import { isAfter, isNext, isSame, parseCursor, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import { missedBetween, type Outbox } from './outbox.js'
@@ -407,7 +407,6 @@ export class ConsumerStore {
     if (!this.#holds(outbox)) return false
     const { keys, redis } = this.#core
     const { rooms, node } = keys.consumer(outbox.consumerId)
-    const cursors = [...outbox.rooms].flatMap(room => [room, formatCursor(outbox.ackedCursor(room)!)])
     const restored = await redis.commands.consumerRestore(
       rooms,
       node,
@@ -415,7 +414,7 @@ export class ConsumerStore {
       this.nodeId,
       this.#config.consumerTtlSec,
       outbox.consumerId,
-      ...cursors,
+      ...outbox.ackedCursors(),
     )
     return restored === 1
   }

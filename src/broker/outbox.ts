@@ -293,6 +293,11 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   /** Every cursor, for the final commit when the consumer leaves this node. */
   allCursors(): string[] {
     this.#changed?.clear()
+    return this.ackedCursors()
+  }
+
+  /** Every room and its acknowledged cursor: room, cursor, room, cursor, ... */
+  ackedCursors(): string[] {
     const pairs: string[] = []
     for (const [room, state] of this.#rooms) pairs.push(room, formatCursor(state.acked))
     return pairs
