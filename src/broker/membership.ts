@@ -7,6 +7,7 @@ import type { ScriptRequests } from '../redis/script-request.js'
 import { scriptRequests, type Arg, type Commands } from '../redis/scripts.js'
 import { encodeControl, type ControlMessage } from './control.js'
 import { formatCursor } from './cursor.js'
+import { RECONNECT_POLL_MS, unconfirmed } from './replicated-appends.js'
 import type { RoomLog, RoomLogOptions } from './room-log.js'
 
 /** The join and leave scripts' reply: 1 if the room was added (removed) else 0, and the consumer's node id. */
@@ -15,9 +16,6 @@ type MembershipReply = [changed: number, nodeId: string | null]
 /** Through the replicated writer: written straight into a pipeline (not sent again on NOSCRIPT, which ioredis' scripts would do after the pipeline's WAIT). */
 const JOIN = scriptRequests('consumer_join-2.lua')
 const LEAVE = scriptRequests('consumer_leave-2.lua')
-
-/** While the replicated writer is not connected, or after a redirect, how long a join or leave waits before it tries again, in ms. */
-const RETRY_MS = 20
 
 /**
  * Room membership, kept on the consumer's slot (hash room → cursor): joining
@@ -110,7 +108,7 @@ export class Membership {
     for (;;) {
       // Not through ioredis' offline queue: the writer fails it at each failed reconnect (ReplicatedWriter.isConnected).
       if (!writer.isConnected(writer.serverOf(keys[0]!))) {
-        await sleep(RETRY_MS)
+        await sleep(RECONNECT_POLL_MS)
         continue
       }
       const request = script.start(keys.length, args.length)
@@ -120,20 +118,14 @@ export class Membership {
       pipeline.sendCommand(script.command(request.end()))
       const results = await pipeline.wait(acks, timeoutMs).exec()
       if (!results) throw new Error('pipeline discarded')
-      const [[err, reply] = [null, undefined], [waitErr, replicas] = [null, undefined]] = results
+      const [[err, reply] = [null, undefined], wait] = results
       if (err) {
         if (!isRedirect(err) && !/^NOSCRIPT /.test(err.message)) throw err
         if (/^MOVED /.test(err.message)) writer.refreshSlots()
-        await sleep(RETRY_MS)
+        await sleep(RECONNECT_POLL_MS) // then to where the slot map says now
         continue
       }
-      const confirmed = !waitErr && typeof replicas === 'number' && replicas >= acks
-      return {
-        reply: reply as MembershipReply,
-        unconfirmed: confirmed
-          ? undefined
-          : (waitErr ?? new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)),
-      }
+      return { reply: reply as MembershipReply, unconfirmed: unconfirmed(wait, acks) }
     }
   }
 

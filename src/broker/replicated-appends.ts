@@ -33,7 +33,7 @@ interface Waiting<C, R> extends ReplicatedSend<C> {
  * again, in ms. A poll, not an event: a cluster does not pass on its node
  * connections' events, and the server of a room may change meanwhile.
  */
-const RECONNECT_POLL_MS = 20
+export const RECONNECT_POLL_MS = 20
 
 /**
  * Appends that replicas must confirm (redisReplicaAcks > 0; README, Redis
@@ -151,9 +151,19 @@ function checkWait(
   acks: number,
 ): [error: Error | null, reply: unknown][] {
   if (!results) throw new Error('pipeline discarded')
-  const [err, replicas] = results[results.length - 1] ?? [null, undefined]
-  if (err) throw err
-  if (typeof replicas !== 'number' || replicas < acks)
-    throw new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)
+  const why = unconfirmed(results[results.length - 1], acks)
+  if (why) throw why
   return results.slice(0, -1)
+}
+
+/** Why a pipeline's final WAIT did not see `acks` replicas in time (its error, or too few), or undefined if it did. */
+export function unconfirmed(
+  wait: readonly [Error | null, unknown] | undefined,
+  acks: number,
+): Error | undefined {
+  const [err, replicas] = wait ?? [null, undefined]
+  if (err) return err
+  if (typeof replicas !== 'number' || replicas < acks)
+    return new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)
+  return undefined
 }
