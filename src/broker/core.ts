@@ -8,6 +8,7 @@ import { Membership } from './membership.js'
 import { Presence } from './presence.js'
 import { createProducerApi } from './producer-api.js'
 import { PublishBacklog } from './publish-backlog.js'
+import { ReplicaShortfalls } from './replica-shortfalls.js'
 import { RoomLog } from './room-log.js'
 import { Stats } from './stats.js'
 import { Tracking } from './tracking.js'
@@ -53,7 +54,14 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   const acks = config.redisReplicaAcks
   // Publishes, joins and leaves wait for the same replicas, through the same writer.
   const replicas =
-    acks > 0 ? { acks, timeoutMs: REPLICA_ACK_TIMEOUT_MS, writer: redis.replicatedWriter() } : undefined
+    acks > 0
+      ? {
+          acks,
+          timeoutMs: REPLICA_ACK_TIMEOUT_MS,
+          writer: redis.replicatedWriter(),
+          shortfalls: new ReplicaShortfalls(logger),
+        }
+      : undefined
   const log = new RoomLog(commands, keys, {
     maxLen: config.roomLogMaxLen,
     maxBytes: config.roomLogMaxBytes,

@@ -103,11 +103,13 @@ export class Membership {
     script: ScriptRequests,
     keys: readonly string[],
     args: readonly Arg[],
-    { writer, acks, timeoutMs }: NonNullable<RoomLogOptions['replicas']>,
+    replicas: NonNullable<RoomLogOptions['replicas']>,
   ): Promise<{ reply: MembershipReply; unconfirmed: Error | undefined }> {
+    const { writer, acks, timeoutMs } = replicas
     for (;;) {
+      const server = writer.serverOf(keys[0]!)
       // Not through ioredis' offline queue: the writer fails it at each failed reconnect (ReplicatedWriter.isConnected).
-      if (!writer.isConnected(writer.serverOf(keys[0]!))) {
+      if (!writer.isConnected(server)) {
         await sleep(RECONNECT_POLL_MS)
         continue
       }
@@ -125,7 +127,7 @@ export class Membership {
         await sleep(RECONNECT_POLL_MS) // then to where the slot map says now
         continue
       }
-      return { reply: reply as MembershipReply, unconfirmed: unconfirmed(wait, acks) }
+      return { reply: reply as MembershipReply, unconfirmed: unconfirmed(wait, replicas, server) }
     }
   }
 

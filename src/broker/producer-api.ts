@@ -3,6 +3,7 @@ import type { Logger } from '../log.js'
 import type { ConsumerCounts, ProducerApi, Publication } from './api.js'
 import type { Membership } from './membership.js'
 import type { PublishBacklog } from './publish-backlog.js'
+import { TooFewReplicas } from './replica-shortfalls.js'
 import type { Presence } from './presence.js'
 import type { RoomLog } from './room-log.js'
 import type { Stats } from './stats.js'
@@ -31,6 +32,9 @@ export function createProducerApi(deps: {
   const { backlog, log, membership, presence, stats, tracking, logger } = deps
   const storeError = (err: unknown): never => {
     if (err instanceof SnapperError) throw err // a refusal, not Redis
+    // Expected while a replica is down, and logged once by ReplicaShortfalls rather than per call.
+    if (err instanceof TooFewReplicas)
+      throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err, reason: shortfallReason(err) })
     logger.error({ err }, 'redis command failed')
     throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err, reason: storeReason(err) })
   }
@@ -90,4 +94,9 @@ export function storeReason(err: unknown): string | undefined {
   return err instanceof Error && /\bOOM\b/.test(err.message)
     ? 'Redis is out of memory (maxmemory reached): nothing was stored'
     : undefined
+}
+
+/** Why a write the replicas did not confirm was refused, and what that means for a retry. */
+function shortfallReason({ confirmed, wanted }: TooFewReplicas): string {
+  return `${confirmed} of ${wanted} Redis replicas confirmed in time (redisReplicaAcks): the master has it, a failover may lose it`
 }

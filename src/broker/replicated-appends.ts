@@ -1,12 +1,15 @@
 import type { Command, Pipeline } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ReplicatedWriter } from '../redis/connect.js'
+import { TooFewReplicas, type ReplicaShortfalls } from './replica-shortfalls.js'
 
 /** Replicas that must have an append before it counts as stored, and the writer that waits for them. */
 export interface Replicas {
   readonly acks: number
   readonly timeoutMs: number
   readonly writer: ReplicatedWriter
+  /** Where each WAIT's outcome is told: the log of servers whose replicas do not confirm. */
+  readonly shortfalls: ReplicaShortfalls
 }
 
 /** How RoomLog's calls are written through the writer. */
@@ -43,7 +46,7 @@ export const RECONNECT_POLL_MS = 20
  * line and are sent in order once it is (as ioredis holds the other
  * commands through an outage). Each call's reply resolves once stored and
  * confirmed, and rejects with its own error (a redirect: it did not run) or
- * with its pipeline's (too few replicas).
+ * with its pipeline's (too few replicas: TooFewReplicas).
  *
  *   store ─▶ nobody waiting && servers connected ─yes─▶ send now
  *                     │ no
@@ -122,19 +125,26 @@ export class ReplicatedAppends<C, R> {
     for (const { pipeline, calls: indices } of pipelines.values())
       for (const i of indices) pipeline.sendCommand(this.#calls.commandOf(sends[i]!.call, sends[i]!.afterIn))
     const replies: Promise<R>[] = []
-    for (const { pipeline, calls: indices } of pipelines.values()) {
+    for (const [server, { pipeline, calls: indices }] of pipelines) {
       const answered = pipeline
         .wait(acks, timeoutMs)
         .exec()
-        .then(results => checkWait(results, acks))
+        .then(results => {
+          if (!results) throw new Error('pipeline discarded')
+          return { results, short: unconfirmed(results[results.length - 1], this.#replicas, server) }
+        })
       indices.forEach(
         (call, k) =>
-          (replies[call] = answered.then(all => {
-            const [err, reply] = all[k]!
-            if (!err) return reply as R
-            // The slot moved: the next try goes where the map now says (a redirect while it moves: the same place).
-            if (/^MOVED /.test(err.message)) writer.refreshSlots()
-            throw err
+          (replies[call] = answered.then(({ results, short }) => {
+            const [err, reply] = results[k]!
+            // A call's own error first: one that did not run (a redirect) or stored nothing (OOM) says so.
+            if (err) {
+              // The slot moved: the next try goes where the map now says (a redirect while it moves: the same place).
+              if (/^MOVED /.test(err.message)) writer.refreshSlots()
+              throw err
+            }
+            if (short) throw short
+            return reply as R
           })),
       )
     }
@@ -143,27 +153,23 @@ export class ReplicatedAppends<C, R> {
 }
 
 /**
- * The replies of one server's pipeline, once its final WAIT saw enough
- * replicas: each call's error or reply.
+ * Why a pipeline's final WAIT on `server` did not see `acks` replicas in time
+ * (its error, or TooFewReplicas), or undefined if it did; either way told to
+ * `shortfalls`.
  */
-function checkWait(
-  results: [error: Error | null, result: unknown][] | null,
-  acks: number,
-): [error: Error | null, reply: unknown][] {
-  if (!results) throw new Error('pipeline discarded')
-  const why = unconfirmed(results[results.length - 1], acks)
-  if (why) throw why
-  return results.slice(0, -1)
-}
-
-/** Why a pipeline's final WAIT did not see `acks` replicas in time (its error, or too few), or undefined if it did. */
 export function unconfirmed(
   wait: readonly [Error | null, unknown] | undefined,
-  acks: number,
+  { acks, shortfalls }: Pick<Replicas, 'acks' | 'shortfalls'>,
+  server: string,
 ): Error | undefined {
   const [err, replicas] = wait ?? [null, undefined]
   if (err) return err
-  if (typeof replicas !== 'number' || replicas < acks)
-    return new Error(`WAIT: ${String(replicas)} of ${acks} replicas confirmed in time`)
+  if (typeof replicas !== 'number') return new Error(`WAIT answered ${String(replicas)}`)
+  if (replicas < acks) {
+    const short = new TooFewReplicas(replicas, acks, server)
+    shortfalls.refused(short)
+    return short
+  }
+  shortfalls.confirmed(server)
   return undefined
 }

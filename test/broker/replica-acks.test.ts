@@ -4,6 +4,7 @@
  * publish with STORE_UNAVAILABLE instead of acknowledging it.
  */
 import test from 'ava'
+import { pino } from 'pino'
 import { SnapperError } from '../../src/errors.js'
 import { startTestNode } from '../helpers/broker.js'
 import { startRedis } from '../helpers/redis.js'
@@ -96,4 +97,57 @@ test('standalone with a replica: the answer comes once the replica holds the mes
       [0, 1, 2, 3, 4].map(i => `${room}:${i}`),
     )
   }
+})
+
+test('standalone: writes refused for too few replicas are logged once at warn, with the counts, until a replica confirms; a full Redis still at error', async t => {
+  const master = await startRedis(['--repl-diskless-sync-delay', '0'])
+  t.teardown(() => master.stop())
+  const lines: Record<string, unknown>[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  const { core } = await startTestNode(t, master.url, { redisReplicaAcks: 1 }, logger)
+  const SHORT = 'too few redis replicas confirm writes'
+  const AGAIN = 'redis replicas confirm writes again'
+  const FAILED = 'redis command failed'
+  const told = (): Record<string, unknown>[] =>
+    lines.filter(({ msg }) => msg === SHORT || msg === AGAIN || msg === FAILED)
+
+  // No replica: publishes, joins and leaves refused one after the other (each WAIT waits 1 s).
+  const api = core.producerApi
+  const writes = [
+    () => api.publish([['room', 'a']]),
+    () => api.subscribe('room', 'c1'),
+    () => api.unsubscribe('room', 'c1'),
+    () => api.publish([['room', 'b']]),
+  ]
+  for (const write of writes) {
+    const err = await t.throwsAsync(write(), { instanceOf: SnapperError })
+    t.like(err, {
+      code: 'STORE_UNAVAILABLE',
+      reason:
+        '0 of 1 Redis replicas confirmed in time (redisReplicaAcks): the master has it, a failover may lose it',
+    })
+  }
+  t.like(told(), [{ level: 40, msg: SHORT, server: 'main', confirmed: 0, redisReplicaAcks: 1 }])
+  t.is(told().length, 1, 'one line for four refusals')
+
+  // A replica comes: the next write is answered, and one line says how many were refused meanwhile.
+  const replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port)])
+  t.teardown(() => replica.stop())
+  const masterClient = master.client()
+  while ((await masterClient.wait(1, 100)) < 1) await masterClient.set('probe', 'x')
+  t.is(await api.publish([['room', 'c']]), 1)
+  t.is(told().length, 2)
+  t.like(told()[1], { level: 30, msg: AGAIN, server: 'main', waitsRefused: 4 })
+  t.true((told()[1]!.forMs as number) >= 3000, 'from the first refusal')
+
+  // A full Redis is not a shortfall of replicas: its refusal says so, at error.
+  await masterClient.config('SET', 'maxmemory', '1')
+  t.teardown(() => masterClient.config('SET', 'maxmemory', '0'))
+  const full = await t.throwsAsync(api.publish([['room', 'd']]), { instanceOf: SnapperError })
+  t.like(full, {
+    code: 'STORE_UNAVAILABLE',
+    reason: 'Redis is out of memory (maxmemory reached): nothing was stored',
+  })
+  t.like(told()[2], { level: 50, msg: FAILED })
+  t.is(told().length, 3)
 })

@@ -38,6 +38,7 @@ export async function startTestNode(
   t: ExecutionContext,
   redisTarget: RedisTarget | string,
   overrides: Partial<Config> = {},
+  logger: Logger = silentLogger,
 ): Promise<{ core: BrokerCore; node: BrokerNode; config: Config }> {
   const config: Config = {
     ...defaults,
@@ -45,9 +46,9 @@ export async function startTestNode(
     redisPrefix: uniquePrefix(),
     ...overrides,
   }
-  const redis = createRedisClients(config.redis, silentLogger)
-  const core = createBrokerCore(config, redis, silentLogger)
-  const node = new BrokerNode(core, config, silentLogger)
+  const redis = createRedisClients(config.redis, logger)
+  const core = createBrokerCore(config, redis, logger)
+  const node = new BrokerNode(core, config, logger)
   await startingOn(config.redis, async () => {
     await redis.connect(5000)
     await node.start()
