@@ -4,6 +4,13 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
 export const TOKEN_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
+
+/**
+ * uWebSockets.js reads a request head of up to 4 KiB whatever the network does, a longer one only
+ * when it arrives in one read, and otherwise closes the connection unanswered (README, Limits
+ * and bad input): the longest query allowed leaves 1 KiB of that for the rest of the head.
+ */
+export const MAX_QUERY_BYTES = 3072
 export type TokenAlgorithm = (typeof TOKEN_ALGORITHMS)[number]
 
 /** Where Redis is: one server, or the seed nodes of a Redis Cluster. */
@@ -126,7 +133,9 @@ export interface Config {
   readonly upgradeTimeoutMs: number
   /** Largest Engine.IO HTTP body or websocket message, in bytes (advertised as maxPayload). @default 1000000 */
   readonly maxPayloadBytes: number
-  /** Longest query string of a consumer request, in bytes. @default 8192 */
+  /**
+   * Longest query string of a consumer request, in bytes; at most MAX_QUERY_BYTES. @default 2048
+   */
   readonly maxQueryBytes: number
   /** Consumer sessions per node at most; further handshakes get 503. @default 100000 */
   readonly maxSessions: number
@@ -276,7 +285,7 @@ export const defaults: Config = {
   pingTimeoutMs: 20_000,
   upgradeTimeoutMs: 10_000,
   maxPayloadBytes: 1_000_000,
-  maxQueryBytes: 8192,
+  maxQueryBytes: 2048,
   maxSessions: 100_000,
   maxSessionsPerUser: 100,
   maxHandshakesPerAddressPerSec: 0,

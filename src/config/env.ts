@@ -1,4 +1,4 @@
-import { LOG_LEVELS, TOKEN_ALGORITHMS, type Config } from './defaults.js'
+import { LOG_LEVELS, MAX_QUERY_BYTES, TOKEN_ALGORITHMS, type Config } from './defaults.js'
 import {
   integer,
   oneOf,
@@ -204,8 +204,8 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   },
   maxQueryBytes: {
     env: 'SNAPPER_MAX_QUERY_BYTES',
-    parse: toCount,
-    doc: 'longest query string of a consumer request',
+    parse: integer(1, MAX_QUERY_BYTES),
+    doc: 'longest query string of a consumer request (at most 3072: what uWebSockets.js always reads)',
   },
   maxSessions: {
     env: 'SNAPPER_MAX_SESSIONS',

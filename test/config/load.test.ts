@@ -110,6 +110,10 @@ test('a bad value or an unknown key stops start-up and names itself', t => {
     [{ env: { SNAPPER_TRUSTED_PROXIES: 'nginx.local' } }, /expected IP addresses or CIDR ranges/],
     [{ overrides: { maxAuthFrameBytes: 2 << 20 } }, /"maxAuthFrameBytes" must not exceed "maxFrameBytes"/],
     [{ env: { SNAPPER_ROOM_LOG_MAX_BYTES: '1000' } }, /"maxMessageBytes" must not exceed "roomLogMaxBytes"/],
+    [
+      { env: { SNAPPER_MAX_QUERY_BYTES: '3073' } },
+      /SNAPPER_MAX_QUERY_BYTES \(maxQueryBytes\): expected an integer from 1 to 3072/,
+    ],
   ]
   for (const [options, message] of cases)
     t.throws(() => loadConfig(options), { instanceOf: ConfigError, message })

@@ -10,6 +10,7 @@
 import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import { WebSocket } from 'ws'
+import { defaults } from '../../src/config/defaults.js'
 import { Keys } from '../../src/redis/keys.js'
 import { call, connectProducer, newUserId } from '../helpers/broker.js'
 import { startCli, type RunningCli } from '../helpers/cli.js'
@@ -35,7 +36,7 @@ interface EntryPoint {
   readonly name: string
   /** Header-borne tokens cannot carry control bytes: fetch refuses to send them. */
   readonly isHeader?: boolean
-  readonly bad: (reason: string) => Answer
+  readonly bad: (reason: string, token: string) => Answer
   ask(cli: RunningCli, token: string): Promise<Answer>
 }
 
@@ -70,6 +71,10 @@ function upgradeStatus(url: string): Promise<Answer> {
 }
 
 const q = encodeURIComponent
+const handshakeQuery = (eio: number, transport: string, token: string): string =>
+  `EIO=${eio}&transport=${transport}&token=${q(token)}`
+/** A handshake query past maxQueryBytes (the 4 KB signature's) is refused for its length, before its token is read. */
+const isTooLong = (query: string): boolean => Buffer.byteLength(query) > defaults.maxQueryBytes
 const ENTRY_POINTS: EntryPoint[] = [
   {
     name: 'producer auth (TCP)',
@@ -79,10 +84,13 @@ const ENTRY_POINTS: EntryPoint[] = [
   ...([3, 4] as const).flatMap((eio): EntryPoint[] => [
     {
       name: `EIO ${eio} polling handshake`,
-      bad: reason => ({ status: 403, reason }),
+      bad: (reason, token) =>
+        isTooLong(handshakeQuery(eio, 'polling', token))
+          ? { status: 400, reason: 'Bad request' }
+          : { status: 403, reason },
       ask: (cli, token) =>
         httpAnswer(
-          `http://127.0.0.1:${cli.ports.gateway}/websocket/?EIO=${eio}&transport=polling&token=${q(token)}`,
+          `http://127.0.0.1:${cli.ports.gateway}/websocket/?${handshakeQuery(eio, 'polling', token)}`,
         ),
     },
     {
@@ -90,7 +98,7 @@ const ENTRY_POINTS: EntryPoint[] = [
       bad: () => ({ status: 400 }),
       ask: (cli, token) =>
         upgradeStatus(
-          `ws://127.0.0.1:${cli.ports.gateway}/websocket/?EIO=${eio}&transport=websocket&token=${q(token)}`,
+          `ws://127.0.0.1:${cli.ports.gateway}/websocket/?${handshakeQuery(eio, 'websocket', token)}`,
         ),
     },
   ]),
@@ -185,7 +193,7 @@ test('every entry point refuses every hostile token as documented; the node serv
   for (const [what, token, reason] of hostileTokens())
     for (const entry of ENTRY_POINTS) {
       if (entry.isHeader && !HEADER_SAFE.test(token)) continue
-      t.deepEqual(await entry.ask(cli, token), entry.bad(reason), `${entry.name}: ${what}`)
+      t.deepEqual(await entry.ask(cli, token), entry.bad(reason, token), `${entry.name}: ${what}`)
     }
   for (const [what, token, answers] of ROLE_CASES)
     for (const entry of ENTRY_POINTS) {

@@ -13,7 +13,7 @@ export interface EngineOptions {
   readonly upgradeTimeoutMs: number
   /** Largest POST body or websocket message, in bytes; advertised as maxPayload. @default 1000000 */
   readonly maxPayloadBytes: number
-  /** Longest query string, in bytes; a longer one is refused before anything else. @default 8192 */
+  /** Longest query string, in bytes; a longer one is refused before anything else. @default 2048 */
   readonly maxQueryBytes: number
   /** Live sessions at most; further handshakes get 503. @default 100000 */
   readonly maxSessions: number
