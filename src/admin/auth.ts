@@ -33,6 +33,12 @@ export function verifyProducer(tokens: Tokens, ctx: Context): Claims {
 /** The operator token (`name: 'snapper'`) from `?token=` or the Authorization header; throws TokenRefused. */
 export function verifyOperator(tokens: Tokens, ctx: Context): void {
   const query = ctx.query.token
+  // Koa gives a repeated parameter as an array: say so, rather than "no token".
+  if (Array.isArray(query))
+    throw new TokenRefused({
+      reason: `Error: ?token= given ${query.length} times: give one token`,
+      isWrongRole: false,
+    })
   const token = typeof query === 'string' && query !== '' ? query : bearerToken(ctx)
   if (token === undefined)
     throw new TokenRefused({

@@ -44,6 +44,16 @@ test('stats: 401 without a token, with a wrong secret or garbage; 400 with a val
   }
 })
 
+test('stats: ?token= given twice is 401 saying so, even with the valid token both times', async t => {
+  const h = await startAdminApp(t, server.url)
+  for (const query of ['token=a&token=b', `token=${TOKENS.operator}&token=${TOKENS.operator}`]) {
+    const answer = await call(`${h.base}/stats?${query}`)
+    t.is(answer.status, 401, query)
+    t.deepEqual(answer.json, UNAUTHORIZED('Error: ?token= given 2 times: give one token'), query)
+  }
+  t.is((await call(`${h.base}/stats?token=${TOKENS.operator}`)).status, 200, 'once: served')
+})
+
 test('stats with {name: "snapper"} (?token= or Bearer): the original fields, HTTP calls counted at once, every node', async t => {
   const h = await startAdminApp(t, server.url)
   await call(`${h.base}/v1/publish`, {
