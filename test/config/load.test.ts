@@ -114,6 +114,10 @@ test('a bad value or an unknown key stops start-up and names itself', t => {
       { env: { SNAPPER_MAX_QUERY_BYTES: '3073' } },
       /SNAPPER_MAX_QUERY_BYTES \(maxQueryBytes\): expected an integer from 1 to 3072/,
     ],
+    [
+      { env: { SNAPPER_TRACK_MAX_RECEIPTS: '10001' } },
+      /SNAPPER_TRACK_MAX_RECEIPTS \(trackMaxReceipts\): expected an integer from 1 to 10000/,
+    ],
   ]
   for (const [options, message] of cases)
     t.throws(() => loadConfig(options), { instanceOf: ConfigError, message })
