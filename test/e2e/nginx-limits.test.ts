@@ -5,9 +5,13 @@
  * `worker_connections` says (nginx warns at start). Real nginx, daemonized
  * for a moment on a free port. And its body limit in front of a real node:
  * a polling POST over maxPayloadBytes gets 413 through it, not 502, and no
- * response names nginx's or uWS's version.
+ * response names nginx's or uWS's version. And of a browser's cookies it
+ * passes on only the gateway's own, so that a site's cookies do not push a
+ * handshake's head past the 4 KiB uWS always reads (README, Limits).
  */
 import { spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -83,4 +87,35 @@ test('a polling POST over maxPayloadBytes gets 413 through nginx; no version in 
   t.is(oversize.status, 413)
   t.regex(oversize.text, /<title>413 Request Entity Too Large<\/title>/)
   t.is(oversize.headers.server, 'nginx')
+})
+
+test("nginx passes on only the snapper.ws cookie: a site's big cookies stay out of the gateway's request head", async t => {
+  // A stand-in gateway that records what nginx forwards (port 0: the kernel picks a free one).
+  const seen: IncomingHttpHeaders[] = []
+  const gateway = createServer((req, res) => {
+    seen.push(req.headers)
+    res.end('ok')
+  })
+  gateway.listen(0, '127.0.0.1')
+  await once(gateway, 'listening')
+  t.teardown(() => gateway.close())
+  const nginx = await startNginx((gateway.address() as { port: number }).port, 1)
+  t.teardown(() => nginx.stop())
+  const url = `http://127.0.0.1:${nginx.port}/websocket/?EIO=4&transport=polling&token=x`
+  const siteCookies = `_ga=GA1.2.${'1'.repeat(40)}; session=${'s'.repeat(3000)}; prefs=${'p'.repeat(2000)}`
+  const previous = 'snapper.ws=u1.aaaaaaaaaaaaaaaaaaaaaaaaaaaa'
+
+  const withOurs = await request(url, { headers: { cookie: `${siteCookies}; ${previous}; theme=dark` } })
+  const first = await request(url, { headers: { cookie: `${previous}; ${siteCookies}` } })
+  const without = await request(url, { headers: { cookie: siteCookies } })
+  t.deepEqual([withOurs.status, first.status, without.status], [200, 200, 200])
+  t.deepEqual(
+    seen.map(headers => headers.cookie),
+    [previous, previous, undefined],
+  )
+  // What is left of the head: well within the 4 KiB, with the 5 KB of site cookies gone.
+  t.true(
+    seen.every(headers => JSON.stringify(headers).length < 1024),
+    JSON.stringify(seen),
+  )
 })
