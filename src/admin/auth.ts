@@ -6,7 +6,7 @@
  * another role (a consumer's, say) is 400, as the original's /stats answered.
  */
 import type { Context } from 'koa'
-import type { Claims, Tokens } from '../auth/token.js'
+import { repeatedToken, type Claims, type Tokens } from '../auth/token.js'
 import { TokenRefused } from './errors.js'
 
 /** The token of `Authorization: Bearer <token>`, if any. */
@@ -34,11 +34,7 @@ export function verifyProducer(tokens: Tokens, ctx: Context): Claims {
 export function verifyOperator(tokens: Tokens, ctx: Context): void {
   const query = ctx.query.token
   // Koa gives a repeated parameter as an array: say so, rather than "no token".
-  if (Array.isArray(query))
-    throw new TokenRefused({
-      reason: `Error: ?token= given ${query.length} times: give one token`,
-      isWrongRole: false,
-    })
+  if (Array.isArray(query)) throw new TokenRefused(repeatedToken(query.length))
   const token = typeof query === 'string' && query !== '' ? query : bearerToken(ctx)
   if (token === undefined)
     throw new TokenRefused({

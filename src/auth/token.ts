@@ -71,6 +71,10 @@ const HASHES: Readonly<Record<TokenAlgorithm, string>> = { HS256: 'sha256', HS38
 const MAX_QUOTED = 32
 
 const refuse = (reason: string, isWrongRole = false): Refusal => ({ ok: false, reason, isWrongRole })
+
+/** An operator request that gave `?token=` `times` times: which one it meant is not ours to guess. */
+export const repeatedToken = (times: number): Refusal =>
+  refuse(`Error: ?token= given ${times} times: give one token`)
 const INVALID_SIGNATURE = refuse('Error: Invalid signature')
 const NOT_COMPACT = refuse('Error: Malformed token: not a compact JWS (header.payload.signature)')
 

@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js'
-import { refusalCode, type Tokens } from '../auth/token.js'
+import { refusalCode, repeatedToken, type Tokens } from '../auth/token.js'
 import type { BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
@@ -106,9 +106,10 @@ export function createGateway(deps: {
 
   const serveStats = (res: HttpResponse, req: HttpRequest): void => {
     // ?token= as the original read it, or a Bearer header as the admin /stats takes it (no token in logs).
-    const query = new URLSearchParams(req.getQuery()).get('token')
+    const given = new URLSearchParams(req.getQuery()).getAll('token')
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.getHeader('authorization'))?.[1]
-    const verified = tokens.verifyOperator(query || bearer)
+    const verified =
+      given.length > 1 ? repeatedToken(given.length) : tokens.verifyOperator(given[0] || bearer)
     if (!verified.ok) {
       // 400 for a token of another role, 401 for a bad or missing one, as the original answered.
       const { body } = httpError(refusalCode(verified), verified.reason)

@@ -205,6 +205,16 @@ test('gateway /stats takes the operator token as Authorization: Bearer too, as t
   const producerToken = await fetch(url, { headers: { authorization: `Bearer ${tokens.sign({ id: 'p' })}` } })
   t.is(producerToken.status, 400, 'a valid token of another role: 400, as with ?token=')
   t.is((await fetch(url)).status, 401)
+  // A repeated ?token= is refused, as on the admin /stats, whichever of them is valid.
+  for (const query of [`token=${tokens.signOperator()}&token=x`, `token=x&token=${tokens.signOperator()}`]) {
+    const twice = await fetch(`${url}?${query}`)
+    t.is(twice.status, 401, query)
+    t.like(
+      await twice.json(),
+      { error: { data: { reason: 'Error: ?token= given 2 times: give one token' } } },
+      query,
+    )
+  }
 })
 
 test("a snapper.ws cookie naming another user's consumer is ignored: that consumer keeps its life", async t => {
