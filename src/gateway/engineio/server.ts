@@ -1,7 +1,7 @@
-import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js'
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { guard } from '../../guard.js'
 import { type Logger, silentLogger } from '../../log.js'
-import { Admission, type AdmissionHost, INTERNAL_ERROR, type Preparation } from './admission.js'
+import { Admission, type AdmissionHost, INTERNAL_ERROR } from './admission.js'
 import type { Engine, EngineHandlers, EngineOptions, Session } from './api.js'
 import {
   Cors,
@@ -11,7 +11,6 @@ import {
   type RequestInfo,
   asksB64,
   readRequest,
-  refuseUpgrade,
   revisionOf,
   writeEmpty,
   writeRefusal,
@@ -20,56 +19,21 @@ import type { Revision } from './packet.js'
 import { PollingTransport } from './polling.js'
 import { EngineSession, type SessionHost } from './session.js'
 import { TOO_MUCH_INPUT, type TransportOwner } from './transport.js'
+import { type UpgradeHost, type UpgradeRoute, Upgrades } from './upgrade.js'
 import { loadUws } from './uws.js'
-import { WebSocketTransport } from './websocket.js'
+import type { WebSocketTransport } from './websocket.js'
 
 export type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, Session } from './api.js'
 export { EncodedMessage, encodeMessage } from './packet.js'
 export { assertNativeUws, loadUws } from './uws.js'
 
-/** What an accepted upgrade becomes once its socket opens. */
-type Ticket<T> =
-  | {
-      readonly kind: 'handshake'
-      readonly revision: Revision
-      readonly id: string
-      readonly data: T
-      readonly prepared: Preparation
-      /** Aborted when the socket closes: its prepare() may stop short. */
-      readonly gone: AbortController
-    }
-  | { readonly kind: 'probe'; readonly session: EngineSession<T> }
-  /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (docs/consumer-protocol.md §7). */
-  | { readonly kind: 'doomed' }
-
-/** The uWS user data of every socket, set once in the upgrade handler. */
-interface SocketData<T> {
-  readonly transport: WebSocketTransport
-  readonly ticket: Ticket<T>
-}
-
+/** Where a request goes: an upgrade takes the routes of UpgradeRoute only. */
 type Route<T> =
-  | { readonly kind: 'refuse'; readonly refusal: Refusal }
+  | UpgradeRoute<T>
   | { readonly kind: 'preflight' | 'bad-method' }
-  | { readonly kind: 'doomed'; readonly query: URLSearchParams }
-  | { readonly kind: 'handshake'; readonly revision: Revision; readonly query: URLSearchParams }
-  | {
-      readonly kind: 'poll' | 'post' | 'probe'
-      readonly session: EngineSession<T>
-      readonly query: URLSearchParams
-    }
+  | { readonly kind: 'poll' | 'post'; readonly session: EngineSession<T>; readonly query: URLSearchParams }
 
-/** What an upgrade needs from its request, copied before the callback returns. */
-interface UpgradeHeaders {
-  readonly key: string
-  readonly protocol: string
-  readonly extensions: string
-  readonly context: us_socket_context_t
-}
-
-const refuse = (refusal: Refusal): Route<never> => ({ kind: 'refuse', refusal })
-/** A socket whose handler threw: closed with 1011 (internal error), as the one socket concerned. */
-const closeWithError = (ws: WebSocket<unknown>): void => ws.end(1011, 'internal error')
+const refuse = (refusal: Refusal): UpgradeRoute<never> => ({ kind: 'refuse', refusal })
 
 /**
  * Serves Engine.IO revisions 3 and 4 on `app` under `options.path` (prefix
@@ -87,7 +51,7 @@ export function attachEngine<T>(
   return new EngineServer(app, options, handlers, log)
 }
 
-class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
+class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, UpgradeHost<T> {
   readonly options: EngineOptions
   readonly #handlers: EngineHandlers<T>
   readonly #log: Logger
@@ -105,34 +69,12 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
     this.#cors = new Cors(options.corsOrigins)
     this.#admission = new Admission(options, handlers, log, this)
     const pattern = `${options.path.replace(/\/+$/, '')}/*`
-    app.ws<SocketData<T>>(pattern, {
-      // Past our own bound, so that we read an oversized message and close with 1009 like
-      // engine.io; uWS cuts the connection without reading anything larger than this.
-      maxPayloadLength: 2 * options.maxPayloadBytes,
-      maxBackpressure: options.maxBackpressureBytes,
-      closeOnBackpressureLimit: 1, // typed as a number in this fork; any truthy value turns it on
-      idleTimeout: 0, // the Engine.IO heartbeat is the liveness check
-      sendPingsAutomatically: false,
-      compression: options.compression ? loadUws().SHARED_COMPRESSOR : loadUws().DISABLED,
-      // Every handler is guarded: a bug answers 500 or closes that one socket (1011), never the process.
-      upgrade: guard(log, 'engine.io upgrade', this.#onUpgrade, res => this.#failRequest(res, true)),
-      open: guard(log, 'engine.io open', this.#onOpen, closeWithError),
-      message: guard(
-        log,
-        'engine.io message',
-        (ws: WebSocket<SocketData<T>>, data: ArrayBuffer, isBinary: boolean) =>
-          ws.getUserData().transport.received(data, isBinary),
-        closeWithError,
-      ),
-      close: guard(log, 'engine.io close', (ws: WebSocket<SocketData<T>>) => {
-        const { transport, ticket } = ws.getUserData()
-        transport.closed()
-        if (ticket.kind === 'handshake') ticket.gone.abort() // prepared by now, or abandoned soon
-      }),
-    })
+    // Websockets are upgrade.ts: uWS gives them handlers of their own; their requests come back to #route.
+    app.ws(pattern, new Upgrades(this, this.#admission).behavior())
     app.any(
       pattern,
-      guard(log, 'engine.io request', this.#onHttp, res => this.#failRequest(res, false)),
+      // Every handler is guarded: a bug answers 500, never ends the process.
+      guard(log, 'engine.io request', this.#onHttp, res => this.#failRequest(res)),
     )
   }
 
@@ -141,10 +83,8 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
   }
 
   /** After a handler threw: 500, unless the request was answered or aborted already. */
-  #failRequest(res: HttpResponse, isUpgrade: boolean): void {
-    answerFailedRequest(this.#log, () =>
-      isUpgrade ? refuseUpgrade(res, INTERNAL_ERROR) : writeRefusal(res, INTERNAL_ERROR, this.#cors, ''),
-    )
+  #failRequest(res: HttpResponse): void {
+    answerFailedRequest(this.#log, () => writeRefusal(res, INTERNAL_ERROR, this.#cors, ''))
   }
 
   get sessions(): ReadonlyMap<string, Session<T>> {
@@ -273,7 +213,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
     const { id, data } = decision
     const open = (): void => {
       const { options } = this
-      const session = this.#open(id, data, revision, owner => {
+      const session = this.open(id, data, revision, owner => {
         return new PollingTransport(owner, {
           revision,
           isB64: asksB64(query),
@@ -319,7 +259,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
   }
 
   /** A new session under `id`; a live one with that id is replaced, a lingering one forgotten. */
-  #open(
+  open(
     id: string,
     data: T,
     revision: Revision,
@@ -339,98 +279,16 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost {
     return session
   }
 
-  readonly #onUpgrade = (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
-    const request = readRequest(req)
+  // UpgradeHost
+
+  routeUpgrade(request: RequestInfo): UpgradeRoute<T> {
     const route = this.#route(request, true)
-    const headers: UpgradeHeaders = {
-      key: req.getHeader('sec-websocket-key'),
-      protocol: req.getHeader('sec-websocket-protocol'),
-      extensions: req.getHeader('sec-websocket-extensions'),
-      context,
-    }
-    switch (route.kind) {
-      case 'handshake': {
-        // Decided and upgraded here and now; what the session waits for (prepare) delays its open packet only.
-        const decision = this.#admission.authorize(res, req, route.query)
-        if (!decision.ok) return refuseUpgrade(res, decision)
-        const { id, data } = decision
-        const gone = new AbortController()
-        return this.#upgrade(res, headers, route.query, route.revision, {
-          kind: 'handshake',
-          revision: route.revision,
-          id,
-          data,
-          prepared: this.#admission.prepare(data, gone.signal),
-          gone,
-        })
-      }
-      case 'probe':
-        return this.#upgrade(res, headers, route.query, route.session.protocol, {
-          kind: 'probe',
-          session: route.session,
-        })
-      case 'doomed':
-        return this.#upgrade(res, headers, route.query, 4, { kind: 'doomed' }) // sends nothing: any revision
-      case 'refuse':
-        return refuseUpgrade(res, route.refusal)
-      default:
-        return refuseUpgrade(res, ENGINE_ERRORS.BAD_REQUEST)
-    }
-  }
-
-  /** Completes an upgrade; uWS runs `open` (below) before this returns. */
-  #upgrade(
-    res: HttpResponse,
-    headers: UpgradeHeaders,
-    query: URLSearchParams,
-    revision: Revision,
-    ticket: Ticket<T>,
-  ): void {
-    const transport = new WebSocketTransport({
-      revision,
-      isB64: asksB64(query),
-      maxPayloadBytes: this.options.maxPayloadBytes,
-      compresses: this.options.compression ?? false,
-    })
-    res.upgrade<SocketData<T>>(
-      { transport, ticket },
-      headers.key,
-      headers.protocol,
-      headers.extensions,
-      headers.context,
-    )
-  }
-
-  readonly #onOpen = (ws: WebSocket<SocketData<T>>): void => {
-    const { transport, ticket } = ws.getUserData()
-    transport.opened(ws)
-    if (ticket.kind === 'probe') {
-      if (!ticket.session.probe(transport)) transport.end()
-    } else if (ticket.kind === 'handshake') {
-      const { id, data, revision, prepared } = ticket
-      const open = (): void => {
-        this.#open(id, data, revision, owner => transport.bind(owner))
-        transport.deliverEarly()
-      }
-      if (prepared === undefined) return open()
-      void prepared.then(
-        guard(
-          this.#log,
-          'engine.io open',
-          (isReady: boolean) => {
-            if (!transport.isOpen) return this.#admission.abandon(data) // the client went away meanwhile
-            const refusal = this.#admission.unpreparedRefusal(isReady)
-            // The open packet and what open() sends go out in one write.
-            if (refusal === undefined) return transport.cork(open)
-            this.#admission.abandon(data)
-            if (isReady)
-              transport.end() // shutting down: a plain close, the client comes back elsewhere
-            else transport.fail()
-          },
-          () => transport.fail(),
-        ),
-      )
-    } else transport.end()
+    const isUpgradeRoute =
+      route.kind === 'refuse' ||
+      route.kind === 'handshake' ||
+      route.kind === 'probe' ||
+      route.kind === 'doomed'
+    return isUpgradeRoute ? route : refuse(ENGINE_ERRORS.BAD_REQUEST) // #route gives no other to an upgrade
   }
 
   // SessionHost

@@ -1,0 +1,223 @@
+import type {
+  HttpRequest,
+  HttpResponse,
+  WebSocket,
+  WebSocketBehavior,
+  us_socket_context_t,
+} from 'uWebSockets.js'
+import { guard } from '../../guard.js'
+import type { Logger } from '../../log.js'
+import { type Admission, INTERNAL_ERROR, type Preparation } from './admission.js'
+import type { EngineOptions } from './api.js'
+import {
+  answerFailedRequest,
+  asksB64,
+  type Refusal,
+  type RequestInfo,
+  readRequest,
+  refuseUpgrade,
+} from './http.js'
+import type { Revision } from './packet.js'
+import type { EngineSession } from './session.js'
+import type { TransportOwner } from './transport.js'
+import { loadUws } from './uws.js'
+import { WebSocketTransport } from './websocket.js'
+
+/** Where the engine's dispatch (docs/consumer-protocol.md §1) sends an upgrade request. */
+export type UpgradeRoute<T> =
+  | { readonly kind: 'refuse'; readonly refusal: Refusal }
+  | { readonly kind: 'doomed'; readonly query: URLSearchParams }
+  | { readonly kind: 'handshake'; readonly revision: Revision; readonly query: URLSearchParams }
+  | { readonly kind: 'probe'; readonly session: EngineSession<T>; readonly query: URLSearchParams }
+
+/** What the websocket side needs of the engine (server.ts): its settings, its dispatch, its session table. */
+export interface UpgradeHost<T> {
+  readonly options: EngineOptions
+  readonly log: Logger
+  /** The dispatch of an upgrade request, the same checks as for a plain one. */
+  routeUpgrade(request: RequestInfo): UpgradeRoute<T>
+  /** A new session under `id`, as for a polling handshake. */
+  open(
+    id: string,
+    data: T,
+    revision: Revision,
+    createTransport: (owner: TransportOwner) => WebSocketTransport,
+  ): EngineSession<T>
+}
+
+/** What an accepted upgrade becomes once its socket opens. */
+type Ticket<T> =
+  | {
+      readonly kind: 'handshake'
+      readonly revision: Revision
+      readonly id: string
+      readonly data: T
+      readonly prepared: Preparation
+      /** Aborted when the socket closes: its prepare() may stop short. */
+      readonly gone: AbortController
+    }
+  | { readonly kind: 'probe'; readonly session: EngineSession<T> }
+  /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (docs/consumer-protocol.md §7). */
+  | { readonly kind: 'doomed' }
+
+/** The uWS user data of every socket, set once in the upgrade handler. */
+interface SocketData<T> {
+  readonly transport: WebSocketTransport
+  readonly ticket: Ticket<T>
+}
+
+/** What an upgrade needs from its request, copied before the callback returns. */
+interface UpgradeHeaders {
+  readonly key: string
+  readonly protocol: string
+  readonly extensions: string
+  readonly context: us_socket_context_t
+}
+
+/** A socket whose handler threw: closed with 1011 (internal error), as the one socket concerned. */
+const closeWithError = (ws: WebSocket<unknown>): void => ws.end(1011, 'internal error')
+
+/**
+ * The websocket side of the engine: uWS's upgrade, open, message and close
+ * handlers. uWS splits an upgrade in two callbacks, the decision in `upgrade`
+ * (synchronous, while the request lives) and the socket in `open`, joined by
+ * the ticket in the socket's user data; that hand-over is this file's whole
+ * job, kept apart from server.ts, which dispatches and keeps the sessions.
+ */
+export class Upgrades<T> {
+  readonly #host: UpgradeHost<T>
+  readonly #admission: Admission<T>
+  readonly #log: Logger
+
+  constructor(host: UpgradeHost<T>, admission: Admission<T>) {
+    this.#host = host
+    this.#admission = admission
+    this.#log = host.log
+  }
+
+  /** The options and handlers of `app.ws`. */
+  behavior(): WebSocketBehavior<SocketData<T>> {
+    const { options } = this.#host
+    const log = this.#log
+    return {
+      // Past our own bound, so that we read an oversized message and close with 1009 like
+      // engine.io; uWS cuts the connection without reading anything larger than this.
+      maxPayloadLength: 2 * options.maxPayloadBytes,
+      maxBackpressure: options.maxBackpressureBytes,
+      closeOnBackpressureLimit: 1, // typed as a number in this fork; any truthy value turns it on
+      idleTimeout: 0, // the Engine.IO heartbeat is the liveness check
+      sendPingsAutomatically: false,
+      compression: options.compression ? loadUws().SHARED_COMPRESSOR : loadUws().DISABLED,
+      // Every handler is guarded: a bug answers 500 or closes that one socket (1011), never the process.
+      upgrade: guard(log, 'engine.io upgrade', this.#onUpgrade, res =>
+        answerFailedRequest(log, () => refuseUpgrade(res, INTERNAL_ERROR)),
+      ),
+      open: guard(log, 'engine.io open', this.#onOpen, closeWithError),
+      message: guard(
+        log,
+        'engine.io message',
+        (ws: WebSocket<SocketData<T>>, data: ArrayBuffer, isBinary: boolean) =>
+          ws.getUserData().transport.received(data, isBinary),
+        closeWithError,
+      ),
+      close: guard(log, 'engine.io close', (ws: WebSocket<SocketData<T>>) => {
+        const { transport, ticket } = ws.getUserData()
+        transport.closed()
+        if (ticket.kind === 'handshake') ticket.gone.abort() // prepared by now, or abandoned soon
+      }),
+    }
+  }
+
+  readonly #onUpgrade = (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
+    const request = readRequest(req)
+    const route = this.#host.routeUpgrade(request)
+    const headers: UpgradeHeaders = {
+      key: req.getHeader('sec-websocket-key'),
+      protocol: req.getHeader('sec-websocket-protocol'),
+      extensions: req.getHeader('sec-websocket-extensions'),
+      context,
+    }
+    switch (route.kind) {
+      case 'handshake': {
+        // Decided and upgraded here and now; what the session waits for (prepare) delays its open packet only.
+        const decision = this.#admission.authorize(res, req, route.query)
+        if (!decision.ok) return refuseUpgrade(res, decision)
+        const { id, data } = decision
+        const gone = new AbortController()
+        return this.#upgrade(res, headers, route.query, route.revision, {
+          kind: 'handshake',
+          revision: route.revision,
+          id,
+          data,
+          prepared: this.#admission.prepare(data, gone.signal),
+          gone,
+        })
+      }
+      case 'probe':
+        return this.#upgrade(res, headers, route.query, route.session.protocol, {
+          kind: 'probe',
+          session: route.session,
+        })
+      case 'doomed':
+        return this.#upgrade(res, headers, route.query, 4, { kind: 'doomed' }) // sends nothing: any revision
+      case 'refuse':
+        return refuseUpgrade(res, route.refusal)
+    }
+  }
+
+  /** Completes an upgrade; uWS runs `open` (below) before this returns. */
+  #upgrade(
+    res: HttpResponse,
+    headers: UpgradeHeaders,
+    query: URLSearchParams,
+    revision: Revision,
+    ticket: Ticket<T>,
+  ): void {
+    const { options } = this.#host
+    const transport = new WebSocketTransport({
+      revision,
+      isB64: asksB64(query),
+      maxPayloadBytes: options.maxPayloadBytes,
+      compresses: options.compression ?? false,
+    })
+    res.upgrade<SocketData<T>>(
+      { transport, ticket },
+      headers.key,
+      headers.protocol,
+      headers.extensions,
+      headers.context,
+    )
+  }
+
+  readonly #onOpen = (ws: WebSocket<SocketData<T>>): void => {
+    const { transport, ticket } = ws.getUserData()
+    transport.opened(ws)
+    if (ticket.kind === 'probe') {
+      if (!ticket.session.probe(transport)) transport.end()
+    } else if (ticket.kind === 'handshake') {
+      const { id, data, revision, prepared } = ticket
+      const open = (): void => {
+        this.#host.open(id, data, revision, owner => transport.bind(owner))
+        transport.deliverEarly()
+      }
+      if (prepared === undefined) return open()
+      void prepared.then(
+        guard(
+          this.#log,
+          'engine.io open',
+          (isReady: boolean) => {
+            if (!transport.isOpen) return this.#admission.abandon(data) // the client went away meanwhile
+            const refusal = this.#admission.unpreparedRefusal(isReady)
+            // The open packet and what open() sends go out in one write.
+            if (refusal === undefined) return transport.cork(open)
+            this.#admission.abandon(data)
+            if (isReady)
+              transport.end() // shutting down: a plain close, the client comes back elsewhere
+            else transport.fail()
+          },
+          () => transport.fail(),
+        ),
+      )
+    } else transport.end()
+  }
+}
