@@ -13,19 +13,16 @@
  * behind it wait too, so the order of calls stays the order of storage. A
  * chunk that fails drops the chunks after it unsent.
  *
- *   idle ─connect()─▶ connecting ─auth OK─▶ open ─lost─▶ reconnecting ─auth OK─▶ open
- *                        │                                    │
- *                        └──────── 401 / close() ─────────────┴──▶ closed
+ * The connection and its states (connect() dials) are connection.ts.
  *
  * A call past maxInFlight waits for a slot: its promise settles later, which
  * is the backpressure. Every call settles within requestTimeoutMs.
  */
-import { connect as connectTcp, type Socket } from 'node:net'
 import { Tokens } from '../../auth/token.js'
-import { encodeBulk, isFramingError, RespDecoder } from '../../producer/resp.js'
-import { Backoff } from '../backoff.js'
+import { encodeBulk } from '../../producer/resp.js'
 import { Emitter } from '../emitter.js'
 import { fromRpcError, SDK_ERRORS, SnapperError } from '../errors.js'
+import { Connection, type Reply } from './connection.js'
 import { framesOf, isLargerThan } from './frames.js'
 import type {
   ConsumerCounts,
@@ -50,30 +47,19 @@ interface Call {
   readonly after: Call | undefined
 }
 
-const AUTH_ID = 'auth'
 const USER_ID = /^[a-f0-9]{24}$/
-/** Life of the auth token signed for each connection, in seconds. */
-const AUTH_TOKEN_TTL_SEC = 3600
 const DEFAULT_CONSUMER_TOKEN_TTL_SEC = 2 * 24 * 3600
 
 export class Producer extends Emitter<ProducerEvents> {
-  readonly #host: string
-  readonly #port: number
-  readonly #id: string
   readonly #tokens: Tokens | undefined
-  readonly #token: string | undefined
   readonly #maxInFlight: number
   readonly #requestTimeoutMs: number
   readonly #maxFrameBytes: number
-  readonly #backoff: Backoff
+  readonly #connection: Connection
   readonly #waiting: Call[] = []
   /** Sent and unanswered, in the order sent (a Map keeps insertion order). */
   readonly #inFlight = new Map<number, Call>()
-  #state: ProducerState = 'idle'
-  #socket: Socket | undefined
-  #isAuthenticated = false
   #nextId = 1
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined
   #opened: Promise<void> | undefined
   #settleOpened: { resolve: () => void; reject: (error: SnapperError) => void } | undefined
   #closing: Promise<void> | undefined
@@ -84,22 +70,35 @@ export class Producer extends Emitter<ProducerEvents> {
     if (typeof options.id !== 'string' || options.id === '') throw new TypeError('Producer: `id` is required')
     if ((options.secret === undefined) === (options.token === undefined))
       throw new TypeError('Producer: give either `secret` or `token`')
-    this.#host = options.host ?? '127.0.0.1'
-    this.#port = options.port ?? 7700
-    this.#id = options.id
     this.#tokens =
       options.secret === undefined
         ? undefined
         : new Tokens([options.secret], { algorithm: options.algorithm ?? 'HS256' })
-    this.#token = options.token
     this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1024)
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 120_000
     this.#maxFrameBytes = options.maxFrameBytes ?? 1 << 20
-    this.#backoff = new Backoff(options.reconnectMinMs ?? 100, options.reconnectMaxMs ?? 10_000)
+    const settings = {
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 7700,
+      id: options.id,
+      tokens: this.#tokens,
+      token: options.token,
+      maxFrameBytes: this.#maxFrameBytes,
+      reconnectMinMs: options.reconnectMinMs ?? 100,
+      reconnectMaxMs: options.reconnectMaxMs ?? 10_000,
+    }
+    this.#connection = new Connection(settings, {
+      stateChanged: state => this.emit('state', state),
+      error: error => this.emit('error', error),
+      opened: () => this.#onOpen(),
+      refused: error => this.#shut(error),
+      answered: (id, reply) => this.#settle(id, reply),
+      lost: () => this.#onLost(),
+    })
   }
 
   get state(): ProducerState {
-    return this.#state
+    return this.#connection.state
   }
 
   /** Calls sent and not answered yet, and calls waiting for a slot. */
@@ -114,13 +113,13 @@ export class Producer extends Emitter<ProducerEvents> {
    * is retried with backoff meanwhile. Calls made before need not wait for it.
    */
   connect(): Promise<void> {
-    if (this.#state === 'closed') return Promise.reject(closedError())
+    if (this.#connection.state === 'closed') return Promise.reject(closedError())
     if (this.#opened) return this.#opened
     this.#opened = new Promise((resolve, reject) => {
       this.#settleOpened = { resolve, reject }
     })
     this.#opened.catch(() => {}) // the caller of connect() gets the rejection; this is not unhandled
-    this.#dial()
+    this.#connection.dial()
     return this.#opened
   }
 
@@ -237,7 +236,7 @@ export class Producer extends Emitter<ProducerEvents> {
    */
   #callsInTurn(method: string, paramsList: readonly unknown[]): Promise<unknown>[] {
     const refuseAll = (error: SnapperError): Promise<unknown>[] => paramsList.map(() => Promise.reject(error))
-    if (this.#state === 'closed' || this.#closing) return refuseAll(closedError())
+    if (this.#connection.state === 'closed' || this.#closing) return refuseAll(closedError())
     const firstId = this.#nextId
     this.#nextId += paramsList.length
     const payloads = paramsList.map((params, index) =>
@@ -249,7 +248,7 @@ export class Producer extends Emitter<ProducerEvents> {
           reason: `the call is larger than maxFrameBytes (${this.#maxFrameBytes})`,
         }),
       )
-    if (this.#state === 'idle') void this.connect().catch(() => {}) // its error rejects these calls too
+    if (this.#connection.state === 'idle') void this.connect().catch(() => {}) // its error rejects these calls too
     let after: Call | undefined
     const answers = payloads.map(
       (payload, index) =>
@@ -267,8 +266,7 @@ export class Producer extends Emitter<ProducerEvents> {
 
   /** Sends waiting calls while the connection is up and slots are free. */
   #pump(): void {
-    const socket = this.#socket
-    if (!socket || !this.#isAuthenticated) return
+    if (!this.#connection.isOpen) return
     let frames = ''
     while (this.#waiting.length > 0 && this.#inFlight.size < this.#maxInFlight) {
       const call = this.#waiting[0]!
@@ -278,10 +276,10 @@ export class Producer extends Emitter<ProducerEvents> {
       this.#inFlight.set(call.id, call)
       frames += call.frame
     }
-    if (frames !== '') socket.write(frames)
+    if (frames !== '') this.#connection.write(frames)
   }
 
-  #settle(id: number, reply: { result?: unknown; error?: unknown }): void {
+  #settle(id: number, reply: Reply): void {
     const call = this.#inFlight.get(id)
     if (!call) return // timed out meanwhile
     this.#inFlight.delete(id)
@@ -333,79 +331,8 @@ export class Producer extends Emitter<ProducerEvents> {
 
   // ---- the connection ----
 
-  #setState(state: ProducerState): void {
-    if (this.#state === state) return
-    this.#state = state
-    this.emit('state', state)
-  }
-
-  #dial(): void {
-    this.#reconnectTimer = undefined
-    if (this.#state === 'closed') return
-    this.#setState(this.#state === 'idle' || this.#state === 'connecting' ? 'connecting' : 'reconnecting')
-    const socket = connectTcp({ host: this.#host, port: this.#port })
-    const decoder = new RespDecoder(Math.max(this.#maxFrameBytes, 1 << 20) * 4)
-    this.#socket = socket
-    this.#isAuthenticated = false
-    socket.setNoDelay(true)
-    socket.setKeepAlive(true)
-    socket.on('connect', () => {
-      const token = this.#tokens ? this.#tokens.sign({ id: this.#id }, AUTH_TOKEN_TTL_SEC) : this.#token
-      socket.write(
-        encodeBulk(JSON.stringify({ jsonrpc: '2.0', id: AUTH_ID, method: 'auth', params: [token] })),
-      )
-    })
-    socket.on('data', chunk => this.#onData(socket, decoder, chunk))
-    socket.on('error', err => {
-      this.emit(
-        'error',
-        new SnapperError(SDK_ERRORS.CONNECTION, err.message, { isTemporary: true }, { cause: err }),
-      )
-    })
-    socket.on('close', () => this.#onClose(socket))
-  }
-
-  #onData(socket: Socket, decoder: RespDecoder, chunk: Buffer): void {
-    if (socket !== this.#socket) return
-    decoder.push(chunk)
-    for (let frame = decoder.next(); frame !== undefined; frame = decoder.next()) {
-      if (isFramingError(frame)) {
-        this.#fail(
-          socket,
-          new SnapperError(SDK_ERRORS.PROTOCOL, `bad frame from the broker: ${frame.detail}`),
-        )
-        return
-      }
-      let reply: { id?: unknown; result?: unknown; error?: unknown }
-      try {
-        reply = JSON.parse(frame.toString('utf8')) as typeof reply
-      } catch {
-        this.#fail(socket, new SnapperError(SDK_ERRORS.PROTOCOL, 'a frame from the broker is not JSON'))
-        return
-      }
-      if (reply.id === AUTH_ID) this.#onAuth(reply)
-      else if (typeof reply.id === 'number') this.#settle(reply.id, reply)
-      else if (reply.error !== undefined) {
-        // id null: the broker refused something it could not tie to a call (a drain before auth, say).
-        const error = fromRpcError(reply.error)
-        this.emit('error', error)
-        if (error.code === 401) this.#shut(error)
-      }
-      if (socket !== this.#socket) return
-    }
-  }
-
-  #onAuth(reply: { result?: unknown; error?: unknown }): void {
-    if (reply.error !== undefined) {
-      // A refused token does not get better by retrying: the producer stops, every call fails with it.
-      const error = fromRpcError(reply.error)
-      this.emit('error', error)
-      this.#shut(error)
-      return
-    }
-    this.#isAuthenticated = true
-    this.#backoff.reset()
-    this.#setState('open')
+  /** The broker accepted the token. */
+  #onOpen(): void {
     this.#settleOpened?.resolve()
     this.#settleOpened = undefined
     // What the last connection left unanswered goes first, in its order.
@@ -416,32 +343,15 @@ export class Producer extends Emitter<ProducerEvents> {
     this.#checkIdle()
   }
 
-  /** A broken stream: drop this connection; the next one resends. */
-  #fail(socket: Socket, error: SnapperError): void {
-    this.emit('error', error)
-    socket.destroy()
-  }
-
-  #onClose(socket: Socket): void {
-    if (socket !== this.#socket) return
-    this.#socket = undefined
-    this.#isAuthenticated = false
-    if (this.#state === 'closed') return
-    // Closing with calls unanswered: they still get their chance on the next connection.
-    if (this.#closing && this.#isIdle()) return this.#shut(closedError())
-    this.#setState('reconnecting')
-    this.#reconnectTimer = setTimeout(() => this.#dial(), this.#backoff.next())
+  /** The connection redials unless this closes it; closing with calls unanswered, they get the next connection. */
+  #onLost(): void {
+    if (this.#closing && this.#isIdle()) this.#shut(closedError())
   }
 
   /** Closes for good: every call not answered is rejected with `error`. */
   #shut(error: SnapperError): void {
-    if (this.#state === 'closed') return
-    this.#setState('closed')
-    clearTimeout(this.#reconnectTimer)
-    const socket = this.#socket
-    this.#socket = undefined
-    socket?.end()
-    socket?.setTimeout(5000, () => socket.destroy())
+    if (this.#connection.state === 'closed') return
+    this.#connection.close()
     this.#settleOpened?.reject(error)
     this.#settleOpened = undefined
     for (const call of [...this.#inFlight.values(), ...this.#waiting]) {
