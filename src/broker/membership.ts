@@ -2,7 +2,7 @@ import type { Pipeline } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
-import { isRedirect } from '../redis/redirects.js'
+import { isMoved, isRedirect } from '../redis/redirects.js'
 import type { ScriptRequests } from '../redis/script-request.js'
 import { scriptRequests, type Arg, type Commands } from '../redis/scripts.js'
 import { encodeControl, type ControlMessage } from './control.js'
@@ -123,7 +123,7 @@ export class Membership {
       const [[err, reply] = [null, undefined], wait] = results
       if (err) {
         if (!isRedirect(err) && !/^NOSCRIPT /.test(err.message)) throw err
-        if (/^MOVED /.test(err.message)) writer.refreshSlots()
+        if (isMoved(err)) writer.refreshSlots()
         await sleep(RECONNECT_POLL_MS) // then to where the slot map says now
         continue
       }

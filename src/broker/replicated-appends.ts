@@ -1,6 +1,7 @@
 import type { Command, Pipeline } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ReplicatedWriter } from '../redis/connect.js'
+import { isMoved } from '../redis/redirects.js'
 import { TooFewReplicas, type ReplicaShortfalls } from './replica-shortfalls.js'
 
 /** Replicas that must have an append before it counts as stored, and the writer that waits for them. */
@@ -140,7 +141,7 @@ export class ReplicatedAppends<C, R> {
             // A call's own error first: one that did not run (a redirect) or stored nothing (OOM) says so.
             if (err) {
               // The slot moved: the next try goes where the map now says (a redirect while it moves: the same place).
-              if (/^MOVED /.test(err.message)) writer.refreshSlots()
+              if (isMoved(err)) writer.refreshSlots()
               throw err
             }
             if (short) throw short

@@ -14,6 +14,11 @@ export function isRedirect(err: unknown): boolean {
   return err instanceof Error && REDIRECTED.test(err.message)
 }
 
+/** Whether a command failed with MOVED: the slot is served elsewhere now, and the sender's slot map is out of date. */
+export function isMoved(err: Error): boolean {
+  return /^MOVED /.test(err.message)
+}
+
 /** Methods never wrapped: not auto-pipelined (sendCommand follows redirects itself), or not commands. */
 const UNWRAPPED = new Set(['sendCommand', 'connect', 'quit', 'disconnect', 'pipeline', 'multi', 'on', 'once'])
 
