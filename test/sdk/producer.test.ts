@@ -7,7 +7,9 @@
  * before the connection opened, and tracked messages' receipts.
  */
 import test, { type ExecutionContext } from 'ava'
+import { createServer, type AddressInfo } from 'node:net'
 import type { Config } from '../../src/config/defaults.js'
+import { encodeBulk } from '../../src/producer/resp.js'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { eventually } from '../helpers/eventually.js'
 import { freePort } from '../helpers/ports.js'
@@ -306,6 +308,31 @@ test('track refuses an escalateAfterMs that JSON cannot carry (NaN, ±Infinity) 
     t.is(error?.code, SDK_ERRORS.BAD_INPUT, String(escalateAfterMs))
   }
   t.is(producer.state, 'idle', 'nothing was sent: not even a connection')
+})
+
+test('a broker frame that is not a JSON object (null, [], 7, not JSON): an `error` event PROTOCOL, then the next connection', async t => {
+  // No broker sends these: a loopback server stands in for one that is broken, one answer a connection.
+  const answers = ['null', '[]', '7', '{not json', '{"jsonrpc":"2.0","id":"auth","result":"OK"}']
+  const broker = createServer(socket => {
+    const answer = answers.shift()
+    socket.once('data', () => socket.write(encodeBulk(answer ?? '')))
+  })
+  await new Promise<void>(resolve => broker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => broker.close())
+  const port = (broker.address() as AddressInfo).port
+  const producer = new Producer({ port, token: 'any', id: 'p', reconnectMinMs: 10, reconnectMaxMs: 20 })
+  t.teardown(() => producer.close())
+  const errors: SnapperError[] = []
+  producer.on('error', error => errors.push(error))
+  await producer.connect()
+  t.is(producer.state, 'open')
+  t.deepEqual(
+    errors.map(({ code, message }) => [code, message]),
+    [
+      ...['null', '[]', '7'].map(() => [SDK_ERRORS.PROTOCOL, 'a frame from the broker is not a JSON object']),
+      [SDK_ERRORS.PROTOCOL, 'a frame from the broker is not JSON'],
+    ],
+  )
 })
 
 /** Resolves when the producer's state becomes `state`. */

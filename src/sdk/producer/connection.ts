@@ -145,11 +145,18 @@ export class Connection {
         )
         return
       }
-      let reply: Reply
+      let reply: unknown
       try {
-        reply = JSON.parse(frame.toString('utf8')) as Reply
+        reply = JSON.parse(frame.toString('utf8'))
       } catch {
         this.#fail(socket, new SnapperError(SDK_ERRORS.PROTOCOL, 'a frame from the broker is not JSON'))
+        return
+      }
+      if (!isReply(reply)) {
+        this.#fail(
+          socket,
+          new SnapperError(SDK_ERRORS.PROTOCOL, 'a frame from the broker is not a JSON object'),
+        )
         return
       }
       if (reply.id === AUTH_ID) this.#onAuth(reply)
@@ -194,4 +201,9 @@ export class Connection {
     this.#setState('reconnecting')
     this.#reconnectTimer = setTimeout(() => this.dial(), this.#backoff.next())
   }
+}
+
+/** Every answer is a JSON object; anything else (null, an array, a number) is not one the broker sends. */
+function isReply(value: unknown): value is Reply {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
