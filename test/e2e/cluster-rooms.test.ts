@@ -11,6 +11,7 @@ import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../h
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
 import { eventually, holdsFor } from '../helpers/eventually.js'
+import { seededRandom } from '../helpers/seeded-random.js'
 
 let cluster: RedisCluster | undefined
 test.before(async () => {
@@ -20,16 +21,10 @@ test.after.always(() => cluster?.stop())
 
 const tokens = new Tokens([TEST_SECRET])
 
-/** mulberry32: a seeded generator, so a failing run can be replayed (its seed is logged). */
+/** A seeded generator of integers below `below`, so a failing run can be replayed (its seed is logged). */
 function random(seed: number): (below: number) => number {
-  let state = seed >>> 0
-  return below => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return Math.floor((((x ^ (x >>> 14)) >>> 0) / 4294967296) * below)
-  }
+  const next = seededRandom(seed)
+  return below => Math.floor(next() * below)
 }
 
 test('2,000 messages over 200 rooms reach 50 consumers in every room, in order per room', async t => {

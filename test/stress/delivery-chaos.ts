@@ -29,6 +29,7 @@ import { startCli, type RunningCli } from '../helpers/cli.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { startRedisCluster } from '../helpers/redis-cluster.js'
 import { call, TEST_SECRET } from '../helpers/broker.js'
+import { seededRandom } from '../helpers/seeded-random.js'
 
 const require = createRequire(import.meta.url)
 
@@ -46,15 +47,6 @@ const ANSWER_WAIT_MS = 2000
  */
 const CRASH_WINDOW_MS = 1000 + 1000
 
-function mulberry32(a: number): () => number {
-  return () => {
-    a |= 0
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 const pick = <T>(items: readonly T[], draw: () => number): T => items[Math.floor(draw() * items.length)]!
 const between = (min: number, max: number, draw: () => number): number =>
   Math.floor(min + draw() * (max - min))
@@ -393,7 +385,7 @@ async function main(): Promise<void> {
   if (missing.length > 0) throw new Error(`consumers ${missing.map(c => c.name).join(', ')} never opened`)
 
   // Where a consumer reconnects: any node up, as a load balancer would send it.
-  const homeDraw = mulberry32(seed * 7919)
+  const homeDraw = seededRandom(seed * 7919)
   const homing = setInterval(() => {
     for (const consumer of consumers) {
       if (consumer.client.connected) continue
@@ -404,18 +396,18 @@ async function main(): Promise<void> {
   }, 100)
 
   const sharedRooms = Array.from({ length: SHARED }, (_, i) => `shared${i}`)
-  const setupDraw = mulberry32(seed * 31)
+  const setupDraw = seededRandom(seed * 31)
   for (const consumer of consumers)
     for (const room of sharedRooms)
       if (setupDraw() < 0.5) await membershipOp(consumer, room, 'join', setupDraw)
 
   const rooms = [...new Set(consumers.map(c => `user${c.userId}`)), ...sharedRooms]
   const loops = rooms.map((room, i) =>
-    publishLoop(room, room.startsWith('user') ? `u${i}` : room, mulberry32(seed * 1000 + i)),
+    publishLoop(room, room.startsWith('user') ? `u${i}` : room, seededRandom(seed * 1000 + i)),
   )
 
   // Faults, drawn from the seed.
-  const faultDraw = mulberry32(seed)
+  const faultDraw = seededRandom(seed)
   const background: Promise<unknown>[] = []
   const faultsUntil = now() + SECONDS * 1000
   while (now() < faultsUntil) {

@@ -24,6 +24,7 @@ import { askRoomMembers } from '../../src/broker/room-members.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { call, TEST_SECRET } from '../helpers/broker.js'
+import { seededRandom } from '../helpers/seeded-random.js'
 
 const seed = Number(process.argv[2] ?? 1)
 const OPERATIONS = Number(process.argv[3] ?? 600)
@@ -32,17 +33,8 @@ const USERS = Number(process.env.USERS ?? 4)
 const CONSUMERS_PER_USER = 2
 const ROOMS = Number(process.env.ROOMS ?? 6)
 
-function mulberry32(a: number): () => number {
-  return () => {
-    a |= 0
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 // Each worker draws from its own generator, so its choices do not depend on timing.
-const random = mulberry32(seed)
+const random = seededRandom(seed)
 const pick = <T>(items: readonly T[], draw = random): T => items[Math.floor(draw() * items.length)]!
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 const now = (): number => performance.now()
@@ -329,7 +321,7 @@ async function main(): Promise<void> {
   }
 
   const worker = async (index: number): Promise<void> => {
-    const draw = mulberry32(seed * 1000 + index)
+    const draw = seededRandom(seed * 1000 + index)
     for (let done = 0; done < OPERATIONS / WORKERS; done++) {
       await operation(draw)
       await sleep(Math.floor(draw() * 15))
