@@ -4,9 +4,6 @@ import type { Hub } from './hub.js'
 import type { NodeContext } from './node-context.js'
 import type { ConsumerSink, Outbox } from './outbox.js'
 
-/** Longest a connecting consumer waits for the node that held it to persist its cursors, in ms. */
-const TAKEOVER_WAIT_MS = 1000
-
 /**
  * Moving a consumer's live session from one node to another, over the nodes'
  * control channels, so that the new node reads cursors that include the
@@ -14,7 +11,7 @@ const TAKEOVER_WAIT_MS = 1000
  *
  *   new node (connect)                      old node
  *     holder alive? ── kick(consumer) ────▶ close the session, commit its
- *     wait ≤ TAKEOVER_WAIT_MS               cursors and batch in flight
+ *     wait ≤ takeoverWaitMs                 cursors and batch in flight
  *          ◀──────────── released(consumer) ┘
  *     consumer_connect-3.lua: read the cursors, name this node
  *
@@ -30,6 +27,7 @@ export class Handoff<S extends ConsumerSink> {
   readonly #disconnect: (outbox: Outbox<S>, sink: S) => Promise<void>
   readonly #releasing: (consumerId: string) => Promise<void> | undefined
   readonly #context: NodeContext
+  readonly #takeoverWaitMs: number
   /** Consumers this node is taking over, waiting for the old node's `released`. */
   readonly #takeovers = new Map<string, () => void>()
 
@@ -42,7 +40,10 @@ export class Handoff<S extends ConsumerSink> {
     /** The consumer's release under way here (a close, a drain), if any. */
     releasing: (consumerId: string) => Promise<void> | undefined,
     context: NodeContext,
+    /** Longest a connecting consumer waits for the node that held it to persist its cursors, in ms. */
+    takeoverWaitMs: number,
   ) {
+    this.#takeoverWaitMs = takeoverWaitMs
     this.#nodeId = nodeId
     this.#core = core
     this.#hub = hub
@@ -59,7 +60,7 @@ export class Handoff<S extends ConsumerSink> {
   async takeOver(consumerId: string, holder: string | null): Promise<boolean> {
     if (!holder || holder === this.#nodeId || !(await this.#core.presence.isNodeAlive(holder))) return false
     await new Promise<void>(resolve => {
-      const timer = setTimeout(guard(this.#context.log, 'takeover wait', done), TAKEOVER_WAIT_MS)
+      const timer = setTimeout(guard(this.#context.log, 'takeover wait', done), this.#takeoverWaitMs)
       function done(): void {
         clearTimeout(timer)
         resolve()

@@ -33,6 +33,7 @@ export type NodeConfig = Pick<
   | 'consumerTtlSec'
   | 'replacedConsumerTtlSec'
   | 'cursorFlushMs'
+  | 'takeoverWaitMs'
   | 'nodeTtlMs'
   | 'statsFlushMs'
   | 'ackTimeoutMs'
@@ -113,6 +114,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       (outbox, sink) => this.disconnect(outbox, sink),
       consumerId => this.#store.releasingConsumer(consumerId),
       context,
+      config.takeoverWaitMs,
     )
     this.#rooms = new RoomSync(this.#hub, this.#fanout, this.#store, context)
     this.#host = this.#outboxHost()

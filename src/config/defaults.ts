@@ -193,6 +193,11 @@ export interface Config {
 
   /** How often acknowledged cursors are written to Redis, in ms. @default 1000 */
   readonly cursorFlushMs: number
+  /**
+   * Longest a node taking over a consumer waits for the node that held it (alive by its liveness key) to
+   * write its cursors, in ms; then it starts from the cursors in Redis. @default 1000
+   */
+  readonly takeoverWaitMs: number
   /** A node that stops refreshing its liveness key for this long no longer counts its consumers, in ms. @default 10000 */
   readonly nodeTtlMs: number
   /** How long a node that stopped reporting without a clean stop (a crash) stays listed in /stats and the dashboard, in seconds. @default 86400 */
@@ -306,6 +311,7 @@ export const defaults: Config = {
   wsCompression: false,
 
   cursorFlushMs: 1000,
+  takeoverWaitMs: 1000,
   nodeTtlMs: 10_000,
   deadNodeRetentionSec: 86_400,
   statsFlushMs: 1000,

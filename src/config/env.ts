@@ -303,6 +303,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMs,
     doc: 'how often acknowledged cursors are written to Redis',
   },
+  takeoverWaitMs: {
+    env: 'SNAPPER_TAKEOVER_WAIT_MS',
+    parse: toMs,
+    doc: 'longest a node taking over a reconnecting consumer waits for the node that held it (still alive by its liveness key) to write its cursors; then it starts from those in Redis, and what that node had acknowledged since its last flush comes again',
+  },
   nodeTtlMs: {
     env: 'SNAPPER_NODE_TTL_MS',
     parse: toMs,

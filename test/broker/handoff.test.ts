@@ -31,6 +31,7 @@ test('a kick for a consumer whose release is under way is answered once that rel
     () => Promise.resolve(),
     consumerId => (consumerId === 'c1' ? committing : undefined),
     {} as NodeContext,
+    1000,
   )
 
   const answered = handoff.onKick('c1', 'node-b')

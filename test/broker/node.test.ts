@@ -510,6 +510,23 @@ for (const topology of TOPOLOGIES) {
       t.is(onC.batches[0]!.id, inflight.id, 'the same batch, which the client drops')
     })
 
+  test(`${topology}: a holder alive but silent (frozen) is waited for takeoverWaitMs, then the consumer is taken`, async t => {
+    for (const takeoverWaitMs of [300, 2500]) {
+      const { node, core } = await startTestNode(t, redis.target(topology), { takeoverWaitMs })
+      const id = consumerId()
+      // A live node key, a node that never answers the kick: a node stopped with SIGSTOP.
+      await core.presence.touchNode('frozen', 10_000)
+      await core.redis.commands.set(core.keys.consumer(id).node, 'frozen')
+      const started = Date.now()
+      await new RecordingSink(node).connect(id, USER)
+      const tookMs = Date.now() - started
+      t.true(
+        tookMs >= takeoverWaitMs && tookMs < takeoverWaitMs + 1000,
+        `${takeoverWaitMs}: took ${tookMs} ms`,
+      )
+    }
+  })
+
   if (topology === 'standalone')
     test('a holder that took the consumer again while the node taking it over waited is kicked once more', async t => {
       const own = await startRedis()
