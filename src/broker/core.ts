@@ -4,6 +4,7 @@ import type { RedisClients } from '../redis/connect.js'
 import { Keys } from '../redis/keys.js'
 import type { ProducerApi } from './api.js'
 import { escalationWindowMs } from './escalation.js'
+import { GroupCommit } from './group-commit.js'
 import { Membership } from './membership.js'
 import { Presence } from './presence.js'
 import { createProducerApi } from './producer-api.js'
@@ -52,15 +53,18 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   const keys = new Keys(config.redisPrefix)
   const { commands, pubsub } = redis
   const acks = config.redisReplicaAcks
-  // Publishes, joins and leaves wait for the same replicas, through the same writer.
-  const replicas =
+  // Publishes, joins and leaves wait for the same replicas, through one group commit on the same writer.
+  const groupCommit =
     acks > 0
-      ? {
-          acks,
-          timeoutMs: REPLICA_ACK_TIMEOUT_MS,
-          writer: redis.replicatedWriter(),
-          shortfalls: new ReplicaShortfalls(logger),
-        }
+      ? new GroupCommit(
+          {
+            acks,
+            timeoutMs: REPLICA_ACK_TIMEOUT_MS,
+            writer: redis.replicatedWriter(),
+            shortfalls: new ReplicaShortfalls(logger),
+          },
+          logger,
+        )
       : undefined
   const log = new RoomLog(commands, keys, {
     maxLen: config.roomLogMaxLen,
@@ -71,11 +75,11 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     resendsInOrder: redis.resendsInOrder,
     isPassing: err => redis.isPassing(err),
     isCluster: redis.isCluster,
-    ...(replicas && { replicas }),
+    ...(groupCommit && { groupCommit }),
   })
   const membership = new Membership(commands, pubsub, keys, log, {
     ttlSec: config.consumerTtlSec,
-    ...(replicas && { replicas }),
+    ...(groupCommit && { groupCommit }),
   })
   const presence = new Presence(commands, keys)
   const stats = new Stats(commands, keys, config.deadNodeRetentionSec * 1000)

@@ -1,4 +1,3 @@
-import type { Pipeline } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
@@ -7,8 +6,8 @@ import type { ScriptRequests } from '../redis/script-request.js'
 import { scriptRequests, type Arg, type Commands } from '../redis/scripts.js'
 import { encodeControl, type ControlMessage } from './control.js'
 import { formatCursor } from './cursor.js'
-import { RECONNECT_POLL_MS, unconfirmed } from './replicated-appends.js'
-import type { RoomLog, RoomLogOptions } from './room-log.js'
+import { RECONNECT_POLL_MS, type GroupCommit } from './group-commit.js'
+import type { RoomLog } from './room-log.js'
 
 /** The join and leave scripts' reply: 1 if the room was added (removed) else 0, and the consumer's node id. */
 type MembershipReply = [changed: number, nodeId: string | null]
@@ -23,9 +22,9 @@ const LEAVE = scriptRequests('consumer_leave-2.lua')
  * message published after the join. If the consumer is online, the node
  * holding it is told on its control channel; it does not need to be online.
  *
- * With `replicas` (redisReplicaAcks > 0) a join or leave is answered once
+ * With `groupCommit` (redisReplicaAcks > 0) a join or leave is answered once
  * that many replicas hold it, as a publish is (README, Redis Cluster): the
- * script and a WAIT go in one pipeline through the replicated writer. Too few
+ * script goes through the group commit, in a pipeline ending in WAIT. Too few
  * in time: the master has it and the node is told, but the call rejects
  * (STORE_UNAVAILABLE); sent again, it answers 0 (already in, already out).
  */
@@ -35,28 +34,28 @@ export class Membership {
   readonly #log: RoomLog
   readonly #pubsub: PubSub
   readonly #ttlSec: number
-  readonly #replicas: RoomLogOptions['replicas']
+  readonly #groupCommit: GroupCommit | undefined
 
   constructor(
     redis: Commands,
     pubsub: PubSub,
     keys: Keys,
     log: RoomLog,
-    options: { ttlSec: number; replicas?: RoomLogOptions['replicas'] },
+    options: { ttlSec: number; groupCommit?: GroupCommit },
   ) {
     this.#redis = redis
     this.#pubsub = pubsub
     this.#keys = keys
     this.#log = log
     this.#ttlSec = options.ttlSec
-    this.#replicas = options.replicas
+    this.#groupCommit = options.groupCommit
   }
 
   async join(room: string, consumerId: string): Promise<0 | 1> {
     const cursor = formatCursor(await this.#log.head(room))
     const { rooms, node } = this.#keys.consumer(consumerId)
-    const { reply, unconfirmed } = this.#replicas
-      ? await this.#storeReplicated(JOIN, [rooms, node], [room, cursor, this.#ttlSec], this.#replicas)
+    const { reply, unconfirmed } = this.#groupCommit
+      ? await this.#storeReplicated(JOIN, [rooms, node], [room, cursor, this.#ttlSec], this.#groupCommit)
       : {
           reply: await this.#redis.consumerJoin(rooms, node, room, cursor, this.#ttlSec),
           unconfirmed: undefined,
@@ -77,8 +76,8 @@ export class Membership {
    */
   async leave(room: string, consumerId: string): Promise<0 | 1> {
     const { rooms, node } = this.#keys.consumer(consumerId)
-    const { reply, unconfirmed } = this.#replicas
-      ? await this.#storeReplicated(LEAVE, [rooms, node], [room], this.#replicas)
+    const { reply, unconfirmed } = this.#groupCommit
+      ? await this.#storeReplicated(LEAVE, [rooms, node], [room], this.#groupCommit)
       : { reply: await this.#redis.consumerLeave(rooms, node, room), unconfirmed: undefined }
     const [removed, nodeId] = reply
     if (removed === 1 && nodeId) {
@@ -93,41 +92,33 @@ export class Membership {
   }
 
   /**
-   * Runs a join or leave script, then WAIT, on the writer's connection to the
-   * master of the consumer's slot. Sent again while that connection is down
-   * and when Redis says it did not run (a redirect while the slot moves, a
-   * script cache emptied); any other failure rejects, the script run or not.
+   * Runs a join or leave script through the group commit: in its pipeline to
+   * the master of the consumer's slot, once connected, then WAIT. Sent again
+   * when Redis says it did not run (a redirect while the slot moves, a script
+   * cache emptied); any other failure rejects, the script run or not.
    * `unconfirmed` says why the replicas did not confirm it in time.
    */
   async #storeReplicated(
     script: ScriptRequests,
     keys: readonly string[],
     args: readonly Arg[],
-    replicas: NonNullable<RoomLogOptions['replicas']>,
+    groupCommit: GroupCommit,
   ): Promise<{ reply: MembershipReply; unconfirmed: Error | undefined }> {
-    const { writer, acks, timeoutMs } = replicas
-    for (;;) {
-      const server = writer.serverOf(keys[0]!)
-      // Not through ioredis' offline queue: the writer fails it at each failed reconnect (ReplicatedWriter.isConnected).
-      if (!writer.isConnected(server)) {
-        await sleep(RECONNECT_POLL_MS)
-        continue
-      }
+    const command = (): ReturnType<ScriptRequests['command']> => {
       const request = script.start(keys.length, args.length)
       for (const key of keys) request.key(key)
       for (const arg of args) request.arg(arg)
-      const pipeline = writer.client.pipeline() as Pipeline
-      pipeline.sendCommand(script.command(request.end()))
-      const results = await pipeline.wait(acks, timeoutMs).exec()
-      if (!results) throw new Error('pipeline discarded')
-      const [[err, reply] = [null, undefined], wait] = results
+      return script.command(request.end())
+    }
+    for (;;) {
+      const { err, reply, short } = await groupCommit.write(keys[0]!, command)
       if (err) {
         if (!isRedirect(err) && !/^NOSCRIPT /.test(err.message)) throw err
-        if (isMoved(err)) writer.refreshSlots()
+        if (isMoved(err)) groupCommit.replicas.writer.refreshSlots()
         await sleep(RECONNECT_POLL_MS) // then to where the slot map says now
         continue
       }
-      return { reply: reply as MembershipReply, unconfirmed: unconfirmed(wait, replicas, server) }
+      return { reply: reply as MembershipReply, unconfirmed: short }
     }
   }
 

@@ -7,7 +7,8 @@ import { groupBySlot } from '../redis/slot.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
 import { makeEntry, type Entry } from './entry.js'
 import { OrderedAppends, type AppendStatus } from './ordered-appends.js'
-import { ReplicatedAppends, type Replicas } from './replicated-appends.js'
+import type { GroupCommit } from './group-commit.js'
+import { ReplicatedAppends } from './replicated-appends.js'
 
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
@@ -31,10 +32,11 @@ export interface RoomLogOptions {
   /** A Redis Cluster: one call per slot; one Redis takes every room in one call (RedisClients.isCluster). */
   readonly isCluster: boolean
   /**
-   * Replicas that must have a batch before it counts as stored (WAIT on each
-   * server the batch went to, through `writer`). Absent: the master's reply is enough.
+   * Replicas that must have a batch before it counts as stored: WAIT on each
+   * server the batch went to, through the node's group commit (shared with
+   * Membership). Absent: the master's reply is enough.
    */
-  readonly replicas?: Replicas
+  readonly groupCommit?: GroupCommit
 }
 
 /** One room's messages to append: plain ones, or one tracked message. */
@@ -109,7 +111,7 @@ export class RoomLog {
    * redirected while its slot moves): the writer never sends one twice.
    */
   readonly #ordered: OrderedAppends | undefined
-  /** With replicas: the calls go through the replicated writer, each pipeline ending in WAIT. */
+  /** With replicas: the calls go through the group commit, each pipeline ending in WAIT. */
   readonly #replicated: ReplicatedAppends<AppendCall, AppendReply> | undefined
   /** The appends of this turn, not sent yet. */
   #turn: Turn | undefined
@@ -120,12 +122,12 @@ export class RoomLog {
     this.#options = options
     const isOrdered = !options.resendsInOrder
     this.#ordered = isOrdered
-      ? new OrderedAppends(options.replicas ? isRedirect : options.isPassing)
+      ? new OrderedAppends(options.groupCommit ? isRedirect : options.isPassing)
       : undefined
     this.#writer = options.resendsInOrder || isOrdered ? randomBytes(9).toString('base64url') : ''
     this.#replicated =
-      options.replicas &&
-      new ReplicatedAppends(options.replicas, {
+      options.groupCommit &&
+      new ReplicatedAppends(options.groupCommit, {
         keyOf: call => call.pieces[0]!.part.log,
         commandOf: (call, afterIn) => APPEND.command(this.#requestOf(call, afterIn)),
       })
@@ -276,7 +278,7 @@ export class RoomLog {
   /**
    * Sends script calls: at once (on a Cluster through `#ordered`, which sends
    * them again until stored), or, when replicas must confirm, through
-   * `#replicated` (one pipeline per server, then one WAIT; on a Cluster still
+   * `#replicated` (per server one pipeline at a time, then one WAIT; on a Cluster still
    * through `#ordered`: a call redirected while its slot moves did not run,
    * and goes again, after the calls before it, to where the slot is). The
    * calls are issued in order, so that a writer's calls run in the order
@@ -290,7 +292,7 @@ export class RoomLog {
         let reply: AppendReply = []
         const rooms = call.pieces.map(({ part }) => part.log)
         const send = (afterIn: (room: string) => number): Promise<AppendStatus> =>
-          (replicated ? replicated.inTurn(call, afterIn) : this.#append(this.#requestOf(call, afterIn))).then(
+          (replicated ? replicated.send(call, afterIn) : this.#append(this.#requestOf(call, afterIn))).then(
             answer => {
               reply = answer
               return answer[0] === -1 ? -1 : 1

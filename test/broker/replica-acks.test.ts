@@ -3,11 +3,11 @@
  * batch went to saw that many replicas take it; fewer in time (1 s) fail the
  * publish with STORE_UNAVAILABLE instead of acknowledging it.
  */
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { pino } from 'pino'
 import { SnapperError } from '../../src/errors.js'
-import { startTestNode } from '../helpers/broker.js'
-import { startRedis } from '../helpers/redis.js'
+import { RecordingSink, startTestNode } from '../helpers/broker.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { redisPerFile } from '../helpers/topology.js'
 
 const redis = redisPerFile(test)
@@ -150,4 +150,88 @@ test('standalone: writes refused for too few replicas are logged once at warn, w
   })
   t.like(told()[2], { level: 50, msg: FAILED })
   t.is(told().length, 3)
+})
+
+/** A master with one replica whose stream flows (a write WAIT sees it confirm); stopped at the test's end. */
+async function replicatedRedis(t: ExecutionContext): Promise<{ master: RedisServer; replica: RedisServer }> {
+  const master = await startRedis(['--repl-diskless-sync-delay', '0'])
+  t.teardown(() => master.stop())
+  const replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port)])
+  t.teardown(() => replica.stop())
+  const masterClient = master.client()
+  while ((await masterClient.wait(1, 1000)) < 1) await masterClient.set('probe', 'x')
+  return { master, replica }
+}
+
+const SHORTFALL =
+  '0 of 1 Redis replicas confirmed in time (redisReplicaAcks): the master has it, a failover may lose it'
+
+test('standalone, its replica stopped: publishes and joins made in separate turns are all refused within two WAITs, not one second each', async t => {
+  const { master, replica } = await replicatedRedis(t)
+  const { core } = await startTestNode(t, master.url, { redisReplicaAcks: 1 })
+  replica.signal('SIGSTOP')
+  t.teardown(() => replica.signal('SIGCONT'))
+  const api = core.producerApi
+  const started = Date.now()
+  const answeredMs: number[] = []
+  const writes: Promise<unknown>[] = []
+  for (let i = 0; i < 10; i++) {
+    const write = i % 3 === 2 ? api.subscribe(`room-${i}`, `c${i}`) : api.publish([[`room-${i}`, `m${i}`]])
+    writes.push(write.finally(() => answeredMs.push(Date.now() - started)))
+    await new Promise(resolve => setImmediate(resolve)) // the next one in a turn of its own
+  }
+  for (const result of await Promise.allSettled(writes)) {
+    t.is(result.status, 'rejected')
+    if (result.status === 'rejected') t.like(result.reason, { code: 'STORE_UNAVAILABLE', reason: SHORTFALL })
+  }
+  t.log(`answered after ${answeredMs.join(', ')} ms`)
+  // The first WAIT in flight takes its second; every write made meanwhile goes in the next pipeline, with one WAIT.
+  t.true(Math.max(...answeredMs) < 2 * 1000 + 800, `answered after ${answeredMs.join(', ')} ms`)
+  t.true(Math.min(...answeredMs) >= 900, 'each waited for a WAIT timeout')
+  // The master has them all: the joins too.
+  for (let i = 2; i < 10; i += 3)
+    t.is(await core.redis.commands.hget(core.keys.consumer(`c${i}`).rooms, `room-${i}`), '0-0')
+})
+
+test('standalone, its replica stopped for 10 s under a steady publisher: the backlog stays small, and once it is back every message reaches the consumer once, in order', async t => {
+  const { master, replica } = await replicatedRedis(t)
+  const RATE_PER_SEC = 50
+  const MESSAGE = 'x'.repeat(1000)
+  // Five seconds of this publisher: one WAIT a second per publish would fill it in half the outage.
+  const maxBytes = 5 * RATE_PER_SEC * (MESSAGE.length + 8)
+  const { core, node } = await startTestNode(t, master.url, {
+    redisReplicaAcks: 1,
+    publishMaxPendingBytes: maxBytes,
+  })
+  const sink = await new RecordingSink(node).connect('steady-consumer', 'u1')
+  t.is(await core.producerApi.subscribe('steady', 'steady-consumer'), 1)
+
+  replica.signal('SIGSTOP')
+  t.teardown(() => replica.signal('SIGCONT'))
+  const outcomes: Promise<unknown>[] = []
+  const sent: string[] = []
+  let peakBytes = 0
+  const until = Date.now() + 10_000
+  for (let i = 0; Date.now() < until; i++) {
+    const message = `${String(i).padStart(6, '0')}${MESSAGE}`
+    sent.push(message)
+    outcomes.push(core.producerApi.publish([['steady', message]]))
+    peakBytes = Math.max(peakBytes, core.producerApi.backlog.bytes)
+    await new Promise(resolve => setTimeout(resolve, 1000 / RATE_PER_SEC))
+  }
+  replica.signal('SIGCONT')
+  const results = await Promise.allSettled(outcomes)
+  const reasons = results.map(result => (result.status === 'rejected' ? result.reason.reason : 'stored'))
+  const numbers = `${sent.length} publishes, peak backlog ${peakBytes} bytes`
+  t.log(`${numbers}; ${reasons.filter(reason => reason === SHORTFALL).length} refused for the replica`)
+  // The last ones are confirmed once the replica catches up.
+  const others = reasons.filter(reason => reason !== SHORTFALL && reason !== 'stored')
+  t.deepEqual(others, [], `refused for the replica or stored, never for a full backlog: ${numbers}`)
+  t.true(reasons.includes(SHORTFALL))
+  // Two WAITs' worth of publishes at most wait at once.
+  const bytesPerSec = RATE_PER_SEC * (MESSAGE.length + 'steady'.length + 6)
+  t.true(peakBytes <= 3 * bytesPerSec, numbers)
+
+  await sink.waitFor(sent.length, 20_000)
+  t.deepEqual(sink.messages, sent, 'every message once, in order')
 })
