@@ -1,21 +1,23 @@
 -- consumer_restore-3.lua: a node writes again the record of a consumer whose session it holds,
 -- if Redis lost it (restarted empty, flushed, failed over to a replica that lagged, evicted it).
 -- KEYS[1] consumer rooms (hash room -> cursor)   KEYS[2] consumer node   KEYS[3] user presence
--- ARGV[1] node id   ARGV[2] ttl seconds   ARGV[3] consumer id   ARGV[4..] room, cursor, room, cursor...
--- Returns: 1 written again; 0 left alone: the node key or the rooms are there
+-- ARGV[1] node id   ARGV[2] ttl seconds   ARGV[3] consumer id   ARGV[4] the user's own room
+-- ARGV[5..] room, cursor, room, cursor...
+-- Returns: 1 written again; 0 left alone: the node key is there, or rooms holding the own room
 --
--- Lost means neither the node key nor the rooms hash is there: a live record has both (its own
--- room is always in its rooms), and a release leaves the rooms. Anything there was written since
--- the loss (a join, another node's connect), which the caller follows instead (RoomSync).
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+-- Lost means no node key, and no rooms or rooms without the consumer's own room: a live record
+-- has both, its own room in its rooms (consumer_connect joins it), and a release leaves the rooms.
+-- Rooms without the own room are joins made since the loss (consumer_join creates the hash): the
+-- session's rooms are added to them, at the session's cursors (it never left those), and the
+-- caller follows the joined ones (RoomSync). Anything else there was written since the loss
+-- (another node's connect), which the caller follows instead.
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-if #ARGV > 3 then
-  -- 500 pairs a HSET: Lua unpacks no more than about 8,000 values at once, and a consumer's rooms are not bounded
-  for from = 4, #ARGV, 1000 do
-    redis.call('HSET', KEYS[1], unpack(ARGV, from, math.min(from + 999, #ARGV)))
-  end
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+-- 500 pairs a HSET: Lua unpacks no more than about 8,000 values at once, and a consumer's rooms are not bounded
+for from = 5, #ARGV, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, from, math.min(from + 999, #ARGV)))
 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 return 1

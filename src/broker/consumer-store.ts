@@ -54,6 +54,7 @@ export class ConsumerStore {
   readonly #context: NodeContext
   readonly #live: () => Iterable<Outbox>
   readonly #holds: (outbox: Outbox) => boolean
+  readonly #restored: (outbox: Outbox) => void
   /** Outboxes with acknowledgements not flushed yet. */
   readonly #changed = new Set<Outbox>()
   /** Rooms whose progress hash holds a cursor of the consumer, dropped when it is released. */
@@ -71,6 +72,7 @@ export class ConsumerStore {
     context: NodeContext,
     live: () => Iterable<Outbox>,
     holds: (outbox: Outbox) => boolean,
+    restored: (outbox: Outbox) => void,
   ) {
     this.#core = core
     this.nodeId = nodeId
@@ -78,6 +80,7 @@ export class ConsumerStore {
     this.#context = context
     this.#live = live
     this.#holds = holds
+    this.#restored = restored
   }
 
   /** Starts flushing cursors, and refreshing the ttls of the live consumers' keys. */
@@ -384,12 +387,18 @@ export class ConsumerStore {
           ...chunk.flatMap(consumer => consumer.keys),
           this.nodeId,
           this.#config.consumerTtlSec,
-          ...chunk.map(consumer => consumer.outbox.consumerId),
+          ...chunk.flatMap(({ outbox }) => [outbox.consumerId, userRoom(outbox.userId)]),
         )
-        // Records Redis lost (README, Faults: after Redis lost data) are written again from the sessions.
+        // Records Redis lost (README, Faults: after Redis lost data) are written again from the
+        // sessions; rooms joined since the loss are in them too, for the node to follow.
         writes.push(
           touched.then(([, ...lost]) =>
-            Promise.all(lost.map(position => this.restore(chunk[position - 1]!.outbox))),
+            Promise.all(
+              lost.map(async position => {
+                const { outbox } = chunk[position - 1]!
+                if (await this.restore(outbox)) this.#restored(outbox)
+              }),
+            ),
           ),
         )
       }
@@ -400,6 +409,8 @@ export class ConsumerStore {
   /**
    * Writes the record of a consumer this node holds again (node key, rooms
    * at their acknowledged cursors, presence) if Redis lost it; true if it did.
+   * Rooms joined since the loss stay in it: the caller then follows the
+   * record (consumer_restore-3.lua).
    * Not once released: a release sent after this call runs after it (one
    * slot, one connection) and undoes it, as it should.
    */
@@ -414,6 +425,7 @@ export class ConsumerStore {
       this.nodeId,
       this.#config.consumerTtlSec,
       outbox.consumerId,
+      userRoom(outbox.userId),
       ...outbox.ackedCursors(),
     )
     return restored === 1

@@ -105,7 +105,12 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       config,
       context,
       () => this.#hub.values(),
-      outbox => this.#hub.get(outbox.consumerId) === outbox,
+      // Not while connecting: its take writes the record, and it reads its rooms itself.
+      outbox => {
+        const held = this.#hub.get(outbox.consumerId)
+        return held === outbox && !this.#connecting.has(held)
+      },
+      outbox => this.#rooms.restored(outbox),
     )
     this.#handoff = new Handoff(
       this.id,

@@ -69,6 +69,20 @@ export class RoomSync<S extends ConsumerSink> {
     else this.#check(outbox, change)
   }
 
+  /**
+   * The consumer's record was written again from its session after Redis
+   * lost it (ConsumerStore.keepAlive): follow the rooms joined since the
+   * loss, which no node was told of (the join found no node key).
+   */
+  restored(restored: Outbox): void {
+    const outbox = this.#hub.get(restored.consumerId)
+    if (outbox !== restored || this.#connecting.has(outbox)) return
+    this.#store.readMembership(outbox.consumerId).then(
+      ([holder, rooms]) => this.#follow(outbox, holder, rooms),
+      (err: unknown) => this.#context.redisError(err, 'membership read failed'),
+    )
+  }
+
   /** Reconciles with Redis; asked again while it runs, does it once more after (a failover asks several times). */
   resync(): void {
     if (this.#stopped) return
@@ -149,25 +163,36 @@ export class RoomSync<S extends ConsumerSink> {
           told = this.#told.get(outbox)
           ;[holder, rooms] = await this.#store.readMembership(consumerId)
         }
-        // Redis lost the record (no node key, no rooms): the session knows it and writes it again,
-        // unless something was written meanwhile (the ttl refresh restored it, a join): read that.
-        if (holder === null && Object.keys(rooms).length === 0) {
-          if (await this.#store.restore(outbox)) return
+        // Redis lost the record (no node key; no rooms, or only joins made since): the session
+        // knows it and writes it again, keeping those joins, unless something was written
+        // meanwhile (the ttl refresh restored it, another node's connect). Then: read the record.
+        if (holder === null) {
+          await this.#store.restore(outbox)
           ;[holder, rooms] = await this.#store.readMembership(consumerId)
         }
-        if (!this.#hub.holds(outbox)) return
-        if (holder !== this.#store.nodeId) {
-          outbox.sink?.close(holder === null ? 'session record lost in Redis' : 'taken over by another node')
-          return
-        }
-        for (const room of [...outbox.rooms])
-          if (!(room in rooms)) this.#apply(outbox, { type: 'leave', consumerId, room })
-        for (const [room, cursor] of Object.entries(rooms))
-          if (!outbox.hasRoom(room)) this.#apply(outbox, { type: 'join', consumerId, room, cursor })
+        this.#follow(outbox, holder, rooms)
       }),
     )
     this.#fanout.resyncAll()
     const failed = reads.find(read => read.status === 'rejected')
     if (failed) throw failed.reason
+  }
+
+  /**
+   * Brings a held consumer's rooms in step with its record, as read: closes
+   * its session if the record names another node or none (released
+   * elsewhere, or lost and not written again).
+   */
+  #follow(outbox: Outbox<S>, holder: string | null, rooms: Record<string, string>): void {
+    if (!this.#hub.holds(outbox)) return
+    if (holder !== this.#store.nodeId) {
+      outbox.sink?.close(holder === null ? 'session record lost in Redis' : 'taken over by another node')
+      return
+    }
+    const { consumerId } = outbox
+    for (const room of [...outbox.rooms])
+      if (!(room in rooms)) this.#apply(outbox, { type: 'leave', consumerId, room })
+    for (const [room, cursor] of Object.entries(rooms))
+      if (!outbox.hasRoom(room)) this.#apply(outbox, { type: 'join', consumerId, room, cursor })
   }
 }

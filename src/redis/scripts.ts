@@ -81,14 +81,16 @@ export interface ScriptCommands {
   >
   /**
    * consumer_touch-3n.lua: `numberOfKeys` (3 per consumer), per consumer its
-   * rooms, node and presence keys; then nodeId, ttlSec and the consumers'
-   * ids. Resolves with how many node keys name another node, then the
-   * positions (from 1) of the consumers whose record Redis lost.
+   * rooms, node and presence keys; then nodeId, ttlSec and, per consumer,
+   * its id and its user's own room. Resolves with how many node keys name
+   * another node, then the positions (from 1) of the consumers whose record
+   * Redis lost.
    */
   consumerTouch(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number[]>
   /**
    * consumer_restore-3.lua: writes a consumer's record again (node key,
-   * rooms at these cursors, presence) if Redis lost it; 1 if it did.
+   * rooms at these cursors, presence) if Redis lost it, keeping rooms joined
+   * since; 1 if it did.
    */
   consumerRestore(
     rooms: string,
@@ -97,6 +99,7 @@ export interface ScriptCommands {
     nodeId: string,
     ttlSec: number,
     consumerId: string,
+    ownRoom: string,
     ...roomCursorPairs: string[]
   ): Reply<0 | 1>
   cursorCommit(

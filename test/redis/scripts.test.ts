@@ -601,6 +601,7 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
   const expired = consumerOf('00000000000000000000000b')
   const taken = consumerOf('00000000000000000000000c')
   for (const c of [held, expired, taken]) {
+    await redis.consumerJoin(c.rooms, c.node, c.ownRoom, '0-0', 60) // as consumer_connect does
     await redis.consumerJoin(c.rooms, c.node, 'r', '1-1', 60)
     await redis.hset(c.presence, c.consumerId, 'node-1')
     await redis.expire(c.presence, 5)
@@ -617,7 +618,7 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
       ...consumers.flatMap(keysOf),
       'node-1',
       600,
-      ...consumers.map(c => c.consumerId),
+      ...consumers.flatMap(c => [c.consumerId, c.ownRoom]),
     ),
     [1],
     'one node key names another node, and no record was lost',
@@ -637,6 +638,7 @@ test('consumer_touch leaves alone and names a consumer whose record Redis lost (
   const kept = consumerOf('00000000000000000000000d')
   const lost = consumerOf('00000000000000000000000e')
   await redis.consumerJoin(kept.rooms, kept.node, 'r', '1-1', 60)
+  await redis.consumerJoin(kept.rooms, kept.node, kept.ownRoom, '0-0', 60)
   await redis.set(kept.node, 'node-1', 'EX', 60)
   const keysOf = (c: typeof kept): string[] => [c.rooms, c.node, c.presence]
   t.deepEqual(
@@ -647,14 +649,25 @@ test('consumer_touch leaves alone and names a consumer whose record Redis lost (
       'node-1',
       600,
       kept.consumerId,
+      kept.ownRoom,
       lost.consumerId,
+      lost.ownRoom,
     ),
     [0, 2],
     'the second consumer lost its record',
   )
   t.is(await redis.exists(lost.node, lost.rooms), 0, 'not named again without its rooms')
   const restore = (...pairs: string[]) =>
-    redis.consumerRestore(lost.rooms, lost.node, lost.presence, 'node-1', 600, lost.consumerId, ...pairs)
+    redis.consumerRestore(
+      lost.rooms,
+      lost.node,
+      lost.presence,
+      'node-1',
+      600,
+      lost.consumerId,
+      lost.ownRoom,
+      ...pairs,
+    )
   t.is(await restore('r', '5-3', 's', '0-0'), 1)
   t.deepEqual(await redis.hgetall(lost.rooms), { r: '5-3', s: '0-0' })
   t.is(await redis.get(lost.node), 'node-1')
@@ -662,7 +675,42 @@ test('consumer_touch leaves alone and names a consumer whose record Redis lost (
   for (const key of keysOf(lost)) t.true((await redis.ttl(key)) > 500, key)
   t.is(await restore('r', '9-9'), 0, 'a record that is there is left alone')
   t.is(await redis.hget(lost.rooms, 'r'), '5-3')
-  t.deepEqual(await redis.consumerTouch(3, ...keysOf(lost), 'node-1', 600, lost.consumerId), [0])
+  t.deepEqual(
+    await redis.consumerTouch(3, ...keysOf(lost), 'node-1', 600, lost.consumerId, lost.ownRoom),
+    [0],
+  )
+})
+
+test('a join made after Redis lost a live record, before the node wrote it again: consumer_touch names the consumer, and consumer_restore adds the session’s rooms to the joined one', async t => {
+  const c = consumerOf('000000000000000000000010')
+  const keysOf = [c.rooms, c.node, c.presence]
+  // The record lost, then a producer's join: the hash holds only that room, and no node key.
+  t.deepEqual(await redis.consumerJoin(c.rooms, c.node, 'joined', '7-1', 60), [1, null])
+  t.deepEqual(
+    await redis.consumerTouch(3, ...keysOf, 'node-1', 600, c.consumerId, c.ownRoom),
+    [0, 1],
+    'lost: no node key, and its rooms without its own room',
+  )
+  t.is(await redis.get(c.node), null, 'not named again with the joined room alone')
+  const restore = (...pairs: string[]) =>
+    redis.consumerRestore(c.rooms, c.node, c.presence, 'node-1', 600, c.consumerId, c.ownRoom, ...pairs)
+  t.is(await restore(c.ownRoom, '3-2', 'news', '4-4', 'joined', '2-0'), 1)
+  t.deepEqual(
+    await redis.hgetall(c.rooms),
+    { [c.ownRoom]: '3-2', news: '4-4', joined: '2-0' },
+    "the session's rooms at its cursors (it never left them), and the room joined since",
+  )
+  t.is(await redis.get(c.node), 'node-1')
+  t.is(await redis.hget(c.presence, c.consumerId), 'node-1')
+  t.is(await restore(c.ownRoom, '9-9'), 0, 'a record that is there is left alone')
+
+  // Released (elsewhere): rooms with its own room, no node key. Not lost: left alone.
+  await redis.del(c.node)
+  t.deepEqual(await redis.consumerTouch(3, ...keysOf, 'node-1', 600, c.consumerId, c.ownRoom), [0])
+  await redis.del(c.node)
+  t.is(await restore(c.ownRoom, '9-9'), 0)
+  t.is(await redis.get(c.node), null)
+  t.is(await redis.hget(c.rooms, c.ownRoom), '3-2')
 })
 
 test('consumer_restore writes back a consumer in 5,000 rooms (more values than Lua unpacks at once)', async t => {
@@ -676,6 +724,7 @@ test('consumer_restore writes back a consumer in 5,000 rooms (more values than L
       'node-1',
       600,
       lost.consumerId,
+      lost.ownRoom,
       ...pairs,
     ),
     1,

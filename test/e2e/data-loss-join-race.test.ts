@@ -1,0 +1,109 @@
+/**
+ * A producer's `subscribe` that reaches Redis after it lost
+ * a live consumer's record and before the consumer's node wrote it again
+ * (README, After Redis lost data). The loss is a FLUSHALL that keeps the
+ * node's liveness key, as a replica that lagged has it (refreshed every
+ * second) but not a record written just before: so the node writes the
+ * record again only when the test says, by deleting that key (its liveness
+ * refresh finds it gone) or by cutting its subscriber (the reconcile).
+ * One node on one redis-server, snapper-producer, snapper-consumer.
+ */
+import test, { type ExecutionContext } from 'ava'
+import { Tokens } from '../../src/auth/token.js'
+import { Keys } from '../../src/redis/keys.js'
+import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
+import { eventually, pause } from '../helpers/eventually.js'
+import { startRedis, uniquePrefix } from '../helpers/redis.js'
+
+const tokens = new Tokens([TEST_SECRET])
+const NODE_TTL_MS = 3000 // liveness refreshed every second
+
+type Trigger = 'liveness refresh' | 'subscriber reconnect'
+
+async function lossThen(
+  t: ExecutionContext,
+  change: (producer: Awaited<ReturnType<typeof connectProducer>>, id: string) => Promise<void>,
+  trigger: Trigger,
+) {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const admin = redis.client()
+  const prefix = uniquePrefix()
+  const keys = new Keys(prefix)
+  const node = await startBroker(t, redis.url, { redisPrefix: prefix, nodeTtlMs: NODE_TTL_MS })
+  const user = newUserId()
+  const consumer = connectConsumer('v3 default', node.ports.gateway, tokens.sign({ userId: user }), {
+    reconnectMs: 200,
+  })
+  t.teardown(() => consumer.close())
+  const id = await consumer.opened()
+  const producer = await connectProducer(t, node.ports.producer)
+  await call(producer.joinRoom('news', id))
+  await call(producer.joinRoom('other', id))
+  const [alive] = await admin.keys(`${prefix}:{n:*}:alive`)
+  t.truthy(alive)
+  // The loss: everything but the node's liveness key.
+  await admin.multi().flushall().set(alive!, '1', 'PX', NODE_TTL_MS).exec()
+  await change(producer, id)
+  if (trigger === 'liveness refresh') await admin.del(alive!)
+  else await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  const record = keys.consumer(id)
+  await eventually(async () => (await admin.get(record.node)) !== null, { what: 'the record written again' })
+  return { admin, record, consumer, producer, rooms: ['news', `user${user}`, 'extra', 'other'] }
+}
+
+/**
+ * Publishes `<room> <n>` to each room; resolves with what arrived of them, once each of `expected`
+ * did (or 5 s passed: the caller's assertion shows what is missing), and 300 ms more for any other.
+ */
+async function publishRound(
+  producer: Awaited<ReturnType<typeof connectProducer>>,
+  consumer: TestConsumer,
+  rooms: readonly string[],
+  expected: readonly string[],
+  n: number,
+): Promise<string[]> {
+  const from = consumer.messages.length
+  for (const room of rooms) producer.sendMessage(room, `${room} ${n}`)
+  const got = (): string[] => consumer.messages.slice(from).sort()
+  const want = expected.map(room => `${room} ${n}`).sort()
+  await eventually(() => want.every(message => got().includes(message)), {
+    what: () => `${want.join(', ')} to arrive; got ${got().join(', ') || 'nothing'}`,
+    timeoutMs: 5000,
+  }).catch(() => {})
+  await pause(300)
+  return got()
+}
+
+for (const trigger of ['liveness refresh', 'subscriber reconnect'] as const)
+  test.serial(
+    `a join after Redis lost the record, before the node wrote it again (${trigger} first): the consumer keeps its rooms and gets the joined one`,
+    async t => {
+      const { admin, record, consumer, producer, rooms } = await lossThen(
+        t,
+        async (producer, id) => {
+          t.is(await call(producer.joinRoom('extra', id)), 1)
+        },
+        trigger,
+      )
+      const own = rooms[1]!
+      const kept = ['news', own, 'extra', 'other']
+      t.deepEqual(
+        Object.keys(await admin.hgetall(record.rooms)).sort(),
+        [...kept].sort(),
+        'its record: every room',
+      )
+      t.deepEqual(
+        await publishRound(producer, consumer, rooms, kept, 1),
+        kept.map(room => `${room} 1`).sort(),
+      )
+      // The next subscriber reconnect reads the record: the consumer stays in every room.
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+      t.deepEqual(
+        await publishRound(producer, consumer, rooms, kept, 2),
+        kept.map(room => `${room} 2`).sort(),
+      )
+      t.deepEqual(consumer.errors, [], 'its session never closed')
+    },
+  )
