@@ -1,5 +1,5 @@
 /**
- * A producer's `subscribe` that reaches Redis after it lost
+ * A producer's `subscribe` or `unsubscribe` that reaches Redis after it lost
  * a live consumer's record and before the consumer's node wrote it again
  * (README, After Redis lost data). The loss is a FLUSHALL that keeps the
  * node's liveness key, as a replica that lagged has it (refreshed every
@@ -107,3 +107,23 @@ for (const trigger of ['liveness refresh', 'subscriber reconnect'] as const)
       t.deepEqual(consumer.errors, [], 'its session never closed')
     },
   )
+
+// Not fixed (README, After Redis lost data): the leave finds no record and no node to tell, answers
+// null, and the node writes the room back from the session. Kept as the reproduction: it passes
+// while that holds, and AVA reports it once the leave sticks.
+test.failing(
+  'a leave after Redis lost the record, before the node wrote it again, takes the consumer out of the room',
+  async t => {
+    const { admin, record, consumer, producer, rooms } = await lossThen(
+      t,
+      async (producer, id) => {
+        await call(producer.leaveRoom('other', id))
+      },
+      'liveness refresh',
+    )
+    const own = rooms[1]!
+    t.false('other' in (await admin.hgetall(record.rooms)), 'its record: not in the room left')
+    const kept = ['news', own]
+    t.deepEqual(await publishRound(producer, consumer, rooms, kept, 1), kept.map(room => `${room} 1`).sort())
+  },
+)
