@@ -550,6 +550,12 @@ function consumerOf(userId: string, source = 't') {
     ownProgress: keys.room(ownRoom).progress,
   }
 }
+
+/** consumer_restore-3.lua for `c` by node-1 (ttl 600 s), with these room/cursor pairs. */
+const restoreOf =
+  (c: ReturnType<typeof consumerOf>) =>
+  (...pairs: string[]) =>
+    redis.consumerRestore(c.rooms, c.node, c.presence, 'node-1', 600, c.consumerId, c.ownRoom, ...pairs)
 /** consumer_connect for consumer `c` from `nodeId` (ttl 60 s); evenIfHeld '1' takes a session another node holds. */
 const connectOn = (c: ReturnType<typeof consumerOf>, nodeId: string, evenIfHeld: '1' | '') =>
   redis.consumerConnect(
@@ -657,17 +663,7 @@ test('consumer_touch leaves alone and names a consumer whose record Redis lost (
     'the second consumer lost its record',
   )
   t.is(await redis.exists(lost.node, lost.rooms), 0, 'not named again without its rooms')
-  const restore = (...pairs: string[]) =>
-    redis.consumerRestore(
-      lost.rooms,
-      lost.node,
-      lost.presence,
-      'node-1',
-      600,
-      lost.consumerId,
-      lost.ownRoom,
-      ...pairs,
-    )
+  const restore = restoreOf(lost)
   t.is(await restore('r', '5-3', 's', '0-0'), 1)
   t.deepEqual(await redis.hgetall(lost.rooms), { r: '5-3', s: '0-0' })
   t.is(await redis.get(lost.node), 'node-1')
@@ -692,8 +688,7 @@ test('a join made after Redis lost a live record, before the node wrote it again
     'lost: no node key, and its rooms without its own room',
   )
   t.is(await redis.get(c.node), null, 'not named again with the joined room alone')
-  const restore = (...pairs: string[]) =>
-    redis.consumerRestore(c.rooms, c.node, c.presence, 'node-1', 600, c.consumerId, c.ownRoom, ...pairs)
+  const restore = restoreOf(c)
   t.is(await restore(c.ownRoom, '3-2', 'news', '4-4', 'joined', '2-0'), 1)
   t.deepEqual(
     await redis.hgetall(c.rooms),
@@ -716,19 +711,7 @@ test('a join made after Redis lost a live record, before the node wrote it again
 test('consumer_restore writes back a consumer in 5,000 rooms (more values than Lua unpacks at once)', async t => {
   const lost = consumerOf('00000000000000000000000f')
   const pairs = Array.from({ length: 5000 }, (_, i) => [`room-${i}`, `${i}-1`]).flat()
-  t.is(
-    await redis.consumerRestore(
-      lost.rooms,
-      lost.node,
-      lost.presence,
-      'node-1',
-      600,
-      lost.consumerId,
-      lost.ownRoom,
-      ...pairs,
-    ),
-    1,
-  )
+  t.is(await restoreOf(lost)(...pairs), 1)
   t.is(await redis.hlen(lost.rooms), 5000)
   t.is(await redis.hget(lost.rooms, 'room-4999'), '4999-1')
 })
