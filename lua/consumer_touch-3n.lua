@@ -4,7 +4,7 @@
 -- Returns: {how many node keys name another node (left alone: that node took the session), then
 --   the position (1, 2, ...) of each consumer whose record Redis lost: no node key, and no rooms or
 --   none holding its own room (only joins made since the loss), left alone too, for the node to
---   write again with its rooms (consumer_restore-3.lua)}
+--   write again with its rooms (consumer_restore-4.lua)}
 --
 -- The node key is how joins, kicks and reconciles find the session: it lives
 -- as long as the rooms. One that expired under a live session names it again,

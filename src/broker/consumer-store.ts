@@ -410,18 +410,19 @@ export class ConsumerStore {
    * Writes the record of a consumer this node holds again (node key, rooms
    * at their acknowledged cursors, presence) if Redis lost it; true if it did.
    * Rooms joined since the loss stay in it: the caller then follows the
-   * record (consumer_restore-3.lua).
+   * record (consumer_restore-4.lua).
    * Not once released: a release sent after this call runs after it (one
    * slot, one connection) and undoes it, as it should.
    */
   async restore(outbox: Outbox): Promise<boolean> {
     if (!this.#holds(outbox)) return false
     const { keys, redis } = this.#core
-    const { rooms, node } = keys.consumer(outbox.consumerId)
+    const { rooms, node, left } = keys.consumer(outbox.consumerId)
     const restored = await redis.commands.consumerRestore(
       rooms,
       node,
       keys.presence(outbox.userId),
+      left,
       this.nodeId,
       this.#config.consumerTtlSec,
       outbox.consumerId,

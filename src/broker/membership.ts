@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Keys } from '../redis/keys.js'
+import { userIdOf } from '../auth/token.js'
+import { userRoom, type Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
 import { isMoved, isRedirect } from '../redis/redirects.js'
 import type { ScriptRequests } from '../redis/script-request.js'
@@ -13,8 +14,8 @@ import type { RoomLog } from './room-log.js'
 type MembershipReply = [changed: number, nodeId: string | null]
 
 /** Through the replicated writer: written straight into a pipeline (not sent again on NOSCRIPT, which ioredis' scripts would do after the pipeline's WAIT). */
-const JOIN = scriptRequests('consumer_join-2.lua')
-const LEAVE = scriptRequests('consumer_leave-2.lua')
+const JOIN = scriptRequests('consumer_join-3.lua')
+const LEAVE = scriptRequests('consumer_leave-3.lua')
 
 /**
  * Room membership, kept on the consumer's slot (hash room → cursor): joining
@@ -53,11 +54,16 @@ export class Membership {
 
   async join(room: string, consumerId: string): Promise<0 | 1> {
     const cursor = formatCursor(await this.#log.head(room))
-    const { rooms, node } = this.#keys.consumer(consumerId)
+    const { rooms, node, left } = this.#keys.consumer(consumerId)
     const { reply, unconfirmed } = this.#groupCommit
-      ? await this.#storeReplicated(JOIN, [rooms, node], [room, cursor, this.#ttlSec], this.#groupCommit)
+      ? await this.#storeReplicated(
+          JOIN,
+          [rooms, node, left],
+          [room, cursor, this.#ttlSec],
+          this.#groupCommit,
+        )
       : {
-          reply: await this.#redis.consumerJoin(rooms, node, room, cursor, this.#ttlSec),
+          reply: await this.#redis.consumerJoin(rooms, node, left, room, cursor, this.#ttlSec),
           unconfirmed: undefined,
         }
     const [added, nodeId] = reply
@@ -75,10 +81,13 @@ export class Membership {
    * (README, The protocol). One Redis carries both on one connection, in order.
    */
   async leave(room: string, consumerId: string): Promise<0 | 1> {
-    const { rooms, node } = this.#keys.consumer(consumerId)
+    const { rooms, node, left } = this.#keys.consumer(consumerId)
+    // Its own room tells a record Redis lost from one it has (consumer_leave-3.lua).
+    const user = userIdOf(consumerId)
+    const args = [room, user === undefined ? '' : userRoom(user), this.#ttlSec] as const
     const { reply, unconfirmed } = this.#groupCommit
-      ? await this.#storeReplicated(LEAVE, [rooms, node], [room], this.#groupCommit)
-      : { reply: await this.#redis.consumerLeave(rooms, node, room), unconfirmed: undefined }
+      ? await this.#storeReplicated(LEAVE, [rooms, node, left], args, this.#groupCommit)
+      : { reply: await this.#redis.consumerLeave(rooms, node, left, ...args), unconfirmed: undefined }
     const [removed, nodeId] = reply
     if (removed === 1 && nodeId) {
       const notice = encodeControl({ type: 'leave', consumerId, room })

@@ -36,6 +36,8 @@ export interface ConsumerKeys {
   readonly node: string
   /** String: the batch that was unacknowledged when the consumer last went away. */
   readonly inflight: string
+  /** Set: rooms it left while its record looked lost, for the restore to leave out (consumer_leave-3.lua). */
+  readonly left: string
 }
 
 export class Keys {
@@ -50,7 +52,7 @@ export class Keys {
     const user = userIdOf(consumerId)
     const tag =
       user === undefined ? `${this.prefix}:{c:${consumerId}}` : `${this.prefix}:{u:${user}}:c:${consumerId}`
-    return { rooms: `${tag}:rooms`, node: `${tag}:node`, inflight: `${tag}:inflight` }
+    return { rooms: `${tag}:rooms`, node: `${tag}:node`, inflight: `${tag}:inflight`, left: `${tag}:left` }
   }
 
   /**

@@ -59,11 +59,19 @@ export interface ScriptCommands {
   consumerJoin(
     rooms: string,
     node: string,
+    left: string,
     room: string,
     cursor: string,
     ttlSec: number,
   ): Reply<[number, string | null]>
-  consumerLeave(rooms: string, node: string, room: string): Reply<[number, string | null]>
+  consumerLeave(
+    rooms: string,
+    node: string,
+    left: string,
+    room: string,
+    ownRoom: string,
+    ttlSec: number,
+  ): Reply<[number, string | null]>
   consumerConnect(
     rooms: string,
     node: string,
@@ -88,14 +96,15 @@ export interface ScriptCommands {
    */
   consumerTouch(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number[]>
   /**
-   * consumer_restore-3.lua: writes a consumer's record again (node key,
-   * rooms at these cursors, presence) if Redis lost it, keeping rooms joined
-   * since; 1 if it did.
+   * consumer_restore-4.lua: writes a consumer's record again (node key,
+   * rooms at these cursors but those left since, presence) if Redis lost it,
+   * keeping rooms joined since; 1 if it did.
    */
   consumerRestore(
     rooms: string,
     node: string,
     presence: string,
+    left: string,
     nodeId: string,
     ttlSec: number,
     consumerId: string,
@@ -120,7 +129,7 @@ export interface ScriptCommands {
 export type Commands = (Redis | Cluster) & ScriptCommands
 
 /**
- * `consumer_join-2.lua` → `consumerJoin`, 2 keys; `room_append-4n.lua` →
+ * `consumer_join-3.lua` → `consumerJoin`, 3 keys; `room_append-4n.lua` →
  * `roomAppend`, keys in groups of 4, as many as the caller passes (their
  * number goes first: numberOfKeys undefined).
  */

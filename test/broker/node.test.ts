@@ -557,11 +557,11 @@ for (const topology of TOPOLOGIES) {
     const { node, core } = await startTestNode(t, redis.target(topology))
     const id = consumerId()
     const sink = await new RecordingSink(node).connect(id, USER)
-    const { rooms, node: nodeKey } = core.keys.consumer(id)
+    const { rooms, node: nodeKey, left } = core.keys.consumer(id)
     const { commands } = core.redis
     // Two producers: a join, then a leave of the same room, each script in turn; their notices cross.
-    const [added] = await commands.consumerJoin(rooms, nodeKey, 'crossed', '0-0', 600)
-    const [removed] = await commands.consumerLeave(rooms, nodeKey, 'crossed')
+    const [added] = await commands.consumerJoin(rooms, nodeKey, left, 'crossed', '0-0', 600)
+    const [removed] = await commands.consumerLeave(rooms, nodeKey, left, 'crossed', userRoom(USER), 600)
     t.deepEqual([added, removed], [1, 1])
     await core.membership.tell(node.id, { type: 'leave', consumerId: id, room: 'crossed' })
     await core.membership.tell(node.id, { type: 'join', consumerId: id, room: 'crossed', cursor: '0-0' })

@@ -519,21 +519,21 @@ test('escalation_claim: a lease that ran out (its node died) lets another claime
 })
 
 test('consumer_join adds once and names the node holding the consumer', async t => {
-  const { rooms, node } = keysFor().consumer('t.c1')
-  t.deepEqual(await redis.consumerJoin(rooms, node, 'r', '5-1', 60), [1, null])
-  t.deepEqual(await redis.consumerJoin(rooms, node, 'r', '9-9', 60), [0, null])
+  const { rooms, node, left } = keysFor().consumer('t.c1')
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r', '5-1', 60), [1, null])
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r', '9-9', 60), [0, null])
   await redis.set(node, 'node-a')
-  t.deepEqual(await redis.consumerJoin(rooms, node, 'r2', '0-0', 60), [1, 'node-a'])
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r2', '0-0', 60), [1, 'node-a'])
   t.deepEqual(await redis.hgetall(rooms), { r: '5-1', r2: '0-0' })
   t.true((await redis.ttl(rooms)) > 0)
 })
 
 test('consumer_leave removes once', async t => {
-  const { rooms, node } = keysFor().consumer('t.c2')
-  await redis.consumerJoin(rooms, node, 'r', '0-0', 60)
+  const { rooms, node, left } = keysFor().consumer('t.c2')
+  await redis.consumerJoin(rooms, node, left, 'r', '0-0', 60)
   await redis.set(node, 'node-b')
-  t.deepEqual(await redis.consumerLeave(rooms, node, 'r'), [1, 'node-b'])
-  t.deepEqual(await redis.consumerLeave(rooms, node, 'r'), [0, 'node-b'])
+  t.deepEqual(await redis.consumerLeave(rooms, node, left, 'r', '', 60), [1, 'node-b'])
+  t.deepEqual(await redis.consumerLeave(rooms, node, left, 'r', '', 60), [0, 'node-b'])
 })
 
 /** A consumer of a user, with every key its scripts take (on one slot: the user's). */
@@ -551,11 +551,21 @@ function consumerOf(userId: string, source = 't') {
   }
 }
 
-/** consumer_restore-3.lua for `c` by node-1 (ttl 600 s), with these room/cursor pairs. */
+/** consumer_restore-4.lua for `c` by node-1 (ttl 600 s), with these room/cursor pairs. */
 const restoreOf =
   (c: ReturnType<typeof consumerOf>) =>
   (...pairs: string[]) =>
-    redis.consumerRestore(c.rooms, c.node, c.presence, 'node-1', 600, c.consumerId, c.ownRoom, ...pairs)
+    redis.consumerRestore(
+      c.rooms,
+      c.node,
+      c.presence,
+      c.left,
+      'node-1',
+      600,
+      c.consumerId,
+      c.ownRoom,
+      ...pairs,
+    )
 /** consumer_connect for consumer `c` from `nodeId` (ttl 60 s); evenIfHeld '1' takes a session another node holds. */
 const connectOn = (c: ReturnType<typeof consumerOf>, nodeId: string, evenIfHeld: '1' | '') =>
   redis.consumerConnect(
@@ -575,7 +585,7 @@ const USER = 'a1b2c3d4e5f6a1b2c3d4e5f6'
 test('consumer_connect takes the session, joins the own room at its head, counts it present, reads the cursors', async t => {
   const c = consumerOf(USER)
   const connect = (nodeId: string, evenIfHeld: '1' | '') => connectOn(c, nodeId, evenIfHeld)
-  await redis.consumerJoin(c.rooms, c.node, 'project', '7-3', 60)
+  await redis.consumerJoin(c.rooms, c.node, c.left, 'project', '7-3', 60)
   await redis.hset(c.ownHead, 's', 9, 't', 99)
   t.deepEqual(await connect('node-1', ''), [1, null, null, '99-9', 'project', '7-3', c.ownRoom, '99-9'])
   t.deepEqual(await redis.hgetall(c.presence), { [c.consumerId]: 'node-1' })
@@ -607,8 +617,8 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
   const expired = consumerOf('00000000000000000000000b')
   const taken = consumerOf('00000000000000000000000c')
   for (const c of [held, expired, taken]) {
-    await redis.consumerJoin(c.rooms, c.node, c.ownRoom, '0-0', 60) // as consumer_connect does
-    await redis.consumerJoin(c.rooms, c.node, 'r', '1-1', 60)
+    await redis.consumerJoin(c.rooms, c.node, c.left, c.ownRoom, '0-0', 60) // as consumer_connect does
+    await redis.consumerJoin(c.rooms, c.node, c.left, 'r', '1-1', 60)
     await redis.hset(c.presence, c.consumerId, 'node-1')
     await redis.expire(c.presence, 5)
   }
@@ -643,8 +653,8 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
 test('consumer_touch leaves alone and names a consumer whose record Redis lost (no node key, no rooms), and consumer_restore writes it again once', async t => {
   const kept = consumerOf('00000000000000000000000d')
   const lost = consumerOf('00000000000000000000000e')
-  await redis.consumerJoin(kept.rooms, kept.node, 'r', '1-1', 60)
-  await redis.consumerJoin(kept.rooms, kept.node, kept.ownRoom, '0-0', 60)
+  await redis.consumerJoin(kept.rooms, kept.node, kept.left, 'r', '1-1', 60)
+  await redis.consumerJoin(kept.rooms, kept.node, kept.left, kept.ownRoom, '0-0', 60)
   await redis.set(kept.node, 'node-1', 'EX', 60)
   const keysOf = (c: typeof kept): string[] => [c.rooms, c.node, c.presence]
   t.deepEqual(
@@ -681,7 +691,7 @@ test('a join made after Redis lost a live record, before the node wrote it again
   const c = consumerOf('000000000000000000000010')
   const keysOf = [c.rooms, c.node, c.presence]
   // The record lost, then a producer's join: the hash holds only that room, and no node key.
-  t.deepEqual(await redis.consumerJoin(c.rooms, c.node, 'joined', '7-1', 60), [1, null])
+  t.deepEqual(await redis.consumerJoin(c.rooms, c.node, c.left, 'joined', '7-1', 60), [1, null])
   t.deepEqual(
     await redis.consumerTouch(3, ...keysOf, 'node-1', 600, c.consumerId, c.ownRoom),
     [0, 1],
@@ -708,6 +718,26 @@ test('a join made after Redis lost a live record, before the node wrote it again
   t.is(await redis.hget(c.rooms, c.ownRoom), '3-2')
 })
 
+test("a leave made after Redis lost a live record is kept in `left` for consumer_restore, which writes the session's rooms back but that one; a join again undoes it", async t => {
+  const c = consumerOf('000000000000000000000011')
+  const restore = restoreOf(c)
+  // The record lost: the leave removes nothing, finds no node, and keeps the room in `left`.
+  t.deepEqual(await redis.consumerLeave(c.rooms, c.node, c.left, 'gone', c.ownRoom, 60), [0, null])
+  t.deepEqual(await redis.consumerLeave(c.rooms, c.node, c.left, 'back', c.ownRoom, 60), [0, null])
+  t.deepEqual((await redis.smembers(c.left)).sort(), ['back', 'gone'])
+  t.true((await redis.ttl(c.left)) > 0)
+  t.deepEqual(await redis.consumerJoin(c.rooms, c.node, c.left, 'back', '8-1', 60), [1, null])
+  t.deepEqual(await redis.smembers(c.left), ['gone'], 'joined again: no longer left')
+  t.is(await restore(c.ownRoom, '3-2', 'gone', '4-4', 'kept', '5-5'), 1)
+  t.deepEqual(await redis.hgetall(c.rooms), { [c.ownRoom]: '3-2', kept: '5-5', back: '8-1' })
+  t.is(await redis.exists(c.left), 0, 'used up')
+
+  // A record that is there (its own room in it, no node key: released) keeps no trace of a leave.
+  await redis.del(c.node)
+  t.deepEqual(await redis.consumerLeave(c.rooms, c.node, c.left, 'kept', c.ownRoom, 60), [1, null])
+  t.is(await redis.exists(c.left), 0)
+})
+
 test('consumer_restore writes back a consumer in 5,000 rooms (more values than Lua unpacks at once)', async t => {
   const lost = consumerOf('00000000000000000000000f')
   const pairs = Array.from({ length: 5000 }, (_, i) => [`room-${i}`, `${i}-1`]).flat()
@@ -731,8 +761,8 @@ test('cursor_commit moves cursors forward only, for rooms still joined', async t
       c.consumerId,
       ...pairs,
     )
-  await redis.consumerJoin(c.rooms, c.node, 'a', '10-5', 60)
-  await redis.consumerJoin(c.rooms, c.node, 'b', '10-5', 60)
+  await redis.consumerJoin(c.rooms, c.node, c.left, 'a', '10-5', 60)
+  await redis.consumerJoin(c.rooms, c.node, c.left, 'b', '10-5', 60)
   t.deepEqual(await commit('a', '10-7', 'b', '10-4', 'gone', '99-1'), [1, 0])
   t.deepEqual(await redis.hgetall(c.rooms), { a: '10-7', b: '10-5' })
   t.deepEqual(await commit('a', '11-1'), [1, 0], 'a later ms wins over a higher seq')

@@ -51,8 +51,14 @@ const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
   'escalation_done-2.lua': keys => [keys.escalations.due, keys.escalations.info],
   'room_read-2.lua': (keys, n) => [keys.room(n.room).log, keys.room(n.room).head],
   'progress_write-1n.lua': (keys, n) => [keys.room(n.room).progress],
-  'consumer_join-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
-  'consumer_leave-2.lua': (keys, n) => [keys.consumer(n.consumerId).rooms, keys.consumer(n.consumerId).node],
+  'consumer_join-3.lua': (keys, n) => {
+    const { rooms, node, left } = keys.consumer(n.consumerId)
+    return [rooms, node, left]
+  },
+  'consumer_leave-3.lua': (keys, n) => {
+    const { rooms, node, left } = keys.consumer(n.consumerId)
+    return [rooms, node, left]
+  },
   'consumer_connect-5.lua': (keys, n) => {
     const { rooms, node, inflight } = keys.consumer(n.userConsumerId)
     return [rooms, node, inflight, keys.presence(n.user), keys.room(userRoom(n.user)).head]
@@ -62,10 +68,11 @@ const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
     keys.consumer(n.userConsumerId).node,
     keys.presence(n.user),
   ],
-  'consumer_restore-3.lua': (keys, n) => [
+  'consumer_restore-4.lua': (keys, n) => [
     keys.consumer(n.userConsumerId).rooms,
     keys.consumer(n.userConsumerId).node,
     keys.presence(n.user),
+    keys.consumer(n.userConsumerId).left,
   ],
   'cursor_commit-5.lua': (keys, n) => {
     const { rooms, node, inflight } = keys.consumer(n.userConsumerId)

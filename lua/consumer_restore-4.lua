@@ -1,6 +1,7 @@
--- consumer_restore-3.lua: a node writes again the record of a consumer whose session it holds,
+-- consumer_restore-4.lua: a node writes again the record of a consumer whose session it holds,
 -- if Redis lost it (restarted empty, flushed, failed over to a replica that lagged, evicted it).
 -- KEYS[1] consumer rooms (hash room -> cursor)   KEYS[2] consumer node   KEYS[3] user presence
+-- KEYS[4] consumer left (set: rooms left since the loss, consumer_leave-3.lua)
 -- ARGV[1] node id   ARGV[2] ttl seconds   ARGV[3] consumer id   ARGV[4] the user's own room
 -- ARGV[5..] room, cursor, room, cursor...
 -- Returns: 1 written again; 0 left alone: the node key is there, or rooms holding the own room
@@ -13,9 +14,20 @@
 -- (another node's connect), which the caller follows instead.
 if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+-- The session's rooms but those left since the loss (the session had not heard of those leaves).
+local left = {}
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[4])) do left[room] = true end
+redis.call('DEL', KEYS[4])
+local kept = {}
+for i = 5, #ARGV - 1, 2 do
+  if not left[ARGV[i]] then
+    kept[#kept + 1] = ARGV[i]
+    kept[#kept + 1] = ARGV[i + 1]
+  end
+end
 -- 500 pairs a HSET: Lua unpacks no more than about 8,000 values at once, and a consumer's rooms are not bounded
-for from = 5, #ARGV, 1000 do
-  redis.call('HSET', KEYS[1], unpack(ARGV, from, math.min(from + 999, #ARGV)))
+for from = 1, #kept, 1000 do
+  redis.call('HSET', KEYS[1], unpack(kept, from, math.min(from + 999, #kept)))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[1])
