@@ -103,6 +103,12 @@ export interface Config {
   readonly maxFrameBytes: number
   /** Producer requests in flight per connection before the broker stops reading from it. @default 1024 */
   readonly producerMaxPending: number
+  /**
+   * Payload bytes of a producer connection's frames in flight (publishes not stored yet) before
+   * the broker stops reading from it: what one producer can queue ahead of the others in Redis.
+   * @default 1048576
+   */
+  readonly producerMaxPendingBytes: number
   /** Time a new producer connection has to authenticate, in ms. @default 10000 */
   readonly producerAuthTimeoutMs: number
   /** Producer connections per node at most. @default 10000 */
@@ -279,6 +285,7 @@ export const defaults: Config = {
 
   maxFrameBytes: 1 << 20,
   producerMaxPending: 1024,
+  producerMaxPendingBytes: 1 << 20,
   producerAuthTimeoutMs: 10_000,
   maxProducerConnections: 10_000,
   maxAuthFrameBytes: 8192,

@@ -159,6 +159,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'producer requests in flight per connection before the broker pauses reading it',
   },
+  producerMaxPendingBytes: {
+    env: 'SNAPPER_PRODUCER_MAX_PENDING_BYTES',
+    parse: toMemoryBytes,
+    doc: "bytes of a producer connection's frames in flight (publishes not stored yet) before the broker pauses reading it, so that one flooding producer cannot queue seconds of Redis work ahead of the others; a larger frame is still read, alone",
+  },
   producerAuthTimeoutMs: {
     env: 'SNAPPER_PRODUCER_AUTH_TIMEOUT_MS',
     parse: toMs,

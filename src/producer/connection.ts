@@ -5,6 +5,7 @@
  *   socket ─▶ RespDecoder ─▶ pump ─▶ parseMessage ─▶ InFlight: method starts ─▶ reply line
  *                              ▲                                                 │ in order
  *   resume ◀─ pending < max ───┘                      socket.write ◀─ per tick ◀──┘
+ *            && their frames' bytes < max
  *            && no write backpressure && no subscribe/unsubscribe waiting or running
  *            && the broker's publish backlog is not full
  *
@@ -41,6 +42,8 @@ export interface ConnectionOptions {
   readonly maxAuthFrameBytes: number
   /** Requests and publishes in flight before this connection stops reading. */
   readonly producerMaxPending: number
+  /** Payload bytes of the frames in flight before this connection stops reading. */
+  readonly producerMaxPendingBytes: number
   /** Time to authenticate, in ms; never applies once authenticated. */
   readonly producerAuthTimeoutMs: number
   /** The whole graceful shutdown's budget, in ms: a drain waits up to half of it for a pause in the traffic. */
@@ -251,7 +254,7 @@ export class ProducerConnection {
     for (let frame = this.#decoder.next(); frame !== undefined; frame = this.#decoder.next()) {
       if (isFramingError(frame)) return this.#refuseInput()
       this.#deps.counters.frames++
-      this.#work.serveLate(parseMessage(frame))
+      this.#work.serveLate(parseMessage(frame), frame.length)
     }
   }
 
@@ -308,7 +311,8 @@ export class ProducerConnection {
       !this.#deps.backlog.isFull &&
       !this.#socket.writableNeedDrain &&
       !this.#work.isAlone &&
-      this.pending < this.#deps.options.producerMaxPending
+      this.pending < this.#deps.options.producerMaxPending &&
+      this.#work.pendingBytes < this.#deps.options.producerMaxPendingBytes
     )
   }
 
@@ -316,7 +320,7 @@ export class ProducerConnection {
     this.#deps.counters.frames++
     const message = parseMessage(payload)
     if (this.#state === 'authenticating') this.#authenticate(message)
-    else this.#work.serve(message)
+    else this.#work.serve(message, payload.length)
   }
 
   #authenticate(message: RpcMessage): void {

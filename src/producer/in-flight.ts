@@ -41,6 +41,8 @@ interface Work {
   readonly id: RpcId | undefined
   readonly method: Method
   readonly params: unknown
+  /** Its frame's payload size, counted in pendingBytes while the work runs. */
+  readonly bytes: number
 }
 
 export class InFlight {
@@ -48,6 +50,8 @@ export class InFlight {
   readonly #replies: ReplyLine
   /** Notifications whose work is not finished (requests are counted by #replies). */
   #notifications = 0
+  /** Payload bytes of the frames whose work has started and not finished. */
+  #bytes = 0
   /**
    * Set when a SERVED_ALONE frame is read, cleared once its work is done.
    * `held` is that frame while earlier work is still in flight.
@@ -66,6 +70,16 @@ export class InFlight {
     return this.#replies.length + this.#notifications
   }
 
+  /**
+   * Payload bytes of the frames whose work is running: mostly publishes
+   * handed to Redis and not stored yet. Bounded per connection
+   * (producerMaxPendingBytes) so that one producer cannot queue seconds of
+   * Redis work ahead of the others' (docs/producer-protocol.md §7).
+   */
+  get pendingBytes(): number {
+    return this.#bytes
+  }
+
   /** A served-alone frame is waiting or running: nothing more may be read. */
   get isAlone(): boolean {
     return this.#alone !== undefined
@@ -76,8 +90,8 @@ export class InFlight {
     return this.#replies.readyLength
   }
 
-  /** Serves one message from an authenticated producer. */
-  serve(message: RpcMessage): void {
+  /** Serves one message from an authenticated producer; `bytes` is its frame's payload size. */
+  serve(message: RpcMessage, bytes: number): void {
     switch (message.kind) {
       case 'invalid':
         return this.answerError(message.id, message.code)
@@ -87,7 +101,7 @@ export class InFlight {
       case 'request': {
         const method = message.method === 'auth' ? undefined : this.#deps.methods.get(message.method)
         if (method === undefined) return this.answerError(message.id, 'METHOD_NOT_FOUND')
-        return this.#startInTurn(message.method, { id: message.id, method, params: message.params })
+        return this.#startInTurn(message.method, { id: message.id, method, params: message.params, bytes })
       }
       case 'notification': {
         const method = this.#deps.methods.get(message.method)
@@ -100,13 +114,13 @@ export class InFlight {
           this.#deps.log.debug({ method: truncate(message.method, 64) }, 'notification ignored')
           return
         }
-        return this.#startInTurn(message.method, { id: undefined, method, params: message.params })
+        return this.#startInTurn(message.method, { id: undefined, method, params: message.params, bytes })
       }
     }
   }
 
   /** After our FIN: a `publish` notification is stored; anything else is ignored (it cannot be answered). */
-  serveLate(message: RpcMessage): void {
+  serveLate(message: RpcMessage, bytes: number): void {
     const method = this.#deps.methods.get('publish')
     if (
       message.kind === 'notification' &&
@@ -114,7 +128,7 @@ export class InFlight {
       message.params !== undefined &&
       method
     )
-      this.#startNotification(method, message.params)
+      this.#startNotification(method, message.params, bytes)
     else this.#deps.counters.ignored++
   }
 
@@ -148,6 +162,7 @@ export class InFlight {
     this.#deps.counters.pending -= this.pending
     this.#replies.clear()
     this.#notifications = 0
+    this.#bytes = 0
     this.#alone = undefined
   }
 
@@ -159,26 +174,32 @@ export class InFlight {
     this.#start(work)
   }
 
-  #start({ id, method, params }: Work): void {
-    if (id === undefined) this.#startNotification(method, params)
-    else this.#startRequest(id, method, params)
+  #start({ id, method, params, bytes }: Work): void {
+    if (id === undefined) this.#startNotification(method, params, bytes)
+    else this.#startRequest(id, method, params, bytes)
   }
 
-  #startRequest(id: RpcId, method: Method, params: unknown): void {
+  #startRequest(id: RpcId, method: Method, params: unknown, bytes: number): void {
     const slot = this.#reserve()
+    this.#bytes += bytes
     invoke(method, params).then(
       // The original answered every falsy result as null (`res || null`): a count of 0 is null.
-      result => this.#answer(slot, encodeSuccess(id, result || null)),
+      result => {
+        this.#release(bytes)
+        this.#answer(slot, encodeSuccess(id, result || null))
+      },
       (err: unknown) => {
+        this.#release(bytes)
         countError(this.#deps.counters, errorCodeOf(err))
         this.#answer(slot, encodeError(id, toRpcError(err, this.#deps.log)))
       },
     )
   }
 
-  #startNotification(method: Method, params: unknown): void {
+  #startNotification(method: Method, params: unknown, bytes: number): void {
     this.#notifications++
     this.#deps.counters.pending++
+    this.#bytes += bytes
     invoke(method, params)
       .catch((err: unknown) => {
         // No id to answer: counted and logged (Redis faults are logged by ProducerApi too).
@@ -189,8 +210,14 @@ export class InFlight {
         if (this.#isClosed) return // close() has already uncounted it
         this.#notifications--
         this.#deps.counters.pending--
+        this.#release(bytes)
         this.#deps.onProgress()
       })
+  }
+
+  /** A frame's work finished: its bytes no longer count (a closed connection has uncounted them). */
+  #release(bytes: number): void {
+    if (!this.#isClosed) this.#bytes -= bytes
   }
 
   #reserve(): ReplySlot {

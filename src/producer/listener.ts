@@ -23,6 +23,7 @@ export type ProducerListenerConfig = Pick<
   Config,
   | 'maxFrameBytes'
   | 'producerMaxPending'
+  | 'producerMaxPendingBytes'
   | 'producerAuthTimeoutMs'
   | 'drainTimeoutMs'
   | 'maxProducerConnections'

@@ -1,0 +1,113 @@
+/**
+ * Fairness between producer connections: one that floods the listener as
+ * fast as the kernel takes its bytes does not hold up another's answers
+ * (producerMaxPendingBytes, docs/producer-protocol.md §7), and loses
+ * nothing of its own. Serial: the floods would otherwise share the CPU.
+ */
+import { performance } from 'node:perf_hooks'
+import test from 'ava'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { eventually, pause } from '../helpers/eventually.js'
+import { call, notification, startListener } from './setup.js'
+
+let server: RedisServer
+
+test.before(async () => {
+  server = await startRedis()
+})
+test.after.always(() => server?.stop())
+
+/** The light producer: one publish request at a time, 20 a second. */
+const LIGHT_PUBLISHES = 60
+
+interface Flood {
+  /** Raw connections flooding. */
+  readonly connections: number
+  /** Rooms each frame's messages go to, in turn. */
+  readonly rooms: number
+  readonly messageBytes: number
+  /** Messages in one publish notification. */
+  readonly perFrame: number
+  /** Frames in one socket write. */
+  readonly framesPerWrite: number
+}
+
+/**
+ * Raw connections write publish notifications whenever their sockets take
+ * more, while a snapper-producer publishes one message at a time: each of
+ * its answers comes within a bound, and every message of all is stored.
+ */
+const floodBeside = test.macro(async (t, burst: Flood) => {
+  const h = await startListener(t, server, { roomLogMaxLen: 1_000_000, roomLogMaxBytes: 1 << 30 })
+  const light = await h.producer()
+  const message = 'x'.repeat(burst.messageBytes)
+  const pairs = Array.from({ length: burst.perFrame }, (_, i) => [`flood-${i % burst.rooms}`, message])
+  const write = Buffer.from(notification('publish', pairs).repeat(burst.framesPerWrite))
+  let written = 0
+  let isFlooding = true
+  for (let i = 0; i < burst.connections; i++) {
+    const { socket } = await h.rawAuthed()
+    const flood = (): void => {
+      while (isFlooding) {
+        written += burst.perFrame * burst.framesPerWrite
+        if (!socket.write(write)) return
+      }
+    }
+    socket.on('drain', flood)
+    flood()
+  }
+  await pause(1000) // the flood under way
+
+  const latenciesMs: number[] = []
+  for (let i = 0; i < LIGHT_PUBLISHES; i++) {
+    const start = performance.now()
+    t.is(await call(light.request('publish', [['light', `m${i}`]])), 1)
+    const took = performance.now() - start
+    latenciesMs.push(took)
+    await pause(Math.max(0, 50 - took))
+  }
+  isFlooding = false
+
+  const sorted = [...latenciesMs].sort((a, b) => a - b)
+  const median = sorted[Math.floor(sorted.length / 2)]!
+  const max = sorted[sorted.length - 1]!
+  t.log(
+    `light producer answers: median ${median.toFixed(0)} ms, max ${max.toFixed(0)} ms; flood wrote ${written}`,
+  )
+  t.true(median < 200, `median answer ${median.toFixed(0)} ms`)
+  t.true(max < 1000, `slowest answer ${max.toFixed(0)} ms`)
+
+  t.deepEqual(
+    (await h.roomLog('light')).map(entry => entry.message),
+    Array.from({ length: LIGHT_PUBLISHES }, (_, i) => `m${i}`),
+  )
+  let stored = 0
+  const isAllStored = async (): Promise<boolean> => {
+    stored = 0
+    for (let room = 0; room < burst.rooms; room++)
+      stored += await h.redis.xlen(h.keys.room(`flood-${room}`).log)
+    return stored === written
+  }
+  await eventually(isAllStored, {
+    what: () => `the flood stored: ${stored} of ${written}`,
+    timeoutMs: 60_000,
+    everyMs: 200,
+  })
+  t.is(h.listener.stats.pending, 0)
+})
+
+test.serial('a producer flooding small publishes does not delay another producer', floodBeside, {
+  connections: 1,
+  rooms: 50,
+  messageBytes: 200,
+  perFrame: 50,
+  framesPerWrite: 20,
+})
+
+test.serial('two producers flooding 1 MB frames do not delay another producer', floodBeside, {
+  connections: 2,
+  rooms: 4,
+  messageBytes: 250_000,
+  perFrame: 4,
+  framesPerWrite: 1,
+})
