@@ -29,9 +29,11 @@ Usage:
       (it signs consumer tokens for anyone: never in production); without a
       secret it makes a random one, and it listens on 127.0.0.1 unless
       SNAPPER_HOST is set.
-  snapper token (--user <userId> [--source web|ios|android] | --name snapper) [--expires-in seconds] [--config file.json]
+  snapper token (--user <userId> [--source web|ios|android] | --name <name>) [--expires-in seconds] [--config file.json]
       Prints a token signed with the first configured secret: a consumer token
-      for a user, or the /stats token.
+      for a user; with --name snapper the /stats and dashboard token (the first
+      operator secret); with any other name a producer token (the admin /v1
+      API's Bearer token, the name shown in logs). Valid 2 days by default.
   snapper nginx-conf [--workers N] [--hosts a,b,...] [--config file.json]
       Prints nginx.conf's body limit (maxPayloadBytes) and upstream block
       (ip_hash) for N gateway ports on each host (default 127.0.0.1; IPv6

@@ -73,6 +73,18 @@ test('snapper token --name snapper prints the /stats token, signed with the firs
   t.false(new Tokens(['older']).verify(result.stdout.trim()).ok)
 })
 
+test('snapper token --name <other name> prints a producer token (the admin /v1 API), not an operator one', t => {
+  const result = run(['token', '--name', 'api-1'])
+  t.is(result.status, 0)
+  const tokens = new Tokens([SECRET])
+  t.true(tokens.verifyProducer(result.stdout.trim()).ok)
+  t.false(tokens.verifyOperator(result.stdout.trim()).ok)
+  t.regex(
+    run(['--help']).stdout,
+    /with any other name a producer token \(the admin \/v1\s+API's Bearer token/,
+  )
+})
+
 test('snapper token refuses clearly without a secret or a valid user id', t => {
   const noSecret = run(['token', '--name', 'snapper'], { SNAPPER_TOKEN_SECRETS: '' })
   t.is(noSecret.status, 1)
