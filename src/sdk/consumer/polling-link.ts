@@ -156,8 +156,16 @@ export class PollingLink implements Link {
         return
       case '4':
         return this.#handlers.message(packet.slice(1))
-      case 'b':
-        return this.#handlers.message(fromBase64(packet.slice(1)))
+      case 'b': {
+        let bytes: Uint8Array
+        try {
+          bytes = fromBase64(packet.slice(1))
+        } catch {
+          // atob throws on a character outside base64: out of this async loop it would be an unhandled rejection.
+          return this.#end('bad binary packet (not base64)')
+        }
+        return this.#handlers.message(bytes)
+      }
       case '1':
         return this.#end('server close')
       default:

@@ -1,0 +1,89 @@
+/**
+ * The consumer SDK against a broken or hostile Engine.IO server: a loopback
+ * HTTP server stands in for a gateway and answers what no gateway sends.
+ * Nothing may escape the SDK (the test process would see it), no timer may
+ * spin, and the consumer reports what happened and reconnects.
+ */
+import { createServer, type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import test, { type ExecutionContext } from 'ava'
+import { Consumer, type ConsumerState, type StateDetails } from '../../src/sdk/consumer/node.js'
+import { eventually } from '../helpers/eventually.js'
+
+/** An open packet as a gateway sends it; `fields` overrides. */
+const open = (fields: Record<string, unknown> = {}): string =>
+  `0${JSON.stringify({ sid: 's1', pingInterval: 25_000, pingTimeout: 20_000, upgrades: [], ...fields })}`
+
+interface Answer {
+  readonly status?: number
+  readonly body: string
+}
+
+/**
+ * A polling-only fake gateway: `handshake` answers each GET without a sid;
+ * polls with one are held 1 s and answered with a noop. Counts what came.
+ */
+async function fakeGateway(
+  t: ExecutionContext,
+  handshake: (count: number) => Answer,
+): Promise<{ url: string; handshakes: () => number }> {
+  let handshakes = 0
+  const server = createServer((req: IncomingMessage, res) => {
+    req.resume()
+    req.on('end', () => {
+      if (req.method === 'POST') return res.end('ok')
+      if (new URL(req.url ?? '/', 'http://x').searchParams.has('sid')) {
+        const timer = setTimeout(() => res.end('6'), 1000)
+        res.on('close', () => clearTimeout(timer))
+        return
+      }
+      const { status = 200, body } = handshake(++handshakes)
+      res.writeHead(status, { 'content-type': status === 200 ? 'text/plain' : 'application/json' })
+      res.end(body)
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, handshakes: () => handshakes }
+}
+
+/** A polling consumer of `url`, its state changes recorded; closed at the test's end. */
+function watchedConsumer(
+  t: ExecutionContext,
+  url: string,
+): { consumer: Consumer; states: (readonly [ConsumerState, StateDetails])[] } {
+  const consumer = new Consumer(url, { token: 't', transports: ['polling'], reconnectMinMs: 100 })
+  t.teardown(() => consumer.close())
+  const states: (readonly [ConsumerState, StateDetails])[] = []
+  consumer.on('state', (state, details) => states.push([state, details]))
+  return { consumer, states }
+}
+
+/** What escaped the SDK while the test ran: an exception or a rejection no handler caught. */
+function escapes(t: ExecutionContext): unknown[] {
+  const escaped: unknown[] = []
+  const record = (error: unknown): void => {
+    escaped.push(error)
+  }
+  process.on('uncaughtException', record)
+  process.on('unhandledRejection', record)
+  t.teardown(() => {
+    process.off('uncaughtException', record)
+    process.off('unhandledRejection', record)
+  })
+  return escaped
+}
+
+test('a polling `b` packet that is not base64 ends the session with that reason, and the consumer reconnects', async t => {
+  const escaped = escapes(t)
+  const gateway = await fakeGateway(t, () => ({ body: `${open()}\x1eb!!not base64!!` }))
+  const { consumer, states } = watchedConsumer(t, gateway.url)
+  await consumer.connect()
+  const [, details] = await eventually(() => states.find(([state]) => state === 'reconnecting'))
+  t.regex(details.reason ?? '', /base64/)
+  await eventually(() => gateway.handshakes() >= 2, { what: 'a second handshake' })
+  t.deepEqual(escaped, [])
+})
