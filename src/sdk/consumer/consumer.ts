@@ -14,7 +14,8 @@
  * after 30 s, doubling to 8 min) and moves to it when the probe is answered:
  * the Engine.IO upgrade, the same session. Between attempts the delay is the
  * server's when it gave one (a `reconnect` notice before a drain,
- * `retryAfterMs` on a 503), else a jittered exponential backoff.
+ * `retryAfterMs` on a 503; at most reconnectMaxMs, and after a refusal no
+ * less than the backoff), else a jittered exponential backoff.
  *
  * Deliveries are acknowledged here, after the listeners ran. A message whose
  * (room, storedAtMs, seq) is not after the last one this consumer handed out
@@ -47,7 +48,7 @@ export interface ConsumerOptions {
   readonly transports?: readonly TransportName[]
   /** First reconnect delay, in ms: drawn in [reconnectMinMs / 2, reconnectMinMs], the bounds doubling at each failure. @default 500 */
   readonly reconnectMinMs?: number
-  /** Longest reconnect delay, in ms. @default 30000 */
+  /** Longest reconnect delay, in ms, also when the server asked for longer. @default 30000 */
   readonly reconnectMaxMs?: number
   /**
    * Longest wait for a session's open packet, per transport tried, in ms: a
@@ -116,6 +117,8 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   readonly #openTimeoutMs: number
   readonly #platform: Platform
   readonly #backoff: Backoff
+  /** The longest wait before an attempt, also when the server asked for longer. */
+  readonly #reconnectMaxMs: number
   readonly #positions = new Map<string, Position>()
   #state: ConsumerState = 'idle'
   #id: string | undefined
@@ -151,7 +154,9 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     this.#transports = transports
     this.#openTimeoutMs = openTimeoutMs
     this.#platform = platform
-    this.#backoff = new Backoff(options.reconnectMinMs ?? 500, options.reconnectMaxMs ?? 30_000)
+    const reconnectMinMs = options.reconnectMinMs ?? 500
+    this.#reconnectMaxMs = Math.max(reconnectMinMs, options.reconnectMaxMs ?? 30_000)
+    this.#backoff = new Backoff(reconnectMinMs, this.#reconnectMaxMs)
   }
 
   /** The consumer id (the Engine.IO sid), once a session opened: what a producer subscribes to rooms. */
@@ -310,7 +315,13 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     }
     const askedMs = refusal?.retryAfterMs ?? this.#retryAfterMs
     this.#retryAfterMs = undefined
-    const retryInMs = askedMs !== undefined ? jittered(askedMs) : this.#backoff.next()
+    const backoffMs = this.#backoff.next()
+    // The server's delay, within bounds: past 2^31 ms a timer fires at once, and a refusal saying 0
+    // (a broken proxy) must not turn into a handshake loop.
+    const retryInMs =
+      askedMs === undefined
+        ? backoffMs
+        : Math.min(this.#reconnectMaxMs, refusal ? Math.max(jittered(askedMs), backoffMs) : jittered(askedMs))
     this.#setState('reconnecting', { reason, retryInMs })
     this.#timer = setTimeout(() => this.#open(0), retryInMs)
   }

@@ -213,7 +213,7 @@ async function readRefusal(response: FetchResponse): Promise<Refusal> {
   try {
     const body = (await response.json()) as { message?: unknown; retryAfterMs?: unknown }
     if (typeof body.message === 'string') message = body.message
-    if (typeof body.retryAfterMs === 'number') retryAfterMs = body.retryAfterMs
+    if (typeof body.retryAfterMs === 'number' && body.retryAfterMs >= 0) retryAfterMs = body.retryAfterMs
   } catch {
     // No JSON body (a proxy's error page): the status says enough.
   }
