@@ -129,3 +129,24 @@ test('a reconnect notice asking for 1e12 ms: the consumer comes back after recon
   await eventually(() => gateway.handshakes() >= 2, { what: 'a second handshake' })
   t.true(delays[0]! >= 50 && delays[0]! <= 1000, `waits ${delays[0]} ms`)
 })
+
+for (const [pingInterval, pingTimeout] of [
+  [0, 0],
+  [-100_000, 20_000],
+  [2 ** 32, 20_000],
+  ['1e400', 20_000],
+] as const) {
+  test(`an open packet with pingInterval ${pingInterval} and pingTimeout ${pingTimeout} is a bad open packet: no session without a heartbeat that a timer can keep`, async t => {
+    // 1e400 is JSON for Infinity.
+    const body = open({ pingTimeout }).replace('25000', String(pingInterval))
+    const gateway = await fakeGateway(t, () => ({ body }))
+    const { consumer, states } = watchedConsumer(t, gateway.url)
+    void consumer.connect().catch(() => {})
+    const [, details] = await eventually(() => states.find(([state]) => state === 'reconnecting'))
+    t.is(details.reason, 'bad open packet')
+    t.false(
+      states.some(([state]) => state === 'open'),
+      'a heartbeat of 0 ms never times out; one past 2^31 ms or negative times out at once',
+    )
+  })
+}

@@ -88,7 +88,10 @@ export interface OpenPacket {
   readonly upgrades: readonly string[]
 }
 
-/** Parses the data of an open packet (`0{...}`); undefined if it is not one. */
+/**
+ * Parses the data of an open packet (`0{...}`); undefined if it is not one,
+ * or if its pingInterval + pingTimeout is not a timer's delay (above 0, below 2^31 ms).
+ */
 export function parseOpen(data: string): OpenPacket | undefined {
   try {
     const open = JSON.parse(data) as {
@@ -99,6 +102,9 @@ export function parseOpen(data: string): OpenPacket | undefined {
     }
     if (typeof open.sid !== 'string' || typeof open.pingInterval !== 'number') return undefined
     const pingTimeoutMs = typeof open.pingTimeout === 'number' ? open.pingTimeout : 20_000
+    // The watchdog's timer: 0 would never fire, and past 2^31 ms or below 0 a timer fires at once.
+    const silenceMs = open.pingInterval + pingTimeoutMs
+    if (!(open.pingInterval >= 0 && pingTimeoutMs >= 0 && silenceMs > 0 && silenceMs < 2 ** 31)) return undefined
     const upgrades = Array.isArray(open.upgrades)
       ? open.upgrades.filter(name => typeof name === 'string')
       : []
