@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import test, { type ExecutionContext } from 'ava'
-import { Consumer, type ConsumerState, type StateDetails } from '../../src/sdk/consumer/node.js'
+import { Consumer, SDK_ERRORS, type ConsumerState, type StateDetails } from '../../src/sdk/consumer/node.js'
 import { eventually } from '../helpers/eventually.js'
 
 /** An open packet as a gateway sends it; `fields` overrides. */
@@ -21,25 +21,33 @@ interface Answer {
 
 /**
  * A polling-only fake gateway: `handshake` answers each GET without a sid;
- * polls with one are held 1 s and answered with a noop. Counts what came.
+ * polls with one are held 1 s and answered with a noop; `posted` gets each
+ * POST's body. Counts the handshakes.
  */
 async function fakeGateway(
   t: ExecutionContext,
   handshake: (count: number) => Answer,
+  posted: (body: string) => void = () => {},
 ): Promise<{ url: string; handshakes: () => number }> {
   let handshakes = 0
   const server = createServer((req: IncomingMessage, res) => {
-    req.resume()
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (chunk: string) => (body += chunk))
     req.on('end', () => {
-      if (req.method === 'POST') return res.end('ok')
+      if (req.method === 'POST') {
+        posted(body)
+        return res.end('ok')
+      }
       if (new URL(req.url ?? '/', 'http://x').searchParams.has('sid')) {
         const timer = setTimeout(() => res.end('6'), 1000)
         res.on('close', () => clearTimeout(timer))
         return
       }
-      const { status = 200, body } = handshake(++handshakes)
+      const answer = handshake(++handshakes)
+      const status = answer.status ?? 200
       res.writeHead(status, { 'content-type': status === 200 ? 'text/plain' : 'application/json' })
-      res.end(body)
+      res.end(answer.body)
     })
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
@@ -150,3 +158,28 @@ for (const [pingInterval, pingTimeout] of [
     )
   })
 }
+
+test('a delivery whose runs are not [room, storedAtMs, seq, strings]: each such run is an `error` event PROTOCOL, the good ones arrive, and the batch is acknowledged', async t => {
+  const runs = [
+    ['r', 1, 1, [null, 7, { a: 1 }]],
+    ['r', 1, '4', ['seq is text']],
+    ['r', 1, 5, 'not an array'],
+    ['r', 1, 6, ['good']],
+  ]
+  const deliver = `4${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'deliver', params: runs })}`
+  const posts: string[] = []
+  const gateway = await fakeGateway(t, () => ({ body: `${open()}\x1e${deliver}` }), body => posts.push(body))
+  const { consumer } = watchedConsumer(t, gateway.url)
+  const messages: unknown[] = []
+  const errors: [number, string][] = []
+  consumer.on('message', message => messages.push(message))
+  consumer.on('error', ({ code, message }) => errors.push([code, message]))
+  await consumer.connect()
+  await eventually(() => posts.some(body => body.includes('"id":9')), { what: 'the acknowledgement' })
+  t.deepEqual(messages, ['good'])
+  t.deepEqual(errors, [
+    [SDK_ERRORS.PROTOCOL, 'a delivery run is not [room, storedAtMs, seq, messages]'],
+    [SDK_ERRORS.PROTOCOL, 'a delivery run is not [room, storedAtMs, seq, messages]'],
+    [SDK_ERRORS.PROTOCOL, 'a delivery run is not [room, storedAtMs, seq, messages]'],
+  ])
+})

@@ -28,14 +28,15 @@ export function encodeAck(codec: Codec, id: string | number): string | Uint8Arra
     : pack({ jsonrpc: '2.0', id, result: 'OK' })
 }
 
-/** A run as the broker sends it, or undefined if it is not one. */
+/** A run as the broker sends it, or undefined if it is not one (msgpack can carry NaN, and any value as a message). */
 export function asRun(value: unknown): Run | undefined {
   if (!Array.isArray(value) || value.length !== 4) return undefined
   const [room, storedAtMs, seq, messages] = value as unknown[]
   return typeof room === 'string' &&
-    typeof storedAtMs === 'number' &&
-    typeof seq === 'number' &&
-    Array.isArray(messages)
+    Number.isFinite(storedAtMs) &&
+    Number.isFinite(seq) &&
+    Array.isArray(messages) &&
+    messages.every(message => typeof message === 'string')
     ? (value as unknown as Run)
     : undefined
 }

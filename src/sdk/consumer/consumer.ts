@@ -102,6 +102,8 @@ const isFatal = (status: number): boolean => status === 400 || status === 403
 const UPGRADE_RETRY_MS = 30_000
 const UPGRADE_RETRY_MAX_MS = 8 * 60_000
 
+const BAD_RUN = 'a delivery run is not [room, storedAtMs, seq, messages]'
+
 /** Where a consumer stands in one room: the last message handed out. */
 interface Position {
   storedAtMs: number
@@ -361,7 +363,12 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   #deliver(runs: readonly unknown[]): void {
     for (const value of runs) {
       const run = asRun(value)
-      if (!run) continue
+      if (!run) {
+        // Skipped, and acknowledged with the rest: sent again, it would be as unreadable.
+        this.emit('error', new SnapperError(SDK_ERRORS.PROTOCOL, BAD_RUN))
+        if (this.#state === 'closed') return
+        continue
+      }
       const [room, storedAtMs, seq, messages] = run
       let position = this.#positions.get(room)
       for (let i = 0; i < messages.length; i++) {
