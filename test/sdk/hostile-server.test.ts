@@ -183,3 +183,27 @@ test('a delivery whose runs are not [room, storedAtMs, seq, strings]: each such 
     [SDK_ERRORS.PROTOCOL, 'a delivery run is not [room, storedAtMs, seq, messages]'],
   ])
 })
+
+test('a handshake answered 200 with an HTML page (a misrouted proxy): the consumer backs off instead of polling again at once', async t => {
+  const gateway = await fakeGateway(t, () => ({ body: '<!doctype html><title>Welcome</title>' }))
+  const { consumer, states } = watchedConsumer(t, gateway.url)
+  void consumer.connect().catch(() => {})
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  // The backoff from 100 ms: 50-100, 100-200, 200-400, 400-800 ms, so 5 handshakes at most in a second.
+  t.true(gateway.handshakes() <= 6, `${gateway.handshakes()} handshakes in 1 s`)
+  t.is(states.find(([state]) => state === 'reconnecting')?.[1].reason, 'bad packet')
+})
+
+for (const [what, packet] of [
+  ['empty', ''],
+  ['of unknown type', '9junk'],
+] as const) {
+  test(`a polling packet ${what} in an open session ends it as a bad packet, and the consumer reconnects`, async t => {
+    const gateway = await fakeGateway(t, () => ({ body: `${open()}\x1e${packet}` }))
+    const { consumer, states } = watchedConsumer(t, gateway.url)
+    await consumer.connect()
+    const [, details] = await eventually(() => states.find(([state]) => state === 'reconnecting'))
+    t.is(details.reason, 'bad packet')
+    await eventually(() => gateway.handshakes() >= 2, { what: 'a second handshake' })
+  })
+}

@@ -142,7 +142,11 @@ export class PollingLink implements Link {
 
   #receive(packet: string): void {
     this.#watchdog.heard()
-    switch (packet.charAt(0)) {
+    // Anything else ends the link, as in engine.io-client: skipped, an answer with no packet we know (an
+    // HTML page from a proxy, an empty body) would be polled again at once, hundreds of times a second.
+    const type = packet.charAt(0)
+    if (this.#sid === undefined && type !== '0') return this.#end('bad packet')
+    switch (type) {
       case '0': {
         const open = parseOpen(packet.slice(1))
         if (!open || this.#sid !== undefined) return this.#end('bad open packet')
@@ -168,8 +172,12 @@ export class PollingLink implements Link {
       }
       case '1':
         return this.#end('server close')
+      case '3': // pong, upgrade: nothing to do
+      case '5':
+      case '6': // noop: the server released the GET; poll again
+        return
       default:
-      // noop (6): the server released the GET; poll again
+        return this.#end('bad packet')
     }
   }
 
