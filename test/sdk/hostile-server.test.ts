@@ -168,7 +168,11 @@ test('a delivery whose runs are not [room, storedAtMs, seq, strings]: each such 
   ]
   const deliver = `4${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'deliver', params: runs })}`
   const posts: string[] = []
-  const gateway = await fakeGateway(t, () => ({ body: `${open()}\x1e${deliver}` }), body => posts.push(body))
+  const gateway = await fakeGateway(
+    t,
+    () => ({ body: `${open()}\x1e${deliver}` }),
+    body => posts.push(body),
+  )
   const { consumer } = watchedConsumer(t, gateway.url)
   const messages: unknown[] = []
   const errors: [number, string][] = []

@@ -104,7 +104,8 @@ export function parseOpen(data: string): OpenPacket | undefined {
     const pingTimeoutMs = typeof open.pingTimeout === 'number' ? open.pingTimeout : 20_000
     // The watchdog's timer: 0 would never fire, and past 2^31 ms or below 0 a timer fires at once.
     const silenceMs = open.pingInterval + pingTimeoutMs
-    if (!(open.pingInterval >= 0 && pingTimeoutMs >= 0 && silenceMs > 0 && silenceMs < 2 ** 31)) return undefined
+    if (!(open.pingInterval >= 0 && pingTimeoutMs >= 0 && silenceMs > 0 && silenceMs < 2 ** 31))
+      return undefined
     const upgrades = Array.isArray(open.upgrades)
       ? open.upgrades.filter(name => typeof name === 'string')
       : []
