@@ -96,33 +96,9 @@ test('a polling `b` packet that is not base64 ends the session with that reason,
   t.deepEqual(escaped, [])
 })
 
-for (const retryAfterMs of [-1000, 0, 1e12]) {
-  test(`a 503 whose retryAfterMs is ${retryAfterMs}: the consumer waits its own backoff at least and reconnectMaxMs at most`, async t => {
-    const gateway = await fakeGateway(t, () => ({
-      status: 503,
-      body: JSON.stringify({ code: 3, message: 'full', retryAfterMs }),
-    }))
-    const consumer = new Consumer(gateway.url, {
-      token: 't',
-      transports: ['polling'],
-      reconnectMinMs: 100,
-      reconnectMaxMs: 1000,
-    })
-    t.teardown(() => consumer.close())
-    const delays: number[] = []
-    consumer.on('state', (state, { retryInMs }) => {
-      if (state === 'reconnecting') delays.push(retryInMs ?? Number.NaN)
-    })
-    void consumer.connect().catch(() => {})
-    await eventually(() => delays.length >= 3, { what: 'three refusals' })
-    for (const delay of delays.slice(0, 3)) t.true(delay >= 50 && delay <= 1000, `waits ${delay} ms`)
-  })
-}
-
-test('a reconnect notice asking for 1e12 ms: the consumer comes back after reconnectMaxMs', async t => {
-  const notice = '4{"jsonrpc":"2.0","method":"reconnect","params":[{"retryAfterMs":1e12}]}'
-  const gateway = await fakeGateway(t, () => ({ body: [open(), notice, '1'].join('\x1e') }))
-  const consumer = new Consumer(gateway.url, {
+/** A polling consumer with a backoff of 100 ms to 1 s, and the delay of each of its reconnects. */
+function pacedConsumer(t: ExecutionContext, url: string): { consumer: Consumer; delays: number[] } {
+  const consumer = new Consumer(url, {
     token: 't',
     transports: ['polling'],
     reconnectMinMs: 100,
@@ -133,6 +109,26 @@ test('a reconnect notice asking for 1e12 ms: the consumer comes back after recon
   consumer.on('state', (state, { retryInMs }) => {
     if (state === 'reconnecting') delays.push(retryInMs ?? Number.NaN)
   })
+  return { consumer, delays }
+}
+
+for (const retryAfterMs of [-1000, 0, 1e12]) {
+  test(`a 503 whose retryAfterMs is ${retryAfterMs}: the consumer waits its own backoff at least and reconnectMaxMs at most`, async t => {
+    const gateway = await fakeGateway(t, () => ({
+      status: 503,
+      body: JSON.stringify({ code: 3, message: 'full', retryAfterMs }),
+    }))
+    const { consumer, delays } = pacedConsumer(t, gateway.url)
+    void consumer.connect().catch(() => {})
+    await eventually(() => delays.length >= 3, { what: 'three refusals' })
+    for (const delay of delays.slice(0, 3)) t.true(delay >= 50 && delay <= 1000, `waits ${delay} ms`)
+  })
+}
+
+test('a reconnect notice asking for 1e12 ms: the consumer comes back after reconnectMaxMs', async t => {
+  const notice = '4{"jsonrpc":"2.0","method":"reconnect","params":[{"retryAfterMs":1e12}]}'
+  const gateway = await fakeGateway(t, () => ({ body: [open(), notice, '1'].join('\x1e') }))
+  const { consumer, delays } = pacedConsumer(t, gateway.url)
   await consumer.connect()
   await eventually(() => gateway.handshakes() >= 2, { what: 'a second handshake' })
   t.true(delays[0]! >= 50 && delays[0]! <= 1000, `waits ${delays[0]} ms`)

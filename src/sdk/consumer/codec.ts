@@ -28,7 +28,7 @@ export function encodeAck(codec: Codec, id: string | number): string | Uint8Arra
     : pack({ jsonrpc: '2.0', id, result: 'OK' })
 }
 
-/** A run as the broker sends it, or undefined if it is not one (msgpack can carry NaN, and any value as a message). */
+/** A run as the broker sends it, or undefined if it is not one (msgpack can carry NaN, and values of every kind as messages). */
 export function asRun(value: unknown): Run | undefined {
   if (!Array.isArray(value) || value.length !== 4) return undefined
   const [room, storedAtMs, seq, messages] = value as unknown[]
