@@ -134,6 +134,15 @@ test('a reconnect notice asking for 1e12 ms: the consumer comes back after recon
   t.true(delays[0]! >= 50 && delays[0]! <= 1000, `waits ${delays[0]} ms`)
 })
 
+test('sessions the server opens and ends at once: the reconnect delays grow as after failures, not the shortest each time', async t => {
+  const gateway = await fakeGateway(t, () => ({ body: [open(), '1'].join('\x1e') }))
+  const { consumer, delays } = pacedConsumer(t, gateway.url)
+  await consumer.connect()
+  await eventually(() => delays.length >= 4, { what: 'four reconnects' })
+  // Backoff from 100 ms, doubling: the fourth wait is drawn in [400, 800] ms; at the shortest, [50, 100].
+  t.true(delays[3]! >= 400, `waits ${delays.slice(0, 4).map(Math.round).join(', ')} ms`)
+})
+
 for (const [pingInterval, pingTimeout] of [
   [0, 0],
   [-100_000, 20_000],

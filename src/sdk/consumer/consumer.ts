@@ -100,6 +100,12 @@ const isFatal = (status: number): boolean => status === 400 || status === 403
 
 /** After a failed upgrade probe, the next one waits this long, doubling up to UPGRADE_RETRY_MAX_MS. */
 const UPGRADE_RETRY_MS = 30_000
+/**
+ * A session that lasted this long, in ms, resets the reconnect backoff: one
+ * that a server opens and breaks at once (a sick node) must not bring its
+ * clients back at the shortest delay for ever.
+ */
+const STABLE_SESSION_MS = 10_000
 const UPGRADE_RETRY_MAX_MS = 8 * 60_000
 
 const BAD_RUN = 'a delivery run is not [room, storedAtMs, seq, messages]'
@@ -125,6 +131,8 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   #state: ConsumerState = 'idle'
   #id: string | undefined
   #link: Link | undefined
+  /** When the session last opened (Date.now()), until it ended. */
+  #openedAtMs: number | undefined
   #timer: ReturnType<typeof setTimeout> | undefined
   /** A polling session's upgrade: the probe under way, or the timer of the next one. */
   #probe: WebSocketLink | undefined
@@ -219,7 +227,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
       opened: (open: OpenPacket): void => {
         if (this.#link !== link) return
         this.#id = open.sid
-        this.#backoff.reset()
+        this.#openedAtMs = Date.now()
         this.#setState('open', { transport })
         this.#settleConnected?.resolve(open.sid)
         this.#settleConnected = undefined
@@ -315,6 +323,9 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
       })
       return this.#finish(error, true)
     }
+    if (this.#openedAtMs !== undefined && Date.now() - this.#openedAtMs >= STABLE_SESSION_MS)
+      this.#backoff.reset()
+    this.#openedAtMs = undefined
     const askedMs = refusal?.retryAfterMs ?? this.#retryAfterMs
     this.#retryAfterMs = undefined
     const backoffMs = this.#backoff.next()
