@@ -4,11 +4,14 @@
  * Nothing may escape the SDK (the test process would see it), no timer may
  * spin, and the consumer reports what happened and reconnects.
  */
+import { once } from 'node:events'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import test, { type ExecutionContext } from 'ava'
+import { pack } from 'msgpackr'
+import { WebSocketServer, type RawData } from 'ws'
 import { Consumer, SDK_ERRORS, type ConsumerState, type StateDetails } from '../../src/sdk/consumer/node.js'
-import { eventually } from '../helpers/eventually.js'
+import { eventually, pause } from '../helpers/eventually.js'
 
 /** An open packet as a gateway sends it; `fields` overrides. */
 const open = (fields: Record<string, unknown> = {}): string =>
@@ -216,3 +219,37 @@ for (const [what, packet] of [
     await eventually(() => gateway.handshakes() >= 2, { what: 'a second handshake' })
   })
 }
+
+test('a websocket binary frame before the open packet is no delivery: it reaches no listener and is not acknowledged', async t => {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const client of server.clients) client.terminate()
+    server.close()
+  })
+  const deliver = (id: number, seq: number, message: string): Buffer =>
+    pack({ jsonrpc: '2.0', id, method: 'deliver', params: [['room', 1, seq, [message]]] })
+  const acks: unknown[] = []
+  server.on('connection', ws => {
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (isBinary) acks.push(data)
+    })
+    ws.send(deliver(1, 1, 'before the open packet'))
+    ws.send(open())
+    ws.send(deliver(2, 2, 'after it'))
+  })
+  const { port } = server.address() as AddressInfo
+  const consumer = new Consumer(`http://127.0.0.1:${port}`, {
+    token: 't',
+    codec: 'msgpack',
+    transports: ['websocket'],
+  })
+  t.teardown(() => consumer.close())
+  const messages: string[] = []
+  consumer.on('message', message => messages.push(message))
+  await consumer.connect()
+  await eventually(() => messages.length > 0, { what: 'a delivery' })
+  await pause(200)
+  t.deepEqual(messages, ['after it'])
+  t.is(acks.length, 1, 'one ack, for the delivery after the open packet')
+})

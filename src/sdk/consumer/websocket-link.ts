@@ -86,7 +86,8 @@ export class WebSocketLink implements Link {
     if (this.#isDone) return
     this.#watchdog.heard()
     if (typeof data !== 'string') {
-      if (data instanceof ArrayBuffer) this.#handlers.message(new Uint8Array(data))
+      // A session's message, as `4…` is: none before the open packet (or, for a probe, the takeover).
+      if (data instanceof ArrayBuffer && this.#isOpen) this.#handlers.message(new Uint8Array(data))
       return
     }
     switch (data.charAt(0)) {
