@@ -1,6 +1,7 @@
 import type { Command, Pipeline } from 'ioredis'
 import type { Logger } from '../log.js'
 import type { ReplicatedWriter } from '../redis/connect.js'
+import { isMoved } from '../redis/redirects.js'
 import { TooFewReplicas, type ReplicaShortfalls } from './replica-shortfalls.js'
 
 /** Replicas that must have a write before it counts as stored, and the writer that waits for them. */
@@ -176,6 +177,8 @@ export class GroupCommit {
       .then(results => {
         if (!results) throw new Error('pipeline discarded')
         const short = unconfirmed(results[results.length - 1], this.replicas, server)
+        // A slot moved: the writes sent again go where the map now says (redirected while it moves: the same place).
+        if (results.some(([err]) => err !== null && isMoved(err))) writer.refreshSlots()
         sent.forEach((write, i) => {
           const [err, reply] = results[i]!
           write.resolve({ err, reply, short })

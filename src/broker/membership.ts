@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { userIdOf } from '../auth/token.js'
 import { userRoom, type Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
-import { isMoved, isRedirect } from '../redis/redirects.js'
+import { isRedirect } from '../redis/redirects.js'
 import type { ScriptRequests } from '../redis/script-request.js'
 import { scriptRequests, type Arg, type Commands } from '../redis/scripts.js'
 import { encodeControl, type ControlMessage } from './control.js'
@@ -123,8 +123,7 @@ export class Membership {
       const { err, reply, short } = await groupCommit.write(keys[0]!, command)
       if (err) {
         if (!isRedirect(err) && !/^NOSCRIPT /.test(err.message)) throw err
-        if (isMoved(err)) groupCommit.replicas.writer.refreshSlots()
-        await sleep(RECONNECT_POLL_MS) // then to where the slot map says now
+        await sleep(RECONNECT_POLL_MS) // then to where the slot map says now (GroupCommit refreshed it)
         continue
       }
       return { reply: reply as MembershipReply, unconfirmed: short }

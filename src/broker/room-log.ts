@@ -8,7 +8,6 @@ import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
 import { makeEntry, type Entry } from './entry.js'
 import { OrderedAppends, type AppendStatus } from './ordered-appends.js'
 import type { GroupCommit } from './group-commit.js'
-import { ReplicatedAppends } from './replicated-appends.js'
 
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
@@ -111,8 +110,6 @@ export class RoomLog {
    * redirected while its slot moves): the writer never sends one twice.
    */
   readonly #ordered: OrderedAppends | undefined
-  /** With replicas: the calls go through the group commit, each pipeline ending in WAIT. */
-  readonly #replicated: ReplicatedAppends<AppendCall, AppendReply> | undefined
   /** The appends of this turn, not sent yet. */
   #turn: Turn | undefined
 
@@ -125,12 +122,6 @@ export class RoomLog {
       ? new OrderedAppends(options.groupCommit ? isRedirect : options.isPassing)
       : undefined
     this.#writer = options.resendsInOrder || isOrdered ? randomBytes(9).toString('base64url') : ''
-    this.#replicated =
-      options.groupCommit &&
-      new ReplicatedAppends(options.groupCommit, {
-        keyOf: call => call.pieces[0]!.part.log,
-        commandOf: (call, afterIn) => APPEND.command(this.#requestOf(call, afterIn)),
-      })
   }
 
   /** Script calls that appended messages so far: one per slot per turn, or per APPEND_CHUNK messages. */
@@ -277,35 +268,43 @@ export class RoomLog {
 
   /**
    * Sends script calls: at once (on a Cluster through `#ordered`, which sends
-   * them again until stored), or, when replicas must confirm, through
-   * `#replicated` (per server one pipeline at a time, then one WAIT; on a Cluster still
+   * them again until stored), or, when replicas must confirm, through the
+   * group commit (per server one pipeline at a time, then one WAIT; on a Cluster still
    * through `#ordered`: a call redirected while its slot moves did not run,
    * and goes again, after the calls before it, to where the slot is). The
    * calls are issued in order, so that a writer's calls run in the order
    * they were numbered. Returns the reply of each call.
    */
   #store(calls: readonly AppendCall[]): Promise<AppendReply>[] {
-    const replicated = this.#replicated
     const ordered = this.#ordered
-    if (ordered)
-      return calls.map(call => {
-        let reply: AppendReply = []
-        const rooms = call.pieces.map(({ part }) => part.log)
-        const send = (afterIn: (room: string) => number): Promise<AppendStatus> =>
-          (replicated ? replicated.send(call, afterIn) : this.#append(this.#requestOf(call, afterIn))).then(
-            answer => {
-              reply = answer
-              return answer[0] === -1 ? -1 : 1
-            },
-          )
-        return ordered.append(rooms, call.number, send).then(() => reply)
-      })
-    if (!replicated) return calls.map(call => this.#append(this.#requestOf(call, () => 0)))
-    return replicated.store(calls.map(call => ({ call, afterIn: () => 0 })))
+    if (!ordered) return calls.map(call => this.#append(call, () => 0))
+    return calls.map(call => {
+      let reply: AppendReply = []
+      const rooms = call.pieces.map(({ part }) => part.log)
+      const send = (afterIn: (room: string) => number): Promise<AppendStatus> =>
+        this.#append(call, afterIn).then(answer => {
+          reply = answer
+          return answer[0] === -1 ? -1 : 1
+        })
+      return ordered.append(rooms, call.number, send).then(() => reply)
+    })
   }
 
-  #append(request: ScriptRequest): Promise<AppendReply> {
-    return APPEND.send(this.#redis, request) as Promise<AppendReply>
+  /**
+   * One call, each room following `afterIn(room)`: a script call, or through
+   * the group commit, made (and numbered) as it is written. There it rejects
+   * with its own error first (a redirect: it did not run; OOM: nothing
+   * stored), then with its pipeline's shortfall (TooFewReplicas).
+   */
+  async #append(call: AppendCall, afterIn: (room: string) => number): Promise<AppendReply> {
+    const groupCommit = this.#options.groupCommit
+    if (!groupCommit) return (await APPEND.send(this.#redis, this.#requestOf(call, afterIn))) as AppendReply
+    const { err, reply, short } = await groupCommit.write(call.pieces[0]!.part.log, () =>
+      APPEND.command(this.#requestOf(call, afterIn)),
+    )
+    if (err) throw err
+    if (short) throw short
+    return reply as AppendReply
   }
 
   /**
