@@ -17,7 +17,12 @@ import { Keys } from '../../src/redis/keys.js'
 import type { Consumer } from '../../src/sdk/consumer/node.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer, type ClientKind, type TestConsumer } from '../helpers/consumers.js'
-import { assertEveryMessageAfterLoss, numbered, publishEvery10ms } from '../helpers/data-loss.js'
+import {
+  assertEveryMessageAfterLoss,
+  deliveriesResumed,
+  numbered,
+  publishEvery10ms,
+} from '../helpers/data-loss.js'
 import { eventually, pause } from '../helpers/eventually.js'
 import { startRedisCluster, type ClusterNodeInfo, type RedisCluster } from '../helpers/redis-cluster.js'
 import { uniquePrefix } from '../helpers/redis.js'
@@ -162,10 +167,7 @@ test('a failover to a replica that lacks the newest consumers’ records and log
   })
   t.log(`records written again ${Date.now() - promotedAtMs} ms after the promotion`)
 
-  await eventually(() => received().every(messages => numbered(messages, 'news', lossAt).length > 0), {
-    what: 'deliveries to resume',
-    timeoutMs: 10_000,
-  })
+  await deliveriesResumed(received, lossAt)
   t.log(`deliveries resumed ${Date.now() - killedAtMs} ms after the master died`)
   await pause(1000)
   await publisher.stop()

@@ -14,7 +14,7 @@ import { Keys } from '../../src/redis/keys.js'
 import type { Consumer } from '../../src/sdk/consumer/node.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { assertEveryMessageAfterLoss, numbered, publishEvery10ms } from '../helpers/data-loss.js'
+import { assertEveryMessageAfterLoss, deliveriesResumed, publishEvery10ms } from '../helpers/data-loss.js'
 import { eventually, pause } from '../helpers/eventually.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { collect, consumerFor } from '../sdk/helpers.js'
@@ -54,10 +54,7 @@ async function survives(t: ExecutionContext, loss: Loss, before: Loss = async ()
   await loss(redis, admin, settings.redisPrefix)
   const lossAt = publisher.next
   const lostAtMs = Date.now()
-  await eventually(() => received().every(messages => numbered(messages, 'news', lossAt).length > 0), {
-    what: 'deliveries to resume',
-    timeoutMs: 10_000,
-  })
+  await deliveriesResumed(received, lossAt)
   t.log(`deliveries resumed ${Date.now() - lostAtMs} ms after the loss`)
   await pause(2000)
   await publisher.stop()

@@ -43,6 +43,14 @@ export const numbered = (messages: readonly string[], tag: string, from: number)
     .map(message => Number(message.slice(tag.length + 1)))
     .filter(i => i >= from)
 
+/** Resolves once every consumer got a `news` message numbered `from` or later (within 10 s). */
+export async function deliveriesResumed(received: () => string[][], from: number): Promise<void> {
+  await eventually(() => received().every(messages => numbered(messages, 'news', from).length > 0), {
+    what: 'deliveries to resume',
+    timeoutMs: 10_000,
+  })
+}
+
 export interface AfterLoss {
   /** What each consumer received so far; consumer u's own room is tagged `own<u>`. */
   readonly received: () => string[][]
