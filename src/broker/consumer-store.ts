@@ -4,10 +4,10 @@ import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
 import { batchIdOf, makeBatch } from './batch.js'
 import type { BrokerCore } from './core.js'
-import { isAfter, isNext, isSame, parseCursor, type Cursor } from './cursor.js'
+import { isAfter, isNext, isSame, missedBetween, parseCursor, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
-import { missedBetween, type Outbox } from './outbox.js'
+import type { Outbox } from './outbox.js'
 
 /** consumer_connect-5.lua, one call per handshake: written as one request (see ScriptRequests). */
 const CONNECT = scriptRequests('consumer_connect-5.lua')

@@ -50,3 +50,16 @@ export interface Incarnated {
  * without messages. False when that start is not known, and for ORIGIN.
  */
 export const isOlderIncarnation = (a: Cursor, b: Incarnated): boolean => a.seq > 0 && a.ms < (b.since ?? 0)
+
+/**
+ * How many messages of a room lie between cursor `a` and entry `b`, the first
+ * the log still has after it: b.seq - a.seq - 1 in the same incarnation of the
+ * log. One that expired started again at seq 1 (ids still grow): then those
+ * before b are missed, and an unknown number of the old one (null), unless b
+ * is its first message (0: nothing is known to be missed). b.since tells the
+ * incarnations apart where seq cannot (b.seq past a.seq, an older a).
+ */
+export function missedBetween(a: Cursor, b: Cursor & Incarnated): number | null {
+  if (b.seq > a.seq && !isOlderIncarnation(a, b)) return b.seq - a.seq - 1
+  return b.seq > 1 ? null : 0
+}

@@ -1,7 +1,7 @@
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { batchIdOf, batchLength, isOneRun, makeBatch, type Batch } from './batch.js'
-import { formatCursor, isAfter, isNext, isOlderIncarnation, type Cursor, type Incarnated } from './cursor.js'
+import { formatCursor, isAfter, isNext, missedBetween, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import { Fifo } from './fifo.js'
 
@@ -436,17 +436,4 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     state.mode = 'live'
     if (pending) this.offer(room, pending)
   }
-}
-
-/**
- * How many messages of a room lie between cursor `a` and entry `b`, the first
- * the log still has after it: b.seq - a.seq - 1 in the same incarnation of the
- * log. One that expired started again at seq 1 (ids still grow): then those
- * before b are missed, and an unknown number of the old one (null), unless b
- * is its first message (0: nothing is known to be missed). b.since tells the
- * incarnations apart where seq cannot (b.seq past a.seq, an older a).
- */
-export function missedBetween(a: Cursor, b: Cursor & Incarnated): number | null {
-  if (b.seq > a.seq && !isOlderIncarnation(a, b)) return b.seq - a.seq - 1
-  return b.seq > 1 ? null : 0
 }

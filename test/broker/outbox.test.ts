@@ -7,8 +7,7 @@
 import test, { type ExecutionContext } from 'ava'
 import { pino } from 'pino'
 import { makeBatch, type Batch } from '../../src/broker/batch.js'
-import { ORIGIN } from '../../src/broker/cursor.js'
-import { missedBetween } from '../../src/broker/outbox.js'
+import { missedBetween, ORIGIN } from '../../src/broker/cursor.js'
 import { batchMessages, FakeHost, FakeSink, settle } from '../helpers/outbox-host.js'
 import { eventually } from '../helpers/eventually.js'
 
