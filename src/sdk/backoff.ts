@@ -13,6 +13,11 @@ export class Backoff {
     this.#maxMs = Math.max(minMs, maxMs)
   }
 
+  /** The longest delay, in ms. */
+  get maxMs(): number {
+    return this.#maxMs
+  }
+
   /** The next delay, in ms. */
   next(): number {
     const capMs = Math.min(this.#maxMs, this.#minMs * 2 ** this.#attempt)

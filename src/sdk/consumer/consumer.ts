@@ -125,8 +125,6 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   readonly #openTimeoutMs: number
   readonly #platform: Platform
   readonly #backoff: Backoff
-  /** The longest wait before an attempt, also when the server asked for longer. */
-  readonly #reconnectMaxMs: number
   readonly #positions = new Map<string, Position>()
   #state: ConsumerState = 'idle'
   #id: string | undefined
@@ -164,9 +162,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     this.#transports = transports
     this.#openTimeoutMs = openTimeoutMs
     this.#platform = platform
-    const reconnectMinMs = options.reconnectMinMs ?? 500
-    this.#reconnectMaxMs = Math.max(reconnectMinMs, options.reconnectMaxMs ?? 30_000)
-    this.#backoff = new Backoff(reconnectMinMs, this.#reconnectMaxMs)
+    this.#backoff = new Backoff(options.reconnectMinMs ?? 500, options.reconnectMaxMs ?? 30_000)
   }
 
   /** The consumer id (the Engine.IO sid), once a session opened: what a producer subscribes to rooms. */
@@ -334,7 +330,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     const retryInMs =
       askedMs === undefined
         ? backoffMs
-        : Math.min(this.#reconnectMaxMs, refusal ? Math.max(jittered(askedMs), backoffMs) : jittered(askedMs))
+        : Math.min(this.#backoff.maxMs, refusal ? Math.max(jittered(askedMs), backoffMs) : jittered(askedMs))
     this.#setState('reconnecting', { reason, retryInMs })
     this.#timer = setTimeout(() => this.#open(0), retryInMs)
   }
