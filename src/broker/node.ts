@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { platformOf } from '../auth/token.js'
 import type { Config } from '../config/defaults.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { userRoom } from '../redis/keys.js'
-import { BatchIds } from './batch.js'
 import { ConsumerStore, type TakenConsumer } from './consumer-store.js'
 import { decodeControl, isNotice } from './control.js'
 import type { BrokerCore } from './core.js'
@@ -15,6 +13,7 @@ import { Hub } from './hub.js'
 import { ACK_LATENCY_BUCKETS_SEC, DeliveryLatency, LatencyCounts } from './latency.js'
 import { NodeContext, type NodeCounters } from './node-context.js'
 import { Outbox, type ConsumerSink, type OutboxHost } from './outbox.js'
+import { outboxHost } from './outbox-host.js'
 import { answerRoomMembers, decodeQuestion } from './room-members.js'
 import { RoomSync } from './room-sync.js'
 
@@ -122,7 +121,15 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       config.takeoverWaitMs,
     )
     this.#rooms = new RoomSync(this.#hub, this.#fanout, this.#store, context)
-    this.#host = this.#outboxHost()
+    this.#host = outboxHost({
+      config,
+      context,
+      core,
+      fanout: this.#fanout,
+      store: this.#store,
+      ackLatency: this.ackLatency,
+      deliveryLatency: this.deliveryLatency,
+    })
   }
 
   /** Live consumers on this node. */
@@ -400,54 +407,5 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     answerRoomMembers(redis.commands, keys, this, question.queryId, members).catch((err: unknown) =>
       this.#context.redisError(err, 'room members answer failed'),
     )
-  }
-
-  /**
-   * What the outboxes ask of their node: log reads (through the fan-out's
-   * memory), batch ids, the consumer's sink, and the store for acknowledged
-   * cursors. Private: the gateway talks to the node, never to this.
-   */
-  #outboxHost(): OutboxHost<S> {
-    const { counters, log } = this.#context
-    const { stats, tracking } = this.#core
-    const latency = this.deliveryLatency
-    const fanout = this.#fanout
-    const store = this.#store
-    const batchIds = new BatchIds()
-    return {
-      batchMaxMessages: this.#config.batchMaxMessages,
-      batchMaxBytes: this.#config.batchMaxBytes,
-      maxQueue: this.#config.consumerMaxQueue,
-      maxQueueBytes: this.#config.consumerMaxQueueBytes,
-      log,
-      read: (room, after, count) => fanout.read(room, after, count),
-      newBatchId: () => batchIds.next(),
-      send: (outbox, batch) => {
-        counters.batchesSent++
-        outbox.sink?.send(batch)
-      },
-      acknowledged: (outbox, { entries, hasTracked }) => {
-        const now = Date.now()
-        counters.messagesAcked += entries.length
-        this.ackLatency.add(now - outbox.inflightSince)
-        latency.recordBatch(platformOf(outbox.consumerId), entries, now)
-        stats.delivered(entries.length)
-        store.acknowledged(outbox)
-        // Only a batch with a tracked message costs Redis anything here (its receipts).
-        if (hasTracked)
-          tracking
-            .recordAcks(outbox.consumerId, outbox.userId, entries, now)
-            .catch((err: unknown) => this.#context.redisError(err, 'receipt write failed'))
-      },
-      readFailed: (outbox, room, err) => {
-        counters.logReadErrors++
-        log.warn({ err, consumerId: outbox.consumerId, room }, 'log read failed, retrying')
-      },
-      holeFound: (outbox, room, missed) => {
-        counters.gaps++
-        counters.gapMessages += missed ?? 0
-        log.debug({ consumerId: outbox.consumerId, room, missed }, 'messages no longer in the room log')
-      },
-    }
   }
 }
