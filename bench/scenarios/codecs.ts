@@ -23,7 +23,7 @@ import {
   warmUp,
 } from '../lib/scenario.js'
 import type { BenchUser } from '../servers/targets.js'
-import { seededRandom } from './unicast.js'
+import { seededRandom } from '../../test/helpers/seeded-random.js'
 
 interface Variant {
   readonly name: string

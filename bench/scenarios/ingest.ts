@@ -7,7 +7,7 @@
 import { makeMessage, nowUs } from '../load/message.js'
 import { Publisher } from '../load/publisher.js'
 import { sleep, type RunContext, type Scenario } from '../lib/scenario.js'
-import { seededRandom } from './unicast.js'
+import { seededRandom } from '../../test/helpers/seeded-random.js'
 
 const WINDOW = 32
 const BATCH = 50

@@ -6,6 +6,7 @@
  * in Redis but the pipeline.
  */
 import { makeMessage, nowUs } from '../load/message.js'
+import { seededRandom } from '../../test/helpers/seeded-random.js'
 import { Publisher } from '../load/publisher.js'
 import {
   connectUsers,
@@ -20,18 +21,6 @@ import {
   waitForDeliveries,
   warmUp,
 } from '../lib/scenario.js'
-
-/** mulberry32: a tiny seeded PRNG, so every target gets the same sequence of users. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 export const unicast: Scenario = {
   name: 'unicast',
