@@ -7,8 +7,10 @@ import { PACKAGE } from '../package.js'
 import { clusterScraper, type MetricsMessage } from '../metrics-cluster.js'
 import { Registry, registerPrimaryMetrics, registerProcessMetrics } from '../metrics.js'
 import type { RedisClients } from '../redis/connect.js'
+import { redisProblem } from '../redis/ping.js'
+import { RedisWatchdog } from '../redis/watchdog.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
-import { connectRedis } from './node.js'
+import { connectRedis, describeRedis } from './node.js'
 import { workerEnvironment, type WorkerMessage } from './worker.js'
 
 /** A worker that dies sooner than this after its start counts as crash-looping, in ms. */
@@ -297,6 +299,15 @@ async function startPrimaryAdmin(
   // Prefixed: the workers' process metrics carry the plain names, and the two texts are concatenated.
   registerProcessMetrics(registry, 'snapper_primary_')
   registerPrimaryMetrics(registry, () => primary.crashes)
+  // The admin app's own connection: refused at once while Redis hangs, as a node's are.
+  const watchdog = new RedisWatchdog({
+    probe: () => redisProblem(redis),
+    log,
+    intervalMs: config.redisPingIntervalMs,
+    server: describeRedis(config),
+    onChange: isUp => redis.setAnswering(isUp),
+  })
+  watchdog.start()
   let admin: RunningAdmin
   try {
     admin = await startAdmin({
@@ -312,12 +323,14 @@ async function startPrimaryAdmin(
       gatewayPort: config.gatewayPort,
     })
   } catch (err) {
+    watchdog.stop()
     await redis.quit()
     throw err
   }
   return {
     async close() {
       await admin.close()
+      watchdog.stop()
       await redis.quit()
     },
   }

@@ -103,10 +103,17 @@ export interface RedisClients {
   replicatedWriter(): ReplicatedWriter
   /**
    * Whether the command connection takes commands now (on a Cluster: the
-   * cluster client is ready). Work that can wait for Redis is skipped or
-   * refused while it does not, rather than queued without bound.
+   * cluster client is ready) and Redis answers them (the watchdog's last
+   * PING was answered: see setAnswering). Work that can wait for Redis is
+   * skipped or refused while it does not, rather than queued without bound.
    */
   isReady(): boolean
+  /**
+   * What the watchdog found (redis/watchdog.ts): a Redis that hangs with its
+   * connections open (stopped, swapping, a long script) keeps them ready,
+   * yet answers nothing; while it does not answer, isReady() is false.
+   */
+  setAnswering(isAnswering: boolean): void
   /** Commands held in the clients' offline queues (sent once Redis is back). */
   offlineCommands(): number
   /** Resolves once both connections are up; rejects if Redis cannot be reached within timeoutMs. */
@@ -222,6 +229,7 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
   const commands = defineScripts(make('commands'))
   const subscriber = make('subscriber')
   let writer: ReplicatedWriter | undefined
+  let isAnswering = true
 
   return {
     commands,
@@ -267,7 +275,10 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       }
       return writer
     },
-    isReady: () => commands.status === 'ready',
+    isReady: () => isAnswering && commands.status === 'ready',
+    setAnswering(answering) {
+      isAnswering = answering
+    },
     offlineCommands() {
       let queued = 0
       for (const client of [commands, subscriber, writer?.client]) {

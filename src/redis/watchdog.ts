@@ -11,6 +11,8 @@
  *   down ──────────────PING answered─────────────▶ up     info 'redis answering again'
  *
  * The next PING is sent intervalMs after the last one was settled: PINGs never pile up.
+ * Each change is also passed to onChange: the node then refuses what needs
+ * Redis at once (RedisClients.setAnswering), as while its connection is down.
  */
 import type { Logger } from '../log.js'
 
@@ -22,6 +24,8 @@ export interface RedisWatchdogOptions {
   readonly intervalMs: number
   /** Where Redis is, for the log lines (no password). */
   readonly server: string
+  /** Called with false when Redis stops answering, with true when it answers again. */
+  readonly onChange?: (isUp: boolean) => void
 }
 
 export class RedisWatchdog {
@@ -74,10 +78,12 @@ export class RedisWatchdog {
       if (this.#downSinceMs === undefined) return
       log.info({ redis: server, outageMs: nowMs - this.#downSinceMs }, 'redis answering again')
       this.#downSinceMs = undefined
+      this.#options.onChange?.(true)
       return
     }
     if (this.#downSinceMs !== undefined) return
     this.#downSinceMs = sentAtMs
     log.warn({ redis: server, problem, lastAnswerAgoMs: nowMs - this.#lastAnswerAtMs }, 'redis not answering')
+    this.#options.onChange?.(false)
   }
 }

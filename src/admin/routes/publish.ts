@@ -30,9 +30,12 @@ import type { BrokerCore } from '../../broker/core.js'
 import { SnapperError } from '../../errors.js'
 import { verifyProducer } from '../auth.js'
 
-/** Refuses at once while Redis is down: the offline queue would hold the request until Redis is back. */
+/**
+ * Refuses at once while Redis is down (the offline queue would hold the
+ * request until Redis is back) or, as the watchdog found, does not answer.
+ */
 export function requireStore(core: BrokerCore): void {
-  if (core.redis.commands.status !== 'ready') throw new SnapperError('STORE_UNAVAILABLE')
+  if (!core.redis.isReady()) throw new SnapperError('STORE_UNAVAILABLE')
 }
 
 /** The accepted publications of a body, in order; skipped items are not an error, too many rooms is. */

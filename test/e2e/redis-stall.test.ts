@@ -1,0 +1,114 @@
+/**
+ * A Redis that hangs with its connections open (SIGSTOP here; a swap storm,
+ * a long script, CLIENT PAUSE alike) fails no command: each just waits. The
+ * node's watchdog PING (redisPingIntervalMs) is what notices, and from then
+ * on what needs Redis is refused at once, as while it is down, instead of
+ * waiting for it: admin routes and new consumer sessions get 503 with
+ * Retry-After. SIGCONT, and everything is served again.
+ */
+import test from 'ava'
+import { Tokens } from '../../src/auth/token.js'
+import { startNode, type RunningNode } from '../../src/cli/node.js'
+import { defaults, type Config } from '../../src/config/defaults.js'
+import { silentLogger } from '../../src/log.js'
+import { newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { connectConsumer } from '../helpers/consumers.js'
+import { eventually, within } from '../helpers/eventually.js'
+import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+
+const tokens = new Tokens([TEST_SECRET])
+const PRODUCER = {
+  authorization: `Bearer ${tokens.sign({ id: 'http' })}`,
+  'content-type': 'application/json',
+}
+
+async function stalledNode(t: import('ava').ExecutionContext, overrides: Partial<Config> = {}) {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const config: Config = {
+    ...defaults,
+    redis: { kind: 'standalone', url: redis.url },
+    redisPrefix: uniquePrefix(),
+    tokenSecrets: [TEST_SECRET],
+    drainSpreadMs: 0,
+    drainTimeoutMs: 3000,
+    redisPingIntervalMs: 200,
+    consumerRetryAfterMs: 2500,
+    ...overrides,
+  }
+  const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  // SIGCONT first: a drain against a stopped Redis would wait for its budget.
+  t.teardown(async () => {
+    redis.signal('SIGCONT')
+    await node.stop()
+  })
+  return { redis, node, config }
+}
+
+interface Answer {
+  readonly status: number
+  readonly retryAfter: string | null
+  readonly body: string
+  readonly tookMs: number
+}
+
+/** A request that a client gives up on after 10 s (then: status 0). */
+async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
+  const started = Date.now()
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
+    const body = await res.text()
+    return {
+      status: res.status,
+      retryAfter: res.headers.get('retry-after'),
+      body,
+      tookMs: Date.now() - started,
+    }
+  } catch {
+    return { status: 0, retryAfter: null, body: '', tookMs: Date.now() - started }
+  }
+}
+
+function entryPoints(node: RunningNode): Record<string, () => Promise<Answer>> {
+  const admin = `http://127.0.0.1:${node.ports.admin}`
+  const gateway = `http://127.0.0.1:${node.ports.gateway}`
+  const post = (path: string, body: unknown) => () =>
+    ask(`${admin}${path}`, { method: 'POST', headers: PRODUCER, body: JSON.stringify(body) })
+  return {
+    'GET /stats': () => ask(`${admin}/stats?token=${tokens.sign({ name: 'snapper' })}`),
+    'GET /v1/users/:userId/consumers': () => ask(`${admin}/v1/users/u1/consumers`, { headers: PRODUCER }),
+    'POST /v1/publish': post('/v1/publish', { room: 'stalled', message: 'm' }),
+    'POST /v1/rooms/:room/subscribe': post('/v1/rooms/stalled/subscribe', { consumerId: 'c1' }),
+    'POST /v1/track': post('/v1/track', { room: 'stalled', message: 'm' }),
+    'polling handshake': () =>
+      ask(`${gateway}/websocket/?EIO=4&transport=polling&token=${tokens.sign({ userId: newUserId() })}`),
+  }
+}
+
+async function stopped(redis: RedisServer, node: RunningNode): Promise<void> {
+  redis.signal('SIGSTOP')
+  await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see Redis stalled' })
+}
+
+test('once the watchdog sees Redis stalled, admin routes and handshakes are refused at once with 503 and Retry-After, and served again after it', async t => {
+  const { redis, node } = await stalledNode(t)
+  await stopped(redis, node)
+  for (const [name, request] of Object.entries(entryPoints(node))) {
+    const answer = await request()
+    t.is(answer.status, 503, `${name}: ${JSON.stringify(answer)}`)
+    t.true(answer.tookMs < 1000, `${name} answered after ${answer.tookMs} ms`)
+    t.truthy(answer.retryAfter, `${name} says when to come back`)
+    if (name === 'polling handshake') t.regex(answer.body, /"retryAfterMs":2500/)
+    else t.regex(answer.body, /"STORE_UNAVAILABLE"/)
+  }
+  const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId: newUserId() }))
+  t.teardown(() => consumer.close())
+  await t.throwsAsync(within(consumer.opened(), 3000, 'a websocket handshake to be refused'))
+
+  redis.signal('SIGCONT')
+  await eventually(() => node.redisWatchdog.isUp, { what: 'the watchdog to see Redis again' })
+  const served = entryPoints(node)
+  t.is((await served['GET /v1/users/:userId/consumers']!()).status, 200)
+  t.is((await served['POST /v1/publish']!()).status, 200)
+  t.is((await served['polling handshake']!()).status, 200)
+})
