@@ -20,6 +20,7 @@ import type { Logger } from '../log.js'
 import type { AdminCounters, MetricsText } from '../metrics.js'
 import { bodyError, errorBoundary } from './errors.js'
 import type { LiveSeries } from './live-series.js'
+import { redisDeadline } from './redis-deadline.js'
 import { dashboardRoutes } from './routes/dashboard.js'
 import { demoRoutes } from './routes/demo.js'
 import { healthRoutes, type Readiness } from './routes/health.js'
@@ -32,7 +33,13 @@ export type { Readiness } from './routes/health.js'
 
 export type AdminConfig = Pick<
   Config,
-  'adminMaxBodyBytes' | 'nodeTtlMs' | 'maxRoomBytes' | 'maxMessageBytes' | 'maxRoomsPerPublish' | 'demo'
+  | 'adminMaxBodyBytes'
+  | 'adminRedisTimeoutMs'
+  | 'nodeTtlMs'
+  | 'maxRoomBytes'
+  | 'maxMessageBytes'
+  | 'maxRoomsPerPublish'
+  | 'demo'
 >
 
 export interface AdminDeps {
@@ -107,11 +114,20 @@ export function createAdminApp(deps: AdminDeps): Koa {
     await next()
   })
 
+  // Only the routes that wait for Redis: /readyz bounds its PING itself, /metrics its workers'.
+  const deadline = redisDeadline(config.adminRedisTimeoutMs)
   const routers = [
     healthRoutes(core, deps.readiness),
     metricsRoutes(deps.metrics),
-    statsRoutes({ core, tokens, nodeTtlMs: config.nodeTtlMs, node: deps.node, details: deps.details }),
-    publishRoutes({ core, tokens, limits: config, parseBody }),
+    statsRoutes({
+      core,
+      tokens,
+      nodeTtlMs: config.nodeTtlMs,
+      node: deps.node,
+      details: deps.details,
+      deadline,
+    }),
+    publishRoutes({ core, tokens, limits: config, parseBody, deadline }),
     sdkRoutes(log),
     dashboardRoutes({
       core,
@@ -119,6 +135,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
       series: deps.series,
       maxRoomBytes: config.maxRoomBytes,
       nodeTtlMs: config.nodeTtlMs,
+      deadline,
     }),
   ]
   if (config.demo) {

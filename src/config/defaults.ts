@@ -248,6 +248,11 @@ export interface Config {
   /** Longest an admin request may take to arrive in full (head and body), in ms; then 408. @default 10000 */
   readonly adminRequestTimeoutMs: number
   /**
+   * Longest an admin request waits for Redis, in ms; then 503 STORE_UNAVAILABLE (a write may still
+   * be done once Redis answers: its reason says so). @default 5000
+   */
+  readonly adminRedisTimeoutMs: number
+  /**
    * Demo mode: the admin app serves /demo/ and hands out consumer tokens for random users; `snapper
    * start` then makes a random token secret if none is set and binds 127.0.0.1 unless `host` is
    * set. Never in production. @default false
@@ -337,5 +342,6 @@ export const defaults: Config = {
   adminMaxBodyBytes: 1 << 20,
   adminMaxConnections: 1000,
   adminRequestTimeoutMs: 10_000,
+  adminRedisTimeoutMs: 5000,
   demo: false,
 }

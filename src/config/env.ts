@@ -396,6 +396,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMs,
     doc: 'longest an admin request may take to arrive in full, head and body (a silent or trickling connection gets 408 and is closed)',
   },
+  adminRedisTimeoutMs: {
+    env: 'SNAPPER_ADMIN_REDIS_TIMEOUT_MS',
+    parse: toMs,
+    doc: 'longest an admin request waits for Redis (a Redis that hangs, before the PING of `redisPingIntervalMs` finds it): then 503 `STORE_UNAVAILABLE` with `Retry-After`. A write (POST) answered so may still be done once Redis answers, and its `reason` says so',
+  },
   demo: {
     env: 'SNAPPER_DEMO',
     parse: toFlag,

@@ -112,3 +112,35 @@ test('once the watchdog sees Redis stalled, admin routes and handshakes are refu
   t.is((await served['POST /v1/publish']!()).status, 200)
   t.is((await served['polling handshake']!()).status, 200)
 })
+
+test('admin requests already waiting when Redis stalls are answered 503 after adminRedisTimeoutMs, a write saying it may still be done; it is, once, when Redis answers', async t => {
+  // The watchdog PINGs far too rarely to see it: only the request's own bound answers.
+  const { redis, node } = await stalledNode(t, { redisPingIntervalMs: 60_000, adminRedisTimeoutMs: 1500 })
+  const requests = entryPoints(node)
+  delete requests['polling handshake']
+  redis.signal('SIGSTOP')
+  const answers = await Promise.all(
+    Object.entries(requests).map(async ([name, request]) => [name, await request()] as const),
+  )
+  for (const [name, answer] of answers) {
+    t.is(answer.status, 503, `${name}: ${JSON.stringify(answer)}`)
+    t.true(answer.tookMs >= 1400 && answer.tookMs < 3000, `${name} answered after ${answer.tookMs} ms`)
+    t.is(answer.retryAfter, '1', name)
+    const { data } = (JSON.parse(answer.body) as { error: { data: { code: string; reason: string } } }).error
+    t.is(data.code, 'STORE_UNAVAILABLE', name)
+    if (name.startsWith('POST'))
+      t.is(
+        data.reason,
+        'Redis did not answer within 1500 ms (adminRedisTimeoutMs): this may still be done once it does',
+        name,
+      )
+    else t.is(data.reason, 'Redis did not answer within 1500 ms (adminRedisTimeoutMs)', name)
+  }
+  redis.signal('SIGCONT')
+  const client = redis.client()
+  const log = node.core.keys.room('stalled').log
+  // The publish and the tracked message that were answered 503 are stored all the same, each once.
+  await eventually(async () => (await client.xlen(log)) === 2, { what: 'the two messages to be stored' })
+  t.is((await requests['POST /v1/publish']!()).status, 200)
+  await eventually(async () => (await client.xlen(log)) === 3, { what: 'the third message to be stored' })
+})

@@ -12,7 +12,7 @@
  * never framed (Content-Security-Policy).
  */
 import { Router } from '@koa/router'
-import type { Context } from 'koa'
+import type { Context, Middleware } from 'koa'
 import { platformOf, type Tokens } from '../../auth/token.js'
 import { isBoundedString } from '../../broker/api.js'
 import type { BrokerCore } from '../../broker/core.js'
@@ -35,8 +35,10 @@ export function dashboardRoutes(deps: {
   series: LiveSeries
   maxRoomBytes: number
   nodeTtlMs: number
+  /** Bounds the wait for Redis (redis-deadline.ts). */
+  deadline: Middleware
 }): Router {
-  const { core, tokens, series, maxRoomBytes, nodeTtlMs } = deps
+  const { core, tokens, series, maxRoomBytes, nodeTtlMs, deadline } = deps
   const assets = loadDashboard()
   const nameParam = (value: unknown): string => {
     if (!isBoundedString(value, maxRoomBytes)) throw new SnapperError('INVALID_PARAMS')
@@ -73,7 +75,7 @@ export function dashboardRoutes(deps: {
     const since = Number(ctx.query.since ?? 0)
     ctx.body = { intervalMs: series.intervalMs, points: series.since(Number.isFinite(since) ? since : 0) }
   })
-  router.get('/dashboard/users/:userId', operator, async ctx => {
+  router.get('/dashboard/users/:userId', operator, deadline, async ctx => {
     const userId = nameParam(ctx.params.userId)
     const consumers = await read(() => core.presence.list(userId))
     ctx.body = {
@@ -86,7 +88,7 @@ export function dashboardRoutes(deps: {
       })),
     }
   })
-  router.get('/dashboard/rooms/:room', operator, async ctx => {
+  router.get('/dashboard/rooms/:room', operator, deadline, async ctx => {
     const room = nameParam(ctx.params.room)
     const [length, head, members] = await read(async () => {
       const liveNodes = (await core.stats.nodeReports(nodeTtlMs)).filter(report => report.isAlive).length

@@ -58,8 +58,10 @@ export function publishRoutes(deps: {
   tokens: Tokens
   limits: InputLimits
   parseBody: Middleware
+  /** Bounds the wait for Redis (redis-deadline.ts): a write answered so may still be done. */
+  deadline: Middleware
 }): Router {
-  const { core, tokens, limits, parseBody } = deps
+  const { core, tokens, limits, parseBody, deadline } = deps
   const api = core.producerApi
   const isName = (value: unknown): value is string => isBoundedString(value, limits.maxRoomBytes)
   const nameParam = (value: unknown): string => {
@@ -72,10 +74,14 @@ export function publishRoutes(deps: {
   }
 
   const router = new Router({ prefix: '/v1' })
-  router.use((ctx, next) => {
-    verifyProducer(tokens, ctx)
-    return next()
-  }, parseBody)
+  router.use(
+    (ctx, next) => {
+      verifyProducer(tokens, ctx)
+      return next()
+    },
+    parseBody,
+    deadline,
+  )
 
   router.post('/publish', async ctx => {
     const publications = toPublications(ctx.request.body, limits)

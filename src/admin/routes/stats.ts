@@ -4,6 +4,7 @@
  * each node in Redis, and, in a cluster's primary, its workers.
  */
 import { Router } from '@koa/router'
+import type { Middleware } from 'koa'
 import type { Tokens } from '../../auth/token.js'
 import type { BrokerCore } from '../../broker/core.js'
 import type { BrokerNode } from '../../broker/node.js'
@@ -19,10 +20,12 @@ export function statsRoutes(deps: {
   nodeTtlMs: number
   node?: BrokerNode
   details?: () => Record<string, unknown>
+  /** Bounds the wait for Redis (redis-deadline.ts). */
+  deadline: Middleware
 }): Router {
-  const { core, tokens, nodeTtlMs, node, details } = deps
+  const { core, tokens, nodeTtlMs, node, details, deadline } = deps
   const router = new Router()
-  router.get('/stats', async ctx => {
+  router.get('/stats', deadline, async ctx => {
     verifyOperator(tokens, ctx)
     requireStore(core)
     const read = async (): Promise<[unknown, NodeReport[]]> => {
