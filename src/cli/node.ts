@@ -92,7 +92,7 @@ export async function startNode(
     log: logger,
     intervalMs: config.redisPingIntervalMs,
     server: describeRedis(config),
-    onChange: isUp => redis.setAnswering(isUp),
+    onPing: isUp => redis.setAnswering(isUp),
   })
   redisWatchdog.start()
   const gateway = createGateway({ config, core, node, tokens, logger })

@@ -305,7 +305,7 @@ async function startPrimaryAdmin(
     log,
     intervalMs: config.redisPingIntervalMs,
     server: describeRedis(config),
-    onChange: isUp => redis.setAnswering(isUp),
+    onPing: isUp => redis.setAnswering(isUp),
   })
   watchdog.start()
   let admin: RunningAdmin

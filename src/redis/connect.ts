@@ -230,6 +230,9 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
   const subscriber = make('subscriber')
   let writer: ReplicatedWriter | undefined
   let isAnswering = true
+  // A connection made again answered its handshake: Redis answers (the watchdog's next PING says so
+  // later, and if it stalls again, says that too).
+  commands.on('ready', () => (isAnswering = true))
 
   return {
     commands,

@@ -11,8 +11,9 @@
  *   down ──────────────PING answered─────────────▶ up     info 'redis answering again'
  *
  * The next PING is sent intervalMs after the last one was settled: PINGs never pile up.
- * Each change is also passed to onChange: the node then refuses what needs
- * Redis at once (RedisClients.setAnswering), as while its connection is down.
+ * Each PING's outcome is also passed to onPing (not only the changes: a
+ * reconnect marks Redis answering before the next PING): the node refuses
+ * what needs Redis at once while it does not answer (RedisClients.setAnswering).
  */
 import type { Logger } from '../log.js'
 
@@ -24,8 +25,8 @@ export interface RedisWatchdogOptions {
   readonly intervalMs: number
   /** Where Redis is, for the log lines (no password). */
   readonly server: string
-  /** Called with false when Redis stops answering, with true when it answers again. */
-  readonly onChange?: (isUp: boolean) => void
+  /** Called after each PING: true if it was answered, false if not. */
+  readonly onPing?: (isUp: boolean) => void
 }
 
 export class RedisWatchdog {
@@ -71,19 +72,18 @@ export class RedisWatchdog {
   }
 
   #record(problem: string | undefined, sentAtMs: number): void {
-    const { log, server } = this.#options
+    const { log, server, onPing } = this.#options
+    onPing?.(problem === undefined)
     const nowMs = Date.now()
     if (problem === undefined) {
       this.#lastAnswerAtMs = nowMs
       if (this.#downSinceMs === undefined) return
       log.info({ redis: server, outageMs: nowMs - this.#downSinceMs }, 'redis answering again')
       this.#downSinceMs = undefined
-      this.#options.onChange?.(true)
       return
     }
     if (this.#downSinceMs !== undefined) return
     this.#downSinceMs = sentAtMs
     log.warn({ redis: server, problem, lastAnswerAgoMs: nowMs - this.#lastAnswerAtMs }, 'redis not answering')
-    this.#options.onChange?.(false)
   }
 }

@@ -144,3 +144,18 @@ test('admin requests already waiting when Redis stalls are answered 503 after ad
   t.is((await requests['POST /v1/publish']!()).status, 200)
   await eventually(async () => (await client.xlen(log)) === 3, { what: 'the third message to be stored' })
 })
+
+test('a Redis the watchdog saw down serves as soon as its connection is ready again, not at the next PING; a stall after it is refused again', async t => {
+  const { redis, node } = await stalledNode(t, { redisPingIntervalMs: 1000 })
+  await redis.kill('SIGKILL')
+  await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see Redis down' })
+  await redis.restart()
+  await eventually(() => node.core.redis.commands.status === 'ready', { what: 'the connection to be back' })
+  t.true(node.core.redis.isReady(), 'takes commands before the next PING')
+  await eventually(() => node.redisWatchdog.isUp, { what: 'the next PING to be answered' })
+  await stopped(redis, node)
+  const { 'GET /v1/users/:userId/consumers': consumers } = entryPoints(node)
+  const refused = await consumers!()
+  t.is(refused.status, 503)
+  t.true(refused.tookMs < 1000, `answered after ${refused.tookMs} ms`)
+})
