@@ -10,12 +10,15 @@
  *   up ───PING unanswered, or a connection down──▶ down   warn 'redis not answering'
  *   down ──────────────PING answered─────────────▶ up     info 'redis answering again'
  *
- * The next PING is sent intervalMs after the last one was settled: PINGs never pile up.
+ * The next PING is sent intervalMs after the last one was settled (1 s while down): PINGs never pile up.
  * Each PING's outcome is also passed to onPing (not only the changes: a
  * reconnect marks Redis answering before the next PING): the node refuses
  * what needs Redis at once while it does not answer (RedisClients.setAnswering).
  */
 import type { Logger } from '../log.js'
+
+/** How soon a Redis that did not answer is asked again, in ms (at most intervalMs). */
+const DOWN_RECHECK_MS = 1000
 
 export interface RedisWatchdogOptions {
   /** Why Redis cannot serve now, or undefined when it answers (redisProblem). Never rejects. */
@@ -67,7 +70,13 @@ export class RedisWatchdog {
       // A bug (the probe answers with a reason, it does not throw): say so, keep watching.
       this.#options.log.error({ err }, 'redis watchdog failed unexpectedly')
     } finally {
-      if (!this.#isStopped) this.#timer?.refresh()
+      // While Redis does not answer, the node refuses what needs it: ask again soon, so that a Redis
+      // slow for a moment is served again within a second of answering, not a whole interval later.
+      if (!this.#isStopped)
+        this.#timer = setTimeout(
+          () => void this.#check(),
+          this.isUp ? this.#options.intervalMs : Math.min(this.#options.intervalMs, DOWN_RECHECK_MS),
+        ).unref()
     }
   }
 

@@ -107,3 +107,27 @@ test('a probe that throws is logged as a bug, and the watchdog keeps asking', as
   t.like(named(lines, 'redis watchdog failed unexpectedly'), [{ level: 50, err: { message: 'probe bug' } }])
   t.true(watchdog.isUp)
 })
+
+test('after an unanswered PING the watchdog asks again within 1 s, not a whole interval later: a Redis slow for a moment is served again once it answers', async t => {
+  const { logger } = capturedLogger()
+  const probes: number[] = []
+  const answers: boolean[] = []
+  const watchdog = new RedisWatchdog({
+    // Slow once (what a PING past its 1 s timeout reports), then answering.
+    probe: () =>
+      Promise.resolve(probes.push(Date.now()) === 1 ? 'redis: no PING answer within 1000 ms' : undefined),
+    log: logger,
+    intervalMs: 2500,
+    server: 'redis://nowhere',
+    onPing: isUp => answers.push(isUp),
+  })
+  t.teardown(() => watchdog.stop())
+  watchdog.start()
+  await eventually(() => probes.length >= 3, { what: 'three probes', timeoutMs: 10_000 })
+  t.deepEqual(answers.slice(0, 2), [false, true])
+  const recheckMs = probes[1]! - probes[0]!
+  t.true(recheckMs >= 900 && recheckMs < 1500, `asked again after ${recheckMs} ms`)
+  // Answering again: back to the configured interval.
+  const nextMs = probes[2]! - probes[1]!
+  t.true(nextMs >= 2400, `then after ${nextMs} ms`)
+})
