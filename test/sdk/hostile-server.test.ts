@@ -253,3 +253,112 @@ test('a websocket binary frame before the open packet is no delivery: it reaches
   t.deepEqual(messages, ['after it'])
   t.is(acks.length, 1, 'one ack, for the delivery after the open packet')
 })
+
+/**
+ * A gateway whose handshake opens a session and whose polls answer with a
+ * message packet that never ends (a server, or a proxy, streaming without
+ * end): `written()` is how many bytes it got out before the client let go.
+ */
+async function endlessPollGateway(
+  t: ExecutionContext,
+): Promise<{ url: string; handshakes: () => number; written: () => number }> {
+  let handshakes = 0
+  let written = 0
+  const chunk = Buffer.alloc(64 << 10, 'a')
+  const server = createServer((req, res) => {
+    req.resume()
+    if (req.method === 'POST') return res.end('ok')
+    if (!new URL(req.url ?? '/', 'http://x').searchParams.has('sid')) {
+      handshakes++
+      return res.end(open())
+    }
+    res.write('4')
+    const more = (): void => {
+      while (!res.destroyed && written < 1 << 30) {
+        written += chunk.length
+        if (!res.write(chunk)) return void res.once('drain', more)
+      }
+    }
+    more()
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return { url, handshakes: () => handshakes, written: () => written }
+}
+
+test('a poll answer that never ends: past 16 MiB the session ends with a PROTOCOL error, the read is dropped, and the consumer reconnects', async t => {
+  const escaped = escapes(t)
+  const gateway = await endlessPollGateway(t)
+  const { consumer, states } = watchedConsumer(t, gateway.url)
+  const errors: [number, string][] = []
+  consumer.on('error', ({ code, message }) => errors.push([code, message]))
+  await consumer.connect()
+  const [, details] = await eventually(() => states.find(([state]) => state === 'reconnecting'), {
+    what: 'the session to end',
+  })
+  t.regex(details.reason ?? '', /larger than maxReceiveBytes \(16777216\)/)
+  t.deepEqual(
+    errors.map(([code]) => code),
+    [SDK_ERRORS.PROTOCOL],
+  )
+  await eventually(() => gateway.handshakes() >= 2, { what: 'a second handshake' })
+  // What the server wrote past the bound sat in socket buffers, not in the consumer.
+  t.true(gateway.written() < 64 << 20, `the server wrote ${gateway.written() >> 20} MiB`)
+  t.deepEqual(escaped, [])
+})
+
+test('maxReceiveBytes bounds a poll answer by its Content-Length, before reading it, and a Node websocket message', async t => {
+  const escaped = escapes(t)
+  const big = `4${'a'.repeat(2 << 20)}`
+  const gateway = await fakeGateway(t, count => ({ body: count === 1 ? `${open()}\x1e${big}` : open() }))
+  const consumer = new Consumer(gateway.url, {
+    token: 't',
+    transports: ['polling'],
+    maxReceiveBytes: 1 << 20,
+  })
+  t.teardown(() => consumer.close())
+  const errors: string[] = []
+  consumer.on('error', ({ code, message }) => errors.push(`${code} ${message}`))
+  void consumer.connect().catch(() => {})
+  await eventually(() => gateway.handshakes() >= 2, { what: 'a second handshake' })
+  t.deepEqual(errors, [`${SDK_ERRORS.PROTOCOL} poll answer larger than maxReceiveBytes (1048576)`])
+
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const client of server.clients) client.terminate()
+    server.close()
+  })
+  server.on('connection', ws => {
+    ws.send(open())
+    ws.send(big)
+  })
+  const { port } = server.address() as AddressInfo
+  const wsConsumer = new Consumer(`http://127.0.0.1:${port}`, {
+    token: 't',
+    transports: ['websocket'],
+    maxReceiveBytes: 1 << 20,
+  })
+  t.teardown(() => wsConsumer.close())
+  const wsErrors: string[] = []
+  wsConsumer.on('error', ({ code, message }) => wsErrors.push(`${code} ${message}`))
+  const reasons: string[] = []
+  wsConsumer.on('state', (state, { reason }) => state === 'reconnecting' && reasons.push(reason ?? ''))
+  await wsConsumer.connect()
+  await eventually(() => reasons.length > 0, { what: 'the websocket session to end' })
+  t.deepEqual(reasons.slice(0, 1), ['websocket message larger than maxReceiveBytes'])
+  t.deepEqual(wsErrors.slice(0, 1), [`${SDK_ERRORS.PROTOCOL} websocket message larger than maxReceiveBytes`])
+  t.deepEqual(escaped, [])
+})
+
+test('maxReceiveBytes that is not a whole number of bytes above 0 is refused when the consumer is made', t => {
+  for (const maxReceiveBytes of [0, -1, Number.NaN, 1.5, Number.POSITIVE_INFINITY])
+    t.throws(() => new Consumer('http://127.0.0.1:1', { token: 't', maxReceiveBytes }), {
+      instanceOf: TypeError,
+      message: /maxReceiveBytes must be a whole number of bytes above 0/,
+    })
+})

@@ -56,7 +56,16 @@ export interface ConsumerOptions {
    * attempt follows. @default 20000
    */
   readonly openTimeoutMs?: number
+  /**
+   * Largest poll answer (and, in Node, websocket message) read, in bytes:
+   * one larger is not held in memory; the session ends with a PROTOCOL
+   * `error` event, and the consumer reconnects. @default 16777216 (16 MiB)
+   */
+  readonly maxReceiveBytes?: number
 }
+
+/** maxReceiveBytes's default: far above what a gateway sends at once with its defaults (README "The SDK"). */
+export const DEFAULT_MAX_RECEIVE_BYTES = 16 << 20
 
 /** Where a message comes from. */
 export interface MessageMeta {
@@ -123,6 +132,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   readonly #path: string
   readonly #transports: readonly TransportName[]
   readonly #openTimeoutMs: number
+  readonly #maxReceiveBytes: number
   readonly #platform: Platform
   readonly #backoff: Backoff
   readonly #positions = new Map<string, Position>()
@@ -152,6 +162,9 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     const openTimeoutMs = options.openTimeoutMs ?? 20_000
     if (!(openTimeoutMs > 0 && openTimeoutMs < 2 ** 31))
       throw new TypeError('Consumer: openTimeoutMs must be a number of ms above 0')
+    const maxReceiveBytes = options.maxReceiveBytes ?? DEFAULT_MAX_RECEIVE_BYTES
+    if (!(Number.isSafeInteger(maxReceiveBytes) && maxReceiveBytes > 0))
+      throw new TypeError('Consumer: maxReceiveBytes must be a whole number of bytes above 0')
     new URL(url) // throws a TypeError now for a URL that cannot work
     this.#url = url
     this.#token = options.token
@@ -161,6 +174,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     this.#path = path.endsWith('/') ? path : `${path}/`
     this.#transports = transports
     this.#openTimeoutMs = openTimeoutMs
+    this.#maxReceiveBytes = maxReceiveBytes
     this.#platform = platform
     this.#backoff = new Backoff(options.reconnectMinMs ?? 500, options.reconnectMaxMs ?? 30_000)
   }
@@ -243,7 +257,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     const link: Link =
       transport === 'websocket'
         ? new WebSocketLink(url, this.#platform, handlers, this.#openTimeoutMs)
-        : new PollingLink(url, this.#platform, handlers, this.#openTimeoutMs)
+        : new PollingLink(url, this.#platform, handlers, this.#openTimeoutMs, this.#maxReceiveBytes)
     this.#link = link
     link.start()
   }
@@ -312,6 +326,11 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
 
   #ended(index: number, ending: Ending): void {
     const { refusal, reason } = ending
+    if (ending.isOversized) {
+      // Raising maxReceiveBytes (or fixing what answers) is the user's to do: the next session may get it again.
+      this.emit('error', new SnapperError(SDK_ERRORS.PROTOCOL, reason))
+      if (this.#state === 'closed') return
+    }
     if (!ending.wasOpen && !refusal && index + 1 < this.#transports.length) return this.#open(index + 1)
     if (refusal && isFatal(refusal.status)) {
       const error = new SnapperError(refusal.status, `handshake refused: ${refusal.message}`, {

@@ -20,12 +20,19 @@ export interface WebSocketLike {
 
 export type WebSocketConstructor = new (url: string) => WebSocketLike
 
+/** The part of a fetch body stream's reader the polling transport uses. */
+export interface BodyReader {
+  read(): Promise<{ readonly done: boolean; readonly value?: Uint8Array }>
+  cancel(): Promise<void>
+}
+
 /** The part of a fetch Response the polling transport reads. */
 export interface FetchResponse {
   readonly status: number
   readonly headers: { get(name: string): string | null }
+  /** Read as a stream, so that an answer past maxReceiveBytes is dropped rather than held whole. */
+  readonly body: { getReader(): BodyReader } | null
   text(): Promise<string>
-  json(): Promise<unknown>
 }
 
 /** The part of fetch the polling transport uses (typed here so that the declarations need no DOM or Node types). */
@@ -60,6 +67,8 @@ export interface Ending {
   /** Whether the session had opened (an open packet came). */
   readonly wasOpen: boolean
   readonly refusal?: Refusal
+  /** The server sent more than maxReceiveBytes at once: a protocol error the user may have to act on. */
+  readonly isOversized?: boolean
 }
 
 /** A link reports to these, never synchronously from its constructor or start(). */

@@ -10,6 +10,9 @@ import {
   type Refusal,
 } from './link.js'
 
+/** What a body larger than the consumer's maxReceiveBytes reads as: nothing (its reading is dropped). */
+const OVERSIZED = Symbol('oversized')
+
 /** v4 payload separator (ASCII record separator). */
 const SEPARATOR = '\x1e'
 
@@ -24,7 +27,8 @@ const SEPARATOR = '\x1e'
  * consumer can tell a bad token (stop) from a full node (come back later).
  * When a websocket takes the session over (an upgrade), `handOver` stops
  * the polling once the held GET and the POSTs have come back, without
- * closing the session.
+ * closing the session. No answer is read past `maxReceiveBytes`: one larger
+ * ends the link (a protocol error), as a websocket message that large does.
  */
 export class PollingLink implements Link {
   readonly transport = 'polling'
@@ -32,6 +36,7 @@ export class PollingLink implements Link {
   readonly #platform: Platform
   readonly #handlers: LinkHandlers
   readonly #openTimeoutMs: number
+  readonly #maxReceiveBytes: number
   readonly #abort = new AbortController()
   readonly #watchdog = new Watchdog(() =>
     this.#end(this.#sid === undefined ? 'open timeout' : 'ping timeout'),
@@ -44,11 +49,18 @@ export class PollingLink implements Link {
   #handingOver: { resolve(isHandedOver: boolean): void } | undefined
   #isPolling = false
 
-  constructor(url: string, platform: Platform, handlers: LinkHandlers, openTimeoutMs: number) {
+  constructor(
+    url: string,
+    platform: Platform,
+    handlers: LinkHandlers,
+    openTimeoutMs: number,
+    maxReceiveBytes: number,
+  ) {
     this.#url = url
     this.#platform = platform
     this.#handlers = handlers
     this.#openTimeoutMs = openTimeoutMs
+    this.#maxReceiveBytes = maxReceiveBytes
   }
 
   start(): void {
@@ -117,21 +129,23 @@ export class PollingLink implements Link {
 
   async #poll(): Promise<void> {
     while (!this.#isDone && !this.#handingOver) {
-      let body: string
+      let body: string | typeof OVERSIZED
       this.#isPolling = true
       try {
         // The gateway answers polls with Cache-Control: no-store.
         const response = await this.#platform.fetch(this.#sessionUrl(), { signal: this.#abort.signal })
         if (response.status !== 200) {
-          const refusal = this.#sid === undefined ? await readRefusal(response) : undefined
+          const refusal =
+            this.#sid === undefined ? await readRefusal(response, this.#maxReceiveBytes) : undefined
           return this.#end(`poll answered ${response.status}`, refusal)
         }
-        body = await response.text()
+        body = await readBounded(response, this.#maxReceiveBytes)
       } catch (err) {
         return this.#end(`poll failed: ${String(err)}`)
       } finally {
         this.#isPolling = false
       }
+      if (body === OVERSIZED) return this.#endOversized('poll answer')
       for (const packet of body.split(SEPARATOR)) {
         this.#receive(packet)
         if (this.#isDone) return
@@ -193,7 +207,8 @@ export class PollingLink implements Link {
           headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
           signal: this.#abort.signal,
         })
-        await response.text()
+        if ((await readBounded(response, this.#maxReceiveBytes)) === OVERSIZED)
+          return this.#endOversized('post answer')
         if (response.status !== 200) return this.#end(`post answered ${response.status}`)
       }
     } catch (err) {
@@ -204,22 +219,57 @@ export class PollingLink implements Link {
     this.#settleHandOver()
   }
 
-  #end(reason: string, refusal?: Refusal): void {
+  #endOversized(what: string): void {
+    this.#end(`${what} larger than maxReceiveBytes (${this.#maxReceiveBytes})`, undefined, true)
+  }
+
+  #end(reason: string, refusal?: Refusal, isOversized = false): void {
     if (this.#isDone) return
     this.#isDone = true
     this.#watchdog.stop()
-    this.#abort.abort()
+    this.#abort.abort() // also drops a body left unread
     this.#handingOver?.resolve(false)
-    this.#handlers.ended({ reason, wasOpen: this.#sid !== undefined, ...(refusal && { refusal }) })
+    const wasOpen = this.#sid !== undefined
+    this.#handlers.ended({
+      reason,
+      wasOpen,
+      ...(refusal && { refusal }),
+      ...(isOversized && { isOversized }),
+    })
+  }
+}
+
+/**
+ * A response's body as text, read as it comes, or OVERSIZED as soon as it
+ * is known to exceed `maxBytes` (its Content-Length, or the bytes read):
+ * text() would hold all of it, however large, in the application's memory.
+ */
+async function readBounded(response: FetchResponse, maxBytes: number): Promise<string | typeof OVERSIZED> {
+  if (Number(response.headers.get('content-length')) > maxBytes) return OVERSIZED
+  const reader = response.body?.getReader()
+  if (!reader) return response.text() // no stream (a 204, a fetch without one): nothing to hold
+  const decoder = new TextDecoder()
+  let text = ''
+  for (let bytes = 0; ;) {
+    const { done, value } = await reader.read()
+    if (done || !value) return text + decoder.decode()
+    bytes += value.byteLength
+    if (bytes > maxBytes) {
+      reader.cancel().catch(() => {}) // the link's abort ends it too
+      return OVERSIZED
+    }
+    text += decoder.decode(value, { stream: true })
   }
 }
 
 /** The status, message and `retryAfterMs` (or Retry-After) of a refused handshake. */
-async function readRefusal(response: FetchResponse): Promise<Refusal> {
+async function readRefusal(response: FetchResponse, maxBytes: number): Promise<Refusal> {
   let message = `HTTP ${response.status}`
   let retryAfterMs: number | undefined
   try {
-    const body = (await response.json()) as { message?: unknown; retryAfterMs?: unknown }
+    const text = await readBounded(response, maxBytes)
+    // An error page too large to read says no more than its status does.
+    const body = (text === OVERSIZED ? {} : JSON.parse(text)) as { message?: unknown; retryAfterMs?: unknown }
     if (typeof body.message === 'string') message = body.message
     if (typeof body.retryAfterMs === 'number' && body.retryAfterMs >= 0) retryAfterMs = body.retryAfterMs
   } catch {

@@ -19,7 +19,15 @@ import {
  * `takeOver` then makes it the session's transport:
  *
  *   open ─▶ `2probe` ─▶ `3probe`: opened(session) ─▶ (polling handed over) takeOver(): `5` ─▶ messages
+ *
+ * In Node, `ws` drops a message past the consumer's maxReceiveBytes (its
+ * maxPayload, node.ts) with an error the link reports as too large. A
+ * browser's WebSocket takes messages whole: it has no such bound.
  */
+
+/** Whether a websocket error event is `ws` refusing a message past its maxPayload. */
+const isMessageTooLarge = (event: unknown): boolean =>
+  (event as { error?: { code?: unknown } } | null)?.error?.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
 export class WebSocketLink implements Link {
   readonly transport = 'websocket'
   readonly #url: string
@@ -61,7 +69,10 @@ export class WebSocketLink implements Link {
     if (this.#session) ws.onopen = () => ws.send('2probe')
     ws.onmessage = event => this.#receive(event.data)
     ws.onclose = event => this.#end(`websocket closed (${event.code})`)
-    ws.onerror = () => {} // a close follows every error, and ends the link there
+    // A close follows every error, and ends the link there unless it is ended here first.
+    ws.onerror = event => {
+      if (isMessageTooLarge(event)) this.#end('websocket message larger than maxReceiveBytes', true)
+    }
   }
 
   send(data: string | Uint8Array): void {
@@ -115,15 +126,15 @@ export class WebSocketLink implements Link {
     }
   }
 
-  #end(reason: string): void {
+  #end(reason: string, isOversized = false): void {
     if (this.#isDone) return
     this.#isDone = true
     this.#watchdog.stop()
     const ws = this.#ws
     if (ws) {
-      ws.onmessage = ws.onclose = null
+      ws.onmessage = ws.onclose = null // not onerror: `ws` throws an error event no listener takes
       ws.close()
     }
-    this.#handlers.ended({ reason, wasOpen: this.#isOpen })
+    this.#handlers.ended({ reason, wasOpen: this.#isOpen, ...(isOversized && { isOversized }) })
   }
 }
