@@ -9,7 +9,7 @@
 import test, { type ExecutionContext } from 'ava'
 import { createServer, type AddressInfo } from 'node:net'
 import type { Config } from '../../src/config/defaults.js'
-import { encodeBulk } from '../../src/producer/resp.js'
+import { encodeBulk, isFramingError, RespDecoder } from '../../src/producer/resp.js'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { eventually } from '../helpers/eventually.js'
 import { freePort } from '../helpers/ports.js'
@@ -342,3 +342,92 @@ const nextState = (producer: Producer, state: ProducerState): Promise<void> =>
       if (next === state) resolve()
     }),
   )
+
+/**
+ * A loopback stand-in for a broker that accepts any token and answers each
+ * call with `answer(method)` as its result (a broker of another version, a
+ * man in the middle).
+ */
+async function brokerAnswering(t: ExecutionContext, answer: (method: string) => unknown): Promise<number> {
+  const broker = createServer(socket => {
+    const decoder = new RespDecoder(1 << 20)
+    socket.on('data', chunk => {
+      decoder.push(chunk)
+      for (
+        let frame = decoder.next();
+        frame !== undefined && !isFramingError(frame);
+        frame = decoder.next()
+      ) {
+        const { id, method } = JSON.parse(frame.toString('utf8')) as { id: unknown; method: string }
+        const result = method === 'auth' ? 'OK' : answer(method)
+        socket.write(encodeBulk(JSON.stringify({ jsonrpc: '2.0', id, result })))
+      }
+    })
+  })
+  await new Promise<void>(resolve => broker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => broker.close())
+  return (broker.address() as AddressInfo).port
+}
+
+test('answers of another shape than the typed result (a broker of another version): each call rejects with PROTOCOL, and the producer goes on', async t => {
+  const wrong: Record<string, unknown> = {
+    publish: 'OK',
+    subscribe: 'yes',
+    unsubscribe: 2,
+    consumers: { length: '1', android: 0, ios: 0, web: 1 },
+    track: { id: 7 },
+    receipt: {
+      acked: [{ consumerId: 'w.x', userId: 'u', platform: 'web', ackedAt: '1' }],
+      moreAcks: 0,
+      escalated: false,
+    },
+  }
+  const port = await brokerAnswering(t, method => wrong[method])
+  const producer = new Producer({ port, token: 'any', id: 'p' })
+  t.teardown(() => producer.close())
+  const calls: [string, Promise<unknown>][] = [
+    ['publish', producer.publish('r', 'm')],
+    ['publish', producer.publish([['r', 'm']])],
+    ['subscribe', producer.subscribe('r', 'w.x')],
+    ['unsubscribe', producer.unsubscribe('r', 'w.x')],
+    ['consumers', producer.consumers('55a07f2dee06c78e1357b0ad')],
+    ['track', producer.track('r', 'm')],
+    ['receipt', producer.receipt('id')],
+  ]
+  for (const [method, call] of calls) {
+    const error = await t.throwsAsync(call, { instanceOf: SnapperError }, method)
+    t.is(error?.code, SDK_ERRORS.PROTOCOL, method)
+    t.regex(error?.message ?? '', new RegExp(`^the broker's answer to ${method} is not `), method)
+  }
+  t.is(producer.state, 'open')
+})
+
+test('answers of the typed shapes from a stand-in broker are handed out as they are', async t => {
+  const receipt = {
+    acked: [{ consumerId: 'w.x', userId: '55a07f2dee06c78e1357b0ad', platform: 'web', ackedAt: 1 }],
+    moreAcks: 2,
+    escalated: true,
+  }
+  const right: Record<string, unknown> = {
+    publish: 3,
+    subscribe: null,
+    consumers: { length: 1, android: 0, ios: 0, web: 1 },
+    track: { id: 'r:1' },
+    receipt,
+  }
+  const port = await brokerAnswering(t, method => right[method])
+  const producer = new Producer({ port, token: 'any', id: 'p' })
+  t.teardown(() => producer.close())
+  t.is(
+    await producer.publish([
+      ['r', 'm'],
+      ['r', 'n'],
+      ['r', 'o'],
+    ]),
+    3,
+  )
+  t.is(await producer.subscribe('r', 'w.x'), null)
+  t.deepEqual(await producer.consumers('55a07f2dee06c78e1357b0ad'), { length: 1, android: 0, ios: 0, web: 1 })
+  t.deepEqual(await producer.track('r', 'm'), { id: 'r:1' })
+  t.deepEqual(await producer.receipt('r:1'), receipt)
+})

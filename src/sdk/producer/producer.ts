@@ -24,6 +24,7 @@ import { Emitter } from '../emitter.js'
 import { fromRpcError, SDK_ERRORS, SnapperError } from '../errors.js'
 import { Connection, type Reply } from './connection.js'
 import { framesOf, isLargerThan } from './frames.js'
+import { checked, CONSUMER_COUNTS, JOINED, RECEIPT, STORED, TRACKED } from './results.js'
 import type {
   ConsumerCounts,
   ConsumerTokenClaims,
@@ -136,7 +137,7 @@ export class Producer extends Emitter<ProducerEvents> {
   publish(batch: readonly Publication[]): Promise<number>
   async publish(roomOrBatch: string | readonly Publication[], message?: string): Promise<number> {
     if (typeof roomOrBatch === 'string') {
-      const count = await this.#call('publish', [roomOrBatch, message])
+      const count = checked('publish', STORED, await this.#call('publish', [roomOrBatch, message]))
       if (count !== 1)
         throw new SnapperError(-32602, 'Invalid params', {
           reason: 'room and message must be non-empty strings within the broker limits',
@@ -149,13 +150,13 @@ export class Producer extends Emitter<ProducerEvents> {
     let count = 0
     let storedUpTo = 0
     for (const [index, answer] of answers.entries()) {
-      let stored: unknown
+      let stored: number | null
       try {
-        stored = await answer
+        stored = checked('publish', STORED, await answer)
       } catch (error) {
         throw withStoredUpTo(error as SnapperError, storedUpTo) // calls reject with SnapperErrors only
       }
-      count += typeof stored === 'number' ? stored : 0
+      count += stored ?? 0
       storedUpTo += chunks[index]!.length
     }
     return count
@@ -163,17 +164,17 @@ export class Producer extends Emitter<ProducerEvents> {
 
   /** Joins a consumer to a room: 1 if it joined, null if it was in already. */
   async subscribe(room: string, consumerId: string): Promise<1 | null> {
-    return (await this.#call('subscribe', [room, consumerId])) === 1 ? 1 : null
+    return checked('subscribe', JOINED, await this.#call('subscribe', [room, consumerId]))
   }
 
   /** Takes a consumer out of a room: 1 if it left, null if it was not in. */
   async unsubscribe(room: string, consumerId: string): Promise<1 | null> {
-    return (await this.#call('unsubscribe', [room, consumerId])) === 1 ? 1 : null
+    return checked('unsubscribe', JOINED, await this.#call('unsubscribe', [room, consumerId]))
   }
 
   /** A user's live connections, on every node. */
   async consumers(userId: string): Promise<ConsumerCounts> {
-    return (await this.#call('consumers', [userId])) as ConsumerCounts
+    return checked('consumers', CONSUMER_COUNTS, await this.#call('consumers', [userId]))
   }
 
   /** Publishes a message whose acknowledgements the broker records; resolves once it is stored. */
@@ -185,12 +186,12 @@ export class Producer extends Emitter<ProducerEvents> {
         SDK_ERRORS.BAD_INPUT,
         `escalateAfterMs must be a number of ms, got ${escalateAfterMs}`,
       )
-    return (await this.#call('track', [room, message, options])) as Tracked
+    return checked('track', TRACKED, await this.#call('track', [room, message, options]))
   }
 
   /** Who acknowledged a tracked message so far, and whether it was escalated. */
   async receipt(id: string): Promise<Receipt> {
-    return (await this.#call('receipt', [id])) as Receipt
+    return checked('receipt', RECEIPT, await this.#call('receipt', [id]))
   }
 
   /** A consumer token for `new Consumer(url, {token})`, signed with this producer's secret. */
