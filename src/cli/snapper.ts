@@ -204,6 +204,9 @@ function exitAfterDrain(
   process.on('unhandledRejection', reason => fatal(reason, 'unhandledRejection'))
 }
 
+/** The platforms a consumer token's source names (consumerIdOf in src/auth/token.ts). */
+const SOURCES: readonly string[] = ['web', 'ios', 'android']
+
 function signToken(
   config: Config,
   values: { user?: string; source?: string; name?: string; 'expires-in'?: string },
@@ -224,8 +227,14 @@ function signToken(
     throw new ConfigError(
       `token: --user: expected 24 lowercase hex digits, got ${JSON.stringify(values.user)}`,
     )
+  // The gateway takes any source and counts the consumer by its first letter (a, i, w; else web):
+  // "mobile" would be web, "iPhone" ios. Only the three names say what they mean.
+  if (values.source !== undefined && !SOURCES.includes(values.source))
+    throw new ConfigError(
+      `token: --source: expected web, ios or android, got ${JSON.stringify(values.source)}`,
+    )
   return tokens.sign(
-    values.source ? { userId: values.user, source: values.source } : { userId: values.user },
+    values.source === undefined ? { userId: values.user } : { userId: values.user, source: values.source },
     expiresIn,
   )
 }

@@ -97,6 +97,23 @@ test('snapper token refuses clearly without a secret or a valid user id', t => {
   t.regex(noUser.stderr, /--user <24 lowercase hex digits> or --name <name> is required/)
 })
 
+test('snapper token --source takes web, ios or android only: another (mobile, iPhone) would count the consumer under a platform by its first letter', t => {
+  for (const source of ['mobile', 'iPhone', 'Web', '']) {
+    const result = run(['token', '--user', '55a07f2dee06c78e1357b0ad', '--source', source])
+    t.is(result.status, 1, source)
+    t.is(result.stdout, '', source)
+    t.regex(
+      result.stderr,
+      new RegExp(
+        `--source: expected web, ios or android, got ${JSON.stringify(JSON.stringify(source)).slice(1, -1)}`,
+      ),
+      source,
+    )
+  }
+  for (const source of ['web', 'ios', 'android'])
+    t.is(run(['token', '--user', '55a07f2dee06c78e1357b0ad', '--source', source]).status, 0, source)
+})
+
 test('snapper start without a token secret refuses to start and says what to set', t => {
   const result = run(['start', '--workers', '0'], { SNAPPER_TOKEN_SECRETS: '' })
   t.is(result.status, 1)
