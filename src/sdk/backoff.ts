@@ -7,6 +7,7 @@ export class Backoff {
   readonly #minMs: number
   readonly #maxMs: number
   #attempt = 0
+  #isAtFirst = true
 
   constructor(minMs: number, maxMs: number) {
     this.#minMs = minMs
@@ -18,8 +19,14 @@ export class Backoff {
     return this.#maxMs
   }
 
+  /** Whether no delay was drawn since the start or reset(): the last attempt did not fail. */
+  get isAtFirst(): boolean {
+    return this.#isAtFirst
+  }
+
   /** The next delay, in ms. */
   next(): number {
+    this.#isAtFirst = false
     const capMs = Math.min(this.#maxMs, this.#minMs * 2 ** this.#attempt)
     if (capMs < this.#maxMs) this.#attempt++
     return capMs / 2 + (Math.random() * capMs) / 2
@@ -27,6 +34,7 @@ export class Backoff {
 
   reset(): void {
     this.#attempt = 0
+    this.#isAtFirst = true
   }
 }
 

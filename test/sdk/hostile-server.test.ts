@@ -24,15 +24,17 @@ interface Answer {
 
 /**
  * A polling-only fake gateway: `handshake` answers each GET without a sid;
- * polls with one are held 1 s and answered with a noop; `posted` gets each
- * POST's body. Counts the handshakes.
+ * polls with one are held 1 s and answered with a noop, or with what
+ * `push` gives; `posted` gets each POST's body. Counts the handshakes.
  */
 async function fakeGateway(
   t: ExecutionContext,
   handshake: (count: number) => Answer,
   posted: (body: string) => void = () => {},
-): Promise<{ url: string; handshakes: () => number }> {
+): Promise<{ url: string; handshakes: () => number; push: (payload: string) => void }> {
   let handshakes = 0
+  let pushed: string | undefined
+  const held = new Set<() => void>()
   const server = createServer((req: IncomingMessage, res) => {
     let body = ''
     req.setEncoding('utf8')
@@ -43,7 +45,14 @@ async function fakeGateway(
         return res.end('ok')
       }
       if (new URL(req.url ?? '/', 'http://x').searchParams.has('sid')) {
-        const timer = setTimeout(() => res.end('6'), 1000)
+        const answer = (): void => {
+          held.delete(answer)
+          clearTimeout(timer)
+          res.end(pushed ?? '6')
+          pushed = undefined
+        }
+        const timer = setTimeout(answer, 1000)
+        held.add(answer)
         res.on('close', () => clearTimeout(timer))
         return
       }
@@ -58,7 +67,14 @@ async function fakeGateway(
     server.closeAllConnections()
     server.close()
   })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, handshakes: () => handshakes }
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    handshakes: () => handshakes,
+    push: payload => {
+      pushed = payload
+      for (const answer of held) answer()
+    },
+  }
 }
 
 /** A polling consumer of `url`, its state changes recorded; closed at the test's end. */
@@ -361,4 +377,37 @@ test('maxReceiveBytes that is not a whole number of bytes above 0 is refused whe
       instanceOf: TypeError,
       message: /maxReceiveBytes must be a whole number of bytes above 0/,
     })
+})
+
+const NOTICE_NOW = '4{"jsonrpc":"2.0","method":"reconnect","params":[{"retryAfterMs":0}]}'
+
+test('sessions that a reconnect notice ends at once: the consumer backs off instead of reconnecting at once for ever', async t => {
+  const gateway = await fakeGateway(t, () => ({ body: [open(), NOTICE_NOW, '1'].join('\x1e') }))
+  const { consumer } = watchedConsumer(t, gateway.url)
+  await consumer.connect()
+  await pause(1000)
+  // The backoff from 100 ms: 50-100, 100-200, 200-400, 400-800 ms, so 5 handshakes at most in a second.
+  t.true(gateway.handshakes() <= 6, `${gateway.handshakes()} handshakes in 1 s`)
+})
+
+test('a reconnect notice ending a session that lasted (a drain) does not lengthen the wait after the next ordinary failure', async t => {
+  // The first session lasts 10.5 s (the backoff's reset: consumer.ts STABLE_SESSION_MS), then a drain's
+  // notice ends it; the second handshake is answered 500 (an ordinary failure), the third opens.
+  const gateway = await fakeGateway(t, count =>
+    count === 1 ? { body: open() } : count === 2 ? { status: 500, body: 'oops' } : { body: open() },
+  )
+  const consumer = new Consumer(gateway.url, { token: 't', transports: ['polling'], reconnectMinMs: 1000 })
+  t.teardown(() => consumer.close())
+  const delays: number[] = []
+  consumer.on(
+    'state',
+    (state, { retryInMs }) => state === 'reconnecting' && delays.push(retryInMs ?? Number.NaN),
+  )
+  await consumer.connect()
+  await pause(10_500)
+  gateway.push(`${NOTICE_NOW}\x1e1`)
+  await eventually(() => delays.length >= 2, { what: 'the notice, then the failure', timeoutMs: 15_000 })
+  t.true(delays[0]! <= 1, `the notice's reconnect waits ${delays[0]} ms`)
+  // The backoff's first draw, in [reconnectMinMs / 2, reconnectMinMs]; one step on, it is in [1000, 2000].
+  t.true(delays[1]! <= 1000, `the failure after it waits ${delays[1]} ms`)
 })

@@ -14,8 +14,9 @@
  * after 30 s, doubling to 8 min) and moves to it when the probe is answered:
  * the Engine.IO upgrade, the same session. Between attempts the delay is the
  * server's when it gave one (a `reconnect` notice before a drain,
- * `retryAfterMs` on a 503; at most reconnectMaxMs, and after a refusal no
- * less than the backoff), else a jittered exponential backoff.
+ * `retryAfterMs` on a 503; at most reconnectMaxMs, and after a refusal, or
+ * a notice that follows a failure, no less than the backoff), else a
+ * jittered exponential backoff.
  *
  * Deliveries are acknowledged here, after the listeners ran. A message whose
  * (room, storedAtMs, seq) is not after the last one this consumer handed out
@@ -338,18 +339,25 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
       })
       return this.#finish(error, true)
     }
-    if (this.#openedAtMs !== undefined && Date.now() - this.#openedAtMs >= STABLE_SESSION_MS)
-      this.#backoff.reset()
+    const isStable = this.#openedAtMs !== undefined && Date.now() - this.#openedAtMs >= STABLE_SESSION_MS
+    if (isStable) this.#backoff.reset()
     this.#openedAtMs = undefined
-    const askedMs = refusal?.retryAfterMs ?? this.#retryAfterMs
+    const noticeMs = this.#retryAfterMs
     this.#retryAfterMs = undefined
-    const backoffMs = this.#backoff.next()
-    // The server's delay, within bounds: past 2^31 ms a timer fires at once, and a refusal saying 0
-    // (a broken proxy) must not turn into a handshake loop.
-    const retryInMs =
-      askedMs === undefined
-        ? backoffMs
-        : Math.min(this.#backoff.maxMs, refusal ? Math.max(jittered(askedMs), backoffMs) : jittered(askedMs))
+    const askedMs = refusal?.retryAfterMs ?? noticeMs
+    // The server's delay, within bounds: past 2^31 ms a timer fires at once.
+    let retryInMs: number
+    if (noticeMs !== undefined && this.#backoff.isAtFirst) {
+      // A drain's notice, with no failure since the last session that lasted: the server's word, and
+      // no failure itself, so the next failure waits as long as without it. Ending a shorter session
+      // it does count as one, so that a server ending each session with a notice of 0 is not met with
+      // reconnects at once for ever: the next notice waits the backoff at least.
+      if (!isStable) this.#backoff.next()
+      retryInMs = Math.min(this.#backoff.maxMs, jittered(noticeMs))
+    } else if (askedMs === undefined) retryInMs = this.#backoff.next()
+    // No less than the backoff: a refusal (or notice) saying 0, from a broken proxy, must not turn
+    // into a handshake loop.
+    else retryInMs = Math.min(this.#backoff.maxMs, Math.max(jittered(askedMs), this.#backoff.next()))
     this.#setState('reconnecting', { reason, retryInMs })
     this.#timer = setTimeout(() => this.#open(0), retryInMs)
   }
