@@ -411,3 +411,16 @@ test('a reconnect notice ending a session that lasted (a drain) does not lengthe
   // The backoff's first draw, in [reconnectMinMs / 2, reconnectMinMs]; one step on, it is in [1000, 2000].
   t.true(delays[1]! <= 1000, `the failure after it waits ${delays[1]} ms`)
 })
+
+test('reconnect delays a timer cannot wait are refused when the consumer is made, naming the option', t => {
+  for (const [name, value] of [
+    ['reconnectMinMs', Number.NaN],
+    ['reconnectMinMs', 0],
+    ['reconnectMaxMs', -5],
+    ['reconnectMaxMs', 2 ** 31],
+  ] as const)
+    t.throws(() => new Consumer('http://127.0.0.1:1', { token: 't', [name]: value }), {
+      instanceOf: TypeError,
+      message: new RegExp(`^Consumer: ${name} must be `),
+    })
+})

@@ -431,3 +431,26 @@ test('answers of the typed shapes from a stand-in broker are handed out as they 
   t.deepEqual(await producer.track('r', 'm'), { id: 'r:1' })
   t.deepEqual(await producer.receipt('r:1'), receipt)
 })
+
+test('options a timer or a count cannot work with are refused when the producer is made, naming the option', t => {
+  const bad: [string, number][] = [
+    ['maxInFlight', 0],
+    ['maxInFlight', Number.NaN],
+    ['requestTimeoutMs', Number.NaN],
+    ['requestTimeoutMs', -1],
+    ['requestTimeoutMs', 2 ** 31],
+    ['maxFrameBytes', 0],
+    ['reconnectMinMs', Number.NaN],
+    ['reconnectMaxMs', Number.POSITIVE_INFINITY],
+    ['port', 70_000],
+  ]
+  for (const [name, value] of bad)
+    t.throws(
+      () => new Producer({ token: 't', id: 'p', [name]: value }),
+      {
+        instanceOf: TypeError,
+        message: new RegExp(`^Producer: ${name} must be `),
+      },
+      `${name} ${value}`,
+    )
+})

@@ -26,6 +26,7 @@
 import { Backoff, jittered } from '../backoff.js'
 import { Emitter } from '../emitter.js'
 import { SDK_ERRORS, SnapperError } from '../errors.js'
+import { checkedMs } from '../options.js'
 import { asRun, CODECS, decodeFrame, encodeAck, type Codec } from './codec.js'
 import {
   engineUrl,
@@ -177,7 +178,10 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     this.#openTimeoutMs = openTimeoutMs
     this.#maxReceiveBytes = maxReceiveBytes
     this.#platform = platform
-    this.#backoff = new Backoff(options.reconnectMinMs ?? 500, options.reconnectMaxMs ?? 30_000)
+    this.#backoff = new Backoff(
+      checkedMs('Consumer', 'reconnectMinMs', options.reconnectMinMs ?? 500),
+      checkedMs('Consumer', 'reconnectMaxMs', options.reconnectMaxMs ?? 30_000),
+    )
   }
 
   /** The consumer id (the Engine.IO sid), once a session opened: what a producer subscribes to rooms. */

@@ -21,6 +21,7 @@
 import { Tokens } from '../../auth/token.js'
 import { encodeBulk } from '../../producer/resp.js'
 import { Emitter } from '../emitter.js'
+import { checkedCount, checkedMs } from '../options.js'
 import { fromRpcError, SDK_ERRORS, SnapperError } from '../errors.js'
 import { Connection, type Reply } from './connection.js'
 import { framesOf, isLargerThan } from './frames.js'
@@ -75,18 +76,18 @@ export class Producer extends Emitter<ProducerEvents> {
       options.secret === undefined
         ? undefined
         : new Tokens([options.secret], { algorithm: options.algorithm ?? 'HS256' })
-    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1024)
-    this.#requestTimeoutMs = options.requestTimeoutMs ?? 120_000
-    this.#maxFrameBytes = options.maxFrameBytes ?? 1 << 20
+    this.#maxInFlight = checkedCount('Producer', 'maxInFlight', options.maxInFlight ?? 1024)
+    this.#requestTimeoutMs = checkedMs('Producer', 'requestTimeoutMs', options.requestTimeoutMs ?? 120_000)
+    this.#maxFrameBytes = checkedCount('Producer', 'maxFrameBytes', options.maxFrameBytes ?? 1 << 20)
     const settings = {
       host: options.host ?? '127.0.0.1',
-      port: options.port ?? 7700,
+      port: checkedCount('Producer', 'port', options.port ?? 7700, 1, 65_535),
       id: options.id,
       tokens: this.#tokens,
       token: options.token,
       maxFrameBytes: this.#maxFrameBytes,
-      reconnectMinMs: options.reconnectMinMs ?? 100,
-      reconnectMaxMs: options.reconnectMaxMs ?? 10_000,
+      reconnectMinMs: checkedMs('Producer', 'reconnectMinMs', options.reconnectMinMs ?? 100),
+      reconnectMaxMs: checkedMs('Producer', 'reconnectMaxMs', options.reconnectMaxMs ?? 10_000),
     }
     this.#connection = new Connection(settings, {
       stateChanged: state => this.emit('state', state),
