@@ -15,7 +15,13 @@ import { eventually } from '../helpers/eventually.js'
 import { freePort } from '../helpers/ports.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { startRedisProxy } from '../helpers/redis-proxy.js'
-import { Producer, SDK_ERRORS, SnapperError, type ProducerState } from '../../src/sdk/producer/index.js'
+import {
+  Producer,
+  SDK_ERRORS,
+  SnapperError,
+  type ConsumerTokenClaims,
+  type ProducerState,
+} from '../../src/sdk/producer/index.js'
 import { collect, consumerFor } from './helpers.js'
 
 let server: RedisServer
@@ -284,6 +290,23 @@ test('a broker that cannot be reached: `error` events with code CONNECTION, temp
   t.true(error.isTemporary)
   t.is((error.cause as NodeJS.ErrnoException).code, 'ECONNREFUSED')
   await retrying
+})
+
+test('signConsumerToken takes source web, ios or android only: another name would be counted by its first letter', t => {
+  const producer = new Producer({ secret: TEST_SECRET, id: 'p' })
+  for (const source of ['mobile', 'iPhone', 'Web', '', 'apple-tv']) {
+    // What a JavaScript caller (no types) or a value from elsewhere can pass.
+    const claims = { userId: newUserId(), source } as unknown as ConsumerTokenClaims
+    const error = t.throws(() => producer.signConsumerToken(claims), { instanceOf: SnapperError })
+    t.is(error?.code, SDK_ERRORS.BAD_INPUT, source)
+  }
+  for (const source of ['web', 'ios', 'android'] as const) {
+    const token = producer.signConsumerToken({ userId: newUserId(), source })
+    t.is(
+      (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { source: string }).source,
+      source,
+    )
+  }
 })
 
 test('signConsumerToken refuses an expiresInSec that is not a whole number of seconds above 0', t => {

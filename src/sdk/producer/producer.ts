@@ -28,6 +28,7 @@ import { framesOf, isLargerThan } from './frames.js'
 import { checked, CONSUMER_COUNTS, JOINED, RECEIPT, STORED, TRACKED } from './results.js'
 import type {
   ConsumerCounts,
+  ConsumerPlatform,
   ConsumerTokenClaims,
   ProducerEvents,
   ProducerOptions,
@@ -51,6 +52,7 @@ interface Call {
 
 const USER_ID = /^[a-f0-9]{24}$/
 const DEFAULT_CONSUMER_TOKEN_TTL_SEC = 2 * 24 * 3600
+const PLATFORMS: readonly unknown[] = ['web', 'ios', 'android'] satisfies ConsumerPlatform[]
 
 export class Producer extends Emitter<ProducerEvents> {
   readonly #tokens: Tokens | undefined
@@ -202,7 +204,12 @@ export class Producer extends Emitter<ProducerEvents> {
     if (typeof claims.userId !== 'string' || !USER_ID.test(claims.userId))
       throw new SnapperError(SDK_ERRORS.BAD_INPUT, 'userId must be 24 lowercase hex digits')
     const payload: Record<string, unknown> = { userId: claims.userId }
-    if (claims.source !== undefined) payload.source = claims.source
+    if (claims.source !== undefined) {
+      // The gateway counts any other source by its first letter: 'mobile' would be web, 'iPhone' ios.
+      if (!PLATFORMS.includes(claims.source))
+        throw new SnapperError(SDK_ERRORS.BAD_INPUT, "source must be 'web', 'ios' or 'android'")
+      payload.source = claims.source
+    }
     const expiresInSec = claims.expiresInSec ?? DEFAULT_CONSUMER_TOKEN_TTL_SEC
     if (!Number.isSafeInteger(expiresInSec) || expiresInSec <= 0)
       throw new SnapperError(SDK_ERRORS.BAD_INPUT, 'expiresInSec must be a whole number of seconds above 0')

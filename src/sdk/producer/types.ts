@@ -62,7 +62,7 @@ export interface Tracked {
 export interface ReceiptAck {
   readonly consumerId: string
   readonly userId: string
-  readonly platform: 'web' | 'ios' | 'android'
+  readonly platform: ConsumerPlatform
   /** When it acknowledged, in ms since the epoch. */
   readonly ackedAt: number
 }
@@ -76,11 +76,14 @@ export interface Receipt {
   readonly escalated: boolean
 }
 
+/** Where a consumer runs: what `consumers()` and receipts count it under. */
+export type ConsumerPlatform = 'web' | 'ios' | 'android'
+
 export interface ConsumerTokenClaims {
   /** The user, 24 lowercase hex digits. */
   readonly userId: string
-  /** The platform: 'android', 'ios', 'web' (the consumer id starts with its first letter). */
-  readonly source?: string
+  /** The platform the consumer counts under (its id starts with the first letter). @default 'web' */
+  readonly source?: ConsumerPlatform
   /** Life of the token, in seconds. @default 172800 (2 days) */
   readonly expiresInSec?: number
 }
