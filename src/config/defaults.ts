@@ -104,8 +104,9 @@ export interface Config {
   /** Producer requests in flight per connection before the broker stops reading from it. @default 1024 */
   readonly producerMaxPending: number
   /**
-   * Payload bytes of a producer connection's frames in flight (publishes not stored yet) before
-   * the broker stops reading from it: what one producer can queue ahead of the others in Redis.
+   * Bytes of a producer connection's frames in flight (publishes not stored yet), each message
+   * counted 1 KiB beside its frame's bytes (its Redis work), before the broker stops reading from
+   * it: what one producer can queue ahead of the others in Redis.
    * @default 1048576
    */
   readonly producerMaxPendingBytes: number

@@ -162,7 +162,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   producerMaxPendingBytes: {
     env: 'SNAPPER_PRODUCER_MAX_PENDING_BYTES',
     parse: toMemoryBytes,
-    doc: "bytes of a producer connection's frames in flight (publishes not stored yet) before the broker pauses reading it, so that one flooding producer cannot queue seconds of Redis work ahead of the others; a larger frame is still read, alone",
+    doc: "bytes of a producer connection's frames in flight (publishes not stored yet; each message counts 1 KiB more, its Redis work) before the broker pauses reading it, so that one flooding producer cannot queue seconds of Redis work ahead of the others; a larger frame is still read, alone",
   },
   producerAuthTimeoutMs: {
     env: 'SNAPPER_PRODUCER_AUTH_TIMEOUT_MS',

@@ -22,9 +22,22 @@ import {
   type RpcId,
   type RpcMessage,
 } from '../jsonrpc.js'
-import { SERVED_ALONE, type Method } from './methods.js'
+import { messagesOf, SERVED_ALONE, type Method } from './methods.js'
 import { ReplyLine, type ReplySlot } from './reply-line.js'
 import { encodeBulk } from './resp.js'
+
+/**
+ * What each message of a frame adds to its bytes in flight: its cost in Redis
+ * (a log entry, its share of a script call) beside its bytes. Without it, a
+ * 1 MiB bound held 85,000 one-byte messages to 1,000 rooms, seconds of Redis
+ * work ahead of other producers (docs/producer-protocol.md §7).
+ */
+export const MESSAGE_WORK_BYTES = 1024
+
+/** A frame's weight against producerMaxPendingBytes: its payload, plus MESSAGE_WORK_BYTES per message. */
+export function workBytesOf(method: string, params: unknown, payloadBytes: number): number {
+  return payloadBytes + MESSAGE_WORK_BYTES * messagesOf(method, params)
+}
 
 export interface InFlightDeps {
   readonly methods: ReadonlyMap<string, Method>
@@ -41,7 +54,7 @@ interface Work {
   readonly id: RpcId | undefined
   readonly method: Method
   readonly params: unknown
-  /** Its frame's payload size, counted in pendingBytes while the work runs. */
+  /** Its frame's weight (workBytesOf), counted in pendingBytes while the work runs. */
   readonly bytes: number
 }
 
@@ -50,7 +63,7 @@ export class InFlight {
   readonly #replies: ReplyLine
   /** Notifications whose work is not finished (requests are counted by #replies). */
   #notifications = 0
-  /** Payload bytes of the frames whose work has started and not finished. */
+  /** Weight (workBytesOf) of the frames whose work has started and not finished. */
   #bytes = 0
   /**
    * Set when a SERVED_ALONE frame is read, cleared once its work is done.
@@ -71,8 +84,9 @@ export class InFlight {
   }
 
   /**
-   * Payload bytes of the frames whose work is running: mostly publishes
-   * handed to Redis and not stored yet. Bounded per connection
+   * Weight of the frames whose work is running (their payload bytes plus
+   * MESSAGE_WORK_BYTES per message): mostly publishes handed to Redis and not
+   * stored yet. Bounded per connection
    * (producerMaxPendingBytes) so that one producer cannot queue seconds of
    * Redis work ahead of the others' (docs/producer-protocol.md §7).
    */
@@ -101,7 +115,12 @@ export class InFlight {
       case 'request': {
         const method = message.method === 'auth' ? undefined : this.#deps.methods.get(message.method)
         if (method === undefined) return this.answerError(message.id, 'METHOD_NOT_FOUND')
-        return this.#startInTurn(message.method, { id: message.id, method, params: message.params, bytes })
+        return this.#startInTurn(message.method, {
+          id: message.id,
+          method,
+          params: message.params,
+          bytes: workBytesOf(message.method, message.params, bytes),
+        })
       }
       case 'notification': {
         const method = this.#deps.methods.get(message.method)
@@ -114,7 +133,12 @@ export class InFlight {
           this.#deps.log.debug({ method: truncate(message.method, 64) }, 'notification ignored')
           return
         }
-        return this.#startInTurn(message.method, { id: undefined, method, params: message.params, bytes })
+        return this.#startInTurn(message.method, {
+          id: undefined,
+          method,
+          params: message.params,
+          bytes: workBytesOf(message.method, message.params, bytes),
+        })
       }
     }
   }
@@ -128,7 +152,7 @@ export class InFlight {
       message.params !== undefined &&
       method
     )
-      this.#startNotification(method, message.params, bytes)
+      this.#startNotification(method, message.params, workBytesOf('publish', message.params, bytes))
     else this.#deps.counters.ignored++
   }
 

@@ -82,6 +82,16 @@ export function createMethods(api: ProducerApi, limits: InputLimits): ReadonlyMa
 }
 
 /**
+ * The messages a frame's work writes to Redis, as counted for flow control
+ * (in-flight.ts): a `publish` batch's pairs, valid or not (each valid one is
+ * its own entry in a room log), and 1 for any other call.
+ */
+export function messagesOf(method: string, params: unknown): number {
+  if (method === 'publish' && Array.isArray(params) && Array.isArray(params[0])) return params.length
+  return 1
+}
+
+/**
  * The accepted pairs of `publish` params, in order: the batch form
  * `[[room, message], ...]`, or the single form `[room, message]` (told apart
  * by params[0] not being an array). Pairs that are not two bounded non-empty
