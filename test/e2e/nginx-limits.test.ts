@@ -119,3 +119,25 @@ test("nginx passes on only the snapper.ws cookie: a site's big cookies stay out 
     JSON.stringify(seen),
   )
 })
+
+test("nginx does not pass on a page's Referer: a long page address stays out of the gateway's request head", async t => {
+  const seen: IncomingHttpHeaders[] = []
+  const gateway = createServer((req, res) => {
+    seen.push(req.headers)
+    res.end('ok')
+  })
+  gateway.listen(0, '127.0.0.1')
+  await once(gateway, 'listening')
+  t.teardown(() => gateway.close())
+  const nginx = await startNginx((gateway.address() as { port: number }).port, 1)
+  t.teardown(() => nginx.stop())
+  const url = `http://127.0.0.1:${nginx.port}/websocket/?EIO=4&transport=polling&token=x`
+  // A same-origin page sends its whole address (browsers cut it at 4,096 bytes), a search's state say.
+  const referer = `https://app.example.com/projects/p1/search?filter=${'f'.repeat(3000)}`
+  const answer = await request(url, { headers: { referer, origin: 'https://app.example.com' } })
+  t.is(answer.status, 200)
+  t.is(seen.length, 1)
+  t.is(seen[0]!.referer, undefined)
+  t.is(seen[0]!.origin, 'https://app.example.com') // what CORS needs still goes on
+  t.true(JSON.stringify(seen[0]).length < 1024, JSON.stringify(seen[0]))
+})
