@@ -20,7 +20,7 @@ test.before(async () => {
 })
 test.after.always(() => cluster?.stop())
 
-test('cluster: 25,000 writes queued for a master that died go to its promoted replica, in order, without holding the event loop', async t => {
+test('cluster: 40,000 writes queued for a master that died go to its promoted replica, in order, without holding the event loop', async t => {
   const redis = cluster!
   const clients = createRedisClients(redis.target, silentLogger)
   await clients.connect(10_000)
@@ -44,7 +44,7 @@ test('cluster: 25,000 writes queued for a master that died go to its promoted re
   const killed = redis.killMaster(list)
   await eventually(() => !writer.isConnected(dead), { what: 'the writer to lose the master' })
   loop.enable()
-  const WRITES = 25_000
+  const WRITES = 40_000
   const writes = Array.from({ length: WRITES }, (_, i) => push(String(i)))
   t.is(group.queuedWrites, WRITES, 'they wait for a connected master')
   t.is(writer.serverOf(list), dead, 'queued for the dead master: they move once the slot map names another')
@@ -61,5 +61,7 @@ test('cluster: 25,000 writes queued for a master that died go to its promoted re
   )
   const maxMs = loop.max / 1e6
   t.log(`event loop held for ${maxMs.toFixed(0)} ms at most`)
-  t.true(maxMs < 2000, `the event loop was held for ${maxMs.toFixed(0)} ms`)
+  // Copying the moved writes (the bug) held it 5.3 s for 25,000 and grows with their square; the
+  // moves themselves, linear, take well under a second on a quiet machine: the bound leaves CI room.
+  t.true(maxMs < 5000, `the event loop was held for ${maxMs.toFixed(0)} ms`)
 })
