@@ -42,6 +42,7 @@ export interface NodeSources {
   readonly engine?: {
     readonly handshakesRateLimited: number
     readonly handshakesFull: number
+    readonly handshakesLate: number
     readonly inputLimited: number
   }
   /** The node's escalator, when a webhook is configured. */
@@ -232,8 +233,8 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   counterOf(
     registry,
     'snapper_consumer_handshakes_refused_total',
-    'Consumer handshakes refused: a bad token (403), an unknown codec (400), or the node cannot take the consumer now (503: Redis not ready). Not the 429s, counted apart.',
-    () => gateway?.refused ?? 0,
+    'Consumer handshakes refused: a bad token (403), an unknown codec (400), or the node cannot take the consumer now (503: Redis not ready, or not answering the handshake within redisRequestTimeoutMs). Not the 429s, counted apart.',
+    () => (gateway?.refused ?? 0) + (engine?.handshakesLate ?? 0),
   )
   counterOf(
     registry,

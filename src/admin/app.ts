@@ -34,7 +34,7 @@ export type { Readiness } from './routes/health.js'
 export type AdminConfig = Pick<
   Config,
   | 'adminMaxBodyBytes'
-  | 'adminRedisTimeoutMs'
+  | 'redisRequestTimeoutMs'
   | 'nodeTtlMs'
   | 'maxRoomBytes'
   | 'maxMessageBytes'
@@ -115,7 +115,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
   })
 
   // Only the routes that wait for Redis: /readyz bounds its PING itself, /metrics its workers'.
-  const deadline = redisDeadline(config.adminRedisTimeoutMs)
+  const deadline = redisDeadline(config.redisRequestTimeoutMs)
   const routers = [
     healthRoutes(core, deps.readiness),
     metricsRoutes(deps.metrics),

@@ -58,6 +58,13 @@ export interface Config {
    */
   readonly redisPingIntervalMs: number
   /**
+   * Longest a request waits for Redis, in ms: an admin route (then 503 STORE_UNAVAILABLE; a write
+   * may still be done once Redis answers, its reason says so) or a consumer handshake taking its
+   * consumer over (then 503 and retryAfterMs on polling, close 1013 on a websocket). For a Redis
+   * that hangs before the PING of redisPingIntervalMs finds it. @default 5000
+   */
+  readonly redisRequestTimeoutMs: number
+  /**
    * HMAC secrets of producer and consumer tokens; the first signs, all verify (rotation). Required
    * by `snapper start` (`--demo` makes a random one). @default []
    */
@@ -249,11 +256,6 @@ export interface Config {
   /** Longest an admin request may take to arrive in full (head and body), in ms; then 408. @default 10000 */
   readonly adminRequestTimeoutMs: number
   /**
-   * Longest an admin request waits for Redis, in ms; then 503 STORE_UNAVAILABLE (a write may still
-   * be done once Redis answers: its reason says so). @default 5000
-   */
-  readonly adminRedisTimeoutMs: number
-  /**
    * Demo mode: the admin app serves /demo/ and hands out consumer tokens for random users; `snapper
    * start` then makes a random token secret if none is set and binds 127.0.0.1 unless `host` is
    * set. Never in production. @default false
@@ -271,6 +273,7 @@ export const defaults: Config = {
   redisPrefix: 'SNP',
   redisReplicaAcks: 0,
   redisPingIntervalMs: 5000,
+  redisRequestTimeoutMs: 5000,
   tokenSecrets: [],
   tokenAlgorithm: 'HS256',
   operatorSecrets: [],
@@ -343,6 +346,5 @@ export const defaults: Config = {
   adminMaxBodyBytes: 1 << 20,
   adminMaxConnections: 1000,
   adminRequestTimeoutMs: 10_000,
-  adminRedisTimeoutMs: 5000,
   demo: false,
 }

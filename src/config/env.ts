@@ -75,6 +75,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMs,
     doc: 'how often each node PINGs Redis (every master of a cluster; 1 s timeout): one warn line when it stops answering, one info line when it answers again, and `snapper_redis_up`. A Redis that hangs with its connections open shows nowhere else',
   },
+  redisRequestTimeoutMs: {
+    env: 'SNAPPER_REDIS_REQUEST_TIMEOUT_MS',
+    parse: toMs,
+    doc: 'longest a request waits for Redis (a Redis that hangs, before the PING of `redisPingIntervalMs` finds it): an admin route then gets 503 `STORE_UNAVAILABLE` with `Retry-After` (a write may still be done once Redis answers, and its `reason` says so), a consumer handshake 503 with `retryAfterMs` (polling) or a close 1013 (websocket)',
+  },
   tokenSecrets: {
     env: 'SNAPPER_TOKEN_SECRETS',
     parse: toList,
@@ -395,11 +400,6 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     env: 'SNAPPER_ADMIN_REQUEST_TIMEOUT_MS',
     parse: toMs,
     doc: 'longest an admin request may take to arrive in full, head and body (a silent or trickling connection gets 408 and is closed)',
-  },
-  adminRedisTimeoutMs: {
-    env: 'SNAPPER_ADMIN_REDIS_TIMEOUT_MS',
-    parse: toMs,
-    doc: 'longest an admin request waits for Redis (a Redis that hangs, before the PING of `redisPingIntervalMs` finds it): then 503 `STORE_UNAVAILABLE` with `Retry-After`. A write (POST) answered so may still be done once Redis answers, and its `reason` says so',
   },
   demo: {
     env: 'SNAPPER_DEMO',

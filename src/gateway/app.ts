@@ -7,7 +7,12 @@ import { httpError } from '../errors.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { RefusalLog } from '../refusal-log.js'
-import { createConsumerHandlers, type ConsumerCounters, type ConsumerLink } from './consumer.js'
+import {
+  createConsumerHandlers,
+  STORAGE_UNAVAILABLE,
+  type ConsumerCounters,
+  type ConsumerLink,
+} from './consumer.js'
 import { answerFailedRequest, endJson } from './engineio/http.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
 import type { Uws } from './engineio/uws.js'
@@ -30,6 +35,7 @@ export type GatewayConfig = Pick<
   | 'trustedProxies'
   | 'nodeTtlMs'
   | 'consumerRetryAfterMs'
+  | 'redisRequestTimeoutMs'
   | 'wsCompression'
   | 'logMaxRefusalsPerSec'
 >
@@ -89,6 +95,8 @@ export function createGateway(deps: {
       cookieName: 'snapper.ws',
       corsOrigins: config.corsOrigins,
       retryAfterMs: config.consumerRetryAfterMs,
+      // Taking the consumer over waits for Redis: one that hangs before the watchdog sees it must not hold the client.
+      prepareTimeout: { ms: config.redisRequestTimeoutMs, refusal: STORAGE_UNAVAILABLE },
       compression: config.wsCompression,
       maxHandshakesPerAddressPerSec: config.maxHandshakesPerAddressPerSec,
       trustedProxies: config.trustedProxies,

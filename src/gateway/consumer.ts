@@ -108,6 +108,12 @@ export const TOO_MANY_USER_SESSIONS = {
   message: 'Too many sessions for this user',
 } as const
 
+/**
+ * Redis cannot serve the handshake now: down, not answering the watchdog's
+ * PING, or not within redisRequestTimeoutMs (the engine's prepareTimeout).
+ */
+export const STORAGE_UNAVAILABLE = { status: 503, code: 3, message: 'Storage unavailable, retry' } as const
+
 const ACK_HEAD = '{"jsonrpc":"2.0","id":"'
 const ACK_TAIL = '","result":"OK"}'
 
@@ -195,7 +201,7 @@ export function createConsumerHandlers(
       const consumerId = consumerIdOf(claims)
       if (!node.canConnect(consumerId)) {
         counters.refused++
-        return { ok: false, status: 503, code: 3, message: 'Storage unavailable, retry' }
+        return { ok: false, ...STORAGE_UNAVAILABLE }
       }
       const previous = previousConsumer(handshake.headers.cookie, claims.userId)
       const digest = tokenDigest(handshake.query.get('token') ?? '')

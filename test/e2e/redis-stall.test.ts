@@ -4,16 +4,19 @@
  * node's watchdog PING (redisPingIntervalMs) is what notices, and from then
  * on what needs Redis is refused at once, as while it is down, instead of
  * waiting for it: admin routes and new consumer sessions get 503 with
- * Retry-After. SIGCONT, and everything is served again.
+ * Retry-After. SIGCONT, and everything is served again. What was already
+ * waiting when Redis stalled waits redisRequestTimeoutMs at most.
  */
 import test from 'ava'
+import { Socket as Eio6Socket } from 'engine.io-client'
+import { WebSocket } from 'ws'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
 import { newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { eventually, within } from '../helpers/eventually.js'
+import { eventually, pause, within } from '../helpers/eventually.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 
 const tokens = new Tokens([TEST_SECRET])
@@ -113,9 +116,9 @@ test('once the watchdog sees Redis stalled, admin routes and handshakes are refu
   t.is((await served['polling handshake']!()).status, 200)
 })
 
-test('admin requests already waiting when Redis stalls are answered 503 after adminRedisTimeoutMs, a write saying it may still be done; it is, once, when Redis answers', async t => {
+test('admin requests already waiting when Redis stalls are answered 503 after redisRequestTimeoutMs, a write saying it may still be done; it is, once, when Redis answers', async t => {
   // The watchdog PINGs far too rarely to see it: only the request's own bound answers.
-  const { redis, node } = await stalledNode(t, { redisPingIntervalMs: 60_000, adminRedisTimeoutMs: 1500 })
+  const { redis, node } = await stalledNode(t, { redisPingIntervalMs: 60_000, redisRequestTimeoutMs: 1500 })
   const requests = entryPoints(node)
   delete requests['polling handshake']
   redis.signal('SIGSTOP')
@@ -131,10 +134,10 @@ test('admin requests already waiting when Redis stalls are answered 503 after ad
     if (name.startsWith('POST'))
       t.is(
         data.reason,
-        'Redis did not answer within 1500 ms (adminRedisTimeoutMs): this may still be done once it does',
+        'Redis did not answer within 1500 ms (redisRequestTimeoutMs): this may still be done once it does',
         name,
       )
-    else t.is(data.reason, 'Redis did not answer within 1500 ms (adminRedisTimeoutMs)', name)
+    else t.is(data.reason, 'Redis did not answer within 1500 ms (redisRequestTimeoutMs)', name)
   }
   redis.signal('SIGCONT')
   const client = redis.client()
@@ -158,4 +161,68 @@ test('a Redis the watchdog saw down serves as soon as its connection is ready ag
   const refused = await consumers!()
   t.is(refused.status, 503)
   t.true(refused.tookMs < 1000, `answered after ${refused.tookMs} ms`)
+})
+
+test('handshakes already waiting when Redis stalls are refused after redisRequestTimeoutMs (polling 503 with retryAfterMs, a websocket closed 1013) and leave no session once Redis answers', async t => {
+  // The watchdog PINGs far too rarely to see it: only the handshake's own bound answers.
+  const { redis, node } = await stalledNode(t, { redisPingIntervalMs: 60_000, redisRequestTimeoutMs: 1500 })
+  const gateway = `127.0.0.1:${node.ports.gateway}`
+  const users = { polling: newUserId(), websocket: newUserId(), 'engine.io-client': newUserId() }
+  const tokenOf = (userId: string): string => tokens.sign({ userId })
+  redis.signal('SIGSTOP')
+  const startedAtMs = Date.now()
+  const polling = ask(`http://${gateway}/websocket/?EIO=4&transport=polling&token=${tokenOf(users.polling)}`)
+  const websocket = new WebSocket(
+    `ws://${gateway}/websocket/?EIO=4&transport=websocket&token=${tokenOf(users.websocket)}`,
+  )
+  const websocketClosed = new Promise<{ code: number; afterMs: number }>(resolve =>
+    websocket.on('close', code => resolve({ code, afterMs: Date.now() - startedAtMs })),
+  )
+  // What an app on engine.io-client@6 sees: a close, after which it reconnects; not silence.
+  const eio6 = new Eio6Socket(`http://${gateway}`, {
+    path: '/websocket',
+    query: { token: tokenOf(users['engine.io-client']) },
+    transports: ['websocket'],
+  })
+  t.teardown(() => eio6.close())
+  const eio6Closed = new Promise<{ reason: string; afterMs: number }>(resolve =>
+    eio6.on('close', reason => resolve({ reason, afterMs: Date.now() - startedAtMs })),
+  )
+
+  const refused = await polling
+  t.is(refused.status, 503, JSON.stringify(refused))
+  t.true(refused.tookMs >= 1400 && refused.tookMs < 3000, `polling answered after ${refused.tookMs} ms`)
+  t.is(refused.retryAfter, '3')
+  t.is(refused.body, '{"code":3,"message":"Storage unavailable, retry","retryAfterMs":2500}')
+  const closed = await within(websocketClosed, 5000, 'the websocket to be closed')
+  t.is(closed.code, 1013)
+  t.true(closed.afterMs >= 1400 && closed.afterMs < 3000, `websocket closed after ${closed.afterMs} ms`)
+  const eio6End = await within(eio6Closed, 5000, 'engine.io-client to report the close')
+  t.is(eio6End.reason, 'transport close')
+  t.true(eio6End.afterMs < 3000, `engine.io-client closed after ${eio6End.afterMs} ms`)
+  t.is(node.gateway.engine.sessions.size, 0)
+
+  redis.signal('SIGCONT')
+  // Their takeovers ran once Redis went on, and were let go: nothing of them stays live.
+  await eventually(() => node.node.online === 0, { what: 'the refused handshakes to be let go' })
+  const admin = `http://127.0.0.1:${node.ports.admin}`
+  for (const [name, userId] of Object.entries(users)) {
+    const counted = await ask(`${admin}/v1/users/${userId}/consumers`, { headers: PRODUCER })
+    t.is(counted.body, '{"result":{"length":0,"android":0,"ios":0,"web":0}}', name)
+  }
+  // They come back as any consumer does, and get what is published then, once.
+  for (const [name, userId] of Object.entries(users)) {
+    const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokenOf(userId))
+    t.teardown(() => consumer.close())
+    await within(consumer.opened(), 5000, `${name} to open again`)
+    const published = await ask(`${admin}/v1/publish`, {
+      method: 'POST',
+      headers: PRODUCER,
+      body: JSON.stringify({ room: `user${userId}`, message: `to ${name}` }),
+    })
+    t.is(published.status, 200, name)
+    await consumer.waitFor(1, 5000)
+    await pause(300) // time for a repeat to show
+    t.deepEqual(consumer.messages, [`to ${name}`], name)
+  }
 })

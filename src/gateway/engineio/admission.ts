@@ -6,10 +6,15 @@ import { RatePerSecond } from '../../rate.js'
 import { TrustedProxies } from './peer.js'
 
 /**
- * Whether an accepted handshake may open: undefined at once (no prepare
- * hook), else once prepare() settles, false if it failed.
+ * How an accepted handshake's prepare() ended: it may open (`ready`), the
+ * hook failed (`failed`, a bug), or it took longer than the engine's
+ * prepareTimeout (`late`: the handshake is refused at once, and the
+ * admission abandons it itself once the hook settles).
  */
-export type Preparation = Promise<boolean> | undefined
+export type Prepared = 'ready' | 'failed' | 'late'
+
+/** Undefined: open at once (no prepare hook); else how prepare() ended. Never rejects. */
+export type Preparation = Promise<Prepared> | undefined
 
 export type Decision<T> =
   { readonly ok: true; readonly id: string; readonly data: T } | ({ readonly ok: false } & Refusal)
@@ -38,6 +43,7 @@ export class Admission<T> {
   readonly #handshakeRate: RatePerSecond
   #rateLimited = 0
   #full = 0
+  #late = 0
   /** Accepted handshakes whose prepare() has not settled: they count against maxSessions. */
   #preparing = 0
 
@@ -58,6 +64,11 @@ export class Admission<T> {
   /** Handshakes refused with 503 because the node held maxSessions sessions. */
   get full(): number {
     return this.#full
+  }
+
+  /** Handshakes refused because their prepare() took longer than prepareTimeout.ms. */
+  get late(): number {
+    return this.#late
   }
 
   /** The rate, the application's authorize hook, then the engine's bounds. */
@@ -84,37 +95,68 @@ export class Admission<T> {
 
   /**
    * Runs the prepare hook of an accepted handshake: undefined if there is
-   * none (open at once), else resolves true once the session may open,
-   * false if the hook failed (a bug, logged). Never rejects. The engine
-   * aborts `abandoned` when the client goes away meanwhile.
+   * none (open at once), else how it ended (Prepared). The engine aborts
+   * `gone` when the client goes away meanwhile; the hook's own signal is
+   * aborted then too, or at prepareTimeout.ms. A handshake stays counted
+   * against maxSessions until its hook settles, late or not: what the hook
+   * took (the consumer's outbox) lives until then.
    */
-  prepare(data: T, abandoned: AbortSignal): Preparation {
+  prepare(data: T, gone: AbortSignal): Preparation {
     const prepare = this.#handlers.prepare
     if (prepare === undefined) return undefined
     this.#preparing++
+    const abandoned = new AbortController()
+    const stopShort = (): void => abandoned.abort()
+    gone.addEventListener('abort', stopShort, { once: true })
     let prepared: Promise<void>
     try {
-      prepared = prepare.call(this.#handlers, data, abandoned)
+      prepared = prepare.call(this.#handlers, data, abandoned.signal)
     } catch (err) {
       prepared = Promise.reject(err)
     }
-    return prepared.then(
-      () => {
-        this.#preparing--
-        return true
-      },
-      (err: unknown) => {
-        this.#preparing--
+    const settled = prepared.then(
+      (): Prepared => 'ready',
+      (err: unknown): Prepared => {
         this.#log.error({ err }, 'engine.io prepare hook failed')
-        return false
+        return 'failed'
       },
     )
+    void settled.then(() => {
+      this.#preparing--
+      gone.removeEventListener('abort', stopShort)
+    })
+    const timeoutMs = this.#options.prepareTimeout?.ms
+    if (timeoutMs === undefined) return settled
+    return new Promise<Prepared>(resolve => {
+      const timer = setTimeout(() => {
+        this.#late++
+        stopShort() // the hook may stop short, as for a client gone
+        resolve('late')
+        // The caller answers the client now; what the hook took is let go once it has it.
+        void settled.then(() => this.abandon(data))
+      }, timeoutMs)
+      void settled.then(outcome => {
+        clearTimeout(timer)
+        resolve(outcome) // ignored once late
+      })
+    })
   }
 
-  /** Why a prepared handshake may not open after all (its hook failed, or the engine closed meanwhile). */
-  unpreparedRefusal(isReady: boolean): Refusal | undefined {
-    if (!isReady) return INTERNAL_ERROR
+  /** Why a prepared handshake may not open after all: its hook failed or was late, or the engine closed meanwhile. */
+  unpreparedRefusal(outcome: Prepared): Refusal | undefined {
+    if (outcome === 'failed') return INTERNAL_ERROR
+    const { prepareTimeout } = this.#options
+    if (outcome === 'late' && prepareTimeout) return this.paced(prepareTimeout.refusal)
     return this.#host.isClosed ? this.paced(ENGINE_ERRORS.SHUTTING_DOWN) : undefined
+  }
+
+  /**
+   * A prepared handshake that will not open (refused, or its client gone):
+   * abandoned now, unless it was late, which prepare() abandons itself once
+   * its hook settles (the hook may still hold what it took).
+   */
+  release(data: T, outcome: Prepared): void {
+    if (outcome !== 'late') this.abandon(data)
   }
 
   /** A 503 (or the hook's 429) says when to come back, if the engine was told. */

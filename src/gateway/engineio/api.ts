@@ -34,6 +34,17 @@ export interface EngineOptions {
    * a Retry-After header, and `retryAfterMs` in the polling body. @default none
    */
   readonly retryAfterMs?: number
+  /**
+   * Longest an accepted handshake waits for the prepare hook, in ms: past it
+   * the handshake is refused with `refusal` (and retryAfterMs), a polling one
+   * with that status and body, a websocket (upgraded already) closed with
+   * 1013 "try again later"; the hook's signal is aborted and abandon()
+   * follows once the hook settles. @default none: as long as the hook takes
+   */
+  readonly prepareTimeout?: {
+    readonly ms: number
+    readonly refusal: { readonly status: 503; readonly code: number; readonly message: string }
+  }
   /** Offer permessage-deflate (uWS's shared compressor) and compress messages sent on websockets. @default false */
   readonly compression?: boolean
   /** New sessions one client address may open per second; further handshakes get 429. 0: no limit. @default 0 */
@@ -71,9 +82,9 @@ export type Authorization<T> =
  *                     │ accepted
  *                     ▼
  *               prepare (may wait) ─▶ open: the open packet, then open()
- *                     │ client gone / engine closed meanwhile
+ *                     │ client gone / engine closed meanwhile / past prepareTimeout
  *                     ▼
- *                  abandon
+ *                  abandon (once prepare settled)
  */
 export interface EngineHandlers<T> {
   /**
@@ -89,14 +100,14 @@ export interface EngineHandlers<T> {
    * polling handshake is answered then. A rejection is a bug: the handshake
    * gets a 500, or the websocket closes with 1011. `abandoned` is aborted
    * when the client goes away meanwhile (the polling request aborted, the
-   * websocket closed), so that the hook can stop short: abandon() follows
-   * once it settles. @default open at once
+   * websocket closed) or at the engine's prepareTimeout, so that the hook
+   * can stop short: abandon() follows once it settles. @default open at once
    */
   prepare?(data: T, abandoned: AbortSignal): Promise<void>
   /**
    * Optional. An accepted authorization that will never become a session: the
-   * client went away while prepare() was pending, prepare() failed, or the
-   * engine closed meanwhile. Release what authorize() and prepare() took;
+   * client went away while prepare() was pending, prepare() failed or took
+   * past prepareTimeout, or the engine closed meanwhile. Release what authorize() and prepare() took;
    * open() and close() are not called for it.
    */
   abandon?(data: T): void
@@ -153,6 +164,8 @@ export interface Engine<T> {
   readonly handshakesRateLimited: number
   /** Handshakes refused with 503 since start because the node held maxSessions sessions. */
   readonly handshakesFull: number
+  /** Handshakes refused since start because their prepare() took longer than prepareTimeout.ms. */
+  readonly handshakesLate: number
   /** Sessions closed since start for sending more than maxInputBytesPerSec. */
   readonly inputLimited: number
   /**

@@ -1,7 +1,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { guard } from '../../guard.js'
 import { type Logger, silentLogger } from '../../log.js'
-import { Admission, type AdmissionHost, INTERNAL_ERROR } from './admission.js'
+import { Admission, type AdmissionHost, INTERNAL_ERROR, type Prepared } from './admission.js'
 import type { Engine, EngineHandlers, EngineOptions, Session } from './api.js'
 import {
   Cors,
@@ -105,6 +105,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
 
   get handshakesFull(): number {
     return this.#admission.full
+  }
+
+  get handshakesLate(): number {
+    return this.#admission.late
   }
 
   get inputLimited(): number {
@@ -247,10 +251,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
       guard(
         this.#log,
         'engine.io handshake',
-        (isReady: boolean) => {
-          if (isAborted) return this.#admission.abandon(data) // the client went away meanwhile
-          const refusal = this.#admission.unpreparedRefusal(isReady)
-          if (refusal !== undefined) this.#admission.abandon(data)
+        (outcome: Prepared) => {
+          if (isAborted) return this.#admission.release(data, outcome) // the client went away meanwhile
+          const refusal = this.#admission.unpreparedRefusal(outcome)
+          if (refusal !== undefined) this.#admission.release(data, outcome)
           res.cork(() => (refusal ? writeRefusal(res, refusal, this.#cors, request.origin) : open()))
         },
         answerInternal,

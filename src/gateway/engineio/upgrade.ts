@@ -7,7 +7,7 @@ import type {
 } from 'uWebSockets.js'
 import { guard } from '../../guard.js'
 import type { Logger } from '../../log.js'
-import { type Admission, INTERNAL_ERROR, type Preparation } from './admission.js'
+import { type Admission, INTERNAL_ERROR, type Preparation, type Prepared } from './admission.js'
 import type { EngineOptions } from './api.js'
 import {
   answerFailedRequest,
@@ -205,15 +205,16 @@ export class Upgrades<T> {
         guard(
           this.#log,
           'engine.io open',
-          (isReady: boolean) => {
-            if (!transport.isOpen) return this.#admission.abandon(data) // the client went away meanwhile
-            const refusal = this.#admission.unpreparedRefusal(isReady)
+          (outcome: Prepared) => {
+            if (!transport.isOpen) return this.#admission.release(data, outcome) // the client went away meanwhile
+            const refusal = this.#admission.unpreparedRefusal(outcome)
             // The open packet and what open() sends go out in one write.
             if (refusal === undefined) return transport.cork(open)
-            this.#admission.abandon(data)
-            if (isReady)
-              transport.end() // shutting down: a plain close, the client comes back elsewhere
-            else transport.fail()
+            this.#admission.release(data, outcome)
+            if (outcome === 'failed') transport.fail()
+            // Past prepareTimeout: 1013, for the clients that read it; each client reconnects on any close.
+            else if (outcome === 'late') transport.tryAgainLater()
+            else transport.end() // shutting down: a plain close, the client comes back elsewhere
           },
           () => transport.fail(),
         ),

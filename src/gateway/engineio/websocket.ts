@@ -28,6 +28,8 @@ const MESSAGE_TOO_BIG = 1009
 const POLICY_VIOLATION = 1008
 /** WebSocket close code "internal error". */
 const INTERNAL_ERROR = 1011
+/** WebSocket close code "try again later". */
+const TRY_AGAIN_LATER = 1013
 
 /**
  * One Engine.IO packet per websocket message (docs/consumer-protocol.md §5). Made in the upgrade
@@ -139,6 +141,11 @@ export class WebSocketTransport implements Transport {
   /** Closes with 1011 (internal error): the session could not open. */
   fail(): void {
     this.#close('internal error', false, INTERNAL_ERROR)
+  }
+
+  /** Closes with 1013 (try again later): the session could not open in time (EngineOptions.prepareTimeout). */
+  tryAgainLater(): void {
+    this.#close('try again later', false, TRY_AGAIN_LATER)
   }
 
   /** The session ended: a close frame without a code, as engine.io does (client sees 1005). */
