@@ -96,18 +96,15 @@ export class Admission<T> {
   /**
    * Runs the prepare hook of an accepted handshake: undefined if there is
    * none (open at once), else how it ended (Prepared). The engine aborts
-   * `gone` when the client goes away meanwhile; the hook's own signal is
-   * aborted then too, or at prepareTimeout.ms. A handshake stays counted
-   * against maxSessions until its hook settles, late or not: what the hook
-   * took (the consumer's outbox) lives until then.
+   * `abandoned` when the client goes away meanwhile, and this does at
+   * prepareTimeout.ms: the hook may stop short either way. A handshake stays
+   * counted against maxSessions until its hook settles, late or not: what
+   * the hook took (the consumer's outbox) lives until then.
    */
-  prepare(data: T, gone: AbortSignal): Preparation {
+  prepare(data: T, abandoned: AbortController): Preparation {
     const prepare = this.#handlers.prepare
     if (prepare === undefined) return undefined
     this.#preparing++
-    const abandoned = new AbortController()
-    const stopShort = (): void => abandoned.abort()
-    gone.addEventListener('abort', stopShort, { once: true })
     let prepared: Promise<void>
     try {
       prepared = prepare.call(this.#handlers, data, abandoned.signal)
@@ -115,22 +112,22 @@ export class Admission<T> {
       prepared = Promise.reject(err)
     }
     const settled = prepared.then(
-      (): Prepared => 'ready',
+      (): Prepared => {
+        this.#preparing--
+        return 'ready'
+      },
       (err: unknown): Prepared => {
+        this.#preparing--
         this.#log.error({ err }, 'engine.io prepare hook failed')
         return 'failed'
       },
     )
-    void settled.then(() => {
-      this.#preparing--
-      gone.removeEventListener('abort', stopShort)
-    })
     const timeoutMs = this.#options.prepareTimeout?.ms
     if (timeoutMs === undefined) return settled
     return new Promise<Prepared>(resolve => {
       const timer = setTimeout(() => {
         this.#late++
-        stopShort() // the hook may stop short, as for a client gone
+        abandoned.abort() // the hook may stop short, as for a client gone
         resolve('late')
         // The caller answers the client now; what the hook took is let go once it has it.
         void settled.then(() => this.abandon(data))

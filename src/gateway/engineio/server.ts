@@ -236,7 +236,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
       session.polling?.poll(res, request, cookie)
     }
     const gone = new AbortController()
-    const prepared = this.#admission.prepare(data, gone.signal)
+    const prepared = this.#admission.prepare(data, gone)
     if (prepared === undefined) return open()
     let isAborted = false
     res.onAborted(() => {

@@ -149,7 +149,7 @@ export class Upgrades<T> {
           revision: route.revision,
           id,
           data,
-          prepared: this.#admission.prepare(data, gone.signal),
+          prepared: this.#admission.prepare(data, gone),
           gone,
         })
       }
