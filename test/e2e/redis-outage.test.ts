@@ -11,13 +11,12 @@ import test from 'ava'
 import { pino } from 'pino'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode } from '../../src/cli/node.js'
-import { defaults, type Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
-import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { call, connectProducer, newUserId, TEST_SECRET, testConfig } from '../helpers/broker.js'
 import { CLI } from '../helpers/cli.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import { freePort } from '../helpers/ports.js'
-import { startRedis, uniquePrefix } from '../helpers/redis.js'
+import { startRedis } from '../helpers/redis.js'
 import { spawn } from 'node:child_process'
 import { eventually, holdsFor, within } from '../helpers/eventually.js'
 
@@ -55,19 +54,14 @@ for (const workers of [0, 2]) {
 test('through a Redis outage consumers stay connected, /readyz turns false, and nothing is lost', async t => {
   const redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always'])
   t.teardown(() => redis.stop())
-  const config: Config = {
-    ...defaults,
-    redis: { kind: 'standalone', url: redis.url },
-    redisPrefix: uniquePrefix(),
-    tokenSecrets: [TEST_SECRET],
-    drainSpreadMs: 0,
+  const config = testConfig(redis.url, {
     // A failure leaves Redis down: the teardown's drain gives up after this.
     drainTimeoutMs: 3000,
     // Heartbeats every 300 ms, a dead one found within 1.8 s: the outage below spans several,
     // and a loaded machine's pauses of a second do not end a session.
     pingIntervalMs: 300,
     pingTimeoutMs: 1500,
-  }
+  })
   const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
   t.teardown(() => node.stop())
   const readyz = async (): Promise<number> =>
@@ -116,14 +110,9 @@ test('through a Redis outage consumers stay connected, /readyz turns false, and 
 test('a drain while Redis is down gives up after drainTimeoutMs and says so, with the bytes published but not stored', async t => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
-  const config: Config = {
-    ...defaults,
-    redis: { kind: 'standalone', url: redis.url },
-    redisPrefix: uniquePrefix(),
-    tokenSecrets: [TEST_SECRET],
-    drainSpreadMs: 0,
+  const config = testConfig(redis.url, {
     drainTimeoutMs: 1000,
-  }
+  })
   const lines: Record<string, unknown>[] = []
   const logger = pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
   const node = await startNode(config, logger, { gateway: 0, producer: 0, admin: 0 })
@@ -155,19 +144,14 @@ test('through a Redis outage memory stays bounded: publishes wait behind publish
   const redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always'])
   t.teardown(() => redis.stop())
   const maxPendingBytes = 64 * 1024
-  const config: Config = {
-    ...defaults,
-    redis: { kind: 'standalone', url: redis.url },
-    redisPrefix: uniquePrefix(),
-    tokenSecrets: [TEST_SECRET],
-    drainSpreadMs: 0,
+  const config = testConfig(redis.url, {
     drainTimeoutMs: 3000,
     publishMaxPendingBytes: maxPendingBytes,
     // Every periodic task runs many times during the outage below.
     cursorFlushMs: 50,
     statsFlushMs: 50,
     nodeTtlMs: 300,
-  }
+  })
   const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
   t.teardown(() => node.stop())
   const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId: newUserId() }))

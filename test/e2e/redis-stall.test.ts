@@ -12,12 +12,12 @@ import { Socket as Eio6Socket } from 'engine.io-client'
 import { WebSocket } from 'ws'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
-import { defaults, type Config } from '../../src/config/defaults.js'
+import type { Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
-import { newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { newUserId, TEST_SECRET, testConfig } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, pause, within } from '../helpers/eventually.js'
-import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 const tokens = new Tokens([TEST_SECRET])
 const PRODUCER = {
@@ -28,17 +28,12 @@ const PRODUCER = {
 async function stalledNode(t: import('ava').ExecutionContext, overrides: Partial<Config> = {}) {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
-  const config: Config = {
-    ...defaults,
-    redis: { kind: 'standalone', url: redis.url },
-    redisPrefix: uniquePrefix(),
-    tokenSecrets: [TEST_SECRET],
-    drainSpreadMs: 0,
+  const config = testConfig(redis.url, {
     drainTimeoutMs: 3000,
     redisPingIntervalMs: 200,
     consumerRetryAfterMs: 2500,
     ...overrides,
-  }
+  })
   const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
   // SIGCONT first: a drain against a stopped Redis would wait for its budget.
   t.teardown(async () => {

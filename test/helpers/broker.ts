@@ -140,14 +140,9 @@ export const range = (n: number, from = 0): string[] => Array.from({ length: n }
 export const publishAll = (api: ProducerApi, room: string, messages: readonly string[]): Promise<number> =>
   api.publish(messages.map(message => [room, message] as const))
 
-/** A whole node (gateway, producer listener) on free ports, with a known token secret. */
-export async function startBroker(
-  t: ExecutionContext,
-  redisTarget: RedisTarget | string,
-  overrides: Partial<Config> = {},
-  logger: Logger = silentLogger,
-): Promise<RunningNode & { config: Config }> {
-  const config: Config = {
+/** A node's config for tests: this Redis, a prefix of its own, the test secret, no drain spread. */
+export function testConfig(redisTarget: RedisTarget | string, overrides: Partial<Config> = {}): Config {
+  return {
     ...defaults,
     redis: asTarget(redisTarget),
     redisPrefix: uniquePrefix(),
@@ -155,6 +150,16 @@ export async function startBroker(
     drainSpreadMs: 0,
     ...overrides,
   }
+}
+
+/** A whole node (gateway, producer listener) on free ports, with a known token secret. */
+export async function startBroker(
+  t: ExecutionContext,
+  redisTarget: RedisTarget | string,
+  overrides: Partial<Config> = {},
+  logger: Logger = silentLogger,
+): Promise<RunningNode & { config: Config }> {
+  const config = testConfig(redisTarget, overrides)
   const running = await startingOn(config.redis, () => startNode(config, logger, { gateway: 0, producer: 0 }))
   t.teardown(() => running.stop())
   return { ...running, config }
