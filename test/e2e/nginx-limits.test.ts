@@ -15,7 +15,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { defaults } from '../../src/config/defaults.js'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
@@ -89,8 +89,14 @@ test('a polling POST over maxPayloadBytes gets 413 through nginx; no version in 
   t.is(oversize.headers.server, 'nginx')
 })
 
-test("nginx passes on only the snapper.ws cookie: a site's big cookies stay out of the gateway's request head", async t => {
-  // A stand-in gateway that records what nginx forwards (port 0: the kernel picks a free one).
+/**
+ * A stand-in gateway that records the headers nginx forwards (port 0: the
+ * kernel picks a free one), behind the shipped nginx.conf; `url` is a
+ * polling handshake through nginx.
+ */
+async function recordingGatewayBehindNginx(
+  t: ExecutionContext,
+): Promise<{ seen: IncomingHttpHeaders[]; url: string }> {
   const seen: IncomingHttpHeaders[] = []
   const gateway = createServer((req, res) => {
     seen.push(req.headers)
@@ -101,7 +107,11 @@ test("nginx passes on only the snapper.ws cookie: a site's big cookies stay out 
   t.teardown(() => gateway.close())
   const nginx = await startNginx((gateway.address() as { port: number }).port, 1)
   t.teardown(() => nginx.stop())
-  const url = `http://127.0.0.1:${nginx.port}/websocket/?EIO=4&transport=polling&token=x`
+  return { seen, url: `http://127.0.0.1:${nginx.port}/websocket/?EIO=4&transport=polling&token=x` }
+}
+
+test("nginx passes on only the snapper.ws cookie: a site's big cookies stay out of the gateway's request head", async t => {
+  const { seen, url } = await recordingGatewayBehindNginx(t)
   const siteCookies = `_ga=GA1.2.${'1'.repeat(40)}; session=${'s'.repeat(3000)}; prefs=${'p'.repeat(2000)}`
   const previous = 'snapper.ws=u1.aaaaaaaaaaaaaaaaaaaaaaaaaaaa'
 
@@ -121,17 +131,7 @@ test("nginx passes on only the snapper.ws cookie: a site's big cookies stay out 
 })
 
 test("nginx does not pass on a page's Referer: a long page address stays out of the gateway's request head", async t => {
-  const seen: IncomingHttpHeaders[] = []
-  const gateway = createServer((req, res) => {
-    seen.push(req.headers)
-    res.end('ok')
-  })
-  gateway.listen(0, '127.0.0.1')
-  await once(gateway, 'listening')
-  t.teardown(() => gateway.close())
-  const nginx = await startNginx((gateway.address() as { port: number }).port, 1)
-  t.teardown(() => nginx.stop())
-  const url = `http://127.0.0.1:${nginx.port}/websocket/?EIO=4&transport=polling&token=x`
+  const { seen, url } = await recordingGatewayBehindNginx(t)
   // A same-origin page sends its whole address (browsers cut it at 4,096 bytes), a search's state say.
   const referer = `https://app.example.com/projects/p1/search?filter=${'f'.repeat(3000)}`
   const answer = await request(url, { headers: { referer, origin: 'https://app.example.com' } })
