@@ -38,6 +38,13 @@ export type NodeConfig = Pick<
   | 'ackTimeoutMs'
 >
 
+/** A handshake waiting for its consumer's takeover: the sink its session would deliver through. */
+interface Handshake<S> {
+  readonly sink: S
+  /** Aborted when its client went away, or it was refused late. */
+  readonly abandoned: AbortSignal | undefined
+}
+
 /**
  * One broker node: the consumers whose live sessions it holds, and the wiring
  * of the parts that serve them (docs/ARCHITECTURE.md, the module map):
@@ -74,7 +81,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
   /** Outboxes still connecting, each with its connect's take and read (see #release). */
   readonly #connecting = new Map<Outbox<S>, Promise<void>>()
   /** The handshakes each connecting outbox serves: abandoned once every one of them is (see #take). */
-  readonly #handshakes = new Map<Outbox<S>, (AbortSignal | undefined)[]>()
+  readonly #handshakes = new Map<Outbox<S>, Handshake<S>[]>()
   #stopped = false
 
   constructor(core: BrokerCore, config: NodeConfig, log: Logger, name = `${hostname()}:${process.pid}`) {
@@ -204,7 +211,9 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
    * A consumer's handshake came in here. Takes the consumer over from wherever
    * it was, joins its user room, and starts delivering from its cursors to
    * `sink`. If the consumer is already live on this node, its outbox is
-   * returned as it is: the new session gets it in attach(), once it opens.
+   * returned as it is: the new session gets it in attach(), once it opens;
+   * if it is still being taken over, once that take is done (no session of
+   * the consumer opens before it: docs/consumer-protocol.md §3).
    * `replaces`: a previous consumer id of the same browser (snapper.ws cookie).
    * `abandoned`: aborted when the handshake's client goes away; if that happens
    * (to every handshake waiting on this connect) before the take, nothing is
@@ -222,7 +231,10 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     // keeps the session that opens last, so only its open may claim the outbox.
     const live = this.#hub.get(consumerId)
     if (live) {
-      this.#handshakes.get(live)?.push(abandoned) // still connecting: it is this handshake's too
+      const connecting = this.#connecting.get(live)
+      if (connecting === undefined) return live
+      this.#handshakes.get(live)?.push({ sink, abandoned }) // its take is this handshake's too
+      await connecting
       return live
     }
     const outbox = new Outbox(this.#host, consumerId, userId)
@@ -234,7 +246,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#core.stats.joined(ownRoom)
 
     if (replaces && replaces !== consumerId) this.#store.weaken(replaces)
-    this.#handshakes.set(outbox, [abandoned])
+    this.#handshakes.set(outbox, [{ sink, abandoned }])
     const connecting = this.#takeAndRead(outbox)
     this.#connecting.set(outbox, connecting)
     try {
@@ -276,6 +288,10 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       if (!this.#hub.get(consumerId)) await this.#store.release(outbox)
       return
     }
+    // Until a session opens, the outbox is its newest handshake's that still waits for it: the one
+    // that the abandon of an earlier handshake (gone, or late) must not release under it.
+    const waiting = this.#handshakes.get(outbox)?.findLast(handshake => !handshake.abandoned?.aborted)
+    if (waiting) outbox.sink = waiting.sink
     outbox.resend()
   }
 
@@ -286,7 +302,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
    * consumer's live session elsewhere, whose client would come back for nothing.
    */
   async #take(outbox: Outbox<S>): Promise<TakenConsumer | undefined> {
-    const isAbandoned = (): boolean => this.#handshakes.get(outbox)?.every(signal => signal?.aborted) ?? false
+    const isAbandoned = (): boolean =>
+      this.#handshakes.get(outbox)?.every(handshake => handshake.abandoned?.aborted) ?? false
     if (isAbandoned()) return undefined
     const taken = await this.#store.take(outbox, false)
     if (taken.isTaken) return taken

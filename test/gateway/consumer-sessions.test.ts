@@ -22,30 +22,34 @@ const tokens = new Tokens([TEST_SECRET])
 
 // CLIENT PAUSE holds every client of this file's Redis: no other test may run meanwhile.
 test.serial(
-  'two handshakes with one token at once: the session that opens last gets the messages, and its close releases the consumer',
+  'two handshakes with one token at once: both open once the take is done, the one that opens last gets the messages, and its close releases the consumer',
   async t => {
     const broker = await startBroker(t, server.url)
     const userId = newUserId()
     const token = tokens.sign({ userId })
-    // The first handshake's connect waits on Redis (consumer_connect is a write) while the second
-    // one, finding the consumer live, opens at once; the first opens later and replaces it.
+    // The first handshake's connect waits on Redis (consumer_connect is a write); the second one
+    // joins it and opens no sooner (docs/consumer-protocol.md §3); both open then, the second last.
     await server.client().call('CLIENT', 'PAUSE', '700', 'WRITE')
+    const startedAtMs = Date.now()
     const first = new RawConsumer(broker.ports.gateway, token)
     t.teardown(() => first.socket.close())
-    await eventually(() => broker.node.online === 1)
+    await eventually(() => broker.gateway.counters.handshakes === 1)
     const second = new RawConsumer(broker.ports.gateway, token)
     t.teardown(() => second.socket.close())
     await second.opened()
-    t.false(first.isOpen, 'the first handshake is still waiting on Redis')
-    await first.opened()
-    await second.until(() => second.closed)
+    t.true(
+      Date.now() - startedAtMs >= 600,
+      `the second opened after ${Date.now() - startedAtMs} ms, before the take`,
+    )
+    await first.until(() => first.closed)
+    t.true(first.isOpen, 'the first opened too, and was replaced')
 
     await broker.core.producerApi.publish([[`user${userId}`, 'hello']])
-    await first.until(() => first.batches.length === 1)
-    t.deepEqual(first.batches[0]!.params, ['hello'])
-    first.ack(first.batches[0]!.id)
+    await second.until(() => second.batches.length === 1)
+    t.deepEqual(second.batches[0]!.params, ['hello'])
+    second.ack(second.batches[0]!.id)
 
-    first.socket.close()
+    second.socket.close()
     await eventually(() => broker.node.online === 0)
     t.deepEqual(await broker.core.producerApi.consumers(userId), { length: 0, android: 0, ios: 0, web: 0 })
   },
