@@ -3,8 +3,9 @@
  * polling fallback) while the node is still taking it over: the second joins
  * the first's takeover. Its open packet too waits for that take (the
  * promise of README "What happens on a connection"), it is refused the same
- * way if the take is late. What the first took is let go without taking
- * the second's session with it.
+ * way if the take is late, and it is refused at once while the watchdog sees
+ * Redis stalled, as any new session is. What the first took is let go
+ * without taking the second's session with it.
  */
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
@@ -77,6 +78,43 @@ function publish(admin: string, userId: string, message: string): Promise<Respon
     body: JSON.stringify({ room: `user${userId}`, message }),
   })
 }
+
+test('while the watchdog sees Redis stalled, a second handshake of a consumer whose takeover waits for Redis is refused at once', async t => {
+  const { redis, node, admin, gateway } = await nodeOnRedis(t, {
+    redisPingIntervalMs: 1000,
+    redisRequestTimeoutMs: 1500,
+  })
+  const userId = newUserId()
+  const token = tokens.sign({ userId })
+  redis.signal('SIGSTOP')
+  const startedAtMs = Date.now()
+  const first = handshake(gateway, token, startedAtMs)
+  await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see Redis stalled' })
+
+  const retriedAtMs = Date.now()
+  const second = await handshake(gateway, token, retriedAtMs)
+  t.is(second.status, 503, JSON.stringify(second))
+  t.true(second.atMs < 1000, `answered after ${second.atMs} ms`)
+  t.is(second.body, '{"code":3,"message":"Storage unavailable, retry","retryAfterMs":2500}')
+  // What engine.io-client@6 sees: no open, an error it reconnects after.
+  const eio6 = connectConsumer('v4 websocket', node.ports.gateway, token)
+  t.teardown(() => eio6.close())
+  await t.throwsAsync(within(eio6.opened(), 3000, 'engine.io-client to be refused'))
+  t.is((await first).status, 503)
+  t.is(node.gateway.engine.sessions.size, 0)
+
+  redis.signal('SIGCONT')
+  await eventually(() => node.redisWatchdog.isUp, { what: 'the watchdog to see Redis again' })
+  await eventually(() => node.node.online === 0, { what: 'the late takeover to be let go' })
+  const consumer = connectConsumer('v4 websocket', node.ports.gateway, token)
+  t.teardown(() => consumer.close())
+  await within(consumer.opened(), 5000, 'the consumer to open again')
+  t.is(node.node.online, 1)
+  t.is((await publish(admin, userId, 'after')).status, 200)
+  await consumer.waitFor(1, 5000)
+  await pause(300) // time for a repeat to show
+  t.deepEqual(consumer.messages, ['after'])
+})
 
 test('a second handshake of a consumer whose takeover waits on a slow Redis opens only once the take is done', async t => {
   const { redis, node, admin, gateway } = await nodeOnRedis(t)
