@@ -85,7 +85,7 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   gaugeOf(
     registry,
     'snapper_consumers_online',
-    'Consumers whose live session this node holds.',
+    'Consumers whose session is open on this node (not those still being taken over).',
     () => node.online,
   )
   gaugeOf(

@@ -139,9 +139,16 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     })
   }
 
-  /** Live consumers on this node. */
+  /** Live consumers on this node: not those still being taken over, which have no session open yet. */
   get online(): number {
-    return this.#hub.size
+    let connecting = 0
+    for (const outbox of this.#connecting.keys()) if (this.#hub.holds(outbox)) connecting++
+    return this.#hub.size - connecting
+  }
+
+  /** Consumers this node is taking over: their handshakes wait for that take (Redis) before they open. */
+  get takingOver(): number {
+    return this.#connecting.size
   }
 
   get roomCount(): number {

@@ -79,7 +79,7 @@ function publish(admin: string, userId: string, message: string): Promise<Respon
   })
 }
 
-test('while the watchdog sees Redis stalled, a second handshake of a consumer whose takeover waits for Redis is refused at once', async t => {
+test('while the watchdog sees Redis stalled, a second handshake of a consumer whose takeover waits for Redis is refused at once, and nothing counts online', async t => {
   const { redis, node, admin, gateway } = await nodeOnRedis(t, {
     redisPingIntervalMs: 1000,
     redisRequestTimeoutMs: 1500,
@@ -90,6 +90,11 @@ test('while the watchdog sees Redis stalled, a second handshake of a consumer wh
   const startedAtMs = Date.now()
   const first = handshake(gateway, token, startedAtMs)
   await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see Redis stalled' })
+  t.is(node.node.online, 0, 'a takeover waiting for Redis is no live consumer')
+  t.is(node.node.takingOver, 1)
+  // What an operator reads meanwhile (/metrics needs no Redis).
+  const metrics = await (await fetch(`${admin}/metrics`)).text()
+  t.regex(metrics, /^snapper_consumers_online 0$/m)
 
   const retriedAtMs = Date.now()
   const second = await handshake(gateway, token, retriedAtMs)
@@ -102,10 +107,13 @@ test('while the watchdog sees Redis stalled, a second handshake of a consumer wh
   await t.throwsAsync(within(eio6.opened(), 3000, 'engine.io-client to be refused'))
   t.is((await first).status, 503)
   t.is(node.gateway.engine.sessions.size, 0)
+  t.is(node.node.online, 0)
 
   redis.signal('SIGCONT')
   await eventually(() => node.redisWatchdog.isUp, { what: 'the watchdog to see Redis again' })
-  await eventually(() => node.node.online === 0, { what: 'the late takeover to be let go' })
+  await eventually(() => node.node.online === 0 && node.node.takingOver === 0, {
+    what: 'the late takeover to be let go',
+  })
   const consumer = connectConsumer('v4 websocket', node.ports.gateway, token)
   t.teardown(() => consumer.close())
   await within(consumer.opened(), 5000, 'the consumer to open again')
@@ -131,6 +139,8 @@ test('a second handshake of a consumer whose takeover waits on a slow Redis open
   firstGone.abort()
   const second = handshake(gateway, token, startedAtMs)
   await pause(300)
+  t.is(node.node.online, 0, 'a takeover waiting for Redis is no live consumer')
+  t.is(node.node.takingOver, 1)
   t.is(node.gateway.engine.sessions.size, 0, 'no session is open before the take')
   const answered = await second
   t.is(answered.status, 200, JSON.stringify(answered))
@@ -196,7 +206,9 @@ test('a handshake joining a takeover and refused late itself leaves nothing once
   t.is((await first).status, 503)
   t.is(node.gateway.engine.sessions.size, 0)
   redis.signal('SIGCONT')
-  await eventually(() => node.node.online === 0, { what: 'the takeover to be let go' })
+  await eventually(() => node.node.online === 0 && node.node.takingOver === 0, {
+    what: 'the takeover to be let go',
+  })
   await pause(300)
   t.is(node.gateway.engine.sessions.size, 0)
   const counted = await fetch(`${admin}/v1/users/${userId}/consumers`, { headers: PRODUCER })

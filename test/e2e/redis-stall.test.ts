@@ -199,7 +199,9 @@ test('handshakes already waiting when Redis stalls are refused after redisReques
 
   redis.signal('SIGCONT')
   // Their takeovers ran once Redis went on, and were let go: nothing of them stays live.
-  await eventually(() => node.node.online === 0, { what: 'the refused handshakes to be let go' })
+  await eventually(() => node.node.online === 0 && node.node.takingOver === 0, {
+    what: 'the refused handshakes to be let go',
+  })
   const admin = `http://127.0.0.1:${node.ports.admin}`
   for (const [name, userId] of Object.entries(users)) {
     const counted = await ask(`${admin}/v1/users/${userId}/consumers`, { headers: PRODUCER })
