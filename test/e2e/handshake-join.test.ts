@@ -193,6 +193,7 @@ test('a handshake joining a takeover and refused late itself leaves nothing once
   const { redis, node, admin, gateway } = await nodeOnRedis(t, {
     redisPingIntervalMs: 60_000,
     redisRequestTimeoutMs: 1500,
+    maxSessionsPerUser: 1,
   })
   const userId = newUserId()
   const token = tokens.sign({ userId })
@@ -213,4 +214,8 @@ test('a handshake joining a takeover and refused late itself leaves nothing once
   t.is(node.gateway.engine.sessions.size, 0)
   const counted = await fetch(`${admin}/v1/users/${userId}/consumers`, { headers: PRODUCER })
   t.is(await counted.text(), '{"result":{"length":0,"android":0,"ios":0,"web":0}}')
+  // Neither handshake holds the user's one place (maxSessionsPerUser): another consumer of the user opens.
+  const other = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId }, 3600))
+  t.teardown(() => other.close())
+  await within(other.opened(), 5000, "another of the user's consumers to open")
 })
