@@ -117,6 +117,13 @@ export interface Config {
    * @default 1048576
    */
   readonly producerMaxPendingBytes: number
+  /**
+   * Bytes of all producer connections' frames in flight on a node, weighed as for
+   * producerMaxPendingBytes; beyond, a connection holding more than its share (this ÷ the
+   * connections with work in flight) is not read until its turn, the others are: what all
+   * producers together queue ahead of a light one in Redis. @default 4194304
+   */
+  readonly producerSharedMaxPendingBytes: number
   /** Time a new producer connection has to authenticate, in ms. @default 10000 */
   readonly producerAuthTimeoutMs: number
   /** Producer connections per node at most. @default 10000 */
@@ -295,6 +302,7 @@ export const defaults: Config = {
   maxFrameBytes: 1 << 20,
   producerMaxPending: 1024,
   producerMaxPendingBytes: 1 << 20,
+  producerSharedMaxPendingBytes: 4 << 20,
   producerAuthTimeoutMs: 10_000,
   maxProducerConnections: 10_000,
   maxAuthFrameBytes: 8192,

@@ -169,6 +169,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMemoryBytes,
     doc: "bytes of a producer connection's frames in flight (publishes not stored yet; each message counts 1 KiB more, its Redis work) before the broker pauses reading it, so that one flooding producer cannot queue seconds of Redis work ahead of the others; a larger frame is still read, alone",
   },
+  producerSharedMaxPendingBytes: {
+    env: 'SNAPPER_PRODUCER_SHARED_MAX_PENDING_BYTES',
+    parse: toMemoryBytes,
+    doc: "bytes of all producer connections' frames in flight on a node, weighed as for `producerMaxPendingBytes`; beyond, a connection holding more than its share (this ÷ the connections with work in flight) is not read until its turn, in order, while the others are, so that a producer with many connections cannot queue seconds of Redis work ahead of a light one",
+  },
   producerAuthTimeoutMs: {
     env: 'SNAPPER_PRODUCER_AUTH_TIMEOUT_MS',
     parse: toMs,

@@ -8,6 +8,7 @@
  *            && their frames' bytes < max
  *            && no write backpressure && no subscribe/unsubscribe waiting or running
  *            && the broker's publish backlog is not full
+ *            && the node's producers' frames in flight are below their bound, or ours below our share (shares.ts)
  *
  * This file reads and owns the socket; in-flight.ts runs the work and keeps
  * the replies in order. The connection's life (authenticating → open → … →
@@ -34,6 +35,7 @@ import { parseMessage, type RpcId, type RpcMessage } from '../jsonrpc.js'
 import type { RefusalLog } from '../refusal-log.js'
 import type { Method } from './methods.js'
 import { isFramingError, RespDecoder, type FramingError } from './resp.js'
+import type { ProducerShares, Share } from './shares.js'
 
 export interface ConnectionOptions {
   /** Largest RESP payload, in bytes. */
@@ -54,6 +56,8 @@ export interface ConnectionDeps {
   readonly options: ConnectionOptions
   /** Publishes not stored yet, for all connections: while it is full, nothing is read. */
   readonly backlog: { readonly isFull: boolean }
+  /** All producer connections' frames in flight: past its bound, one holding more than its share waits its turn. */
+  readonly shares: ProducerShares
   readonly tokens: Tokens
   readonly methods: ReadonlyMap<string, Method>
   readonly counters: ProducerCounters
@@ -90,6 +94,7 @@ export class ProducerConnection {
   #graceTimer: NodeJS.Timeout | undefined
   #lastDataAt = 0
   readonly #work: InFlight
+  readonly #share: Share
   /** Reading is paused by flow control (backpressure, too much in flight, served alone). */
   #isPaused = false
   /** Set while #pump runs, so that answers given inside it do not start a nested pump. */
@@ -101,12 +106,14 @@ export class ProducerConnection {
     this.#log = deps.logger.child({ remote: `${socket.remoteAddress}:${socket.remotePort}` })
     this.#decoder = new RespDecoder(deps.options.maxAuthFrameBytes)
     this.#closed = new Promise(resolve => socket.once('close', () => resolve()))
+    this.#share = deps.shares.open(this.#guard('producer turn', () => this.#pump()))
     this.#work = new InFlight({
       methods: deps.methods,
       counters: deps.counters,
       log: this.#log,
       send: text => this.#send(text),
       onProgress: () => this.#pump(),
+      share: this.#share,
     })
 
     socket.setNoDelay(true) // replies are already coalesced per tick
@@ -279,6 +286,7 @@ export class ProducerConnection {
   /** Entering `ended`: work in flight still finishes in Redis; its answers have nowhere to go. */
   #forget(): void {
     this.#setPaused(false)
+    this.#share.close()
     this.#decoder.discard()
     this.#work.close()
   }
@@ -312,7 +320,8 @@ export class ProducerConnection {
       !this.#socket.writableNeedDrain &&
       !this.#work.isAlone &&
       this.pending < this.#deps.options.producerMaxPending &&
-      this.#work.pendingBytes < this.#deps.options.producerMaxPendingBytes
+      this.#work.pendingBytes < this.#deps.options.producerMaxPendingBytes &&
+      this.#share.mayRead // last: only a connection nothing else holds back joins the queue for its turn
     )
   }
 

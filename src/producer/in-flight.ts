@@ -25,6 +25,7 @@ import {
 import { messagesOf, SERVED_ALONE, type Method } from './methods.js'
 import { ReplyLine, type ReplySlot } from './reply-line.js'
 import { encodeBulk } from './resp.js'
+import type { Share } from './shares.js'
 
 /**
  * What each message of a frame adds to its bytes in flight: its cost in Redis
@@ -47,6 +48,8 @@ export interface InFlightDeps {
   readonly send: (text: string) => void
   /** Work finished or replies left the line: the connection may read more. */
   readonly onProgress: () => void
+  /** This connection's part of the node's frames in flight: counted until the work is done, even once closed. */
+  readonly share: Pick<Share, 'hold' | 'release'>
 }
 
 /** A frame's work, read but not started yet. */
@@ -205,7 +208,7 @@ export class InFlight {
 
   #startRequest(id: RpcId, method: Method, params: unknown, bytes: number): void {
     const slot = this.#reserve()
-    this.#bytes += bytes
+    this.#hold(bytes)
     invoke(method, params).then(
       // The original answered every falsy result as null (`res || null`): a count of 0 is null.
       result => {
@@ -223,7 +226,7 @@ export class InFlight {
   #startNotification(method: Method, params: unknown, bytes: number): void {
     this.#notifications++
     this.#deps.counters.pending++
-    this.#bytes += bytes
+    this.#hold(bytes)
     invoke(method, params)
       .catch((err: unknown) => {
         // No id to answer: counted and logged (Redis faults are logged by ProducerApi too).
@@ -231,17 +234,23 @@ export class InFlight {
         if (errorCodeOf(err) === 'INTERNAL') toRpcError(err, this.#deps.log)
       })
       .finally(() => {
+        this.#release(bytes)
         if (this.#isClosed) return // close() has already uncounted it
         this.#notifications--
         this.#deps.counters.pending--
-        this.#release(bytes)
         this.#deps.onProgress()
       })
   }
 
-  /** A frame's work finished: its bytes no longer count (a closed connection has uncounted them). */
+  #hold(bytes: number): void {
+    this.#bytes += bytes
+    this.#deps.share.hold(bytes)
+  }
+
+  /** A frame's work finished: its bytes no longer count (a closed connection has uncounted its own, not the node's). */
   #release(bytes: number): void {
     if (!this.#isClosed) this.#bytes -= bytes
+    this.#deps.share.release(bytes)
   }
 
   #reserve(): ReplySlot {

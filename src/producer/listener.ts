@@ -18,12 +18,14 @@ import { encodeError, rpcError } from '../jsonrpc.js'
 import { RefusalLog } from '../refusal-log.js'
 import { encodeBulk } from './resp.js'
 import { createMethods } from './methods.js'
+import { ProducerShares } from './shares.js'
 
 export type ProducerListenerConfig = Pick<
   Config,
   | 'maxFrameBytes'
   | 'producerMaxPending'
   | 'producerMaxPendingBytes'
+  | 'producerSharedMaxPendingBytes'
   | 'producerAuthTimeoutMs'
   | 'drainTimeoutMs'
   | 'maxProducerConnections'
@@ -87,6 +89,7 @@ export function createProducerListener(deps: {
   const methods = createMethods(deps.api, config)
   const counters = createCounters()
   const connections = new Set<ProducerConnection>()
+  const shares = new ProducerShares(config.producerSharedMaxPendingBytes)
   const unauthenticated = new UnauthenticatedProducers(config)
   const refusals = new RefusalLog(log, config.logMaxRefusalsPerSec)
   let accepted = 0
@@ -108,6 +111,7 @@ export function createProducerListener(deps: {
     const connection = new ProducerConnection(socket, {
       options: config,
       backlog: deps.api.backlog,
+      shares,
       tokens,
       methods,
       counters,

@@ -45,6 +45,7 @@ const floodBeside = test.macro(async (t, burst: Flood) => {
   const write = Buffer.from(notification('publish', pairs).repeat(burst.framesPerWrite))
   let written = 0
   let isFlooding = true
+  const floodStart = performance.now()
   for (let i = 0; i < burst.connections; i++) {
     const { socket } = await h.rawAuthed()
     const flood = (): void => {
@@ -93,6 +94,8 @@ const floodBeside = test.macro(async (t, burst: Flood) => {
     timeoutMs: 60_000,
     everyMs: 200,
   })
+  const floodSec = (performance.now() - floodStart) / 1000
+  t.log(`flood stored ${stored} messages in ${floodSec.toFixed(1)} s: ${(stored / floodSec).toFixed(0)}/s`)
   t.is(h.listener.stats.pending, 0)
 })
 
@@ -124,3 +127,21 @@ test.serial(
     framesPerWrite: 1,
   },
 )
+
+// Each connection has its own producerMaxPendingBytes: ten of them queued ten times that ahead of the light producer.
+test.serial('ten connections flooding 1 MB frames do not delay another producer', floodBeside, {
+  connections: 10,
+  rooms: 4,
+  messageBytes: 250_000,
+  perFrame: 4,
+  framesPerWrite: 1,
+})
+
+// Forty filled publishMaxPendingBytes (64 MiB), which stopped reading every producer connection of the node.
+test.serial('forty connections flooding 1 MB frames do not delay another producer', floodBeside, {
+  connections: 40,
+  rooms: 4,
+  messageBytes: 250_000,
+  perFrame: 4,
+  framesPerWrite: 1,
+})
