@@ -10,33 +10,19 @@
 import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode } from '../../src/cli/node.js'
-import { defaults, type Config } from '../../src/config/defaults.js'
+import type { Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
-import { newUserId, TEST_SECRET } from '../helpers/broker.js'
+import { HTTP_PRODUCER_HEADERS, newUserId, TEST_SECRET, testConfig } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, pause, within } from '../helpers/eventually.js'
 import { startRedis } from '../helpers/redis.js'
-import { uniquePrefix } from '../helpers/redis.js'
 
 const tokens = new Tokens([TEST_SECRET])
-const PRODUCER = {
-  authorization: `Bearer ${tokens.sign({ id: 'http' })}`,
-  'content-type': 'application/json',
-}
 
 async function nodeOnRedis(t: import('ava').ExecutionContext, overrides: Partial<Config> = {}) {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
-  const config: Config = {
-    ...defaults,
-    redis: { kind: 'standalone', url: redis.url },
-    redisPrefix: uniquePrefix(),
-    tokenSecrets: [TEST_SECRET],
-    drainSpreadMs: 0,
-    drainTimeoutMs: 3000,
-    consumerRetryAfterMs: 2500,
-    ...overrides,
-  }
+  const config = testConfig(redis.url, { drainTimeoutMs: 3000, consumerRetryAfterMs: 2500, ...overrides })
   const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
   t.teardown(async () => {
     redis.signal('SIGCONT')
@@ -74,7 +60,7 @@ async function handshake(
 function publish(admin: string, userId: string, message: string): Promise<Response> {
   return fetch(`${admin}/v1/publish`, {
     method: 'POST',
-    headers: PRODUCER,
+    headers: HTTP_PRODUCER_HEADERS,
     body: JSON.stringify({ room: `user${userId}`, message }),
   })
 }
@@ -212,7 +198,7 @@ test('a handshake joining a takeover and refused late itself leaves nothing once
   })
   await pause(300)
   t.is(node.gateway.engine.sessions.size, 0)
-  const counted = await fetch(`${admin}/v1/users/${userId}/consumers`, { headers: PRODUCER })
+  const counted = await fetch(`${admin}/v1/users/${userId}/consumers`, { headers: HTTP_PRODUCER_HEADERS })
   t.is(await counted.text(), '{"result":{"length":0,"android":0,"ios":0,"web":0}}')
   // Neither handshake holds the user's one place (maxSessionsPerUser): another consumer of the user opens.
   const other = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId }, 3600))

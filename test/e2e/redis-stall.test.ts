@@ -14,16 +14,12 @@ import { Tokens } from '../../src/auth/token.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import type { Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
-import { newUserId, TEST_SECRET, testConfig } from '../helpers/broker.js'
+import { HTTP_PRODUCER_HEADERS, newUserId, TEST_SECRET, testConfig } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, pause, within } from '../helpers/eventually.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 const tokens = new Tokens([TEST_SECRET])
-const PRODUCER = {
-  authorization: `Bearer ${tokens.sign({ id: 'http' })}`,
-  'content-type': 'application/json',
-}
 
 async function stalledNode(t: import('ava').ExecutionContext, overrides: Partial<Config> = {}) {
   const redis = await startRedis()
@@ -71,10 +67,11 @@ function entryPoints(node: RunningNode): Record<string, () => Promise<Answer>> {
   const admin = `http://127.0.0.1:${node.ports.admin}`
   const gateway = `http://127.0.0.1:${node.ports.gateway}`
   const post = (path: string, body: unknown) => () =>
-    ask(`${admin}${path}`, { method: 'POST', headers: PRODUCER, body: JSON.stringify(body) })
+    ask(`${admin}${path}`, { method: 'POST', headers: HTTP_PRODUCER_HEADERS, body: JSON.stringify(body) })
   return {
     'GET /stats': () => ask(`${admin}/stats?token=${tokens.sign({ name: 'snapper' })}`),
-    'GET /v1/users/:userId/consumers': () => ask(`${admin}/v1/users/u1/consumers`, { headers: PRODUCER }),
+    'GET /v1/users/:userId/consumers': () =>
+      ask(`${admin}/v1/users/u1/consumers`, { headers: HTTP_PRODUCER_HEADERS }),
     'POST /v1/publish': post('/v1/publish', { room: 'stalled', message: 'm' }),
     'POST /v1/rooms/:room/subscribe': post('/v1/rooms/stalled/subscribe', { consumerId: 'c1' }),
     'POST /v1/track': post('/v1/track', { room: 'stalled', message: 'm' }),
@@ -204,7 +201,7 @@ test('handshakes already waiting when Redis stalls are refused after redisReques
   })
   const admin = `http://127.0.0.1:${node.ports.admin}`
   for (const [name, userId] of Object.entries(users)) {
-    const counted = await ask(`${admin}/v1/users/${userId}/consumers`, { headers: PRODUCER })
+    const counted = await ask(`${admin}/v1/users/${userId}/consumers`, { headers: HTTP_PRODUCER_HEADERS })
     t.is(counted.body, '{"result":{"length":0,"android":0,"ios":0,"web":0}}', name)
   }
   // They come back as any consumer does, and get what is published then, once.
@@ -214,7 +211,7 @@ test('handshakes already waiting when Redis stalls are refused after redisReques
     await within(consumer.opened(), 5000, `${name} to open again`)
     const published = await ask(`${admin}/v1/publish`, {
       method: 'POST',
-      headers: PRODUCER,
+      headers: HTTP_PRODUCER_HEADERS,
       body: JSON.stringify({ room: `user${userId}`, message: `to ${name}` }),
     })
     t.is(published.status, 200, name)

@@ -1,4 +1,5 @@
 import type { ExecutionContext } from 'ava'
+import { Tokens } from '../../src/auth/token.js'
 import { defaults, type Config, type RedisTarget } from '../../src/config/defaults.js'
 import type { ProducerApi } from '../../src/broker/api.js'
 import type { Batch } from '../../src/broker/batch.js'
@@ -166,6 +167,12 @@ export async function startBroker(
 }
 
 export const TEST_SECRET = 'tokenSecretXXX'
+
+/** Headers of an admin `/v1` request by a producer whose token the test secret signs. */
+export const HTTP_PRODUCER_HEADERS = {
+  authorization: `Bearer ${new Tokens([TEST_SECRET]).sign({ id: 'http' })}`,
+  'content-type': 'application/json',
+}
 
 /** A connected snapper-producer@2.1.1; closed at the test's end. */
 export async function connectProducer(
