@@ -90,6 +90,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   )
   gaugeOf(
     registry,
+    'snapper_consumers_taking_over',
+    'Consumers this node is taking over (their takes wait for Redis: one that hangs keeps them here until it answers).',
+    () => node.takingOver,
+  )
+  gaugeOf(
+    registry,
     'snapper_rooms_followed',
     'Rooms this node follows for its consumers.',
     () => node.roomCount,

@@ -46,6 +46,7 @@ const NAMES = [
   'snapper_nodes',
   'snapper_consumer_sessions',
   'snapper_consumers_online',
+  'snapper_consumers_taking_over',
   'snapper_rooms_followed',
   'snapper_backlog_messages',
   'snapper_producer_connections',

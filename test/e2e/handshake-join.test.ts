@@ -81,6 +81,7 @@ test('while the watchdog sees Redis stalled, a second handshake of a consumer wh
   // What an operator reads meanwhile (/metrics needs no Redis).
   const metrics = await (await fetch(`${admin}/metrics`)).text()
   t.regex(metrics, /^snapper_consumers_online 0$/m)
+  t.regex(metrics, /^snapper_consumers_taking_over 1$/m)
 
   const retriedAtMs = Date.now()
   const second = await handshake(gateway, token, retriedAtMs)
