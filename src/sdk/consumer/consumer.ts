@@ -161,9 +161,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     const transports = options.transports ?? ['websocket', 'polling']
     if (transports.length === 0 || transports.some(name => name !== 'websocket' && name !== 'polling'))
       throw new TypeError(`Consumer: transports must be 'websocket' and/or 'polling'`)
-    const openTimeoutMs = options.openTimeoutMs ?? 20_000
-    if (!(openTimeoutMs > 0 && openTimeoutMs < 2 ** 31))
-      throw new TypeError('Consumer: openTimeoutMs must be a number of ms above 0')
+    const openTimeoutMs = checkedMs('Consumer', 'openTimeoutMs', options.openTimeoutMs ?? 20_000)
     const maxReceiveBytes = options.maxReceiveBytes ?? DEFAULT_MAX_RECEIVE_BYTES
     if (!(Number.isSafeInteger(maxReceiveBytes) && maxReceiveBytes > 0))
       throw new TypeError('Consumer: maxReceiveBytes must be a whole number of bytes above 0')
