@@ -320,7 +320,7 @@ export class ProducerConnection {
       !this.#socket.writableNeedDrain &&
       !this.#work.isAlone &&
       this.pending < this.#deps.options.producerMaxPending &&
-      this.#work.pendingBytes < this.#deps.options.producerMaxPendingBytes &&
+      this.#share.bytes < this.#deps.options.producerMaxPendingBytes &&
       this.#share.mayRead // last: only a connection nothing else holds back joins the queue for its turn
     )
   }

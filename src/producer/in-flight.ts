@@ -48,7 +48,11 @@ export interface InFlightDeps {
   readonly send: (text: string) => void
   /** Work finished or replies left the line: the connection may read more. */
   readonly onProgress: () => void
-  /** This connection's part of the node's frames in flight: counted until the work is done, even once closed. */
+  /**
+   * This connection's part of the node's frames in flight, each weighed by
+   * workBytesOf until its work is done, even once closed: its own bytes bound
+   * the connection (producerMaxPendingBytes), the node's all of them.
+   */
   readonly share: Pick<Share, 'hold' | 'release'>
 }
 
@@ -57,7 +61,7 @@ interface Work {
   readonly id: RpcId | undefined
   readonly method: Method
   readonly params: unknown
-  /** Its frame's weight (workBytesOf), counted in pendingBytes while the work runs. */
+  /** Its frame's weight (workBytesOf), counted in the connection's share while the work runs. */
   readonly bytes: number
 }
 
@@ -66,8 +70,6 @@ export class InFlight {
   readonly #replies: ReplyLine
   /** Notifications whose work is not finished (requests are counted by #replies). */
   #notifications = 0
-  /** Weight (workBytesOf) of the frames whose work has started and not finished. */
-  #bytes = 0
   /**
    * Set when a SERVED_ALONE frame is read, cleared once its work is done.
    * `held` is that frame while earlier work is still in flight.
@@ -84,17 +86,6 @@ export class InFlight {
   /** Requests and publishes in flight. */
   get pending(): number {
     return this.#replies.length + this.#notifications
-  }
-
-  /**
-   * Weight of the frames whose work is running (their payload bytes plus
-   * MESSAGE_WORK_BYTES per message): mostly publishes handed to Redis and not
-   * stored yet. Bounded per connection
-   * (producerMaxPendingBytes) so that one producer cannot queue seconds of
-   * Redis work ahead of the others' (docs/producer-protocol.md §7).
-   */
-  get pendingBytes(): number {
-    return this.#bytes
   }
 
   /** A served-alone frame is waiting or running: nothing more may be read. */
@@ -189,7 +180,6 @@ export class InFlight {
     this.#deps.counters.pending -= this.pending
     this.#replies.clear()
     this.#notifications = 0
-    this.#bytes = 0
     this.#alone = undefined
   }
 
@@ -208,15 +198,15 @@ export class InFlight {
 
   #startRequest(id: RpcId, method: Method, params: unknown, bytes: number): void {
     const slot = this.#reserve()
-    this.#hold(bytes)
+    this.#deps.share.hold(bytes)
     invoke(method, params).then(
       // The original answered every falsy result as null (`res || null`): a count of 0 is null.
       result => {
-        this.#release(bytes)
+        this.#deps.share.release(bytes)
         this.#answer(slot, encodeSuccess(id, result || null))
       },
       (err: unknown) => {
-        this.#release(bytes)
+        this.#deps.share.release(bytes)
         countError(this.#deps.counters, errorCodeOf(err))
         this.#answer(slot, encodeError(id, toRpcError(err, this.#deps.log)))
       },
@@ -226,7 +216,7 @@ export class InFlight {
   #startNotification(method: Method, params: unknown, bytes: number): void {
     this.#notifications++
     this.#deps.counters.pending++
-    this.#hold(bytes)
+    this.#deps.share.hold(bytes)
     invoke(method, params)
       .catch((err: unknown) => {
         // No id to answer: counted and logged (Redis faults are logged by ProducerApi too).
@@ -234,23 +224,12 @@ export class InFlight {
         if (errorCodeOf(err) === 'INTERNAL') toRpcError(err, this.#deps.log)
       })
       .finally(() => {
-        this.#release(bytes)
+        this.#deps.share.release(bytes) // before the closed check: the share counts it until done
         if (this.#isClosed) return // close() has already uncounted it
         this.#notifications--
         this.#deps.counters.pending--
         this.#deps.onProgress()
       })
-  }
-
-  #hold(bytes: number): void {
-    this.#bytes += bytes
-    this.#deps.share.hold(bytes)
-  }
-
-  /** A frame's work finished: its bytes no longer count (a closed connection has uncounted its own, not the node's). */
-  #release(bytes: number): void {
-    if (!this.#isClosed) this.#bytes -= bytes
-    this.#deps.share.release(bytes)
   }
 
   #reserve(): ReplySlot {
