@@ -87,14 +87,7 @@ export async function startNode(
   const node = new BrokerNode(core, config, logger, name)
   await node.start()
   const escalator = startEscalator(config, core, logger)
-  const redisWatchdog = new RedisWatchdog({
-    probe: () => redisProblem(redis),
-    log: logger,
-    intervalMs: config.redisPingIntervalMs,
-    server: describeRedis(config),
-    onPing: isUp => redis.setAnswering(isUp),
-  })
-  redisWatchdog.start()
+  const redisWatchdog = watchRedis(redis, config, logger)
   const gateway = createGateway({ config, core, node, tokens, logger })
   const producer = createProducerListener({ config, tokens, api: core.producerApi, logger })
   const registry = options.registry ?? new Registry()
@@ -217,8 +210,29 @@ export async function connectRedis(config: Pick<Config, 'redis'>, logger: Logger
   return redis
 }
 
+/**
+ * Starts PINGing Redis every redisPingIntervalMs (redis/watchdog.ts); while it
+ * does not answer, `redis` counts as not ready, so that what needs Redis is
+ * refused at once instead of waiting for it.
+ */
+export function watchRedis(
+  redis: RedisClients,
+  config: Pick<Config, 'redis' | 'redisPingIntervalMs'>,
+  log: Logger,
+): RedisWatchdog {
+  const watchdog = new RedisWatchdog({
+    probe: () => redisProblem(redis),
+    log,
+    intervalMs: config.redisPingIntervalMs,
+    server: describeRedis(config),
+    onPing: isUp => redis.setAnswering(isUp),
+  })
+  watchdog.start()
+  return watchdog
+}
+
 /** Where Redis is, for an operator: the configured addresses, with any user and password as `***`. */
-export function describeRedis(config: Pick<Config, 'redis'>): string {
+function describeRedis(config: Pick<Config, 'redis'>): string {
   const { redis } = config
   return redis.kind === 'standalone'
     ? redactRedisUrl(redis.url)

@@ -7,10 +7,8 @@ import { PACKAGE } from '../package.js'
 import { clusterScraper, type MetricsMessage } from '../metrics-cluster.js'
 import { Registry, registerPrimaryMetrics, registerProcessMetrics } from '../metrics.js'
 import type { RedisClients } from '../redis/connect.js'
-import { redisProblem } from '../redis/ping.js'
-import { RedisWatchdog } from '../redis/watchdog.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
-import { connectRedis, describeRedis } from './node.js'
+import { connectRedis, watchRedis } from './node.js'
 import { workerEnvironment, type WorkerMessage } from './worker.js'
 
 /** A worker that dies sooner than this after its start counts as crash-looping, in ms. */
@@ -300,14 +298,7 @@ async function startPrimaryAdmin(
   registerProcessMetrics(registry, 'snapper_primary_')
   registerPrimaryMetrics(registry, () => primary.crashes)
   // The admin app's own connection: refused at once while Redis hangs, as a node's are.
-  const watchdog = new RedisWatchdog({
-    probe: () => redisProblem(redis),
-    log,
-    intervalMs: config.redisPingIntervalMs,
-    server: describeRedis(config),
-    onPing: isUp => redis.setAnswering(isUp),
-  })
-  watchdog.start()
+  const watchdog = watchRedis(redis, config, log)
   let admin: RunningAdmin
   try {
     admin = await startAdmin({
