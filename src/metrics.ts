@@ -126,6 +126,13 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
       "1 while Redis answers this node's watchdog PING (every master of a cluster), 0 while not; summed over a cluster's workers, the workers that reach Redis.",
       () => (redisWatchdog.isUp ? 1 : 0),
     )
+  if (redisWatchdog && core.redis.isCluster)
+    gaugeOf(
+      registry,
+      'snapper_redis_masters_not_answering',
+      "Masters of the Redis Cluster that did not answer this node's last watchdog PING (they are named in /readyz and the log): what needs their slots is refused, the rest is served. Summed over a cluster's workers (--workers): each counts them.",
+      () => core.redis.mastersDown.length,
+    )
   gaugeOf(
     registry,
     'snapper_recent_bytes',

@@ -207,14 +207,18 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
 
   /**
    * Whether a handshake of this consumer can be served now: Redis takes
-   * commands, or the consumer is live here already. While Redis is down, new
-   * sessions are refused rather than left waiting for it (and queued); so is
-   * one whose consumer is still being taken over, since it would wait for
-   * that take, which waits for Redis.
+   * commands on the consumer's keys (on a cluster, the master of its slot
+   * answers: the take is one script there), or the consumer is live here
+   * already. While Redis is down, new sessions are refused rather than left
+   * waiting for it (and queued); so is one whose consumer is still being
+   * taken over, since it would wait for that take, which waits for Redis.
    */
   canConnect(consumerId: string): boolean {
     const live = this.#hub.get(consumerId)
-    return this.#core.redis.isReady() || (live !== undefined && !this.#connecting.has(live))
+    const { redis, keys } = this.#core
+    return (
+      redis.isReadyFor(keys.consumer(consumerId).node) || (live !== undefined && !this.#connecting.has(live))
+    )
   }
 
   /**

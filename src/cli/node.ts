@@ -11,7 +11,7 @@ import { Registry, registerNodeMetrics, registerProcessMetrics, scrape } from '.
 import { PACKAGE } from '../package.js'
 import { createProducerListener, type ProducerListener } from '../producer/listener.js'
 import { createRedisClients, type RedisClients } from '../redis/connect.js'
-import { redisProblem } from '../redis/ping.js'
+import { redisHealth } from '../redis/ping.js'
 import { checkRedisSettings } from '../redis/settings.js'
 import { RedisWatchdog } from '../redis/watchdog.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
@@ -213,19 +213,26 @@ export async function connectRedis(config: Pick<Config, 'redis'>, logger: Logger
 /**
  * Starts PINGing Redis every redisPingIntervalMs (redis/watchdog.ts); while it
  * does not answer, `redis` counts as not ready, so that what needs Redis is
- * refused at once instead of waiting for it.
+ * refused at once instead of waiting for it (on a cluster, what needs the
+ * masters that do not answer: RedisClients.isReadyFor).
  */
 export function watchRedis(
   redis: RedisClients,
   config: Pick<Config, 'redis' | 'redisPingIntervalMs'>,
   log: Logger,
 ): RedisWatchdog {
+  // The masters of a cluster that did not answer the last PING: only their keys are refused.
+  let mastersDown: readonly string[] = []
   const watchdog = new RedisWatchdog({
-    probe: () => redisProblem(redis),
+    probe: async () => {
+      const health = await redisHealth(redis)
+      mastersDown = health.mastersDown
+      return health.problem
+    },
     log,
     intervalMs: config.redisPingIntervalMs,
     server: describeRedis(config),
-    onPing: isUp => redis.setAnswering(isUp),
+    onPing: isUp => redis.setAnswering(isUp, mastersDown),
   })
   watchdog.start()
   return watchdog

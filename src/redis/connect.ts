@@ -109,11 +109,21 @@ export interface RedisClients {
    */
   isReady(): boolean
   /**
+   * Whether a command on `key` would be answered now: isReady(), or on a
+   * Cluster whose client is ready, the master that serves the key's slot
+   * answered the watchdog's last PING (one stalled master does not stop the
+   * others' keys). The keys of one script share a slot: one of them will do.
+   */
+  isReadyFor(...keys: readonly string[]): boolean
+  /**
    * What the watchdog found (redis/watchdog.ts): a Redis that hangs with its
    * connections open (stopped, swapping, a long script) keeps them ready,
-   * yet answers nothing; while it does not answer, isReady() is false.
+   * yet answers nothing; while it does not answer, isReady() is false. On a
+   * Cluster, `mastersDown` (`host:port`) are the masters that did not answer.
    */
-  setAnswering(isAnswering: boolean): void
+  setAnswering(isAnswering: boolean, mastersDown?: readonly string[]): void
+  /** The masters of a Cluster that did not answer the watchdog's last PING; empty on one Redis. */
+  readonly mastersDown: readonly string[]
   /** Commands held in the clients' offline queues (sent once Redis is back). */
   offlineCommands(): number
   /** Resolves once both connections are up; rejects if Redis cannot be reached within timeoutMs. */
@@ -230,9 +240,19 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
   const subscriber = make('subscriber')
   let writer: ReplicatedWriter | undefined
   let isAnswering = true
+  let mastersDown: readonly string[] = []
   // A connection made again answered its handshake: Redis answers (the watchdog's next PING says so
   // later, and if it stalls again, says that too).
-  commands.on('ready', () => (isAnswering = true))
+  commands.on('ready', () => {
+    isAnswering = true
+    mastersDown = []
+  })
+  const isReady = (): boolean => isAnswering && commands.status === 'ready'
+  /** Whether the master serving `key` answered the last PING; false while the slot map does not name one. */
+  const isMasterAnswering = (key: string): boolean => {
+    const master = (commands as Cluster).slots[slotOf(key)]?.[0]
+    return master !== undefined && !mastersDown.includes(master)
+  }
 
   return {
     commands,
@@ -278,9 +298,19 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       }
       return writer
     },
-    isReady: () => isAnswering && commands.status === 'ready',
-    setAnswering(answering) {
+    isReady,
+    isReadyFor(...keys) {
+      if (isReady()) return true
+      // Known per master only on a cluster whose client is ready and some of whose masters answer.
+      if (!sharded || commands.status !== 'ready' || mastersDown.length === 0) return false
+      return keys.every(isMasterAnswering)
+    },
+    setAnswering(answering, down = []) {
       isAnswering = answering
+      mastersDown = answering ? [] : down
+    },
+    get mastersDown() {
+      return mastersDown
     },
     offlineCommands() {
       let queued = 0

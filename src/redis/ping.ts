@@ -1,8 +1,9 @@
 /**
  * Whether Redis answers now: a PING with a short timeout of its own (the
  * clients have no commandTimeout: their commands wait through an outage). On
- * a cluster, every master the client knows: one shard down stalls every
- * producer connection that writes to it. /readyz and each node's watchdog ask.
+ * a cluster, every master the client knows, each named in the answer: one
+ * shard down stalls what needs its slots, not the others (docs/RELIABILITY.md,
+ * "One stalled master"). /readyz and each node's watchdog ask.
  */
 import type { Cluster, Redis } from 'ioredis'
 import type { RedisClients } from './connect.js'
@@ -10,23 +11,69 @@ import type { RedisClients } from './connect.js'
 /** A PING slower than this counts as Redis being unavailable, in ms. */
 export const REDIS_PING_TIMEOUT_MS = 1000
 
+/** What one round of PINGs found. */
+export interface RedisHealth {
+  /** Why Redis cannot serve now (the first problem found), or undefined when everything answers. */
+  readonly problem: string | undefined
+  /** Every problem found: on a cluster, one per master that does not answer. */
+  readonly problems: readonly string[]
+  /**
+   * On a cluster, the masters (`host:port`, as its slot map names them) that
+   * did not answer; empty on one Redis, and when the cluster client itself
+   * is not ready (then `problem` says so and nothing is known per master).
+   */
+  readonly mastersDown: readonly string[]
+  /** Whether some master answered: false on one Redis that does not, and on a cluster none of whose masters does. */
+  readonly isAnyAnswering: boolean
+}
+
 /** Why Redis cannot serve now, or undefined. Never queues a command while a connection is down. */
 export async function redisProblem(
   redis: Pick<RedisClients, 'commands' | 'isCluster'>,
   timeoutMs = REDIS_PING_TIMEOUT_MS,
 ): Promise<string | undefined> {
+  return (await redisHealth(redis, timeoutMs)).problem
+}
+
+/** What Redis answers now, master by master on a cluster. Never queues a command while a connection is down. */
+export async function redisHealth(
+  redis: Pick<RedisClients, 'commands' | 'isCluster'>,
+  timeoutMs = REDIS_PING_TIMEOUT_MS,
+): Promise<RedisHealth> {
   const { commands, isCluster } = redis
-  if (commands.status !== 'ready') return `redis: connection ${commands.status}`
-  if (!isCluster) return pingProblem(commands as Redis, 'redis', timeoutMs)
+  const down = (problem: string): RedisHealth => ({
+    problem,
+    problems: [problem],
+    mastersDown: [],
+    isAnyAnswering: false,
+  })
+  if (commands.status !== 'ready') return down(`redis: connection ${commands.status}`)
+  if (!isCluster) {
+    const problem = await pingProblem(commands as Redis, 'redis', timeoutMs)
+    return problem === undefined
+      ? { problem, problems: [], mastersDown: [], isAnyAnswering: true }
+      : down(problem)
+  }
   // A cluster's PING goes to any one node: ask each master instead (a lost one stays listed until
   // its replica takes over, which the next slot map shows).
-  const masters = (commands as Cluster).nodes('master')
-  const problems = await Promise.all(
-    masters.map(master =>
-      pingProblem(master, `redis master ${master.options.host}:${master.options.port}`, timeoutMs),
-    ),
+  const masters = (commands as Cluster).nodes('master').map(master => ({
+    address: `${master.options.host}:${master.options.port}`,
+    master,
+  }))
+  const answers = await Promise.all(
+    masters.map(async ({ address, master }) => ({
+      address,
+      problem: await pingProblem(master, `redis master ${address}`, timeoutMs),
+    })),
   )
-  return problems.find(problem => problem !== undefined)
+  const failed = answers.filter(answer => answer.problem !== undefined)
+  const problems = failed.map(answer => answer.problem as string)
+  return {
+    problem: problems[0],
+    problems,
+    mastersDown: failed.map(answer => answer.address),
+    isAnyAnswering: failed.length < answers.length,
+  }
 }
 
 async function pingProblem(server: Redis, name: string, timeoutMs: number): Promise<string | undefined> {

@@ -1,15 +1,17 @@
 /**
  * Probes. `/healthz` answers while the process runs (liveness: restart me if
  * not). `/readyz` answers 200 only while this process can serve: Redis
- * answers PING within REDIS_PING_TIMEOUT_MS (redis/ping.ts; on a cluster,
- * every master the client knows: one shard down stalls every producer
- * connection that writes to it), and the process's own readiness (its
- * listeners are up, every worker reported ready, it is not draining) says
- * so; otherwise 503 with the reasons, for the operator.
+ * answers PING within REDIS_PING_TIMEOUT_MS (redis/ping.ts), and the
+ * process's own readiness (its listeners are up, every worker reported
+ * ready, it is not draining) says so; otherwise 503 with the reasons, for the
+ * operator. On a cluster, some masters that do not answer leave it 200
+ * `degraded`, naming them: every node shares them, so a 503 would take every
+ * node out of the load balancer, the consumers and rooms on the masters that
+ * answer too (docs/RELIABILITY.md, "One stalled master"). None answering is 503.
  */
 import { Router } from '@koa/router'
 import type { BrokerCore } from '../../broker/core.js'
-import { redisProblem } from '../../redis/ping.js'
+import { redisHealth } from '../../redis/ping.js'
 
 /** Why this process is not ready to serve; empty when it is. Redis is checked separately. */
 export type Readiness = () => readonly string[] | Promise<readonly string[]>
@@ -20,11 +22,16 @@ export function healthRoutes(core: BrokerCore, readiness: Readiness): Router {
     ctx.body = { status: 'ok' }
   })
   router.get('/readyz', async ctx => {
-    const [redis, own] = await Promise.all([redisProblem(core.redis), readiness()])
-    const reasons = redis === undefined ? [...own] : [redis, ...own]
+    const [redis, own] = await Promise.all([redisHealth(core.redis), readiness()])
+    const reasons = [...redis.problems, ...own]
     ctx.set('Cache-Control', 'no-store')
     if (reasons.length === 0) {
       ctx.body = { status: 'ok' }
+      return
+    }
+    const isDegraded = own.length === 0 && core.redis.isCluster && redis.isAnyAnswering
+    if (isDegraded) {
+      ctx.body = { status: 'degraded', reasons }
       return
     }
     ctx.status = 503

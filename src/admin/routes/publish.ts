@@ -33,9 +33,19 @@ import { verifyProducer } from '../auth.js'
 /**
  * Refuses at once while Redis is down (the offline queue would hold the
  * request until Redis is back) or, as the watchdog found, does not answer.
+ * Given `keys`, only while those do not (on a cluster, their masters: one
+ * stalled master does not stop the rest); else while any master does not.
+ * On a cluster the refusal names the masters not answering.
  */
-export function requireStore(core: BrokerCore): void {
-  if (!core.redis.isReady()) throw new SnapperError('STORE_UNAVAILABLE')
+export function requireStore(core: BrokerCore, keys: readonly string[] = []): void {
+  const { redis } = core
+  if (keys.length === 0 ? redis.isReady() : redis.isReadyFor(...keys)) return
+  const { mastersDown } = redis
+  const reason =
+    mastersDown.length === 0
+      ? undefined
+      : `redis ${mastersDown.length === 1 ? 'master' : 'masters'} ${mastersDown.join(', ')} not answering`
+  throw new SnapperError('STORE_UNAVAILABLE', undefined, { reason })
 }
 
 /** The accepted publications of a body, in order; skipped items are not an error, too many rooms is. */
@@ -86,7 +96,11 @@ export function publishRoutes(deps: {
   router.post('/publish', async ctx => {
     const publications = toPublications(ctx.request.body, limits)
     if (publications.length > 0) {
-      requireStore(core)
+      // Each room's messages are stored on its own slot: only those rooms' masters must answer.
+      requireStore(
+        core,
+        publications.map(([room]) => core.keys.room(room).log),
+      )
       await api.publish(publications)
     }
     ctx.body = { result: publications.length }

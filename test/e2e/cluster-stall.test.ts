@@ -1,0 +1,180 @@
+/**
+ * One master of a Redis Cluster that hangs (SIGSTOP) while the others answer:
+ * the node refuses at once what needs that master (a consumer whose keys are
+ * on it, with 503 Retry-After), and goes on serving the rest: consumers whose
+ * keys live on the answering masters connect and receive, publishes to their
+ * rooms are stored, and /readyz stays 200 naming the master that does not
+ * answer (a load balancer must not take every node out for one shard), as
+ * does snapper_redis_masters_not_answering. Only when no master answers is
+ * /readyz 503.
+ */
+import test from 'ava'
+import { Tokens } from '../../src/auth/token.js'
+import { startNode, type RunningNode } from '../../src/cli/node.js'
+import { silentLogger } from '../../src/log.js'
+import { HTTP_PRODUCER_HEADERS, newUserId, TEST_SECRET, testConfig } from '../helpers/broker.js'
+import { connectConsumer } from '../helpers/consumers.js'
+import { eventually, within } from '../helpers/eventually.js'
+import { startRedisCluster, type ClusterNodeInfo, type RedisCluster } from '../helpers/redis-cluster.js'
+
+let cluster: RedisCluster | undefined
+// No replicas and a long cluster-node-timeout: the stopped master is neither failed over nor
+// marked failed (which would stop the whole cluster) while a test runs.
+test.before(async () => {
+  cluster = await startRedisCluster({ replicasPerMaster: 0, nodeTimeoutMs: 60_000 })
+})
+test.after.always(() => cluster?.stop())
+
+const tokens = new Tokens([TEST_SECRET])
+
+async function pidOf(redis: RedisCluster, node: ClusterNodeInfo): Promise<number> {
+  const info = await redis.nodeClient(node.port).info('server')
+  return Number(/process_id:(\d+)/.exec(info)![1])
+}
+
+interface Answer {
+  readonly status: number
+  readonly retryAfter: string | null
+  readonly body: string
+  readonly tookMs: number
+}
+
+/** A request that a client gives up on after 10 s (then: status 0). */
+async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
+  const started = Date.now()
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
+    const body = await res.text()
+    return {
+      status: res.status,
+      retryAfter: res.headers.get('retry-after'),
+      body,
+      tookMs: Date.now() - started,
+    }
+  } catch {
+    return { status: 0, retryAfter: null, body: '', tookMs: Date.now() - started }
+  }
+}
+
+/** A user whose keys (record, presence, own room) are on `master`, or on another one if `isOn` is false. */
+async function userWhere(redis: RedisCluster, node: RunningNode, master: ClusterNodeInfo, isOn: boolean) {
+  for (;;) {
+    const userId = newUserId()
+    const owner = await redis.masterOf(node.core.keys.presence(userId))
+    if ((owner.address === master.address) === isOn) return userId
+  }
+}
+
+/** A room whose keys are on another master than `master`. */
+async function roomAwayFrom(
+  redis: RedisCluster,
+  node: RunningNode,
+  master: ClusterNodeInfo,
+): Promise<string> {
+  for (let i = 0; ; i++) {
+    const owner = await redis.masterOf(node.core.keys.room(`r${i}`).log)
+    if (owner.address !== master.address) return `r${i}`
+  }
+}
+
+const metric = (text: string, name: string): number | undefined => {
+  const value = new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]
+  return value === undefined ? undefined : Number(value)
+}
+
+test.serial(
+  'one stalled master: consumers on the other masters connect and receive, those on it are refused at once, /readyz stays 200 naming it',
+  async t => {
+    const redis = cluster!
+    const config = testConfig(redis.target, { redisPingIntervalMs: 200, consumerRetryAfterMs: 2500 })
+    const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+    const admin = `http://127.0.0.1:${node.ports.admin}`
+    const gateway = `http://127.0.0.1:${node.ports.gateway}`
+    const stalled = await redis.masterOf(node.core.keys.room('stalled').log)
+    const pid = await pidOf(redis, stalled)
+    t.teardown(async () => {
+      process.kill(pid, 'SIGCONT')
+      await node.stop()
+    })
+    const healthyUser = await userWhere(redis, node, stalled, false)
+    const stalledUser = await userWhere(redis, node, stalled, true)
+    const healthyRoom = await roomAwayFrom(redis, node, stalled)
+    const polling = (userId: string): Promise<Answer> =>
+      ask(`${gateway}/websocket/?EIO=4&transport=polling&token=${tokens.sign({ userId })}`)
+    const publish = (room: string, message: string): Promise<Answer> =>
+      ask(`${admin}/v1/publish`, {
+        method: 'POST',
+        headers: HTTP_PRODUCER_HEADERS,
+        body: JSON.stringify({ room, message }),
+      })
+
+    process.kill(pid, 'SIGSTOP')
+    await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see the master stalled' })
+
+    // Served: their keys are on masters that answer.
+    const served = await polling(healthyUser)
+    t.is(served.status, 200, JSON.stringify(served))
+
+    // Refused at once: their handshake would wait for the stalled master.
+    const refused = await polling(stalledUser)
+    t.is(refused.status, 503, JSON.stringify(refused))
+    t.true(refused.tookMs < 1000, `refused after ${refused.tookMs} ms`)
+    t.is(refused.body, '{"code":3,"message":"Storage unavailable, retry","retryAfterMs":2500}')
+    const refusedPublish = await publish('stalled', 'm')
+    t.is(refusedPublish.status, 503, JSON.stringify(refusedPublish))
+    t.true(refusedPublish.tookMs < 1000, `publish refused after ${refusedPublish.tookMs} ms`)
+    t.regex(refusedPublish.body, new RegExp(`redis master ${stalled.address}`))
+
+    const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId: healthyUser }))
+    t.teardown(() => consumer.close())
+    await within(consumer.opened(), 5000, 'a consumer on an answering master to open')
+    t.is((await publish(`user${healthyUser}`, 'to the healthy user')).status, 200)
+    await consumer.waitFor(1, 5000)
+    t.deepEqual(consumer.messages, ['to the healthy user'])
+    t.is((await publish(healthyRoom, 'stored')).status, 200)
+
+    // Ready: the other masters serve; the body and a metric name the one that does not.
+    const ready = await ask(`${admin}/readyz`)
+    t.is(ready.status, 200, ready.body)
+    const body = JSON.parse(ready.body) as { status: string; reasons: string[] }
+    t.is(body.status, 'degraded')
+    t.deepEqual(body.reasons, [`redis master ${stalled.address}: no PING answer within 1000 ms`])
+    const metrics = (await ask(`${admin}/metrics`)).body
+    t.is(metric(metrics, 'snapper_redis_masters_not_answering'), 1)
+    t.is(metric(metrics, 'snapper_redis_up'), 0)
+
+    process.kill(pid, 'SIGCONT')
+    await eventually(() => node.redisWatchdog.isUp, { what: 'the watchdog to see the master again' })
+    t.is((await polling(stalledUser)).status, 200)
+    t.is((await ask(`${admin}/readyz`)).body, '{"status":"ok"}')
+    t.is(metric((await ask(`${admin}/metrics`)).body, 'snapper_redis_masters_not_answering'), 0)
+  },
+)
+
+test.serial('every master stalled: /readyz 503 naming each, and every handshake refused', async t => {
+  const redis = cluster!
+  const config = testConfig(redis.target, { redisPingIntervalMs: 200 })
+  const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  const admin = `http://127.0.0.1:${node.ports.admin}`
+  const pids = await Promise.all(redis.nodes.map(master => pidOf(redis, master)))
+  t.teardown(async () => {
+    for (const pid of pids) process.kill(pid, 'SIGCONT')
+    await node.stop()
+  })
+  for (const pid of pids) process.kill(pid, 'SIGSTOP')
+  await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see the masters stalled' })
+  const ready = await ask(`${admin}/readyz`)
+  t.is(ready.status, 503, ready.body)
+  const { reasons } = JSON.parse(ready.body) as { reasons: string[] }
+  t.deepEqual(
+    [...reasons].sort(),
+    redis.nodes.map(master => `redis master ${master.address}: no PING answer within 1000 ms`).sort(),
+  )
+  const handshake = await ask(
+    `http://127.0.0.1:${node.ports.gateway}/websocket/?EIO=4&transport=polling&token=${tokens.sign({ userId: newUserId() })}`,
+  )
+  t.is(handshake.status, 503)
+  t.true(handshake.tookMs < 1000, `refused after ${handshake.tookMs} ms`)
+  for (const pid of pids) process.kill(pid, 'SIGCONT')
+  await eventually(() => node.redisWatchdog.isUp, { what: 'the watchdog to see the masters again' })
+})
