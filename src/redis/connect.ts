@@ -124,6 +124,17 @@ export interface RedisClients {
   setAnswering(isAnswering: boolean, mastersDown?: readonly string[]): void
   /** The masters of a Cluster that did not answer the watchdog's last PING; empty on one Redis. */
   readonly mastersDown: readonly string[]
+  /**
+   * A connection of its own to each of `servers` (the command connection to
+   * one Redis, or to each master of a Cluster), for the watchdog's PING
+   * (redis/ping.ts): a PING on `commands` waits behind every command sent
+   * before it, so a backlog of appends that takes Redis longer than the
+   * PING's timeout would read as a Redis that hangs; Redis answers another
+   * connection's PING between them. Made on the first call (undefined until
+   * ready: ask `servers` themselves meanwhile); those to servers no longer
+   * named are closed.
+   */
+  pingConnectionsOf(servers: readonly Redis[]): (Redis | undefined)[]
   /** Commands held in the clients' offline queues (sent once Redis is back). */
   offlineCommands(): number
   /** Resolves once both connections are up; rejects if Redis cannot be reached within timeoutMs. */
@@ -239,6 +250,8 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
   const commands = defineScripts(make('commands'))
   const subscriber = make('subscriber')
   let writer: ReplicatedWriter | undefined
+  const pingConnections = new Map<Redis, Redis>()
+  let isClosed = false // by quit() or disconnect(): no ping connection is made after
   let isAnswering = true
   let mastersDown: readonly string[] = []
   // A connection made again answered its handshake: Redis answers (the watchdog's next PING says so
@@ -312,6 +325,26 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
     get mastersDown() {
       return mastersDown
     },
+    pingConnectionsOf(servers) {
+      if (isClosed) return servers.map(() => undefined)
+      for (const [server, own] of pingConnections)
+        if (!servers.includes(server)) {
+          own.disconnect()
+          pingConnections.delete(server)
+        }
+      return servers.map(server => {
+        let own = pingConnections.get(server)
+        // A cluster's node connection does not reconnect (the cluster makes a new one): nor does its copy.
+        if (!own || own.status === 'end') {
+          own = server.duplicate()
+          // The command connection logs the same errors, and the watchdog the outage.
+          own.on('error', () => {})
+          own.connect().catch(() => {}) // ioredis retries (on one Redis)
+          pingConnections.set(server, own)
+        }
+        return own.status === 'ready' ? own : undefined
+      })
+    },
     offlineCommands() {
       let queued = 0
       for (const client of [commands, subscriber, writer?.client]) {
@@ -340,10 +373,14 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
     },
     async quit() {
       for (const timer of timers) clearInterval(timer)
+      isClosed = true
+      for (const own of pingConnections.values()) own.disconnect() // nothing of its own to wait for
       await Promise.allSettled([commands.quit(), subscriber.quit(), writer?.client.quit()])
     },
     disconnect() {
       for (const timer of timers) clearInterval(timer)
+      isClosed = true
+      for (const own of pingConnections.values()) own.disconnect()
       for (const client of [commands, subscriber, writer?.client]) client?.disconnect()
     },
   }

@@ -4,6 +4,9 @@
  * a cluster, every master the client knows, each named in the answer: one
  * shard down stalls what needs its slots, not the others (docs/RELIABILITY.md,
  * "One stalled master"). /readyz and each node's watchdog ask.
+ * The PING goes on a connection of its own (RedisClients.pingConnectionsOf),
+ * not behind the commands' backlog: a busy Redis answers it, one that hangs
+ * does not.
  */
 import type { Cluster, Redis } from 'ioredis'
 import type { RedisClients } from './connect.js'
@@ -29,7 +32,7 @@ export interface RedisHealth {
 
 /** Why Redis cannot serve now, or undefined. Never queues a command while a connection is down. */
 export async function redisProblem(
-  redis: Pick<RedisClients, 'commands' | 'isCluster'>,
+  redis: Pick<RedisClients, 'commands' | 'isCluster' | 'pingConnectionsOf'>,
   timeoutMs = REDIS_PING_TIMEOUT_MS,
 ): Promise<string | undefined> {
   return (await redisHealth(redis, timeoutMs)).problem
@@ -37,7 +40,7 @@ export async function redisProblem(
 
 /** What Redis answers now, master by master on a cluster. Never queues a command while a connection is down. */
 export async function redisHealth(
-  redis: Pick<RedisClients, 'commands' | 'isCluster'>,
+  redis: Pick<RedisClients, 'commands' | 'isCluster' | 'pingConnectionsOf'>,
   timeoutMs = REDIS_PING_TIMEOUT_MS,
 ): Promise<RedisHealth> {
   const { commands, isCluster } = redis
@@ -48,30 +51,24 @@ export async function redisHealth(
     isAnyAnswering: false,
   })
   if (commands.status !== 'ready') return down(`redis: connection ${commands.status}`)
-  if (!isCluster) {
-    const problem = await pingProblem(commands as Redis, 'redis', timeoutMs)
-    return problem === undefined
-      ? { problem, problems: [], mastersDown: [], isAnyAnswering: true }
-      : down(problem)
-  }
   // A cluster's PING goes to any one node: ask each master instead (a lost one stays listed until
   // its replica takes over, which the next slot map shows).
-  const masters = (commands as Cluster).nodes('master').map(master => ({
-    address: `${master.options.host}:${master.options.port}`,
-    master,
-  }))
+  const servers = isCluster ? (commands as Cluster).nodes('master') : [commands as Redis]
+  const own = redis.pingConnectionsOf(servers)
   const answers = await Promise.all(
-    masters.map(async ({ address, master }) => ({
-      address,
-      problem: await pingProblem(master, `redis master ${address}`, timeoutMs),
-    })),
+    servers.map(async (server, i) => {
+      const address = `${server.options.host}:${server.options.port}`
+      // Until its own connection is ready (made, or made again after an outage): the server's.
+      const name = isCluster ? `redis master ${address}` : 'redis'
+      return { address, problem: await pingProblem(own[i] ?? server, name, timeoutMs) }
+    }),
   )
   const failed = answers.filter(answer => answer.problem !== undefined)
   const problems = failed.map(answer => answer.problem as string)
   return {
     problem: problems[0],
     problems,
-    mastersDown: failed.map(answer => answer.address),
+    mastersDown: isCluster ? failed.map(answer => answer.address) : [],
     isAnyAnswering: failed.length < answers.length,
   }
 }

@@ -3,8 +3,9 @@
  * long script) keeps its TCP connection open: no error event, nothing in the
  * offline queue, no command fails (the clients have no commandTimeout), the
  * commands just wait. Only a PING that goes unanswered says so. So every
- * intervalMs the watchdog asks (redisProblem: its own timeout, nothing queued
- * on a connection that is down, every master of a cluster) and logs the
+ * intervalMs the watchdog asks (redisProblem: its own timeout and connection,
+ * nothing queued on a connection that is down, every master of a cluster:
+ * a Redis busy with the node's appends answers it) and logs the
  * changes, once each:
  *
  *   up ───PING unanswered, or a connection down──▶ down   warn 'redis not answering'

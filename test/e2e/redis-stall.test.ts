@@ -108,6 +108,47 @@ test('once the watchdog sees Redis stalled, admin routes and handshakes are refu
   t.is((await served['polling handshake']!()).status, 200)
 })
 
+test('a Redis busy with a backlog of appends longer than the PING timeout is not taken for one that hangs: handshakes, admin routes and /readyz are served', async t => {
+  const { redis, node } = await stalledNode(t, { redisPingIntervalMs: 100, redisRequestTimeoutMs: 30_000 })
+  const { commands } = node.core.redis
+  let downSamples = 0
+  const sampler = setInterval(() => void (node.redisWatchdog.isUp || downSamples++), 10)
+  t.teardown(() => clearInterval(sampler))
+  // Big publishes to many rooms, as an HTTP producer sends them, one per turn of the event loop (the
+  // node stays free to read replies), each followed by a PING on `commands`: until one of those has
+  // waited 1.5 s behind the appends queued there, longer than the watchdog's 1 s timeout.
+  const pairs = Array.from({ length: 5000 }, (_, i) => [`busy${i % 1000}`, 'm'] as const)
+  const stored: Promise<number>[] = []
+  const waiting = new Set<number>() // when each PING not answered yet was sent
+  let longestWaitMs = 0
+  while (stored.length < 400 && longestWaitMs < 1500) {
+    stored.push(node.core.producerApi.publish(pairs))
+    const sentAtMs = Date.now()
+    waiting.add(sentAtMs)
+    void commands.ping().then(() => waiting.delete(sentAtMs))
+    await new Promise(resolve => setImmediate(resolve))
+    longestWaitMs = Date.now() - Math.min(...waiting)
+  }
+  t.true(
+    longestWaitMs >= 1500,
+    `${stored.length} publishes of 5000 messages made a PING wait ${longestWaitMs} ms only`,
+  )
+  const requests = entryPoints(node)
+  const [handshake, consumers, ready] = await Promise.all([
+    requests['polling handshake']!(),
+    requests['GET /v1/users/:userId/consumers']!(),
+    ask(`http://127.0.0.1:${node.ports.admin}/readyz`),
+  ])
+  await Promise.all(stored)
+  clearInterval(sampler)
+  t.is(handshake.status, 200, JSON.stringify(handshake))
+  t.is(consumers.status, 200, JSON.stringify(consumers))
+  t.is(ready.status, 200, JSON.stringify(ready))
+  t.is(downSamples, 0, 'the watchdog never saw Redis down')
+  const messages = await redis.client().xlen(node.core.keys.room('busy0').log)
+  t.is(messages, stored.length * 5, 'every message stored')
+})
+
 test('admin requests already waiting when Redis stalls are answered 503 after redisRequestTimeoutMs, a write saying it may still be done; it is, once, when Redis answers', async t => {
   // The watchdog PINGs far too rarely to see it: only the request's own bound answers.
   const { redis, node } = await stalledNode(t, { redisPingIntervalMs: 60_000, redisRequestTimeoutMs: 1500 })
