@@ -78,8 +78,13 @@ async function pingProblem(server: Redis, name: string, timeoutMs: number): Prom
   // not made yet (a cluster connects to a node on its first command; the PING makes it).
   if (server.status !== 'ready' && server.status !== 'wait') return `${name}: connection ${server.status}`
   let timer: NodeJS.Timeout | undefined
+  let turn: NodeJS.Immediate | undefined
   const timeout = new Promise<string>(resolve => {
-    timer = setTimeout(() => resolve(`${name}: no PING answer within ${timeoutMs} ms`), timeoutMs)
+    // Decided only after the sockets were read once more: a node whose event loop was busy past the
+    // timeout (Node runs due timers before it reads) would else take an answer waiting there for none.
+    timer = setTimeout(() => {
+      turn = setImmediate(() => resolve(`${name}: no PING answer within ${timeoutMs} ms`))
+    }, timeoutMs)
   })
   try {
     return await Promise.race([
@@ -91,5 +96,6 @@ async function pingProblem(server: Redis, name: string, timeoutMs: number): Prom
     ])
   } finally {
     clearTimeout(timer)
+    clearImmediate(turn)
   }
 }

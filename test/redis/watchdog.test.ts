@@ -7,6 +7,7 @@
  */
 import test from 'ava'
 import { pino } from 'pino'
+import { redisProblem } from '../../src/redis/ping.js'
 import { RedisWatchdog } from '../../src/redis/watchdog.js'
 import type { Logger } from '../../src/log.js'
 import type { Registry } from '../../src/metrics.js'
@@ -130,4 +131,15 @@ test('after an unanswered PING the watchdog asks again within 1 s, not a whole i
   // Answering again: back to the configured interval.
   const nextMs = probes[2]! - probes[1]!
   t.true(nextMs >= 2400, `then after ${nextMs} ms`)
+})
+
+test('a node whose own event loop is blocked past the PING timeout does not take Redis for hung: the answer waiting on the socket counts', async t => {
+  const own = await startRedis()
+  t.teardown(() => own.stop())
+  const { core } = await startBroker(t, own.url, { redisPingIntervalMs: 60_000 })
+  t.is(await redisProblem(core.redis, 200), undefined) // its own PING connection is made and ready
+  const asked = redisProblem(core.redis, 200)
+  const until = Date.now() + 400 // Redis answers at once; the node reads it only after this loop
+  while (Date.now() < until);
+  t.is(await asked, undefined)
 })
