@@ -206,10 +206,15 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     this.pump()
   }
 
-  /** The consumer acknowledged a batch. False if it was not the batch in flight. */
+  /**
+   * The consumer acknowledged a batch. False if it was not the batch in flight,
+   * or the outbox is closed: its release committed its cursors and batch in
+   * flight, and an ack now would be flushed as progress of a consumer this
+   * node no longer holds (the batch goes again, same id, where it reconnects).
+   */
   ack(batchId: unknown): boolean {
     const batch = this.inflight
-    if (batch === undefined || batch.id !== batchId) return false
+    if (batch === undefined || batch.id !== batchId || this.#closed) return false
     for (const entry of batch.entries) {
       const state = this.#rooms.get(entry.room)
       if (state && isAfter(entry, state.acked)) {

@@ -77,3 +77,27 @@ for (const topology of TOPOLOGIES) {
     t.is(await core.redis.commands.get(nodeKey), null)
   })
 }
+
+for (const topology of TOPOLOGIES) {
+  test(`${topology}: an ack that reaches a released outbox is refused and writes nothing for the consumer`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology), { cursorFlushMs: 600_000 })
+    const id = consumerId()
+    const sink = await new RecordingSink(node, false).connect(id, USER)
+    await core.producerApi.subscribe('room', id)
+    await publishAll(core.producerApi, 'room', range(3))
+    await sink.waitFor(3)
+    const batch = sink.batches.at(-1)!
+    await node.disconnect(sink.outbox!, sink)
+    const { rooms, inflight } = core.keys.consumer(id)
+    const committed = await core.redis.commands.hget(rooms, 'room')
+    const record = await core.redis.commands.get(inflight)
+    t.not(record, null, 'released with its batch in flight')
+
+    t.false(node.ack(sink.outbox!, batch.id), 'the ack is refused: the outbox is released')
+    await node.flushCursors()
+    t.deepEqual(await core.redis.commands.hgetall(core.keys.room('room').progress), {}, 'no progress entry')
+    t.is(await core.redis.commands.hget(rooms, 'room'), committed, 'the committed cursor stands')
+    t.is(await core.redis.commands.get(inflight), record, 'the batch in flight stays to be sent again')
+    t.is(node.counters.messagesAcked, 0)
+  })
+}
