@@ -10,7 +10,8 @@
 import test from 'ava'
 import { Socket as Eio6Socket } from 'engine.io-client'
 import { WebSocket } from 'ws'
-import { Tokens } from '../../src/auth/token.js'
+import { pino } from 'pino'
+import { consumerIdOf, Tokens, type ConsumerClaims } from '../../src/auth/token.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import type { Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
@@ -261,3 +262,67 @@ test('handshakes already waiting when Redis stalls are refused after redisReques
     t.deepEqual(consumer.messages, [`to ${name}`], name)
   }
 })
+
+// A takeover waits for the holder's `released` (takeoverWaitMs), then takes the consumer in Redis: a drain
+// meanwhile waits for that take (BrokerNode.#release), which waits for a Redis that does not answer.
+for (const thaw of ['after the drain', 'never'] as const) {
+  test(`a drain while Redis is stalled and a consumer takeover is under way ends within drainTimeoutMs, nothing thrown (Redis thawed ${thaw})`, async t => {
+    const redis = await startRedis()
+    t.teardown(async () => {
+      redis.signal('SIGCONT')
+      await redis.stop()
+    })
+    const drainTimeoutMs = 1500
+    const takeoverWaitMs = 2500
+    const config = testConfig(redis.url, {
+      drainTimeoutMs,
+      takeoverWaitMs,
+      // Neither the watchdog nor the handshake's own bound steps in before the drain.
+      redisPingIntervalMs: 60_000,
+      redisRequestTimeoutMs: 20_000,
+    })
+    const lines: { level: number; msg: string }[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+    const unhandled: unknown[] = []
+    const onUnhandled = (err: unknown): number => unhandled.push(err)
+    process.on('unhandledRejection', onUnhandled).on('uncaughtException', onUnhandled)
+    t.teardown(() => process.off('unhandledRejection', onUnhandled).off('uncaughtException', onUnhandled))
+    const node = await startNode(config, logger, { gateway: 0, producer: 0 })
+
+    // A live node holds the consumer and never answers its kick.
+    const token = tokens.sign({ userId: newUserId() })
+    const verified = tokens.verify(token)
+    if (!verified.ok) throw new Error('the test token does not verify')
+    const consumerId = consumerIdOf(verified.claims as unknown as ConsumerClaims)
+    const { core } = node
+    await core.presence.touchNode('ghost', 60_000)
+    await core.redis.commands.set(core.keys.consumer(consumerId).node, 'ghost')
+    const watcher = redis.client()
+    await watcher.subscribe(core.keys.nodeChannel('ghost'))
+    const kicked = new Promise(resolve => watcher.once('message', resolve))
+    const handshake = ask(
+      `http://127.0.0.1:${node.ports.gateway}/websocket/?EIO=4&transport=polling&token=${token}`,
+    )
+    await within(kicked, 5000, 'the holder to be asked to release the consumer')
+    t.is(node.node.takingOver, 1)
+
+    redis.signal('SIGSTOP')
+    const started = Date.now()
+    const error = await t.throwsAsync(within(node.stop(), 10_000, 'the drain to end'))
+    const tookMs = Date.now() - started
+    t.regex(error?.message ?? '', /^drain not done within 1500 ms \(Redis connection \w+\)$/)
+    t.true(tookMs >= drainTimeoutMs && tookMs < drainTimeoutMs + 1000, `the drain ended after ${tookMs} ms`)
+    t.not((await handshake).status, 200, 'the handshake is not served')
+
+    if (thaw === 'after the drain') redis.signal('SIGCONT')
+    // Past the takeover's wait: its take and release now meet a closed connection.
+    await pause(takeoverWaitMs + 500)
+    t.deepEqual(unhandled, [])
+    t.deepEqual(
+      lines.filter(line => line.msg.includes('unexpectedly')),
+      [],
+      'no handler threw',
+    )
+    t.truthy(lines.find(line => line.msg === 'node drain timed out'))
+  })
+}
