@@ -15,8 +15,12 @@
 if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 -- The session's rooms but those left since the loss (the session had not heard of those leaves).
+-- Not its own room: a connected consumer is in it (its connect joins it), and a leave of it kept
+-- here may predate that connect (made while it was offline; the set outlives a connect in a
+-- snapshot taken between the two).
 local left = {}
 for _, room in ipairs(redis.call('SMEMBERS', KEYS[4])) do left[room] = true end
+left[ARGV[4]] = nil
 redis.call('DEL', KEYS[4])
 local kept = {}
 for i = 5, #ARGV - 1, 2 do

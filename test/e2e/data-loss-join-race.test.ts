@@ -6,10 +6,12 @@
  * second) but not a record written just before: so the node writes the
  * record again only when the test says, by deleting that key (its liveness
  * refresh finds it gone) or by cutting its subscriber (the reconcile).
+ * The last test loses data otherwise: Redis restarts from a snapshot taken
+ * before the consumer connected.
  * One node on one redis-server, snapper-producer, snapper-consumer.
  */
 import test, { type ExecutionContext } from 'ava'
-import { Tokens } from '../../src/auth/token.js'
+import { consumerIdOf, Tokens, type ConsumerClaims } from '../../src/auth/token.js'
 import { Keys } from '../../src/redis/keys.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
@@ -139,5 +141,44 @@ test.serial(
       'liveness refresh',
     )
     await assertInRooms(t, loss, ['news', loss.rooms[1]!, 'other'], 1)
+  },
+)
+
+// A leave of a consumer whose record has no node key and no own room is kept in `left` (for a
+// restore); one of its own room, made while it was offline, stays there after it connects, and a
+// later loss that keeps it (a snapshot taken in between) then took the own room from the session.
+test.serial(
+  'an unsubscribe from its own room while the consumer was offline does not take that room from it after it connects and Redis restarts from a snapshot taken before',
+  async t => {
+    const redis = await startRedis()
+    t.teardown(() => redis.stop())
+    const admin = redis.client()
+    const prefix = uniquePrefix()
+    const node = await startBroker(t, redis.url, { redisPrefix: prefix, nodeTtlMs: NODE_TTL_MS })
+    const producer = await connectProducer(t, node.ports.producer)
+    const user = newUserId()
+    const own = `user${user}`
+    const token = tokens.sign({ userId: user })
+    const verified = tokens.verify(token)
+    if (!verified.ok) throw new Error('the test token does not verify')
+    const id = consumerIdOf(verified.claims as unknown as ConsumerClaims)
+    t.is(await call(producer.leaveRoom(own, id)), null, 'it was in no room')
+    await admin.save() // the snapshot Redis restarts from
+
+    const consumer = connectConsumer('v3 default', node.ports.gateway, token, { reconnectMs: 200 })
+    t.teardown(() => consumer.close())
+    t.is(await consumer.opened(), id)
+    producer.sendMessage(own, 'before')
+    await consumer.waitFor(1, 5000)
+    await redis.kill('SIGKILL')
+    await redis.restart()
+    const record = new Keys(prefix).consumer(id)
+    await eventually(async () => (await admin.get(record.node)) !== null, {
+      what: 'the record written again',
+    })
+    const got = await publishRound(producer, consumer, [own], [own], 1)
+    t.deepEqual(got, [`${own} 1`], 'what it got after the restart')
+    t.deepEqual(Object.keys(await admin.hgetall(record.rooms)), [own], 'its record')
+    t.deepEqual(consumer.errors, [], 'its session never closed')
   },
 )
