@@ -160,7 +160,10 @@ test('a handshake that hangs ends after openTimeoutMs, on each transport, and th
     socket.once('data', (chunk: Buffer) => requests.push(chunk.toString('latin1').split('\r\n')[0]!))
   })
   const port = await listenUntilTeardown(t, silent, sockets)
-  const consumer = consumerFor(t, port, freshUserToken(), { openTimeoutMs: 300, reconnectMinMs: 60_000 })
+  // Long enough that each transport's request reaches the server before its timeout on a busy machine
+  // (at 300 ms, one in ten runs beside two CPU burners timed polling out before its request was sent).
+  const openTimeoutMs = 1500
+  const consumer = consumerFor(t, port, freshUserToken(), { openTimeoutMs, reconnectMinMs: 60_000 })
   const startedAt = Date.now()
   const retrying = new Promise<string | undefined>(resolve =>
     consumer.on('state', (state, details) => {
@@ -170,7 +173,10 @@ test('a handshake that hangs ends after openTimeoutMs, on each transport, and th
   void consumer.connect().catch(() => {})
   t.is(await retrying, 'open timeout')
   const elapsed = Date.now() - startedAt
-  t.true(elapsed >= 600 && elapsed < 5000, `${elapsed} ms for two transports of 300 ms each`)
+  t.true(
+    elapsed >= 2 * openTimeoutMs && elapsed < 2 * openTimeoutMs + 5000,
+    `${elapsed} ms for two transports of ${openTimeoutMs} ms each`,
+  )
   t.is(requests.length, 2)
   t.regex(requests[0]!, /^GET \/websocket\/\?.*transport=websocket/)
   t.regex(requests[1]!, /^GET \/websocket\/\?.*transport=polling/)
