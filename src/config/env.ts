@@ -172,7 +172,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   producerSharedMaxPendingBytes: {
     env: 'SNAPPER_PRODUCER_SHARED_MAX_PENDING_BYTES',
     parse: toMemoryBytes,
-    doc: "bytes of all producer connections' frames in flight on a node, weighed as for `producerMaxPendingBytes`; beyond, a connection holding more than its share (this ÷ the connections with work in flight) is not read until its turn, in order, while the others are, so that a producer with many connections cannot queue seconds of Redis work ahead of a light one",
+    doc: "bytes of all producer connections' frames in flight on a node, weighed as for `producerMaxPendingBytes`; beyond, a connection whose producer (its token's `id`: all connections of one id together) holds its share or more (this ÷ the producers with work in flight) is not read until its turn, producers in turn, while the others are, so that a producer with many connections cannot queue seconds of Redis work ahead of a light one",
   },
   producerAuthTimeoutMs: {
     env: 'SNAPPER_PRODUCER_AUTH_TIMEOUT_MS',

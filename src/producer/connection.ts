@@ -8,7 +8,7 @@
  *            && their frames' bytes < max
  *            && no write backpressure && no subscribe/unsubscribe waiting or running
  *            && the broker's publish backlog is not full
- *            && the node's producers' frames in flight are below their bound, or ours below our share (shares.ts)
+ *            && the node's producers' frames in flight are below their bound, or our producer's below its share (shares.ts)
  *
  * This file reads and owns the socket; in-flight.ts runs the work and keeps
  * the replies in order. The connection's life (authenticating → open → … →
@@ -340,6 +340,7 @@ export class ProducerConnection {
     if (!verified.ok) return this.#refuse(message.id, verified.reason)
     this.#on('authenticated')
     const { id } = verified.claims
+    if (typeof id === 'string') this.#share.identify(id) // its connections share one share (shares.ts)
     this.#log.info(
       { producerId: typeof id === 'string' ? truncate(id, 64) : undefined },
       'producer authenticated',

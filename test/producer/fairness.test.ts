@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import test from 'ava'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { eventually, pause } from '../helpers/eventually.js'
-import { call, notification, startListener } from './setup.js'
+import { call, notification, startListener, type Harness } from './setup.js'
 
 let server: RedisServer
 
@@ -47,7 +47,7 @@ interface Flood {
  */
 const floodBeside = test.macro(async (t, burst: Flood) => {
   const h = await startListener(t, server, { roomLogMaxLen: 1_000_000, roomLogMaxBytes: 1 << 30 })
-  const light = await h.producer()
+  const light = await h.producer({ producerId: 'light' })
   const message = 'x'.repeat(burst.messageBytes)
   const pairs = Array.from({ length: burst.perFrame }, (_, i) => [`flood-${i % burst.rooms}`, message])
   const write = Buffer.from(notification('publish', pairs).repeat(burst.framesPerWrite))
@@ -55,7 +55,7 @@ const floodBeside = test.macro(async (t, burst: Flood) => {
   let isFlooding = true
   const floodStart = performance.now()
   for (let i = 0; i < burst.connections; i++) {
-    const { socket } = await h.rawAuthed()
+    const { socket } = await h.rawAuthed('flood')
     const flood = (): void => {
       while (isFlooding) {
         written += burst.perFrame * burst.framesPerWrite
@@ -157,3 +157,73 @@ test.serial('forty connections flooding 1 MB frames do not delay another produce
   medianUnderMs: 250,
   maxUnderMs: 2500,
 })
+
+/** Raw connections of one producer writing publish notifications to its own rooms whenever their sockets take more. */
+async function startFlood(
+  h: Harness,
+  producerId: string,
+  connections: number,
+): Promise<{ stop: () => void; written: () => number; stored: () => Promise<number> }> {
+  const rooms = Array.from({ length: 4 }, (_, i) => `${producerId}-${i}`)
+  const pairs = Array.from({ length: 50 }, (_, i) => [rooms[i % rooms.length]!, 'x'.repeat(200)])
+  const write = Buffer.from(notification('publish', pairs).repeat(20))
+  let written = 0
+  let isFlooding = true
+  for (let i = 0; i < connections; i++) {
+    const { socket } = await h.rawAuthed(producerId)
+    const flood = (): void => {
+      while (isFlooding) {
+        written += 50 * 20
+        if (!socket.write(write)) return
+      }
+    }
+    socket.on('drain', flood)
+    flood()
+  }
+  return {
+    stop: () => void (isFlooding = false),
+    written: () => written,
+    stored: async () => {
+      let stored = 0
+      for (const room of rooms) stored += await h.redis.xlen(h.keys.room(room).log)
+      return stored
+    },
+  }
+}
+
+// The node's frames in flight were shared per connection: a producer's forty connections got forty shares,
+// and a producer with one connection a forty-first of the node. producerSharedMaxPendingBytes is set to one
+// connection's producerMaxPendingBytes (1 MiB), so that the per-connection bound does not cap the one connection.
+test.serial(
+  'a producer flooding over forty connections gets no more of the node than one flooding over one',
+  async t => {
+    const h = await startListener(t, server, {
+      roomLogMaxLen: 1_000_000,
+      roomLogMaxBytes: 1 << 30,
+      producerSharedMaxPendingBytes: 1 << 20,
+    })
+    const many = await startFlood(h, 'many', 40)
+    const one = await startFlood(h, 'one', 1)
+    await pause(1000) // both under way
+    const [manyBefore, oneBefore] = [await many.stored(), await one.stored()]
+    await pause(3000)
+    const [manyAfter, oneAfter] = [await many.stored(), await one.stored()]
+    many.stop()
+    one.stop()
+    const [manyGot, oneGot] = [manyAfter - manyBefore, oneAfter - oneBefore]
+    t.log(`stored in 3 s: 40 connections ${manyGot} messages, 1 connection ${oneGot}`)
+    t.true(oneGot > 0 && manyGot > 0)
+    t.true(oneGot * 2 >= manyGot, `one connection stored ${oneGot}, forty ${manyGot}`)
+    t.true(manyGot * 2 >= oneGot, `forty connections stored ${manyGot}, one ${oneGot}`)
+
+    await eventually(
+      async () => (await many.stored()) === many.written() && (await one.stored()) === one.written(),
+      {
+        what: () => 'every message of both floods stored',
+        timeoutMs: 60_000,
+        everyMs: 200,
+      },
+    )
+    t.is(h.listener.stats.pending, 0)
+  },
+)

@@ -35,12 +35,12 @@ export interface Harness {
   readonly tokens: Tokens
   /** The messages of a room's log, oldest first, with their seqs. */
   roomLog(room: string): Promise<{ seq: number; message: string }[]>
-  /** A snapper-producer client, closed at teardown; resolves once authenticated. */
-  producer(options?: { secret?: string; wait?: boolean }): Promise<Producer>
+  /** A snapper-producer client (producerId 'test' unless given), closed at teardown; resolves once authenticated. */
+  producer(options?: { secret?: string; wait?: boolean; producerId?: string }): Promise<Producer>
   /** A raw socket (from `localAddress`, default 127.0.0.1), destroyed at teardown. */
   raw(localAddress?: string): Promise<RawClient>
-  /** A raw socket that has authenticated with AUTH_FRAME. */
-  rawAuthed(): Promise<RawClient>
+  /** A raw socket that has authenticated with AUTH_FRAME (id prod-1), or with a token of `producerId`. */
+  rawAuthed(producerId?: string): Promise<RawClient>
 }
 
 /** A listener with its own prefix on `server`; everything is closed when the test ends. */
@@ -81,16 +81,19 @@ export async function startListener(
       const entries = await redis.xrange(core.keys.room(room).log, '-', '+')
       return entries.map(([id, fields]) => ({ seq: Number(id.split('-')[1]), message: fields[1]! }))
     },
-    async producer({ secret = SECRET, wait = true } = {}) {
-      const producer = new Producer(port, '127.0.0.1', { secretKeys: [secret], producerId: 'test' })
+    async producer({ secret = SECRET, wait = true, producerId = 'test' } = {}) {
+      const producer = new Producer(port, '127.0.0.1', { secretKeys: [secret], producerId })
       closers.push(() => producer.close())
       if (wait) await within(once(producer, 'connect'), 10_000, 'the producer to connect')
       return producer
     },
     raw,
-    async rawAuthed() {
+    async rawAuthed(producerId) {
       const client = await raw()
-      client.send(AUTH_FRAME)
+      // The same request id as AUTH_FRAME, so the same answer.
+      client.send(
+        producerId === undefined ? AUTH_FRAME : request('k5uu:1', 'auth', [tokens.sign({ id: producerId })]),
+      )
       t.is(await client.read(AUTH_OK.length), AUTH_OK)
       return client
     },
