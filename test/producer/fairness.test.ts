@@ -1,8 +1,10 @@
 /**
- * Fairness between producer connections: one that floods the listener as
- * fast as the kernel takes its bytes does not hold up another's answers
- * (producerMaxPendingBytes, docs/producer-protocol.md §7), and loses
- * nothing of its own. Serial: the floods would otherwise share the CPU.
+ * Fairness between producers: one that floods the listener as fast as the
+ * kernel takes its bytes, over one connection or many, does not hold up
+ * another's answers (producerMaxPendingBytes, producerSharedMaxPendingBytes,
+ * docs/producer-protocol.md §7), and loses nothing of its own; its many
+ * connections get no more of the node than another producer's one.
+ * Serial: the floods would otherwise share the CPU.
  */
 import { performance } from 'node:perf_hooks'
 import test from 'ava'
