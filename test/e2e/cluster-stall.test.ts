@@ -16,6 +16,7 @@ import { HTTP_PRODUCER_HEADERS, newUserId, TEST_SECRET, testConfig } from '../he
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, within } from '../helpers/eventually.js'
 import { startRedisCluster, type ClusterNodeInfo, type RedisCluster } from '../helpers/redis-cluster.js'
+import { ask, type Answer } from '../helpers/ask.js'
 
 let cluster: RedisCluster | undefined
 // No replicas and a long cluster-node-timeout: the stopped master is neither failed over nor
@@ -30,30 +31,6 @@ const tokens = new Tokens([TEST_SECRET])
 async function pidOf(redis: RedisCluster, node: ClusterNodeInfo): Promise<number> {
   const info = await redis.nodeClient(node.port).info('server')
   return Number(/process_id:(\d+)/.exec(info)![1])
-}
-
-interface Answer {
-  readonly status: number
-  readonly retryAfter: string | null
-  readonly body: string
-  readonly tookMs: number
-}
-
-/** A request that a client gives up on after 10 s (then: status 0). */
-async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
-  const started = Date.now()
-  try {
-    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
-    const body = await res.text()
-    return {
-      status: res.status,
-      retryAfter: res.headers.get('retry-after'),
-      body,
-      tookMs: Date.now() - started,
-    }
-  } catch {
-    return { status: 0, retryAfter: null, body: '', tookMs: Date.now() - started }
-  }
 }
 
 /** A user whose keys (record, presence, own room) are on `master`, or on another one if `isOn` is false. */

@@ -19,6 +19,7 @@ import { HTTP_PRODUCER_HEADERS, newUserId, TEST_SECRET, testConfig } from '../he
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, pause, within } from '../helpers/eventually.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { ask, type Answer } from '../helpers/ask.js'
 
 const tokens = new Tokens([TEST_SECRET])
 
@@ -38,30 +39,6 @@ async function stalledNode(t: import('ava').ExecutionContext, overrides: Partial
     await node.stop()
   })
   return { redis, node, config }
-}
-
-interface Answer {
-  readonly status: number
-  readonly retryAfter: string | null
-  readonly body: string
-  readonly tookMs: number
-}
-
-/** A request that a client gives up on after 10 s (then: status 0). */
-async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
-  const started = Date.now()
-  try {
-    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
-    const body = await res.text()
-    return {
-      status: res.status,
-      retryAfter: res.headers.get('retry-after'),
-      body,
-      tookMs: Date.now() - started,
-    }
-  } catch {
-    return { status: 0, retryAfter: null, body: '', tookMs: Date.now() - started }
-  }
 }
 
 function entryPoints(node: RunningNode): Record<string, () => Promise<Answer>> {

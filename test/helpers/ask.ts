@@ -1,0 +1,25 @@
+/** An HTTP request as a client that gives up sees it: what the stall tests assert on. */
+
+export interface Answer {
+  readonly status: number
+  readonly retryAfter: string | null
+  readonly body: string
+  readonly tookMs: number
+}
+
+/** A request that a client gives up on after 10 s (then: status 0). */
+export async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
+  const started = Date.now()
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
+    const body = await res.text()
+    return {
+      status: res.status,
+      retryAfter: res.headers.get('retry-after'),
+      body,
+      tookMs: Date.now() - started,
+    }
+  } catch {
+    return { status: 0, retryAfter: null, body: '', tookMs: Date.now() - started }
+  }
+}
