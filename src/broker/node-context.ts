@@ -52,12 +52,20 @@ export class NodeContext {
    * the process open, and a failure is reported as `what`. A run is skipped
    * while Redis is down or the last run is still waiting for it: through an
    * outage, periodic work does not pile up in the client's offline queue.
+   * `canRun` replaces the first test for a task that says itself which
+   * Redis it needs: on a cluster, the masters of the keys it writes
+   * (docs/RELIABILITY.md, "One stalled master").
    */
-  every(ms: number, task: () => Promise<unknown>, what: string): NodeJS.Timeout {
+  every(
+    ms: number,
+    task: () => Promise<unknown>,
+    what: string,
+    canRun: () => boolean = this.isRedisReady,
+  ): NodeJS.Timeout {
     let running = false
     const timer = setInterval(
       guard(this.log, what, () => {
-        if (running || !this.isRedisReady()) return
+        if (running || !canRun()) return
         const run = task()
         running = true
         run.catch((err: unknown) => this.redisError(err, what)).finally(() => (running = false))

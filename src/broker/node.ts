@@ -198,8 +198,15 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
           if (!(await presence.touchNode(this.id, nodeTtlMs))) await this.#store.keepAlive()
         },
         'node liveness refresh failed',
+        // Its key's master answers: one stalled master elsewhere must not get this node taken for dead.
+        () => redis.isReadyFor(keys.nodeAlive(this.id)),
       ),
-      this.#context.every(statsFlushMs, () => this.flushStats(), 'stats flush failed'),
+      this.#context.every(
+        statsFlushMs,
+        () => this.flushStats(),
+        'stats flush failed',
+        () => redis.isReadyFor(keys.stats, keys.statsRooms, keys.statsNodes),
+      ),
     )
     this.#hub.start()
     this.#store.start()

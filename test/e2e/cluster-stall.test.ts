@@ -12,9 +12,17 @@ import test from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import { silentLogger } from '../../src/log.js'
-import { HTTP_PRODUCER_HEADERS, newUserId, TEST_SECRET, testConfig } from '../helpers/broker.js'
+import {
+  call,
+  connectProducer,
+  HTTP_PRODUCER_HEADERS,
+  newUserId,
+  TEST_SECRET,
+  testConfig,
+} from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { eventually, within } from '../helpers/eventually.js'
+import { eventually, pause, within } from '../helpers/eventually.js'
+import { uniquePrefix } from '../helpers/redis.js'
 import { startRedisCluster, type ClusterNodeInfo, type RedisCluster } from '../helpers/redis-cluster.js'
 import { ask, type Answer } from '../helpers/ask.js'
 
@@ -155,3 +163,61 @@ test.serial('every master stalled: /readyz 503 naming each, and every handshake 
   for (const pid of pids) process.kill(pid, 'SIGCONT')
   await eventually(() => node.redisWatchdog.isUp, { what: 'the watchdog to see the masters again' })
 })
+
+/** A publish through a node's admin app, to the user's own room. */
+const publishTo = (admin: number, userId: string, message: string): Promise<Answer> =>
+  ask(`http://127.0.0.1:${admin}/v1/publish`, {
+    method: 'POST',
+    headers: HTTP_PRODUCER_HEADERS,
+    body: JSON.stringify({ room: `user${userId}`, message }),
+  })
+
+test.serial(
+  'one stalled master for longer than nodeTtlMs: a node whose liveness key answers stays alive, its consumer counts and is handed over with nothing sent again',
+  async t => {
+    const redis = cluster!
+    const nodeTtlMs = 1500
+    const config = testConfig(redis.target, {
+      redisPrefix: uniquePrefix(),
+      redisPingIntervalMs: 200,
+      nodeTtlMs,
+      cursorFlushMs: 200,
+    })
+    const a = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+    const b = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+    t.teardown(() => Promise.all([a.stop(), b.stop()]))
+    // A's liveness key, and the user's keys and own room, on a master that answers; another one stalls.
+    const answering = await redis.masterOf(a.core.keys.nodeAlive(a.node.id))
+    const stalled = redis.nodes.find(master => master.address !== answering.address)!
+    const pid = await pidOf(redis, stalled)
+    t.teardown(() => process.kill(pid, 'SIGCONT'))
+    const userId = await userWhere(redis, a, answering, true)
+    const token = tokens.sign({ userId })
+    const admin = b.ports.admin!
+    const producer = await connectProducer(t, b.ports.producer)
+
+    const first = connectConsumer('v4 websocket', a.ports.gateway, token)
+    t.teardown(() => first.close())
+    await within(first.opened(), 5000, 'the consumer to open on node A')
+    for (const message of ['1', '2', '3']) t.is((await publishTo(admin, userId, message)).status, 200)
+    await first.waitFor(3, 5000)
+
+    process.kill(pid, 'SIGSTOP')
+    await eventually(() => !a.redisWatchdog.isUp, { what: "node A's watchdog to see the master stalled" })
+    for (const message of ['4', '5']) t.is((await publishTo(admin, userId, message)).status, 200)
+    await first.waitFor(5, 5000)
+    await pause(2 * nodeTtlMs) // past A's liveness ttl, had A stopped refreshing it
+
+    // Node B still takes A for alive: the consumer counts, and B asks A to hand it over.
+    t.like(await call(producer.request('consumers', [userId])), { length: 1 }, 'counted online')
+    const second = connectConsumer('v4 websocket', b.ports.gateway, token)
+    t.teardown(() => second.close())
+    await within(second.opened(), 5000, 'the consumer to open on node B')
+    await eventually(() => a.node.online === 0, { what: 'node A to close its session (taken over)' })
+    t.is((await publishTo(admin, userId, '6')).status, 200)
+    await second.waitFor(1, 5000)
+    await pause(500)
+    t.deepEqual(second.messages, ['6'], 'what it acknowledged on node A does not come again')
+    t.deepEqual(first.messages, ['1', '2', '3', '4', '5'], 'node A delivers no more')
+  },
+)
