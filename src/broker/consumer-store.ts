@@ -1,7 +1,7 @@
 import type { Config } from '../config/defaults.js'
 import { userRoom } from '../redis/keys.js'
 import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
-import { groupBySlot } from '../redis/slot.js'
+import { groupBySlot, slotOf } from '../redis/slot.js'
 import { batchIdOf, makeBatch } from './batch.js'
 import type { BrokerCore } from './core.js'
 import { isAfter, isNext, isSame, missedBetween, parseCursor, type Cursor } from './cursor.js'
@@ -64,6 +64,8 @@ export class ConsumerStore {
   /** The last release under way of each consumer: a kick that finds it released here waits for it. */
   readonly #consumerReleases = new Map<string, Promise<void>>()
   readonly #timers: NodeJS.Timeout[] = []
+  /** Slots (one Redis: -1) with a periodic progress write in flight (see #flushPeriodically). */
+  readonly #flushing = new Set<number>()
 
   constructor(
     core: BrokerCore,
@@ -86,12 +88,16 @@ export class ConsumerStore {
   /** Starts flushing cursors, and refreshing the ttls of the live consumers' keys. */
   start(): void {
     const { cursorFlushMs, consumerTtlSec, replacedConsumerTtlSec } = this.#config
+    const { redis } = this.#core
+    // Some master answers: each run writes only to the slots of those that do (#isWritable).
+    const canRun = (): boolean => redis.isReady() || redis.mastersDown.length > 0
     this.#timers.push(
-      this.#context.every(cursorFlushMs, () => this.flushCursors(), 'cursor flush failed'),
+      this.#context.every(cursorFlushMs, () => this.#flushPeriodically(), 'cursor flush failed', canRun),
       this.#context.every(
         Math.max(1000, (Math.min(consumerTtlSec, replacedConsumerTtlSec) * 1000) / 3),
         () => this.keepAlive(),
         'consumer ttl refresh failed',
+        canRun,
       ),
     )
   }
@@ -245,13 +251,47 @@ export class ConsumerStore {
    * call (progress_write-1n.lua; on one Redis, one call), so the Redis work of
    * a flush grows with rooms, not with members, and its round trips with
    * slots. A consumer's own hash gets its cursors when it is released; the
-   * progress is read only if it never is (a crashed node).
+   * progress is read only if it never is (a crashed node). The rooms on
+   * masters of a cluster that do not answer (the watchdog's last PING) stay
+   * changed in their outboxes for a later flush: a write would wait for them.
    */
   async flushCursors(): Promise<void> {
+    const { keys } = this.#core
+    await Promise.all(this.#flush(this.#isWritable(room => keys.room(room).progress)).values())
+  }
+
+  /**
+   * A flush that does not wait for its writes, so that one to a master that
+   * stopped answering before the watchdog could tell (it then waits as long
+   * as that master) holds up no later flush of the others' rooms: the rooms
+   * of a slot whose write is still in flight wait for the next flush, so at
+   * most one write per slot (one Redis: one write) is under way.
+   */
+  #flushPeriodically(): Promise<void> {
     const { keys, redis } = this.#core
+    const progressOf = (room: string): string => keys.room(room).progress
+    const slotOfRoom = (room: string): number => (redis.isCluster ? slotOf(progressOf(room)) : -1)
+    const isWritable = this.#isWritable(progressOf)
+    const writes = this.#flush(room => !this.#flushing.has(slotOfRoom(room)) && isWritable(room))
+    for (const [slot, write] of writes) {
+      this.#flushing.add(slot)
+      write
+        .catch((err: unknown) => this.#context.redisError(err, 'cursor flush failed'))
+        .finally(() => this.#flushing.delete(slot))
+    }
+    return Promise.resolve()
+  }
+
+  /**
+   * Sends the flush of the rooms `isWritable` names (the others stay changed
+   * in their outboxes, for a later flush): its writes by slot (one Redis: -1).
+   */
+  #flush(isWritable: (room: string) => boolean): Map<number, Promise<unknown>> {
+    const { keys, redis } = this.#core
+    const progressOf = (room: string): string => keys.room(room).progress
     const byRoom = new Map<string, string[]>()
     for (const outbox of this.#changed) {
-      const pairs = outbox.takeChangedCursors()
+      const pairs = outbox.takeChangedCursors(isWritable)
       for (let i = 0; i + 1 < pairs.length; i += 2) {
         const room = pairs[i]!
         const fields = byRoom.get(room)
@@ -259,11 +299,11 @@ export class ConsumerStore {
         else byRoom.set(room, [outbox.consumerId, pairs[i + 1]!])
         this.#progressRoomsOf(outbox).add(room)
       }
+      if (!outbox.hasChangedCursors) this.#changed.delete(outbox)
     }
-    this.#changed.clear()
-    const writes: Promise<unknown>[] = []
-    const progressOf = (room: string): string => keys.room(room).progress
+    const writes = new Map<number, Promise<unknown>>()
     for (const rooms of groupBySlot(byRoom.keys(), progressOf, redis.isCluster)) {
+      const chunks: Promise<unknown>[] = []
       for (let start = 0; start < rooms.length; start += FLUSH_ROOMS_PER_CALL) {
         const chunk = rooms.slice(start, start + FLUSH_ROOMS_PER_CALL)
         const args: (string | number)[] = []
@@ -272,7 +312,7 @@ export class ConsumerStore {
           args.push(fields.length / 2, ...fields)
         }
         this.#context.counters.cursorCommits += chunk.length
-        writes.push(
+        chunks.push(
           redis.commands.progressWrite(
             chunk.length,
             ...chunk.map(progressOf),
@@ -281,8 +321,9 @@ export class ConsumerStore {
           ),
         )
       }
+      writes.set(redis.isCluster ? slotOf(progressOf(rooms[0]!)) : -1, Promise.all(chunks))
     }
-    await Promise.all(writes)
+    return writes
   }
 
   /**
@@ -360,6 +401,18 @@ export class ConsumerStore {
     )
   }
 
+  /**
+   * Whether a write to `name`'s key (`keyOf`) would be answered now: always,
+   * unless some masters of a cluster did not answer the watchdog's last PING
+   * (RedisClients.mastersDown); then only if its slot is on another one. One
+   * Redis is written to as it is: the timers wait while it does not answer.
+   */
+  #isWritable(keyOf: (name: string) => string): (name: string) => boolean {
+    const { redis } = this.#core
+    if (redis.mastersDown.length === 0) return () => true
+    return name => redis.isReadyFor(keyOf(name))
+  }
+
   #progressRoomsOf(outbox: Outbox): Set<string> {
     let rooms = this.#progressRooms.get(outbox)
     if (!rooms) this.#progressRooms.set(outbox, (rooms = new Set()))
@@ -374,10 +427,13 @@ export class ConsumerStore {
    */
   async keepAlive(): Promise<void> {
     const { keys, redis } = this.#core
-    const consumers = [...this.#live()].map(outbox => {
+    const isWritable = this.#isWritable(key => key)
+    const consumers: { keys: readonly [string, string, string]; outbox: Outbox }[] = []
+    for (const outbox of this.#live()) {
       const { rooms, node } = keys.consumer(outbox.consumerId)
-      return { keys: [rooms, node, keys.presence(outbox.userId)] as const, outbox }
-    })
+      // Those on a master that does not answer wait for the next run: a write would wait for it.
+      if (isWritable(rooms)) consumers.push({ keys: [rooms, node, keys.presence(outbox.userId)], outbox })
+    }
     const writes: Promise<unknown>[] = []
     for (const group of groupBySlot(consumers, consumer => consumer.keys[0], redis.isCluster)) {
       for (let start = 0; start < group.length; start += TOUCH_CONSUMERS_PER_CALL) {

@@ -284,15 +284,27 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     this.#send(batch)
   }
 
-  /** Cursors acknowledged since the last call, as `room, cursor` pairs for cursor_commit. */
-  takeChangedCursors(): string[] {
+  /**
+   * Cursors acknowledged since the last call, as `room, cursor` pairs for
+   * cursor_commit; only of the rooms `isWritable` names, the others are kept
+   * for a later call.
+   */
+  takeChangedCursors(isWritable: (room: string) => boolean = () => true): string[] {
     const pairs: string[] = []
-    for (const room of this.#changed ?? []) {
+    const changed = this.#changed
+    if (!changed) return pairs
+    for (const room of changed) {
+      if (!isWritable(room)) continue
       const state = this.#rooms.get(room)
       if (state) pairs.push(room, formatCursor(state.acked))
+      changed.delete(room)
     }
-    this.#changed?.clear()
     return pairs
+  }
+
+  /** Whether some acknowledged cursor was not taken yet (takeChangedCursors). */
+  get hasChangedCursors(): boolean {
+    return (this.#changed?.size ?? 0) > 0
   }
 
   /** Every cursor, for the final commit when the consumer leaves this node. */

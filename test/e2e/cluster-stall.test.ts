@@ -22,6 +22,7 @@ import {
 } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, pause, within } from '../helpers/eventually.js'
+import { startCli } from '../helpers/cli.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { startRedisCluster, type ClusterNodeInfo, type RedisCluster } from '../helpers/redis-cluster.js'
 import { ask, type Answer } from '../helpers/ask.js'
@@ -219,5 +220,73 @@ test.serial(
     await pause(500)
     t.deepEqual(second.messages, ['6'], 'what it acknowledged on node A does not come again')
     t.deepEqual(first.messages, ['1', '2', '3', '4', '5'], 'node A delivers no more')
+  },
+)
+
+test.serial(
+  'a node that crashes while one master is stalled has flushed the cursors of the rooms on the others: the next node sends nothing again',
+  async t => {
+    const redis = cluster!
+    const prefix = uniquePrefix()
+    const a = await startCli(t, {
+      workers: 0,
+      env: {
+        SNAPPER_REDIS: redis.target.kind === 'cluster' ? redis.target.nodes.join(',') : '',
+        SNAPPER_REDIS_PREFIX: prefix,
+        SNAPPER_TOKEN_SECRETS: TEST_SECRET,
+        SNAPPER_REDIS_PING_INTERVAL_MS: '200',
+        SNAPPER_CURSOR_FLUSH_MS: '200',
+        SNAPPER_NODE_TTL_MS: '1500',
+      },
+    })
+    const config = testConfig(redis.target, { redisPrefix: prefix, redisPingIntervalMs: 200 })
+    const b = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+    t.teardown(() => b.stop())
+    const admin = b.ports.admin!
+    const producer = await connectProducer(t, b.ports.producer)
+    // The user's keys and own room on one master, a room it is in on another, which stalls.
+    const userId = newUserId()
+    const home = await redis.masterOf(b.core.keys.presence(userId))
+    const stalled = redis.nodes.find(master => master.address !== home.address)!
+    const pid = await pidOf(redis, stalled)
+    t.teardown(() => process.kill(pid, 'SIGCONT'))
+    let room = 'elsewhere'
+    for (let i = 0; (await redis.masterOf(b.core.keys.room(room).log)).address !== stalled.address; i++)
+      room = `elsewhere${i}`
+    const token = tokens.sign({ userId })
+
+    const first = connectConsumer('v4 websocket', a.ports.gateway, token)
+    t.teardown(() => first.close())
+    const consumerId = await within(first.opened(), 5000, 'the consumer to open on node A')
+    t.is(await call(producer.request('subscribe', [room, consumerId])), 1)
+    for (const message of ['1', '2']) t.is((await publishTo(admin, userId, message)).status, 200)
+    await first.waitFor(2, 5000)
+    const published = await ask(`http://127.0.0.1:${admin}/v1/publish`, {
+      method: 'POST',
+      headers: HTTP_PRODUCER_HEADERS,
+      body: JSON.stringify({ room, message: 'r' }),
+    })
+    t.is(published.status, 200)
+    await first.waitFor(3, 5000)
+    // Stalled before node A's watchdog can know: its next flush writes to that master too.
+    process.kill(pid, 'SIGSTOP')
+    await eventually(() => !b.redisWatchdog.isUp, { what: 'the watchdog to see the master stalled' })
+    for (const message of ['3', '4']) t.is((await publishTo(admin, userId, message)).status, 200)
+    await first.waitFor(5, 5000)
+    await pause(1000) // several of node A's cursor flushes
+
+    a.child.kill('SIGKILL')
+    await a.exited
+    process.kill(pid, 'SIGCONT')
+    await eventually(() => b.redisWatchdog.isUp, { what: 'the watchdog to see the master again' })
+    await pause(1500) // node A's liveness is gone: it is not waited for
+    const second = connectConsumer('v4 websocket', b.ports.gateway, token)
+    t.teardown(() => second.close())
+    await within(second.opened(), 5000, 'the consumer to open on node B')
+    t.is((await publishTo(admin, userId, '5')).status, 200)
+    await second.waitFor(1, 5000)
+    await pause(500)
+    t.deepEqual(first.messages, ['1', '2', 'r', '3', '4'])
+    t.deepEqual(second.messages, ['5'], 'what it acknowledged on node A during the stall does not come again')
   },
 )
