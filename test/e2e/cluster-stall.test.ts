@@ -9,6 +9,7 @@
  * /readyz 503.
  */
 import test from 'ava'
+import { WebSocket } from 'ws'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import { silentLogger } from '../../src/log.js'
@@ -220,6 +221,79 @@ test.serial(
     await pause(500)
     t.deepEqual(second.messages, ['6'], 'what it acknowledged on node A does not come again')
     t.deepEqual(first.messages, ['1', '2', '3', '4', '5'], 'node A delivers no more')
+  },
+)
+
+test.serial(
+  'a takeover from a node whose liveness key and control channel are on the stalled master: refused within redisRequestTimeoutMs, served once it answers, nothing lost',
+  async t => {
+    const redis = cluster!
+    const redisRequestTimeoutMs = 1500
+    const config = testConfig(redis.target, {
+      redisPrefix: uniquePrefix(),
+      redisPingIntervalMs: 200,
+      redisRequestTimeoutMs,
+      consumerRetryAfterMs: 500,
+    })
+    const a = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+    const b = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+    t.teardown(() => Promise.all([a.stop(), b.stop()]))
+    const stalled = await redis.masterOf(a.core.keys.nodeAlive(a.node.id))
+    const pid = await pidOf(redis, stalled)
+    t.teardown(() => process.kill(pid, 'SIGCONT'))
+    // The user's keys and own room answer: only the node holding its session (A) is behind the stall.
+    const userId = await userWhere(redis, a, stalled, false)
+    const token = tokens.sign({ userId })
+    const admin = b.ports.admin!
+
+    const first = connectConsumer('v4 websocket', a.ports.gateway, token)
+    t.teardown(() => first.close())
+    await within(first.opened(), 5000, 'the consumer to open on node A')
+    t.is((await publishTo(admin, userId, '1')).status, 200)
+    await first.waitFor(1, 5000)
+
+    process.kill(pid, 'SIGSTOP')
+    await eventually(() => !b.redisWatchdog.isUp, { what: "node B's watchdog to see the master stalled" })
+    t.is((await publishTo(admin, userId, '2')).status, 200)
+    await first.waitFor(2, 5000)
+
+    // Its handshake on B waits for A (alive? kick), which does not answer: refused in bounded time.
+    const polling = await ask(
+      `http://127.0.0.1:${b.ports.gateway}/websocket/?EIO=4&transport=polling&token=${token}`,
+    )
+    t.is(polling.status, 503, JSON.stringify(polling))
+    t.true(
+      polling.tookMs >= redisRequestTimeoutMs - 100 && polling.tookMs < redisRequestTimeoutMs + 1000,
+      `refused after ${polling.tookMs} ms`,
+    )
+    t.is(polling.body, '{"code":3,"message":"Storage unavailable, retry","retryAfterMs":500}')
+    const startedAtMs = Date.now()
+    const websocket = new WebSocket(
+      `ws://127.0.0.1:${b.ports.gateway}/websocket/?EIO=4&transport=websocket&token=${token}`,
+    )
+    const closed = await within(
+      new Promise<{ code: number; afterMs: number }>(resolve =>
+        websocket.on('close', code => resolve({ code, afterMs: Date.now() - startedAtMs })),
+      ),
+      redisRequestTimeoutMs + 3000,
+      'the websocket to be closed',
+    )
+    t.is(closed.code, 1013)
+    t.true(closed.afterMs < redisRequestTimeoutMs + 1000, `websocket closed after ${closed.afterMs} ms`)
+    t.is((await publishTo(admin, userId, '3')).status, 200)
+    await first.waitFor(3, 5000)
+
+    process.kill(pid, 'SIGCONT')
+    await eventually(() => b.redisWatchdog.isUp, { what: "node B's watchdog to see the master again" })
+    const second = connectConsumer('v4 websocket', b.ports.gateway, token)
+    t.teardown(() => second.close())
+    await within(second.opened(), 5000, 'the consumer to open on node B once the master answers')
+    await eventually(() => a.node.online === 0, { what: 'node A to close its session (taken over)' })
+    t.is((await publishTo(admin, userId, '4')).status, 200)
+    await second.waitFor(1, 5000)
+    await pause(500)
+    t.deepEqual(first.messages, ['1', '2', '3'])
+    t.deepEqual(second.messages, ['4'], 'nothing sent again, nothing lost')
   },
 )
 
