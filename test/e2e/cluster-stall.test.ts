@@ -8,10 +8,11 @@
  * does snapper_redis_masters_not_answering. Only when no master answers is
  * /readyz 503.
  */
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { WebSocket } from 'ws'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
+import type { Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
 import {
   call,
@@ -174,20 +175,28 @@ const publishTo = (admin: number, userId: string, message: string): Promise<Answ
     body: JSON.stringify({ room: `user${userId}`, message }),
   })
 
+/** Two nodes on the cluster under their own prefix, PINGing every 200 ms; stopped after the test. */
+async function twoNodes(
+  t: ExecutionContext,
+  overrides: Partial<Config>,
+): Promise<[RunningNode, RunningNode]> {
+  const config = testConfig(cluster!.target, {
+    redisPrefix: uniquePrefix(),
+    redisPingIntervalMs: 200,
+    ...overrides,
+  })
+  const a = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  const b = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+  t.teardown(() => Promise.all([a.stop(), b.stop()]))
+  return [a, b]
+}
+
 test.serial(
   'one stalled master for longer than nodeTtlMs: a node whose liveness key answers stays alive, its consumer counts and is handed over with nothing sent again',
   async t => {
     const redis = cluster!
     const nodeTtlMs = 1500
-    const config = testConfig(redis.target, {
-      redisPrefix: uniquePrefix(),
-      redisPingIntervalMs: 200,
-      nodeTtlMs,
-      cursorFlushMs: 200,
-    })
-    const a = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
-    const b = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
-    t.teardown(() => Promise.all([a.stop(), b.stop()]))
+    const [a, b] = await twoNodes(t, { nodeTtlMs, cursorFlushMs: 200 })
     // A's liveness key, and the user's keys and own room, on a master that answers; another one stalls.
     const answering = await redis.masterOf(a.core.keys.nodeAlive(a.node.id))
     const stalled = redis.nodes.find(master => master.address !== answering.address)!
@@ -229,15 +238,7 @@ test.serial(
   async t => {
     const redis = cluster!
     const redisRequestTimeoutMs = 1500
-    const config = testConfig(redis.target, {
-      redisPrefix: uniquePrefix(),
-      redisPingIntervalMs: 200,
-      redisRequestTimeoutMs,
-      consumerRetryAfterMs: 500,
-    })
-    const a = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
-    const b = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
-    t.teardown(() => Promise.all([a.stop(), b.stop()]))
+    const [a, b] = await twoNodes(t, { redisRequestTimeoutMs, consumerRetryAfterMs: 500 })
     const stalled = await redis.masterOf(a.core.keys.nodeAlive(a.node.id))
     const pid = await pidOf(redis, stalled)
     t.teardown(() => process.kill(pid, 'SIGCONT'))
