@@ -6,7 +6,10 @@
  * "One stalled master"). /readyz and each node's watchdog ask.
  * The PING goes on a connection of its own (RedisClients.pingConnectionsOf),
  * not behind the commands' backlog: a busy Redis answers it, one that hangs
- * does not.
+ * does not. On a cluster each master is also asked its cluster_state: one
+ * that says `fail` answers PING yet refuses every key command (CLUSTERDOWN),
+ * so it counts as not answering (docs/RELIABILITY.md, "A Redis Cluster that
+ * is down").
  */
 import type { Cluster, Redis } from 'ioredis'
 import type { RedisClients } from './connect.js'
@@ -60,7 +63,7 @@ export async function redisHealth(
       const address = `${server.options.host}:${server.options.port}`
       // Until its own connection is ready (made, or made again after an outage): the server's.
       const name = isCluster ? `redis master ${address}` : 'redis'
-      return { address, problem: await pingProblem(own[i] ?? server, name, timeoutMs) }
+      return { address, problem: await pingProblem(own[i] ?? server, name, timeoutMs, isCluster) }
     }),
   )
   const failed = answers.filter(answer => answer.problem !== undefined)
@@ -73,7 +76,20 @@ export async function redisHealth(
   }
 }
 
-async function pingProblem(server: Redis, name: string, timeoutMs: number): Promise<string | undefined> {
+/** Why a master that answers still refuses key commands: its view of the cluster says it is down. */
+function clusterStateProblem(info: unknown, name: string): string | undefined {
+  const state = /cluster_state:(\w+)/.exec(String(info))?.[1]
+  return state === undefined || state === 'ok'
+    ? undefined
+    : `${name}: cluster_state ${state} (the cluster refuses commands)`
+}
+
+async function pingProblem(
+  server: Redis,
+  name: string,
+  timeoutMs: number,
+  isClusterNode: boolean,
+): Promise<string | undefined> {
   // The offline queue would hold a PING until the server is back: ask only a ready connection, or one
   // not made yet (a cluster connects to a node on its first command; the PING makes it).
   if (server.status !== 'ready' && server.status !== 'wait') return `${name}: connection ${server.status}`
@@ -87,10 +103,14 @@ async function pingProblem(server: Redis, name: string, timeoutMs: number): Prom
     }, timeoutMs)
   })
   try {
+    // Sent together on the one connection: CLUSTER INFO costs no more round trip than the PING.
+    const state = isClusterNode ? server.call('CLUSTER', 'INFO') : undefined
+    state?.catch(() => {}) // a PING that fails says why first; a lone CLUSTER INFO failure is not news
     return await Promise.race([
       server.ping().then(
-        () => undefined,
-        () => `${name}: PING failed`,
+        async () =>
+          state === undefined ? undefined : clusterStateProblem(await state.catch(() => ''), name),
+        (err: unknown) => `${name}: PING failed (${(err as Error).message})`,
       ),
       timeout,
     ])

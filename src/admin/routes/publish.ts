@@ -35,7 +35,8 @@ import { verifyProducer } from '../auth.js'
  * request until Redis is back) or, as the watchdog found, does not answer.
  * Given `keys`, only while those do not (on a cluster, their masters: one
  * stalled master does not stop the rest); else while any master does not.
- * On a cluster the refusal names the masters not answering.
+ * On a cluster the refusal names the masters not serving (not answering, or
+ * in a cluster that is down).
  */
 export function requireStore(core: BrokerCore, keys: readonly string[] = []): void {
   const { redis } = core
@@ -44,7 +45,7 @@ export function requireStore(core: BrokerCore, keys: readonly string[] = []): vo
   const reason =
     mastersDown.length === 0
       ? undefined
-      : `redis ${mastersDown.length === 1 ? 'master' : 'masters'} ${mastersDown.join(', ')} not answering`
+      : `redis ${mastersDown.length === 1 ? 'master' : 'masters'} ${mastersDown.join(', ')} not serving (no PING answer, or cluster_state fail: /readyz says which)`
   throw new SnapperError('STORE_UNAVAILABLE', undefined, { reason })
 }
 

@@ -1,0 +1,192 @@
+/**
+ * A Redis Cluster that answers PING yet refuses every key command with
+ * `CLUSTERDOWN The cluster is down` (cluster_state:fail: a slot no master
+ * serves, with cluster-require-full-coverage yes, the default). The node
+ * asks each master's cluster_state beside its PING (redis/ping.ts): while
+ * every master says fail, /readyz is 503 naming them, new sessions and HTTP
+ * publishes are refused at once (not after redisRequestTimeoutMs, and never
+ * as a session that opens with nothing taken), periodic work is skipped
+ * (no warning per flush), and a producer's request waits and is stored once
+ * the cluster is whole again. docs/RELIABILITY.md, "A Redis Cluster that is down".
+ */
+import test from 'ava'
+import { pino } from 'pino'
+import { Tokens } from '../../src/auth/token.js'
+import { startNode } from '../../src/cli/node.js'
+import {
+  call,
+  connectProducer,
+  HTTP_PRODUCER_HEADERS,
+  newUserId,
+  TEST_SECRET,
+  testConfig,
+} from '../helpers/broker.js'
+import { connectConsumer } from '../helpers/consumers.js'
+import { eventually, within } from '../helpers/eventually.js'
+import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
+
+let cluster: RedisCluster | undefined
+// No replicas, a short cluster-node-timeout: a master stopped past it puts the cluster in fail.
+test.before(async () => {
+  cluster = await startRedisCluster({ replicasPerMaster: 0, nodeTimeoutMs: 1000 })
+})
+test.after.always(() => cluster?.stop())
+
+const tokens = new Tokens([TEST_SECRET])
+
+interface Answer {
+  readonly status: number
+  readonly body: string
+  readonly tookMs: number
+}
+
+async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
+  const started = Date.now()
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
+    return { status: res.status, body: await res.text(), tookMs: Date.now() - started }
+  } catch {
+    return { status: 0, body: '', tookMs: Date.now() - started }
+  }
+}
+
+interface Line {
+  readonly level: number
+  readonly msg: string
+}
+
+function recordingLogger(): { logger: pino.Logger; lines: Line[] } {
+  const lines: Line[] = []
+  const logger = pino(
+    { level: 'info' },
+    { write: (line: string) => void lines.push(JSON.parse(line) as Line) },
+  )
+  return { logger, lines }
+}
+
+const clusterState = async (redis: RedisCluster, port: number): Promise<string> =>
+  /cluster_state:(\w+)/.exec((await redis.nodeClient(port).call('CLUSTER', 'INFO')) as string)![1]!
+
+/** A slot no key of the tests uses: taken from every master, it leaves the cluster uncovered. */
+const SLOT = 7
+
+test.serial(
+  'every master answers PING but the cluster is down: /readyz 503 naming it, handshakes and HTTP publishes refused at once, a producer request stored once it is back, one log line each way',
+  async t => {
+    const redis = cluster!
+    const { logger, lines } = recordingLogger()
+    const config = testConfig(redis.target, { redisPingIntervalMs: 200, consumerRetryAfterMs: 2500 })
+    const node = await startNode(config, logger, { gateway: 0, producer: 0, admin: 0 })
+    const admin = `http://127.0.0.1:${node.ports.admin}`
+    const gateway = `http://127.0.0.1:${node.ports.gateway}`
+    let isUncovered = false
+    const cover = async (): Promise<void> => {
+      if (!isUncovered) return
+      await redis.nodeClient(redis.nodes[0]!.port).call('CLUSTER', 'ADDSLOTS', SLOT)
+      isUncovered = false
+    }
+    t.teardown(async () => {
+      await cover()
+      await node.stop()
+    })
+    const userId = newUserId()
+    const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId }))
+    t.teardown(() => consumer.close())
+    await within(consumer.opened(), 5000, 'the consumer to open')
+    const producer = await connectProducer(t, node.ports.producer)
+    const publish = (message: string): Promise<Answer> =>
+      ask(`${admin}/v1/publish`, {
+        method: 'POST',
+        headers: HTTP_PRODUCER_HEADERS,
+        body: JSON.stringify({ room: `user${userId}`, message }),
+      })
+    t.is((await publish('before')).status, 200)
+    await consumer.waitFor(1, 5000)
+
+    for (const master of redis.nodes) await redis.nodeClient(master.port).call('CLUSTER', 'DELSLOTS', SLOT)
+    isUncovered = true
+    t.is(await clusterState(redis, redis.nodes[0]!.port), 'fail')
+    await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see the cluster down' })
+
+    const ready = await ask(`${admin}/readyz`)
+    t.is(ready.status, 503, ready.body)
+    const { reasons } = JSON.parse(ready.body) as { reasons: string[] }
+    t.deepEqual(
+      [...reasons].sort(),
+      redis.nodes
+        .map(master => `redis master ${master.address}: cluster_state fail (the cluster refuses commands)`)
+        .sort(),
+    )
+    const handshake = await ask(
+      `${gateway}/websocket/?EIO=4&transport=polling&token=${tokens.sign({ userId: newUserId() })}`,
+    )
+    t.is(handshake.status, 503, handshake.body)
+    t.true(handshake.tookMs < 1000, `refused after ${handshake.tookMs} ms`)
+    t.is(handshake.body, '{"code":3,"message":"Storage unavailable, retry","retryAfterMs":2500}')
+    const refused = await publish('refused')
+    t.is(refused.status, 503, refused.body)
+    t.true(refused.tookMs < 1000, `publish refused after ${refused.tookMs} ms`)
+    t.regex(refused.body, /not serving \(no PING answer, or cluster_state fail/)
+
+    // A producer's request is taken and waits for the cluster (the client does not send it again).
+    const request = call(producer.request('publish', [[`user${userId}`, 'during']]))
+    await new Promise(resolve => setTimeout(resolve, 1500)) // periodic flushes that would each fail
+    await cover()
+    t.is(await within(request, 10_000, 'the request to be answered once the cluster is back'), 1)
+    await consumer.waitFor(2, 5000)
+    t.deepEqual(consumer.messages, ['before', 'during'])
+    await eventually(() => node.redisWatchdog.isUp, { what: 'the watchdog to see the cluster again' })
+    t.is((await ask(`${admin}/readyz`)).body, '{"status":"ok"}')
+
+    const warnings = lines.filter(line => line.level >= 40).map(line => line.msg)
+    t.deepEqual(warnings, ['redis not answering'])
+    t.is(lines.filter(line => line.msg === 'redis answering again').length, 1)
+  },
+)
+
+test.serial(
+  'a master stopped past cluster-node-timeout takes the cluster down: /readyz 503 naming every master, every handshake refused at once',
+  async t => {
+    const redis = cluster!
+    const config = testConfig(redis.target, { redisPingIntervalMs: 200 })
+    const node = await startNode(config, pino({ level: 'silent' }), { gateway: 0, producer: 0, admin: 0 })
+    const admin = `http://127.0.0.1:${node.ports.admin}`
+    const [stopped, ...others] = redis.nodes
+    const info = await redis.nodeClient(stopped!.port).info('server')
+    const pid = Number(/process_id:(\d+)/.exec(info)![1])
+    t.teardown(async () => {
+      process.kill(pid, 'SIGCONT')
+      await node.stop()
+    })
+    process.kill(pid, 'SIGSTOP')
+    await eventually(async () => (await clusterState(redis, others[0]!.port)) === 'fail', {
+      what: 'the other masters to mark the cluster failed',
+      timeoutMs: 15_000,
+    })
+    await eventually(async () => (await ask(`${admin}/readyz`)).status === 503, {
+      what: '/readyz to say the cluster is down',
+    })
+    const { reasons } = JSON.parse((await ask(`${admin}/readyz`)).body) as { reasons: string[] }
+    t.deepEqual(
+      [...reasons].sort(),
+      [
+        `redis master ${stopped!.address}: no PING answer within 1000 ms`,
+        ...others.map(
+          master => `redis master ${master.address}: cluster_state fail (the cluster refuses commands)`,
+        ),
+      ].sort(),
+    )
+    // A user whose keys are on a master that answers PING: refused at once all the same.
+    const handshake = await ask(
+      `http://127.0.0.1:${node.ports.gateway}/websocket/?EIO=4&transport=polling&token=${tokens.sign({ userId: newUserId() })}`,
+    )
+    t.is(handshake.status, 503, handshake.body)
+    t.true(handshake.tookMs < 1000, `refused after ${handshake.tookMs} ms`)
+    process.kill(pid, 'SIGCONT')
+    await eventually(() => node.redisWatchdog.isUp, {
+      what: 'the watchdog to see the cluster whole again',
+      timeoutMs: 15_000,
+    })
+    t.is((await ask(`${admin}/readyz`)).body, '{"status":"ok"}')
+  },
+)
