@@ -80,6 +80,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
   readonly #timers: NodeJS.Timeout[] = []
   /** Outboxes still connecting, each with its connect's take and read (see #release). */
   readonly #connecting = new Map<Outbox<S>, Promise<void>>()
+  /** Outboxes whose take Redis refused (an error, not a hang): their handshakes are refused. */
+  readonly #untaken = new WeakSet<Outbox<S>>()
   /** The handshakes each connecting outbox serves: abandoned once every one of them is (see #take). */
   readonly #handshakes = new Map<Outbox<S>, Handshake<S>[]>()
   #stopped = false
@@ -240,6 +242,9 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
    * (to every handshake waiting on this connect) before the take, nothing is
    * taken and no node is asked to let the consumer go: its live session there
    * stays. The caller disconnects the outbox all the same.
+   * Undefined if Redis refused the take (an error: a Cluster that is down, a
+   * connection lost): the node let the outbox go, and the handshake must not
+   * open, since its session would get nothing of its rooms (try again later).
    */
   async connect(
     consumerId: string,
@@ -247,7 +252,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     sink: S,
     replaces?: string,
     abandoned?: AbortSignal,
-  ): Promise<Outbox<S>> {
+  ): Promise<Outbox<S> | undefined> {
     // Not `live.sink = sink`: two handshakes of one consumer open in any order, and the engine
     // keeps the session that opens last, so only its open may claim the outbox.
     const live = this.#hub.get(consumerId)
@@ -256,7 +261,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       if (connecting === undefined) return live
       this.#handshakes.get(live)?.push({ sink, abandoned }) // its take is this handshake's too
       await connecting
-      return live
+      return this.#untaken.has(live) ? undefined : live
     }
     const outbox = new Outbox(this.#host, consumerId, userId)
     outbox.sink = sink
@@ -276,7 +281,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       this.#connecting.delete(outbox)
       this.#handshakes.delete(outbox)
     }
-    return outbox
+    return this.#untaken.has(outbox) ? undefined : outbox
   }
 
   /**
@@ -301,6 +306,10 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       }
     } catch (err) {
       this.#context.redisError(err, 'consumer connect failed')
+      // Not taken: a session opened now would get nothing of its rooms, not even once Redis answers
+      // again. Let go at once (below); its handshakes are refused and come back.
+      this.#untaken.add(outbox)
+      if (this.#hub.holds(outbox)) this.#detach(outbox)
     }
     if (!this.#rooms.connected(outbox)) {
       // Released while connecting (a kick, a close, a stop): commit what was read, in this node's
@@ -410,15 +419,20 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
 
   /** Stops delivering to the outbox, then commits its cursors and batch in flight. */
   #release(outbox: Outbox<S>): Promise<void> {
+    this.#detach(outbox)
+    // Still connecting: its take may be on its way to Redis, and what the take reads (cursors, the
+    // batch in flight) is not in the outbox yet. A release now could come after the take, and then
+    // drop the in-flight record in its name; the connect releases the outbox once it has read them.
+    return this.#connecting.get(outbox) ?? this.#store.release(outbox)
+  }
+
+  /** Takes the outbox out of the node: no more deliveries, no rooms followed. */
+  #detach(outbox: Outbox<S>): void {
     this.#hub.remove(outbox)
     outbox.close()
     this.#fanout.leaveAll(outbox)
     // Listened to before its rooms were read: not among them if that read failed.
     this.#fanout.leave(userRoom(outbox.userId), outbox)
-    // Still connecting: its take may be on its way to Redis, and what the take reads (cursors, the
-    // batch in flight) is not in the outbox yet. A release now could come after the take, and then
-    // drop the in-flight record in its name; the connect releases the outbox once it has read them.
-    return this.#connecting.get(outbox) ?? this.#store.release(outbox)
   }
 
   #onControl(bytes: Buffer): void {

@@ -17,6 +17,7 @@ import {
   type DeliveryFormat,
 } from './delivery.js'
 import type { Authorization, EngineHandlers, Handshake, Session } from './engineio/server.js'
+import { TryAgainLater } from './engineio/server.js'
 import type { UserSessions } from './user-sessions.js'
 
 /**
@@ -223,6 +224,7 @@ export function createConsumerHandlers(
     // A client gone before the takeover kicks no live session of the consumer elsewhere.
     async prepare(link: ConsumerLink, abandoned: AbortSignal): Promise<void> {
       link.outbox = await node.connect(link.consumerId, link.userId, link, link.replaces, abandoned)
+      if (!link.outbox) throw new TryAgainLater(STORAGE_UNAVAILABLE, 'Redis refused the consumer take')
     },
 
     abandon(link: ConsumerLink): void {

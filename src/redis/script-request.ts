@@ -14,8 +14,9 @@ import type { Arg } from './scripts.js'
  * caller writes each argument once into the request's text.
  *
  * A call goes as EVALSHA, but as EVAL (with the source) on a connection's
- * first call, and after Redis answered NOSCRIPT there (its script cache was
- * emptied). Unlike ioredis' scripts, a call answered NOSCRIPT is not sent
+ * first call, after Redis answered NOSCRIPT there (its script cache was
+ * emptied), and after an EVAL there failed (refused before it ran, as by a
+ * Cluster that is down, it loaded nothing). Unlike ioredis' scripts, a call answered NOSCRIPT is not sent
  * again here: it did not run, and sent again it would run after calls sent
  * later, which the append numbering must not see (room_append-4n.lua,
  * "Exactly once"). It fails; on a Cluster, OrderedAppends sends it again in
@@ -64,9 +65,14 @@ export class ScriptRequests {
     return new ScriptCommand(request, this)
   }
 
-  /** Redis said NOSCRIPT on `socket` (its script cache was flushed): EVAL there next. */
+  /** Redis said NOSCRIPT on `socket` (its script cache was flushed), or an EVAL failed there: EVAL there next. */
   forget(socket: object): void {
     this.#loadedOn.delete(socket)
+  }
+
+  /** Whether the script ran, or an EVAL of it is on its way, on `socket`: then EVALSHA is written there. */
+  isLoadedOn(socket: object): boolean {
+    return this.#loadedOn.has(socket)
   }
 
   /** The bytes to write on `socket`: EVALSHA where the script ran before, else EVAL with its source. */
@@ -101,6 +107,11 @@ export interface ScriptRequestWriter {
 class ScriptCommand extends Command {
   readonly #request: ScriptRequest
   readonly #script: ScriptRequests
+  /**
+   * The connections it was written to as EVAL, with the source (ioredis may
+   * write it again: after a redirect, or CLUSTERDOWN, as EVALSHA then).
+   */
+  readonly #loading: object[] = []
 
   constructor(request: ScriptRequest, script: ScriptRequests) {
     super('evalsha', [], { replyEncoding: 'utf8' }) // no arguments here: the request holds them, encoded
@@ -108,7 +119,10 @@ class ScriptCommand extends Command {
     this.#script = script
     const reject = this.reject
     this.reject = (err: Error): void => {
+      // A failed EVAL may have loaded nothing (refused before it ran): the next call loads it again,
+      // rather than an EVALSHA that fails NOSCRIPT first.
       if (isNoScript(err) && request.socket) script.forget(request.socket)
+      for (const socket of this.#loading) script.forget(socket)
       reject(err)
     }
   }
@@ -119,6 +133,7 @@ class ScriptCommand extends Command {
 
   override toWritable(socket: object): string {
     this.#request.socket = socket
+    if (!this.#script.isLoadedOn(socket)) this.#loading.push(socket)
     return this.#script.writable(this.#request, socket)
   }
 }

@@ -11,6 +11,7 @@
  */
 import test from 'ava'
 import { pino } from 'pino'
+import { WebSocket } from 'ws'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode } from '../../src/cli/node.js'
 import {
@@ -24,6 +25,7 @@ import {
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, within } from '../helpers/eventually.js'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
+import { ask, type Answer } from '../helpers/ask.js'
 
 let cluster: RedisCluster | undefined
 // No replicas, a short cluster-node-timeout: a master stopped past it puts the cluster in fail.
@@ -33,22 +35,6 @@ test.before(async () => {
 test.after.always(() => cluster?.stop())
 
 const tokens = new Tokens([TEST_SECRET])
-
-interface Answer {
-  readonly status: number
-  readonly body: string
-  readonly tookMs: number
-}
-
-async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
-  const started = Date.now()
-  try {
-    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
-    return { status: res.status, body: await res.text(), tookMs: Date.now() - started }
-  } catch {
-    return { status: 0, body: '', tookMs: Date.now() - started }
-  }
-}
 
 interface Line {
   readonly level: number
@@ -188,5 +174,64 @@ test.serial(
       timeoutMs: 15_000,
     })
     t.is((await ask(`${admin}/readyz`)).body, '{"status":"ok"}')
+  },
+)
+
+test.serial(
+  'a handshake the cluster refuses before the watchdog has seen it down: 503 with retryAfterMs, no session opened with nothing taken; once whole, it connects and gets its messages',
+  async t => {
+    const redis = cluster!
+    // The watchdog's first PING comes after the test: only the take itself meets CLUSTERDOWN.
+    const config = testConfig(redis.target, { redisPingIntervalMs: 60_000, consumerRetryAfterMs: 2500 })
+    const node = await startNode(config, pino({ level: 'silent' }), { gateway: 0, producer: 0, admin: 0 })
+    let isUncovered = false
+    const cover = async (): Promise<void> => {
+      if (!isUncovered) return
+      await redis.nodeClient(redis.nodes[0]!.port).call('CLUSTER', 'ADDSLOTS', SLOT)
+      isUncovered = false
+    }
+    t.teardown(async () => {
+      await cover()
+      await node.stop()
+    })
+    const userId = newUserId()
+    const token = tokens.sign({ userId })
+    for (const master of redis.nodes) await redis.nodeClient(master.port).call('CLUSTER', 'DELSLOTS', SLOT)
+    isUncovered = true
+    t.is(await clusterState(redis, redis.nodes[0]!.port), 'fail')
+
+    const handshake = await ask(
+      `http://127.0.0.1:${node.ports.gateway}/websocket/?EIO=4&transport=polling&token=${token}`,
+    )
+    t.is(handshake.status, 503, handshake.body)
+    t.is(handshake.body, '{"code":3,"message":"Storage unavailable, retry","retryAfterMs":2500}')
+    t.is(node.node.online, 0, 'no session opened')
+    const websocket = new WebSocket(
+      `ws://127.0.0.1:${node.ports.gateway}/websocket/?EIO=4&transport=websocket&token=${token}`,
+    )
+    const messages: string[] = []
+    websocket.on('message', data => messages.push(String(data)))
+    const code = await within(
+      new Promise<number>(resolve => websocket.on('close', resolve)),
+      5000,
+      'the websocket to be closed',
+    )
+    t.is(code, 1013, 'try again later')
+    t.deepEqual(messages, [], 'no open packet')
+
+    await cover()
+    const states = (): Promise<string[]> =>
+      Promise.all(redis.nodes.map(master => clusterState(redis, master.port)))
+    await eventually(async () => (await states()).every(state => state === 'ok'), {
+      what: 'every master to see the cluster whole again',
+    })
+    // As a client in the field: a refused handshake (the client's cluster view catching up) is tried again.
+    const consumer = connectConsumer('v4 websocket', node.ports.gateway, token, { reconnectMs: 300 })
+    t.teardown(() => consumer.close())
+    await within(consumer.opened(), 10_000, 'the consumer to open once the cluster is whole')
+    const producer = await connectProducer(t, node.ports.producer)
+    t.is(await call(producer.request('publish', [[`user${userId}`, 'after']])), 1)
+    await consumer.waitFor(1, 5000)
+    t.deepEqual(consumer.messages, ['after'])
   },
 )

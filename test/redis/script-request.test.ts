@@ -5,6 +5,7 @@
  * run; after the script cache is emptied a call fails and the next one runs.
  */
 import test from 'ava'
+import { Redis } from 'ioredis'
 import { ScriptRequests } from '../../src/redis/script-request.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
@@ -68,6 +69,27 @@ test.serial(
     t.is(await client.get(key), '3')
     await call('5')
     t.is(await client.get(key), '5')
+  },
+)
+
+test.serial(
+  'standalone: an EVAL refused before it ran (here NOPERM) loaded nothing: the next call on that connection is an EVAL again, not an EVALSHA that fails NOSCRIPT',
+  async t => {
+    const admin = redis.standalone.client()
+    const user = `u${uniquePrefix()}`
+    // Every command but EVAL: a refusal before the script is compiled, as CLUSTERDOWN or LOADING are.
+    await admin.call('ACL', 'SETUSER', user, 'on', '>pw', '~*', '&*', '+@all', '-eval')
+    t.teardown(() => admin.call('ACL', 'DELUSER', user))
+    const client = new Redis(redis.standalone.url, { username: user, password: 'pw' })
+    t.teardown(() => client.disconnect())
+    const script = new ScriptRequests(`${ECHO} -- ${uniquePrefix()}`) // a script Redis has never seen
+    const key = `${uniquePrefix()}:k`
+    const call = (value: string): Promise<unknown> =>
+      script.send(client, script.start(1, 1).key(key).arg(value).end())
+    await t.throwsAsync(call('1'), { message: /^NOPERM/ })
+    await admin.call('ACL', 'SETUSER', user, '+eval')
+    await call('2')
+    t.is(await client.get(key), '2')
   },
 )
 

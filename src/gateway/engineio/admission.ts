@@ -1,17 +1,24 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
 import type { Logger } from '../../log.js'
-import type { Authorization, EngineHandlers, EngineOptions, Handshake } from './api.js'
+import {
+  type Authorization,
+  type EngineHandlers,
+  type EngineOptions,
+  type Handshake,
+  TryAgainLater,
+} from './api.js'
 import { ENGINE_ERRORS, type Refusal, readHeaders, remoteAddressOf } from './http.js'
 import { RatePerSecond } from '../../rate.js'
 import { TrustedProxies } from './peer.js'
 
 /**
  * How an accepted handshake's prepare() ended: it may open (`ready`), the
- * hook failed (`failed`, a bug), or it took longer than the engine's
+ * hook failed (`failed`, a bug), it took longer than the engine's
  * prepareTimeout (`late`: the handshake is refused at once, and the
- * admission abandons it itself once the hook settles).
+ * admission abandons it itself once the hook settles), or the hook said
+ * the session cannot be served now (`{ refused }`, from TryAgainLater).
  */
-export type Prepared = 'ready' | 'failed' | 'late'
+export type Prepared = 'ready' | 'failed' | 'late' | { readonly refused: Refusal }
 
 /** Undefined: open at once (no prepare hook); else how prepare() ended. Never rejects. */
 export type Preparation = Promise<Prepared> | undefined
@@ -118,6 +125,7 @@ export class Admission<T> {
       },
       (err: unknown): Prepared => {
         this.#preparing--
+        if (err instanceof TryAgainLater) return { refused: err.refusal }
         this.#log.error({ err }, 'engine.io prepare hook failed')
         return 'failed'
       },
@@ -139,9 +147,10 @@ export class Admission<T> {
     })
   }
 
-  /** Why a prepared handshake may not open after all: its hook failed or was late, or the engine closed meanwhile. */
+  /** Why a prepared handshake may not open after all: its hook failed, refused or was late, or the engine closed meanwhile. */
   unpreparedRefusal(outcome: Prepared): Refusal | undefined {
     if (outcome === 'failed') return INTERNAL_ERROR
+    if (typeof outcome === 'object') return this.paced(outcome.refused)
     const { prepareTimeout } = this.#options
     if (outcome === 'late' && prepareTimeout) return this.paced(prepareTimeout.refusal)
     return this.#host.isClosed ? this.paced(ENGINE_ERRORS.SHUTTING_DOWN) : undefined

@@ -97,7 +97,9 @@ export interface EngineHandlers<T> {
   /**
    * Optional. What must be done before an accepted session opens (the broker
    * takes the consumer over): the open packet waits until this settles, a
-   * polling handshake is answered then. A rejection is a bug: the handshake
+   * polling handshake is answered then. A rejection with TryAgainLater
+   * refuses the handshake as past prepareTimeout (its 503, retryAfterMs; a
+   * websocket closed 1013); any other rejection is a bug: the handshake
    * gets a 500, or the websocket closes with 1011. `abandoned` is aborted
    * when the client goes away meanwhile (the polling request aborted, the
    * websocket closed) or at the engine's prepareTimeout, so that the hook
@@ -175,4 +177,19 @@ export interface Engine<T> {
   stopAccepting(): void
   /** Closes every session (reason 'server shutdown') and refuses new handshakes with 503. */
   close(): void
+}
+
+/**
+ * What a prepare hook rejects with when the session cannot be served now
+ * (what it needs is unavailable), not because of a bug: the handshake is
+ * refused with `refusal` and retryAfterMs, a websocket closed with 1013.
+ */
+export class TryAgainLater extends Error {
+  readonly refusal: { readonly status: 503; readonly code: number; readonly message: string }
+
+  constructor(refusal: TryAgainLater['refusal'], reason: string) {
+    super(reason)
+    this.name = 'TryAgainLater'
+    this.refusal = refusal
+  }
 }

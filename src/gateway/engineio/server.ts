@@ -24,6 +24,7 @@ import { loadUws } from './uws.js'
 import type { WebSocketTransport } from './websocket.js'
 
 export type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, Session } from './api.js'
+export { TryAgainLater } from './api.js'
 export { EncodedMessage, encodeMessage } from './packet.js'
 export { assertNativeUws, loadUws } from './uws.js'
 

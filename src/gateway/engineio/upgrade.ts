@@ -212,8 +212,9 @@ export class Upgrades<T> {
             if (refusal === undefined) return transport.cork(open)
             this.#admission.release(data, outcome)
             if (outcome === 'failed') transport.fail()
-            // Past prepareTimeout: 1013, for the clients that read it; each client reconnects on any close.
-            else if (outcome === 'late') transport.tryAgainLater()
+            // Past prepareTimeout, or refused by the hook: 1013, for the clients that read it; each client
+            // reconnects on any close.
+            else if (outcome !== 'ready') transport.tryAgainLater()
             else transport.end() // shutting down: a plain close, the client comes back elsewhere
           },
           () => transport.fail(),

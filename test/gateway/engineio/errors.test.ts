@@ -8,7 +8,7 @@ import {
   request,
   startEcho,
 } from '../../helpers/engineio-harness.js'
-import type { EngineOptions } from '../../../src/gateway/engineio/server.js'
+import { TryAgainLater, type EngineOptions } from '../../../src/gateway/engineio/server.js'
 import { eventually, eventWithin } from '../../helpers/eventually.js'
 
 async function echo(t: ExecutionContext, options: Partial<EngineOptions> = {}): Promise<EchoServer> {
@@ -397,6 +397,25 @@ test('a rejected prepare() is a bug: 500, or the websocket closes with 1011', as
   const socket = await openSocket(server.url('EIO=4&transport=websocket&token=good', 'ws'))
   t.is(await socket.closed, 1011)
   t.deepEqual(socket.messages, [])
+  t.is(server.abandoned.length, 2)
+  t.is(server.engine.sessions.size, 0)
+})
+
+test('a prepare() that rejects with TryAgainLater is no bug: its 503 with retryAfterMs, or the websocket closes with 1013', async t => {
+  const refusal = { status: 503, code: 3, message: 'Storage unavailable, retry' } as const
+  const server = await startEcho(
+    { retryAfterMs: 1500 },
+    { prepare: () => Promise.reject(new TryAgainLater(refusal, 'Redis refused the take')) },
+  )
+  t.teardown(() => server.stop())
+  const res = await request(server.url('EIO=4&transport=polling&token=good'))
+  t.deepEqual(
+    [res.status, res.text],
+    [503, '{"code":3,"message":"Storage unavailable, retry","retryAfterMs":1500}'],
+  )
+  const socket = await openSocket(server.url('EIO=4&transport=websocket&token=good', 'ws'))
+  t.is(await socket.closed, 1013)
+  t.deepEqual(socket.messages, [], 'no open packet')
   t.is(server.abandoned.length, 2)
   t.is(server.engine.sessions.size, 0)
 })
