@@ -9,7 +9,7 @@
  * (no warning per flush), and a producer's request waits and is stored once
  * the cluster is whole again. docs/RELIABILITY.md, "A Redis Cluster that is down".
  */
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { pino } from 'pino'
 import { WebSocket } from 'ws'
 import { Tokens } from '../../src/auth/token.js'
@@ -56,6 +56,31 @@ const clusterState = async (redis: RedisCluster, port: number): Promise<string> 
 /** A slot no key of the tests uses: taken from every master, it leaves the cluster uncovered. */
 const SLOT = 7
 
+/**
+ * `uncover` takes SLOT from every master (the cluster turns fail), `cover`
+ * gives it back; given back after the test at the latest (before the node
+ * stops: teardowns run last added first).
+ */
+function slotTaken(
+  t: ExecutionContext,
+  redis: RedisCluster,
+): { uncover: () => Promise<void>; cover: () => Promise<void> } {
+  let isUncovered = false
+  const cover = async (): Promise<void> => {
+    if (!isUncovered) return
+    await redis.nodeClient(redis.nodes[0]!.port).call('CLUSTER', 'ADDSLOTS', SLOT)
+    isUncovered = false
+  }
+  t.teardown(cover)
+  return {
+    async uncover() {
+      for (const master of redis.nodes) await redis.nodeClient(master.port).call('CLUSTER', 'DELSLOTS', SLOT)
+      isUncovered = true
+    },
+    cover,
+  }
+}
+
 test.serial(
   'every master answers PING but the cluster is down: /readyz 503 naming it, handshakes and HTTP publishes refused at once, a producer request stored once it is back, one log line each way',
   async t => {
@@ -65,16 +90,8 @@ test.serial(
     const node = await startNode(config, logger, { gateway: 0, producer: 0, admin: 0 })
     const admin = `http://127.0.0.1:${node.ports.admin}`
     const gateway = `http://127.0.0.1:${node.ports.gateway}`
-    let isUncovered = false
-    const cover = async (): Promise<void> => {
-      if (!isUncovered) return
-      await redis.nodeClient(redis.nodes[0]!.port).call('CLUSTER', 'ADDSLOTS', SLOT)
-      isUncovered = false
-    }
-    t.teardown(async () => {
-      await cover()
-      await node.stop()
-    })
+    t.teardown(() => node.stop())
+    const { uncover, cover } = slotTaken(t, redis)
     const userId = newUserId()
     const consumer = connectConsumer('v4 websocket', node.ports.gateway, tokens.sign({ userId }))
     t.teardown(() => consumer.close())
@@ -89,8 +106,7 @@ test.serial(
     t.is((await publish('before')).status, 200)
     await consumer.waitFor(1, 5000)
 
-    for (const master of redis.nodes) await redis.nodeClient(master.port).call('CLUSTER', 'DELSLOTS', SLOT)
-    isUncovered = true
+    await uncover()
     t.is(await clusterState(redis, redis.nodes[0]!.port), 'fail')
     await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see the cluster down' })
 
@@ -184,20 +200,11 @@ test.serial(
     // The watchdog's first PING comes after the test: only the take itself meets CLUSTERDOWN.
     const config = testConfig(redis.target, { redisPingIntervalMs: 60_000, consumerRetryAfterMs: 2500 })
     const node = await startNode(config, pino({ level: 'silent' }), { gateway: 0, producer: 0, admin: 0 })
-    let isUncovered = false
-    const cover = async (): Promise<void> => {
-      if (!isUncovered) return
-      await redis.nodeClient(redis.nodes[0]!.port).call('CLUSTER', 'ADDSLOTS', SLOT)
-      isUncovered = false
-    }
-    t.teardown(async () => {
-      await cover()
-      await node.stop()
-    })
+    t.teardown(() => node.stop())
+    const { uncover, cover } = slotTaken(t, redis)
     const userId = newUserId()
     const token = tokens.sign({ userId })
-    for (const master of redis.nodes) await redis.nodeClient(master.port).call('CLUSTER', 'DELSLOTS', SLOT)
-    isUncovered = true
+    await uncover()
     t.is(await clusterState(redis, redis.nodes[0]!.port), 'fail')
 
     const handshake = await ask(
