@@ -25,6 +25,7 @@ import { checkedCount, checkedMs } from '../options.js'
 import { fromRpcError, SDK_ERRORS, SnapperError } from '../errors.js'
 import { Connection, type Reply } from './connection.js'
 import { framesOf, isLargerThan } from './frames.js'
+import { KeyedQueue } from './queue.js'
 import { checked, CONSUMER_COUNTS, JOINED, RECEIPT, STORED, TRACKED } from './results.js'
 import type {
   ConsumerCounts,
@@ -48,6 +49,8 @@ interface Call {
   readonly timer: ReturnType<typeof setTimeout>
   /** The chunk before this one in its batch: this one is sent once that one is stored. */
   readonly after: Call | undefined
+  /** The chunk after this one in its batch, dropped if this one fails. */
+  follower?: Call
 }
 
 const USER_ID = /^[a-f0-9]{24}$/
@@ -60,7 +63,8 @@ export class Producer extends Emitter<ProducerEvents> {
   readonly #requestTimeoutMs: number
   readonly #maxFrameBytes: number
   readonly #connection: Connection
-  readonly #waiting: Call[] = []
+  /** Waiting for a slot, by id, in the order they go. */
+  readonly #waiting = new KeyedQueue<number, Call>()
   /** Sent and unanswered, in the order sent (a Map keeps insertion order). */
   readonly #inFlight = new Map<number, Call>()
   #nextId = 1
@@ -107,7 +111,7 @@ export class Producer extends Emitter<ProducerEvents> {
 
   /** Calls sent and not answered yet, and calls waiting for a slot. */
   get pending(): { readonly inFlight: number; readonly waiting: number } {
-    return { inFlight: this.#inFlight.size, waiting: this.#waiting.length }
+    return { inFlight: this.#inFlight.size, waiting: this.#waiting.size }
   }
 
   /**
@@ -265,7 +269,8 @@ export class Producer extends Emitter<ProducerEvents> {
           const id = firstId + index
           const timer = setTimeout(() => this.#timeout(id), this.#requestTimeoutMs)
           const call: Call = { id, frame: encodeBulk(payload), resolve, reject, timer, after }
-          this.#waiting.push(call)
+          if (after) after.follower = call
+          this.#waiting.push(id, call)
           after = call
         }),
     )
@@ -277,11 +282,14 @@ export class Producer extends Emitter<ProducerEvents> {
   #pump(): void {
     if (!this.#connection.isOpen) return
     let frames = ''
-    while (this.#waiting.length > 0 && this.#inFlight.size < this.#maxInFlight) {
-      const call = this.#waiting[0]!
+    for (
+      let call = this.#waiting.first;
+      call && this.#inFlight.size < this.#maxInFlight;
+      call = this.#waiting.first
+    ) {
       // A chunk waits for the answer to the one before it, and the calls behind it wait too: order is kept.
       if (call.after && this.#inFlight.has(call.after.id)) break
-      this.#waiting.shift()
+      this.#waiting.delete(call.id)
       this.#inFlight.set(call.id, call)
       frames += call.frame
     }
@@ -302,19 +310,18 @@ export class Producer extends Emitter<ProducerEvents> {
   /** Rejects a call, and drops the calls that were to follow it (the rest of its batch) unsent. */
   #failCall(call: Call, error: SnapperError): void {
     call.reject(error)
-    for (let failed = call; ;) {
-      const index = this.#waiting.findIndex(waiting => waiting.after === failed)
-      if (index < 0) return
-      const follower = this.#waiting.splice(index, 1)[0]!
+    // Not a search of #waiting for each failed call: many calls timing out together (a broker out of
+    // reach for a while) would take time quadratic in their number.
+    for (let follower = call.follower; follower !== undefined; follower = follower.follower) {
+      if (!this.#waiting.delete(follower.id)) return // settled already, and its followers with it
       clearTimeout(follower.timer)
       follower.reject(error)
-      failed = follower
     }
   }
 
   /** Nothing in flight, nothing waiting. */
   #isIdle(): boolean {
-    return this.#inFlight.size + this.#waiting.length === 0
+    return this.#inFlight.size + this.#waiting.size === 0
   }
 
   /** close() waits for this. */
@@ -323,11 +330,10 @@ export class Producer extends Emitter<ProducerEvents> {
   }
 
   #timeout(id: number): void {
-    const call = this.#inFlight.get(id) ?? this.#waiting.find(waiting => waiting.id === id)
+    const call = this.#inFlight.get(id) ?? this.#waiting.get(id)
     if (!call) return
     this.#inFlight.delete(id)
-    const index = this.#waiting.indexOf(call)
-    if (index >= 0) this.#waiting.splice(index, 1)
+    this.#waiting.delete(id)
     this.#failCall(
       call,
       new SnapperError(SDK_ERRORS.TIMEOUT, `no answer within ${this.#requestTimeoutMs} ms`, {
@@ -345,9 +351,8 @@ export class Producer extends Emitter<ProducerEvents> {
     this.#settleOpened?.resolve()
     this.#settleOpened = undefined
     // What the last connection left unanswered goes first, in its order.
-    const resend = [...this.#inFlight.values()]
+    this.#waiting.unshift(this.#inFlight)
     this.#inFlight.clear()
-    this.#waiting.unshift(...resend)
     this.#pump()
     this.#checkIdle()
   }
@@ -363,12 +368,12 @@ export class Producer extends Emitter<ProducerEvents> {
     this.#connection.close()
     this.#settleOpened?.reject(error)
     this.#settleOpened = undefined
-    for (const call of [...this.#inFlight.values(), ...this.#waiting]) {
+    for (const call of [...this.#inFlight.values(), ...this.#waiting.values()]) {
       clearTimeout(call.timer)
       call.reject(error)
     }
     this.#inFlight.clear()
-    this.#waiting.length = 0
+    this.#waiting.clear()
     this.#idle?.()
   }
 }
