@@ -424,3 +424,66 @@ test('reconnect delays a timer cannot wait are refused when the consumer is made
       message: new RegExp(`^Consumer: ${name} must be `),
     })
 })
+
+/**
+ * A polling gateway whose open packet says pingInterval 200, pingTimeout 200;
+ * each poll is answered after 50 ms with `pings` pings; each POST's body goes
+ * to `posts`, and the POST is answered after `postDelayMs`, or never.
+ */
+async function pingingGateway(
+  t: ExecutionContext,
+  pings: number,
+  postDelayMs: number | undefined,
+): Promise<{ url: string; posts: string[] }> {
+  const posts: string[] = []
+  const pingsBody = Array.from({ length: pings }, () => '2').join('\x1e')
+  const server = createServer((req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (chunk: string) => (body += chunk))
+    req.on('end', () => {
+      if (req.method === 'POST') {
+        posts.push(body)
+        if (postDelayMs !== undefined) setTimeout(() => res.end('ok'), postDelayMs)
+        return
+      }
+      if (!new URL(req.url ?? '/', 'http://x').searchParams.has('sid'))
+        return res.end(open({ pingInterval: 200, pingTimeout: 200 }))
+      setTimeout(() => res.end(pingsBody), 50)
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, posts }
+}
+
+test('a POST the server never answers ends the polling session after pingInterval + pingTimeout, though its polls go on', async t => {
+  const escaped = escapes(t)
+  const gateway = await pingingGateway(t, 1, undefined)
+  const { consumer, states } = watchedConsumer(t, gateway.url)
+  await consumer.connect()
+  // Before: the pong (and every ack after it) waited behind that POST for as long as the polls came.
+  const [, details] = await eventually(() => states.find(([state]) => state === 'reconnecting'), {
+    what: 'the session ended',
+  })
+  t.is(details.reason, 'post not answered within 400 ms')
+  t.deepEqual(escaped, [])
+})
+
+test('pings that pile up while a POST is out are answered by one pong, not one each', async t => {
+  // 10,000 pings a poll, a POST answered after 300 ms: before, each POST after the first carried
+  // thousands of pongs, and a POST held longer let them grow in memory without bound.
+  const gateway = await pingingGateway(t, 10_000, 300)
+  const { consumer } = watchedConsumer(t, gateway.url)
+  await consumer.connect()
+  await eventually(() => gateway.posts.length >= 3, { what: 'three POSTs' })
+  t.deepEqual(
+    gateway.posts.map(body => body.split('\x1e').length),
+    gateway.posts.map(() => 1),
+    'packets in each POST',
+  )
+  t.true(gateway.posts.every(body => body === '3'))
+})

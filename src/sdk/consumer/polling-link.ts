@@ -29,6 +29,9 @@ const SEPARATOR = '\x1e'
  * the polling once the held GET and the POSTs have come back, without
  * closing the session. No answer is read past `maxReceiveBytes`: one larger
  * ends the link (a protocol error), as a websocket message that large does.
+ * A POST not answered within the heartbeat (pingInterval + pingTimeout) ends
+ * it too: the server takes a session whose pongs do not come for dead, and
+ * what would queue behind that POST meanwhile is not held without bound.
  */
 export class PollingLink implements Link {
   readonly transport = 'polling'
@@ -42,7 +45,11 @@ export class PollingLink implements Link {
     this.#end(this.#sid === undefined ? 'open timeout' : 'ping timeout'),
   )
   #sid: string | undefined
+  /** The open packet's pingInterval + pingTimeout: how long a POST may take. */
+  #postTimeoutMs = 0
   #outbox: string[] = []
+  /** A pong waits in #outbox: a second says no more than it (a server sending pings in bulk). */
+  #isPongQueued = false
   #isPosting = false
   #isDone = false
   /** A websocket is taking the session over: no new GET, and handOver() resolves once the last one and the POSTs are back. */
@@ -165,11 +172,13 @@ export class PollingLink implements Link {
         const open = parseOpen(packet.slice(1))
         if (!open || this.#sid !== undefined) return this.#end('bad open packet')
         this.#sid = open.sid
+        this.#postTimeoutMs = open.pingIntervalMs + open.pingTimeoutMs
         this.#watchdog.arm(open)
         return this.#handlers.opened(open)
       }
       case '2':
-        this.#outbox.push('3')
+        if (!this.#isPongQueued) this.#outbox.push('3')
+        this.#isPongQueued = true
         if (!this.#isPosting) void this.#post()
         return
       case '4':
@@ -197,23 +206,29 @@ export class PollingLink implements Link {
 
   async #post(): Promise<void> {
     this.#isPosting = true
+    let timer: ReturnType<typeof setTimeout> | undefined
     try {
       while (this.#outbox.length > 0 && !this.#isDone) {
         const body = this.#outbox.join(SEPARATOR)
         this.#outbox = []
+        this.#isPongQueued = false
+        const timeoutMs = this.#postTimeoutMs
+        timer = setTimeout(() => this.#end(`post not answered within ${timeoutMs} ms`), timeoutMs)
         const response = await this.#platform.fetch(this.#sessionUrl(), {
           method: 'POST',
           body,
           headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
           signal: this.#abort.signal,
         })
-        if ((await readBounded(response, this.#maxReceiveBytes)) === OVERSIZED)
-          return this.#endOversized('post answer')
+        const answer = await readBounded(response, this.#maxReceiveBytes)
+        clearTimeout(timer)
+        if (answer === OVERSIZED) return this.#endOversized('post answer')
         if (response.status !== 200) return this.#end(`post answered ${response.status}`)
       }
     } catch (err) {
       this.#end(`post failed: ${String(err)}`)
     } finally {
+      clearTimeout(timer)
       this.#isPosting = false
     }
     this.#settleHandOver()
