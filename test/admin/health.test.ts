@@ -80,3 +80,34 @@ test('a bug behind a route: 500 Internal error, logged with its stack, its messa
   const access = lines.filter(line => line.msg === 'admin request')
   t.like(access.at(-1), { level: 20, method: 'GET', path: '/readyz', status: 500 })
 })
+
+/** How many PINGs `redis` has run (INFO commandstats). */
+async function pingsRun(redis: RedisServer): Promise<number> {
+  const client = redis.client()
+  try {
+    const info = await client.info('commandstats')
+    return Number(/cmdstat_ping:calls=(\d+)/.exec(info)?.[1] ?? 0)
+  } finally {
+    client.disconnect()
+  }
+}
+
+test('readyz: requests that come while Redis hangs share one round of PINGs, not one PING each', async t => {
+  const own = await startRedis() // a stopped server would stall the other tests
+  t.teardown(async () => {
+    own.signal('SIGCONT')
+    await own.stop()
+  })
+  const h = await startAdminApp(t, own.url)
+  // Twice: the first may PING on the commands connection while the PING connection is being made.
+  await eventually(async () => (await call(`${h.base}/readyz`)).status === 200)
+  t.is((await call(`${h.base}/readyz`)).status, 200)
+  const before = await pingsRun(own)
+  own.signal('SIGSTOP')
+  const answers = await Promise.all(Array.from({ length: 300 }, () => call(`${h.base}/readyz`)))
+  t.deepEqual(new Set(answers.map(answer => answer.status)), new Set([503]))
+  own.signal('SIGCONT')
+  // Each PING that waited is run once Redis is back: before, one for each request (300), held in memory until then.
+  const pings = (await pingsRun(own)) - before
+  t.true(pings <= 3, `${pings} PINGs for 300 requests`)
+})
