@@ -117,6 +117,42 @@ test('a batch larger than one frame goes in several, in order; a message larger 
   t.is(await producer.publish('room', 'the connection is still up'), 1)
 })
 
+test("a frame the broker refuses as too large (its maxFrameBytes below the producer's): that call rejects with the broker's error, the others are stored", async t => {
+  const broker = await startBroker(t, server.url, { maxFrameBytes: 64 * 1024 })
+  const producer = new Producer({
+    port: broker.ports.producer,
+    secret: TEST_SECRET,
+    id: 'p',
+    requestTimeoutMs: 10_000,
+  })
+  t.teardown(() => producer.close())
+  let opens = 0
+  producer.on('state', state => {
+    if (state === 'open') opens++
+  })
+  producer.on('error', () => {}) // the broker's refusal comes as an `error` event too
+  const startedAtMs = Date.now()
+  const [before, tooLarge, after] = await Promise.allSettled([
+    producer.publish('room', 'before'),
+    producer.publish('room', 'x'.repeat(100_000)),
+    producer.publish('room', 'after'),
+  ])
+  // Before: the broker closed the connection on that frame, the producer sent it again on the next
+  // one, 12 times a second, until it and every call behind it timed out (requestTimeoutMs).
+  t.deepEqual(
+    [before, after],
+    [
+      { status: 'fulfilled', value: 1 },
+      { status: 'fulfilled', value: 1 },
+    ],
+  )
+  t.is(tooLarge.status, 'rejected')
+  const error = (tooLarge as PromiseRejectedResult).reason as SnapperError
+  t.like(error, { code: -32600, message: 'Frame too large', reason: 'FRAME_TOO_LARGE', isTemporary: false })
+  t.true(Date.now() - startedAtMs < 5000, 'answered, not timed out')
+  t.true(opens <= 2, `${opens} connections`)
+})
+
 test('no more than maxInFlight calls wait for answers; the rest wait for a slot', async t => {
   const broker = await startBroker(t, server.url)
   const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p', maxInFlight: 3 })

@@ -48,6 +48,12 @@ export interface ConnectionHandlers {
   refused(error: SnapperError): void
   /** The answer to the call `id`. */
   answered(id: number, reply: Reply): void
+  /**
+   * The broker refused a frame as larger than its maxFrameBytes and closes
+   * the connection: it answers every frame before that one first, so the
+   * frame is the oldest call still unanswered.
+   */
+  tooLarge(error: SnapperError): void
   /** The connection was lost; a new one is dialed after a backoff unless close() is called now. */
   lost(): void
 }
@@ -166,6 +172,7 @@ export class Connection {
         const error = fromRpcError(reply.error)
         this.#handlers.error(error)
         if (error.code === 401) this.#handlers.refused(error)
+        else if (error.reason === 'FRAME_TOO_LARGE') this.#handlers.tooLarge(error)
       }
       if (socket !== this.#socket) return
     }

@@ -101,6 +101,7 @@ export class Producer extends Emitter<ProducerEvents> {
       opened: () => this.#onOpen(),
       refused: error => this.#shut(error),
       answered: (id, reply) => this.#settle(id, reply),
+      tooLarge: error => this.#refuseOldest(error),
       lost: () => this.#onLost(),
     })
   }
@@ -304,6 +305,19 @@ export class Producer extends Emitter<ProducerEvents> {
     if (reply.error !== undefined) this.#failCall(call, fromRpcError(reply.error))
     else call.resolve(reply.result)
     this.#pump()
+    this.#checkIdle()
+  }
+
+  /**
+   * The broker refused the oldest call in flight, and closes the connection: that call fails (sent
+   * again, it would be refused again, on every connection until it timed out), the rest go again.
+   */
+  #refuseOldest(error: SnapperError): void {
+    const oldest = this.#inFlight.values().next().value
+    if (!oldest) return
+    this.#inFlight.delete(oldest.id)
+    clearTimeout(oldest.timer)
+    this.#failCall(oldest, error)
     this.#checkIdle()
   }
 
