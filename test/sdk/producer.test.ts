@@ -513,3 +513,21 @@ test('options a timer or a count cannot work with are refused when the producer 
       `${name} ${value}`,
     )
 })
+
+test('a broker that accepts the token and closes at once: the reconnect delays grow as after failures, not the shortest each time', async t => {
+  let connections = 0
+  const broker = createServer(socket => {
+    connections++
+    socket.once('data', () => socket.end(encodeBulk('{"jsonrpc":"2.0","id":"auth","result":"OK"}')))
+  })
+  await new Promise<void>(resolve => broker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => broker.close())
+  const port = (broker.address() as AddressInfo).port
+  const producer = new Producer({ port, token: 'any', id: 'p', reconnectMinMs: 100, reconnectMaxMs: 2000 })
+  t.teardown(() => producer.close())
+  await producer.connect()
+  await new Promise(resolve => setTimeout(resolve, 3000))
+  // Delays from 100 ms doubling (50-100, 100-200, 200-400, 400-800, 800-1600): 6 connections in 3 s at
+  // most. Before, the backoff started again at each accepted token: 41 connections.
+  t.true(connections <= 7, `${connections} connections in 3 s`)
+})

@@ -61,6 +61,13 @@ export interface ConnectionHandlers {
 const AUTH_ID = 'auth'
 /** Life of the auth token signed for each connection, in seconds. */
 const AUTH_TOKEN_TTL_SEC = 3600
+/**
+ * A connection that lasted this long, in ms, resets the reconnect backoff: one
+ * that a broker accepts and drops at once (a sick broker, one closing on a
+ * frame) must not bring its producers back at the shortest delay for ever.
+ * The consumer's rule too (consumer.ts, STABLE_SESSION_MS).
+ */
+const STABLE_CONNECTION_MS = 10_000
 
 export class Connection {
   readonly #settings: ConnectionSettings
@@ -69,6 +76,8 @@ export class Connection {
   #state: ProducerState = 'idle'
   #socket: Socket | undefined
   #isAuthenticated = false
+  /** When the broker accepted this connection's token (Date.now()). */
+  #openedAtMs: number | undefined
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined
 
   constructor(settings: ConnectionSettings, handlers: ConnectionHandlers) {
@@ -187,7 +196,7 @@ export class Connection {
       return
     }
     this.#isAuthenticated = true
-    this.#backoff.reset()
+    this.#openedAtMs = Date.now()
     this.#setState('open')
     this.#handlers.opened()
   }
@@ -202,6 +211,9 @@ export class Connection {
     if (socket !== this.#socket) return
     this.#socket = undefined
     this.#isAuthenticated = false
+    if (this.#openedAtMs !== undefined && Date.now() - this.#openedAtMs >= STABLE_CONNECTION_MS)
+      this.#backoff.reset()
+    this.#openedAtMs = undefined
     if (this.#isClosed()) return
     this.#handlers.lost() // the producer may close() here: it was closing, and nothing is left to send
     if (this.#isClosed()) return
