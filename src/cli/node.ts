@@ -227,7 +227,7 @@ export function watchRedis(
     probe: async () => {
       const health = await redisHealth(redis)
       mastersDown = health.mastersDown
-      return health.problem
+      return health
     },
     log,
     intervalMs: config.redisPingIntervalMs,

@@ -29,6 +29,8 @@ export interface RedisHealth {
    * is not ready (then `problem` says so and nothing is known per master).
    */
   readonly mastersDown: readonly string[]
+  /** The same masters, each with why it does not serve (its entry in `problems`). */
+  readonly masterProblems: ReadonlyMap<string, string>
   /** Whether some master answered: false on one Redis that does not, and on a cluster none of whose masters does. */
   readonly isAnyAnswering: boolean
 }
@@ -51,6 +53,7 @@ export async function redisHealth(
     problem,
     problems: [problem],
     mastersDown: [],
+    masterProblems: new Map(),
     isAnyAnswering: false,
   })
   if (commands.status !== 'ready') return down(`redis: connection ${commands.status}`)
@@ -72,6 +75,9 @@ export async function redisHealth(
     problem: problems[0],
     problems,
     mastersDown: isCluster ? failed.map(answer => answer.address) : [],
+    masterProblems: new Map(
+      isCluster ? failed.map(answer => [answer.address, answer.problem as string]) : [],
+    ),
     isAnyAnswering: failed.length < answers.length,
   }
 }

@@ -11,6 +11,14 @@
  *   up ───PING unanswered, or a connection down──▶ down   warn 'redis not answering'
  *   down ──────────────PING answered─────────────▶ up     info 'redis answering again'
  *
+ * On a cluster, while down, the set of masters that do not serve may change
+ * without Redis coming up: a second master stalls, the cluster turns `fail`,
+ * one of two stalled masters comes back. Each such change is a line too, one
+ * per master (docs/RELIABILITY.md, "One stalled master"):
+ *
+ *   a master stops serving     warn 'redis master not serving'    (master, problem)
+ *   a master serves again      info 'redis master serving again'  (master, outageMs)
+ *
  * The next PING is sent intervalMs after the last one was settled (1 s while down): PINGs never pile up.
  * Each PING's outcome is also passed to onPing (not only the changes: a
  * reconnect marks Redis answering before the next PING): the node refuses
@@ -21,9 +29,16 @@ import type { Logger } from '../log.js'
 /** How soon a Redis that did not answer is asked again, in ms (at most intervalMs). */
 const DOWN_RECHECK_MS = 1000
 
+/** What a probe of a cluster found: why it cannot serve (undefined: it can), and each master that does not, with why. */
+export interface ClusterProbeAnswer {
+  readonly problem: string | undefined
+  /** By `host:port`; empty when nothing is known per master (the cluster client itself is not ready). */
+  readonly masterProblems: ReadonlyMap<string, string>
+}
+
 export interface RedisWatchdogOptions {
-  /** Why Redis cannot serve now, or undefined when it answers (redisProblem). Never rejects. */
-  readonly probe: () => Promise<string | undefined>
+  /** Why Redis cannot serve now, or undefined when it answers (redisProblem); on a cluster, master by master. Never rejects. */
+  readonly probe: () => Promise<string | undefined | ClusterProbeAnswer>
   readonly log: Logger
   /** Pause between one PING's answer (or timeout) and the next PING, in ms. */
   readonly intervalMs: number
@@ -41,6 +56,8 @@ export class RedisWatchdog {
   #lastAnswerAtMs = Date.now()
   /** When the first unanswered PING of this outage was sent; undefined while Redis answers. */
   #downSinceMs: number | undefined
+  /** On a cluster, while down: the masters that do not serve, each with when its first unanswered PING was sent. */
+  readonly #mastersDownSinceMs = new Map<string, number>()
 
   constructor(options: RedisWatchdogOptions) {
     this.#options = options
@@ -81,19 +98,46 @@ export class RedisWatchdog {
     }
   }
 
-  #record(problem: string | undefined, sentAtMs: number): void {
+  #record(answer: string | undefined | ClusterProbeAnswer, sentAtMs: number): void {
     const { log, server, onPing } = this.#options
+    const { problem, masterProblems } =
+      typeof answer === 'object' ? answer : { problem: answer, masterProblems: new Map<string, string>() }
     onPing?.(problem === undefined)
     const nowMs = Date.now()
     if (problem === undefined) {
       this.#lastAnswerAtMs = nowMs
+      this.#mastersDownSinceMs.clear()
       if (this.#downSinceMs === undefined) return
       log.info({ redis: server, outageMs: nowMs - this.#downSinceMs }, 'redis answering again')
       this.#downSinceMs = undefined
       return
     }
-    if (this.#downSinceMs !== undefined) return
-    this.#downSinceMs = sentAtMs
-    log.warn({ redis: server, problem, lastAnswerAgoMs: nowMs - this.#lastAnswerAtMs }, 'redis not answering')
+    if (this.#downSinceMs === undefined) {
+      this.#downSinceMs = sentAtMs
+      for (const master of masterProblems.keys()) this.#mastersDownSinceMs.set(master, sentAtMs)
+      // On a cluster, every master that does not serve, not only the first.
+      const problems = masterProblems.size > 0 ? { problems: [...masterProblems.values()] } : {}
+      log.warn(
+        { redis: server, problem, ...problems, lastAnswerAgoMs: nowMs - this.#lastAnswerAtMs },
+        'redis not answering',
+      )
+      return
+    }
+    // Nothing known per master (one Redis, or the cluster client is not ready): nothing changed that we know.
+    if (masterProblems.size === 0) return
+    const mastersDown = [...masterProblems.keys()]
+    for (const [master, why] of masterProblems) {
+      if (this.#mastersDownSinceMs.has(master)) continue
+      this.#mastersDownSinceMs.set(master, sentAtMs)
+      log.warn({ redis: server, master, problem: why, mastersDown }, 'redis master not serving')
+    }
+    for (const [master, sinceMs] of this.#mastersDownSinceMs) {
+      if (masterProblems.has(master)) continue
+      this.#mastersDownSinceMs.delete(master)
+      log.info(
+        { redis: server, master, outageMs: nowMs - sinceMs, mastersDown },
+        'redis master serving again',
+      )
+    }
   }
 }

@@ -9,6 +9,7 @@
  * /readyz 503.
  */
 import test, { type ExecutionContext } from 'ava'
+import { pino } from 'pino'
 import { WebSocket } from 'ws'
 import { Tokens } from '../../src/auth/token.js'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
@@ -23,7 +24,7 @@ import {
   testConfig,
 } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { eventually, pause, within } from '../helpers/eventually.js'
+import { eventually, holdsFor, pause, within } from '../helpers/eventually.js'
 import { startCli } from '../helpers/cli.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { startRedisCluster, type ClusterNodeInfo, type RedisCluster } from '../helpers/redis-cluster.js'
@@ -140,6 +141,82 @@ test.serial(
     t.is((await polling(stalledUser)).status, 200)
     t.is((await ask(`${admin}/readyz`)).body, '{"status":"ok"}')
     t.is(metric((await ask(`${admin}/metrics`)).body, 'snapper_redis_masters_not_answering'), 0)
+  },
+)
+
+interface Line {
+  readonly level: number
+  readonly msg: string
+  readonly master?: string
+  readonly problem?: string
+  readonly problems?: string[]
+  readonly outageMs?: number
+  readonly mastersDown?: string[]
+}
+
+/** The watchdog's lines, in order: what an operator reading the log sees of the masters. */
+const WATCHDOG_LINES = [
+  'redis not answering',
+  'redis master not serving',
+  'redis master serving again',
+  'redis answering again',
+]
+
+test.serial(
+  'a second master stalling, and one of two coming back, each get one log line naming the master: warn with why, info with how long',
+  async t => {
+    const redis = cluster!
+    const lines: Line[] = []
+    const logger = pino(
+      { level: 'info' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as Line) },
+    )
+    const node = await startNode(testConfig(redis.target, { redisPingIntervalMs: 200 }), logger, {
+      gateway: 0,
+      producer: 0,
+    })
+    const [first, second] = redis.nodes
+    const pids = [await pidOf(redis, first!), await pidOf(redis, second!)]
+    t.teardown(async () => {
+      for (const pid of pids) process.kill(pid, 'SIGCONT')
+      await node.stop()
+    })
+    const seen = (): Line[] => lines.filter(line => WATCHDOG_LINES.includes(line.msg))
+    const noPing = (master: ClusterNodeInfo): string =>
+      `redis master ${master.address}: no PING answer within 1000 ms`
+
+    process.kill(pids[0]!, 'SIGSTOP')
+    await eventually(() => seen().length === 1, { what: 'the first master seen stalled' })
+    await holdsFor(() => seen().length === 1, 1000, 'no line per PING while the same master is stalled')
+    process.kill(pids[1]!, 'SIGSTOP')
+    await eventually(() => seen().length === 2, { what: 'a line for the second master' })
+    await holdsFor(() => seen().length === 2, 1000, 'no line per PING while both are stalled')
+    process.kill(pids[0]!, 'SIGCONT')
+    await eventually(() => seen().length === 3, { what: 'a line for the first master serving again' })
+    await holdsFor(() => seen().length === 3, 1000, 'no line per PING while the second is stalled')
+    process.kill(pids[1]!, 'SIGCONT')
+    await eventually(() => seen().length === 4, { what: 'the cluster answering again' })
+    await holdsFor(() => seen().length === 4, 500, 'nothing more once every master answers')
+
+    const [down, secondDown, firstBack, allBack] = seen()
+    t.like(down, {
+      level: 40,
+      msg: 'redis not answering',
+      problem: noPing(first!),
+      problems: [noPing(first!)],
+    })
+    t.like(secondDown, {
+      level: 40,
+      msg: 'redis master not serving',
+      master: second!.address,
+      problem: noPing(second!),
+    })
+    t.deepEqual(secondDown!.mastersDown, [first!.address, second!.address])
+    t.like(firstBack, { level: 30, msg: 'redis master serving again', master: first!.address })
+    t.deepEqual(firstBack!.mastersDown, [second!.address])
+    // Stalled about 2 s (1 s alone, then 1 s more beside the second, plus the PINGs' timeouts).
+    t.true(firstBack!.outageMs! >= 2000 && firstBack!.outageMs! < 8000, `outageMs ${firstBack!.outageMs}`)
+    t.like(allBack, { level: 30, msg: 'redis answering again' })
   },
 )
 
