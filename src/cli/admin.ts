@@ -54,7 +54,8 @@ export async function startAdmin(options: {
   const app = createAdminApp({ ...options, core, counters, series })
 
   // Nobody else flushes this core's counters: a node flushes only its own. One flush at a time,
-  // none while Redis is down: the counters wait in memory, not in the client's offline queue.
+  // none while the stats keys' masters do not answer (all of Redis, on one): the counters wait in
+  // memory, not in the client's offline queue (docs/RELIABILITY.md, "One stalled master").
   let flushing: Promise<void> | undefined
   const flushStats = (): Promise<void> =>
     (flushing ??= core.stats
@@ -62,7 +63,8 @@ export async function startAdmin(options: {
       .catch((err: unknown) => logger.warn({ err }, 'admin stats flush failed'))
       .finally(() => (flushing = undefined)))
   const timer = setInterval(() => {
-    if (redis.isReady()) void flushStats()
+    const { keys } = core
+    if (redis.isReadyFor(keys.stats, keys.statsRooms)) void flushStats()
   }, config.statsFlushMs)
   timer.unref()
 

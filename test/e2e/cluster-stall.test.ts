@@ -220,6 +220,51 @@ test.serial(
   },
 )
 
+test.serial(
+  "one stalled master: the admin app's stats flush writes HTTP publishes to the stats keys on the answering masters, so the dashboard counts them during the stall",
+  async t => {
+    const redis = cluster!
+    // A prefix whose stats keys share a master (each key is its own slot): another master can stall.
+    let prefix = uniquePrefix()
+    const ownersOf = (p: string): Promise<ClusterNodeInfo[]> =>
+      Promise.all([`${p}:stats`, `${p}:stats:rooms`, `${p}:stats:nodes`].map(key => redis.masterOf(key)))
+    while (new Set((await ownersOf(prefix)).map(owner => owner.address)).size > 1) prefix = uniquePrefix()
+    const statsMaster = (await ownersOf(prefix))[0]!
+    const stalled = redis.nodes.find(node => node.address !== statsMaster.address)!
+    const config = testConfig(redis.target, {
+      redisPrefix: prefix,
+      redisPingIntervalMs: 200,
+      statsFlushMs: 200,
+    })
+    const node = await startNode(config, silentLogger, { gateway: 0, producer: 0, admin: 0 })
+    const pid = await pidOf(redis, stalled)
+    t.teardown(async () => {
+      process.kill(pid, 'SIGCONT')
+      await node.stop()
+    })
+    const room = await roomAwayFrom(redis, node, stalled)
+    const published = async (): Promise<number> =>
+      Number((await redis.nodeClient(statsMaster.port).hget(`${prefix}:stats`, 'producerMessages')) ?? 0)
+
+    process.kill(pid, 'SIGSTOP')
+    await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see the master stalled' })
+    for (let i = 0; i < 3; i++) {
+      const answer = await ask(`http://127.0.0.1:${node.ports.admin}/v1/publish`, {
+        method: 'POST',
+        headers: HTTP_PRODUCER_HEADERS,
+        body: JSON.stringify({ room, message: `m${i}` }),
+      })
+      t.is(answer.status, 200, answer.body)
+    }
+    // What /stats and the dashboard's chart read: written within a few flushes, the master still stalled.
+    await eventually(async () => (await published()) === 3, {
+      what: 'the HTTP publishes in the stats',
+      timeoutMs: 3000,
+    })
+    t.false(node.redisWatchdog.isUp, 'still stalled')
+  },
+)
+
 test.serial('every master stalled: /readyz 503 naming each, and every handshake refused', async t => {
   const redis = cluster!
   const config = testConfig(redis.target, { ...AT_ONCE, redisPingIntervalMs: 200 })
