@@ -16,8 +16,13 @@ import {
   msgpackFrame,
   type DeliveryFormat,
 } from './delivery.js'
-import type { Authorization, EngineHandlers, Handshake, Session } from './engineio/server.js'
-import { TryAgainLater } from './engineio/server.js'
+import {
+  type Authorization,
+  type EngineHandlers,
+  type Handshake,
+  type Session,
+  TryAgainLater,
+} from './engineio/server.js'
 import type { UserSessions } from './user-sessions.js'
 
 /**
