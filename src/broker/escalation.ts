@@ -1,5 +1,6 @@
 import type { Config } from '../config/defaults.js'
 import type { Logger } from '../log.js'
+import type { RedisClients } from '../redis/connect.js'
 import type { Keys } from '../redis/keys.js'
 import type { Commands } from '../redis/scripts.js'
 import { parseCursor } from './cursor.js'
@@ -124,6 +125,11 @@ interface Claim {
  * node that takes over after a send whose removal was lost sends nothing.
  * Sent twice only if a node dies between the receiver's 2xx and that write:
  * receivers deduplicate by `id`.
+ *
+ * On a Redis Cluster with masters that do not answer (RedisClients.mastersDown),
+ * nothing waits on them: no claim while the escalations' master does not answer,
+ * and an escalation whose track hash is on such a master is left claimed: it
+ * falls due again when its lease ends (docs/RELIABILITY.md, "One stalled master").
  */
 export class Escalator {
   readonly counters: EscalationCounters = {
@@ -134,6 +140,7 @@ export class Escalator {
     redisErrors: 0,
   }
   readonly #redis: Commands
+  readonly #isReadyFor: RedisClients['isReadyFor']
   readonly #keys: Keys
   readonly #options: EscalatorOptions
   readonly #log: Logger
@@ -145,8 +152,15 @@ export class Escalator {
   readonly #inHand = new Set<Promise<void>>()
   #stopped = false
 
-  constructor(redis: Commands, keys: Keys, options: EscalatorOptions, log: Logger, send = postEscalation) {
-    this.#redis = redis
+  constructor(
+    redis: Pick<RedisClients, 'commands' | 'isReadyFor'>,
+    keys: Keys,
+    options: EscalatorOptions,
+    log: Logger,
+    send = postEscalation,
+  ) {
+    this.#redis = redis.commands
+    this.#isReadyFor = (...keys) => redis.isReadyFor(...keys)
     this.#keys = keys
     this.#options = options
     this.#log = log
@@ -179,7 +193,9 @@ export class Escalator {
     let isFull = false
     try {
       const room = this.#options.maxInFlight - this.#inHand.size
-      if (room > 0) isFull = (await this.#claim(room)).length === room
+      // Its keys' master does not answer: a claim would wait on it, or be refused (a Cluster that is down).
+      if (room > 0 && this.#isReadyFor(this.#keys.escalations.due))
+        isFull = (await this.#claim(room)).length === room
     } catch (err) {
       this.counters.redisErrors++
       this.#log.warn({ err }, 'escalation claim failed')
@@ -231,6 +247,9 @@ export class Escalator {
         return await this.#done(claim)
       }
       const track = this.#keys.track(parsed.room, parsed.nonce)
+      // Its master does not answer: a read would hold a place in maxInFlight until it does, and each
+      // later claim of it one more. Left claimed, it falls due again when this lease ends.
+      if (!this.#isReadyFor(track)) return await this.#leaveOrAbandon(claim)
       const [stored, acks, escalated] = await this.#redis.hmget(track, 's', 'n', 'e')
       if (Number(acks) > 0) {
         this.counters.acknowledged++
@@ -264,6 +283,17 @@ export class Escalator {
       this.counters.redisErrors++
       this.#log.warn({ err, id: claim.id }, 'escalation failed, retried after its lease')
     }
+  }
+
+  /** Leaves a claim to lapse (it falls due again), unless its retry window is over. */
+  async #leaveOrAbandon(claim: Claim): Promise<void> {
+    if (claim.now - claim.dueAt < this.#options.retrySec * 1000) return
+    this.counters.abandoned++
+    this.#log.warn(
+      { id: claim.id, attempts: claim.attempts, reason: 'redis master not serving' },
+      'escalation abandoned',
+    )
+    await this.#done(claim)
   }
 
   async #retryOrAbandon(claim: Claim, reason: string): Promise<void> {

@@ -191,7 +191,7 @@ async function settlesWithin(work: Promise<void>, ms: number): Promise<boolean> 
 function startEscalator(config: Config, core: BrokerCore, logger: Logger): Escalator | undefined {
   if (config.escalationWebhookUrl === '') return undefined
   const log = logger.child({ module: 'escalation' })
-  const escalator = new Escalator(core.redis.commands, core.keys, escalatorOptions(config), log)
+  const escalator = new Escalator(core.redis, core.keys, escalatorOptions(config), log)
   escalator.start()
   return escalator
 }

@@ -33,7 +33,7 @@ async function startEscalatingCore(
   const redis = createRedisClients(config.redis, silentLogger)
   await redis.connect(5000)
   const core = createBrokerCore(config, redis, silentLogger)
-  const escalator = new Escalator(redis.commands, core.keys, escalatorOptions(config), silentLogger)
+  const escalator = new Escalator(redis, core.keys, escalatorOptions(config), silentLogger)
   escalator.start()
   t.teardown(async () => {
     await escalator.stop()

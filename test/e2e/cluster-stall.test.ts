@@ -29,6 +29,7 @@ import { startCli } from '../helpers/cli.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { startRedisCluster, type ClusterNodeInfo, type RedisCluster } from '../helpers/redis-cluster.js'
 import { ask, AT_ONCE, AT_ONCE_MS, type Answer } from '../helpers/ask.js'
+import { startWebhookReceiver } from '../helpers/webhook.js'
 
 let cluster: RedisCluster | undefined
 // No replicas and a long cluster-node-timeout: the stopped master is neither failed over nor
@@ -489,5 +490,66 @@ test.serial(
     await pause(500)
     t.deepEqual(first.messages, ['1', '2', 'r', '3', '4'])
     t.deepEqual(second.messages, ['5'], 'what it acknowledged on node A during the stall does not come again')
+  },
+)
+
+test.serial(
+  'escalations while one master is stalled: a tracked message on it is sent once after it answers, and other rooms escalate during the stall',
+  async t => {
+    const redis = cluster!
+    const receiver = await startWebhookReceiver(t)
+    const config = testConfig(redis.target, {
+      redisPrefix: uniquePrefix(),
+      redisPingIntervalMs: 200,
+      escalationWebhookUrl: receiver.url,
+      escalationWebhookSecret: 'escalation-stall-secret',
+      escalationTimeoutMs: 500, // a lease of 2 s
+      escalationPollMs: 50,
+      escalationMaxInFlight: 3,
+    })
+    const node = await startNode(config, silentLogger, { gateway: 0, producer: 0 })
+    t.teardown(() => node.stop())
+    // The escalations' keys answer; the stalled master holds one room's track hashes.
+    const { due } = node.core.keys.escalations
+    const escMaster = await redis.masterOf(due)
+    const stalled = redis.nodes.find(master => master.address !== escMaster.address)!
+    const pid = await pidOf(redis, stalled)
+    t.teardown(() => process.kill(pid, 'SIGCONT'))
+    let stalledRoom = 'on-stalled'
+    for (
+      let i = 0;
+      (await redis.masterOf(node.core.keys.room(stalledRoom).log)).address !== stalled.address;
+      i++
+    )
+      stalledRoom = `on-stalled${i}`
+    const healthyRoom = await roomAwayFrom(redis, node, stalled)
+    const producer = await connectProducer(t, node.ports.producer)
+    const track = async (room: string, escalateAfterMs: number): Promise<string> =>
+      ((await call(producer.request('track', [room, 'nobody acks', { escalateAfterMs }]))) as { id: string })
+        .id
+    const sentOf = (id: string): number => receiver.requests.filter(r => r.json.id === id).length
+
+    const onStalled = await track(stalledRoom, 1000)
+    process.kill(pid, 'SIGSTOP')
+    await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see the master stalled' })
+    // Past three leases: a handler stuck on each claim would fill escalationMaxInFlight.
+    await pause(6000)
+    const onHealthy = await track(healthyRoom, 100)
+    await eventually(() => sentOf(onHealthy) === 1, {
+      what: "another room's escalation sent during the stall",
+      timeoutMs: 3000,
+    })
+    t.is(sentOf(onStalled), 0, 'nothing sent while its track hash cannot be read')
+
+    process.kill(pid, 'SIGCONT')
+    await eventually(() => node.redisWatchdog.isUp, { what: 'the watchdog to see the master again' })
+    await eventually(() => sentOf(onStalled) >= 1, {
+      what: 'the stalled room escalation sent once the master answers',
+      timeoutMs: 5000,
+    })
+    await pause(2500) // past a lease: a second copy would have come
+    t.is(sentOf(onStalled), 1, 'sent once')
+    t.is(sentOf(onHealthy), 1)
+    t.like(await call(producer.request('receipt', [onStalled])), { acked: [], escalated: true })
   },
 )
