@@ -55,8 +55,10 @@ export function escalatorOptions(
   }
 }
 
+/** A lease's room past the request and the writes around it, ms. */
+const LEASE_MARGIN_MS = 1000
 /** A claim's lease: one request, the writes around it, and margin for a busy event loop. */
-const leaseMsOf = (timeoutMs: number): number => 2 * timeoutMs + 1000
+const leaseMsOf = (timeoutMs: number): number => 2 * timeoutMs + LEASE_MARGIN_MS
 
 /**
  * How long after it fell due an escalation may still be attempted: the poll
@@ -102,6 +104,12 @@ interface Claim {
   readonly leaseEnd: number
   /** Redis' clock at the claim, ms. */
   readonly now: number
+  /**
+   * The latest this node may start the request (performance.now()): the
+   * claim was sent a lease before its end, and the request and the writes
+   * after it need timeoutMs and the lease's margin.
+   */
+  readonly postBy: number
 }
 
 /**
@@ -124,7 +132,9 @@ interface Claim {
  * claims it. The track hash's `e` is set before the claim is removed, so a
  * node that takes over after a send whose removal was lost sends nothing.
  * Sent twice only if a node dies between the receiver's 2xx and that write:
- * receivers deduplicate by `id`.
+ * receivers deduplicate by `id`. A claim whose lease is nearly over before
+ * its request starts (its reads waited on Redis) is left to the next claim,
+ * which may already be sending it.
  *
  * On a Redis Cluster with masters that do not answer (RedisClients.mastersDown),
  * nothing waits on them: no claim while the escalations' master does not answer,
@@ -214,6 +224,7 @@ export class Escalator {
   /** Claims at most `max` of what fell due and starts handling each; resolves with their handling. */
   async #claim(max: number): Promise<Promise<void>[]> {
     const { due, info } = this.#keys.escalations
+    const postBy = performance.now() + this.#leaseMs - this.#options.timeoutMs - LEASE_MARGIN_MS
     const [now, leaseEnd, ...flat] = await this.#redis.escalationClaim(
       due,
       info,
@@ -230,6 +241,7 @@ export class Escalator {
         attempts: Number(flat[i + 3]),
         leaseEnd: Number(leaseEnd),
         now: Number(now),
+        postBy,
       })
     }
     return claims.map(claim => {
@@ -259,6 +271,14 @@ export class Escalator {
       // Not stored (yet): its append failed, or is still on its way (another server of a cluster). Not
       // expired: a message with an escalation pending keeps its track hash (Tracking.track).
       if (stored == null) return await this.#retryOrAbandon(claim, 'message not stored')
+      if (performance.now() > claim.postBy) {
+        // The reads took most of the lease (Redis stalled under them): another claim may send it now.
+        this.#log.warn(
+          { id: claim.id },
+          'escalation claim nearly over before its request, left to the next claim',
+        )
+        return
+      }
       const publishedAt = parseCursor(stored).ms
       const result = await this.#send(this.#options, {
         id: claim.id,

@@ -553,3 +553,50 @@ test.serial(
     t.like(await call(producer.request('receipt', [onStalled])), { acked: [], escalated: true })
   },
 )
+
+test.serial(
+  'an escalation read from a master that stalled before the watchdog saw it: once it answers, a slow receiver still gets it once',
+  async t => {
+    const redis = cluster!
+    const receiver = await startWebhookReceiver(t)
+    receiver.answer = () => ({ status: 200, afterMs: 800 }) // within escalationTimeoutMs
+    const config = testConfig(redis.target, {
+      redisPrefix: uniquePrefix(),
+      redisPingIntervalMs: 200,
+      escalationWebhookUrl: receiver.url,
+      escalationWebhookSecret: 'escalation-stall-secret',
+      escalationTimeoutMs: 1000, // a lease of 3 s
+      escalationPollMs: 50,
+    })
+    const node = await startNode(config, silentLogger, { gateway: 0, producer: 0 })
+    t.teardown(() => node.stop())
+    const { due } = node.core.keys.escalations
+    const escMaster = await redis.masterOf(due)
+    const stalled = redis.nodes.find(master => master.address !== escMaster.address)!
+    const pid = await pidOf(redis, stalled)
+    t.teardown(() => process.kill(pid, 'SIGCONT'))
+    let room = 'on-stalled'
+    for (let i = 0; (await redis.masterOf(node.core.keys.room(room).log)).address !== stalled.address; i++)
+      room = `on-stalled${i}`
+    const producer = await connectProducer(t, node.ports.producer)
+    const { id } = (await call(
+      producer.request('track', [room, 'nobody acks', { escalateAfterMs: 300 }]),
+    )) as {
+      id: string
+    }
+
+    // Due within 300 ms, the watchdog's PING times out after 1 s: the escalator reads its track hash first.
+    process.kill(pid, 'SIGSTOP')
+    await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see the master stalled' })
+    await pause(3500) // past that claim's lease: claimed again since
+    // Answering again shortly before the current lease ends: the read that waited returns now, the next
+    // claim comes while a request from it would still be on its way.
+    const leaseEnd = Number(await redis.nodeClient(escMaster.port).zscore(due, id))
+    await pause(leaseEnd - Date.now() - 600)
+    process.kill(pid, 'SIGCONT')
+    await receiver.waitForDelivered(1, 8000)
+    await pause(4000) // past another lease
+    t.is(receiver.requests.filter(request => request.json.id === id).length, 1, 'sent once')
+    t.like(await call(producer.request('receipt', [id])), { acked: [], escalated: true })
+  },
+)

@@ -16,10 +16,11 @@ export interface WebhookRequest {
 }
 
 /**
- * What the receiver does with a request: answer a status, or never answer
- * ('hang': the connection stays open until the test ends).
+ * What the receiver does with a request: answer a status, answer it after
+ * `afterMs` (a slow receiver), or never answer ('hang': the connection stays
+ * open until the test ends).
  */
-export type Answer = number | 'hang'
+export type Answer = number | { readonly status: number; readonly afterMs: number } | 'hang'
 
 export interface WebhookReceiver {
   readonly url: string
@@ -69,8 +70,17 @@ export async function startWebhookReceiver(t: ExecutionContext): Promise<Webhook
         hanging.add(res)
         return
       }
-      if (answer >= 200 && answer < 300) receiver.delivered.push(request)
-      res.writeHead(answer).end()
+      const { status, afterMs } = typeof answer === 'number' ? { status: answer, afterMs: 0 } : answer
+      const reply = (): void => {
+        if (status >= 200 && status < 300) receiver.delivered.push(request)
+        res.writeHead(status).end()
+      }
+      if (afterMs === 0) return reply()
+      hanging.add(res)
+      setTimeout(() => {
+        hanging.delete(res)
+        if (!res.destroyed) reply()
+      }, afterMs)
     })
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
