@@ -493,35 +493,46 @@ test.serial(
   },
 )
 
+/**
+ * A node that escalates to a receiver of its own, the escalations' master,
+ * a master other than that one to stall (its pid; SIGCONT after the test) and a room on
+ * that master (its track hashes there).
+ */
+async function escalatingNode(t: ExecutionContext, overrides: Partial<Config>) {
+  const redis = cluster!
+  const receiver = await startWebhookReceiver(t)
+  const config = testConfig(redis.target, {
+    redisPrefix: uniquePrefix(),
+    redisPingIntervalMs: 200,
+    escalationWebhookUrl: receiver.url,
+    escalationWebhookSecret: 'escalation-stall-secret',
+    escalationPollMs: 50,
+    ...overrides,
+  })
+  const node = await startNode(config, silentLogger, { gateway: 0, producer: 0 })
+  t.teardown(() => node.stop())
+  const escalations = await redis.masterOf(node.core.keys.escalations.due)
+  const stalled = redis.nodes.find(master => master.address !== escalations.address)!
+  const pid = await pidOf(redis, stalled)
+  t.teardown(() => process.kill(pid, 'SIGCONT'))
+  let stalledRoom = 'on-stalled'
+  for (
+    let i = 0;
+    (await redis.masterOf(node.core.keys.room(stalledRoom).log)).address !== stalled.address;
+    i++
+  )
+    stalledRoom = `on-stalled${i}`
+  return { node, receiver, escalations, stalled, pid, stalledRoom }
+}
+
 test.serial(
   'escalations while one master is stalled: a tracked message on it is sent once after it answers, and other rooms escalate during the stall',
   async t => {
     const redis = cluster!
-    const receiver = await startWebhookReceiver(t)
-    const config = testConfig(redis.target, {
-      redisPrefix: uniquePrefix(),
-      redisPingIntervalMs: 200,
-      escalationWebhookUrl: receiver.url,
-      escalationWebhookSecret: 'escalation-stall-secret',
+    const { node, receiver, stalled, pid, stalledRoom } = await escalatingNode(t, {
       escalationTimeoutMs: 500, // a lease of 2 s
-      escalationPollMs: 50,
       escalationMaxInFlight: 3,
     })
-    const node = await startNode(config, silentLogger, { gateway: 0, producer: 0 })
-    t.teardown(() => node.stop())
-    // The escalations' keys answer; the stalled master holds one room's track hashes.
-    const { due } = node.core.keys.escalations
-    const escMaster = await redis.masterOf(due)
-    const stalled = redis.nodes.find(master => master.address !== escMaster.address)!
-    const pid = await pidOf(redis, stalled)
-    t.teardown(() => process.kill(pid, 'SIGCONT'))
-    let stalledRoom = 'on-stalled'
-    for (
-      let i = 0;
-      (await redis.masterOf(node.core.keys.room(stalledRoom).log)).address !== stalled.address;
-      i++
-    )
-      stalledRoom = `on-stalled${i}`
     const healthyRoom = await roomAwayFrom(redis, node, stalled)
     const producer = await connectProducer(t, node.ports.producer)
     const track = async (room: string, escalateAfterMs: number): Promise<string> =>
@@ -557,27 +568,14 @@ test.serial(
 test.serial(
   'an escalation read from a master that stalled before the watchdog saw it: once it answers, a slow receiver still gets it once',
   async t => {
-    const redis = cluster!
-    const receiver = await startWebhookReceiver(t)
+    const {
+      node,
+      receiver,
+      escalations,
+      pid,
+      stalledRoom: room,
+    } = await escalatingNode(t, { escalationTimeoutMs: 1000 }) // a lease of 3 s
     receiver.answer = () => ({ status: 200, afterMs: 800 }) // within escalationTimeoutMs
-    const config = testConfig(redis.target, {
-      redisPrefix: uniquePrefix(),
-      redisPingIntervalMs: 200,
-      escalationWebhookUrl: receiver.url,
-      escalationWebhookSecret: 'escalation-stall-secret',
-      escalationTimeoutMs: 1000, // a lease of 3 s
-      escalationPollMs: 50,
-    })
-    const node = await startNode(config, silentLogger, { gateway: 0, producer: 0 })
-    t.teardown(() => node.stop())
-    const { due } = node.core.keys.escalations
-    const escMaster = await redis.masterOf(due)
-    const stalled = redis.nodes.find(master => master.address !== escMaster.address)!
-    const pid = await pidOf(redis, stalled)
-    t.teardown(() => process.kill(pid, 'SIGCONT'))
-    let room = 'on-stalled'
-    for (let i = 0; (await redis.masterOf(node.core.keys.room(room).log)).address !== stalled.address; i++)
-      room = `on-stalled${i}`
     const producer = await connectProducer(t, node.ports.producer)
     const { id } = (await call(
       producer.request('track', [room, 'nobody acks', { escalateAfterMs: 300 }]),
@@ -591,7 +589,8 @@ test.serial(
     await pause(3500) // past that claim's lease: claimed again since
     // Answering again shortly before the current lease ends: the read that waited returns now, the next
     // claim comes while a request from it would still be on its way.
-    const leaseEnd = Number(await redis.nodeClient(escMaster.port).zscore(due, id))
+    const { due } = node.core.keys.escalations
+    const leaseEnd = Number(await cluster!.nodeClient(escalations.port).zscore(due, id))
     await pause(leaseEnd - Date.now() - 600)
     process.kill(pid, 'SIGCONT')
     await receiver.waitForDelivered(1, 8000)
