@@ -7,11 +7,11 @@ export interface Answer {
   readonly tookMs: number
 }
 
-/** A request that a client gives up on after 10 s (then: status 0). */
-export async function ask(url: string, init: RequestInit = {}): Promise<Answer> {
+/** A request that a client gives up on after `giveUpMs` (then: status 0). */
+export async function ask(url: string, init: RequestInit = {}, giveUpMs = 10_000): Promise<Answer> {
   const started = Date.now()
   try {
-    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(giveUpMs) })
     const body = await res.text()
     return {
       status: res.status,
