@@ -256,8 +256,7 @@ export class ConsumerStore {
    * changed in their outboxes for a later flush: a write would wait for them.
    */
   async flushCursors(): Promise<void> {
-    const { keys } = this.#core
-    await Promise.all(this.#flush(this.#isWritable(room => keys.room(room).progress)).values())
+    await Promise.all(this.#flush(this.#isWritable(this.#progressOf)).values())
   }
 
   /**
@@ -268,11 +267,8 @@ export class ConsumerStore {
    * most one write per slot (one Redis: one write) is under way.
    */
   #flushPeriodically(): Promise<void> {
-    const { keys, redis } = this.#core
-    const progressOf = (room: string): string => keys.room(room).progress
-    const slotOfRoom = (room: string): number => (redis.isCluster ? slotOf(progressOf(room)) : -1)
-    const isWritable = this.#isWritable(progressOf)
-    const writes = this.#flush(room => !this.#flushing.has(slotOfRoom(room)) && isWritable(room))
+    const isWritable = this.#isWritable(this.#progressOf)
+    const writes = this.#flush(room => !this.#flushing.has(this.#flushSlotOf(room)) && isWritable(room))
     for (const [slot, write] of writes) {
       this.#flushing.add(slot)
       write
@@ -287,8 +283,8 @@ export class ConsumerStore {
    * in their outboxes, for a later flush): its writes by slot (one Redis: -1).
    */
   #flush(isWritable: (room: string) => boolean): Map<number, Promise<unknown>> {
-    const { keys, redis } = this.#core
-    const progressOf = (room: string): string => keys.room(room).progress
+    const { redis } = this.#core
+    const progressOf = this.#progressOf
     const byRoom = new Map<string, string[]>()
     for (const outbox of this.#changed) {
       const pairs = outbox.takeChangedCursors(isWritable)
@@ -321,7 +317,7 @@ export class ConsumerStore {
           ),
         )
       }
-      writes.set(redis.isCluster ? slotOf(progressOf(rooms[0]!)) : -1, Promise.all(chunks))
+      writes.set(this.#flushSlotOf(rooms[0]!), Promise.all(chunks))
     }
     return writes
   }
@@ -411,6 +407,14 @@ export class ConsumerStore {
     const { redis } = this.#core
     if (redis.mastersDown.length === 0) return () => true
     return name => redis.isReadyFor(keyOf(name))
+  }
+
+  /** A room's progress hash, which the cursor flush writes. */
+  readonly #progressOf = (room: string): string => this.#core.keys.room(room).progress
+
+  /** The slot of a room's progress write (one Redis: -1): the flush keeps one write per slot in flight. */
+  #flushSlotOf(room: string): number {
+    return this.#core.redis.isCluster ? slotOf(this.#progressOf(room)) : -1
   }
 
   #progressRoomsOf(outbox: Outbox): Set<string> {
