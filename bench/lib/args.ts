@@ -2,7 +2,7 @@
  * `npm run bench -- [scenario...] [--workers N] [--json out.json] [--runs 3] [--smoke]`
  * plus: `--threads N` (consumer worker threads), `--generators N` (consumers in N
  * generator processes instead, each with its own open-files limit), `--targets a,b` (a subset of
- * snapper, socketio, uws, floor), `--redis-cluster` (Snapper on a Redis Cluster of 3 masters),
+ * snapper, socketio, uws, floor, scripts), `--redis-cluster` (Snapper on a Redis Cluster of 3 masters),
  * `--profile DIR` (a V8 CPU profile of every server
  * process over each measured window, not start-up; `node dist/bench/profile.js
  * FILE` summarises one), `--perf DIR` (the same windows on the CPU, with Linux perf, Redis
@@ -35,7 +35,7 @@ export interface BenchArgs {
   readonly redisCluster: boolean
 }
 
-const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws', 'floor']
+const TARGETS: readonly TargetName[] = ['snapper', 'socketio', 'uws', 'floor', 'scripts']
 
 /** `known`: every scenario; `defaults`: the ones run when none is named (--smoke runs every one). */
 export function parseArgs(

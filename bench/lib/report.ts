@@ -123,6 +123,8 @@ export function tableRows(result: ScenarioResult): { header: string[]; rows: str
   if (result.targets.includes('uws') && baseline !== 'uws')
     ratio(snapper, result.medians.uws, 'Snapper ÷ uWS ceiling')
   if (result.targets.includes('floor')) ratio(snapper, result.medians.floor, 'Snapper ÷ uWS + Redis floor')
+  if (result.targets.includes('scripts'))
+    ratio(snapper, result.medians.scripts, "Snapper ÷ uWS + Snapper's Redis work floor")
   ratio(result.medians.noise, result.medians[baseline], `noise: ${TARGET_LABELS[baseline]} ÷ itself`)
   return { header, rows }
 }

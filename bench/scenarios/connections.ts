@@ -128,7 +128,7 @@ export function idleColumns(rssLabel: string): MetricDef[] {
 export const connections: Scenario = {
   name: 'connections',
   title: 'connections: 10,000 idle consumers',
-  targets: ['socketio', 'snapper', 'uws', 'floor'],
+  targets: ['socketio', 'snapper', 'uws', 'floor', 'scripts'],
   noise: true,
   headline: 'connectsPerSec',
   metrics: idleColumns('RSS at 10k'),

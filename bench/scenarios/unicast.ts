@@ -25,7 +25,7 @@ import {
 export const unicast: Scenario = {
   name: 'unicast',
   title: 'unicast: 5,000 consumers in their own rooms, 20,000 messages to random users',
-  targets: ['socketio', 'snapper', 'uws', 'floor'],
+  targets: ['socketio', 'snapper', 'uws', 'floor', 'scripts'],
   noise: true,
   headline: 'deliveriesPerSec',
   metrics: DELIVERY_METRICS,

@@ -18,11 +18,25 @@
  * reads, batching per consumer, presence, limits. So its rate is an upper
  * bound for Snapper's on the same machine: what no amount of work on
  * Snapper's own code could pass while it stores and routes through Redis.
+ *
+ * The `scripts` target (`BENCH_TARGET=scripts`) is the same server doing
+ * the Redis work of Snapper's guarantees with Snapper's own scripts, and
+ * nothing else of Snapper's: a producer frame's messages are appended by
+ * room_append-4n.lua (seq numbers, exactly-once call numbers, trims by
+ * length, bytes and age, expiry; its msgpack announcement decoded as
+ * Snapper decodes it), and acks move cursors, written every cursorFlushMs by
+ * progress_write-1n.lua as Snapper's cursor flush writes them. Its rate
+ * bounds what Snapper could reach with its Redis design and JavaScript that
+ * cost no more than the floor's (docs/performance.md, section 4).
  */
 import { Redis } from 'ioredis'
 import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js'
 import { Tokens } from '../../src/auth/token.js'
+import { decodeAnnouncement } from '../../src/broker/control.js'
+import { defaults as DEFAULTS } from '../../src/config/defaults.js'
 import { loadUws } from '../../src/gateway/engineio/uws.js'
+import { Keys } from '../../src/redis/keys.js'
+import { scriptRequests } from '../../src/redis/scripts.js'
 import { serveChild, serverOptions } from './child.js'
 import { listenProducers } from './peer-producers.js'
 import { groupByRoom, listenUws } from './uws-listen.js'
@@ -31,6 +45,8 @@ interface SocketData {
   readonly rooms: readonly string[]
   readonly sid: string
   isClosed: boolean
+  /** `scripts`: the acknowledged cursor of each room not flushed yet. */
+  readonly cursors: Map<string, string>
 }
 
 const BATCH_MAX = 50
@@ -50,11 +66,13 @@ for k = 1, #KEYS, 2 do
 end`
 
 const options = serverOptions()
+const usesScripts = process.env.BENCH_TARGET === 'scripts'
 const tokens = new Tokens([options.secret])
 const uws = loadUws() // throws on the JavaScript fallback
 const app = uws.App()
 const redis = new Redis(options.redisUrl, { enableAutoPipelining: true }) // one write per turn: the cheapest I/O
 const subscriber = new Redis(options.redisUrl)
+const snapperKeys = new Keys(options.prefix)
 const channelPrefix = `${options.prefix}:floor:announce:`
 const logPrefix = `${options.prefix}:floor:log:`
 let sessions = 0
@@ -63,6 +81,11 @@ let batches = 0
 redis.defineCommand('floorAppend', { lua: APPEND })
 const floorAppend = (args: (string | number)[]): Promise<unknown> =>
   (redis as unknown as { floorAppend(...args: (string | number)[]): Promise<unknown> }).floorAppend(...args)
+
+/** Rooms by their announcement channel (`scripts`: Snapper's channel names). */
+const roomOfChannel = new Map<string, string>()
+const channelOf = (room: string): string =>
+  usesScripts ? snapperKeys.room(room).channel : channelPrefix + room
 
 /** Rooms this process is subscribed to, and this turn's SUBSCRIBE (one for every room new in it). */
 const subscribed = new Map<string, Promise<unknown>>()
@@ -79,18 +102,47 @@ function subscribe(room: string): Promise<unknown> {
     })
     turn = { channels, done }
   }
-  turn.channels.push(channelPrefix + room)
+  const channel = channelOf(room)
+  turn.channels.push(channel)
+  roomOfChannel.set(channel, room)
   subscribed.set(room, turn.done)
   return turn.done
 }
 
-subscriber.on('message', (channel: string, params: string) => {
-  app.publish(
-    channel.slice(channelPrefix.length),
-    `4{"jsonrpc":"2.0","id":"f:${++batches}","method":"publish","params":${params}}`,
-    false,
-  )
-})
+if (!usesScripts)
+  subscriber.on('message', (channel: string, params: string) => {
+    app.publish(
+      channel.slice(channelPrefix.length),
+      `4{"jsonrpc":"2.0","id":"f:${++batches}","method":"publish","params":${params}}`,
+      false,
+    )
+  })
+else
+  // Snapper's announcement (msgpack: ms, first seq, messages); the batch id names the room and its last
+  // message's cursor, which the ack brings back.
+  subscriber.on('messageBuffer', (channel: Buffer, bytes: Buffer) => {
+    const room = roomOfChannel.get(channel.toString())
+    const announcement = room === undefined ? undefined : decodeAnnouncement(bytes)
+    if (!announcement) return
+    const { ms, first, messages } = announcement
+    const id = JSON.stringify(`${room}|${ms}-${first + messages.length - 1}`)
+    app.publish(
+      room!,
+      `4{"jsonrpc":"2.0","id":${id},"method":"publish","params":${JSON.stringify(messages)}}`,
+      false,
+    )
+  })
+
+const CONNECT_SCRIPT = scriptRequests('consumer_connect-5.lua')
+const APPEND_SCRIPT = scriptRequests('room_append-4n.lua')
+const PROGRESS_SCRIPT = scriptRequests('progress_write-1n.lua')
+/** `scripts`: this process as a node (the consumers' holder) and as the appends' writer. */
+const writer = `floor${options.index}`
+let calls = 0
+
+/** `scripts`: the sockets with cursors acknowledged since the last flush. */
+const acknowledged = new Set<SocketData>()
+const ACK_ID = /"id":"([^"|]+)\|([\d-]+)"/
 
 app.ws<SocketData>('/websocket/*', {
   maxPayloadLength: 1 << 20,
@@ -106,7 +158,7 @@ app.ws<SocketData>('/websocket/*', {
     }
     const rooms = [`user${verified.claims.userId}`, ...(query.get('rooms') ?? '').split(',').filter(Boolean)]
     res.upgrade<SocketData>(
-      { rooms, sid: `f${options.index}.${++sessions}`, isClosed: false },
+      { rooms, sid: `f${options.index}.${++sessions}`, isClosed: false, cursors: new Map() },
       req.getHeader('sec-websocket-key'),
       req.getHeader('sec-websocket-protocol'),
       req.getHeader('sec-websocket-extensions'),
@@ -115,12 +167,22 @@ app.ws<SocketData>('/websocket/*', {
   },
   open(ws) {
     const data = ws.getUserData()
-    const stored = redis.set(
-      `${options.prefix}:floor:consumer:${data.sid}`,
-      options.index,
-      'EX',
-      CONSUMER_TTL_SEC,
-    )
+    const userId = data.rooms[0]!.slice(4)
+    const consumer = snapperKeys.consumer(data.sid)
+    // `scripts`: the handshake's Redis work is Snapper's (take the session, read rooms and cursors, presence).
+    const stored = usesScripts
+      ? CONNECT_SCRIPT.call(
+          redis,
+          [
+            consumer.rooms,
+            consumer.node,
+            consumer.inflight,
+            snapperKeys.presence(userId),
+            snapperKeys.room(data.rooms[0]!).head,
+          ],
+          [writer, DEFAULTS.consumerTtlSec, data.sid, data.rooms[0]!, ''],
+        )
+      : redis.set(`${options.prefix}:floor:consumer:${data.sid}`, options.index, 'EX', CONSUMER_TTL_SEC)
     Promise.all([stored, ...data.rooms.map(subscribe)]).then(
       () => {
         if (data.isClosed) return
@@ -134,15 +196,88 @@ app.ws<SocketData>('/websocket/*', {
       },
     )
   },
-  message() {
-    // Acks: dropped (no cursor to move).
+  message(ws, bytes) {
+    if (!usesScripts) return // acks: dropped (no cursor to move)
+    const ack = ACK_ID.exec(Buffer.from(bytes).toString())
+    if (!ack) return
+    const data = ws.getUserData()
+    data.cursors.set(ack[1]!, ack[2]!)
+    acknowledged.add(data)
   },
   close(ws) {
     ws.getUserData().isClosed = true
   },
 })
 
+/**
+ * `scripts`: a producer frame's messages, by room, in calls of at most 256 messages (as RoomLog's; Snapper
+ * makes one call of all the frames read in a turn of the event loop, the floors one per frame).
+ */
+function appendWithScripts(byRoom: Map<string, string[]>): void {
+  const rooms = [...byRoom]
+  for (let start = 0; start < rooms.length;) {
+    let end = start
+    let count = 0
+    while (end < rooms.length && (end === start || count + rooms[end]![1].length <= 256))
+      count += rooms[end++]![1].length
+    const call = rooms.slice(start, end)
+    const request = APPEND_SCRIPT.start(
+      4 * call.length,
+      6 + call.reduce((n, [, messages]) => n + 3 + messages.length, 0),
+    )
+    for (const [room] of call) {
+      const { log, head, channel } = snapperKeys.room(room)
+      request.key(log).key(head).key(channel).key(snapperKeys.track(room, ''))
+    }
+    request
+      .arg(DEFAULTS.roomLogMaxLen)
+      .arg(DEFAULTS.roomLogMaxBytes)
+      .arg(DEFAULTS.messageTtlSec)
+      .arg('PUBLISH')
+      .arg(writer)
+      .arg(++calls)
+    for (const [, messages] of call) {
+      request.arg(0).arg('').arg(messages.length)
+      for (const message of messages) request.arg(message)
+    }
+    APPEND_SCRIPT.send(redis, request.end()).catch(() => {})
+    start = end
+  }
+}
+
+/** `scripts`: the cursors acknowledged since the last flush, into the rooms' progress hashes (as ConsumerStore's flush). */
+function flushCursors(): void {
+  const byRoom = new Map<string, string[]>()
+  for (const data of acknowledged) {
+    for (const [room, cursor] of data.cursors) {
+      const fields = byRoom.get(room)
+      if (fields) fields.push(data.sid, cursor)
+      else byRoom.set(room, [data.sid, cursor])
+    }
+    data.cursors.clear()
+  }
+  acknowledged.clear()
+  const rooms = [...byRoom.keys()]
+  for (let start = 0; start < rooms.length; start += 1000) {
+    const chunk = rooms.slice(start, start + 1000)
+    const request = PROGRESS_SCRIPT.start(
+      chunk.length,
+      1 + chunk.reduce((n, room) => n + 1 + byRoom.get(room)!.length, 0),
+    )
+    for (const room of chunk) request.key(snapperKeys.room(room).progress)
+    request.arg(DEFAULTS.consumerTtlSec)
+    for (const room of chunk) {
+      const fields = byRoom.get(room)!
+      request.arg(fields.length / 2)
+      for (const field of fields) request.arg(field)
+    }
+    PROGRESS_SCRIPT.send(redis, request.end()).catch(() => {})
+  }
+}
+const flushTimer = usesScripts ? setInterval(flushCursors, DEFAULTS.cursorFlushMs) : undefined
+
 const producers = await listenProducers(options.secret, pairs => {
+  if (usesScripts) return appendWithScripts(groupByRoom(pairs))
   const keys: string[] = []
   const args: (string | number)[] = []
   for (const [room, messages] of groupByRoom(pairs)) {
@@ -159,6 +294,7 @@ const producers = await listenProducers(options.secret, pairs => {
 const gateway = await listenUws(uws, app, 'floor')
 serveChild({ gatewayPort: gateway.port, producerPort: producers.port }, async () => {
   await producers.close()
+  clearInterval(flushTimer)
   gateway.close()
   redis.disconnect()
   subscriber.disconnect()

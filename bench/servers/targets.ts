@@ -2,7 +2,8 @@
  * The servers a scenario runs against, each as N child processes (`--workers
  * N`): Snapper nodes (the real startNode), the Socket.IO + redis-adapter
  * peer, the bare uWS ceiling, and the floor of any broker that stores and
- * routes through Redis (uWS + Redis, floor-node.ts). One interface for all three: where
+ * routes through Redis (uWS + Redis, floor-node.ts; `scripts`: the same with
+ * the Redis work of Snapper's guarantees). One interface for all: where
  * consumers connect, how they join rooms, where producers publish, and the
  * processes whose CPU and memory the bench reads.
  */
@@ -14,13 +15,14 @@ import type { ConsumerSpec } from '../load/consumer.js'
 import { LeanProducer } from '../load/producer.js'
 import type { FromChild, ServerOptions, ToChild } from './child.js'
 
-export type TargetName = 'snapper' | 'socketio' | 'uws' | 'floor'
+export type TargetName = 'snapper' | 'socketio' | 'uws' | 'floor' | 'scripts'
 
 export const TARGET_LABELS: Readonly<Record<TargetName, string>> = {
   snapper: 'Snapper',
   socketio: 'Socket.IO 4 + redis-adapter',
   uws: 'bare uWS (ceiling)',
   floor: 'uWS + Redis (floor)',
+  scripts: "uWS + Snapper's Redis work (floor)",
 }
 
 export interface TargetOptions {
@@ -56,6 +58,7 @@ const ENTRIES: Readonly<Record<TargetName, string>> = {
   socketio: './socketio-node.js',
   uws: './uws-node.js',
   floor: './floor-node.js',
+  scripts: './floor-node.js', // BENCH_TARGET=scripts
 }
 
 export class RunningTarget {
@@ -95,6 +98,7 @@ export class RunningTarget {
           env: {
             ...process.env,
             BENCH_SERVER: JSON.stringify(server),
+            BENCH_TARGET: name,
             BENCH_SNAPPER_CONFIG: JSON.stringify(options.snapperConfig ?? {}),
           },
           stdio: ['ignore', process.env.BENCH_SERVER_LOGS ? 'inherit' : 'ignore', 'inherit', 'ipc'],
@@ -140,7 +144,7 @@ export class RunningTarget {
     const port = this.gatewayPorts[index % this.gatewayPorts.length]!
     const eio = this.name === 'snapper' ? (user.eio ?? 4) : 4
     let query = `EIO=${eio}&transport=websocket`
-    if (this.name === 'floor')
+    if (this.name === 'floor' || this.name === 'scripts')
       query += `&token=${this.credentials(user).token}&rooms=${encodeURIComponent(user.rooms.join(','))}`
     else if (this.name !== 'snapper')
       query += `&uid=${user.userId}&rooms=${encodeURIComponent(user.rooms.join(','))}`

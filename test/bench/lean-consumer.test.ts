@@ -13,6 +13,7 @@ import { LeanConsumer, type ConsumerHost } from '../../bench/load/consumer.js'
 import { Histogram } from '../../bench/lib/histogram.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
+import { leanConsumer } from '../helpers/lean-consumer.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { eventually, holdsFor, pause } from '../helpers/eventually.js'
 
@@ -23,53 +24,6 @@ test.before(async () => {
 test.after.always(() => server?.stop())
 
 const tokens = new Tokens([TEST_SECRET])
-
-/** A lean consumer run the way a bench thread runs it, recording what it delivers. */
-function leanConsumer(
-  port: number,
-  token: string,
-  eio: 3 | 4,
-  options: { codec?: 'json' | 'msgpack'; deflate?: boolean } = {},
-) {
-  let opened: () => void
-  let failed: (reason: Error) => void
-  const isOpen = new Promise<void>((resolve, reject) => {
-    opened = resolve
-    failed = reject
-  })
-  const closes: string[] = []
-  const host: ConsumerHost = {
-    latency: new Histogram(),
-    opened: () => opened(),
-    closed: (_consumer, reason) => {
-      closes.push(reason)
-      failed(new Error(reason))
-    },
-  }
-  const consumer = new LeanConsumer(
-    {
-      host: '127.0.0.1',
-      port,
-      path: `/websocket/?EIO=${eio}&transport=websocket&token=${token}${options.codec ? `&codec=${options.codec}` : ''}`,
-      protocol: 'snapper',
-      eio,
-      ...options,
-    },
-    host,
-  )
-  consumer.recorded = []
-  consumer.connect()
-  const heartbeat = setInterval(() => consumer.heartbeat(Date.now()), 50)
-  return {
-    consumer,
-    isOpen,
-    closes,
-    close() {
-      clearInterval(heartbeat)
-      consumer.close()
-    },
-  }
-}
 
 test('lean consumers (EIO 4 and 3) get what snapper-consumer gets: the same messages in the same order', async t => {
   // Short heartbeats: the EIO=3 lean consumer must ping to stay connected through the test.
