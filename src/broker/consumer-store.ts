@@ -286,13 +286,20 @@ export class ConsumerStore {
     const { redis } = this.#core
     const progressOf = this.#progressOf
     const byRoom = new Map<string, string[]>()
+    /** The outboxes whose cursors each room's write carries: a failed write changes the room in them again. */
+    const outboxesOf = new Map<string, Outbox[]>()
     for (const outbox of this.#changed) {
       const pairs = outbox.takeChangedCursors(isWritable)
       for (let i = 0; i + 1 < pairs.length; i += 2) {
         const room = pairs[i]!
         const fields = byRoom.get(room)
-        if (fields) fields.push(outbox.consumerId, pairs[i + 1]!)
-        else byRoom.set(room, [outbox.consumerId, pairs[i + 1]!])
+        if (fields) {
+          fields.push(outbox.consumerId, pairs[i + 1]!)
+          outboxesOf.get(room)!.push(outbox)
+        } else {
+          byRoom.set(room, [outbox.consumerId, pairs[i + 1]!])
+          outboxesOf.set(room, [outbox])
+        }
         this.#progressRoomsOf(outbox).add(room)
       }
       if (!outbox.hasChangedCursors) this.#changed.delete(outbox)
@@ -309,17 +316,29 @@ export class ConsumerStore {
         }
         this.#context.counters.cursorCommits += chunk.length
         chunks.push(
-          redis.commands.progressWrite(
-            chunk.length,
-            ...chunk.map(progressOf),
-            this.#config.consumerTtlSec,
-            ...args,
-          ),
+          redis.commands
+            .progressWrite(chunk.length, ...chunk.map(progressOf), this.#config.consumerTtlSec, ...args)
+            .catch((err: unknown) => {
+              this.#notWritten(chunk, outboxesOf)
+              throw err
+            }),
         )
       }
       writes.set(this.#flushSlotOf(rooms[0]!), Promise.all(chunks))
     }
     return writes
+  }
+
+  /**
+   * A progress write failed (an error, or the connection lost): the cursors it
+   * carried were taken from their outboxes, and a crash now would deliver what
+   * they acknowledged again. Its rooms are changed again in the outboxes still
+   * held, for the next flush; a room is changed or not, so nothing piles up
+   * while Redis keeps failing. One released since has committed its cursors.
+   */
+  #notWritten(rooms: readonly string[], outboxesOf: ReadonlyMap<string, readonly Outbox[]>): void {
+    for (const room of rooms)
+      for (const outbox of outboxesOf.get(room)!) if (outbox.cursorNotWritten(room)) this.#changed.add(outbox)
   }
 
   /**

@@ -302,6 +302,18 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     return pairs
   }
 
+  /**
+   * The write of a room's cursor taken by takeChangedCursors failed: the room
+   * is changed again, so the next call takes its cursor as it is by then (never
+   * older than the one lost). False, and nothing changed, once the outbox is
+   * closed (its release committed every cursor: see ack) or left the room.
+   */
+  cursorNotWritten(room: string): boolean {
+    if (this.#closed || !this.#rooms.has(room)) return false
+    ;(this.#changed ??= new Set()).add(room)
+    return true
+  }
+
   /** Whether some acknowledged cursor was not taken yet (takeChangedCursors). */
   get hasChangedCursors(): boolean {
     return (this.#changed?.size ?? 0) > 0

@@ -1,0 +1,74 @@
+/**
+ * A cursor flush whose progress write fails (Redis answers it with an error)
+ * loses nothing: its rooms are changed again in the outboxes, and the next
+ * flush writes their cursors. The write is made to fail for real: the room's
+ * progress key holds a string, so the script's HSET answers WRONGTYPE.
+ */
+import test from 'ava'
+import { consumerIdOf } from '../../src/auth/token.js'
+import { formatCursor } from '../../src/broker/cursor.js'
+import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { eventually, holdsFor } from '../helpers/eventually.js'
+import { uniquePrefix } from '../helpers/redis.js'
+import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
+
+const redis = redisPerFile(test)
+const USER = '55a07f2dee06c78e1357b0ae'
+let n = 0
+/** A consumer of USER, as a token makes it (its keys share the user's slot). */
+const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
+
+for (const topology of TOPOLOGIES) {
+  test(`${topology}: a flush whose write failed is written by the next; after a crash, nothing acknowledged comes again`, async t => {
+    const redisPrefix = uniquePrefix()
+    // Flushed only when the test says so; never taken for dead by its own liveness (see progress.test.ts).
+    const crashed = await startTestNode(t, redis.target(topology), {
+      redisPrefix,
+      nodeTtlMs: 600_000,
+      cursorFlushMs: 600_000,
+    })
+    const next = await startTestNode(t, redis.target(topology), { redisPrefix })
+    const { commands } = crashed.core.redis
+    const progress = crashed.core.keys.room('room').progress
+    const id = consumerId()
+    const first = await new RecordingSink(crashed.node).connect(id, USER)
+    await crashed.core.producerApi.subscribe('room', id)
+    await commands.set(progress, 'not a hash')
+    await publishAll(crashed.core.producerApi, 'room', range(10))
+    await first.waitFor(10)
+    await t.throwsAsync(crashed.node.flushCursors(), { message: /WRONGTYPE/ }, 'the write fails')
+    await commands.del(progress)
+    await crashed.node.flushCursors()
+    t.deepEqual(
+      await commands.hgetall(progress),
+      { [id]: formatCursor(first.outbox!.ackedCursor('room')!) },
+      'the next flush writes the cursor the failed one carried',
+    )
+    await crashed.core.presence.dropNode(crashed.node.id) // the node is gone: no release, no takeover
+
+    const second = await new RecordingSink(next.node).connect(id, USER)
+    await publishAll(next.core.producerApi, 'room', ['after'])
+    await second.waitFor(1)
+    await holdsFor(() => second.messages.length === 1, 100, 'nothing more, nothing twice')
+    t.deepEqual(second.messages, ['after'], 'nothing acknowledged on the crashed node comes again')
+  })
+
+  test(`${topology}: a periodic flush whose write failed is written by a later one, once Redis takes it`, async t => {
+    const { core, node } = await startTestNode(t, redis.target(topology), { cursorFlushMs: 50 })
+    const { commands } = core.redis
+    const progress = core.keys.room('room').progress
+    const id = consumerId()
+    const sink = await new RecordingSink(node).connect(id, USER)
+    await core.producerApi.subscribe('room', id)
+    await commands.set(progress, 'not a hash')
+    await publishAll(core.producerApi, 'room', range(10))
+    await sink.waitFor(10)
+    await eventually(() => node.counters.redisErrors > 0, { what: 'a failed flush' })
+    await commands.del(progress)
+    const written = await eventually(async () => (await commands.hgetall(progress))[id], {
+      what: 'the cursor in the progress hash',
+    })
+    t.is(written, formatCursor(sink.outbox!.ackedCursor('room')!), 'the acknowledged cursor')
+    t.is(await commands.type(progress), 'hash')
+  })
+}
