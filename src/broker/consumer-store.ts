@@ -1,9 +1,11 @@
 import type { Config } from '../config/defaults.js'
 import { userRoom } from '../redis/keys.js'
 import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
-import { groupBySlot, slotOf } from '../redis/slot.js'
+import { canWritePeriodically, writableNow } from '../redis/connect.js'
+import { groupBySlot } from '../redis/slot.js'
 import { batchIdOf, makeBatch } from './batch.js'
 import type { BrokerCore } from './core.js'
+import type { CursorFlush } from './cursor-flush.js'
 import { isAfter, isNext, isSame, missedBetween, parseCursor, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
@@ -13,12 +15,10 @@ import type { Outbox } from './outbox.js'
 const CONNECT = scriptRequests('consumer_connect-5.lua')
 type ConnectReply = Awaited<ReturnType<ScriptCommands['consumerConnect']>>
 
-/** Rooms per progress_write call: a flush of many rooms must not stall Redis for long. */
-const FLUSH_ROOMS_PER_CALL = 1000
-/** Consumers per consumer_touch call (5 commands each inside), for the same reason. */
+/** Consumers per consumer_touch call (5 commands each inside): a refresh must not stall Redis for long. */
 const TOUCH_CONSUMERS_PER_CALL = 500
 
-export type StoreConfig = Pick<Config, 'consumerTtlSec' | 'replacedConsumerTtlSec' | 'cursorFlushMs'>
+export type StoreConfig = Pick<Config, 'consumerTtlSec' | 'replacedConsumerTtlSec'>
 
 /** Where a consumer stands when a node has taken its session (consumer_connect-5.lua). */
 export interface TakenConsumer {
@@ -42,36 +42,32 @@ export interface HeldConsumer {
 /**
  * What a node keeps in Redis for the consumers it holds: taking a session
  * (consumer_connect-5.lua), the acknowledged cursors (flushed to the rooms'
- * progress hashes while live, committed to the consumer's own hash on
- * release, cursor_commit-5.lua), the batch in flight across a reconnect, and
- * the ttls that keep a live consumer's keys. The invariants it keeps:
- * docs/ARCHITECTURE.md, Invariants, Cursors.
+ * progress hashes while live by the CursorFlush, committed to the consumer's
+ * own hash on release, cursor_commit-5.lua), the batch in flight across a
+ * reconnect, and the ttls that keep a live consumer's keys. The invariants it
+ * keeps: docs/ARCHITECTURE.md, Invariants, Cursors.
  */
 export class ConsumerStore {
   readonly #core: BrokerCore
   readonly nodeId: string
   readonly #config: StoreConfig
   readonly #context: NodeContext
+  readonly #cursors: CursorFlush
   readonly #live: () => Iterable<Outbox>
   readonly #holds: (outbox: Outbox) => boolean
   readonly #restored: (outbox: Outbox) => void
-  /** Outboxes with acknowledgements not flushed yet. */
-  readonly #changed = new Set<Outbox>()
-  /** Rooms whose progress hash holds a cursor of the consumer, dropped when it is released. */
-  readonly #progressRooms = new WeakMap<Outbox, Set<string>>()
   /** Releases under way: a second disconnect of one outbox waits for the first. */
   readonly #releases = new Map<Outbox, Promise<void>>()
   /** The last release under way of each consumer: a kick that finds it released here waits for it. */
   readonly #consumerReleases = new Map<string, Promise<void>>()
-  readonly #timers: NodeJS.Timeout[] = []
-  /** Slots (one Redis: -1) with a periodic progress write in flight (see #flushPeriodically). */
-  readonly #flushing = new Set<number>()
+  #timer: NodeJS.Timeout | undefined
 
   constructor(
     core: BrokerCore,
     nodeId: string,
     config: StoreConfig,
     context: NodeContext,
+    cursors: CursorFlush,
     live: () => Iterable<Outbox>,
     holds: (outbox: Outbox) => boolean,
     restored: (outbox: Outbox) => void,
@@ -80,31 +76,28 @@ export class ConsumerStore {
     this.nodeId = nodeId
     this.#config = config
     this.#context = context
+    this.#cursors = cursors
     this.#live = live
     this.#holds = holds
     this.#restored = restored
   }
 
-  /** Starts flushing cursors, and refreshing the ttls of the live consumers' keys. */
+  /** Starts refreshing the ttls of the live consumers' keys. */
   start(): void {
-    const { cursorFlushMs, consumerTtlSec, replacedConsumerTtlSec } = this.#config
+    const { consumerTtlSec, replacedConsumerTtlSec } = this.#config
     const { redis } = this.#core
-    // Some master answers: each run writes only to the slots of those that do (#isWritable).
-    const canRun = (): boolean => redis.isReady() || redis.mastersDown.length > 0
-    this.#timers.push(
-      this.#context.every(cursorFlushMs, () => this.#flushPeriodically(), 'cursor flush failed', canRun),
-      this.#context.every(
-        Math.max(1000, (Math.min(consumerTtlSec, replacedConsumerTtlSec) * 1000) / 3),
-        () => this.keepAlive(),
-        'consumer ttl refresh failed',
-        canRun,
-      ),
+    this.#timer = this.#context.every(
+      Math.max(1000, (Math.min(consumerTtlSec, replacedConsumerTtlSec) * 1000) / 3),
+      () => this.keepAlive(),
+      'consumer ttl refresh failed',
+      // Some master answers: each run writes only to the slots of those that do (writableNow).
+      () => canWritePeriodically(redis),
     )
   }
 
-  /** Stops the timers; flush once more, and wait for settled(), to lose nothing. */
+  /** Stops the timer; wait for settled(), to lose nothing. */
   stop(): void {
-    for (const timer of this.#timers) clearInterval(timer)
+    clearInterval(this.#timer)
   }
 
   /** The node that holds the consumer's session, and its rooms with their cursors. */
@@ -161,7 +154,7 @@ export class ConsumerStore {
     progress.forEach((text, i) => {
       const entry = rooms[i]!
       if (text === null) return
-      this.#progressRoomsOf(outbox).add(entry[0])
+      this.#cursors.foundProgress(outbox, entry[0])
       const cursor = parseCursor(text)
       if (isAfter(cursor, entry[1])) entry[1] = cursor
     })
@@ -240,107 +233,6 @@ export class ConsumerStore {
     outbox.restoreInflight(makeBatch(id, entries), missed)
   }
 
-  /** The consumer acknowledged messages: its cursors go out with the next flush. */
-  acknowledged(outbox: Outbox): void {
-    this.#changed.add(outbox)
-  }
-
-  /**
-   * Writes the cursors acknowledged since the last flush to the rooms' progress
-   * hashes, one entry per consumer and room, all rooms of a slot in one script
-   * call (progress_write-1n.lua; on one Redis, one call), so the Redis work of
-   * a flush grows with rooms, not with members, and its round trips with
-   * slots. A consumer's own hash gets its cursors when it is released; the
-   * progress is read only if it never is (a crashed node). The rooms on
-   * masters of a cluster that do not answer (the watchdog's last PING) stay
-   * changed in their outboxes for a later flush: a write would wait for them.
-   */
-  async flushCursors(): Promise<void> {
-    await Promise.all(this.#flush(this.#isWritable(this.#progressOf)).values())
-  }
-
-  /**
-   * A flush that does not wait for its writes, so that one to a master that
-   * stopped answering before the watchdog could tell (it then waits as long
-   * as that master) holds up no later flush of the others' rooms: the rooms
-   * of a slot whose write is still in flight wait for the next flush, so at
-   * most one write per slot (one Redis: one write) is under way.
-   */
-  #flushPeriodically(): Promise<void> {
-    const isWritable = this.#isWritable(this.#progressOf)
-    const writes = this.#flush(room => !this.#flushing.has(this.#flushSlotOf(room)) && isWritable(room))
-    for (const [slot, write] of writes) {
-      this.#flushing.add(slot)
-      write
-        .catch((err: unknown) => this.#context.redisError(err, 'cursor flush failed'))
-        .finally(() => this.#flushing.delete(slot))
-    }
-    return Promise.resolve()
-  }
-
-  /**
-   * Sends the flush of the rooms `isWritable` names (the others stay changed
-   * in their outboxes, for a later flush): its writes by slot (one Redis: -1).
-   */
-  #flush(isWritable: (room: string) => boolean): Map<number, Promise<unknown>> {
-    const { redis } = this.#core
-    const progressOf = this.#progressOf
-    const byRoom = new Map<string, string[]>()
-    /** The outboxes whose cursors each room's write carries: a failed write changes the room in them again. */
-    const outboxesOf = new Map<string, Outbox[]>()
-    for (const outbox of this.#changed) {
-      const pairs = outbox.takeChangedCursors(isWritable)
-      for (let i = 0; i + 1 < pairs.length; i += 2) {
-        const room = pairs[i]!
-        const fields = byRoom.get(room)
-        if (fields) {
-          fields.push(outbox.consumerId, pairs[i + 1]!)
-          outboxesOf.get(room)!.push(outbox)
-        } else {
-          byRoom.set(room, [outbox.consumerId, pairs[i + 1]!])
-          outboxesOf.set(room, [outbox])
-        }
-        this.#progressRoomsOf(outbox).add(room)
-      }
-      if (!outbox.hasChangedCursors) this.#changed.delete(outbox)
-    }
-    const writes = new Map<number, Promise<unknown>>()
-    for (const rooms of groupBySlot(byRoom.keys(), progressOf, redis.isCluster)) {
-      const chunks: Promise<unknown>[] = []
-      for (let start = 0; start < rooms.length; start += FLUSH_ROOMS_PER_CALL) {
-        const chunk = rooms.slice(start, start + FLUSH_ROOMS_PER_CALL)
-        const args: (string | number)[] = []
-        for (const room of chunk) {
-          const fields = byRoom.get(room)!
-          args.push(fields.length / 2, ...fields)
-        }
-        this.#context.counters.cursorCommits += chunk.length
-        chunks.push(
-          redis.commands
-            .progressWrite(chunk.length, ...chunk.map(progressOf), this.#config.consumerTtlSec, ...args)
-            .catch((err: unknown) => {
-              this.#notWritten(chunk, outboxesOf)
-              throw err
-            }),
-        )
-      }
-      writes.set(this.#flushSlotOf(rooms[0]!), Promise.all(chunks))
-    }
-    return writes
-  }
-
-  /**
-   * A progress write failed (an error, or the connection lost): the cursors it
-   * carried were taken from their outboxes, and a crash now would deliver what
-   * they acknowledged again. Its rooms are changed again in the outboxes still
-   * held, for the next flush; a room is changed or not, so nothing piles up
-   * while Redis keeps failing. One released since has committed its cursors.
-   */
-  #notWritten(rooms: readonly string[], outboxesOf: ReadonlyMap<string, readonly Outbox[]>): void {
-    for (const room of rooms)
-      for (const outbox of outboxesOf.get(room)!) if (outbox.cursorNotWritten(room)) this.#changed.add(outbox)
-  }
-
   /**
    * Commits the outbox's cursors and batch in flight to the consumer's own
    * keys, then drops its progress entries; drops its node key and presence
@@ -349,11 +241,12 @@ export class ConsumerStore {
   release(outbox: Outbox): Promise<void> {
     const { keys, redis } = this.#core
     const { consumerId, userId } = outbox
-    this.#changed.delete(outbox)
+    // No flush of its cursors from now on: the release commits them all.
+    const progressRooms = this.#cursors.release(outbox)
     const key = keys.consumer(consumerId)
     const ownProgress = keys.room(userRoom(userId)).progress
     // The own room's entry goes in the script (same slot); the others' after it.
-    const progress = [...(this.#progressRooms.get(outbox) ?? [])].filter(room => room !== userRoom(userId))
+    const progress = progressRooms.filter(room => room !== userRoom(userId))
     const release = redis.commands
       .cursorCommit(
         key.rooms,
@@ -417,32 +310,6 @@ export class ConsumerStore {
   }
 
   /**
-   * Whether a write to `name`'s key (`keyOf`) would be answered now: always,
-   * unless some masters of a cluster did not answer the watchdog's last PING
-   * (RedisClients.mastersDown); then only if its slot is on another one. One
-   * Redis is written to as it is: the timers wait while it does not answer.
-   */
-  #isWritable(keyOf: (name: string) => string): (name: string) => boolean {
-    const { redis } = this.#core
-    if (redis.mastersDown.length === 0) return () => true
-    return name => redis.isReadyFor(keyOf(name))
-  }
-
-  /** A room's progress hash, which the cursor flush writes. */
-  readonly #progressOf = (room: string): string => this.#core.keys.room(room).progress
-
-  /** The slot of a room's progress write (one Redis: -1): the flush keeps one write per slot in flight. */
-  #flushSlotOf(room: string): number {
-    return this.#core.redis.isCluster ? slotOf(this.#progressOf(room)) : -1
-  }
-
-  #progressRoomsOf(outbox: Outbox): Set<string> {
-    let rooms = this.#progressRooms.get(outbox)
-    if (!rooms) this.#progressRooms.set(outbox, (rooms = new Set()))
-    return rooms
-  }
-
-  /**
    * Live consumers' rooms, node key and presence must not expire while they
    * are connected: one consumer_touch-3n.lua call per slot (a user's keys
    * share one) for up to TOUCH_CONSUMERS_PER_CALL consumers. Also run at
@@ -450,7 +317,7 @@ export class ConsumerStore {
    */
   async keepAlive(): Promise<void> {
     const { keys, redis } = this.#core
-    const isWritable = this.#isWritable(key => key)
+    const isWritable = writableNow(redis, key => key)
     const consumers: { keys: readonly [string, string, string]; outbox: Outbox }[] = []
     for (const outbox of this.#live()) {
       const { rooms, node } = keys.consumer(outbox.consumerId)

@@ -5,6 +5,7 @@ import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { userRoom } from '../redis/keys.js'
 import { ConsumerStore, type TakenConsumer } from './consumer-store.js'
+import { CursorFlush } from './cursor-flush.js'
 import { decodeControl, isNotice } from './control.js'
 import type { BrokerCore } from './core.js'
 import { Fanout } from './fanout.js'
@@ -51,7 +52,8 @@ interface Handshake<S> {
  *
  *   Hub            the outboxes held, their sessions, nacks, ack timeouts (memory only)
  *   Fanout         room announcements to local members; their log reads
- *   ConsumerStore  the consumers' keys in Redis: take, cursors, release
+ *   ConsumerStore  the consumers' keys in Redis: take, commit, release
+ *   CursorFlush    acknowledged cursors to the rooms' progress, for a takeover after a crash
  *   Handoff        takeover / kick / released between nodes
  *   RoomSync       joins and leaves told on the control channel; reconcile
  *
@@ -74,6 +76,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
   readonly #hub: Hub<S>
   readonly #fanout: Fanout
   readonly #store: ConsumerStore
+  readonly #cursors: CursorFlush
   readonly #handoff: Handoff<S>
   readonly #rooms: RoomSync<S>
   readonly #host: OutboxHost<S>
@@ -107,11 +110,13 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       },
       context,
     )
+    this.#cursors = new CursorFlush(core, config, context)
     this.#store = new ConsumerStore(
       core,
       this.id,
       config,
       context,
+      this.#cursors,
       () => this.#hub.values(),
       // Not while connecting: its take writes the record, and it reads its rooms itself.
       outbox => {
@@ -135,7 +140,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       context,
       core,
       fanout: this.#fanout,
-      store: this.#store,
+      cursors: this.#cursors,
       ackLatency: this.ackLatency,
       deliveryLatency: this.deliveryLatency,
     })
@@ -212,6 +217,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     )
     this.#hub.start()
     this.#store.start()
+    this.#cursors.start()
   }
 
   /**
@@ -385,9 +391,9 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     return this.#hub.nack(outbox, batchId)
   }
 
-  /** Writes the cursors acknowledged since the last flush (ConsumerStore.flushCursors). */
+  /** Writes the cursors acknowledged since the last flush (CursorFlush.flushCursors). */
   flushCursors(): Promise<void> {
-    return this.#store.flushCursors()
+    return this.#cursors.flushCursors()
   }
 
   async flushStats(): Promise<void> {
@@ -412,6 +418,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     for (const timer of this.#timers) clearInterval(timer)
     this.#hub.stop()
     this.#store.stop()
+    this.#cursors.stop()
     await Promise.allSettled([this.flushCursors(), this.flushStats()])
     const { presence, stats } = this.#core
     await Promise.allSettled([presence.dropNode(this.id), stats.forget(this.name)])

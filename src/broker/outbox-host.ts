@@ -1,7 +1,7 @@
 import { platformOf } from '../auth/token.js'
 import { BatchIds } from './batch.js'
-import type { ConsumerStore } from './consumer-store.js'
 import type { BrokerCore } from './core.js'
+import type { CursorFlush } from './cursor-flush.js'
 import type { Fanout } from './fanout.js'
 import type { DeliveryLatency, LatencyCounts } from './latency.js'
 import type { NodeContext } from './node-context.js'
@@ -14,7 +14,7 @@ export interface OutboxHostParts {
   readonly context: NodeContext
   readonly core: Pick<BrokerCore, 'stats' | 'tracking'>
   readonly fanout: Fanout
-  readonly store: ConsumerStore
+  readonly cursors: CursorFlush
   /** Time from sending each batch to its ack. */
   readonly ackLatency: LatencyCounts
   /** Time from each message being stored to its ack, per platform. */
@@ -23,11 +23,11 @@ export interface OutboxHostParts {
 
 /**
  * What the outboxes ask of their node: log reads (through the fan-out's
- * memory), batch ids, the consumer's sink, and the store for acknowledged
- * cursors. The gateway talks to the node, never to this.
+ * memory), batch ids, the consumer's sink, and the cursor flush for
+ * acknowledged cursors. The gateway talks to the node, never to this.
  */
 export function outboxHost<S extends ConsumerSink>(parts: OutboxHostParts): OutboxHost<S> {
-  const { config, context, fanout, store, ackLatency, deliveryLatency } = parts
+  const { config, context, fanout, cursors, ackLatency, deliveryLatency } = parts
   const { counters, log } = context
   const { stats, tracking } = parts.core
   const batchIds = new BatchIds()
@@ -49,7 +49,7 @@ export function outboxHost<S extends ConsumerSink>(parts: OutboxHostParts): Outb
       ackLatency.add(now - outbox.inflightSince)
       deliveryLatency.recordBatch(platformOf(outbox.consumerId), entries, now)
       stats.delivered(entries.length)
-      store.acknowledged(outbox)
+      cursors.acknowledged(outbox)
       // Only a batch with a tracked message costs Redis anything here (its receipts).
       if (hasTracked)
         tracking

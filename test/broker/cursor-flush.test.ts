@@ -7,9 +7,8 @@
 import test from 'ava'
 import { consumerIdOf } from '../../src/auth/token.js'
 import { formatCursor } from '../../src/broker/cursor.js'
-import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { publishAll, range, RecordingSink, startCrashingPair, startTestNode } from '../helpers/broker.js'
 import { eventually, holdsFor } from '../helpers/eventually.js'
-import { uniquePrefix } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 
 const redis = redisPerFile(test)
@@ -20,14 +19,7 @@ const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
 
 for (const topology of TOPOLOGIES) {
   test(`${topology}: a flush whose write failed is written by the next; after a crash, nothing acknowledged comes again`, async t => {
-    const redisPrefix = uniquePrefix()
-    // Flushed only when the test says so; never taken for dead by its own liveness (see progress.test.ts).
-    const crashed = await startTestNode(t, redis.target(topology), {
-      redisPrefix,
-      nodeTtlMs: 600_000,
-      cursorFlushMs: 600_000,
-    })
-    const next = await startTestNode(t, redis.target(topology), { redisPrefix })
+    const { crashed, next } = await startCrashingPair(t, redis.target(topology))
     const { commands } = crashed.core.redis
     const progress = crashed.core.keys.room('room').progress
     const id = consumerId()

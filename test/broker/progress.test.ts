@@ -5,8 +5,7 @@
  * consumer (it crashed), and the next node that finds its progress.
  */
 import test from 'ava'
-import { uniquePrefix } from '../helpers/redis.js'
-import { publishAll, range, RecordingSink, startTestNode } from '../helpers/broker.js'
+import { publishAll, range, RecordingSink, startCrashingPair } from '../helpers/broker.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 import { holdsFor } from '../helpers/eventually.js'
 import { consumerIdOf } from '../../src/auth/token.js'
@@ -19,16 +18,7 @@ const consumerId = (): string => consumerIdOf({ userId: USER, exp: ++n })
 
 for (const topology of TOPOLOGIES) {
   test(`${topology}: after a crash, the next node resumes from the last flushed progress: nothing lost, only the unflushed again`, async t => {
-    const redisPrefix = uniquePrefix()
-    // The crashed node must not look alive: its liveness key is refreshed every nodeTtlMs / 3. Nor may
-    // it flush on its own, as a crashed node cannot: its timer (every cursorFlushMs) would write the
-    // acks the crash loses, between the crash and the takeover (a loaded CI machine met it).
-    const crashed = await startTestNode(t, redis.target(topology), {
-      redisPrefix,
-      nodeTtlMs: 600_000,
-      cursorFlushMs: 600_000,
-    })
-    const next = await startTestNode(t, redis.target(topology), { redisPrefix })
+    const { crashed, next } = await startCrashingPair(t, redis.target(topology))
     const id = consumerId()
     const first = await new RecordingSink(crashed.node).connect(id, USER)
     await crashed.core.producerApi.subscribe('room', id)

@@ -61,6 +61,31 @@ export async function startTestNode(
   return { core, node, config }
 }
 
+type TestNode = Awaited<ReturnType<typeof startTestNode>>
+
+/**
+ * Two nodes on one prefix, for a crash and a takeover: `crashed`, which a
+ * test "crashes" by dropping its liveness key (presence.dropNode: no release,
+ * no takeover asked), and `next`, which takes its consumers over. The crashed
+ * node must not look alive: its liveness key is refreshed every nodeTtlMs / 3.
+ * Nor may it flush on its own, as a crashed node cannot: its timer (every
+ * cursorFlushMs) would write the acks the crash loses, between the crash and
+ * the takeover (a loaded CI machine met it). It flushes when the test says.
+ */
+export async function startCrashingPair(
+  t: ExecutionContext,
+  redisTarget: RedisTarget | string,
+): Promise<{ crashed: TestNode; next: TestNode }> {
+  const redisPrefix = uniquePrefix()
+  const crashed = await startTestNode(t, redisTarget, {
+    redisPrefix,
+    nodeTtlMs: 600_000,
+    cursorFlushMs: 600_000,
+  })
+  const next = await startTestNode(t, redisTarget, { redisPrefix })
+  return { crashed, next }
+}
+
 /**
  * A consumer session in memory: records every batch it is sent, acks them
  * (unless told not to), and lets a test wait for messages.

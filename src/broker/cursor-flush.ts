@@ -1,0 +1,185 @@
+import type { Config } from '../config/defaults.js'
+import { canWritePeriodically, writableNow } from '../redis/connect.js'
+import { groupBySlot, slotOf } from '../redis/slot.js'
+import type { BrokerCore } from './core.js'
+import type { NodeContext } from './node-context.js'
+import type { Outbox } from './outbox.js'
+
+/** Rooms per progress_write call: a flush of many rooms must not stall Redis for long. */
+const FLUSH_ROOMS_PER_CALL = 1000
+
+export type CursorFlushConfig = Pick<Config, 'consumerTtlSec' | 'cursorFlushMs'>
+
+/**
+ * The cursor flush: the cursors the node's consumers acknowledged, written
+ * every cursorFlushMs to the rooms' progress hashes, where a node that takes
+ * a consumer over after a crash reads them (ConsumerStore.readProgress). A
+ * consumer's own hash gets its cursors when it is released (ConsumerStore.release),
+ * which drops its progress entries: the rooms this flush keeps for it.
+ * The invariants it keeps: docs/ARCHITECTURE.md, Invariants, Cursors.
+ */
+export class CursorFlush {
+  readonly #core: BrokerCore
+  readonly #config: CursorFlushConfig
+  readonly #context: NodeContext
+  /** Outboxes with acknowledgements not flushed yet. */
+  readonly #changed = new Set<Outbox>()
+  /** Rooms whose progress hash holds a cursor of the consumer, dropped when it is released. */
+  readonly #progressRooms = new WeakMap<Outbox, Set<string>>()
+  /** Slots (one Redis: -1) with a periodic progress write in flight (see #flushPeriodically). */
+  readonly #flushing = new Set<number>()
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(core: BrokerCore, config: CursorFlushConfig, context: NodeContext) {
+    this.#core = core
+    this.#config = config
+    this.#context = context
+  }
+
+  /** Starts flushing every cursorFlushMs. */
+  start(): void {
+    const { redis } = this.#core
+    this.#timer = this.#context.every(
+      this.#config.cursorFlushMs,
+      () => this.#flushPeriodically(),
+      'cursor flush failed',
+      // Some master answers: each run writes only to the slots of those that do (writableNow).
+      () => canWritePeriodically(redis),
+    )
+  }
+
+  /** Stops the timer; flush once more (flushCursors), to lose nothing. */
+  stop(): void {
+    clearInterval(this.#timer)
+  }
+
+  /** The consumer acknowledged messages: its cursors go out with the next flush. */
+  acknowledged(outbox: Outbox): void {
+    this.#changed.add(outbox)
+  }
+
+  /** The room's progress hash holds an entry of the consumer (its last node's): its release drops it. */
+  foundProgress(outbox: Outbox, room: string): void {
+    this.#progressRoomsOf(outbox).add(room)
+  }
+
+  /**
+   * The outbox is released: none of its cursors is flushed from now on (its
+   * release commits them all). The rooms whose progress hash holds its entry.
+   */
+  release(outbox: Outbox): string[] {
+    this.#changed.delete(outbox)
+    return [...(this.#progressRooms.get(outbox) ?? [])]
+  }
+
+  /**
+   * Writes the cursors acknowledged since the last flush to the rooms' progress
+   * hashes, one entry per consumer and room, all rooms of a slot in one script
+   * call (progress_write-1n.lua; on one Redis, one call), so the Redis work of
+   * a flush grows with rooms, not with members, and its round trips with
+   * slots. A consumer's own hash gets its cursors when it is released; the
+   * progress is read only if it never is (a crashed node). The rooms on
+   * masters of a cluster that do not answer (the watchdog's last PING) stay
+   * changed in their outboxes for a later flush: a write would wait for them.
+   * A write that fails changes its rooms again (#notWritten).
+   */
+  async flushCursors(): Promise<void> {
+    await Promise.all(this.#flush(writableNow(this.#core.redis, this.#progressOf)).values())
+  }
+
+  /**
+   * A flush that does not wait for its writes, so that one to a master that
+   * stopped answering before the watchdog could tell (it then waits as long
+   * as that master) holds up no later flush of the others' rooms: the rooms
+   * of a slot whose write is still in flight wait for the next flush, so at
+   * most one write per slot (one Redis: one write) is under way.
+   */
+  #flushPeriodically(): Promise<void> {
+    const isWritable = writableNow(this.#core.redis, this.#progressOf)
+    const writes = this.#flush(room => !this.#flushing.has(this.#flushSlotOf(room)) && isWritable(room))
+    for (const [slot, write] of writes) {
+      this.#flushing.add(slot)
+      write
+        .catch((err: unknown) => this.#context.redisError(err, 'cursor flush failed'))
+        .finally(() => this.#flushing.delete(slot))
+    }
+    return Promise.resolve()
+  }
+
+  /**
+   * Sends the flush of the rooms `isWritable` names (the others stay changed
+   * in their outboxes, for a later flush): its writes by slot (one Redis: -1).
+   */
+  #flush(isWritable: (room: string) => boolean): Map<number, Promise<unknown>> {
+    const { redis } = this.#core
+    const progressOf = this.#progressOf
+    const byRoom = new Map<string, string[]>()
+    /** The outboxes whose cursors each room's write carries: a failed write changes the room in them again. */
+    const outboxesOf = new Map<string, Outbox[]>()
+    for (const outbox of this.#changed) {
+      const pairs = outbox.takeChangedCursors(isWritable)
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        const room = pairs[i]!
+        const fields = byRoom.get(room)
+        if (fields) {
+          fields.push(outbox.consumerId, pairs[i + 1]!)
+          outboxesOf.get(room)!.push(outbox)
+        } else {
+          byRoom.set(room, [outbox.consumerId, pairs[i + 1]!])
+          outboxesOf.set(room, [outbox])
+        }
+        this.#progressRoomsOf(outbox).add(room)
+      }
+      if (!outbox.hasChangedCursors) this.#changed.delete(outbox)
+    }
+    const writes = new Map<number, Promise<unknown>>()
+    for (const rooms of groupBySlot(byRoom.keys(), progressOf, redis.isCluster)) {
+      const chunks: Promise<unknown>[] = []
+      for (let start = 0; start < rooms.length; start += FLUSH_ROOMS_PER_CALL) {
+        const chunk = rooms.slice(start, start + FLUSH_ROOMS_PER_CALL)
+        const args: (string | number)[] = []
+        for (const room of chunk) {
+          const fields = byRoom.get(room)!
+          args.push(fields.length / 2, ...fields)
+        }
+        this.#context.counters.cursorCommits += chunk.length
+        chunks.push(
+          redis.commands
+            .progressWrite(chunk.length, ...chunk.map(progressOf), this.#config.consumerTtlSec, ...args)
+            .catch((err: unknown) => {
+              this.#notWritten(chunk, outboxesOf)
+              throw err
+            }),
+        )
+      }
+      writes.set(this.#flushSlotOf(rooms[0]!), Promise.all(chunks))
+    }
+    return writes
+  }
+
+  /**
+   * A progress write failed (an error, or the connection lost): the cursors it
+   * carried were taken from their outboxes, and a crash now would deliver what
+   * they acknowledged again. Its rooms are changed again in the outboxes still
+   * held, for the next flush; a room is changed or not, so nothing piles up
+   * while Redis keeps failing. One released since has committed its cursors.
+   */
+  #notWritten(rooms: readonly string[], outboxesOf: ReadonlyMap<string, readonly Outbox[]>): void {
+    for (const room of rooms)
+      for (const outbox of outboxesOf.get(room)!) if (outbox.cursorNotWritten(room)) this.#changed.add(outbox)
+  }
+
+  /** A room's progress hash, which the cursor flush writes. */
+  readonly #progressOf = (room: string): string => this.#core.keys.room(room).progress
+
+  /** The slot of a room's progress write (one Redis: -1): the flush keeps one write per slot in flight. */
+  #flushSlotOf(room: string): number {
+    return this.#core.redis.isCluster ? slotOf(this.#progressOf(room)) : -1
+  }
+
+  #progressRoomsOf(outbox: Outbox): Set<string> {
+    let rooms = this.#progressRooms.get(outbox)
+    if (!rooms) this.#progressRooms.set(outbox, (rooms = new Set()))
+    return rooms
+  }
+}
