@@ -487,3 +487,83 @@ test('pings that pile up while a POST is out are answered by one pong, not one e
   )
   t.true(gateway.posts.every(body => body === '3'))
 })
+
+type Run = readonly [room: string, storedAtMs: number, seq: number, messages: readonly string[]]
+
+/**
+ * What a consumer (json, websocket) hands out when a fake gateway opens its
+ * session and sends `deliveries`, one frame each: the messages, once every
+ * delivery is acknowledged.
+ */
+async function handedOut(
+  t: ExecutionContext,
+  deliveries: readonly (readonly Run[])[],
+  maxRoomsRemembered?: number,
+): Promise<string[]> {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(server, 'listening')
+  t.teardown(() => {
+    for (const client of server.clients) client.terminate()
+    server.close()
+  })
+  let acks = 0
+  server.on('connection', ws => {
+    ws.on('message', (data: RawData) => {
+      if (String(data).startsWith('4')) acks++
+    })
+    ws.send(open())
+    for (const [id, runs] of deliveries.entries())
+      ws.send(`4${JSON.stringify({ jsonrpc: '2.0', id, method: 'deliver', params: runs })}`)
+  })
+  const { port } = server.address() as AddressInfo
+  const consumer = new Consumer(`http://127.0.0.1:${port}`, {
+    token: 't',
+    transports: ['websocket'],
+    ...(maxRoomsRemembered === undefined ? {} : { maxRoomsRemembered }),
+  })
+  t.teardown(() => consumer.close())
+  const messages: string[] = []
+  consumer.on('message', message => messages.push(message))
+  await consumer.connect()
+  await eventually(() => acks === deliveries.length, { what: 'every delivery acknowledged' })
+  return messages
+}
+
+/** One run of one message, `<room><seq>`, per room. */
+const firstOf = (rooms: readonly string[]): Run[] => rooms.map(room => [room, 1, 1, [`${room}1`]])
+
+test('maxRoomsRemembered: the room delivered to least recently is forgotten, and a batch of it sent again is handed out again', async t => {
+  const messages = await handedOut(
+    t,
+    [
+      firstOf(['a', 'b', 'c']),
+      [['a', 1, 2, ['a2']]], // a is now the room delivered to last, b the least recently
+      firstOf(['d']), // a fourth room: b is forgotten
+      firstOf(['a', 'c', 'd']), // sent again: remembered, dropped
+      firstOf(['b']), // sent again: forgotten, handed out again
+    ],
+    3,
+  )
+  t.deepEqual(messages, ['a1', 'b1', 'c1', 'a2', 'd1', 'b1'])
+})
+
+test('the consumer remembers its 10,000 (maxRoomsRemembered by default) most recently delivered rooms, not every room it heard of', async t => {
+  const rooms = Array.from({ length: 10_100 }, (_, i) => `r${i}.`)
+  const messages = await handedOut(t, [
+    firstOf(rooms),
+    firstOf(rooms.slice(100)), // the last 10,000 sent again: dropped
+    firstOf(['r99.', 'r0.']), // older ones sent again: forgotten, handed out again
+  ])
+  t.is(messages.length, 10_102)
+  t.deepEqual(messages.slice(-3), ['r10099.1', 'r99.1', 'r0.1'])
+})
+
+test('maxRoomsRemembered that is not a whole number above 0 is refused when the consumer is made', t => {
+  for (const maxRoomsRemembered of [0, -1, Number.NaN, 1.5, Number.POSITIVE_INFINITY])
+    t.throws(() => new Consumer('http://127.0.0.1:1', { token: 't', maxRoomsRemembered }), {
+      instanceOf: TypeError,
+      message: new RegExp(
+        `^Consumer: maxRoomsRemembered must be a whole number from 1 to .*, got ${maxRoomsRemembered}$`,
+      ),
+    })
+})

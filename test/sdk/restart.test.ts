@@ -121,3 +121,47 @@ test('SIGKILL: the next node sends again what the dead one delivered; the SDK ha
   next.signal('SIGTERM')
   t.is(await next.exited, 0)
 })
+
+test('SIGKILL after many rooms: a consumer remembering 5 rooms hands out nothing of its 5 recent rooms twice', async t => {
+  const prefix = uniquePrefix()
+  const first = await startCli(t, { workers: 0, env: envFor(prefix, { SNAPPER_CURSOR_FLUSH_MS: '600000' }) })
+  const publisher = await startBroker(t, server.url, { redisPrefix: prefix })
+  const producer = new Producer({ port: publisher.ports.producer, secret: TEST_SECRET, id: 'many' })
+  t.teardown(() => producer.close())
+  const consumer = consumerFor(t, first.ports.gateway, producer.signConsumerToken({ userId: newUserId() }), {
+    maxRoomsRemembered: 5,
+    reconnectMaxMs: 500,
+  })
+  const received = collect(consumer)
+  await consumer.connect()
+  // 20 rooms delivered to and left: more than it remembers, and none of them comes again.
+  const old = Array.from({ length: 20 }, (_, i) => `old${i}`)
+  for (const room of old) t.is(await producer.subscribe(room, consumer.id!), 1)
+  t.is(await producer.publish(old.map(room => [room, room] as const)), 20)
+  await received.waitFor(20)
+  for (const room of old) t.is(await producer.unsubscribe(room, consumer.id!), 1)
+  // The 5 recent rooms, 10 messages each, interleaved: the next node sends all 50 again.
+  const recent = Array.from({ length: 5 }, (_, i) => `recent${i}`)
+  for (const room of recent) t.is(await producer.subscribe(room, consumer.id!), 1)
+  const batch = numbers(10).flatMap(n => recent.map(room => [room, `${room}:${n}`] as const))
+  t.is(await producer.publish(batch), 50)
+  await received.waitFor(70)
+
+  const reopened = new Promise<void>(resolve => consumer.on('state', state => state === 'open' && resolve()))
+  first.child.kill('SIGKILL')
+  await first.exited
+  const next = await restartOn(t, first, prefix)
+  await reopened
+  t.is(await producer.publish(recent.map(room => [room, `${room}:10`] as const)), 5)
+  await received.waitFor(75)
+  await holdsFor(() => received.messages().length === 75, 300, 'none of it twice')
+  const inRoom = (room: string): string[] =>
+    received.all.filter(([, meta]) => meta.room === room).map(([m]) => m)
+  for (const room of recent)
+    t.deepEqual(
+      inRoom(room),
+      [...numbers(10), '10'].map(n => `${room}:${n}`),
+    )
+  next.signal('SIGTERM')
+  t.is(await next.exited, 0)
+})

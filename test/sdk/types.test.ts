@@ -56,7 +56,7 @@ export async function main(): Promise<void> {
   const token: string = producer.signConsumerToken({ userId: '55a07f2dee06c78e1357b0ad', source: 'ios' })
   producer.on('state', state => console.log(state.toUpperCase()))
 
-  const consumer = new Consumer('https://push.example.com', { token, codec: 'msgpack' })
+  const consumer = new Consumer('https://push.example.com', { token, codec: 'msgpack', maxRoomsRemembered: 50_000 })
   consumer.on('message', (message: string, meta: MessageMeta) => console.log(message.length, meta.room, meta.seq + 1))
   consumer.on('gap', (gap: Gap) => console.log(gap.room, gap.missed ?? 'unknown'))
   consumer.on('state', (state: ConsumerState, details: StateDetails) => console.log(state, details.retryInMs))
@@ -80,6 +80,8 @@ export async function main(): Promise<void> {
   await producer.publish([['room', 1]])
   // @ts-expect-error no such codec
   new Consumer('https://push.example.com', { token, codec: 'xml' })
+  // @ts-expect-error a count is a number
+  new Consumer('https://push.example.com', { token, maxRoomsRemembered: '50000' })
   // @ts-expect-error a message listener gets a string and its meta
   consumer.on('message', (message: number) => console.log(message))
   // @ts-expect-error no such event

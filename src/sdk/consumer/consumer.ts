@@ -21,12 +21,15 @@
  * Deliveries are acknowledged here, after the listeners ran. A message whose
  * (room, storedAtMs, seq) is not after the last one this consumer handed out
  * for that room is dropped: a batch sent again after a reconnect or a node
- * crash reaches the application once.
+ * crash reaches the application once. Only the maxRoomsRemembered rooms
+ * delivered to most recently are remembered: what the broker sends again is
+ * recent (README "The SDK"), and a consumer living for weeks must not keep
+ * every room it ever heard of.
  */
+import { checkedCount, checkedMs } from '../options.js'
 import { Backoff, jittered } from '../backoff.js'
 import { Emitter } from '../emitter.js'
 import { SDK_ERRORS, SnapperError } from '../errors.js'
-import { checkedMs } from '../options.js'
 import { asRun, CODECS, decodeFrame, encodeAck, type Codec } from './codec.js'
 import {
   engineUrl,
@@ -64,10 +67,24 @@ export interface ConsumerOptions {
    * `error` event, and the consumer reconnects. @default 16777216 (16 MiB)
    */
   readonly maxReceiveBytes?: number
+  /**
+   * How many rooms the consumer remembers its last message of, to drop what
+   * the broker sends again: past it, the room delivered to least recently is
+   * forgotten, and a message of that room sent again is handed out again.
+   * @default 10000
+   */
+  readonly maxRoomsRemembered?: number
 }
 
 /** maxReceiveBytes's default: far above what a gateway sends at once with its defaults (README "The SDK"). */
 export const DEFAULT_MAX_RECEIVE_BYTES = 16 << 20
+
+/**
+ * maxRoomsRemembered's default: far more rooms than one consumer gets between
+ * two cursor flushes of its node (what a crash sends again), in about 1.3 MB
+ * (README "The SDK").
+ */
+export const DEFAULT_MAX_ROOMS_REMEMBERED = 10_000
 
 /** Where a message comes from. */
 export interface MessageMeta {
@@ -135,8 +152,10 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   readonly #transports: readonly TransportName[]
   readonly #openTimeoutMs: number
   readonly #maxReceiveBytes: number
+  readonly #maxRoomsRemembered: number
   readonly #platform: Platform
   readonly #backoff: Backoff
+  /** By room, least recently delivered first (#positionOf re-inserts a room per run), at most #maxRoomsRemembered. */
   readonly #positions = new Map<string, Position>()
   #state: ConsumerState = 'idle'
   #id: string | undefined
@@ -165,6 +184,11 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     const maxReceiveBytes = options.maxReceiveBytes ?? DEFAULT_MAX_RECEIVE_BYTES
     if (!(Number.isSafeInteger(maxReceiveBytes) && maxReceiveBytes > 0))
       throw new TypeError('Consumer: maxReceiveBytes must be a whole number of bytes above 0')
+    const maxRoomsRemembered = checkedCount(
+      'Consumer',
+      'maxRoomsRemembered',
+      options.maxRoomsRemembered ?? DEFAULT_MAX_ROOMS_REMEMBERED,
+    )
     new URL(url) // throws a TypeError now for a URL that cannot work
     this.#url = url
     this.#token = options.token
@@ -175,6 +199,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     this.#transports = transports
     this.#openTimeoutMs = openTimeoutMs
     this.#maxReceiveBytes = maxReceiveBytes
+    this.#maxRoomsRemembered = maxRoomsRemembered
     this.#platform = platform
     this.#backoff = new Backoff(
       checkedMs('Consumer', 'reconnectMinMs', options.reconnectMinMs ?? 500),
@@ -406,23 +431,35 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
         continue
       }
       const [room, storedAtMs, seq, messages] = run
-      let position = this.#positions.get(room)
+      if (messages.length === 0) continue
+      const position = this.#positionOf(room)
       for (let i = 0; i < messages.length; i++) {
         const message = messages[i]!
         const at = seq + i
         // (storedAtMs, seq) orders a room's messages, also across a room log that expired and restarted at 1.
-        if (
-          position &&
-          (storedAtMs < position.storedAtMs || (storedAtMs === position.storedAtMs && at <= position.seq))
-        )
+        if (storedAtMs < position.storedAtMs || (storedAtMs === position.storedAtMs && at <= position.seq))
           continue
-        if (position) {
-          position.storedAtMs = storedAtMs
-          position.seq = at
-        } else this.#positions.set(room, (position = { storedAtMs, seq: at }))
+        position.storedAtMs = storedAtMs
+        position.seq = at
         this.emit('message', message, { room, seq: at, storedAtMs })
         if (this.#state === 'closed') return
       }
     }
+  }
+
+  /**
+   * `room`'s position, made the most recently delivered; the least recently
+   * delivered room is forgotten past maxRoomsRemembered. Once per run: a Map
+   * keeps insertion order, so deleting and setting again moves a room last.
+   */
+  #positionOf(room: string): Position {
+    const positions = this.#positions
+    let position = positions.get(room)
+    if (position) positions.delete(room)
+    // Nothing handed out yet: every message is after it.
+    else position = { storedAtMs: Number.NEGATIVE_INFINITY, seq: 0 }
+    positions.set(room, position)
+    if (positions.size > this.#maxRoomsRemembered) positions.delete(positions.keys().next().value!)
+    return position
   }
 }
