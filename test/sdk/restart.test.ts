@@ -4,12 +4,14 @@
  * answered publishes loses and repeats nothing, for both codecs on both
  * transports, and the draining node's `reconnect` notice skips the backoff; after a SIGKILL the new node sends again what the dead one
  * had delivered (its acknowledgements were never written), and the SDK
- * consumer hands none of it out twice.
+ * consumer hands none of it out twice: also one that got more rooms over its
+ * life than its maxRoomsRemembered, for the rooms it got last.
  */
 import test from 'ava'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { startCli, type RunningCli } from '../helpers/cli.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
+import type { ConsumerOptions } from '../../src/sdk/consumer/node.js'
 import { Producer } from '../../src/sdk/producer/index.js'
 import { collect, consumerFor } from './helpers.js'
 import type { ExecutionContext } from 'ava'
@@ -92,28 +94,44 @@ test('a node restart under load: every message once, in order, on both codecs an
   t.is(await next.exited, 0)
 })
 
-test('SIGKILL: the next node sends again what the dead one delivered; the SDK hands out none of it twice', async t => {
+/**
+ * A node that writes no acknowledgement before it is killed (the next node
+ * starts from the join), a producer on another node of the same Redis, and
+ * an SDK consumer of the first, connected, whose messages are collected.
+ */
+async function nodeToKill(t: ExecutionContext, options: Omit<ConsumerOptions, 'token'>) {
   const prefix = uniquePrefix()
-  // Acknowledgements are never written before the kill: the next node starts from the join.
   const first = await startCli(t, { workers: 0, env: envFor(prefix, { SNAPPER_CURSOR_FLUSH_MS: '600000' }) })
   const publisher = await startBroker(t, server.url, { redisPrefix: prefix })
   const producer = new Producer({ port: publisher.ports.producer, secret: TEST_SECRET, id: 'kill' })
   t.teardown(() => producer.close())
   const consumer = consumerFor(t, first.ports.gateway, producer.signConsumerToken({ userId: newUserId() }), {
-    codec: 'msgpack',
     reconnectMaxMs: 500,
+    ...options,
   })
   const received = collect(consumer)
   await consumer.connect()
+  /** SIGKILLs the node and starts the next on its ports; resolves once the consumer is open on it. */
+  const killAndRestart = async (): Promise<RunningCli> => {
+    const reopened = new Promise<void>(resolve =>
+      consumer.on('state', state => state === 'open' && resolve()),
+    )
+    first.child.kill('SIGKILL')
+    await first.exited
+    const next = await restartOn(t, first, prefix)
+    await reopened
+    return next
+  }
+  return { producer, consumer, received, killAndRestart }
+}
+
+test('SIGKILL: the next node sends again what the dead one delivered; the SDK hands out none of it twice', async t => {
+  const { producer, consumer, received, killAndRestart } = await nodeToKill(t, { codec: 'msgpack' })
   t.is(await producer.subscribe('crash', consumer.id!), 1)
   t.is(await producer.publish(numbers(100).map(n => ['crash', n] as const)), 100)
   await received.waitFor(100)
 
-  const reopened = new Promise<void>(resolve => consumer.on('state', state => state === 'open' && resolve()))
-  first.child.kill('SIGKILL')
-  await first.exited
-  const next = await restartOn(t, first, prefix)
-  await reopened
+  const next = await killAndRestart()
   t.is(await producer.publish('crash', '100'), 1)
   await received.waitFor(101)
   await holdsFor(() => received.messages().length === 101, 300, 'none of it twice')
@@ -123,17 +141,7 @@ test('SIGKILL: the next node sends again what the dead one delivered; the SDK ha
 })
 
 test('SIGKILL after many rooms: a consumer remembering 5 rooms hands out nothing of its 5 recent rooms twice', async t => {
-  const prefix = uniquePrefix()
-  const first = await startCli(t, { workers: 0, env: envFor(prefix, { SNAPPER_CURSOR_FLUSH_MS: '600000' }) })
-  const publisher = await startBroker(t, server.url, { redisPrefix: prefix })
-  const producer = new Producer({ port: publisher.ports.producer, secret: TEST_SECRET, id: 'many' })
-  t.teardown(() => producer.close())
-  const consumer = consumerFor(t, first.ports.gateway, producer.signConsumerToken({ userId: newUserId() }), {
-    maxRoomsRemembered: 5,
-    reconnectMaxMs: 500,
-  })
-  const received = collect(consumer)
-  await consumer.connect()
+  const { producer, consumer, received, killAndRestart } = await nodeToKill(t, { maxRoomsRemembered: 5 })
   // 20 rooms delivered to and left: more than it remembers, and none of them comes again.
   const old = Array.from({ length: 20 }, (_, i) => `old${i}`)
   for (const room of old) t.is(await producer.subscribe(room, consumer.id!), 1)
@@ -147,11 +155,7 @@ test('SIGKILL after many rooms: a consumer remembering 5 rooms hands out nothing
   t.is(await producer.publish(batch), 50)
   await received.waitFor(70)
 
-  const reopened = new Promise<void>(resolve => consumer.on('state', state => state === 'open' && resolve()))
-  first.child.kill('SIGKILL')
-  await first.exited
-  const next = await restartOn(t, first, prefix)
-  await reopened
+  const next = await killAndRestart()
   t.is(await producer.publish(recent.map(room => [room, `${room}:10`] as const)), 5)
   await received.waitFor(75)
   await holdsFor(() => received.messages().length === 75, 300, 'none of it twice')
