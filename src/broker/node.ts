@@ -43,7 +43,7 @@ export type NodeConfig = Pick<
 interface Handshake<S> {
   readonly sink: S
   /** Aborted when its client went away, or it was refused late. */
-  readonly abandoned: AbortSignal | undefined
+  readonly abandoned: { readonly aborted: boolean } | undefined
 }
 
 /**
@@ -257,7 +257,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     userId: string,
     sink: S,
     replaces?: string,
-    abandoned?: AbortSignal,
+    abandoned?: { readonly aborted: boolean },
   ): Promise<Outbox<S> | undefined> {
     // Not `live.sink = sink`: two handshakes of one consumer open in any order, and the engine
     // keeps the session that opens last, so only its open may claim the outbox.

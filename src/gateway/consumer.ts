@@ -17,6 +17,7 @@ import {
   type DeliveryFormat,
 } from './delivery.js'
 import {
+  type Abandoned,
   type Authorization,
   type EngineHandlers,
   type Handshake,
@@ -227,7 +228,7 @@ export function createConsumerHandlers(
 
     // The node takes the consumer over before its session opens: the open packet says it is ready.
     // A client gone before the takeover kicks no live session of the consumer elsewhere.
-    async prepare(link: ConsumerLink, abandoned: AbortSignal): Promise<void> {
+    async prepare(link: ConsumerLink, abandoned: Abandoned): Promise<void> {
       link.outbox = await node.connect(link.consumerId, link.userId, link, link.replaces, abandoned)
       if (!link.outbox) throw new TryAgainLater(STORAGE_UNAVAILABLE, 'Redis refused the consumer take')
     },

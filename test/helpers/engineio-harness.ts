@@ -4,6 +4,7 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js'
 import WebSocket from 'ws'
 import { defaults } from '../../src/config/defaults.js'
 import {
+  type Abandoned,
   type Engine,
   type EngineHandlers,
   type EngineOptions,
@@ -66,7 +67,7 @@ export interface EchoServer {
   /** Authorizations that never became sessions. */
   readonly abandoned: EchoData[]
   /** The signal each prepare() got, in arrival order: aborted when its client went away. */
-  readonly preparing: AbortSignal[]
+  readonly preparing: Abandoned[]
   /** Resolves with the close reason of the next (or an already recorded, unclaimed) close of `id`. */
   closeOf(id: string): Promise<string>
   openOf(id: string): Promise<Session<EchoData>>
@@ -93,7 +94,7 @@ export async function startEcho(
   const received: Array<string | Buffer> = []
   const handshakes: Handshake[] = []
   const abandoned: EchoData[] = []
-  const preparing: AbortSignal[] = []
+  const preparing: Abandoned[] = []
   const gated: Array<() => void> = []
   let counter = 0
   const options = { ...defaultOptions, ...overrides }

@@ -1,6 +1,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js'
 import type { Logger } from '../../log.js'
 import {
+  type Abandonment,
   type Authorization,
   type EngineHandlers,
   type EngineOptions,
@@ -108,13 +109,13 @@ export class Admission<T> {
    * counted against maxSessions until its hook settles, late or not: what
    * the hook took (the consumer's outbox) lives until then.
    */
-  prepare(data: T, abandoned: AbortController): Preparation {
+  prepare(data: T, abandoned: Abandonment): Preparation {
     const prepare = this.#handlers.prepare
     if (prepare === undefined) return undefined
     this.#preparing++
     let prepared: Promise<void>
     try {
-      prepared = prepare.call(this.#handlers, data, abandoned.signal)
+      prepared = prepare.call(this.#handlers, data, abandoned)
     } catch (err) {
       prepared = Promise.reject(err)
     }

@@ -105,7 +105,7 @@ export interface EngineHandlers<T> {
    * websocket closed) or at the engine's prepareTimeout, so that the hook
    * can stop short: abandon() follows once it settles. @default open at once
    */
-  prepare?(data: T, abandoned: AbortSignal): Promise<void>
+  prepare?(data: T, abandoned: Abandoned): Promise<void>
   /**
    * Optional. An accepted authorization that will never become a session: the
    * client went away while prepare() was pending, prepare() failed or took
@@ -191,5 +191,25 @@ export class TryAgainLater extends Error {
     super(reason)
     this.name = 'TryAgainLater'
     this.refusal = refusal
+  }
+}
+
+/**
+ * Whether a handshake was abandoned while its prepare hook ran (its client
+ * went away, the engine closed, prepareTimeout passed): a flag the hook reads
+ * to stop short. Not an AbortSignal: one is made per handshake, and making
+ * an AbortSignal cost a connect storm microseconds each (docs/performance.md,
+ * section 1); nothing listens for the abort, the hook looks when it must.
+ */
+export interface Abandoned {
+  readonly aborted: boolean
+}
+
+/** The engine's side of an Abandoned: set once, never cleared. */
+export class Abandonment implements Abandoned {
+  aborted = false
+
+  abort(): void {
+    this.aborted = true
   }
 }

@@ -2,7 +2,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { guard } from '../../guard.js'
 import { type Logger, silentLogger } from '../../log.js'
 import { Admission, type AdmissionHost, INTERNAL_ERROR, type Prepared } from './admission.js'
-import type { Engine, EngineHandlers, EngineOptions, Session } from './api.js'
+import { Abandonment, type Engine, type EngineHandlers, type EngineOptions, type Session } from './api.js'
 import {
   Cors,
   answerFailedRequest,
@@ -23,7 +23,15 @@ import { type UpgradeHost, type UpgradeRoute, Upgrades } from './upgrade.js'
 import { loadUws } from './uws.js'
 import type { WebSocketTransport } from './websocket.js'
 
-export type { Authorization, Engine, EngineHandlers, EngineOptions, Handshake, Session } from './api.js'
+export type {
+  Abandoned,
+  Authorization,
+  Engine,
+  EngineHandlers,
+  EngineOptions,
+  Handshake,
+  Session,
+} from './api.js'
 export { TryAgainLater } from './api.js'
 export { EncodedMessage, encodeMessage } from './packet.js'
 export { assertNativeUws, loadUws } from './uws.js'
@@ -236,7 +244,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
       // The open packet, and whatever open() sent, answer this very request.
       session.polling?.poll(res, request, cookie)
     }
-    const gone = new AbortController()
+    const gone = new Abandonment()
     const prepared = this.#admission.prepare(data, gone)
     if (prepared === undefined) return open()
     let isAborted = false

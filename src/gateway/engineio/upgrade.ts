@@ -8,7 +8,7 @@ import type {
 import { guard } from '../../guard.js'
 import type { Logger } from '../../log.js'
 import { type Admission, INTERNAL_ERROR, type Preparation, type Prepared } from './admission.js'
-import type { EngineOptions } from './api.js'
+import { Abandonment, type EngineOptions } from './api.js'
 import {
   answerFailedRequest,
   asksB64,
@@ -54,7 +54,7 @@ type Ticket<T> =
       readonly data: T
       readonly prepared: Preparation
       /** Aborted when the socket closes: its prepare() may stop short. */
-      readonly gone: AbortController
+      readonly gone: Abandonment
     }
   | { readonly kind: 'probe'; readonly session: EngineSession<T> }
   /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (docs/consumer-protocol.md §7). */
@@ -143,7 +143,7 @@ export class Upgrades<T> {
         const decision = this.#admission.authorize(res, req, route.query)
         if (!decision.ok) return refuseUpgrade(res, decision)
         const { id, data } = decision
-        const gone = new AbortController()
+        const gone = new Abandonment()
         return this.#upgrade(res, headers, route.query, route.revision, {
           kind: 'handshake',
           revision: route.revision,
