@@ -76,10 +76,12 @@ export class Hub<S extends ConsumerSink> {
   /**
    * The consumer answered a batch with an error: send its messages again
    * shortly under a new id, since clients drop a batch whose id they just saw.
+   * False for another batch, or an outbox released (the batch goes again, same
+   * id, where its consumer reconnects).
    */
   nack(outbox: Outbox<S>, batchId: unknown): boolean {
     const { inflight, sink } = outbox
-    if (inflight?.id !== batchId) return false
+    if (inflight?.id !== batchId || !this.holds(outbox)) return false
     setTimeout(
       guard(this.#context.log, 'nack retry', () => {
         // Unless it was acknowledged or went to a new session (which got it again, same id) meanwhile.

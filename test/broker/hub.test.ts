@@ -77,6 +77,13 @@ test('nack: the same messages again under a new id, a second later, unless ackno
   t.is(acked.outbox.sink!.batches.length, 1)
 })
 
+test('nack: refused once the outbox is released (its session is going, the batch goes again where it reconnects)', async t => {
+  const { hub, outbox } = await hubWithBatch(['a'])
+  const [batch] = outbox.sink!.batches
+  hub.remove(outbox)
+  t.false(hub.nack(outbox, batch!.id))
+})
+
 test('a batch unacknowledged past the ack timeout closes its session, and is counted', async t => {
   // Long enough that the set-up on a loaded machine does not pass it before the "not yet" check.
   const { hub, host, context, outbox } = await hubWithBatch(['a'], 300)
