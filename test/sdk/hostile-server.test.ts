@@ -465,11 +465,16 @@ test('a POST the server never answers ends the polling session after pingInterva
   const gateway = await pingingGateway(t, 1, undefined)
   const { consumer, states } = watchedConsumer(t, gateway.url)
   await consumer.connect()
-  // Before: the pong (and every ack after it) waited behind that POST for as long as the polls came.
+  // Before: the pong (and every ack after it) waited behind that POST for as long as the polls came,
+  // and the session never ended. Both of its timers are pingInterval + pingTimeout: on a loaded
+  // machine a poll answered 350 ms late ends it by the ping timeout first (a CI run saw it).
   const [, details] = await eventually(() => states.find(([state]) => state === 'reconnecting'), {
     what: 'the session ended',
   })
-  t.is(details.reason, 'post not answered within 400 ms')
+  t.true(
+    details.reason === 'post not answered within 400 ms' || details.reason === 'ping timeout',
+    String(details.reason),
+  )
   t.deepEqual(escaped, [])
 })
 
