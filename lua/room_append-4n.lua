@@ -71,6 +71,7 @@ local call = tonumber(ARGV[6])
 local callText = string.format('%.0f', call)
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local nowText = string.format('%.0f', now) -- most parts' ms: formatted once a call
 
 -- Reads what append() needs of a part's room: its head's fields and its log's length. `run` is
 -- redis.pcall where the keys may be broken (a reply then holds the error), else redis.call.
@@ -120,7 +121,7 @@ local function append(part)
   end
   -- Numbers become text once each: every conversion is a sprintf, a good part of the script's cost.
   local first = seq + 1
-  local stamp = string.format('%.0f', ms)
+  local stamp = ms == now and nowText or string.format('%.0f', ms)
   local prefix = stamp .. '-'
   local seqText
   local messages = {}
@@ -223,7 +224,8 @@ for k = 1, #KEYS, 4 do
   local count = tonumber(ARGV[at + 2])
   local part = {
     log = KEYS[k], headKey = KEYS[k + 1], channel = KEYS[k + 2], trackKey = KEYS[k + 3],
-    after = tonumber(ARGV[at]), track = ARGV[at + 1], from = at + 3, to = at + 2 + count,
+    after = ARGV[at] == '0' and 0 or tonumber(ARGV[at]), -- '0' (none) most often: no strtod
+    track = ARGV[at + 1], from = at + 3, to = at + 2 + count,
   }
   part.decision, part.error = decide(part)
   if part.decision == 'refused' then return {-1} end
