@@ -167,21 +167,9 @@ app.ws<SocketData>('/websocket/*', {
   },
   open(ws) {
     const data = ws.getUserData()
-    const userId = data.rooms[0]!.slice(4)
-    const consumer = snapperKeys.consumer(data.sid)
     // `scripts`: the handshake's Redis work is Snapper's (take the session, read rooms and cursors, presence).
     const stored = usesScripts
-      ? CONNECT_SCRIPT.call(
-          redis,
-          [
-            consumer.rooms,
-            consumer.node,
-            consumer.inflight,
-            snapperKeys.presence(userId),
-            snapperKeys.room(data.rooms[0]!).head,
-          ],
-          [writer, DEFAULTS.consumerTtlSec, data.sid, data.rooms[0]!, ''],
-        )
+      ? takeWithScripts(data)
       : redis.set(`${options.prefix}:floor:consumer:${data.sid}`, options.index, 'EX', CONSUMER_TTL_SEC)
     Promise.all([stored, ...data.rooms.map(subscribe)]).then(
       () => {
@@ -208,6 +196,23 @@ app.ws<SocketData>('/websocket/*', {
     ws.getUserData().isClosed = true
   },
 })
+
+/** `scripts`: a handshake's take, as Snapper's (consumer_connect-5.lua); the own room is the first. */
+function takeWithScripts(data: SocketData): Promise<unknown> {
+  const ownRoom = data.rooms[0]!
+  const consumer = snapperKeys.consumer(data.sid)
+  return CONNECT_SCRIPT.call(
+    redis,
+    [
+      consumer.rooms,
+      consumer.node,
+      consumer.inflight,
+      snapperKeys.presence(ownRoom.slice('user'.length)),
+      snapperKeys.room(ownRoom).head,
+    ],
+    [writer, DEFAULTS.consumerTtlSec, data.sid, ownRoom, ''],
+  )
+}
 
 /**
  * `scripts`: a producer frame's messages, by room, in calls of at most 256 messages (as RoomLog's; Snapper
