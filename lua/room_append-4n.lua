@@ -73,6 +73,19 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local nowText = string.format('%.0f', now) -- most parts' ms: formatted once a call
 
+-- Whether a < b, for whole numbers as this script writes them (ms, call numbers: digits, no leading
+-- zero), by their digits: a head's fields are compared without tonumber, which is a strtod twice.
+local function isLess(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+
+-- The texts a head's ms fields are compared with, for a part stored at ms (once a call for now).
+local function bounds(ms)
+  return string.format('%.0f', ms - ttl * 1000), string.format('%.0f', ms + ttl * 1000)
+end
+local nowCutoffText, nowDueText = bounds(now)
+
 -- Reads what append() needs of a part's room: its head's fields and its log's length. `run` is
 -- redis.pcall where the keys may be broken (a reply then holds the error), else redis.call.
 local function readHead(part, run)
@@ -88,9 +101,9 @@ local function decide(part)
   if broken then return 'broken', broken end
   local written = part.head[3]
   if written then
-    local lastCall = tonumber(string.match(written, '^(%d+) '))
-    if call <= lastCall then return 'stored' end
-    if lastCall < part.after then return 'refused' end
+    local lastCall = string.match(written, '^(%d+) ')
+    if not isLess(lastCall, callText) then return 'stored' end
+    if part.after > 0 and tonumber(lastCall) < part.after then return 'refused' end
   elseif part.after > 0 then
     return 'refused'
   end
@@ -101,10 +114,14 @@ end
 local function append(part)
   local log, headKey, channel, trackKey = part.log, part.headKey, part.channel, part.trackKey
   local head, length = part.head, part.length
-  local ms = now
+  local ms, stamp, cutoffText, dueText = now, nowText, nowCutoffText, nowDueText
   local seq = tonumber(head[1]) or 0
-  local last = tonumber(head[2]) or 0
-  if ms < last then ms = last end
+  local last = head[2]
+  if last and isLess(nowText, last) then -- the clock went back: ms stays where it was
+    ms = tonumber(last) or now
+    stamp = string.format('%.0f', ms)
+    cutoffText, dueText = bounds(ms)
+  end
   if not head[3] and numbered and redis.call('HLEN', headKey) > 18 then
     local fields = redis.call('HGETALL', headKey)
     for i = 1, #fields, 2 do
@@ -114,14 +131,13 @@ local function append(part)
       end
     end
   end
-  local bytes, oldest = 0, nil
+  local bytes, oldestText = 0, nil
   if length > 0 then
     bytes = tonumber(head[4]) or countBytes(log)
-    oldest = tonumber(head[5])
+    oldestText = head[5] or nil
   end
   -- Numbers become text once each: every conversion is a sprintf, a good part of the script's cost.
   local first = seq + 1
-  local stamp = ms == now and nowText or string.format('%.0f', ms)
   local prefix = stamp .. '-'
   local seqText
   local messages = {}
@@ -146,13 +162,13 @@ local function append(part)
   seqText = seqText or string.format('%.0f', seq) -- a part of no messages
   local firstText = first == seq and seqText or string.format('%.0f', first)
   local isNew = length == 0 -- a log XADD makes anew has no expiry yet
-  local oldestMoved = isNew
-  if isNew then oldest = ms end
+  local oldestMoved, oldest = isNew, ms
+  if isNew then oldestText = stamp end
   length = length + (part.to - part.from + 1)
   -- Trim: the oldest entries go while the log is too long or too big, or they are older than
   -- the ttl. Within length and bytes, only entries older than the ttl are read.
   local cutoff = ms - ttl * 1000
-  if length > maxLen or bytes > maxBytes or oldest == nil or oldest < cutoff then
+  if length > maxLen or bytes > maxBytes or not oldestText or isLess(oldestText, cutoffText) then
     oldestMoved = true
     local gone = nil -- id of the newest entry that goes
     oldest = cutoff -- no entry older than the ttl stays; the first one kept says more if it is read
@@ -162,7 +178,7 @@ local function append(part)
       if length > maxLen or bytes > maxBytes then
         entries = redis.call('XRANGE', log, from, '+', 'COUNT', math.max(1, length - maxLen))
       else
-        entries = redis.call('XRANGE', log, from, string.format('(%.0f-0', cutoff), 'COUNT', 64)
+        entries = redis.call('XRANGE', log, from, '(' .. cutoffText .. '-0', 'COUNT', 64)
       end
       if #entries == 0 then break end
       local kept = nil
@@ -193,9 +209,9 @@ local function append(part)
     fields[#fields + 1] = 'o'
     fields[#fields + 1] = string.format('%.0f', oldest)
   end
-  local expires = tonumber(head[6])
+  local expires = head[6]
   local life = nil
-  if isNew or not expires or expires < ms + ttl * 1000 then
+  if isNew or not expires or isLess(expires, dueText) then
     life = ttl + math.ceil(ttl / 8)
     fields[#fields + 1] = 'x'
     fields[#fields + 1] = string.format('%.0f', ms + life * 1000)
@@ -221,7 +237,7 @@ end
 local parts = {}
 local at = 7
 for k = 1, #KEYS, 4 do
-  local count = tonumber(ARGV[at + 2])
+  local count = ARGV[at + 2] + 0 -- written by the broker: a number (+ 0 is one strtod, tonumber two)
   local part = {
     log = KEYS[k], headKey = KEYS[k + 1], channel = KEYS[k + 2], trackKey = KEYS[k + 3],
     after = ARGV[at] == '0' and 0 or tonumber(ARGV[at]), -- '0' (none) most often: no strtod
