@@ -18,19 +18,17 @@
  * a notice that follows a failure, no less than the backoff), else a
  * jittered exponential backoff.
  *
- * Deliveries are acknowledged here, after the listeners ran. A message whose
- * (room, storedAtMs, seq) is not after the last one this consumer handed out
- * for that room is dropped: a batch sent again after a reconnect or a node
- * crash reaches the application once. Only the maxRoomsRemembered rooms
- * delivered to most recently are remembered: what the broker sends again is
- * recent (README "The SDK"), and a consumer living for weeks must not keep
- * every room it ever heard of.
+ * Deliveries are acknowledged here, after the listeners ran. A message at or
+ * before the last one this consumer handed out of its room is dropped, so
+ * that a batch sent again reaches the application once: delivered.ts keeps
+ * those positions.
  */
 import { checkedCount, checkedMs } from '../options.js'
 import { Backoff, jittered } from '../backoff.js'
 import { Emitter } from '../emitter.js'
 import { SDK_ERRORS, SnapperError } from '../errors.js'
 import { asRun, CODECS, decodeFrame, encodeAck, type Codec } from './codec.js'
+import { DeliveredPositions } from './delivered.js'
 import {
   engineUrl,
   type Ending,
@@ -138,12 +136,6 @@ const UPGRADE_RETRY_MAX_MS = 8 * 60_000
 
 const BAD_RUN = 'a delivery run is not [room, storedAtMs, seq, messages]'
 
-/** Where a consumer stands in one room: the last message handed out. */
-interface Position {
-  storedAtMs: number
-  seq: number
-}
-
 export class ConsumerCore extends Emitter<ConsumerEvents> {
   readonly #url: string
   readonly #token: string
@@ -152,11 +144,10 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
   readonly #transports: readonly TransportName[]
   readonly #openTimeoutMs: number
   readonly #maxReceiveBytes: number
-  readonly #maxRoomsRemembered: number
   readonly #platform: Platform
   readonly #backoff: Backoff
-  /** By room, least recently delivered first (#positionOf re-inserts a room per run), at most #maxRoomsRemembered. */
-  readonly #positions = new Map<string, Position>()
+  /** Per room, the last message handed out: what #deliver drops when it comes again. */
+  readonly #delivered: DeliveredPositions
   #state: ConsumerState = 'idle'
   #id: string | undefined
   #link: Link | undefined
@@ -199,7 +190,7 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
     this.#transports = transports
     this.#openTimeoutMs = openTimeoutMs
     this.#maxReceiveBytes = maxReceiveBytes
-    this.#maxRoomsRemembered = maxRoomsRemembered
+    this.#delivered = new DeliveredPositions(maxRoomsRemembered)
     this.#platform = platform
     this.#backoff = new Backoff(
       checkedMs('Consumer', 'reconnectMinMs', options.reconnectMinMs ?? 500),
@@ -432,34 +423,13 @@ export class ConsumerCore extends Emitter<ConsumerEvents> {
       }
       const [room, storedAtMs, seq, messages] = run
       if (messages.length === 0) continue
-      const position = this.#positionOf(room)
+      const position = this.#delivered.positionOf(room)
       for (let i = 0; i < messages.length; i++) {
-        const message = messages[i]!
         const at = seq + i
-        // (storedAtMs, seq) orders a room's messages, also across a room log that expired and restarted at 1.
-        if (storedAtMs < position.storedAtMs || (storedAtMs === position.storedAtMs && at <= position.seq))
-          continue
-        position.storedAtMs = storedAtMs
-        position.seq = at
-        this.emit('message', message, { room, seq: at, storedAtMs })
+        if (!position.advanceTo(storedAtMs, at)) continue // handed out already
+        this.emit('message', messages[i]!, { room, seq: at, storedAtMs })
         if (this.#state === 'closed') return
       }
     }
-  }
-
-  /**
-   * `room`'s position, made the most recently delivered; the least recently
-   * delivered room is forgotten past maxRoomsRemembered. Once per run: a Map
-   * keeps insertion order, so deleting and setting again moves a room last.
-   */
-  #positionOf(room: string): Position {
-    const positions = this.#positions
-    let position = positions.get(room)
-    if (position) positions.delete(room)
-    // Nothing handed out yet: every message is after it.
-    else position = { storedAtMs: Number.NEGATIVE_INFINITY, seq: 0 }
-    positions.set(room, position)
-    if (positions.size > this.#maxRoomsRemembered) positions.delete(positions.keys().next().value!)
-    return position
   }
 }
