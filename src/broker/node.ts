@@ -4,7 +4,8 @@ import type { Config } from '../config/defaults.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { userRoom } from '../redis/keys.js'
-import { ConsumerStore, type TakenConsumer } from './consumer-store.js'
+import { Connects } from './connects.js'
+import { ConsumerStore } from './consumer-store.js'
 import { CursorFlush } from './cursor-flush.js'
 import { decodeControl, isNotice } from './control.js'
 import type { BrokerCore } from './core.js'
@@ -13,7 +14,7 @@ import { Handoff } from './handoff.js'
 import { Hub } from './hub.js'
 import { ACK_LATENCY_BUCKETS_SEC, DeliveryLatency, LatencyCounts } from './latency.js'
 import { NodeContext, type NodeCounters } from './node-context.js'
-import { Outbox, type ConsumerSink, type OutboxHost } from './outbox.js'
+import type { ConsumerSink, Outbox } from './outbox.js'
 import { outboxHost } from './outbox-host.js'
 import { answerRoomMembers, decodeQuestion } from './room-members.js'
 import { RoomSync } from './room-sync.js'
@@ -39,13 +40,6 @@ export type NodeConfig = Pick<
   | 'ackTimeoutMs'
 >
 
-/** A handshake waiting for its consumer's takeover: the sink its session would deliver through. */
-interface Handshake<S> {
-  readonly sink: S
-  /** Aborted when its client went away, or it was refused late. */
-  readonly abandoned: { readonly aborted: boolean } | undefined
-}
-
 /**
  * One broker node: the consumers whose live sessions it holds, and the wiring
  * of the parts that serve them (docs/ARCHITECTURE.md, the module map):
@@ -55,6 +49,7 @@ interface Handshake<S> {
  *   ConsumerStore  the consumers' keys in Redis: take, commit, release
  *   CursorFlush    acknowledged cursors to the rooms' progress, for a takeover after a crash
  *   Handoff        takeover / kick / released between nodes
+ *   Connects       a handshake's connect: take the consumer (through Handoff), read its rooms
  *   RoomSync       joins and leaves told on the control channel; reconcile
  *
  * Transport-free: the gateway hands it sinks.
@@ -79,14 +74,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
   readonly #cursors: CursorFlush
   readonly #handoff: Handoff<S>
   readonly #rooms: RoomSync<S>
-  readonly #host: OutboxHost<S>
+  readonly #connects: Connects<S>
   readonly #timers: NodeJS.Timeout[] = []
-  /** Outboxes still connecting, each with its connect's take and read (see #release). */
-  readonly #connecting = new Map<Outbox<S>, Promise<void>>()
-  /** Outboxes whose take Redis refused (an error, not a hang): their handshakes are refused. */
-  readonly #untaken = new WeakSet<Outbox<S>>()
-  /** The handshakes each connecting outbox serves: abandoned once every one of them is (see #take). */
-  readonly #handshakes = new Map<Outbox<S>, Handshake<S>[]>()
   #stopped = false
 
   constructor(core: BrokerCore, config: NodeConfig, log: Logger, name = `${hostname()}:${process.pid}`) {
@@ -121,7 +110,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       // Not while connecting: its take writes the record, and it reads its rooms itself.
       outbox => {
         const held = this.#hub.get(outbox.consumerId)
-        return held === outbox && !this.#connecting.has(held)
+        return held === outbox && !this.#connects.isConnecting(held)
       },
       outbox => this.#rooms.restored(outbox),
     )
@@ -135,7 +124,8 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       config.takeoverWaitMs,
     )
     this.#rooms = new RoomSync(this.#hub, this.#fanout, this.#store, context)
-    this.#host = outboxHost({
+    // Every outbox is made by a connect (Connects), which hands it this host.
+    const host = outboxHost<S>({
       config,
       context,
       core,
@@ -144,18 +134,28 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       ackLatency: this.ackLatency,
       deliveryLatency: this.deliveryLatency,
     })
+    this.#connects = new Connects(
+      this.id,
+      core,
+      this.#hub,
+      this.#fanout,
+      this.#store,
+      this.#handoff,
+      this.#rooms,
+      host,
+      outbox => this.#detach(outbox),
+      context,
+    )
   }
 
   /** Live consumers on this node: not those still being taken over, which have no session open yet. */
   get online(): number {
-    let connecting = 0
-    for (const outbox of this.#connecting.keys()) if (this.#hub.holds(outbox)) connecting++
-    return this.#hub.size - connecting
+    return this.#hub.size - this.#connects.held
   }
 
   /** Consumers this node is taking over: their handshakes wait for that take (Redis) before they open. */
   get takingOver(): number {
-    return this.#connecting.size
+    return this.#connects.size
   }
 
   get roomCount(): number {
@@ -229,11 +229,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
    * taken over, since it would wait for that take, which waits for Redis.
    */
   canConnect(consumerId: string): boolean {
-    const live = this.#hub.get(consumerId)
-    const { redis, keys } = this.#core
-    return (
-      redis.isReadyFor(keys.consumer(consumerId).node) || (live !== undefined && !this.#connecting.has(live))
-    )
+    return this.#connects.canConnect(consumerId)
   }
 
   /**
@@ -252,112 +248,14 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
    * connection lost): the node let the outbox go, and the handshake must not
    * open, since its session would get nothing of its rooms (try again later).
    */
-  async connect(
+  connect(
     consumerId: string,
     userId: string,
     sink: S,
     replaces?: string,
     abandoned?: { readonly aborted: boolean },
   ): Promise<Outbox<S> | undefined> {
-    // Not `live.sink = sink`: two handshakes of one consumer open in any order, and the engine
-    // keeps the session that opens last, so only its open may claim the outbox.
-    const live = this.#hub.get(consumerId)
-    if (live) {
-      const connecting = this.#connecting.get(live)
-      if (connecting === undefined) return live
-      this.#handshakes.get(live)?.push({ sink, abandoned }) // its take is this handshake's too
-      await connecting
-      return this.#untaken.has(live) ? undefined : live
-    }
-    const outbox = new Outbox(this.#host, consumerId, userId)
-    outbox.sink = sink
-    this.#hub.add(outbox)
-    this.#rooms.connecting(outbox)
-    const ownRoom = userRoom(userId)
-    this.#core.stats.connected()
-    this.#core.stats.joined(ownRoom)
-
-    if (replaces && replaces !== consumerId) this.#store.weaken(replaces)
-    this.#handshakes.set(outbox, [{ sink, abandoned }])
-    const connecting = this.#takeAndRead(outbox)
-    this.#connecting.set(outbox, connecting)
-    try {
-      await connecting
-    } finally {
-      this.#connecting.delete(outbox)
-      this.#handshakes.delete(outbox)
-    }
-    return this.#untaken.has(outbox) ? undefined : outbox
-  }
-
-  /**
-   * Takes the consumer for the new outbox and reads where it stands into it;
-   * then delivers, or, if the outbox was released meanwhile, releases it with
-   * what was read (see #release). Never rejects.
-   */
-  async #takeAndRead(outbox: Outbox<S>): Promise<void> {
-    const { consumerId, userId } = outbox
-    const ownRoom = userRoom(userId)
-    try {
-      // Heard before its head is read: a consumer at the head of its own room then reads nothing.
-      const isListening = await this.#fanout.listen(ownRoom, outbox)
-      const taken = await this.#take(outbox)
-      if (taken) {
-        const { previous, rooms, inflight, ownHead } = taken
-        if (isListening) this.#fanout.anchor(ownRoom, ownHead)
-        // Not released by the node that held it (a crash): what it acknowledged since is in the rooms' progress.
-        if (previous) await this.#store.readProgress(outbox, rooms)
-        for (const [room, cursor] of rooms) outbox.addRoom(room, cursor)
-        if (inflight) await this.#store.restoreInflight(outbox, inflight)
-      }
-    } catch (err) {
-      this.#context.redisError(err, 'consumer connect failed')
-      // Not taken: a session opened now would get nothing of its rooms, not even once Redis answers
-      // again. Let go at once (below); its handshakes are refused and come back.
-      this.#untaken.add(outbox)
-      if (this.#hub.holds(outbox)) this.#detach(outbox)
-    }
-    if (!this.#rooms.connected(outbox)) {
-      // Released while connecting (a kick, a close, a stop): commit what was read, in this node's
-      // name; it touches only what names this node, which a newer connect of the consumer here
-      // may have written for itself.
-      if (!this.#hub.get(consumerId)) await this.#store.release(outbox)
-      return
-    }
-    // Until a session opens, the outbox is its newest handshake's that still waits for it: the one
-    // that the abandon of an earlier handshake (gone, or late) must not release under it.
-    const waiting = this.#handshakes.get(outbox)?.findLast(handshake => !handshake.abandoned?.aborted)
-    if (waiting) outbox.sink = waiting.sink
-    outbox.resend()
-  }
-
-  /**
-   * Takes the consumer for this node, from the node holding it if any: that
-   * one is asked to release it first (Handoff). Undefined if every handshake
-   * of the outbox was abandoned before: a client gone must not cut short the
-   * consumer's live session elsewhere, whose client would come back for nothing.
-   */
-  async #take(outbox: Outbox<S>): Promise<TakenConsumer | undefined> {
-    const isAbandoned = (): boolean =>
-      this.#handshakes.get(outbox)?.every(handshake => handshake.abandoned?.aborted) ?? false
-    if (isAbandoned()) return undefined
-    const taken = await this.#store.take(outbox, false)
-    if (taken.isTaken) return taken
-    const { holder } = taken
-    if (isAbandoned()) return undefined
-    const asked = await this.#handoff.takeOver(outbox.consumerId, holder)
-    // Asked and released by now, or not answering: either way there is nothing to take for a client gone.
-    if (isAbandoned()) return undefined
-    const retaken = await this.#store.take(outbox, true)
-    if (!retaken.isTaken) return undefined // evenIfHeld: not reached
-    // Another node took the session meanwhile: it closes it at once. So does the holder asked
-    // to release it: it may have released it and taken it again (a reconnect) before the take
-    // above, and then no one else closes that session. A holder taken for dead is not asked: its
-    // cursors are read from the rooms' progress, which its release would delete (a crash).
-    const { previous } = retaken
-    if (previous && previous !== this.id && (previous !== holder || asked))
-      this.#handoff.kick(previous, outbox.consumerId)
-    return retaken
+    return this.#connects.connect(consumerId, userId, sink, replaces, abandoned)
   }
 
   /**
@@ -430,7 +328,7 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     // Still connecting: its take may be on its way to Redis, and what the take reads (cursors, the
     // batch in flight) is not in the outbox yet. A release now could come after the take, and then
     // drop the in-flight record in its name; the connect releases the outbox once it has read them.
-    return this.#connecting.get(outbox) ?? this.#store.release(outbox)
+    return this.#connects.connecting(outbox) ?? this.#store.release(outbox)
   }
 
   /** Takes the outbox out of the node: no more deliveries, no rooms followed. */
