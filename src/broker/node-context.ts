@@ -18,7 +18,7 @@ export interface NodeCounters {
 }
 
 /**
- * What the parts of one node share (hub, fan-out, store, handoff, room sync):
+ * What the parts of one node share (hub, fan-out, store, handoff, connects, room sync):
  * its counters, its logger, and how a failed Redis command is reported. Such
  * a failure is never thrown: the work is retried, or healed later by a read.
  */

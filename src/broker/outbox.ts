@@ -17,7 +17,7 @@ export interface ConsumerSink {
   close(reason: string, retryAfterMs?: number): void
 }
 
-/** What an outbox needs from its node: a private object of BrokerNode (docs/ARCHITECTURE.md, Inside a node). */
+/** What an outbox needs from its node: BrokerNode makes it, its Connects hands it out (docs/ARCHITECTURE.md, Inside a node). */
 export interface OutboxHost<S extends ConsumerSink> {
   readonly batchMaxMessages: number
   readonly batchMaxBytes: number
