@@ -59,19 +59,23 @@ export class Handoff<S extends ConsumerSink> {
    */
   async takeOver(consumerId: string, holder: string | null): Promise<boolean> {
     if (!holder || holder === this.#nodeId || !(await this.#core.presence.isNodeAlive(holder))) return false
+    const takeovers = this.#takeovers
     await new Promise<void>(resolve => {
-      const timer = setTimeout(guard(this.#context.log, 'takeover wait', done), this.#takeoverWaitMs)
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer)
+        // Not a later takeover of the consumer's wait, which replaced this one (and ended it).
+        if (takeovers.get(consumerId) === done) takeovers.delete(consumerId)
         resolve()
       }
-      this.#takeovers.get(consumerId)?.()
-      this.#takeovers.set(consumerId, done)
+      const timer = setTimeout(guard(this.#context.log, 'takeover wait', done), this.#takeoverWaitMs)
+      timer.unref() // a process stopping need not wait for it
+      takeovers.get(consumerId)?.()
+      takeovers.set(consumerId, done)
       this.#sendKick(holder, consumerId).catch(err => {
         this.#context.redisError(err, 'kick failed')
         done()
       })
-    }).finally(() => this.#takeovers.delete(consumerId))
+    })
     return true
   }
 

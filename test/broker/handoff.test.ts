@@ -3,7 +3,8 @@
  * already, with that release still on its way to Redis (a close, the drain:
  * the outbox has left the hub), says `released` only once it is committed,
  * since the node taking the consumer over reads its cursors and batch in
- * flight as soon as `released` comes.
+ * flight as soon as `released` comes. Handoff.takeOver: a consumer's wait for
+ * `released` ends when it comes, also for a takeover that replaced another.
  */
 import test from 'ava'
 import { Handoff } from '../../src/broker/handoff.js'
@@ -12,6 +13,7 @@ import type { BrokerCore } from '../../src/broker/core.js'
 import type { Hub } from '../../src/broker/hub.js'
 import type { NodeContext } from '../../src/broker/node-context.js'
 import type { ConsumerSink } from '../../src/broker/outbox.js'
+import { silentLogger } from '../../src/log.js'
 import { pause } from '../helpers/eventually.js'
 
 test('a kick for a consumer whose release is under way is answered once that release is done', async t => {
@@ -43,4 +45,30 @@ test('a kick for a consumer whose release is under way is answered once that rel
 
   await handoff.onKick('c2', 'node-b') // nothing under way: at once
   t.is(told.length, 2)
+})
+
+test("a consumer's second takeover while the first waits: the holder's released ends it at once", async t => {
+  const core = {
+    membership: { tell: () => Promise.resolve() },
+    presence: { isNodeAlive: () => Promise.resolve(true) },
+  } as unknown as Pick<BrokerCore, 'membership' | 'presence'>
+  const takeoverWaitMs = 3000
+  const handoff = new Handoff(
+    'node-a',
+    core,
+    { get: () => undefined } as unknown as Hub<ConsumerSink>,
+    () => Promise.resolve(),
+    () => undefined,
+    { log: silentLogger } as NodeContext,
+    takeoverWaitMs,
+  )
+  const first = handoff.takeOver('c1', 'node-b')
+  await pause(20)
+  const second = handoff.takeOver('c1', 'node-b')
+  t.true(await first, 'the first wait ends when the second begins')
+  const started = Date.now()
+  handoff.onReleased('c1')
+  t.true(await second)
+  const tookMs = Date.now() - started
+  t.true(tookMs < takeoverWaitMs / 3, `the second waited ${tookMs} ms after released`)
 })
