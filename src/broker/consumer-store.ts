@@ -10,6 +10,7 @@ import { isAfter, isNext, isSame, missedBetween, parseCursor, type Cursor } from
 import type { Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
+import { inflightRecord } from './outbox-cursors.js'
 
 /** consumer_connect-5.lua, one call per handshake: written as one request (see ScriptRequests). */
 const CONNECT = scriptRequests('consumer_connect-5.lua')
@@ -27,7 +28,7 @@ export interface TakenConsumer {
   readonly previous: string | null
   /** Each of its rooms, at its acknowledged cursor. */
   readonly rooms: [room: string, cursor: Cursor][]
-  /** The record of its batch in flight when it left (see Outbox.inflightRecord). */
+  /** The record of its batch in flight when it left (see inflightRecord, outbox-cursors.ts). */
   readonly inflight: string | null
   /** The newest message of the consumer's own room. */
   readonly ownHead: Cursor
@@ -194,7 +195,7 @@ export class ConsumerStore {
         const count = order.filter(i => i === index).length
         const recorded = firstOf(index)
         if (typeof room !== 'string' || count === 0) return undefined
-        const acked = outbox.ackedCursor(room)
+        const acked = outbox.cursors.acked(room)
         // Left since, or joined again at a newer head (or acknowledged since: then no room stayed
         // before its first, below): its messages from the one right before the recorded first.
         if (acked === undefined || (recorded && !isAfter(recorded, acked))) {
@@ -256,9 +257,9 @@ export class ConsumerStore {
         ownProgress,
         this.#config.consumerTtlSec,
         this.nodeId,
-        outbox.inflightRecord(),
+        inflightRecord(outbox.inflight),
         consumerId,
-        ...outbox.allCursors(),
+        ...outbox.cursors.takeAll(),
       )
       // The consumer's own cursors are the truth now; its entries in the rooms' progress can go,
       // unless another node holds it by now (a late release), which may have written them since.
@@ -373,7 +374,7 @@ export class ConsumerStore {
       this.#config.consumerTtlSec,
       outbox.consumerId,
       userRoom(outbox.userId),
-      ...outbox.ackedCursors(),
+      ...outbox.cursors.all(),
     )
     return restored === 1
   }

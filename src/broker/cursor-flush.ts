@@ -117,7 +117,7 @@ export class CursorFlush {
     /** The outboxes whose cursors each room's write carries: a failed write changes the room in them again. */
     const outboxesOf = new Map<string, Outbox[]>()
     for (const outbox of this.#changed) {
-      const pairs = outbox.takeChangedCursors(isWritable)
+      const pairs = outbox.cursors.takeChanged(isWritable)
       for (let i = 0; i + 1 < pairs.length; i += 2) {
         const room = pairs[i]!
         const fields = byRoom.get(room)
@@ -130,7 +130,7 @@ export class CursorFlush {
         }
         this.#progressRoomsOf(outbox).add(room)
       }
-      if (!outbox.hasChangedCursors) this.#changed.delete(outbox)
+      if (!outbox.cursors.hasChanged) this.#changed.delete(outbox)
     }
     const writes = new Map<number, Promise<unknown>>()
     for (const rooms of groupBySlot(byRoom.keys(), progressOf, redis.isCluster)) {
@@ -166,7 +166,8 @@ export class CursorFlush {
    */
   #notWritten(rooms: readonly string[], outboxesOf: ReadonlyMap<string, readonly Outbox[]>): void {
     for (const room of rooms)
-      for (const outbox of outboxesOf.get(room)!) if (outbox.cursorNotWritten(room)) this.#changed.add(outbox)
+      for (const outbox of outboxesOf.get(room)!)
+        if (outbox.cursors.notWritten(room)) this.#changed.add(outbox)
   }
 
   /** A room's progress hash, which the cursor flush writes. */

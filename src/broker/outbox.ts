@@ -1,9 +1,10 @@
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { batchIdOf, batchLength, isOneRun, makeBatch, type Batch } from './batch.js'
-import { formatCursor, isAfter, isNext, missedBetween, type Cursor } from './cursor.js'
+import { isAfter, isNext, missedBetween, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import { Fifo } from './fifo.js'
+import { OutboxCursors, type AckedRoom } from './outbox-cursors.js'
 
 /** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */
 export interface ConsumerSink {
@@ -48,10 +49,8 @@ interface Hole {
   readonly missed: number | null
 }
 
-/** Where a consumer stands in one room. */
-interface RoomState {
-  /** Last message the consumer acknowledged (what is persisted). */
-  acked: Cursor
+/** Where a consumer stands in one room: its acknowledged cursor (`acked`, moved by OutboxCursors), and its delivery. */
+interface RoomState extends AckedRoom {
   /** Last message queued or sent: the next one must follow it. */
   queued: Cursor
   /**
@@ -75,8 +74,9 @@ const READ_MAX = 500
 const READ_RETRY_MS = 500
 
 /**
- * One consumer's delivery state: its rooms and cursors, the messages waiting
- * for it, and the one batch it has not acknowledged yet.
+ * One consumer's delivery state: its rooms, the messages waiting for it, and
+ * the one batch it has not acknowledged yet. Its acknowledged cursors, which
+ * the commits take, are `cursors` (outbox-cursors.ts).
  *
  * Messages come from two sources that this class merges into one ordered,
  * gap-free stream per room: announcements (live, cheap) and log reads (after a
@@ -97,6 +97,8 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   /** The unacknowledged batch, and when it was sent (ms). */
   inflight: Batch | undefined
   inflightSince = 0
+  /** The acknowledged cursors of its rooms, for the cursor flush and the release. */
+  readonly cursors: OutboxCursors
 
   readonly #host: OutboxHost<S>
   readonly #rooms = new Map<string, RoomState>()
@@ -104,8 +106,6 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   // Made on first use, as most consumers of a node sit idle: an empty Set or Map is about 160 bytes with its table.
   /** Rooms left behind (their queue was full): read from the log once it has drained. */
   #behind: Set<string> | undefined
-  /** Rooms whose acknowledged cursor moved since the last takeChangedCursors(). */
-  #changed: Set<string> | undefined
   /** Queued entries that follow a hole, each with its hole: a batch starts at each of them. */
   #holes: Map<Entry, Hole> | undefined
   /** The hole told right before the batch in flight. */
@@ -122,6 +122,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
     this.#host = host
     this.consumerId = consumerId
     this.userId = userId
+    this.cursors = new OutboxCursors(this.#rooms)
   }
 
   get rooms(): IterableIterator<string> {
@@ -150,7 +151,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   removeRoom(room: string): void {
     if (!this.#rooms.delete(room)) return
     this.#behind?.delete(room)
-    this.#changed?.delete(room)
+    this.cursors.forget(room)
     this.#queue.removeWhere(entry => entry.room === room)
     const holes = this.#holes
     if (holes) for (const entry of holes.keys()) if (entry.room === room) holes.delete(entry)
@@ -215,13 +216,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   ack(batchId: unknown): boolean {
     const batch = this.inflight
     if (batch === undefined || batch.id !== batchId || this.#closed) return false
-    for (const entry of batch.entries) {
-      const state = this.#rooms.get(entry.room)
-      if (state && isAfter(entry, state.acked)) {
-        state.acked = entry
-        ;(this.#changed ??= new Set()).add(entry.room)
-      }
-    }
+    this.cursors.acknowledge(batch.entries)
     this.inflight = undefined
     this.#inflightHole = undefined
     this.#host.acknowledged(this, batch)
@@ -285,82 +280,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   }
 
   /**
-   * Cursors acknowledged since the last call, as `room, cursor` pairs for
-   * cursor_commit; only of the rooms `isWritable` names, the others are kept
-   * for a later call.
-   */
-  takeChangedCursors(isWritable: (room: string) => boolean = () => true): string[] {
-    const pairs: string[] = []
-    const changed = this.#changed
-    if (!changed) return pairs
-    for (const room of changed) {
-      if (!isWritable(room)) continue
-      const state = this.#rooms.get(room)
-      if (state) pairs.push(room, formatCursor(state.acked))
-      changed.delete(room)
-    }
-    return pairs
-  }
-
-  /**
-   * The write of a room's cursor taken by takeChangedCursors failed: the room
-   * is changed again, so the next call takes its cursor as it is by then (never
-   * older than the one lost). False, and nothing changed, once the outbox is
-   * closed (its release committed every cursor: see ack) or left the room.
-   */
-  cursorNotWritten(room: string): boolean {
-    if (this.#closed || !this.#rooms.has(room)) return false
-    ;(this.#changed ??= new Set()).add(room)
-    return true
-  }
-
-  /** Whether some acknowledged cursor was not taken yet (takeChangedCursors). */
-  get hasChangedCursors(): boolean {
-    return (this.#changed?.size ?? 0) > 0
-  }
-
-  /** Every cursor, for the final commit when the consumer leaves this node. */
-  allCursors(): string[] {
-    this.#changed?.clear()
-    return this.ackedCursors()
-  }
-
-  /** Every room and its acknowledged cursor: room, cursor, room, cursor, ... */
-  ackedCursors(): string[] {
-    const pairs: string[] = []
-    for (const [room, state] of this.#rooms) pairs.push(room, formatCursor(state.acked))
-    return pairs
-  }
-
-  /**
-   * The batch in flight, to be re-sent with the same id after a reconnect:
-   * `[id, rooms, room index of each entry, first message of each room]`.
-   * Each room's entries follow one another in its log from that first
-   * message, which follows its acknowledged cursor (or, in the batch's first
-   * room, a hole): the log can rebuild the batch exactly, and tell it from a
-   * batch acknowledged since.
-   */
-  inflightRecord(): string {
-    const batch = this.inflight
-    if (batch === undefined) return ''
-    const rooms: string[] = []
-    const firsts: string[] = []
-    const order = batch.entries.map(entry => {
-      const index = rooms.indexOf(entry.room)
-      if (index >= 0) return index
-      firsts.push(formatCursor(entry))
-      return rooms.push(entry.room) - 1
-    })
-    return JSON.stringify([batch.id, rooms, order, firsts])
-  }
-
-  /** Where a room's acknowledged cursor stands. */
-  ackedCursor(room: string): Cursor | undefined {
-    return this.#rooms.get(room)?.acked
-  }
-
-  /**
-   * Installs a batch rebuilt from an inflight record as the one to send first;
+   * Installs a batch rebuilt from an in-flight record (inflightRecord) as the one to send first;
    * `missed` (a number or null) if it follows a hole in its first room, told again before it.
    */
   restoreInflight(batch: Batch, missed?: number | null): void {
@@ -375,6 +295,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   close(): void {
     this.#closed = true
     this.sink = undefined
+    this.cursors.close()
   }
 
   #send(batch: Batch): void {

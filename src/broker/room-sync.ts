@@ -120,7 +120,7 @@ export class RoomSync<S extends ConsumerSink> {
       cursor => {
         if (!this.#hub.holds(outbox)) return
         if (cursor === null) return this.#apply(outbox, { type: 'leave', consumerId, room })
-        const acked = outbox.ackedCursor(room)
+        const acked = outbox.cursors.acked(room)
         // Joined again at a newer head since it was left: it starts there, as a leave then a join would.
         if (acked && isAfter(parseCursor(cursor), acked))
           this.#apply(outbox, { type: 'leave', consumerId, room })

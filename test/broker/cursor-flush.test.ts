@@ -33,7 +33,7 @@ for (const topology of TOPOLOGIES) {
     await crashed.node.flushCursors()
     t.deepEqual(
       await commands.hgetall(progress),
-      { [id]: formatCursor(first.outbox!.ackedCursor('room')!) },
+      { [id]: formatCursor(first.outbox!.cursors.acked('room')!) },
       'the next flush writes the cursor the failed one carried',
     )
     await crashed.core.presence.dropNode(crashed.node.id) // the node is gone: no release, no takeover
@@ -60,7 +60,7 @@ for (const topology of TOPOLOGIES) {
     const written = await eventually(async () => (await commands.hgetall(progress))[id], {
       what: 'the cursor in the progress hash',
     })
-    t.is(written, formatCursor(sink.outbox!.ackedCursor('room')!), 'the acknowledged cursor')
+    t.is(written, formatCursor(sink.outbox!.cursors.acked('room')!), 'the acknowledged cursor')
     t.is(await commands.type(progress), 'hash')
   })
 }

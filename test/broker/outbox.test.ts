@@ -8,7 +8,8 @@ import test, { type ExecutionContext } from 'ava'
 import { pino } from 'pino'
 import { makeBatch, type Batch } from '../../src/broker/batch.js'
 import { missedBetween, ORIGIN } from '../../src/broker/cursor.js'
-import { batchMessages, FakeHost, FakeSink, settle } from '../helpers/outbox-host.js'
+import { inflightRecord } from '../../src/broker/outbox-cursors.js'
+import { batchMessages, FakeHost, FakeSink, settle, twoRoomOutbox } from '../helpers/outbox-host.js'
 import { eventually } from '../helpers/eventually.js'
 
 const range = (n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => `m${from + i}`)
@@ -163,25 +164,17 @@ test('reading: more announcements than a queue holds are dropped and read from t
 })
 
 test('acks: only the batch in flight; acknowledged cursors are handed out once', async t => {
-  const host = new FakeHost()
-  host.append('r', 'a', 'b')
-  host.append('s', 'x')
-  const outbox = host.outbox()
-  for (const room of ['r', 's']) {
-    outbox.addRoom(room, ORIGIN)
-    outbox.resync(room)
-  }
-  await settle()
+  const { host, outbox } = await twoRoomOutbox()
   const [first] = outbox.sink!.batches
   t.false(outbox.ack('not-the-id'))
-  t.deepEqual(outbox.takeChangedCursors(), [])
+  t.deepEqual(outbox.cursors.takeChanged(), [])
   t.true(outbox.ack(first!.id))
   t.false(outbox.ack(first!.id), 'that id is not in flight any more')
-  t.deepEqual(outbox.takeChangedCursors(), ['r', '1-2'])
-  t.deepEqual(outbox.takeChangedCursors(), [])
+  t.deepEqual(outbox.cursors.takeChanged(), ['r', '1-2'])
+  t.deepEqual(outbox.cursors.takeChanged(), [])
   t.true(outbox.sink!.ack())
-  t.deepEqual(outbox.takeChangedCursors(), ['s', '1-1'])
-  t.deepEqual(outbox.allCursors(), ['r', '1-2', 's', '1-1'])
+  t.deepEqual(outbox.cursors.takeChanged(), ['s', '1-1'])
+  t.deepEqual(outbox.cursors.takeAll(), ['r', '1-2', 's', '1-1'])
   t.is(host.acknowledgedMessages, 3)
 })
 
@@ -248,7 +241,12 @@ test('the batch in flight at a disconnect goes again under its id; the log is re
   await settle()
   const unacked = before.sink!.batches[0]!
   const [a] = host.logs.get('r')!
-  t.deepEqual(JSON.parse(before.inflightRecord()), [unacked.id, ['r'], [0, 0], [`${a!.ms}-${a!.seq}`]])
+  t.deepEqual(JSON.parse(inflightRecord(before.inflight)), [
+    unacked.id,
+    ['r'],
+    [0, 0],
+    [`${a!.ms}-${a!.seq}`],
+  ])
   before.close()
   host.append('r', 'c')
 

@@ -6,7 +6,7 @@
  */
 import type { Batch } from '../../src/broker/batch.js'
 import { makeEntry, type Entry } from '../../src/broker/entry.js'
-import { isAfter, type Cursor } from '../../src/broker/cursor.js'
+import { isAfter, ORIGIN, type Cursor } from '../../src/broker/cursor.js'
 import { Outbox, type ConsumerSink, type OutboxHost } from '../../src/broker/outbox.js'
 import { silentLogger, type Logger } from '../../src/log.js'
 
@@ -167,3 +167,17 @@ export const settle = (): Promise<void> => new Promise(resolve => setImmediate(r
 /** The messages of each batch sent. */
 export const batchMessages = (sink: FakeSink): string[][] =>
   sink.batches.map(batch => batch.entries.map(e => e.message))
+
+/** An outbox in rooms 'r' (its log: a, b) and 's' (x), both read from their start: its first batch (a, b) in flight. */
+export async function twoRoomOutbox(): Promise<{ host: FakeHost; outbox: Outbox<FakeSink> }> {
+  const host = new FakeHost()
+  host.append('r', 'a', 'b')
+  host.append('s', 'x')
+  const outbox = host.outbox()
+  for (const room of ['r', 's']) {
+    outbox.addRoom(room, ORIGIN)
+    outbox.resync(room)
+  }
+  await settle()
+  return { host, outbox }
+}
