@@ -35,6 +35,8 @@ export const ERRORS = {
   },
   UNKNOWN_ID: { rpc: -32007, http: 404, temporary: false, text: 'Unknown or expired id' },
   NO_ESCALATION: { rpc: -32008, http: 400, temporary: false, text: 'No escalation webhook configured' },
+  /** A subscribe of a consumer already in maxRoomsPerConsumer rooms: nothing changed. */
+  CONSUMER_ROOMS_FULL: { rpc: -32009, http: 409, temporary: false, text: 'Consumer is in too many rooms' },
 } as const
 
 export type ErrorCode = keyof typeof ERRORS

@@ -24,6 +24,7 @@ export type CoreConfig = Pick<
   | 'publishMaxPendingBytes'
   | 'messageTtlSec'
   | 'consumerTtlSec'
+  | 'maxRoomsPerConsumer'
   | 'escalationWebhookUrl'
   | 'escalationRetrySec'
   | 'escalationPollMs'
@@ -79,6 +80,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
   })
   const membership = new Membership(commands, pubsub, keys, log, {
     ttlSec: config.consumerTtlSec,
+    maxRooms: config.maxRoomsPerConsumer,
     ...(groupCommit && { groupCommit }),
   })
   const presence = new Presence(commands, keys)

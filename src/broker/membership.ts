@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { userIdOf } from '../auth/token.js'
+import { SnapperError } from '../errors.js'
 import { userRoom, type Keys } from '../redis/keys.js'
 import type { PubSub } from '../redis/pubsub.js'
 import { isRedirect } from '../redis/redirects.js'
@@ -10,7 +11,7 @@ import { formatCursor } from './cursor.js'
 import { RECONNECT_POLL_MS, type GroupCommit } from './group-commit.js'
 import type { RoomLog } from './room-log.js'
 
-/** The join and leave scripts' reply: 1 if the room was added (removed) else 0, and the consumer's node id. */
+/** The join and leave scripts' reply: 1 if the room was added (removed) else 0 (join: -1 if refused), and the consumer's node id. */
 type MembershipReply = [changed: number, nodeId: string | null]
 
 /** Through the replicated writer: written straight into a pipeline (not sent again on NOSCRIPT, which ioredis' scripts would do after the pipeline's WAIT). */
@@ -35,6 +36,7 @@ export class Membership {
   readonly #log: RoomLog
   readonly #pubsub: PubSub
   readonly #ttlSec: number
+  readonly #maxRooms: number
   readonly #groupCommit: GroupCommit | undefined
 
   constructor(
@@ -42,13 +44,14 @@ export class Membership {
     pubsub: PubSub,
     keys: Keys,
     log: RoomLog,
-    options: { ttlSec: number; groupCommit?: GroupCommit },
+    options: { ttlSec: number; maxRooms: number; groupCommit?: GroupCommit },
   ) {
     this.#redis = redis
     this.#pubsub = pubsub
     this.#keys = keys
     this.#log = log
     this.#ttlSec = options.ttlSec
+    this.#maxRooms = options.maxRooms
     this.#groupCommit = options.groupCommit
   }
 
@@ -59,14 +62,26 @@ export class Membership {
       ? await this.#storeReplicated(
           JOIN,
           [rooms, node, left],
-          [room, cursor, this.#ttlSec],
+          [room, cursor, this.#ttlSec, this.#maxRooms],
           this.#groupCommit,
         )
       : {
-          reply: await this.#redis.consumerJoin(rooms, node, left, room, cursor, this.#ttlSec),
+          reply: await this.#redis.consumerJoin(
+            rooms,
+            node,
+            left,
+            room,
+            cursor,
+            this.#ttlSec,
+            this.#maxRooms,
+          ),
           unconfirmed: undefined,
         }
     const [added, nodeId] = reply
+    if (added === -1)
+      throw new SnapperError('CONSUMER_ROOMS_FULL', undefined, {
+        reason: `the consumer is in ${this.#maxRooms} rooms (maxRoomsPerConsumer): leave one first`,
+      })
     if (added === 1 && nodeId) await this.tell(nodeId, { type: 'join', consumerId, room, cursor })
     if (unconfirmed) throw unconfirmed
     return added === 1 ? 1 : 0

@@ -145,6 +145,11 @@ export interface Config {
   readonly publishMaxPendingBytes: number
   /** Distinct rooms one publish may name (TCP frame or HTTP body): each is a Redis stream kept messageTtlSec. @default 1000 */
   readonly maxRoomsPerPublish: number
+  /**
+   * Rooms one consumer may be in, its own user room included: each is read at every handshake of
+   * the consumer and followed by its node. A subscribe past it: CONSUMER_ROOMS_FULL. @default 1000
+   */
+  readonly maxRoomsPerConsumer: number
 
   /** Engine.IO pingInterval, in ms. @default 25000 */
   readonly pingIntervalMs: number
@@ -309,6 +314,7 @@ export const defaults: Config = {
   maxUnauthenticatedProducers: 1000,
   maxUnauthenticatedProducersPerAddress: 20,
   maxRoomsPerPublish: 1000,
+  maxRoomsPerConsumer: 1000,
 
   pingIntervalMs: 25_000,
   pingTimeoutMs: 20_000,

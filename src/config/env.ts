@@ -204,6 +204,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'distinct rooms one publish (TCP frame or HTTP body) may name; more: TOO_MANY_ROOMS, nothing of it stored',
   },
+  maxRoomsPerConsumer: {
+    env: 'SNAPPER_MAX_ROOMS_PER_CONSUMER',
+    parse: toCount,
+    doc: 'rooms one consumer may be in, its own user room included (each is read at its every handshake); a subscribe past it: CONSUMER_ROOMS_FULL, nothing changed',
+  },
 
   pingIntervalMs: { env: 'SNAPPER_PING_INTERVAL_MS', parse: toMs, doc: 'Engine.IO pingInterval' },
   pingTimeoutMs: { env: 'SNAPPER_PING_TIMEOUT_MS', parse: toMs, doc: 'Engine.IO pingTimeout' },

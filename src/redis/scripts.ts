@@ -63,6 +63,7 @@ export interface ScriptCommands {
     room: string,
     cursor: string,
     ttlSec: number,
+    maxRooms: number,
   ): Reply<[number, string | null]>
   consumerLeave(
     rooms: string,

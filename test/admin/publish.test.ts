@@ -224,6 +224,23 @@ test('subscribe and unsubscribe: 1 then 0; rooms with / go URL-encoded', async t
   t.deepEqual((await call(at('unsubscribe'), { token: TOKENS.producer, body })).json, { result: 0 })
 })
 
+test('subscribe past maxRoomsPerConsumer: 409 CONSUMER_ROOMS_FULL, and the consumer keeps its rooms', async t => {
+  const h = await startAdminApp(t, server.url, { overrides: { maxRoomsPerConsumer: 1 } })
+  const body = { consumerId: 't.VaB_Le4Gxnjh' }
+  const at = (room: string) => `${h.base}/v1/rooms/${room}/subscribe`
+  t.deepEqual((await call(at('a'), { token: TOKENS.producer, body })).json, { result: 1 })
+  const refused = await call(at('b'), { token: TOKENS.producer, body })
+  t.is(refused.status, 409)
+  t.deepEqual(
+    refused.json,
+    errorBody(-32009, 'Consumer is in too many rooms', 'CONSUMER_ROOMS_FULL', {
+      reason: 'the consumer is in 1 rooms (maxRoomsPerConsumer): leave one first',
+    }),
+  )
+  const members = await h.core.redis.commands.hgetall(h.core.keys.consumer(body.consumerId).rooms)
+  t.deepEqual(Object.keys(members), ['a'])
+})
+
 test('subscribe and unsubscribe with wrong types: 400 INVALID_PARAMS', async t => {
   const h = await startAdminApp(t, server.url)
   const long = 'r'.repeat(h.config.maxRoomBytes + 1)

@@ -560,7 +560,7 @@ for (const topology of TOPOLOGIES) {
     const { rooms, node: nodeKey, left } = core.keys.consumer(id)
     const { commands } = core.redis
     // Two producers: a join, then a leave of the same room, each script in turn; their notices cross.
-    const [added] = await commands.consumerJoin(rooms, nodeKey, left, 'crossed', '0-0', 600)
+    const [added] = await commands.consumerJoin(rooms, nodeKey, left, 'crossed', '0-0', 600, 1000)
     const [removed] = await commands.consumerLeave(rooms, nodeKey, left, 'crossed', userRoom(USER), 600)
     t.deepEqual([added, removed], [1, 1])
     await core.membership.tell(node.id, { type: 'leave', consumerId: id, room: 'crossed' })

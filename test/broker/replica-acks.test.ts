@@ -31,6 +31,17 @@ test('cluster: a batch over rooms of every master is answered once their replica
   t.is(config.redisReplicaAcks, 1)
 })
 
+test('cluster: a join past maxRoomsPerConsumer through the group commit is refused with CONSUMER_ROOMS_FULL, nothing written', async t => {
+  const { core } = await startTestNode(t, redis.target('cluster'), {
+    redisReplicaAcks: 1,
+    maxRoomsPerConsumer: 1,
+  })
+  t.is(await core.producerApi.subscribe('first', 'c1'), 1)
+  const err = await t.throwsAsync(core.producerApi.subscribe('second', 'c1'), { instanceOf: SnapperError })
+  t.is(err?.code, 'CONSUMER_ROOMS_FULL')
+  t.deepEqual(Object.keys(await core.redis.commands.hgetall(core.keys.consumer('c1').rooms)), ['first'])
+})
+
 test('cluster: more acks than replicas: the publish fails with STORE_UNAVAILABLE', async t => {
   const { core } = await startTestNode(t, redis.target('cluster'), { redisReplicaAcks: 2 })
   const err = await t.throwsAsync(core.producerApi.publish([['two-replicas', 'm']]), {

@@ -1,7 +1,7 @@
 /**
  * The consumer gateway on the wire, with a whole node on a real Redis:
  * handshake refusals before any upgrade, the snapper.ws cookie, the consumer's
- * JSON-RPC (ack, invalid), a session replaced by the same token, a slow
+ * JSON-RPC (ack, invalid), the rooms one consumer may be in, a session replaced by the same token, a slow
  * consumer closed without slowing anyone, and an ack that never comes.
  */
 import { Agent, request as httpRequest } from 'node:http'
@@ -194,6 +194,44 @@ test("/stats total.rooms counts distinct rooms joined, each consumer's own room 
   )
   const body = (await response.json()) as { stats: { total: { rooms: number; consumers: number } } }
   t.like(body.stats.total, { rooms: 3, consumers: 3 }, "alice's room, bob's room, crowd")
+})
+
+test('a consumer in maxRoomsPerConsumer rooms (its own included) is refused a further one with CONSUMER_ROOMS_FULL and gets nothing of it; after a leave it may join', async t => {
+  const broker = await startBroker(t, server.url, { maxRoomsPerConsumer: 3 })
+  const producer = await connectProducer(t, broker.ports.producer)
+  const claim = { userId: newUserId(), exp: Math.floor(Date.now() / 1000) + 3600 }
+  const consumerId = consumerIdOf(claim)
+  const consumer = new RawConsumer(broker.ports.gateway, tokens.sign(claim))
+  t.teardown(() => consumer.socket.close())
+  await consumer.opened()
+  t.is(await call(producer.joinRoom('a', consumerId)), 1)
+  t.is(await call(producer.joinRoom('b', consumerId)), 1)
+  const refused = await call(producer.joinRoom('c', consumerId)).then(
+    () => t.fail('joined a fourth room'),
+    (err: unknown) => err,
+  )
+  t.like(refused, {
+    code: -32009,
+    message: 'Consumer is in too many rooms',
+    data: {
+      code: 'CONSUMER_ROOMS_FULL',
+      reason: 'the consumer is in 3 rooms (maxRoomsPerConsumer): leave one first',
+    },
+  })
+  t.is(await call(producer.joinRoom('a', consumerId)), null, 'a room it is in is no new room')
+  await call(
+    producer.request('publish', [
+      ['c', 'not for it'],
+      ['a', 'one'],
+    ]),
+  )
+  t.deepEqual(await receiveAll(consumer, 1), ['one'])
+
+  t.is(await call(producer.leaveRoom('b', consumerId)), 1)
+  t.is(await call(producer.joinRoom('c', consumerId)), 1)
+  await call(producer.request('publish', [['c', 'two']]))
+  await consumer.until(() => consumer.batches.length === 2)
+  t.deepEqual(consumer.batches[1]!.params, ['two'], "nothing of c's from before its join")
 })
 
 test('gateway /stats takes the operator token as Authorization: Bearer too, as the admin /stats does', async t => {

@@ -520,17 +520,32 @@ test('escalation_claim: a lease that ran out (its node died) lets another claime
 
 test('consumer_join adds once and names the node holding the consumer', async t => {
   const { rooms, node, left } = keysFor().consumer('t.c1')
-  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r', '5-1', 60), [1, null])
-  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r', '9-9', 60), [0, null])
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r', '5-1', 60, 1000), [1, null])
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r', '9-9', 60, 1000), [0, null])
   await redis.set(node, 'node-a')
-  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r2', '0-0', 60), [1, 'node-a'])
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'r2', '0-0', 60, 1000), [1, 'node-a'])
   t.deepEqual(await redis.hgetall(rooms), { r: '5-1', r2: '0-0' })
   t.true((await redis.ttl(rooms)) > 0)
 })
 
+test('consumer_join refuses a new room past the most a consumer may be in, and changes nothing', async t => {
+  const { rooms, node, left } = keysFor().consumer('t.c9')
+  await redis.set(node, 'node-a')
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'a', '1-1', 60, 2), [1, 'node-a'])
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'b', '1-1', 60, 2), [1, 'node-a'])
+  await redis.sadd(left, 'c')
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'c', '2-1', 60, 2), [-1, 'node-a'])
+  t.deepEqual(await redis.smembers(left), ['c'], 'a refused join is no join: what was left stays left')
+  // A room it is in already is no new room: answered as before.
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'a', '3-1', 60, 2), [0, 'node-a'])
+  await redis.consumerLeave(rooms, node, left, 'a', '', 60)
+  t.deepEqual(await redis.consumerJoin(rooms, node, left, 'c', '4-1', 60, 2), [1, 'node-a'])
+  t.deepEqual(await redis.hgetall(rooms), { b: '1-1', c: '4-1' })
+})
+
 test('consumer_leave removes once', async t => {
   const { rooms, node, left } = keysFor().consumer('t.c2')
-  await redis.consumerJoin(rooms, node, left, 'r', '0-0', 60)
+  await redis.consumerJoin(rooms, node, left, 'r', '0-0', 60, 1000)
   await redis.set(node, 'node-b')
   t.deepEqual(await redis.consumerLeave(rooms, node, left, 'r', '', 60), [1, 'node-b'])
   t.deepEqual(await redis.consumerLeave(rooms, node, left, 'r', '', 60), [0, 'node-b'])
@@ -585,7 +600,7 @@ const USER = 'a1b2c3d4e5f6a1b2c3d4e5f6'
 test('consumer_connect takes the session, joins the own room at its head, counts it present, reads the cursors', async t => {
   const c = consumerOf(USER)
   const connect = (nodeId: string, evenIfHeld: '1' | '') => connectOn(c, nodeId, evenIfHeld)
-  await redis.consumerJoin(c.rooms, c.node, c.left, 'project', '7-3', 60)
+  await redis.consumerJoin(c.rooms, c.node, c.left, 'project', '7-3', 60, 1000)
   await redis.hset(c.ownHead, 's', 9, 't', 99)
   t.deepEqual(await connect('node-1', ''), [1, null, null, '99-9', 'project', '7-3', c.ownRoom, '99-9'])
   t.deepEqual(await redis.hgetall(c.presence), { [c.consumerId]: 'node-1' })
@@ -617,8 +632,8 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
   const expired = consumerOf('00000000000000000000000b')
   const taken = consumerOf('00000000000000000000000c')
   for (const c of [held, expired, taken]) {
-    await redis.consumerJoin(c.rooms, c.node, c.left, c.ownRoom, '0-0', 60) // as consumer_connect does
-    await redis.consumerJoin(c.rooms, c.node, c.left, 'r', '1-1', 60)
+    await redis.consumerJoin(c.rooms, c.node, c.left, c.ownRoom, '0-0', 60, 1000) // as consumer_connect does
+    await redis.consumerJoin(c.rooms, c.node, c.left, 'r', '1-1', 60, 1000)
     await redis.hset(c.presence, c.consumerId, 'node-1')
     await redis.expire(c.presence, 5)
   }
@@ -653,8 +668,8 @@ test('consumer_touch keeps the keys of the consumers a node holds, and names it 
 test('consumer_touch leaves alone and names a consumer whose record Redis lost (no node key, no rooms), and consumer_restore writes it again once', async t => {
   const kept = consumerOf('00000000000000000000000d')
   const lost = consumerOf('00000000000000000000000e')
-  await redis.consumerJoin(kept.rooms, kept.node, kept.left, 'r', '1-1', 60)
-  await redis.consumerJoin(kept.rooms, kept.node, kept.left, kept.ownRoom, '0-0', 60)
+  await redis.consumerJoin(kept.rooms, kept.node, kept.left, 'r', '1-1', 60, 1000)
+  await redis.consumerJoin(kept.rooms, kept.node, kept.left, kept.ownRoom, '0-0', 60, 1000)
   await redis.set(kept.node, 'node-1', 'EX', 60)
   const keysOf = (c: typeof kept): string[] => [c.rooms, c.node, c.presence]
   t.deepEqual(
@@ -691,7 +706,7 @@ test('a join made after Redis lost a live record, before the node wrote it again
   const c = consumerOf('000000000000000000000010')
   const keysOf = [c.rooms, c.node, c.presence]
   // The record lost, then a producer's join: the hash holds only that room, and no node key.
-  t.deepEqual(await redis.consumerJoin(c.rooms, c.node, c.left, 'joined', '7-1', 60), [1, null])
+  t.deepEqual(await redis.consumerJoin(c.rooms, c.node, c.left, 'joined', '7-1', 60, 1000), [1, null])
   t.deepEqual(
     await redis.consumerTouch(3, ...keysOf, 'node-1', 600, c.consumerId, c.ownRoom),
     [0, 1],
@@ -726,7 +741,7 @@ test("a leave made after Redis lost a live record is kept in `left` for consumer
   t.deepEqual(await redis.consumerLeave(c.rooms, c.node, c.left, 'back', c.ownRoom, 60), [0, null])
   t.deepEqual((await redis.smembers(c.left)).sort(), ['back', 'gone'])
   t.true((await redis.ttl(c.left)) > 0)
-  t.deepEqual(await redis.consumerJoin(c.rooms, c.node, c.left, 'back', '8-1', 60), [1, null])
+  t.deepEqual(await redis.consumerJoin(c.rooms, c.node, c.left, 'back', '8-1', 60, 1000), [1, null])
   t.deepEqual(await redis.smembers(c.left), ['gone'], 'joined again: no longer left')
   t.is(await restore(c.ownRoom, '3-2', 'gone', '4-4', 'kept', '5-5'), 1)
   t.deepEqual(await redis.hgetall(c.rooms), { [c.ownRoom]: '3-2', kept: '5-5', back: '8-1' })
@@ -761,8 +776,8 @@ test('cursor_commit moves cursors forward only, for rooms still joined', async t
       c.consumerId,
       ...pairs,
     )
-  await redis.consumerJoin(c.rooms, c.node, c.left, 'a', '10-5', 60)
-  await redis.consumerJoin(c.rooms, c.node, c.left, 'b', '10-5', 60)
+  await redis.consumerJoin(c.rooms, c.node, c.left, 'a', '10-5', 60, 1000)
+  await redis.consumerJoin(c.rooms, c.node, c.left, 'b', '10-5', 60, 1000)
   t.deepEqual(await commit('a', '10-7', 'b', '10-4', 'gone', '99-1'), [1, 0])
   t.deepEqual(await redis.hgetall(c.rooms), { a: '10-7', b: '10-5' })
   t.deepEqual(await commit('a', '11-1'), [1, 0], 'a later ms wins over a higher seq')
