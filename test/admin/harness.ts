@@ -4,6 +4,7 @@
  * the test; tokens of every kind; and a small fetch that keeps status, headers
  * and the parsed JSON body.
  */
+import type { Server } from 'node:http'
 import type { ExecutionContext } from 'ava'
 import { createAdminApp, type Readiness } from '../../src/admin/app.js'
 import { LiveSeries } from '../../src/admin/live-series.js'
@@ -12,7 +13,13 @@ import { Tokens } from '../../src/auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { defaults, type Config, type RedisTarget } from '../../src/config/defaults.js'
 import { silentLogger, type Logger } from '../../src/log.js'
-import { createAdminCounters, Registry, registerAdminMetrics, scrape } from '../../src/metrics.js'
+import {
+  createAdminCounters,
+  Registry,
+  registerAdminMetrics,
+  scrape,
+  type MetricsText,
+} from '../../src/metrics.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { uniquePrefix } from '../helpers/redis.js'
 
@@ -37,6 +44,8 @@ export const TOKENS = {
 
 export interface AdminHarness {
   readonly base: string
+  /** The node:http server: its 'request' events come once the app has run a request up to its first await. */
+  readonly server: Server
   readonly core: BrokerCore
   readonly config: Config
   readonly registry: Registry
@@ -50,6 +59,8 @@ export interface HarnessOptions {
   readonly overrides?: Partial<Config>
   readonly readiness?: Readiness
   readonly logger?: Logger
+  /** What /metrics answers; by default the harness registry's text. */
+  readonly metrics?: (registry: Registry) => Promise<MetricsText>
 }
 
 export async function startAdminApp(
@@ -82,7 +93,7 @@ export async function startAdminApp(
     logger: options.logger ?? silentLogger,
     counters,
     readiness: options.readiness ?? (() => []),
-    metrics: () => scrape(registry),
+    metrics: () => (options.metrics ?? scrape)(registry),
     series,
     gatewayPort: 7701,
   })
@@ -97,6 +108,7 @@ export async function startAdminApp(
   })
   return {
     base: `http://127.0.0.1:${port}`,
+    server,
     core,
     config,
     registry,

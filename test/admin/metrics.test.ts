@@ -10,10 +10,11 @@ import Producer from 'snapper-producer'
 import { startNode, type RunningNode } from '../../src/cli/node.js'
 import { defaults, type Config } from '../../src/config/defaults.js'
 import { silentLogger } from '../../src/log.js'
+import { scrape } from '../../src/metrics.js'
 import { userRoom } from '../../src/redis/keys.js'
 import { RecordingSink } from '../helpers/broker.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
-import { call, sample, SECRET, TOKENS, USER } from './harness.js'
+import { call, sample, SECRET, startAdminApp, TOKENS, USER } from './harness.js'
 import { eventually, eventWithin } from '../helpers/eventually.js'
 
 let server: RedisServer
@@ -187,4 +188,30 @@ test('metrics move: HTTP and TCP publishes, deliveries, batches, ack latency, co
   const responses = sample(after, 'snapper_http_responses_total{status="200"}')!
   t.true(responses >= 2, 'the first scrape and the publish')
   t.is(sample(await scrape(), 'snapper_http_responses_total{status="200"}'), responses + 1)
+})
+
+test('metrics: requests that come while a scrape is out share its text, not one scrape each', async t => {
+  let scrapes = 0
+  let release = (): void => {}
+  const released = new Promise<void>(resolve => (release = resolve))
+  const h = await startAdminApp(t, server.url, {
+    metrics: async registry => {
+      scrapes++
+      await released
+      return scrape(registry)
+    },
+  })
+  const REQUESTS = 100
+  let arrived = 0
+  // Listened after the app's own listener: by then it has started a scrape, or joined the one out.
+  h.server.on('request', () => {
+    if (++arrived === REQUESTS) release()
+  })
+  const answers = await Promise.all(Array.from({ length: REQUESTS }, () => call(`${h.base}/metrics`)))
+  t.deepEqual(new Set(answers.map(answer => answer.status)), new Set([200]))
+  t.is(new Set(answers.map(answer => answer.text)).size, 1)
+  // Before: one scrape per request, which with workers is one collect per request in every worker.
+  t.is(scrapes, 1)
+  t.is((await call(`${h.base}/metrics`)).status, 200)
+  t.is(scrapes, 2, 'a request after the scrape was answered scrapes anew')
 })

@@ -12,7 +12,8 @@
  */
 import { Router } from '@koa/router'
 import type { BrokerCore } from '../../broker/core.js'
-import { redisHealth, type RedisHealth } from '../../redis/ping.js'
+import { redisHealth } from '../../redis/ping.js'
+import { oneAtATime } from '../one-at-a-time.js'
 
 /** Why this process is not ready to serve; empty when it is. Redis is checked separately. */
 export type Readiness = () => readonly string[] | Promise<readonly string[]>
@@ -22,9 +23,7 @@ export function healthRoutes(core: BrokerCore, readiness: Readiness): Router {
   // One round of PINGs at a time, its answer shared by the requests that come meanwhile: a PING that
   // Redis does not answer stays queued on its connection until Redis does, one per request before
   // (an unauthenticated route: a flood while Redis hangs grew the heap ~1.9 KB a request).
-  let asking: Promise<RedisHealth> | undefined
-  const askRedis = (): Promise<RedisHealth> =>
-    (asking ??= redisHealth(core.redis).finally(() => (asking = undefined)))
+  const askRedis = oneAtATime(() => redisHealth(core.redis))
   router.get('/healthz', ctx => {
     ctx.body = { status: 'ok' }
   })
