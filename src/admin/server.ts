@@ -1,17 +1,21 @@
 import { createServer, type Server } from 'node:http'
+import type { Socket } from 'node:net'
 import type Koa from 'koa'
 import type { Config } from '../config/defaults.js'
+import { httpError } from '../errors.js'
 
 /**
  * The admin app's HTTP server. Its port may be reachable by strangers, and
  * its process (the primary) also takes the producer connections, so it
- * holds at most adminMaxConnections, and a request that has not arrived in
+ * holds at most adminMaxConnections, at most adminMaxConnectionsPerAddress
+ * of them from one client address, and a request that has not arrived in
  * full within adminRequestTimeoutMs gets 408 and is closed: silent or
- * trickling connections cannot use up the process's open files.
+ * trickling connections cannot use up the process's open files, and one
+ * address holding its share leaves the rest to the probes and the others.
  */
 export function createAdminServer(
   app: Koa,
-  config: Pick<Config, 'adminMaxConnections' | 'adminRequestTimeoutMs'>,
+  config: Pick<Config, 'adminMaxConnections' | 'adminMaxConnectionsPerAddress' | 'adminRequestTimeoutMs'>,
 ): Server {
   const timeoutMs = config.adminRequestTimeoutMs
   const server = createServer(
@@ -25,5 +29,40 @@ export function createAdminServer(
     app.callback(),
   )
   server.maxConnections = config.adminMaxConnections
+  if (config.adminMaxConnectionsPerAddress > 0) limitPerAddress(server, config.adminMaxConnectionsPerAddress)
   return server
+}
+
+/** The answer past adminMaxConnectionsPerAddress: written before any request is read, then the connection closes. */
+function tooManyConnectionsAnswer(): Buffer {
+  const { status, body } = httpError('TOO_MANY_CONNECTIONS', 'too many connections from your address')
+  const json = JSON.stringify(body)
+  return Buffer.from(
+    `HTTP/1.1 ${status} Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(json)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${json}`,
+  )
+}
+
+/** Counts each address's open connections; one past the limit is answered 503 and closed unread. */
+function limitPerAddress(server: Server, maxPerAddress: number): void {
+  const answer = tooManyConnectionsAnswer()
+  const held = new Map<string, number>()
+  server.on('connection', (socket: Socket) => {
+    // A socket closed before this event has no address: nothing to count, Node drops it.
+    const address = socket.remoteAddress
+    if (address === undefined) return
+    const count = held.get(address) ?? 0
+    if (count >= maxPerAddress) {
+      socket.pause() // its request is never parsed, so the app never answers it too
+      socket.write(answer)
+      socket.destroySoon() // the server is half-open: end() alone would wait for the client's FIN
+      return
+    }
+    held.set(address, count + 1)
+    socket.once('close', () => {
+      const left = (held.get(address) ?? 1) - 1
+      if (left === 0) held.delete(address)
+      else held.set(address, left)
+    })
+  })
 }

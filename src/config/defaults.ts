@@ -265,6 +265,12 @@ export interface Config {
   readonly adminMaxBodyBytes: number
   /** Connections the admin app holds at once; more are closed at once. @default 1000 */
   readonly adminMaxConnections: number
+  /**
+   * Of those, connections one client address (the TCP peer) holds at once; more are answered 503
+   * TOO_MANY_CONNECTIONS and closed, so one address cannot take every place, /healthz's and
+   * /readyz's too. 0: no limit. @default 100
+   */
+  readonly adminMaxConnectionsPerAddress: number
   /** Longest an admin request may take to arrive in full (head and body), in ms; then 408. @default 10000 */
   readonly adminRequestTimeoutMs: number
   /**
@@ -359,6 +365,7 @@ export const defaults: Config = {
 
   adminMaxBodyBytes: 1 << 20,
   adminMaxConnections: 1000,
+  adminMaxConnectionsPerAddress: 100,
   adminRequestTimeoutMs: 10_000,
   demo: false,
 }

@@ -406,6 +406,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'connections the admin app holds at once; more are closed at once. Its process (the primary) also takes the producer connections: silent connections to the admin port must not use up its open files',
   },
+  adminMaxConnectionsPerAddress: {
+    env: 'SNAPPER_ADMIN_MAX_CONNECTIONS_PER_ADDRESS',
+    parse: integer(0, 2 ** 31 - 1),
+    doc: 'of those, connections one client address (the TCP peer) holds at once; more are answered 503 `TOO_MANY_CONNECTIONS` and closed, so that one address cannot take every place (and with them `/healthz` and `/readyz`). 0: no limit. Behind a proxy every client has the address of the proxy: raise it there, and for HTTP producers that keep a large pool from one host',
+  },
   adminRequestTimeoutMs: {
     env: 'SNAPPER_ADMIN_REQUEST_TIMEOUT_MS',
     parse: toMs,

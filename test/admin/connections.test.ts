@@ -3,6 +3,7 @@
  * (the primary) also takes the producer connections, so silent connections
  * must neither pile up nor stay.
  */
+import { get } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import test from 'ava'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
@@ -22,9 +23,9 @@ interface Held {
   closedAt?: number
 }
 
-function hold(base: string, firstBytes = ''): Promise<Held> {
+function hold(base: string, firstBytes = '', localAddress?: string): Promise<Held> {
   const { hostname, port } = new URL(base)
-  const socket = connect(Number(port), hostname)
+  const socket = connect({ port: Number(port), host: hostname, localAddress })
   let received = ''
   socket.on('data', chunk => (received += chunk.toString('latin1')))
   socket.on('error', () => {}) // a reset counts as closed
@@ -72,4 +73,62 @@ test('silent and trickling connections get 408 and are closed after adminRequest
   }
   // The port serves again.
   await eventually(async () => (await fetch(`${h.base}/healthz`)).status === 200, { timeoutMs: 2000 })
+})
+
+/** GET `url` from another client address (a loopback one: 127.0.0.2), its status and body. */
+function getFrom(localAddress: string, url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, { localAddress, agent: false }, res => {
+      let body = ''
+      res.on('data', chunk => (body += chunk))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    }).on('error', reject)
+  })
+}
+
+test('one address holds at most adminMaxConnectionsPerAddress: past it 503 TOO_MANY_CONNECTIONS at once, and another address is still served', async t => {
+  const h = await startAdminApp(t, server.url, {
+    overrides: { adminMaxConnections: 20, adminMaxConnectionsPerAddress: 5, adminRequestTimeoutMs: 5000 },
+  })
+  // A stranger at 127.0.0.1 opens as many silent connections as the port holds.
+  const opened = Date.now()
+  const attempts = await Promise.all(Array.from({ length: 20 }, () => hold(h.base)))
+  t.teardown(() => attempts.forEach(held => held.socket.destroy()))
+  const refused = attempts.slice(5)
+  for (const held of refused) {
+    const answer = await held.answer
+    t.regex(answer, /^HTTP\/1\.1 503 /)
+    t.regex(answer, /\r\nRetry-After: 1\r\n/)
+    t.deepEqual(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), {
+      error: {
+        code: -32006,
+        message: 'Too many connections, retry later',
+        data: {
+          code: 'TOO_MANY_CONNECTIONS',
+          temporary: true,
+          reason: 'too many connections from your address',
+        },
+      },
+    })
+    t.true(held.closedAt! - opened < 2000, 'at once, not after the request timeout')
+  }
+  t.true(
+    attempts.slice(0, 5).every(held => held.closedAt === undefined),
+    'its first 5 are held',
+  )
+
+  // Before: the 20 were all held, and anyone else's connection was closed unanswered.
+  t.deepEqual(await getFrom('127.0.0.2', `${h.base}/healthz`), { status: 200, body: '{"status":"ok"}' })
+  // Its places come back as its connections close.
+  attempts.forEach(held => held.socket.destroy())
+  await eventually(async () => (await fetch(`${h.base}/healthz`)).status === 200, { timeoutMs: 2000 })
+})
+
+test('adminMaxConnectionsPerAddress 0: no limit per address', async t => {
+  const h = await startAdminApp(t, server.url, {
+    overrides: { adminMaxConnections: 20, adminMaxConnectionsPerAddress: 0, adminRequestTimeoutMs: 5000 },
+  })
+  const held = await Promise.all(Array.from({ length: 10 }, () => hold(h.base)))
+  t.teardown(() => held.forEach(one => one.socket.destroy()))
+  t.is((await fetch(`${h.base}/healthz`)).status, 200)
 })
