@@ -1,6 +1,7 @@
 /**
  * A consumer's sessions on the wire: two handshakes with one token at once
- * (the engine keeps the one that opens last, and so must the node), a
+ * (the engine keeps the one that opens last, and so must the node), the
+ * requests of a polling client whose session a newer one replaced, a
  * handshake abandoned on another node, and a batch the client answers with
  * an error.
  */
@@ -11,6 +12,7 @@ import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { RawConsumer } from '../helpers/raw-consumer.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { eventually } from '../helpers/eventually.js'
+import { request, type RawResponse } from '../helpers/engineio-harness.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -54,6 +56,99 @@ test.serial(
     t.deepEqual(await broker.core.producerApi.consumers(userId), { length: 0, android: 0, ios: 0, web: 0 })
   },
 )
+
+/** A raw Engine.IO 4 polling client of one token: its requests carry the sid and the token, as clients send them. */
+class PollingClient {
+  sid = ''
+  constructor(
+    readonly base: string,
+    readonly token: string,
+  ) {}
+
+  async handshake(): Promise<void> {
+    const response = await request(`${this.base}?EIO=4&transport=polling&token=${this.token}`)
+    if (response.status !== 200 || !response.text.startsWith('0'))
+      throw new Error(`handshake: ${response.status}`)
+    this.sid = (JSON.parse(response.text.slice(1)) as { sid: string }).sid
+  }
+
+  #url(): string {
+    return `${this.base}?EIO=4&transport=polling&token=${this.token}&sid=${encodeURIComponent(this.sid)}`
+  }
+
+  poll(): Promise<RawResponse> {
+    return request(this.#url())
+  }
+
+  /** One payload of packets, v4 text (record separator between packets). */
+  post(...packets: string[]): Promise<RawResponse> {
+    return request(this.#url(), {
+      method: 'POST',
+      body: packets.join('\x1e'),
+      headers: { 'content-type': 'text/plain;charset=UTF-8' },
+    })
+  }
+}
+
+/** The publish batches of a v4 text payload. */
+function batchesIn(body: string): { id: string; params: string[] }[] {
+  return body
+    .split('\x1e')
+    .filter(packet => packet.startsWith('4'))
+    .map(packet => JSON.parse(packet.slice(1)) as { id: string; method?: string; params: string[] })
+    .filter(frame => frame.method === 'publish')
+}
+
+/**
+ * Two polling clients of one token, A then B: B's handshake replaces A's session, and A's client,
+ * not told yet, goes on with the sid it has, which is B's too (the sid is the consumer id). What
+ * A sends must reach neither B's packets nor B's session (docs/consumer-protocol.md §3).
+ */
+test('polling: a client replaced by a newer handshake of its token between two GETs gets its close; its late GET and close packet leave the newer session live, which gets each message once', async t => {
+  const broker = await startBroker(t, server.url)
+  const userId = newUserId()
+  const token = tokens.sign({ userId })
+  const base = `http://127.0.0.1:${broker.ports.gateway}/websocket/`
+  const a = new PollingClient(base, token)
+  const b = new PollingClient(base, token)
+  await a.handshake()
+  await b.handshake()
+  t.is(b.sid, a.sid, 'the sid is the consumer id')
+  // A message for the user meanwhile: B's to take, and only B's.
+  await broker.core.producerApi.publish([[`user${userId}`, 'hello']])
+
+  // What A's client sends before it knows: its next GET, and a payload with an echo request and a
+  // close packet (its page closing, say). A held GET of A's would get the close packet at once
+  // (test/gateway/engineio/polling.test.ts).
+  t.like(await a.poll(), { status: 200, text: '1' }, "A's next GET gets the close packet")
+  const aPost = await a.post('4{"jsonrpc":"2.0","id":"a1","method":"echo","params":["from A"]}', '1')
+  t.like(aPost, { status: 400, text: '{"code":1,"message":"Session ID unknown"}' }, "A's POST")
+
+  const session = broker.gateway.engine.sessions.get(b.sid)
+  t.true(session?.isOpen, "B's session is live")
+  const got = await b.poll()
+  t.is(got.status, 200)
+  t.false(got.text.includes('from A'), "B never gets the answer to A's request")
+  const batches = batchesIn(got.text)
+  t.deepEqual(
+    batches.map(batch => batch.params),
+    [['hello']],
+  )
+  t.like(await b.post(`4{"jsonrpc":"2.0","id":"${batches[0]!.id}","result":"OK"}`), {
+    status: 200,
+    text: 'ok',
+  })
+
+  // Exactly once: the next poll gets the next message only.
+  const next = b.poll()
+  await broker.core.producerApi.publish([[`user${userId}`, 'again']])
+  t.deepEqual(
+    batchesIn((await next).text).map(batch => batch.params),
+    [['again']],
+  )
+  t.is(broker.gateway.engine.sessions.get(b.sid), session, 'the same session of B all along')
+  t.is(broker.node.online, 1)
+})
 
 /**
  * A handshake sent whole on a raw socket, whose client goes away when the

@@ -3,7 +3,7 @@ import type { HttpResponse } from 'uWebSockets.js'
 import { SnapperError } from '../../errors.js'
 import { guard } from '../../guard.js'
 import type { Logger } from '../../log.js'
-import { type Cors, type RequestInfo, statusLine, writeEmpty } from './http.js'
+import { type Cors, ENGINE_ERRORS, type RequestInfo, statusLine, writeEmpty, writeRefusal } from './http.js'
 import {
   CLOSE,
   type EncodedMessage,
@@ -245,7 +245,10 @@ export class PollingTransport implements Transport {
         this.#owner.fail(this, TOO_MUCH_INPUT)
         return
       }
-      this.#deliver(Buffer.concat(chunks, size), isBinary)
+      if (!this.#deliver(Buffer.concat(chunks, size), isBinary)) {
+        res.cork(() => writeRefusal(res, ENGINE_ERRORS.UNKNOWN_SID, cors, origin))
+        return
+      }
       res.cork(() => {
         res.writeStatus(statusLine(200))
         cors.write(res, origin)
@@ -263,16 +266,19 @@ export class PollingTransport implements Transport {
     )
   }
 
-  #deliver(body: Buffer, isBinary: boolean): void {
+  /** False if the payload was dropped whole, as a replaced client's (answered as for an unknown sid). */
+  #deliver(body: Buffer, isBinary: boolean): boolean {
     const packets = isBinary
       ? decodeBinaryPayload(body)
       : decodeTextPayload(body.toString(), this.#settings.revision)
     if (packets instanceof SnapperError) {
       this.#owner.fail(this, 'parse error')
-      return
+      return true
     }
+    if (packets.some(packet => packet.type === 'close') && !this.#owner.acceptsClose()) return false
     // The owner ignores what follows once a packet has closed the session.
     for (const packet of packets) this.#owner.receive(packet, this)
+    return true
   }
 
   /** The upgrade completed: hand the queue to the websocket and release a held GET. */
@@ -284,7 +290,8 @@ export class PollingTransport implements Transport {
 
   end(ending: Ending): boolean {
     if (this.#state !== 'open') return false
-    if (ending !== 'flush') {
+    if (ending === 'replaced') this.#takeQueue()
+    else if (ending !== 'flush') {
       this.#takeQueue()
       this.#finish(ending === 'close' ? [CLOSE] : [NOOP])
       return false

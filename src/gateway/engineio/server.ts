@@ -148,19 +148,20 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     const revision = revisionOf(query.get('EIO'))
     const sid = query.get('sid')
     if (sid !== null) {
+      // A close packet lingers for the next GET of its sid, even once a newer session opened under
+      // that sid (the same consumer): the client it was for polls again at once, the newer one only
+      // after its handshake's answer (docs/consumer-protocol.md §3).
+      const lingering = this.#lingering.get(sid)
+      const isLastPoll = !isUpgrade && request.method === 'get' && transport === 'polling'
+      if (
+        lingering !== undefined &&
+        isLastPoll &&
+        revision === lingering.protocol &&
+        this.#admits(lingering, query)
+      )
+        return { kind: 'poll', session: lingering, query }
       const session = this.#sessions.get(sid)
-      if (session === undefined) {
-        const lingering = this.#lingering.get(sid)
-        const isLastPoll = !isUpgrade && request.method === 'get' && transport === 'polling'
-        if (
-          lingering !== undefined &&
-          isLastPoll &&
-          revision === lingering.protocol &&
-          this.#admits(lingering, query)
-        )
-          return { kind: 'poll', session: lingering, query }
-        return refuse(ENGINE_ERRORS.UNKNOWN_SID)
-      }
+      if (session === undefined) return refuse(ENGINE_ERRORS.UNKNOWN_SID)
       // A sid is not a credential: a request that fails the session's own check looks like an unknown sid.
       if (!this.#admits(session, query)) return refuse(ENGINE_ERRORS.UNKNOWN_SID)
       if (revision !== session.protocol) return refuse(ENGINE_ERRORS.BAD_REQUEST)
@@ -271,17 +272,21 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     )
   }
 
-  /** A new session under `id`; a live one with that id is replaced, a lingering one forgotten. */
+  /**
+   * A new session under `id`; a live one with that id is replaced. A polling client of the
+   * id, replaced or closed, keeps its close packet for its next GET (see #route).
+   */
   open(
     id: string,
     data: T,
     revision: Revision,
     createTransport: (owner: TransportOwner) => PollingTransport | WebSocketTransport,
   ): EngineSession<T> {
-    this.#lingering.get(id)?.polling?.stopLingering()
     const replaced = this.#sessions.get(id)
+    const followsPolling = replaced?.polling !== undefined || this.#lingering.has(id)
     replaced?.replace()
     const session = new EngineSession(this, id, revision, data, createTransport)
+    if (followsPolling) session.followsPollingClient()
     this.#sessions.set(id, session)
     try {
       this.#handlers.open(session, replaced)

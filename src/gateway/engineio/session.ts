@@ -57,6 +57,8 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
   #nudgeTimer: NodeJS.Timeout | undefined
   /** What the client may still send (maxInputBytesPerSec); undefined: no limit. */
   readonly #input: TokenBucket | undefined
+  /** Until then (epoch ms) a close packet by POST may be the replaced polling client's (followsPollingClient). */
+  #replacedClientUntilMs = 0
   #isOpen = true
 
   constructor(
@@ -135,9 +137,25 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
     this.#end(reason, 'flush')
   }
 
-  /** A newer session took this id: end it at once, without the close handler, keeping nothing. */
+  /**
+   * A newer session took this id: end it at once, without the close handler.
+   * Its queue is dropped; on polling, the close packet waits for the client's next GET.
+   */
   replace(): void {
-    this.#end('replaced', 'close', true)
+    this.#end('replaced', 'replaced', true)
+  }
+
+  /**
+   * This session took the id of a polling session, whose client may not know
+   * yet and sends what it had to with this very sid (docs/consumer-protocol.md §3):
+   * for `pingTimeoutMs`, a POST carrying a close packet is taken as that client's.
+   */
+  followsPollingClient(): void {
+    this.#replacedClientUntilMs = Date.now() + this.#host.options.pingTimeoutMs
+  }
+
+  acceptsClose(): boolean {
+    return this.#replacedClientUntilMs === 0 || Date.now() >= this.#replacedClientUntilMs
   }
 
   /** A probe websocket opened for this session; false if it must be closed at once. */

@@ -9,11 +9,14 @@ export type TransportName = 'polling' | 'websocket'
  *   Polling without a pending GET keeps them for the next GET (it lingers).
  * - `close`: an error closes: queued packets are dropped, a pending GET gets
  *   the close packet.
+ * - `replaced`: a newer session took the id: queued packets are dropped (the
+ *   newer session sends them again), then as `flush`: the replaced client,
+ *   which may not know yet, polls again at once (docs/consumer-protocol.md §3).
  * - `noop`: the client closed: a pending GET is released with a noop.
  * - `silent`: the transport is gone (aborted GET, closed websocket), or the
  *   engine shuts down: release what is pending, keep nothing.
  */
-export type Ending = 'flush' | 'close' | 'noop' | 'silent'
+export type Ending = 'flush' | 'replaced' | 'close' | 'noop' | 'silent'
 
 /** What a session asks of its transport. */
 export interface Transport {
@@ -35,6 +38,8 @@ export interface TransportOwner {
    * past its input budget, and the transport must close with TOO_MUCH_INPUT.
    */
   admitsInput(bytes: number): boolean
+  /** False while a close packet from the client may be another's (a client this session replaced). */
+  acceptsClose(): boolean
   /** The client broke the protocol or a bound; `reason` is the close reason. */
   fail(from: Transport, reason: string): void
   /** The connection went away (websocket closed, pending GET aborted). */

@@ -176,6 +176,53 @@ test('P3-11, P3-12, P4-7: the client closes; a held GET is released with a noop'
   assertGone(t, server)
 })
 
+// The sid of a Snapper session is the consumer id, the same for every handshake of one token: a
+// client whose session a newer handshake replaced still sends with that sid until it learns
+// (docs/consumer-protocol.md §3). Below, A is the replaced client, B the newer one.
+for (const aHoldsAGet of [true, false]) {
+  test(`a polling client replaced ${aHoldsAGet ? 'while its GET is held' : 'between two GETs'} gets the close packet; its close packet posted before it knew closes nothing`, async t => {
+    const server = await echo(t)
+    const sid = 't.VaB_Le4Gx44TV7Ct9IZXAA~~'
+    const same = client(server, 4, sid)
+    await handshake(server, 4, sid)
+    const handled = server.handled('get')
+    const held = aHoldsAGet ? same.get() : undefined
+    if (held) await handled
+    await handshake(server, 4, sid) // B
+    t.deepEqual(server.opened, [
+      { id: sid, replaced: false },
+      { id: sid, replaced: true },
+    ])
+    t.is((await (held ?? same.get())).text, '1', "A's GET")
+    t.like(
+      await same.post('4from A\x1e1'),
+      { status: 400, text: SID_UNKNOWN },
+      "A's close, and what came with it",
+    )
+
+    assertOk(t, await same.post('4from B'))
+    t.is((await same.get()).text, '4echo:from B', "B's GET, B's packets")
+    t.deepEqual(server.received, ['from B'])
+    t.deepEqual(server.closed, [], 'B is live')
+    t.is(server.engine.lingering, 0)
+  })
+}
+
+test('a session that replaced a polling client takes a close packet from its own client once pingTimeoutMs is over', async t => {
+  const server = await echo(t, { pingTimeoutMs: 200 })
+  await handshake(server, 4, 's')
+  await handshake(server, 4, 's')
+  await pause(250)
+  assertOk(t, await client(server, 4, 's').post('1'))
+  t.is(await server.closeOf('s'), 'transport close')
+  t.is(
+    (await client(server, 4, 's').get()).text,
+    SID_UNKNOWN,
+    'the lingering close went to nobody, and is gone',
+  )
+  assertGone(t, server)
+})
+
 test('P3-13: an idle v3 session times out after pingInterval + pingTimeout; the held GET gets 1:1', async t => {
   const server = await echo(t, SHORT)
   // Bounds are measured from before what starts the server timer (less 5 ms of clock rounding).
