@@ -37,6 +37,13 @@ export const ERRORS = {
   NO_ESCALATION: { rpc: -32008, http: 400, temporary: false, text: 'No escalation webhook configured' },
   /** A subscribe of a consumer already in maxRoomsPerConsumer rooms: nothing changed. */
   CONSUMER_ROOMS_FULL: { rpc: -32009, http: 409, temporary: false, text: 'Consumer is in too many rooms' },
+  /** HTTP only: the admin app holds adminMaxPendingBodyBytes of request bodies; this one is not read. */
+  BODIES_PENDING: {
+    rpc: -32010,
+    http: 503,
+    temporary: true,
+    text: 'Too many request bodies in progress, retry',
+  },
 } as const
 
 export type ErrorCode = keyof typeof ERRORS

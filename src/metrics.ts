@@ -341,9 +341,11 @@ export interface AdminCounters {
   readonly responses: Record<string, number>
   /** Error answers by ERRORS code. */
   readonly errors: Record<string, number>
+  /** Connections and requests refused at a bound, by its config key (admin/server.ts, admin/pending-bodies.ts). */
+  readonly refused: Record<string, number>
 }
 
-export const createAdminCounters = (): AdminCounters => ({ responses: {}, errors: {} })
+export const createAdminCounters = (): AdminCounters => ({ responses: {}, errors: {}, refused: {} })
 
 /**
  * The admin app's metrics. `core` is the admin app's own broker core: its
@@ -379,6 +381,13 @@ export function registerAdminMetrics(
     'Admin HTTP error answers, by error code.',
     'code',
     () => counters.errors,
+  )
+  labelledCounterOf(
+    registry,
+    'snapper_admin_refused_total',
+    'Admin connections and requests refused at a bound, by its config key: adminMaxConnections (closed unanswered), adminMaxConnectionsPerAddress (503 TOO_MANY_CONNECTIONS, unread), adminMaxPendingBodyBytes (503 BODIES_PENDING).',
+    'reason',
+    () => counters.refused,
   )
 }
 

@@ -8,7 +8,8 @@
  * It also serves the consumer SDK's browser bundle at /sdk/consumer.js.
  *
  * Bodies are read only by the routes that take one, after their token check,
- * always as JSON (whatever the Content-Type), at most adminMaxBodyBytes.
+ * always as JSON (whatever the Content-Type), at most adminMaxBodyBytes each
+ * and adminMaxPendingBodyBytes in all at once (pending-bodies.ts).
  */
 import { bodyParser } from '@koa/bodyparser'
 import Koa, { type Middleware } from 'koa'
@@ -18,8 +19,10 @@ import type { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters, MetricsText } from '../metrics.js'
+import { RefusalLog } from '../refusal-log.js'
 import { bodyError, errorBoundary } from './errors.js'
 import type { LiveSeries } from './live-series.js'
+import { limitPendingBodies, PendingBodies } from './pending-bodies.js'
 import { redisDeadline } from './redis-deadline.js'
 import { dashboardRoutes } from './routes/dashboard.js'
 import { demoRoutes } from './routes/demo.js'
@@ -34,6 +37,8 @@ export type { Readiness } from './routes/health.js'
 export type AdminConfig = Pick<
   Config,
   | 'adminMaxBodyBytes'
+  | 'adminMaxPendingBodyBytes'
+  | 'logMaxRefusalsPerSec'
   | 'redisRequestTimeoutMs'
   | 'nodeTtlMs'
   | 'maxRoomBytes'
@@ -94,7 +99,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
   // Koa's own error printing is off: the boundary below answers and logs every error.
   app.silent = true
 
-  const parseBody = bodyParser({
+  const readBody = bodyParser({
     enableTypes: ['json'],
     detectJSON: () => true,
     jsonLimit: config.adminMaxBodyBytes,
@@ -105,6 +110,13 @@ export function createAdminApp(deps: AdminDeps): Koa {
       throw bodyError(err)
     },
   }) as Middleware
+  const parseBody = limitPendingBodies(readBody, {
+    pending: new PendingBodies(config.adminMaxPendingBodyBytes),
+    maxBodyBytes: config.adminMaxBodyBytes,
+    counters,
+    refusals: new RefusalLog(log, config.logMaxRefusalsPerSec),
+    log,
+  })
 
   app.use(accessLog(log, counters))
   app.use(errorBoundary(log, counters))

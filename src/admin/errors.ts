@@ -11,7 +11,7 @@
  */
 import type { Context, Middleware } from 'koa'
 import { refusalCode, type Refusal } from '../auth/token.js'
-import { httpError, isSnapperError, SnapperError, type ErrorCode } from '../errors.js'
+import { ERRORS, httpError, isSnapperError, SnapperError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters } from '../metrics.js'
 
@@ -26,7 +26,7 @@ function answer(ctx: Context, code: ErrorCode, counters: AdminCounters, reason?:
   const { status, body } = httpError(code, reason)
   ctx.status = status
   ctx.body = body
-  if (code === 'STORE_UNAVAILABLE' || code === 'SHUTTING_DOWN') ctx.set('Retry-After', '1')
+  if (ERRORS[code].http === 503) ctx.set('Retry-After', '1')
   counters.errors[code] = (counters.errors[code] ?? 0) + 1
 }
 
@@ -75,9 +75,10 @@ const FORBIDDEN_PROTO = 'Object contains forbidden prototype property'
  * the limit is 413; a `__proto__` key (valid JSON, refused against prototype
  * poisoning) is invalid params, saying so; anything else (not JSON, not an
  * object or array, a body cut short) is a parse error. The body is always
- * read as UTF-8.
+ * read as UTF-8. Ours (a chunked body stopped by pending-bodies.ts) stays as it is.
  */
 export function bodyError(err: unknown): SnapperError {
+  if (isSnapperError(err)) return err
   const { status, type, message } = (err ?? {}) as { status?: unknown; type?: unknown; message?: unknown }
   if (status === 413 || type === 'entity.too.large')
     return new SnapperError('FRAME_TOO_LARGE', undefined, { cause: err })

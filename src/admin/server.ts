@@ -3,6 +3,10 @@ import type { Socket } from 'node:net'
 import type Koa from 'koa'
 import type { Config } from '../config/defaults.js'
 import { httpError } from '../errors.js'
+import { guard } from '../guard.js'
+import type { Logger } from '../log.js'
+import type { AdminCounters } from '../metrics.js'
+import { RefusalLog } from '../refusal-log.js'
 
 /**
  * The admin app's HTTP server. Its port may be reachable by strangers, and
@@ -12,10 +16,16 @@ import { httpError } from '../errors.js'
  * full within adminRequestTimeoutMs gets 408 and is closed: silent or
  * trickling connections cannot use up the process's open files, and one
  * address holding its share leaves the rest to the probes and the others.
+ * Each refusal is counted in `counters.refused` by its bound's key and logged
+ * (at most logMaxRefusalsPerSec lines a second).
  */
 export function createAdminServer(
   app: Koa,
-  config: Pick<Config, 'adminMaxConnections' | 'adminMaxConnectionsPerAddress' | 'adminRequestTimeoutMs'>,
+  config: Pick<
+    Config,
+    'adminMaxConnections' | 'adminMaxConnectionsPerAddress' | 'adminRequestTimeoutMs' | 'logMaxRefusalsPerSec'
+  >,
+  deps: { readonly counters: AdminCounters; readonly logger: Logger },
 ): Server {
   const timeoutMs = config.adminRequestTimeoutMs
   const server = createServer(
@@ -28,8 +38,25 @@ export function createAdminServer(
     },
     app.callback(),
   )
+  const log = deps.logger.child({ module: 'admin' })
+  const refusals = new RefusalLog(log, config.logMaxRefusalsPerSec)
+  const refused = (limit: 'adminMaxConnections' | 'adminMaxConnectionsPerAddress', remote?: string): void => {
+    deps.counters.refused[limit] = (deps.counters.refused[limit] ?? 0) + 1
+    refusals.warn(log, { limit, remote }, 'admin connection refused: too many')
+  }
   server.maxConnections = config.adminMaxConnections
-  if (config.adminMaxConnectionsPerAddress > 0) limitPerAddress(server, config.adminMaxConnectionsPerAddress)
+  // Node closes a connection past maxConnections itself, and tells only this event.
+  server.on(
+    'drop',
+    guard(log, 'admin drop', (data?: { remoteAddress?: string }) =>
+      refused('adminMaxConnections', data?.remoteAddress),
+    ),
+  )
+  if (config.adminMaxConnectionsPerAddress > 0)
+    limitPerAddress(server, config.adminMaxConnectionsPerAddress, {
+      log,
+      onRefused: address => refused('adminMaxConnectionsPerAddress', address),
+    })
   return server
 }
 
@@ -44,10 +71,14 @@ function tooManyConnectionsAnswer(): Buffer {
 }
 
 /** Counts each address's open connections; one past the limit is answered 503 and closed unread. */
-function limitPerAddress(server: Server, maxPerAddress: number): void {
+function limitPerAddress(
+  server: Server,
+  maxPerAddress: number,
+  deps: { readonly log: Logger; readonly onRefused: (address: string) => void },
+): void {
   const answer = tooManyConnectionsAnswer()
   const held = new Map<string, number>()
-  server.on('connection', (socket: Socket) => {
+  const accept = (socket: Socket): void => {
     // A socket closed before this event has no address: nothing to count, Node drops it.
     const address = socket.remoteAddress
     if (address === undefined) return
@@ -56,6 +87,7 @@ function limitPerAddress(server: Server, maxPerAddress: number): void {
       socket.pause() // its request is never parsed, so the app never answers it too
       socket.write(answer)
       socket.destroySoon() // the server is half-open: end() alone would wait for the client's FIN
+      deps.onRefused(address)
       return
     }
     held.set(address, count + 1)
@@ -64,5 +96,9 @@ function limitPerAddress(server: Server, maxPerAddress: number): void {
       if (left === 0) held.delete(address)
       else held.set(address, left)
     })
-  })
+  }
+  server.on(
+    'connection',
+    guard(deps.log, 'admin accept', accept, socket => socket.destroy()),
+  )
 }

@@ -68,7 +68,7 @@ export async function startAdmin(options: {
   }, config.statsFlushMs)
   timer.unref()
 
-  const server: Server = createAdminServer(app, config)
+  const server: Server = createAdminServer(app, config, { counters, logger })
   const port = await new Promise<number>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, config.host, () => {

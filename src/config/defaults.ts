@@ -263,6 +263,13 @@ export interface Config {
 
   /** Largest body of an admin HTTP request, in bytes. @default 1048576 */
   readonly adminMaxBodyBytes: number
+  /**
+   * Bytes of admin request bodies being read or parsed at once, all requests together (a
+   * compressed body counts as adminMaxBodyBytes, what it may inflate to); a request whose body
+   * does not fit gets 503 BODIES_PENDING, unread. At least adminMaxBodyBytes. A body held so
+   * costs about its size in heap while read, three times that once parsed. @default 67108864
+   */
+  readonly adminMaxPendingBodyBytes: number
   /** Connections the admin app holds at once; more are closed at once. @default 1000 */
   readonly adminMaxConnections: number
   /**
@@ -364,6 +371,7 @@ export const defaults: Config = {
   escalationMaxInFlight: 32,
 
   adminMaxBodyBytes: 1 << 20,
+  adminMaxPendingBodyBytes: 64 << 20,
   adminMaxConnections: 1000,
   adminMaxConnectionsPerAddress: 100,
   adminRequestTimeoutMs: 10_000,

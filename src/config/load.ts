@@ -153,6 +153,8 @@ function checkTogether(config: Config): void {
     throw new ConfigError('"maxMessageBytes" must not exceed "roomLogMaxBytes"')
   if (config.maxMessageBytes > config.maxFrameBytes)
     throw new ConfigError('"maxMessageBytes" must not exceed "maxFrameBytes"')
+  if (config.adminMaxBodyBytes > config.adminMaxPendingBodyBytes)
+    throw new ConfigError('"adminMaxBodyBytes" must not exceed "adminMaxPendingBodyBytes"')
   if (config.escalationWebhookUrl !== '' && config.escalationWebhookSecret === '')
     throw new ConfigError('"escalationWebhookUrl" needs "escalationWebhookSecret", which signs the requests')
 }

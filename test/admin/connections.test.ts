@@ -6,9 +6,11 @@
 import { get } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import test from 'ava'
+import { pino } from 'pino'
+import { scrape } from '../../src/metrics.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { eventually } from '../helpers/eventually.js'
-import { startAdminApp } from './harness.js'
+import { sample, startAdminApp } from './harness.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -131,4 +133,32 @@ test('adminMaxConnectionsPerAddress 0: no limit per address', async t => {
   const held = await Promise.all(Array.from({ length: 10 }, () => hold(h.base)))
   t.teardown(() => held.forEach(one => one.socket.destroy()))
   t.is((await fetch(`${h.base}/healthz`)).status, 200)
+})
+
+test('refusals of adminMaxConnectionsPerAddress and adminMaxConnections are counted in snapper_admin_refused_total and logged', async t => {
+  const lines: { level: number; msg: string; limit?: string; remote?: string }[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  const h = await startAdminApp(t, server.url, {
+    overrides: { adminMaxConnections: 4, adminMaxConnectionsPerAddress: 2, adminRequestTimeoutMs: 5000 },
+    logger,
+  })
+  const attempts = await Promise.all(Array.from({ length: 3 }, () => hold(h.base)))
+  t.teardown(() => attempts.forEach(held => held.socket.destroy()))
+  t.regex(await attempts[2]!.answer, /^HTTP\/1\.1 503 /)
+  // Two more from elsewhere fill the port; a fifth connection is closed unanswered.
+  const others = await Promise.all(['127.0.0.2', '127.0.0.3'].map(address => hold(h.base, '', address)))
+  t.teardown(() => others.forEach(held => held.socket.destroy()))
+  const dropped = await hold(h.base, '', '127.0.0.4')
+  t.is(await dropped.answer, '')
+
+  const text = (await scrape(h.registry)).body
+  t.is(sample(text, 'snapper_admin_refused_total{reason="adminMaxConnectionsPerAddress"}'), 1)
+  t.is(sample(text, 'snapper_admin_refused_total{reason="adminMaxConnections"}'), 1)
+  t.like(
+    lines.filter(line => line.msg === 'admin connection refused: too many'),
+    [
+      { level: 40, limit: 'adminMaxConnectionsPerAddress', remote: '127.0.0.1' },
+      { level: 40, limit: 'adminMaxConnections', remote: '127.0.0.4' },
+    ],
+  )
 })

@@ -86,18 +86,19 @@ export async function startAdminApp(
     windowSec: 60,
     onError: () => {},
   })
+  const logger = options.logger ?? silentLogger
   const app = createAdminApp({
     config,
     core,
     tokens,
-    logger: options.logger ?? silentLogger,
+    logger,
     counters,
     readiness: options.readiness ?? (() => []),
     metrics: () => (options.metrics ?? scrape)(registry),
     series,
     gatewayPort: 7701,
   })
-  const server = createAdminServer(app, config)
+  const server = createAdminServer(app, config, { counters, logger })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const address = server.address()
   const port = typeof address === 'object' && address ? address.port : 0
