@@ -75,10 +75,9 @@ const FORBIDDEN_PROTO = 'Object contains forbidden prototype property'
  * the limit is 413; a `__proto__` key (valid JSON, refused against prototype
  * poisoning) is invalid params, saying so; anything else (not JSON, not an
  * object or array, a body cut short) is a parse error. The body is always
- * read as UTF-8. Ours (a chunked body stopped by pending-bodies.ts) stays as it is.
+ * read as UTF-8.
  */
 export function bodyError(err: unknown): SnapperError {
-  if (isSnapperError(err)) return err
   const { status, type, message } = (err ?? {}) as { status?: unknown; type?: unknown; message?: unknown }
   if (status === 413 || type === 'entity.too.large')
     return new SnapperError('FRAME_TOO_LARGE', undefined, { cause: err })

@@ -8,9 +8,8 @@
  * its response closes (answered, aborted, timed out: Node closes the
  * response in every case):
  *
- *   identity body, Content-Length ≤ adminMaxBodyBytes → that length, up front
- *   Content-Encoding gzip/deflate/br                 → adminMaxBodyBytes, up front (what it may inflate to)
- *   chunked identity body                             → each chunk as it arrives
+ *   identity body, Content-Length ≤ adminMaxBodyBytes → that length
+ *   Content-Encoding gzip/deflate/br, or chunked     → adminMaxBodyBytes (what it may grow to)
  *   Content-Length > adminMaxBodyBytes                → nothing: the parser answers 413 unread
  *
  * A request whose share does not fit gets 503 BODIES_PENDING with
@@ -19,7 +18,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { Context, Middleware } from 'koa'
 import { SnapperError } from '../errors.js'
-import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters } from '../metrics.js'
 import type { RefusalLog } from '../refusal-log.js'
@@ -49,12 +47,11 @@ export class PendingBodies {
   }
 }
 
-/** What to take before reading: a byte count, or undefined when the body is counted as it arrives. */
-function bytesUpFront(req: IncomingMessage, maxBodyBytes: number): number | undefined {
+/** What a body takes before it is read: its length if it says so, else the most it may be. */
+function bytesUpFront(req: IncomingMessage, maxBodyBytes: number): number {
   const encoding = req.headers['content-encoding'] ?? 'identity'
-  if (encoding !== 'identity') return maxBodyBytes
   const length = req.headers['content-length']
-  if (length === undefined) return undefined
+  if (encoding !== 'identity' || length === undefined) return maxBodyBytes
   const bytes = Number(length) // Node has checked it is digits
   return bytes > maxBodyBytes ? 0 : bytes
 }
@@ -63,10 +60,7 @@ function bytesUpFront(req: IncomingMessage, maxBodyBytes: number): number | unde
 const hasBody = (req: IncomingMessage): boolean =>
   req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
 
-/**
- * `parse` (the body parser) behind the bound: runs it only once the body's
- * share is taken, and stops a chunked body whose next chunk does not fit.
- */
+/** `parse` (the body parser) behind the bound: runs it only once the body's share is taken. */
 export function limitPendingBodies(
   parse: Middleware,
   deps: {
@@ -79,12 +73,11 @@ export function limitPendingBodies(
 ): Middleware {
   const { pending, maxBodyBytes, counters, refusals, log } = deps
 
-  const refuse = (ctx: Context, bodyBytes: number | undefined): SnapperError => {
+  const refuse = (ctx: Context, bodyBytes: number): SnapperError => {
     counters.refused.adminMaxPendingBodyBytes = (counters.refused.adminMaxPendingBodyBytes ?? 0) + 1
-    const remote = ctx.req.socket.remoteAddress
     const fields = {
       limit: 'adminMaxPendingBodyBytes',
-      remote,
+      remote: ctx.req.socket.remoteAddress,
       path: ctx.path,
       bodyBytes,
       pendingBytes: pending.bytes,
@@ -100,27 +93,10 @@ export function limitPendingBodies(
     if (!PARSED_METHODS.has(ctx.method) || !hasBody(req)) return parse(ctx, next)
     // Closed already (the client left): no close to come would give a share back; the parser answers 499.
     if (ctx.res.closed) return parse(ctx, next)
-    const upFront = bytesUpFront(req, maxBodyBytes)
+    const bytes = bytesUpFront(req, maxBodyBytes)
     // Refused before a byte of the body is read; Node discards the body after the answer.
-    if (upFront !== undefined && !pending.take(upFront)) throw refuse(ctx, upFront)
-    let held = upFront ?? 0
-    ctx.res.once('close', () => pending.give(held))
-    if (upFront !== undefined) return parse(ctx, next)
-
-    // A chunked body: this listener goes first, then the parser's (raw-body's, attached as parse()
-    // is called). A chunk that does not fit fails the parser with our error, through its 'error'
-    // listener; its body parser's onError then closes the connection, the rest unread.
-    const onChunk = guard(log, 'admin body count', (chunk: Buffer) => {
-      if (pending.take(chunk.length)) {
-        held += chunk.length
-        return
-      }
-      req.off('data', onChunk)
-      const refusal = refuse(ctx, undefined)
-      // No 'error' listener: the parser has stopped reading already (413, aborted), nothing to stop.
-      if (req.listenerCount('error') > 0) req.emit('error', refusal)
-    })
-    req.on('data', onChunk)
+    if (!pending.take(bytes)) throw refuse(ctx, bytes)
+    ctx.res.once('close', () => pending.give(bytes))
     return parse(ctx, next)
   }
 }

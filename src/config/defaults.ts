@@ -265,7 +265,7 @@ export interface Config {
   readonly adminMaxBodyBytes: number
   /**
    * Bytes of admin request bodies being read or parsed at once, all requests together (a
-   * compressed body counts as adminMaxBodyBytes, what it may inflate to); a request whose body
+   * chunked or compressed body counts as adminMaxBodyBytes, what it may grow to); a request whose body
    * does not fit gets 503 BODIES_PENDING, unread. At least adminMaxBodyBytes. A body held so
    * costs about its size in heap while read, three times that once parsed. @default 67108864
    */

@@ -404,7 +404,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   adminMaxPendingBodyBytes: {
     env: 'SNAPPER_ADMIN_MAX_PENDING_BODY_BYTES',
     parse: toMemoryBytes,
-    doc: 'bytes of admin request bodies being read or parsed at once, all requests together (a body by its `Content-Length` before it is read, a chunked one as it arrives, a compressed one as `adminMaxBodyBytes`); a request whose body does not fit gets 503 `BODIES_PENDING` (with `Retry-After`) unread. At least `adminMaxBodyBytes`',
+    doc: 'bytes of admin request bodies being read or parsed at once, all requests together (a body by its `Content-Length` before it is read; a chunked or compressed one as `adminMaxBodyBytes`, what it may grow to); a request whose body does not fit gets 503 `BODIES_PENDING` (with `Retry-After`) unread. At least `adminMaxBodyBytes`',
   },
   adminMaxConnections: {
     env: 'SNAPPER_ADMIN_MAX_CONNECTIONS',
