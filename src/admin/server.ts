@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type Koa from 'koa'
+import { PerAddress } from '../client-address.js'
 import type { Config } from '../config/defaults.js'
 import { httpError } from '../errors.js'
 import { guard } from '../guard.js'
@@ -23,7 +24,11 @@ export function createAdminServer(
   app: Koa,
   config: Pick<
     Config,
-    'adminMaxConnections' | 'adminMaxConnectionsPerAddress' | 'adminRequestTimeoutMs' | 'logMaxRefusalsPerSec'
+    | 'adminMaxConnections'
+    | 'adminMaxConnectionsPerAddress'
+    | 'perAddressIpv6PrefixBits'
+    | 'adminRequestTimeoutMs'
+    | 'logMaxRefusalsPerSec'
   >,
   deps: { readonly counters: AdminCounters; readonly logger: Logger },
 ): Server {
@@ -53,10 +58,14 @@ export function createAdminServer(
     ),
   )
   if (config.adminMaxConnectionsPerAddress > 0)
-    limitPerAddress(server, config.adminMaxConnectionsPerAddress, {
-      log,
-      onRefused: address => refused('adminMaxConnectionsPerAddress', address),
-    })
+    limitPerAddress(
+      server,
+      new PerAddress(config.adminMaxConnectionsPerAddress, config.perAddressIpv6PrefixBits),
+      {
+        log,
+        onRefused: address => refused('adminMaxConnectionsPerAddress', address),
+      },
+    )
   return server
 }
 
@@ -70,32 +79,26 @@ function tooManyConnectionsAnswer(): Buffer {
   )
 }
 
-/** Counts each address's open connections; one past the limit is answered 503 and closed unread. */
+/** Counts each address's open connections (an IPv6 one's by its network); one past the limit is answered 503 and closed unread. */
 function limitPerAddress(
   server: Server,
-  maxPerAddress: number,
+  perAddress: PerAddress,
   deps: { readonly log: Logger; readonly onRefused: (address: string) => void },
 ): void {
   const answer = tooManyConnectionsAnswer()
-  const held = new Map<string, number>()
   const accept = (socket: Socket): void => {
     // A socket closed before this event has no address: nothing to count, Node drops it.
     const address = socket.remoteAddress
     if (address === undefined) return
-    const count = held.get(address) ?? 0
-    if (count >= maxPerAddress) {
+    const group = perAddress.take(address)
+    if (group === undefined) {
       socket.pause() // its request is never parsed, so the app never answers it too
       socket.write(answer)
       socket.destroySoon() // the server is half-open: end() alone would wait for the client's FIN
       deps.onRefused(address)
       return
     }
-    held.set(address, count + 1)
-    socket.once('close', () => {
-      const left = (held.get(address) ?? 1) - 1
-      if (left === 0) held.delete(address)
-      else held.set(address, left)
-    })
+    socket.once('close', () => perAddress.give(group))
   }
   server.on(
     'connection',

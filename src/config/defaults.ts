@@ -178,6 +178,12 @@ export interface Config {
    */
   readonly maxHandshakesPerAddressPerSec: number
   /**
+   * Bits of an IPv6 client address the per-address limits count it by (maxHandshakesPerAddressPerSec,
+   * maxUnauthenticatedProducersPerAddress, adminMaxConnectionsPerAddress): a site may use any address
+   * of its /64 (or wider) prefix, so exact addresses bound nothing. 128: each address apart. @default 64
+   */
+  readonly perAddressIpv6PrefixBits: number
+  /**
    * Addresses (or CIDR ranges) of proxies whose X-Forwarded-For / X-Real-IP names the consumer's
    * address; from anyone else these headers are ignored. @default []
    */
@@ -337,6 +343,7 @@ export const defaults: Config = {
   maxSessions: 100_000,
   maxSessionsPerUser: 100,
   maxHandshakesPerAddressPerSec: 0,
+  perAddressIpv6PrefixBits: 64,
   trustedProxies: [],
   corsOrigins: [],
   batchMaxMessages: 50,

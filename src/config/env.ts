@@ -242,6 +242,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: integer(0, 2 ** 31 - 1),
     doc: 'new consumer sessions one client address may open per second per node; further ones get 429. 0: no limit. Behind a proxy, set `trustedProxies`',
   },
+  perAddressIpv6PrefixBits: {
+    env: 'SNAPPER_PER_ADDRESS_IPV6_PREFIX_BITS',
+    parse: integer(1, 128),
+    doc: 'the per-address limits (`maxHandshakesPerAddressPerSec`, `maxUnauthenticatedProducersPerAddress`, `adminMaxConnectionsPerAddress`) count an IPv6 client by this many leading bits of its address, its network: a site may use any address of its /64 (or wider) prefix, so exact addresses would bound nothing. 128: each address apart. IPv4 addresses count one by one',
+  },
   trustedProxies: {
     env: 'SNAPPER_TRUSTED_PROXIES',
     parse: toAddressRanges,

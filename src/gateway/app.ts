@@ -32,6 +32,7 @@ export type GatewayConfig = Pick<
   | 'consumerMaxInputBytesPerSec'
   | 'corsOrigins'
   | 'maxHandshakesPerAddressPerSec'
+  | 'perAddressIpv6PrefixBits'
   | 'trustedProxies'
   | 'nodeTtlMs'
   | 'consumerRetryAfterMs'
@@ -99,6 +100,7 @@ export function createGateway(deps: {
       prepareTimeout: { ms: config.redisRequestTimeoutMs, refusal: STORAGE_UNAVAILABLE },
       compression: config.wsCompression,
       maxHandshakesPerAddressPerSec: config.maxHandshakesPerAddressPerSec,
+      perAddressIpv6PrefixBits: config.perAddressIpv6PrefixBits,
       trustedProxies: config.trustedProxies,
     },
     createConsumerHandlers(

@@ -3,15 +3,17 @@
  * stranger never authenticates and may hold a connection for the whole auth
  * timeout, so those connections are bounded apart from the authenticated
  * ones: in all (maxUnauthenticatedProducers) and per client address
- * (maxUnauthenticatedProducersPerAddress), so that strangers cannot take the
+ * (maxUnauthenticatedProducersPerAddress; an IPv6 one by its network:
+ * src/client-address.ts), so that strangers cannot take the
  * places of producers, nor one address all the strangers' places. A producer
  * authenticates within one round trip, so it holds its place for milliseconds.
  */
+import { PerAddress } from '../client-address.js'
 import type { Config } from '../config/defaults.js'
 
 export type AdmissionLimits = Pick<
   Config,
-  'maxUnauthenticatedProducers' | 'maxUnauthenticatedProducersPerAddress'
+  'maxUnauthenticatedProducers' | 'maxUnauthenticatedProducersPerAddress' | 'perAddressIpv6PrefixBits'
 >
 
 /** The limit a refused connection met, as its config key (for the log). */
@@ -19,11 +21,15 @@ export type FullLimit = 'maxUnauthenticatedProducers' | 'maxUnauthenticatedProdu
 
 export class UnauthenticatedProducers {
   readonly #limits: AdmissionLimits
-  readonly #byAddress = new Map<string, number>()
+  readonly #perAddress: PerAddress
   #total = 0
 
   constructor(limits: AdmissionLimits) {
     this.#limits = limits
+    this.#perAddress = new PerAddress(
+      limits.maxUnauthenticatedProducersPerAddress,
+      limits.perAddressIpv6PrefixBits,
+    )
   }
 
   /** Connections holding a place now. */
@@ -31,22 +37,22 @@ export class UnauthenticatedProducers {
     return this.#total
   }
 
-  /** Takes a place for a connection from `address`: undefined if it got one, else the limit it met. */
-  admit(address: string): FullLimit | undefined {
-    if (this.#total >= this.#limits.maxUnauthenticatedProducers) return 'maxUnauthenticatedProducers'
-    const fromAddress = this.#byAddress.get(address) ?? 0
-    if (fromAddress >= this.#limits.maxUnauthenticatedProducersPerAddress)
-      return 'maxUnauthenticatedProducersPerAddress'
-    this.#byAddress.set(address, fromAddress + 1)
+  /**
+   * Takes a place for a connection from `address`: the group it counts under
+   * (to give back with release()), else the limit it met.
+   */
+  admit(address: string): { readonly group: string } | { readonly full: FullLimit } {
+    if (this.#total >= this.#limits.maxUnauthenticatedProducers)
+      return { full: 'maxUnauthenticatedProducers' }
+    const group = this.#perAddress.take(address)
+    if (group === undefined) return { full: 'maxUnauthenticatedProducersPerAddress' }
     this.#total++
-    return undefined
+    return { group }
   }
 
   /** Gives a place back: its connection authenticated, was refused, or closed. Once per admit. */
-  release(address: string): void {
-    const fromAddress = this.#byAddress.get(address) ?? 0
-    if (fromAddress <= 1) this.#byAddress.delete(address)
-    else this.#byAddress.set(address, fromAddress - 1)
+  release(group: string): void {
+    this.#perAddress.give(group)
     this.#total--
   }
 }

@@ -32,6 +32,7 @@ export type ProducerListenerConfig = Pick<
   | 'maxAuthFrameBytes'
   | 'maxUnauthenticatedProducers'
   | 'maxUnauthenticatedProducersPerAddress'
+  | 'perAddressIpv6PrefixBits'
   | 'maxRoomBytes'
   | 'maxMessageBytes'
   | 'maxRoomsPerPublish'
@@ -97,14 +98,14 @@ export function createProducerListener(deps: {
 
   const accept = (socket: Socket): void => {
     const address = socket.remoteAddress ?? ''
-    const full =
+    const place =
       connections.size >= config.maxProducerConnections
-        ? 'maxProducerConnections'
+        ? { full: 'maxProducerConnections' }
         : unauthenticated.admit(address)
-    if (full !== undefined) {
+    if ('full' in place) {
       refused++
       countError(counters, 'TOO_MANY_CONNECTIONS')
-      refusals.warn(log, { limit: full, remote: address }, 'producer connection refused: too many')
+      refusals.warn(log, { limit: place.full, remote: address }, 'producer connection refused: too many')
       return refuseConnection(socket)
     }
     accepted++
@@ -117,7 +118,7 @@ export function createProducerListener(deps: {
       counters,
       logger: log,
       refusals,
-      onAuthenticationEnd: () => unauthenticated.release(address),
+      onAuthenticationEnd: () => unauthenticated.release(place.group),
     })
     connections.add(connection)
     void connection.closed.then(() => connections.delete(connection))

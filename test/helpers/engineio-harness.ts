@@ -30,6 +30,7 @@ export const defaultOptions: EngineOptions = {
   cookieName: 'snapper.ws',
   corsOrigins: defaults.corsOrigins,
   maxHandshakesPerAddressPerSec: defaults.maxHandshakesPerAddressPerSec,
+  perAddressIpv6PrefixBits: defaults.perAddressIpv6PrefixBits,
   trustedProxies: defaults.trustedProxies,
 }
 

@@ -9,6 +9,7 @@ import {
   TryAgainLater,
 } from './api.js'
 import { ENGINE_ERRORS, type Refusal, readHeaders, remoteAddressOf } from './http.js'
+import { addressGroup } from '../../client-address.js'
 import { RatePerSecond } from '../../rate.js'
 import { TrustedProxies } from './peer.js'
 
@@ -88,7 +89,7 @@ export class Admission<T> {
       headers['x-real-ip'] ?? '',
     )
     // Before the hook: a flood is refused without verifying its tokens. The next window opens within 1 s.
-    if (!this.#handshakeRate.admits(remoteAddress)) {
+    if (!this.#handshakeRate.admits(addressGroup(remoteAddress, this.#options.perAddressIpv6PrefixBits))) {
       this.#rateLimited++
       return { ok: false, ...ENGINE_ERRORS.TOO_MANY_HANDSHAKES, retryAfterMs: 1000 }
     }

@@ -49,6 +49,8 @@ export interface EngineOptions {
   readonly compression?: boolean
   /** New sessions one client address may open per second; further handshakes get 429. 0: no limit. @default 0 */
   readonly maxHandshakesPerAddressPerSec: number
+  /** Leading bits of an IPv6 client address that rate counts it by (src/client-address.ts). @default 64 */
+  readonly perAddressIpv6PrefixBits: number
   /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For / X-Real-IP names the client. @default [] */
   readonly trustedProxies: readonly string[]
 }

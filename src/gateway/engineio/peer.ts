@@ -5,16 +5,8 @@
  * From anyone else those headers are ignored, since a client can write
  * whatever it likes in them.
  */
-import { BlockList, isIP, SocketAddress } from 'node:net'
-
-/** An address in one spelling: IPv6 shortened, IPv4-mapped IPv6 as plain IPv4 (uWS spells out all 8 groups). */
-export function canonicalAddress(address: string): string {
-  const family = isIP(address)
-  if (family !== 6) return address
-  const short = new SocketAddress({ address, family: 'ipv6' }).address
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(short)
-  return mapped ? mapped[1]! : short
-}
+import { BlockList, isIP } from 'node:net'
+import { canonicalAddress } from '../../client-address.js'
 
 export class TrustedProxies {
   readonly #list = new BlockList()

@@ -76,3 +76,28 @@ test('from a trusted proxy, X-Forwarded-For (or X-Real-IP) names the client; fro
   t.is((await handshake(server, '127.0.0.4', { 'x-forwarded-for': '10.0.0.6' })).status, 429)
   t.is(server.handshakes.at(-1)?.remoteAddress, '127.0.0.4')
 })
+
+test('an IPv6 client counts by its /64 (perAddressIpv6PrefixBits): a new address of the same network is no new client', async t => {
+  const server = await echo(t, { maxHandshakesPerAddressPerSec: 1, trustedProxies: ['127.0.0.2'] })
+  const from = (client: string) => handshake(server, '127.0.0.2', { 'x-forwarded-for': client })
+  t.is((await from('2001:db8:1:2::a')).status, 200)
+  t.is((await from('2001:db8:1:2:ffff::b')).status, 429, 'another address of the same /64')
+  t.is((await from('2001:db8:1:3::a')).status, 200, 'another /64')
+  t.deepEqual(
+    server.handshakes.map(h => h.remoteAddress),
+    ['2001:db8:1:2::a', '2001:db8:1:3::a'],
+    'the hook still sees each address',
+  )
+
+  const exact = await echo(t, {
+    maxHandshakesPerAddressPerSec: 1,
+    trustedProxies: ['127.0.0.2'],
+    perAddressIpv6PrefixBits: 128,
+  })
+  t.is((await handshake(exact, '127.0.0.2', { 'x-forwarded-for': '2001:db8:1:2::a' })).status, 200)
+  t.is(
+    (await handshake(exact, '127.0.0.2', { 'x-forwarded-for': '2001:db8:1:2::b' })).status,
+    200,
+    '128: each apart',
+  )
+})

@@ -1,5 +1,6 @@
 import test from 'ava'
-import { canonicalAddress, TrustedProxies } from '../../../src/gateway/engineio/peer.js'
+import { canonicalAddress } from '../../../src/client-address.js'
+import { TrustedProxies } from '../../../src/gateway/engineio/peer.js'
 import { RatePerSecond } from '../../../src/rate.js'
 
 test('canonicalAddress: IPv6 shortened, IPv4-mapped as IPv4 (uWS spells out all 8 groups)', t => {
