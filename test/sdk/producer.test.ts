@@ -84,6 +84,25 @@ test('bad input: the broker code, message and reason, and the producer goes on',
   t.is(await producer.publish('room', 'still fine'), 1)
 })
 
+test('a subscribe past maxRoomsPerConsumer: SnapperError -32009 with the code as reason and the bound in detail, not temporary', async t => {
+  const broker = await startBroker(t, server.url, { maxRoomsPerConsumer: 1 })
+  const producer = new Producer({ port: broker.ports.producer, secret: TEST_SECRET, id: 'p' })
+  t.teardown(() => producer.close())
+  t.is(await producer.subscribe('first', 't.consumer'), 1)
+  const full = await t.throwsAsync(producer.subscribe('second', 't.consumer'), { instanceOf: SnapperError })
+  t.deepEqual(
+    [full?.code, full?.message, full?.reason, full?.isTemporary, full?.detail],
+    [
+      -32009,
+      'Consumer is in too many rooms',
+      'CONSUMER_ROOMS_FULL',
+      false,
+      'the consumer is in 1 rooms (maxRoomsPerConsumer): leave one first',
+    ],
+  )
+  t.is(await producer.subscribe('first', 't.consumer'), null, 'a room it is in: as before')
+})
+
 const SMALL_FRAME_BYTES = 4096
 
 /** A broker and producer whose frames hold 4 KiB, and a consumer of a new user, connected. */
