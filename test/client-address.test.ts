@@ -3,22 +3,26 @@ import { addressGroup, PerAddress } from '../src/client-address.js'
 import { UnauthenticatedProducers } from '../src/producer/admission.js'
 
 test('addressGroup: IPv4 as itself, IPv4-mapped IPv6 as IPv4, IPv6 by its first bits; anything else as it is', t => {
-  t.is(addressGroup('10.1.2.3', 64), '10.1.2.3')
-  t.is(addressGroup('::ffff:10.1.2.3', 64), '10.1.2.3')
-  t.is(addressGroup('0000:0000:0000:0000:0000:ffff:0a01:0203', 64), '10.1.2.3', 'as uWS spells it')
-  t.is(addressGroup('2001:db8:1:2:3:4:5:6', 64), '2001:db8:1:2::/64')
-  t.is(addressGroup('2001:0db8:0001:0002:aaaa:bbbb:cccc:dddd', 64), '2001:db8:1:2::/64', 'the same /64')
-  t.is(addressGroup('2001:db8:1:3::1', 64), '2001:db8:1:3::/64', 'the next /64')
-  t.is(addressGroup('2001:db8:1:2ff::1', 56), '2001:db8:1:200::/56')
-  t.is(addressGroup('2001:db8:1:ffff::', 48), '2001:db8:1::/48')
-  t.is(addressGroup('2001:db8:1:2:3:4:5:6', 60), '2001:db8:1::/60')
-  t.is(addressGroup('2001:db8::1', 128), '2001:db8::1', '128: each address apart')
-  t.is(addressGroup('::1', 64), '::/64')
-  t.is(addressGroup('fe80::1:2:3:4%eth0', 64), 'fe80::/64', 'a zone is no part of the network')
-  t.is(addressGroup('64:ff9b::1.2.3.4', 96), '64:ff9b::/96', 'an IPv4 tail')
-  t.is(addressGroup('64:ff9b::1.2.3.4', 112), '64:ff9b::102:0/112')
-  for (const garbage of ['', 'not an address', '1.2.3', '::g', '2001:db8::1::2'])
-    t.is(addressGroup(garbage, 64), garbage)
+  const cases: [address: string, bits: number, group: string, why?: string][] = [
+    ['10.1.2.3', 64, '10.1.2.3'],
+    ['::ffff:10.1.2.3', 64, '10.1.2.3'],
+    ['0000:0000:0000:0000:0000:ffff:0a01:0203', 64, '10.1.2.3', 'as uWS spells it'],
+    ['2001:db8:1:2:3:4:5:6', 64, '2001:db8:1:2::/64'],
+    ['2001:0db8:0001:0002:aaaa:bbbb:cccc:dddd', 64, '2001:db8:1:2::/64', 'the same /64'],
+    ['2001:db8:1:3::1', 64, '2001:db8:1:3::/64', 'the next /64'],
+    ['2001:db8:1:2ff::1', 56, '2001:db8:1:200::/56'],
+    ['2001:db8:1:ffff::', 48, '2001:db8:1::/48'],
+    ['2001:db8:1:2:3:4:5:6', 60, '2001:db8:1::/60'],
+    ['2001:db8::1', 128, '2001:db8::1', '128: each address apart'],
+    ['::1', 64, '::/64'],
+    ['fe80::1:2:3:4%eth0', 64, 'fe80::/64', 'a zone is no part of the network'],
+    ['64:ff9b::1.2.3.4', 96, '64:ff9b::/96', 'an IPv4 tail'],
+    ['64:ff9b::1.2.3.4', 112, '64:ff9b::102:0/112'],
+    ...['', 'not an address', '1.2.3', '::g', '2001:db8::1::2'].map(
+      (garbage): [string, number, string, string] => [garbage, 64, garbage, 'not an address: as it is'],
+    ),
+  ]
+  for (const [address, bits, group, why] of cases) t.is(addressGroup(address, bits), group, why ?? address)
 })
 
 test('PerAddress: at most max per group, an IPv6 network counted as one; a give frees a place', t => {
