@@ -343,9 +343,16 @@ export interface AdminCounters {
   readonly errors: Record<string, number>
   /** Connections and requests refused at a bound, by its config key (admin/server.ts, admin/pending-bodies.ts). */
   readonly refused: Record<string, number>
+  /** Bytes of request bodies being read or parsed now (admin/pending-bodies.ts). */
+  pendingBodyBytes: number
 }
 
-export const createAdminCounters = (): AdminCounters => ({ responses: {}, errors: {}, refused: {} })
+export const createAdminCounters = (): AdminCounters => ({
+  responses: {},
+  errors: {},
+  refused: {},
+  pendingBodyBytes: 0,
+})
 
 /**
  * The admin app's metrics. `core` is the admin app's own broker core: its
@@ -388,6 +395,12 @@ export function registerAdminMetrics(
     'Admin connections and requests refused at a bound, by its config key: adminMaxConnections (closed unanswered), adminMaxConnectionsPerAddress (503 TOO_MANY_CONNECTIONS, unread), adminMaxPendingBodyBytes (503 BODIES_PENDING).',
     'reason',
     () => counters.refused,
+  )
+  gaugeOf(
+    registry,
+    'snapper_admin_pending_body_bytes',
+    'Bytes of admin request bodies being read or parsed now, all requests together (bounded by adminMaxPendingBodyBytes).',
+    () => counters.pendingBodyBytes,
   )
 }
 

@@ -111,7 +111,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
     },
   }) as Middleware
   const parseBody = limitPendingBodies(readBody, {
-    pending: new PendingBodies(config.adminMaxPendingBodyBytes),
+    pending: new PendingBodies(config.adminMaxPendingBodyBytes, counters),
     maxBodyBytes: config.adminMaxBodyBytes,
     counters,
     refusals: new RefusalLog(log, config.logMaxRefusalsPerSec),

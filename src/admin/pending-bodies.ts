@@ -26,24 +26,29 @@ import type { RefusalLog } from '../refusal-log.js'
 const PARSED_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH'])
 
 export class PendingBodies {
-  #bytes = 0
+  /** Bytes taken now, by every request whose response has not closed (read by /metrics). */
+  readonly #counters: Pick<AdminCounters, 'pendingBodyBytes'>
 
-  constructor(readonly maxBytes: number) {}
+  constructor(
+    readonly maxBytes: number,
+    counters: Pick<AdminCounters, 'pendingBodyBytes'>,
+  ) {
+    this.#counters = counters
+  }
 
-  /** Bytes taken now, by every request whose response has not closed. */
   get bytes(): number {
-    return this.#bytes
+    return this.#counters.pendingBodyBytes
   }
 
   /** Takes `bytes` if they fit under maxBytes; false (and nothing taken) if not. */
   take(bytes: number): boolean {
-    if (this.#bytes + bytes > this.maxBytes) return false
-    this.#bytes += bytes
+    if (this.bytes + bytes > this.maxBytes) return false
+    this.#counters.pendingBodyBytes += bytes
     return true
   }
 
   give(bytes: number): void {
-    this.#bytes -= bytes
+    this.#counters.pendingBodyBytes -= bytes
   }
 }
 

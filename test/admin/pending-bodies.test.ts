@@ -9,6 +9,7 @@ import { connect, type Socket } from 'node:net'
 import test from 'ava'
 import { pino } from 'pino'
 import { scrape } from '../../src/metrics.js'
+import { eventually } from '../helpers/eventually.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { call, errorBody, sample, startAdminApp, TOKENS, type AdminHarness } from './harness.js'
 
@@ -79,6 +80,13 @@ test('bodies past adminMaxPendingBodyBytes: 503 BODIES_PENDING with Retry-After,
   const h = await startAdminApp(t, server.url, { overrides: LIMITS, logger })
   const held = [await holdPublish(h, 'a'), await holdPublish(h, 'b')]
   t.teardown(() => held.forEach(one => one.socket.destroy()))
+  const pendingBytes = async (): Promise<number | undefined> =>
+    sample((await scrape(h.registry)).body, 'snapper_admin_pending_body_bytes')
+  t.is(
+    await pendingBytes(),
+    2 * Buffer.byteLength(bodyOf('a')),
+    'the two held bodies, by their Content-Length',
+  )
 
   const refused = await call(`${h.base}/v1/publish`, { token: TOKENS.producer, raw: bodyOf('c') })
   t.is(refused.status, 503)
@@ -105,6 +113,8 @@ test('bodies past adminMaxPendingBodyBytes: 503 BODIES_PENDING with Retry-After,
   const again = await call(`${h.base}/v1/publish`, { token: TOKENS.producer, raw: bodyOf('c') })
   t.deepEqual(again.json, { result: 1 })
   t.is(await refusedCount(h), 1)
+  // Given back as each response closes, which Node reports just after the answer is written.
+  await eventually(async () => (await pendingBytes()) === 0, { what: 'every body given back' })
   t.like(
     lines.filter(line => line.msg === 'admin request refused: too many request bodies in progress'),
     [{ level: 40, limit: 'adminMaxPendingBodyBytes' }],
