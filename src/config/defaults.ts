@@ -211,7 +211,7 @@ export interface Config {
   readonly logReadMaxBytes: number
   /** Bytes buffered towards one consumer before it is closed as too slow. @default 1048576 */
   readonly consumerMaxBackpressureBytes: number
-  /** Bytes one consumer session may send (websocket messages, POST bodies) a second on average, maxPayloadBytes at once; past it the session is closed. 0: no limit. @default 262144 */
+  /** Bytes one user's consumer sessions on a node may send together (websocket messages, POST bodies) a second on average, maxPayloadBytes at once; the allowance outlives the sessions until it has filled up again, so a reconnect gets no fresh one; past it the session is closed. 0: no limit. @default 262144 */
   readonly consumerMaxInputBytesPerSec: number
   /** Time a consumer has to acknowledge a batch before its session is closed, in ms. @default 60000 */
   readonly ackTimeoutMs: number

@@ -305,7 +305,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   consumerMaxInputBytesPerSec: {
     env: 'SNAPPER_CONSUMER_MAX_INPUT_BYTES_PER_SEC',
     parse: integer(0, 2 ** 31 - 1),
-    doc: 'bytes one consumer session may send a second on average (acks, requests: websocket messages and POST bodies), `maxPayloadBytes` at once; past it the session is closed. 0: no limit',
+    doc: "bytes one user's consumer sessions on a node may send together a second on average (acks, requests: websocket messages and POST bodies), `maxPayloadBytes` at once; a reconnect or a new token gets no fresh allowance; past it the session is closed. 0: no limit",
   },
   ackTimeoutMs: {
     env: 'SNAPPER_ACK_TIMEOUT_MS',

@@ -255,6 +255,10 @@ export function createConsumerHandlers(
     // clients send the token on every request, and only the handshake's token is let in.
     admits: (session, query) => tokenDigest(query.get('token') ?? '') === session.data.tokenDigest,
 
+    // One budget per user on this node: its tokens are as many as the app signs, and each reconnect
+    // would otherwise bring a fresh one (README, Limits and bad input).
+    inputKey: link => link.userId,
+
     message(session: Session<ConsumerLink>, data: string | Buffer): void {
       const link = session.data
       const ackId = typeof data === 'string' ? plainAckId(data) : undefined

@@ -124,3 +124,33 @@ test('maxSessionsPerUser 0: no limit', async t => {
   await Promise.all(consumers.map(consumer => consumer.opened()))
   t.is(broker.gateway.engine.sessions.size, 5)
 })
+
+test("one user's consumers share one input budget on a node: a new token, or a reconnect, brings no fresh one; another user's is its own", async t => {
+  // 400 bytes a second: an emptied budget takes 10 s to fill up again.
+  const broker = await startBroker(t, server.url, { consumerMaxInputBytesPerSec: 400, maxPayloadBytes: 4000 })
+  const port = broker.ports.gateway
+  const userId = newUserId()
+  const echo = (text: string) => JSON.stringify({ jsonrpc: '2.0', id: 'e', method: 'echo', params: [text] })
+  const request = echo('x'.repeat(1840)) // about 1,900 bytes: two fit in the 4,000 a budget holds at once
+  const open = async (token: string): Promise<RawConsumer> => {
+    const consumer = new RawConsumer(port, token)
+    t.teardown(() => consumer.socket.terminate())
+    await consumer.opened()
+    return consumer
+  }
+  for (const n of [1, 2]) {
+    const consumer = await open(tokenOf(userId, n))
+    consumer.sendText(request)
+    await consumer.until(() => consumer.frames.length === 1)
+  }
+  const third = await open(tokenOf(userId, 1)) // the first token again: a reconnect
+  third.sendText(request)
+  await third.until(() => third.closed)
+  t.deepEqual(third.frames, [], 'closed unread')
+  t.is(broker.gateway.engine.inputLimited, 1)
+
+  const stranger = await open(tokenOf(newUserId(), 1))
+  stranger.sendText(request)
+  await stranger.until(() => stranger.frames.length === 1)
+  t.false(stranger.closed)
+})

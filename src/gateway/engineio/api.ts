@@ -20,9 +20,13 @@ export interface EngineOptions {
   /** Bytes queued towards one session (websocket send buffer, or polling queue) before it is closed. @default 1048576 */
   readonly maxBackpressureBytes: number
   /**
-   * Bytes one session may send (websocket messages, POST bodies) on average per
-   * second, maxPayloadBytes at once; past it the session is closed, its input
-   * unread ('too much input'). 0: no limit. @default 0
+   * Bytes the sessions of one input key (EngineHandlers.inputKey, else the
+   * sid) may send together (websocket messages, POST bodies, what a
+   * websocket sent before its open packet) on average per second,
+   * maxPayloadBytes at once; past it the session is closed, its input unread
+   * ('too much input'). The budget outlives the sessions until it has filled
+   * up again: a reconnect starts where the last session left it. 0: no
+   * limit. @default 0
    */
   readonly maxInputBytesPerSec?: number
   /** Name of the cookie carrying the sid on the polling handshake; null sends none. @default 'snapper.ws' */
@@ -128,6 +132,13 @@ export interface EngineHandlers<T> {
    * @default every request is admitted
    */
   admits?(session: Session<T>, query: URLSearchParams): boolean
+  /**
+   * Optional. The sessions whose input counts against one maxInputBytesPerSec
+   * budget (the consumer gateway: one per user); a budget outlives its
+   * sessions until it has filled up again, so reconnecting gives none back.
+   * @default the session id
+   */
+  inputKey?(data: T): string
   /** One message packet from the client: text, or binary data in its own Buffer. */
   message(session: Session<T>, data: string | Buffer): void
   /** Exactly once per opened session, except sessions that were replaced. */

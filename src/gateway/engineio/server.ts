@@ -17,6 +17,7 @@ import {
 } from './http.js'
 import type { Revision } from './packet.js'
 import { PollingTransport } from './polling.js'
+import { InputBudgets } from './input-budgets.js'
 import { EngineSession, type SessionHost } from './session.js'
 import { TOO_MUCH_INPUT, type TransportOwner } from './transport.js'
 import { type UpgradeHost, type UpgradeRoute, Upgrades } from './upgrade.js'
@@ -68,6 +69,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
   readonly #sessions = new Map<string, EngineSession<T>>()
   readonly #lingering = new Map<string, EngineSession<T>>()
   readonly #admission: Admission<T>
+  readonly #inputBudgets: InputBudgets
   #isClosed = false
   #inputLimited = 0
 
@@ -77,6 +79,9 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     this.#log = log
     this.#cors = new Cors(options.corsOrigins)
     this.#admission = new Admission(options, handlers, log, this)
+    const inputPerSec = options.maxInputBytesPerSec ?? 0
+    // One message of the largest size fits at once, whatever the rate.
+    this.#inputBudgets = new InputBudgets(inputPerSec, Math.max(inputPerSec, options.maxPayloadBytes))
     const pattern = `${options.path.replace(/\/+$/, '')}/*`
     // Websockets are upgrade.ts: uWS gives them handlers of their own; their requests come back to #route.
     app.ws(pattern, new Upgrades(this, this.#admission).behavior())
@@ -184,6 +189,16 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     return { kind: 'handshake', revision, query }
   }
 
+  /** Whose input budget a session draws on: the application's say, else its own id. */
+  #inputKey(id: string, data: T): string {
+    try {
+      return this.#handlers.inputKey?.(data) ?? id
+    } catch (err) {
+      this.#log.error({ err, sid: id }, 'engine.io inputKey hook failed')
+      return id
+    }
+  }
+
   #admits(session: EngineSession<T>, query: URLSearchParams): boolean {
     try {
       return this.#handlers.admits?.(session, query) ?? true
@@ -285,7 +300,8 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     const replaced = this.#sessions.get(id)
     const followsPolling = replaced?.polling !== undefined || this.#lingering.has(id)
     replaced?.replace()
-    const session = new EngineSession(this, id, revision, data, createTransport)
+    const input = this.#inputBudgets.take(this.#inputKey(id, data))
+    const session = new EngineSession(this, id, revision, data, createTransport, input)
     if (followsPolling) session.followsPollingClient()
     this.#sessions.set(id, session)
     try {
@@ -322,6 +338,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
 
   ended(session: EngineSession<T>, reason: string, lingers: boolean, isReplaced: boolean): void {
     if (reason === TOO_MUCH_INPUT) this.#inputLimited++
+    this.#inputBudgets.release(this.#inputKey(session.id, session.data))
     if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id)
     if (lingers) {
       const previous = this.#lingering.get(session.id)

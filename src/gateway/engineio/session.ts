@@ -1,6 +1,6 @@
 import { guard } from '../../guard.js'
 import type { Logger } from '../../log.js'
-import { TokenBucket } from '../../rate.js'
+import type { TokenBucket } from '../../rate.js'
 import type { EngineOptions, Session } from './api.js'
 import { type Heartbeat, startHeartbeat } from './heartbeat.js'
 import {
@@ -55,7 +55,7 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
   #probe: WebSocketTransport | undefined
   #upgradeTimer: NodeJS.Timeout | undefined
   #nudgeTimer: NodeJS.Timeout | undefined
-  /** What the client may still send (maxInputBytesPerSec); undefined: no limit. */
+  /** What the client may still send (maxInputBytesPerSec), shared by the sessions of its key; undefined: no limit. */
   readonly #input: TokenBucket | undefined
   /** Until then (epoch ms) a close packet by POST may be the replaced polling client's (followsPollingClient). */
   #replacedClientUntilMs = 0
@@ -67,16 +67,15 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
     protocol: Revision,
     data: T,
     createTransport: (owner: TransportOwner) => PollingTransport | WebSocketTransport,
+    /** The input budget (InputBudgets) this session draws on; undefined: no limit. */
+    input?: TokenBucket,
   ) {
     this.#host = host
     this.id = id
     this.protocol = protocol
     this.data = data
+    this.#input = input
     const { options } = host
-    const inputPerSec = options.maxInputBytesPerSec ?? 0
-    // One message of the largest size fits at once, whatever the rate.
-    if (inputPerSec > 0)
-      this.#input = new TokenBucket(inputPerSec, Math.max(inputPerSec, options.maxPayloadBytes))
     this.#transport = createTransport(this)
     this.#transport.write(
       OPEN +

@@ -114,7 +114,7 @@ export class WebSocketTransport implements Transport {
       this.#close('transport error', false, MESSAGE_TOO_BIG)
       return
     }
-    // Early bytes are not counted: at most one payload, which the input budget admits at once.
+    // Early bytes are counted once the session opens (deliverEarly): its budget is not known before.
     if (this.#owner !== undefined && !this.#owner.admitsInput(data.byteLength)) {
       this.#close(TOO_MUCH_INPUT, false, POLICY_VIOLATION)
       return
@@ -133,9 +133,16 @@ export class WebSocketTransport implements Transport {
   /** The session opened: it gets, in order, what the client sent before its open packet. */
   deliverEarly(): void {
     const early = this.#early
+    const earlyBytes = this.#earlyBytes
     this.#early = undefined
     this.#earlyBytes = 0
-    for (const packet of early ?? []) this.#owner?.receive(packet, this)
+    if (early === undefined || this.#owner === undefined) return
+    // A reconnect loop sending a payload before each open packet spends the same budget as one session.
+    if (!this.#owner.admitsInput(earlyBytes)) {
+      this.#close(TOO_MUCH_INPUT, false, POLICY_VIOLATION)
+      return
+    }
+    for (const packet of early) this.#owner.receive(packet, this)
   }
 
   /** Closes with 1011 (internal error): the session could not open. */

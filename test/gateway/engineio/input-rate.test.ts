@@ -57,3 +57,41 @@ test('a polling POST past maxInputBytesPerSec gets 429 and its session is closed
   t.is(await server.closeOf('poller'), 'too much input')
   t.is(server.received.length, 1)
 })
+
+test('a client that reconnects gets no fresh budget: what it sends before and after its open packet counts against the one its id left', async t => {
+  // 400 bytes a second: an emptied budget takes 10 s to fill up again, far longer than a reconnect.
+  const server = await echo(t, { maxPayloadBytes: 4000, maxInputBytesPerSec: 400 })
+  const message = `4${'x'.repeat(1899)}` // 1,900 bytes: two fit in the 4,000 a budget holds at once, three do not
+  const session = async (extra: string): Promise<number> => {
+    const socket = await openSocket(server.url(`EIO=4&transport=websocket&token=good&id=loop${extra}`, 'ws'))
+    t.teardown(() => socket.ws.terminate())
+    socket.ws.send(message) // before the open packet when the session prepares (`delay`): counted once it opens
+    await socket.next() // the open packet
+    await socket.next() // the echo
+    socket.ws.close()
+    return socket.closed
+  }
+  t.is(await session('&delay=50'), 1005)
+  t.is(await session(''), 1005) // 3,800 bytes in all, within the 4,000
+  await server.closeOf('loop')
+  await server.closeOf('loop')
+
+  // The third session's message, sent before its open packet, passes the budget: closed unread.
+  const third = await openSocket(server.url('EIO=4&transport=websocket&token=good&id=loop&delay=50', 'ws'))
+  t.teardown(() => third.ws.terminate())
+  third.ws.send(message)
+  t.is(await third.closed, 1008)
+  t.is(await server.closeOf('loop'), 'too much input')
+  t.is(
+    server.received.filter(data => data === message.slice(1)).length,
+    2,
+    'the third message was never handled',
+  )
+
+  // Another id has a budget of its own.
+  const other = await openSocket(server.url('EIO=4&transport=websocket&token=good&id=other', 'ws'))
+  t.teardown(() => other.ws.terminate())
+  await other.next()
+  other.ws.send(message)
+  t.is(await other.next(), `4echo:${'x'.repeat(1899)}`)
+})
