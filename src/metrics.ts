@@ -36,6 +36,7 @@ export interface NodeSources {
     readonly handshakes: number
     readonly refused: number
     readonly userLimited: number
+    readonly userRateLimited: number
     readonly invalid: number
   }
   /** The gateway's Engine.IO server. */
@@ -266,6 +267,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_consumer_handshakes_user_limited_total',
     'Consumer handshakes refused with 429: their user held maxSessionsPerUser sessions on this node.',
     () => gateway?.userLimited ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_handshakes_user_rate_limited_total',
+    'Consumer handshakes refused with 429: their user had made maxHandshakesPerUserPerSec this second on this node.',
+    () => gateway?.userRateLimited ?? 0,
   )
   counterOf(
     registry,

@@ -237,6 +237,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: integer(0, 2 ** 31 - 1),
     doc: "consumer sessions one user (the token's `userId`) may hold per node, counted by consumer id: a reconnect replacing its own session always passes; further handshakes get 429. 0: no limit",
   },
+  maxHandshakesPerUserPerSec: {
+    env: 'SNAPPER_MAX_HANDSHAKES_PER_USER_PER_SEC',
+    parse: integer(0, 2 ** 31 - 1),
+    doc: "consumer handshakes one user (the token's `userId`) may make per second per node, reconnects of the same token included (each is a Redis script and a takeover); further ones get 429 `Too many handshakes for this user`. 0: no limit",
+  },
   maxHandshakesPerAddressPerSec: {
     env: 'SNAPPER_MAX_HANDSHAKES_PER_ADDRESS_PER_SEC',
     parse: integer(0, 2 ** 31 - 1),

@@ -18,6 +18,7 @@ import { attachEngine, loadUws, type Engine } from './engineio/server.js'
 import type { Uws } from './engineio/uws.js'
 import { statsBody } from './stats.js'
 import { UserSessions } from './user-sessions.js'
+import { RatePerSecond } from '../rate.js'
 
 export type GatewayConfig = Pick<
   Config,
@@ -28,6 +29,7 @@ export type GatewayConfig = Pick<
   | 'maxQueryBytes'
   | 'maxSessions'
   | 'maxSessionsPerUser'
+  | 'maxHandshakesPerUserPerSec'
   | 'consumerMaxBackpressureBytes'
   | 'consumerMaxInputBytesPerSec'
   | 'corsOrigins'
@@ -77,6 +79,7 @@ export function createGateway(deps: {
     handshakes: 0,
     refused: 0,
     userLimited: 0,
+    userRateLimited: 0,
     requests: 0,
     acks: 0,
     invalid: 0,
@@ -110,6 +113,7 @@ export function createGateway(deps: {
       counters,
       new RefusalLog(logger, config.logMaxRefusalsPerSec),
       new UserSessions(config.maxSessionsPerUser),
+      new RatePerSecond(config.maxHandshakesPerUserPerSec),
     ),
     logger,
   )

@@ -25,6 +25,7 @@ import {
   TryAgainLater,
 } from './engineio/server.js'
 import type { UserSessions } from './user-sessions.js'
+import type { RatePerSecond } from '../rate.js'
 
 /**
  * A consumer's side of one Engine.IO session, set once at the handshake: the
@@ -115,6 +116,13 @@ export const TOO_MANY_USER_SESSIONS = {
   message: 'Too many sessions for this user',
 } as const
 
+/** Past maxHandshakesPerUserPerSec: a 429 too (a reconnect loop, or a fleet sharing one userId). */
+export const TOO_MANY_USER_HANDSHAKES = {
+  status: 429,
+  code: 3,
+  message: 'Too many handshakes for this user',
+} as const
+
 /**
  * Redis cannot serve the handshake now: down, not answering the watchdog's
  * PING, or not within redisRequestTimeoutMs (the engine's prepareTimeout).
@@ -159,6 +167,8 @@ export interface ConsumerCounters {
   refused: number
   /** Handshakes refused with 429: their user had maxSessionsPerUser sessions on this node. */
   userLimited: number
+  /** Handshakes refused with 429: their user had made maxHandshakesPerUserPerSec this second on this node. */
+  userRateLimited: number
   requests: number
   acks: number
   invalid: number
@@ -169,9 +179,10 @@ export interface ConsumerCounters {
  * session ↔ node wiring, and the consumer's JSON-RPC (acks of delivery
  * batches, echo of requests, `invalid` for the rest). Refusals a client can
  * cause at will (a bad token, an unknown codec, a user past
- * maxSessionsPerUser) go to `refusals`, at a bounded rate; the token itself
- * is never logged. `userSessions` holds each accepted handshake's place until
- * abandon(), close() or its replacement.
+ * maxSessionsPerUser or maxHandshakesPerUserPerSec) go to `refusals`, at a
+ * bounded rate; the token itself is never logged. `userSessions` holds each
+ * accepted handshake's place until abandon(), close() or its replacement;
+ * `userHandshakes` counts each user's handshakes in the current second.
  */
 export function createConsumerHandlers(
   node: BrokerNode,
@@ -180,6 +191,7 @@ export function createConsumerHandlers(
   counters: ConsumerCounters,
   refusals: RefusalLog,
   userSessions: UserSessions<ConsumerLink>,
+  userHandshakes: RatePerSecond,
 ): EngineHandlers<ConsumerLink> {
   return {
     authorize(handshake: Handshake): Authorization<ConsumerLink> {
@@ -205,6 +217,16 @@ export function createConsumerHandlers(
         return { ok: false, status: 400, code: 3, message: 'Unknown codec: use json or msgpack' }
       }
       const { claims } = verified
+      // After the token check, so that nobody can spend another user's allowance; before any Redis work.
+      if (!userHandshakes.admits(claims.userId)) {
+        counters.userRateLimited++
+        refusals.info(
+          log,
+          { userId: claims.userId, remoteAddress: handshake.remoteAddress },
+          'consumer handshake refused: too many handshakes for this user',
+        )
+        return { ok: false, ...TOO_MANY_USER_HANDSHAKES }
+      }
       const consumerId = consumerIdOf(claims)
       if (!node.canConnect(consumerId)) {
         counters.refused++

@@ -154,3 +154,32 @@ test("one user's consumers share one input budget on a node: a new token, or a r
   await stranger.until(() => stranger.frames.length === 1)
   t.false(stranger.closed)
 })
+
+test('past maxHandshakesPerUserPerSec: 429 before any Redis work, reconnects of one token included; other users pass, and the next second the user; counted and logged', async t => {
+  const lines: { msg: string; userId?: string }[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+  const broker = await startBroker(t, server.url, { maxHandshakesPerUserPerSec: 2 }, logger)
+  const port = broker.ports.gateway
+  const polling = (token: string) =>
+    request(`http://127.0.0.1:${port}/websocket/?EIO=4&transport=polling&token=${token}`)
+  const user = newUserId()
+  // The same token again and again, as a reconnect loop sends it: each would be a take in Redis.
+  const token = tokenOf(user, 1)
+  const answers = [await polling(token), await polling(token), await polling(token)]
+  t.deepEqual(
+    answers.map(answer => answer.status),
+    [200, 200, 429],
+  )
+  t.is(answers[2]!.text, '{"code":3,"message":"Too many handshakes for this user","retryAfterMs":5000}')
+  t.is(answers[2]!.headers['retry-after'], '5')
+  t.is((await polling(tokenOf(newUserId(), 1))).status, 200, 'another user has its own allowance')
+  t.is(broker.gateway.counters.userRateLimited, 1)
+  t.is(sample((await scrape(broker.registry)).body, 'snapper_consumer_handshakes_user_rate_limited_total'), 1)
+  t.like(
+    lines.filter(line => line.msg === 'consumer handshake refused: too many handshakes for this user'),
+    [{ userId: user }],
+  )
+  // The next second opens a new allowance.
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  t.is((await polling(token)).status, 200)
+})
