@@ -271,9 +271,9 @@ test('browser, rolling restart through nginx: the SDK and snapper-consumer, on w
   // in a full-suite run, a snapper-consumer request of a session being drained got an answer
   // without CORS headers instead (not one of the gateway's Engine.IO answers, which all have them; nginx's
   // own 502 has none), which the browser logs as a CORS error: the same request failing, the
-  // same reconnect.
+  // same reconnect. Once (2026-12-07) the SDK's poll did too, which the browser names a fetch.
   const isBlockedSessionRequest = (problem: string) =>
-    /^console: Access to XMLHttpRequest at '\S+transport=polling\S*&sid=\S+' from origin '\S+' has been blocked by CORS policy: No 'Access-Control-Allow-Origin' header is present on the requested resource\.$/.test(
+    /^console: Access to (?:XMLHttpRequest|fetch) at '\S+transport=polling\S*&sid=\S+' from origin '\S+' has been blocked by CORS policy: No 'Access-Control-Allow-Origin' header is present on the requested resource\.(?: If an opaque response serves your needs, set the request's mode to 'no-cors' to fetch the resource with CORS disabled\.)?$/.test(
       problem,
     )
   // Each blocked request is also logged as this, without its address.
