@@ -12,6 +12,7 @@
  *                         points (ring of windowSec / intervalMs) ─▶ GET /dashboard/series?since=
  */
 import { quantileSec } from '../broker/latency.js'
+import { oneAtATime } from './one-at-a-time.js'
 import type { ClusterFigures } from '../broker/stats.js'
 
 /** What one sample reads from Redis (Stats.figures). */
@@ -51,7 +52,6 @@ export class LiveSeries {
   /** Each node's cumulative latency counts at the last sample; undefined before the first sample. */
   #lastLatency: Map<string, readonly number[]> | undefined
   #timer: NodeJS.Timeout | undefined
-  #sampling: Promise<void> | undefined
 
   constructor(
     read: () => Promise<ClusterSample>,
@@ -87,15 +87,12 @@ export class LiveSeries {
   }
 
   /** Takes one sample now (a read still running is not doubled). */
-  sample(): Promise<void> {
-    this.#sampling ??= this.#read()
-      .then(
-        sample => this.#add(Date.now(), sample),
-        err => this.#onError(err),
-      )
-      .finally(() => (this.#sampling = undefined))
-    return this.#sampling
-  }
+  readonly sample = oneAtATime(() =>
+    this.#read().then(
+      sample => this.#add(Date.now(), sample),
+      err => this.#onError(err),
+    ),
+  )
 
   #add(t: number, sample: ClusterSample): void {
     const raw: RawSample = {

@@ -1,7 +1,8 @@
 /**
- * Work that strangers can ask for, run one at a time: callers that come while
- * it runs share its outcome instead of starting it again, so a flood of
- * requests costs one run in flight, not one each (README, "The admin app").
+ * Work run one at a time: callers that come while it runs share its outcome
+ * instead of starting it again. So a flood of requests from strangers costs
+ * one run in flight, not one each (README, "The admin app"), and a periodic
+ * task never overlaps itself.
  */
 export function oneAtATime<T>(work: () => Promise<T>): () => Promise<T> {
   let running: Promise<T> | undefined

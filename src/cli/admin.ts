@@ -1,6 +1,7 @@
 import type { Server } from 'node:http'
 import { createAdminApp, type Readiness } from '../admin/app.js'
 import { LiveSeries } from '../admin/live-series.js'
+import { oneAtATime } from '../admin/one-at-a-time.js'
 import { createAdminServer } from '../admin/server.js'
 import type { Tokens } from '../auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../broker/core.js'
@@ -56,12 +57,9 @@ export async function startAdmin(options: {
   // Nobody else flushes this core's counters: a node flushes only its own. One flush at a time,
   // none while the stats keys' masters do not answer (all of Redis, on one): the counters wait in
   // memory, not in the client's offline queue (docs/RELIABILITY.md, "One stalled master").
-  let flushing: Promise<void> | undefined
-  const flushStats = (): Promise<void> =>
-    (flushing ??= core.stats
-      .flush()
-      .catch((err: unknown) => logger.warn({ err }, 'admin stats flush failed'))
-      .finally(() => (flushing = undefined)))
+  const flushStats = oneAtATime(() =>
+    core.stats.flush().catch((err: unknown) => logger.warn({ err }, 'admin stats flush failed')),
+  )
   const timer = setInterval(() => {
     const { keys } = core
     if (redis.isReadyFor(keys.stats, keys.statsRooms)) void flushStats()
