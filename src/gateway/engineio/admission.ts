@@ -49,7 +49,8 @@ export class Admission<T> {
   readonly #log: Logger
   readonly #host: AdmissionHost
   readonly #proxies: TrustedProxies
-  readonly #handshakeRate: RatePerSecond
+  /** maxHandshakesPerAddressPerSec; undefined when off (the default), so no handshake computes its address's group. */
+  readonly #handshakeRate: RatePerSecond | undefined
   #rateLimited = 0
   #full = 0
   #late = 0
@@ -62,7 +63,9 @@ export class Admission<T> {
     this.#log = log
     this.#host = host
     this.#proxies = new TrustedProxies(options.trustedProxies)
-    this.#handshakeRate = new RatePerSecond(options.maxHandshakesPerAddressPerSec)
+    const { maxHandshakesPerAddressPerSec } = options
+    this.#handshakeRate =
+      maxHandshakesPerAddressPerSec > 0 ? new RatePerSecond(maxHandshakesPerAddressPerSec) : undefined
   }
 
   /** Handshakes refused for passing maxHandshakesPerAddressPerSec. */
@@ -89,7 +92,8 @@ export class Admission<T> {
       headers['x-real-ip'] ?? '',
     )
     // Before the hook: a flood is refused without verifying its tokens. The next window opens within 1 s.
-    if (!this.#handshakeRate.admits(addressGroup(remoteAddress, this.#options.perAddressIpv6PrefixBits))) {
+    const rate = this.#handshakeRate
+    if (rate && !rate.admits(addressGroup(remoteAddress, this.#options.perAddressIpv6PrefixBits))) {
       this.#rateLimited++
       return { ok: false, ...ENGINE_ERRORS.TOO_MANY_HANDSHAKES, retryAfterMs: 1000 }
     }
