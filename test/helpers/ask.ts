@@ -7,7 +7,7 @@ export interface Answer {
   readonly tookMs: number
 }
 
-/** A request that a client gives up on after `giveUpMs` (then: status 0). */
+/** A request that a client gives up on after `giveUpMs` (then: status 0, and why in the body). */
 export async function ask(url: string, init: RequestInit = {}, giveUpMs = 10_000): Promise<Answer> {
   const started = Date.now()
   try {
@@ -19,8 +19,10 @@ export async function ask(url: string, init: RequestInit = {}, giveUpMs = 10_000
       body,
       tookMs: Date.now() - started,
     }
-  } catch {
-    return { status: 0, retryAfter: null, body: '', tookMs: Date.now() - started }
+  } catch (err) {
+    const cause = (err as Error & { cause?: unknown }).cause
+    const why = `no answer: ${String(err)}${cause === undefined ? '' : ` (${String(cause)})`}`
+    return { status: 0, retryAfter: null, body: why, tookMs: Date.now() - started }
   }
 }
 
