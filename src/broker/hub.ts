@@ -1,5 +1,6 @@
 import { guard } from '../guard.js'
 import type { NodeContext } from './node-context.js'
+import type { Batch } from './batch.js'
 import type { ConsumerSink, Outbox } from './outbox.js'
 
 /** How long a batch the consumer answered with an error waits before it goes again, in ms. */
@@ -19,6 +20,8 @@ export class Hub<S extends ConsumerSink> {
   readonly #outboxes = new Map<string, Outbox<S>>()
   readonly #ackTimeoutMs: number
   readonly #context: NodeContext
+  /** The nack retry each outbox has armed, for which batch and session: one timer, however many nacks. */
+  readonly #retrying = new Map<Outbox<S>, { readonly batch: Batch; readonly sink: S | undefined }>()
   #timer: NodeJS.Timeout | undefined
 
   constructor(ackTimeoutMs: number, context: NodeContext) {
@@ -77,13 +80,19 @@ export class Hub<S extends ConsumerSink> {
    * The consumer answered a batch with an error: send its messages again
    * shortly under a new id, since clients drop a batch whose id they just saw.
    * False for another batch, or an outbox released (the batch goes again, same
-   * id, where its consumer reconnects).
+   * id, where its consumer reconnects). A nack of a batch already waiting to go again
+   * arms nothing more: a client may send thousands a second within its input budget.
    */
   nack(outbox: Outbox<S>, batchId: unknown): boolean {
     const { inflight, sink } = outbox
-    if (inflight?.id !== batchId || !this.holds(outbox)) return false
+    if (inflight === undefined || inflight.id !== batchId || !this.holds(outbox)) return false
+    const armed = this.#retrying.get(outbox)
+    if (armed?.batch === inflight && armed.sink === sink) return true
+    const retry = { batch: inflight, sink }
+    this.#retrying.set(outbox, retry)
     setTimeout(
       guard(this.#context.log, 'nack retry', () => {
+        if (this.#retrying.get(outbox) === retry) this.#retrying.delete(outbox)
         // Unless it was acknowledged or went to a new session (which got it again, same id) meanwhile.
         if (outbox.inflight === inflight && outbox.sink === sink) outbox.retry()
       }),

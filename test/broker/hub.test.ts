@@ -2,6 +2,7 @@
  * The hub of a node's outboxes, in memory (test/helpers/outbox-host.ts): who
  * is held, which session delivers, nacks, ack timeouts, closing them all.
  */
+import { createHook } from 'node:async_hooks'
 import test from 'ava'
 import { ORIGIN } from '../../src/broker/cursor.js'
 import { Hub } from '../../src/broker/hub.js'
@@ -75,6 +76,39 @@ test('nack: the same messages again under a new id, a second later, unless ackno
     ['a', 'b'],
   )
   t.is(acked.outbox.sink!.batches.length, 1)
+})
+
+/** Counts the timers `run` arms (async_hooks sees every setTimeout, unref'd or not). */
+function timersArmedBy(run: () => void): number {
+  let armed = 0
+  const hook = createHook({
+    init(_id, type) {
+      if (type === 'Timeout') armed++
+    },
+  }).enable()
+  try {
+    run()
+  } finally {
+    hook.disable()
+  }
+  return armed
+}
+
+test('nack: a thousand nacks of the batch in flight arm one timer and retry it once', async t => {
+  const { hub, outbox } = await hubWithBatch(['a'])
+  const [batch] = outbox.sink!.batches
+  const armed = timersArmedBy(() => {
+    for (let i = 0; i < 1000; i++) t.true(hub.nack(outbox, batch!.id))
+  })
+  t.is(armed, 1, 'one retry timer, however many nacks')
+  await pause(1100) // past the second a nack waits
+  t.is(outbox.sink!.batches.length, 2, 'sent again once')
+  const again = outbox.sink!.batches[1]!
+  t.is(
+    timersArmedBy(() => t.true(hub.nack(outbox, again.id))),
+    1,
+    'the batch sent again may be nacked in its turn',
+  )
 })
 
 test('nack: refused once the outbox is released (its session is going, the batch goes again where it reconnects)', async t => {
