@@ -45,6 +45,7 @@ export interface NodeSources {
     readonly handshakesFull: number
     readonly handshakesLate: number
     readonly inputLimited: number
+    readonly replacedClosesDropped: number
   }
   /** The node's escalator, when a webhook is configured. */
   readonly escalations?: EscalationCounters
@@ -279,6 +280,12 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_consumer_input_limited_total',
     'Consumer sessions closed for sending more than consumerMaxInputBytesPerSec.',
     () => engine?.inputLimited ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_consumer_replaced_closes_dropped_total',
+    'Consumer polling POSTs carrying a close packet dropped (400) as the client a newer handshake of its consumer replaced: each marks a takeover race.',
+    () => engine?.replacedClosesDropped ?? 0,
   )
   counterOf(
     registry,

@@ -73,6 +73,7 @@ const NAMES = [
   'snapper_consumer_handshakes_user_limited_total',
   'snapper_consumer_handshakes_full_total',
   'snapper_consumer_input_limited_total',
+  'snapper_consumer_replaced_closes_dropped_total',
   'snapper_consumer_invalid_messages_total',
   'snapper_producer_errors_total',
   'snapper_ack_latency_seconds',

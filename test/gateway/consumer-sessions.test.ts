@@ -123,6 +123,7 @@ test('polling: a client replaced by a newer handshake of its token between two G
   t.like(await a.poll(), { status: 200, text: '1' }, "A's next GET gets the close packet")
   const aPost = await a.post('4{"jsonrpc":"2.0","id":"a1","method":"echo","params":["from A"]}', '1')
   t.like(aPost, { status: 400, text: '{"code":1,"message":"Session ID unknown"}' }, "A's POST")
+  t.is(broker.gateway.engine.replacedClosesDropped, 1, 'counted for operators: a takeover race')
 
   const session = broker.gateway.engine.sessions.get(b.sid)
   t.true(session?.isOpen, "B's session is live")

@@ -184,6 +184,11 @@ export interface Engine<T> {
   /** Sessions closed since start for sending more than maxInputBytesPerSec. */
   readonly inputLimited: number
   /**
+   * POSTs carrying a close packet dropped since start (400, as an unknown sid) as a replaced
+   * polling client's: each marks a takeover that raced that client (docs/consumer-protocol.md §3).
+   */
+  readonly replacedClosesDropped: number
+  /**
    * Refuses new handshakes with 503 (a drain begins: a client reaching this process over a
    * connection kept open, past the closed listener, must not open a session here); live sessions go on.
    */

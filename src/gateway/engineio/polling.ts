@@ -275,7 +275,7 @@ export class PollingTransport implements Transport {
       this.#owner.fail(this, 'parse error')
       return true
     }
-    if (packets.some(packet => packet.type === 'close') && !this.#owner.acceptsClose()) return false
+    if (packets.some(packet => packet.type === 'close') && !this.#owner.takesClose()) return false
     // The owner ignores what follows once a packet has closed the session.
     for (const packet of packets) this.#owner.receive(packet, this)
     return true

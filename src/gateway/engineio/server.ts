@@ -72,6 +72,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
   readonly #inputBudgets: InputBudgets
   #isClosed = false
   #inputLimited = 0
+  #replacedClosesDropped = 0
 
   constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
     this.options = options
@@ -127,6 +128,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
 
   get inputLimited(): number {
     return this.#inputLimited
+  }
+
+  get replacedClosesDropped(): number {
+    return this.#replacedClosesDropped
   }
 
   stopAccepting(): void {
@@ -351,6 +356,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     } catch (err) {
       this.#log.error({ err, sid: session.id }, 'engine.io close handler failed')
     }
+  }
+
+  droppedReplacedClose(): void {
+    this.#replacedClosesDropped++
   }
 
   forgotten(session: EngineSession<T>): void {

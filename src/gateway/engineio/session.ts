@@ -26,6 +26,8 @@ export interface SessionHost<T> {
   message(session: EngineSession<T>, data: string | Buffer): void
   /** The session closed; it may linger for a last GET; `isReplaced` skips the close handler. */
   ended(session: EngineSession<T>, reason: string, lingers: boolean, isReplaced: boolean): void
+  /** A POST with a close packet was dropped as the replaced polling client's (followsPollingClient). */
+  droppedReplacedClose(): void
   /** A lingering session is done. */
   forgotten(session: EngineSession<T>): void
 }
@@ -153,8 +155,10 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
     this.#replacedClientUntilMs = Date.now() + this.#host.options.pingTimeoutMs
   }
 
-  acceptsClose(): boolean {
-    return this.#replacedClientUntilMs === 0 || Date.now() >= this.#replacedClientUntilMs
+  takesClose(): boolean {
+    if (this.#replacedClientUntilMs === 0 || Date.now() >= this.#replacedClientUntilMs) return true
+    this.#host.droppedReplacedClose()
+    return false
   }
 
   /** A probe websocket opened for this session; false if it must be closed at once. */

@@ -38,8 +38,11 @@ export interface TransportOwner {
    * past its input budget, and the transport must close with TOO_MUCH_INPUT.
    */
   admitsInput(bytes: number): boolean
-  /** False while a close packet from the client may be another's (a client this session replaced). */
-  acceptsClose(): boolean
+  /**
+   * Asked for each POST that carries a close packet: false while that packet may be another
+   * client's (one this session replaced), and the POST is dropped whole (and counted).
+   */
+  takesClose(): boolean
   /** The client broke the protocol or a bound; `reason` is the close reason. */
   fail(from: Transport, reason: string): void
   /** The connection went away (websocket closed, pending GET aborted). */

@@ -199,6 +199,7 @@ for (const aHoldsAGet of [true, false]) {
       { status: 400, text: SID_UNKNOWN },
       "A's close, and what came with it",
     )
+    t.is(server.engine.replacedClosesDropped, 1, 'counted')
 
     assertOk(t, await same.post('4from B'))
     t.is((await same.get()).text, '4echo:from B', "B's GET, B's packets")
