@@ -219,6 +219,8 @@ export interface Config {
   readonly consumerMaxBackpressureBytes: number
   /** Bytes one user's consumer sessions on a node may send together (websocket messages, POST bodies) a second on average, maxPayloadBytes at once; the allowance outlives the sessions until it has filled up again, so a reconnect gets no fresh one; past it the session is closed. 0: no limit. @default 262144 */
   readonly consumerMaxInputBytesPerSec: number
+  /** Bytes each packet a consumer sends counts against consumerMaxInputBytesPerSec beside its own: a packet costs the node far more than its bytes. @default 64 */
+  readonly consumerInputBytesPerPacket: number
   /** Time a consumer has to acknowledge a batch before its session is closed, in ms. @default 60000 */
   readonly ackTimeoutMs: number
   /**
@@ -363,6 +365,7 @@ export const defaults: Config = {
   logReadMaxBytes: 1 << 20,
   consumerMaxBackpressureBytes: 1 << 20,
   consumerMaxInputBytesPerSec: 256 * 1024,
+  consumerInputBytesPerPacket: 64,
   ackTimeoutMs: 60_000,
   consumerRetryAfterMs: 5000,
   wsCompression: false,

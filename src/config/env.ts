@@ -312,6 +312,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: integer(0, 2 ** 31 - 1),
     doc: "bytes one user's consumer sessions on a node may send together a second on average (acks, requests: websocket messages and POST bodies), `maxPayloadBytes` at once; a reconnect or a new token gets no fresh allowance; past it the session is closed. 0: no limit",
   },
+  consumerInputBytesPerPacket: {
+    env: 'SNAPPER_CONSUMER_INPUT_BYTES_PER_PACKET',
+    parse: integer(0, 2 ** 20),
+    doc: 'bytes each Engine.IO packet a consumer sends (websocket message, packet of a POST) counts against `consumerMaxInputBytesPerSec` beside its own: a one-byte ping costs the node as much as a short request',
+  },
   ackTimeoutMs: {
     env: 'SNAPPER_ACK_TIMEOUT_MS',
     parse: toMs,

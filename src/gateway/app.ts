@@ -32,6 +32,7 @@ export type GatewayConfig = Pick<
   | 'maxHandshakesPerUserPerSec'
   | 'consumerMaxBackpressureBytes'
   | 'consumerMaxInputBytesPerSec'
+  | 'consumerInputBytesPerPacket'
   | 'corsOrigins'
   | 'maxHandshakesPerAddressPerSec'
   | 'perAddressIpv6PrefixBits'
@@ -96,6 +97,7 @@ export function createGateway(deps: {
       maxSessions: config.maxSessions,
       maxBackpressureBytes: config.consumerMaxBackpressureBytes,
       maxInputBytesPerSec: config.consumerMaxInputBytesPerSec,
+      inputBytesPerPacket: config.consumerInputBytesPerPacket,
       cookieName: 'snapper.ws',
       corsOrigins: config.corsOrigins,
       retryAfterMs: config.consumerRetryAfterMs,

@@ -29,6 +29,12 @@ export interface EngineOptions {
    * limit. @default 0
    */
   readonly maxInputBytesPerSec?: number
+  /**
+   * Bytes each packet the client sends counts against maxInputBytesPerSec beside its own:
+   * one-byte pings, pongs or noops cost the node a frame and a dispatch each, as a short
+   * request does (README, Limits and bad input). @default 0
+   */
+  readonly inputBytesPerPacket?: number
   /** Name of the cookie carrying the sid on the polling handshake; null sends none. @default 'snapper.ws' */
   readonly cookieName: string | null
   /** Origins allowed to open sessions; empty allows any. @default [] */

@@ -240,12 +240,15 @@ export class PollingTransport implements Transport {
       if (!isLast) return
       isDone = true
       this.#isPosting = false
-      if (!this.#owner.admitsInput(size)) {
+      // The bytes before they are decoded, then each packet before any is handled (inputBytesPerPacket).
+      const refuseInput = (): void => {
         writeEmpty(res, 429, cors, origin, true)
         this.#owner.fail(this, TOO_MUCH_INPUT)
-        return
       }
-      if (!this.#deliver(Buffer.concat(chunks, size), isBinary)) {
+      if (!this.#owner.admitsInput(size, 0)) return refuseInput()
+      const delivered = this.#deliver(Buffer.concat(chunks, size), isBinary)
+      if (delivered === 'too much input') return refuseInput()
+      if (delivered === 'dropped') {
         res.cork(() => writeRefusal(res, ENGINE_ERRORS.UNKNOWN_SID, cors, origin))
         return
       }
@@ -266,19 +269,23 @@ export class PollingTransport implements Transport {
     )
   }
 
-  /** False if the payload was dropped whole, as a replaced client's (answered as for an unknown sid). */
-  #deliver(body: Buffer, isBinary: boolean): boolean {
+  /**
+   * `dropped` if the payload was dropped whole, as a replaced client's (answered as for an unknown
+   * sid); `too much input` if its packets are past the input budget, and none was handled.
+   */
+  #deliver(body: Buffer, isBinary: boolean): 'handled' | 'dropped' | 'too much input' {
     const packets = isBinary
       ? decodeBinaryPayload(body)
       : decodeTextPayload(body.toString(), this.#settings.revision)
     if (packets instanceof SnapperError) {
       this.#owner.fail(this, 'parse error')
-      return true
+      return 'handled'
     }
-    if (packets.some(packet => packet.type === 'close') && !this.#owner.takesClose()) return false
+    if (packets.some(packet => packet.type === 'close') && !this.#owner.takesClose()) return 'dropped'
+    if (!this.#owner.admitsInput(0, packets.length)) return 'too much input'
     // The owner ignores what follows once a packet has closed the session.
     for (const packet of packets) this.#owner.receive(packet, this)
-    return true
+    return 'handled'
   }
 
   /** The upgrade completed: hand the queue to the websocket and release a held GET. */

@@ -176,8 +176,8 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
     return true
   }
 
-  admitsInput(bytes: number): boolean {
-    return this.#input?.take(bytes) ?? true
+  admitsInput(bytes: number, packets: number): boolean {
+    return this.#input?.take(bytes + packets * (this.#host.options.inputBytesPerPacket ?? 0)) ?? true
   }
 
   receive(packet: Packet, from: Transport): void {

@@ -34,10 +34,10 @@ export interface TransportOwner {
   /** One packet from the client, in order. */
   receive(packet: Packet, from: Transport): void
   /**
-   * Counts `bytes` the client sent, before they are decoded: false if they are
-   * past its input budget, and the transport must close with TOO_MUCH_INPUT.
+   * Counts `bytes` the client sent, before they are decoded, and `packets` (inputBytesPerPacket
+   * each): false if they are past its input budget, and the transport must close with TOO_MUCH_INPUT.
    */
-  admitsInput(bytes: number): boolean
+  admitsInput(bytes: number, packets: number): boolean
   /**
    * Asked for each POST that carries a close packet: false while that packet may be another
    * client's (one this session replaced), and the POST is dropped whole (and counted).

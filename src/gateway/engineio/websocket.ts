@@ -115,7 +115,7 @@ export class WebSocketTransport implements Transport {
       return
     }
     // Early bytes are counted once the session opens (deliverEarly): its budget is not known before.
-    if (this.#owner !== undefined && !this.#owner.admitsInput(data.byteLength)) {
+    if (this.#owner !== undefined && !this.#owner.admitsInput(data.byteLength, 1)) {
       this.#close(TOO_MUCH_INPUT, false, POLICY_VIOLATION)
       return
     }
@@ -138,7 +138,7 @@ export class WebSocketTransport implements Transport {
     this.#earlyBytes = 0
     if (early === undefined || this.#owner === undefined) return
     // A reconnect loop sending a payload before each open packet spends the same budget as one session.
-    if (!this.#owner.admitsInput(earlyBytes)) {
+    if (!this.#owner.admitsInput(earlyBytes, early.length)) {
       this.#close(TOO_MUCH_INPUT, false, POLICY_VIOLATION)
       return
     }

@@ -95,3 +95,34 @@ test('a client that reconnects gets no fresh budget: what it sends before and af
   other.ws.send(message)
   t.is(await other.next(), `4echo:${'x'.repeat(1899)}`)
 })
+
+// A packet costs the node far more than its bytes: a v3 client sending one-byte pings as fast as its
+// socket took them had 170,000 a second answered (half a core) within 256 KiB a second. Each packet
+// counts inputBytesPerPacket beside its bytes (README, Limits and bad input).
+test('one-byte packets count inputBytesPerPacket each: a flood of pings, pongs or noops is closed long before its bytes would be', async t => {
+  const server = await echo(t, { ...LIMITS, inputBytesPerPacket: 64 })
+  for (const [eio, packet] of [
+    [3, '2'],
+    [4, '3'],
+    [4, '6'],
+  ] as const) {
+    const id = `tiny${eio}${packet}`
+    const socket = await openSocket(server.url(`EIO=${eio}&transport=websocket&token=good&id=${id}`, 'ws'))
+    t.teardown(() => socket.ws.terminate())
+    await socket.next() // the open packet
+    // 1,000 bytes, a quarter of what may come at once; 65 bytes a packet: the 62nd is past the 4,000.
+    for (let i = 0; i < 1000; i++) socket.ws.send(packet)
+    t.is(await socket.closed, 1008, `${eio} ${packet}`)
+    t.is(await server.closeOf(id), 'too much input')
+  }
+
+  // A POST's packets count too, once decoded and before they are handled: 100 v3 pings, 300 bytes.
+  const open = await request(server.url('EIO=3&transport=polling&token=good&id=poller'))
+  t.is(open.status, 200)
+  const post = await request(server.url('EIO=3&transport=polling&token=good&sid=poller'), {
+    method: 'POST',
+    body: '1:2'.repeat(100),
+  })
+  t.is(post.status, 429)
+  t.is(await server.closeOf('poller'), 'too much input')
+})
