@@ -23,6 +23,12 @@ import { ask, type Answer } from '../helpers/ask.js'
 
 const tokens = new Tokens([TEST_SECRET])
 
+/**
+ * A request answered by its own redisRequestTimeoutMs (1500 ms here) comes within this, with room
+ * for a loaded CI machine; one left to the watchdog (its PING every 60 s there) would not.
+ */
+const BY_ITS_OWN_BOUND_MS = 10_000
+
 async function stalledNode(t: import('ava').ExecutionContext, overrides: Partial<Config> = {}) {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
@@ -149,7 +155,10 @@ test('admin requests already waiting when Redis stalls are answered 503 after re
   )
   for (const [name, answer] of answers) {
     t.is(answer.status, 503, `${name}: ${JSON.stringify(answer)}`)
-    t.true(answer.tookMs >= 1400 && answer.tookMs < 3000, `${name} answered after ${answer.tookMs} ms`)
+    t.true(
+      answer.tookMs >= 1400 && answer.tookMs < BY_ITS_OWN_BOUND_MS,
+      `${name} answered after ${answer.tookMs} ms`,
+    )
     t.is(answer.retryAfter, '1', name)
     const { data } = (JSON.parse(answer.body) as { error: { data: { code: string; reason: string } } }).error
     t.is(data.code, 'STORE_UNAVAILABLE', name)
@@ -213,7 +222,10 @@ test('handshakes already waiting when Redis stalls are refused after redisReques
 
   const refused = await polling
   t.is(refused.status, 503, JSON.stringify(refused))
-  t.true(refused.tookMs >= 1400 && refused.tookMs < 3000, `polling answered after ${refused.tookMs} ms`)
+  t.true(
+    refused.tookMs >= 1400 && refused.tookMs < BY_ITS_OWN_BOUND_MS,
+    `polling answered after ${refused.tookMs} ms`,
+  )
   t.is(refused.retryAfter, '3')
   t.is(refused.body, '{"code":3,"message":"Storage unavailable, retry","retryAfterMs":2500}')
   const closed = await within(websocketClosed, 5000, 'the websocket to be closed')
