@@ -1,17 +1,26 @@
 /**
  * Events per key per second, counted in one-second windows: a map of the
  * keys seen in the current window, so it never holds more than one
- * second's worth of keys. Used for handshakes per client address and for
- * log lines per message.
+ * second's worth of keys, and none once a second has passed without events
+ * (a timer forgets the window at its end: the keys of the last clients must
+ * not stay for as long as no new one comes). Used for handshakes per client
+ * address and per user, and for log lines per message.
  */
 export class RatePerSecond {
   readonly #maxPerSec: number
   #counts = new Map<string, number>()
   #windowStartMs = 0
+  /** Forgets the window once it has ended; one per rate, refreshed as each window opens (unref'd). */
+  #forget: NodeJS.Timeout | undefined
 
   /** @param maxPerSec 0: no limit */
   constructor(maxPerSec: number) {
     this.#maxPerSec = maxPerSec
+  }
+
+  /** Keys counted in the current window (a leak check's reading). */
+  get size(): number {
+    return this.#counts.size
   }
 
   /** When the current window ends (Date.now() time). */
@@ -25,10 +34,18 @@ export class RatePerSecond {
     if (nowMs - this.#windowStartMs >= 1000) {
       this.#counts = new Map()
       this.#windowStartMs = nowMs
+      if (this.#forget) this.#forget.refresh()
+      else this.#forget = setTimeout(() => this.#forgetWindow(), 1000).unref()
     }
     const count = (this.#counts.get(key) ?? 0) + 1
     this.#counts.set(key, count)
     return count <= this.#maxPerSec
+  }
+
+  /** The window has ended: the next event opens a new one. */
+  #forgetWindow(): void {
+    this.#counts = new Map()
+    this.#windowStartMs = 0
   }
 }
 

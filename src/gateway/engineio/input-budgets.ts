@@ -21,8 +21,9 @@ interface Budget {
  *                       └────────── take(key) ─────────┘
  *
  * Idle budgets are kept in the order they went idle and dropped from the
- * front as each take or release passes by: no timer, at most one refill
- * time's worth of idle keys.
+ * front as each take or release passes by, and by one timer (unref'd) at
+ * the oldest one's refill time while any is idle: at most one refill time's
+ * worth of idle keys, and none once the last clients have been gone that long.
  */
 export class InputBudgets {
   readonly #perSec: number
@@ -32,6 +33,8 @@ export class InputBudgets {
   readonly #budgets = new Map<string, Budget>()
   /** The keys no session holds, oldest idle first (a Map keeps insertion order). */
   readonly #idle = new Map<string, Budget>()
+  /** Forgets the refilled idle budgets when no take or release comes by; set while any budget is idle. */
+  #sweep: NodeJS.Timeout | undefined
 
   /** `perSec` 0: no limit, take() gives nothing. */
   constructor(perSec: number, burst: number) {
@@ -71,9 +74,20 @@ export class InputBudgets {
 
   #forgetRefilled(nowMs: number): void {
     for (const [key, budget] of this.#idle) {
-      if (nowMs - budget.idleSinceMs < this.#refillMs) return
+      if (nowMs - budget.idleSinceMs < this.#refillMs)
+        return this.#sweepAt(budget.idleSinceMs + this.#refillMs)
       this.#idle.delete(key)
       this.#budgets.delete(key)
     }
+  }
+
+  /** Arms the sweep for `atMs` (performance.now() time), unless it is armed already (it re-arms itself). */
+  #sweepAt(atMs: number): void {
+    if (this.#sweep !== undefined) return
+    const sweep = (): void => {
+      this.#sweep = undefined
+      this.#forgetRefilled(performance.now())
+    }
+    this.#sweep = setTimeout(sweep, Math.max(0, atMs - performance.now())).unref()
   }
 }

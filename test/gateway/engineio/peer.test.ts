@@ -2,6 +2,7 @@ import test from 'ava'
 import { canonicalAddress } from '../../../src/client-address.js'
 import { TrustedProxies } from '../../../src/gateway/engineio/peer.js'
 import { RatePerSecond } from '../../../src/rate.js'
+import { eventually } from '../../helpers/eventually.js'
 
 test('canonicalAddress: IPv6 shortened, IPv4-mapped as IPv4 (uWS spells out all 8 groups)', t => {
   t.is(canonicalAddress('0000:0000:0000:0000:0000:ffff:7f00:0001'), '127.0.0.1')
@@ -33,4 +34,12 @@ test('RatePerSecond (handshakes per address) counts per key in one-second window
   t.true(rate.admits('a', 1000), 'a new window')
   const unlimited = new RatePerSecond(0)
   for (let i = 0; i < 1000; i++) t.true(unlimited.admits('a', 0))
+})
+
+test('RatePerSecond forgets its keys once a second passes without events', async t => {
+  const rate = new RatePerSecond(2)
+  for (const key of ['a', 'b', 'c']) rate.admits(key)
+  t.is(rate.size, 3)
+  await eventually(() => rate.size === 0, { what: 'the last window to be forgotten', timeoutMs: 5000 })
+  t.true(rate.admits('a'), 'a new window')
 })
