@@ -62,6 +62,11 @@ export class PerAddress {
     readonly ipv6PrefixBits: number,
   ) {}
 
+  /** Addresses (groups) holding a connection now (a leak check's reading). */
+  get size(): number {
+    return this.#counts.size
+  }
+
   /** Counts one more for `address`: the group it counts under, or undefined if that holds max already. */
   take(address: string): string | undefined {
     const group = addressGroup(address, this.ipv6PrefixBits)

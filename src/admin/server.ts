@@ -31,7 +31,7 @@ export function createAdminServer(
     | 'logMaxRefusalsPerSec'
   >,
   deps: { readonly counters: AdminCounters; readonly logger: Logger },
-): Server {
+): AdminServer {
   const timeoutMs = config.adminRequestTimeoutMs
   const server = createServer(
     {
@@ -57,17 +57,20 @@ export function createAdminServer(
       refused('adminMaxConnections', data?.remoteAddress),
     ),
   )
-  if (config.adminMaxConnectionsPerAddress > 0)
-    limitPerAddress(
-      server,
-      new PerAddress(config.adminMaxConnectionsPerAddress, config.perAddressIpv6PrefixBits),
-      {
-        log,
-        onRefused: address => refused('adminMaxConnectionsPerAddress', address),
-      },
-    )
-  return server
+  const perAddress =
+    config.adminMaxConnectionsPerAddress > 0
+      ? new PerAddress(config.adminMaxConnectionsPerAddress, config.perAddressIpv6PrefixBits)
+      : undefined
+  if (perAddress)
+    limitPerAddress(server, perAddress, {
+      log,
+      onRefused: address => refused('adminMaxConnectionsPerAddress', address),
+    })
+  return Object.assign(server, { connectionAddresses: () => perAddress?.size ?? 0 })
 }
+
+/** The admin's HTTP server, and how many addresses adminMaxConnectionsPerAddress counts now (a leak check's reading). */
+export type AdminServer = Server & { readonly connectionAddresses: () => number }
 
 /** The answer past adminMaxConnectionsPerAddress: written before any request is read, then the connection closes. */
 function tooManyConnectionsAnswer(): Buffer {

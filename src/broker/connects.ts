@@ -84,6 +84,11 @@ export class Connects<S extends ConsumerSink> {
     return held
   }
 
+  /** Outboxes whose handshakes are counted (a leak check's reading). */
+  get handshakes(): number {
+    return this.#handshakes.size
+  }
+
   isConnecting(outbox: Outbox<S>): boolean {
     return this.#connecting.has(outbox)
   }

@@ -286,6 +286,11 @@ export class ConsumerStore {
     return this.#releases.get(outbox)
   }
 
+  /** Releases under way, by outbox and by consumer (a leak check's reading). */
+  get releases(): { readonly outboxes: number; readonly consumers: number } {
+    return { outboxes: this.#releases.size, consumers: this.#consumerReleases.size }
+  }
+
   /** The last release of the consumer under way here, if any. */
   releasingConsumer(consumerId: string): Promise<void> | undefined {
     return this.#consumerReleases.get(consumerId)

@@ -36,6 +36,11 @@ export class CursorFlush {
     this.#context = context
   }
 
+  /** Outboxes with acknowledgements not flushed yet (a leak check's reading). */
+  get changed(): number {
+    return this.#changed.size
+  }
+
   /** Starts flushing every cursorFlushMs. */
   start(): void {
     const { redis } = this.#core

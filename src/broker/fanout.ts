@@ -90,6 +90,11 @@ export class Fanout {
     return this.#rooms.size
   }
 
+  /** Rooms by channel, and log reads in flight (a leak check's reading). */
+  get sizes(): { readonly channels: number; readonly reads: number } {
+    return { channels: this.#byChannel.size, reads: this.#reads.size }
+  }
+
   /**
    * Adds a local member (already in the room at its cursor, Outbox.addRoom)
    * and, once the room's announcements reach this node, has it read the log

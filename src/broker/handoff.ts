@@ -52,6 +52,11 @@ export class Handoff<S extends ConsumerSink> {
     this.#context = context
   }
 
+  /** Takeovers waiting for a `released` (a leak check's reading). */
+  get size(): number {
+    return this.#takeovers.size
+  }
+
   /**
    * `holder` holds the session of a consumer that connects here: unless it
    * is this node or dead, ask it to release the consumer, and wait (a

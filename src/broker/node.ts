@@ -172,6 +172,27 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     return this.#fanout.recentBytes
   }
 
+  /**
+   * What the node holds per consumer and per room, by structure: each back to
+   * 0 once its clients are gone (test/e2e/churn-leaks.test.ts).
+   */
+  footprint(): Record<string, number> {
+    const releases = this.#store.releases
+    return {
+      outboxes: this.#hub.size,
+      connecting: this.#connects.size,
+      connectHandshakes: this.#connects.handshakes,
+      takeovers: this.#handoff.size,
+      roomChangesHeld: this.#rooms.connectingSize,
+      releasingOutboxes: releases.outboxes,
+      releasingConsumers: releases.consumers,
+      rooms: this.#fanout.roomCount,
+      roomChannels: this.#fanout.sizes.channels,
+      roomReads: this.#fanout.sizes.reads,
+      cursorsChanged: this.#cursors.changed,
+    }
+  }
+
   /** Messages waiting in this node's outboxes (not yet sent). */
   backlog(): number {
     return this.#hub.backlog()

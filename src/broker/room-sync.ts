@@ -41,6 +41,11 @@ export class RoomSync<S extends ConsumerSink> {
     this.#context = context
   }
 
+  /** Consumers whose joins and leaves are held (a leak check's reading). */
+  get connectingSize(): number {
+    return this.#connecting.size
+  }
+
   /** The consumer is connecting: hold its joins and leaves until connected(). */
   connecting(outbox: Outbox<S>): void {
     this.#connecting.set(outbox, [])

@@ -1,4 +1,3 @@
-import type { Server } from 'node:http'
 import { createAdminApp, type Readiness } from '../admin/app.js'
 import { LiveSeries } from '../admin/live-series.js'
 import { oneAtATime } from '../admin/one-at-a-time.js'
@@ -21,6 +20,8 @@ export interface RunningAdmin {
   readonly port: number
   /** Stops accepting, lets requests in flight finish, writes the last stats. Redis stays open. */
   close(): Promise<void>
+  /** What the admin app holds per connection and address (a leak check's reading). */
+  footprint(): Record<string, number>
 }
 
 /**
@@ -66,7 +67,7 @@ export async function startAdmin(options: {
   }, config.statsFlushMs)
   timer.unref()
 
-  const server: Server = createAdminServer(app, config, { counters, logger })
+  const server = createAdminServer(app, config, { counters, logger })
   const port = await new Promise<number>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, config.host, () => {
@@ -86,5 +87,9 @@ export async function startAdmin(options: {
     await closed
     await flushStats()
   }
-  return { port, close: () => (closing ??= close()) }
+  const footprint = (): Record<string, number> => ({
+    adminConnectionAddresses: server.connectionAddresses(),
+    adminPendingBodyBytes: counters.pendingBodyBytes,
+  })
+  return { port, close: () => (closing ??= close()), footprint }
 }

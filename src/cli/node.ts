@@ -43,6 +43,8 @@ export interface RunningNode {
   readonly registry: Registry
   /** The ports actually bound (tests pass 0); `admin` only when the admin app runs here. */
   readonly ports: { readonly gateway: number; readonly producer: number; readonly admin?: number }
+  /** What the admin app holds per connection and address, when it runs here (a leak check's reading). */
+  readonly adminFootprint: (() => Record<string, number>) | undefined
   /**
    * Graceful drain: /readyz turns 503, stop accepting, store every producer
    * message already received, close consumers (spread out) with their cursors
@@ -172,6 +174,7 @@ export async function startNode(
     redisWatchdog,
     registry,
     ports: running,
+    adminFootprint: admin?.footprint,
     stop: () => (stopping ??= stop()),
   }
 }

@@ -47,6 +47,8 @@ export type GatewayConfig = Pick<
 export interface Gateway {
   readonly engine: Engine<ConsumerLink>
   readonly counters: ConsumerCounters
+  /** What the gateway holds per session, user and address, by structure (a leak check's reading). */
+  footprint(): Record<string, number>
   /**
    * Resolves with the port actually bound (0 picks a free one). The port must
    * be free, unless `takesOver`: a rolling restart's new worker shares it
@@ -85,6 +87,8 @@ export function createGateway(deps: {
     acks: 0,
     invalid: 0,
   }
+  const userSessions = new UserSessions<ConsumerLink>(config.maxSessionsPerUser)
+  const userHandshakes = new RatePerSecond(config.maxHandshakesPerUserPerSec)
   const engine = attachEngine(
     app,
     {
@@ -114,8 +118,8 @@ export function createGateway(deps: {
       logger,
       counters,
       new RefusalLog(logger, config.logMaxRefusalsPerSec),
-      new UserSessions(config.maxSessionsPerUser),
-      new RatePerSecond(config.maxHandshakesPerUserPerSec),
+      userSessions,
+      userHandshakes,
     ),
     logger,
   )
@@ -172,6 +176,11 @@ export function createGateway(deps: {
   return {
     engine,
     counters,
+    footprint: () => ({
+      ...engine.footprint(),
+      users: userSessions.size,
+      userHandshakeRateUsers: userHandshakes.size,
+    }),
     async listen(port, host, { takesOver = false } = {}) {
       // uWS binds with SO_REUSEPORT, so that a rolling restart's new worker can share its port
       // with the old one; but then a second broker on this host could share it too, and the

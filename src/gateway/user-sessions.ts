@@ -24,6 +24,11 @@ export class UserSessions<H extends UserSessionHolder> {
     this.#max = maxPerUser
   }
 
+  /** Users holding a place now (a leak check's reading). */
+  get size(): number {
+    return this.#byUser.size
+  }
+
   /** Holds a place for `holder`, unless its user has maxPerUser other consumers here: false then. */
   take(holder: H): boolean {
     if (this.#max === 0) return true

@@ -37,6 +37,11 @@ export class UnauthenticatedProducers {
     return this.#total
   }
 
+  /** Addresses (groups) holding a place now (a leak check's reading). */
+  get addresses(): number {
+    return this.#perAddress.size
+  }
+
   /**
    * Takes a place for a connection from `address`: the group it counts under
    * (to give back with release()), else the limit it met.

@@ -77,6 +77,8 @@ export interface ProducerListener {
   /** Connections open now. */
   readonly connections: number
   readonly stats: ProducerStats
+  /** What the listener holds per connection, producer id and address, by structure (a leak check's reading). */
+  footprint(): Record<string, number>
 }
 
 export function createProducerListener(deps: {
@@ -164,6 +166,14 @@ export function createProducerListener(deps: {
     get connections() {
       return connections.size
     },
+
+    footprint: () => ({
+      producerConnections: connections.size,
+      producerUnauthenticated: unauthenticated.total,
+      producerUnauthenticatedAddresses: unauthenticated.addresses,
+      producerGroups: shares.producers,
+      producerSharesWaiting: shares.waiting,
+    }),
 
     get stats(): ProducerStats {
       let bufferedBytes = 0

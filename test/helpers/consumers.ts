@@ -183,6 +183,8 @@ function snapperConsumer(
     }
   })()
   recorder.hook()
+  // Before the first open too: a refused handshake schedules its reconnect with it (11-60 s by default).
+  if (reconnectMs !== undefined) consumer.reconnectionTime = reconnectMs
   consumer.connect()
   return recorder
 }

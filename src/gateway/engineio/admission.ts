@@ -73,6 +73,11 @@ export class Admission<T> {
     return this.#rateLimited
   }
 
+  /** Addresses counted in this second's window of maxHandshakesPerAddressPerSec. */
+  get rateAddresses(): number {
+    return this.#handshakeRate?.size ?? 0
+  }
+
   /** Handshakes refused with 503 because the node held maxSessions sessions. */
   get full(): number {
     return this.#full

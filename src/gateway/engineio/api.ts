@@ -189,6 +189,8 @@ export interface Engine<T> {
   readonly handshakesLate: number
   /** Sessions closed since start for sending more than maxInputBytesPerSec. */
   readonly inputLimited: number
+  /** What the engine holds per session, per input key and per address, by structure (a leak check's reading). */
+  footprint(): Record<string, number>
   /**
    * POSTs carrying a close packet dropped since start (400, as an unknown sid) as a replaced
    * polling client's: each marks a takeover that raced that client (docs/consumer-protocol.md §3).

@@ -134,6 +134,15 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     return this.#replacedClosesDropped
   }
 
+  footprint(): Record<string, number> {
+    return {
+      sessions: this.#sessions.size,
+      lingering: this.#lingering.size,
+      inputBudgets: this.#inputBudgets.size,
+      handshakeRateAddresses: this.#admission.rateAddresses,
+    }
+  }
+
   stopAccepting(): void {
     this.#isClosed = true
   }
