@@ -12,7 +12,9 @@
  * (must be empty), handles keeping the event loop alive (by type), the heap
  * after full collections, and the Redis keys (all, and those without a TTL).
  * Prints them all; exits 1 on a leak. WORKERS (6) sets the concurrency;
- * HEAP_GROWTH_MB (8) the heap growth allowed. Not run by `npm test`:
+ * HEAP_GROWTH_MB (8) the heap growth allowed; HEAP_SNAPSHOTS=dir writes a
+ * heap snapshot there at each reading (before.heapsnapshot, after…), to see
+ * what grew (Chrome DevTools, Memory, Comparison). Not run by `npm test`:
  * test/e2e/churn-leaks.test.ts runs a short one.
  */
 import {
@@ -24,6 +26,8 @@ import {
   SETTLE_MS,
   startChurnNode,
 } from '../helpers/churn.js'
+import { join } from 'node:path'
+import { writeHeapSnapshot } from 'node:v8'
 import { pause } from '../helpers/eventually.js'
 import { startRedis } from '../helpers/redis.js'
 
@@ -37,16 +41,21 @@ async function main(): Promise<void> {
   const config = churnConfig(redis.url)
   const running = await startChurnNode(config)
   const client = redis.client()
-  const read = () => readNode(running, client, config.redisPrefix)
+  const snapshots = process.env.HEAP_SNAPSHOTS
+  const read = async (name: string) => {
+    const reading = await readNode(running, client, config.redisPrefix)
+    if (snapshots) writeHeapSnapshot(join(snapshots, `${name}.heapsnapshot`))
+    return reading
+  }
   // A warm-up churn first: what the first clients load once (code, caches, pools) is not a leak.
   await churn(running, seed + 1_000_000, 2, workers)
   await pause(SETTLE_MS)
-  const before = await read()
+  const before = await read('before')
   const began = Date.now()
   const counts = await churn(running, seed, seconds, workers)
   const churnMs = Date.now() - began
   await pause(SETTLE_MS)
-  const after = await read()
+  const after = await read('after')
   const leaks = leaksBetween(before, after, maxHeapGrowthBytes)
   const summary = (reading: typeof before) => ({
     heapMb: mb(reading.heapBytes),
