@@ -315,10 +315,13 @@ function get(
 
 /** What the node holds per client, by structure (each 0, or its start-up value, once its clients are gone). */
 export function footprint(running: RunningNode): Record<string, number> {
-  const { gateway, node, producer } = running
+  const { gateway, node, producer, core } = running
   return {
     ...gateway.footprint(),
     ...node.footprint(),
+    // What /metrics shows as snapper_backlog_messages and snapper_publish_pending_bytes.
+    queuedMessages: node.backlog(),
+    publishPendingBytes: core.producerApi.backlog.bytes,
     ...producer.footprint(),
     ...(running.adminFootprint?.() ?? {}),
   }
