@@ -16,6 +16,7 @@ import { PLATFORMS } from './broker/latency.js'
 import type { BrokerNode } from './broker/node.js'
 import { counterOf, gaugeOf, histogramOf, labelledCounterOf } from './metrics-read.js'
 import { countOpenFiles } from './open-files.js'
+import type { OpenFilesCounters } from './open-files-guard.js'
 
 export { Registry } from 'prom-client'
 
@@ -51,6 +52,8 @@ export interface NodeSources {
   readonly escalations?: EscalationCounters
   /** The node's Redis watchdog: whether Redis answers its PINGs. */
   readonly redisWatchdog?: { readonly isUp: boolean }
+  /** The open-files guard's counters, when the node owns its process (src/open-files-guard.ts). */
+  readonly openFiles?: () => OpenFilesCounters | undefined
   /** Producer listener snapshot. */
   readonly producer?: {
     readonly stats: {
@@ -68,7 +71,7 @@ export interface NodeSources {
  * unique within one.
  */
 export function registerNodeMetrics(registry: Registry, sources: NodeSources): void {
-  const { core, node, sessions, gateway, engine, producer, escalations, redisWatchdog } = sources
+  const { core, node, sessions, gateway, engine, producer, escalations, redisWatchdog, openFiles } = sources
   const { totals } = core.stats
   const counters = node.counters
 
@@ -77,6 +80,18 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_nodes',
     'Broker nodes in this scrape: 1 per process, summed over a cluster.',
     () => 1,
+  )
+  counterOf(
+    registry,
+    'snapper_open_files_exhausted_total',
+    "Times this process's open files ran out: its consumer gateway stopped accepting until twice openFilesReserve were free again.",
+    () => openFiles?.()?.exhausted ?? 0,
+  )
+  counterOf(
+    registry,
+    'snapper_open_files_refused_total',
+    'Producer and admin connections closed at once because fewer than half of openFilesReserve files were free.',
+    () => openFiles?.()?.refused ?? 0,
   )
   gaugeOf(
     registry,
@@ -406,7 +421,7 @@ export function registerAdminMetrics(
   labelledCounterOf(
     registry,
     'snapper_admin_refused_total',
-    'Admin connections and requests refused at a bound, by its config key: adminMaxConnections (closed unanswered), adminMaxConnectionsPerAddress (503 TOO_MANY_CONNECTIONS, unread), adminMaxPendingBodyBytes (503 BODIES_PENDING).',
+    'Admin connections and requests refused at a bound, by its config key: adminMaxConnections (closed unanswered), openFilesReserve (closed unanswered while the process is short of open files), adminMaxConnectionsPerAddress (503 TOO_MANY_CONNECTIONS, unread), adminMaxPendingBodyBytes (503 BODIES_PENDING).',
     'reason',
     () => counters.refused,
   )

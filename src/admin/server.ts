@@ -30,7 +30,12 @@ export function createAdminServer(
     | 'adminRequestTimeoutMs'
     | 'logMaxRefusalsPerSec'
   >,
-  deps: { readonly counters: AdminCounters; readonly logger: Logger },
+  deps: {
+    readonly counters: AdminCounters
+    readonly logger: Logger
+    /** Whether the process has files to spare for a new connection (src/open-files-guard.ts); else it is closed at once. */
+    readonly admitsConnection?: () => boolean
+  },
 ): AdminServer {
   const timeoutMs = config.adminRequestTimeoutMs
   const server = createServer(
@@ -45,7 +50,10 @@ export function createAdminServer(
   )
   const log = deps.logger.child({ module: 'admin' })
   const refusals = new RefusalLog(log, config.logMaxRefusalsPerSec)
-  const refused = (limit: 'adminMaxConnections' | 'adminMaxConnectionsPerAddress', remote?: string): void => {
+  const refused = (
+    limit: 'adminMaxConnections' | 'adminMaxConnectionsPerAddress' | 'openFilesReserve',
+    remote?: string,
+  ): void => {
     deps.counters.refused[limit] = (deps.counters.refused[limit] ?? 0) + 1
     refusals.warn(log, { limit, remote }, 'admin connection refused: too many')
   }
@@ -57,6 +65,16 @@ export function createAdminServer(
       refused('adminMaxConnections', data?.remoteAddress),
     ),
   )
+  const admitsConnection = deps.admitsConnection
+  if (admitsConnection)
+    server.on(
+      'connection',
+      guard(log, 'admin accept', (socket: Socket) => {
+        if (admitsConnection()) return
+        socket.destroy() // unanswered: the file it holds is what the process is short of
+        refused('openFilesReserve', socket.remoteAddress)
+      }),
+    )
   const perAddress =
     config.adminMaxConnectionsPerAddress > 0
       ? new PerAddress(config.adminMaxConnectionsPerAddress, config.perAddressIpv6PrefixBits)

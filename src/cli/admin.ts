@@ -42,6 +42,8 @@ export async function startAdmin(options: {
   details?: () => Record<string, unknown>
   /** The gateway port the demo page connects to. */
   gatewayPort: number
+  /** Whether the process has files to spare for a new connection (src/open-files-guard.ts). */
+  admitsConnection?: () => boolean
 }): Promise<RunningAdmin> {
   const { config, logger, redis, registry } = options
   const core: BrokerCore = createBrokerCore(config, redis, logger)
@@ -67,7 +69,11 @@ export async function startAdmin(options: {
   }, config.statsFlushMs)
   timer.unref()
 
-  const server = createAdminServer(app, config, { counters, logger })
+  const server = createAdminServer(app, config, {
+    counters,
+    logger,
+    admitsConnection: options.admitsConnection,
+  })
   const port = await new Promise<number>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port, config.host, () => {

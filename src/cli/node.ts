@@ -8,6 +8,8 @@ import { redactRedisUrl } from '../config/redis-url.js'
 import { createGateway, type Gateway } from '../gateway/app.js'
 import type { Logger } from '../log.js'
 import { Registry, registerNodeMetrics, registerProcessMetrics, scrape } from '../metrics.js'
+import { OpenFilesGuard } from '../open-files-guard.js'
+import { openFilesLimit } from '../open-files.js'
 import { PACKAGE } from '../package.js'
 import { createProducerListener, type ProducerListener } from '../producer/listener.js'
 import { createRedisClients, type RedisClients } from '../redis/connect.js'
@@ -69,8 +71,9 @@ export function configPorts(config: Pick<Config, 'gatewayPort' | 'producerPort' 
  * the node, its consumer gateway, the producer listener, and (if `ports.admin`
  * is set) the admin app. Metrics go on `options.registry` (a worker passes
  * prom-client's global one, which the primary aggregates), else on a new one;
- * `options.processMetrics` adds prom-client's process metrics (event-loop
- * lag, heap, GC) to it: once per process, so the CLI sets it, tests that
+ * `options.ownsProcess` adds prom-client's process metrics (event-loop
+ * lag, heap, GC) to it and guards the process's open files
+ * (src/open-files-guard.ts): once per process, so the CLI sets it, tests that
  * start many nodes in one process do not. The gateway port must be free,
  * unless `options.takesOverGateway` (a rolling restart's worker, sharing it
  * with the one it replaces).
@@ -79,7 +82,7 @@ export async function startNode(
   config: Config,
   logger: Logger,
   ports: NodePorts = configPorts(config),
-  options: { registry?: Registry; processMetrics?: boolean; takesOverGateway?: boolean } = {},
+  options: { registry?: Registry; ownsProcess?: boolean; takesOverGateway?: boolean } = {},
 ): Promise<RunningNode> {
   const redis = await connectRedis(config, logger)
   void checkRedisSettings(redis, logger) // warns, never throws: the node starts either way
@@ -91,9 +94,15 @@ export async function startNode(
   const escalator = startEscalator(config, core, logger)
   const redisWatchdog = watchRedis(redis, config, logger)
   const gateway = createGateway({ config, core, node, tokens, logger })
-  const producer = createProducerListener({ config, tokens, api: core.producerApi, logger })
+  const producer = createProducerListener({
+    config,
+    tokens,
+    api: core.producerApi,
+    logger,
+    admitsConnection: () => filesGuard?.admitsConnection() ?? true,
+  })
   const registry = options.registry ?? new Registry()
-  if (options.processMetrics) registerProcessMetrics(registry)
+  if (options.ownsProcess) registerProcessMetrics(registry)
   registerNodeMetrics(registry, {
     core,
     node,
@@ -103,8 +112,10 @@ export async function startNode(
     producer,
     escalations: escalator?.counters,
     redisWatchdog,
+    openFiles: () => filesGuard?.counters,
   })
   let isDraining = false
+  let filesGuard: OpenFilesGuard | undefined
   let bound: { gateway: number; producer: number }
   let admin: RunningAdmin | undefined
   try {
@@ -121,7 +132,11 @@ export async function startNode(
         port: ports.admin,
         registry,
         // The listeners are up by now: what remains is the drain.
-        readiness: () => (isDraining ? ['draining'] : []),
+        readiness: () => [
+          ...(isDraining ? ['draining'] : []),
+          ...(filesGuard?.isExhausted ? ['open files exhausted'] : []),
+        ],
+        admitsConnection: () => filesGuard?.admitsConnection() ?? true,
         metrics: () => scrape(registry),
         node,
         gatewayPort: bound.gateway,
@@ -135,6 +150,7 @@ export async function startNode(
     throw err
   }
   const running = { ...bound, ...(admin && { admin: admin.port }) }
+  if (options.ownsProcess) filesGuard = guardOpenFiles(config, gateway, logger)
   logger.info({ nodeId: node.id, version: PACKAGE.version, ...running }, 'node started')
 
   let stopping: Promise<void> | undefined
@@ -148,6 +164,7 @@ export async function startNode(
   const stop = async (): Promise<void> => {
     const startedAtMs = Date.now()
     isDraining = true
+    filesGuard?.stop()
     gateway.stopListening()
     // Through a Redis outage the drain's writes (cursors, releases, appends) wait for Redis:
     // past its budget the drain gives up on them rather than wait for ever.
@@ -177,6 +194,31 @@ export async function startNode(
     adminFootprint: admin?.footprint,
     stop: () => (stopping ??= stop()),
   }
+}
+
+/**
+ * The open-files guard of a node that owns its process, with a reserve of at most a
+ * quarter of the process's limit; none where the limit is unknown (not Linux) or unlimited.
+ */
+function guardOpenFiles(
+  config: Pick<Config, 'openFilesReserve'>,
+  gateway: Gateway,
+  logger: Logger,
+): OpenFilesGuard | undefined {
+  let limit: number
+  try {
+    limit = openFilesLimit()
+  } catch {
+    return undefined // not Linux: no limit to read, no count to watch
+  }
+  if (!Number.isFinite(limit)) return undefined
+  const reserveFiles = Math.min(config.openFilesReserve, Math.floor(limit / 4))
+  if (reserveFiles < config.openFilesReserve)
+    logger.warn(
+      { openFilesReserve: config.openFilesReserve, openFilesLimit: limit, reserveFiles },
+      'openFilesReserve is more than a quarter of the open-files limit: lowered to that',
+    )
+  return new OpenFilesGuard({ limit, reserveFiles }, gateway, logger.child({ module: 'open-files' }))
 }
 
 /** Whether `work` settles within `ms`; its rejection is passed on. */

@@ -44,7 +44,7 @@ export async function start(config: Config, log: Logger, options: StartOptions):
       rollingRestart: () => primary.rollingRestart(),
     }
   }
-  const running = await startNode(config, log, configPorts(config), { processMetrics: true })
+  const running = await startNode(config, log, configPorts(config), { ownsProcess: true })
   return { drain: () => running.stop(), drainTimeoutMs: config.drainTimeoutMs, rollingRestart: undefined }
 }
 

@@ -70,7 +70,7 @@ export async function startWorker(env: Readonly<Record<string, string | undefine
     config,
     log,
     { gateway: config.gatewayPort + index, producer: config.producerPort },
-    { registry: workerRegistry(), processMetrics: true, takesOverGateway: env[TAKES_OVER_VARIABLE] === '1' },
+    { registry: workerRegistry(), ownsProcess: true, takesOverGateway: env[TAKES_OVER_VARIABLE] === '1' },
   )
   return {
     node,

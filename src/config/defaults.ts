@@ -295,6 +295,13 @@ export interface Config {
   /** Longest an admin request may take to arrive in full (head and body), in ms; then 408. @default 10000 */
   readonly adminRequestTimeoutMs: number
   /**
+   * Files each node process keeps for its own work (Redis connections, producers, probes,
+   * webhooks) that its consumer gateway cannot take: when the process's open files run out,
+   * the gateway stops accepting and these are given back, until twice as many are free
+   * again (src/open-files-guard.ts). At most a quarter of the open-files limit. @default 128
+   */
+  readonly openFilesReserve: number
+  /**
    * Demo mode: the admin app serves /demo/ and hands out consumer tokens for random users; `snapper
    * start` then makes a random token secret if none is set and binds 127.0.0.1 unless `host` is
    * set. Never in production. @default false
@@ -392,5 +399,6 @@ export const defaults: Config = {
   adminMaxConnections: 1000,
   adminMaxConnectionsPerAddress: 100,
   adminRequestTimeoutMs: 10_000,
+  openFilesReserve: 128,
   demo: false,
 }

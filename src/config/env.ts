@@ -436,6 +436,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMs,
     doc: 'longest an admin request may take to arrive in full, head and body (a silent or trickling connection gets 408 and is closed)',
   },
+  openFilesReserve: {
+    env: 'SNAPPER_OPEN_FILES_RESERVE',
+    parse: toCount,
+    doc: "files each node process holds in reserve (on `/dev/null`) that its consumer gateway cannot take. When the process's open files run out (connections that send nothing are bounded by no other limit of the gateway's), the gateway stops accepting (new connections are refused) and the reserve is given back to the node's Redis connections, producers and probes, until twice the reserve is free again (sessions stay; `/readyz` says `open files exhausted` meanwhile). At most a quarter of the open-files limit (start-up lowers it to that, with a warning). See [Limits and bad input](#limits-and-bad-input)",
+  },
   demo: {
     env: 'SNAPPER_DEMO',
     parse: toFlag,

@@ -60,6 +60,15 @@ export interface Gateway {
    * sessions stay until the node closes them.
    */
   stopListening(): void
+  /**
+   * Closes the listening socket for a while, sessions and handshakes untouched: new
+   * connections are refused by the kernel (the node's open files ran out, src/open-files-guard.ts).
+   */
+  pauseAccepting(): void
+  /** Listens again on the port it had, unless stopListening() came meanwhile; rejects if it cannot. */
+  resumeAccepting(): Promise<void>
+  /** Whether the port takes connections now. */
+  readonly isAccepting: boolean
   /** Closes every session and the listener. */
   close(): void
 }
@@ -173,6 +182,11 @@ export function createGateway(deps: {
   )
 
   let listenSocket: us_listen_socket | undefined
+  let bound: { host: string; port: number } | undefined
+  const closeListenSocket = (): void => {
+    if (listenSocket) uws.us_listen_socket_close(listenSocket)
+    listenSocket = undefined
+  }
   return {
     engine,
     counters,
@@ -194,12 +208,24 @@ export function createGateway(deps: {
       }
       const listening = await listenOnce(uws, app, host, free, LISTEN_DEFAULT)
       listenSocket = listening.socket
+      bound = { host, port: listening.port }
       return listening.port
     },
     stopListening() {
-      if (listenSocket) uws.us_listen_socket_close(listenSocket)
-      listenSocket = undefined
+      closeListenSocket()
+      bound = undefined
       engine.stopAccepting()
+    },
+    pauseAccepting: closeListenSocket,
+    async resumeAccepting() {
+      if (bound === undefined || listenSocket !== undefined) return
+      // SO_REUSEPORT as at start: the port is this node's (and its siblings', with workers).
+      const listening = await listenOnce(uws, app, bound.host, bound.port, LISTEN_DEFAULT)
+      if (bound === undefined || listenSocket !== undefined) uws.us_listen_socket_close(listening.socket)
+      else listenSocket = listening.socket
+    },
+    get isAccepting() {
+      return listenSocket !== undefined
     },
     close() {
       this.stopListening()

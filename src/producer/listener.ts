@@ -86,6 +86,8 @@ export function createProducerListener(deps: {
   tokens: Tokens
   api: ProducerApi
   logger: Logger
+  /** Whether the process has files to spare for a new connection (src/open-files-guard.ts); else it is closed at once. */
+  admitsConnection?: () => boolean
 }): ProducerListener {
   const { config, tokens, logger } = deps
   const log = logger.child({ module: 'producer' })
@@ -100,6 +102,12 @@ export function createProducerListener(deps: {
 
   const accept = (socket: Socket): void => {
     const address = socket.remoteAddress ?? ''
+    if (deps.admitsConnection?.() === false) {
+      refused++
+      refusals.warn(log, { remote: address }, 'producer connection refused: open files exhausted')
+      socket.destroy() // no answer: the file it holds is what the node is short of
+      return
+    }
     const place =
       connections.size >= config.maxProducerConnections
         ? { full: 'maxProducerConnections' }

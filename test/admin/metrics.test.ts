@@ -36,7 +36,7 @@ async function startOne(t: ExecutionContext): Promise<{ running: RunningNode; ba
     config,
     silentLogger,
     { gateway: 0, producer: 0, admin: 0 },
-    { processMetrics: true },
+    { ownsProcess: true },
   )
   t.teardown(() => running.stop())
   t.true(running.ports.admin! > 0)

@@ -41,6 +41,11 @@ export interface CliOptions {
   readonly args?: string[]
   /** Chooses the ports the env does not set. @default freePort */
   readonly choosePort?: PortChooser
+  /**
+   * Runs it under this open-files limit (`ulimit -n`, soft and hard: Node raises its soft
+   * limit to the hard one at start). @default the test's own
+   */
+  readonly openFilesLimit?: number
 }
 
 /** Where startCli registers what must be undone when the test ends (ava's `t` is one). */
@@ -82,7 +87,7 @@ export function startCliOn(
 
 async function launchCli(
   t: Teardowns,
-  { workers, env, args = [], choosePort = freePort }: CliOptions,
+  { workers, env, args = [], choosePort = freePort, openFilesLimit }: CliOptions,
 ): Promise<RunningCli> {
   const given = (name: string): number | undefined =>
     env[name] === undefined ? undefined : Number(env[name])
@@ -97,7 +102,12 @@ async function launchCli(
     producer: given('SNAPPER_PRODUCER_PORT') ?? (await choose()),
     admin: given('SNAPPER_ADMIN_PORT') ?? (await choose()),
   }
-  const child = spawn(process.execPath, [CLI, 'start', '--workers', String(workers), ...args], {
+  const command = [process.execPath, CLI, 'start', '--workers', String(workers), ...args]
+  const limited =
+    openFilesLimit === undefined
+      ? command
+      : ['sh', '-c', `ulimit -n ${openFilesLimit} && exec "$@"`, 'sh', ...command]
+  const child = spawn(limited[0]!, limited.slice(1), {
     env: {
       ...process.env,
       SNAPPER_HOST: '127.0.0.1',
