@@ -108,19 +108,20 @@ test('a flood of idle gateway connections past the open-files limit: the node se
   )
   const cpuBefore = cpuMsOf(pid)
   await pause(1000)
-  say(
-    t,
+  t.log(
     `flooded: ${attack.connected} connections made, the node holds ${openFilesOf(pid)} files ` +
       `(${filesBefore} before, limit ${OPEN_FILES_LIMIT}), used ${cpuMsOf(pid) - cpuBefore} ms of CPU in 1 s`,
   )
 
+  const ready = await fetch(`http://127.0.0.1:${cli.ports.admin}/readyz`)
+  t.log(`/readyz during the flood: ${ready.status} ${await ready.text()}`)
   // Redis connections cut: storing the next publish needs a new socket.
   await server.client().call('CLIENT', 'KILL', 'TYPE', 'normal')
   await call(producer.request('publish', [room, 'during, after a Redis reconnect']))
-  say(t, 'stored after a Redis reconnect')
+  t.log('stored after a Redis reconnect')
   const newcomer = await connectProducer(t, cli.ports.producer)
   await call(newcomer.request('publish', [room, 'during, from a new producer connection']))
-  say(t, 'stored from a new producer connection')
+  t.log('stored from a new producer connection')
   const health = await fetch(`http://127.0.0.1:${cli.ports.admin}/healthz`)
   t.is(health.status, 200)
   await consumer.waitFor(3)
@@ -158,14 +159,9 @@ test('a flood of idle gateway connections past the open-files limit: the node se
     .output()
     .split('\n')
     .filter(line => /open files|EMFILE/i.test(line))
-  say(t, `${lines.length} log lines on open files:\n${lines.slice(0, 6).join('\n')}`)
+  t.log(`${lines.length} log lines on open files:\n${lines.slice(0, 6).join('\n')}`)
   t.true(
     lines.some(line => line.includes('open files exhausted')),
     'a warning says the files ran out',
   )
 })
-
-function say(t: { log(...values: unknown[]): void }, text: string): void {
-  t.log(text)
-  if (process.env.SNAPPER_TEST_DEBUG) process.stderr.write(`${text}\n`)
-}
