@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { tokensOf, type Tokens } from '../auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../broker/core.js'
@@ -209,16 +210,22 @@ function guardOpenFiles(
   try {
     limit = openFilesLimit()
   } catch {
-    return undefined // not Linux: no limit to read, no count to watch
+    return undefined // not Linux: no limit to read
   }
   if (!Number.isFinite(limit)) return undefined
+  try {
+    closeSync(openSync('/dev/null', 'r')) // what the guard holds and tries
+  } catch (err) {
+    logger.warn({ err }, 'no open-files guard: /dev/null cannot be opened')
+    return undefined
+  }
   const reserveFiles = Math.min(config.openFilesReserve, Math.floor(limit / 4))
   if (reserveFiles < config.openFilesReserve)
     logger.warn(
       { openFilesReserve: config.openFilesReserve, openFilesLimit: limit, reserveFiles },
       'openFilesReserve is more than a quarter of the open-files limit: lowered to that',
     )
-  return new OpenFilesGuard({ limit, reserveFiles }, gateway, logger.child({ module: 'open-files' }))
+  return new OpenFilesGuard(reserveFiles, gateway, logger.child({ module: 'open-files' }))
 }
 
 /** Whether `work` settles within `ms`; its rejection is passed on. */

@@ -16,7 +16,7 @@ import { Tokens } from '../../src/auth/token.js'
 import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { isAlive, startCli } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
-import { eventually, pause } from '../helpers/eventually.js'
+import { eventually, pause, within } from '../helpers/eventually.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 
 /** The node's open-files limit: a few hundred, so that the test's flood reaches it in a moment. */
@@ -117,10 +117,19 @@ test('a flood of idle gateway connections past the open-files limit: the node se
   t.log(`/readyz during the flood: ${ready.status} ${await ready.text()}`)
   // Redis connections cut: storing the next publish needs a new socket.
   await server.client().call('CLIENT', 'KILL', 'TYPE', 'normal')
-  await call(producer.request('publish', [room, 'during, after a Redis reconnect']))
+  // Without the guard this waited for as long as the flood lasted: Redis could not be reached again (EMFILE).
+  await within(
+    call(producer.request('publish', [room, 'during, after a Redis reconnect'])),
+    20_000,
+    'a publish to be stored during the flood, after a Redis reconnect',
+  )
   t.log('stored after a Redis reconnect')
-  const newcomer = await connectProducer(t, cli.ports.producer)
-  await call(newcomer.request('publish', [room, 'during, from a new producer connection']))
+  const newcomer = await within(connectProducer(t, cli.ports.producer), 20_000, 'a new producer to connect')
+  await within(
+    call(newcomer.request('publish', [room, 'during, from a new producer connection'])),
+    20_000,
+    'a new producer connection to publish during the flood',
+  )
   t.log('stored from a new producer connection')
   const health = await fetch(`http://127.0.0.1:${cli.ports.admin}/healthz`)
   t.is(health.status, 200)
