@@ -6,8 +6,10 @@
  * consumer opened before keeps receiving, in order; publishes are stored and
  * answered, also over a new producer connection and after its Redis
  * connections were cut (a reconnect needs a new socket); /healthz answers;
- * and once the flood is gone, new consumers connect again (README, "Limits
- * and bad input", Open files).
+ * and once the flood is gone, new consumers connect again. While its files
+ * are short, a flood of new producer and admin connections is closed at once
+ * past half the reserve, and counted (README, "Limits and bad input", Open
+ * files).
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
@@ -17,6 +19,7 @@ import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker
 import { isAlive, startCli } from '../helpers/cli.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually, pause, within } from '../helpers/eventually.js'
+import { sample } from '../admin/harness.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 
 /** The node's open-files limit: a few hundred, so that the test's flood reaches it in a moment. */
@@ -173,4 +176,106 @@ test('a flood of idle gateway connections past the open-files limit: the node se
     lines.some(line => line.includes('open files exhausted')),
     'a warning says the files ran out',
   )
+})
+
+/**
+ * Holds `size` TCP connections to `port` that send nothing, and counts those
+ * the node closed (all of them unanswered: the test's timeouts are longer than it).
+ */
+function idleConnections(port: number, size: number): { readonly closed: number; stop(): void } {
+  const sockets = Array.from({ length: size }, () => connect(port, '127.0.0.1'))
+  let closed = 0
+  let isStopped = false
+  for (const socket of sockets) {
+    socket.on('error', () => {}) // reset by the node: counted at close
+    socket.once('close', () => isStopped || closed++)
+  }
+  return {
+    get closed() {
+      return closed
+    },
+    stop() {
+      isStopped = true
+      for (const socket of sockets) socket.destroy()
+    },
+  }
+}
+
+test('while its files are short, new producer and admin connections past half the reserve are closed at once and counted; one opened before publishes on', async t => {
+  const reserve = 60
+  const cli = await startCli(t, {
+    workers: 0,
+    openFilesLimit: OPEN_FILES_LIMIT,
+    env: {
+      SNAPPER_REDIS: server.url,
+      SNAPPER_REDIS_PREFIX: uniquePrefix(),
+      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
+      SNAPPER_MAX_SESSIONS: '100',
+      SNAPPER_OPEN_FILES_RESERVE: String(reserve),
+      // Apart from the open files, no bound of theirs closes the test's idle connections.
+      SNAPPER_MAX_UNAUTHENTICATED_PRODUCERS_PER_ADDRESS: '1000',
+      SNAPPER_PRODUCER_AUTH_TIMEOUT_MS: '120000',
+      SNAPPER_ADMIN_REQUEST_TIMEOUT_MS: '120000',
+    },
+  })
+  const userId = newUserId()
+  const room = `user${userId}`
+  const consumer = connectConsumer('v4 websocket', cli.ports.gateway, tokens.sign({ userId }))
+  t.teardown(() => consumer.close())
+  await consumer.opened()
+  const producer = await connectProducer(t, cli.ports.producer)
+  await call(producer.request('publish', [room, 'before']))
+  await consumer.waitFor(1)
+
+  const attack = flood(cli.ports.gateway, 2 * OPEN_FILES_LIMIT)
+  t.teardown(() => attack.stop())
+  const admin = `http://127.0.0.1:${cli.ports.admin}`
+  await eventually(
+    () =>
+      fetch(`${admin}/readyz`).then(
+        async response => (await response.text()).includes('open files exhausted'),
+        () => false, // refused while the reserve is low: again
+      ),
+    { what: 'the node to say its open files are exhausted', timeoutMs: 20_000, everyMs: 100 },
+  )
+  // Both floods at once: each connection admitted takes one of the reserve's files.
+  const producers = idleConnections(cli.ports.producer, 100)
+  const admins = idleConnections(cli.ports.admin, 80)
+  t.teardown(() => (producers.stop(), admins.stop()))
+  await eventually(() => producers.closed >= 50 && admins.closed >= 40, {
+    what: () =>
+      `most of them to be closed (producer ${producers.closed} of 100, admin ${admins.closed} of 80)`,
+    timeoutMs: 20_000,
+  })
+  await within(
+    call(producer.request('publish', [room, 'during the floods'])),
+    20_000,
+    'a publish over the producer connection opened before',
+  )
+  await consumer.waitFor(2)
+  t.deepEqual(consumer.messages, ['before', 'during the floods'])
+  const closed = { producer: producers.closed, admin: admins.closed }
+  producers.stop()
+  admins.stop()
+  t.log(`closed at once: ${closed.producer} of 100 producer, ${closed.admin} of 80 admin connections`)
+
+  const metrics = await eventually(
+    () =>
+      fetch(`${admin}/metrics`).then(
+        response => response.text(),
+        () => undefined, // refused until the guard counts the files the floods gave back
+      ),
+    { what: 'an answer from /metrics', timeoutMs: 20_000, everyMs: 100 },
+  )
+  const refusedAdmin = sample(metrics, 'snapper_admin_refused_total{reason="openFilesReserve"}') ?? 0
+  const refused = sample(metrics, 'snapper_open_files_refused_total') ?? 0
+  t.log(`snapper_open_files_refused_total ${refused}, of them admin ${refusedAdmin}`)
+  // Every connection the test saw closed was refused (its probes refused meanwhile count too).
+  t.true(refusedAdmin >= closed.admin, `admin refusals ${refusedAdmin} >= ${closed.admin}`)
+  t.true(
+    refused >= closed.producer + refusedAdmin,
+    `refusals ${refused} >= ${closed.producer} + ${refusedAdmin}`,
+  )
+  t.true((sample(metrics, 'snapper_open_files_exhausted_total') ?? 0) >= 1)
+  t.true(isAlive(cli.child.pid!))
 })
