@@ -31,6 +31,11 @@ import type { Logger } from './log.js'
 /** How often the guard tries to open a file (while exhausted: counts what is free), in ms. */
 const CHECK_MS = 100
 
+/** The reserve a process under `openFilesLimit` holds: at most a quarter of its limit, for the rest to serve. */
+export function reserveFilesWithin(openFilesReserve: number, openFilesLimit: number): number {
+  return Math.min(openFilesReserve, Math.floor(openFilesLimit / 4))
+}
+
 /** What the guard stops and starts: the consumer gateway's listener. */
 export interface AcceptSwitch {
   pauseAccepting(): void

@@ -1,6 +1,6 @@
 /**
  * A process's open files, from Linux's /proc: how many it may hold (start-up
- * warns when maxSessions is not below that; the bench deals its consumers
+ * warns when a full process would need more, src/cli/open-files-budget.ts; the bench deals its consumers
  * over processes by it) and how many it holds (/metrics).
  */
 import { readFileSync } from 'node:fs'

@@ -9,7 +9,7 @@ import { redactRedisUrl } from '../config/redis-url.js'
 import { createGateway, type Gateway } from '../gateway/app.js'
 import type { Logger } from '../log.js'
 import { Registry, registerNodeMetrics, registerProcessMetrics, scrape } from '../metrics.js'
-import { OpenFilesGuard } from '../open-files-guard.js'
+import { OpenFilesGuard, reserveFilesWithin } from '../open-files-guard.js'
 import { openFilesLimit } from '../open-files.js'
 import { PACKAGE } from '../package.js'
 import { createProducerListener, type ProducerListener } from '../producer/listener.js'
@@ -219,7 +219,7 @@ function guardOpenFiles(
     logger.warn({ err }, 'no open-files guard: /dev/null cannot be opened')
     return undefined
   }
-  const reserveFiles = Math.min(config.openFilesReserve, Math.floor(limit / 4))
+  const reserveFiles = reserveFilesWithin(config.openFilesReserve, limit)
   if (reserveFiles < config.openFilesReserve)
     logger.warn(
       { openFilesReserve: config.openFilesReserve, openFilesLimit: limit, reserveFiles },

@@ -5,6 +5,7 @@ import { ConfigError } from '../config/env.js'
 import type { Logger } from '../log.js'
 import { openFilesLimit } from '../open-files.js'
 import { isListening, spawnLocalRedis } from './local-redis.js'
+import { describeBudget, filesBudgets, fitWithin } from './open-files-budget.js'
 import { configPorts, startNode } from './node.js'
 import { Primary } from './primary.js'
 
@@ -49,10 +50,10 @@ export async function start(config: Config, log: Logger, options: StartOptions):
 }
 
 /**
- * Each websocket session holds an open file. A node whose process may open
- * fewer files than maxSessions runs out of them before it refuses a
- * handshake, and then every listener of the process stalls (uWS retries its
- * accept), producers and admin included: say so at start.
+ * Each websocket session, producer and admin connection holds an open file.
+ * A process that may need more files than its limit runs out of them before
+ * its limits refuse anyone, and then its listeners stall: say at start which
+ * setting to lower or how far to raise the limit (src/cli/open-files-budget.ts).
  */
 function warnIfFilesRunOutFirst(config: Config, log: Logger): void {
   let limit: number
@@ -61,12 +62,19 @@ function warnIfFilesRunOutFirst(config: Config, log: Logger): void {
   } catch {
     return // not Linux: no limit to read
   }
-  if (config.maxSessions >= limit)
+  if (!Number.isFinite(limit)) return
+  for (const budget of filesBudgets(config, limit)) {
+    if (budget.filesNeeded <= limit) continue
+    const fit = fitWithin(budget, limit)
+    const who = { node: 'the node', worker: 'each worker', primary: 'the primary' }[budget.process]
+    const lower = fit.lower === undefined ? '' : `lower ${fit.lower} to ${fit.lowerTo} or `
     log.warn(
-      { maxSessions: config.maxSessions, openFilesLimit: limit },
-      'maxSessions is not below the open-files limit: a full node runs out of files before it refuses handshakes; ' +
-        'raise the limit (ulimit -n, systemd LimitNOFILE) or lower maxSessions',
+      { process: budget.process, filesNeeded: budget.filesNeeded, openFilesLimit: limit, ...fit },
+      `open files: ${who} may need ${budget.filesNeeded} (${describeBudget(budget)}), ` +
+        `more than its open-files limit of ${limit}: ${lower}raise the limit to ${fit.raiseLimitTo} ` +
+        '(ulimit -n, systemd LimitNOFILE)',
     )
+  }
 }
 
 /** Secrets shorter than this get a warning: an HMAC key should hold as many bytes as its hash (RFC 7518 §3.2). */

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
-import { openFilesLimit } from '../../src/open-files.js'
 import { TEST_SECRET } from '../helpers/broker.js'
 import { CLI, startCli, type RunningCli } from '../helpers/cli.js'
 import { startRedis } from '../helpers/redis.js'
@@ -28,7 +27,7 @@ const run = (args: string[], env: Record<string, string> = {}) =>
 /** `snapper start` on a Redis of its own, with a token secret and no drain spread unless `env` says otherwise. */
 async function startOnOwnRedis(
   t: ExecutionContext,
-  options: { workers: number; args?: string[]; env?: Record<string, string> },
+  options: { workers: number; args?: string[]; env?: Record<string, string>; openFilesLimit?: number },
 ): Promise<RunningCli> {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
@@ -189,17 +188,56 @@ test('the start lines carry the version; SIGTERM ends with "broker stopped" and 
   t.is(typeof stopped?.drainMs, 'number')
 })
 
-test('maxSessions not below the open-files limit: a warning at start naming both; below it, none', async t => {
-  const limit = openFilesLimit()
-  t.true(Number.isSafeInteger(limit), 'Linux, with a finite limit')
-  const over = await startOnOwnRedis(t, { workers: 0, env: { SNAPPER_MAX_SESSIONS: String(limit) } })
-  t.like(await logLines(over, 'open-files limit'), [{ level: 40, maxSessions: limit, openFilesLimit: limit }])
-  const under = await startOnOwnRedis(t, {
+test('a node that may need more files than its limit: a warning at start naming the setting to lower and the limit to raise; within it, none', async t => {
+  // Full: 1500 sessions + 500 producer + 300 admin connections + the reserve (128) + 4 Redis connections + 32 of its own.
+  const env = { SNAPPER_MAX_PRODUCER_CONNECTIONS: '500', SNAPPER_ADMIN_MAX_CONNECTIONS: '300' }
+  const over = await startOnOwnRedis(t, {
     workers: 0,
-    env: { SNAPPER_MAX_SESSIONS: String(limit - 1000), SNAPPER_LOG_LEVEL: 'info' },
+    openFilesLimit: 2000,
+    env: { ...env, SNAPPER_MAX_SESSIONS: '1500' },
   })
-  await logLines(under, '"node started"')
-  t.false(under.output().includes('open-files limit'))
+  const [warning, ...more] = await logLines(over, 'open files: ')
+  t.like(warning, {
+    level: 40,
+    process: 'node',
+    filesNeeded: 2464,
+    openFilesLimit: 2000,
+    lower: 'maxSessions',
+    lowerTo: 1036,
+    raiseLimitTo: 2464,
+    msg:
+      'open files: the node may need 2464 (maxSessions 1500 + maxProducerConnections 500 + adminMaxConnections 300 + ' +
+      'openFilesReserve 128 + 4 Redis connections + 32 of its own), more than its open-files limit of 2000: ' +
+      'lower maxSessions to 1036 or raise the limit to 2464 (ulimit -n, systemd LimitNOFILE)',
+  })
+  t.is(more.length, 0)
+  const within = await startOnOwnRedis(t, {
+    workers: 0,
+    openFilesLimit: 2000,
+    env: { ...env, SNAPPER_MAX_SESSIONS: '1036', SNAPPER_LOG_LEVEL: 'info' },
+  })
+  await logLines(within, '"node started"')
+  t.false(within.output().includes('open files: '))
+})
+
+test("with workers the admin connections are the primary's: a primary that may need more files than its limit is named alone", async t => {
+  // Each worker: 1300 + 500 + 128 + 4 + 32 = 1964 files, within 2000; the primary: 2000 admin connections + 4 + 1 + 32.
+  const cli = await startOnOwnRedis(t, {
+    workers: 1,
+    openFilesLimit: 2000,
+    env: {
+      SNAPPER_MAX_SESSIONS: '1300',
+      SNAPPER_MAX_PRODUCER_CONNECTIONS: '500',
+      SNAPPER_ADMIN_MAX_CONNECTIONS: '2000',
+      SNAPPER_LOG_LEVEL: 'info',
+    },
+  })
+  await logLines(cli, '"broker started"')
+  const warnings = await logLines(cli, 'open files: ')
+  t.like(warnings, [
+    { level: 40, process: 'primary', filesNeeded: 2037, lower: 'adminMaxConnections', lowerTo: 1963 },
+  ])
+  t.is(warnings.length, 1)
 })
 
 test('an unknown SNAPPER_* variable: a warning naming the closest option, at start and on stderr', async t => {
