@@ -13,7 +13,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import { call, connectProducer, newUserId, TEST_SECRET } from '../helpers/broker.js'
 import { isAlive, startCli } from '../helpers/cli.js'
@@ -24,6 +24,8 @@ import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 
 /** The node's open-files limit: a few hundred, so that the test's flood reaches it in a moment. */
 const OPEN_FILES_LIMIT = 300
+/** The node's openFilesReserve: under a quarter of the limit. */
+const RESERVE = 60
 
 let server: RedisServer
 test.before(async () => {
@@ -72,7 +74,11 @@ function flood(port: number, size: number): { readonly connected: number; stop()
   }
 }
 
-test('a flood of idle gateway connections past the open-files limit: the node serves on, then recovers', async t => {
+/**
+ * The CLI under OPEN_FILES_LIMIT (openFilesReserve RESERVE), with a consumer and a producer connected
+ * before anything else and one message, 'before', delivered.
+ */
+async function startNodeWithClients(t: ExecutionContext, env: Record<string, string> = {}) {
   const cli = await startCli(t, {
     workers: 0,
     openFilesLimit: OPEN_FILES_LIMIT,
@@ -81,11 +87,10 @@ test('a flood of idle gateway connections past the open-files limit: the node se
       SNAPPER_REDIS_PREFIX: uniquePrefix(),
       SNAPPER_TOKEN_SECRETS: TEST_SECRET,
       SNAPPER_MAX_SESSIONS: '100',
-      SNAPPER_OPEN_FILES_RESERVE: '60',
-      SNAPPER_LOG_LEVEL: 'info',
+      SNAPPER_OPEN_FILES_RESERVE: String(RESERVE),
+      ...env,
     },
   })
-  const pid = cli.child.pid!
   const userId = newUserId()
   const room = `user${userId}`
   const consumer = connectConsumer('v4 websocket', cli.ports.gateway, tokens.sign({ userId }))
@@ -94,6 +99,12 @@ test('a flood of idle gateway connections past the open-files limit: the node se
   const producer = await connectProducer(t, cli.ports.producer)
   await call(producer.request('publish', [room, 'before']))
   await consumer.waitFor(1)
+  return { cli, room, consumer, producer }
+}
+
+test('a flood of idle gateway connections past the open-files limit: the node serves on, then recovers', async t => {
+  const { cli, room, consumer, producer } = await startNodeWithClients(t, { SNAPPER_LOG_LEVEL: 'info' })
+  const pid = cli.child.pid!
   const filesBefore = openFilesOf(pid)
 
   const attack = flood(cli.ports.gateway, 2 * OPEN_FILES_LIMIT)
@@ -202,30 +213,12 @@ function idleConnections(port: number, size: number): { readonly closed: number;
 }
 
 test('while its files are short, new producer and admin connections past half the reserve are closed at once and counted; one opened before publishes on', async t => {
-  const reserve = 60
-  const cli = await startCli(t, {
-    workers: 0,
-    openFilesLimit: OPEN_FILES_LIMIT,
-    env: {
-      SNAPPER_REDIS: server.url,
-      SNAPPER_REDIS_PREFIX: uniquePrefix(),
-      SNAPPER_TOKEN_SECRETS: TEST_SECRET,
-      SNAPPER_MAX_SESSIONS: '100',
-      SNAPPER_OPEN_FILES_RESERVE: String(reserve),
-      // Apart from the open files, no bound of theirs closes the test's idle connections.
-      SNAPPER_MAX_UNAUTHENTICATED_PRODUCERS_PER_ADDRESS: '1000',
-      SNAPPER_PRODUCER_AUTH_TIMEOUT_MS: '120000',
-      SNAPPER_ADMIN_REQUEST_TIMEOUT_MS: '120000',
-    },
+  // Apart from the open files, no bound of theirs closes the test's idle connections.
+  const { cli, room, consumer, producer } = await startNodeWithClients(t, {
+    SNAPPER_MAX_UNAUTHENTICATED_PRODUCERS_PER_ADDRESS: '1000',
+    SNAPPER_PRODUCER_AUTH_TIMEOUT_MS: '120000',
+    SNAPPER_ADMIN_REQUEST_TIMEOUT_MS: '120000',
   })
-  const userId = newUserId()
-  const room = `user${userId}`
-  const consumer = connectConsumer('v4 websocket', cli.ports.gateway, tokens.sign({ userId }))
-  t.teardown(() => consumer.close())
-  await consumer.opened()
-  const producer = await connectProducer(t, cli.ports.producer)
-  await call(producer.request('publish', [room, 'before']))
-  await consumer.waitFor(1)
 
   const attack = flood(cli.ports.gateway, 2 * OPEN_FILES_LIMIT)
   t.teardown(() => attack.stop())
