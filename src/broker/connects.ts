@@ -1,5 +1,6 @@
 import { userRoom } from '../redis/keys.js'
-import type { ConsumerStore, TakenConsumer } from './consumer-store.js'
+import { isRefusedUnrun } from '../redis/script-request.js'
+import type { ConsumerStore, HeldConsumer, TakenConsumer } from './consumer-store.js'
 import type { BrokerCore } from './core.js'
 import type { Fanout } from './fanout.js'
 import type { Handoff } from './handoff.js'
@@ -13,6 +14,11 @@ interface Handshake<S> {
   readonly sink: S
   /** Aborted when its client went away, or it was refused late. */
   readonly abandoned: { readonly aborted: boolean } | undefined
+}
+
+/** Whether a connect's take may have taken the consumer in Redis: then a connect that fails releases it there. */
+interface TakeAttempt {
+  mayHaveTaken: boolean
 }
 
 /**
@@ -154,10 +160,11 @@ export class Connects<S extends ConsumerSink> {
   async #takeAndRead(outbox: Outbox<S>): Promise<void> {
     const { consumerId, userId } = outbox
     const ownRoom = userRoom(userId)
+    const attempt: TakeAttempt = { mayHaveTaken: false }
     try {
       // Heard before its head is read: a consumer at the head of its own room then reads nothing.
       const isListening = await this.#fanout.listen(ownRoom, outbox)
-      const taken = await this.#take(outbox)
+      const taken = await this.#take(outbox, attempt)
       if (taken) {
         const { previous, rooms, inflight, ownHead } = taken
         if (isListening) this.#fanout.anchor(ownRoom, ownHead)
@@ -176,8 +183,11 @@ export class Connects<S extends ConsumerSink> {
     if (!this.#rooms.connected(outbox)) {
       // Released while connecting (a kick, a close, a stop): commit what was read, in this node's
       // name; it touches only what names this node, which a newer connect of the consumer here
-      // may have written for itself.
-      if (!this.#hub.get(consumerId)) await this.#store.release(outbox)
+      // may have written for itself. A take refused unrun wrote nothing to commit: the handshake
+      // is refused now, not after a release that would wait out the same refusal.
+      if (this.#hub.get(consumerId)) return
+      if (attempt.mayHaveTaken) await this.#store.release(outbox)
+      else this.#store.forget(outbox)
       return
     }
     // Until a session opens, the outbox is its newest handshake's that still waits for it: the one
@@ -193,18 +203,29 @@ export class Connects<S extends ConsumerSink> {
    * of the outbox was abandoned before: a client gone must not cut short the
    * consumer's live session elsewhere, whose client would come back for nothing.
    */
-  async #take(outbox: Outbox<S>): Promise<TakenConsumer | undefined> {
+  async #take(outbox: Outbox<S>, attempt: TakeAttempt): Promise<TakenConsumer | undefined> {
     const isAbandoned = (): boolean =>
       this.#handshakes.get(outbox)?.every(handshake => handshake.abandoned?.aborted) ?? false
+    const take = async (evenIfHeld: boolean): Promise<TakenConsumer | HeldConsumer> => {
+      attempt.mayHaveTaken = true // until its answer says otherwise: a lost reply may hide a take that ran
+      try {
+        const taken = await this.#store.take(outbox, evenIfHeld)
+        attempt.mayHaveTaken = taken.isTaken // held elsewhere: nothing changed
+        return taken
+      } catch (err) {
+        if (isRefusedUnrun(err)) attempt.mayHaveTaken = false
+        throw err
+      }
+    }
     if (isAbandoned()) return undefined
-    const taken = await this.#store.take(outbox, false)
+    const taken = await take(false)
     if (taken.isTaken) return taken
     const { holder } = taken
     if (isAbandoned()) return undefined
     const asked = await this.#handoff.takeOver(outbox.consumerId, holder)
     // Asked and released by now, or not answering: either way there is nothing to take for a client gone.
     if (isAbandoned()) return undefined
-    const retaken = await this.#store.take(outbox, true)
+    const retaken = await take(true)
     if (!retaken.isTaken) return undefined // evenIfHeld: not reached
     // Another node took the session meanwhile: it closes it at once. So does the holder asked
     // to release it: it may have released it and taken it again (a reconnect) before the take

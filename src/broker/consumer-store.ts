@@ -128,6 +128,9 @@ export class ConsumerStore {
       redis.commands,
       [key.rooms, key.node, key.inflight, keys.presence(userId), keys.room(ownRoom).head],
       [this.nodeId, this.#config.consumerTtlSec, consumerId, ownRoom, evenIfHeld ? '1' : ''],
+      // A handshake refused at once comes back after retryAfterMs, rather than wait for ioredis'
+      // retries while the cluster is down (docs/RELIABILITY.md, "A Redis Cluster that is down").
+      { failsAtClusterDown: true },
     )) as ConnectReply
     if (reply[0] === 0) return { isTaken: false, holder: reply[1] }
     const [, previous, inflight, head, ...flat] = reply
@@ -279,6 +282,14 @@ export class ConsumerStore {
       if (this.#consumerReleases.get(consumerId) === release) this.#consumerReleases.delete(consumerId)
     })
     return release
+  }
+
+  /**
+   * Lets go of an outbox whose take did not run (isRefusedUnrun): nothing in
+   * Redis names this node for it, so only what the node keeps goes.
+   */
+  forget(outbox: Outbox): void {
+    this.#cursors.release(outbox)
   }
 
   /** The release of `outbox` under way, if any. */

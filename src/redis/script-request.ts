@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { Command, type Cluster, type Redis } from 'ioredis'
+import { Command, ReplyError, type Cluster, type Redis } from 'ioredis'
 import type { Arg } from './scripts.js'
 
 /**
@@ -45,24 +45,29 @@ export class ScriptRequests {
   }
 
   /** Writes and sends a call of these keys and arguments (for a script of fixed arity). */
-  call(client: Redis | Cluster, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+  call(
+    client: Redis | Cluster,
+    keys: readonly string[],
+    args: readonly Arg[],
+    options?: ScriptCallOptions,
+  ): Promise<unknown> {
     const request = this.start(keys.length, args.length)
     for (const key of keys) request.key(key)
     for (const arg of args) request.arg(arg)
-    return this.send(client, request.end())
+    return this.send(client, request.end(), options)
   }
 
   /**
    * Sends a request made by `start`…`end`: on a Cluster to the master of
    * its first key's slot. Resolves with the script's reply.
    */
-  send(client: Redis | Cluster, request: ScriptRequest): Promise<unknown> {
-    return client.sendCommand(this.command(request)) as Promise<unknown>
+  send(client: Redis | Cluster, request: ScriptRequest, options?: ScriptCallOptions): Promise<unknown> {
+    return client.sendCommand(this.command(request, options)) as Promise<unknown>
   }
 
   /** The command that sends `request` once, for a pipeline (`pipeline.sendCommand`); `send` for the rest. */
-  command(request: ScriptRequest): Command {
-    return new ScriptCommand(request, this)
+  command(request: ScriptRequest, options?: ScriptCallOptions): Command {
+    return new ScriptCommand(request, this, options?.failsAtClusterDown === true)
   }
 
   /** Redis said NOSCRIPT on `socket` (its script cache was flushed), or an EVAL failed there: EVAL there next. */
@@ -83,6 +88,32 @@ export class ScriptRequests {
     return head + request.text.slice(request.headLength)
   }
 }
+
+export interface ScriptCallOptions {
+  /**
+   * On a Cluster, fail with Redis's `CLUSTERDOWN` reply (a ReplyError) when
+   * the call's first write is answered so, instead of ioredis' retries
+   * (`retryDelayOnClusterDown` 100 ms, up to `maxRedirections` 16 times,
+   * each after a slot map refresh: 1.7 s unloaded, seconds on a loaded
+   * machine). For a caller that can answer its client at once rather than
+   * make it wait: a consumer handshake (docs/RELIABILITY.md, "A Redis
+   * Cluster that is down"). Such a failure says the script did not run
+   * (isRefusedUnrun): a call written more than once (after a redirect, a
+   * lost connection) is left to ioredis' retries.
+   */
+  readonly failsAtClusterDown?: boolean
+}
+
+/**
+ * Whether a call made with `failsAtClusterDown` failed without running: its
+ * one write was answered `CLUSTERDOWN` (ioredis' own give-up says "Too many
+ * Cluster redirections", and its earlier tries may have been lost replies).
+ */
+export function isRefusedUnrun(err: unknown): boolean {
+  return err instanceof ReplyError && CLUSTER_DOWN.test((err as Error).message)
+}
+
+const CLUSTER_DOWN = /^CLUSTERDOWN /
 
 /** A whole EVALSHA request, written once; sent again as it is (after a reconnect, a redirect). */
 export interface ScriptRequest {
@@ -112,19 +143,40 @@ class ScriptCommand extends Command {
    * write it again: after a redirect, or CLUSTERDOWN, as EVALSHA then).
    */
   readonly #loading: object[] = []
+  /** How many times it was written: once, a CLUSTERDOWN reply says it did not run. */
+  #writes = 0
 
-  constructor(request: ScriptRequest, script: ScriptRequests) {
+  constructor(request: ScriptRequest, script: ScriptRequests, failsAtClusterDown: boolean) {
     super('evalsha', [], { replyEncoding: 'utf8' }) // no arguments here: the request holds them, encoded
     this.#request = request
     this.#script = script
     const reject = this.reject
-    this.reject = (err: Error): void => {
+    const settle = (err: Error): void => {
       // A failed EVAL may have loaded nothing (refused before it ran): the next call loads it again,
       // rather than an EVALSHA that fails NOSCRIPT first.
       if (isNoScript(err) && request.socket) script.forget(request.socket)
       for (const socket of this.#loading) script.forget(socket)
       reject(err)
     }
+    this.reject = settle
+    if (failsAtClusterDown) this.#failAtClusterDown(settle)
+  }
+
+  /**
+   * ioredis' Cluster replaces a command's `reject` with its redirect handler
+   * (once per command, reading the one before to call when it gives up): a
+   * CLUSTERDOWN reply to the first write goes to `settle` instead, past it.
+   */
+  #failAtClusterDown(settle: (err: Error) => void): void {
+    let routed: ((err: Error) => void) | undefined
+    const reject = (err: Error): void => {
+      if (this.#writes === 1 && isRefusedUnrun(err)) settle(err)
+      else routed!.call(this, err)
+    }
+    Object.defineProperty(this, 'reject', {
+      get: () => (routed === undefined ? settle : reject),
+      set: (handler: (err: Error) => void) => void (routed = handler),
+    })
   }
 
   override getKeys(): string[] {
@@ -132,6 +184,7 @@ class ScriptCommand extends Command {
   }
 
   override toWritable(socket: object): string {
+    this.#writes++
     this.#request.socket = socket
     if (!this.#script.isLoadedOn(socket)) this.#loading.push(socket)
     return this.#script.writable(this.#request, socket)
