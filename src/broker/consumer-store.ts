@@ -1,5 +1,6 @@
 import type { Config } from '../config/defaults.js'
 import { userRoom } from '../redis/keys.js'
+import { isRefusedUnrun } from '../redis/script-request.js'
 import { scriptRequests, type ScriptCommands } from '../redis/scripts.js'
 import { canWritePeriodically, writableNow } from '../redis/connect.js'
 import { groupBySlot } from '../redis/slot.js'
@@ -131,7 +132,10 @@ export class ConsumerStore {
       // A handshake refused at once comes back after retryAfterMs, rather than wait for ioredis'
       // retries while the cluster is down (docs/RELIABILITY.md, "A Redis Cluster that is down").
       { failsAtClusterDown: true },
-    )) as ConnectReply
+    ).catch((err: unknown) => {
+      if (isRefusedUnrun(err)) redis.reportClusterDown() // the watchdog asks at once
+      throw err
+    })) as ConnectReply
     if (reply[0] === 0) return { isTaken: false, holder: reply[1] }
     const [, previous, inflight, head, ...flat] = reply
     const rooms: [string, Cursor][] = []

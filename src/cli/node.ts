@@ -266,7 +266,8 @@ export async function connectRedis(config: Pick<Config, 'redis'>, logger: Logger
  * Starts PINGing Redis every redisPingIntervalMs (redis/watchdog.ts); while it
  * does not answer, `redis` counts as not ready, so that what needs Redis is
  * refused at once instead of waiting for it (on a cluster, what needs the
- * masters that do not answer: RedisClients.isReadyFor).
+ * masters that do not answer: RedisClients.isReadyFor). A command that meets
+ * CLUSTERDOWN has it PING at once.
  */
 export function watchRedis(
   redis: RedisClients,
@@ -286,6 +287,8 @@ export function watchRedis(
     server: describeRedis(config),
     onPing: isUp => redis.setAnswering(isUp, mastersDown),
   })
+  // The cluster refused a command as down: refuse what needs it from now on, not from the next PING.
+  redis.onClusterDown(() => watchdog.checkNow())
   watchdog.start()
   return watchdog
 }

@@ -122,6 +122,15 @@ export interface RedisClients {
    * Cluster, `mastersDown` (`host:port`) are the masters that did not answer.
    */
   setAnswering(isAnswering: boolean, mastersDown?: readonly string[]): void
+  /**
+   * Calls `listener` whenever a command of the cluster client (or the writer's)
+   * is answered `CLUSTERDOWN`, before ioredis retries it or fails it (each
+   * retry calls it again): the watchdog asks at once (RedisWatchdog.checkNow).
+   * Never on one Redis.
+   */
+  onClusterDown(listener: () => void): void
+  /** A command that fails at its first CLUSTERDOWN, past ioredis (ScriptCallOptions.failsAtClusterDown), met one. */
+  reportClusterDown(): void
   /** The masters of a Cluster that did not answer the watchdog's last PING; empty on one Redis. */
   readonly mastersDown: readonly string[]
   /**
@@ -191,9 +200,33 @@ function reasonOf(err: Error): string {
   return lastNodeError instanceof Error ? lastNodeError.message : err.message
 }
 
+/** The part of ioredis' Cluster that every redirect reply of a command or a pipeline goes through. */
+interface RedirectHandling {
+  handleError(err: Error, ...rest: unknown[]): void
+}
+
+/**
+ * Calls `onClusterDown` at each CLUSTERDOWN reply to the cluster's commands
+ * and pipelines, then lets ioredis handle it as before. ioredis has no event
+ * for it, and its retries hide it for up to maxRedirections × 100 ms; its
+ * handleError (not part of its typed API) sees every such reply.
+ */
+function reportClusterDown(cluster: Cluster, onClusterDown: () => void): void {
+  const handling = cluster as unknown as RedirectHandling
+  const handleError = handling.handleError.bind(cluster)
+  handling.handleError = (err, ...rest) => {
+    if (err instanceof Error && err.message.startsWith('CLUSTERDOWN')) onClusterDown()
+    handleError(err, ...rest)
+  }
+}
+
 export function createRedisClients(target: RedisTarget, log: Logger): RedisClients {
   const sharded = target.kind === 'cluster'
   const timers: NodeJS.Timeout[] = []
+  const clusterDownListeners: (() => void)[] = []
+  const clusterDown = (): void => {
+    for (const listener of clusterDownListeners) listener()
+  }
   // What a failed connect reports: a cluster that no node let in says only "None of startup nodes is
   // available", while its nodes' own errors say why (WRONGPASS, NOAUTH, a refused connection).
   let lastError: string | undefined
@@ -230,6 +263,7 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       // The writer does not retry on the node that took over, so nothing would make it look:
       // each failed reconnect to a lost node reads the slot map (a promoted replica shows up).
       if (role === 'writer') cluster.on('node error', () => cluster.refreshSlotsCache())
+      if (role !== 'subscriber') reportClusterDown(cluster, clusterDown)
       cluster.on('node error', (err: Error) => (lastError = reasonOf(err)))
       // Auto-pipelined commands hand a slot move's redirects back: send those again alone.
       client = role === 'commands' ? followRedirects(cluster) : cluster
@@ -322,6 +356,10 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
       isAnswering = answering
       mastersDown = answering ? [] : down
     },
+    onClusterDown(listener) {
+      clusterDownListeners.push(listener)
+    },
+    reportClusterDown: clusterDown,
     get mastersDown() {
       return mastersDown
     },

@@ -20,6 +20,7 @@
  *   a master serves again      info 'redis master serving again'  (master, outageMs)
  *
  * The next PING is sent intervalMs after the last one was settled (1 s while down): PINGs never pile up.
+ * checkNow() sends it at once, when a command met what the next PING would find (CLUSTERDOWN).
  * Each PING's outcome is also passed to onPing (not only the changes: a
  * reconnect marks Redis answering before the next PING): the node refuses
  * what needs Redis at once while it does not answer (RedisClients.setAnswering).
@@ -52,6 +53,10 @@ export class RedisWatchdog {
   readonly #options: RedisWatchdogOptions
   #timer: NodeJS.Timeout | undefined
   #isStopped = false
+  /** Whether a PING is under way. */
+  #isChecking = false
+  /** When checkNow() last sent a PING early (Date.now()). */
+  #checkedEarlyAtMs = 0
   /** When the last PING was answered (Date.now()). */
   #lastAnswerAtMs = Date.now()
   /** When the first unanswered PING of this outage was sent; undefined while Redis answers. */
@@ -79,15 +84,34 @@ export class RedisWatchdog {
     clearTimeout(this.#timer)
   }
 
+  /**
+   * PINGs now rather than at the next interval: a command met a refusal that
+   * the PING would find (a Redis Cluster that is down: docs/RELIABILITY.md),
+   * and the node should refuse what needs Redis from now on, not after up to
+   * intervalMs of requests waiting for it. Nothing if a PING is under way,
+   * Redis is known down (asked every second then), or one was sent early
+   * within that second: every retry of every command may ask.
+   */
+  checkNow(): void {
+    const nowMs = Date.now()
+    if (this.#isStopped || this.#isChecking || !this.isUp) return
+    if (nowMs - this.#checkedEarlyAtMs < DOWN_RECHECK_MS) return
+    this.#checkedEarlyAtMs = nowMs
+    clearTimeout(this.#timer)
+    void this.#check()
+  }
+
   /** Never rejects: it runs from a timer, where a rejection would reach unhandledRejection. */
   async #check(): Promise<void> {
     const sentAtMs = Date.now()
+    this.#isChecking = true
     try {
       this.#record(await this.#options.probe(), sentAtMs)
     } catch (err) {
       // A bug (the probe answers with a reason, it does not throw): say so, keep watching.
       this.#options.log.error({ err }, 'redis watchdog failed unexpectedly')
     } finally {
+      this.#isChecking = false
       // While Redis does not answer, the node refuses what needs it: ask again soon, so that a Redis
       // slow for a moment is served again within a second of answering, not a whole interval later.
       if (!this.#isStopped)
