@@ -144,3 +144,40 @@ test('a node whose own event loop is blocked past the PING timeout does not take
   while (Date.now() < until);
   t.is(await asked, undefined)
 })
+
+test('checkNow asks at once rather than at the next interval, once a second at most, never during a probe or while Redis is known down', async t => {
+  let probes = 0
+  let answer: string | undefined
+  let release: (() => void) | undefined
+  const watchdog = new RedisWatchdog({
+    probe: () => {
+      probes++
+      return new Promise(resolve => (release = () => resolve(answer)))
+    },
+    log: pino({ level: 'silent' }),
+    intervalMs: 60_000,
+    server: 'test',
+  })
+  t.teardown(() => watchdog.stop())
+  watchdog.start()
+  watchdog.checkNow()
+  t.is(probes, 1, 'asked at once')
+  watchdog.checkNow()
+  t.is(probes, 1, 'not while a probe is under way')
+  answer = 'cluster_state fail'
+  release!()
+  await eventually(() => !watchdog.isUp, { what: 'the probe to be recorded' })
+  watchdog.checkNow()
+  t.is(probes, 1, 'not while Redis is known down: it asks every second then')
+  await eventually(() => probes === 2, { what: 'the recheck of a Redis down' })
+  answer = undefined
+  release!()
+  await eventually(() => watchdog.isUp, { what: 'Redis to answer again' })
+  watchdog.checkNow() // more than a second after the first
+  t.is(probes, 3, 'asked at once again')
+  release!()
+  await eventually(() => watchdog.isUp && probes === 3, { what: 'that probe to be recorded' })
+  await new Promise(resolve => setImmediate(resolve)) // its finally: no probe under way
+  watchdog.checkNow()
+  t.is(probes, 3, 'not twice within a second')
+})
