@@ -47,6 +47,8 @@ export interface NodeSources {
     readonly handshakesLate: number
     readonly inputLimited: number
     readonly replacedClosesDropped: number
+    readonly bufferedBytes: number
+    readonly tooSlow: { readonly session: number; readonly node: number }
   }
   /** The node's escalator, when a webhook is configured. */
   readonly escalations?: EscalationCounters
@@ -295,6 +297,22 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'snapper_consumer_input_limited_total',
     'Consumer sessions closed for sending more than consumerMaxInputBytesPerSec.',
     () => engine?.inputLimited ?? 0,
+  )
+  gaugeOf(
+    registry,
+    'snapper_consumer_buffered_bytes',
+    'Bytes buffered towards all websocket consumers of this node now, not yet taken by the kernel (bounded by consumerMaxBackpressureBytesTotal).',
+    () => engine?.bufferedBytes ?? 0,
+  )
+  labelledCounterOf(
+    registry,
+    'snapper_consumer_too_slow_total',
+    "Consumer sessions closed as too slow, by the bound: consumerMaxBackpressureBytes (past it on their own), consumerMaxBackpressureBytesTotal (among the biggest while all consumers' buffers were past it).",
+    'reason',
+    () => ({
+      consumerMaxBackpressureBytes: engine?.tooSlow.session,
+      consumerMaxBackpressureBytesTotal: engine?.tooSlow.node,
+    }),
   )
   counterOf(
     registry,

@@ -217,6 +217,13 @@ export interface Config {
   readonly logReadMaxBytes: number
   /** Bytes buffered towards one consumer before it is closed as too slow. @default 1048576 */
   readonly consumerMaxBackpressureBytes: number
+  /**
+   * Bytes buffered towards all websocket consumers of a node together (native memory, a copy per
+   * socket): past it, a consumer holding at least a sixteenth of consumerMaxBackpressureBytes and
+   * the average is closed as too slow on its next send; it resumes from its cursor. 0: no bound.
+   * @default 268435456
+   */
+  readonly consumerMaxBackpressureBytesTotal: number
   /** Bytes one user's consumer sessions on a node may send together (websocket messages, POST bodies) a second on average, maxPayloadBytes at once; the allowance outlives the sessions until it has filled up again, so a reconnect gets no fresh one; past it the session is closed. 0: no limit. @default 262144 */
   readonly consumerMaxInputBytesPerSec: number
   /** Bytes each packet a consumer sends counts against consumerMaxInputBytesPerSec beside its own: a packet costs the node far more than its bytes. @default 64 */
@@ -371,6 +378,7 @@ export const defaults: Config = {
   recentMaxBytes: 64 << 20,
   logReadMaxBytes: 1 << 20,
   consumerMaxBackpressureBytes: 1 << 20,
+  consumerMaxBackpressureBytesTotal: 256 << 20,
   consumerMaxInputBytesPerSec: 256 * 1024,
   consumerInputBytesPerPacket: 64,
   ackTimeoutMs: 60_000,

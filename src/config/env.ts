@@ -307,6 +307,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'bytes buffered towards one consumer before it is closed as too slow',
   },
+  consumerMaxBackpressureBytesTotal: {
+    env: 'SNAPPER_CONSUMER_MAX_BACKPRESSURE_BYTES_TOTAL',
+    parse: integer(0, Number.MAX_SAFE_INTEGER),
+    doc: 'bytes buffered towards all websocket consumers of a node together; past it, a consumer holding at least a sixteenth of `consumerMaxBackpressureBytes` and the average is closed as too slow on its next send (it resumes from its cursor). 0: no bound',
+  },
   consumerMaxInputBytesPerSec: {
     env: 'SNAPPER_CONSUMER_MAX_INPUT_BYTES_PER_SEC',
     parse: integer(0, 2 ** 31 - 1),

@@ -147,6 +147,12 @@ function checkTogether(config: Config): void {
     throw new ConfigError('"batchMaxMessages" must not exceed "consumerMaxQueue"')
   if (config.batchMaxBytes * 2 > config.consumerMaxBackpressureBytes)
     throw new ConfigError('"batchMaxBytes" must be at most half of "consumerMaxBackpressureBytes"')
+  // Below one consumer's bound, the node-wide one would cut readers that the per-consumer one spares.
+  const total = config.consumerMaxBackpressureBytesTotal
+  if (total !== 0 && total < config.consumerMaxBackpressureBytes)
+    throw new ConfigError(
+      '"consumerMaxBackpressureBytesTotal" must be 0 or at least "consumerMaxBackpressureBytes"',
+    )
   if (config.maxAuthFrameBytes > config.maxFrameBytes)
     throw new ConfigError('"maxAuthFrameBytes" must not exceed "maxFrameBytes"')
   if (config.maxMessageBytes > config.roomLogMaxBytes)

@@ -31,6 +31,7 @@ export type GatewayConfig = Pick<
   | 'maxSessionsPerUser'
   | 'maxHandshakesPerUserPerSec'
   | 'consumerMaxBackpressureBytes'
+  | 'consumerMaxBackpressureBytesTotal'
   | 'consumerMaxInputBytesPerSec'
   | 'consumerInputBytesPerPacket'
   | 'corsOrigins'
@@ -109,6 +110,8 @@ export function createGateway(deps: {
       maxQueryBytes: config.maxQueryBytes,
       maxSessions: config.maxSessions,
       maxBackpressureBytes: config.consumerMaxBackpressureBytes,
+      maxBackpressureBytesTotal: config.consumerMaxBackpressureBytesTotal,
+      logMaxRefusalsPerSec: config.logMaxRefusalsPerSec,
       maxInputBytesPerSec: config.consumerMaxInputBytesPerSec,
       inputBytesPerPacket: config.consumerInputBytesPerPacket,
       cookieName: 'snapper.ws',

@@ -20,6 +20,14 @@ export interface EngineOptions {
   /** Bytes queued towards one session (websocket send buffer, or polling queue) before it is closed. @default 1048576 */
   readonly maxBackpressureBytes: number
   /**
+   * Bytes buffered towards all websockets together: past it, a websocket holding at least a
+   * sixteenth of maxBackpressureBytes and the average of those holding some is closed as too
+   * slow on its next send or drain (buffered-bytes.ts). 0: no bound. @default 0
+   */
+  readonly maxBackpressureBytesTotal?: number
+  /** Lines a second at most of each kind of refusal or close logged at warn; the rest are counted. @default 10 */
+  readonly logMaxRefusalsPerSec?: number
+  /**
    * Bytes the sessions of one input key (EngineHandlers.inputKey, else the
    * sid) may send together (websocket messages, POST bodies, what a
    * websocket sent before its open packet) on average per second,
@@ -189,6 +197,13 @@ export interface Engine<T> {
   readonly handshakesLate: number
   /** Sessions closed since start for sending more than maxInputBytesPerSec. */
   readonly inputLimited: number
+  /** Bytes uWS buffers towards all websockets now (bounded by maxBackpressureBytesTotal). */
+  readonly bufferedBytes: number
+  /**
+   * Sessions closed since start as too slow: past maxBackpressureBytes on their own (`session`),
+   * or cut while the websockets' buffered total was past maxBackpressureBytesTotal (`node`).
+   */
+  readonly tooSlow: { readonly session: number; readonly node: number }
   /** What the engine holds per session, per input key and per address, by structure (a leak check's reading). */
   footprint(): Record<string, number>
   /**

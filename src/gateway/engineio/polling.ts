@@ -15,7 +15,7 @@ import {
   encodeBinaryPayload,
   encodeTextPayload,
 } from './packet.js'
-import { type Ending, TOO_MUCH_INPUT, type Transport, type TransportOwner } from './transport.js'
+import { type Ending, TOO_MUCH_INPUT, TOO_SLOW, type Transport, type TransportOwner } from './transport.js'
 
 export interface PollingSettings {
   readonly revision: Revision
@@ -99,7 +99,7 @@ export class PollingTransport implements Transport {
     // message past maxBackpressure. Refusing it would close the session, and the batch would come
     // back after the open packet of the next handshake, forever. What queues besides it is bounded.
     if (this.#queuedBytes - this.#largestBytes > this.#settings.maxBackpressureBytes) {
-      this.#owner.fail(this, 'backpressure')
+      this.#owner.fail(this, TOO_SLOW)
       return
     }
     // Whatever else is sent in this tick goes in the same payload.

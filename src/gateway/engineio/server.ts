@@ -1,6 +1,8 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { guard } from '../../guard.js'
 import { type Logger, silentLogger } from '../../log.js'
+import { RefusalLog } from '../../refusal-log.js'
+import { BufferedBytes } from './buffered-bytes.js'
 import { Admission, type AdmissionHost, INTERNAL_ERROR, type Prepared } from './admission.js'
 import { Abandonment, type Engine, type EngineHandlers, type EngineOptions, type Session } from './api.js'
 import {
@@ -19,7 +21,7 @@ import type { Revision } from './packet.js'
 import { PollingTransport } from './polling.js'
 import { InputBudgets } from './input-budgets.js'
 import { EngineSession, type SessionHost } from './session.js'
-import { TOO_MUCH_INPUT, type TransportOwner } from './transport.js'
+import { TOO_MUCH_INPUT, TOO_SLOW, TOO_SLOW_FOR_NODE, type TransportOwner } from './transport.js'
 import { type UpgradeHost, type UpgradeRoute, Upgrades } from './upgrade.js'
 import { loadUws } from './uws.js'
 import type { WebSocketTransport } from './websocket.js'
@@ -72,7 +74,10 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
   readonly #inputBudgets: InputBudgets
   #isClosed = false
   #inputLimited = 0
+  #tooSlow = 0
   #replacedClosesDropped = 0
+  readonly buffered: BufferedBytes
+  readonly #cutLog: RefusalLog
 
   constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
     this.options = options
@@ -80,6 +85,12 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     this.#log = log
     this.#cors = new Cors(options.corsOrigins)
     this.#admission = new Admission(options, handlers, log, this)
+    // A reader holds a batch or two for a moment, at most half of maxBackpressureBytes (config/load.ts): never cut.
+    this.#cutLog = new RefusalLog(log, options.logMaxRefusalsPerSec ?? 10)
+    this.buffered = new BufferedBytes(
+      options.maxBackpressureBytesTotal ?? 0,
+      options.maxBackpressureBytes / 16,
+    )
     const inputPerSec = options.maxInputBytesPerSec ?? 0
     // One message of the largest size fits at once, whatever the rate.
     this.#inputBudgets = new InputBudgets(inputPerSec, Math.max(inputPerSec, options.maxPayloadBytes))
@@ -128,6 +139,14 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
 
   get inputLimited(): number {
     return this.#inputLimited
+  }
+
+  get bufferedBytes(): number {
+    return this.buffered.total
+  }
+
+  get tooSlow(): { session: number; node: number } {
+    return { session: this.#tooSlow, node: this.buffered.cut }
   }
 
   get replacedClosesDropped(): number {
@@ -352,6 +371,13 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
 
   ended(session: EngineSession<T>, reason: string, lingers: boolean, isReplaced: boolean): void {
     if (reason === TOO_MUCH_INPUT) this.#inputLimited++
+    else if (reason === TOO_SLOW) this.#tooSlow++
+    else if (reason === TOO_SLOW_FOR_NODE)
+      this.#cutLog.warn(
+        this.#log,
+        { sid: session.id, bufferedBytes: this.buffered.total, cut: this.buffered.cut },
+        'consumer closed as too slow: buffers towards all consumers past consumerMaxBackpressureBytesTotal',
+      )
     this.#inputBudgets.release(this.#inputKey(session.id, session.data))
     if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id)
     if (lingers) {

@@ -53,3 +53,7 @@ export interface TransportOwner {
 
 /** The close reason of a session that sent past maxInputBytesPerSec. */
 export const TOO_MUCH_INPUT = 'too much input'
+/** The close reason of a session past maxBackpressureBytes. */
+export const TOO_SLOW = 'backpressure'
+/** The close reason of a websocket cut while the node's buffered total was past its bound (buffered-bytes.ts). */
+export const TOO_SLOW_FOR_NODE = 'node backpressure'

@@ -8,6 +8,7 @@ import type {
 import { guard } from '../../guard.js'
 import type { Logger } from '../../log.js'
 import { type Admission, INTERNAL_ERROR, type Preparation, type Prepared } from './admission.js'
+import type { BufferedBytes } from './buffered-bytes.js'
 import { Abandonment, type EngineOptions } from './api.js'
 import {
   answerFailedRequest,
@@ -34,6 +35,8 @@ export type UpgradeRoute<T> =
 export interface UpgradeHost<T> {
   readonly options: EngineOptions
   readonly log: Logger
+  /** What uWS buffers towards all the engine's websockets. */
+  readonly buffered: BufferedBytes
   /** The dispatch of an upgrade request, the same checks as for a plain one. */
   routeUpgrade(request: RequestInfo): UpgradeRoute<T>
   /** A new session under `id`, as for a polling handshake. */
@@ -120,6 +123,9 @@ export class Upgrades<T> {
           ws.getUserData().transport.received(data, isBinary),
         closeWithError,
       ),
+      drain: guard(log, 'engine.io drain', (ws: WebSocket<SocketData<T>>) =>
+        ws.getUserData().transport.drained(),
+      ),
       close: guard(log, 'engine.io close', (ws: WebSocket<SocketData<T>>) => {
         const { transport, ticket } = ws.getUserData()
         transport.closed()
@@ -179,6 +185,7 @@ export class Upgrades<T> {
       isB64: asksB64(query),
       maxPayloadBytes: options.maxPayloadBytes,
       compresses: options.compression ?? false,
+      buffered: this.#host.buffered,
     })
     res.upgrade<SocketData<T>>(
       { transport, ticket },

@@ -1,5 +1,6 @@
 import type { WebSocket } from 'uWebSockets.js'
 import { SnapperError } from '../../errors.js'
+import type { BufferedBytes } from './buffered-bytes.js'
 import {
   type EncodedMessage,
   type OutPacket,
@@ -9,7 +10,13 @@ import {
   decodeTextPacket,
   encodeBinaryFrame,
 } from './packet.js'
-import { TOO_MUCH_INPUT, type Transport, type TransportOwner } from './transport.js'
+import {
+  TOO_MUCH_INPUT,
+  TOO_SLOW,
+  TOO_SLOW_FOR_NODE,
+  type Transport,
+  type TransportOwner,
+} from './transport.js'
 
 export interface WebSocketSettings {
   readonly revision: Revision
@@ -18,6 +25,8 @@ export interface WebSocketSettings {
   readonly maxPayloadBytes: number
   /** Ask uWS to compress messages (it does where the client accepted permessage-deflate). */
   readonly compresses: boolean
+  /** What uWS buffers towards all websockets of the node, and its bound. */
+  readonly buffered: BufferedBytes
 }
 
 /** uWS `send` result: the message was dropped, the socket is past maxBackpressure. */
@@ -43,6 +52,8 @@ export class WebSocketTransport implements Transport {
   #ws: WebSocket<unknown> | undefined
   #owner: TransportOwner | undefined
   #closeReason = 'transport close'
+  /** What uWS buffered towards this socket after the last send or drain, as counted in the node's total. */
+  #bufferedBytes = 0
   /**
    * What the client sent between the 101 and its open packet (the session still preparing),
    * for the session once it opens; the bytes they took, bounded by maxPayloadBytes.
@@ -101,7 +112,23 @@ export class WebSocketTransport implements Transport {
 
   #sent(status: number): void {
     // A dropped message breaks the session's order, so the session cannot go on.
-    if (status === DROPPED) this.#close('backpressure', true)
+    if (status === DROPPED) this.#close(TOO_SLOW, true)
+    else this.#countBuffered()
+  }
+
+  /** uWS `drain`: some of what was buffered went out. */
+  drained(): void {
+    this.#countBuffered()
+  }
+
+  /** Reports this socket's buffered amount to the node's total; cut if the total asks it. */
+  #countBuffered(): void {
+    const ws = this.#ws
+    if (ws === undefined) return
+    const before = this.#bufferedBytes
+    this.#bufferedBytes = ws.getBufferedAmount()
+    // Forced, as past maxBackpressure: a close frame would queue behind what the client does not read.
+    if (this.#settings.buffered.report(before, this.#bufferedBytes)) this.#close(TOO_SLOW_FOR_NODE, true)
   }
 
   /** uWS `message`: `data` dies when this returns, so it is decoded (copied) here. */
@@ -177,6 +204,8 @@ export class WebSocketTransport implements Transport {
   /** uWS `close`: whoever closed it, the socket is gone now. */
   closed(): void {
     this.#ws = undefined
+    this.#settings.buffered.report(this.#bufferedBytes, 0)
+    this.#bufferedBytes = 0
     this.#owner?.lost(this, this.#closeReason)
   }
 }
