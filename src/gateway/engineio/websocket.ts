@@ -29,6 +29,8 @@ export interface WebSocketSettings {
   readonly buffered: BufferedBytes
 }
 
+/** uWS `send` result: the message went to the kernel whole, nothing buffered for it. */
+const SUCCESS = 1
 /** uWS `send` result: the message was dropped, the socket is past maxBackpressure. */
 const DROPPED = 2
 /** WebSocket close code "message too big". */
@@ -113,7 +115,8 @@ export class WebSocketTransport implements Transport {
   #sent(status: number): void {
     // A dropped message breaks the session's order, so the session cannot go on.
     if (status === DROPPED) this.#close(TOO_SLOW, true)
-    else this.#countBuffered()
+    // A reader's usual send: written whole to a socket that held nothing, so it holds nothing now.
+    else if (status !== SUCCESS || this.#bufferedBytes > 0) this.#countBuffered()
   }
 
   /** uWS `drain`: some of what was buffered went out. */
