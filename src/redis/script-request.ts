@@ -67,7 +67,9 @@ export class ScriptRequests {
 
   /** The command that sends `request` once, for a pipeline (`pipeline.sendCommand`); `send` for the rest. */
   command(request: ScriptRequest, options?: ScriptCallOptions): Command {
-    return new ScriptCommand(request, this, options?.failsAtClusterDown === true)
+    return options?.failsAtClusterDown === true
+      ? new FailFastScriptCommand(request, this)
+      : new ScriptCommand(request, this)
   }
 
   /** Redis said NOSCRIPT on `socket` (its script cache was flushed), or an EVAL failed there: EVAL there next. */
@@ -146,7 +148,7 @@ class ScriptCommand extends Command {
   /** How many times it was written: once, a CLUSTERDOWN reply says it did not run. */
   #writes = 0
 
-  constructor(request: ScriptRequest, script: ScriptRequests, failsAtClusterDown: boolean) {
+  constructor(request: ScriptRequest, script: ScriptRequests) {
     super('evalsha', [], { replyEncoding: 'utf8' }) // no arguments here: the request holds them, encoded
     this.#request = request
     this.#script = script
@@ -159,24 +161,11 @@ class ScriptCommand extends Command {
       reject(err)
     }
     this.reject = settle
-    if (failsAtClusterDown) this.#failAtClusterDown(settle)
   }
 
-  /**
-   * ioredis' Cluster replaces a command's `reject` with its redirect handler
-   * (once per command, reading the one before to call when it gives up): a
-   * CLUSTERDOWN reply to the first write goes to `settle` instead, past it.
-   */
-  #failAtClusterDown(settle: (err: Error) => void): void {
-    let routed: ((err: Error) => void) | undefined
-    const reject = (err: Error): void => {
-      if (this.#writes === 1 && isRefusedUnrun(err)) settle(err)
-      else routed!.call(this, err)
-    }
-    Object.defineProperty(this, 'reject', {
-      get: () => (routed === undefined ? settle : reject),
-      set: (handler: (err: Error) => void) => void (routed = handler),
-    })
+  /** Whether it was written once only: then a CLUSTERDOWN reply says it did not run. */
+  get isWrittenOnce(): boolean {
+    return this.#writes === 1
   }
 
   override getKeys(): string[] {
@@ -188,6 +177,45 @@ class ScriptCommand extends Command {
     this.#request.socket = socket
     if (!this.#script.isLoadedOn(socket)) this.#loading.push(socket)
     return this.#script.writable(this.#request, socket)
+  }
+}
+
+/**
+ * A ScriptCommand whose CLUSTERDOWN reply to its first write rejects it at once
+ * (ScriptCallOptions.failsAtClusterDown). ioredis' Cluster replaces a command's
+ * `reject` with its redirect handler, once, reading the one before to call
+ * when it gives up; an accessor on this prototype (not on each command, which
+ * cost about 1.4 KB of a node's memory per connection in the connect storm)
+ * keeps both and picks. Command's constructor sets `reject` before this
+ * class's fields could exist: plain properties, set through the accessor.
+ */
+class FailFastScriptCommand extends ScriptCommand {
+  /** `reject` as Command and ScriptCommand set it: settles the call. */
+  declare private settle: (err: Error) => void
+  /** The Cluster's redirect handler, once it has set one. */
+  declare private redirect: ((err: Error) => void) | undefined
+
+  // @ts-expect-error: an accessor over Command's `reject` property (see above)
+  override get reject(): (err: Error) => void {
+    return this.redirect === undefined ? this.settle : this.rejectPastClusterDown
+  }
+
+  override set reject(handler: (err: Error) => void) {
+    // Command's and ScriptCommand's constructors set `settle`; the Cluster, later, its handler.
+    if (this.settle === undefined || !this.hasConstructed) this.settle = handler
+    else this.redirect = handler
+  }
+
+  declare private hasConstructed: boolean
+
+  constructor(request: ScriptRequest, script: ScriptRequests) {
+    super(request, script)
+    this.hasConstructed = true
+  }
+
+  private rejectPastClusterDown(this: FailFastScriptCommand, err: Error): void {
+    if (this.isWrittenOnce && isRefusedUnrun(err)) this.settle(err)
+    else this.redirect!.call(this, err)
   }
 }
 
