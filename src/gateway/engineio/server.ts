@@ -85,7 +85,9 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     this.#log = log
     this.#cors = new Cors(options.corsOrigins)
     this.#admission = new Admission(options, handlers, log, this)
-    // A reader holds a batch or two for a moment, at most half of maxBackpressureBytes (config/load.ts): never cut.
+    // A socket holding under a sixteenth of maxBackpressureBytes is never cut for the total's sake. A reader's
+    // frames go to the kernel, whose send buffer grows to megabytes: uWS holds something for it only while
+    // it reads slower than it is sent to (a batch is at most half of maxBackpressureBytes, config/load.ts).
     this.#cutLog = new RefusalLog(log, options.logMaxRefusalsPerSec ?? 10)
     this.buffered = new BufferedBytes(
       options.maxBackpressureBytesTotal ?? 0,
