@@ -7,14 +7,15 @@
  *
  *   node dist/bench/micro/stalled-consumers.js N messageBytes room|echo seconds [totalBytes]
  *
- * The node runs in a process of its own (stalled-node.ts), the clients and the producer (the
- * SDK's, over TCP) in this one, so what is printed is the node's: each second its CPU, RSS,
- * longest event-loop delay, sessions, bytes buffered towards consumers (the gauge), log reads,
- * and the reader's delivery latency; at the end, Redis commands per published message (INFO
- * commandstats over the publishing window), how the sessions closed, and whether the reader
+ * The node runs in a process of its own (stalled-node.ts), the stalled consumers in another
+ * (stalled-clients.ts), the reader and the producer (the SDK's, over TCP) in this one, so what
+ * is printed is the node's: each second its CPU, RSS, longest event-loop delay, sessions, bytes
+ * buffered towards consumers (the gauge), log reads, and the reader's delivery latency; at the
+ * end, the CPU of each process, Redis commands per published message (INFO commandstats over
+ * the publishing window), the node's counters, how the sessions closed, and whether the reader
  * got every message in order. STALLED_CPU_PROF=DIR writes a CPU profile of the node there.
  */
-import { fork } from 'node:child_process'
+import { type ChildProcess, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { consumerIdOf, Tokens } from '../../src/auth/token.js'
@@ -23,38 +24,49 @@ import { TEST_SECRET } from '../../test/helpers/broker.js'
 import { RawConsumer } from '../../test/helpers/raw-consumer.js'
 import { startBenchRedis } from '../lib/redis-server.js'
 import { cpuTimes, ownCpuTimes } from '../lib/proc.js'
+import type { ClientsReply, ClientsRequest } from './stalled-clients.js'
 import type { NodeReply, NodeRequest, NodeSample } from './stalled-node.js'
 
 const [count = 100, messageBytes = 1024, mode = 'room', seconds = 20, total] = process.argv
   .slice(2)
   .map((arg, i) => (i === 2 ? arg : Number(arg))) as [number?, number?, string?, number?, number?]
 const ROOM = 'busy'
+
+/** Sends `request` to a child (if any), and resolves with its next reply of type `type`. */
+function ask<R extends { type: string }, T extends R['type']>(
+  child: ChildProcess,
+  type: T,
+  request?: object,
+): Promise<Extract<R, { type: T }>> {
+  return new Promise(resolve => {
+    const listen = (message: R): void => {
+      if (message.type !== type) return
+      child.off('message', listen)
+      resolve(message as Extract<R, { type: T }>)
+    }
+    child.on('message', listen)
+    if (request !== undefined) child.send(request)
+  })
+}
+const askNode = <T extends NodeReply['type']>(type: T, request?: NodeRequest) =>
+  ask<NodeReply, T>(node, type, request)
+const askClients = <T extends ClientsReply['type']>(type: T, request: ClientsRequest) =>
+  ask<ClientsReply, T>(clients, type, request)
+
 const redis = await startBenchRedis()
 const profileDir = process.env.STALLED_CPU_PROF
-const child = fork(
+const node = fork(
   fileURLToPath(new URL('./stalled-node.js', import.meta.url)),
   [redis.url, String(total ?? '')],
   {
     execArgv: profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
   },
 )
-/** The node's next reply of this type. */
-function reply<T extends NodeReply['type']>(type: T): Promise<Extract<NodeReply, { type: T }>> {
-  return new Promise(resolve => {
-    const listen = (message: NodeReply): void => {
-      if (message.type !== type) return
-      child.off('message', listen)
-      resolve(message as Extract<NodeReply, { type: T }>)
-    }
-    child.on('message', listen)
-  })
-}
-const ask = async (request: NodeRequest & { type: 'sample' }): Promise<NodeSample> => {
-  const answer = reply('sample')
-  child.send(request)
-  return (await answer).sample
-}
-const { ports } = await reply('ready')
+const { ports } = await askNode('ready')
+const clients = fork(fileURLToPath(new URL('./stalled-clients.js', import.meta.url)), [
+  String(ports.gateway),
+  mode,
+])
 
 const tokens = new Tokens([TEST_SECRET])
 // One user each (a userId is 24 hex digits), and one token each: a consumer's id is its user's and
@@ -63,45 +75,23 @@ const exp = Math.floor(Date.now() / 1000) + 3600
 const tokenList = Array.from({ length: count + 1 }, (_, i) =>
   tokens.sign({ userId: (i + 1).toString(16).padStart(24, '0'), exp }),
 )
-const tokenOf = (i: number): string => tokenList[i]!
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(0)
 const producer = new Producer({ id: 'stalled-bench', secret: TEST_SECRET, port: ports.producer })
 await producer.connect()
 
-/** How the consumers' sockets closed, by websocket close code and reason. */
-const closes = new Map<string, number>()
-const connect = (i: number): RawConsumer => {
-  const consumer = new RawConsumer(ports.gateway, tokenOf(i))
-  consumer.socket.on('close', (code, reason) => {
-    const key = `${code} ${String(reason) || '-'}${i === count ? ' (the reader)' : ''}`
-    closes.set(key, (closes.get(key) ?? 0) + 1)
-  })
-  return consumer
-}
-const stalled: RawConsumer[] = []
-for (let from = 0; from < count; from += 100) {
-  const some = Array.from({ length: Math.min(100, count - from) }, (_, i) => connect(from + i))
-  await Promise.all(some.map(consumer => consumer.opened()))
-  stalled.push(...some)
-}
-const reader = connect(count)
+await askClients('connected', { type: 'connect', tokens: tokenList.slice(0, count) })
+const reader = new RawConsumer(ports.gateway, tokenList[count]!)
+let readerClose = '-'
+reader.socket.on('close', (code, reason) => (readerClose = `${code} ${String(reason) || '-'}`))
 await reader.opened()
 for (let from = 0; from <= count; from += 100) {
-  const some = Array.from({ length: Math.min(100, count + 1 - from) }, (_, i) => {
-    const token = tokens.verifyConsumer(tokenOf(from + i))
-    return token.ok ? producer.subscribe(ROOM, consumerIdOf(token.claims)) : undefined
+  const some = tokenList.slice(from, from + 100).map(token => {
+    const verified = tokens.verifyConsumer(token)
+    return verified.ok ? producer.subscribe(ROOM, consumerIdOf(verified.claims)) : undefined
   })
   await Promise.all(some)
 }
-for (const consumer of stalled) (consumer.socket as unknown as { _socket: { pause(): void } })._socket.pause()
-// Echo mode: 200 KB of echo requests a second per consumer, within consumerMaxInputBytesPerSec.
-const params = ['y'.repeat(4000)]
-const asker = setInterval(() => {
-  if (mode !== 'echo') return
-  for (const consumer of stalled)
-    if (!consumer.closed)
-      for (let i = 0; i < 50; i++) consumer.send({ jsonrpc: '2.0', id: i + 1, method: 'echo', params })
-}, 1000)
+await askClients('stalled', { type: 'stall' })
 
 let latencies: number[] = []
 let acked = 0
@@ -133,7 +123,8 @@ const publisher = setInterval(() => {
   producer.publish(messages).catch(() => publishFailures++)
 }, 100)
 const started = Date.now()
-const nodeCpuAtStart = cpuTimes(child.pid!)
+const nodeCpuAtStart = cpuTimes(node.pid!)
+const clientsCpuAtStart = cpuTimes(clients.pid!)
 const clientCpuAtStart = ownCpuTimes()
 console.log(`N=${count} message=${messageBytes} B mode=${mode} total=${total ?? 'default'}`)
 console.log(
@@ -145,8 +136,9 @@ let previousLogReads = 0
 let last: NodeSample | undefined
 while (Date.now() - started < seconds * 1000) {
   await new Promise(resolve => setTimeout(resolve, 1000))
-  const sample = (last = await ask({ type: 'sample' }))
-  const cpu = cpuTimes(child.pid!)
+  const { sample } = await askNode('sample', { type: 'sample' })
+  last = sample
+  const cpu = cpuTimes(node.pid!)
   const now = Date.now()
   const logReads = sample.metrics.snapper_log_reads_total ?? 0
   latencies.sort((a, b) => a - b)
@@ -173,10 +165,10 @@ while (Date.now() - started < seconds * 1000) {
   previousLogReads = logReads
 }
 clearInterval(publisher)
-clearInterval(asker)
 const elapsedSec = (Date.now() - started) / 1000
 const calls = await redis.commandCalls()
-const nodeCpu = cpuTimes(child.pid!)
+const nodeCpu = cpuTimes(node.pid!)
+const clientsCpu = cpuTimes(clients.pid!)
 const clientCpu = ownCpuTimes()
 const cpuPercent = (end: { user: number; system: number }, start: { user: number; system: number }): string =>
   ((100 * (end.user + end.system - start.user - start.system)) / elapsedSec).toFixed(0)
@@ -185,7 +177,8 @@ const perMessage = [...calls]
   .sort((a, b) => b[1] - a[1])
   .map(([command, n]) => `${command} ${(n / Math.max(1, published)).toFixed(2)}`)
 console.log(
-  `node CPU ${cpuPercent(nodeCpu, nodeCpuAtStart)} %, this process (clients, producer) ${cpuPercent(clientCpu, clientCpuAtStart)} %`,
+  `CPU: node ${cpuPercent(nodeCpu, nodeCpuAtStart)} %, stalled consumers ${cpuPercent(clientsCpu, clientsCpuAtStart)} %, ` +
+    `reader and producer ${cpuPercent(clientCpu, clientCpuAtStart)} %`,
 )
 console.log(
   `Redis calls per published message: ${perMessage.join(', ')} (${published} published, ${publishFailures} publishes failed)`,
@@ -195,14 +188,20 @@ console.log(
     .map(([name, value]) => `${name} ${value}`)
     .join(', ')}`,
 )
-console.log(`reader: ${received}/${published} in order but ${outOfOrder}, closed: ${reader.closed}`)
 console.log(
-  `stalled closed: ${stalled.filter(c => c.closed).length}/${count}; closes: ${[...closes].map(([why, n]) => `${why} ×${n}`).join(', ') || 'none'}`,
+  `reader: ${received}/${published}, ${outOfOrder} out of order, closed: ${reader.closed ? readerClose : 'no'}`,
 )
-for (const consumer of [...stalled, reader]) consumer.socket.terminate()
+const report = await askClients('report', { type: 'report' })
+console.log(
+  `stalled closed: ${report.closed}/${count}; closes: ${
+    Object.entries(report.closes)
+      .map(([why, n]) => `${why} ×${n}`)
+      .join(', ') || 'none'
+  }`,
+)
+reader.socket.terminate()
+clients.send({ type: 'stop' } satisfies ClientsRequest)
 await producer.close()
-const stopped = reply('stopped')
-child.send({ type: 'stop' } satisfies NodeRequest)
-await stopped
-await once(child, 'exit')
+await Promise.all([askNode('stopped', { type: 'stop' }), once(clients, 'exit')])
+await once(node, 'exit')
 await redis.stop()
