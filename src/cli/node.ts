@@ -95,13 +95,9 @@ export async function startNode(
   const escalator = startEscalator(config, core, logger)
   const redisWatchdog = watchRedis(redis, config, logger)
   const gateway = createGateway({ config, core, node, tokens, logger })
-  const producer = createProducerListener({
-    config,
-    tokens,
-    api: core.producerApi,
-    logger,
-    admitsConnection: () => filesGuard?.admitsConnection() ?? true,
-  })
+  // Producer and admin connections alike: a file for each, while the guard (set once listening) has them.
+  const admitsConnection = (): boolean => filesGuard?.admitsConnection() ?? true
+  const producer = createProducerListener({ config, tokens, api: core.producerApi, logger, admitsConnection })
   const registry = options.registry ?? new Registry()
   if (options.ownsProcess) registerProcessMetrics(registry)
   registerNodeMetrics(registry, {
@@ -137,7 +133,7 @@ export async function startNode(
           ...(isDraining ? ['draining'] : []),
           ...(filesGuard?.isExhausted ? ['open files exhausted'] : []),
         ],
-        admitsConnection: () => filesGuard?.admitsConnection() ?? true,
+        admitsConnection,
         metrics: () => scrape(registry),
         node,
         gatewayPort: bound.gateway,

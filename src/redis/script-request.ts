@@ -194,6 +194,8 @@ class FailFastScriptCommand extends ScriptCommand {
   declare private settle: (err: Error) => void
   /** The Cluster's redirect handler, once it has set one. */
   declare private redirect: ((err: Error) => void) | undefined
+  /** Set once this constructor has run: a `reject` set after it is the Cluster's. */
+  declare private hasConstructed: boolean
 
   // @ts-expect-error: an accessor over Command's `reject` property (see above)
   override get reject(): (err: Error) => void {
@@ -202,11 +204,9 @@ class FailFastScriptCommand extends ScriptCommand {
 
   override set reject(handler: (err: Error) => void) {
     // Command's and ScriptCommand's constructors set `settle`; the Cluster, later, its handler.
-    if (this.settle === undefined || !this.hasConstructed) this.settle = handler
+    if (!this.hasConstructed) this.settle = handler
     else this.redirect = handler
   }
-
-  declare private hasConstructed: boolean
 
   constructor(request: ScriptRequest, script: ScriptRequests) {
     super(request, script)
