@@ -17,6 +17,7 @@ import type { Tokens } from '../auth/token.js'
 import type { BrokerCore } from '../broker/core.js'
 import type { BrokerNode } from '../broker/node.js'
 import type { Config } from '../config/defaults.js'
+import { SnapperError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters, MetricsText } from '../metrics.js'
 import { RefusalLog } from '../refusal-log.js'
@@ -125,6 +126,13 @@ export function createAdminApp(deps: AdminDeps): Koa {
     ctx.set('Referrer-Policy', 'no-referrer')
     await next()
   })
+  // @koa/router uses a parameter whose %-escape does not decode as it is written: a room named
+  // "a%E0" by mistake would be another room than the one meant. Refused here, for every path.
+  app.use((ctx, next) => {
+    if (!isDecodable(ctx.path))
+      throw new SnapperError('INVALID_PARAMS', undefined, { reason: 'the path has a malformed %-escape' })
+    return next()
+  })
 
   // Only the routes that wait for Redis: /readyz bounds its PING itself, /metrics its workers'.
   const deadline = redisDeadline(config.redisRequestTimeoutMs)
@@ -166,4 +174,14 @@ export function createAdminApp(deps: AdminDeps): Koa {
   }
   for (const router of routers) app.use(router.routes() as Middleware)
   return app
+}
+
+/** Whether every %-escape of a raw URL path decodes (to UTF-8). */
+function isDecodable(path: string): boolean {
+  try {
+    decodeURIComponent(path)
+    return true
+  } catch {
+    return false
+  }
 }

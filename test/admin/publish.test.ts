@@ -262,6 +262,27 @@ test('subscribe and unsubscribe with wrong types: 400 INVALID_PARAMS', async t =
   t.deepEqual(noBody.json, INVALID_PARAMS)
 })
 
+test('a path whose %-escape does not decode: 400 INVALID_PARAMS saying so, nothing done; %25 is a "%"', async t => {
+  const h = await startAdminApp(t, server.url)
+  const body = { consumerId: 't.VaB_Le4Gxnjh' }
+  const malformed = errorBody(-32602, 'Invalid params', 'INVALID_PARAMS', {
+    reason: 'the path has a malformed %-escape',
+  })
+  for (const path of ['/v1/rooms/a%E0%A4/subscribe', '/v1/rooms/50%/subscribe', '/v1/users/%zz/consumers']) {
+    const answer = await call(`${h.base}${path}`, {
+      token: TOKENS.producer,
+      ...(path.endsWith('subscribe') && { body }),
+    })
+    t.is(answer.status, 400, path)
+    t.deepEqual(answer.json, malformed, path)
+  }
+  const members = () => h.core.redis.commands.hgetall(h.core.keys.consumer(body.consumerId).rooms)
+  t.deepEqual(await members(), {})
+  const escaped = await call(`${h.base}/v1/rooms/50%25/subscribe`, { token: TOKENS.producer, body })
+  t.deepEqual(escaped.json, { result: 1 })
+  t.deepEqual(Object.keys(await members()), ['50%'])
+})
+
 test('consumers: the live connections of a user by platform, in the original key order', async t => {
   const h = await startAdminApp(t, server.url)
   const empty = await call(`${h.base}/v1/users/${USER}/consumers`, { token: TOKENS.producer })
