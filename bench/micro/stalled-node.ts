@@ -8,7 +8,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { startNode } from '../../src/cli/node.js'
 import { silentLogger } from '../../src/log.js'
-import { scrape } from '../../src/metrics.js'
+import { scrape } from '../../src/metrics/index.js'
 import { testConfig } from '../../test/helpers/broker.js'
 
 /** What the bench reads of the node each second. */

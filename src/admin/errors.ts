@@ -13,7 +13,7 @@ import type { Context, Middleware } from 'koa'
 import { refusalCode, type Refusal } from '../auth/token.js'
 import { ERRORS, httpError, isSnapperError, SnapperError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { AdminCounters } from '../metrics.js'
+import type { AdminCounters } from '../metrics/admin.js'
 
 /** A refused token (401), or one of another role (400): its reason is ours (the verifier's), safe to show. */
 export class TokenRefused extends SnapperError {

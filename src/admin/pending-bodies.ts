@@ -19,7 +19,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Context, Middleware } from 'koa'
 import { SnapperError } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { AdminCounters } from '../metrics.js'
+import type { AdminCounters } from '../metrics/admin.js'
 import type { RefusalLog } from '../refusal-log.js'
 
 /** The methods whose bodies @koa/bodyparser reads (its `parsedMethods`); others' bodies Node discards unread. */

@@ -6,7 +6,7 @@ import type { Config } from '../config/defaults.js'
 import { httpError } from '../errors.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
-import type { AdminCounters } from '../metrics.js'
+import type { AdminCounters } from '../metrics/admin.js'
 import { RefusalLog } from '../refusal-log.js'
 
 /**

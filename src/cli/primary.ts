@@ -4,8 +4,8 @@ import type { Config } from '../config/defaults.js'
 import { ConfigError } from '../config/env.js'
 import type { Logger } from '../log.js'
 import { PACKAGE } from '../package.js'
-import { clusterScraper, type MetricsMessage } from '../metrics-cluster.js'
-import { Registry, registerPrimaryMetrics, registerProcessMetrics } from '../metrics.js'
+import { clusterScraper, type MetricsMessage } from '../metrics/cluster.js'
+import { Registry, registerPrimaryMetrics, registerProcessMetrics } from '../metrics/index.js'
 import type { RedisClients } from '../redis/connect.js'
 import { startAdmin, type RunningAdmin } from './admin.js'
 import { connectRedis, watchRedis } from './node.js'
@@ -205,7 +205,7 @@ export class Primary {
       )
     })
     return new Promise((resolve, reject) => {
-      // The metrics messages on the same channel are the scraper's (metrics-cluster.ts).
+      // The metrics messages on the same channel are the scraper's (metrics/cluster.ts).
       worker.on('message', (message: WorkerMessage | MetricsMessage) => {
         if (message.type === 'failed') {
           reject(new Error(`worker ${index} could not start: ${message.reason}`))

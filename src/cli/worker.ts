@@ -7,7 +7,7 @@
  */
 import { ConfigError, parseConfig, type Config } from '../config/load.js'
 import { createLogger, type Logger } from '../log.js'
-import { workerRegistry } from '../metrics-cluster.js'
+import { workerRegistry } from '../metrics/cluster.js'
 import { startNode, type RunningNode } from './node.js'
 
 /** Messages a worker sends to the primary: its listeners are up, or it cannot start (and exits 1). */

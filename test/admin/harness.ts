@@ -13,13 +13,8 @@ import { Tokens } from '../../src/auth/token.js'
 import { createBrokerCore, type BrokerCore } from '../../src/broker/core.js'
 import { defaults, type Config, type RedisTarget } from '../../src/config/defaults.js'
 import { silentLogger, type Logger } from '../../src/log.js'
-import {
-  createAdminCounters,
-  Registry,
-  registerAdminMetrics,
-  scrape,
-  type MetricsText,
-} from '../../src/metrics.js'
+import { createAdminCounters, registerAdminMetrics } from '../../src/metrics/admin.js'
+import { Registry, scrape, type MetricsText } from '../../src/metrics/index.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { uniquePrefix } from '../helpers/redis.js'
 

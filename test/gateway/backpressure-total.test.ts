@@ -6,7 +6,8 @@
  */
 import test from 'ava'
 import { consumerIdOf, Tokens } from '../../src/auth/token.js'
-import { Registry, registerNodeMetrics } from '../../src/metrics.js'
+import { Registry } from '../../src/metrics/index.js'
+import { registerNodeMetrics } from '../../src/metrics/node.js'
 import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'
 import { eventually } from '../helpers/eventually.js'

@@ -6,7 +6,7 @@
  * consumer that was away and one that fell behind live.
  */
 import test from 'ava'
-import { scrape } from '../../src/metrics.js'
+import { scrape } from '../../src/metrics/index.js'
 import { Producer } from '../../src/sdk/producer/index.js'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer, type ClientKind } from '../helpers/consumers.js'

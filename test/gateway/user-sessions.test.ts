@@ -8,7 +8,7 @@
 import test from 'ava'
 import pino from 'pino'
 import { Tokens } from '../../src/auth/token.js'
-import { scrape } from '../../src/metrics.js'
+import { scrape } from '../../src/metrics/index.js'
 import { sample } from '../admin/harness.js'
 import { newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer } from '../helpers/consumers.js'

@@ -1,5 +1,5 @@
 import { Router } from '@koa/router'
-import type { MetricsText } from '../../metrics.js'
+import type { MetricsText } from '../../metrics/index.js'
 import { oneAtATime } from '../one-at-a-time.js'
 
 /**

@@ -1,10 +1,10 @@
 /**
- * The metric kinds of metrics.ts, each read at scrape time (a `collect` or
- * `get` callback) from a number or bucket counts the broker keeps anyway: the
- * hot paths never touch prom-client.
+ * The metric kinds of this directory's metrics, each read at scrape time (a
+ * `collect` or `get` callback) from a number or bucket counts the broker keeps
+ * anyway: the hot paths never touch prom-client.
  */
 import { Counter, Gauge, type CollectFunction, type Registry } from 'prom-client'
-import type { LatencyCounts } from './broker/latency.js'
+import type { LatencyCounts } from '../broker/latency.js'
 
 /** A counter whose value is read at scrape time from a monotonic number the broker keeps. */
 export function counterOf(registry: Registry, name: string, help: string, read: () => number): void {

@@ -7,7 +7,7 @@
  */
 import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry, Gauge, register as globalRegistry, type Registry } from 'prom-client'
-import type { MetricsText } from './metrics.js'
+import type { MetricsText } from './index.js'
 
 /**
  * One metric as `Registry.getMetricsAsJSON()` gives it and `AggregatorRegistry.aggregate`

@@ -1,30 +1,15 @@
 /**
- * Prometheus metrics, `snapper_*`. Every value is read from a counter the
- * broker keeps anyway, in a `collect` callback that runs at scrape time: the
- * hot paths are not touched, and a process nobody scrapes pays nothing. The
- * latency histograms too are read from the bucket counts the node keeps
- * (LatencyCounts: a few additions per ack, where a prom-client observe costs
- * 0.2–0.5 µs).
- *
- * With workers, the primary sums theirs: metrics-cluster.ts. The metric
- * kinds read so: metrics-read.ts.
+ * A broker node's metrics: its consumer gateway, producer listener, delivery
+ * and Redis core, each read at scrape time (see index.ts). One function, in
+ * the order a scrape lists them.
  */
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
-import type { BrokerCore } from './broker/core.js'
-import type { EscalationCounters } from './broker/escalation.js'
-import { PLATFORMS } from './broker/latency.js'
-import type { BrokerNode } from './broker/node.js'
-import { counterOf, gaugeOf, histogramOf, labelledCounterOf } from './metrics-read.js'
-import { countOpenFiles } from './open-files.js'
-import type { OpenFilesCounters } from './open-files-guard.js'
-
-export { Registry } from 'prom-client'
-
-/** What a scrape returns: Prometheus text and its content type. */
-export interface MetricsText {
-  readonly contentType: string
-  readonly body: string
-}
+import type { Registry } from 'prom-client'
+import type { BrokerCore } from '../broker/core.js'
+import type { EscalationCounters } from '../broker/escalation.js'
+import { PLATFORMS } from '../broker/latency.js'
+import type { BrokerNode } from '../broker/node.js'
+import type { OpenFilesCounters } from '../open-files-guard.js'
+import { counterOf, gaugeOf, histogramOf, labelledCounterOf } from './read.js'
 
 /** The parts of a node that metrics read; all optional but the node, so tests can pass what they have. */
 export interface NodeSources {
@@ -380,111 +365,4 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
     'Producer notifications ignored, unanswered: an unknown method, a publish without params, a late auth.',
     () => producer?.stats.ignored ?? 0,
   )
-}
-
-/** Counters of the admin app, kept by it and read by its metrics. */
-export interface AdminCounters {
-  /** Responses by HTTP status code. */
-  readonly responses: Record<string, number>
-  /** Error answers by ERRORS code. */
-  readonly errors: Record<string, number>
-  /** Connections and requests refused at a bound, by its config key (admin/server.ts, admin/pending-bodies.ts). */
-  readonly refused: Record<string, number>
-  /** Bytes of request bodies being read or parsed now (admin/pending-bodies.ts). */
-  pendingBodyBytes: number
-}
-
-export const createAdminCounters = (): AdminCounters => ({
-  responses: {},
-  errors: {},
-  refused: {},
-  pendingBodyBytes: 0,
-})
-
-/**
- * The admin app's metrics. `core` is the admin app's own broker core: its
- * totals count only what the HTTP API published.
- */
-export function registerAdminMetrics(
-  registry: Registry,
-  sources: { core: BrokerCore; counters: AdminCounters },
-): void {
-  const { core, counters } = sources
-  counterOf(
-    registry,
-    'snapper_http_published_messages_total',
-    'Messages from the HTTP publish API stored in Redis.',
-    () => core.stats.totals.producerMessages,
-  )
-  counterOf(
-    registry,
-    'snapper_http_tracked_messages_total',
-    'Tracked messages from the HTTP API (POST /v1/track) stored in Redis.',
-    () => core.tracking.counters.tracked,
-  )
-  labelledCounterOf(
-    registry,
-    'snapper_http_responses_total',
-    'Admin HTTP responses, by status code.',
-    'status',
-    () => counters.responses,
-  )
-  labelledCounterOf(
-    registry,
-    'snapper_http_errors_total',
-    'Admin HTTP error answers, by error code.',
-    'code',
-    () => counters.errors,
-  )
-  labelledCounterOf(
-    registry,
-    'snapper_admin_refused_total',
-    'Admin connections and requests refused at a bound, by its config key: adminMaxConnections (closed unanswered), openFilesReserve (closed unanswered while the process is short of open files), adminMaxConnectionsPerAddress (503 TOO_MANY_CONNECTIONS, unread), adminMaxPendingBodyBytes (503 BODIES_PENDING).',
-    'reason',
-    () => counters.refused,
-  )
-  gaugeOf(
-    registry,
-    'snapper_admin_pending_body_bytes',
-    'Bytes of admin request bodies being read or parsed now, all requests together (bounded by adminMaxPendingBodyBytes).',
-    () => counters.pendingBodyBytes,
-  )
-}
-
-/** The primary's own: workers that died while serving (a rolling restart's planned exits not counted). */
-export function registerPrimaryMetrics(registry: Registry, crashes: () => number): void {
-  counterOf(
-    registry,
-    'snapper_primary_worker_crashes_total',
-    'Workers that died while serving, each restarted by the primary (not the planned exits of a rolling restart).',
-    crashes,
-  )
-}
-
-/**
- * prom-client's process metrics (event-loop lag, heap, GC, CPU...), optionally
- * prefixed. Its `process_open_fds` lists /proc/self/fd synchronously, about
- * 0.8 µs per open file on the event loop at every scrape (15 ms at 19,000
- * consumer sockets, README "Metrics"); ours asks the kernel for the
- * count instead.
- */
-export function registerProcessMetrics(registry: Registry, prefix = ''): void {
-  collectDefaultMetrics({ register: registry, prefix })
-  const name = `${prefix}process_open_fds`
-  if (!registry.getSingleMetric(name)) return // not Linux: prom-client has none either
-  registry.removeSingleMetric(name)
-  new Gauge({
-    name,
-    help: 'Number of open file descriptors.',
-    registers: [registry],
-    async collect() {
-      const count = await countOpenFiles().catch(() => undefined)
-      if (count !== undefined) this.set(count) // unreadable: the last count stands, as prom-client does
-    },
-  })
-}
-
-/** A scrape of one registry. */
-export async function scrape(registry: Registry): Promise<MetricsText> {
-  return { contentType: registry.contentType, body: await registry.metrics() }
 }
