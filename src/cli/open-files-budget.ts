@@ -103,18 +103,20 @@ export function fitWithin(
   return lowerTo >= 1 ? { lower: largest, lowerTo, raiseLimitTo: filesNeeded } : { raiseLimitTo: filesNeeded }
 }
 
+/** How the warning names a part that is no setting: its count, then this label (a setting: its key, then its count). */
+const PART_LABELS: Readonly<Record<string, string>> = {
+  redisConnections: 'Redis connections',
+  workerChannels: 'worker channels',
+  ownFiles: 'of its own',
+} satisfies Partial<Record<keyof FilesBudget['parts'], string>>
+
 /** The budget as a sum, for the warning: `maxSessions 100000 + … + 32 of its own`. */
 export function describeBudget({ parts }: FilesBudget): string {
   return Object.entries(parts)
     .filter(([, files]) => files > 0)
-    .map(([part, files]) =>
-      part === 'redisConnections'
-        ? `${files} Redis connections`
-        : part === 'workerChannels'
-          ? `${files} worker channels`
-          : part === 'ownFiles'
-            ? `${files} of its own`
-            : `${part} ${files}`,
-    )
+    .map(([part, files]) => {
+      const label = PART_LABELS[part]
+      return label === undefined ? `${part} ${files}` : `${files} ${label}`
+    })
     .join(' + ')
 }
