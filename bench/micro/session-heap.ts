@@ -105,7 +105,7 @@ console.log(
 )
 console.log('\nby constructor (bytes and objects a session)')
 for (const [label, tally] of largest(growth, 40))
-  if (tally.bytes / measured >= 8) console.log(row(tally, label))
+  if (label !== '(code)' && tally.bytes / measured >= 8) console.log(row(tally, label))
 console.log('\nnew objects by holder (bytes and objects a session)')
 for (const [path, tally] of largest(holders, 50))
   if (tally.bytes / measured >= 8) console.log(row(tally, path))
