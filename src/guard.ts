@@ -19,13 +19,42 @@ export function guard<A extends unknown[]>(
     try {
       fn(...args)
     } catch (err) {
-      log.error({ err, site }, 'handler failed unexpectedly')
-      if (recover === undefined) return
-      try {
-        recover(...args)
-      } catch (again) {
-        log.error({ err: again, site }, 'handler failed unexpectedly, and so did its recovery')
-      }
+      recoverFrom(log, site, err, recover, args)
     }
+  }
+}
+
+/**
+ * guard(`fn`, `recover`)(self), called at once: for an object that is called by a timer
+ * through a method of its own, rather than holding a guarded closure (each object kept idle
+ * would hold it for its whole life: docs/performance.md, section 1).
+ */
+export function callGuarded<S>(
+  log: Logger,
+  site: string,
+  self: S,
+  fn: (self: S) => void,
+  recover: (self: S) => void,
+): void {
+  try {
+    fn(self)
+  } catch (err) {
+    recoverFrom(log, site, err, recover, [self])
+  }
+}
+
+function recoverFrom<A extends unknown[]>(
+  log: Logger,
+  site: string,
+  err: unknown,
+  recover: ((...args: A) => void) | undefined,
+  args: A,
+): void {
+  log.error({ err, site }, 'handler failed unexpectedly')
+  if (recover === undefined) return
+  try {
+    recover(...args)
+  } catch (again) {
+    log.error({ err: again, site }, 'handler failed unexpectedly, and so did its recovery')
   }
 }

@@ -141,7 +141,8 @@ export class HeapSnapshot {
     const kind = this.#edgeTypes[this.#edges[best.edge + this.#edgeField.type]!]!
     const name = this.#edges[best.edge + this.#edgeField.name]!
     const field = kind === 'element' ? '[]' : kind === 'hidden' ? '[hidden]' : this.#strings[name]!
-    return { node: best.node, field }
+    // A hash table's slots are numbered: one key for all of them.
+    return { node: best.node, field: /^\d+$/.test(field) ? '[]' : field }
   }
 
   #indexRetainers(): void {

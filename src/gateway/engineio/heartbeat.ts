@@ -26,21 +26,29 @@ export interface HeartbeatTimes {
   readonly pingTimeoutMs: number
 }
 
-export function startHeartbeat(
-  revision: Revision,
-  times: HeartbeatTimes,
-  ping: () => void,
-  timeout: () => void,
-): Heartbeat {
-  return revision === 3 ? new ClientPings(times, timeout) : new ServerPings(times, ping, timeout)
+/**
+ * What the heartbeat's timers call (the session): methods, not closures, so
+ * that an idle session holds no function of its own for them.
+ */
+export interface HeartbeatOwner {
+  /** v4: time to send a ping. */
+  pingDue(): void
+  /** No pong (v4) or no packet (v3) in time. */
+  pingTimedOut(): void
 }
+
+export function startHeartbeat(revision: Revision, times: HeartbeatTimes, owner: HeartbeatOwner): Heartbeat {
+  return revision === 3 ? new ClientPings(times, owner) : new ServerPings(times, owner)
+}
+
+const timeOut = (owner: HeartbeatOwner): void => owner.pingTimedOut()
 
 /** v3: one timer, refreshed (not reallocated) on every packet. */
 class ClientPings implements Heartbeat {
   readonly #timer: NodeJS.Timeout
 
-  constructor(times: HeartbeatTimes, timeout: () => void) {
-    this.#timer = setTimeout(timeout, times.pingIntervalMs + times.pingTimeoutMs)
+  constructor(times: HeartbeatTimes, owner: HeartbeatOwner) {
+    this.#timer = setTimeout(timeOut, times.pingIntervalMs + times.pingTimeoutMs, owner)
   }
 
   received(): void {
@@ -63,22 +71,20 @@ class ClientPings implements Heartbeat {
 /** v4: wait pingInterval, ping, wait pingTimeout for the pong; a new timer per phase (one per interval). */
 class ServerPings implements Heartbeat {
   readonly #times: HeartbeatTimes
-  readonly #ping: () => void
-  readonly #timeout: () => void
+  readonly #owner: HeartbeatOwner
   #timer: NodeJS.Timeout
   #isAwaitingPong = false
 
-  constructor(times: HeartbeatTimes, ping: () => void, timeout: () => void) {
+  constructor(times: HeartbeatTimes, owner: HeartbeatOwner) {
     this.#times = times
-    this.#ping = ping
-    this.#timeout = timeout
-    this.#timer = setTimeout(this.#sendPing, times.pingIntervalMs)
+    this.#owner = owner
+    this.#timer = setTimeout(ServerPings.#sendPing, times.pingIntervalMs, this)
   }
 
-  readonly #sendPing = (): void => {
-    this.#isAwaitingPong = true
-    this.#timer = setTimeout(this.#timeout, this.#times.pingTimeoutMs)
-    this.#ping()
+  static #sendPing(pings: ServerPings): void {
+    pings.#isAwaitingPong = true
+    pings.#timer = setTimeout(timeOut, pings.#times.pingTimeoutMs, pings.#owner)
+    pings.#owner.pingDue()
   }
 
   received(): void {
@@ -89,7 +95,7 @@ class ServerPings implements Heartbeat {
     if (this.#isAwaitingPong) {
       this.#isAwaitingPong = false
       clearTimeout(this.#timer)
-      this.#timer = setTimeout(this.#sendPing, this.#times.pingIntervalMs)
+      this.#timer = setTimeout(ServerPings.#sendPing, this.#times.pingIntervalMs, this)
     }
     return true
   }

@@ -1,8 +1,8 @@
-import { guard } from '../../guard.js'
+import { callGuarded, guard } from '../../guard.js'
 import type { Logger } from '../../log.js'
 import type { TokenBucket } from '../../rate.js'
 import type { EngineOptions, Session } from './api.js'
-import { type Heartbeat, startHeartbeat } from './heartbeat.js'
+import { type Heartbeat, type HeartbeatOwner, startHeartbeat } from './heartbeat.js'
 import {
   type EncodedMessage,
   MESSAGE,
@@ -47,7 +47,7 @@ const NUDGE_INTERVAL_MS = 100
  * The transports report to the session (`TransportOwner`), naming themselves,
  * so a late report from a probe or a replaced transport is told apart.
  */
-export class EngineSession<T> implements Session<T>, TransportOwner {
+export class EngineSession<T> implements Session<T>, TransportOwner, HeartbeatOwner {
   readonly id: string
   readonly protocol: Revision
   readonly data: T
@@ -89,19 +89,41 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
           maxPayload: options.maxPayloadBytes,
         }),
     )
-    // The heartbeat and upgrade timers are called by the event loop: a throw closes this session only.
-    const fail = (): void => this.#failInternally()
-    this.#heartbeat = startHeartbeat(
-      protocol,
-      options,
-      guard(host.log, 'engine.io ping', () => this.#transport.write(PING), fail),
-      guard(host.log, 'engine.io ping timeout', () => this.#end('ping timeout', 'close'), fail),
+    this.#heartbeat = startHeartbeat(protocol, options, this)
+  }
+
+  // The heartbeat and upgrade timers are called by the event loop: a throw closes this session only.
+  pingDue(): void {
+    callGuarded(
+      this.#host.log,
+      'engine.io ping',
+      this,
+      EngineSession.#writePing,
+      EngineSession.#failInternally,
     )
   }
 
+  pingTimedOut(): void {
+    callGuarded(
+      this.#host.log,
+      'engine.io ping timeout',
+      this,
+      EngineSession.#endForPingTimeout,
+      EngineSession.#failInternally,
+    )
+  }
+
+  static #writePing(session: EngineSession<unknown>): void {
+    session.#transport.write(PING)
+  }
+
+  static #endForPingTimeout(session: EngineSession<unknown>): void {
+    session.#end('ping timeout', 'close')
+  }
+
   /** A timer of this session threw (a bug, logged by guard): it ends, the others go on. */
-  #failInternally(): void {
-    this.#end('internal error', 'close')
+  static #failInternally(session: EngineSession<unknown>): void {
+    session.#end('internal error', 'close')
   }
 
   get transport(): TransportName {
@@ -170,7 +192,7 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
       this.#host.log,
       'engine.io upgrade timeout',
       () => this.#dropProbe(),
-      () => this.#failInternally(),
+      () => EngineSession.#failInternally(this),
     )
     this.#upgradeTimer = setTimeout(dropProbe, this.#host.options.upgradeTimeoutMs)
     return true
@@ -214,7 +236,7 @@ export class EngineSession<T> implements Session<T>, TransportOwner {
         this.#host.log,
         'engine.io upgrade nudge',
         () => this.polling?.nudge(),
-        () => this.#failInternally(),
+        () => EngineSession.#failInternally(this),
       )
       nudge()
       clearInterval(this.#nudgeTimer)
