@@ -62,11 +62,20 @@ type Ticket<T> =
   | { readonly kind: 'probe'; readonly session: EngineSession<T> }
   /** An upgrade of a session already upgraded or upgrading: accepted and closed at once (docs/consumer-protocol.md §7). */
   | { readonly kind: 'doomed' }
+  /** A handshake whose prepare() has settled: nothing to abort on close any more. */
+  | { readonly kind: 'prepared' }
 
-/** The uWS user data of every socket, set once in the upgrade handler. */
+/**
+ * What a handshake's socket keeps once its prepare() settled, for its whole life: the
+ * same object for all, not the handshake's ticket, promise and abandonment (each idle
+ * session held them, docs/performance.md section 1).
+ */
+const PREPARED: Ticket<never> = Object.freeze({ kind: 'prepared' })
+
+/** The uWS user data of every socket, set in the upgrade handler; a handshake's ticket becomes PREPARED. */
 interface SocketData<T> {
   readonly transport: WebSocketTransport
-  readonly ticket: Ticket<T>
+  ticket: Ticket<T>
 }
 
 /** What an upgrade needs from its request, copied before the callback returns. */
@@ -197,7 +206,8 @@ export class Upgrades<T> {
   }
 
   readonly #onOpen = (ws: WebSocket<SocketData<T>>): void => {
-    const { transport, ticket } = ws.getUserData()
+    const socketData = ws.getUserData()
+    const { transport, ticket } = socketData
     transport.opened(ws)
     if (ticket.kind === 'probe') {
       if (!ticket.session.probe(transport)) transport.end()
@@ -207,12 +217,16 @@ export class Upgrades<T> {
         this.#host.open(id, data, revision, owner => transport.bind(owner))
         transport.deliverEarly()
       }
-      if (prepared === undefined) return open()
+      if (prepared === undefined) {
+        socketData.ticket = PREPARED
+        return open()
+      }
       void prepared.then(
         guard(
           this.#log,
           'engine.io open',
           (outcome: Prepared) => {
+            socketData.ticket = PREPARED // a plain write: the socket may be closed by now
             if (!transport.isOpen) return this.#admission.release(data, outcome) // the client went away meanwhile
             const refusal = this.#admission.unpreparedRefusal(outcome)
             // The open packet and what open() sends go out in one write.
