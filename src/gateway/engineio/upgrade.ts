@@ -22,7 +22,7 @@ import type { Revision } from './packet.js'
 import type { EngineSession } from './session.js'
 import type { TransportOwner } from './transport.js'
 import { loadUws } from './uws.js'
-import { WebSocketTransport } from './websocket.js'
+import { WebSocketTransport, type WebSocketSettings } from './websocket.js'
 
 /** Where the engine's dispatch (docs/consumer-protocol.md §1) sends an upgrade request. */
 export type UpgradeRoute<T> =
@@ -100,11 +100,29 @@ export class Upgrades<T> {
   readonly #host: UpgradeHost<T>
   readonly #admission: Admission<T>
   readonly #log: Logger
+  /**
+   * What a websocket transport is told, by revision (v4, v3) and b64: four objects shared
+   * by the sockets, not one each (an idle session held its own, docs/performance.md section 1).
+   */
+  readonly #settings: readonly (readonly WebSocketSettings[])[]
 
   constructor(host: UpgradeHost<T>, admission: Admission<T>) {
     this.#host = host
     this.#admission = admission
     this.#log = host.log
+    const { options, buffered } = host
+    const settings = (revision: Revision, isB64: boolean): WebSocketSettings =>
+      Object.freeze({
+        revision,
+        isB64,
+        maxPayloadBytes: options.maxPayloadBytes,
+        compresses: options.compression ?? false,
+        buffered,
+      })
+    this.#settings = [
+      [settings(4, false), settings(4, true)],
+      [settings(3, false), settings(3, true)],
+    ]
   }
 
   /** The options and handlers of `app.ws`. */
@@ -188,14 +206,7 @@ export class Upgrades<T> {
     revision: Revision,
     ticket: Ticket<T>,
   ): void {
-    const { options } = this.#host
-    const transport = new WebSocketTransport({
-      revision,
-      isB64: asksB64(query),
-      maxPayloadBytes: options.maxPayloadBytes,
-      compresses: options.compression ?? false,
-      buffered: this.#host.buffered,
-    })
+    const transport = new WebSocketTransport(this.#settings[revision === 3 ? 1 : 0]![asksB64(query) ? 1 : 0]!)
     res.upgrade<SocketData<T>>(
       { transport, ticket },
       headers.key,
