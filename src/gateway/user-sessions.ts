@@ -17,8 +17,15 @@ export interface UserSessionHolder {
 export class UserSessions<H extends UserSessionHolder> {
   /** 0: no limit, and nothing counted. */
   readonly #max: number
-  /** userId → consumerId → the handshakes and sessions holding it. */
-  readonly #byUser = new Map<string, Map<string, Set<H>>>()
+  /**
+   * consumerId → the handshake or session holding it, or a Set of them while more than one
+   * does (a handshake replacing a session): one entry in one table per session, not a Map
+   * and a Set of its own (docs/performance.md, section 1). A consumer id belongs to one
+   * user: it holds the user id (auth/token.ts, consumerIdOf).
+   */
+  readonly #holders = new Map<string, H | Set<H>>()
+  /** userId → the consumer ids it holds here. */
+  readonly #consumers = new Map<string, number>()
 
   constructor(maxPerUser: number) {
     this.#max = maxPerUser
@@ -26,31 +33,38 @@ export class UserSessions<H extends UserSessionHolder> {
 
   /** Users holding a place now (a leak check's reading). */
   get size(): number {
-    return this.#byUser.size
+    return this.#consumers.size
   }
 
   /** Holds a place for `holder`, unless its user has maxPerUser other consumers here: false then. */
   take(holder: H): boolean {
     if (this.#max === 0) return true
-    let consumers = this.#byUser.get(holder.userId)
-    const holders = consumers?.get(holder.consumerId)
-    if (holders !== undefined) {
-      holders.add(holder)
-      return true
+    const held = this.#holders.get(holder.consumerId)
+    if (held instanceof Set) held.add(holder)
+    else if (held !== undefined) {
+      if (held !== holder) this.#holders.set(holder.consumerId, new Set([held, holder]))
+    } else {
+      const consumers = this.#consumers.get(holder.userId) ?? 0
+      if (consumers >= this.#max) return false
+      this.#consumers.set(holder.userId, consumers + 1)
+      this.#holders.set(holder.consumerId, holder)
     }
-    if (consumers === undefined) this.#byUser.set(holder.userId, (consumers = new Map()))
-    else if (consumers.size >= this.#max) return false
-    consumers.set(holder.consumerId, new Set([holder]))
     return true
   }
 
   /** Lets go of `holder`'s place; once more, or for a holder never taken, does nothing. */
   release(holder: H): void {
-    const consumers = this.#byUser.get(holder.userId)
-    const holders = consumers?.get(holder.consumerId)
-    if (consumers === undefined || holders === undefined || !holders.delete(holder)) return
-    if (holders.size > 0) return
-    consumers.delete(holder.consumerId)
-    if (consumers.size === 0) this.#byUser.delete(holder.userId)
+    const held = this.#holders.get(holder.consumerId)
+    if (held instanceof Set) {
+      // The last but one: the one left holds the place alone again.
+      if (held.delete(holder) && held.size === 1)
+        this.#holders.set(holder.consumerId, held.values().next().value!)
+      return
+    }
+    if (held !== holder) return
+    this.#holders.delete(holder.consumerId)
+    const consumers = this.#consumers.get(holder.userId)! - 1
+    if (consumers > 0) this.#consumers.set(holder.userId, consumers)
+    else this.#consumers.delete(holder.userId)
   }
 }
