@@ -11,12 +11,16 @@ import type { RoomLog } from './room-log.js'
 
 const NO_MEMBERS: ReadonlySet<Outbox> = new Set()
 
+/** A settled subscription: one promise for every room, not the room's own kept for its life (docs/performance.md, section 1). */
+const SUBSCRIBED = Promise.resolve(true)
+const NOT_SUBSCRIBED = Promise.resolve(false)
+
 interface LocalRoom {
   readonly room: string
   readonly channel: string
   readonly members: Set<Outbox>
-  /** Resolves once the node receives the room's announcements (false: the subscription failed). */
-  readonly subscribed: Promise<boolean>
+  /** Resolves once the node receives the room's announcements (false: the subscription failed); once settled, a shared one. */
+  subscribed: Promise<boolean>
   /** The tick of the room's last announcement or resync (see readEpoch). */
   epoch: number
   /** Its last announced messages, for members that fell behind or (re)join. */
@@ -145,6 +149,8 @@ export class Fanout {
       }
       this.#rooms.set(room, local)
       this.#byChannel.set(channel, local)
+      const settled = local
+      void subscribed.then(isSubscribed => (settled.subscribed = isSubscribed ? SUBSCRIBED : NOT_SUBSCRIBED))
     }
     local.members.add(outbox)
     return local.subscribed
