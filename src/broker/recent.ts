@@ -22,6 +22,9 @@ export function heldBytes(entry: Entry): number {
 
 const ENTRY_OVERHEAD_BYTES = 1536
 
+/** The empty window of every room that has had no message since it was made or cleared (never written). */
+const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[]
+
 /**
  * The last messages announced in one room, as the very Entry objects its
  * local members were offered: contiguous, oldest first, bounded in count and
@@ -47,7 +50,8 @@ export class RecentMessages {
   readonly #maxMessages: number
   readonly #maxBytes: number
   readonly #budget: RecentBudget
-  #entries: Entry[] = []
+  /** NO_ENTRIES until the first append: most rooms of a node (a consumer's own) never hold a message. */
+  #entries: Entry[] = NO_ENTRIES
   #head = 0
   #bytes = 0
   /** While the window is empty: the message every later append follows. */
@@ -86,6 +90,7 @@ export class RecentMessages {
     this.#anchor = undefined
     // What follows the window in order is of its log's incarnation: the start it knows goes on.
     const since = this.size > 0 ? newest!.since : 0
+    if (this.#entries === NO_ENTRIES) this.#entries = []
     for (let i = start; i < entries.length; i++) {
       const entry = entries[i]!
       if (entry.since === 0) entry.since = since
@@ -147,7 +152,7 @@ export class RecentMessages {
     this.#anchor = undefined
     this.#beforeMs = -1
     this.#budget.bytes -= this.#bytes
-    this.#entries = []
+    this.#entries = NO_ENTRIES
     this.#head = 0
     this.#bytes = 0
   }
