@@ -1,6 +1,9 @@
+/** The items of every empty queue until its first push (never written): most queues of a node stay empty. */
+const NO_ITEMS: never[] = Object.freeze([]) as unknown as never[]
+
 /** A queue with O(1) push and take from the front, compacted now and then; it sums its items' sizes. */
 export class Fifo<T> {
-  #items: T[] = []
+  #items: T[] = NO_ITEMS
   #head = 0
   /** The sum of sizeOf over the items. */
   size = 0
@@ -12,6 +15,7 @@ export class Fifo<T> {
   }
 
   push(item: T): void {
+    if (this.#items === NO_ITEMS) this.#items = []
     this.#items.push(item)
     this.size += this.sizeOf(item)
   }
@@ -27,7 +31,7 @@ export class Fifo<T> {
     for (const item of taken) this.size -= this.sizeOf(item)
     this.#head = end
     if (this.#head === this.#items.length) {
-      this.#items = []
+      this.#items = NO_ITEMS
       this.#head = 0
     } else if (this.#head > 1024) {
       this.#items = this.#items.slice(this.#head)
