@@ -28,7 +28,8 @@ export interface HeartbeatTimes {
 
 /**
  * What the heartbeat's timers call (the session): methods, not closures, so
- * that an idle session holds no function of its own for them.
+ * that an idle session holds no function of its own for them. A throw out of
+ * either is the owner's to catch: the v4 timer serves every session.
  */
 export interface HeartbeatOwner {
   /** v4: time to send a ping. */
@@ -68,23 +69,33 @@ class ClientPings implements Heartbeat {
   }
 }
 
-/** v4: wait pingInterval, ping, wait pingTimeout for the pong; a new timer per phase (one per interval). */
+/**
+ * v4: wait pingInterval, ping, wait pingTimeout for the pong. Each wait is an
+ * entry in its phase's PingWaits, whose one timer serves every session of the
+ * engine: an idle session holds no Timeout of its own.
+ */
 class ServerPings implements Heartbeat {
-  readonly #times: HeartbeatTimes
   readonly #owner: HeartbeatOwner
-  #timer: NodeJS.Timeout
+  readonly #phases: PingPhases
   #isAwaitingPong = false
+  /** The wait this is in, its neighbours there and when it ends (performance.now() ms): PingWaits' links. */
+  waits: PingWaits | undefined = undefined
+  previous: ServerPings | undefined = undefined
+  next: ServerPings | undefined = undefined
+  dueMs = 0
 
   constructor(times: HeartbeatTimes, owner: HeartbeatOwner) {
-    this.#times = times
     this.#owner = owner
-    this.#timer = setTimeout(ServerPings.#sendPing, times.pingIntervalMs, this)
+    this.#phases = phasesOf(times)
+    this.#phases.interval.add(this)
   }
 
-  static #sendPing(pings: ServerPings): void {
-    pings.#isAwaitingPong = true
-    pings.#timer = setTimeout(timeOut, pings.#times.pingTimeoutMs, pings.#owner)
-    pings.#owner.pingDue()
+  /** Its wait ended (PingWaits): ping, or time out if the ping was not answered. */
+  due(): void {
+    if (this.#isAwaitingPong) return this.#owner.pingTimedOut()
+    this.#isAwaitingPong = true
+    this.#phases.timeout.add(this)
+    this.#owner.pingDue()
   }
 
   received(): void {
@@ -94,8 +105,8 @@ class ServerPings implements Heartbeat {
   pong(): boolean {
     if (this.#isAwaitingPong) {
       this.#isAwaitingPong = false
-      clearTimeout(this.#timer)
-      this.#timer = setTimeout(ServerPings.#sendPing, this.#times.pingIntervalMs, this)
+      this.waits?.remove(this)
+      this.#phases.interval.add(this)
     }
     return true
   }
@@ -105,6 +116,80 @@ class ServerPings implements Heartbeat {
   }
 
   stop(): void {
-    clearTimeout(this.#timer)
+    this.waits?.remove(this)
+  }
+}
+
+interface PingPhases {
+  readonly interval: PingWaits
+  readonly timeout: PingWaits
+}
+
+/** The phases of the sessions of one engine, by its options object. */
+const phasesByTimes = new WeakMap<HeartbeatTimes, PingPhases>()
+
+function phasesOf(times: HeartbeatTimes): PingPhases {
+  let phases = phasesByTimes.get(times)
+  if (phases === undefined) {
+    phases = { interval: new PingWaits(times.pingIntervalMs), timeout: new PingWaits(times.pingTimeoutMs) }
+    phasesByTimes.set(times, phases)
+  }
+  return phases
+}
+
+/**
+ * The sessions waiting in one phase of the v4 heartbeat, on one timer. Every
+ * wait of a phase lasts as long, so the waits end in the order they began:
+ * a list in that order needs a timer for its head only, armed while the list
+ * is not empty (so a closed engine leaves none behind).
+ *
+ *   add() ─▶ [first ⇄ … ⇄ last] ─ due at first.dueMs ─▶ ServerPings.due()
+ *                   └─ remove() from anywhere: a pong, a session that ends
+ */
+class PingWaits {
+  readonly #durationMs: number
+  #first: ServerPings | undefined
+  #last: ServerPings | undefined
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(durationMs: number) {
+    this.#durationMs = durationMs
+  }
+
+  add(pings: ServerPings): void {
+    pings.waits = this
+    pings.dueMs = performance.now() + this.#durationMs
+    pings.previous = this.#last
+    pings.next = undefined
+    if (this.#last === undefined) this.#first = pings
+    else this.#last.next = pings
+    this.#last = pings
+    if (this.#timer === undefined) this.#timer = setTimeout(this.#fire, this.#durationMs)
+  }
+
+  remove(pings: ServerPings): void {
+    if (pings.waits !== this) return
+    const { previous, next } = pings
+    if (previous === undefined) this.#first = next
+    else previous.next = next
+    if (next === undefined) this.#last = previous
+    else next.previous = previous
+    pings.waits = pings.previous = pings.next = undefined
+    if (this.#first === undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+  }
+
+  /** The head's time came (or nearly: a timer may fire a fraction of a ms early): end every wait due. */
+  readonly #fire = (): void => {
+    this.#timer = undefined
+    const nowMs = performance.now()
+    for (let first = this.#first; first !== undefined && first.dueMs <= nowMs; first = this.#first) {
+      this.remove(first)
+      first.due() // the session's calls are guarded (session.ts): a throw ends that session only
+    }
+    if (this.#first !== undefined && this.#timer === undefined)
+      this.#timer = setTimeout(this.#fire, Math.max(1, Math.ceil(this.#first.dueMs - nowMs)))
   }
 }
