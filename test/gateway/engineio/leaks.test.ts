@@ -75,3 +75,34 @@ test.serial('no session and no timer outlives any way a session ends', async t =
   // At once: a forgotten heartbeat timer would fire later and vanish by itself.
   t.true(liveTimers() <= baseline, `${liveTimers()} timers, ${baseline} before`)
 })
+
+test.serial(
+  'idle v4 sessions hold no heartbeat timer each: all are pinged every pingInterval, the silent one times out',
+  async t => {
+    const server = await startEcho({ pingIntervalMs: 200, pingTimeoutMs: 300 })
+    t.teardown(() => server.stop())
+    const baseline = liveTimers()
+    const sockets = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        openSocket(server.url(`EIO=4&transport=websocket&token=good&id=idle${i}`, 'ws')),
+      ),
+    )
+    // One timer per heartbeat phase serves them all (docs/performance.md section 1 item 23), not one each.
+    t.true(liveTimers() <= baseline + 2, `${liveTimers()} timers for 20 sessions, ${baseline} before`)
+    const pings = sockets.map(() => 0)
+    sockets.forEach((socket, i) =>
+      socket.ws.on('message', (data: Buffer) => {
+        if (data.toString() !== '2') return
+        pings[i]!++
+        if (i > 0) socket.ws.send('3') // idle0 never answers
+      }),
+    )
+    t.is(await server.closeOf('idle0'), 'ping timeout')
+    await eventually(() => pings.slice(1).every(count => count >= 2))
+    t.is(server.engine.sessions.size, 19, 'the others answered and stay')
+    t.is(pings[0], 1, 'no second ping to the silent one')
+    server.engine.close()
+    await eventually(() => server.engine.sessions.size === 0)
+    t.true(liveTimers() <= baseline, `${liveTimers()} timers, ${baseline} before`)
+  },
+)
