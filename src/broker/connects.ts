@@ -16,6 +16,28 @@ interface Handshake<S> {
   readonly abandoned: { readonly aborted: boolean } | undefined
 }
 
+/** The parts of a node a connect works with, by name (BrokerNode wires them). */
+export interface ConnectsDeps<S extends ConsumerSink> {
+  /** The node's id: a take names it in Redis as the consumer's holder. */
+  readonly nodeId: string
+  readonly core: Pick<BrokerCore, 'redis' | 'keys' | 'stats'>
+  /** The outboxes held here: a connect adds its new one, or finds the live one. */
+  readonly hub: Hub<S>
+  /** Where a new outbox listens to its own room. */
+  readonly fanout: Fanout
+  /** The consumers' keys in Redis: take, read progress, release. */
+  readonly store: ConsumerStore
+  /** Asks the node that holds the consumer to release it first. */
+  readonly handoff: Handoff<S>
+  /** Told when an outbox starts connecting and when it has connected. */
+  readonly rooms: RoomSync<S>
+  /** What each new outbox asks of its node. */
+  readonly host: OutboxHost<S>
+  /** Takes an outbox out of the node (no deliveries, no rooms followed), without releasing it. */
+  readonly detach: (outbox: Outbox<S>) => void
+  readonly context: NodeContext
+}
+
 /** Whether a connect's take may have taken the consumer in Redis: then a connect that fails releases it there. */
 interface TakeAttempt {
   mayHaveTaken: boolean
@@ -53,29 +75,17 @@ export class Connects<S extends ConsumerSink> {
   /** The handshakes each connecting outbox serves: abandoned once every one of them is (see #take). */
   readonly #handshakes = new Map<Outbox<S>, Handshake<S>[]>()
 
-  constructor(
-    nodeId: string,
-    core: Pick<BrokerCore, 'redis' | 'keys' | 'stats'>,
-    hub: Hub<S>,
-    fanout: Fanout,
-    store: ConsumerStore,
-    handoff: Handoff<S>,
-    rooms: RoomSync<S>,
-    host: OutboxHost<S>,
-    /** Takes an outbox out of the node (no deliveries, no rooms followed), without releasing it. */
-    detach: (outbox: Outbox<S>) => void,
-    context: NodeContext,
-  ) {
-    this.#nodeId = nodeId
-    this.#core = core
-    this.#hub = hub
-    this.#fanout = fanout
-    this.#store = store
-    this.#handoff = handoff
-    this.#rooms = rooms
-    this.#host = host
-    this.#detach = detach
-    this.#context = context
+  constructor(deps: ConnectsDeps<S>) {
+    this.#nodeId = deps.nodeId
+    this.#core = deps.core
+    this.#hub = deps.hub
+    this.#fanout = deps.fanout
+    this.#store = deps.store
+    this.#handoff = deps.handoff
+    this.#rooms = deps.rooms
+    this.#host = deps.host
+    this.#detach = deps.detach
+    this.#context = deps.context
   }
 
   /** Outboxes connecting: consumers this node is taking over. */

@@ -41,6 +41,23 @@ export interface HeldConsumer {
   readonly holder: string
 }
 
+/** The parts of a node its consumer store works with, by name (BrokerNode wires them). */
+export interface StoreDeps {
+  readonly core: BrokerCore
+  /** The node's id: a take names it in Redis as the consumer's holder. */
+  readonly nodeId: string
+  readonly config: StoreConfig
+  readonly context: NodeContext
+  /** Told which rooms' progress holds a consumer's entry, and of each release. */
+  readonly cursors: CursorFlush
+  /** The outboxes held here, whose keys keepAlive refreshes. */
+  readonly live: () => Iterable<Outbox>
+  /** Whether the node holds the outbox as it is (restore writes only those). */
+  readonly holds: (outbox: Outbox) => boolean
+  /** keepAlive wrote a lost record again: the node follows the rooms it names. */
+  readonly restored: (outbox: Outbox) => void
+}
+
 /**
  * What a node keeps in Redis for the consumers it holds: taking a session
  * (consumer_connect-5.lua), the acknowledged cursors (flushed to the rooms'
@@ -64,24 +81,15 @@ export class ConsumerStore {
   readonly #consumerReleases = new Map<string, Promise<void>>()
   #timer: NodeJS.Timeout | undefined
 
-  constructor(
-    core: BrokerCore,
-    nodeId: string,
-    config: StoreConfig,
-    context: NodeContext,
-    cursors: CursorFlush,
-    live: () => Iterable<Outbox>,
-    holds: (outbox: Outbox) => boolean,
-    restored: (outbox: Outbox) => void,
-  ) {
-    this.#core = core
-    this.nodeId = nodeId
-    this.#config = config
-    this.#context = context
-    this.#cursors = cursors
-    this.#live = live
-    this.#holds = holds
-    this.#restored = restored
+  constructor(deps: StoreDeps) {
+    this.#core = deps.core
+    this.nodeId = deps.nodeId
+    this.#config = deps.config
+    this.#context = deps.context
+    this.#cursors = deps.cursors
+    this.#live = deps.live
+    this.#holds = deps.holds
+    this.#restored = deps.restored
   }
 
   /** Starts refreshing the ttls of the live consumers' keys. */

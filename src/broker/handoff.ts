@@ -4,6 +4,22 @@ import type { Hub } from './hub.js'
 import type { NodeContext } from './node-context.js'
 import type { ConsumerSink, Outbox } from './outbox.js'
 
+/** The parts of a node a handoff works with, by name (BrokerNode wires them). */
+export interface HandoffDeps<S extends ConsumerSink> {
+  /** The node's id, which kicks and `released` answers name. */
+  readonly nodeId: string
+  readonly core: Pick<BrokerCore, 'membership' | 'presence'>
+  /** The outboxes held here: a kick closes the consumer's. */
+  readonly hub: Hub<S>
+  /** Releases a closed session's outbox; resolves once its cursors are committed. */
+  readonly disconnect: (outbox: Outbox<S>, sink: S) => Promise<void>
+  /** The consumer's release under way here (a close, a drain), if any. */
+  readonly releasing: (consumerId: string) => Promise<void> | undefined
+  readonly context: NodeContext
+  /** Longest a connecting consumer waits for the node that held it to persist its cursors, in ms. */
+  readonly takeoverWaitMs: number
+}
+
 /**
  * Moving a consumer's live session from one node to another, over the nodes'
  * control channels, so that the new node reads cursors that include the
@@ -31,25 +47,14 @@ export class Handoff<S extends ConsumerSink> {
   /** Consumers this node is taking over, waiting for the old node's `released`. */
   readonly #takeovers = new Map<string, () => void>()
 
-  constructor(
-    nodeId: string,
-    core: Pick<BrokerCore, 'membership' | 'presence'>,
-    hub: Hub<S>,
-    /** Releases a closed session's outbox; resolves once its cursors are committed. */
-    disconnect: (outbox: Outbox<S>, sink: S) => Promise<void>,
-    /** The consumer's release under way here (a close, a drain), if any. */
-    releasing: (consumerId: string) => Promise<void> | undefined,
-    context: NodeContext,
-    /** Longest a connecting consumer waits for the node that held it to persist its cursors, in ms. */
-    takeoverWaitMs: number,
-  ) {
-    this.#takeoverWaitMs = takeoverWaitMs
-    this.#nodeId = nodeId
-    this.#core = core
-    this.#hub = hub
-    this.#disconnect = disconnect
-    this.#releasing = releasing
-    this.#context = context
+  constructor(deps: HandoffDeps<S>) {
+    this.#nodeId = deps.nodeId
+    this.#core = deps.core
+    this.#hub = deps.hub
+    this.#disconnect = deps.disconnect
+    this.#releasing = deps.releasing
+    this.#context = deps.context
+    this.#takeoverWaitMs = deps.takeoverWaitMs
   }
 
   /** Takeovers waiting for a `released` (a leak check's reading). */

@@ -100,29 +100,29 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       context,
     )
     this.#cursors = new CursorFlush(core, config, context)
-    this.#store = new ConsumerStore(
+    this.#store = new ConsumerStore({
       core,
-      this.id,
+      nodeId: this.id,
       config,
       context,
-      this.#cursors,
-      () => this.#hub.values(),
+      cursors: this.#cursors,
+      live: () => this.#hub.values(),
       // Not while connecting: its take writes the record, and it reads its rooms itself.
-      outbox => {
+      holds: outbox => {
         const held = this.#hub.get(outbox.consumerId)
         return held === outbox && !this.#connects.isConnecting(held)
       },
-      outbox => this.#rooms.restored(outbox),
-    )
-    this.#handoff = new Handoff(
-      this.id,
+      restored: outbox => this.#rooms.restored(outbox),
+    })
+    this.#handoff = new Handoff({
+      nodeId: this.id,
       core,
-      this.#hub,
-      (outbox, sink) => this.disconnect(outbox, sink),
-      consumerId => this.#store.releasingConsumer(consumerId),
+      hub: this.#hub,
+      disconnect: (outbox, sink) => this.disconnect(outbox, sink),
+      releasing: consumerId => this.#store.releasingConsumer(consumerId),
       context,
-      config.takeoverWaitMs,
-    )
+      takeoverWaitMs: config.takeoverWaitMs,
+    })
     this.#rooms = new RoomSync(this.#hub, this.#fanout, this.#store, context)
     // Every outbox is made by a connect (Connects), which hands it this host.
     const host = outboxHost<S>({
@@ -134,18 +134,18 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
       ackLatency: this.ackLatency,
       deliveryLatency: this.deliveryLatency,
     })
-    this.#connects = new Connects(
-      this.id,
+    this.#connects = new Connects({
+      nodeId: this.id,
       core,
-      this.#hub,
-      this.#fanout,
-      this.#store,
-      this.#handoff,
-      this.#rooms,
+      hub: this.#hub,
+      fanout: this.#fanout,
+      store: this.#store,
+      handoff: this.#handoff,
+      rooms: this.#rooms,
       host,
-      outbox => this.#detach(outbox),
+      detach: outbox => this.#detach(outbox),
       context,
-    )
+    })
   }
 
   /** Live consumers on this node: not those still being taken over, which have no session open yet. */

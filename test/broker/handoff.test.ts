@@ -26,15 +26,15 @@ test('a kick for a consumer whose release is under way is answered once that rel
   const noOutbox = { get: () => undefined } as unknown as Hub<ConsumerSink>
   let commit!: () => void
   const committing = new Promise<void>(resolve => (commit = resolve))
-  const handoff = new Handoff(
-    'node-a',
+  const handoff = new Handoff({
+    nodeId: 'node-a',
     core,
-    noOutbox,
-    () => Promise.resolve(),
-    consumerId => (consumerId === 'c1' ? committing : undefined),
-    {} as NodeContext,
-    1000,
-  )
+    hub: noOutbox,
+    disconnect: () => Promise.resolve(),
+    releasing: consumerId => (consumerId === 'c1' ? committing : undefined),
+    context: {} as NodeContext,
+    takeoverWaitMs: 1000,
+  })
 
   const answered = handoff.onKick('c1', 'node-b')
   await pause(50)
@@ -53,15 +53,15 @@ test("a consumer's second takeover while the first waits: the holder's released 
     presence: { isNodeAlive: () => Promise.resolve(true) },
   } as unknown as Pick<BrokerCore, 'membership' | 'presence'>
   const takeoverWaitMs = 3000
-  const handoff = new Handoff(
-    'node-a',
+  const handoff = new Handoff({
+    nodeId: 'node-a',
     core,
-    { get: () => undefined } as unknown as Hub<ConsumerSink>,
-    () => Promise.resolve(),
-    () => undefined,
-    { log: silentLogger } as NodeContext,
+    hub: { get: () => undefined } as unknown as Hub<ConsumerSink>,
+    disconnect: () => Promise.resolve(),
+    releasing: () => undefined,
+    context: { log: silentLogger } as NodeContext,
     takeoverWaitMs,
-  )
+  })
   const first = handoff.takeOver('c1', 'node-b')
   await pause(20)
   const second = handoff.takeOver('c1', 'node-b')
