@@ -1,6 +1,6 @@
 import type { Config } from '../config/defaults.js'
 import { canWritePeriodically, writableNow } from '../redis/connect.js'
-import { groupBySlot, slotOf } from '../redis/slot.js'
+import { slotOf } from '../redis/slot.js'
 import type { BrokerCore } from './core.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
@@ -9,6 +9,19 @@ import type { Outbox } from './outbox.js'
 const FLUSH_ROOMS_PER_CALL = 1000
 
 export type CursorFlushConfig = Pick<Config, 'consumerTtlSec' | 'cursorFlushMs'>
+
+/** One room's part of a flush, made once per room: where it goes, and the cursors it carries. */
+interface RoomWrite {
+  readonly room: string
+  /** The room's progress hash. */
+  readonly key: string
+  /** The hash's slot (one Redis: -1): the flush keeps one write per slot in flight. */
+  readonly slot: number
+  /** Consumer id, cursor, consumer id, cursor, ... */
+  readonly fields: string[]
+  /** The outboxes whose cursors it carries: a failed write changes the room in them again. */
+  readonly outboxes: Outbox[]
+}
 
 /**
  * The cursor flush: the cursors the node's consumers acknowledged, written
@@ -87,9 +100,13 @@ export class CursorFlush {
    * masters of a cluster that do not answer (the watchdog's last PING) stay
    * changed in their outboxes for a later flush: a write would wait for them.
    * A write that fails changes its rooms again (#notWritten).
+   * It does not wait for a periodic write in flight in the slot: the node's
+   * stop runs it after every release, which takes each outbox out of the
+   * flush (release), so it carries no cursor such a write could race.
    */
   async flushCursors(): Promise<void> {
-    await Promise.all(this.#flush(writableNow(this.#core.redis, this.#progressOf)).values())
+    const isWritable = writableNow(this.#core.redis, key => key)
+    await Promise.all(this.#flush((_slot, key) => isWritable(key)).values())
   }
 
   /**
@@ -100,8 +117,8 @@ export class CursorFlush {
    * most one write per slot (one Redis: one write) is under way.
    */
   #flushPeriodically(): Promise<void> {
-    const isWritable = writableNow(this.#core.redis, this.#progressOf)
-    const writes = this.#flush(room => !this.#flushing.has(this.#flushSlotOf(room)) && isWritable(room))
+    const isWritable = writableNow(this.#core.redis, key => key)
+    const writes = this.#flush((slot, key) => !this.#flushing.has(slot) && isWritable(key))
     for (const [slot, write] of writes) {
       this.#flushing.add(slot)
       write
@@ -112,52 +129,65 @@ export class CursorFlush {
   }
 
   /**
-   * Sends the flush of the rooms `isWritable` names (the others stay changed
-   * in their outboxes, for a later flush): its writes by slot (one Redis: -1).
+   * Sends the flush of the rooms whose progress hash `canWrite` takes (the
+   * others stay changed in their outboxes, for a later flush): its writes by
+   * slot (one Redis: -1). Each room's key and slot are made once per flush,
+   * when an outbox first offers its cursor: a room has many members.
    */
-  #flush(isWritable: (room: string) => boolean): Map<number, Promise<unknown>> {
+  #flush(canWrite: (slot: number, key: string) => boolean): Map<number, Promise<unknown>> {
     const { redis } = this.#core
-    const progressOf = this.#progressOf
-    const byRoom = new Map<string, string[]>()
-    /** The outboxes whose cursors each room's write carries: a failed write changes the room in them again. */
-    const outboxesOf = new Map<string, Outbox[]>()
+    /** Each room offered in this flush: its write, or null if it waits for a later flush. */
+    const roomWrites = new Map<string, RoomWrite | null>()
+    const isWritable = (room: string): boolean => {
+      let write = roomWrites.get(room)
+      if (write === undefined) {
+        const key = this.#progressOf(room)
+        const slot = redis.isCluster ? slotOf(key) : -1
+        write = canWrite(slot, key) ? { room, key, slot, fields: [], outboxes: [] } : null
+        roomWrites.set(room, write)
+      }
+      return write !== null
+    }
     for (const outbox of this.#changed) {
       const pairs = outbox.cursors.takeChanged(isWritable)
       for (let i = 0; i + 1 < pairs.length; i += 2) {
-        const room = pairs[i]!
-        const fields = byRoom.get(room)
-        if (fields) {
-          fields.push(outbox.consumerId, pairs[i + 1]!)
-          outboxesOf.get(room)!.push(outbox)
-        } else {
-          byRoom.set(room, [outbox.consumerId, pairs[i + 1]!])
-          outboxesOf.set(room, [outbox])
-        }
-        this.#progressRoomsOf(outbox).add(room)
+        const write = roomWrites.get(pairs[i]!)!
+        write.fields.push(outbox.consumerId, pairs[i + 1]!)
+        write.outboxes.push(outbox)
+        this.#progressRoomsOf(outbox).add(write.room)
       }
       if (!outbox.cursors.hasChanged) this.#changed.delete(outbox)
     }
+    const bySlot = new Map<number, RoomWrite[]>()
+    for (const write of roomWrites.values()) {
+      if (!write || write.fields.length === 0) continue // waits, or none of its outboxes had its cursor
+      const group = bySlot.get(write.slot)
+      if (group) group.push(write)
+      else bySlot.set(write.slot, [write])
+    }
     const writes = new Map<number, Promise<unknown>>()
-    for (const rooms of groupBySlot(byRoom.keys(), progressOf, redis.isCluster)) {
+    for (const [slot, rooms] of bySlot) {
       const chunks: Promise<unknown>[] = []
       for (let start = 0; start < rooms.length; start += FLUSH_ROOMS_PER_CALL) {
         const chunk = rooms.slice(start, start + FLUSH_ROOMS_PER_CALL)
         const args: (string | number)[] = []
-        for (const room of chunk) {
-          const fields = byRoom.get(room)!
-          args.push(fields.length / 2, ...fields)
-        }
+        for (const { fields } of chunk) args.push(fields.length / 2, ...fields)
         this.#context.counters.cursorCommits += chunk.length
         chunks.push(
           redis.commands
-            .progressWrite(chunk.length, ...chunk.map(progressOf), this.#config.consumerTtlSec, ...args)
+            .progressWrite(
+              chunk.length,
+              ...chunk.map(write => write.key),
+              this.#config.consumerTtlSec,
+              ...args,
+            )
             .catch((err: unknown) => {
-              this.#notWritten(chunk, outboxesOf)
+              this.#notWritten(chunk)
               throw err
             }),
         )
       }
-      writes.set(this.#flushSlotOf(rooms[0]!), Promise.all(chunks))
+      writes.set(slot, Promise.all(chunks))
     }
     return writes
   }
@@ -169,19 +199,13 @@ export class CursorFlush {
    * held, for the next flush; a room is changed or not, so nothing piles up
    * while Redis keeps failing. One released since has committed its cursors.
    */
-  #notWritten(rooms: readonly string[], outboxesOf: ReadonlyMap<string, readonly Outbox[]>): void {
-    for (const room of rooms)
-      for (const outbox of outboxesOf.get(room)!)
-        if (outbox.cursors.notWritten(room)) this.#changed.add(outbox)
+  #notWritten(writes: readonly RoomWrite[]): void {
+    for (const { room, outboxes } of writes)
+      for (const outbox of outboxes) if (outbox.cursors.notWritten(room)) this.#changed.add(outbox)
   }
 
   /** A room's progress hash, which the cursor flush writes. */
   readonly #progressOf = (room: string): string => this.#core.keys.room(room).progress
-
-  /** The slot of a room's progress write (one Redis: -1): the flush keeps one write per slot in flight. */
-  #flushSlotOf(room: string): number {
-    return this.#core.redis.isCluster ? slotOf(this.#progressOf(room)) : -1
-  }
 
   #progressRoomsOf(outbox: Outbox): Set<string> {
     let rooms = this.#progressRooms.get(outbox)

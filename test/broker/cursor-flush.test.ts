@@ -64,3 +64,44 @@ for (const topology of TOPOLOGIES) {
     t.is(await commands.type(progress), 'hash')
   })
 }
+
+test('cluster: a flush asks once per room whether its master answers, however many of its members offer a cursor', async t => {
+  const { core, node } = await startTestNode(t, redis.target('cluster'), { cursorFlushMs: 3_600_000 })
+  const rooms = ['room-a', 'room-b']
+  const sinks: RecordingSink[] = []
+  for (let k = 0; k < 3; k++) {
+    const id = consumerId()
+    sinks.push(await new RecordingSink(node).connect(id, USER))
+    for (const room of rooms) await core.producerApi.subscribe(room, id)
+  }
+  for (const room of rooms) await publishAll(core.producerApi, room, range(3))
+  for (const sink of sinks) await sink.waitFor(6)
+  await eventually(() => sinks.every(sink => sink.outbox!.inflight === undefined), {
+    what: 'every batch acked',
+  })
+
+  // A master named down (none of ours): the flush asks, for each room, whether the master of its
+  // progress hash answers. Set and reset around the flush's synchronous part, before the watchdog's next PING.
+  const asked: string[] = []
+  const { redis: clients } = core
+  const isReadyFor = clients.isReadyFor.bind(clients)
+  clients.isReadyFor = (...keys) => (asked.push(...keys), isReadyFor(...keys))
+  clients.setAnswering(false, ['127.0.0.1:1'])
+  const flushed = node.flushCursors()
+  clients.setAnswering(true)
+  await flushed
+
+  t.deepEqual(
+    asked.sort(),
+    rooms.map(room => core.keys.room(room).progress).sort(),
+    'each room once, not once per member',
+  )
+  for (const room of rooms)
+    t.deepEqual(
+      await clients.commands.hgetall(core.keys.room(room).progress),
+      Object.fromEntries(
+        sinks.map(sink => [sink.outbox!.consumerId, formatCursor(sink.outbox!.cursors.acked(room)!)]),
+      ),
+      `every member's cursor in ${room}'s progress`,
+    )
+})
