@@ -117,6 +117,8 @@ class ServerPings implements Heartbeat {
 
   stop(): void {
     this.waits?.remove(this)
+    // A pong read after the session ended must not put it back in a wait.
+    this.#isAwaitingPong = false
   }
 }
 
