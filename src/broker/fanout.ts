@@ -9,8 +9,6 @@ import type { Outbox } from './outbox.js'
 import { RecentMessages, type RecentBudget } from './recent.js'
 import type { RoomLog } from './room-log.js'
 
-const NO_MEMBERS: ReadonlySet<Outbox> = new Set()
-
 /** A settled subscription: one promise for every room, not the room's own kept for its life (docs/performance.md, section 1). */
 const SUBSCRIBED = Promise.resolve(true)
 const NOT_SUBSCRIBED = Promise.resolve(false)
@@ -18,7 +16,12 @@ const NOT_SUBSCRIBED = Promise.resolve(false)
 interface LocalRoom {
   readonly room: string
   readonly channel: string
-  readonly members: Set<Outbox>
+  /**
+   * Its local member itself while it has one (a consumer's own room, most rooms of a node), a
+   * Set from the second on: an empty Set is about 150 bytes with its table (docs/performance.md,
+   * section 1, item 23). Never empty: the room goes when its last member leaves.
+   */
+  members: Outbox | Set<Outbox>
   /** Resolves once the node receives the room's announcements (false: the subscription failed); once settled, a shared one. */
   subscribed: Promise<boolean>
   /** The tick of the room's last announcement or resync (see readEpoch). */
@@ -142,7 +145,7 @@ export class Fanout {
       local = {
         room,
         channel,
-        members: new Set(),
+        members: outbox,
         subscribed,
         epoch: ++this.#ticks,
         recent: new RecentMessages(this.#recentMessages, this.#recentBytesPerRoom, this.#recentBudget),
@@ -151,14 +154,21 @@ export class Fanout {
       this.#byChannel.set(channel, local)
       const settled = local
       void subscribed.then(isSubscribed => (settled.subscribed = isSubscribed ? SUBSCRIBED : NOT_SUBSCRIBED))
-    }
-    local.members.add(outbox)
+    } else if (local.members instanceof Set) local.members.add(outbox)
+    else if (local.members !== outbox) local.members = new Set([local.members, outbox])
     return local.subscribed
   }
 
   leave(room: string, outbox: Outbox): void {
     const local = this.#rooms.get(room)
-    if (!local || !local.members.delete(outbox) || local.members.size > 0) return
+    if (!local) return
+    const members = local.members
+    if (members instanceof Set) {
+      // One left: the room holds it alone again.
+      if (members.delete(outbox) && members.size === 1) for (const last of members) local.members = last
+      return
+    }
+    if (members !== outbox) return
     this.#rooms.delete(room)
     this.#byChannel.delete(local.channel)
     local.recent.clear()
@@ -180,7 +190,7 @@ export class Fanout {
     }
     this.announcements++
     const { ms, first, messages, track } = announcement
-    const { room, members } = local
+    const room = local.room
     const last = messages.length - 1
     // Seq 1 begins an incarnation of the log: it began at this ms (the recent window passes it on).
     const since = first === 1 ? ms : 0
@@ -198,17 +208,21 @@ export class Fanout {
     // Before offering: a member that finds a gap reads, and must find these here.
     local.recent.append(entries)
     for (const chunk of chunks) {
-      let batch: Batch | undefined
-      for (const outbox of members) outbox.offer(room, chunk, () => (batch ??= outbox.batchOf(chunk)))
+      const members = local.members
+      if (members instanceof Set) {
+        let batch: Batch | undefined
+        for (const outbox of members) outbox.offer(room, chunk, () => (batch ??= outbox.batchOf(chunk)))
+      } else members.offer(room, chunk, () => members.batchOf(chunk))
     }
   }
 
-  /** Stops fanning out to `outbox` in every room (it was released). */
   /** The consumers of a room whose sessions this node holds. */
-  members(room: string): ReadonlySet<Outbox> {
-    return this.#rooms.get(room)?.members ?? NO_MEMBERS
+  members(room: string): Iterable<Outbox> {
+    const local = this.#rooms.get(room)
+    return local ? membersOf(local) : []
   }
 
+  /** Stops fanning out to `outbox` in every room (it was released). */
   leaveAll(outbox: Outbox): void {
     for (const room of outbox.rooms) this.leave(room, outbox)
   }
@@ -245,7 +259,11 @@ export class Fanout {
     for (const local of this.#rooms.values()) {
       local.epoch = ++this.#ticks
       local.recent.clear()
-      for (const outbox of local.members) outbox.resync(local.room)
+      for (const outbox of membersOf(local)) outbox.resync(local.room)
     }
   }
 }
+
+/** A room's members to iterate where a one-element array per room costs nothing that matters (not announce). */
+const membersOf = (local: LocalRoom): Iterable<Outbox> =>
+  local.members instanceof Set ? local.members : [local.members]
