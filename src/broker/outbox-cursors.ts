@@ -8,6 +8,9 @@ export interface AckedRoom {
   acked: Cursor
 }
 
+/** The outbox's rooms as these cursors read them (a RoomMap, room-map.ts; a Map in tests). */
+type AckedRooms = Pick<ReadonlyMap<string, AckedRoom>, 'get' | 'has'> & Iterable<[string, AckedRoom]>
+
 /**
  * One consumer's acknowledged cursors, as its commits take them: the rooms
  * whose cursor moved since the last cursor flush (CursorFlush), every cursor
@@ -22,7 +25,7 @@ export interface AckedRoom {
  * The rules it keeps: docs/ARCHITECTURE.md, Invariants, Cursors.
  */
 export class OutboxCursors {
-  readonly #rooms: ReadonlyMap<string, AckedRoom>
+  readonly #rooms: AckedRooms
   /**
    * Rooms whose acknowledged cursor moved since the last takeChanged(). Made on first
    * use, as most consumers of a node sit idle: an empty Set is about 160 bytes with its table.
@@ -32,7 +35,7 @@ export class OutboxCursors {
   #isClosed = false
 
   /** `rooms`: the outbox's rooms, which it adds and removes (call forget() on removing one). */
-  constructor(rooms: ReadonlyMap<string, AckedRoom>) {
+  constructor(rooms: AckedRooms) {
     this.#rooms = rooms
   }
 

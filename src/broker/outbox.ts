@@ -5,6 +5,7 @@ import { isAfter, isNext, missedBetween, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import { Fifo } from './fifo.js'
 import { OutboxCursors, type AckedRoom } from './outbox-cursors.js'
+import { RoomMap } from './room-map.js'
 
 /** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */
 export interface ConsumerSink {
@@ -104,7 +105,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   readonly cursors: OutboxCursors
 
   readonly #host: OutboxHost<S>
-  readonly #rooms = new Map<string, RoomState>()
+  readonly #rooms = new RoomMap<RoomState>()
   readonly #queue = new Fifo<Entry>(entryBytes)
   // Made on first use, as most consumers of a node sit idle: an empty Set or Map is about 160 bytes with its table.
   /** Rooms left behind (their queue was full): read from the log once it has drained. */
