@@ -60,6 +60,11 @@ export class OutboxCursors {
     this.#isClosed = true
   }
 
+  /** Whether close() was called: the outbox's own flag too (Outbox.close). */
+  get isClosed(): boolean {
+    return this.#isClosed
+  }
+
   /**
    * Cursors acknowledged since the last call, as `room, cursor` pairs for
    * cursor_commit; only of the rooms `isWritable` names, the others are kept

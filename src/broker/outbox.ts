@@ -120,13 +120,17 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
    * messages, same id), whatever followed it in the log.
    */
   #isFirstBatch = true
-  #closed = false
 
   constructor(host: OutboxHost<S>, consumerId: string, userId: string) {
     this.#host = host
     this.consumerId = consumerId
     this.userId = userId
     this.cursors = new OutboxCursors(this.#rooms)
+  }
+
+  /** Closed with its cursors (close()): they keep the one flag. */
+  get #closed(): boolean {
+    return this.cursors.isClosed
   }
 
   get rooms(): IterableIterator<string> {
@@ -297,7 +301,6 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
   }
 
   close(): void {
-    this.#closed = true
     this.sink = undefined
     this.cursors.close()
   }
