@@ -52,26 +52,37 @@ export class RatePerSecond {
 /**
  * A token bucket: `perSec` units a second on average, at most `burst` at
  * once (it starts full). Used for the bytes one consumer session may send.
+ *
+ * Counted in thousandths of a unit and whole ms, so that each field stays a
+ * small integer, which V8 keeps in the object, where a fraction takes a heap
+ * number of 16 bytes (docs/performance.md, section 1, item 23): a ms adds
+ * `perSec` thousandths exactly. A take sees the refill up to its ms (under
+ * 1 ms late, never lost). They stay small while burst × 1000 and the process's
+ * age in ms are below 2^31 (2.1 MB, 24 days); beyond, they are heap numbers, as exact.
  */
 export class TokenBucket {
-  readonly #perMs: number
-  readonly #burst: number
-  #tokens: number
+  readonly #perSec: number
+  readonly #burstMilli: number
+  #milliTokens: number
   #refilledAtMs: number
 
   constructor(perSec: number, burst: number, nowMs = performance.now()) {
-    this.#perMs = perSec / 1000
-    this.#burst = burst
-    this.#tokens = burst
-    this.#refilledAtMs = nowMs
+    this.#perSec = perSec
+    this.#burstMilli = burst * 1000
+    this.#milliTokens = this.#burstMilli
+    this.#refilledAtMs = Math.floor(nowMs)
   }
 
   /** Takes `units` if the bucket holds them; false (and takes nothing) if not. */
   take(units: number, nowMs = performance.now()): boolean {
-    this.#tokens = Math.min(this.#burst, this.#tokens + (nowMs - this.#refilledAtMs) * this.#perMs)
-    this.#refilledAtMs = nowMs
-    if (units > this.#tokens) return false
-    this.#tokens -= units
+    const atMs = Math.floor(nowMs)
+    this.#milliTokens = Math.min(
+      this.#burstMilli,
+      this.#milliTokens + (atMs - this.#refilledAtMs) * this.#perSec,
+    )
+    this.#refilledAtMs = atMs
+    if (units * 1000 > this.#milliTokens) return false
+    this.#milliTokens -= units * 1000
     return true
   }
 }
