@@ -6,7 +6,7 @@ import { formatCursor, type Cursor } from './cursor.js'
 import { makeEntry, type Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
-import { RecentMessages, type RecentBudget } from './recent.js'
+import { RecentMessages, type RecentBounds } from './recent.js'
 import type { RoomLog } from './room-log.js'
 
 /** A settled subscription: one promise for every room, not the room's own kept for its life (docs/performance.md, section 1). */
@@ -57,9 +57,7 @@ export class Fanout {
   readonly #context: NodeContext
   readonly #batchMax: number
   readonly #batchMaxBytes: number
-  readonly #recentMessages: number
-  readonly #recentBytesPerRoom: number
-  readonly #recentBudget: RecentBudget
+  readonly #recentBounds: RecentBounds
   readonly #rooms = new Map<string, LocalRoom>()
   readonly #byChannel = new Map<string, LocalRoom>()
   /** Log reads in flight, by range and read epoch: members that ask for one range share it. */
@@ -78,9 +76,11 @@ export class Fanout {
     this.#context = context
     this.#batchMax = options.batchMaxMessages
     this.#batchMaxBytes = options.batchMaxBytes
-    this.#recentMessages = options.recentMessages
-    this.#recentBytesPerRoom = options.recentBytesPerRoom
-    this.#recentBudget = { maxBytes: options.recentBytes, bytes: 0 }
+    this.#recentBounds = {
+      maxMessages: options.recentMessages,
+      maxBytes: options.recentBytesPerRoom,
+      budget: { maxBytes: options.recentBytes, bytes: 0 },
+    }
     // Announcements made while the subscriber is down never arrive: a window could then end
     // before the log does, and a member at its end would wrongly believe it is up to date.
     pubsub.onClose(() => {
@@ -90,7 +90,7 @@ export class Fanout {
 
   /** Bytes of recent messages held for all rooms. */
   get recentBytes(): number {
-    return this.#recentBudget.bytes
+    return this.#recentBounds.budget.bytes
   }
 
   get roomCount(): number {
@@ -148,7 +148,7 @@ export class Fanout {
         members: outbox,
         subscribed,
         epoch: ++this.#ticks,
-        recent: new RecentMessages(this.#recentMessages, this.#recentBytesPerRoom, this.#recentBudget),
+        recent: new RecentMessages(this.#recentBounds),
       }
       this.#rooms.set(room, local)
       this.#byChannel.set(channel, local)

@@ -7,6 +7,16 @@ export interface RecentBudget {
   bytes: number
 }
 
+/** The bounds of a room's window: one object for all the rooms of a node (Fanout), not three fields each. */
+export interface RecentBounds {
+  /** Messages a room keeps; 0 keeps none. */
+  readonly maxMessages: number
+  /** Bytes (heldBytes) a room's messages hold at most. */
+  readonly maxBytes: number
+  /** The node's, shared by its rooms. */
+  readonly budget: RecentBudget
+}
+
 /**
  * The memory an entry kept here holds, as counted against the bounds: five
  * forms of its text (the message, its JSON, the frame of the batch it
@@ -47,9 +57,7 @@ const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[]
  * at that head reads nothing from Redis (a consumer that connects up to date).
  */
 export class RecentMessages {
-  readonly #maxMessages: number
-  readonly #maxBytes: number
-  readonly #budget: RecentBudget
+  readonly #bounds: RecentBounds
   /** NO_ENTRIES until the first append: most rooms of a node (a consumer's own) never hold a message. */
   #entries: Entry[] = NO_ENTRIES
   #head = 0
@@ -64,10 +72,8 @@ export class RecentMessages {
   #beforeMs = -1
   #beforeSeq = 0
 
-  constructor(maxMessages: number, maxBytes: number, budget: RecentBudget) {
-    this.#maxMessages = maxMessages
-    this.#maxBytes = maxBytes
-    this.#budget = budget
+  constructor(bounds: RecentBounds) {
+    this.#bounds = bounds
   }
 
   get size(): number {
@@ -76,7 +82,8 @@ export class RecentMessages {
 
   /** Entries just announced, in order. */
   append(entries: readonly Entry[]): void {
-    if (entries.length === 0 || this.#maxMessages === 0) return
+    const { maxMessages, maxBytes, budget } = this.#bounds
+    if (entries.length === 0 || maxMessages === 0) return
     const anchor = this.size === 0 ? this.#anchor : undefined
     let start = 0
     // Announced before the anchor was read, but heard after it: the window starts past them.
@@ -97,15 +104,11 @@ export class RecentMessages {
       const held = heldBytes(entry)
       this.#entries.push(entry)
       this.#bytes += held
-      this.#budget.bytes += held
+      budget.bytes += held
     }
     // Over the node's budget, the room that grows gives back half its window, and more while the node still is.
-    const budget = this.#budget
-    const keep = budget.bytes > budget.maxBytes ? Math.floor(this.size / 2) : this.#maxMessages
-    while (
-      this.size > 0 &&
-      (this.size > keep || this.#bytes > this.#maxBytes || budget.bytes > budget.maxBytes)
-    )
+    const keep = budget.bytes > budget.maxBytes ? Math.floor(this.size / 2) : maxMessages
+    while (this.size > 0 && (this.size > keep || this.#bytes > maxBytes || budget.bytes > budget.maxBytes))
       this.#drop()
     if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
       this.#entries = this.#entries.slice(this.#head)
@@ -144,14 +147,14 @@ export class RecentMessages {
    * (they reach back further, or announcements up to `head` are on their way).
    */
   anchor(head: Cursor): void {
-    if (this.size === 0 && this.#maxMessages > 0) this.#anchor = head
+    if (this.size === 0 && this.#bounds.maxMessages > 0) this.#anchor = head
   }
 
   /** Forgets every entry (announcements may have been lost: the window could miss its newest). */
   clear(): void {
     this.#anchor = undefined
     this.#beforeMs = -1
-    this.#budget.bytes -= this.#bytes
+    this.#bounds.budget.bytes -= this.#bytes
     this.#entries = NO_ENTRIES
     this.#head = 0
     this.#bytes = 0
@@ -168,6 +171,6 @@ export class RecentMessages {
     this.#entries[this.#head++] = undefined as unknown as Entry // let it go before compaction
     const held = heldBytes(entry)
     this.#bytes -= held
-    this.#budget.bytes -= held
+    this.#bounds.budget.bytes -= held
   }
 }

@@ -26,10 +26,11 @@ function inUse(): number {
 /** Keeps `count` messages like `text` in recent windows of 4 messages a room; the bytes held and counted per entry. */
 function measure(text: string, count: number): { held: number; counted: number } {
   const budget: RecentBudget = { maxBytes: Number.MAX_SAFE_INTEGER, bytes: 0 }
+  const bounds = { maxMessages: 1000, maxBytes: Number.MAX_SAFE_INTEGER, budget }
   const rooms: RecentMessages[] = []
   const before = inUse()
   for (let i = 0; i < count; i++) {
-    if (i % 4 === 0) rooms.push(new RecentMessages(1000, Number.MAX_SAFE_INTEGER, budget))
+    if (i % 4 === 0) rooms.push(new RecentMessages(bounds))
     // A fresh string per message, as each arrives decoded from its own announcement.
     const message = `${i} ${text}`.slice(0, text.length)
     const entry = makeEntry(`user${i >> 2}`, 1000, (i % 4) + 1, message, undefined, true)

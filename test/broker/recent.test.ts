@@ -17,7 +17,7 @@ const run = (from: number, to: number, ms = 1000): Entry[] => {
 const budget = (maxBytes = 1 << 20): RecentBudget => ({ maxBytes, bytes: 0 })
 
 test('after() gives the shared entries after a cursor inside the window, [] at its end', t => {
-  const recent = new RecentMessages(100, 1 << 20, budget())
+  const recent = new RecentMessages({ maxMessages: 100, maxBytes: 1 << 20, budget: budget() })
   const entries = run(1, 10)
   recent.append(entries)
   t.is(recent.after({ ms: 1000, seq: 4 }, 3)![0], entries[4], 'the very objects, not copies')
@@ -30,7 +30,7 @@ test('after() gives the shared entries after a cursor inside the window, [] at i
 })
 
 test('after() is undefined when the window does not reach back to the cursor', t => {
-  const recent = new RecentMessages(5, 1 << 20, budget())
+  const recent = new RecentMessages({ maxMessages: 5, maxBytes: 1 << 20, budget: budget() })
   recent.append(run(1, 10))
   t.is(recent.size, 5)
   t.is(recent.after({ ms: 1000, seq: 2 }, 5), undefined, 'trimmed away')
@@ -39,11 +39,15 @@ test('after() is undefined when the window does not reach back to the cursor', t
     [6, 7, 8, 9, 10],
   )
   t.is(recent.after({ ms: 999, seq: 7 }, 5), undefined, 'same seq, another log incarnation')
-  t.is(new RecentMessages(5, 1 << 20, budget()).after({ ms: 0, seq: 0 }, 5), undefined, 'empty')
+  t.is(
+    new RecentMessages({ maxMessages: 5, maxBytes: 1 << 20, budget: budget() }).after({ ms: 0, seq: 0 }, 5),
+    undefined,
+    'empty',
+  )
 })
 
 test('a gap starts the window again; clear() empties it', t => {
-  const recent = new RecentMessages(100, 1 << 20, budget())
+  const recent = new RecentMessages({ maxMessages: 100, maxBytes: 1 << 20, budget: budget() })
   recent.append(run(1, 3))
   recent.append(run(7, 8)) // 4..6 never announced here
   t.is(recent.size, 2)
@@ -60,7 +64,7 @@ test('a gap starts the window again; clear() empties it', t => {
 test('a cursor of an older incarnation of the log, right before the window by seq, is not served from it', t => {
   // The new log began at 2000 (its seq 1 announced here): a window of 3 keeps 4..6.
   const began = run(1, 6, 2000).map(e => ((e.since = 2000), e))
-  const known = new RecentMessages(3, 1 << 20, budget())
+  const known = new RecentMessages({ maxMessages: 3, maxBytes: 1 << 20, budget: budget() })
   known.append(began.slice(0, 2))
   known.append(began.slice(2).map(e => ((e.since = 0), e))) // announced later: the window passes its start on
   t.deepEqual(
@@ -75,7 +79,7 @@ test('a cursor of an older incarnation of the log, right before the window by se
   )
 
   // A window that began mid-log (when its log began is not known) serves only cursors inside it.
-  const unknown = new RecentMessages(3, 1 << 20, budget())
+  const unknown = new RecentMessages({ maxMessages: 3, maxBytes: 1 << 20, budget: budget() })
   unknown.append(run(4, 6, 2000))
   t.is(unknown.after({ ms: 1000, seq: 3 }, 5), undefined)
   t.is(unknown.after({ ms: 2000, seq: 3 }, 5), undefined, 'maybe the same log: the read will say')
@@ -91,15 +95,15 @@ test('bounds: bytes held per room, and a node budget shared by rooms', t => {
   const held = heldBytes(ten(1, 1)[0]!) // what one such entry holds, as counted
   t.is(held, 5 * 10 + 1536)
   const shared = budget(30 * held)
-  const a = new RecentMessages(1000, 10 * held, shared)
+  const a = new RecentMessages({ maxMessages: 1000, maxBytes: 10 * held, budget: shared })
   a.append(ten(1, 20))
   t.is(a.size, 10, '10 entries fit in a room')
   t.is(shared.bytes, 10 * held)
-  const b = new RecentMessages(1000, 100 * held, shared)
+  const b = new RecentMessages({ maxMessages: 1000, maxBytes: 100 * held, budget: shared })
   b.append(ten(1, 30)) // 40 entries with a's: over the budget, b gives back half
   t.is(b.size, 15)
   t.is(shared.bytes, 25 * held)
-  const c = new RecentMessages(1000, 100 * held, shared)
+  const c = new RecentMessages({ maxMessages: 1000, maxBytes: 100 * held, budget: shared })
   c.append(ten(1, 20)) // 45 with the others': half of c is still 35, so c gives back more
   t.is(shared.bytes, 30 * held, 'never more than the budget after an append')
   t.is(c.size, 5)
@@ -126,7 +130,7 @@ test('batchLength cuts after the last chunk end that fits, else at the bounds', 
 })
 
 test('an empty window anchored at the head: a member there reads nothing; late and later announcements line up', t => {
-  const recent = new RecentMessages(100, 1 << 20, budget())
+  const recent = new RecentMessages({ maxMessages: 100, maxBytes: 1 << 20, budget: budget() })
   const head = { ms: 1000, seq: 5 }
   t.is(recent.after(head, 10), undefined, 'not anchored: the log must be read')
   recent.anchor(head)
@@ -140,7 +144,7 @@ test('an empty window anchored at the head: a member there reads nothing; late a
     recent.after(head, 10)!.map(e => e.seq),
     [6, 7],
   )
-  const other = new RecentMessages(100, 1 << 20, budget())
+  const other = new RecentMessages({ maxMessages: 100, maxBytes: 1 << 20, budget: budget() })
   other.anchor(head)
   other.append(run(8, 9)) // 6 and 7 never heard: a gap
   t.is(other.after(head, 10), undefined)
@@ -148,7 +152,7 @@ test('an empty window anchored at the head: a member there reads nothing; late a
   other.anchor(head)
   other.clear()
   t.is(other.after(head, 10), undefined, 'clear() forgets the anchor')
-  const filled = new RecentMessages(100, 1 << 20, budget())
+  const filled = new RecentMessages({ maxMessages: 100, maxBytes: 1 << 20, budget: budget() })
   filled.append(run(1, 3))
   filled.anchor(head) // announcements 4 and 5 are on their way: the window keeps what it has
   t.is(filled.after(head, 10), undefined)
