@@ -1,5 +1,5 @@
 import type { Entry } from './entry.js'
-import { isAfter, isNext, isSame, type Cursor } from './cursor.js'
+import { isAfter, isNext, type Cursor } from './cursor.js'
 
 /** Bytes all rooms' recent messages may hold together on a node (heldBytes of each). */
 export interface RecentBudget {
@@ -55,6 +55,8 @@ const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[]
  * An empty window may be anchored at the room's head, read once the node
  * hears the room: every message after it will be appended here, so a member
  * at that head reads nothing from Redis (a consumer that connects up to date).
+ * A window its bounds emptied is anchored at the last entry it dropped: what
+ * is appended next must follow it, or the window starts again (a gap).
  */
 export class RecentMessages {
   readonly #bounds: RecentBounds
@@ -62,12 +64,12 @@ export class RecentMessages {
   #entries: Entry[] = NO_ENTRIES
   #head = 0
   #bytes = 0
-  /** While the window is empty: the message every later append follows. */
-  #anchor: Cursor | undefined
   /**
    * The message right before the window's first, where known: the anchor it
-   * started from, or the last entry dropped (ms -1: not known). Two numbers,
-   * not the entry: that would keep its texts alive.
+   * started from, or the last entry dropped (ms -1: not known). In an empty
+   * window, the message every later append must follow. Two numbers, not the
+   * entry: that would keep its texts alive; nor a cursor object, 40 bytes a
+   * room (docs/performance.md, section 1, item 23).
    */
   #beforeMs = -1
   #beforeSeq = 0
@@ -84,17 +86,14 @@ export class RecentMessages {
   append(entries: readonly Entry[]): void {
     const { maxMessages, maxBytes, budget } = this.#bounds
     if (entries.length === 0 || maxMessages === 0) return
-    const anchor = this.size === 0 ? this.#anchor : undefined
-    let start = 0
-    // Announced before the anchor was read, but heard after it: the window starts past them.
-    if (anchor !== undefined) while (start < entries.length && !isAfter(entries[start]!, anchor)) start++
-    if (start === entries.length) return
     const newest = this.size > 0 ? this.#entries[this.#entries.length - 1] : undefined
-    const last = anchor ?? newest
-    if (last !== undefined && !isNext(last, entries[start]!))
-      this.clear() // a gap: what came before is not followed by this
-    else if (anchor !== undefined) this.#setBefore(anchor)
-    this.#anchor = undefined
+    const last = newest ?? this.#before()
+    let start = 0
+    // Announced before an empty window's anchor was read, but heard after it: the window starts past them.
+    if (newest === undefined && last !== undefined)
+      while (start < entries.length && !isAfter(entries[start]!, last)) start++
+    if (start === entries.length) return
+    if (last !== undefined && !isNext(last, entries[start]!)) this.clear() // a gap: what came before is not followed by this
     // What follows the window in order is of its log's incarnation: the start it knows goes on.
     const since = this.size > 0 ? newest!.since : 0
     if (this.#entries === NO_ENTRIES) this.#entries = []
@@ -123,13 +122,13 @@ export class RecentMessages {
    */
   after(cursor: Cursor, count: number): Entry[] | undefined {
     const size = this.size
-    if (size === 0) return this.#anchor !== undefined && isSame(this.#anchor, cursor) ? [] : undefined
+    if (size === 0) return this.#beforeMs >= 0 && this.#isBefore(cursor) ? [] : undefined
     const first = this.#entries[this.#head]!
     let from: number
     // Right before the window: only if that is sure to be the same log, not an older incarnation of it.
     const isBefore =
       this.#beforeMs >= 0
-        ? cursor.ms === this.#beforeMs && cursor.seq === this.#beforeSeq
+        ? this.#isBefore(cursor)
         : isNext(cursor, first) && (first.since > 0 || cursor.seq === 0)
     if (isBefore) from = 0
     else {
@@ -147,17 +146,25 @@ export class RecentMessages {
    * (they reach back further, or announcements up to `head` are on their way).
    */
   anchor(head: Cursor): void {
-    if (this.size === 0 && this.#bounds.maxMessages > 0) this.#anchor = head
+    if (this.size === 0 && this.#bounds.maxMessages > 0) this.#setBefore(head)
   }
 
   /** Forgets every entry (announcements may have been lost: the window could miss its newest). */
   clear(): void {
-    this.#anchor = undefined
     this.#beforeMs = -1
     this.#bounds.budget.bytes -= this.#bytes
     this.#entries = NO_ENTRIES
     this.#head = 0
     this.#bytes = 0
+  }
+
+  /** The message right before the window, if known (a cursor made for the moment: the window is empty). */
+  #before(): Cursor | undefined {
+    return this.#beforeMs >= 0 ? { ms: this.#beforeMs, seq: this.#beforeSeq } : undefined
+  }
+
+  #isBefore(cursor: Cursor): boolean {
+    return cursor.ms === this.#beforeMs && cursor.seq === this.#beforeSeq
   }
 
   #setBefore(cursor: Cursor): void {

@@ -158,3 +158,30 @@ test('an empty window anchored at the head: a member there reads nothing; late a
   t.is(filled.after(head, 10), undefined)
   t.is(filled.after({ ms: 1000, seq: 3 }, 10)!.length, 0)
 })
+
+test('a window the node budget emptied: the next announcement must follow its last message, else the log is read', t => {
+  const node = budget(10_000)
+  const recent = new RecentMessages({ maxMessages: 100, maxBytes: 1 << 20, budget: node })
+  node.bytes = node.maxBytes // the other rooms of the node hold all of it
+  recent.append(run(1, 2))
+  t.is(recent.size, 0, 'the room gave back all it had')
+  t.deepEqual(recent.after({ ms: 1000, seq: 2 }, 10), [], 'a member at its last message is up to date')
+  t.is(recent.after({ ms: 1000, seq: 1 }, 10), undefined, 'one behind it must read the log')
+  node.bytes = 0 // the other rooms let go
+  recent.append(run(4, 5)) // 3's announcement never came
+  t.is(recent.after({ ms: 1000, seq: 2 }, 10), undefined, '3 is only in the log')
+  t.deepEqual(
+    recent.after({ ms: 1000, seq: 4 }, 10)!.map(e => e.seq),
+    [5],
+  )
+  const contiguous = new RecentMessages({ maxMessages: 100, maxBytes: 1 << 20, budget: node })
+  node.bytes = node.maxBytes
+  contiguous.append(run(1, 2))
+  node.bytes = 0
+  contiguous.append(run(3, 4))
+  t.deepEqual(
+    contiguous.after({ ms: 1000, seq: 2 }, 10)!.map(e => e.seq),
+    [3, 4],
+    'what follows its last message: read from memory',
+  )
+})
