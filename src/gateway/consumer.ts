@@ -162,7 +162,7 @@ function invalidNotice(payload: unknown, kind: string): object {
  * latin1 characters, a 48-byte string (base64url took 64: docs/performance.md,
  * section 1, item 23); it is compared, never shown.
  */
-const tokenDigest = (token: string): string => hash('sha256', token, 'latin1')
+const tokenDigest = (token: string): string => hash('sha256', token, 'binary') // 'binary' is latin1
 
 export interface ConsumerCounters {
   handshakes: number
