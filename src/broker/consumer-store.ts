@@ -346,7 +346,7 @@ export class ConsumerStore {
    */
   async keepAlive(): Promise<void> {
     const { keys, redis } = this.#core
-    const isWritable = writableNow(redis, key => key)
+    const isWritable = writableNow(redis)
     const consumers: { keys: readonly [string, string, string]; outbox: Outbox }[] = []
     for (const outbox of this.#live()) {
       const { rooms, node } = keys.consumer(outbox.consumerId)

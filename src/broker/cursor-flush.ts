@@ -105,7 +105,7 @@ export class CursorFlush {
    * flush (release), so it carries no cursor such a write could race.
    */
   async flushCursors(): Promise<void> {
-    const isWritable = writableNow(this.#core.redis, key => key)
+    const isWritable = writableNow(this.#core.redis)
     await Promise.all(this.#flush((_slot, key) => isWritable(key)).values())
   }
 
@@ -117,7 +117,7 @@ export class CursorFlush {
    * most one write per slot (one Redis: one write) is under way.
    */
   #flushPeriodically(): Promise<void> {
-    const isWritable = writableNow(this.#core.redis, key => key)
+    const isWritable = writableNow(this.#core.redis)
     const writes = this.#flush((slot, key) => !this.#flushing.has(slot) && isWritable(key))
     for (const [slot, write] of writes) {
       this.#flushing.add(slot)

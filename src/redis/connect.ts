@@ -425,18 +425,17 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
 }
 
 /**
- * Whether a periodic write to `name`'s key (`keyOf`) would be answered now:
- * always, unless some masters of a cluster did not answer the watchdog's last
- * PING (RedisClients.mastersDown); then only if its slot is on another one.
+ * Whether a periodic write to a key would be answered now: always, unless
+ * some masters of a cluster did not answer the watchdog's last PING
+ * (RedisClients.mastersDown); then only if its slot is on another one.
  * One Redis is written to as it is: the timers wait while it does not answer
  * (canWritePeriodically).
  */
 export function writableNow(
   redis: Pick<RedisClients, 'mastersDown' | 'isReadyFor'>,
-  keyOf: (name: string) => string,
-): (name: string) => boolean {
+): (key: string) => boolean {
   if (redis.mastersDown.length === 0) return () => true
-  return name => redis.isReadyFor(keyOf(name))
+  return key => redis.isReadyFor(key)
 }
 
 /** Some master answers: a periodic run then writes only to the slots of those that do (writableNow). */
