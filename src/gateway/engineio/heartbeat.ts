@@ -77,8 +77,10 @@ class ClientPings implements Heartbeat {
 class ServerPings implements Heartbeat {
   readonly #owner: HeartbeatOwner
   readonly #phases: PingPhases
-  #isAwaitingPong = false
-  /** The wait this is in, its neighbours there and when it ends (performance.now() ms): PingWaits' links. */
+  /**
+   * The wait this is in (the timeout phase's while a ping awaits its pong; none once stopped or
+   * timed out), its neighbours there and when it ends (performance.now() ms): PingWaits' links.
+   */
   waits: PingWaits | undefined = undefined
   previous: ServerPings | undefined = undefined
   next: ServerPings | undefined = undefined
@@ -90,10 +92,9 @@ class ServerPings implements Heartbeat {
     this.#phases.interval.add(this)
   }
 
-  /** Its wait ended (PingWaits): ping, or time out if the ping was not answered. */
-  due(): void {
-    if (this.#isAwaitingPong) return this.#owner.pingTimedOut()
-    this.#isAwaitingPong = true
+  /** Its wait in `phase` ended (PingWaits): ping after the interval, time out after an unanswered ping. */
+  due(phase: PingWaits): void {
+    if (phase === this.#phases.timeout) return this.#owner.pingTimedOut()
     this.#phases.timeout.add(this)
     this.#owner.pingDue()
   }
@@ -103,9 +104,9 @@ class ServerPings implements Heartbeat {
   }
 
   pong(): boolean {
-    if (this.#isAwaitingPong) {
-      this.#isAwaitingPong = false
-      this.waits?.remove(this)
+    // Only a ping's own pong counts: not one read after stop() or after the ping timed out.
+    if (this.waits === this.#phases.timeout) {
+      this.waits.remove(this)
       this.#phases.interval.add(this)
     }
     return true
@@ -117,8 +118,6 @@ class ServerPings implements Heartbeat {
 
   stop(): void {
     this.waits?.remove(this)
-    // A pong read after the session ended must not put it back in a wait.
-    this.#isAwaitingPong = false
   }
 }
 
@@ -189,7 +188,7 @@ class PingWaits {
     const nowMs = performance.now()
     for (let first = this.#first; first !== undefined && first.dueMs <= nowMs; first = this.#first) {
       this.remove(first)
-      first.due() // the session's calls are guarded (session.ts): a throw ends that session only
+      first.due(this) // the session's calls are guarded (session.ts): a throw ends that session only
     }
     if (this.#first !== undefined && this.#timer === undefined)
       this.#timer = setTimeout(this.#fire, Math.max(1, Math.ceil(this.#first.dueMs - nowMs)))
