@@ -135,6 +135,14 @@ test('a live consumer that acknowledges slowly while 5,000 are published: what i
   await consumer.opened()
   const id = await eventually(() => [...broker.gateway.engine.sessions.keys()][0])
   t.is(await producer.subscribe('news', id), 1)
+  // The subscribe is answered once the node is told; it then subscribes to the room's channel. Messages
+  // announced before that reach the consumer through the log alone, which keeps only the last 100 here.
+  const redis = server.client()
+  t.teardown(() => redis.disconnect())
+  const channel = broker.core.keys.room('news').channel
+  await eventually(async () => ((await redis.pubsub('NUMSUB', channel)) as [string, number])[1] === 1, {
+    what: "the node to listen to the room's announcements",
+  })
   t.is(await producer.publish(numbers(5000, 1).map(message => ['news', message] as const)), 5000)
 
   // Acknowledge each batch only now, one at a time, until the last message came.
