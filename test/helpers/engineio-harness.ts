@@ -83,8 +83,16 @@ export interface EchoServer {
   stop(): Promise<void>
 }
 
-export async function startEcho(
+export function startEcho(
   overrides: Partial<EngineOptions> = {},
+  handlerOverrides: Partial<EngineHandlers<EchoData>> = {},
+): Promise<EchoServer> {
+  return startEchoWith({ ...defaultOptions, ...overrides }, handlerOverrides)
+}
+
+/** An echo server on `options` as given, not a copy: two servers may share one options object. */
+export async function startEchoWith(
+  options: EngineOptions,
   handlerOverrides: Partial<EngineHandlers<EchoData>> = {},
 ): Promise<EchoServer> {
   const uWS = loadUws()
@@ -98,7 +106,6 @@ export async function startEcho(
   const preparing: Abandoned[] = []
   const gated: Array<() => void> = []
   let counter = 0
-  const options = { ...defaultOptions, ...overrides }
   // A spy ahead of the engine's `any` route: it yields, so uWS hands the request on to the engine.
   for (const method of ['get', 'post'] as const)
     app[method]('/websocket/*', (_res, req) => {

@@ -38,8 +38,27 @@ export interface HeartbeatOwner {
   pingTimedOut(): void
 }
 
-export function startHeartbeat(revision: Revision, times: HeartbeatTimes, owner: HeartbeatOwner): Heartbeat {
-  return revision === 3 ? new ClientPings(times, owner) : new ServerPings(times, owner)
+/**
+ * The heartbeats of one engine's sessions. It owns the two phases of the v4
+ * heartbeat (wait pingInterval, then pingTimeout for the pong), each one
+ * timer for all of its sessions, armed only while the phase has sessions;
+ * the engine makes one and starts each session's heartbeat from it.
+ */
+export class Heartbeats {
+  readonly #times: HeartbeatTimes
+  readonly #phases: PingPhases
+
+  constructor(times: HeartbeatTimes) {
+    this.#times = times
+    this.#phases = {
+      interval: new PingWaits(times.pingIntervalMs),
+      timeout: new PingWaits(times.pingTimeoutMs),
+    }
+  }
+
+  start(revision: Revision, owner: HeartbeatOwner): Heartbeat {
+    return revision === 3 ? new ClientPings(this.#times, owner) : new ServerPings(this.#phases, owner)
+  }
 }
 
 const timeOut = (owner: HeartbeatOwner): void => owner.pingTimedOut()
@@ -86,9 +105,9 @@ class ServerPings implements Heartbeat {
   next: ServerPings | undefined = undefined
   dueMs = 0
 
-  constructor(times: HeartbeatTimes, owner: HeartbeatOwner) {
+  constructor(phases: PingPhases, owner: HeartbeatOwner) {
     this.#owner = owner
-    this.#phases = phasesOf(times)
+    this.#phases = phases
     this.#phases.interval.add(this)
   }
 
@@ -121,21 +140,10 @@ class ServerPings implements Heartbeat {
   }
 }
 
+/** The two waits of the v4 heartbeat, of one engine's sessions (Heartbeats). */
 interface PingPhases {
   readonly interval: PingWaits
   readonly timeout: PingWaits
-}
-
-/** The phases of the sessions of one engine, by its options object. */
-const phasesByTimes = new WeakMap<HeartbeatTimes, PingPhases>()
-
-function phasesOf(times: HeartbeatTimes): PingPhases {
-  let phases = phasesByTimes.get(times)
-  if (phases === undefined) {
-    phases = { interval: new PingWaits(times.pingIntervalMs), timeout: new PingWaits(times.pingTimeoutMs) }
-    phasesByTimes.set(times, phases)
-  }
-  return phases
 }
 
 /**

@@ -3,6 +3,7 @@ import { guard } from '../../guard.js'
 import { type Logger, silentLogger } from '../../log.js'
 import { RefusalLog } from '../../refusal-log.js'
 import { BufferedBytes } from './buffered-bytes.js'
+import { Heartbeats } from './heartbeat.js'
 import { Admission, type AdmissionHost, INTERNAL_ERROR, type Prepared } from './admission.js'
 import { Abandonment, type Engine, type EngineHandlers, type EngineOptions, type Session } from './api.js'
 import {
@@ -65,6 +66,7 @@ export function attachEngine<T>(
 
 class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, UpgradeHost<T> {
   readonly options: EngineOptions
+  readonly heartbeats: Heartbeats
   readonly #handlers: EngineHandlers<T>
   readonly #log: Logger
   readonly #cors: Cors
@@ -81,6 +83,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
 
   constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
     this.options = options
+    this.heartbeats = new Heartbeats(options)
     this.#handlers = handlers
     this.#log = log
     this.#cors = new Cors(options.corsOrigins)

@@ -2,7 +2,7 @@ import { callGuarded, guard } from '../../guard.js'
 import type { Logger } from '../../log.js'
 import type { TokenBucket } from '../../rate.js'
 import type { EngineOptions, Session } from './api.js'
-import { type Heartbeat, type HeartbeatOwner, startHeartbeat } from './heartbeat.js'
+import type { Heartbeat, HeartbeatOwner, Heartbeats } from './heartbeat.js'
 import {
   type EncodedMessage,
   MESSAGE,
@@ -20,6 +20,8 @@ import type { WebSocketTransport } from './websocket.js'
 /** What a session needs from the engine that owns it. */
 export interface SessionHost<T> {
   readonly options: EngineOptions
+  /** Starts the session's heartbeat: the engine's, whose v4 timers serve all of its sessions. */
+  readonly heartbeats: Heartbeats
   /** Where a timer of the session that throws (a bug) is logged. */
   readonly log: Logger
   /** Hands one message to the application. */
@@ -89,7 +91,7 @@ export class EngineSession<T> implements Session<T>, TransportOwner, HeartbeatOw
           maxPayload: options.maxPayloadBytes,
         }),
     )
-    this.#heartbeat = startHeartbeat(protocol, options, this)
+    this.#heartbeat = host.heartbeats.start(protocol, this)
   }
 
   // The heartbeat and upgrade timers are called by the event loop: a throw closes this session only.

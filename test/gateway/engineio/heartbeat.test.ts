@@ -1,9 +1,5 @@
 import test from 'ava'
-import {
-  type Heartbeat,
-  type HeartbeatOwner,
-  startHeartbeat,
-} from '../../../src/gateway/engineio/heartbeat.js'
+import { type Heartbeat, type HeartbeatOwner, Heartbeats } from '../../../src/gateway/engineio/heartbeat.js'
 import { eventually, pause } from '../../helpers/eventually.js'
 
 /** A session as the heartbeat sees it: records when it was told to ping and when it timed out. */
@@ -24,10 +20,11 @@ class Recorder implements HeartbeatOwner {
   }
 }
 
-function start(times: { pingIntervalMs: number; pingTimeoutMs: number }, answers: boolean): Recorder {
+/** A v4 session of the engine whose heartbeats these are. */
+function start(heartbeats: Heartbeats, answers: boolean): Recorder {
   const recorder = new Recorder()
   recorder.answers = answers
-  recorder.heartbeat = startHeartbeat(4, times, recorder)
+  recorder.heartbeat = heartbeats.start(4, recorder)
   return recorder
 }
 
@@ -36,8 +33,9 @@ function start(times: { pingIntervalMs: number; pingTimeoutMs: number }, answers
 
 test('v4: sessions that answer are pinged again and again; one that stops answering times out once, pingTimeout after its ping, and is called no more', async t => {
   const times = { pingIntervalMs: 30, pingTimeoutMs: 40 }
-  const live = [start(times, true), start(times, true)]
-  const silent = start(times, false)
+  const heartbeats = new Heartbeats(times)
+  const live = [start(heartbeats, true), start(heartbeats, true)]
+  const silent = start(heartbeats, false)
   await eventually(() => live.every(session => session.pings.length >= 4) && silent.timeouts.length > 0, {
     what: 'four pings each, and the silent one timed out',
   })
@@ -58,11 +56,12 @@ test('v4: sessions that answer are pinged again and again; one that stops answer
 
 test('v4: sessions that began at different times each wait their own whole interval, whichever leaves the shared wait first', async t => {
   const times = { pingIntervalMs: 300, pingTimeoutMs: 60 }
+  const heartbeats = new Heartbeats(times)
   const began: number[] = []
   const sessions: Recorder[] = []
   for (let i = 0; i < 3; i++) {
     began.push(performance.now())
-    sessions.push(start(times, false))
+    sessions.push(start(heartbeats, false))
     await pause(15)
   }
   // The first (the head of both waits) is stopped before its ping: the others' timer must not go with it.
@@ -85,10 +84,11 @@ test('v4: sessions that began at different times each wait their own whole inter
 
 test('v4: a stopped session is never called again, however it was waiting, even when its pong comes after the stop', async t => {
   const times = { pingIntervalMs: 40, pingTimeoutMs: 200 }
-  const answering = start(times, true)
-  const stoppedAwaitingPong = start(times, false)
+  const heartbeats = new Heartbeats(times)
+  const answering = start(heartbeats, true)
+  const stoppedAwaitingPong = start(heartbeats, false)
   // Stopped at its second ping, with that ping's pong still to come (the session ended, a last packet read).
-  const pongAfterStop = start(times, true)
+  const pongAfterStop = start(heartbeats, true)
   const pingDue = pongAfterStop.pingDue.bind(pongAfterStop)
   pongAfterStop.pingDue = () => {
     pingDue()

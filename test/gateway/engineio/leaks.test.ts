@@ -1,5 +1,11 @@
 import test from 'ava'
-import { openSocket, request, startEcho } from '../../helpers/engineio-harness.js'
+import {
+  defaultOptions,
+  openSocket,
+  request,
+  startEcho,
+  startEchoWith,
+} from '../../helpers/engineio-harness.js'
 import { eventually } from '../../helpers/eventually.js'
 
 /** Node timers alive in this process (the engine's heartbeat, upgrade, nudge and linger timers among them). */
@@ -103,6 +109,33 @@ test.serial(
     t.is(pings[0], 1, 'no second ping to the silent one')
     server.engine.close()
     await eventually(() => server.engine.sessions.size === 0)
+    t.true(liveTimers() <= baseline, `${liveTimers()} timers, ${baseline} before`)
+  },
+)
+
+test.serial(
+  'two engines given one options object each run their own heartbeat timers: closing one leaves the other pinging',
+  async t => {
+    const options = { ...defaultOptions, pingIntervalMs: 200, pingTimeoutMs: 300 }
+    const closing = await startEchoWith(options)
+    t.teardown(() => closing.stop())
+    const staying = await startEchoWith(options)
+    t.teardown(() => staying.stop())
+    const baseline = liveTimers()
+    const [, kept] = await Promise.all(
+      [closing, staying].map(server =>
+        openSocket(server.url('EIO=4&transport=websocket&token=good&id=idle', 'ws')),
+      ),
+    )
+    t.is((await kept!.next()).toString()[0], '0', 'the open packet')
+    // Each engine owns its phases (heartbeat.ts, Heartbeats): one interval timer each, not one between them.
+    t.is(liveTimers() - baseline, 2, 'one heartbeat timer per engine')
+    closing.engine.close()
+    await eventually(() => closing.engine.sessions.size === 0 && closing.engine.lingering === 0)
+    t.true(liveTimers() <= baseline + 1, `${liveTimers()} timers, ${baseline} before`)
+    t.is(await kept!.next(), '2', 'the other engine pings on')
+    staying.engine.close()
+    await eventually(() => staying.engine.sessions.size === 0 && staying.engine.lingering === 0)
     t.true(liveTimers() <= baseline, `${liveTimers()} timers, ${baseline} before`)
   },
 )
