@@ -124,15 +124,15 @@ export function createGateway(deps: {
       perAddressIpv6PrefixBits: config.perAddressIpv6PrefixBits,
       trustedProxies: config.trustedProxies,
     },
-    createConsumerHandlers(
+    createConsumerHandlers({
       node,
       tokens,
-      logger,
+      log: logger,
       counters,
-      new RefusalLog(logger, config.logMaxRefusalsPerSec),
+      refusals: new RefusalLog(logger, config.logMaxRefusalsPerSec),
       userSessions,
       userHandshakes,
-    ),
+    }),
     logger,
   )
 

@@ -176,25 +176,31 @@ export interface ConsumerCounters {
   invalid: number
 }
 
+export interface ConsumerHandlersDeps {
+  /** Takes consumers over, attaches their sessions, acks and releases their outboxes. */
+  readonly node: BrokerNode
+  /** Verifies each handshake's consumer token. */
+  readonly tokens: Tokens
+  readonly log: Logger
+  /** What the handlers count: handshakes, refusals, requests, acks, invalid messages. */
+  readonly counters: ConsumerCounters
+  /** Where refusals a client can cause at will are logged, at a bounded rate (never the token itself). */
+  readonly refusals: RefusalLog
+  /** Holds each accepted handshake's place (maxSessionsPerUser) until abandon(), close() or its replacement. */
+  readonly userSessions: UserSessions<ConsumerLink>
+  /** Counts each user's handshakes in the current second (maxHandshakesPerUserPerSec). */
+  readonly userHandshakes: RatePerSecond
+}
+
 /**
  * The Engine.IO handlers of the consumer gateway: token → consumer id, the
  * session ↔ node wiring, and the consumer's JSON-RPC (acks of delivery
  * batches, echo of requests, `invalid` for the rest). Refusals a client can
  * cause at will (a bad token, an unknown codec, a user past
- * maxSessionsPerUser or maxHandshakesPerUserPerSec) go to `refusals`, at a
- * bounded rate; the token itself is never logged. `userSessions` holds each
- * accepted handshake's place until abandon(), close() or its replacement;
- * `userHandshakes` counts each user's handshakes in the current second.
+ * maxSessionsPerUser or maxHandshakesPerUserPerSec) go to `refusals`.
  */
-export function createConsumerHandlers(
-  node: BrokerNode,
-  tokens: Tokens,
-  log: Logger,
-  counters: ConsumerCounters,
-  refusals: RefusalLog,
-  userSessions: UserSessions<ConsumerLink>,
-  userHandshakes: RatePerSecond,
-): EngineHandlers<ConsumerLink> {
+export function createConsumerHandlers(deps: ConsumerHandlersDeps): EngineHandlers<ConsumerLink> {
+  const { node, tokens, log, counters, refusals, userSessions, userHandshakes } = deps
   return {
     authorize(handshake: Handshake): Authorization<ConsumerLink> {
       counters.handshakes++
