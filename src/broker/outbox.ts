@@ -186,7 +186,7 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
       if (pending.length + entries.length > this.#host.maxQueue) {
         state.pending = undefined // too many to hold: read them from the log instead
         state.again = true
-      } else pending.push(...entries)
+      } else for (const entry of entries) pending.push(entry) // maxQueue may be more than a call can spread
       return
     }
     if (state.mode === 'behind') return

@@ -146,7 +146,8 @@ export class RoomLog {
       const last = turn.lastPart.get(room)
       if (last?.nonce !== '') parts.push(this.#addPart(turn, room, '', [...messages]))
       else {
-        last.messages.push(...messages)
+        // One at a time: a publish can hold more messages than a call's arguments may spread.
+        for (const message of messages) last.messages.push(message)
         parts.push(last)
       }
     }
@@ -210,7 +211,7 @@ export class RoomLog {
     if (!turn) return
     const calls: AppendCall[] = []
     for (const parts of groupBySlot(turn.parts, part => part.log, this.#options.isCluster))
-      calls.push(...this.#callsOf(parts))
+      for (const call of this.#callsOf(parts)) calls.push(call)
     for (const call of calls) for (const { part } of call.pieces) part.unanswered++
     for (const part of turn.parts) if (part.unanswered === 0) part.succeed() // no messages: nothing to store
     const replies = this.#store(calls)

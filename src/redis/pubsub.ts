@@ -50,6 +50,14 @@ abstract class SubscriberEvents {
 
 type Subscription = 'subscribe' | 'unsubscribe'
 
+/**
+ * Channels in one (UN)SUBSCRIBE at most. A turn can ask for more (a storm of
+ * consumers with many rooms each, whose takes are answered in one read):
+ * they go as several commands. Spread as one call's arguments, 130,000
+ * channels overflowed the stack.
+ */
+export const MAX_CHANNELS_PER_COMMAND = 4096
+
 /** Channels to (un)subscribe in one command, and the outcome its callers wait for. */
 interface Run {
   readonly kind: Subscription
@@ -75,7 +83,7 @@ class SubscriptionLine {
 
   add(kind: Subscription, channel: string): Promise<unknown> {
     let run = this.#runs.at(-1)
-    if (run?.kind !== kind) {
+    if (run?.kind !== kind || run.channels.length === MAX_CHANNELS_PER_COMMAND) {
       if (this.#runs.length === 0) setImmediate(() => this.#flush())
       const channels: string[] = []
       let send!: () => void

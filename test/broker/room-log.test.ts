@@ -62,6 +62,26 @@ for (const topology of TOPOLOGIES) {
     )
   })
 
+  test(`${topology}: a publish of 200,000 messages joins the room's part of its turn, in order`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology))
+    // One frame of maxFrameBytes (1 MB) holds ~100,000 short messages, and a turn may already hold a
+    // part of their room. Spread into that part as one call's arguments, 200,000 overflowed the stack.
+    const messages = Array.from({ length: 200_000 }, (_, i) => String(i + 1))
+    await Promise.all([
+      core.log.appendAll(new Map([['big', ['0']]])),
+      core.log.appendAll(new Map([['big', messages]])),
+    ])
+    // What the log keeps of them (its length bound): the newest, each its own seq, in order.
+    const kept = await core.log.read('big', { ms: 0, seq: 0 }, 300_000, 0)
+    t.true(kept.length > 0)
+    t.deepEqual(kept.at(-1)?.seq, 200_001)
+    t.true(
+      kept.every(
+        (entry, i) => entry.seq === 200_002 - kept.length + i && entry.message === String(entry.seq - 1),
+      ),
+    )
+  })
+
   test(`${topology}: a log read marks a call's end exactly where each live announcement ended`, async t => {
     const { core } = await startTestNode(t, redis.target(topology))
     const listener = createRedisClients(redis.target(topology), silentLogger)

@@ -5,6 +5,7 @@
 import test from 'ava'
 import { silentLogger } from '../../src/log.js'
 import { createRedisClients } from '../../src/redis/connect.js'
+import { MAX_CHANNELS_PER_COMMAND } from '../../src/redis/pubsub.js'
 import { Keys } from '../../src/redis/keys.js'
 import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
@@ -92,4 +93,19 @@ test('standalone: the subscriptions asked in one turn go as few commands as thei
   await pubsub.publish(r0, Buffer.from('heard'))
   await eventually(() => received.length === 1)
   t.deepEqual(received, [r0])
+})
+
+test('standalone: 150,000 channels subscribed in one turn go in commands of bounded size, and each is heard', async t => {
+  const { pubsub } = await redis.clients('standalone', t)
+  const keys = new Keys(uniquePrefix())
+  const channels = Array.from({ length: 150_000 }, (_, i) => keys.room(`r${i}`).channel)
+  const received: string[] = []
+  pubsub.onMessage(channel => received.push(channel))
+  // One turn, as when the takes of a storm of consumers with many rooms each are answered in one read.
+  // Spread into one SUBSCRIBE, 150,000 channels overflowed the stack in setImmediate: the process crashed.
+  await Promise.all(channels.map(channel => pubsub.subscribe(channel)))
+  for (const channel of [channels[0]!, channels[MAX_CHANNELS_PER_COMMAND]!, channels.at(-1)!])
+    await pubsub.publish(channel, Buffer.from('heard'))
+  await eventually(() => received.length === 3)
+  t.deepEqual(received, [channels[0], channels[MAX_CHANNELS_PER_COMMAND], channels.at(-1)])
 })
