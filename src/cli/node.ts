@@ -54,7 +54,8 @@ export interface RunningNode {
    * message already received, close consumers (spread out) with their cursors
    * persisted, answer the admin requests in flight, then close Redis.
    * Resolves when done; rejects if that took longer than drainTimeoutMs
-   * (Redis down: what still waited for it is given up, the connections dropped).
+   * (Redis down: the connections are dropped, and what still waited for them
+   * fails at once: nothing of the node is left running).
    */
   stop(): Promise<void>
 }

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import { Cluster, Redis, ReplyError, type ClusterNode, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '../config/defaults.js'
 import { parseRedisNode } from '../config/redis-url.js'
@@ -150,7 +151,7 @@ export interface RedisClients {
   connect(timeoutMs: number): Promise<void>
   /** Closes the connections once the commands sent are answered (waits for Redis if it is down). */
   quit(): Promise<void>
-  /** Drops the connections now: commands still waiting for Redis fail. */
+  /** Drops the connections now: commands still waiting for Redis fail at once, also while reconnecting. */
   disconnect(): void
 }
 
@@ -198,6 +199,36 @@ function offlineQueueLength(client: Redis | Cluster): number {
 function reasonOf(err: Error): string {
   const { lastNodeError } = err as { lastNodeError?: unknown }
   return lastNodeError instanceof Error ? lastNodeError.message : err.message
+}
+
+/** The part of ioredis' Redis that ends a client when its socket reports the close (not part of its typed API). */
+interface Ending {
+  reconnectTimeout: NodeJS.Timeout | null
+  setStatus(status: 'end'): void
+  flushQueue(error: Error): void
+}
+
+/**
+ * Drops a client now, failing every command it holds. ioredis' disconnect()
+ * ends the socket and fails them once it reports its close, which a Redis
+ * that hangs never answers (ioredis then waits its disconnectTimeout, 2 s):
+ * the socket is destroyed instead. A client waiting to reconnect (Redis gone)
+ * has no socket left to report a close: disconnect() would hold its commands,
+ * and queue new ones, for ever. It is ended here as that close would end it
+ * (status `end`, "Connection is closed."). One Redis only: a Cluster
+ * client's own offline queue is left to ioredis.
+ */
+function dropNow(client: Redis | Cluster): void {
+  if (!(client instanceof Redis)) return client.disconnect()
+  if (client.status !== 'reconnecting') {
+    client.disconnect()
+    return void (client.stream as Socket | undefined)?.destroy()
+  }
+  const ending = client as unknown as Ending
+  if (ending.reconnectTimeout) clearTimeout(ending.reconnectTimeout)
+  ending.reconnectTimeout = null
+  ending.setStatus('end')
+  ending.flushQueue(new Error('Connection is closed.'))
 }
 
 /** The part of ioredis' Cluster that every redirect reply of a command or a pipeline goes through. */
@@ -418,8 +449,8 @@ export function createRedisClients(target: RedisTarget, log: Logger): RedisClien
     disconnect() {
       for (const timer of timers) clearInterval(timer)
       isClosed = true
-      for (const own of pingConnections.values()) own.disconnect()
-      for (const client of [commands, subscriber, writer?.client]) client?.disconnect()
+      for (const own of pingConnections.values()) dropNow(own)
+      for (const client of [commands, subscriber, writer?.client]) if (client) dropNow(client)
     },
   }
 }
