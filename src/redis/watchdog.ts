@@ -73,6 +73,11 @@ export class RedisWatchdog {
     return this.#downSinceMs === undefined
   }
 
+  /** When a PING (on a cluster, every master's) was last answered, Date.now(); the start before the first. */
+  get lastAnswerAtMs(): number {
+    return this.#lastAnswerAtMs
+  }
+
   start(): void {
     if (this.#timer || this.#isStopped) return
     // Never holds the process: a node that stops clears it, a process that exits does not wait for it.

@@ -276,6 +276,10 @@ test.serial('every master stalled: /readyz 503 naming each, and every handshake 
     for (const pid of pids) process.kill(pid, 'SIGCONT')
     await node.stop()
   })
+  // Every master answered the watchdog once: its PING connections are made. One still connecting when
+  // its master stalls would be named for that ("connection connect") rather than for the PING.
+  const startedAtMs = Date.now()
+  await eventually(() => node.redisWatchdog.lastAnswerAtMs > startedAtMs, { what: 'a first PING answered' })
   for (const pid of pids) process.kill(pid, 'SIGSTOP')
   await eventually(() => !node.redisWatchdog.isUp, { what: 'the watchdog to see the masters stalled' })
   const ready = await ask(`${admin}/readyz`)
