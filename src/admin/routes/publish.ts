@@ -40,7 +40,8 @@ import { verifyProducer } from '../auth.js'
  */
 export function requireStore(core: BrokerCore, keys: readonly string[] = []): void {
   const { redis } = core
-  if (keys.length === 0 ? redis.isReady() : redis.isReadyFor(...keys)) return
+  // Key by key: a publish's keys are more than a call's arguments may spread.
+  if (keys.length === 0 ? redis.isReady() : keys.every(key => redis.isReadyFor(key))) return
   const { mastersDown } = redis
   const reason =
     mastersDown.length === 0
@@ -98,9 +99,10 @@ export function publishRoutes(deps: {
     const publications = toPublications(ctx.request.body, limits)
     if (publications.length > 0) {
       // Each room's messages are stored on its own slot: only those rooms' masters must answer.
+      const rooms = new Set(publications.map(([room]) => room))
       requireStore(
         core,
-        publications.map(([room]) => core.keys.room(room).log),
+        Array.from(rooms, room => core.keys.room(room).log),
       )
       await api.publish(publications)
     }
