@@ -7,6 +7,12 @@ import type { Outbox } from './outbox.js'
 
 /** Rooms per progress_write call: a flush of many rooms must not stall Redis for long. */
 const FLUSH_ROOMS_PER_CALL = 1000
+/**
+ * Cursors per progress_write call: a room may have every consumer of the
+ * node as a member (100,000 by default), more than a call's arguments may
+ * spread; such a room's cursors go in several calls.
+ */
+const FLUSH_CURSORS_PER_CALL = 10_000
 
 export type CursorFlushConfig = Pick<Config, 'consumerTtlSec' | 'cursorFlushMs'>
 
@@ -21,6 +27,42 @@ interface RoomWrite {
   readonly fields: string[]
   /** The outboxes whose cursors it carries: a failed write changes the room in them again. */
   readonly outboxes: Outbox[]
+}
+
+/** One progress_write call: the room writes it carries cursors of, their keys, and the arguments after the ttl. */
+interface ProgressCall {
+  readonly writes: RoomWrite[]
+  readonly keys: string[]
+  /** Per room, in the order of `keys`: pair count n, n consumer id, cursor pairs. */
+  readonly args: (string | number)[]
+}
+
+/**
+ * One slot's room writes as calls of at most FLUSH_ROOMS_PER_CALL rooms and
+ * FLUSH_CURSORS_PER_CALL cursors: a room with more members is split, its
+ * parts in consecutive calls (each is an HSET of other fields).
+ */
+function progressCalls(writes: readonly RoomWrite[]): ProgressCall[] {
+  const calls: ProgressCall[] = []
+  let call: ProgressCall | undefined
+  let cursors = 0
+  for (const write of writes) {
+    const { fields } = write
+    for (let from = 0; from < fields.length; ) {
+      if (!call || call.keys.length === FLUSH_ROOMS_PER_CALL || cursors === FLUSH_CURSORS_PER_CALL) {
+        calls.push((call = { writes: [], keys: [], args: [] }))
+        cursors = 0
+      }
+      const to = Math.min(fields.length, from + 2 * (FLUSH_CURSORS_PER_CALL - cursors))
+      call.writes.push(write)
+      call.keys.push(write.key)
+      call.args.push((to - from) / 2)
+      for (let i = from; i < to; i++) call.args.push(fields[i]!) // one by one: more than a call may spread
+      cursors += (to - from) / 2
+      from = to
+    }
+  }
+  return calls
 }
 
 /**
@@ -92,10 +134,10 @@ export class CursorFlush {
 
   /**
    * Writes the cursors acknowledged since the last flush to the rooms' progress
-   * hashes, one entry per consumer and room, all rooms of a slot in one script
-   * call (progress_write-1n.lua; on one Redis, one call), so the Redis work of
-   * a flush grows with rooms, not with members, and its round trips with
-   * slots. A consumer's own hash gets its cursors when it is released; the
+   * hashes, one entry per consumer and room, the rooms of a slot in as few
+   * script calls as progressCalls makes (progress_write-1n.lua), so the Redis
+   * calls of a flush grow with rooms, not with members, and its round trips
+   * with slots. A consumer's own hash gets its cursors when it is released; the
    * progress is read only if it never is (a crashed node). The rooms on
    * masters of a cluster that do not answer (the watchdog's last PING) stay
    * changed in their outboxes for a later flush: a write would wait for them.
@@ -168,21 +210,13 @@ export class CursorFlush {
     const writes = new Map<number, Promise<unknown>>()
     for (const [slot, rooms] of bySlot) {
       const chunks: Promise<unknown>[] = []
-      for (let start = 0; start < rooms.length; start += FLUSH_ROOMS_PER_CALL) {
-        const chunk = rooms.slice(start, start + FLUSH_ROOMS_PER_CALL)
-        const args: (string | number)[] = []
-        for (const { fields } of chunk) args.push(fields.length / 2, ...fields)
-        this.#context.counters.cursorCommits += chunk.length
+      for (const call of progressCalls(rooms)) {
+        this.#context.counters.cursorCommits += call.keys.length
         chunks.push(
           redis.commands
-            .progressWrite(
-              chunk.length,
-              ...chunk.map(write => write.key),
-              this.#config.consumerTtlSec,
-              ...args,
-            )
+            .progressWrite(call.keys.length, ...call.keys, this.#config.consumerTtlSec, ...call.args)
             .catch((err: unknown) => {
-              this.#notWritten(chunk)
+              this.#notWritten(call.writes)
               throw err
             }),
         )

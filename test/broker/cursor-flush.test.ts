@@ -6,7 +6,13 @@
  */
 import test from 'ava'
 import { consumerIdOf } from '../../src/auth/token.js'
-import { formatCursor } from '../../src/broker/cursor.js'
+import { formatCursor, ORIGIN } from '../../src/broker/cursor.js'
+import { CursorFlush } from '../../src/broker/cursor-flush.js'
+import { makeEntry } from '../../src/broker/entry.js'
+import { NodeContext } from '../../src/broker/node-context.js'
+import type { Outbox } from '../../src/broker/outbox.js'
+import { OutboxCursors } from '../../src/broker/outbox-cursors.js'
+import { silentLogger } from '../../src/log.js'
 import { publishAll, range, RecordingSink, startCrashingPair, startTestNode } from '../helpers/broker.js'
 import { eventually, holdsFor } from '../helpers/eventually.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
@@ -104,4 +110,21 @@ test('cluster: a flush asks once per room whether its master answers, however ma
       ),
       `every member's cursor in ${room}'s progress`,
     )
+})
+
+test('standalone: one room acknowledged by 70,000 consumers of the node: a flush writes every cursor', async t => {
+  // More cursors than a call's arguments may spread: the flush threw RangeError, and the cursors it took were lost.
+  const { core, config } = await startTestNode(t, redis.target('standalone'), { cursorFlushMs: 3_600_000 })
+  const flush = new CursorFlush(core, config, new NodeContext(silentLogger))
+  const n = 70_000
+  for (let i = 0; i < n; i++) {
+    const cursors = new OutboxCursors(new Map([['room', { acked: ORIGIN }]]))
+    cursors.acknowledge([makeEntry('room', 1000, i + 1, 'm', undefined)])
+    // What the flush reads of an outbox: a real one per consumer would cost a session each.
+    flush.acknowledged({ consumerId: `c${i}`, cursors } as unknown as Outbox)
+  }
+  await flush.flushCursors()
+  const progress = core.keys.room('room').progress
+  t.is(await core.redis.commands.hlen(progress), n)
+  t.deepEqual(await core.redis.commands.hmget(progress, 'c0', `c${n - 1}`), ['1000-1', `1000-${n}`])
 })
