@@ -3,9 +3,12 @@ import type { Commands } from '../redis/scripts.js'
 
 type Counter = 'producerMessages' | 'consumerMessages' | 'consumers'
 
+/** Rooms per PFADD: the joins of a Redis outage pile up, more than a call's arguments may spread. */
+const ROOMS_PER_PFADD = 10_000
+
 /**
  * The original's /stats figures. Counted in memory and written to Redis once
- * per flush (one HINCRBY per field, one PFADD), so the shared stats keys cost
+ * per flush (one HINCRBY per field, a PFADD per ROOMS_PER_PFADD rooms), so the shared stats keys cost
  * Redis a few commands per node per second, not some per message; read back
  * summed over every node. This class alone knows the format of the stats
  * keys (keys.stats, keys.statsRooms, keys.statsNodes).
@@ -71,16 +74,19 @@ export class Stats {
           ),
         )
     }
-    if (rooms.size > 0)
+    const names = [...rooms]
+    for (let start = 0; start < names.length; start += ROOMS_PER_PFADD) {
+      const chunk = names.slice(start, start + ROOMS_PER_PFADD)
       writes.push(
-        redis.pfadd(keys.statsRooms, ...rooms).then(
+        redis.pfadd(keys.statsRooms, ...chunk).then(
           () => {},
           err => {
-            for (const room of rooms) this.#rooms.add(room)
+            for (const room of chunk) this.#rooms.add(room)
             throw err
           },
         ),
       )
+    }
     await Promise.all(writes)
   }
 
