@@ -48,7 +48,7 @@ function progressCalls(writes: readonly RoomWrite[]): ProgressCall[] {
   let cursors = 0
   for (const write of writes) {
     const { fields } = write
-    for (let from = 0; from < fields.length; ) {
+    for (let from = 0; from < fields.length;) {
       if (!call || call.keys.length === FLUSH_ROOMS_PER_CALL || cursors === FLUSH_CURSORS_PER_CALL) {
         calls.push((call = { writes: [], keys: [], args: [] }))
         cursors = 0
