@@ -21,7 +21,7 @@ import { SnapperError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters } from '../metrics/admin.js'
 import type { MetricsText } from '../metrics/index.js'
-import { RefusalLog } from '../refusal-log.js'
+import { BoundedLog } from '../bounded-log.js'
 import { bodyError, errorBoundary } from './errors.js'
 import type { LiveSeries } from './live-series.js'
 import { limitPendingBodies, PendingBodies } from './pending-bodies.js'
@@ -116,7 +116,7 @@ export function createAdminApp(deps: AdminDeps): Koa {
     pending: new PendingBodies(config.adminMaxPendingBodyBytes, counters),
     maxBodyBytes: config.adminMaxBodyBytes,
     counters,
-    refusals: new RefusalLog(log, config.logMaxRefusalsPerSec),
+    refusals: new BoundedLog(log, config.logMaxRefusalsPerSec),
     log,
   })
 

@@ -20,7 +20,7 @@ import type { Context, Middleware } from 'koa'
 import { SnapperError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters } from '../metrics/admin.js'
-import type { RefusalLog } from '../refusal-log.js'
+import type { BoundedLog } from '../bounded-log.js'
 
 /** The methods whose bodies @koa/bodyparser reads (its `parsedMethods`); others' bodies Node discards unread. */
 const PARSED_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH'])
@@ -72,7 +72,7 @@ export function limitPendingBodies(
     readonly pending: PendingBodies
     readonly maxBodyBytes: number
     readonly counters: AdminCounters
-    readonly refusals: RefusalLog
+    readonly refusals: BoundedLog
     readonly log: Logger
   },
 ): Middleware {

@@ -7,7 +7,7 @@ import { httpError } from '../errors.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import type { AdminCounters } from '../metrics/admin.js'
-import { RefusalLog } from '../refusal-log.js'
+import { BoundedLog } from '../bounded-log.js'
 
 /**
  * The admin app's HTTP server. Its port may be reachable by strangers, and
@@ -49,7 +49,7 @@ export function createAdminServer(
     app.callback(),
   )
   const log = deps.logger.child({ module: 'admin' })
-  const refusals = new RefusalLog(log, config.logMaxRefusalsPerSec)
+  const refusals = new BoundedLog(log, config.logMaxRefusalsPerSec)
   const refused = (
     limit: 'adminMaxConnections' | 'adminMaxConnectionsPerAddress' | 'openFilesReserve',
     remote?: string,

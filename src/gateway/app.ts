@@ -6,7 +6,7 @@ import type { Config } from '../config/defaults.js'
 import { httpError } from '../errors.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
-import { RefusalLog } from '../refusal-log.js'
+import { BoundedLog } from '../bounded-log.js'
 import {
   createConsumerHandlers,
   STORAGE_UNAVAILABLE,
@@ -129,7 +129,7 @@ export function createGateway(deps: {
       tokens,
       log: logger,
       counters,
-      refusals: new RefusalLog(logger, config.logMaxRefusalsPerSec),
+      refusals: new BoundedLog(logger, config.logMaxRefusalsPerSec),
       userSessions,
       userHandshakes,
     }),

@@ -6,7 +6,7 @@ import type { BrokerNode, ConsumerSink } from '../broker/node.js'
 import type { Outbox } from '../broker/outbox.js'
 import { classifyMessage, isShallow, MAX_PARAMS_DEPTH } from '../jsonrpc.js'
 import { truncate, type Logger } from '../log.js'
-import type { RefusalLog } from '../refusal-log.js'
+import type { BoundedLog } from '../bounded-log.js'
 import {
   decodeFromClient,
   encodeObject,
@@ -185,7 +185,7 @@ export interface ConsumerHandlersDeps {
   /** What the handlers count: handshakes, refusals, requests, acks, invalid messages. */
   readonly counters: ConsumerCounters
   /** Where refusals a client can cause at will are logged, at a bounded rate (never the token itself). */
-  readonly refusals: RefusalLog
+  readonly refusals: BoundedLog
   /** Holds each accepted handshake's place (maxSessionsPerUser) until abandon(), close() or its replacement. */
   readonly userSessions: UserSessions<ConsumerLink>
   /** Counts each user's handshakes in the current second (maxHandshakesPerUserPerSec). */

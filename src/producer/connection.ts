@@ -32,7 +32,7 @@ import {
 import type { ProducerCounters } from './counters.js'
 import { InFlight } from './in-flight.js'
 import { parseMessage, type RpcId, type RpcMessage } from '../jsonrpc.js'
-import type { RefusalLog } from '../refusal-log.js'
+import type { BoundedLog } from '../bounded-log.js'
 import type { Method } from './methods.js'
 import { isFramingError, RespDecoder, type FramingError } from './resp.js'
 import type { ProducerShares, Share } from './shares.js'
@@ -63,7 +63,7 @@ export interface ConnectionDeps {
   readonly counters: ProducerCounters
   readonly logger: Logger
   /** Where refusals a stranger can cause are logged, at a bounded rate. */
-  readonly refusals: RefusalLog
+  readonly refusals: BoundedLog
   /** Called once when the connection leaves `authenticating` (authenticated, refused or closed). */
   readonly onAuthenticationEnd: () => void
 }

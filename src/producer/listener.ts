@@ -15,7 +15,7 @@ import { UnauthenticatedProducers } from './admission.js'
 import { ProducerConnection } from './connection.js'
 import { countError, createCounters } from './counters.js'
 import { encodeError, rpcError } from '../jsonrpc.js'
-import { RefusalLog } from '../refusal-log.js'
+import { BoundedLog } from '../bounded-log.js'
 import { encodeBulk } from './resp.js'
 import { createMethods } from './methods.js'
 import { ProducerShares } from './shares.js'
@@ -96,7 +96,7 @@ export function createProducerListener(deps: {
   const connections = new Set<ProducerConnection>()
   const shares = new ProducerShares(config.producerSharedMaxPendingBytes)
   const unauthenticated = new UnauthenticatedProducers(config)
-  const refusals = new RefusalLog(log, config.logMaxRefusalsPerSec)
+  const refusals = new BoundedLog(log, config.logMaxRefusalsPerSec)
   let accepted = 0
   let refused = 0
 

@@ -1,7 +1,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { guard } from '../../guard.js'
 import { type Logger, silentLogger } from '../../log.js'
-import { RefusalLog } from '../../refusal-log.js'
+import { BoundedLog } from '../../bounded-log.js'
 import { BufferedBytes } from './buffered-bytes.js'
 import { Heartbeats } from './heartbeat.js'
 import { Admission, type AdmissionHost, INTERNAL_ERROR, type Prepared } from './admission.js'
@@ -79,7 +79,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
   #tooSlow = 0
   #replacedClosesDropped = 0
   readonly buffered: BufferedBytes
-  readonly #cutLog: RefusalLog
+  readonly #cutLog: BoundedLog
 
   constructor(app: TemplatedApp, options: EngineOptions, handlers: EngineHandlers<T>, log: Logger) {
     this.options = options
@@ -91,7 +91,7 @@ class EngineServer<T> implements Engine<T>, SessionHost<T>, AdmissionHost, Upgra
     // A socket holding under a sixteenth of maxBackpressureBytes is never cut for the total's sake. A reader's
     // frames go to the kernel, whose send buffer grows to megabytes: uWS holds something for it only while
     // it reads slower than it is sent to (a batch is at most half of maxBackpressureBytes, config/load.ts).
-    this.#cutLog = new RefusalLog(log, options.logMaxRefusalsPerSec ?? 10)
+    this.#cutLog = new BoundedLog(log, options.logMaxRefusalsPerSec ?? 10)
     this.buffered = new BufferedBytes(
       options.maxBackpressureBytesTotal ?? 0,
       options.maxBackpressureBytes / 16,

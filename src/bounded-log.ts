@@ -3,14 +3,20 @@ import type { Logger } from './log.js'
 import { RatePerSecond } from './rate.js'
 
 /**
- * The log of what a stranger can cause once per connection or handshake (a
+ * A log of what can happen once per connection, request or consumer, where
+ * one cause can bring thousands a second: at most `perSecond` lines of each
+ * message a second. Those left out are counted, and said in one line
+ * (`<message> (more in one second)`, with `skipped`) when their second ends,
+ * so that a flood cannot flood the log (and the disk under it). The callers'
+ * counters and metrics still count every one.
+ *
+ * Two kinds, each with its bound: refusals, what a stranger can cause (a
  * producer connection refused, its token, its frames; a consumer handshake's
- * token or codec): at most `perSecond` lines of
- * each message a second. Those left out are counted, and said in one line
- * when their second ends, so that a flood of connections cannot flood the
- * log (and the disk under it).
+ * token or codec: logMaxRefusalsPerSec), and failures, what one Redis outage
+ * fails per request or per consumer (a publish answered STORE_UNAVAILABLE, a
+ * consumer's connect, release or log read: logMaxFailuresPerSec).
  */
-export class RefusalLog {
+export class BoundedLog {
   readonly #log: Logger
   readonly #perSecond: number
   readonly #rate: RatePerSecond
@@ -31,8 +37,17 @@ export class RefusalLog {
     this.#write(log, 'warn', fields, message)
   }
 
-  /** `log` is the caller's (a connection's, with its address); the count goes to the listener's. */
-  #write(log: Logger, level: 'info' | 'warn', fields: Record<string, unknown>, message: string): void {
+  error(log: Logger, fields: Record<string, unknown>, message: string): void {
+    this.#write(log, 'error', fields, message)
+  }
+
+  /** `log` is the caller's (a connection's, with its address); the count goes to this one's own. */
+  #write(
+    log: Logger,
+    level: 'info' | 'warn' | 'error',
+    fields: Record<string, unknown>,
+    message: string,
+  ): void {
     if (this.#rate.admits(message)) return log[level](fields, message)
     const skipped = (this.#skipped.get(message) ?? 0) + 1
     this.#skipped.set(message, skipped)
@@ -42,6 +57,6 @@ export class RefusalLog {
       this.#skipped.delete(message)
       this.#log[level]({ skipped: count, perSecond: this.#perSecond }, `${message} (more in one second)`)
     }
-    setTimeout(guard(this.#log, 'refusal log', report), this.#rate.windowEndsAtMs - Date.now()).unref()
+    setTimeout(guard(this.#log, 'bounded log', report), this.#rate.windowEndsAtMs - Date.now()).unref()
   }
 }
