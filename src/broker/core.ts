@@ -1,3 +1,4 @@
+import { BoundedLog } from '../bounded-log.js'
 import type { Config } from '../config/defaults.js'
 import type { Logger } from '../log.js'
 import type { RedisClients } from '../redis/connect.js'
@@ -32,6 +33,7 @@ export type CoreConfig = Pick<
   | 'trackMaxReceipts'
   | 'trackReceiptRetrySec'
   | 'deadNodeRetentionSec'
+  | 'logMaxFailuresPerSec'
 >
 
 /** Longest a publish, join or leave waits for its replicas to confirm (redisReplicaAcks > 0), in ms. */
@@ -94,6 +96,16 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     isPassing: err => redis.isPassing(err),
   })
   const backlog = new PublishBacklog(config.publishMaxPendingBytes)
-  const producerApi = createProducerApi({ backlog, log, membership, presence, stats, tracking, logger })
+  const failures = new BoundedLog(logger, config.logMaxFailuresPerSec)
+  const producerApi = createProducerApi({
+    backlog,
+    log,
+    membership,
+    presence,
+    stats,
+    tracking,
+    logger,
+    failures,
+  })
   return { redis, keys, log, membership, presence, stats, tracking, producerApi }
 }

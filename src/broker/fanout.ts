@@ -138,7 +138,7 @@ export class Fanout {
       const subscribed = this.#pubsub.subscribe(channel).then(
         () => true,
         (err: unknown) => {
-          this.#context.log.warn({ err, room }, 'subscribe failed')
+          this.#context.redisError(err, 'subscribe failed', { room })
           return false
         },
       )
@@ -174,7 +174,7 @@ export class Fanout {
     local.recent.clear()
     this.#pubsub
       .unsubscribe(local.channel)
-      .catch((err: unknown) => this.#context.log.warn({ err, room }, 'unsubscribe failed'))
+      .catch((err: unknown) => this.#context.redisError(err, 'unsubscribe failed', { room }))
   }
 
   /** An announcement from Redis: fan it out to the room's local members. */

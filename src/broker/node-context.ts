@@ -1,3 +1,4 @@
+import { BoundedLog } from '../bounded-log.js'
 import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 
@@ -21,6 +22,9 @@ export interface NodeCounters {
  * What the parts of one node share (hub, fan-out, store, handoff, connects, room sync):
  * its counters, its logger, and how a failed Redis command is reported. Such
  * a failure is never thrown: the work is retried, or healed later by a read.
+ * Much of it is per consumer or per room, so an outage fails thousands at
+ * once: each is counted, and logged through `failures` (at most
+ * logMaxFailuresPerSec lines of each message a second, the rest counted in one).
  */
 export class NodeContext {
   readonly counters: NodeCounters = {
@@ -36,15 +40,21 @@ export class NodeContext {
     gapMessages: 0,
   }
 
+  /** The failures of per-consumer and per-room work, logged at most logMaxFailuresPerSec a second per message. */
+  readonly failures: BoundedLog
+
   constructor(
     readonly log: Logger,
+    logMaxFailuresPerSec: number,
     /** Whether Redis takes commands now (RedisClients.isReady): periodic tasks wait for it. */
     readonly isRedisReady: () => boolean = () => true,
-  ) {}
+  ) {
+    this.failures = new BoundedLog(log, logMaxFailuresPerSec)
+  }
 
-  redisError(err: unknown, message: string): void {
+  redisError(err: unknown, message: string, fields: Record<string, unknown> = {}): void {
     this.counters.redisErrors++
-    this.log.warn({ err }, message)
+    this.failures.warn(this.log, { err, ...fields }, message)
   }
 
   /**

@@ -38,6 +38,7 @@ export type NodeConfig = Pick<
   | 'nodeTtlMs'
   | 'statsFlushMs'
   | 'ackTimeoutMs'
+  | 'logMaxFailuresPerSec'
 >
 
 /**
@@ -83,7 +84,9 @@ export class BrokerNode<S extends ConsumerSink = ConsumerSink> {
     this.#config = config
     this.id = `${name}:${randomBytes(4).toString('base64url')}`
     this.name = name
-    const context = (this.#context = new NodeContext(log, () => core.redis.isReady()))
+    const context = (this.#context = new NodeContext(log, config.logMaxFailuresPerSec, () =>
+      core.redis.isReady(),
+    ))
     this.counters = context.counters
     this.#hub = new Hub(config.ackTimeoutMs, context)
     this.#fanout = new Fanout(

@@ -58,7 +58,7 @@ export function outboxHost<S extends ConsumerSink>(parts: OutboxHostParts): Outb
     },
     readFailed: (outbox, room, err) => {
       counters.logReadErrors++
-      log.warn({ err, consumerId: outbox.consumerId, room }, 'log read failed, retrying')
+      context.failures.warn(log, { err, consumerId: outbox.consumerId, room }, 'log read failed, retrying')
     },
     holeFound: (outbox, room, missed) => {
       counters.gaps++

@@ -1,3 +1,4 @@
+import type { BoundedLog } from '../bounded-log.js'
 import { SnapperError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { ConsumerCounts, ProducerApi, Publication } from './api.js'
@@ -28,14 +29,16 @@ export function createProducerApi(deps: {
   stats: Stats
   tracking: Tracking
   logger: Logger
+  /** Where each failed call is logged: an outage fails every call, and the lines must not flood the log. */
+  failures: BoundedLog
 }): ProducerApi {
-  const { backlog, log, membership, presence, stats, tracking, logger } = deps
+  const { backlog, log, membership, presence, stats, tracking, logger, failures } = deps
   const storeError = (err: unknown): never => {
     if (err instanceof SnapperError) throw err // a refusal, not Redis
     // Expected while a replica is down, and logged once by ReplicaShortfalls rather than per call.
     if (err instanceof TooFewReplicas)
       throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err, reason: shortfallReason(err) })
-    logger.error({ err }, 'redis command failed')
+    failures.error(logger, { err }, 'redis command failed')
     throw new SnapperError('STORE_UNAVAILABLE', undefined, { cause: err, reason: storeReason(err) })
   }
 

@@ -90,6 +90,12 @@ export interface Config {
    * codec); the rest are counted in one line. @default 10
    */
   readonly logMaxRefusalsPerSec: number
+  /**
+   * Lines a second per process, of each kind, for what a Redis outage fails once per request or
+   * consumer (a publish answered STORE_UNAVAILABLE, a consumer's connect, release or log read);
+   * the rest are counted in one line, and the metrics count every one. @default 10
+   */
+  readonly logMaxFailuresPerSec: number
 
   /** Messages a room log keeps at most (older ones are trimmed). @default 10000 */
   readonly roomLogMaxLen: number
@@ -335,6 +341,7 @@ export const defaults: Config = {
   workers: availableParallelism(),
   logLevel: 'info',
   logMaxRefusalsPerSec: 10,
+  logMaxFailuresPerSec: 10,
 
   roomLogMaxLen: 10_000,
   roomLogMaxBytes: 16 << 20,

@@ -116,6 +116,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toCount,
     doc: 'lines a second per process, of each kind, for what a stranger can cause once per producer connection (refused: too many, its token, its frames) or consumer handshake (refused: its token, its codec); the ones left out are counted in one line when their second ends',
   },
+  logMaxFailuresPerSec: {
+    env: 'SNAPPER_LOG_MAX_FAILURES_PER_SEC',
+    parse: toCount,
+    doc: 'lines a second per process, of each kind, for what a Redis outage fails once per request or consumer (`redis command failed`: a producer call answered STORE_UNAVAILABLE; the connect, release or log read of a consumer; the subscribe of a room); the ones left out are counted in one line when their second ends, and the metrics count every one',
+  },
 
   roomLogMaxLen: {
     env: 'SNAPPER_ROOM_LOG_MAX_LEN',

@@ -226,7 +226,7 @@ export function registerNodeMetrics(registry: Registry, sources: NodeSources): v
   counterOf(
     registry,
     'snapper_redis_errors_total',
-    "Redis commands of the node's own work (cursors, hand-overs, periodic tasks) that failed, each logged and retried or healed later. Not publishes (snapper_producer_errors_total), not outages: commands wait through those (snapper_redis_up).",
+    "Redis commands of the node's own work (cursors, hand-overs, periodic tasks) that failed, each counted here, logged (at most logMaxFailuresPerSec lines a second of each kind), and retried or healed later. Not publishes (snapper_producer_errors_total), not outages: commands wait through those (snapper_redis_up).",
     () => counters.redisErrors,
   )
   counterOf(

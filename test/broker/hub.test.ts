@@ -21,7 +21,7 @@ async function hubWithBatch(
   context: NodeContext
   outbox: ReturnType<FakeHost['outbox']>
 }> {
-  const context = new NodeContext(silentLogger)
+  const context = new NodeContext(silentLogger, 10)
   const hub = new Hub<FakeSink>(ackTimeoutMs, context)
   const host = new FakeHost()
   host.append('r', ...messages)
