@@ -115,7 +115,7 @@ test('cluster: a flush asks once per room whether its master answers, however ma
 test('standalone: one room acknowledged by 70,000 consumers of the node: a flush writes every cursor', async t => {
   // More cursors than a call's arguments may spread: the flush threw RangeError, and the cursors it took were lost.
   const { core, config } = await startTestNode(t, redis.target('standalone'), { cursorFlushMs: 3_600_000 })
-  const flush = new CursorFlush(core, config, new NodeContext(silentLogger))
+  const flush = new CursorFlush(core, config, new NodeContext(silentLogger, config.logMaxFailuresPerSec))
   const n = 70_000
   for (let i = 0; i < n; i++) {
     const cursors = new OutboxCursors(new Map([['room', { acked: ORIGIN }]]))
