@@ -5,7 +5,8 @@
  * drainTimeoutMs; then everything the drain started settles at once (the
  * node's own stop, the producer side's close) and nothing of the node keeps
  * the process alive: it ends by itself, with a producer still connected.
- * With Redis up, the same stop drains fully and the process ends too.
+ * The same on a Redis Cluster whose every master hangs or is gone. With
+ * Redis up, the same stop drains fully and the process ends too.
  */
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -14,10 +15,12 @@ import { fileURLToPath } from 'node:url'
 import test, { type ExecutionContext } from 'ava'
 import { Tokens } from '../../src/auth/token.js'
 import type Producer from 'snapper-producer'
-import { connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import type { RedisTarget } from '../../src/config/defaults.js'
+import { asTarget, connectProducer, newUserId, startBroker, TEST_SECRET } from '../helpers/broker.js'
 import { connectConsumer, type TestConsumer } from '../helpers/consumers.js'
 import type { EmbeddedNodeEvent } from '../helpers/embedded-node-run.js'
-import { holdsFor, within } from '../helpers/eventually.js'
+import { eventually, holdsFor, within } from '../helpers/eventually.js'
+import { startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js'
 import { startRedis, uniquePrefix, type RedisServer } from '../helpers/redis.js'
 import { dieWithThisProcess } from '../helpers/watchdog.js'
 
@@ -32,6 +35,12 @@ const DRAIN_TIMEOUT_MS = 1000
  */
 const SETTLED_WITHIN_MS = 1000
 const EXITED_WITHIN_MS = 1500
+/**
+ * The same for a Redis Cluster that is gone: each slot-map read that failed
+ * before the drop leaves ioredis a timer of its disconnectTimeout (2 s) that
+ * nothing can reach or clear, so up to 2 s.
+ */
+const CLUSTER_GONE_EXITED_WITHIN_MS = 2500
 
 type Settled = Extract<EmbeddedNodeEvent, { outcome: string }>
 
@@ -50,10 +59,10 @@ interface EmbeddedNode {
 
 async function startEmbeddedNode(
   t: ExecutionContext,
-  redisUrl: string,
+  target: RedisTarget,
   overrides: Record<string, unknown>,
 ): Promise<EmbeddedNode> {
-  const child = spawn(process.execPath, [RUN, redisUrl, JSON.stringify(overrides)], {
+  const child = spawn(process.execPath, [RUN, JSON.stringify(target), JSON.stringify(overrides)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   dieWithThisProcess(child)
@@ -122,6 +131,56 @@ async function busyNode(
   return { producer, consumers, userIds }
 }
 
+/** Freezes the Redis of a test (every master of a cluster) while a node runs on it; thawed after the test. */
+type Freeze = (t: ExecutionContext) => Promise<void>
+
+/**
+ * A node on `target`, consumers connected and a producer publishing on, is
+ * stopped once `freeze` made Redis hang or go: its drain gives up after
+ * drainTimeoutMs, then the node's own stop and the producer side's close
+ * settle at once and the process ends by itself with code 0.
+ */
+async function stopWhileFrozen(
+  t: ExecutionContext,
+  target: RedisTarget,
+  freeze: Freeze,
+  exitedWithinMs = EXITED_WITHIN_MS,
+): Promise<void> {
+  const node = await startEmbeddedNode(t, target, { drainTimeoutMs: DRAIN_TIMEOUT_MS })
+  const { producer, userIds } = await busyNode(t, node)
+  // Publishing on through the stop: appends wait for Redis, and the producer stays connected.
+  let sent = 0
+  const publishing = setInterval(() => {
+    for (const userId of userIds) producer.sendMessage(`user${userId}`, `more ${sent++}`)
+  }, 10)
+  t.teardown(() => clearInterval(publishing))
+
+  await freeze(t)
+  node.stop()
+  const stop = await node.settled('stop')
+  t.is(stop.outcome, 'rejected')
+  t.regex(stop.message ?? '', /^drain not done within 1000 ms \(Redis connection \w+\)$/)
+  t.true(
+    stop.atMs >= DRAIN_TIMEOUT_MS && stop.atMs < DRAIN_TIMEOUT_MS + 1000,
+    `gave up after ${stop.atMs} ms`,
+  )
+  for (const part of ['brokerNodeStop', 'producerClose'] as const) {
+    const settled = await node.settled(part)
+    t.true(
+      settled.atMs - stop.atMs <= SETTLED_WITHIN_MS,
+      `${part} ${settled.outcome} ${settled.atMs - stop.atMs} ms after the drain gave up`,
+    )
+  }
+  const [code, signal] = await within(node.exited, exitedWithinMs, 'the process to end by itself').catch(
+    (err: Error) => {
+      throw new Error(`${err.message}: held by ${node.holders().join(', ')}`)
+    },
+  )
+  t.deepEqual({ code, signal }, { code: 0, signal: null }, node.log())
+  t.regex(node.log(), /"msg":"node drain timed out"/)
+  t.notRegex(node.log(), /unexpectedly/, 'no handler threw')
+}
+
 for (const [how, freeze] of [
   ['hangs (SIGSTOP)', (redis: RedisServer) => Promise.resolve(redis.signal('SIGSTOP'))],
   ['is gone (SIGKILL)', (redis: RedisServer) => redis.kill('SIGKILL')],
@@ -132,47 +191,65 @@ for (const [how, freeze] of [
       redis.signal('SIGCONT')
       await redis.stop()
     })
-    const node = await startEmbeddedNode(t, redis.url, { drainTimeoutMs: DRAIN_TIMEOUT_MS })
-    const { producer, userIds } = await busyNode(t, node)
-    // Publishing on through the stop: appends wait for Redis, and the producer stays connected.
-    let sent = 0
-    const publishing = setInterval(() => {
-      for (const userId of userIds) producer.sendMessage(`user${userId}`, `more ${sent++}`)
-    }, 10)
-    t.teardown(() => clearInterval(publishing))
-
-    await freeze(redis)
-    node.stop()
-    const stop = await node.settled('stop')
-    t.is(stop.outcome, 'rejected')
-    t.regex(stop.message ?? '', /^drain not done within 1000 ms \(Redis connection \w+\)$/)
-    t.true(
-      stop.atMs >= DRAIN_TIMEOUT_MS && stop.atMs < DRAIN_TIMEOUT_MS + 1000,
-      `gave up after ${stop.atMs} ms`,
-    )
-    for (const part of ['brokerNodeStop', 'producerClose'] as const) {
-      const settled = await node.settled(part)
-      t.true(
-        settled.atMs - stop.atMs <= SETTLED_WITHIN_MS,
-        `${part} ${settled.outcome} ${settled.atMs - stop.atMs} ms after the drain gave up`,
-      )
-    }
-    const [code, signal] = await within(node.exited, EXITED_WITHIN_MS, 'the process to end by itself').catch(
-      (err: Error) => {
-        throw new Error(`${err.message}: held by ${node.holders().join(', ')}`)
-      },
-    )
-    t.deepEqual({ code, signal }, { code: 0, signal: null }, node.log())
-    t.regex(node.log(), /"msg":"node drain timed out"/)
-    t.notRegex(node.log(), /unexpectedly/, 'no handler threw')
+    await stopWhileFrozen(t, asTarget(redis.url), () => freeze(redis))
   })
 }
+
+// One cluster for the file: no replicas and a long cluster-node-timeout, so that masters that hang are
+// neither failed over nor marked failed, and answer again once thawed. Masters killed do not come back:
+// that test runs last.
+let cluster: RedisCluster | undefined
+test.before(async () => {
+  cluster = await startRedisCluster({ replicasPerMaster: 0, nodeTimeoutMs: 60_000 })
+})
+test.after.always(() => cluster?.stop())
+
+/** The pid of every master of the file's cluster. */
+const masterPids = (redis: RedisCluster): Promise<number[]> =>
+  Promise.all(
+    redis.nodes.map(async ({ port }) => {
+      const info = await redis.nodeClient(port).info('server')
+      return Number(/process_id:(\d+)/.exec(info)![1])
+    }),
+  )
+
+const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false // ESRCH: it has exited and been reaped
+  }
+}
+
+test.serial(
+  "a stop while every master of a Redis Cluster hangs (SIGSTOP) gives up after drainTimeoutMs; then the node's own stop settles and the process ends by itself",
+  async t => {
+    const redis = cluster!
+    const pids = await masterPids(redis)
+    t.teardown(() => pids.forEach(pid => process.kill(pid, 'SIGCONT')))
+    await stopWhileFrozen(t, redis.target, async () => pids.forEach(pid => process.kill(pid, 'SIGSTOP')))
+  },
+)
+
+test.serial(
+  "a stop while every master of a Redis Cluster is gone (SIGKILL) gives up after drainTimeoutMs; then the node's own stop settles and the process ends by itself",
+  async t => {
+    const redis = cluster!
+    const pids = await masterPids(redis)
+    const kill = async (): Promise<void> => {
+      for (const pid of pids) process.kill(pid, 'SIGKILL')
+      await eventually(() => !pids.some(isRunning), { what: 'every master to exit' })
+    }
+    await stopWhileFrozen(t, redis.target, kill, CLUSTER_GONE_EXITED_WITHIN_MS)
+  },
+)
 
 test('with Redis up the same stop drains fully: it resolves, the process ends by itself, cursors are committed', async t => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const redisPrefix = uniquePrefix()
-  const node = await startEmbeddedNode(t, redis.url, { drainTimeoutMs: 5000, redisPrefix })
+  const node = await startEmbeddedNode(t, asTarget(redis.url), { drainTimeoutMs: 5000, redisPrefix })
   const { consumers, userIds } = await busyNode(t, node)
 
   node.stop()

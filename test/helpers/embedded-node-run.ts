@@ -4,7 +4,7 @@
  * process.exit: once stopped, it must end by itself. Prints one JSON line
  * per event on stdout (EmbeddedNodeEvent); its log goes to stderr.
  *
- *   node embedded-node-run.js <redis url> <config overrides as JSON>
+ *   node embedded-node-run.js <redis target as JSON> <config overrides as JSON>
  *
  * SIGUSR2 stops the node (RunningNode.stop()). The BrokerNode's own stop, as
  * the drain calls it, is watched apart: it may still wait after the drain
@@ -13,7 +13,7 @@
  */
 import { pino } from 'pino'
 import { startNode } from '../../src/cli/node.js'
-import type { Config } from '../../src/config/defaults.js'
+import type { Config, RedisTarget } from '../../src/config/defaults.js'
 import { testConfig } from './broker.js'
 
 export type EmbeddedNodeEvent =
@@ -29,9 +29,10 @@ export type EmbeddedNodeEvent =
 
 const say = (event: EmbeddedNodeEvent): void => void process.stdout.write(`${JSON.stringify(event)}\n`)
 
-const [url, overrides = '{}'] = process.argv.slice(2)
-if (url === undefined) throw new Error('usage: embedded-node-run.js <redis url> [config overrides as JSON]')
-const config = testConfig(url, JSON.parse(overrides) as Partial<Config>)
+const [target, overrides = '{}'] = process.argv.slice(2)
+if (target === undefined)
+  throw new Error('usage: embedded-node-run.js <redis target as JSON> [config overrides as JSON]')
+const config = testConfig(JSON.parse(target) as RedisTarget, JSON.parse(overrides) as Partial<Config>)
 const logger = pino({ level: 'warn' }, pino.destination(2))
 const running = await startNode(config, logger, { gateway: 0, producer: 0 })
 say({ event: 'started', gateway: running.ports.gateway, producer: running.ports.producer })
