@@ -245,7 +245,7 @@ function dropNow(client: Redis | Cluster): void {
  * again (ioredis silences it when it ends a cluster).
  */
 interface ClusterSubscribers {
-  subscriber: { subscriber: Redis | null }
+  subscriber?: { subscriber: Redis | null }
   shardedSubscribers?: { shardedSubscribers: Map<string, { getInstance(): Redis | null }> }
   subscriberGroupEmitter?: { removeAllListeners(): void }
 }
@@ -265,7 +265,7 @@ function dropClusterNow(cluster: Cluster): void {
   const inner = cluster as unknown as ClusterSubscribers
   const connections = [
     ...cluster.nodes('all'),
-    inner.subscriber.subscriber,
+    inner.subscriber?.subscriber,
     ...[...(inner.shardedSubscribers?.shardedSubscribers.values() ?? [])].map(sharded =>
       sharded.getInstance(),
     ),
