@@ -274,7 +274,7 @@ export class ConsumerStore {
         this.nodeId,
         inflightRecord(outbox.inflight),
         consumerId,
-        ...outbox.cursors.takeAll(),
+        outbox.cursors.takeAll(),
       )
       // The consumer's own cursors are the truth now; its entries in the rooms' progress can go,
       // unless another node holds it by now (a late release), which may have written them since.
@@ -402,7 +402,7 @@ export class ConsumerStore {
       this.#config.consumerTtlSec,
       outbox.consumerId,
       userRoom(outbox.userId),
-      ...outbox.cursors.all(),
+      outbox.cursors.all(),
     )
     return restored === 1
   }

@@ -99,7 +99,9 @@ export interface ScriptCommands {
   /**
    * consumer_restore-4.lua: writes a consumer's record again (node key,
    * rooms at these cursors but those left since, presence) if Redis lost it,
-   * keeping rooms joined since; 1 if it did.
+   * keeping rooms joined since; 1 if it did. The pairs go as one array
+   * (ioredis flattens it): spread, as many as maxRoomsPerConsumer allows
+   * would overflow the stack (every call frame holds each argument).
    */
   consumerRestore(
     rooms: string,
@@ -110,8 +112,9 @@ export interface ScriptCommands {
     ttlSec: number,
     consumerId: string,
     ownRoom: string,
-    ...roomCursorPairs: string[]
+    roomCursorPairs: readonly string[],
   ): Reply<0 | 1>
+  /** cursor_commit-5.lua; the pairs as one array, as consumerRestore's. */
   cursorCommit(
     rooms: string,
     node: string,
@@ -122,7 +125,7 @@ export interface ScriptCommands {
     releaseNodeId: string,
     inflightRecord: string,
     consumerId: string,
-    ...roomCursorPairs: string[]
+    roomCursorPairs: readonly string[],
   ): Reply<[moved: number, released: 0 | 1]>
 }
 

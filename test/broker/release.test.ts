@@ -1,6 +1,7 @@
 /**
  * Releasing a consumer on a kick: the `released` notice follows the cursor
- * commit, and a kick while the consumer is still connecting leaves no trace.
+ * commit, and a kick while the consumer is still connecting leaves no trace;
+ * a release (and a restore) of a consumer in very many rooms.
  */
 import test from 'ava'
 import { formatCursor } from '../../src/broker/cursor.js'
@@ -101,3 +102,31 @@ for (const topology of TOPOLOGIES) {
     t.is(node.counters.messagesAcked, 0)
   })
 }
+
+// A consumer's rooms went to Redis spread into one call each, two arguments a room: at about
+// 62,000 rooms (maxRoomsPerConsumer raised) that overflowed the stack.
+test('standalone: a consumer in 70,000 rooms is restored after a data loss and released with every cursor', async t => {
+  const { node, core } = await startTestNode(t, redis.target('standalone'), {
+    maxRoomsPerConsumer: 100_000,
+    cursorFlushMs: 600_000,
+    nodeTtlMs: 1500, // the liveness check that finds the loss runs every 500 ms
+  })
+  const id = consumerId()
+  const { rooms, node: nodeKey } = core.keys.consumer(id)
+  const joined = range(70_000).map(i => `r${i}`)
+  await core.redis.commands.hset(rooms, Object.fromEntries(joined.map(room => [room, '0-0'])))
+  const sink = await new RecordingSink(node).connect(id, USER)
+  await core.producerApi.publish([['r69999', 'last']])
+  await sink.waitFor(1)
+  await eventually(() => sink.outbox!.inflight === undefined) // acknowledged, not flushed
+  const { ms, seq } = sink.batches[0]!.entries[0]!
+
+  // Redis lost the consumer's record and the node's liveness key: the node writes the record again.
+  await core.redis.commands.del(rooms, nodeKey, core.keys.nodeAlive(node.id))
+  await eventually(async () => (await core.redis.commands.hlen(rooms)) === 70_001, {
+    what: 'the record written again',
+  })
+  await node.disconnect(sink.outbox!, sink)
+  t.is(await core.redis.commands.hget(rooms, 'r69999'), formatCursor({ ms, seq }), 'its cursor committed')
+  t.is(await core.redis.commands.get(nodeKey), null, 'released')
+})

@@ -570,17 +570,7 @@ function consumerOf(userId: string, source = 't') {
 const restoreOf =
   (c: ReturnType<typeof consumerOf>) =>
   (...pairs: string[]) =>
-    redis.consumerRestore(
-      c.rooms,
-      c.node,
-      c.presence,
-      c.left,
-      'node-1',
-      600,
-      c.consumerId,
-      c.ownRoom,
-      ...pairs,
-    )
+    redis.consumerRestore(c.rooms, c.node, c.presence, c.left, 'node-1', 600, c.consumerId, c.ownRoom, pairs)
 /** consumer_connect for consumer `c` from `nodeId` (ttl 60 s); evenIfHeld '1' takes a session another node holds. */
 const connectOn = (c: ReturnType<typeof consumerOf>, nodeId: string, evenIfHeld: '1' | '') =>
   redis.consumerConnect(
@@ -774,7 +764,7 @@ test('cursor_commit moves cursors forward only, for rooms still joined', async t
       '',
       '',
       c.consumerId,
-      ...pairs,
+      pairs,
     )
   await redis.consumerJoin(c.rooms, c.node, c.left, 'a', '10-5', 60, 1000)
   await redis.consumerJoin(c.rooms, c.node, c.left, 'b', '10-5', 60, 1000)
@@ -797,8 +787,7 @@ test('cursor_commit releases the session, the presence entry and the own room pr
       nodeId,
       record,
       c.consumerId,
-      c.ownRoom,
-      cursor,
+      [c.ownRoom, cursor],
     )
   await connect('node-2')
   await redis.hset(c.ownProgress, c.consumerId, '1-1', 'w.other', '1-1')
