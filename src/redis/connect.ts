@@ -2,9 +2,9 @@ import { Cluster, Redis, ReplyError, type ClusterNode, type RedisOptions } from 
 import type { RedisTarget } from '../config/defaults.js'
 import { parseRedisNode } from '../config/redis-url.js'
 import type { Logger } from '../log.js'
+import { dropNow } from './drop.js'
 import { createPubSub, type PubSub } from './pubsub.js'
 import { followRedirects } from './redirects.js'
-import { dropNow } from './drop.js'
 import { defineScripts, variadicScripts, type Commands } from './scripts.js'
 import { slotOf } from './slot.js'
 
