@@ -22,6 +22,7 @@ export type CoreConfig = Pick<
   | 'roomLogMaxLen'
   | 'roomLogMaxBytes'
   | 'logReadMaxBytes'
+  | 'logReadMaxRoomsPerCall'
   | 'publishMaxPendingBytes'
   | 'messageTtlSec'
   | 'consumerTtlSec'
@@ -73,6 +74,7 @@ export function createBrokerCore(config: CoreConfig, redis: RedisClients, logger
     maxLen: config.roomLogMaxLen,
     maxBytes: config.roomLogMaxBytes,
     readMaxBytes: config.logReadMaxBytes,
+    readMaxRoomsPerCall: config.logReadMaxRoomsPerCall,
     ttlSec: config.messageTtlSec,
     publishCommand: pubsub.publishCommand,
     resendsInOrder: redis.resendsInOrder,

@@ -12,8 +12,10 @@ import type { GroupCommit } from './group-commit.js'
 export interface RoomLogOptions {
   /** Messages a room keeps at most. */
   readonly maxLen: number
-  /** Bytes of messages one read returns at most (but always one message). */
+  /** Bytes of messages one read returns at most (but always one message); one script call's reads too, about. */
   readonly readMaxBytes: number
+  /** Rooms one read script call reads at most (the reads asked for in one turn go together). */
+  readonly readMaxRoomsPerCall: number
   /** Bytes of messages a room keeps at most. */
   readonly maxBytes: number
   /** How long a room keeps a message, in seconds. */
@@ -74,6 +76,19 @@ interface AppendCall {
 /** A call's reply: -1 (refused: nothing stored), or 1 and `ms, first, status` per piece. */
 type AppendReply = (number | string)[]
 
+/** A read asked for in this turn, waiting for its script call. */
+interface PendingRead {
+  readonly room: string
+  readonly after: string
+  readonly count: number
+  readonly maxBytes: number
+  readonly resolve: (entries: Entry[]) => void
+  readonly reject: (err: unknown) => void
+}
+
+/** room_read-2n.lua: the reads of one turn, per slot, written as one request per call. */
+const READ = scriptRequests('room_read-2n.lua')
+
 /** room_append-4n.lua, each call written straight into its request: not through ioredis' script command, whose copies of the arguments were this path's largest allocation. */
 const APPEND = scriptRequests('room_append-4n.lua')
 
@@ -112,6 +127,8 @@ export class RoomLog {
   readonly #ordered: OrderedAppends | undefined
   /** The appends of this turn, not sent yet. */
   #turn: Turn | undefined
+  /** The reads of this turn, not sent yet. */
+  #reads: PendingRead[] | undefined
 
   constructor(redis: Commands, keys: Keys, options: RoomLogOptions) {
     this.#redis = redis
@@ -311,40 +328,67 @@ export class RoomLog {
   /**
    * Up to `count` messages after `after`, oldest first; none older than the
    * ttl; no more than `maxBytes` of them (0: no bound) unless the first alone.
+   *
+   * The reads asked for in one turn of the event loop go together, one
+   * room_read-2n.lua call per slot (on one Redis, one call) of at most
+   * readMaxRoomsPerCall rooms: a consumer that connects in many rooms new
+   * to the node reads each of them, and one call (a round trip, a socket
+   * write) each cost the node more than the reads cost Redis
+   * (docs/performance.md, section 1, item 29).
    */
-  async read(
-    room: string,
-    after: Cursor,
-    count: number,
-    maxBytes = this.#options.readMaxBytes,
-  ): Promise<Entry[]> {
-    const { log, head } = this.#keys.room(room)
-    const flat = await this.#redis.roomRead(
-      log,
-      head,
-      formatCursor(after),
-      count,
-      this.#options.ttlSec,
-      maxBytes,
-    )
-    // Entries as the fan-out makes them, so that outboxes queue them as they are.
-    const since = flat[0]
-    const entries: Entry[] = []
-    for (let i = 1; i + 3 < flat.length; i += 4) {
-      const { ms, seq } = parseCursor(flat[i] as string)
-      entries.push(
-        makeEntry(
-          room,
-          ms,
-          seq,
-          flat[i + 1] as string,
-          (flat[i + 2] as string) || undefined,
-          flat[i + 3] === '1',
-          since,
-        ),
-      )
+  read(room: string, after: Cursor, count: number, maxBytes = this.#options.readMaxBytes): Promise<Entry[]> {
+    return new Promise((resolve, reject) => {
+      let reads = this.#reads
+      if (!reads) {
+        reads = this.#reads = []
+        queueMicrotask(() => this.#sendReads())
+      }
+      reads.push({ room, after: formatCursor(after), count, maxBytes, resolve, reject })
+    })
+  }
+
+  /** Issues the turn's reads, per slot, in calls of at most readMaxRoomsPerCall rooms. */
+  #sendReads(): void {
+    const reads = this.#reads
+    this.#reads = undefined
+    if (!reads) return
+    const perCall = this.#options.readMaxRoomsPerCall
+    for (const group of groupBySlot(reads, read => this.#keys.room(read.room).log, this.#options.isCluster))
+      for (let start = 0; start < group.length; start += perCall)
+        this.#readCall(group.slice(start, start + perCall))
+  }
+
+  /**
+   * One room_read-2n.lua call; the rooms it left unread (its bytes reached
+   * readMaxBytes) go in the next. Every read settles: nothing escapes.
+   */
+  #readCall(reads: readonly PendingRead[]): void {
+    const failAll = (err: unknown): void => {
+      for (const read of reads) read.reject(err) // no-op for those settled already
     }
-    return entries
+    try {
+      const request = READ.start(2 * reads.length, 2 + 3 * reads.length)
+      for (const { room } of reads) {
+        const { log, head } = this.#keys.room(room)
+        request.key(log).key(head)
+      }
+      request.arg(this.#options.ttlSec).arg(this.#options.readMaxBytes)
+      for (const { after, count, maxBytes } of reads) request.arg(after).arg(count).arg(maxBytes)
+      READ.send(this.#redis, request.end())
+        .then(reply => {
+          const rooms = reply as (number | string)[][]
+          if (rooms.length === 0) throw new Error('room read returned no room')
+          for (const [i, flat] of rooms.entries()) {
+            const read = reads[i]!
+            if (flat[0] === -1) read.reject(new Error(`room read failed: ${String(flat[1])}`))
+            else read.resolve(entriesOf(read.room, flat))
+          }
+          if (rooms.length < reads.length) this.#readCall(reads.slice(rooms.length))
+        })
+        .catch(failAll)
+    } catch (err) {
+      failAll(err) // nothing escapes the turn's microtask
+    }
   }
 
   /** Messages the room's log holds now. */
@@ -357,6 +401,27 @@ export class RoomLog {
     const [seq, ms] = await this.#redis.hmget(this.#keys.room(room).head, 's', 't')
     return seq && ms ? { ms: Number(ms), seq: Number(seq) } : ORIGIN
   }
+}
+
+/** A room's reply of room_read-2n.lua as entries, as the fan-out makes them: outboxes queue them as they are. */
+function entriesOf(room: string, flat: readonly (number | string)[]): Entry[] {
+  const since = flat[0] as number
+  const entries: Entry[] = []
+  for (let i = 1; i + 3 < flat.length; i += 4) {
+    const { ms, seq } = parseCursor(flat[i] as string)
+    entries.push(
+      makeEntry(
+        room,
+        ms,
+        seq,
+        flat[i + 1] as string,
+        (flat[i + 2] as string) || undefined,
+        flat[i + 3] === '1',
+        since,
+      ),
+    )
+  }
+  return entries
 }
 
 /** Why piece `index` of a call's reply is not stored: the call was refused, or the script refused that room. */

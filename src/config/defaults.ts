@@ -221,6 +221,11 @@ export interface Config {
   readonly recentMaxBytes: number
   /** Bytes of messages one room log read returns at most (but always one message). @default 1048576 */
   readonly logReadMaxBytes: number
+  /**
+   * Rooms one room log read script call reads at most: the reads asked for in one turn (a consumer
+   * connecting in many rooms new to the node) go together, a call per this many. @default 256
+   */
+  readonly logReadMaxRoomsPerCall: number
   /** Bytes buffered towards one consumer before it is closed as too slow. @default 1048576 */
   readonly consumerMaxBackpressureBytes: number
   /**
@@ -384,6 +389,7 @@ export const defaults: Config = {
   recentMaxBytesPerRoom: 4 << 20,
   recentMaxBytes: 64 << 20,
   logReadMaxBytes: 1 << 20,
+  logReadMaxRoomsPerCall: 256,
   consumerMaxBackpressureBytes: 1 << 20,
   consumerMaxBackpressureBytesTotal: 256 << 20,
   consumerMaxInputBytesPerSec: 256 * 1024,

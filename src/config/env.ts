@@ -307,6 +307,11 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
     parse: toMemoryBytes,
     doc: 'bytes of messages one room log read returns at most (one message at least)',
   },
+  logReadMaxRoomsPerCall: {
+    env: 'SNAPPER_LOG_READ_MAX_ROOMS_PER_CALL',
+    parse: toCount,
+    doc: 'rooms one room log read script call reads at most: the reads asked for in one turn go together',
+  },
   consumerMaxBackpressureBytes: {
     env: 'SNAPPER_CONSUMER_MAX_BACKPRESSURE_BYTES',
     parse: toCount,

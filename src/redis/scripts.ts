@@ -29,15 +29,13 @@ export interface ScriptCommands {
    * cursor pairs.
    */
   progressWrite(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<number>
-  /** room_read-2.lua: since (a number), then 4 strings per message. */
-  roomRead(
-    log: string,
-    head: string,
-    cursor: string,
-    count: number,
-    ttlSec: number,
-    maxBytes: number,
-  ): Reply<[since: number, ...entries: string[]]>
+  /**
+   * room_read-2n.lua: `numberOfKeys` (2 per room), then per room its log and
+   * head keys; then ttlSec, the call's max bytes, and per room its cursor,
+   * count and max bytes. Resolves with one array per room read: since (a
+   * number), then 4 strings per message; or -1 and an error's text.
+   */
+  roomRead(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<(number | string)[][]>
   trackAck(track: string, consumerId: string, receipt: string, maxReceipts: number): Reply<-1 | 0 | 1>
   escalationSchedule(
     due: string,

@@ -4,9 +4,14 @@
  * every room keeps its order, a log read ends its calls where the live
  * announcements ended, and one broken room fails only its own publishes.
  */
-import test from 'ava'
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { createInterface } from 'node:readline'
+import test, { type ExecutionContext } from 'ava'
+import type { Cluster, Redis } from 'ioredis'
 import { decodeAnnouncement } from '../../src/broker/control.js'
-import { RoomLog } from '../../src/broker/room-log.js'
+import type { BrokerCore } from '../../src/broker/core.js'
+import { RoomLog, type RoomLogOptions } from '../../src/broker/room-log.js'
 import { silentLogger } from '../../src/log.js'
 import { createRedisClients } from '../../src/redis/connect.js'
 import { slotOf } from '../../src/redis/slot.js'
@@ -184,6 +189,7 @@ for (const topology of TOPOLOGIES) {
       maxLen: 100,
       maxBytes: 1 << 20,
       readMaxBytes: 1 << 20,
+      readMaxRoomsPerCall: 256,
       ttlSec: 3600,
       publishCommand: core.redis.pubsub.publishCommand,
       resendsInOrder: core.redis.resendsInOrder,
@@ -205,4 +211,97 @@ for (const topology of TOPOLOGIES) {
       ['3'],
     )
   })
+
+  test(`${topology}: one turn's reads of many rooms are one call per slot and per readMaxRoomsPerCall rooms, each room its own messages`, async t => {
+    const { core, config } = await startTestNode(t, redis.target(topology))
+    const rooms = Array.from({ length: 600 }, (_, i) => `read-${i}`)
+    await core.log.appendAll(new Map(rooms.map(room => [room, [`${room} a`, `${room} b`]])))
+    const log = logWith(core, { readMaxRoomsPerCall: 256 })
+    const calls = await scriptCallsSeen(t, core, config.redisPrefix)
+    const reads = await Promise.all(rooms.map(room => log.read(room, { ms: 0, seq: 0 }, 10)))
+    t.deepEqual(
+      reads.map(entries => entries.map(entry => entry.message)),
+      rooms.map(room => [`${room} a`, `${room} b`]),
+    )
+    const slots = new Set(rooms.map(room => slotOf(core.keys.room(room).log)))
+    const expected = topology === 'cluster' ? slots.size : 3 // one Redis: 256 + 256 + 88
+    await eventually(() => calls.count >= expected, {
+      what: `${expected} script calls`,
+      timeoutMs: 2000,
+    }).catch(() => {})
+    t.is(calls.count, expected)
+  })
+
+  test(`${topology}: the rooms a read call leaves unread (its bytes reached readMaxBytes) are read in the next`, async t => {
+    const { core, config } = await startTestNode(t, redis.target(topology))
+    const rooms = ['a', 'b', 'c'].map(room => `bytes-${room}`)
+    await core.log.appendAll(new Map(rooms.map(room => [room, ['xxxx', 'yyyy']])))
+    const log = logWith(core, { readMaxBytes: 4 })
+    const calls = await scriptCallsSeen(t, core, config.redisPrefix)
+    const reads = await Promise.all(rooms.map(room => log.read(room, { ms: 0, seq: 0 }, 10)))
+    t.deepEqual(
+      reads.map(entries => entries.map(entry => entry.message)),
+      [['xxxx'], ['xxxx'], ['xxxx']],
+    )
+    await eventually(() => calls.count >= 3, { what: '3 script calls', timeoutMs: 2000 }).catch(() => {})
+    t.is(calls.count, 3)
+  })
+
+  test(`${topology}: a room whose keys are broken fails its own reads, not those of the same turn`, async t => {
+    const { core } = await startTestNode(t, redis.target(topology))
+    await core.redis.commands.set(core.keys.room('broken').log, 'not a stream')
+    await core.log.appendAll(new Map([['fine', ['y']]]))
+    const [broken, fine] = await Promise.allSettled([
+      core.log.read('broken', { ms: 0, seq: 0 }, 10),
+      core.log.read('fine', { ms: 0, seq: 0 }, 10),
+    ])
+    t.is(broken.status, 'rejected')
+    t.regex(String((broken as PromiseRejectedResult).reason), /WRONGTYPE/)
+    t.deepEqual(fine.status === 'fulfilled' ? fine.value.map(entry => entry.message) : fine.reason, ['y'])
+  })
+}
+
+/** A RoomLog on the node's Redis with these read bounds. */
+function logWith(
+  core: BrokerCore,
+  bounds: Partial<Pick<RoomLogOptions, 'readMaxBytes' | 'readMaxRoomsPerCall'>>,
+): RoomLog {
+  return new RoomLog(core.redis.commands, core.keys, {
+    maxLen: 100,
+    maxBytes: 1 << 20,
+    readMaxBytes: 1 << 20,
+    readMaxRoomsPerCall: 256,
+    ttlSec: 3600,
+    publishCommand: core.redis.pubsub.publishCommand,
+    resendsInOrder: core.redis.resendsInOrder,
+    isPassing: err => core.redis.isPassing(err),
+    isCluster: core.redis.isCluster,
+    ...bounds,
+  })
+}
+
+/**
+ * Script calls (EVAL, EVALSHA) with a key of `prefix` that Redis runs from
+ * now on, as MONITOR shows them on every master (a socket of its own: what
+ * the room log costs Redis, seen from Redis).
+ */
+async function scriptCallsSeen(
+  t: ExecutionContext,
+  core: BrokerCore,
+  prefix: string,
+): Promise<{ count: number }> {
+  const commands = core.redis.commands
+  const masters = core.redis.isCluster ? (commands as Cluster).nodes('master') : [commands as Redis]
+  const seen = { count: 0 }
+  for (const { options } of masters) {
+    const socket = connect(options.port!, options.host)
+    t.teardown(() => void socket.destroy())
+    socket.write('MONITOR\r\n')
+    await once(socket, 'data') // +OK
+    const lines = createInterface({ input: socket })
+    lines.on('line', line => {
+      if (/^\+?[\d.]+ \[[^\]]*\] "eval(sha)?"/i.test(line) && line.includes(`"${prefix}`)) seen.count++
+    })
+  }
+  return seen
 }

@@ -303,12 +303,25 @@ test('progress_write writes the pairs of several rooms, 600 pairs in one room in
   t.true((await redis.ttl(a)) > 0 && (await redis.ttl(b)) > 0)
 })
 
+/** One room's read through room_read-2n.lua (a call of one room, no bound on the call's bytes). */
+const readOne = async (
+  log: string,
+  head: string,
+  cursor: string,
+  count: number,
+  ttlSec: number,
+  maxBytes: number,
+): Promise<(number | string)[]> => {
+  const rooms = await redis.roomRead(2, log, head, ttlSec, 0, cursor, count, maxBytes)
+  return rooms[0]!
+}
+
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
   const { log, head, append } = roomKeysFor('read')
   const [ms] = await append('a', 'b', 'c', 'd')
   // First the ms at which this incarnation of the log began (that of its seq 1), then each entry:
   // id, message, track nonce ('' untracked), '1' on the last message of its append call.
-  t.deepEqual(await redis.roomRead(log, head, '0-0', 10, 60, 0), [
+  t.deepEqual(await readOne(log, head, '0-0', 10, 60, 0), [
     ms,
     `${ms}-1`,
     'a',
@@ -327,26 +340,22 @@ test('room_read returns messages after a cursor, oldest first, at most count', a
     '',
     '1',
   ])
-  t.deepEqual(await redis.roomRead(log, head, `${ms}-2`, 1, 60, 0), [ms, `${ms}-3`, 'c', '', ''])
-  t.deepEqual(await redis.roomRead(log, head, `${ms}-4`, 10, 60, 0), [ms])
+  t.deepEqual(await readOne(log, head, `${ms}-2`, 1, 60, 0), [ms, `${ms}-3`, 'c', '', ''])
+  t.deepEqual(await readOne(log, head, `${ms}-4`, 10, 60, 0), [ms])
 })
 
 test('room_read returns at most max bytes of messages, but always the first one', async t => {
   const { log, head, append } = roomKeysFor('read bytes')
   const [ms] = await append('aaaa', 'bbbb', 'cccc', ...Array.from({ length: 70 }, () => 'x'))
   const messagesOf = ([, ...flat]: unknown[]) => flat.filter((_, i) => i % 4 === 1)
-  t.deepEqual(messagesOf(await redis.roomRead(log, head, '0-0', 10, 60, 8)), ['aaaa', 'bbbb'])
-  t.deepEqual(messagesOf(await redis.roomRead(log, head, '0-0', 10, 60, 9)), ['aaaa', 'bbbb'])
-  t.deepEqual(messagesOf(await redis.roomRead(log, head, '0-0', 10, 60, 2)), ['aaaa'], 'one, however large')
-  t.deepEqual(messagesOf(await redis.roomRead(log, head, `${ms}-1`, 10, 60, 0)), [
-    'bbbb',
-    'cccc',
-    ...'xxxxxxxx',
-  ])
+  t.deepEqual(messagesOf(await readOne(log, head, '0-0', 10, 60, 8)), ['aaaa', 'bbbb'])
+  t.deepEqual(messagesOf(await readOne(log, head, '0-0', 10, 60, 9)), ['aaaa', 'bbbb'])
+  t.deepEqual(messagesOf(await readOne(log, head, '0-0', 10, 60, 2)), ['aaaa'], 'one, however large')
+  t.deepEqual(messagesOf(await readOne(log, head, `${ms}-1`, 10, 60, 0)), ['bbbb', 'cccc', ...'xxxxxxxx'])
   // Past the script's chunks of 32: count and bytes hold across them.
-  t.is(messagesOf(await redis.roomRead(log, head, `${ms}-3`, 100, 60, 65)).length, 65)
-  t.is(messagesOf(await redis.roomRead(log, head, `${ms}-3`, 69, 60, 0)).length, 69)
-  t.is(messagesOf(await redis.roomRead(log, head, `${ms}-3`, 100, 60, 0)).length, 70)
+  t.is(messagesOf(await readOne(log, head, `${ms}-3`, 100, 60, 65)).length, 65)
+  t.is(messagesOf(await readOne(log, head, `${ms}-3`, 69, 60, 0)).length, 69)
+  t.is(messagesOf(await readOne(log, head, `${ms}-3`, 100, 60, 0)).length, 70)
 })
 
 test('room_read skips messages older than the ttl', async t => {
@@ -354,17 +363,81 @@ test('room_read skips messages older than the ttl', async t => {
   const old = Date.now() - 120_000
   await redis.xadd(log, `${old}-1`, 'm', 'old')
   await redis.xadd(log, `${Date.now()}-2`, 'm', 'new')
-  const [since, ...flat] = await redis.roomRead(log, head, '0-0', 10, 60, 0)
+  const [since, ...flat] = await readOne(log, head, '0-0', 10, 60, 0)
   t.is(since, 0, 'a log without a head (written by hand here): when it began is not known')
   t.deepEqual(
     flat.filter((_, i) => i % 4 === 1),
     ['new'],
   )
-  const [, ...older] = await redis.roomRead(log, head, `${old - 1}-0`, 10, 600, 0)
+  const [, ...older] = await readOne(log, head, `${old - 1}-0`, 10, 600, 0)
   t.deepEqual(
     older.filter((_, i) => i % 4 === 1),
     ['old', 'new'],
   )
+})
+
+test('room_read reads many rooms in one call, each after its own cursor, with its own count and bytes', async t => {
+  const a = roomKeysFor('many a')
+  const b = roomKeysFor('many b')
+  const empty = keysFor().room('many empty')
+  const [msA] = await a.append('a1', 'a2', 'a3')
+  const [msB] = await b.append('b1', 'b2')
+  const rooms = await redis.roomRead(
+    6,
+    ...[a.log, a.head, empty.log, empty.head, b.log, b.head],
+    60,
+    0,
+    ...[`${msA}-1`, 10, 0],
+    ...['0-0', 10, 0],
+    ...['0-0', 1, 0],
+  )
+  t.deepEqual(rooms, [
+    [msA, `${msA}-2`, 'a2', '', '', `${msA}-3`, 'a3', '', '1'],
+    [0],
+    [msB, `${msB}-1`, 'b1', '', ''],
+  ])
+})
+
+test('room_read stops after the room whose read reaches the bytes of the call: the rooms after it are not read', async t => {
+  const rooms = ['bytes a', 'bytes b', 'bytes c'].map(room => roomKeysFor(room))
+  for (const room of rooms) await room.append('xxxx', 'yyyy')
+  const read = (callMaxBytes: number) =>
+    redis.roomRead(
+      6,
+      ...rooms.flatMap(room => [room.log, room.head]),
+      60,
+      callMaxBytes,
+      ...rooms.flatMap(() => ['0-0', 10, 0]),
+    )
+  t.is((await read(8)).length, 1, 'the first room alone reaches 8 bytes')
+  t.is((await read(9)).length, 2)
+  t.is((await read(1)).length, 1, 'the first room is read, however large')
+  t.is((await read(0)).length, 3, 'no bound')
+})
+
+test('room_read answers a room whose keys have the wrong type with its error, and reads the others', async t => {
+  const good = roomKeysFor('typed good')
+  const broken = keysFor().room('typed broken')
+  await redis.set(broken.log, 'not a stream')
+  const [ms] = await good.append('g')
+  const [brokenReply, goodReply] = await redis.roomRead(
+    4,
+    broken.log,
+    broken.head,
+    good.log,
+    good.head,
+    60,
+    0,
+    '0-0',
+    10,
+    0,
+    '0-0',
+    10,
+    0,
+  )
+  t.is(brokenReply![0], -1)
+  t.regex(String(brokenReply![1]), /WRONGTYPE/)
+  t.deepEqual(goodReply, [ms, `${ms}-1`, 'g', '', '1'])
 })
 
 test('room_append marks where an incarnation of the log begins: the head keeps the ms of seq 1 until log and head expire, and a log that starts again gets its own', async t => {
@@ -375,7 +448,7 @@ test('room_append marks where an incarnation of the log begins: the head keeps t
   const [later, first] = await append('c')
   t.true(later > began && first === 3)
   t.is(await redis.hget(head, 'i'), String(began), 'the same incarnation: unchanged')
-  t.is((await redis.roomRead(log, head, '0-0', 10, 60, 0))[0], began)
+  t.is((await readOne(log, head, '0-0', 10, 60, 0))[0], began)
 
   await redis.del(log, head) // what their expiry does
   await new Promise(resolve => setTimeout(resolve, 5))
@@ -383,7 +456,7 @@ test('room_append marks where an incarnation of the log begins: the head keeps t
   t.is(restarted, 1, 'seq starts again at 1')
   t.true(again > later)
   t.is(await redis.hget(head, 'i'), String(again))
-  t.is((await redis.roomRead(log, head, `${began}-2`, 10, 60, 0))[0], again)
+  t.is((await readOne(log, head, `${began}-2`, 10, 60, 0))[0], again)
 })
 
 test('room_append of a tracked message: the nonce goes with it into the log, the read and the announcement, and its track hash lives as long as the message', async t => {
@@ -402,7 +475,7 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
     ['hi'],
   )
   t.deepEqual(await received, { ms, first, messages: ['hi'], track: 'nonce1' })
-  t.deepEqual(await redis.roomRead(log, head, '0-0', 10, 60, 0), [ms, `${ms}-1`, 'hi', 'nonce1', '1'])
+  t.deepEqual(await readOne(log, head, '0-0', 10, 60, 0), [ms, `${ms}-1`, 'hi', 'nonce1', '1'])
   t.deepEqual(await redis.hgetall(track), { s: `${ms}-1` })
   const ttl = await redis.ttl(track)
   t.true(ttl > 0 && ttl <= 60)

@@ -49,7 +49,7 @@ const SCRIPT_KEYS: Record<string, (keys: Keys, n: Names) => string[]> = {
   'escalation_claim-2.lua': keys => [keys.escalations.due, keys.escalations.info],
   'escalation_retry-2.lua': keys => [keys.escalations.due, keys.escalations.info],
   'escalation_done-2.lua': keys => [keys.escalations.due, keys.escalations.info],
-  'room_read-2.lua': (keys, n) => [keys.room(n.room).log, keys.room(n.room).head],
+  'room_read-2n.lua': (keys, n) => [keys.room(n.room).log, keys.room(n.room).head],
   'progress_write-1n.lua': (keys, n) => [keys.room(n.room).progress],
   'consumer_join-3.lua': (keys, n) => {
     const { rooms, node, left } = keys.consumer(n.consumerId)
