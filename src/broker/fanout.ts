@@ -60,6 +60,8 @@ export class Fanout {
   readonly #recentBounds: RecentBounds
   readonly #rooms = new Map<string, LocalRoom>()
   readonly #byChannel = new Map<string, LocalRoom>()
+  /** Subscribes in flight, by the promise PubSub.subscribe gave: the rooms of one command share an outcome. */
+  readonly #subscribing = new Map<Promise<unknown>, { subscribed: Promise<boolean>; rooms: LocalRoom[] }>()
   /** Log reads in flight, by range and read epoch: members that ask for one range share it. */
   readonly #reads = new Map<string, Promise<readonly Entry[]>>()
   /** Announcements that could not be decoded (not ours, or a bug). */
@@ -134,29 +136,52 @@ export class Fanout {
     let local = this.#rooms.get(room)
     if (!local) {
       const channel = this.#keys.room(room).channel
-      // A failed subscribe still lets members read the log; the resync after the subscriber reconnects heals the rest.
-      const subscribed = this.#pubsub.subscribe(channel).then(
-        () => true,
-        (err: unknown) => {
-          this.#context.redisError(err, 'subscribe failed', { room })
-          return false
-        },
-      )
       local = {
         room,
         channel,
         members: outbox,
-        subscribed,
+        subscribed: NOT_SUBSCRIBED,
         epoch: ++this.#ticks,
         recent: new RecentMessages(this.#recentBounds),
       }
+      local.subscribed = this.#subscribe(local)
       this.#rooms.set(room, local)
       this.#byChannel.set(channel, local)
-      const settled = local
-      void subscribed.then(isSubscribed => (settled.subscribed = isSubscribed ? SUBSCRIBED : NOT_SUBSCRIBED))
     } else if (local.members instanceof Set) local.members.add(outbox)
     else if (local.members !== outbox) local.members = new Set([local.members, outbox])
     return local.subscribed
+  }
+
+  /**
+   * Subscribes a new room's channel. The rooms whose channels one command
+   * subscribes (PubSub.subscribe hands them one promise: a turn's asks go as
+   * one SUBSCRIBE) share one outcome, and once it settles each takes the
+   * shared settled one: no promise or closure of a room's own, a connect in
+   * 1,000 rooms new to the node makes a few (docs/performance.md, section 1, item 24).
+   */
+  #subscribe(local: LocalRoom): Promise<boolean> {
+    const asked = this.#pubsub.subscribe(local.channel)
+    let outcome = this.#subscribing.get(asked)
+    if (!outcome) {
+      const rooms: LocalRoom[] = []
+      // A failed subscribe still lets members read the log; the resync after the subscriber reconnects heals the rest.
+      const subscribed = asked.then(
+        () => true,
+        (err: unknown) => {
+          this.#context.redisError(err, 'subscribe failed', { room: rooms[0]?.room, rooms: rooms.length })
+          return false
+        },
+      )
+      outcome = { subscribed, rooms }
+      this.#subscribing.set(asked, outcome)
+      void subscribed.then(isSubscribed => {
+        this.#subscribing.delete(asked)
+        const settled = isSubscribed ? SUBSCRIBED : NOT_SUBSCRIBED
+        for (const room of rooms) if (room.subscribed === subscribed) room.subscribed = settled
+      })
+    }
+    outcome.rooms.push(local)
+    return outcome.subscribed
   }
 
   leave(room: string, outbox: Outbox): void {

@@ -334,7 +334,7 @@ export class RoomLog {
    * readMaxRoomsPerCall rooms: a consumer that connects in many rooms new
    * to the node reads each of them, and one call (a round trip, a socket
    * write) each cost the node more than the reads cost Redis
-   * (docs/performance.md, section 1, item 29).
+   * (docs/performance.md, section 1, item 24).
    */
   read(room: string, after: Cursor, count: number, maxBytes = this.#options.readMaxBytes): Promise<Entry[]> {
     return new Promise((resolve, reject) => {
