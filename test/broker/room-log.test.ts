@@ -185,17 +185,7 @@ for (const topology of TOPOLOGIES) {
         }
       },
     })
-    const log = new RoomLog(commands, core.keys, {
-      maxLen: 100,
-      maxBytes: 1 << 20,
-      readMaxBytes: 1 << 20,
-      readMaxRoomsPerCall: 256,
-      ttlSec: 3600,
-      publishCommand: core.redis.pubsub.publishCommand,
-      resendsInOrder: core.redis.resendsInOrder,
-      isPassing: err => core.redis.isPassing(err),
-      isCluster: core.redis.isCluster,
-    })
+    const log = logWith(core, {}, commands)
     const turn = await Promise.allSettled([
       log.appendAll(new Map([['a', ['1']]])),
       log.appendTracked('b', '2', 'nonce-b'),
@@ -261,12 +251,13 @@ for (const topology of TOPOLOGIES) {
   })
 }
 
-/** A RoomLog on the node's Redis with these read bounds. */
+/** A RoomLog of the node's keys with these read bounds, on its Redis client or `commands`. */
 function logWith(
   core: BrokerCore,
   bounds: Partial<Pick<RoomLogOptions, 'readMaxBytes' | 'readMaxRoomsPerCall'>>,
+  commands = core.redis.commands,
 ): RoomLog {
-  return new RoomLog(core.redis.commands, core.keys, {
+  return new RoomLog(commands, core.keys, {
     maxLen: 100,
     maxBytes: 1 << 20,
     readMaxBytes: 1 << 20,
