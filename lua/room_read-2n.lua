@@ -4,9 +4,10 @@
 --   one whose read reaches it are not read   then per room (in the order of KEYS):
 --   cursor <ms>-<seq> (exclusive; '0-0' reads from the start), count, and max bytes of messages
 --   (0: no bound), but always the first one
--- Returns: per room read, in order, {since, id1, message1, track1, end1, id2, ...}: since is the ms
---   at which this incarnation of the log began (the head's i; 0 if not known), which tells a cursor
---   of an older one (a log that expired starts again at seq 1) from one of this; track is the
+-- Returns: per room read, in order, {since, more, id1, message1, track1, end1, id2, ...}: since is
+--   the ms at which this incarnation of the log began (the head's i; 0 if not known), which tells a
+--   cursor of an older one (a log that expired starts again at seq 1) from one of this; more is 1 if
+--   the room's bytes stopped the read before the log's end (read on from its last), else 0; track is the
 --   nonce of a tracked message (room_append-4n.lua), '' for the others; end is '1' for the last
 --   message of an announcement (a part of an append call), else ''. A room whose keys Redis
 --   refuses (the wrong type) gets {-1, the error's text}, and the others are read all the same.
@@ -27,7 +28,7 @@ local function read(log, head, cursor, left, maxBytes)
   if cursorMs == nil or cursorMs < oldest then start = string.format('%.0f', oldest) end
   local since = redis.pcall('HGET', head, 'i')
   if type(since) == 'table' and since.err then return {-1, since.err}, 0 end
-  local flat = {tonumber(since) or 0}
+  local flat = {tonumber(since) or 0, 0}
   local bytes = 0
   while left > 0 do
     local want = math.min(left, 32)
@@ -35,7 +36,10 @@ local function read(log, head, cursor, left, maxBytes)
     if entries.err then return {-1, entries.err}, bytes end
     for i = 1, #entries do
       local fields = entries[i][2]
-      if maxBytes > 0 and bytes + #fields[2] > maxBytes and #flat > 1 then return flat, bytes end
+      if maxBytes > 0 and bytes + #fields[2] > maxBytes and #flat > 2 then
+        flat[2] = 1
+        return flat, bytes
+      end
       bytes = bytes + #fields[2]
       local track, ends = '', ''
       for f = 3, #fields, 2 do

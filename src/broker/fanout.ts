@@ -7,7 +7,7 @@ import { makeEntry, type Entry } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
 import { RecentMessages, type RecentBounds } from './recent.js'
-import type { RoomLog } from './room-log.js'
+import type { LogEntries, RoomLog } from './room-log.js'
 
 /** A settled subscription: one promise for every room, not the room's own kept for its life (docs/performance.md, section 1). */
 const SUBSCRIBED = Promise.resolve(true)
@@ -63,7 +63,7 @@ export class Fanout {
   /** Subscribes in flight, by the promise PubSub.subscribe gave: the rooms of one command share an outcome. */
   readonly #subscribing = new Map<Promise<unknown>, { subscribed: Promise<boolean>; rooms: LocalRoom[] }>()
   /** Log reads in flight, by range and read epoch: members that ask for one range share it. */
-  readonly #reads = new Map<string, Promise<readonly Entry[]>>()
+  readonly #reads = new Map<string, Promise<LogEntries>>()
   /** Announcements that could not be decoded (not ours, or a bug). */
   dropped = 0
   /** Announcements received, for /metrics. */
@@ -258,7 +258,7 @@ export class Fanout {
    * reach back that far; else a log read, shared by members that ask for
    * the same range at the same read epoch.
    */
-  read(room: string, after: Cursor, count: number): Promise<readonly Entry[]> {
+  read(room: string, after: Cursor, count: number): Promise<LogEntries> {
     const local = this.#rooms.get(room)
     const recent = local?.recent.after(after, count)
     if (recent) return Promise.resolve(recent)

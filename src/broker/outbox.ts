@@ -5,6 +5,7 @@ import { isAfter, isNext, missedBetween, type Cursor } from './cursor.js'
 import type { Entry } from './entry.js'
 import { Fifo } from './fifo.js'
 import { OutboxCursors, type AckedRoom } from './outbox-cursors.js'
+import type { LogEntries } from './room-log.js'
 import { RoomMap } from './room-map.js'
 
 /** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */
@@ -30,7 +31,7 @@ export interface OutboxHost<S extends ConsumerSink> {
   /** Where a throw out of an outbox's timer is logged (a bug). */
   readonly log: Logger
   /** Up to `count` messages of `room` after `after` (may be shared with other readers). */
-  read(room: string, after: Cursor, count: number): Promise<readonly Entry[]>
+  read(room: string, after: Cursor, count: number): Promise<LogEntries>
   /** A fresh id for a batch sent again after the client answered it with an error. */
   newBatchId(): string
   /** Hands a batch to the consumer's session. */
@@ -368,7 +369,8 @@ export class Outbox<S extends ConsumerSink = ConsumerSink> {
           this.#host.holeFound(this, room, missed)
         }
         if (state.mode === 'reading') {
-          if (logEntries.length === want || state.again) this.#read(room, state)
+          // Fewer than asked for is the log's end, unless its bytes cut the read short.
+          if (logEntries.length === want || logEntries.isCut === true || state.again) this.#read(room, state)
           else this.#goLive(room, state)
         }
         this.pump()

@@ -76,13 +76,20 @@ interface AppendCall {
 /** A call's reply: -1 (refused: nothing stored), or 1 and `ms, first, status` per piece. */
 type AppendReply = (number | string)[]
 
+/**
+ * What a log read returns: its entries, oldest first, and `isCut` when its
+ * bytes bound (logReadMaxBytes) stopped it before the log's end: fewer
+ * entries than asked for then do not mean the reader is at the end.
+ */
+export type LogEntries = readonly Entry[] & { readonly isCut?: true }
+
 /** A read asked for in this turn, waiting for its script call. */
 interface PendingRead {
   readonly room: string
   readonly after: string
   readonly count: number
   readonly maxBytes: number
-  readonly resolve: (entries: Entry[]) => void
+  readonly resolve: (entries: LogEntries) => void
   readonly reject: (err: unknown) => void
 }
 
@@ -336,7 +343,12 @@ export class RoomLog {
    * write) each cost the node more than the reads cost Redis
    * (docs/performance.md, section 1, item 24).
    */
-  read(room: string, after: Cursor, count: number, maxBytes = this.#options.readMaxBytes): Promise<Entry[]> {
+  read(
+    room: string,
+    after: Cursor,
+    count: number,
+    maxBytes = this.#options.readMaxBytes,
+  ): Promise<LogEntries> {
     return new Promise((resolve, reject) => {
       let reads = this.#reads
       if (!reads) {
@@ -404,10 +416,11 @@ export class RoomLog {
 }
 
 /** A room's reply of room_read-2n.lua as entries, as the fan-out makes them: outboxes queue them as they are. */
-function entriesOf(room: string, flat: readonly (number | string)[]): Entry[] {
+function entriesOf(room: string, flat: readonly (number | string)[]): LogEntries {
   const since = flat[0] as number
-  const entries: Entry[] = []
-  for (let i = 1; i + 3 < flat.length; i += 4) {
+  const entries: Entry[] & { isCut?: true } = []
+  if (flat[1] === 1) entries.isCut = true
+  for (let i = 2; i + 3 < flat.length; i += 4) {
     const { ms, seq } = parseCursor(flat[i] as string)
     entries.push(
       makeEntry(

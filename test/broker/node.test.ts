@@ -179,6 +179,21 @@ for (const topology of TOPOLOGIES) {
     t.true(maxQueuedBytes <= 5_000, `${maxQueuedBytes} bytes queued`)
   })
 
+  test(`${topology}: a read cut by logReadMaxBytes is followed by the next: a consumer catching up gets the whole log, with nothing published after`, async t => {
+    const { node, core } = await startTestNode(t, redis.target(topology), { logReadMaxBytes: 10_000 })
+    const id = consumerId()
+    const first = await new RecordingSink(node).connect(id, USER)
+    await core.producerApi.subscribe('cut', id)
+    await node.disconnect(first.outbox!, first)
+    // 100 KB missed: ten reads' worth, each cut by its bytes well before its count.
+    const messages = range(100).map(i => i.padStart(1000, '.'))
+    await publishAll(core.producerApi, 'cut', messages)
+    const sink = await new RecordingSink(node).connect(id, USER)
+    await sink.waitFor(100)
+    t.deepEqual(sink.messages, messages)
+    t.deepEqual(sink.gaps, [])
+  })
+
   test(`${topology}: the recent messages a node keeps stay within recentMaxBytesPerRoom and recentMaxBytes, none with recentMaxMessages 0`, async t => {
     const message = (i: string): string => i.padStart(1000, '.')
     const held = heldBytes(makeEntry('r', 0, 0, message('0'), undefined))

@@ -319,10 +319,12 @@ const readOne = async (
 test('room_read returns messages after a cursor, oldest first, at most count', async t => {
   const { log, head, append } = roomKeysFor('read')
   const [ms] = await append('a', 'b', 'c', 'd')
-  // First the ms at which this incarnation of the log began (that of its seq 1), then each entry:
-  // id, message, track nonce ('' untracked), '1' on the last message of its append call.
+  // First the ms at which this incarnation of the log began (that of its seq 1), then whether the
+  // read's bytes cut it short (0: no), then each entry: id, message, track nonce ('' untracked),
+  // '1' on the last message of its append call.
   t.deepEqual(await readOne(log, head, '0-0', 10, 60, 0), [
     ms,
+    0,
     `${ms}-1`,
     'a',
     '',
@@ -340,15 +342,18 @@ test('room_read returns messages after a cursor, oldest first, at most count', a
     '',
     '1',
   ])
-  t.deepEqual(await readOne(log, head, `${ms}-2`, 1, 60, 0), [ms, `${ms}-3`, 'c', '', ''])
-  t.deepEqual(await readOne(log, head, `${ms}-4`, 10, 60, 0), [ms])
+  t.deepEqual(await readOne(log, head, `${ms}-2`, 1, 60, 0), [ms, 0, `${ms}-3`, 'c', '', ''])
+  t.deepEqual(await readOne(log, head, `${ms}-4`, 10, 60, 0), [ms, 0])
 })
 
 test('room_read returns at most max bytes of messages, but always the first one', async t => {
   const { log, head, append } = roomKeysFor('read bytes')
   const [ms] = await append('aaaa', 'bbbb', 'cccc', ...Array.from({ length: 70 }, () => 'x'))
-  const messagesOf = ([, ...flat]: unknown[]) => flat.filter((_, i) => i % 4 === 1)
+  const messagesOf = ([, , ...flat]: unknown[]) => flat.filter((_, i) => i % 4 === 1)
   t.deepEqual(messagesOf(await readOne(log, head, '0-0', 10, 60, 8)), ['aaaa', 'bbbb'])
+  t.is((await readOne(log, head, '0-0', 10, 60, 8))[1], 1, 'cut short by its bytes: more to read')
+  t.is((await readOne(log, head, `${ms}-3`, 100, 60, 0))[1], 0, 'the whole log: nothing more')
+  t.is((await readOne(log, head, `${ms}-3`, 5, 60, 0))[1], 0, 'stopped by its count: not said')
   t.deepEqual(messagesOf(await readOne(log, head, '0-0', 10, 60, 9)), ['aaaa', 'bbbb'])
   t.deepEqual(messagesOf(await readOne(log, head, '0-0', 10, 60, 2)), ['aaaa'], 'one, however large')
   t.deepEqual(messagesOf(await readOne(log, head, `${ms}-1`, 10, 60, 0)), ['bbbb', 'cccc', ...'xxxxxxxx'])
@@ -363,13 +368,13 @@ test('room_read skips messages older than the ttl', async t => {
   const old = Date.now() - 120_000
   await redis.xadd(log, `${old}-1`, 'm', 'old')
   await redis.xadd(log, `${Date.now()}-2`, 'm', 'new')
-  const [since, ...flat] = await readOne(log, head, '0-0', 10, 60, 0)
+  const [since, , ...flat] = await readOne(log, head, '0-0', 10, 60, 0)
   t.is(since, 0, 'a log without a head (written by hand here): when it began is not known')
   t.deepEqual(
     flat.filter((_, i) => i % 4 === 1),
     ['new'],
   )
-  const [, ...older] = await readOne(log, head, `${old - 1}-0`, 10, 600, 0)
+  const [, , ...older] = await readOne(log, head, `${old - 1}-0`, 10, 600, 0)
   t.deepEqual(
     older.filter((_, i) => i % 4 === 1),
     ['old', 'new'],
@@ -392,9 +397,9 @@ test('room_read reads many rooms in one call, each after its own cursor, with it
     ...['0-0', 1, 0],
   )
   t.deepEqual(rooms, [
-    [msA, `${msA}-2`, 'a2', '', '', `${msA}-3`, 'a3', '', '1'],
-    [0],
-    [msB, `${msB}-1`, 'b1', '', ''],
+    [msA, 0, `${msA}-2`, 'a2', '', '', `${msA}-3`, 'a3', '', '1'],
+    [0, 0],
+    [msB, 0, `${msB}-1`, 'b1', '', ''],
   ])
 })
 
@@ -437,7 +442,7 @@ test('room_read answers a room whose keys have the wrong type with its error, an
   )
   t.is(brokenReply![0], -1)
   t.regex(String(brokenReply![1]), /WRONGTYPE/)
-  t.deepEqual(goodReply, [ms, `${ms}-1`, 'g', '', '1'])
+  t.deepEqual(goodReply, [ms, 0, `${ms}-1`, 'g', '', '1'])
 })
 
 test('room_append marks where an incarnation of the log begins: the head keeps the ms of seq 1 until log and head expire, and a log that starts again gets its own', async t => {
@@ -475,7 +480,7 @@ test('room_append of a tracked message: the nonce goes with it into the log, the
     ['hi'],
   )
   t.deepEqual(await received, { ms, first, messages: ['hi'], track: 'nonce1' })
-  t.deepEqual(await readOne(log, head, '0-0', 10, 60, 0), [ms, `${ms}-1`, 'hi', 'nonce1', '1'])
+  t.deepEqual(await readOne(log, head, '0-0', 10, 60, 0), [ms, 0, `${ms}-1`, 'hi', 'nonce1', '1'])
   t.deepEqual(await redis.hgetall(track), { s: `${ms}-1` })
   const ttl = await redis.ttl(track)
   t.true(ttl > 0 && ttl <= 60)
