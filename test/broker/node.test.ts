@@ -32,6 +32,21 @@ async function ownRedis(t: ExecutionContext) {
  * both in flight and not acknowledged (`messages`: first's, second's); the
  * sink does not acknowledge by itself.
  */
+/** A consumer of `room` away while 100 messages of 1,000 bytes were published there: its id and those messages. */
+async function missedWhileAway(
+  node: BrokerNode,
+  core: BrokerCore,
+  room: string,
+): Promise<{ id: string; messages: string[] }> {
+  const id = consumerId()
+  const first = await new RecordingSink(node).connect(id, USER)
+  await core.producerApi.subscribe(room, id)
+  await node.disconnect(first.outbox!, first)
+  const messages = range(100).map(i => i.padStart(1000, '.'))
+  await publishAll(core.producerApi, room, messages)
+  return { id, messages }
+}
+
 async function twoRoomBatchInFlight(
   t: ExecutionContext,
   at: { node: BrokerNode; core: BrokerCore },
@@ -155,12 +170,7 @@ for (const topology of TOPOLOGIES) {
       logReadMaxBytes: 10_000,
       consumerMaxQueueBytes: 5_000,
     })
-    const id = consumerId()
-    const first = await new RecordingSink(node).connect(id, USER)
-    await core.producerApi.subscribe('catch-up', id)
-    await node.disconnect(first.outbox!, first)
-    const messages = range(100).map(i => i.padStart(1000, '.'))
-    await publishAll(core.producerApi, 'catch-up', messages)
+    const { id, messages } = await missedWhileAway(node, core, 'catch-up')
     const reads = node.counters.logReads
     const sink = new RecordingSink(node)
     let maxQueuedBytes = 0
@@ -181,13 +191,8 @@ for (const topology of TOPOLOGIES) {
 
   test(`${topology}: a read cut by logReadMaxBytes is followed by the next: a consumer catching up gets the whole log, with nothing published after`, async t => {
     const { node, core } = await startTestNode(t, redis.target(topology), { logReadMaxBytes: 10_000 })
-    const id = consumerId()
-    const first = await new RecordingSink(node).connect(id, USER)
-    await core.producerApi.subscribe('cut', id)
-    await node.disconnect(first.outbox!, first)
     // 100 KB missed: ten reads' worth, each cut by its bytes well before its count.
-    const messages = range(100).map(i => i.padStart(1000, '.'))
-    await publishAll(core.producerApi, 'cut', messages)
+    const { id, messages } = await missedWhileAway(node, core, 'cut')
     const sink = await new RecordingSink(node).connect(id, USER)
     await sink.waitFor(100)
     t.deepEqual(sink.messages, messages)
