@@ -34,6 +34,13 @@ export interface Entry extends Cursor, Incarnated {
 }
 
 /**
+ * What a log read returns: its entries, oldest first, and `isCut` when its
+ * bytes bound (logReadMaxBytes) stopped it before the log's end: fewer
+ * entries than asked for then do not mean the reader is at the end.
+ */
+export type LogEntries = readonly Entry[] & { readonly isCut?: true }
+
+/**
  * Every entry is made here, every field set and in this order, so that V8
  * gives them all one hidden class and the delivery path's reads of them stay
  * monomorphic. (Fields added later, in varying order, made entries of many

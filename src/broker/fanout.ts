@@ -3,11 +3,11 @@ import type { PubSub } from '../redis/pubsub.js'
 import { markChunkEnds, type Batch } from './batch.js'
 import { decodeAnnouncement } from './control.js'
 import { formatCursor, type Cursor } from './cursor.js'
-import { makeEntry, type Entry } from './entry.js'
+import { makeEntry, type Entry, type LogEntries } from './entry.js'
 import type { NodeContext } from './node-context.js'
 import type { Outbox } from './outbox.js'
 import { RecentMessages, type RecentBounds } from './recent.js'
-import type { LogEntries, RoomLog } from './room-log.js'
+import type { RoomLog } from './room-log.js'
 
 /** A settled subscription: one promise for every room, not the room's own kept for its life (docs/performance.md, section 1). */
 const SUBSCRIBED = Promise.resolve(true)

@@ -2,10 +2,9 @@ import { guard } from '../guard.js'
 import type { Logger } from '../log.js'
 import { batchIdOf, batchLength, isOneRun, makeBatch, type Batch } from './batch.js'
 import { isAfter, isNext, missedBetween, type Cursor } from './cursor.js'
-import type { Entry } from './entry.js'
+import type { Entry, LogEntries } from './entry.js'
 import { Fifo } from './fifo.js'
 import { OutboxCursors, type AckedRoom } from './outbox-cursors.js'
-import type { LogEntries } from './room-log.js'
 import { RoomMap } from './room-map.js'
 
 /** Where an outbox's batches go: the consumer's live session, adapted by the gateway. */

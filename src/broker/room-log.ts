@@ -5,7 +5,7 @@ import type { ScriptRequest } from '../redis/script-request.js'
 import { scriptRequests, type Commands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
-import { makeEntry, type Entry } from './entry.js'
+import { makeEntry, type Entry, type LogEntries } from './entry.js'
 import { OrderedAppends, type AppendStatus } from './ordered-appends.js'
 import type { GroupCommit } from './group-commit.js'
 
@@ -76,16 +76,12 @@ interface AppendCall {
 /** A call's reply: -1 (refused: nothing stored), or 1 and `ms, first, status` per piece. */
 type AppendReply = (number | string)[]
 
-/**
- * What a log read returns: its entries, oldest first, and `isCut` when its
- * bytes bound (logReadMaxBytes) stopped it before the log's end: fewer
- * entries than asked for then do not mean the reader is at the end.
- */
-export type LogEntries = readonly Entry[] & { readonly isCut?: true }
-
 /** A read asked for in this turn, waiting for its script call. */
 interface PendingRead {
   readonly room: string
+  /** The room's keys, made once: its call groups by the log's slot, and a rest read again names them again. */
+  readonly log: string
+  readonly head: string
   readonly after: string
   readonly count: number
   readonly maxBytes: number
@@ -355,7 +351,8 @@ export class RoomLog {
         reads = this.#reads = []
         queueMicrotask(() => this.#sendReads())
       }
-      reads.push({ room, after: formatCursor(after), count, maxBytes, resolve, reject })
+      const { log, head } = this.#keys.room(room)
+      reads.push({ room, log, head, after: formatCursor(after), count, maxBytes, resolve, reject })
     })
   }
 
@@ -365,7 +362,7 @@ export class RoomLog {
     this.#reads = undefined
     if (!reads) return
     const perCall = this.#options.readMaxRoomsPerCall
-    for (const group of groupBySlot(reads, read => this.#keys.room(read.room).log, this.#options.isCluster))
+    for (const group of groupBySlot(reads, read => read.log, this.#options.isCluster))
       for (let start = 0; start < group.length; start += perCall)
         this.#readCall(group.slice(start, start + perCall))
   }
@@ -380,10 +377,7 @@ export class RoomLog {
     }
     try {
       const request = READ.start(2 * reads.length, 2 + 3 * reads.length)
-      for (const { room } of reads) {
-        const { log, head } = this.#keys.room(room)
-        request.key(log).key(head)
-      }
+      for (const { log, head } of reads) request.key(log).key(head)
       request.arg(this.#options.ttlSec).arg(this.#options.readMaxBytes)
       for (const { after, count, maxBytes } of reads) request.arg(after).arg(count).arg(maxBytes)
       READ.send(this.#redis, request.end())
