@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Keys } from '../redis/keys.js'
 import { isRedirect } from '../redis/redirects.js'
-import type { ScriptRequest } from '../redis/script-request.js'
+import { isNoScript, type ScriptRequest } from '../redis/script-request.js'
 import { scriptRequests, type Commands } from '../redis/scripts.js'
 import { groupBySlot } from '../redis/slot.js'
 import { formatCursor, ORIGIN, parseCursor, type Cursor } from './cursor.js'
@@ -369,9 +369,11 @@ export class RoomLog {
 
   /**
    * One room_read-2n.lua call; the rooms it left unread (its bytes reached
-   * readMaxBytes) go in the next. Every read settles: nothing escapes.
+   * readMaxBytes) go in the next. A call answered NOSCRIPT (the script cache
+   * emptied) is sent again at once, as EVAL: a read may run in any order.
+   * Every read settles: nothing escapes.
    */
-  #readCall(reads: readonly PendingRead[]): void {
+  #readCall(reads: readonly PendingRead[], isResent = false): void {
     const failAll = (err: unknown): void => {
       for (const read of reads) read.reject(err) // no-op for those settled already
     }
@@ -391,7 +393,10 @@ export class RoomLog {
           }
           if (rooms.length < reads.length) this.#readCall(reads.slice(rooms.length))
         })
-        .catch(failAll)
+        .catch((err: unknown) => {
+          if (isNoScript(err) && !isResent) this.#readCall(reads, true)
+          else failAll(err)
+        })
     } catch (err) {
       failAll(err) // nothing escapes the turn's microtask
     }

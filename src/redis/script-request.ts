@@ -13,19 +13,22 @@ import type { Arg } from './scripts.js'
  * of the unicast path (docs/performance.md, section 1, item 17). Here the
  * caller writes each argument once into the request's text.
  *
- * A call goes as EVALSHA, but as EVAL (with the source) on a connection's
- * first call, after Redis answered NOSCRIPT there (its script cache was
- * emptied), and after an EVAL there failed (refused before it ran, as by a
- * Cluster that is down, it loaded nothing). Unlike ioredis' scripts, a call answered NOSCRIPT is not sent
+ * A call goes as EVALSHA where the script has answered before, and as EVAL
+ * (with the source) on a connection where it has not: its first calls, and
+ * after Redis answered NOSCRIPT there (its script cache was emptied). Only an
+ * answer says the script is there: an EVAL refused before it ran (a redirect
+ * while a slot moves, TRYAGAIN, CLUSTERDOWN, an ACL) loaded nothing, and an
+ * EVALSHA sent behind it would fail NOSCRIPT. Unlike ioredis' scripts, a call answered NOSCRIPT is not sent
  * again here: it did not run, and sent again it would run after calls sent
  * later, which the append numbering must not see (room_append-4n.lua,
  * "Exactly once"). It fails; on a Cluster, OrderedAppends sends it again in
- * order (NOSCRIPT is a failure that passes).
+ * order (NOSCRIPT is a failure that passes); a read, in any order, is sent
+ * again at once (RoomLog).
  */
 export class ScriptRequests {
   readonly #lua: string
   readonly #sha: string
-  /** The connections (sockets) that have run the script: EVALSHA is enough there. */
+  /** The connections (sockets) where the script has answered: EVALSHA is enough there. */
   readonly #loadedOn = new WeakSet<object>()
   readonly #writer = new RespWriter()
 
@@ -72,20 +75,24 @@ export class ScriptRequests {
       : new ScriptCommand(request, this)
   }
 
-  /** Redis said NOSCRIPT on `socket` (its script cache was flushed), or an EVAL failed there: EVAL there next. */
+  /** The script answered on `socket`: EVALSHA there next. */
+  confirm(socket: object): void {
+    this.#loadedOn.add(socket)
+  }
+
+  /** Redis said NOSCRIPT on `socket` (its script cache was emptied): EVAL there next. */
   forget(socket: object): void {
     this.#loadedOn.delete(socket)
   }
 
-  /** Whether the script ran, or an EVAL of it is on its way, on `socket`: then EVALSHA is written there. */
+  /** Whether the script has answered on `socket`: then EVALSHA is written there. */
   isLoadedOn(socket: object): boolean {
     return this.#loadedOn.has(socket)
   }
 
-  /** The bytes to write on `socket`: EVALSHA where the script ran before, else EVAL with its source. */
+  /** The bytes to write on `socket`: EVALSHA where the script answered before, else EVAL with its source. */
   writable(request: ScriptRequest, socket: object): string {
     if (this.#loadedOn.has(socket)) return request.text
-    this.#loadedOn.add(socket)
     const head = `*${request.count}\r\n$4\r\neval\r\n$${Buffer.byteLength(this.#lua)}\r\n${this.#lua}\r\n`
     return head + request.text.slice(request.headLength)
   }
@@ -140,27 +147,20 @@ export interface ScriptRequestWriter {
 class ScriptCommand extends Command {
   readonly #request: ScriptRequest
   readonly #script: ScriptRequests
-  /**
-   * The connections it was written to as EVAL, with the source (ioredis may
-   * write it again: after a redirect, or CLUSTERDOWN, as EVALSHA then).
-   */
-  readonly #loading: object[] = []
   /** How many times it was written: once, a CLUSTERDOWN reply says it did not run. */
   #writes = 0
+  /** Whether its answer confirms the script on the connection it came from (it was written as EVAL). */
+  #confirms = false
 
   constructor(request: ScriptRequest, script: ScriptRequests) {
     super('evalsha', [], { replyEncoding: 'utf8' }) // no arguments here: the request holds them, encoded
     this.#request = request
     this.#script = script
     const reject = this.reject
-    const settle = (err: Error): void => {
-      // A failed EVAL may have loaded nothing (refused before it ran): the next call loads it again,
-      // rather than an EVALSHA that fails NOSCRIPT first.
+    this.reject = (err: Error): void => {
       if (isNoScript(err) && request.socket) script.forget(request.socket)
-      for (const socket of this.#loading) script.forget(socket)
       reject(err)
     }
-    this.reject = settle
   }
 
   /** Whether it was written once only: then a CLUSTERDOWN reply says it did not run. */
@@ -175,7 +175,15 @@ class ScriptCommand extends Command {
   override toWritable(socket: object): string {
     this.#writes++
     this.#request.socket = socket
-    if (!this.#script.isLoadedOn(socket)) this.#loading.push(socket)
+    if (!this.#confirms && !this.#script.isLoadedOn(socket)) {
+      // Only EVAL writes pay for this closure: the answer comes from the connection written last.
+      this.#confirms = true
+      const resolve = this.resolve
+      this.resolve = (value: unknown): void => {
+        this.#script.confirm(this.#request.socket!)
+        resolve(value)
+      }
+    }
     return this.#script.writable(this.#request, socket)
   }
 }
@@ -219,7 +227,8 @@ class FailFastScriptCommand extends ScriptCommand {
   }
 }
 
-function isNoScript(err: unknown): boolean {
+/** Redis answered NOSCRIPT: the call did not run. */
+export function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith('NOSCRIPT')
 }
 

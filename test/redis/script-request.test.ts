@@ -5,8 +5,9 @@
  * run; after the script cache is emptied a call fails and the next one runs.
  */
 import test from 'ava'
-import { Redis } from 'ioredis'
+import { Redis, type Cluster } from 'ioredis'
 import { ScriptRequests } from '../../src/redis/script-request.js'
+import { slotOf } from '../../src/redis/slot.js'
 import { uniquePrefix } from '../helpers/redis.js'
 import { redisPerFile, TOPOLOGIES } from '../helpers/topology.js'
 
@@ -90,6 +91,31 @@ test.serial(
     await admin.call('ACL', 'SETUSER', user, '+eval')
     await call('2')
     t.is(await client.get(key), '2')
+  },
+)
+
+test.serial(
+  'cluster: an EVAL redirected while its slot moves (ASK) loaded nothing where it was refused: the next call there is an EVAL again, not an EVALSHA that fails NOSCRIPT',
+  async t => {
+    const cluster = redis.cluster
+    const client = (await redis.clients('cluster', t)).commands as Cluster
+    const key = `${uniquePrefix()}:{moving}` // never written: the slot's owner sends it on (ASK)
+    const slot = slotOf(key)
+    const owner = await cluster.masterOf(slot)
+    const other = client.nodes('master').find(node => node.options.port !== owner.port)!.options.port!
+    const [ownerAdmin, otherAdmin] = [cluster.nodeClient(owner.port), cluster.nodeClient(other)]
+    const idOf = async (admin: Redis): Promise<string> => String(await admin.call('CLUSTER', 'MYID'))
+    const stable = (): Promise<unknown> =>
+      Promise.all([ownerAdmin, otherAdmin].map(admin => admin.call('CLUSTER', 'SETSLOT', slot, 'STABLE')))
+    t.teardown(stable)
+    await otherAdmin.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', await idOf(ownerAdmin))
+    await ownerAdmin.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', await idOf(otherAdmin))
+    // Reads only: the importing node, asked, must not keep a key of a slot it will not own.
+    const script = new ScriptRequests(`return KEYS[1] -- ${uniquePrefix()}`) // a script Redis has never seen
+    const call = (): Promise<unknown> => script.send(client, script.start(1, 0).key(key).end())
+    t.is(await call(), key) // EVAL to the owner: ASK; EVAL where it was asked to go: runs
+    await stable()
+    t.is(await call(), key) // to the owner again
   },
 )
 
