@@ -607,6 +607,22 @@ for (const topology of TOPOLOGIES) {
     t.deepEqual(await core.producerApi.consumers(user), { length: 3, android: 0, ios: 1, web: 2 })
   })
 
+  if (topology === 'standalone')
+    test("presence drops a user's 150,000 entries of crashed nodes in HDELs of at most 10,000", async t => {
+      const { core } = await startTestNode(t, redis.target(topology))
+      const user = 'eeeeeeeeeeeeeeeeeeeeeeee'
+      const key = core.keys.presence(user)
+      for (let start = 0; start < 150_000; start += 10_000) {
+        const fields = Array.from({ length: 10_000 }, (_, i) => [`stale-${start + i}`, 'crashed-node'])
+        await core.redis.commands.hset(key, Object.fromEntries(fields))
+      }
+      t.deepEqual(await core.producerApi.consumers(user), { length: 0, android: 0, ios: 0, web: 0 })
+      await eventually(async () => (await core.redis.commands.hlen(key)) === 0, {
+        what: 'the entries dropped',
+      })
+      t.pass()
+    })
+
   test(`${topology}: cursors are persisted: a second node resumes where the first left off`, async t => {
     const a = await startTestNode(t, redis.target(topology))
     const b = await startTestNode(t, redis.target(topology), { redisPrefix: a.config.redisPrefix })
