@@ -32,7 +32,7 @@ try {
       producer: 0,
     })
     const claim = {
-      userId: (i + 1).toString(16).padStart(24, 'a'),
+      userId: 'a' + (i + 1).toString(16).padStart(23, '0'),
       exp: Math.floor(Date.now() / 1000) + 3600,
     }
     const record = node.core.keys.consumer(consumerIdOf(claim)).rooms

@@ -51,7 +51,7 @@ try {
     await clients.connect(5000)
     await node.start()
     const ids = Array.from({ length: consumers }, (_, c) => {
-      const userId = (c + 1).toString(16).padStart(24, 'b')
+      const userId = 'b' + (c + 1).toString(16).padStart(23, '0') // unique: a pad of 'b' made 0x1 and 0xb1 one user
       return { userId, consumerId: consumerIdOf({ userId, exp: Math.floor(Date.now() / 1000) + 3600 }) }
     })
     const lastRoom = (c: number): string => `c${c}/r${rooms - 1}`
