@@ -78,7 +78,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   redisRequestTimeoutMs: {
     env: 'SNAPPER_REDIS_REQUEST_TIMEOUT_MS',
     parse: toMs,
-    doc: 'longest a request waits for Redis (a Redis that hangs, before the PING of `redisPingIntervalMs` finds it): an admin route then gets 503 `STORE_UNAVAILABLE` with `Retry-After` (a write may still be done once Redis answers, and its `reason` says so), a consumer handshake 503 with `retryAfterMs` (polling) or a close 1013 (websocket)',
+    doc: 'longest a request waits for Redis (a Redis that hangs, before the PING of `redisPingIntervalMs` finds it): an admin route then gets 503 `STORE_UNAVAILABLE` with `Retry-After` (a gateway `/stats` 503) (a write may still be done once Redis answers, and its `reason` says so), a consumer handshake 503 with `retryAfterMs` (polling) or a close 1013 (websocket)',
   },
   tokenSecrets: {
     env: 'SNAPPER_TOKEN_SECRETS',
@@ -119,7 +119,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   logMaxFailuresPerSec: {
     env: 'SNAPPER_LOG_MAX_FAILURES_PER_SEC',
     parse: toCount,
-    doc: 'lines a second per process, of each kind, for what a Redis outage fails once per request or consumer (`redis command failed`: a producer call answered STORE_UNAVAILABLE; the connect, release or log read of a consumer; the subscribe of a room); the ones left out are counted in one line when their second ends, and the metrics count every one',
+    doc: 'lines a second per process, of each kind, for what a Redis outage fails once per request or consumer (`redis command failed`: a producer call answered STORE_UNAVAILABLE; the connect, release or log read of a consumer; the subscribe of a room; a gateway `/stats` answered 503); the ones left out are counted in one line when their second ends, and the metrics count every one',
   },
 
   roomLogMaxLen: {

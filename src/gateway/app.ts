@@ -43,6 +43,7 @@ export type GatewayConfig = Pick<
   | 'redisRequestTimeoutMs'
   | 'wsCompression'
   | 'logMaxRefusalsPerSec'
+  | 'logMaxFailuresPerSec'
 >
 
 export interface Gateway {
@@ -136,6 +137,8 @@ export function createGateway(deps: {
     logger,
   )
 
+  // One outage fails every /stats request: said at most logMaxFailuresPerSec times a second.
+  const failures = new BoundedLog(logger, config.logMaxFailuresPerSec)
   const serveStats = (res: HttpResponse, req: HttpRequest): void => {
     // ?token= as the original read it, or a Bearer header as the admin /stats takes it (no token in logs).
     const given = new URLSearchParams(req.getQuery()).getAll('token')
@@ -149,12 +152,30 @@ export function createGateway(deps: {
       return
     }
     let isAborted = false
+    let isAnswered = false
     res.onAborted(() => {
       isAborted = true
     })
     const answer = (status: string, body: unknown): void => {
+      if (isAnswered) return
+      isAnswered = true
+      clearTimeout(late)
       if (!isAborted) res.cork(() => writeJson(res, status, body))
     }
+    const unavailable = (err: unknown): void => {
+      if (isAnswered) return // past its deadline already: said once
+      failures.warn(logger, { err }, 'stats unavailable')
+      answer('503 Service Unavailable', httpError('STORE_UNAVAILABLE').body)
+    }
+    // As the admin /stats (redisDeadline): a Redis that hangs fails no command until the watchdog finds it.
+    const late = setTimeout(
+      guard(logger, 'gateway /stats', () =>
+        unavailable(
+          new Error(`Redis did not answer within ${config.redisRequestTimeoutMs} ms (redisRequestTimeoutMs)`),
+        ),
+      ),
+      config.redisRequestTimeoutMs,
+    )
     statsBody(core, node, config.nodeTtlMs).then(
       guard(
         logger,
@@ -162,10 +183,7 @@ export function createGateway(deps: {
         (body: unknown) => answer('200 OK', body),
         () => answer(...INTERNAL),
       ),
-      guard(logger, 'gateway /stats', (err: unknown) => {
-        logger.warn({ err }, 'stats unavailable')
-        answer('503 Service Unavailable', httpError('STORE_UNAVAILABLE').body)
-      }),
+      guard(logger, 'gateway /stats', unavailable),
     )
   }
   // Guarded: a bug answers 500 (uWS would abort the process on a handler that throws unanswered).

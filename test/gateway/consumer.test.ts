@@ -13,6 +13,7 @@ import { call, connectProducer, newUserId, startBroker, TEST_SECRET } from '../h
 import { RawConsumer } from '../helpers/raw-consumer.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { eventually } from '../helpers/eventually.js'
+import { assertBounded, captureLog } from '../helpers/log-lines.js'
 
 let server: RedisServer
 test.before(async () => {
@@ -253,6 +254,30 @@ test('gateway /stats takes the operator token as Authorization: Bearer too, as t
       query,
     )
   }
+})
+
+test('gateway /stats while Redis is stopped: 503 STORE_UNAVAILABLE, `stats unavailable` logged at most logMaxFailuresPerSec a second, the rest counted', async t => {
+  const own = await startRedis()
+  t.teardown(() => own.stop())
+  const { logger, lines } = captureLog()
+  const broker = await startBroker(
+    t,
+    own.url,
+    { logMaxFailuresPerSec: 2, redisRequestTimeoutMs: 300, drainTimeoutMs: 500 },
+    logger,
+  )
+  own.signal('SIGSTOP')
+  t.teardown(() => own.signal('SIGCONT'))
+  const total = 30
+  const url = `http://127.0.0.1:${broker.ports.gateway}/stats?token=${tokens.signOperator()}`
+  const answers = await Promise.all(
+    Array.from({ length: total }, async () => {
+      const response = await fetch(url)
+      return `${response.status} ${((await response.json()) as { error: { message: string } }).error.message}`
+    }),
+  )
+  t.deepEqual(new Set(answers), new Set(['503 Storage unavailable, retry']))
+  await assertBounded(t, lines, 'stats unavailable', { total, perSecond: 2, level: 'warn' })
 })
 
 test("a snapper.ws cookie naming another user's consumer is ignored: that consumer keeps its life", async t => {
