@@ -78,7 +78,7 @@ export const OPTIONS: { readonly [K in keyof Config]: Option<K> } = {
   redisRequestTimeoutMs: {
     env: 'SNAPPER_REDIS_REQUEST_TIMEOUT_MS',
     parse: toMs,
-    doc: 'longest a request waits for Redis (a Redis that hangs, before the PING of `redisPingIntervalMs` finds it): an admin route then gets 503 `STORE_UNAVAILABLE` with `Retry-After` (a gateway `/stats` 503) (a write may still be done once Redis answers, and its `reason` says so), a consumer handshake 503 with `retryAfterMs` (polling) or a close 1013 (websocket)',
+    doc: 'longest a request waits for Redis (a Redis that hangs, before the PING of `redisPingIntervalMs` finds it): an admin route or a gateway `/stats` then gets 503 `STORE_UNAVAILABLE` with `Retry-After` (a write may still be done once Redis answers, and its `reason` says so), a consumer handshake 503 with `retryAfterMs` (polling) or a close 1013 (websocket)',
   },
   tokenSecrets: {
     env: 'SNAPPER_TOKEN_SECRETS',

@@ -160,7 +160,12 @@ export function createGateway(deps: {
       if (isAnswered) return
       isAnswered = true
       clearTimeout(late)
-      if (!isAborted) res.cork(() => writeJson(res, status, body))
+      if (!isAborted)
+        res.cork(() => {
+          res.writeStatus(status)
+          if (status.startsWith('503')) res.writeHeader('Retry-After', '1') // as the admin app's 503s
+          endJson(res, body)
+        })
     }
     const unavailable = (err: unknown): void => {
       if (isAnswered) return // past its deadline already: said once

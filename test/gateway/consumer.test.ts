@@ -256,7 +256,7 @@ test('gateway /stats takes the operator token as Authorization: Bearer too, as t
   }
 })
 
-test('gateway /stats while Redis is stopped: 503 STORE_UNAVAILABLE, `stats unavailable` logged at most logMaxFailuresPerSec a second, the rest counted', async t => {
+test('gateway /stats while Redis is stopped: 503 STORE_UNAVAILABLE with Retry-After, `stats unavailable` logged at most logMaxFailuresPerSec a second, the rest counted', async t => {
   const own = await startRedis()
   t.teardown(() => own.stop())
   const { logger, lines } = captureLog()
@@ -273,10 +273,11 @@ test('gateway /stats while Redis is stopped: 503 STORE_UNAVAILABLE, `stats unava
   const answers = await Promise.all(
     Array.from({ length: total }, async () => {
       const response = await fetch(url)
-      return `${response.status} ${((await response.json()) as { error: { message: string } }).error.message}`
+      const { error } = (await response.json()) as { error: { message: string } }
+      return `${response.status} ${error.message}, Retry-After ${response.headers.get('retry-after')}`
     }),
   )
-  t.deepEqual(new Set(answers), new Set(['503 Storage unavailable, retry']))
+  t.deepEqual(new Set(answers), new Set(['503 Storage unavailable, retry, Retry-After 1']))
   await assertBounded(t, lines, 'stats unavailable', { total, perSecond: 2, level: 'warn' })
 })
 
