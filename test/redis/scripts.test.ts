@@ -303,6 +303,28 @@ test('progress_write writes the pairs of several rooms, 600 pairs in one room in
   t.true((await redis.ttl(a)) > 0 && (await redis.ttl(b)) > 0)
 })
 
+test('progress_write never moves a cursor back: the stale cursors of a node that froze and woke leave the newer ones', async t => {
+  const keys = keysFor()
+  const room = keys.room('r').progress
+  t.is(await redis.progressWrite(1, room, 60, 3, 'taken', '20-5', 'same', '7-7', 'ms', '9-1'), 1)
+  // The frozen node wakes: older cursors (by seq, by ms), an equal one, and a consumer new to the room.
+  t.is(
+    await redis.progressWrite(1, room, 60, 4, 'taken', '20-4', 'same', '7-7', 'ms', '8-9', 'new', '1-1'),
+    1,
+  )
+  t.deepEqual(await redis.hgetall(room), { taken: '20-5', same: '7-7', ms: '9-1', new: '1-1' })
+  // Newer ones move forward, by seq and by ms (a number, not text: 10 after 9).
+  t.is(await redis.progressWrite(1, room, 60, 2, 'taken', '20-6', 'ms', '10-0'), 1)
+  t.deepEqual(await redis.hgetall(room), { taken: '20-6', same: '7-7', ms: '10-0', new: '1-1' })
+  // 1,200 pairs in one room, past the 500 a HMGET takes at a time: each compared with its own.
+  const many = (seq: number): string[] =>
+    Array.from({ length: 1200 }, (_, i) => [`c${i}`, `${i}-${seq}`]).flat()
+  await redis.progressWrite(1, room, 60, 1200, ...many(5))
+  await redis.progressWrite(1, room, 60, 1200, ...many(3))
+  t.is(await redis.hget(room, 'c1199'), '1199-5')
+  t.is(await redis.hget(room, 'c0'), '0-5')
+})
+
 /** One room's read through room_read-2n.lua (a call of one room, no bound on the call's bytes). */
 const readOne = async (
   log: string,
