@@ -13,7 +13,7 @@ import {
   type ConsumerCounters,
   type ConsumerLink,
 } from './consumer.js'
-import { answerFailedRequest, endJson } from './engineio/http.js'
+import { answerFailedRequest, endJson, writeRetryAfter } from './engineio/http.js'
 import { attachEngine, loadUws, type Engine } from './engineio/server.js'
 import type { Uws } from './engineio/uws.js'
 import { statsBody } from './stats.js'
@@ -156,21 +156,22 @@ export function createGateway(deps: {
     res.onAborted(() => {
       isAborted = true
     })
-    const answer = (status: string, body: unknown): void => {
+    const answer = (status: string, body: unknown, retryAfterMs?: number): void => {
       if (isAnswered) return
       isAnswered = true
       clearTimeout(late)
       if (!isAborted)
         res.cork(() => {
           res.writeStatus(status)
-          if (status.startsWith('503')) res.writeHeader('Retry-After', '1') // as the admin app's 503s
+          writeRetryAfter(res, retryAfterMs)
           endJson(res, body)
         })
     }
     const unavailable = (err: unknown): void => {
       if (isAnswered) return // past its deadline already: said once
       failures.warn(logger, { err }, 'stats unavailable')
-      answer('503 Service Unavailable', httpError('STORE_UNAVAILABLE').body)
+      // Retry-After: 1, as the admin app's 503s.
+      answer('503 Service Unavailable', httpError('STORE_UNAVAILABLE').body, 1000)
     }
     // As the admin /stats (redisDeadline): a Redis that hangs fails no command until the watchdog finds it.
     const late = setTimeout(

@@ -33,7 +33,8 @@ export interface ScriptCommands {
    * room_read-2n.lua: `numberOfKeys` (2 per room), then per room its log and
    * head keys; then ttlSec, the call's max bytes, and per room its cursor,
    * count and max bytes. Resolves with one array per room read: since (a
-   * number), then 4 strings per message; or -1 and an error's text.
+   * number), more (1 if the room's bytes cut the read short, else 0), then
+   * 4 strings per message; or -1 and an error's text.
    */
   roomRead(numberOfKeys: number, ...keysAndArgs: Arg[]): Reply<(number | string)[][]>
   trackAck(track: string, consumerId: string, receipt: string, maxReceipts: number): Reply<-1 | 0 | 1>

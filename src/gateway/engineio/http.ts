@@ -177,7 +177,8 @@ export function endJson(res: HttpResponse, body: unknown, isHead = false): void 
   res.end(isHead ? undefined : JSON.stringify(body))
 }
 
-function writeRetryAfter(res: HttpResponse, retryAfterMs: number | undefined): void {
+/** `Retry-After` in whole seconds, rounded up; none without a delay. */
+export function writeRetryAfter(res: HttpResponse, retryAfterMs: number | undefined): void {
   if (retryAfterMs !== undefined) res.writeHeader('Retry-After', String(Math.ceil(retryAfterMs / 1000)))
 }
 
